@@ -1,0 +1,148 @@
+#include "agents/agent.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/registry.h>
+
+#include <algorithm>
+
+#include "crypto/status.h"
+#include "spdlog/spdlog.h"
+
+namespace lethe::agent {
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
+  std::unique_ptr<Agent> a(new Agent());
+  ASSIGN_OR_RETURN(policy::Policy policy, policy::Policy::LoadFile(o.policy_path));
+  a->policy_ = std::make_unique<policy::Policy>(std::move(policy));
+  const policy::Domain* domain = a->policy_->FindDomain(o.domain);
+  if (domain == nullptr)
+    return absl::InvalidArgumentError("--domain: \"" + o.domain + "\" is not a domain of policy " +
+                                      o.policy_path);
+  ASSIGN_OR_RETURN(crypto::Ed25519PrivateKey key, crypto::Ed25519PrivateKey::LoadFile(o.key_path));
+  a->key_ = std::make_unique<crypto::Ed25519PrivateKey>(std::move(key));
+  ASSIGN_OR_RETURN(crypto::Ed25519PublicKey cp_key,
+                   crypto::Ed25519PublicKey::LoadFile(o.control_plane_key_path));
+  a->verifier_ = std::make_unique<CommandVerifier>(cp_key, o.domain,
+                                                   a->policy_->DomainHash(o.domain), *o.clock);
+  a->purger_ = std::make_unique<PostgresPurger>(o.postgres_dsn, *domain, *a->key_, *o.clock);
+  if (absl::Status s = a->purger_->EnsureSchema(); !s.ok()) {
+    // Not fatal: the loop retries when a command arrives.
+    spdlog::warn("domain {}: {}", o.domain, s.ToString());
+  }
+  kafka::Config consumer_cfg = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
+  for (const auto& [k, v] : o.kafka_extra) consumer_cfg[k] = v;
+  ASSIGN_OR_RETURN(a->consumer_,
+                   kafka::Consumer::Create(o.kafka_bootstrap, "lethe-agent." + o.domain,
+                                           {kafka::CommandTopic(o.domain)}, consumer_cfg));
+  ASSIGN_OR_RETURN(a->producer_, kafka::Producer::Create(o.kafka_bootstrap, o.kafka_extra));
+  if (o.metrics) {
+    a->commands_family_ = &prometheus::BuildCounter()
+                               .Name("lethe_agent_commands_total")
+                               .Help("Commands handled by this agent, by result")
+                               .Register(*o.metrics);
+  }
+  a->options_ = std::move(o);
+  spdlog::info("domain {}: agent key {}, trusting control plane key {}", a->options_.domain,
+               a->key_->public_key().KeyId(), cp_key.KeyId());
+  return a;
+}
+
+Agent::~Agent() { Stop(); }
+
+void Agent::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void Agent::Stop() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  stop_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+uint64_t Agent::rejected(Rejection r) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = rejections_.find(r);
+  return it == rejections_.end() ? 0 : it->second;
+}
+
+void Agent::Count(const std::string& result) {
+  if (commands_family_) commands_family_->Add({{"domain", options_.domain}, {"result", result}}).Increment();
+}
+
+void Agent::Backoff(absl::Duration d) {
+  std::unique_lock<std::mutex> l(mu_);
+  stop_cv_.wait_for(l, absl::ToChronoMilliseconds(d), [&] { return stop_.load(); });
+}
+
+absl::Status Agent::Handle(const kafka::Message& m) {
+  const std::string where = m.topic + "/" + std::to_string(m.partition) + "@" + std::to_string(m.offset);
+  VerifyResult v = verifier_->Verify(m.value ? *m.value : std::string());
+  if (!v.command.ok()) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ++rejections_[v.rejection];
+    }
+    stats_.rejected.fetch_add(1);
+    Count(std::string("rejected_") + RejectionName(v.rejection));
+    // The status text names ids and domains only, never identities.
+    spdlog::warn("domain {}: rejected command at {} ({}): {}", options_.domain, where,
+                 RejectionName(v.rejection), v.command.status().ToString());
+    return absl::OkStatus();  // nothing to retry: commit past it
+  }
+  ASSIGN_OR_RETURN(PurgeResult r, purger_->Purge(*v.command));
+  const v1::DeleteCommand& cmd = v.command->command;
+  if (r.replayed) {
+    stats_.replayed.fetch_add(1);
+    Count("replayed");
+    spdlog::info("domain {}: command {} was already processed; re-sending its receipt",
+                 options_.domain, cmd.command_id());
+  } else if (r.receipt.outcome() == v1::Receipt::COMPLETED) {
+    int64_t rows = 0;
+    for (const auto& t : r.receipt.tables()) rows += t.rows_affected();
+    stats_.purged.fetch_add(1);
+    Count("purged");
+    spdlog::info("domain {}: command {} (request {}) purged {} row(s) in {} table(s)",
+                 options_.domain, cmd.command_id(), cmd.request_id(), rows, r.receipt.tables_size());
+  } else {
+    stats_.failed.fetch_add(1);
+    Count("failed");
+    spdlog::error("domain {}: command {} failed: {}", options_.domain, cmd.command_id(),
+                  r.receipt.error());
+  }
+  ASSIGN_OR_RETURN(kafka::Delivered d,
+                   producer_->ProduceSync(kafka::kReceiptTopic, cmd.request_id(), r.receipt_wire));
+  stats_.receipts_sent.fetch_add(1);
+  return consumer_->Commit(m);
+}
+
+void Agent::Run() {
+  absl::Duration backoff = options_.min_backoff;
+  while (!stop_) {
+    auto polled = consumer_->Poll(absl::Milliseconds(200));
+    if (!polled.ok()) {
+      spdlog::error("domain {}: {}", options_.domain, polled.status().ToString());
+      Backoff(backoff);
+      continue;
+    }
+    if (!polled->has_value()) continue;
+    const kafka::Message& m = **polled;
+    absl::Status st = Handle(m);
+    if (st.ok()) {
+      backoff = options_.min_backoff;
+      continue;
+    }
+    // Nothing was acknowledged: no receipt, no committed offset. Read the command again.
+    stats_.retries.fetch_add(1);
+    Count("retry");
+    spdlog::warn("domain {}: will retry command at offset {} in {}: {}", options_.domain, m.offset,
+                 absl::FormatDuration(backoff), st.ToString());
+    if (absl::Status r = consumer_->Rewind(m); !r.ok())
+      spdlog::warn("domain {}: {}", options_.domain, r.ToString());
+    Backoff(backoff);
+    backoff = std::min(backoff * 2, options_.max_backoff);
+  }
+}
+
+}  // namespace lethe::agent

@@ -1,0 +1,89 @@
+// Agent: the sidecar loop of one domain. It consumes lethe.commands.<domain> in the consumer
+// group lethe-agent.<domain> and, for each command: verifies it (a rejection is logged
+// without personal data, counted, and its offset committed: nothing is deleted); purges or
+// replays it in PostgreSQL; publishes the signed receipt to lethe.receipts and waits for the
+// broker's acknowledgement; only then commits the command's offset. A database or broker
+// failure rewinds to the command and retries with backoff.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "agents/purger.h"
+#include "agents/verifier.h"
+#include "controlplane/kafka.h"
+#include "crypto/clock.h"
+#include "policies/policy.h"
+
+namespace prometheus {
+class Registry;
+template <typename T>
+class Family;
+class Counter;
+}  // namespace prometheus
+
+namespace lethe::agent {
+
+struct AgentOptions {
+  std::string domain;
+  std::string postgres_dsn;
+  std::string policy_path;
+  std::string key_path;                 // the agent's Ed25519 private key (PEM)
+  std::string control_plane_key_path;   // lethed's public key (PEM)
+  std::string kafka_bootstrap;
+  kafka::Config kafka_extra;
+  absl::Duration min_backoff = absl::Milliseconds(200);
+  absl::Duration max_backoff = absl::Seconds(10);
+  const Clock* clock = &Clock::Real();
+  std::shared_ptr<prometheus::Registry> metrics;  // optional
+};
+
+struct AgentStats {
+  std::atomic<uint64_t> purged{0};
+  std::atomic<uint64_t> replayed{0};
+  std::atomic<uint64_t> failed{0};     // FAILED receipts
+  std::atomic<uint64_t> rejected{0};   // commands refused by the verifier
+  std::atomic<uint64_t> retries{0};    // transient failures (database, broker)
+  std::atomic<uint64_t> receipts_sent{0};
+};
+
+class Agent {
+ public:
+  static absl::StatusOr<std::unique_ptr<Agent>> Create(AgentOptions options);
+  ~Agent();
+  void Start();  // runs the loop in a thread
+  void Stop();
+  const AgentStats& stats() const { return stats_; }
+  uint64_t rejected(Rejection r) const;
+
+ private:
+  Agent() = default;
+  void Run();
+  // Handles one message; kUnavailable means "rewind and retry".
+  absl::Status Handle(const kafka::Message& m);
+  void Count(const std::string& result);
+  void Backoff(absl::Duration d);
+
+  AgentOptions options_;
+  std::unique_ptr<policy::Policy> policy_;
+  std::unique_ptr<crypto::Ed25519PrivateKey> key_;
+  std::unique_ptr<CommandVerifier> verifier_;
+  std::unique_ptr<PostgresPurger> purger_;
+  std::unique_ptr<kafka::Consumer> consumer_;
+  std::unique_ptr<kafka::Producer> producer_;
+  AgentStats stats_;
+  mutable std::mutex mu_;
+  std::map<Rejection, uint64_t> rejections_;
+  prometheus::Family<prometheus::Counter>* commands_family_ = nullptr;
+  std::condition_variable stop_cv_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace lethe::agent

@@ -1,0 +1,69 @@
+// lethe-agent: the sidecar that purges one domain's projections on signed commands.
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
+#include <signal.h>
+
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
+#include "agents/agent.h"
+#include "crypto/crypto.h"
+#include "spdlog/spdlog.h"
+
+int main(int argc, char** argv) {
+  lethe::agent::AgentOptions o;
+  std::string log_level = "info";
+  std::string metrics_listen;
+  CLI::App app{"lethe-agent: purges a domain's data on signed Lethe commands"};
+  app.add_option("--domain", o.domain, "domain this agent serves (a policy domain)")->required();
+  app.add_option("--postgres", o.postgres_dsn, "libpq connection string of the domain's database")
+      ->required();
+  app.add_option("--policy", o.policy_path, "policy YAML file")->required();
+  app.add_option("--key", o.key_path, "this agent's Ed25519 private key (PEM)")->required();
+  app.add_option("--control-plane-key", o.control_plane_key_path,
+                 "lethed's Ed25519 public key (PEM); only commands signed by it are obeyed")
+      ->required();
+  app.add_option("--kafka-bootstrap", o.kafka_bootstrap,
+                 "Kafka bootstrap servers, or @FILE to read them from a file (e.g. lethed's "
+                 "DATA_DIR/kafka.bootstrap)")
+      ->required();
+  app.add_option("--metrics-listen", metrics_listen, "serve Prometheus metrics on HOST:PORT");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ lethe-agent[" + o.domain + "]: %v",
+                      spdlog::pattern_time_type::utc);
+  if (!o.kafka_bootstrap.empty() && o.kafka_bootstrap[0] == '@') {
+    auto text = lethe::crypto::ReadFile(o.kafka_bootstrap.substr(1));
+    if (!text.ok()) {
+      std::cerr << "lethe-agent: --kafka-bootstrap: " << text.status().message() << "\n";
+      return 2;
+    }
+    o.kafka_bootstrap = std::string(absl::StripAsciiWhitespace(*text));
+  }
+
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (!metrics_listen.empty()) {
+    o.metrics = std::make_shared<prometheus::Registry>();
+    exposer = std::make_unique<prometheus::Exposer>(metrics_listen);
+    exposer->RegisterCollectable(o.metrics);
+  }
+  auto agent = lethe::agent::Agent::Create(o);
+  if (!agent.ok()) {
+    spdlog::critical("cannot start: {}", agent.status().ToString());
+    return 1;
+  }
+  (*agent)->Start();
+  int sig = 0;
+  sigwait(&stop, &sig);
+  spdlog::info("signal {}: stopping", sig);
+  (*agent)->Stop();
+  return 0;
+}

@@ -1,0 +1,57 @@
+// PostgresPurger: carries out one verified command in the domain's own PostgreSQL, in one
+// transaction: for each table of the domain's policy section, in order, delete the subject's
+// rows with a parameterised statement, then re-count them inside the same transaction; sign
+// a receipt; record the command id and the receipt in lethe_agent.processed_commands; commit.
+// A command already in that table is not executed again: its stored receipt is returned.
+//
+// Table and column names come only from the validated policy and are quoted as identifiers;
+// identity values travel only as statement parameters.
+#pragma once
+
+#include <memory>
+#include <pqxx/connection>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "agents/verifier.h"
+#include "crypto/clock.h"
+#include "crypto/crypto.h"
+#include "lethe/v1/messages.pb.h"
+#include "policies/policy.h"
+
+
+namespace lethe::agent {
+
+struct PurgeResult {
+  std::string receipt_wire;  // serialized SignedEnvelope
+  v1::Receipt receipt;
+  bool replayed = false;     // the command had been processed before
+};
+
+class PostgresPurger {
+ public:
+  PostgresPurger(std::string dsn, policy::Domain domain, const crypto::Ed25519PrivateKey& key,
+                 const Clock& clock);
+  ~PostgresPurger();
+
+  // Creates schema lethe_agent and its table when absent. kUnavailable when the server
+  // cannot be reached.
+  absl::Status EnsureSchema();
+
+  // kUnavailable: the database could not be reached or the transaction could not commit;
+  // nothing changed, retry later. Any other failure to purge is answered with a FAILED
+  // receipt (stored like a COMPLETED one), after rolling the purge back.
+  absl::StatusOr<PurgeResult> Purge(const VerifiedCommand& command);
+
+ private:
+  absl::StatusOr<pqxx::connection*> Connection();
+  PurgeResult Sign(v1::Receipt receipt);
+
+  const std::string dsn_;
+  const policy::Domain domain_;
+  const crypto::Ed25519PrivateKey& key_;
+  const Clock& clock_;
+  std::unique_ptr<pqxx::connection> conn_;
+};
+
+}  // namespace lethe::agent

@@ -1,0 +1,489 @@
+// lethectl: the command line of privacy operators and auditors.
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "crypto/crypto.h"
+#include "crypto/status.h"
+#include "ledger/audit.h"
+#include "ledger/checkpoint.h"
+#include "ledger/ledger.h"
+#include "lethe/v1/api.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "policies/policy.h"
+
+namespace {
+using lethe::Av;
+namespace v1 = lethe::v1;
+
+struct Global {
+  std::string addr;
+  std::string output = "text";
+  bool json() const { return output == "json"; }
+};
+
+int Fail(const std::string& what, const absl::Status& s) {
+  std::cerr << "lethectl " << what << ": " << absl::StatusCodeToString(s.code()) << ": "
+            << s.message() << "\n";
+  return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+int FailGrpc(const std::string& what, const grpc::Status& s) {
+  return Fail(what, absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message()));
+}
+
+std::shared_ptr<grpc::Channel> Connect(const Global& g) {
+  return grpc::CreateChannel(g.addr, grpc::InsecureChannelCredentials());
+}
+
+std::string Json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.add_whitespace = true;
+  opts.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
+  return out;
+}
+
+std::string Time(int64_t ms) {
+  if (ms == 0) return "-";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMillis(ms), absl::UTCTimeZone());
+}
+
+const char* StateName(v1::RequestState s) {
+  switch (s) {
+    case v1::IN_PROGRESS: return "IN_PROGRESS";
+    case v1::COMPLETED: return "COMPLETED";
+    case v1::FAILED: return "FAILED";
+    default: return "UNKNOWN";
+  }
+}
+
+const char* DomainStateName(v1::DomainState s) {
+  switch (s) {
+    case v1::PENDING: return "PENDING";
+    case v1::DONE: return "DONE";
+    case v1::DOMAIN_FAILED: return "FAILED";
+    default: return "UNKNOWN";
+  }
+}
+
+std::string DomainLine(const v1::DomainProgress& d) {
+  std::string line = absl::StrFormat("  %-16s %-8s", d.domain(), DomainStateName(d.state()));
+  if (d.state() == v1::PENDING) {
+    absl::StrAppendFormat(&line, " command %s, published %d time(s)", d.command_id().substr(0, 12),
+                          d.attempts());
+  } else if (d.state() == v1::DONE) {
+    int64_t total = 0;
+    std::string tables;
+    for (const auto& t : d.tables()) {
+      total += t.rows_affected();
+      absl::StrAppendFormat(&tables, "%s%s %d", tables.empty() ? "" : ", ", t.table(), t.rows_affected());
+    }
+    absl::StrAppendFormat(&line, " %d row(s) deleted (%s); 0 remaining verified; receipt entry %d signed by agent key %s",
+                          total, tables, d.receipt_entry(), d.agent_key_id());
+  } else {
+    absl::StrAppendFormat(&line, " %s (receipt entry %d)", d.error(), d.receipt_entry());
+  }
+  return line;
+}
+
+void PrintRequest(const v1::RequestView& r) {
+  std::cout << "request " << r.request_id() << "  " << StateName(r.state()) << "\n";
+  std::cout << "  kind: " << r.kind() << "   identity types: ";
+  for (int i = 0; i < r.identity_types_size(); ++i) std::cout << (i ? ", " : "") << r.identity_types(i);
+  std::cout << "\n  received " << Time(r.received_unix_ms()) << "   due " << Time(r.due_unix_ms())
+            << "   completed " << Time(r.completed_unix_ms()) << "\n";
+  std::cout << "  ledger entry " << r.submitted_entry() << "   policy " << r.policy_hash().substr(0, 16) << "\n";
+  for (const auto& d : r.domains()) std::cout << DomainLine(d) << "\n";
+}
+
+absl::StatusOr<absl::Duration> ParseTimeout(const std::string& s) {
+  absl::Duration d;
+  if (!absl::ParseDuration(s, &d) || d <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("--timeout: not a duration like 90s or 5m");
+  return d;
+}
+
+// ---- keys ---------------------------------------------------------------------------------
+
+int KeysGenerate(const std::string& prefix) {
+  auto key = lethe::crypto::Ed25519PrivateKey::Generate();
+  if (!key.ok()) return Fail("keys generate", key.status());
+  if (auto s = key->SaveFile(prefix + ".key"); !s.ok()) return Fail("keys generate", s);
+  if (auto s = key->public_key().SaveFile(prefix + ".pub"); !s.ok()) return Fail("keys generate", s);
+  std::cout << "wrote " << prefix << ".key (private, mode 0600) and " << prefix
+            << ".pub; key id " << key->public_key().KeyId() << "\n";
+  return 0;
+}
+
+// ---- agents -------------------------------------------------------------------------------
+
+int AgentEnroll(const Global& g, const std::string& domain, const std::string& pub_path) {
+  auto pem = lethe::crypto::ReadFile(pub_path);
+  if (!pem.ok()) return Fail("agent enroll", pem.status());
+  auto stub = v1::Agents::NewStub(Connect(g));
+  v1::EnrollAgentRequest req;
+  req.set_domain(domain);
+  req.set_public_key_pem(*pem);
+  v1::AgentView resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->Enroll(&ctx, req, &resp);
+  if (!s.ok()) return FailGrpc("agent enroll", s);
+  if (g.json()) {
+    std::cout << Json(resp);
+  } else {
+    std::cout << "enrolled agent key " << resp.key_id() << " for domain " << resp.domain()
+              << " (ledger entry " << resp.entry() << ")\n";
+  }
+  return 0;
+}
+
+int AgentList(const Global& g) {
+  auto stub = v1::Agents::NewStub(Connect(g));
+  v1::ListAgentsResponse resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->List(&ctx, v1::ListAgentsRequest(), &resp);
+  if (!s.ok()) return FailGrpc("agent list", s);
+  if (g.json()) {
+    std::cout << Json(resp);
+    return 0;
+  }
+  std::cout << absl::StrFormat("%-16s %-18s %-8s %s\n", "DOMAIN", "KEY ID", "ENTRY", "ENROLLED");
+  for (const auto& a : resp.agents())
+    std::cout << absl::StrFormat("%-16s %-18s %-8d %s\n", a.domain(), a.key_id(), a.entry(),
+                                 Time(a.enrolled_unix_ms()));
+  return 0;
+}
+
+// ---- requests -----------------------------------------------------------------------------
+
+int Watch(const Global& g, const std::string& id, absl::Duration timeout) {
+  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  v1::GetRequestRequest req;
+  req.set_request_id(id);
+  auto reader = stub->Watch(&ctx, req);
+  v1::RequestView view, last;
+  bool any = false;
+  while (reader->Read(&view)) {
+    if (!g.json()) {
+      for (const auto& d : view.domains()) {
+        bool changed = true;
+        for (const auto& p : last.domains())
+          if (p.domain() == d.domain()) changed = p.state() != d.state();
+        if (changed || !any) std::cout << DomainLine(d) << "\n";
+      }
+    }
+    last = view;
+    any = true;
+    if (view.state() != v1::IN_PROGRESS) break;
+  }
+  grpc::Status s = reader->Finish();
+  if (any && last.state() != v1::IN_PROGRESS) {
+    if (g.json()) {
+      std::cout << Json(last);
+    } else {
+      std::cout << "request " << id << " " << StateName(last.state()) << " at "
+                << Time(last.completed_unix_ms()) << "\n";
+    }
+    return last.state() == v1::COMPLETED ? 0 : 1;
+  }
+  if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    std::cerr << "lethectl: timed out after " << absl::FormatDuration(timeout)
+              << " waiting for request " << id << " (still IN_PROGRESS)\n";
+    if (g.json() && any) std::cout << Json(last);
+    return 3;
+  }
+  return FailGrpc("request watch", s);
+}
+
+int RequestErase(const Global& g, const std::vector<std::string>& identities,
+                 const std::string& reason, bool wait, const std::string& timeout_text) {
+  auto timeout = ParseTimeout(timeout_text);
+  if (!timeout.ok()) return Fail("request erase", timeout.status());
+  v1::SubmitRequest req;
+  for (size_t i = 0; i < identities.size(); ++i) {
+    const std::string& arg = identities[i];
+    size_t eq = arg.find('=');
+    if (eq == std::string::npos)
+      return Fail("request erase", absl::InvalidArgumentError(absl::StrFormat(
+                                       "--identity #%d: expected TYPE=VALUE", i + 1)));
+    auto* id = req.add_identities();
+    id->set_type(arg.substr(0, eq));
+    id->set_value(arg.substr(eq + 1));
+  }
+  req.set_reason(reason);
+  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  v1::SubmitResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  grpc::Status s = stub->Submit(&ctx, req, &resp);
+  if (!s.ok()) return FailGrpc("request erase", s);
+  if (!wait) {
+    if (g.json()) {
+      std::cout << Json(resp.request());
+    } else {
+      std::cout << resp.request_id() << "\n";
+    }
+    return 0;
+  }
+  if (!g.json()) {
+    std::cout << "request " << resp.request_id() << " recorded; waiting for "
+              << resp.request().domains_size() << " domain(s)\n";
+  }
+  return Watch(g, resp.request_id(), *timeout);
+}
+
+int RequestGet(const Global& g, const std::string& id) {
+  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  v1::GetRequestRequest req;
+  req.set_request_id(id);
+  v1::RequestView resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->Get(&ctx, req, &resp);
+  if (!s.ok()) return FailGrpc("request get", s);
+  if (g.json()) {
+    std::cout << Json(resp);
+  } else {
+    PrintRequest(resp);
+  }
+  return 0;
+}
+
+int RequestList(const Global& g) {
+  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  v1::ListRequestsResponse resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->List(&ctx, v1::ListRequestsRequest(), &resp);
+  if (!s.ok()) return FailGrpc("request list", s);
+  if (g.json()) {
+    std::cout << Json(resp);
+    return 0;
+  }
+  std::cout << absl::StrFormat("%-32s %-8s %-12s %-20s %-20s %s\n", "REQUEST", "KIND", "STATE",
+                               "RECEIVED", "DUE", "DOMAINS (done/total)");
+  for (const auto& r : resp.requests()) {
+    int done = 0;
+    for (const auto& d : r.domains()) done += d.state() != v1::PENDING;
+    std::cout << absl::StrFormat("%-32s %-8s %-12s %-20s %-20s %d/%d\n", r.request_id(), r.kind(),
+                                 StateName(r.state()), Time(r.received_unix_ms()),
+                                 Time(r.due_unix_ms()), done, r.domains_size());
+  }
+  return 0;
+}
+
+// ---- ledger -------------------------------------------------------------------------------
+
+int PrintAudit(const Global& g, const absl::StatusOr<lethe::ledger::AuditReport>& report,
+               const std::string& source, const std::string& warning) {
+  if (!report.ok()) {
+    if (g.json()) {
+      std::cout << nlohmann::json{{"ok", false}, {"error", std::string(report.status().message())}}.dump(2)
+                << "\n";
+    }
+    std::cerr << "ledger verify: FAILED: " << report.status().message() << "\n";
+    return 1;
+  }
+  const auto& r = *report;
+  if (g.json()) {
+    std::cout << nlohmann::json{{"ok", true},
+                                {"source", source},
+                                {"origin", r.origin},
+                                {"entries", r.entries},
+                                {"checkpoint_size", r.checkpoint_size},
+                                {"root", lethe::crypto::Base64(r.root)},
+                                {"agents", r.agents},
+                                {"requests", r.requests},
+                                {"requests_completed", r.requests_completed},
+                                {"requests_failed", r.requests_failed},
+                                {"commands", r.commands},
+                                {"receipts", r.receipts},
+                                {"warning", warning}}
+                     .dump(2)
+              << "\n";
+    return 0;
+  }
+  if (!warning.empty()) std::cout << "warning: " << warning << "\n";
+  std::cout << "ledger verify: OK (" << source << ")\n"
+            << "  origin      " << r.origin << "\n"
+            << "  entries     " << r.entries << " (hash chain intact)\n"
+            << "  checkpoint  size " << r.checkpoint_size << ", signature verified, Merkle root matches\n"
+            << "  root        " << lethe::crypto::Base64(r.root) << "\n"
+            << "  agents      " << r.agents << " enrolled key(s)\n"
+            << "  requests    " << r.requests << " (" << r.requests_completed << " completed, "
+            << r.requests_failed << " failed, "
+            << (r.requests - r.requests_completed - r.requests_failed) << " in progress)\n"
+            << "  commands    " << r.commands << "\n"
+            << "  receipts    " << r.receipts << ", every signature verified against enrolled agent keys\n";
+  return 0;
+}
+
+int LedgerVerifyOffline(const Global& g, const std::string& dir, const std::string& pub_path) {
+  auto key = lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
+  if (!key.ok()) return Fail("ledger verify", key.status());
+  const std::string ledger_dir = dir + "/ledger";
+  auto note = lethe::crypto::ReadFile(ledger_dir + "/" + lethe::ledger::Ledger::kCheckpointFile);
+  if (!note.ok()) return Fail("ledger verify", note.status());
+  lethe::ledger::Auditor auditor(*key, *note);
+  auto scan = lethe::ledger::ScanSegments(ledger_dir, [&](const lethe::ledger::ScannedRecord& rec) {
+    absl::Status s = auditor.Add(rec.index, rec.payload);
+    if (!s.ok()) return lethe::Annotate(s, rec.segment + " offset " + std::to_string(rec.offset));
+    return s;
+  });
+  std::string warning;
+  if (!scan.ok()) return PrintAudit(g, scan.status(), ledger_dir, "");
+  if (scan->torn_tail) {
+    warning = absl::StrFormat(
+        "torn tail in %s at offset %d (%d bytes): an unacknowledged write cut short by a crash; "
+        "lethed removes it when it next starts",
+        scan->torn_tail->segment, scan->torn_tail->offset, scan->torn_tail->bytes);
+  }
+  return PrintAudit(g, auditor.Finish(), ledger_dir, warning);
+}
+
+int LedgerVerifyOnline(const Global& g, const std::string& pub_path) {
+  auto stub = v1::Ledger::NewStub(Connect(g));
+  v1::CheckpointView cp;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = stub->GetCheckpoint(&ctx, v1::GetCheckpointRequest(), &cp);
+    if (!s.ok()) return FailGrpc("ledger verify", s);
+  }
+  auto server_key = lethe::crypto::Ed25519PublicKey::FromPem(cp.public_key_pem());
+  if (!server_key.ok()) return Fail("ledger verify", server_key.status());
+  std::string warning;
+  std::optional<lethe::crypto::Ed25519PublicKey> key;
+  if (!pub_path.empty()) {
+    auto pinned = lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
+    if (!pinned.ok()) return Fail("ledger verify", pinned.status());
+    key = *pinned;
+  } else {
+    key = *server_key;
+    warning = "verified against the key the server reports (" + server_key->KeyId() +
+              "); pass --public-key to pin the key you trust";
+  }
+  lethe::ledger::Auditor auditor(*key, cp.checkpoint());
+  grpc::ClientContext ctx;
+  v1::GetEntriesRequest req;
+  req.set_start(0);
+  req.set_end(cp.size());
+  auto reader = stub->GetEntries(&ctx, req);
+  v1::RawEntry e;
+  absl::Status st;
+  while (st.ok() && reader->Read(&e)) st = auditor.Add(e.seq(), e.entry());
+  if (!st.ok()) {
+    ctx.TryCancel();
+    reader->Finish();
+    return PrintAudit(g, st, g.addr, "");
+  }
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) return FailGrpc("ledger verify", s);
+  return PrintAudit(g, auditor.Finish(), g.addr, warning);
+}
+
+// ---- policy -------------------------------------------------------------------------------
+
+int PolicyValidate(const Global& g, const std::string& path) {
+  auto text = lethe::crypto::ReadFile(path);
+  if (!text.ok()) return Fail("policy validate", text.status());
+  auto diags = lethe::policy::Policy::Validate(*text);
+  if (g.json()) {
+    nlohmann::json out = {{"file", path}, {"valid", diags.empty()}, {"errors", nlohmann::json::array()}};
+    for (const auto& d : diags)
+      out["errors"].push_back({{"line", d.line}, {"column", d.column}, {"message", d.message}});
+    std::cout << out.dump(2) << "\n";
+  } else {
+    for (const auto& d : diags) std::cerr << d.ToString(path) << "\n";
+    if (diags.empty()) {
+      auto p = lethe::policy::Policy::Parse(*text, path);
+      std::cout << path << ": valid (policy \"" << p->name() << "\", " << p->domains().size()
+                << " domain(s), sha256 " << lethe::crypto::Hex(p->Hash()) << ")\n";
+    } else {
+      std::cerr << path << ": " << diags.size() << " error(s)\n";
+    }
+  }
+  return diags.empty() ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Global g;
+  const char* env_addr = std::getenv("LETHE_ADDR");
+  g.addr = env_addr ? env_addr : "127.0.0.1:7411";
+  CLI::App app{"lethectl: submit and track data-subject requests; verify the Lethe ledger"};
+  app.require_subcommand(1);
+  app.add_option("--addr", g.addr, "lethed address HOST:PORT (env LETHE_ADDR)")->capture_default_str();
+  app.add_option("-o,--output", g.output, "output format: text or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  int rc = 0;
+
+  auto* keys = app.add_subcommand("keys", "Ed25519 key pairs")->require_subcommand(1);
+  std::string prefix;
+  auto* keygen = keys->add_subcommand("generate", "write PREFIX.key (0600) and PREFIX.pub");
+  keygen->add_option("--out", prefix, "file prefix")->required();
+  keygen->callback([&] { rc = KeysGenerate(prefix); });
+
+  auto* agent = app.add_subcommand("agent", "agent keys")->require_subcommand(1);
+  std::string domain, pub;
+  auto* enroll = agent->add_subcommand("enroll", "record an agent's receipt-signing key in the ledger");
+  enroll->add_option("--domain", domain, "policy domain")->required();
+  enroll->add_option("--public-key", pub, "agent public key (PEM)")->required();
+  enroll->callback([&] { rc = AgentEnroll(g, domain, pub); });
+  agent->add_subcommand("list", "enrolled agent keys")->callback([&] { rc = AgentList(g); });
+
+  auto* request = app.add_subcommand("request", "data-subject requests")->require_subcommand(1);
+  std::vector<std::string> identities;
+  std::string reason, timeout = "5m", id;
+  bool wait = false;
+  auto* erase = request->add_subcommand("erase", "erase a person from every domain that holds them");
+  erase->add_option("--identity", identities, "TYPE=VALUE, repeatable")->required();
+  erase->add_option("--reason", reason, "why (kept encrypted, shredded on completion)");
+  erase->add_flag("--wait", wait, "follow progress until the request completes");
+  erase->add_option("--timeout", timeout, "with --wait: give up after this long (e.g. 90s, 5m)")
+      ->capture_default_str();
+  erase->callback([&] { rc = RequestErase(g, identities, reason, wait, timeout); });
+  auto* get = request->add_subcommand("get", "show one request, per domain");
+  get->add_option("id", id, "request id")->required();
+  get->callback([&] { rc = RequestGet(g, id); });
+  request->add_subcommand("list", "list requests")->callback([&] { rc = RequestList(g); });
+  auto* watch = request->add_subcommand("watch", "follow a request until it completes");
+  watch->add_option("id", id, "request id")->required();
+  watch->add_option("--timeout", timeout, "give up after this long")->capture_default_str();
+  watch->callback([&] {
+    auto t = ParseTimeout(timeout);
+    rc = t.ok() ? Watch(g, id, *t) : Fail("request watch", t.status());
+  });
+
+  auto* ledger = app.add_subcommand("ledger", "audit the ledger")->require_subcommand(1);
+  std::string dir, key;
+  auto* verify = ledger->add_subcommand(
+      "verify", "check the hash chain, Merkle root, checkpoint and every receipt signature");
+  verify->add_option("--dir", dir, "lethed's data directory: verify offline from the files");
+  verify->add_option("--public-key", key, "lethed's public key (PEM): the only key trusted");
+  verify->callback([&] {
+    if (!dir.empty() && key.empty()) {
+      rc = Fail("ledger verify", absl::InvalidArgumentError("--dir needs --public-key"));
+      return;
+    }
+    rc = dir.empty() ? LedgerVerifyOnline(g, key) : LedgerVerifyOffline(g, dir, key);
+  });
+
+  auto* pol = app.add_subcommand("policy", "policy files")->require_subcommand(1);
+  std::string policy_file;
+  auto* validate = pol->add_subcommand("validate", "check a policy file; print every error");
+  validate->add_option("file", policy_file, "policy YAML")->required();
+  validate->callback([&] { rc = PolicyValidate(g, policy_file); });
+
+  CLI11_PARSE(app, argc, argv);
+  return rc;
+}

@@ -1,0 +1,246 @@
+#include "controlplane/kafka.h"
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include <atomic>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace lethe::kafka {
+namespace {
+
+void LogCallback(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
+  // librdkafka syslog levels: 0..3 errors, 4 warning, 5..6 info, 7 debug.
+  if (level <= 3) {
+    spdlog::error("kafka {}: {}", fac, buf);
+  } else if (level == 4) {
+    spdlog::warn("kafka {}: {}", fac, buf);
+  } else {
+    spdlog::debug("kafka {}: {}", fac, buf);
+  }
+}
+
+absl::StatusOr<rd_kafka_conf_t*> MakeConf(const Config& settings) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  for (const auto& [k, v] : settings) {
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return absl::InvalidArgumentError(absl::StrCat("kafka setting ", k, ": ", err));
+    }
+  }
+  rd_kafka_conf_set_log_cb(conf, LogCallback);
+  return conf;
+}
+
+Config Merge(Config base, const Config& extra) {
+  for (const auto& [k, v] : extra) base[k] = v;
+  return base;
+}
+
+struct DeliveryState {
+  std::atomic<bool> done{false};
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  int32_t partition = 0;
+  int64_t offset = 0;
+};
+
+void DeliveryCallback(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+  auto* st = static_cast<DeliveryState*>(m->_private);
+  if (st == nullptr) return;
+  st->err = m->err;
+  st->partition = m->partition;
+  st->offset = m->offset;
+  st->done.store(true, std::memory_order_release);
+}
+
+}  // namespace
+
+std::string CommandTopic(const std::string& domain) { return "lethe.commands." + domain; }
+
+// ---- EmbeddedKafka ----------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<EmbeddedKafka>> EmbeddedKafka::Start(int brokers) {
+  auto conf = MakeConf({{"client.id", "lethe-embedded-kafka"}});
+  if (!conf.ok()) return conf.status();
+  char err[512];
+  std::unique_ptr<EmbeddedKafka> k(new EmbeddedKafka());
+  k->rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, *conf, err, sizeof(err));
+  if (k->rk_ == nullptr) return absl::InternalError(absl::StrCat("rd_kafka_new: ", err));
+  k->cluster_ = rd_kafka_mock_cluster_new(k->rk_, brokers);
+  if (k->cluster_ == nullptr) return absl::InternalError("cannot start the mock Kafka cluster");
+  k->bootstrap_ = rd_kafka_mock_cluster_bootstraps(k->cluster_);
+  return k;
+}
+
+EmbeddedKafka::~EmbeddedKafka() {
+  if (cluster_) rd_kafka_mock_cluster_destroy(cluster_);
+  if (rk_) rd_kafka_destroy(rk_);
+}
+
+absl::Status EmbeddedKafka::CreateTopic(const std::string& topic, int partitions) {
+  rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(cluster_, topic.c_str(), partitions, 1);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+    return absl::InternalError(absl::StrCat("create topic ", topic, ": ", rd_kafka_err2str(e)));
+  return absl::OkStatus();
+}
+
+// ---- Producer ---------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const std::string& bootstrap,
+                                                           const Config& extra) {
+  auto conf = MakeConf(Merge({{"bootstrap.servers", bootstrap},
+                              {"enable.idempotence", "true"},
+                              {"acks", "all"},
+                              {"linger.ms", "0"},
+                              {"message.timeout.ms", "30000"}},
+                             extra));
+  if (!conf.ok()) return conf.status();
+  rd_kafka_conf_set_dr_msg_cb(*conf, DeliveryCallback);
+  char err[512];
+  std::unique_ptr<Producer> p(new Producer());
+  p->rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, *conf, err, sizeof(err));
+  if (p->rk_ == nullptr) return absl::InvalidArgumentError(absl::StrCat("kafka producer: ", err));
+  return p;
+}
+
+Producer::~Producer() {
+  if (rk_) {
+    rd_kafka_flush(rk_, 5000);
+    rd_kafka_destroy(rk_);
+  }
+}
+
+absl::StatusOr<Delivered> Producer::ProduceSync(const std::string& topic,
+                                                const std::optional<std::string>& key,
+                                                const std::optional<std::string>& value,
+                                                absl::Duration timeout) {
+  DeliveryState st;
+  const int64_t timeout_ms = absl::ToInt64Milliseconds(timeout);
+  const void* key_ptr = key ? key->data() : nullptr;
+  const size_t key_len = key ? key->size() : 0;
+  void* value_ptr = value ? const_cast<char*>(value->data()) : nullptr;
+  const size_t value_len = value ? value->size() : 0;
+  rd_kafka_resp_err_t e = rd_kafka_producev(
+      rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(key_ptr, key_len),
+      RD_KAFKA_V_VALUE(value_ptr, value_len),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&st), RD_KAFKA_V_END);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return absl::UnavailableError(absl::StrCat("produce to ", topic, ": ", rd_kafka_err2str(e)));
+  // The delivery report always arrives (message.timeout.ms bounds it), so `st` outlives it.
+  const absl::Time deadline = absl::Now() + timeout;
+  bool purged = false;
+  while (!st.done.load(std::memory_order_acquire)) {
+    rd_kafka_poll(rk_, 20);
+    if (!purged && absl::Now() > deadline && timeout_ms > 0) {
+      rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+      purged = true;
+    }
+  }
+  if (st.err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return absl::UnavailableError(
+        absl::StrCat("kafka did not acknowledge the record on ", topic, ": ", rd_kafka_err2str(st.err)));
+  return Delivered{st.partition, st.offset};
+}
+
+// ---- Consumer ---------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(const std::string& bootstrap,
+                                                           const std::string& group,
+                                                           const std::vector<std::string>& topics,
+                                                           const Config& extra) {
+  auto conf = MakeConf(Merge({{"bootstrap.servers", bootstrap},
+                              {"group.id", group},
+                              {"enable.auto.commit", "false"},
+                              {"enable.auto.offset.store", "false"},
+                              {"auto.offset.reset", "earliest"},
+                              {"enable.partition.eof", "false"}},
+                             extra));
+  if (!conf.ok()) return conf.status();
+  char err[512];
+  std::unique_ptr<Consumer> c(new Consumer());
+  c->rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, *conf, err, sizeof(err));
+  if (c->rk_ == nullptr) return absl::InvalidArgumentError(absl::StrCat("kafka consumer: ", err));
+  rd_kafka_poll_set_consumer(c->rk_);
+  rd_kafka_topic_partition_list_t* list =
+      rd_kafka_topic_partition_list_new(static_cast<int>(topics.size()));
+  for (const auto& t : topics) rd_kafka_topic_partition_list_add(list, t.c_str(), RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk_, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return absl::InvalidArgumentError(absl::StrCat("kafka subscribe: ", rd_kafka_err2str(e)));
+  return c;
+}
+
+Consumer::~Consumer() {
+  if (rk_) {
+    rd_kafka_consumer_close(rk_);
+    rd_kafka_destroy(rk_);
+  }
+}
+
+absl::StatusOr<std::optional<Message>> Consumer::Poll(absl::Duration timeout) {
+  rd_kafka_message_t* m =
+      rd_kafka_consumer_poll(rk_, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+  if (m == nullptr) return std::optional<Message>();
+  std::unique_ptr<rd_kafka_message_t, decltype(&rd_kafka_message_destroy)> guard(
+      m, rd_kafka_message_destroy);
+  if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (m->err == RD_KAFKA_RESP_ERR__FATAL)
+      return absl::InternalError(absl::StrCat("kafka fatal error: ", rd_kafka_message_errstr(m)));
+    spdlog::debug("kafka consumer: {}", rd_kafka_message_errstr(m));
+    return std::optional<Message>();
+  }
+  Message out;
+  out.topic = rd_kafka_topic_name(m->rkt);
+  out.partition = m->partition;
+  out.offset = m->offset;
+  if (m->key) out.key = std::string(static_cast<const char*>(m->key), m->key_len);
+  if (m->payload) out.value = std::string(static_cast<const char*>(m->payload), m->len);
+  return std::optional<Message>(std::move(out));
+}
+
+absl::Status Consumer::Commit(const Message& m) {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, m.topic.c_str(), m.partition)->offset = m.offset + 1;
+  rd_kafka_resp_err_t e = rd_kafka_commit(rk_, list, /*async=*/0);
+  rd_kafka_topic_partition_list_destroy(list);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return absl::UnavailableError(absl::StrCat("kafka offset commit: ", rd_kafka_err2str(e)));
+  return absl::OkStatus();
+}
+
+absl::Status Consumer::Rewind(const Message& m) {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, m.topic.c_str(), m.partition)->offset = m.offset;
+  rd_kafka_error_t* err = rd_kafka_seek_partitions(rk_, list, 5000);
+  rd_kafka_topic_partition_list_destroy(list);
+  if (err) {
+    std::string msg = rd_kafka_error_string(err);
+    rd_kafka_error_destroy(err);
+    return absl::UnavailableError("kafka seek: " + msg);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> CommittedOffset(const std::string& bootstrap, const std::string& group,
+                                        const std::string& topic, int32_t partition) {
+  auto conf = MakeConf({{"bootstrap.servers", bootstrap}, {"group.id", group}});
+  if (!conf.ok()) return conf.status();
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, *conf, err, sizeof(err));
+  if (rk == nullptr) return absl::InternalError(err);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), partition);
+  rd_kafka_resp_err_t e = rd_kafka_committed(rk, list, 10000);
+  int64_t off = list->elems[0].offset;
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_destroy(rk);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return absl::UnavailableError(absl::StrCat("kafka committed(): ", rd_kafka_err2str(e)));
+  return off;
+}
+
+}  // namespace lethe::kafka

@@ -1,0 +1,85 @@
+// Lethed: the control plane assembled from its components. main() and the in-process tests
+// both build it from LethedOptions.
+//
+// Data directory layout:
+//   DIR/ledger/         segment files and the latest signed checkpoint (ledger/record_format.h)
+//   DIR/vault/          pepper and per-request keys (controlplane/vault.h), mode 0700
+//   DIR/kafka.bootstrap the embedded broker's address, with --embedded-kafka
+//   DIR/lethed.addr     the gRPC address actually bound (useful with port 0)
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "controlplane/intake.h"
+#include "controlplane/kafka.h"
+#include "controlplane/outbox.h"
+#include "controlplane/requests.h"
+#include "controlplane/service.h"
+#include "controlplane/state.h"
+#include "controlplane/vault.h"
+#include "crypto/clock.h"
+#include "ledger/ledger.h"
+#include "policies/policy.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace lethe::controlplane {
+
+struct LethedOptions {
+  std::string listen = "127.0.0.1:7411";  // port 0 picks a free port; see Lethed::port()
+  std::string data_dir;
+  std::string policy_path;
+  std::string signing_key_path;
+  std::string kafka_bootstrap;  // used unless embedded_kafka
+  bool embedded_kafka = false;
+  std::string origin = ledger::kDefaultOrigin;
+  RequestManagerOptions requests;
+  OutboxOptions outbox;
+  kafka::Config kafka_extra;  // extra librdkafka settings for every client
+  const Clock* clock = &Clock::Real();
+};
+
+class Lethed {
+ public:
+  static absl::StatusOr<std::unique_ptr<Lethed>> Start(LethedOptions options);
+  ~Lethed();
+  void Shutdown();
+  void Wait();
+
+  int port() const { return port_; }
+  const std::string& kafka_bootstrap() const { return bootstrap_; }
+  RequestStore& store() { return store_; }
+  RequestManager& manager() { return *manager_; }
+  ledger::Ledger& ledger() { return *ledger_; }
+  const crypto::Ed25519PrivateKey& signing_key() const { return *key_; }
+  kafka::EmbeddedKafka* embedded_kafka() { return embedded_.get(); }
+
+ private:
+  Lethed() = default;
+
+  LethedOptions options_;
+  std::unique_ptr<policy::Policy> policy_;
+  std::unique_ptr<crypto::Ed25519PrivateKey> key_;
+  std::unique_ptr<IdentityVault> vault_;
+  RequestStore store_;
+  std::unique_ptr<ledger::Ledger> ledger_;
+  std::unique_ptr<RequestManager> manager_;
+  std::unique_ptr<kafka::EmbeddedKafka> embedded_;
+  std::string bootstrap_;
+  std::unique_ptr<kafka::Producer> producer_;
+  std::unique_ptr<OutboxPublisher> outbox_;
+  std::unique_ptr<ReceiptIntake> intake_;
+  std::atomic<bool> stopping_{false};
+  std::unique_ptr<SubjectRequestsService> requests_service_;
+  std::unique_ptr<AgentsService> agents_service_;
+  std::unique_ptr<LedgerService> ledger_service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace lethe::controlplane

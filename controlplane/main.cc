@@ -1,0 +1,68 @@
+// lethed: the Lethe control plane.
+#include <signal.h>
+
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "controlplane/lethed.h"
+#include "spdlog/spdlog.h"
+
+namespace {
+absl::StatusOr<absl::Duration> ParseFlagDuration(const std::string& s) {
+  absl::Duration d;
+  if (!absl::ParseDuration(s, &d) || d <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("bad duration \"" + s + "\" (use e.g. 90s, 5m, 24h)");
+  return d;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  lethe::controlplane::LethedOptions o;
+  std::string log_level = "info";
+  std::string command_ttl = "24h";
+  CLI::App app{"lethed: the Lethe privacy control plane (gRPC)"};
+  app.add_option("--listen", o.listen, "gRPC listen address (port 0 picks a free port)")
+      ->capture_default_str();
+  app.add_option("--data-dir", o.data_dir, "directory for the ledger and key store")->required();
+  app.add_option("--policy", o.policy_path, "policy YAML file")->required();
+  app.add_option("--signing-key", o.signing_key_path,
+                 "Ed25519 private key (PEM) that signs commands and checkpoints")->required();
+  auto* boot = app.add_option("--kafka-bootstrap", o.kafka_bootstrap, "Kafka bootstrap servers");
+  auto* emb = app.add_flag("--embedded-kafka", o.embedded_kafka,
+                           "start librdkafka's mock cluster in this process");
+  boot->excludes(emb);
+  app.add_option("--origin", o.origin, "checkpoint origin (log name)")->capture_default_str();
+  app.add_option("--command-ttl", command_ttl, "validity of a signed command")->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (!o.embedded_kafka && o.kafka_bootstrap.empty()) {
+    std::cerr << "lethed: one of --kafka-bootstrap or --embedded-kafka is required\n";
+    return 2;
+  }
+  auto ttl = ParseFlagDuration(command_ttl);
+  if (!ttl.ok()) {
+    std::cerr << "lethed: --command-ttl: " << ttl.status().message() << "\n";
+    return 2;
+  }
+  o.requests.command_ttl = *ttl;
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ lethed: %v", spdlog::pattern_time_type::utc);
+
+  // Block the stop signals in every thread; main waits for them below.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+  auto lethed = lethe::controlplane::Lethed::Start(o);
+  if (!lethed.ok()) {
+    spdlog::critical("cannot start: {}", lethed.status().ToString());
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&stop, &sig);
+  spdlog::info("signal {}: shutting down", sig);
+  (*lethed)->Shutdown();
+  return 0;
+}

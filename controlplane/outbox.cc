@@ -1,0 +1,72 @@
+#include "controlplane/outbox.h"
+
+#include <algorithm>
+
+#include "spdlog/spdlog.h"
+
+namespace lethe::controlplane {
+
+OutboxPublisher::OutboxPublisher(RequestStore& store, RequestManager& manager,
+                                 kafka::Producer& producer, const Clock& clock,
+                                 OutboxOptions options)
+    : store_(store), manager_(manager), producer_(producer), clock_(clock), options_(options) {}
+
+OutboxPublisher::~OutboxPublisher() { Stop(); }
+
+void OutboxPublisher::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void OutboxPublisher::Stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::Time OutboxPublisher::PublishDue() {
+  if (absl::Status s = manager_.ReissueExpiring(options_.expiry_margin); !s.ok())
+    spdlog::error("outbox: cannot re-issue expiring commands: {}", s.ToString());
+  const absl::Time now = clock_.Now();
+  absl::Time next = absl::InfiniteFuture();
+  std::map<std::string, Schedule> live;
+  for (const auto& p : store_.Pending(now, options_.expiry_margin)) {
+    const CommandRecord& c = p.command;
+    Schedule sched = schedule_.count(c.command_id) ? schedule_[c.command_id] : Schedule{now};
+    if (sched.next <= now && !stop_) {
+      auto wire = manager_.CommandWire(c);
+      absl::Status st = wire.status();
+      if (wire.ok()) {
+        st = producer_.ProduceSync(kafka::CommandTopic(c.domain), c.request_id, *wire).status();
+      }
+      if (st.ok()) {
+        store_.NotePublished(c.command_id);
+        sched.failures = 0;
+        sched.next = now + std::min(options_.max_retry,
+                                    options_.first_retry * (1 << std::min(sched.published, 10)));
+        ++sched.published;
+        spdlog::info("outbox: published command {} to domain {}", c.command_id, c.domain);
+      } else {
+        sched.next = now + std::min(options_.max_retry,
+                                    options_.error_retry * (1 << std::min(sched.failures, 10)));
+        ++sched.failures;
+        spdlog::warn("outbox: command {} for domain {} not published: {}", c.command_id,
+                     c.domain, st.ToString());
+      }
+    }
+    next = std::min(next, sched.next);
+    live[c.command_id] = sched;
+  }
+  schedule_ = std::move(live);  // commands answered since are dropped
+  return next;
+}
+
+void OutboxPublisher::Run() {
+  uint64_t seen = store_.version();
+  while (!stop_) {
+    const absl::Time next = PublishDue();
+    // Wake on any state change (a new command) or when the next publish is due; never wait
+    // longer than a second so that stopping and clock changes are noticed.
+    const absl::Duration wait =
+        std::clamp(next - clock_.Now(), absl::ZeroDuration(), absl::Seconds(1));
+    seen = store_.WaitForChange(seen, wait);
+  }
+}
+
+}  // namespace lethe::controlplane

@@ -1,0 +1,54 @@
+// OutboxPublisher: the ledger is the outbox. Every command whose domain has not answered is
+// published to lethe.commands.<domain>, then re-published with exponential backoff until a
+// receipt is recorded: after a restart of lethed or of the broker, nothing is lost. Commands
+// near expiry are replaced by freshly signed ones.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <thread>
+
+#include "controlplane/kafka.h"
+#include "controlplane/requests.h"
+#include "controlplane/state.h"
+#include "crypto/clock.h"
+
+namespace lethe::controlplane {
+
+struct OutboxOptions {
+  absl::Duration first_retry = absl::Seconds(15);   // after a successful publish
+  absl::Duration max_retry = absl::Minutes(10);
+  absl::Duration error_retry = absl::Seconds(1);    // after a failed publish (doubles)
+  absl::Duration expiry_margin = absl::Hours(1);    // re-issue this long before not_after
+};
+
+class OutboxPublisher {
+ public:
+  OutboxPublisher(RequestStore& store, RequestManager& manager, kafka::Producer& producer,
+                  const Clock& clock, OutboxOptions options = {});
+  ~OutboxPublisher();  // stops the thread
+  void Start();
+  void Stop();
+
+ private:
+  void Run();
+  // Publishes what is due; returns when the next publish is due.
+  absl::Time PublishDue();
+
+  struct Schedule {
+    absl::Time next;
+    int failures = 0;
+    int published = 0;
+  };
+
+  RequestStore& store_;
+  RequestManager& manager_;
+  kafka::Producer& producer_;
+  const Clock& clock_;
+  const OutboxOptions options_;
+  std::map<std::string, Schedule> schedule_;  // by command id; touched by the thread only
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace lethe::controlplane

@@ -1,0 +1,59 @@
+// gRPC handlers. Each one converts its request, calls one component and converts the
+// answer; absl::Status becomes a gRPC status here and nowhere else.
+#pragma once
+
+#include <atomic>
+
+#include "controlplane/requests.h"
+#include "controlplane/state.h"
+#include "ledger/ledger.h"
+#include "lethe/v1/api.grpc.pb.h"
+
+namespace lethe::controlplane {
+
+grpc::Status ToGrpc(const absl::Status& s);
+
+class SubjectRequestsService final : public v1::SubjectRequests::Service {
+ public:
+  SubjectRequestsService(RequestManager& manager, RequestStore& store, std::atomic<bool>& stopping)
+      : manager_(manager), store_(store), stopping_(stopping) {}
+  grpc::Status Submit(grpc::ServerContext*, const v1::SubmitRequest*, v1::SubmitResponse*) override;
+  grpc::Status Get(grpc::ServerContext*, const v1::GetRequestRequest*, v1::RequestView*) override;
+  grpc::Status List(grpc::ServerContext*, const v1::ListRequestsRequest*,
+                    v1::ListRequestsResponse*) override;
+  grpc::Status Watch(grpc::ServerContext*, const v1::GetRequestRequest*,
+                     grpc::ServerWriter<v1::RequestView>*) override;
+
+ private:
+  RequestManager& manager_;
+  RequestStore& store_;
+  std::atomic<bool>& stopping_;
+};
+
+class AgentsService final : public v1::Agents::Service {
+ public:
+  AgentsService(RequestManager& manager, RequestStore& store) : manager_(manager), store_(store) {}
+  grpc::Status Enroll(grpc::ServerContext*, const v1::EnrollAgentRequest*, v1::AgentView*) override;
+  grpc::Status List(grpc::ServerContext*, const v1::ListAgentsRequest*,
+                    v1::ListAgentsResponse*) override;
+
+ private:
+  RequestManager& manager_;
+  RequestStore& store_;
+};
+
+class LedgerService final : public v1::Ledger::Service {
+ public:
+  LedgerService(ledger::Ledger& ledger, const crypto::Ed25519PublicKey& key)
+      : ledger_(ledger), key_(key) {}
+  grpc::Status GetCheckpoint(grpc::ServerContext*, const v1::GetCheckpointRequest*,
+                             v1::CheckpointView*) override;
+  grpc::Status GetEntries(grpc::ServerContext*, const v1::GetEntriesRequest*,
+                          grpc::ServerWriter<v1::RawEntry>*) override;
+
+ private:
+  ledger::Ledger& ledger_;
+  const crypto::Ed25519PublicKey& key_;
+};
+
+}  // namespace lethe::controlplane

@@ -1,0 +1,220 @@
+#include "controlplane/state.h"
+
+#include "absl/strings/str_cat.h"
+#include "crypto/status.h"
+
+namespace lethe::controlplane {
+namespace {
+absl::Status Contradiction(uint64_t seq, std::string_view what) {
+  return absl::DataLossError(absl::StrCat("ledger entry ", seq, ": ", Av(what)));
+}
+}  // namespace
+
+absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
+  std::lock_guard<std::mutex> l(mu_);
+  switch (e.body_case()) {
+    case v1::LedgerEntry::kAgentEnrolled: {
+      const auto& a = e.agent_enrolled();
+      agents_.push_back(AgentRecord{a.domain(), a.key_id(), a.public_key(), seq, e.time_unix_ms()});
+      break;
+    }
+    case v1::LedgerEntry::kRequestSubmitted: {
+      const auto& s = e.request_submitted();
+      if (requests_.count(s.request_id())) return Contradiction(seq, "request submitted twice");
+      RequestRecord r;
+      r.request_id = s.request_id();
+      r.submitted = s;
+      r.submitted_entry = seq;
+      for (const auto& d : s.target_domains()) r.domains.push_back(DomainRecord{d});
+      order_.push_back(r.request_id);
+      requests_[r.request_id] = std::move(r);
+      break;
+    }
+    case v1::LedgerEntry::kCommandIssued: {
+      const auto& c = e.command_issued();
+      auto it = requests_.find(c.request_id());
+      if (it == requests_.end()) return Contradiction(seq, "command for an unknown request");
+      bool found = false;
+      for (auto& d : it->second.domains) {
+        if (d.domain == c.domain()) {
+          d.command_id = c.command_id();
+          found = true;
+        }
+      }
+      if (!found) return Contradiction(seq, "command for a domain outside the request's plan");
+      commands_[c.command_id()] =
+          CommandRecord{c.command_id(), c.request_id(),   c.domain(),           c.command_digest(),
+                        c.sealed_envelope(), c.not_after_unix_ms(), seq};
+      break;
+    }
+    case v1::LedgerEntry::kReceiptRecorded: {
+      const auto& rr = e.receipt_recorded();
+      auto it = requests_.find(rr.request_id());
+      if (it == requests_.end()) return Contradiction(seq, "receipt for an unknown request");
+      v1::Receipt receipt;
+      if (!receipt.ParseFromString(rr.receipt().body()))
+        return Contradiction(seq, "recorded receipt does not parse");
+      for (auto& d : it->second.domains) {
+        if (d.domain != rr.domain()) continue;
+        d.state = receipt.outcome() == v1::Receipt::COMPLETED ? v1::DONE : v1::DOMAIN_FAILED;
+        d.receipt = receipt;
+        d.agent_key_id = rr.receipt().key_id();
+        d.receipt_entry = seq;
+        d.receipt_unix_ms = e.time_unix_ms();
+      }
+      break;
+    }
+    case v1::LedgerEntry::kRequestCompleted: {
+      const auto& c = e.request_completed();
+      auto it = requests_.find(c.request_id());
+      if (it == requests_.end()) return Contradiction(seq, "completion of an unknown request");
+      it->second.state =
+          c.outcome() == v1::RequestCompleted::COMPLETED ? v1::COMPLETED : v1::FAILED;
+      it->second.completed_unix_ms = e.time_unix_ms();
+      break;
+    }
+    case v1::LedgerEntry::kLogCreated:
+    case v1::LedgerEntry::BODY_NOT_SET:
+      break;
+  }
+  ++version_;
+  changed_.notify_all();
+  return absl::OkStatus();
+}
+
+std::optional<RequestRecord> RequestStore::Get(const std::string& id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<RequestRecord> RequestStore::List() const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<RequestRecord> out;
+  out.reserve(order_.size());
+  for (const auto& id : order_) out.push_back(requests_.at(id));
+  return out;
+}
+
+std::optional<CommandRecord> RequestStore::Command(const std::string& id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = commands_.find(id);
+  if (it == commands_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<AgentRecord> RequestStore::Agents() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return agents_;
+}
+
+std::optional<crypto::Ed25519PublicKey> RequestStore::AgentKey(const std::string& domain,
+                                                               const std::string& key_id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& a : agents_) {
+    if (a.domain == domain && a.key_id == key_id) {
+      auto k = crypto::Ed25519PublicKey::FromRaw(a.public_key);
+      if (k.ok()) return *k;
+    }
+  }
+  return std::nullopt;
+}
+
+bool RequestStore::HasAgent(const std::string& domain) const {
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& a : agents_)
+    if (a.domain == domain) return true;
+  return false;
+}
+
+std::vector<PendingCommand> RequestStore::Pending(absl::Time now,
+                                                  absl::Duration expiry_margin) const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<PendingCommand> out;
+  for (const auto& id : order_) {
+    const RequestRecord& r = requests_.at(id);
+    if (r.state != v1::IN_PROGRESS) continue;
+    for (const auto& d : r.domains) {
+      if (d.state != v1::PENDING || d.command_id.empty()) continue;
+      const CommandRecord& c = commands_.at(d.command_id);
+      const bool expiring = absl::FromUnixMillis(c.not_after_unix_ms) - expiry_margin <= now;
+      out.push_back(PendingCommand{c, expiring});
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> RequestStore::AnsweredButOpen() const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<std::string> out;
+  for (const auto& id : order_) {
+    const RequestRecord& r = requests_.at(id);
+    if (r.state != v1::IN_PROGRESS) continue;
+    bool all = true;
+    for (const auto& d : r.domains) all = all && d.state != v1::PENDING;
+    if (all) out.push_back(id);
+  }
+  return out;
+}
+
+void RequestStore::NotePublished(const std::string& command_id) {
+  std::lock_guard<std::mutex> l(mu_);
+  ++attempts_[command_id];
+  ++version_;
+  changed_.notify_all();
+}
+
+int RequestStore::Attempts(const std::string& command_id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = attempts_.find(command_id);
+  return it == attempts_.end() ? 0 : it->second;
+}
+
+uint64_t RequestStore::version() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return version_;
+}
+
+uint64_t RequestStore::WaitForChange(uint64_t seen, absl::Duration timeout) const {
+  std::unique_lock<std::mutex> l(mu_);
+  changed_.wait_for(l, absl::ToChronoMilliseconds(timeout), [&] { return version_ != seen; });
+  return version_;
+}
+
+v1::RequestView ToView(const RequestRecord& r, const RequestStore& store) {
+  v1::RequestView v;
+  v.set_request_id(r.request_id);
+  v.set_kind("erasure");
+  v.set_state(r.state);
+  v.set_received_unix_ms(r.submitted.received_unix_ms());
+  v.set_due_unix_ms(r.submitted.due_unix_ms());
+  v.set_completed_unix_ms(r.completed_unix_ms);
+  for (const auto& t : r.submitted.subject()) v.add_identity_types(t.type());
+  v.set_submitted_entry(r.submitted_entry);
+  v.set_policy_hash(crypto::Hex(r.submitted.policy_hash()));
+  for (const auto& d : r.domains) {
+    auto* dp = v.add_domains();
+    dp->set_domain(d.domain);
+    dp->set_state(d.state);
+    dp->set_command_id(d.command_id);
+    dp->set_attempts(store.Attempts(d.command_id));
+    if (d.receipt) {
+      for (const auto& t : d.receipt->tables()) {
+        auto* tp = dp->add_tables();
+        tp->set_table(t.table());
+        tp->set_action(t.action());
+        tp->set_rows_affected(t.rows_affected());
+        tp->set_rows_remaining(t.rows_remaining());
+      }
+      dp->set_verified_zero_remaining(d.receipt->verified_zero_remaining());
+      dp->set_error(d.receipt->error());
+      dp->set_agent_key_id(d.agent_key_id);
+      dp->set_receipt_entry(d.receipt_entry);
+      dp->set_receipt_unix_ms(d.receipt_unix_ms);
+    }
+  }
+  return v;
+}
+
+}  // namespace lethe::controlplane

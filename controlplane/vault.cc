@@ -1,0 +1,89 @@
+#include "controlplane/vault.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+
+#include "crypto/crypto.h"
+#include "crypto/status.h"
+
+namespace lethe::controlplane {
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::unique_ptr<IdentityVault>> IdentityVault::Open(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir + "/keys", ec);
+  if (ec) return absl::UnavailableError("cannot create key store " + dir + ": " + ec.message());
+  fs::permissions(dir, fs::perms::owner_all, ec);
+  fs::permissions(dir + "/keys", fs::perms::owner_all, ec);
+  const std::string pepper_path = dir + "/pepper";
+  if (!fs::exists(pepper_path)) {
+    SecretBytes fresh = crypto::RandomSecret(32);
+    RETURN_IF_ERROR(crypto::WriteFileAtomic(pepper_path, RevealSecret(fresh), 0600));
+  }
+  ASSIGN_OR_RETURN(std::string pepper, crypto::ReadFile(pepper_path));
+  if (pepper.size() != 32) return absl::DataLossError("pepper file " + pepper_path + " is not 32 bytes");
+  return std::unique_ptr<IdentityVault>(new IdentityVault(dir, SecretBytes(std::move(pepper))));
+}
+
+std::string IdentityVault::Tokenize(std::string_view type, const SecretBytes& value) const {
+  std::string msg(type);
+  msg.push_back('\0');
+  msg.append(RevealSecret(value));
+  SecretBytes guarded(std::move(msg));
+  return crypto::HmacSha256(pepper_, RevealSecret(guarded));
+}
+
+std::string IdentityVault::KeyPath(const std::string& request_id) const {
+  return dir_ + "/keys/" + request_id + ".key";
+}
+
+absl::StatusOr<SecretBytes> IdentityVault::CreateRequestKey(const std::string& request_id) {
+  SecretBytes key = crypto::RandomSecret(32);
+  RETURN_IF_ERROR(crypto::WriteFileAtomic(KeyPath(request_id), RevealSecret(key), 0600));
+  std::lock_guard<std::mutex> l(mu_);
+  cache_[request_id] = key;
+  return key;
+}
+
+absl::StatusOr<SecretBytes> IdentityVault::RequestKey(const std::string& request_id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  if (auto it = cache_.find(request_id); it != cache_.end()) return it->second;
+  auto bytes = crypto::ReadFile(KeyPath(request_id));
+  if (!bytes.ok()) return absl::NotFoundError("request key destroyed or never created");
+  SecretBytes key(std::move(*bytes));
+  if (key.size() != 32) return absl::DataLossError("request key file is not 32 bytes");
+  cache_[request_id] = key;
+  return key;
+}
+
+bool IdentityVault::HasRequestKey(const std::string& request_id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  return cache_.count(request_id) > 0 || fs::exists(KeyPath(request_id));
+}
+
+absl::Status IdentityVault::DestroyRequestKey(const std::string& request_id) {
+  std::lock_guard<std::mutex> l(mu_);
+  cache_.erase(request_id);
+  const std::string path = KeyPath(request_id);
+  // Overwrite before unlinking: on most filesystems this replaces the blocks in place.
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    std::string zeros(32, '\0');
+    (void)!::pwrite(fd, zeros.data(), zeros.size(), 0);
+    ::fdatasync(fd);
+    ::close(fd);
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    return absl::UnavailableError("cannot remove request key " + path);
+  int dfd = ::open((dir_ + "/keys").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace lethe::controlplane

@@ -1,0 +1,47 @@
+// IdentityVault: lethed's secrets that must never enter the ledger.
+//   - the pepper: 32 random bytes that key the HMAC turning identities into tokens;
+//   - one AES-256-GCM key per open request, which seals the request's identities and
+//     commands in the ledger. Destroying it when the request completes crypto-shreds them.
+// Layout: DIR/pepper and DIR/keys/<request id>.key, mode 0600, written atomically and fsync'd.
+//
+// Thread safe.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "crypto/secret.h"
+
+namespace lethe::controlplane {
+
+class IdentityVault {
+ public:
+  static absl::StatusOr<std::unique_ptr<IdentityVault>> Open(const std::string& dir);
+
+  // HMAC-SHA-256(pepper, type || 0x00 || value): the pseudonymous token of an identity.
+  std::string Tokenize(std::string_view type, const SecretBytes& value) const;
+
+  // Creates the key of a new request; durable before it returns.
+  absl::StatusOr<SecretBytes> CreateRequestKey(const std::string& request_id);
+  // kNotFound once the key was destroyed.
+  absl::StatusOr<SecretBytes> RequestKey(const std::string& request_id) const;
+  // Removes the key file and syncs the directory. Idempotent.
+  absl::Status DestroyRequestKey(const std::string& request_id);
+  bool HasRequestKey(const std::string& request_id) const;
+
+ private:
+  IdentityVault(std::string dir, SecretBytes pepper)
+      : dir_(std::move(dir)), pepper_(std::move(pepper)) {}
+  std::string KeyPath(const std::string& request_id) const;
+
+  const std::string dir_;
+  const SecretBytes pepper_;
+  mutable std::mutex mu_;
+  mutable std::map<std::string, SecretBytes> cache_;
+};
+
+}  // namespace lethe::controlplane

@@ -1,0 +1,351 @@
+#include "crypto/crypto.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "crypto/status.h"
+
+namespace lethe::crypto {
+namespace {
+
+struct EvpMdCtxDeleter {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+struct EvpPkeyDeleter {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+struct EvpCipherCtxDeleter {
+  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
+};
+struct BioDeleter {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+using MdCtx = std::unique_ptr<EVP_MD_CTX, EvpMdCtxDeleter>;
+using Pkey = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
+using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, EvpCipherCtxDeleter>;
+using Bio = std::unique_ptr<BIO, BioDeleter>;
+
+const std::array<uint32_t, 256>& Crc32cTable() {
+  static const std::array<uint32_t, 256> table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  return table;
+}
+
+std::string ErrnoMessage(std::string_view what, const std::string& path) {
+  return absl::StrCat(Av(what), " ", path, ": ", std::strerror(errno));
+}
+
+}  // namespace
+
+std::string Sha256(std::string_view data) { return Sha256Parts({data}); }
+
+std::string Sha256Parts(std::initializer_list<std::string_view> parts) {
+  MdCtx ctx(EVP_MD_CTX_new());
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  for (auto p : parts) EVP_DigestUpdate(ctx.get(), p.data(), p.size());
+  std::string out(kSha256Size, '\0');
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len);
+  return out;
+}
+
+std::string HmacSha256(const SecretBytes& key, std::string_view data) {
+  std::string out(kSha256Size, '\0');
+  unsigned int len = 0;
+  std::string_view k = RevealSecret(key);
+  HMAC(EVP_sha256(), k.data(), static_cast<int>(k.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(),
+       reinterpret_cast<unsigned char*>(out.data()), &len);
+  return out;
+}
+
+std::string RandomBytes(size_t n) {
+  std::string out(n, '\0');
+  if (n > 0 && RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
+    // RAND_bytes only fails when the OS entropy source is broken; continuing would be unsafe.
+    std::abort();
+  }
+  return out;
+}
+
+SecretBytes RandomSecret(size_t n) { return SecretBytes(RandomBytes(n)); }
+
+uint32_t Crc32c(std::string_view data, uint32_t crc) {
+  const auto& t = Crc32cTable();
+  uint32_t c = ~crc;
+  for (unsigned char b : data) c = t[(c ^ b) & 0xFF] ^ (c >> 8);
+  return ~c;
+}
+
+std::string Hex(std::string_view bytes) { return absl::BytesToHexString(Av(bytes)); }
+
+absl::StatusOr<std::string> FromHex(std::string_view hex) {
+  if (hex.size() % 2 != 0) return absl::InvalidArgumentError("hex string has odd length");
+  for (char c : hex) {
+    if (!std::isxdigit(static_cast<unsigned char>(c)))
+      return absl::InvalidArgumentError("hex string has a non-hex character");
+  }
+  return absl::HexStringToBytes(Av(hex));
+}
+
+std::string Base64(std::string_view bytes) { return absl::Base64Escape(Av(bytes)); }
+
+absl::StatusOr<std::string> FromBase64(std::string_view b64) {
+  std::string out;
+  if (!absl::Base64Unescape(Av(b64), &out)) return absl::InvalidArgumentError("invalid base64");
+  // absl accepts some non-canonical forms; insist on the canonical encoding.
+  if (absl::Base64Escape(out) != b64) return absl::InvalidArgumentError("non-canonical base64");
+  return out;
+}
+
+absl::StatusOr<std::string> SealAesGcm(const SecretBytes& key, std::string_view plaintext,
+                                       std::string_view aad) {
+  if (key.size() != kAes256KeySize)
+    return absl::InvalidArgumentError(
+        absl::StrCat("AES-256-GCM key must be 32 bytes, got ", key.size()));
+  std::string nonce = RandomBytes(kGcmNonceSize);
+  CipherCtx ctx(EVP_CIPHER_CTX_new());
+  auto k = reinterpret_cast<const unsigned char*>(RevealSecret(key).data());
+  if (EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, k,
+                         reinterpret_cast<const unsigned char*>(nonce.data())) != 1)
+    return absl::InternalError("AES-GCM init failed");
+  int len = 0;
+  if (!aad.empty() &&
+      EVP_EncryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()),
+                        static_cast<int>(aad.size())) != 1)
+    return absl::InternalError("AES-GCM aad failed");
+  std::string out = nonce;
+  out.resize(kGcmNonceSize + plaintext.size() + kGcmTagSize);
+  auto* ct = reinterpret_cast<unsigned char*>(out.data()) + kGcmNonceSize;
+  if (EVP_EncryptUpdate(ctx.get(), ct, &len, reinterpret_cast<const unsigned char*>(plaintext.data()),
+                        static_cast<int>(plaintext.size())) != 1)
+    return absl::InternalError("AES-GCM encrypt failed");
+  int fin = 0;
+  if (EVP_EncryptFinal_ex(ctx.get(), ct + len, &fin) != 1)
+    return absl::InternalError("AES-GCM final failed");
+  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kGcmTagSize,
+                          ct + plaintext.size()) != 1)
+    return absl::InternalError("AES-GCM tag failed");
+  return out;
+}
+
+absl::StatusOr<SecretBytes> OpenAesGcm(const SecretBytes& key, std::string_view sealed,
+                                       std::string_view aad) {
+  if (key.size() != kAes256KeySize)
+    return absl::InvalidArgumentError(
+        absl::StrCat("AES-256-GCM key must be 32 bytes, got ", key.size()));
+  if (sealed.size() < kGcmNonceSize + kGcmTagSize)
+    return absl::DataLossError("sealed data shorter than nonce and tag");
+  const size_t ct_len = sealed.size() - kGcmNonceSize - kGcmTagSize;
+  CipherCtx ctx(EVP_CIPHER_CTX_new());
+  auto k = reinterpret_cast<const unsigned char*>(RevealSecret(key).data());
+  auto* in = reinterpret_cast<const unsigned char*>(sealed.data());
+  if (EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, k, in) != 1)
+    return absl::InternalError("AES-GCM init failed");
+  int len = 0;
+  if (!aad.empty() &&
+      EVP_DecryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()),
+                        static_cast<int>(aad.size())) != 1)
+    return absl::InternalError("AES-GCM aad failed");
+  std::string out(ct_len, '\0');
+  if (EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len,
+                        in + kGcmNonceSize, static_cast<int>(ct_len)) != 1)
+    return absl::DataLossError("AES-GCM decrypt failed");
+  std::string tag(sealed.substr(kGcmNonceSize + ct_len));
+  EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kGcmTagSize, tag.data());
+  int fin = 0;
+  if (EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + len, &fin) != 1)
+    return absl::DataLossError("AES-GCM authentication failed (wrong key or altered data)");
+  return SecretBytes(std::move(out));
+}
+
+// ---- Ed25519 ---------------------------------------------------------------------------
+
+absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::FromRaw(std::string_view raw) {
+  if (raw.size() != kEd25519PublicKeySize)
+    return absl::InvalidArgumentError(
+        absl::StrCat("Ed25519 public key must be 32 bytes, got ", raw.size()));
+  return Ed25519PublicKey(std::string(raw));
+}
+
+absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::FromPem(std::string_view pem) {
+  Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  Pkey key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
+  if (!key) return absl::InvalidArgumentError("not a PEM public key");
+  if (EVP_PKEY_get_id(key.get()) != EVP_PKEY_ED25519)
+    return absl::InvalidArgumentError("PEM public key is not Ed25519");
+  std::string raw(kEd25519PublicKeySize, '\0');
+  size_t len = raw.size();
+  if (EVP_PKEY_get_raw_public_key(key.get(), reinterpret_cast<unsigned char*>(raw.data()), &len) != 1)
+    return absl::InvalidArgumentError("cannot read Ed25519 public key");
+  return Ed25519PublicKey(std::move(raw));
+}
+
+absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::LoadFile(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
+  auto key = FromPem(pem);
+  if (!key.ok()) return Annotate(key.status(), path);
+  return key;
+}
+
+std::string Ed25519PublicKey::ToPem() const {
+  Pkey key(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
+                                       reinterpret_cast<const unsigned char*>(raw_.data()),
+                                       raw_.size()));
+  Bio bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_PUBKEY(bio.get(), key.get());
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(n));
+}
+
+absl::Status Ed25519PublicKey::SaveFile(const std::string& path) const {
+  return WriteFileAtomic(path, ToPem(), 0644);
+}
+
+std::string Ed25519PublicKey::KeyId() const { return Hex(Sha256(raw_).substr(0, 8)); }
+
+bool Ed25519PublicKey::Verify(std::string_view message, std::string_view signature) const {
+  if (signature.size() != kEd25519SignatureSize) return false;
+  Pkey key(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
+                                       reinterpret_cast<const unsigned char*>(raw_.data()),
+                                       raw_.size()));
+  if (!key) return false;
+  MdCtx ctx(EVP_MD_CTX_new());
+  if (EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1) return false;
+  return EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
+                          signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
+                          message.size()) == 1;
+}
+
+absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::Generate() {
+  EVP_PKEY* raw = nullptr;
+  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(
+      EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr), EVP_PKEY_CTX_free);
+  if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 || EVP_PKEY_keygen(ctx.get(), &raw) != 1)
+    return absl::InternalError("Ed25519 key generation failed");
+  Pkey key(raw);
+  std::string seed(32, '\0');
+  size_t len = seed.size();
+  EVP_PKEY_get_raw_private_key(key.get(), reinterpret_cast<unsigned char*>(seed.data()), &len);
+  std::string pub(32, '\0');
+  len = pub.size();
+  EVP_PKEY_get_raw_public_key(key.get(), reinterpret_cast<unsigned char*>(pub.data()), &len);
+  return Ed25519PrivateKey(SecretBytes(std::move(seed)), Ed25519PublicKey(std::move(pub)));
+}
+
+absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromPem(std::string_view pem) {
+  Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  Pkey key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  if (!key) return absl::InvalidArgumentError("not a PEM private key");
+  if (EVP_PKEY_get_id(key.get()) != EVP_PKEY_ED25519)
+    return absl::InvalidArgumentError("PEM private key is not Ed25519");
+  std::string seed(32, '\0');
+  size_t len = seed.size();
+  if (EVP_PKEY_get_raw_private_key(key.get(), reinterpret_cast<unsigned char*>(seed.data()), &len) != 1)
+    return absl::InvalidArgumentError("cannot read Ed25519 private key");
+  std::string pub(32, '\0');
+  len = pub.size();
+  EVP_PKEY_get_raw_public_key(key.get(), reinterpret_cast<unsigned char*>(pub.data()), &len);
+  return Ed25519PrivateKey(SecretBytes(std::move(seed)), Ed25519PublicKey(std::move(pub)));
+}
+
+absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::LoadFile(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
+  SecretBytes guarded(std::move(pem));  // wiped when we return
+  auto key = FromPem(RevealSecret(guarded));
+  if (!key.ok()) return Annotate(key.status(), path);
+  return key;
+}
+
+absl::Status Ed25519PrivateKey::SaveFile(const std::string& path) const {
+  std::string_view seed = RevealSecret(seed_);
+  Pkey key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr,
+                                        reinterpret_cast<const unsigned char*>(seed.data()),
+                                        seed.size()));
+  Bio bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio.get(), &data);
+  SecretBytes pem(std::string(data, static_cast<size_t>(n)));
+  return WriteFileAtomic(path, RevealSecret(pem), 0600);
+}
+
+std::string Ed25519PrivateKey::Sign(std::string_view message) const {
+  std::string_view seed = RevealSecret(seed_);
+  Pkey key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr,
+                                        reinterpret_cast<const unsigned char*>(seed.data()),
+                                        seed.size()));
+  MdCtx ctx(EVP_MD_CTX_new());
+  EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key.get());
+  std::string sig(kEd25519SignatureSize, '\0');
+  size_t len = sig.size();
+  EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
+                 reinterpret_cast<const unsigned char*>(message.data()), message.size());
+  return sig;
+}
+
+// ---- files -----------------------------------------------------------------------------
+
+absl::Status WriteFileAtomic(const std::string& path, std::string_view data, int mode) {
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return absl::UnavailableError(ErrnoMessage("cannot create", tmp));
+  ::fchmod(fd, static_cast<mode_t>(mode));  // umask must not widen or narrow what we asked for
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ::close(fd);
+      return absl::UnavailableError(ErrnoMessage("cannot write", tmp));
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    ::close(fd);
+    return absl::UnavailableError(ErrnoMessage("cannot fsync", tmp));
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    return absl::UnavailableError(ErrnoMessage("cannot rename to", path));
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(ErrnoMessage("cannot open", path));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace lethe::crypto

@@ -1,0 +1,164 @@
+#include "ledger/audit.h"
+
+#include "absl/strings/str_cat.h"
+#include "crypto/status.h"
+#include "lethe/v1/messages.pb.h"
+#include "proto/envelope.h"
+
+namespace lethe::ledger {
+
+Auditor::Auditor(crypto::Ed25519PublicKey control_plane_key, std::string checkpoint_note)
+    : key_(std::move(control_plane_key)), checkpoint_note_(std::move(checkpoint_note)) {
+  auto unverified = ParseCheckpointUnverified(checkpoint_note_);
+  if (!unverified.ok()) {
+    checkpoint_status_ = unverified.status();
+    return;
+  }
+  auto cp = VerifyCheckpoint(checkpoint_note_, unverified->origin, key_);
+  if (!cp.ok()) {
+    checkpoint_status_ = cp.status();
+    return;
+  }
+  checkpoint_ = *cp;
+  if (checkpoint_->size == 0) root_at_checkpoint_ = EmptyRoot();
+}
+
+absl::Status Auditor::Fail(std::string_view why) const {
+  return absl::DataLossError(absl::StrCat("entry ", next_seq_, ": ",
+                                          absl::string_view(why.data(), why.size())));
+}
+
+absl::Status Auditor::Add(uint64_t seq, std::string_view bytes) {
+  if (seq != next_seq_) return Fail(absl::StrCat("out of order (got entry ", seq, ")"));
+  v1::LedgerEntry e;
+  if (!e.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+    return Fail("does not parse as a LedgerEntry");
+  if (e.seq() != seq) return Fail(absl::StrCat("says it is entry ", e.seq()));
+  if (e.prev_hash() != prev_hash_) return Fail("prev_hash does not match entry before it (chain broken)");
+  RETURN_IF_ERROR(CheckBody(e));
+  prev_hash_ = LeafHash(bytes);
+  tree_.Append(prev_hash_);
+  ++next_seq_;
+  if (checkpoint_ && tree_.size() == checkpoint_->size) root_at_checkpoint_ = tree_.Root();
+  return absl::OkStatus();
+}
+
+absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
+  using E = v1::LedgerEntry;
+  if (next_seq_ == 0) {
+    if (e.body_case() != E::kLogCreated) return Fail("entry 0 is not LogCreated");
+    if (e.log_created().control_plane_public_key() != key_.raw())
+      return Fail("the log was created for another control-plane key than the one given");
+    report_.origin = e.log_created().origin();
+    return absl::OkStatus();
+  }
+  switch (e.body_case()) {
+    case E::kLogCreated:
+      return Fail("LogCreated may only be entry 0");
+    case E::kAgentEnrolled: {
+      auto k = crypto::Ed25519PublicKey::FromRaw(e.agent_enrolled().public_key());
+      if (!k.ok()) return Fail("AgentEnrolled holds no valid Ed25519 key");
+      if (k->KeyId() != e.agent_enrolled().key_id()) return Fail("AgentEnrolled key_id mismatch");
+      agent_keys_.emplace(e.agent_enrolled().domain(), *k);
+      ++report_.agents;
+      return absl::OkStatus();
+    }
+    case E::kRequestSubmitted: {
+      const auto& r = e.request_submitted();
+      if (requests_.count(r.request_id())) return Fail("request id submitted twice");
+      if (r.target_domains().empty()) return Fail("request has no target domain");
+      for (const auto& t : r.subject())
+        if (t.token().size() != 32) return Fail("identity token is not 32 bytes");
+      Request req;
+      req.targets.insert(r.target_domains().begin(), r.target_domains().end());
+      requests_[r.request_id()] = std::move(req);
+      ++report_.requests;
+      return absl::OkStatus();
+    }
+    case E::kCommandIssued: {
+      const auto& c = e.command_issued();
+      auto it = requests_.find(c.request_id());
+      if (it == requests_.end()) return Fail("command for an unknown request");
+      if (!it->second.targets.count(c.domain())) return Fail("command for a domain outside the plan");
+      if (it->second.completed) return Fail("command issued after the request completed");
+      if (commands_.count(c.command_id())) return Fail("command id issued twice");
+      if (c.command_digest().size() != 32) return Fail("command digest is not 32 bytes");
+      commands_[c.command_id()] = Command{c.request_id(), c.domain(), c.command_digest()};
+      ++report_.commands;
+      return absl::OkStatus();
+    }
+    case E::kReceiptRecorded: {
+      const auto& rr = e.receipt_recorded();
+      auto cmd = commands_.find(rr.command_id());
+      if (cmd == commands_.end()) return Fail("receipt for an unknown command");
+      if (cmd->second.request_id != rr.request_id() || cmd->second.domain != rr.domain())
+        return Fail("receipt does not match its command's request and domain");
+      if (receipted_commands_.count(rr.command_id())) return Fail("second receipt for a command");
+      // Find the enrolled key of that domain named by the envelope.
+      const crypto::Ed25519PublicKey* agent = nullptr;
+      auto [lo, hi] = agent_keys_.equal_range(rr.domain());
+      for (auto i = lo; i != hi; ++i)
+        if (i->second.KeyId() == rr.receipt().key_id()) agent = &i->second;
+      if (agent == nullptr) return Fail("receipt signed by a key not enrolled for domain " + rr.domain());
+      auto body = VerifyEnvelope(rr.receipt(), kReceiptType, *agent);
+      if (!body.ok()) return Fail("receipt signature: " + std::string(body.status().message()));
+      v1::Receipt receipt;
+      if (!receipt.ParseFromString(*body)) return Fail("signed receipt does not parse");
+      if (receipt.command_id() != rr.command_id() || receipt.request_id() != rr.request_id() ||
+          receipt.domain() != rr.domain())
+        return Fail("signed receipt names another command, request or domain");
+      if (receipt.command_digest() != cmd->second.digest)
+        return Fail("receipt was made for different command bytes than lethed issued");
+      const bool ok = receipt.outcome() == v1::Receipt::COMPLETED;
+      if (ok && !receipt.verified_zero_remaining())
+        return Fail("COMPLETED receipt without the zero-remaining check");
+      if (receipt.outcome() != v1::Receipt::COMPLETED && receipt.outcome() != v1::Receipt::FAILED)
+        return Fail("receipt has no outcome");
+      receipted_commands_.insert(rr.command_id());
+      requests_[rr.request_id()].answered[rr.domain()] = ok;
+      ++report_.receipts;
+      return absl::OkStatus();
+    }
+    case E::kRequestCompleted: {
+      const auto& c = e.request_completed();
+      auto it = requests_.find(c.request_id());
+      if (it == requests_.end()) return Fail("completion of an unknown request");
+      Request& r = it->second;
+      if (r.completed) return Fail("request completed twice");
+      bool all_ok = true;
+      for (const auto& d : r.targets) {
+        auto a = r.answered.find(d);
+        if (a == r.answered.end()) return Fail("request completed without a receipt from domain " + d);
+        all_ok = all_ok && a->second;
+      }
+      const auto want = all_ok ? v1::RequestCompleted::COMPLETED : v1::RequestCompleted::FAILED;
+      if (c.outcome() != want) return Fail("completion outcome contradicts the receipts");
+      r.completed = true;
+      (all_ok ? report_.requests_completed : report_.requests_failed)++;
+      return absl::OkStatus();
+    }
+    case E::BODY_NOT_SET:
+      return Fail("entry has no body");
+  }
+  return Fail("unknown entry kind");
+}
+
+absl::StatusOr<AuditReport> Auditor::Finish() {
+  if (!checkpoint_status_.ok())
+    return absl::PermissionDeniedError("checkpoint: " + std::string(checkpoint_status_.message()));
+  if (checkpoint_->origin != report_.origin && next_seq_ > 0)
+    return absl::DataLossError("checkpoint origin differs from the log's origin");
+  if (checkpoint_->size > next_seq_)
+    return absl::DataLossError(absl::StrCat("checkpoint covers ", checkpoint_->size,
+                                            " entries but the log has only ", next_seq_));
+  if (root_at_checkpoint_ != checkpoint_->root)
+    return absl::DataLossError(absl::StrCat(
+        "Merkle root of the first ", checkpoint_->size,
+        " entries differs from the signed checkpoint (the log was rewritten)"));
+  report_.entries = next_seq_;
+  report_.checkpoint_size = checkpoint_->size;
+  report_.root = tree_.Root();
+  return report_;
+}
+
+}  // namespace lethe::ledger

@@ -1,0 +1,79 @@
+// Independent verification of a ledger from its raw entries, for auditors. It trusts only
+// lethed's public key: agent keys are taken from the AgentEnrolled entries of the log itself.
+//
+// Checks, in one streaming pass: the hash chain; that entry 0 is LogCreated naming this key;
+// every ReceiptRecorded's signature against a key enrolled for its domain before it, and its
+// binding to a CommandIssued (same command id, request, domain and command digest); that each
+// RequestCompleted follows a receipt from every target domain with a matching outcome; and
+// that the signed checkpoint's root equals the Merkle root of the entries below it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "crypto/crypto.h"
+#include "ledger/checkpoint.h"
+#include "ledger/merkle.h"
+#include "lethe/v1/ledger.pb.h"
+
+namespace lethe::ledger {
+
+struct AuditReport {
+  uint64_t entries = 0;
+  uint64_t agents = 0;
+  uint64_t requests = 0;
+  uint64_t requests_completed = 0;
+  uint64_t requests_failed = 0;
+  uint64_t commands = 0;
+  uint64_t receipts = 0;
+  uint64_t checkpoint_size = 0;
+  std::string root;           // Merkle root over all entries
+  std::string origin;
+};
+
+class Auditor {
+ public:
+  // `checkpoint_note` is the signed checkpoint to check the entries against.
+  Auditor(crypto::Ed25519PublicKey control_plane_key, std::string checkpoint_note);
+
+  // Feeds entry number `seq` (must be the next one). kDataLoss names the entry on failure.
+  absl::Status Add(uint64_t seq, std::string_view bytes);
+  // Ends the pass: checks the checkpoint against the tree.
+  absl::StatusOr<AuditReport> Finish();
+
+ private:
+  absl::Status Fail(std::string_view why) const;
+  absl::Status CheckBody(const v1::LedgerEntry& e);
+
+  struct Request {
+    std::set<std::string> targets;
+    std::map<std::string, bool> answered;  // domain -> receipt outcome COMPLETED?
+    bool completed = false;
+  };
+  struct Command {
+    std::string request_id;
+    std::string domain;
+    std::string digest;
+  };
+
+  const crypto::Ed25519PublicKey key_;
+  const std::string checkpoint_note_;
+  std::optional<Checkpoint> checkpoint_;
+  absl::Status checkpoint_status_;
+  std::string root_at_checkpoint_;
+  uint64_t next_seq_ = 0;
+  std::string prev_hash_ = std::string(32, '\0');
+  CompactRange tree_;
+  std::multimap<std::string, crypto::Ed25519PublicKey> agent_keys_;  // domain -> keys
+  std::map<std::string, Request> requests_;
+  std::map<std::string, Command> commands_;
+  std::set<std::string> receipted_commands_;
+  AuditReport report_;
+};
+
+}  // namespace lethe::ledger

@@ -1,0 +1,378 @@
+#include "ledger/ledger.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "crypto/status.h"
+#include "ledger/record_format.h"
+#include "spdlog/spdlog.h"
+
+namespace lethe::ledger {
+namespace fs = std::filesystem;
+namespace {
+
+absl::Status Errno(std::string_view what, const std::string& path) {
+  return absl::UnavailableError(absl::StrCat(absl::string_view(what.data(), what.size()), " ",
+                                             path, ": ", std::strerror(errno)));
+}
+
+absl::Status FsyncDir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Errno("cannot open directory", dir);
+  int rc = ::fsync(fd);
+  ::close(fd);
+  return rc == 0 ? absl::OkStatus() : Errno("cannot fsync directory", dir);
+}
+
+absl::StatusOr<std::vector<std::string>> ListSegments(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::string name = e.path().filename().string();
+    if (name.size() == 28 && name.rfind("seg-", 0) == 0 && name.substr(24) == ".log")
+      names.push_back(name);
+  }
+  if (ec) return absl::UnavailableError("cannot list ledger directory " + dir + ": " + ec.message());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+absl::Status Corrupt(const std::string& segment, uint64_t offset, uint64_t entry,
+                     std::string_view what) {
+  return absl::DataLossError(absl::StrCat("ledger corrupt: entry ", entry, " at ", segment,
+                                          " offset ", offset, ": ",
+                                          absl::string_view(what.data(), what.size())));
+}
+
+bool AllZero(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c == 0; });
+}
+
+}  // namespace
+
+absl::StatusOr<ScanResult> ScanSegments(
+    const std::string& dir, const std::function<absl::Status(const ScannedRecord&)>& fn) {
+  ASSIGN_OR_RETURN(std::vector<std::string> names, ListSegments(dir));
+  ScanResult result;
+  uint64_t index = 0;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const bool last = i + 1 == names.size();
+    const std::string& name = names[i];
+    ASSIGN_OR_RETURN(std::string data, crypto::ReadFile(dir + "/" + name));
+    auto torn = [&](uint64_t off) -> absl::Status {
+      if (!last) return Corrupt(name, off, index, "incomplete record in a sealed segment");
+      result.torn_tail = TornTail{name, off, data.size() - off};
+      return absl::OkStatus();
+    };
+    if (data.size() < format::kSegmentHeaderSize) {
+      RETURN_IF_ERROR(torn(0));
+      break;
+    }
+    const char* h = data.data();
+    if (std::memcmp(h, format::kMagic, sizeof(format::kMagic)) != 0)
+      return Corrupt(name, 0, index, "bad segment magic");
+    if (crypto::Crc32c(std::string_view(h, 28)) != format::GetU32(h + 28))
+      return Corrupt(name, 0, index, "segment header checksum mismatch");
+    if (format::GetU32(h + 8) != format::kVersion)
+      return Corrupt(name, 0, index, absl::StrCat("unsupported segment version ",
+                                                  format::GetU32(h + 8)));
+    if (format::GetU32(h + 12) != 0) return Corrupt(name, 0, index, "unknown segment flags");
+    if (format::GetU64(h + 16) != index)
+      return Corrupt(name, 0, index, absl::StrCat("segment starts at entry ",
+                                                  format::GetU64(h + 16)));
+    uint64_t off = format::kSegmentHeaderSize;
+    while (off < data.size()) {
+      const uint64_t remaining = data.size() - off;
+      if (last && AllZero(std::string_view(data).substr(off))) {
+        RETURN_IF_ERROR(torn(off));
+        break;
+      }
+      if (remaining < format::kRecordHeaderSize) {
+        RETURN_IF_ERROR(torn(off));
+        break;
+      }
+      const uint32_t len = format::GetU32(data.data() + off);
+      if (len > remaining - format::kRecordHeaderSize) {
+        RETURN_IF_ERROR(torn(off));
+        break;
+      }
+      if (len == 0 || len > format::kMaxPayload)
+        return Corrupt(name, off, index, absl::StrCat("bad record length ", len));
+      std::string_view framed(data.data() + off, format::kRecordHeaderSize + len);
+      uint32_t crc = crypto::Crc32c(framed.substr(8), crypto::Crc32c(framed.substr(0, 4)));
+      if (crc != format::GetU32(data.data() + off + 4))
+        return Corrupt(name, off, index, "record checksum mismatch");
+      RETURN_IF_ERROR(fn(ScannedRecord{index, name, off, framed.substr(8)}));
+      ++index;
+      ++result.records;
+      off += framed.size();
+    }
+    if (result.torn_tail) break;
+  }
+  return result;
+}
+
+absl::Status CheckChainLink(const ScannedRecord& rec, std::string_view prev_hash,
+                            v1::LedgerEntry* entry, std::string* leaf_hash) {
+  if (!entry->ParseFromArray(rec.payload.data(), static_cast<int>(rec.payload.size())))
+    return Corrupt(rec.segment, rec.offset, rec.index, "payload is not a LedgerEntry");
+  if (entry->seq() != rec.index)
+    return Corrupt(rec.segment, rec.offset, rec.index,
+                   absl::StrCat("entry says it is number ", entry->seq()));
+  if (entry->prev_hash() != prev_hash)
+    return Corrupt(rec.segment, rec.offset, rec.index,
+                   "prev_hash does not match the previous entry (chain broken)");
+  if (entry->body_case() == v1::LedgerEntry::BODY_NOT_SET)
+    return Corrupt(rec.segment, rec.offset, rec.index, "entry has no body");
+  *leaf_hash = LeafHash(rec.payload);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& options,
+                                                     const ReplayFn& replay) {
+  if (options.signing_key == nullptr)
+    return absl::InvalidArgumentError("ledger needs a signing key for checkpoints");
+  std::error_code ec;
+  fs::create_directories(options.dir, ec);
+  if (ec) return absl::UnavailableError("cannot create ledger directory " + options.dir);
+
+  std::unique_ptr<Ledger> ledger(new Ledger(options));
+  Ledger& l = *ledger;
+  std::unique_lock<std::mutex> lock(l.mu_);
+
+  // The stored checkpoint, if any, must be ours and must match the entries below it.
+  std::optional<Checkpoint> stored_cp;
+  const std::string cp_path = options.dir + "/" + kCheckpointFile;
+  if (fs::exists(cp_path)) {
+    ASSIGN_OR_RETURN(std::string note, crypto::ReadFile(cp_path));
+    auto cp = VerifyCheckpoint(note, options.origin, options.signing_key->public_key());
+    if (!cp.ok())
+      return absl::DataLossError("stored checkpoint does not verify: " +
+                                 std::string(cp.status().message()));
+    stored_cp = *cp;
+    l.checkpoint_ = note;
+  }
+  std::string root_at_cp;
+  if (stored_cp && stored_cp->size == 0) root_at_cp = EmptyRoot();
+
+  l.last_hash_ = std::string(32, '\0');
+  std::string current_segment;
+  auto scan = ScanSegments(options.dir, [&](const ScannedRecord& rec) -> absl::Status {
+    v1::LedgerEntry entry;
+    std::string leaf;
+    RETURN_IF_ERROR(CheckChainLink(rec, l.last_hash_, &entry, &leaf));
+    if (rec.segment != current_segment) {
+      current_segment = rec.segment;
+      l.segments_.push_back(options.dir + "/" + rec.segment);
+    }
+    l.locations_.push_back(Location{static_cast<uint32_t>(l.segments_.size() - 1),
+                                    static_cast<uint32_t>(rec.payload.size()),
+                                    rec.offset + format::kRecordHeaderSize});
+    l.tree_.Append(leaf);
+    l.last_hash_ = std::move(leaf);
+    if (stored_cp && l.tree_.size() == stored_cp->size) root_at_cp = l.tree_.Root();
+    return replay ? replay(rec.index, rec.payload, entry) : absl::OkStatus();
+  });
+  if (!scan.ok()) return scan.status();
+
+  // Segments that exist but hold no complete record (a fresh or torn one) are still ours.
+  ASSIGN_OR_RETURN(std::vector<std::string> names, ListSegments(options.dir));
+  if (!names.empty() && (l.segments_.empty() ||
+                         l.segments_.back() != options.dir + "/" + names.back())) {
+    l.segments_.push_back(options.dir + "/" + names.back());
+  }
+
+  if (scan->torn_tail) {
+    const TornTail& t = *scan->torn_tail;
+    const std::string path = options.dir + "/" + t.segment;
+    if (t.offset == 0) {
+      if (::unlink(path.c_str()) != 0) return Errno("cannot remove torn segment", path);
+      l.segments_.pop_back();
+    } else if (::truncate(path.c_str(), static_cast<off_t>(t.offset)) != 0) {
+      return Errno("cannot cut torn tail of", path);
+    }
+    RETURN_IF_ERROR(FsyncDir(options.dir));
+    spdlog::warn("ledger: cut torn tail of {} at offset {} ({} bytes of an unacknowledged "
+                 "record); the log now holds {} entries",
+                 t.segment, t.offset, t.bytes, l.tree_.size());
+    l.torn_tail_cut_ = t;
+  }
+
+  if (stored_cp) {
+    if (stored_cp->size > l.tree_.size())
+      return absl::DataLossError(absl::StrCat(
+          "ledger corrupt: the signed checkpoint covers ", stored_cp->size,
+          " entries but only ", l.tree_.size(), " are on disk (acknowledged entries lost)"));
+    if (root_at_cp != stored_cp->root)
+      return absl::DataLossError(absl::StrCat(
+          "ledger corrupt: the entries do not hash to the root of the signed checkpoint at size ",
+          stored_cp->size, " (the log was rewritten)"));
+  }
+
+  RETURN_IF_ERROR(l.OpenSegmentForAppend());
+  const bool empty = l.tree_.size() == 0;
+  if (!empty && (!stored_cp || stored_cp->size != l.tree_.size()))
+    RETURN_IF_ERROR(l.WriteCheckpoint());
+  lock.unlock();
+  if (empty) {
+    // Entry 0 names the log and the key that signs its checkpoints and commands.
+    v1::LedgerEntry created;
+    created.mutable_log_created()->set_origin(options.origin);
+    created.mutable_log_created()->set_control_plane_public_key(
+        options.signing_key->public_key().raw());
+    ASSIGN_OR_RETURN(auto appended, l.Append({created}, absl::Now()));
+    if (replay) RETURN_IF_ERROR(replay(0, appended[0].bytes, appended[0].entry));
+  }
+  return ledger;
+}
+
+Ledger::~Ledger() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+absl::Status Ledger::OpenSegmentForAppend() {
+  if (segments_.empty()) return StartSegment(tree_.size());
+  const std::string& path = segments_.back();
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd_ < 0) return Errno("cannot open segment", path);
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) return Errno("cannot stat segment", path);
+  write_offset_ = static_cast<uint64_t>(st.st_size);
+  return absl::OkStatus();
+}
+
+absl::Status Ledger::StartSegment(uint64_t first_seq) {
+  const std::string path = options_.dir + "/" + format::SegmentFileName(first_seq);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return Errno("cannot create segment", path);
+  std::string header = format::EncodeSegmentHeader(first_seq);
+  if (::pwrite(fd, header.data(), header.size(), 0) != static_cast<ssize_t>(header.size()) ||
+      ::fdatasync(fd) != 0) {
+    ::close(fd);
+    ::unlink(path.c_str());
+    return Errno("cannot write segment header", path);
+  }
+  RETURN_IF_ERROR(FsyncDir(options_.dir));
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+  write_offset_ = header.size();
+  segments_.push_back(path);
+  return absl::OkStatus();
+}
+
+absl::Status Ledger::WriteCheckpoint() {
+  Checkpoint cp{options_.origin, tree_.size(), tree_.Root()};
+  std::string note = SignCheckpoint(cp, *options_.signing_key);
+  RETURN_IF_ERROR(
+      crypto::WriteFileAtomic(options_.dir + "/" + kCheckpointFile, note, 0644));
+  checkpoint_ = std::move(note);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::LedgerEntry> entries,
+                                                          absl::Time now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (failed_)
+    return absl::UnavailableError("ledger is read-only after a failed write; restart lethed");
+  std::vector<AppendedEntry> out;
+  out.reserve(entries.size());
+  std::string buf;
+  std::string prev = last_hash_;
+  const int64_t ms = absl::ToUnixMillis(now);
+  for (auto& e : entries) {
+    AppendedEntry a;
+    a.seq = tree_.size() + out.size();
+    e.set_seq(a.seq);
+    e.set_time_unix_ms(ms);
+    e.set_prev_hash(prev);
+    if (!e.SerializeToString(&a.bytes)) return absl::InternalError("cannot serialize entry");
+    if (a.bytes.size() > format::kMaxPayload)
+      return absl::InvalidArgumentError("ledger entry larger than 16 MiB");
+    prev = LeafHash(a.bytes);
+    format::AppendRecord(&buf, a.bytes);
+    a.entry = std::move(e);
+    out.push_back(std::move(a));
+  }
+  if (write_offset_ > format::kSegmentHeaderSize &&
+      write_offset_ + buf.size() > options_.max_segment_bytes) {
+    RETURN_IF_ERROR(StartSegment(tree_.size()));
+  }
+  const uint64_t start = write_offset_;
+  size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n = ::pwrite(fd_, buf.data() + done, buf.size() - done,
+                         static_cast<off_t>(start + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      absl::Status err = Errno("cannot append to", segments_.back());
+      if (::ftruncate(fd_, static_cast<off_t>(start)) != 0) failed_ = true;
+      return err;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fdatasync(fd_) != 0) {
+    // After a failed fdatasync the kernel may have dropped the dirty pages: what is on disk
+    // is unknown, so refuse further writes until a restart re-reads the files.
+    failed_ = true;
+    return Errno("cannot fdatasync", segments_.back());
+  }
+  write_offset_ = start + buf.size();
+  uint64_t off = start;
+  for (const auto& a : out) {
+    locations_.push_back(Location{static_cast<uint32_t>(segments_.size() - 1),
+                                  static_cast<uint32_t>(a.bytes.size()),
+                                  off + format::kRecordHeaderSize});
+    off += format::kRecordHeaderSize + a.bytes.size();
+    tree_.Append(LeafHash(a.bytes));
+  }
+  last_hash_ = prev;
+  if (absl::Status s = WriteCheckpoint(); !s.ok()) {
+    // The entries are durable; the next append or restart writes a newer checkpoint.
+    spdlog::error("ledger: cannot write checkpoint: {}", s.ToString());
+  }
+  return out;
+}
+
+uint64_t Ledger::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return tree_.size();
+}
+
+std::string Ledger::Root() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return tree_.Root();
+}
+
+std::string Ledger::LatestCheckpoint() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return checkpoint_;
+}
+
+absl::StatusOr<std::string> Ledger::ReadEntry(uint64_t seq) const {
+  std::string path;
+  Location loc{};
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (seq >= locations_.size())
+      return absl::OutOfRangeError(absl::StrCat("entry ", seq, " is beyond the log size ",
+                                                locations_.size()));
+    loc = locations_[seq];
+    path = segments_[loc.segment];
+  }
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno("cannot open segment", path);
+  std::string out(loc.length, '\0');
+  ssize_t n = ::pread(fd, out.data(), out.size(), static_cast<off_t>(loc.offset));
+  ::close(fd);
+  if (n != static_cast<ssize_t>(out.size())) return Errno("cannot read segment", path);
+  return out;
+}
+
+}  // namespace lethe::ledger

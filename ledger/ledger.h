@@ -1,0 +1,125 @@
+// The append-only ledger: hash-chained entries in segment files (format: record_format.h),
+// also the leaves of an RFC 9162 Merkle tree, with a signed checkpoint after every commit.
+//
+// Thread safety: all methods are safe to call concurrently. Appends are serialised; an
+// Append returns only after its entries are durable (fdatasync).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "crypto/crypto.h"
+#include "ledger/checkpoint.h"
+#include "ledger/merkle.h"
+#include "lethe/v1/ledger.pb.h"
+
+namespace lethe::ledger {
+
+// One record as found on disk.
+struct ScannedRecord {
+  uint64_t index = 0;         // position in the log (expected seq)
+  std::string segment;        // file name
+  uint64_t offset = 0;        // byte offset of the record header in the segment
+  std::string_view payload;   // valid during the callback only
+};
+
+struct TornTail {
+  std::string segment;
+  uint64_t offset = 0;  // where the incomplete record starts
+  uint64_t bytes = 0;   // how many bytes follow it
+};
+
+struct ScanResult {
+  uint64_t records = 0;
+  std::optional<TornTail> torn_tail;
+};
+
+// Reads every record of the ledger in `dir`, in order, checking framing and CRCs (not the
+// chain: that is the caller's). A torn tail of the last segment is reported, not an error;
+// any other damage is kDataLoss naming segment and offset. Read only.
+absl::StatusOr<ScanResult> ScanSegments(
+    const std::string& dir, const std::function<absl::Status(const ScannedRecord&)>& fn);
+
+// Checks one payload's place in the chain and returns its parsed entry and leaf hash.
+// kDataLoss naming the entry when it does not parse, has the wrong seq or breaks the chain.
+absl::Status CheckChainLink(const ScannedRecord& rec, std::string_view prev_hash,
+                            v1::LedgerEntry* entry, std::string* leaf_hash);
+
+struct LedgerOptions {
+  std::string dir;                       // created if absent
+  uint64_t max_segment_bytes = 64u << 20;
+  std::string origin = kDefaultOrigin;   // checkpoint origin and note key name
+  const crypto::Ed25519PrivateKey* signing_key = nullptr;  // signs checkpoints; required
+};
+
+struct AppendedEntry {
+  uint64_t seq = 0;
+  std::string bytes;       // exact stored payload
+  v1::LedgerEntry entry;   // as stored (seq, time, prev_hash filled in)
+};
+
+class Ledger {
+ public:
+  // Called for every stored entry during Open, in order, after its chain link is checked.
+  using ReplayFn = std::function<absl::Status(uint64_t seq, std::string_view bytes,
+                                              const v1::LedgerEntry& entry)>;
+
+  // Opens (or creates) the ledger: replays every entry, checks the chain, cuts and logs a
+  // torn tail, and checks that the stored checkpoint is signed by the key and matches the
+  // tree. An empty ledger gets entry 0, LogCreated, naming the origin and the public key.
+  static absl::StatusOr<std::unique_ptr<Ledger>> Open(const LedgerOptions& options,
+                                                      const ReplayFn& replay);
+  ~Ledger();
+
+  // Fills in seq, time and prev_hash of each entry (only their bodies are read), appends
+  // them in one write, fdatasyncs, signs a new checkpoint, and returns them as stored.
+  // On failure nothing is acknowledged and the files are as before.
+  absl::StatusOr<std::vector<AppendedEntry>> Append(std::vector<v1::LedgerEntry> entries,
+                                                    absl::Time now);
+
+  uint64_t size() const;
+  std::string Root() const;
+  // Latest signed checkpoint note.
+  std::string LatestCheckpoint() const;
+  // Exact bytes of entry `seq`; kOutOfRange when seq >= size().
+  absl::StatusOr<std::string> ReadEntry(uint64_t seq) const;
+  const std::string& origin() const { return options_.origin; }
+  const std::optional<TornTail>& torn_tail_cut() const { return torn_tail_cut_; }
+
+  static constexpr char kCheckpointFile[] = "checkpoint";
+
+ private:
+  explicit Ledger(LedgerOptions options) : options_(std::move(options)) {}
+  absl::Status OpenSegmentForAppend() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status StartSegment(uint64_t first_seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status WriteCheckpoint() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  struct Location {
+    uint32_t segment;  // index into segments_
+    uint32_t length;
+    uint64_t offset;   // of the payload
+  };
+
+  const LedgerOptions options_;
+  mutable std::mutex mu_;
+  std::vector<std::string> segments_ ABSL_GUARDED_BY(mu_);  // full paths
+  std::vector<Location> locations_ ABSL_GUARDED_BY(mu_);
+  std::string last_hash_ ABSL_GUARDED_BY(mu_);
+  CompactRange tree_ ABSL_GUARDED_BY(mu_);
+  std::string checkpoint_ ABSL_GUARDED_BY(mu_);
+  int fd_ ABSL_GUARDED_BY(mu_) = -1;            // last segment, open for writing
+  uint64_t write_offset_ ABSL_GUARDED_BY(mu_) = 0;
+  bool failed_ ABSL_GUARDED_BY(mu_) = false;    // a write could not be undone
+  std::optional<TornTail> torn_tail_cut_;
+};
+
+}  // namespace lethe::ledger

@@ -1,0 +1,101 @@
+// The policy model: which identity types exist, which domains hold which tables, and what
+// each domain must do to a subject's rows. The file format is specified in POLICY.md
+// (version 1); this header is the in-memory form, built only by Policy::Parse, so a Policy
+// object is always valid.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace lethe::policy {
+
+// One problem found in a policy file, with its 1-based position in the YAML source
+// (line 0 when the problem is not tied to one place).
+struct Diagnostic {
+  int line = 0;
+  int column = 0;
+  std::string message;
+  // "file:line:col: message", or "file: message" when line is 0.
+  std::string ToString(std::string_view source_name) const;
+};
+
+enum class TableAction { kDelete };
+
+struct Table {
+  std::string schema;        // "public" when the file names no schema
+  std::string name;          // table name, a safe identifier
+  std::string key_column;    // column that holds the subject key
+  std::string identity;      // identity type held in key_column
+  TableAction action = TableAction::kDelete;
+  std::string QualifiedName() const { return schema + "." + name; }
+};
+
+struct Domain {
+  std::string name;           // [a-z0-9_-]+
+  std::vector<Table> tables;  // in file order: the order the agent processes them
+  // Distinct identity types used by this domain's tables, in first-use order.
+  std::vector<std::string> IdentityTypes() const;
+};
+
+struct Purpose {
+  std::string name;
+  std::string description;
+  std::vector<std::string> domains;
+  bool erase_on_withdrawal = false;
+};
+
+struct Deadlines {
+  absl::Duration erasure = absl::Hours(24 * 30);
+  absl::Duration max_extension = absl::Hours(24 * 60);
+};
+
+class Policy {
+ public:
+  // Parses and validates YAML text. On failure returns kInvalidArgument whose message lists
+  // every diagnostic, one per line, as "source:line:col: message". Never throws.
+  static absl::StatusOr<Policy> Parse(std::string_view yaml, std::string_view source_name);
+  // Reads and parses a file, naming it by `path` in diagnostics; kNotFound when unreadable.
+  static absl::StatusOr<Policy> LoadFile(const std::string& path);
+  // Every problem in the file (empty when it is valid), for `lethectl policy validate`.
+  static std::vector<Diagnostic> Validate(std::string_view yaml);
+
+  int version() const { return version_; }
+  const std::string& name() const { return name_; }
+  const std::vector<std::string>& identities() const { return identities_; }
+  bool HasIdentity(std::string_view type) const;
+  const std::vector<Purpose>& purposes() const { return purposes_; }
+  const Deadlines& deadlines() const { return deadlines_; }
+  const std::vector<Domain>& domains() const { return domains_; }
+  const Domain* FindDomain(std::string_view name) const;
+
+  // Canonical JSON of the whole policy (sorted keys, no whitespace; durations in seconds)
+  // and its SHA-256 (32 raw bytes). Two files that differ only in comments, key order or
+  // formatting have the same hash.
+  std::string CanonicalJson() const;
+  std::string Hash() const;
+  // The same for one domain's section: what an agent compares with a command's hash. The
+  // object is the domain's own (name, postgres) plus the policy "version". For a domain the
+  // policy does not define, both return an empty string.
+  std::string DomainCanonicalJson(std::string_view domain) const;
+  std::string DomainHash(std::string_view domain) const;
+
+ private:
+  Policy() = default;
+  friend class PolicyBuilder;
+  int version_ = 1;
+  std::string name_;
+  std::vector<std::string> identities_;
+  std::vector<Purpose> purposes_;
+  Deadlines deadlines_;
+  std::vector<Domain> domains_;
+};
+
+// Parses a duration written <n>h, <n>d, <n>w or <n>y (365 days). n is a positive integer.
+absl::StatusOr<absl::Duration> ParsePolicyDuration(std::string_view text);
+
+}  // namespace lethe::policy

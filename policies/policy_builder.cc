@@ -1,0 +1,847 @@
+// The YAML reader behind Policy::Parse and Policy::Validate.
+//
+// It walks the yaml-cpp node tree once and records every problem it meets, each at the
+// position of the node at fault, instead of stopping at the first. It reads nodes only
+// through Type(), Scalar(), Mark() and iteration, none of which throws on a parsed tree;
+// yaml-cpp's parser does throw, and BuildPolicy catches that (and anything else) at the edge.
+#include "policies/policy_builder.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <map>
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_join.h"
+#include "yaml-cpp/yaml.h"
+
+namespace lethe::policy {
+namespace {
+
+constexpr size_t kMaxDomainNameLength = 200;  // the topic lethe.commands.<name> must fit
+constexpr size_t kMaxIdentifierLength = 63;   // PostgreSQL truncates longer names
+constexpr int64_t kMaxDurationCount = 1'000'000;
+constexpr char kDurationForms[] = "expected <n>h, <n>d, <n>w or <n>y";
+constexpr char kIdentifierRule[] = "[A-Za-z_][A-Za-z0-9_]* (at most 63 characters)";
+constexpr char kLowerNameRule[] = "lowercase letters, digits, _ and - ([a-z0-9_-]+)";
+
+struct Position {
+  int line = 0;  // 1-based; 0 when unknown
+  int column = 0;
+};
+
+Position PositionOf(const YAML::Mark& mark) {
+  if (mark.is_null()) return {};
+  return {mark.line + 1, mark.column + 1};
+}
+
+// A value for a message: quoted, control characters escaped (one diagnostic stays on one
+// line), long values cut short at a character boundary.
+std::string Quote(std::string_view s) {
+  constexpr size_t kMaxShown = 80;
+  std::string out = "\"";
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (i >= kMaxShown && (c & 0xC0) != 0x80) {
+      out += "...";
+      break;
+    }
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  out += '"';
+  return out;
+}
+
+// What a node is, for "..., got <this>" messages.
+std::string Describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Null:
+      return "an empty value";
+    case YAML::NodeType::Scalar:
+      return Quote(node.Scalar());
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Undefined:
+      break;
+  }
+  return "nothing";
+}
+
+// [a-z0-9_]+, or [a-z0-9_-]+ with allow_dash.
+bool IsLowerName(std::string_view s, bool allow_dash) {
+  if (s.empty()) return false;
+  return std::all_of(s.begin(), s.end(), [allow_dash](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           (allow_dash && c == '-');
+  });
+}
+
+// [A-Za-z_][A-Za-z0-9_]*, at most 63 characters: safe to splice into SQL as an identifier.
+bool IsIdentifier(std::string_view s) {
+  if (s.empty() || s.size() > kMaxIdentifierLength) return false;
+  auto letter = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
+  if (!letter(s[0])) return false;
+  return std::all_of(s.begin() + 1, s.end(),
+                     [&](char c) { return letter(c) || (c >= '0' && c <= '9'); });
+}
+
+// "[schema.]name" into its parts; the schema defaults to "public".
+bool SplitTableName(const std::string& s, std::string* schema, std::string* name) {
+  const size_t dot = s.find('.');
+  if (dot == std::string::npos) {
+    if (!IsIdentifier(s)) return false;
+    *schema = "public";
+    *name = s;
+    return true;
+  }
+  std::string first = s.substr(0, dot);
+  std::string second = s.substr(dot + 1);  // a second dot makes this part invalid
+  if (!IsIdentifier(first) || !IsIdentifier(second)) return false;
+  *schema = std::move(first);
+  *name = std::move(second);
+  return true;
+}
+
+bool IsValidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t extra = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      extra = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      extra = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      extra = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + extra >= s.size()) return false;  // truncated sequence
+    for (size_t k = 1; k <= extra; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    static constexpr uint32_t kMinForLength[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMinForLength[extra] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return false;
+    }
+    i += extra + 1;
+  }
+  return true;
+}
+
+// Edit distance counting a swap of neighbours as one edit ("nmae" is one away from "name").
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// The candidate closest to `word` when it is close enough to be a typo of it, else "".
+std::string ClosestMatch(std::string_view word, const std::vector<std::string>& candidates) {
+  constexpr size_t kMaxWordForSuggestions = 100;  // keeps EditDistance cheap on hostile input
+  if (word.size() > kMaxWordForSuggestions) return "";
+  std::string lower(word);
+  for (char& c : lower) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  std::string best;
+  size_t best_distance = 3;  // at most two edits
+  for (const std::string& candidate : candidates) {
+    const size_t d = EditDistance(lower, candidate);
+    if (d < best_distance && d < word.size()) {
+      best = candidate;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
+// Lists names for a message, cutting long lists short.
+std::string ListNames(const std::vector<std::string>& names) {
+  constexpr size_t kMaxListed = 10;
+  if (names.size() <= kMaxListed) return absl::StrJoin(names, ", ");
+  std::vector<std::string> head(names.begin(), names.begin() + kMaxListed);
+  return absl::StrJoin(head, ", ") + ", ... (" + std::to_string(names.size()) + " in all)";
+}
+
+// One key of a YAML map, with the nodes for positions.
+struct Entry {
+  std::string key;
+  YAML::Node key_node;
+  YAML::Node value;
+};
+
+// The entries of a YAML map in file order. Duplicate keys stay visible (yaml-cpp keeps
+// both), so CheckKeys can report them instead of silently using the first.
+class MapView {
+ public:
+  explicit MapView(const YAML::Node& map) {
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      if (it->first.IsScalar()) {
+        entries_.push_back(Entry{it->first.Scalar(), it->first, it->second});
+      } else {
+        bad_keys_.push_back(it->first);
+      }
+    }
+  }
+  // The first entry with this key, or nullptr.
+  const Entry* Find(std::string_view key) const {
+    for (const Entry& e : entries_) {
+      if (e.key == key) return &e;
+    }
+    return nullptr;
+  }
+  const std::vector<Entry>& entries() const { return entries_; }
+  const std::vector<YAML::Node>& bad_keys() const { return bad_keys_; }
+
+ private:
+  std::vector<Entry> entries_;
+  std::vector<YAML::Node> bad_keys_;
+};
+
+// What the document pre-pass needs to know about one document.
+class DocumentShape : public YAML::EventHandler {
+ public:
+  void Reset() { *this = DocumentShape(); }
+  // True when the document is nothing but one empty value.
+  bool lone_null() const { return events_ == 1 && !first_null_.is_null(); }
+  const YAML::Mark& null_mark() const { return first_null_; }
+  const YAML::Mark& start() const { return start_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override { start_ = mark; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override {
+    if (events_++ == 0) first_null_ = mark;
+  }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { ++events_; }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    ++events_;
+  }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    ++events_;
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    ++events_;
+  }
+  void OnMapEnd() override {}
+
+ private:
+  int events_ = 0;
+  YAML::Mark start_ = YAML::Mark::null_mark();
+  YAML::Mark first_null_ = YAML::Mark::null_mark();
+};
+
+struct StreamShape {
+  int documents = 0;                       // counted up to 1000
+  YAML::Mark second = YAML::Mark::null_mark();  // where the second document starts
+  std::optional<YAML::Mark> stuck_at;      // see CountDocuments
+};
+
+// Counts the documents in `yaml` (stopping at 1000), without building them.
+//
+// This replaces YAML::LoadAll, which in yaml-cpp 0.7 loops forever, allocating, on a token
+// its parser cannot place, such as a "," at block level (jbeder/yaml-cpp#1040, fixed
+// upstream after 0.7): the parser reports an empty document there without consuming the
+// token, again and again. Two empty documents in a row at the same position are that state;
+// it is returned in stuck_at. Throws what yaml-cpp's parser throws.
+StreamShape CountDocuments(std::string_view yaml) {
+  constexpr int kMaxCounted = 1000;
+  StreamShape out;
+  std::istringstream in{std::string(yaml)};
+  YAML::Parser parser(in);
+  DocumentShape shape;
+  std::optional<YAML::Mark> previous_null;
+  while (out.documents < kMaxCounted) {
+    shape.Reset();
+    if (!parser.HandleNextDocument(shape)) break;
+    if (shape.lone_null()) {
+      if (previous_null.has_value() && previous_null->pos == shape.null_mark().pos) {
+        out.stuck_at = shape.null_mark();
+        return out;
+      }
+      previous_null = shape.null_mark();
+    } else {
+      previous_null.reset();
+    }
+    if (++out.documents == 2) out.second = shape.start();
+  }
+  return out;
+}
+
+const std::vector<std::string> kTopLevelKeys = {"version",  "name",      "identities",
+                                                "purposes", "deadlines", "domains"};
+const std::vector<std::string> kPurposeKeys = {"name", "description", "domains",
+                                               "erase_on_withdrawal"};
+const std::vector<std::string> kDeadlineKeys = {"erasure", "max_extension"};
+const std::vector<std::string> kDomainKeys = {"name", "postgres", "kafka"};
+const std::vector<std::string> kPostgresKeys = {"tables"};
+const std::vector<std::string> kTableKeys = {"table",  "key",   "identity", "action",
+                                             "basis",  "period", "set"};
+
+}  // namespace
+
+// Builds one Policy; a friend of Policy, so it fills the private fields directly.
+class PolicyBuilder {
+ public:
+  explicit PolicyBuilder(std::vector<Diagnostic>* diagnostics) : diagnostics_(diagnostics) {}
+
+  std::optional<Policy> Build(std::string_view yaml) {
+    const size_t before = diagnostics_->size();
+    try {
+      const StreamShape stream = CountDocuments(yaml);
+      if (stream.stuck_at.has_value()) {
+        const auto pos = static_cast<size_t>(stream.stuck_at->pos);
+        const std::string what =
+            pos < yaml.size() && static_cast<unsigned char>(yaml[pos]) < 0x80
+                ? Quote(yaml.substr(pos, 1))
+                : std::string("content");
+        Error(PositionOf(*stream.stuck_at), "malformed YAML: unexpected " + what);
+      } else {
+        const YAML::Node root = YAML::Load(std::string(yaml));  // the first document
+        if (stream.documents > 1) {
+          Error(PositionOf(stream.second),
+                "the file holds " + std::string(stream.documents >= 1000 ? "at least " : "") +
+                    std::to_string(stream.documents) +
+                                " YAML documents (separated by ---); a policy is exactly one");
+        }
+        if (root.IsNull()) {
+          Error(Position{}, "policy is empty: expected a YAML map with version, identities and "
+                            "domains");
+        } else {
+          ReadDocument(root);
+        }
+      }
+    } catch (const YAML::Exception& e) {
+      Error(PositionOf(e.mark), "malformed YAML: " + e.msg);
+    } catch (const std::exception& e) {
+      Error(Position{}, std::string("cannot read policy: ") + e.what());
+    } catch (...) {
+      Error(Position{}, "cannot read policy: unknown error");
+    }
+    std::stable_sort(diagnostics_->begin() + static_cast<std::ptrdiff_t>(before),
+                     diagnostics_->end(), [](const Diagnostic& a, const Diagnostic& b) {
+                       return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+                     });
+    if (diagnostics_->size() != before) return std::nullopt;
+    return std::optional<Policy>(std::move(policy_));
+  }
+
+ private:
+  void Error(Position p, std::string message) {
+    diagnostics_->push_back(Diagnostic{p.line, p.column, std::move(message)});
+  }
+  void Error(const YAML::Node& node, std::string message) {
+    Error(PositionOf(node.Mark()), std::move(message));
+  }
+  // A problem with an entry's value. An empty value is reported at its key: yaml-cpp places
+  // it at the next token, which may be lines further down.
+  void ValueError(const Entry& e, std::string message) {
+    Error(e.value.IsNull() ? e.key_node : e.value, std::move(message));
+  }
+  // The entry's value when it is a scalar; otherwise reports "<what>, got <value>".
+  const std::string* ScalarOrError(const Entry& e, const std::string& what) {
+    if (e.value.IsScalar()) return &e.value.Scalar();
+    ValueError(e, what + ", got " + Describe(e.value));
+    return nullptr;
+  }
+
+  // Reports keys that are not plain strings, duplicate keys and unknown keys. `context`
+  // places the map ("in domain \"growth\""); `under` narrows it ("postgres").
+  void CheckKeys(const MapView& map, const std::vector<std::string>& allowed,
+                 const std::string& context, const std::string& under = "") {
+    for (const YAML::Node& key : map.bad_keys()) {
+      Error(key, "keys must be plain names, got " + Describe(key) + " as a key " + context);
+    }
+    std::map<std::string, int> first_line;
+    for (const Entry& e : map.entries()) {
+      const Position p = PositionOf(e.key_node.Mark());
+      const auto [it, inserted] = first_line.emplace(e.key, p.line);
+      if (!inserted) {
+        Error(p, "duplicate key " + Quote(e.key) + " " + context + " (first at line " +
+                     std::to_string(it->second) + ")");
+        continue;
+      }
+      if (std::find(allowed.begin(), allowed.end(), e.key) != allowed.end()) continue;
+      std::string hint = under.empty() ? "" : "under " + under + ": ";
+      if (e.key == "<<") {
+        hint += "YAML merge keys are not supported";
+      } else if (std::string close = ClosestMatch(e.key, allowed); !close.empty()) {
+        hint += "did you mean " + Quote(close) + "?";
+      } else {
+        hint += "expected one of: " + absl::StrJoin(allowed, ", ");
+      }
+      Error(p, "unknown key " + Quote(e.key) + " " + context + " (" + hint + ")");
+    }
+  }
+
+  void ReadDocument(const YAML::Node& root) {
+    if (!root.IsMap()) {
+      Error(root, "a policy must be a YAML map with version, name, identities, purposes, "
+                  "deadlines and domains, got " + Describe(root));
+      return;
+    }
+    const MapView top(root);
+    CheckKeys(top, kTopLevelKeys, "at the top level");
+    ReadVersion(root, top);
+    ReadName(top);
+    ReadIdentities(root, top);
+    ReadDomains(root, top);  // before purposes, which refer to domains
+    ReadPurposes(top);
+    ReadDeadlines(top);
+  }
+
+  void ReadVersion(const YAML::Node& root, const MapView& top) {
+    const Entry* e = top.Find("version");
+    if (e == nullptr) {
+      Error(root, "missing required key \"version\" (this build reads version 1)");
+      return;
+    }
+    const std::string* v = ScalarOrError(*e, "version must be 1");
+    if (v != nullptr && *v != "1") {
+      ValueError(*e, "unsupported policy version " + Quote(*v) + " (this build reads version 1)");
+    }
+    policy_.version_ = 1;
+  }
+
+  void ReadName(const MapView& top) {
+    const Entry* e = top.Find("name");
+    if (e == nullptr) return;
+    const std::string* name = ScalarOrError(*e, "name must be a string");
+    if (name == nullptr) return;
+    if (!IsValidUtf8(*name)) {
+      ValueError(*e, "name must be valid UTF-8 text");
+      return;
+    }
+    policy_.name_ = *name;
+  }
+
+  void ReadIdentities(const YAML::Node& root, const MapView& top) {
+    const Entry* e = top.Find("identities");
+    if (e == nullptr) {
+      Error(root, "missing required key \"identities\": the identity types a request may carry, "
+                  "e.g. [email, user_id]");
+      return;
+    }
+    if (!e->value.IsSequence()) {
+      ValueError(*e, "identities must be a list of identity types, got " + Describe(e->value));
+      return;
+    }
+    if (e->value.size() == 0) ValueError(*e, "identities must list at least one identity type");
+    for (const YAML::Node& item : e->value) {
+      if (!item.IsScalar()) {
+        Error(item, "identities must hold identity type names, got " + Describe(item));
+        continue;
+      }
+      const std::string& type = item.Scalar();
+      if (!IsLowerName(type, /*allow_dash=*/false)) {
+        Error(item, "bad identity type " + Quote(type) +
+                        ": expected lowercase letters, digits and _ ([a-z0-9_]+)");
+      } else if (policy_.HasIdentity(type)) {
+        Error(item, "duplicate identity type " + Quote(type));
+      } else {
+        policy_.identities_.push_back(type);
+      }
+    }
+  }
+
+  void ReadDomains(const YAML::Node& root, const MapView& top) {
+    const Entry* e = top.Find("domains");
+    if (e == nullptr) {
+      Error(root, "missing required key \"domains\": the list of domains and their tables");
+      return;
+    }
+    if (!e->value.IsSequence()) {
+      ValueError(*e, "domains must be a list of domains, got " + Describe(e->value));
+      return;
+    }
+    domains_readable_ = true;
+    if (e->value.size() == 0) ValueError(*e, "domains must list at least one domain");
+    std::map<std::string, int> first_line;
+    size_t index = 0;
+    for (const YAML::Node& item : e->value) ReadDomain(item, index++, &first_line);
+  }
+
+  void ReadDomain(const YAML::Node& node, size_t index, std::map<std::string, int>* first_line) {
+    std::string label = "domain #" + std::to_string(index + 1);
+    if (!node.IsMap()) {
+      Error(node, label + " must be a map with name and postgres, got " + Describe(node));
+      return;
+    }
+    const MapView map(node);
+    Domain domain;
+    if (const Entry* e = map.Find("name"); e == nullptr) {
+      Error(node, label + " is missing \"name\"");
+    } else if (const std::string* name =
+                   ScalarOrError(*e, "name of " + label + " must be a string of " + kLowerNameRule)) {
+      label = "domain " + Quote(*name);
+      domain.name = *name;
+      if (std::find(domain_names_.begin(), domain_names_.end(), *name) == domain_names_.end()) {
+        domain_names_.push_back(*name);
+      }
+      const Position p = PositionOf(e->value.Mark());
+      if (!IsLowerName(*name, /*allow_dash=*/true)) {
+        ValueError(*e, "bad domain name " + Quote(*name) + ": expected " + kLowerNameRule);
+      } else if (name->size() > kMaxDomainNameLength) {
+        ValueError(*e, "domain name " + Quote(*name) + " is too long: " +
+                           std::to_string(name->size()) + " characters (at most 200)");
+      } else if (const auto [it, inserted] = first_line->emplace(*name, p.line); !inserted) {
+        ValueError(*e, "duplicate domain " + Quote(*name) + " (first defined at line " +
+                           std::to_string(it->second) + ")");
+      }
+    }
+    CheckKeys(map, kDomainKeys, "in " + label);
+    if (const Entry* e = map.Find("kafka")) {
+      Error(e->key_node, "kafka topics are not supported yet (" + label + ")");
+    }
+    if (const Entry* e = map.Find("postgres"); e == nullptr) {
+      Error(node, label + " has no postgres section (expected postgres: with a list of tables)");
+    } else if (!e->value.IsMap()) {
+      ValueError(*e, "postgres in " + label + " must be a map with tables, got " +
+                         Describe(e->value));
+    } else {
+      ReadPostgres(e->value, label, &domain);
+    }
+    policy_.domains_.push_back(std::move(domain));
+  }
+
+  void ReadPostgres(const YAML::Node& node, const std::string& domain_label, Domain* domain) {
+    const MapView map(node);
+    CheckKeys(map, kPostgresKeys, "in " + domain_label, "postgres");
+    const Entry* e = map.Find("tables");
+    if (e == nullptr) {
+      Error(node, "postgres section of " + domain_label + " has no tables (expected tables: "
+                  "with a list of tables)");
+      return;
+    }
+    if (!e->value.IsSequence()) {
+      ValueError(*e, "tables in " + domain_label + " must be a list of tables, got " +
+                         Describe(e->value));
+      return;
+    }
+    if (e->value.size() == 0) {
+      ValueError(*e, "tables in " + domain_label + " must list at least one table");
+    }
+    std::map<std::string, int> first_line;
+    size_t index = 0;
+    for (const YAML::Node& item : e->value) {
+      ReadTable(item, index++, domain_label, &first_line, domain);
+    }
+  }
+
+  void ReadTable(const YAML::Node& node, size_t index, const std::string& domain_label,
+                 std::map<std::string, int>* first_line, Domain* domain) {
+    const std::string entry_label = "table #" + std::to_string(index + 1) + " of " + domain_label;
+    if (!node.IsMap()) {
+      Error(node, entry_label + " must be a map with table, key, identity and action, got " +
+                      Describe(node));
+      return;
+    }
+    const MapView map(node);
+    Table table;
+    std::string label = entry_label;
+    const Entry* table_entry = map.Find("table");
+    bool named = false;
+    if (table_entry == nullptr) {
+      Error(node, entry_label + " is missing \"table\" (its [schema.]name)");
+    } else if (const std::string* name = ScalarOrError(
+                   *table_entry, "table in " + entry_label + " must be a [schema.]name")) {
+      if (SplitTableName(*name, &table.schema, &table.name)) {
+        label = "table " + table.QualifiedName();
+        named = true;
+      } else {
+        label = "table " + Quote(*name);
+        ValueError(*table_entry, "bad table name " + Quote(*name) + " in " + domain_label +
+                                     ": expected [schema.]name, each part matching " +
+                                     kIdentifierRule);
+      }
+    }
+    CheckKeys(map, kTableKeys, "in " + label);
+
+    if (const Entry* e = map.Find("key"); e == nullptr) {
+      Error(node, label + " is missing \"key\" (the column that holds the subject's identifier)");
+    } else if (const std::string* column =
+                   ScalarOrError(*e, "key of " + label + " must be a column name")) {
+      if (IsIdentifier(*column)) {
+        table.key_column = *column;
+      } else {
+        ValueError(*e, "bad key column " + Quote(*column) + " for " + label +
+                           ": expected a column name matching " + kIdentifierRule);
+      }
+    }
+
+    const std::string known = ListNames(policy_.identities_);
+    if (const Entry* e = map.Find("identity"); e == nullptr) {
+      Error(node, label + " is missing \"identity\" (the identity type its key column holds" +
+                      (known.empty() ? "" : ": one of " + known) + ")");
+    } else if (const std::string* type =
+                   ScalarOrError(*e, "identity of " + label + " must be an identity type")) {
+      table.identity = *type;
+      if (!policy_.identities_.empty() && !policy_.HasIdentity(*type)) {
+        std::string close = ClosestMatch(*type, policy_.identities_);
+        ValueError(*e, label + " uses identity type " + Quote(*type) +
+                           ", which is not listed in identities (" +
+                           (close.empty() ? "listed: " + known : "did you mean " + Quote(close) + "?") +
+                           ")");
+      }
+    }
+
+    std::string action;
+    if (const Entry* e = map.Find("action"); e == nullptr) {
+      Error(node, label + " is missing \"action\" (expected delete)");
+    } else if (const std::string* a = ScalarOrError(*e, "action of " + label + " must be delete")) {
+      action = *a;
+      if (action == "delete") {
+        table.action = TableAction::kDelete;
+      } else if (action == "anonymize" || action == "retain") {
+        ValueError(*e, "action " + Quote(action) + " is not supported yet (" + label + ")");
+      } else {
+        ValueError(*e, "unknown action " + Quote(action) + " for " + label +
+                           ": expected delete (anonymize and retain are not supported yet)");
+      }
+    }
+    // Keys that belong to the actions this build does not support. When the action itself
+    // is the unsupported one, that error already says so.
+    static const std::pair<const char*, const char*> kActionKeys[] = {
+        {"basis", "retain"}, {"period", "retain"}, {"set", "anonymize"}};
+    for (const auto& [key, owner] : kActionKeys) {
+      const Entry* e = map.Find(key);
+      if (e != nullptr && action != owner) {
+        Error(e->key_node, "key " + Quote(key) + " requires action " + owner +
+                               ", which is not supported yet (" + label + ")");
+      }
+    }
+
+    if (named) {
+      const Position p = PositionOf(table_entry->value.Mark());
+      const auto [it, inserted] = first_line->emplace(table.QualifiedName(), p.line);
+      if (!inserted) {
+        ValueError(*table_entry, "duplicate table " + table.QualifiedName() + " in " +
+                                     domain_label + " (first listed at line " +
+                                     std::to_string(it->second) + ")");
+      }
+    }
+    domain->tables.push_back(std::move(table));
+  }
+
+  void ReadPurposes(const MapView& top) {
+    const Entry* e = top.Find("purposes");
+    if (e == nullptr) return;
+    if (!e->value.IsSequence()) {
+      ValueError(*e, "purposes must be a list of purposes, got " + Describe(e->value));
+      return;
+    }
+    std::map<std::string, int> first_line;
+    size_t index = 0;
+    for (const YAML::Node& item : e->value) ReadPurpose(item, index++, &first_line);
+  }
+
+  void ReadPurpose(const YAML::Node& node, size_t index, std::map<std::string, int>* first_line) {
+    std::string label = "purpose #" + std::to_string(index + 1);
+    if (!node.IsMap()) {
+      Error(node, label + " must be a map with name, description, domains and "
+                          "erase_on_withdrawal, got " + Describe(node));
+      return;
+    }
+    const MapView map(node);
+    Purpose purpose;
+    if (const Entry* e = map.Find("name"); e == nullptr) {
+      Error(node, label + " is missing \"name\"");
+    } else if (const std::string* name =
+                   ScalarOrError(*e, "name of " + label + " must be a string of " + kLowerNameRule)) {
+      label = "purpose " + Quote(*name);
+      purpose.name = *name;
+      const Position p = PositionOf(e->value.Mark());
+      if (!IsLowerName(*name, /*allow_dash=*/true)) {
+        ValueError(*e, "bad purpose name " + Quote(*name) + ": expected " + kLowerNameRule);
+      } else if (const auto [it, inserted] = first_line->emplace(*name, p.line); !inserted) {
+        ValueError(*e, "duplicate purpose " + Quote(*name) + " (first defined at line " +
+                           std::to_string(it->second) + ")");
+      }
+    }
+    CheckKeys(map, kPurposeKeys, "in " + label);
+
+    if (const Entry* e = map.Find("description")) {
+      if (const std::string* text =
+              ScalarOrError(*e, "description of " + label + " must be a string")) {
+        if (IsValidUtf8(*text)) {
+          purpose.description = *text;
+        } else {
+          ValueError(*e, "description of " + label + " must be valid UTF-8 text");
+        }
+      }
+    }
+
+    const Entry* erase = map.Find("erase_on_withdrawal");
+    if (erase != nullptr) {
+      const std::string what = "erase_on_withdrawal in " + label + " must be true or false";
+      if (const std::string* v = ScalarOrError(*erase, what)) {
+        if (*v == "true" || *v == "True" || *v == "TRUE") {
+          purpose.erase_on_withdrawal = true;
+        } else if (*v == "false" || *v == "False" || *v == "FALSE") {
+          purpose.erase_on_withdrawal = false;
+        } else {
+          ValueError(*erase, what + ", got " + Quote(*v));
+        }
+      }
+    }
+
+    if (const Entry* e = map.Find("domains"); e == nullptr) {
+      Error(node, label + " is missing \"domains\" (the domains that process data for it; "
+                          "[] for none)");
+    } else if (!e->value.IsSequence()) {
+      ValueError(*e, "domains of " + label + " must be a list of domain names, got " +
+                         Describe(e->value));
+    } else {
+      for (const YAML::Node& item : e->value) {
+        if (!item.IsScalar()) {
+          Error(item, "domains of " + label + " must be domain names, got " + Describe(item));
+          continue;
+        }
+        const std::string& domain = item.Scalar();
+        if (std::find(purpose.domains.begin(), purpose.domains.end(), domain) !=
+            purpose.domains.end()) {
+          Error(item, label + " lists domain " + Quote(domain) + " twice");
+          continue;
+        }
+        purpose.domains.push_back(domain);
+        if (domains_readable_ && std::find(domain_names_.begin(), domain_names_.end(), domain) ==
+                                     domain_names_.end()) {
+          std::string close = ClosestMatch(domain, domain_names_);
+          Error(item, label + " names unknown domain " + Quote(domain) + " (" +
+                          (close.empty() ? "defined domains: " + ListNames(domain_names_)
+                                         : "did you mean " + Quote(close) + "?") +
+                          ")");
+        }
+      }
+      if (purpose.erase_on_withdrawal && purpose.domains.empty()) {
+        ValueError(*erase, label + " has erase_on_withdrawal: true but lists no domains, so "
+                                   "withdrawing consent would erase nothing");
+      }
+    }
+    policy_.purposes_.push_back(std::move(purpose));
+  }
+
+  void ReadDeadlines(const MapView& top) {
+    const Entry* e = top.Find("deadlines");
+    if (e == nullptr) return;
+    if (!e->value.IsMap()) {
+      ValueError(*e, "deadlines must be a map with erasure and max_extension, got " +
+                         Describe(e->value));
+      return;
+    }
+    const MapView map(e->value);
+    CheckKeys(map, kDeadlineKeys, "in deadlines");
+    ReadDeadline(map, "erasure", &policy_.deadlines_.erasure);
+    ReadDeadline(map, "max_extension", &policy_.deadlines_.max_extension);
+  }
+
+  void ReadDeadline(const MapView& map, const std::string& key, absl::Duration* out) {
+    const Entry* e = map.Find(key);
+    if (e == nullptr) return;  // the default stays
+    const std::string field = "deadlines." + key;
+    if (!e->value.IsScalar()) {
+      ValueError(*e, "bad duration for " + field + ": " + kDurationForms + ", got " +
+                         Describe(e->value));
+      return;
+    }
+    absl::StatusOr<absl::Duration> d = internal::ParseDurationFor(e->value.Scalar(), field);
+    if (!d.ok()) {
+      ValueError(*e, std::string(d.status().message()));
+      return;
+    }
+    *out = *d;
+  }
+
+  std::vector<Diagnostic>* diagnostics_;
+  Policy policy_;
+  // domains: was a list, so references to domains can be checked. When it was not, that is
+  // reported once and the references are not flagged one by one. (Identity references are
+  // checked only against a non-empty identities: list, for the same reason.)
+  bool domains_readable_ = false;
+  std::vector<std::string> domain_names_;  // every domain name written, valid or not
+};
+
+namespace internal {
+
+std::optional<Policy> BuildPolicy(std::string_view yaml, std::vector<Diagnostic>* diagnostics) {
+  return PolicyBuilder(diagnostics).Build(yaml);
+}
+
+absl::StatusOr<absl::Duration> ParseDurationFor(std::string_view text, std::string_view field) {
+  const std::string where = field.empty() ? "" : " for " + std::string(field);
+  auto bad = [&](const std::string& why) {
+    return absl::InvalidArgumentError("bad duration " + Quote(text) + where + ": " + why);
+  };
+  if (text.size() < 2) return bad(kDurationForms);
+  int64_t hours_per_unit = 0;
+  switch (text.back()) {
+    case 'h':
+      hours_per_unit = 1;
+      break;
+    case 'd':
+      hours_per_unit = 24;
+      break;
+    case 'w':
+      hours_per_unit = 24 * 7;
+      break;
+    case 'y':
+      hours_per_unit = 24 * 365;
+      break;
+    default:
+      return bad(kDurationForms);
+  }
+  int64_t n = 0;
+  for (char c : text.substr(0, text.size() - 1)) {
+    if (c < '0' || c > '9') return bad(kDurationForms);
+    n = std::min<int64_t>(n * 10 + (c - '0'), kMaxDurationCount + 1);
+  }
+  if (n == 0) return bad(kDurationForms);
+  if (n > kMaxDurationCount) {
+    return bad("the number is too large (at most " + std::to_string(kMaxDurationCount) + ")");
+  }
+  return absl::Hours(n * hours_per_unit);
+}
+
+}  // namespace internal
+}  // namespace lethe::policy

@@ -1,0 +1,908 @@
+#include "policies/policy.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <ostream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "crypto/crypto.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace lethe::policy {
+
+void PrintTo(const Diagnostic& d, std::ostream* os) {
+  *os << d.line << ":" << d.column << ": " << d.message;
+}
+
+namespace {
+
+using ::testing::AllOf;
+using ::testing::AnyOf;
+using ::testing::ElementsAre;
+using ::testing::Field;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using ::testing::SizeIs;
+using ::testing::StartsWith;
+using ::testing::UnorderedElementsAre;
+
+// A valid policy. Tests change single lines of it, so their expected positions can be read
+// off these line numbers.
+constexpr char kBase[] =
+    "version: 1\n"                                     //  1
+    "name: test-mesh\n"                                //  2
+    "identities: [email, user_id]\n"                   //  3
+    "purposes:\n"                                      //  4
+    "  - name: marketing\n"                            //  5
+    "    description: Campaigns\n"                     //  6
+    "    domains: [growth]\n"                          //  7
+    "    erase_on_withdrawal: true\n"                  //  8
+    "deadlines:\n"                                     //  9
+    "  erasure: 30d\n"                                 // 10
+    "  max_extension: 60d\n"                           // 11
+    "domains:\n"                                       // 12
+    "  - name: assessments\n"                          // 13
+    "    postgres:\n"                                  // 14
+    "      tables:\n"                                  // 15
+    "        - table: assessments.responses\n"         // 16
+    "          key: user_id\n"                         // 17
+    "          identity: user_id\n"                    // 18
+    "          action: delete\n"                       // 19
+    "  - name: growth\n"                               // 20
+    "    postgres:\n"                                  // 21
+    "      tables:\n"                                  // 22
+    "        - table: growth.contacts\n"               // 23
+    "          key: email\n"                           // 24
+    "          identity: email\n"                      // 25
+    "          action: delete\n";                      // 26
+
+constexpr char kDeleteLine[] = "<delete this line>";
+
+// kBase with the given 1-based lines replaced (a replacement may hold several lines) or,
+// for kDeleteLine, removed.
+std::string Edit(const std::map<int, std::string>& edits) {
+  std::istringstream in(kBase);
+  std::string out;
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    auto it = edits.find(number);
+    if (it == edits.end()) {
+      out += line + "\n";
+    } else if (it->second != kDeleteLine) {
+      out += it->second + "\n";
+    }
+  }
+  for (const auto& [n, text] : edits) {
+    if (n < 1 || n > number) ADD_FAILURE() << "kBase has no line " << n;
+  }
+  return out;
+}
+
+std::string Edit(int line, const std::string& text) { return Edit({{line, text}}); }
+
+testing::Matcher<Diagnostic> Diag(int line, int column, const std::string& message) {
+  return AllOf(Field("line", &Diagnostic::line, line),
+               Field("column", &Diagnostic::column, column),
+               Field("message", &Diagnostic::message, message));
+}
+
+Policy MustParse(const std::string& yaml) {
+  absl::StatusOr<Policy> policy = Policy::Parse(yaml, "test.yaml");
+  EXPECT_TRUE(policy.ok()) << policy.status();
+  if (!policy.ok()) std::abort();  // the callers need a policy to go on
+  return *std::move(policy);
+}
+
+std::string ReadSample() {
+  std::ifstream in(LETHE_SOURCE_DIR "/policies/sample.yaml");
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// ---------------------------------------------------------------------------------------
+// Valid input
+
+TEST(SamplePolicy, LoadsWithBothDomainsAndTheirTables) {
+  absl::StatusOr<Policy> policy = Policy::LoadFile(LETHE_SOURCE_DIR "/policies/sample.yaml");
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  EXPECT_EQ(policy->version(), 1);
+  EXPECT_EQ(policy->name(), "lethe-demo");
+  EXPECT_EQ(policy->identities(), (std::vector<std::string>{"email", "user_id"}));
+  EXPECT_TRUE(policy->HasIdentity("email"));
+  EXPECT_FALSE(policy->HasIdentity("phone"));
+
+  ASSERT_THAT(policy->purposes(), SizeIs(1));
+  EXPECT_EQ(policy->purposes()[0].name, "marketing");
+  EXPECT_EQ(policy->purposes()[0].domains, std::vector<std::string>{"growth"});
+  EXPECT_TRUE(policy->purposes()[0].erase_on_withdrawal);
+  EXPECT_EQ(policy->deadlines().erasure, absl::Hours(24 * 30));
+  EXPECT_EQ(policy->deadlines().max_extension, absl::Hours(24 * 60));
+
+  ASSERT_THAT(policy->domains(), SizeIs(2));
+  const Domain* assessments = policy->FindDomain("assessments");
+  ASSERT_NE(assessments, nullptr);
+  ASSERT_THAT(assessments->tables, SizeIs(2));
+  EXPECT_EQ(assessments->tables[0].QualifiedName(), "assessments.responses");
+  EXPECT_EQ(assessments->tables[1].QualifiedName(), "assessments.scores");
+  for (const Table& t : assessments->tables) {
+    EXPECT_EQ(t.key_column, "user_id");
+    EXPECT_EQ(t.identity, "user_id");
+    EXPECT_EQ(t.action, TableAction::kDelete);
+  }
+  EXPECT_EQ(assessments->IdentityTypes(), std::vector<std::string>{"user_id"});
+
+  const Domain* growth = policy->FindDomain("growth");
+  ASSERT_NE(growth, nullptr);
+  ASSERT_THAT(growth->tables, SizeIs(2));
+  std::vector<std::string> names;
+  for (const Table& t : growth->tables) {
+    names.push_back(t.QualifiedName());
+    EXPECT_EQ(t.key_column, "email");
+    EXPECT_EQ(t.identity, "email");
+    EXPECT_EQ(t.action, TableAction::kDelete);
+  }
+  EXPECT_THAT(names, UnorderedElementsAre("growth.contacts", "growth.campaign_events"));
+  EXPECT_EQ(growth->IdentityTypes(), std::vector<std::string>{"email"});
+  EXPECT_EQ(policy->FindDomain("billing"), nullptr);
+}
+
+TEST(SamplePolicy, ValidatesWithoutDiagnostics) {
+  const std::string text = ReadSample();
+  ASSERT_FALSE(text.empty());
+  EXPECT_THAT(Policy::Validate(text), IsEmpty());
+}
+
+TEST(Parse, BasePolicyOfTheseTestsIsValid) {
+  EXPECT_THAT(Policy::Validate(kBase), IsEmpty());
+  Policy p = MustParse(kBase);
+  EXPECT_EQ(p.domains()[1].tables[0].schema, "growth");
+  EXPECT_EQ(p.domains()[1].tables[0].name, "contacts");
+}
+
+TEST(Parse, TableWithoutSchemaIsInPublic) {
+  Policy p = MustParse(Edit(23, "        - table: contacts"));
+  EXPECT_EQ(p.domains()[1].tables[0].schema, "public");
+  EXPECT_EQ(p.domains()[1].tables[0].QualifiedName(), "public.contacts");
+}
+
+TEST(Parse, DeadlinesDefaultToThirtyAndSixtyDays) {
+  Policy p = MustParse(Edit({{9, kDeleteLine}, {10, kDeleteLine}, {11, kDeleteLine}}));
+  EXPECT_EQ(p.deadlines().erasure, absl::Hours(24 * 30));
+  EXPECT_EQ(p.deadlines().max_extension, absl::Hours(24 * 60));
+}
+
+TEST(Parse, EraseOnWithdrawalDefaultsToFalseAndPurposesAreOptional) {
+  Policy p = MustParse(Edit(8, kDeleteLine));
+  ASSERT_THAT(p.purposes(), SizeIs(1));
+  EXPECT_FALSE(p.purposes()[0].erase_on_withdrawal);
+  EXPECT_EQ(p.purposes()[0].description, "Campaigns");
+
+  Policy none = MustParse(Edit({{4, kDeleteLine}, {5, kDeleteLine}, {6, kDeleteLine},
+                                {7, kDeleteLine}, {8, kDeleteLine}}));
+  EXPECT_THAT(none.purposes(), IsEmpty());
+}
+
+TEST(Parse, LongestAllowedNamesAreAccepted) {
+  const std::string ident(63, 'x');
+  const std::string domain(200, 'd');
+  Policy p = MustParse(Edit({{7, "    domains: [" + domain + "]"},
+                             {20, "  - name: " + domain},
+                             {23, "        - table: " + ident + "." + ident},
+                             {24, "          key: " + ident}}));
+  EXPECT_EQ(p.domains()[1].name, domain);
+  EXPECT_EQ(p.domains()[1].tables[0].key_column, ident);
+}
+
+TEST(Domain, IdentityTypesAreDistinctInFirstUseOrder) {
+  Policy p = MustParse(Edit(26,
+                            "          action: delete\n"
+                            "        - table: growth.logins\n"
+                            "          key: user_id\n"
+                            "          identity: user_id\n"
+                            "          action: delete\n"
+                            "        - table: growth.optouts\n"
+                            "          key: email\n"
+                            "          identity: email\n"
+                            "          action: delete"));
+  EXPECT_EQ(p.FindDomain("growth")->IdentityTypes(),
+            (std::vector<std::string>{"email", "user_id"}));
+}
+
+// ---------------------------------------------------------------------------------------
+// Unknown keys: a typo must never turn a purge into a no-op.
+
+TEST(UnknownKey, AtTopLevelSuggestsTheCloseKey) {
+  EXPECT_THAT(Policy::Validate(Edit(2, "nmae: test-mesh")),
+              ElementsAre(Diag(2, 1, "unknown key \"nmae\" at the top level (did you mean \"name\"?)")));
+}
+
+TEST(UnknownKey, AtTopLevelListsTheKnownKeys) {
+  EXPECT_THAT(Policy::Validate(Edit(2, "name: test-mesh\nretention: forever")),
+              ElementsAre(Diag(3, 1,
+                               "unknown key \"retention\" at the top level (expected one of: "
+                               "version, name, identities, purposes, deadlines, domains)")));
+}
+
+TEST(UnknownKey, InPurpose) {
+  EXPECT_THAT(Policy::Validate(Edit(6, "    descripton: Campaigns")),
+              ElementsAre(Diag(6, 5,
+                               "unknown key \"descripton\" in purpose \"marketing\" (did you mean "
+                               "\"description\"?)")));
+}
+
+TEST(UnknownKey, InDeadlines) {
+  EXPECT_THAT(Policy::Validate(Edit(10, "  erasre: 30d")),
+              ElementsAre(Diag(10, 3,
+                               "unknown key \"erasre\" in deadlines (did you mean \"erasure\"?)")));
+}
+
+TEST(UnknownKey, InDomain) {
+  EXPECT_THAT(Policy::Validate(Edit(20, "  - name: growth\n    owner: growth-team")),
+              ElementsAre(Diag(21, 5,
+                               "unknown key \"owner\" in domain \"growth\" (expected one of: "
+                               "name, postgres, kafka)")));
+}
+
+TEST(UnknownKey, InPostgresSectionAlsoReportsTheMissingTables) {
+  EXPECT_THAT(
+      Policy::Validate(Edit(22, "      tabels:")),
+      UnorderedElementsAre(
+          Diag(22, 7,
+               "unknown key \"tabels\" in domain \"growth\" (under postgres: did you mean "
+               "\"tables\"?)"),
+          Diag(22, 7,
+               "postgres section of domain \"growth\" has no tables (expected tables: with a "
+               "list of tables)")));
+}
+
+TEST(UnknownKey, InTable) {
+  EXPECT_THAT(Policy::Validate(Edit(26, "          action: delete\n          where: active")),
+              ElementsAre(Diag(27, 11,
+                               "unknown key \"where\" in table growth.contacts (expected one of: "
+                               "table, key, identity, action, basis, period, set)")));
+}
+
+TEST(UnknownKey, DuplicateKeyIsAnErrorNotFirstWins) {
+  EXPECT_THAT(Policy::Validate(Edit(26, "          action: delete\n          action: anonymize")),
+              ElementsAre(Diag(27, 11,
+                               "duplicate key \"action\" in table growth.contacts (first at "
+                               "line 26)")));
+}
+
+TEST(UnknownKey, YamlMergeKeyIsRejected) {
+  EXPECT_THAT(Policy::Validate(Edit(26, "          action: delete\n          <<: {key: x}")),
+              ElementsAre(Diag(27, 11,
+                               "unknown key \"<<\" in table growth.contacts (YAML merge keys "
+                               "are not supported)")));
+}
+
+// ---------------------------------------------------------------------------------------
+// Version
+
+TEST(Version, OtherVersionIsRejected) {
+  EXPECT_THAT(Policy::Validate(Edit(1, "version: 2")),
+              ElementsAre(Diag(1, 10,
+                               "unsupported policy version \"2\" (this build reads version 1)")));
+}
+
+TEST(Version, MissingVersionIsRejected) {
+  EXPECT_THAT(Policy::Validate(Edit(1, kDeleteLine)),
+              ElementsAre(Diag(1, 1,
+                               "missing required key \"version\" (this build reads version 1)")));
+}
+
+TEST(Version, NonScalarVersionIsRejected) {
+  EXPECT_THAT(Policy::Validate(Edit(1, "version: [1]")),
+              ElementsAre(Diag(1, 10, "version must be 1, got a list")));
+}
+
+// ---------------------------------------------------------------------------------------
+// Identities
+
+TEST(Identity, TableWithUndeclaredIdentityTypeIsRejected) {
+  EXPECT_THAT(Policy::Validate(Edit(25, "          identity: phone")),
+              ElementsAre(Diag(25, 21,
+                               "table growth.contacts uses identity type \"phone\", which is "
+                               "not listed in identities (listed: email, user_id)")));
+}
+
+TEST(Identity, MisspeltIdentityTypeGetsASuggestion) {
+  EXPECT_THAT(Policy::Validate(Edit(25, "          identity: emial")),
+              ElementsAre(Diag(25, 21,
+                               "table growth.contacts uses identity type \"emial\", which is "
+                               "not listed in identities (did you mean \"email\"?)")));
+}
+
+TEST(Identity, BadIdentityTypeNameIsRejected) {
+  EXPECT_THAT(
+      Policy::Validate(Edit({{3, "identities: [email, User-ID, user_id]"}})),
+      ElementsAre(Diag(3, 21,
+                       "bad identity type \"User-ID\": expected lowercase letters, digits and _ "
+                       "([a-z0-9_]+)")));
+}
+
+TEST(Identity, DuplicateIdentityTypeIsRejected) {
+  EXPECT_THAT(Policy::Validate(Edit(3, "identities: [email, user_id, email]")),
+              ElementsAre(Diag(3, 30, "duplicate identity type \"email\"")));
+}
+
+TEST(Identity, AtLeastOneIdentityTypeIsRequired) {
+  EXPECT_THAT(Policy::Validate(Edit(3, "identities: []")),
+              ElementsAre(Diag(3, 13, "identities must list at least one identity type")));
+  EXPECT_THAT(Policy::Validate(Edit(3, kDeleteLine)),
+              ElementsAre(Diag(1, 1,
+                               "missing required key \"identities\": the identity types a "
+                               "request may carry, e.g. [email, user_id]")));
+}
+
+// ---------------------------------------------------------------------------------------
+// Tables
+
+TEST(Table, MissingKeyColumnIsRejectedNamingTheTable) {
+  EXPECT_THAT(Policy::Validate(Edit(24, kDeleteLine)),
+              ElementsAre(Diag(23, 11,
+                               "table growth.contacts is missing \"key\" (the column that holds "
+                               "the subject's identifier)")));
+}
+
+TEST(Table, MissingIdentityIsRejectedNamingTheTable) {
+  EXPECT_THAT(Policy::Validate(Edit(25, kDeleteLine)),
+              ElementsAre(Diag(23, 11,
+                               "table growth.contacts is missing \"identity\" (the identity type "
+                               "its key column holds: one of email, user_id)")));
+}
+
+TEST(Table, MissingActionIsRejectedNamingTheTable) {
+  EXPECT_THAT(Policy::Validate(Edit(26, kDeleteLine)),
+              ElementsAre(Diag(23, 11,
+                               "table growth.contacts is missing \"action\" (expected delete)")));
+}
+
+TEST(Table, MissingTableNameIsRejectedNamingTheEntry) {
+  const std::string yaml = Edit({{23, "        -"}, {24, "          key: email"}});
+  EXPECT_THAT(Policy::Validate(yaml),
+              ElementsAre(Diag(24, 11,
+                               "table #1 of domain \"growth\" is missing \"table\" (its "
+                               "[schema.]name)")));
+}
+
+TEST(Table, UnknownActionIsRejected) {
+  EXPECT_THAT(Policy::Validate(Edit(26, "          action: purge")),
+              ElementsAre(Diag(26, 19,
+                               "unknown action \"purge\" for table growth.contacts: expected "
+                               "delete (anonymize and retain are not supported yet)")));
+}
+
+TEST(Table, AnonymizeIsNotSupportedYet) {
+  EXPECT_THAT(Policy::Validate(Edit(26,
+                                    "          action: anonymize\n"
+                                    "          set:\n"
+                                    "            email: hash")),
+              ElementsAre(Diag(26, 19,
+                               "action \"anonymize\" is not supported yet (table "
+                               "growth.contacts)")));
+}
+
+TEST(Table, RetainIsNotSupportedYet) {
+  EXPECT_THAT(Policy::Validate(Edit(26,
+                                    "          action: retain\n"
+                                    "          basis: \"Tax records (Art. 17(3)(b))\"\n"
+                                    "          period: 7y")),
+              ElementsAre(Diag(26, 19,
+                               "action \"retain\" is not supported yet (table growth.contacts)")));
+}
+
+TEST(Table, KeysOfUnsupportedActionsAreRejectedWithDelete) {
+  EXPECT_THAT(Policy::Validate(Edit(26,
+                                    "          action: delete\n"
+                                    "          set:\n"
+                                    "            email: hash\n"
+                                    "          basis: tax")),
+              ElementsAre(Diag(27, 11,
+                               "key \"set\" requires action anonymize, which is not supported "
+                               "yet (table growth.contacts)"),
+                          Diag(29, 11,
+                               "key \"basis\" requires action retain, which is not supported "
+                               "yet (table growth.contacts)")));
+}
+
+TEST(Table, DuplicateTableInDomainIsRejected) {
+  EXPECT_THAT(Policy::Validate(Edit(26,
+                                    "          action: delete\n"
+                                    "        - table: growth.contacts\n"
+                                    "          key: email\n"
+                                    "          identity: email\n"
+                                    "          action: delete")),
+              ElementsAre(Diag(27, 18,
+                               "duplicate table growth.contacts in domain \"growth\" (first "
+                               "listed at line 23)")));
+}
+
+TEST(Table, DefaultSchemaCountsForDuplicates) {
+  EXPECT_THAT(Policy::Validate(Edit({{23, "        - table: contacts"},
+                                     {26,
+                                      "          action: delete\n"
+                                      "        - table: public.contacts\n"
+                                      "          key: email\n"
+                                      "          identity: email\n"
+                                      "          action: delete"}})),
+              ElementsAre(Diag(27, 18,
+                               "duplicate table public.contacts in domain \"growth\" (first "
+                               "listed at line 23)")));
+}
+
+TEST(Table, SameTableInTwoDomainsIsAllowed) {
+  EXPECT_THAT(Policy::Validate(Edit(23, "        - table: assessments.responses")), IsEmpty());
+}
+
+TEST(Table, SqlInTableNameIsRejected) {
+  EXPECT_THAT(Policy::Validate(Edit(23, "        - table: users; drop table x")),
+              ElementsAre(Diag(23, 18,
+                               "bad table name \"users; drop table x\" in domain \"growth\": "
+                               "expected [schema.]name, each part matching "
+                               "[A-Za-z_][A-Za-z0-9_]* (at most 63 characters)")));
+}
+
+TEST(Table, UnsafeTableNamesAreRejected) {
+  const std::vector<std::string> bad = {
+      "a.b.c", "1users", "\"\"", "growth.", ".contacts", "growth.con-tacts",
+      "growth.\"Contacts\"", std::string(64, 'x'), "growth." + std::string(64, 'x'),
+      "gr owth.contacts", "[growth, contacts]"};
+  for (const std::string& name : bad) {
+    SCOPED_TRACE(name);
+    std::vector<Diagnostic> d = Policy::Validate(Edit(23, "        - table: " + name));
+    ASSERT_THAT(d, SizeIs(1));
+    EXPECT_EQ(d[0].line, 23);
+    EXPECT_EQ(d[0].column, 18);
+    EXPECT_THAT(d[0].message, AnyOf(StartsWith("bad table name"), StartsWith("table in")));
+  }
+}
+
+TEST(Table, UnsafeKeyColumnIsRejected) {
+  EXPECT_THAT(Policy::Validate(Edit(24, "          key: \"email OR 1=1\"")),
+              ElementsAre(Diag(24, 16,
+                               "bad key column \"email OR 1=1\" for table growth.contacts: "
+                               "expected a column name matching [A-Za-z_][A-Za-z0-9_]* (at most "
+                               "63 characters)")));
+  EXPECT_THAT(Policy::Validate(Edit(24, "          key: public.email")), SizeIs(1));
+}
+
+TEST(Table, EmptyTablesAreRejected) {
+  EXPECT_THAT(Policy::Validate(Edit({{22, "      tables: []"},
+                                     {23, kDeleteLine},
+                                     {24, kDeleteLine},
+                                     {25, kDeleteLine},
+                                     {26, kDeleteLine}})),
+              ElementsAre(Diag(22, 15, "tables in domain \"growth\" must list at least one table")));
+  EXPECT_THAT(Policy::Validate(Edit({{22, "      tables:"},
+                                     {23, kDeleteLine},
+                                     {24, kDeleteLine},
+                                     {25, kDeleteLine},
+                                     {26, kDeleteLine}})),
+              ElementsAre(Diag(22, 7,
+                               "tables in domain \"growth\" must be a list of tables, got an "
+                               "empty value")));
+}
+
+// ---------------------------------------------------------------------------------------
+// Domains
+
+TEST(DomainSection, KafkaIsNotSupportedYet) {
+  const std::string yaml = std::string(kBase) +
+                           "    kafka:\n"
+                           "      topics:\n"
+                           "        - topic: mesh.growth.people\n"
+                           "          key: \"{email}\"\n";
+  EXPECT_THAT(Policy::Validate(yaml),
+              ElementsAre(Diag(27, 5, "kafka topics are not supported yet (domain \"growth\")")));
+}
+
+TEST(DomainSection, DuplicateDomainIsRejected) {
+  EXPECT_THAT(Policy::Validate(Edit({{7, "    domains: [assessments]"},
+                                     {20, "  - name: assessments"}})),
+              ElementsAre(Diag(20, 11,
+                               "duplicate domain \"assessments\" (first defined at line 13)")));
+}
+
+TEST(DomainSection, BadDomainNameIsRejected) {
+  EXPECT_THAT(Policy::Validate(Edit({{7, "    domains: [Growth]"}, {20, "  - name: Growth"}})),
+              ElementsAre(Diag(20, 11,
+                               "bad domain name \"Growth\": expected lowercase letters, digits, "
+                               "_ and - ([a-z0-9_-]+)")));
+}
+
+TEST(DomainSection, OverlongDomainNameIsRejected) {
+  const std::string name(201, 'g');
+  std::vector<Diagnostic> d =
+      Policy::Validate(Edit({{7, "    domains: [" + name + "]"}, {20, "  - name: " + name}}));
+  ASSERT_THAT(d, SizeIs(1));
+  EXPECT_EQ(d[0].line, 20);
+  EXPECT_THAT(d[0].message, HasSubstr("is too long: 201 characters (at most 200)"));
+}
+
+TEST(DomainSection, MissingPostgresSectionIsRejected) {
+  EXPECT_THAT(Policy::Validate(Edit({{21, kDeleteLine},
+                                     {22, kDeleteLine},
+                                     {23, kDeleteLine},
+                                     {24, kDeleteLine},
+                                     {25, kDeleteLine},
+                                     {26, kDeleteLine}})),
+              ElementsAre(Diag(20, 5,
+                               "domain \"growth\" has no postgres section (expected postgres: "
+                               "with a list of tables)")));
+}
+
+TEST(DomainSection, DomainsThatAreNotAListAreReportedOnce) {
+  // The purpose's reference to "growth" cannot be checked, and is not flagged as well.
+  const std::string yaml = std::string(kBase).substr(0, std::string(kBase).find("domains:\n  -")) +
+                           "domains: growth\n";
+  EXPECT_THAT(Policy::Validate(yaml),
+              ElementsAre(Diag(12, 10, "domains must be a list of domains, got \"growth\"")));
+}
+
+TEST(DomainSection, ControlCharactersInValuesAreEscapedInMessages) {
+  std::vector<Diagnostic> d =
+      Policy::Validate(Edit({{7, "    domains: [\"gr\\nowth\"]"}, {20, "  - name: \"gr\\nowth\""}}));
+  ASSERT_THAT(d, SizeIs(1));
+  EXPECT_EQ(d[0].message,
+            "bad domain name \"gr\\nowth\": expected lowercase letters, digits, _ and - "
+            "([a-z0-9_-]+)");
+}
+
+// ---------------------------------------------------------------------------------------
+// Purposes
+
+TEST(PurposeSection, UnknownDomainIsRejected) {
+  EXPECT_THAT(Policy::Validate(Edit(7, "    domains: [growth, billing]")),
+              ElementsAre(Diag(7, 23,
+                               "purpose \"marketing\" names unknown domain \"billing\" (defined "
+                               "domains: assessments, growth)")));
+  EXPECT_THAT(Policy::Validate(Edit(7, "    domains: [growht]")),
+              ElementsAre(Diag(7, 15,
+                               "purpose \"marketing\" names unknown domain \"growht\" (did you "
+                               "mean \"growth\"?)")));
+}
+
+TEST(PurposeSection, EraseOnWithdrawalMustBeABoolean) {
+  EXPECT_THAT(Policy::Validate(Edit(8, "    erase_on_withdrawal: maybe")),
+              ElementsAre(Diag(8, 26,
+                               "erase_on_withdrawal in purpose \"marketing\" must be true or "
+                               "false, got \"maybe\"")));
+}
+
+TEST(PurposeSection, EraseOnWithdrawalWithNoDomainsIsRejected) {
+  EXPECT_THAT(Policy::Validate(Edit(7, "    domains: []")),
+              ElementsAre(Diag(8, 26,
+                               "purpose \"marketing\" has erase_on_withdrawal: true but lists no "
+                               "domains, so withdrawing consent would erase nothing")));
+}
+
+TEST(PurposeSection, DuplicateAndBadPurposeNamesAreRejected) {
+  EXPECT_THAT(Policy::Validate(Edit(8,
+                                    "    erase_on_withdrawal: true\n"
+                                    "  - name: marketing\n"
+                                    "    domains: []")),
+              ElementsAre(Diag(9, 11,
+                               "duplicate purpose \"marketing\" (first defined at line 5)")));
+  EXPECT_THAT(Policy::Validate(Edit(5, "  - name: Marketing Emails")),
+              ElementsAre(Diag(5, 11,
+                               "bad purpose name \"Marketing Emails\": expected lowercase "
+                               "letters, digits, _ and - ([a-z0-9_-]+)")));
+}
+
+// ---------------------------------------------------------------------------------------
+// Durations
+
+TEST(Duration, BadDeadlineIsReportedWithTheField) {
+  EXPECT_THAT(Policy::Validate(Edit(10, "  erasure: 30 days")),
+              ElementsAre(Diag(10, 12,
+                               "bad duration \"30 days\" for deadlines.erasure: expected <n>h, "
+                               "<n>d, <n>w or <n>y")));
+  EXPECT_THAT(Policy::Validate(Edit(11, "  max_extension: {days: 60}")),
+              ElementsAre(Diag(11, 18,
+                               "bad duration for deadlines.max_extension: expected <n>h, <n>d, "
+                               "<n>w or <n>y, got a map")));
+}
+
+TEST(Duration, AcceptsHoursDaysWeeksAndYears) {
+  EXPECT_EQ(*ParsePolicyDuration("1h"), absl::Hours(1));
+  EXPECT_EQ(*ParsePolicyDuration("30d"), absl::Hours(30 * 24));
+  EXPECT_EQ(*ParsePolicyDuration("2w"), absl::Hours(14 * 24));
+  EXPECT_EQ(*ParsePolicyDuration("1y"), absl::Hours(365 * 24));
+  EXPECT_EQ(*ParsePolicyDuration("7y"), absl::Hours(7 * 365 * 24));
+  EXPECT_EQ(*ParsePolicyDuration("1000000h"), absl::Hours(1000000));
+}
+
+TEST(Duration, RejectsEverythingElse) {
+  for (const char* text : {"30 days", "0d", "-1d", "5m", "", "d", "30", "1.5d", " 30d", "30d ",
+                           "30D", "+30d", "30dd", "1e3d", "0x10d", "٣d"}) {
+    SCOPED_TRACE(text);
+    absl::StatusOr<absl::Duration> d = ParsePolicyDuration(text);
+    ASSERT_FALSE(d.ok());
+    EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(d.status().message()),
+                HasSubstr(": expected <n>h, <n>d, <n>w or <n>y"));
+  }
+  EXPECT_EQ(ParsePolicyDuration("30 days").status().message(),
+            "bad duration \"30 days\": expected <n>h, <n>d, <n>w or <n>y");
+}
+
+TEST(Duration, RejectsNumbersTooLargeToMean) {
+  for (const char* text : {"1000001h", "99999999999999999999999999y"}) {
+    SCOPED_TRACE(text);
+    absl::StatusOr<absl::Duration> d = ParsePolicyDuration(text);
+    ASSERT_FALSE(d.ok());
+    EXPECT_THAT(std::string(d.status().message()), HasSubstr("too large"));
+  }
+}
+
+TEST(Duration, DeadlinesAreReadInto) {
+  Policy p = MustParse(Edit({{10, "  erasure: 2w"}, {11, "  max_extension: 1y"}}));
+  EXPECT_EQ(p.deadlines().erasure, absl::Hours(14 * 24));
+  EXPECT_EQ(p.deadlines().max_extension, absl::Hours(365 * 24));
+}
+
+// ---------------------------------------------------------------------------------------
+// Reporting
+
+TEST(Report, EveryProblemInAFileIsReportedInFileOrder) {
+  const std::string yaml = Edit({{1, "version: 2"},
+                                 {10, "  erasure: 30 days"},
+                                 {19, "          action: purge"},
+                                 {25, "          identity: phone"}});
+  EXPECT_THAT(
+      Policy::Validate(yaml),
+      ElementsAre(
+          Diag(1, 10, "unsupported policy version \"2\" (this build reads version 1)"),
+          Diag(10, 12,
+               "bad duration \"30 days\" for deadlines.erasure: expected <n>h, <n>d, <n>w or "
+               "<n>y"),
+          Diag(19, 19,
+               "unknown action \"purge\" for table assessments.responses: expected delete "
+               "(anonymize and retain are not supported yet)"),
+          Diag(25, 21,
+               "table growth.contacts uses identity type \"phone\", which is not listed in "
+               "identities (listed: email, user_id)")));
+
+  absl::StatusOr<Policy> p = Policy::Parse(yaml, "policy.yaml");
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(p.status().message(),
+            "policy.yaml:1:10: unsupported policy version \"2\" (this build reads version 1)\n"
+            "policy.yaml:10:12: bad duration \"30 days\" for deadlines.erasure: expected <n>h, "
+            "<n>d, <n>w or <n>y\n"
+            "policy.yaml:19:19: unknown action \"purge\" for table assessments.responses: "
+            "expected delete (anonymize and retain are not supported yet)\n"
+            "policy.yaml:25:21: table growth.contacts uses identity type \"phone\", which is not "
+            "listed in identities (listed: email, user_id)");
+}
+
+TEST(Report, DiagnosticToStringNamesSourceLineAndColumn) {
+  EXPECT_EQ((Diagnostic{3, 7, "oops"}).ToString("p.yaml"), "p.yaml:3:7: oops");
+  EXPECT_EQ((Diagnostic{0, 0, "oops"}).ToString("p.yaml"), "p.yaml: oops");
+}
+
+TEST(Report, LoadFileNamesThePathInDiagnostics) {
+  const std::string path = testing::TempDir() + "/policy_test_" + std::to_string(::getpid()) +
+                           ".yaml";
+  {
+    std::ofstream out(path);
+    out << Edit(1, "version: 3");
+  }
+  absl::StatusOr<Policy> p = Policy::LoadFile(path);
+  std::filesystem::remove(path);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(p.status().message(),
+            path + ":1:10: unsupported policy version \"3\" (this build reads version 1)");
+}
+
+TEST(Report, UnreadableFileIsNotFoundNamingThePath) {
+  absl::StatusOr<Policy> p = Policy::LoadFile("/nonexistent/lethe/policy.yaml");
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(p.status().message()), HasSubstr("/nonexistent/lethe/policy.yaml"));
+
+  absl::StatusOr<Policy> dir = Policy::LoadFile(testing::TempDir());
+  ASSERT_FALSE(dir.ok());
+  EXPECT_EQ(dir.status().code(), absl::StatusCode::kNotFound);
+}
+
+// ---------------------------------------------------------------------------------------
+// Malformed input: a diagnostic, never a crash or an exception.
+
+TEST(MalformedYaml, UnbalancedBracketIsADiagnostic) {
+  std::vector<Diagnostic> d = Policy::Validate(Edit(7, "    domains: [growth"));
+  ASSERT_THAT(d, SizeIs(1));
+  EXPECT_THAT(d[0].message, StartsWith("malformed YAML: "));
+  EXPECT_GE(d[0].line, 7);
+
+  d = Policy::Validate("version: 1\nidentities: {email: [x}\n");
+  ASSERT_THAT(d, SizeIs(1));
+  EXPECT_THAT(d[0].message, StartsWith("malformed YAML: "));
+  EXPECT_GE(d[0].line, 2);
+
+  absl::StatusOr<Policy> p = Policy::Parse("a: [", "bad.yaml");
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(p.status().message()), StartsWith("bad.yaml:"));
+}
+
+TEST(MalformedYaml, DocumentsThatAreNotAPolicyMapAreDiagnostics) {
+  EXPECT_THAT(Policy::Validate(""),
+              ElementsAre(Diag(0, 0,
+                               "policy is empty: expected a YAML map with version, identities "
+                               "and domains")));
+  EXPECT_THAT(Policy::Validate("# nothing but a comment\n"), SizeIs(1));
+  EXPECT_THAT(Policy::Validate("just some text\n"),
+              ElementsAre(Diag(1, 1,
+                               "a policy must be a YAML map with version, name, identities, "
+                               "purposes, deadlines and domains, got \"just some text\"")));
+  EXPECT_THAT(Policy::Validate("- version: 1\n"), SizeIs(1));
+  EXPECT_THAT(Policy::Validate(std::string(kBase) + "---\nversion: 1\n"),
+              ElementsAre(Diag(27, 1,
+                               "the file holds 2 YAML documents (separated by ---); a policy "
+                               "is exactly one")));
+  EXPECT_THAT(Policy::Validate("version: 1\n\tidentities: [email]\n"), Not(IsEmpty()));
+  EXPECT_THAT(Policy::Validate(std::string("version: 1\0\n", 12)), Not(IsEmpty()));
+}
+
+// yaml-cpp 0.7's LoadAll never returns on these (jbeder/yaml-cpp#1040); reading them must
+// still end, with a diagnostic at the stray comma.
+TEST(MalformedYaml, StrayCommaAtBlockLevelIsADiagnosticNotAHang) {
+  EXPECT_THAT(Policy::Validate(","), ElementsAre(Diag(1, 1, "malformed YAML: unexpected \",\"")));
+  EXPECT_THAT(Policy::Validate("# comment\n, version: 1\n"),
+              ElementsAre(Diag(2, 1, "malformed YAML: unexpected \",\"")));
+  EXPECT_THAT(Policy::Validate(std::string(kBase) + "---\n,\n"),
+              ElementsAre(Diag(28, 1, "malformed YAML: unexpected \",\"")));
+}
+
+TEST(MalformedYaml, DeepNestingIsADiagnostic) {
+  std::string deep = "version: 1\nname: " + std::string(100000, '[') + "\n";
+  std::vector<Diagnostic> d;
+  EXPECT_NO_THROW(d = Policy::Validate(deep));
+  EXPECT_THAT(d, Not(IsEmpty()));
+}
+
+TEST(MalformedYaml, TruncatedAndMutatedPoliciesNeverThrow) {
+  const std::string base = ReadSample();
+  for (size_t n = 0; n <= base.size(); ++n) {
+    EXPECT_NO_THROW(Policy::Validate(base.substr(0, n))) << "prefix of " << n << " bytes";
+  }
+  std::mt19937 random(20240601);  // fixed seed: the same inputs on every run
+  const std::string alphabet = "[]{}:,-?&*!|>'\"#%@` \n\t.0aZ\xff\x80";
+  for (int i = 0; i < 2000; ++i) {
+    std::string mutated = base;
+    const int edits = 1 + static_cast<int>(random() % 4);
+    for (int e = 0; e < edits; ++e) {
+      mutated[random() % mutated.size()] = alphabet[random() % alphabet.size()];
+    }
+    absl::StatusOr<Policy> p = absl::InternalError("not run");
+    EXPECT_NO_THROW(p = Policy::Parse(mutated, "fuzz.yaml")) << mutated;
+    if (p.ok()) {
+      EXPECT_THAT(p->CanonicalJson(), StartsWith("{"));  // a valid policy serialises
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Canonical form and hashes
+
+TEST(Hash, CanonicalJsonIsSortedCompactAndInSeconds) {
+  Policy p = MustParse(
+      "version: 1\n"
+      "name: mini\n"
+      "identities: [email]\n"
+      "domains:\n"
+      "  - name: d\n"
+      "    postgres:\n"
+      "      tables:\n"
+      "        - {table: t, key: email, identity: email, action: delete}\n");
+  EXPECT_EQ(p.CanonicalJson(),
+            R"({"deadlines":{"erasure":2592000,"max_extension":5184000},)"
+            R"("domains":[{"name":"d","postgres":{"tables":[{"action":"delete",)"
+            R"("identity":"email","key":"email","table":"public.t"}]}}],)"
+            R"("identities":["email"],"name":"mini","purposes":[],"version":1})");
+  EXPECT_EQ(p.DomainCanonicalJson("d"),
+            R"({"name":"d","postgres":{"tables":[{"action":"delete","identity":"email",)"
+            R"("key":"email","table":"public.t"}]},"version":1})");
+  EXPECT_EQ(p.Hash(), crypto::Sha256(p.CanonicalJson()));
+  EXPECT_EQ(p.Hash().size(), crypto::kSha256Size);
+  EXPECT_EQ(p.DomainHash("d"), crypto::Sha256(p.DomainCanonicalJson("d")));
+}
+
+TEST(Hash, PurposesAppearInCanonicalJson) {
+  Policy p = MustParse(kBase);
+  EXPECT_THAT(p.CanonicalJson(),
+              HasSubstr(R"("purposes":[{"description":"Campaigns","domains":["growth"],)"
+                        R"("erase_on_withdrawal":true,"name":"marketing"}])"));
+}
+
+TEST(Hash, UnknownDomainGivesEmptyStrings) {
+  Policy p = MustParse(kBase);
+  EXPECT_EQ(p.DomainCanonicalJson("billing"), "");
+  EXPECT_EQ(p.DomainHash("billing"), "");
+}
+
+TEST(Hash, ReformattingReorderingAndCommentsDoNotChangeTheHash) {
+  const std::string reformatted =
+      "# The same policy as kBase, written differently.\n"
+      "domains:\n"
+      "  - postgres: {tables: [{action: delete, identity: user_id, key: user_id,\n"
+      "                         table: assessments.responses}]}\n"
+      "    name: \"assessments\"\n"
+      "  - name: growth      # comment\n"
+      "    postgres:\n"
+      "        tables:\n"
+      "        -   identity: 'email'\n"
+      "            table: growth.contacts\n"
+      "            action: delete\n"
+      "            key: email\n"
+      "deadlines: {max_extension: 60d, erasure: 720h}   # 720h is 30d\n"
+      "purposes:\n"
+      "  - erase_on_withdrawal: True\n"
+      "    domains:\n"
+      "      - growth\n"
+      "    description: \"Campaigns\"\n"
+      "    name: marketing\n"
+      "\n"
+      "identities:\n"
+      "  - email\n"
+      "  - user_id\n"
+      "name: 'test-mesh'\n"
+      "version: 1\n";
+  Policy a = MustParse(kBase);
+  Policy b = MustParse(reformatted);
+  EXPECT_EQ(a.CanonicalJson(), b.CanonicalJson());
+  EXPECT_EQ(a.Hash(), b.Hash());
+  EXPECT_EQ(a.DomainHash("growth"), b.DomainHash("growth"));
+  EXPECT_EQ(a.DomainHash("assessments"), b.DomainHash("assessments"));
+}
+
+TEST(Hash, ChangingATableChangesItsDomainHashOnly) {
+  Policy a = MustParse(kBase);
+  Policy b = MustParse(Edit(24, "          key: contact_email"));
+  EXPECT_NE(a.Hash(), b.Hash());
+  EXPECT_NE(a.DomainHash("growth"), b.DomainHash("growth"));
+  EXPECT_EQ(a.DomainHash("assessments"), b.DomainHash("assessments"));
+  EXPECT_EQ(a.DomainHash("assessments").size(), crypto::kSha256Size);
+}
+
+TEST(Hash, TableOrderIsPartOfTheHash) {
+  Policy a = MustParse(Edit(26,
+                            "          action: delete\n"
+                            "        - table: growth.events\n"
+                            "          key: email\n"
+                            "          identity: email\n"
+                            "          action: delete"));
+  Policy b = MustParse(Edit(22,
+                            "      tables:\n"
+                            "        - table: growth.events\n"
+                            "          key: email\n"
+                            "          identity: email\n"
+                            "          action: delete"));
+  EXPECT_NE(a.DomainHash("growth"), b.DomainHash("growth"));
+}
+
+TEST(Hash, PolicyWideChangesLeaveDomainHashesAlone) {
+  Policy a = MustParse(kBase);
+  Policy b = MustParse(Edit({{2, "name: other"}, {6, "    description: Other"}}));
+  EXPECT_NE(a.Hash(), b.Hash());
+  EXPECT_EQ(a.DomainHash("growth"), b.DomainHash("growth"));
+  EXPECT_EQ(a.DomainHash("assessments"), b.DomainHash("assessments"));
+}
+
+}  // namespace
+}  // namespace lethe::policy
