@@ -36,6 +36,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
                    kafka::Consumer::Create(o.kafka_bootstrap, "lethe-agent." + o.domain,
                                            {kafka::CommandTopic(o.domain)}, consumer_cfg));
   ASSIGN_OR_RETURN(a->producer_, kafka::Producer::Create(o.kafka_bootstrap, o.kafka_extra));
+  a->producer_->WarmUp({kafka::kReceiptTopic});
   if (o.metrics) {
     a->commands_family_ = &prometheus::BuildCounter()
                                .Name("lethe_agent_commands_total")

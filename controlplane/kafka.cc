@@ -106,7 +106,24 @@ absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const std::string& bo
   return p;
 }
 
+void Producer::WarmUp(const std::vector<std::string>& topics, absl::Duration timeout) {
+  for (const auto& name : topics) {
+    rd_kafka_topic_t* t = rd_kafka_topic_new(rk_, name.c_str(), nullptr);
+    if (t == nullptr) continue;
+    const rd_kafka_metadata_t* md = nullptr;
+    rd_kafka_resp_err_t e =
+        rd_kafka_metadata(rk_, 0, t, &md, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_metadata_destroy(md);
+    } else {
+      spdlog::debug("kafka: no metadata yet for {}: {}", name, rd_kafka_err2str(e));
+    }
+    topics_.push_back(t);  // keeps the topic (and its partition leaders) cached
+  }
+}
+
 Producer::~Producer() {
+  for (rd_kafka_topic_t* t : topics_) rd_kafka_topic_destroy(t);
   if (rk_) {
     rd_kafka_flush(rk_, 5000);
     rd_kafka_destroy(rk_);

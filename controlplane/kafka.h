@@ -62,10 +62,14 @@ class Producer {
                                         const std::optional<std::string>& key,
                                         const std::optional<std::string>& value,
                                         absl::Duration timeout = absl::Seconds(30));
+  // Fetches the topics' metadata now, so that the first record to each is not held back
+  // until librdkafka's next periodic topic scan (about a second). Failures are harmless.
+  void WarmUp(const std::vector<std::string>& topics, absl::Duration timeout = absl::Seconds(5));
 
  private:
   Producer() = default;
   rd_kafka_t* rk_ = nullptr;
+  std::vector<rd_kafka_topic_t*> topics_;
 };
 
 class Consumer {

@@ -52,6 +52,9 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   }
 
   ASSIGN_OR_RETURN(d->producer_, kafka::Producer::Create(d->bootstrap_, options.kafka_extra));
+  std::vector<std::string> topics;
+  for (const auto& domain : d->policy_->domains()) topics.push_back(kafka::CommandTopic(domain.name));
+  d->producer_->WarmUp(topics);
   kafka::Config consumer_cfg = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
   for (const auto& [k, v] : options.kafka_extra) consumer_cfg[k] = v;
   ASSIGN_OR_RETURN(auto consumer, kafka::Consumer::Create(d->bootstrap_, "lethed",

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "absl/strings/str_join.h"
+#include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
 namespace lethe::policy {
@@ -89,8 +90,7 @@ std::string Describe(const YAML::Node& node) {
 bool IsLowerName(std::string_view s, bool allow_dash) {
   if (s.empty()) return false;
   return std::all_of(s.begin(), s.end(), [allow_dash](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-           (allow_dash && c == '-');
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || (allow_dash && c == '-');
   });
 }
 
@@ -273,9 +273,9 @@ class DocumentShape : public YAML::EventHandler {
 };
 
 struct StreamShape {
-  int documents = 0;                       // counted up to 1000
+  int documents = 0;                            // counted up to 1000
   YAML::Mark second = YAML::Mark::null_mark();  // where the second document starts
-  std::optional<YAML::Mark> stuck_at;      // see CountDocuments
+  std::optional<YAML::Mark> stuck_at;           // see CountDocuments
 };
 
 // Counts the documents in `yaml` (stopping at 1000), without building them.
@@ -316,8 +316,8 @@ const std::vector<std::string> kPurposeKeys = {"name", "description", "domains",
 const std::vector<std::string> kDeadlineKeys = {"erasure", "max_extension"};
 const std::vector<std::string> kDomainKeys = {"name", "postgres", "kafka"};
 const std::vector<std::string> kPostgresKeys = {"tables"};
-const std::vector<std::string> kTableKeys = {"table",  "key",   "identity", "action",
-                                             "basis",  "period", "set"};
+const std::vector<std::string> kTableKeys = {"table", "key",    "identity", "action",
+                                             "basis", "period", "set"};
 
 }  // namespace
 
@@ -332,10 +332,9 @@ class PolicyBuilder {
       const StreamShape stream = CountDocuments(yaml);
       if (stream.stuck_at.has_value()) {
         const auto pos = static_cast<size_t>(stream.stuck_at->pos);
-        const std::string what =
-            pos < yaml.size() && static_cast<unsigned char>(yaml[pos]) < 0x80
-                ? Quote(yaml.substr(pos, 1))
-                : std::string("content");
+        const std::string what = pos < yaml.size() && static_cast<unsigned char>(yaml[pos]) < 0x80
+                                     ? Quote(yaml.substr(pos, 1))
+                                     : std::string("content");
         Error(PositionOf(*stream.stuck_at), "malformed YAML: unexpected " + what);
       } else {
         const YAML::Node root = YAML::Load(std::string(yaml));  // the first document
@@ -343,11 +342,12 @@ class PolicyBuilder {
           Error(PositionOf(stream.second),
                 "the file holds " + std::string(stream.documents >= 1000 ? "at least " : "") +
                     std::to_string(stream.documents) +
-                                " YAML documents (separated by ---); a policy is exactly one");
+                    " YAML documents (separated by ---); a policy is exactly one");
         }
         if (root.IsNull()) {
-          Error(Position{}, "policy is empty: expected a YAML map with version, identities and "
-                            "domains");
+          Error(Position{},
+                "policy is empty: expected a YAML map with version, identities and "
+                "domains");
         } else {
           ReadDocument(root);
         }
@@ -417,8 +417,10 @@ class PolicyBuilder {
 
   void ReadDocument(const YAML::Node& root) {
     if (!root.IsMap()) {
-      Error(root, "a policy must be a YAML map with version, name, identities, purposes, "
-                  "deadlines and domains, got " + Describe(root));
+      Error(root,
+            "a policy must be a YAML map with version, name, identities, purposes, "
+            "deadlines and domains, got " +
+                Describe(root));
       return;
     }
     const MapView top(root);
@@ -459,8 +461,9 @@ class PolicyBuilder {
   void ReadIdentities(const YAML::Node& root, const MapView& top) {
     const Entry* e = top.Find("identities");
     if (e == nullptr) {
-      Error(root, "missing required key \"identities\": the identity types a request may carry, "
-                  "e.g. [email, user_id]");
+      Error(root,
+            "missing required key \"identities\": the identity types a request may carry, "
+            "e.g. [email, user_id]");
       return;
     }
     if (!e->value.IsSequence()) {
@@ -512,8 +515,8 @@ class PolicyBuilder {
     Domain domain;
     if (const Entry* e = map.Find("name"); e == nullptr) {
       Error(node, label + " is missing \"name\"");
-    } else if (const std::string* name =
-                   ScalarOrError(*e, "name of " + label + " must be a string of " + kLowerNameRule)) {
+    } else if (const std::string* name = ScalarOrError(
+                   *e, "name of " + label + " must be a string of " + kLowerNameRule)) {
       label = "domain " + Quote(*name);
       domain.name = *name;
       if (std::find(domain_names_.begin(), domain_names_.end(), *name) == domain_names_.end()) {
@@ -537,8 +540,8 @@ class PolicyBuilder {
     if (const Entry* e = map.Find("postgres"); e == nullptr) {
       Error(node, label + " has no postgres section (expected postgres: with a list of tables)");
     } else if (!e->value.IsMap()) {
-      ValueError(*e, "postgres in " + label + " must be a map with tables, got " +
-                         Describe(e->value));
+      ValueError(*e,
+                 "postgres in " + label + " must be a map with tables, got " + Describe(e->value));
     } else {
       ReadPostgres(e->value, label, &domain);
     }
@@ -550,13 +553,13 @@ class PolicyBuilder {
     CheckKeys(map, kPostgresKeys, "in " + domain_label, "postgres");
     const Entry* e = map.Find("tables");
     if (e == nullptr) {
-      Error(node, "postgres section of " + domain_label + " has no tables (expected tables: "
-                  "with a list of tables)");
+      Error(node, "postgres section of " + domain_label +
+                      " has no tables (expected tables: with a list of tables)");
       return;
     }
     if (!e->value.IsSequence()) {
-      ValueError(*e, "tables in " + domain_label + " must be a list of tables, got " +
-                         Describe(e->value));
+      ValueError(
+          *e, "tables in " + domain_label + " must be a list of tables, got " + Describe(e->value));
       return;
     }
     if (e->value.size() == 0) {
@@ -584,8 +587,9 @@ class PolicyBuilder {
     bool named = false;
     if (table_entry == nullptr) {
       Error(node, entry_label + " is missing \"table\" (its [schema.]name)");
-    } else if (const std::string* name = ScalarOrError(
-                   *table_entry, "table in " + entry_label + " must be a [schema.]name")) {
+    } else if (const std::string* name =
+                   ScalarOrError(*table_entry, "bad table name in " + domain_label +
+                                                   ": expected [schema.]name")) {
       if (SplitTableName(*name, &table.schema, &table.name)) {
         label = "table " + table.QualifiedName();
         named = true;
@@ -619,10 +623,11 @@ class PolicyBuilder {
       table.identity = *type;
       if (!policy_.identities_.empty() && !policy_.HasIdentity(*type)) {
         std::string close = ClosestMatch(*type, policy_.identities_);
-        ValueError(*e, label + " uses identity type " + Quote(*type) +
-                           ", which is not listed in identities (" +
-                           (close.empty() ? "listed: " + known : "did you mean " + Quote(close) + "?") +
-                           ")");
+        ValueError(*e,
+                   label + " uses identity type " + Quote(*type) +
+                       ", which is not listed in identities (" +
+                       (close.empty() ? "listed: " + known : "did you mean " + Quote(close) + "?") +
+                       ")");
       }
     }
 
@@ -679,16 +684,18 @@ class PolicyBuilder {
   void ReadPurpose(const YAML::Node& node, size_t index, std::map<std::string, int>* first_line) {
     std::string label = "purpose #" + std::to_string(index + 1);
     if (!node.IsMap()) {
-      Error(node, label + " must be a map with name, description, domains and "
-                          "erase_on_withdrawal, got " + Describe(node));
+      Error(node, label +
+                      " must be a map with name, description, domains and "
+                      "erase_on_withdrawal, got " +
+                      Describe(node));
       return;
     }
     const MapView map(node);
     Purpose purpose;
     if (const Entry* e = map.Find("name"); e == nullptr) {
       Error(node, label + " is missing \"name\"");
-    } else if (const std::string* name =
-                   ScalarOrError(*e, "name of " + label + " must be a string of " + kLowerNameRule)) {
+    } else if (const std::string* name = ScalarOrError(
+                   *e, "name of " + label + " must be a string of " + kLowerNameRule)) {
       label = "purpose " + Quote(*name);
       purpose.name = *name;
       const Position p = PositionOf(e->value.Mark());
@@ -727,11 +734,12 @@ class PolicyBuilder {
     }
 
     if (const Entry* e = map.Find("domains"); e == nullptr) {
-      Error(node, label + " is missing \"domains\" (the domains that process data for it; "
-                          "[] for none)");
+      Error(node, label +
+                      " is missing \"domains\" (the domains that process data for it; "
+                      "[] for none)");
     } else if (!e->value.IsSequence()) {
-      ValueError(*e, "domains of " + label + " must be a list of domain names, got " +
-                         Describe(e->value));
+      ValueError(
+          *e, "domains of " + label + " must be a list of domain names, got " + Describe(e->value));
     } else {
       for (const YAML::Node& item : e->value) {
         if (!item.IsScalar()) {
@@ -745,8 +753,8 @@ class PolicyBuilder {
           continue;
         }
         purpose.domains.push_back(domain);
-        if (domains_readable_ && std::find(domain_names_.begin(), domain_names_.end(), domain) ==
-                                     domain_names_.end()) {
+        if (domains_readable_ &&
+            std::find(domain_names_.begin(), domain_names_.end(), domain) == domain_names_.end()) {
           std::string close = ClosestMatch(domain, domain_names_);
           Error(item, label + " names unknown domain " + Quote(domain) + " (" +
                           (close.empty() ? "defined domains: " + ListNames(domain_names_)
@@ -755,8 +763,9 @@ class PolicyBuilder {
         }
       }
       if (purpose.erase_on_withdrawal && purpose.domains.empty()) {
-        ValueError(*erase, label + " has erase_on_withdrawal: true but lists no domains, so "
-                                   "withdrawing consent would erase nothing");
+        ValueError(*erase, label +
+                               " has erase_on_withdrawal: true but lists no domains, so "
+                               "withdrawing consent would erase nothing");
       }
     }
     policy_.purposes_.push_back(std::move(purpose));
@@ -766,8 +775,8 @@ class PolicyBuilder {
     const Entry* e = top.Find("deadlines");
     if (e == nullptr) return;
     if (!e->value.IsMap()) {
-      ValueError(*e, "deadlines must be a map with erasure and max_extension, got " +
-                         Describe(e->value));
+      ValueError(
+          *e, "deadlines must be a map with erasure and max_extension, got " + Describe(e->value));
       return;
     }
     const MapView map(e->value);
@@ -781,8 +790,8 @@ class PolicyBuilder {
     if (e == nullptr) return;  // the default stays
     const std::string field = "deadlines." + key;
     if (!e->value.IsScalar()) {
-      ValueError(*e, "bad duration for " + field + ": " + kDurationForms + ", got " +
-                         Describe(e->value));
+      ValueError(
+          *e, "bad duration for " + field + ": " + kDurationForms + ", got " + Describe(e->value));
       return;
     }
     absl::StatusOr<absl::Duration> d = internal::ParseDurationFor(e->value.Scalar(), field);

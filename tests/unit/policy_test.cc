@@ -8,6 +8,7 @@
 #include <ostream>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -25,7 +26,6 @@ void PrintTo(const Diagnostic& d, std::ostream* os) {
 namespace {
 
 using ::testing::AllOf;
-using ::testing::AnyOf;
 using ::testing::ElementsAre;
 using ::testing::Field;
 using ::testing::HasSubstr;
@@ -38,32 +38,32 @@ using ::testing::UnorderedElementsAre;
 // A valid policy. Tests change single lines of it, so their expected positions can be read
 // off these line numbers.
 constexpr char kBase[] =
-    "version: 1\n"                                     //  1
-    "name: test-mesh\n"                                //  2
-    "identities: [email, user_id]\n"                   //  3
-    "purposes:\n"                                      //  4
-    "  - name: marketing\n"                            //  5
-    "    description: Campaigns\n"                     //  6
-    "    domains: [growth]\n"                          //  7
-    "    erase_on_withdrawal: true\n"                  //  8
-    "deadlines:\n"                                     //  9
-    "  erasure: 30d\n"                                 // 10
-    "  max_extension: 60d\n"                           // 11
-    "domains:\n"                                       // 12
-    "  - name: assessments\n"                          // 13
-    "    postgres:\n"                                  // 14
-    "      tables:\n"                                  // 15
-    "        - table: assessments.responses\n"         // 16
-    "          key: user_id\n"                         // 17
-    "          identity: user_id\n"                    // 18
-    "          action: delete\n"                       // 19
-    "  - name: growth\n"                               // 20
-    "    postgres:\n"                                  // 21
-    "      tables:\n"                                  // 22
-    "        - table: growth.contacts\n"               // 23
-    "          key: email\n"                           // 24
-    "          identity: email\n"                      // 25
-    "          action: delete\n";                      // 26
+    "version: 1\n"                              //  1
+    "name: test-mesh\n"                         //  2
+    "identities: [email, user_id]\n"            //  3
+    "purposes:\n"                               //  4
+    "  - name: marketing\n"                     //  5
+    "    description: Campaigns\n"              //  6
+    "    domains: [growth]\n"                   //  7
+    "    erase_on_withdrawal: true\n"           //  8
+    "deadlines:\n"                              //  9
+    "  erasure: 30d\n"                          // 10
+    "  max_extension: 60d\n"                    // 11
+    "domains:\n"                                // 12
+    "  - name: assessments\n"                   // 13
+    "    postgres:\n"                           // 14
+    "      tables:\n"                           // 15
+    "        - table: assessments.responses\n"  // 16
+    "          key: user_id\n"                  // 17
+    "          identity: user_id\n"             // 18
+    "          action: delete\n"                // 19
+    "  - name: growth\n"                        // 20
+    "    postgres:\n"                           // 21
+    "      tables:\n"                           // 22
+    "        - table: growth.contacts\n"        // 23
+    "          key: email\n"                    // 24
+    "          identity: email\n"               // 25
+    "          action: delete\n";               // 26
 
 constexpr char kDeleteLine[] = "<delete this line>";
 
@@ -92,15 +92,14 @@ std::string Edit(const std::map<int, std::string>& edits) {
 std::string Edit(int line, const std::string& text) { return Edit({{line, text}}); }
 
 testing::Matcher<Diagnostic> Diag(int line, int column, const std::string& message) {
-  return AllOf(Field("line", &Diagnostic::line, line),
-               Field("column", &Diagnostic::column, column),
+  return AllOf(Field("line", &Diagnostic::line, line), Field("column", &Diagnostic::column, column),
                Field("message", &Diagnostic::message, message));
 }
 
 Policy MustParse(const std::string& yaml) {
   absl::StatusOr<Policy> policy = Policy::Parse(yaml, "test.yaml");
-  EXPECT_TRUE(policy.ok()) << policy.status();
-  if (!policy.ok()) std::abort();  // the callers need a policy to go on
+  // gtest reports an exception thrown in a test body as that test's failure.
+  if (!policy.ok()) throw std::runtime_error("policy did not parse: " + policy.status().ToString());
   return *std::move(policy);
 }
 
@@ -189,8 +188,8 @@ TEST(Parse, EraseOnWithdrawalDefaultsToFalseAndPurposesAreOptional) {
   EXPECT_FALSE(p.purposes()[0].erase_on_withdrawal);
   EXPECT_EQ(p.purposes()[0].description, "Campaigns");
 
-  Policy none = MustParse(Edit({{4, kDeleteLine}, {5, kDeleteLine}, {6, kDeleteLine},
-                                {7, kDeleteLine}, {8, kDeleteLine}}));
+  Policy none = MustParse(Edit(
+      {{4, kDeleteLine}, {5, kDeleteLine}, {6, kDeleteLine}, {7, kDeleteLine}, {8, kDeleteLine}}));
   EXPECT_THAT(none.purposes(), IsEmpty());
 }
 
@@ -224,8 +223,9 @@ TEST(Domain, IdentityTypesAreDistinctInFirstUseOrder) {
 // Unknown keys: a typo must never turn a purge into a no-op.
 
 TEST(UnknownKey, AtTopLevelSuggestsTheCloseKey) {
-  EXPECT_THAT(Policy::Validate(Edit(2, "nmae: test-mesh")),
-              ElementsAre(Diag(2, 1, "unknown key \"nmae\" at the top level (did you mean \"name\"?)")));
+  EXPECT_THAT(
+      Policy::Validate(Edit(2, "nmae: test-mesh")),
+      ElementsAre(Diag(2, 1, "unknown key \"nmae\" at the top level (did you mean \"name\"?)")));
 }
 
 TEST(UnknownKey, AtTopLevelListsTheKnownKeys) {
@@ -243,9 +243,9 @@ TEST(UnknownKey, InPurpose) {
 }
 
 TEST(UnknownKey, InDeadlines) {
-  EXPECT_THAT(Policy::Validate(Edit(10, "  erasre: 30d")),
-              ElementsAre(Diag(10, 3,
-                               "unknown key \"erasre\" in deadlines (did you mean \"erasure\"?)")));
+  EXPECT_THAT(
+      Policy::Validate(Edit(10, "  erasre: 30d")),
+      ElementsAre(Diag(10, 3, "unknown key \"erasre\" in deadlines (did you mean \"erasure\"?)")));
 }
 
 TEST(UnknownKey, InDomain) {
@@ -292,15 +292,15 @@ TEST(UnknownKey, YamlMergeKeyIsRejected) {
 // Version
 
 TEST(Version, OtherVersionIsRejected) {
-  EXPECT_THAT(Policy::Validate(Edit(1, "version: 2")),
-              ElementsAre(Diag(1, 10,
-                               "unsupported policy version \"2\" (this build reads version 1)")));
+  EXPECT_THAT(
+      Policy::Validate(Edit(1, "version: 2")),
+      ElementsAre(Diag(1, 10, "unsupported policy version \"2\" (this build reads version 1)")));
 }
 
 TEST(Version, MissingVersionIsRejected) {
-  EXPECT_THAT(Policy::Validate(Edit(1, kDeleteLine)),
-              ElementsAre(Diag(1, 1,
-                               "missing required key \"version\" (this build reads version 1)")));
+  EXPECT_THAT(
+      Policy::Validate(Edit(1, kDeleteLine)),
+      ElementsAre(Diag(1, 1, "missing required key \"version\" (this build reads version 1)")));
 }
 
 TEST(Version, NonScalarVersionIsRejected) {
@@ -365,9 +365,9 @@ TEST(Table, MissingIdentityIsRejectedNamingTheTable) {
 }
 
 TEST(Table, MissingActionIsRejectedNamingTheTable) {
-  EXPECT_THAT(Policy::Validate(Edit(26, kDeleteLine)),
-              ElementsAre(Diag(23, 11,
-                               "table growth.contacts is missing \"action\" (expected delete)")));
+  EXPECT_THAT(
+      Policy::Validate(Edit(26, kDeleteLine)),
+      ElementsAre(Diag(23, 11, "table growth.contacts is missing \"action\" (expected delete)")));
 }
 
 TEST(Table, MissingTableNameIsRejectedNamingTheEntry) {
@@ -396,12 +396,12 @@ TEST(Table, AnonymizeIsNotSupportedYet) {
 }
 
 TEST(Table, RetainIsNotSupportedYet) {
-  EXPECT_THAT(Policy::Validate(Edit(26,
-                                    "          action: retain\n"
-                                    "          basis: \"Tax records (Art. 17(3)(b))\"\n"
-                                    "          period: 7y")),
-              ElementsAre(Diag(26, 19,
-                               "action \"retain\" is not supported yet (table growth.contacts)")));
+  EXPECT_THAT(
+      Policy::Validate(Edit(26,
+                            "          action: retain\n"
+                            "          basis: \"Tax records (Art. 17(3)(b))\"\n"
+                            "          period: 7y")),
+      ElementsAre(Diag(26, 19, "action \"retain\" is not supported yet (table growth.contacts)")));
 }
 
 TEST(Table, KeysOfUnsupportedActionsAreRejectedWithDelete) {
@@ -456,17 +456,24 @@ TEST(Table, SqlInTableNameIsRejected) {
 }
 
 TEST(Table, UnsafeTableNamesAreRejected) {
-  const std::vector<std::string> bad = {
-      "a.b.c", "1users", "\"\"", "growth.", ".contacts", "growth.con-tacts",
-      "growth.\"Contacts\"", std::string(64, 'x'), "growth." + std::string(64, 'x'),
-      "gr owth.contacts", "[growth, contacts]"};
+  const std::vector<std::string> bad = {"a.b.c",
+                                        "1users",
+                                        "\"\"",
+                                        "growth.",
+                                        ".contacts",
+                                        "growth.con-tacts",
+                                        "growth.\"Contacts\"",
+                                        std::string(64, 'x'),
+                                        "growth." + std::string(64, 'x'),
+                                        "gr owth.contacts",
+                                        "[growth, contacts]"};
   for (const std::string& name : bad) {
     SCOPED_TRACE(name);
     std::vector<Diagnostic> d = Policy::Validate(Edit(23, "        - table: " + name));
     ASSERT_THAT(d, SizeIs(1));
     EXPECT_EQ(d[0].line, 23);
     EXPECT_EQ(d[0].column, 18);
-    EXPECT_THAT(d[0].message, AnyOf(StartsWith("bad table name"), StartsWith("table in")));
+    EXPECT_THAT(d[0].message, StartsWith("bad table name"));
   }
 }
 
@@ -480,12 +487,13 @@ TEST(Table, UnsafeKeyColumnIsRejected) {
 }
 
 TEST(Table, EmptyTablesAreRejected) {
-  EXPECT_THAT(Policy::Validate(Edit({{22, "      tables: []"},
-                                     {23, kDeleteLine},
-                                     {24, kDeleteLine},
-                                     {25, kDeleteLine},
-                                     {26, kDeleteLine}})),
-              ElementsAre(Diag(22, 15, "tables in domain \"growth\" must list at least one table")));
+  EXPECT_THAT(
+      Policy::Validate(Edit({{22, "      tables: []"},
+                             {23, kDeleteLine},
+                             {24, kDeleteLine},
+                             {25, kDeleteLine},
+                             {26, kDeleteLine}})),
+      ElementsAre(Diag(22, 15, "tables in domain \"growth\" must list at least one table")));
   EXPECT_THAT(Policy::Validate(Edit({{22, "      tables:"},
                                      {23, kDeleteLine},
                                      {24, kDeleteLine},
@@ -510,10 +518,9 @@ TEST(DomainSection, KafkaIsNotSupportedYet) {
 }
 
 TEST(DomainSection, DuplicateDomainIsRejected) {
-  EXPECT_THAT(Policy::Validate(Edit({{7, "    domains: [assessments]"},
-                                     {20, "  - name: assessments"}})),
-              ElementsAre(Diag(20, 11,
-                               "duplicate domain \"assessments\" (first defined at line 13)")));
+  EXPECT_THAT(
+      Policy::Validate(Edit({{7, "    domains: [assessments]"}, {20, "  - name: assessments"}})),
+      ElementsAre(Diag(20, 11, "duplicate domain \"assessments\" (first defined at line 13)")));
 }
 
 TEST(DomainSection, BadDomainNameIsRejected) {
@@ -546,15 +553,15 @@ TEST(DomainSection, MissingPostgresSectionIsRejected) {
 
 TEST(DomainSection, DomainsThatAreNotAListAreReportedOnce) {
   // The purpose's reference to "growth" cannot be checked, and is not flagged as well.
-  const std::string yaml = std::string(kBase).substr(0, std::string(kBase).find("domains:\n  -")) +
-                           "domains: growth\n";
+  const std::string yaml =
+      std::string(kBase).substr(0, std::string(kBase).find("domains:\n  -")) + "domains: growth\n";
   EXPECT_THAT(Policy::Validate(yaml),
               ElementsAre(Diag(12, 10, "domains must be a list of domains, got \"growth\"")));
 }
 
 TEST(DomainSection, ControlCharactersInValuesAreEscapedInMessages) {
-  std::vector<Diagnostic> d =
-      Policy::Validate(Edit({{7, "    domains: [\"gr\\nowth\"]"}, {20, "  - name: \"gr\\nowth\""}}));
+  std::vector<Diagnostic> d = Policy::Validate(
+      Edit({{7, "    domains: [\"gr\\nowth\"]"}, {20, "  - name: \"gr\\nowth\""}}));
   ASSERT_THAT(d, SizeIs(1));
   EXPECT_EQ(d[0].message,
             "bad domain name \"gr\\nowth\": expected lowercase letters, digits, _ and - "
@@ -590,12 +597,12 @@ TEST(PurposeSection, EraseOnWithdrawalWithNoDomainsIsRejected) {
 }
 
 TEST(PurposeSection, DuplicateAndBadPurposeNamesAreRejected) {
-  EXPECT_THAT(Policy::Validate(Edit(8,
-                                    "    erase_on_withdrawal: true\n"
-                                    "  - name: marketing\n"
-                                    "    domains: []")),
-              ElementsAre(Diag(9, 11,
-                               "duplicate purpose \"marketing\" (first defined at line 5)")));
+  EXPECT_THAT(
+      Policy::Validate(Edit(8,
+                            "    erase_on_withdrawal: true\n"
+                            "  - name: marketing\n"
+                            "    domains: []")),
+      ElementsAre(Diag(9, 11, "duplicate purpose \"marketing\" (first defined at line 5)")));
   EXPECT_THAT(Policy::Validate(Edit(5, "  - name: Marketing Emails")),
               ElementsAre(Diag(5, 11,
                                "bad purpose name \"Marketing Emails\": expected lowercase "
@@ -695,8 +702,8 @@ TEST(Report, DiagnosticToStringNamesSourceLineAndColumn) {
 }
 
 TEST(Report, LoadFileNamesThePathInDiagnostics) {
-  const std::string path = testing::TempDir() + "/policy_test_" + std::to_string(::getpid()) +
-                           ".yaml";
+  const std::string path =
+      testing::TempDir() + "/policy_test_" + std::to_string(::getpid()) + ".yaml";
   {
     std::ofstream out(path);
     out << Edit(1, "version: 3");

@@ -1,0 +1,251 @@
+#include "tests/support/mesh.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "crypto/crypto.h"
+#include "crypto/status.h"
+#include "tests/support/subprocess.h"
+
+namespace lethe::testing {
+namespace fs = std::filesystem;
+namespace {
+
+struct DomainFixture {
+  const char* policy;
+  const char* ddl;
+  const char* plant;   // $U = user_id, $E = email
+  const char* count;   // one number: the person's rows over all tables
+};
+
+const std::map<std::string, DomainFixture>& Fixtures() {
+  static const auto* m = new std::map<std::string, DomainFixture>{
+      {"assessments",
+       {R"(  - name: assessments
+    postgres:
+      tables:
+        - table: assessments.responses
+          key: user_id
+          identity: user_id
+          action: delete
+        - table: assessments.scores
+          key: user_id
+          identity: user_id
+          action: delete
+)",
+        "CREATE SCHEMA assessments;"
+        "CREATE TABLE assessments.responses (id serial PRIMARY KEY, user_id text NOT NULL, answer text);"
+        "CREATE TABLE assessments.scores (user_id text NOT NULL, dimension text, score int);",
+        "INSERT INTO assessments.responses (user_id, answer) VALUES ('$U', 'a'), ('$U', 'b');"
+        "INSERT INTO assessments.scores VALUES ('$U', 'focus', 5);",
+        "SELECT (SELECT count(*) FROM assessments.responses WHERE user_id = '$U') + "
+        "(SELECT count(*) FROM assessments.scores WHERE user_id = '$U')"}},
+      {"growth",
+       {R"(  - name: growth
+    postgres:
+      tables:
+        - table: growth.campaign_events
+          key: email
+          identity: email
+          action: delete
+        - table: growth.contacts
+          key: email
+          identity: email
+          action: delete
+)",
+        "CREATE SCHEMA growth;"
+        "CREATE TABLE growth.contacts (email text PRIMARY KEY, name text);"
+        "CREATE TABLE growth.campaign_events (id serial PRIMARY KEY, "
+        "  email text NOT NULL REFERENCES growth.contacts(email), event text);",
+        "INSERT INTO growth.contacts VALUES ('$E', 'someone');"
+        "INSERT INTO growth.campaign_events (email, event) VALUES ('$E', 'opened'), ('$E', 'clicked');",
+        "SELECT (SELECT count(*) FROM growth.contacts WHERE email = '$E') + "
+        "(SELECT count(*) FROM growth.campaign_events WHERE email = '$E')"}},
+      {"billing",
+       {R"(  - name: billing
+    postgres:
+      tables:
+        - table: billing.invoices
+          key: customer_id
+          identity: user_id
+          action: delete
+        - table: billing.accounts
+          key: email
+          identity: email
+          action: delete
+)",
+        "CREATE SCHEMA billing;"
+        "CREATE TABLE billing.invoices (id serial PRIMARY KEY, customer_id bigint NOT NULL, cents int);"
+        "CREATE TABLE billing.accounts (email text PRIMARY KEY, plan text);",
+        "INSERT INTO billing.invoices (customer_id, cents) VALUES ($U, 1200), ($U, 800);"
+        "INSERT INTO billing.accounts VALUES ('$E', 'pro');",
+        "SELECT (SELECT count(*) FROM billing.invoices WHERE customer_id = $U) + "
+        "(SELECT count(*) FROM billing.accounts WHERE email = '$E')"}},
+  };
+  return *m;
+}
+
+std::string Fill(const char* sql, const Person& p) {
+  return absl::StrReplaceAll(sql, {{"$U", p.user_id}, {"$E", p.email}});
+}
+
+}  // namespace
+
+std::string MeshPolicy(const std::vector<std::string>& domains) {
+  std::string out =
+      "version: 1\nname: test-mesh\nidentities: [email, user_id]\n"
+      "deadlines:\n  erasure: 30d\n  max_extension: 60d\ndomains:\n";
+  for (const auto& d : domains) out += Fixtures().at(d).policy;
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<Mesh>> Mesh::Start(Options options) {
+  std::unique_ptr<Mesh> m(new Mesh());
+  m->options_ = options;
+  m->work_ = (fs::temp_directory_path() / ("lethe-mesh-" + crypto::Hex(crypto::RandomBytes(6)))).string();
+  fs::create_directories(m->work_ + "/keys");
+  RETURN_IF_ERROR(crypto::WriteFileAtomic(m->policy_path(), MeshPolicy(options.domains), 0644));
+  ASSIGN_OR_RETURN(auto key, crypto::Ed25519PrivateKey::Generate());
+  RETURN_IF_ERROR(key.SaveFile(m->lethed_key()));
+  RETURN_IF_ERROR(key.public_key().SaveFile(m->lethed_pub()));
+  for (const auto& d : options.domains) {
+    ASSIGN_OR_RETURN(auto k, crypto::Ed25519PrivateKey::Generate());
+    RETURN_IF_ERROR(k.SaveFile(m->agent_key(d)));
+    RETURN_IF_ERROR(k.public_key().SaveFile(m->agent_pub(d)));
+  }
+  ASSIGN_OR_RETURN(m->pg_, PgCluster::Start());
+  for (const auto& d : options.domains) {
+    RETURN_IF_ERROR(m->pg_->CreateDatabase(d));
+    RETURN_IF_ERROR(m->pg_->Exec(d, Fixtures().at(d).ddl));
+  }
+  if (options.start_lethed) {
+    RETURN_IF_ERROR(m->StartLethed());
+    for (const auto& d : options.domains) RETURN_IF_ERROR(m->EnrollAgent(d));
+    if (options.start_agents)
+      for (const auto& d : options.domains) RETURN_IF_ERROR(m->StartAgent(d));
+  }
+  return m;
+}
+
+Mesh::~Mesh() {
+  agents_.clear();
+  lethed_.reset();
+  pg_.reset();
+  std::error_code ec;
+  fs::remove_all(work_, ec);
+}
+
+controlplane::LethedOptions Mesh::LethedOptionsForTest() const {
+  controlplane::LethedOptions o;
+  o.listen = "127.0.0.1:0";
+  o.data_dir = data_dir();
+  o.policy_path = policy_path();
+  o.signing_key_path = lethed_key();
+  o.embedded_kafka = true;
+  return o;
+}
+
+absl::Status Mesh::StartLethed() {
+  ASSIGN_OR_RETURN(lethed_, controlplane::Lethed::Start(LethedOptionsForTest()));
+  return absl::OkStatus();
+}
+
+std::string Mesh::addr() const {
+  if (!external_addr_.empty()) return external_addr_;
+  return absl::StrCat("127.0.0.1:", lethed_->port());
+}
+
+std::string Mesh::kafka_bootstrap() const {
+  auto text = crypto::ReadFile(data_dir() + "/kafka.bootstrap");
+  if (!text.ok()) return "";
+  std::string s = *text;
+  while (!s.empty() && s.back() == '\n') s.pop_back();
+  return s;
+}
+
+std::unique_ptr<v1::SubjectRequests::Stub> Mesh::Requests() const {
+  return v1::SubjectRequests::NewStub(grpc::CreateChannel(addr(), grpc::InsecureChannelCredentials()));
+}
+
+std::unique_ptr<v1::Agents::Stub> Mesh::Agents() const {
+  return v1::Agents::NewStub(grpc::CreateChannel(addr(), grpc::InsecureChannelCredentials()));
+}
+
+absl::Status Mesh::EnrollAgent(const std::string& domain) {
+  ASSIGN_OR_RETURN(std::string pem, crypto::ReadFile(agent_pub(domain)));
+  v1::EnrollAgentRequest req;
+  req.set_domain(domain);
+  req.set_public_key_pem(pem);
+  v1::AgentView resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = Agents()->Enroll(&ctx, req, &resp);
+  if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+  return absl::OkStatus();
+}
+
+agent::AgentOptions Mesh::AgentOptionsFor(const std::string& domain) const {
+  agent::AgentOptions o;
+  o.domain = domain;
+  o.postgres_dsn = pg_->Dsn(domain);
+  o.policy_path = policy_path();
+  o.key_path = agent_key(domain);
+  o.control_plane_key_path = lethed_pub();
+  o.kafka_bootstrap = kafka_bootstrap();
+  o.min_backoff = absl::Milliseconds(50);
+  o.max_backoff = absl::Milliseconds(500);
+  return o;
+}
+
+absl::Status Mesh::StartAgent(const std::string& domain) {
+  ASSIGN_OR_RETURN(auto a, agent::Agent::Create(AgentOptionsFor(domain)));
+  a->Start();
+  agents_[domain] = std::move(a);
+  return absl::OkStatus();
+}
+
+absl::Status Mesh::Plant(const Person& p) {
+  for (const auto& d : options_.domains) RETURN_IF_ERROR(pg_->Exec(d, Fill(Fixtures().at(d).plant, p)));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Mesh::Rows(const std::string& domain, const Person& p) {
+  ASSIGN_OR_RETURN(std::string n, pg_->Query(domain, Fill(Fixtures().at(domain).count, p)));
+  return std::stoll(n);
+}
+
+absl::StatusOr<std::string> Mesh::Erase(const Person& p) {
+  v1::SubmitRequest req;
+  auto* e = req.add_identities();
+  e->set_type("email");
+  e->set_value(p.email);
+  auto* u = req.add_identities();
+  u->set_type("user_id");
+  u->set_value(p.user_id);
+  req.set_reason("test");
+  v1::SubmitResponse resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = Requests()->Submit(&ctx, req, &resp);
+  if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+  return resp.request_id();
+}
+
+absl::StatusOr<v1::RequestView> Mesh::WaitDone(const std::string& id, absl::Duration timeout) {
+  v1::RequestView view;
+  grpc::Status last;
+  WaitFor(
+      [&] {
+        grpc::ClientContext ctx;
+        v1::GetRequestRequest req;
+        req.set_request_id(id);
+        last = Requests()->Get(&ctx, req, &view);
+        return last.ok() && view.state() != v1::IN_PROGRESS;
+      },
+      timeout);
+  if (!last.ok()) return absl::Status(static_cast<absl::StatusCode>(last.error_code()), last.error_message());
+  return view;
+}
+
+}  // namespace lethe::testing

@@ -1,0 +1,97 @@
+// A small data mesh for integration tests, on real components: one throwaway PostgreSQL
+// cluster with a database per domain, lethed in this process with its embedded Kafka (the
+// librdkafka mock cluster on loopback), and one lethe-agent per domain (in process, or as a
+// child process when a test needs to kill it).
+//
+// Domains (all three hold both test people):
+//   assessments  keyed by user_id (text):   assessments.responses, assessments.scores
+//   growth       keyed by email (text):     growth.campaign_events -> growth.contacts (FK)
+//   billing      keyed by user_id (bigint): billing.invoices, and by email: billing.accounts
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "agents/agent.h"
+#include "controlplane/lethed.h"
+#include "lethe/v1/api.grpc.pb.h"
+#include "tests/support/pg_cluster.h"
+
+namespace lethe::testing {
+
+struct Person {
+  std::string user_id;  // digits, so that it also fits billing's bigint column
+  std::string email;
+};
+// Distinctive values, so that grepping files for them cannot match by chance.
+inline const Person kAlice{"73310042", "alice@example.com"};
+inline const Person kBob{"58820017", "bob@example.com"};
+
+class Mesh {
+ public:
+  struct Options {
+    std::vector<std::string> domains = {"assessments", "growth", "billing"};
+    bool start_lethed = true;
+    bool start_agents = true;
+  };
+  static absl::StatusOr<std::unique_ptr<Mesh>> Start(Options options);
+  static absl::StatusOr<std::unique_ptr<Mesh>> Start() { return Start(Options()); }
+  ~Mesh();
+
+  // Paths of the files the binaries use.
+  const std::string& work_dir() const { return work_; }
+  std::string data_dir() const { return work_ + "/lethed"; }
+  std::string policy_path() const { return work_ + "/policy.yaml"; }
+  std::string lethed_key() const { return work_ + "/keys/lethed.key"; }
+  std::string lethed_pub() const { return work_ + "/keys/lethed.pub"; }
+  std::string agent_key(const std::string& d) const { return work_ + "/keys/" + d + ".key"; }
+  std::string agent_pub(const std::string& d) const { return work_ + "/keys/" + d + ".pub"; }
+  const std::vector<std::string>& domains() const { return options_.domains; }
+
+  PgCluster& pg() { return *pg_; }
+  controlplane::Lethed& lethed() { return *lethed_; }
+  controlplane::LethedOptions LethedOptionsForTest() const;
+  absl::Status StartLethed();
+  void StopLethed() { lethed_.reset(); }
+  // Talk to a lethed running elsewhere (a child process) instead of the in-process one.
+  void UseExternalLethed(std::string addr) { external_addr_ = std::move(addr); }
+  std::string addr() const;
+
+  std::unique_ptr<v1::SubjectRequests::Stub> Requests() const;
+  std::unique_ptr<v1::Agents::Stub> Agents() const;
+
+  absl::Status EnrollAgent(const std::string& domain);
+  agent::AgentOptions AgentOptionsFor(const std::string& domain) const;
+  absl::Status StartAgent(const std::string& domain);
+  void StopAgent(const std::string& domain) { agents_.erase(domain); }
+  agent::Agent& agent(const std::string& domain) { return *agents_.at(domain); }
+  std::string kafka_bootstrap() const;
+
+  // Inserts the person's rows in every domain (2 + 1 + 2 in assessments, 2 + 1 in growth,
+  // 2 + 1 in billing).
+  absl::Status Plant(const Person& p);
+  // Rows of the person still present in the domain, over all its tables.
+  absl::StatusOr<int64_t> Rows(const std::string& domain, const Person& p);
+
+  // Submits an erasure of `p` (both identities) and returns the request id.
+  absl::StatusOr<std::string> Erase(const Person& p);
+  // Waits until the request leaves IN_PROGRESS or `timeout` passes; returns its last view.
+  absl::StatusOr<v1::RequestView> WaitDone(const std::string& id, absl::Duration timeout);
+
+ private:
+  Mesh() = default;
+  Options options_;
+  std::string work_;
+  std::unique_ptr<PgCluster> pg_;
+  std::unique_ptr<controlplane::Lethed> lethed_;
+  std::string external_addr_;
+  std::map<std::string, std::unique_ptr<agent::Agent>> agents_;
+};
+
+// Policy text for the given domains (a subset of assessments, growth, billing).
+std::string MeshPolicy(const std::vector<std::string>& domains);
+
+}  // namespace lethe::testing
