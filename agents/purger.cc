@@ -85,6 +85,7 @@ absl::Status PostgresPurger::EnsureSchema() {
     pqxx::work tx(*c);
     tx.exec(kSchemaSql);
     tx.commit();
+    schema_ready_ = true;
     return absl::OkStatus();
   } catch (const std::exception& e) {
     conn_.reset();
@@ -102,6 +103,7 @@ PurgeResult PostgresPurger::Sign(v1::Receipt receipt) {
 
 absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
   const v1::DeleteCommand& cmd = vc.command;
+  if (!schema_ready_) RETURN_IF_ERROR(EnsureSchema());
   ASSIGN_OR_RETURN(pqxx::connection * c, Connection());
 
   v1::Receipt receipt;

@@ -35,7 +35,7 @@ class PostgresPurger {
   ~PostgresPurger();
 
   // Creates schema lethe_agent and its table when absent. kUnavailable when the server
-  // cannot be reached.
+  // cannot be reached. Purge calls it until it has succeeded once.
   absl::Status EnsureSchema();
 
   // kUnavailable: the database could not be reached or the transaction could not commit;
@@ -52,6 +52,7 @@ class PostgresPurger {
   const crypto::Ed25519PrivateKey& key_;
   const Clock& clock_;
   std::unique_ptr<pqxx::connection> conn_;
+  bool schema_ready_ = false;  // EnsureSchema succeeded once
 };
 
 }  // namespace lethe::agent

@@ -173,7 +173,10 @@ absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(const std::string& bo
                               {"enable.auto.commit", "false"},
                               {"enable.auto.offset.store", "false"},
                               {"auto.offset.reset", "earliest"},
-                              {"enable.partition.eof", "false"}},
+                              {"enable.partition.eof", "false"},
+                              // Control traffic is sparse and latency-bound: do not let the
+                              // broker hold a fetch for the default 500 ms.
+                              {"fetch.wait.max.ms", "100"}},
                              extra));
   if (!conf.ok()) return conf.status();
   char err[512];

@@ -27,6 +27,7 @@ absl::StatusOr<Checkpoint> ParseBody(std::string_view body) {
   cp.origin = std::string(lines[0]);
   if (cp.origin.empty()) return absl::InvalidArgumentError("checkpoint: empty origin line");
   if (lines[1].empty() || (lines[1].size() > 1 && lines[1][0] == '0') ||
+      lines[1].find_first_not_of("0123456789") != absl::string_view::npos ||
       !absl::SimpleAtoi(lines[1], &cp.size))
     return absl::InvalidArgumentError("checkpoint: tree size is not a decimal number");
   auto root = crypto::FromBase64(std::string_view(lines[2].data(), lines[2].size()));

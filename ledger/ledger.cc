@@ -189,7 +189,8 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     l.segments_.push_back(options.dir + "/" + names.back());
   }
 
-  if (scan->torn_tail) {
+  // A "torn" tail the signed checkpoint covers was acknowledged: keep it for the DataLoss below.
+  if (scan->torn_tail && !(stored_cp && stored_cp->size > l.tree_.size())) {
     const TornTail& t = *scan->torn_tail;
     const std::string path = options.dir + "/" + t.segment;
     if (t.offset == 0) {

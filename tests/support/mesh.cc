@@ -248,4 +248,44 @@ absl::StatusOr<v1::RequestView> Mesh::WaitDone(const std::string& id, absl::Dura
   return view;
 }
 
+absl::StatusOr<std::vector<kafka::Message>> ReadTopic(const std::string& bootstrap,
+                                                      const std::string& topic,
+                                                      absl::Duration timeout,
+                                                      absl::Duration quiet) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  const std::string group = "lethe-test-reader-" + crypto::Hex(crypto::RandomBytes(4));
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof(err));
+  rd_kafka_conf_set(conf, "group.id", group.c_str(), err, sizeof(err));
+  rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err));
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+  if (rk == nullptr) return absl::InternalError(err);
+  rd_kafka_poll_set_consumer(rk);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  rd_kafka_assign(rk, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  std::vector<kafka::Message> out;
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::Time last = absl::Now();
+  while (absl::Now() < deadline && absl::Now() - last < quiet) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 100);
+    if (m == nullptr) continue;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      kafka::Message msg;
+      msg.topic = topic;
+      msg.partition = m->partition;
+      msg.offset = m->offset;
+      if (m->key) msg.key = std::string(static_cast<const char*>(m->key), m->key_len);
+      if (m->payload) msg.value = std::string(static_cast<const char*>(m->payload), m->len);
+      out.push_back(std::move(msg));
+      last = absl::Now();
+    }
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  return out;
+}
+
 }  // namespace lethe::testing

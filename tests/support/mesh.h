@@ -91,6 +91,13 @@ class Mesh {
   std::map<std::string, std::unique_ptr<agent::Agent>> agents_;
 };
 
+// Every record of topic/partition from the beginning, read with an assigned (not group)
+// consumer. Stops `quiet` after the last record, or at `timeout`.
+absl::StatusOr<std::vector<kafka::Message>> ReadTopic(const std::string& bootstrap,
+                                                      const std::string& topic,
+                                                      absl::Duration timeout = absl::Seconds(10),
+                                                      absl::Duration quiet = absl::Milliseconds(700));
+
 // Policy text for the given domains (a subset of assessments, growth, billing).
 std::string MeshPolicy(const std::vector<std::string>& domains);
 
