@@ -1,0 +1,167 @@
+// Crashes at the worst moments, with real processes and SIGKILL.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "ledger/ledger.h"
+#include "tests/support/mesh.h"
+#include "tests/support/subprocess.h"
+
+namespace lethe::testing {
+namespace {
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+const std::string kLethed = LETHE_BINARY_DIR "/controlplane/lethed";
+const std::string kAgent = LETHE_BINARY_DIR "/agents/lethe-agent";
+const std::string kLethectl = LETHE_BINARY_DIR "/cli/lethectl";
+constexpr absl::Duration kWait = absl::Seconds(90);
+
+std::string ReadTrimmed(const std::string& path) {
+  auto s = crypto::ReadFile(path);
+  if (!s.ok()) return "";
+  std::string out = *s;
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+// Starts lethed as a child process and waits until it serves; returns its address.
+absl::StatusOr<std::unique_ptr<Subprocess>> SpawnLethed(Mesh& mesh, std::string* addr) {
+  fs::remove(mesh.data_dir() + "/lethed.addr");
+  fs::remove(mesh.data_dir() + "/kafka.bootstrap");
+  fs::create_directories(mesh.data_dir());
+  auto p = Subprocess::Spawn({kLethed, "--listen", "127.0.0.1:0", "--data-dir", mesh.data_dir(),
+                              "--policy", mesh.policy_path(), "--signing-key", mesh.lethed_key(),
+                              "--embedded-kafka"},
+                             mesh.work_dir() + "/lethed.log");
+  if (!p.ok()) return p.status();
+  if (!WaitFor([&] { return !ReadTrimmed(mesh.data_dir() + "/lethed.addr").empty(); },
+               absl::Seconds(30)))
+    return absl::DeadlineExceededError("lethed did not start: " + (*p)->Log());
+  *addr = ReadTrimmed(mesh.data_dir() + "/lethed.addr");
+  mesh.UseExternalLethed(*addr);
+  return p;
+}
+
+CommandResult VerifyOffline(Mesh& mesh) {
+  auto r = RunCommand({kLethectl, "ledger", "verify", "--dir", mesh.data_dir(), "--public-key",
+                       mesh.lethed_pub()},
+                      absl::Seconds(60));
+  return r.ok() ? *r : CommandResult{-1, r.status().ToString()};
+}
+
+TEST(Crash, LethedKilledAfterSubmitCompletesTheRequestAfterRestart) {
+  Mesh::Options o;
+  o.start_lethed = false;
+  auto m = Mesh::Start(o);
+  ASSERT_TRUE(m.ok()) << m.status();
+  Mesh& mesh = **m;
+  ASSERT_TRUE(mesh.Plant(kAlice).ok());
+  ASSERT_TRUE(mesh.Plant(kBob).ok());
+
+  std::string addr;
+  auto lethed = SpawnLethed(mesh, &addr);
+  ASSERT_TRUE(lethed.ok()) << lethed.status();
+  for (const auto& d : mesh.domains()) ASSERT_TRUE(mesh.EnrollAgent(d).ok());
+  auto id = mesh.Erase(kAlice);
+  ASSERT_TRUE(id.ok()) << id.status();
+
+  // RequestSubmitted is durable once Submit returned: SIGKILL now, before any agent runs.
+  (*lethed)->Kill(SIGKILL);
+  auto status = (*lethed)->Wait(absl::Seconds(10));
+  ASSERT_TRUE(status.ok());
+  ASSERT_TRUE(WIFSIGNALED(*status));
+  CommandResult mid = VerifyOffline(mesh);
+  EXPECT_EQ(mid.exit_code, 0) << mid.output;
+  EXPECT_THAT(mid.output, HasSubstr("1 in progress"));
+  EXPECT_EQ(*mesh.Rows("assessments", kAlice), 3);
+
+  // A new lethed (and with it a new, empty embedded broker) re-publishes from the ledger.
+  auto again = SpawnLethed(mesh, &addr);
+  ASSERT_TRUE(again.ok()) << again.status();
+  for (const auto& d : mesh.domains()) ASSERT_TRUE(mesh.StartAgent(d).ok());
+  auto done = mesh.WaitDone(*id, kWait);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), v1::COMPLETED) << (*again)->Log();
+  for (const auto& d : mesh.domains()) {
+    EXPECT_EQ(*mesh.Rows(d, kAlice), 0) << d;
+    EXPECT_GT(*mesh.Rows(d, kBob), 0) << d;
+  }
+  for (const auto& d : mesh.domains()) mesh.StopAgent(d);
+  (*again)->Kill(SIGTERM);
+  ASSERT_TRUE((*again)->Wait(absl::Seconds(10)).ok());
+  CommandResult end = VerifyOffline(mesh);
+  EXPECT_EQ(end.exit_code, 0) << end.output;
+  EXPECT_THAT(end.output, HasSubstr("1 completed"));
+  EXPECT_THAT(end.output, HasSubstr("receipts    3"));
+}
+
+TEST(Crash, AgentKilledAfterPurgeCommitPurgesOnceAndRecordsOneReceipt) {
+  Mesh::Options o;
+  o.domains = {"assessments", "growth"};
+  o.start_agents = false;
+  auto m = Mesh::Start(o);
+  ASSERT_TRUE(m.ok()) << m.status();
+  Mesh& mesh = **m;
+  ASSERT_TRUE(mesh.Plant(kAlice).ok());
+  ASSERT_TRUE(mesh.Plant(kBob).ok());
+  ASSERT_TRUE(mesh.StartAgent("growth").ok());
+
+  // This agent dies by SIGKILL right after its purge transaction commits.
+  auto doomed = Subprocess::Spawn(
+      {kAgent, "--domain", "assessments", "--postgres", mesh.pg().Dsn("assessments"), "--policy",
+       mesh.policy_path(), "--key", mesh.agent_key("assessments"), "--control-plane-key",
+       mesh.lethed_pub(), "--kafka-bootstrap", "@" + mesh.data_dir() + "/kafka.bootstrap"},
+      mesh.work_dir() + "/agent-assessments.log", {"LETHE_FAILPOINT=agent-after-purge-commit"});
+  ASSERT_TRUE(doomed.ok()) << doomed.status();
+  auto id = mesh.Erase(kAlice);
+  ASSERT_TRUE(id.ok()) << id.status();
+  auto status = (*doomed)->Wait(kWait);
+  ASSERT_TRUE(status.ok()) << (*doomed)->Log();
+  ASSERT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL) << (*doomed)->Log();
+
+  // The purge is committed, but no receipt went out.
+  EXPECT_EQ(*mesh.Rows("assessments", kAlice), 0);
+  EXPECT_EQ(*mesh.pg().Query("assessments", "SELECT count(*) FROM lethe_agent.processed_commands"), "1");
+  auto mid = mesh.lethed().store().Get(*id);
+  ASSERT_TRUE(mid.has_value());
+  EXPECT_EQ(mid->state, v1::IN_PROGRESS);
+  EXPECT_EQ(mid->domains[0].domain, "assessments");
+  EXPECT_EQ(mid->domains[0].state, v1::PENDING);
+
+  // Rows inserted for the same person meanwhile must survive the redelivery.
+  ASSERT_TRUE(mesh.pg().Exec("assessments",
+                             "INSERT INTO assessments.scores VALUES ('" + kAlice.user_id + "', 'later', 1)").ok());
+
+  // The restarted agent gets the command again, finds it processed, and re-sends the receipt.
+  ASSERT_TRUE(mesh.StartAgent("assessments").ok());
+  auto done = mesh.WaitDone(*id, kWait);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), v1::COMPLETED);
+  agent::Agent& a = mesh.agent("assessments");
+  EXPECT_EQ(a.stats().replayed.load(), 1u);
+  EXPECT_EQ(a.stats().purged.load(), 0u);
+  EXPECT_EQ(*mesh.Rows("assessments", kAlice), 1);  // only the row inserted after the purge
+  EXPECT_EQ(*mesh.pg().Query("assessments", "SELECT count(*) FROM lethe_agent.processed_commands"), "1");
+  EXPECT_GT(*mesh.Rows("assessments", kBob), 0);
+
+  // Exactly one ReceiptRecorded for the domain in the ledger.
+  int receipts = 0;
+  for (uint64_t i = 0; i < mesh.lethed().ledger().size(); ++i) {
+    v1::LedgerEntry e;
+    ASSERT_TRUE(e.ParseFromString(*mesh.lethed().ledger().ReadEntry(i)));
+    if (e.has_receipt_recorded() && e.receipt_recorded().domain() == "assessments") ++receipts;
+  }
+  EXPECT_EQ(receipts, 1);
+  for (const auto& d : done->domains()) {
+    if (d.domain() != "assessments") continue;
+    ASSERT_EQ(d.tables_size(), 2);
+    EXPECT_EQ(d.tables(0).rows_affected() + d.tables(1).rows_affected(), 3);
+  }
+}
+
+}  // namespace
+}  // namespace lethe::testing
