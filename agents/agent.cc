@@ -112,8 +112,8 @@ absl::Status Agent::Handle(const kafka::Message& m) {
     spdlog::error("domain {}: command {} failed: {}", options_.domain, cmd.command_id(),
                   r.receipt.error());
   }
-  ASSIGN_OR_RETURN(kafka::Delivered d,
-                   producer_->ProduceSync(kafka::kReceiptTopic, cmd.request_id(), r.receipt_wire));
+  RETURN_IF_ERROR(
+      producer_->ProduceSync(kafka::kReceiptTopic, cmd.request_id(), r.receipt_wire).status());
   stats_.receipts_sent.fetch_add(1);
   return consumer_->Commit(m);
 }

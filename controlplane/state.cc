@@ -25,7 +25,11 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
       r.request_id = s.request_id();
       r.submitted = s;
       r.submitted_entry = seq;
-      for (const auto& d : s.target_domains()) r.domains.push_back(DomainRecord{d});
+      for (const auto& d : s.target_domains()) {
+        DomainRecord dr;
+        dr.domain = d;
+        r.domains.push_back(std::move(dr));
+      }
       order_.push_back(r.request_id);
       requests_[r.request_id] = std::move(r);
       break;

@@ -189,8 +189,21 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     l.segments_.push_back(options.dir + "/" + names.back());
   }
 
-  // A "torn" tail the signed checkpoint covers was acknowledged: keep it for the DataLoss below.
-  if (scan->torn_tail && !(stored_cp && stored_cp->size > l.tree_.size())) {
+  // Check the signed checkpoint before cutting anything: if it covers entries that are not
+  // on disk, or the entries do not hash to its root, the damage is not a crash artefact and
+  // the files must stay as they are for inspection.
+  if (stored_cp) {
+    if (stored_cp->size > l.tree_.size())
+      return absl::DataLossError(absl::StrCat(
+          "ledger corrupt: the signed checkpoint covers ", stored_cp->size,
+          " entries but only ", l.tree_.size(), " are on disk (acknowledged entries lost)"));
+    if (root_at_cp != stored_cp->root)
+      return absl::DataLossError(absl::StrCat(
+          "ledger corrupt: the entries do not hash to the root of the signed checkpoint at size ",
+          stored_cp->size, " (the log was rewritten)"));
+  }
+
+  if (scan->torn_tail) {
     const TornTail& t = *scan->torn_tail;
     const std::string path = options.dir + "/" + t.segment;
     if (t.offset == 0) {
@@ -204,17 +217,6 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
                  "record); the log now holds {} entries",
                  t.segment, t.offset, t.bytes, l.tree_.size());
     l.torn_tail_cut_ = t;
-  }
-
-  if (stored_cp) {
-    if (stored_cp->size > l.tree_.size())
-      return absl::DataLossError(absl::StrCat(
-          "ledger corrupt: the signed checkpoint covers ", stored_cp->size,
-          " entries but only ", l.tree_.size(), " are on disk (acknowledged entries lost)"));
-    if (root_at_cp != stored_cp->root)
-      return absl::DataLossError(absl::StrCat(
-          "ledger corrupt: the entries do not hash to the root of the signed checkpoint at size ",
-          stored_cp->size, " (the log was rewritten)"));
   }
 
   RETURN_IF_ERROR(l.OpenSegmentForAppend());

@@ -418,6 +418,22 @@ INSTANTIATE_TEST_SUITE_P(CutPoints, TornTailTest,
                                            Cut::kHeaderOnly, Cut::kHalfPayload,
                                            Cut::kPayloadShortByOne));
 
+// The same cut without a crash story: the checkpoint on disk was signed after the last
+// record, so that record was acknowledged and losing it is DataLoss, not a torn tail.
+TEST_F(LedgerTest, TruncatedRecordCoveredByCheckpointIsDataLossAndNotCut) {
+  MakeLog(6);
+  const std::string segment = LastSegment();
+  const auto recs = RecordsIn(ReadBytes(segment));
+  ASSERT_EQ(recs.size(), 6u);
+  const uint64_t cut = recs.back().payload() + recs.back().length / 2;
+  fs::resize_file(segment, cut);
+
+  auto ledger = Open();
+  EXPECT_EQ(ledger.status().code(), absl::StatusCode::kDataLoss) << ledger.status();
+  EXPECT_THAT(std::string(ledger.status().message()), HasSubstr("acknowledged entries lost"));
+  EXPECT_EQ(fs::file_size(segment), cut);
+}
+
 TEST_F(LedgerTest, TrailingZeroBytesAreCutAsTornTail) {
   const auto bytes = MakeLog(5);
   const std::string segment = LastSegment();
@@ -620,7 +636,7 @@ TEST_F(LedgerTest, CheckpointSignedByAnotherKeyIsDataLoss) {
   WriteBytes(CheckpointPath(), SignCheckpoint(cp, NewKey()));
   auto ledger = Open();
   EXPECT_EQ(ledger.status().code(), absl::StatusCode::kDataLoss) << ledger.status();
-  EXPECT_THAT(std::string(ledger.status().message()), HasSubstr("checkpoint"));
+  EXPECT_THAT(std::string(ledger.status().message()), HasSubstr("checkpoint does not verify"));
 }
 
 TEST_F(LedgerTest, CheckpointOverOtherEntriesIsDataLoss) {
@@ -931,14 +947,21 @@ TEST_F(CheckpointRejectTest, SignatureByAnotherKeyIsPermissionDenied) {
 }
 
 TEST_F(CheckpointRejectTest, SignatureOnlyUnderAnotherNameIsPermissionDenied) {
-  const std::string other_name = SignNoteByHand(CheckpointBody(cp_), "someone.else/log", key_);
-  EXPECT_EQ(Verify(other_name), absl::StatusCode::kPermissionDenied);
+  const std::string body = CheckpointBody(cp_);
+  EXPECT_EQ(Verify(SignNoteByHand(body, "someone.else/log", key_)),
+            absl::StatusCode::kPermissionDenied);
+  // Even with our key id and a valid signature by our key, the line must carry our name.
+  const std::string sig = BigEndian32(NoteKeyId(kOrigin, key_.public_key())) + key_.Sign(body);
+  EXPECT_EQ(Verify(body + "\n" + kEmDashSpace + "someone.else/log " + crypto::Base64(sig) + "\n"),
+            absl::StatusCode::kPermissionDenied);
 }
 
 TEST_F(CheckpointRejectTest, MissingBlankLineIsInvalidArgument) {
   std::string note = note_;
   note.erase(note.find("\n\n"), 1);
-  EXPECT_EQ(Verify(note), absl::StatusCode::kInvalidArgument);
+  auto got = VerifyCheckpoint(note, kOrigin, key_.public_key());
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument) << got.status();
+  EXPECT_THAT(std::string(got.status().message()), HasSubstr("blank line"));
 }
 
 TEST_F(CheckpointRejectTest, MalformedSizeIsInvalidArgument) {
@@ -963,14 +986,17 @@ TEST_F(CheckpointRejectTest, RootNotA32ByteHashIsInvalidArgument) {
 }
 
 TEST_F(CheckpointRejectTest, UnknownExtraSignatureLineIsIgnored) {
-  // A witness cosignature under another name, before and after ours.
+  // A witness cosignature under another name, after and before ours; and a signature under
+  // our name by another key (say, a retired one), whose key id is not ours.
   const auto witness = NewKey();
   const std::string body = CheckpointBody(cp_);
-  const std::string theirs = SignNoteByHand(body, "witness.example/w1", witness);
-  const std::string their_line = theirs.substr(body.size() + 1);
+  const std::string their_line =
+      SignNoteByHand(body, "witness.example/w1", witness).substr(body.size() + 1);
+  const std::string retired_line = SignNoteByHand(body, kOrigin, NewKey()).substr(body.size() + 1);
   const std::string our_line = note_.substr(body.size() + 1);
-  for (const std::string& note :
-       {note_ + their_line, body + "\n" + their_line + our_line}) {
+  ASSERT_THAT(our_line, StartsWith(kEmDashSpace));
+  for (const std::string& note : {note_ + their_line, body + "\n" + their_line + our_line,
+                                  body + "\n" + retired_line + our_line}) {
     ASSERT_OK_AND_ASSIGN(Checkpoint got, VerifyCheckpoint(note, kOrigin, key_.public_key()));
     EXPECT_EQ(got.size, 42u);
     EXPECT_EQ(got.root, cp_.root);
