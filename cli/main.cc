@@ -315,7 +315,13 @@ int PrintAudit(const Global& g, const absl::StatusOr<lethe::ledger::AuditReport>
   std::cout << "ledger verify: OK (" << source << ")\n"
             << "  origin      " << r.origin << "\n"
             << "  entries     " << r.entries << " (hash chain intact)\n"
-            << "  checkpoint  size " << r.checkpoint_size << ", signature verified, Merkle root matches\n"
+            << "  checkpoint  size " << r.checkpoint_size << ", signature verified, Merkle root matches"
+            << (r.entries > r.checkpoint_size
+                    ? absl::StrFormat(" (%d newer entr%s chained, not yet checkpointed)",
+                                      r.entries - r.checkpoint_size,
+                                      r.entries - r.checkpoint_size == 1 ? "y" : "ies")
+                    : std::string())
+            << "\n"
             << "  root        " << lethe::crypto::Base64(r.root) << "\n"
             << "  agents      " << r.agents << " enrolled key(s)\n"
             << "  requests    " << r.requests << " (" << r.requests_completed << " completed, "

@@ -2,8 +2,9 @@
 // it validates, appends the ledger entries in one durable batch, and only then applies
 // them to the RequestStore. A call that fails leaves ledger, key store and state as they were.
 //
-// Thread safe: writes are serialised by one mutex so that a check and the append that
-// depends on it cannot interleave with another write.
+// Thread safe: writes that check recorded state (receipts, completion, enrolment, re-issue)
+// are serialised by one mutex so that a check and the append that depends on it cannot
+// interleave; submissions depend on no recorded state and run concurrently.
 #pragma once
 
 #include <atomic>

@@ -148,7 +148,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   std::unique_lock<std::mutex> lock(l.mu_);
 
   // The stored checkpoint, if any, must be ours and must match the entries below it.
-  std::optional<Checkpoint> stored_cp;
+  std::optional<ledger::Checkpoint> stored_cp;
   const std::string cp_path = options.dir + "/" + kCheckpointFile;
   if (fs::exists(cp_path)) {
     ASSIGN_OR_RETURN(std::string note, crypto::ReadFile(cp_path));
@@ -157,7 +157,10 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
       return absl::DataLossError("stored checkpoint does not verify: " +
                                  std::string(cp.status().message()));
     stored_cp = *cp;
+    std::lock_guard<std::mutex> cl(l.cp_note_mu_);
     l.checkpoint_ = note;
+    l.checkpoint_size_ = cp->size;
+    l.has_checkpoint_ = true;
   }
   std::string root_at_cp;
   if (stored_cp && stored_cp->size == 0) root_at_cp = EmptyRoot();
@@ -221,8 +224,6 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
 
   RETURN_IF_ERROR(l.OpenSegmentForAppend());
   const bool empty = l.tree_.size() == 0;
-  if (!empty && (!stored_cp || stored_cp->size != l.tree_.size()))
-    RETURN_IF_ERROR(l.WriteCheckpoint());
   lock.unlock();
   if (empty) {
     // Entry 0 names the log and the key that signs its checkpoints and commands.
@@ -233,11 +234,35 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     ASSIGN_OR_RETURN(auto appended, l.Append({created}, absl::Now()));
     if (replay) RETURN_IF_ERROR(replay(0, appended[0].bytes, appended[0].entry));
   }
+  RETURN_IF_ERROR(l.SignCheckpointNow());
+  if (options.checkpoint_interval > absl::ZeroDuration())
+    l.checkpointer_ = std::thread([&l] { l.CheckpointLoop(); });
   return ledger;
 }
 
 Ledger::~Ledger() {
+  {
+    std::lock_guard<std::mutex> l(stop_mu_);
+    stop_ = true;
+  }
+  stop_cv_.notify_all();
+  if (checkpointer_.joinable()) checkpointer_.join();
+  // A clean close leaves a checkpoint that covers every entry.
+  if (absl::Status s = SignCheckpointNow(); !s.ok())
+    spdlog::error("ledger: cannot write the closing checkpoint: {}", s.ToString());
   if (fd_ >= 0) ::close(fd_);
+}
+
+void Ledger::CheckpointLoop() {
+  std::unique_lock<std::mutex> l(stop_mu_);
+  while (!stop_) {
+    stop_cv_.wait_for(l, absl::ToChronoMilliseconds(options_.checkpoint_interval));
+    if (stop_) break;
+    l.unlock();
+    if (absl::Status s = SignCheckpointNow(); !s.ok())
+      spdlog::error("ledger: cannot write checkpoint: {}", s.ToString());
+    l.lock();
+  }
 }
 
 absl::Status Ledger::OpenSegmentForAppend() {
@@ -270,42 +295,58 @@ absl::Status Ledger::StartSegment(uint64_t first_seq) {
   return absl::OkStatus();
 }
 
-absl::Status Ledger::WriteCheckpoint() {
-  Checkpoint cp{options_.origin, tree_.size(), tree_.Root()};
+absl::Status Ledger::SignCheckpointNow() {
+  std::lock_guard<std::mutex> signing(cp_mu_);
+  ledger::Checkpoint cp;
+  cp.origin = options_.origin;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    cp.size = tree_.size();
+    cp.root = tree_.Root();
+  }
+  {
+    std::lock_guard<std::mutex> l(cp_note_mu_);
+    if (has_checkpoint_ && cp.size == checkpoint_size_) return absl::OkStatus();
+    // The tree only grows, so a newer checkpoint always extends the older one; refuse to sign
+    // anything else.
+    if (has_checkpoint_ && cp.size < checkpoint_size_)
+      return absl::InternalError(absl::StrCat("refusing to sign a checkpoint of size ", cp.size,
+                                              " after one of size ", checkpoint_size_));
+  }
   std::string note = SignCheckpoint(cp, *options_.signing_key);
-  RETURN_IF_ERROR(
-      crypto::WriteFileAtomic(options_.dir + "/" + kCheckpointFile, note, 0644));
+  RETURN_IF_ERROR(crypto::WriteFileAtomic(options_.dir + "/" + kCheckpointFile, note, 0644));
+  std::lock_guard<std::mutex> l(cp_note_mu_);
   checkpoint_ = std::move(note);
+  checkpoint_size_ = cp.size;
+  has_checkpoint_ = true;
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::LedgerEntry> entries,
-                                                          absl::Time now) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (failed_)
-    return absl::UnavailableError("ledger is read-only after a failed write; restart lethed");
+absl::StatusOr<std::string> Ledger::Checkpoint() {
+  RETURN_IF_ERROR(SignCheckpointNow());
+  return LatestCheckpoint();
+}
+
+struct Ledger::Writer {
+  std::vector<v1::LedgerEntry>* entries;
+  absl::Time now;
+  absl::Status status;
   std::vector<AppendedEntry> out;
-  out.reserve(entries.size());
-  std::string buf;
-  std::string prev = last_hash_;
-  const int64_t ms = absl::ToUnixMillis(now);
-  for (auto& e : entries) {
-    AppendedEntry a;
-    a.seq = tree_.size() + out.size();
-    e.set_seq(a.seq);
-    e.set_time_unix_ms(ms);
-    e.set_prev_hash(prev);
-    if (!e.SerializeToString(&a.bytes)) return absl::InternalError("cannot serialize entry");
-    if (a.bytes.size() > format::kMaxPayload)
-      return absl::InvalidArgumentError("ledger entry larger than 16 MiB");
-    prev = LeafHash(a.bytes);
-    format::AppendRecord(&buf, a.bytes);
-    a.entry = std::move(e);
-    out.push_back(std::move(a));
-  }
-  if (write_offset_ > format::kSegmentHeaderSize &&
-      write_offset_ + buf.size() > options_.max_segment_bytes) {
-    RETURN_IF_ERROR(StartSegment(tree_.size()));
+  bool done = false;
+  std::condition_variable cv;
+};
+
+absl::Status Ledger::WriteBatch(const std::string& buf, uint64_t* start_offset, uint32_t* segment) {
+  std::string path;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (write_offset_ > format::kSegmentHeaderSize &&
+        write_offset_ + buf.size() > options_.max_segment_bytes) {
+      // The batch's first entry starts the new segment (entries do not span segments).
+      RETURN_IF_ERROR(StartSegment(tree_.size()));
+    }
+    *segment = static_cast<uint32_t>(segments_.size() - 1);
+    path = segments_.back();
   }
   const uint64_t start = write_offset_;
   size_t done = 0;
@@ -314,8 +355,11 @@ absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::Ledger
                          static_cast<off_t>(start + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      absl::Status err = Errno("cannot append to", segments_.back());
-      if (::ftruncate(fd_, static_cast<off_t>(start)) != 0) failed_ = true;
+      absl::Status err = Errno("cannot append to", path);
+      if (::ftruncate(fd_, static_cast<off_t>(start)) != 0) {
+        std::lock_guard<std::mutex> l(mu_);
+        failed_ = true;
+      }
       return err;
     }
     done += static_cast<size_t>(n);
@@ -323,24 +367,121 @@ absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::Ledger
   if (::fdatasync(fd_) != 0) {
     // After a failed fdatasync the kernel may have dropped the dirty pages: what is on disk
     // is unknown, so refuse further writes until a restart re-reads the files.
+    std::lock_guard<std::mutex> l(mu_);
     failed_ = true;
-    return Errno("cannot fdatasync", segments_.back());
+    return Errno("cannot fdatasync", path);
   }
+  *start_offset = start;
   write_offset_ = start + buf.size();
-  uint64_t off = start;
-  for (const auto& a : out) {
-    locations_.push_back(Location{static_cast<uint32_t>(segments_.size() - 1),
-                                  static_cast<uint32_t>(a.bytes.size()),
-                                  off + format::kRecordHeaderSize});
-    off += format::kRecordHeaderSize + a.bytes.size();
-    tree_.Append(LeafHash(a.bytes));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::LedgerEntry> entries,
+                                                          absl::Time now) {
+  Writer self;
+  self.entries = &entries;
+  self.now = now;
+  std::unique_lock<std::mutex> lock(mu_);
+  writers_.push_back(&self);
+  while (!self.done && writers_.front() != &self) self.cv.wait(lock);
+  if (self.done) {
+    if (!self.status.ok()) return self.status;
+    return std::move(self.out);
   }
-  last_hash_ = prev;
-  if (absl::Status s = WriteCheckpoint(); !s.ok()) {
-    // The entries are durable; the next append or restart writes a newer checkpoint.
-    spdlog::error("ledger: cannot write checkpoint: {}", s.ToString());
+
+  // This writer leads: it commits every batch queued so far with one write and one sync.
+  std::vector<Writer*> batch(writers_.begin(), writers_.end());
+  const bool failed = failed_;
+  uint64_t next_seq = tree_.size();
+  std::string prev = last_hash_;
+  lock.unlock();
+
+  std::string buf;
+  std::vector<std::string> leaves;
+  if (failed) {
+    for (Writer* w : batch)
+      w->status = absl::UnavailableError("ledger is read-only after a failed write; restart lethed");
+  } else {
+    for (Writer* w : batch) {
+      // Build each writer's records separately, so that one bad call fails alone.
+      std::string mine;
+      std::string chain = prev;
+      std::vector<std::string> mine_leaves;
+      const int64_t ms = absl::ToUnixMillis(w->now);
+      w->out.reserve(w->entries->size());
+      for (auto& e : *w->entries) {
+        AppendedEntry a;
+        a.seq = next_seq + w->out.size();
+        e.set_seq(a.seq);
+        e.set_time_unix_ms(ms);
+        e.set_prev_hash(chain);
+        if (!e.SerializeToString(&a.bytes)) {
+          w->status = absl::InternalError("cannot serialize ledger entry");
+          break;
+        }
+        if (a.bytes.size() > format::kMaxPayload) {
+          w->status = absl::InvalidArgumentError("ledger entry larger than 16 MiB");
+          break;
+        }
+        chain = LeafHash(a.bytes);
+        mine_leaves.push_back(chain);
+        format::AppendRecord(&mine, a.bytes);
+        a.entry = std::move(e);
+        w->out.push_back(std::move(a));
+      }
+      if (!w->status.ok()) {
+        w->out.clear();
+        continue;
+      }
+      buf += mine;
+      for (auto& h : mine_leaves) leaves.push_back(std::move(h));
+      next_seq += w->out.size();
+      prev = std::move(chain);
+    }
   }
-  return out;
+
+  uint64_t start = 0;
+  uint32_t segment = 0;
+  absl::Status io = buf.empty() ? absl::OkStatus() : WriteBatch(buf, &start, &segment);
+
+  lock.lock();
+  if (io.ok() && !buf.empty()) {
+    uint64_t off = start;
+    size_t leaf = 0;
+    for (Writer* w : batch) {
+      if (!w->status.ok()) continue;
+      for (const auto& a : w->out) {
+        locations_.push_back(Location{segment, static_cast<uint32_t>(a.bytes.size()),
+                                      off + format::kRecordHeaderSize});
+        off += format::kRecordHeaderSize + a.bytes.size();
+        tree_.Append(leaves[leaf++]);
+      }
+    }
+    last_hash_ = prev;
+  }
+  for (Writer* w : batch) {
+    if (!io.ok() && w->status.ok()) {
+      w->status = io;
+      w->out.clear();
+    }
+    writers_.pop_front();
+    w->done = true;
+    if (w != &self) w->cv.notify_one();
+  }
+  if (!writers_.empty()) writers_.front()->cv.notify_one();
+  uint64_t uncovered = 0;
+  {
+    std::lock_guard<std::mutex> cl(cp_note_mu_);
+    uncovered = tree_.size() - (has_checkpoint_ ? checkpoint_size_ : 0);
+  }
+  lock.unlock();
+
+  if (uncovered >= options_.checkpoint_every) {
+    if (absl::Status s = SignCheckpointNow(); !s.ok())
+      spdlog::error("ledger: cannot write checkpoint: {}", s.ToString());
+  }
+  if (!self.status.ok()) return self.status;
+  return std::move(self.out);
 }
 
 uint64_t Ledger::size() const {
@@ -354,7 +495,7 @@ std::string Ledger::Root() const {
 }
 
 std::string Ledger::LatestCheckpoint() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(cp_note_mu_);
   return checkpoint_;
 }
 

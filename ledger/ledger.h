@@ -1,17 +1,21 @@
 // The append-only ledger: hash-chained entries in segment files (format: record_format.h),
-// also the leaves of an RFC 9162 Merkle tree, with a signed checkpoint after every commit.
+// also the leaves of an RFC 9162 Merkle tree, with signed C2SP checkpoints.
 //
-// Thread safety: all methods are safe to call concurrently. Appends are serialised; an
-// Append returns only after its entries are durable (fdatasync).
+// Thread safety: all methods are safe to call concurrently. Concurrent appends are group
+// committed: the first waiting writer writes every queued batch with one write and one
+// fdatasync, and each Append returns only after its own entries are durable.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -59,6 +63,11 @@ struct LedgerOptions {
   uint64_t max_segment_bytes = 64u << 20;
   std::string origin = kDefaultOrigin;   // checkpoint origin and note key name
   const crypto::Ed25519PrivateKey* signing_key = nullptr;  // signs checkpoints; required
+  // A checkpoint is signed once this many entries are not yet covered by one...
+  uint64_t checkpoint_every = 4096;
+  // ...or when entries have waited this long (zero: no timer), on demand (Checkpoint()),
+  // and when the ledger is closed.
+  absl::Duration checkpoint_interval = absl::Seconds(1);
 };
 
 struct AppendedEntry {
@@ -81,14 +90,19 @@ class Ledger {
   ~Ledger();
 
   // Fills in seq, time and prev_hash of each entry (only their bodies are read), appends
-  // them in one write, fdatasyncs, signs a new checkpoint, and returns them as stored.
-  // On failure nothing is acknowledged and the files are as before.
+  // them contiguously, and returns them as stored once they are durable. On failure nothing
+  // of this call is acknowledged and the files are as before.
   absl::StatusOr<std::vector<AppendedEntry>> Append(std::vector<v1::LedgerEntry> entries,
                                                     absl::Time now);
 
+  // Signs a checkpoint for the current size now (unless the latest already covers it) and
+  // returns the latest checkpoint note.
+  absl::StatusOr<std::string> Checkpoint();
+
   uint64_t size() const;
   std::string Root() const;
-  // Latest signed checkpoint note.
+  // Latest signed checkpoint note (it may lag the log by up to checkpoint_every entries or
+  // checkpoint_interval).
   std::string LatestCheckpoint() const;
   // Exact bytes of entry `seq`; kOutOfRange when seq >= size().
   absl::StatusOr<std::string> ReadEntry(uint64_t seq) const;
@@ -98,10 +112,15 @@ class Ledger {
   static constexpr char kCheckpointFile[] = "checkpoint";
 
  private:
+  struct Writer;
   explicit Ledger(LedgerOptions options) : options_(std::move(options)) {}
   absl::Status OpenSegmentForAppend() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StartSegment(uint64_t first_seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status WriteCheckpoint() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the batch of the leading writer; called without mu_, by one thread at a time.
+  absl::Status WriteBatch(const std::string& buf, uint64_t* start_offset, uint32_t* segment);
+  // Signs and stores a checkpoint for the current size if it is newer than the latest.
+  absl::Status SignCheckpointNow();
+  void CheckpointLoop();
 
   struct Location {
     uint32_t segment;  // index into segments_
@@ -115,10 +134,22 @@ class Ledger {
   std::vector<Location> locations_ ABSL_GUARDED_BY(mu_);
   std::string last_hash_ ABSL_GUARDED_BY(mu_);
   CompactRange tree_ ABSL_GUARDED_BY(mu_);
-  std::string checkpoint_ ABSL_GUARDED_BY(mu_);
-  int fd_ ABSL_GUARDED_BY(mu_) = -1;            // last segment, open for writing
-  uint64_t write_offset_ ABSL_GUARDED_BY(mu_) = 0;
   bool failed_ ABSL_GUARDED_BY(mu_) = false;    // a write could not be undone
+  std::deque<Writer*> writers_ ABSL_GUARDED_BY(mu_);  // the front one leads
+  // Touched only by the leading writer (or Open): the file being appended to.
+  int fd_ = -1;
+  uint64_t write_offset_ = 0;
+
+  std::mutex cp_mu_;  // serialises signing; never held while waiting for mu_ to be released
+  mutable std::mutex cp_note_mu_;
+  std::string checkpoint_ ABSL_GUARDED_BY(cp_note_mu_);
+  uint64_t checkpoint_size_ ABSL_GUARDED_BY(cp_note_mu_) = 0;
+  bool has_checkpoint_ ABSL_GUARDED_BY(cp_note_mu_) = false;
+
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stop_ = false;
+  std::thread checkpointer_;
   std::optional<TornTail> torn_tail_cut_;
 };
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <thread>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -181,6 +182,9 @@ class LedgerTest : public ::testing::Test {
     o.origin = kOrigin;
     o.signing_key = &key_;
     o.max_segment_bytes = max_segment_bytes_;
+    // Deterministic: a checkpoint after every commit, no timer.
+    o.checkpoint_every = 1;
+    o.checkpoint_interval = absl::ZeroDuration();
     return o;
   }
   absl::StatusOr<std::unique_ptr<Ledger>> Open(const Ledger::ReplayFn& replay = nullptr) const {
@@ -747,6 +751,86 @@ TEST_F(LedgerTest, IncompleteRecordInSealedSegmentIsDataLoss) {
   EXPECT_EQ(Snapshot(dir_.path()), files);
 }
 
+TEST_F(LedgerTest, CheckpointsFollowTheEntryCountOnDemandAndOnClose) {
+  LedgerOptions o = Options();
+  o.checkpoint_every = 3;
+  auto ledger = Ledger::Open(o, nullptr);
+  ASSERT_TRUE(ledger.ok()) << ledger.status();
+  auto size_of = [&](const std::string& note) {
+    auto cp = VerifyCheckpoint(note, kOrigin, key_.public_key());
+    EXPECT_TRUE(cp.ok()) << cp.status();
+    return cp.ok() ? cp->size : ~0ull;
+  };
+  EXPECT_EQ(size_of((*ledger)->LatestCheckpoint()), 1u);  // signed at open
+  ASSERT_TRUE((*ledger)->Append({TestEntry(1)}, kNow).ok());
+  ASSERT_TRUE((*ledger)->Append({TestEntry(2)}, kNow).ok());
+  EXPECT_EQ(size_of((*ledger)->LatestCheckpoint()), 1u);  // 2 uncovered < 3
+  ASSERT_TRUE((*ledger)->Append({TestEntry(3)}, kNow).ok());
+  EXPECT_EQ(size_of((*ledger)->LatestCheckpoint()), 4u);  // 3 uncovered: signed
+  ASSERT_TRUE((*ledger)->Append({TestEntry(4)}, kNow).ok());
+  auto fresh = (*ledger)->Checkpoint();
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(size_of(*fresh), 5u);
+  EXPECT_EQ(ReadBytes(CheckpointPath()), *fresh);
+  ASSERT_TRUE((*ledger)->Append({TestEntry(5)}, kNow).ok());
+  ledger->reset();  // a clean close covers everything
+  EXPECT_EQ(size_of(ReadBytes(CheckpointPath())), 6u);
+}
+
+TEST_F(LedgerTest, CheckpointTimerCoversEntriesWithoutFurtherAppends) {
+  LedgerOptions o = Options();
+  o.checkpoint_every = 1000;
+  o.checkpoint_interval = absl::Milliseconds(20);
+  auto ledger = Ledger::Open(o, nullptr);
+  ASSERT_TRUE(ledger.ok());
+  ASSERT_TRUE((*ledger)->Append({TestEntry(1), TestEntry(2)}, kNow).ok());
+  bool covered = false;
+  for (int i = 0; i < 500 && !covered; ++i) {  // waits on the condition, up to 5 s
+    auto cp = VerifyCheckpoint((*ledger)->LatestCheckpoint(), kOrigin, key_.public_key());
+    covered = cp.ok() && cp->size == 3;
+    if (!covered) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(covered);
+}
+
+TEST_F(LedgerTest, ConcurrentAppendsAreGroupCommittedInOneConsistentChain) {
+  auto ledger = Open();
+  ASSERT_TRUE(ledger.ok());
+  constexpr int kThreads = 16, kPerThread = 100;
+  std::vector<std::vector<AppendedEntry>> got(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        auto a = (*ledger)->Append({TestEntry(t * 1000 + i), TestEntry(t * 1000 + i + 500)}, kNow);
+        ASSERT_TRUE(a.ok()) << a.status();
+        ASSERT_EQ(a->size(), 2u);
+        EXPECT_EQ((*a)[1].seq, (*a)[0].seq + 1);  // one call's entries stay together
+        for (auto& e : *a) got[t].push_back(std::move(e));
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  const uint64_t total = 1 + 2ull * kThreads * kPerThread;
+  ASSERT_EQ((*ledger)->size(), total);
+  std::vector<bool> seen(total, false);
+  for (const auto& v : got) {
+    for (const auto& a : v) {
+      ASSERT_LT(a.seq, total);
+      EXPECT_FALSE(seen[a.seq]);
+      seen[a.seq] = true;
+      EXPECT_EQ(*(*ledger)->ReadEntry(a.seq), a.bytes);  // acknowledged bytes are what is stored
+    }
+  }
+  const std::string root = (*ledger)->Root();
+  ledger->reset();
+  // Reopening re-checks every chain link and the closing checkpoint.
+  auto reopened = Open();
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ((*reopened)->size(), total);
+  EXPECT_EQ((*reopened)->Root(), root);
+}
+
 TEST_F(LedgerTest, OversizedEntryIsRejectedAndChangesNothing) {
   ASSERT_OK_AND_ASSIGN(auto ledger, Open());
   ASSERT_OK(ledger->Append({TestEntry(1), TestEntry(2)}, kNow).status());
@@ -1036,6 +1120,8 @@ WrittenLog WriteLog(const crypto::Ed25519PrivateKey& key, const std::vector<v1::
   o.dir = dir.path();
   o.origin = kOrigin;
   o.signing_key = &key;
+  o.checkpoint_every = 1;  // one checkpoint per entry, for the prefix tests
+  o.checkpoint_interval = absl::ZeroDuration();
   auto ledger = Ledger::Open(o, nullptr);
   EXPECT_TRUE(ledger.ok()) << ledger.status();
   if (!ledger.ok()) return out;
