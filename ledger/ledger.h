@@ -57,6 +57,10 @@ absl::StatusOr<ScanResult> ScanSegments(
 // kDataLoss naming the entry when it does not parse, has the wrong seq or breaks the chain.
 absl::Status CheckChainLink(const ScannedRecord& rec, std::string_view prev_hash,
                             v1::LedgerEntry* entry, std::string* leaf_hash);
+// The same check without parsing the whole entry: it decodes only seq and prev_hash (the
+// first fields on the wire) and that a body is present. For verifiers that need no body.
+absl::Status CheckChainLinkFast(const ScannedRecord& rec, std::string_view prev_hash,
+                                std::string* leaf_hash);
 
 struct LedgerOptions {
   std::string dir;                       // created if absent

@@ -98,3 +98,25 @@ TEST(SecretBytes, PrintsOnlyItsLength) {
 
 }  // namespace
 }  // namespace lethe::crypto
+
+namespace lethe::crypto {
+namespace {
+TEST(Crc32c, AllLengthsAndSplitsAgreeWithTheBitwiseDefinition) {
+  // A bit-at-a-time reference, straight from the polynomial 0x82F63B78 (reflected).
+  auto reference = [](std::string_view d) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (unsigned char b : d) {
+      c ^= b;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    }
+    return ~c;
+  };
+  std::string data = RandomBytes(300);
+  for (size_t n = 0; n <= data.size(); ++n) {
+    std::string_view d(data.data(), n);
+    ASSERT_EQ(Crc32c(d), reference(d)) << n;
+    ASSERT_EQ(Crc32c(d.substr(n / 3), Crc32c(d.substr(0, n / 3))), reference(d)) << n;
+  }
+}
+}  // namespace
+}  // namespace lethe::crypto
