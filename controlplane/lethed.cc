@@ -65,7 +65,7 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
 
   d->requests_service_ = std::make_unique<SubjectRequestsService>(*d->manager_, d->store_, d->stopping_);
   d->agents_service_ = std::make_unique<AgentsService>(*d->manager_, d->store_);
-  d->ledger_service_ = std::make_unique<LedgerService>(*d->ledger_, d->key_->public_key());
+  d->ledger_service_ = std::make_unique<LedgerService>(*d->ledger_, d->store_, d->key_->public_key());
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &d->port_);
   builder.RegisterService(d->requests_service_.get());

@@ -100,21 +100,35 @@ grpc::Status AgentsService::List(grpc::ServerContext*, const v1::ListAgentsReque
   return grpc::Status::OK;
 }
 
-grpc::Status LedgerService::GetCheckpoint(grpc::ServerContext*, const v1::GetCheckpointRequest*,
-                                          v1::CheckpointView* resp) {
+absl::StatusOr<std::pair<std::string, uint64_t>> LedgerService::Latest() const {
   std::string note = ledger_.LatestCheckpoint();
   auto cp = ledger::ParseCheckpointUnverified(note);
-  if (!cp.ok()) return ToGrpc(absl::InternalError("no checkpoint: " + cp.status().ToString()));
-  resp->set_checkpoint(note);
+  if (!cp.ok()) return absl::InternalError("no checkpoint: " + cp.status().ToString());
+  return std::make_pair(note, cp->size);
+}
+
+grpc::Status LedgerService::GetCheckpoint(grpc::ServerContext*, const v1::GetCheckpointRequest* req,
+                                          v1::CheckpointView* resp) {
+  if (req->fresh()) {
+    if (auto s = ledger_.Checkpoint(); !s.ok()) return ToGrpc(s.status());
+  }
+  auto latest = Latest();
+  if (!latest.ok()) return ToGrpc(latest.status());
+  resp->set_checkpoint(latest->first);
   resp->set_public_key_pem(key_.ToPem());
-  resp->set_size(cp->size);
+  resp->set_size(latest->second);
   return grpc::Status::OK;
 }
 
 grpc::Status LedgerService::GetEntries(grpc::ServerContext* ctx, const v1::GetEntriesRequest* req,
                                        grpc::ServerWriter<v1::RawEntry>* writer) {
   const uint64_t size = ledger_.size();
-  const uint64_t end = req->end() == 0 ? size : req->end();
+  uint64_t end = req->end();
+  if (end == 0) {
+    auto latest = Latest();
+    if (!latest.ok()) return ToGrpc(latest.status());
+    end = latest->second;
+  }
   if (req->start() > end)
     return ToGrpc(absl::InvalidArgumentError(
         absl::StrCat("start: ", req->start(), " is after end ", end)));
@@ -127,6 +141,81 @@ grpc::Status LedgerService::GetEntries(grpc::ServerContext* ctx, const v1::GetEn
     e.set_seq(i);
     e.set_entry(std::move(*bytes));
     if (!writer->Write(e)) break;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::GetInclusionProof(grpc::ServerContext*,
+                                              const v1::GetInclusionProofRequest* req,
+                                              v1::InclusionProofView* resp) {
+  auto latest = Latest();
+  if (!latest.ok()) return ToGrpc(latest.status());
+  const uint64_t size = req->size() == 0 ? latest->second : req->size();
+  if (req->index() >= size)
+    return ToGrpc(absl::InvalidArgumentError(
+        absl::StrCat("index: ", req->index(), " is not below the tree size ", size)));
+  if (size > ledger_.size())
+    return ToGrpc(absl::OutOfRangeError(
+        absl::StrCat("size: ", size, " is beyond the log size ", ledger_.size())));
+  auto proof = ledger_.InclusionProof(req->index(), size);
+  if (!proof.ok()) return ToGrpc(proof.status());
+  auto entry = ledger_.ReadEntry(req->index());
+  if (!entry.ok()) return ToGrpc(entry.status());
+  resp->set_index(req->index());
+  resp->set_size(size);
+  for (auto& h : *proof) resp->add_proof(std::move(h));
+  resp->set_entry(std::move(*entry));
+  if (size == latest->second) resp->set_checkpoint(latest->first);
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::GetConsistencyProof(grpc::ServerContext*,
+                                                const v1::GetConsistencyProofRequest* req,
+                                                v1::ConsistencyProofView* resp) {
+  auto latest = Latest();
+  if (!latest.ok()) return ToGrpc(latest.status());
+  const uint64_t to = req->to() == 0 ? latest->second : req->to();
+  if (req->from() == 0)
+    return ToGrpc(absl::InvalidArgumentError("from: must be at least 1 (every tree extends the empty one)"));
+  if (req->from() > to)
+    return ToGrpc(absl::InvalidArgumentError(
+        absl::StrCat("from: ", req->from(), " is greater than to ", to)));
+  if (to > ledger_.size())
+    return ToGrpc(absl::OutOfRangeError(
+        absl::StrCat("to: ", to, " is beyond the log size ", ledger_.size())));
+  auto proof = ledger_.ConsistencyProof(req->from(), to);
+  if (!proof.ok()) return ToGrpc(proof.status());
+  resp->set_from(req->from());
+  resp->set_to(to);
+  for (auto& h : *proof) resp->add_proof(std::move(h));
+  if (to == latest->second) resp->set_checkpoint(latest->first);
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::GetCertificate(grpc::ServerContext*, const v1::GetCertificateRequest* req,
+                                           v1::ErasureCertificate* resp) {
+  auto r = Find(store_, req->request_id());
+  if (!r.ok()) return ToGrpc(r.status());
+  if (r->state == v1::IN_PROGRESS)
+    return ToGrpc(absl::FailedPreconditionError(
+        "request_id: request " + r->request_id + " is still in progress; its certificate is issued once it ends"));
+  // One checkpoint that covers the completion, signed now if need be.
+  auto note = ledger_.Checkpoint();
+  if (!note.ok()) return ToGrpc(note.status());
+  auto cp = ledger::ParseCheckpointUnverified(*note);
+  if (!cp.ok()) return ToGrpc(cp.status());
+  resp->set_format("lethe.erasure-certificate/v1");
+  resp->set_request_id(r->request_id);
+  resp->set_checkpoint(*note);
+  for (uint64_t index : store_.EvidenceEntries(r->request_id)) {
+    auto bytes = ledger_.ReadEntry(index);
+    if (!bytes.ok()) return ToGrpc(bytes.status());
+    auto proof = ledger_.InclusionProof(index, cp->size);
+    if (!proof.ok()) return ToGrpc(proof.status());
+    auto* e = resp->add_entries();
+    e->set_index(index);
+    e->set_entry(std::move(*bytes));
+    for (auto& h : *proof) e->add_proof(std::move(h));
   }
   return grpc::Status::OK;
 }

@@ -44,15 +44,26 @@ class AgentsService final : public v1::Agents::Service {
 
 class LedgerService final : public v1::Ledger::Service {
  public:
-  LedgerService(ledger::Ledger& ledger, const crypto::Ed25519PublicKey& key)
-      : ledger_(ledger), key_(key) {}
+  LedgerService(ledger::Ledger& ledger, const RequestStore& store,
+                const crypto::Ed25519PublicKey& key)
+      : ledger_(ledger), store_(store), key_(key) {}
   grpc::Status GetCheckpoint(grpc::ServerContext*, const v1::GetCheckpointRequest*,
                              v1::CheckpointView*) override;
   grpc::Status GetEntries(grpc::ServerContext*, const v1::GetEntriesRequest*,
                           grpc::ServerWriter<v1::RawEntry>*) override;
+  grpc::Status GetInclusionProof(grpc::ServerContext*, const v1::GetInclusionProofRequest*,
+                                 v1::InclusionProofView*) override;
+  grpc::Status GetConsistencyProof(grpc::ServerContext*, const v1::GetConsistencyProofRequest*,
+                                   v1::ConsistencyProofView*) override;
+  grpc::Status GetCertificate(grpc::ServerContext*, const v1::GetCertificateRequest*,
+                              v1::ErasureCertificate*) override;
 
  private:
+  // The latest checkpoint note and its size.
+  absl::StatusOr<std::pair<std::string, uint64_t>> Latest() const;
+
   ledger::Ledger& ledger_;
+  const RequestStore& store_;
   const crypto::Ed25519PublicKey& key_;
 };
 

@@ -1,5 +1,7 @@
 #include "controlplane/state.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "crypto/status.h"
 
@@ -75,6 +77,7 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
       it->second.state =
           c.outcome() == v1::RequestCompleted::COMPLETED ? v1::COMPLETED : v1::FAILED;
       it->second.completed_unix_ms = e.time_unix_ms();
+      it->second.completed_entry = seq;
       break;
     }
     case v1::LedgerEntry::kLogCreated:
@@ -146,6 +149,27 @@ std::vector<PendingCommand> RequestStore::Pending(absl::Time now,
       out.push_back(PendingCommand{c, expiring});
     }
   }
+  return out;
+}
+
+std::vector<uint64_t> RequestStore::EvidenceEntries(const std::string& request_id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<uint64_t> out;
+  auto it = requests_.find(request_id);
+  if (it == requests_.end()) return out;
+  const RequestRecord& r = it->second;
+  out.push_back(r.submitted_entry);
+  for (const auto& [id, c] : commands_)
+    if (c.request_id == request_id) out.push_back(c.entry);
+  for (const auto& d : r.domains) {
+    if (!d.receipt) continue;
+    out.push_back(d.receipt_entry);
+    for (const auto& a : agents_)
+      if (a.domain == d.domain && a.key_id == d.agent_key_id) out.push_back(a.entry);
+  }
+  if (r.state != v1::IN_PROGRESS) out.push_back(r.completed_entry);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 

@@ -47,6 +47,7 @@ struct RequestRecord {
   uint64_t submitted_entry = 0;
   v1::RequestState state = v1::IN_PROGRESS;
   int64_t completed_unix_ms = 0;
+  uint64_t completed_entry = 0;       // RequestCompleted, once final
   std::vector<DomainRecord> domains;  // in target order
 };
 
@@ -79,6 +80,10 @@ class RequestStore {
   // Latest command of every domain still waiting for a receipt. `expiry_margin`: how long
   // before not_after a command counts as expiring.
   std::vector<PendingCommand> Pending(absl::Time now, absl::Duration expiry_margin) const;
+  // Ledger indices of everything that proves the request, in log order: the enrolments of
+  // the agent keys that signed its receipts, RequestSubmitted, every CommandIssued, every
+  // ReceiptRecorded and RequestCompleted.
+  std::vector<uint64_t> EvidenceEntries(const std::string& request_id) const;
   // Requests that have every receipt but no RequestCompleted yet (only after a crash).
   std::vector<std::string> AnsweredButOpen() const;
 

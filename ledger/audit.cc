@@ -7,6 +7,25 @@
 
 namespace lethe::ledger {
 
+absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& rr,
+                                                 const crypto::Ed25519PublicKey& agent_key,
+                                                 std::string_view command_digest) {
+  auto body = VerifyEnvelope(rr.receipt(), kReceiptType, agent_key);
+  if (!body.ok()) return absl::PermissionDeniedError("receipt signature: " + body.status().ToString());
+  v1::Receipt receipt;
+  if (!receipt.ParseFromString(*body)) return absl::InvalidArgumentError("signed receipt does not parse");
+  if (receipt.command_id() != rr.command_id() || receipt.request_id() != rr.request_id() ||
+      receipt.domain() != rr.domain())
+    return absl::InvalidArgumentError("signed receipt names another command, request or domain");
+  if (receipt.command_digest() != command_digest)
+    return absl::InvalidArgumentError("receipt was made for different command bytes than lethed issued");
+  if (receipt.outcome() != v1::Receipt::COMPLETED && receipt.outcome() != v1::Receipt::FAILED)
+    return absl::InvalidArgumentError("receipt has no outcome");
+  if (receipt.outcome() == v1::Receipt::COMPLETED && !receipt.verified_zero_remaining())
+    return absl::InvalidArgumentError("COMPLETED receipt without the zero-remaining check");
+  return receipt;
+}
+
 Auditor::Auditor(crypto::Ed25519PublicKey control_plane_key, std::string checkpoint_note)
     : key_(std::move(control_plane_key)), checkpoint_note_(std::move(checkpoint_note)) {
   auto unverified = ParseCheckpointUnverified(checkpoint_note_);
@@ -100,20 +119,9 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       for (auto i = lo; i != hi; ++i)
         if (i->second.KeyId() == rr.receipt().key_id()) agent = &i->second;
       if (agent == nullptr) return Fail("receipt signed by a key not enrolled for domain " + rr.domain());
-      auto body = VerifyEnvelope(rr.receipt(), kReceiptType, *agent);
-      if (!body.ok()) return Fail("receipt signature: " + std::string(body.status().message()));
-      v1::Receipt receipt;
-      if (!receipt.ParseFromString(*body)) return Fail("signed receipt does not parse");
-      if (receipt.command_id() != rr.command_id() || receipt.request_id() != rr.request_id() ||
-          receipt.domain() != rr.domain())
-        return Fail("signed receipt names another command, request or domain");
-      if (receipt.command_digest() != cmd->second.digest)
-        return Fail("receipt was made for different command bytes than lethed issued");
-      const bool ok = receipt.outcome() == v1::Receipt::COMPLETED;
-      if (ok && !receipt.verified_zero_remaining())
-        return Fail("COMPLETED receipt without the zero-remaining check");
-      if (receipt.outcome() != v1::Receipt::COMPLETED && receipt.outcome() != v1::Receipt::FAILED)
-        return Fail("receipt has no outcome");
+      auto checked = CheckRecordedReceipt(rr, *agent, cmd->second.digest);
+      if (!checked.ok()) return Fail(std::string(checked.status().message()));
+      const bool ok = checked->outcome() == v1::Receipt::COMPLETED;
       receipted_commands_.insert(rr.command_id());
       requests_[rr.request_id()].answered[rr.domain()] = ok;
       ++report_.receipts;

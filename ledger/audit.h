@@ -36,6 +36,14 @@ struct AuditReport {
   std::string origin;
 };
 
+// Checks one recorded receipt: its signature by `agent_key`, that the signed body names the
+// same command, request and domain as the entry, that it was made for exactly the command
+// bytes whose digest lethed recorded, and that a COMPLETED receipt carries the re-check.
+// Returns the verified receipt; an error message says what is wrong.
+absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& recorded,
+                                                 const crypto::Ed25519PublicKey& agent_key,
+                                                 std::string_view command_digest);
+
 class Auditor {
  public:
   // `checkpoint_note` is the signed checkpoint to check the entries against.

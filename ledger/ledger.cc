@@ -202,10 +202,9 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     std::lock_guard<std::mutex> cl(l.cp_note_mu_);
     l.checkpoint_ = note;
     l.checkpoint_size_ = cp->size;
+    l.checkpoint_root_ = cp->root;
     l.has_checkpoint_ = true;
   }
-  std::string root_at_cp;
-  if (stored_cp && stored_cp->size == 0) root_at_cp = EmptyRoot();
 
   l.last_hash_ = std::string(32, '\0');
   std::string current_segment;
@@ -224,7 +223,6 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
                                     rec.offset + format::kRecordHeaderSize});
     l.tree_.Append(leaf);
     l.last_hash_ = std::move(leaf);
-    if (stored_cp && l.tree_.size() == stored_cp->size) root_at_cp = l.tree_.Root();
     return replay ? replay(rec.index, rec.payload, entry) : absl::OkStatus();
   });
   if (!scan.ok()) return scan.status();
@@ -244,7 +242,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
       return absl::DataLossError(absl::StrCat(
           "ledger corrupt: the signed checkpoint covers ", stored_cp->size,
           " entries but only ", l.tree_.size(), " are on disk (acknowledged entries lost)"));
-    if (root_at_cp != stored_cp->root)
+    if (l.tree_.Root(stored_cp->size) != stored_cp->root)
       return absl::DataLossError(absl::StrCat(
           "ledger corrupt: the entries do not hash to the root of the signed checkpoint at size ",
           stored_cp->size, " (the log was rewritten)"));
@@ -348,20 +346,36 @@ absl::Status Ledger::SignCheckpointNow() {
     cp.size = tree_.size();
     cp.root = tree_.Root();
   }
+  uint64_t prev_size = 0;
+  std::string prev_root;
+  bool has_prev = false;
   {
     std::lock_guard<std::mutex> l(cp_note_mu_);
     if (has_checkpoint_ && cp.size == checkpoint_size_) return absl::OkStatus();
-    // The tree only grows, so a newer checkpoint always extends the older one; refuse to sign
-    // anything else.
-    if (has_checkpoint_ && cp.size < checkpoint_size_)
+    has_prev = has_checkpoint_;
+    prev_size = checkpoint_size_;
+    prev_root = checkpoint_root_;
+  }
+  // Never sign two checkpoints that are inconsistent: prove the new tree extends the one
+  // last signed before signing it.
+  if (has_prev && prev_size > 0) {
+    if (cp.size < prev_size)
       return absl::InternalError(absl::StrCat("refusing to sign a checkpoint of size ", cp.size,
-                                              " after one of size ", checkpoint_size_));
+                                              " after one of size ", prev_size));
+    std::vector<std::string> proof;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ASSIGN_OR_RETURN(proof, tree_.ConsistencyProof(prev_size, cp.size));
+    }
+    if (absl::Status s = VerifyConsistency(prev_size, cp.size, proof, prev_root, cp.root); !s.ok())
+      return absl::InternalError("refusing to sign an inconsistent checkpoint: " + s.ToString());
   }
   std::string note = SignCheckpoint(cp, *options_.signing_key);
   RETURN_IF_ERROR(crypto::WriteFileAtomic(options_.dir + "/" + kCheckpointFile, note, 0644));
   std::lock_guard<std::mutex> l(cp_note_mu_);
   checkpoint_ = std::move(note);
   checkpoint_size_ = cp.size;
+  checkpoint_root_ = cp.root;
   has_checkpoint_ = true;
   return absl::OkStatus();
 }
@@ -536,6 +550,24 @@ uint64_t Ledger::size() const {
 std::string Ledger::Root() const {
   std::lock_guard<std::mutex> lock(mu_);
   return tree_.Root();
+}
+
+absl::StatusOr<std::string> Ledger::RootAt(uint64_t size) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (size > tree_.size())
+    return absl::OutOfRangeError(absl::StrCat("size ", size, " is beyond the log size ", tree_.size()));
+  return tree_.Root(size);
+}
+
+absl::StatusOr<std::vector<std::string>> Ledger::InclusionProof(uint64_t index, uint64_t size) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return tree_.InclusionProof(index, size);
+}
+
+absl::StatusOr<std::vector<std::string>> Ledger::ConsistencyProof(uint64_t size1,
+                                                                  uint64_t size2) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return tree_.ConsistencyProof(size1, size2);
 }
 
 std::string Ledger::LatestCheckpoint() const {

@@ -105,6 +105,11 @@ class Ledger {
 
   uint64_t size() const;
   std::string Root() const;
+  // Root of the first `size` entries; kOutOfRange beyond size().
+  absl::StatusOr<std::string> RootAt(uint64_t size) const;
+  // RFC 9162 proofs over the entries (see MerkleTree for the argument rules).
+  absl::StatusOr<std::vector<std::string>> InclusionProof(uint64_t index, uint64_t size) const;
+  absl::StatusOr<std::vector<std::string>> ConsistencyProof(uint64_t size1, uint64_t size2) const;
   // Latest signed checkpoint note (it may lag the log by up to checkpoint_every entries or
   // checkpoint_interval).
   std::string LatestCheckpoint() const;
@@ -137,7 +142,7 @@ class Ledger {
   std::vector<std::string> segments_ ABSL_GUARDED_BY(mu_);  // full paths
   std::vector<Location> locations_ ABSL_GUARDED_BY(mu_);
   std::string last_hash_ ABSL_GUARDED_BY(mu_);
-  CompactRange tree_ ABSL_GUARDED_BY(mu_);
+  MerkleTree tree_ ABSL_GUARDED_BY(mu_);
   bool failed_ ABSL_GUARDED_BY(mu_) = false;    // a write could not be undone
   std::deque<Writer*> writers_ ABSL_GUARDED_BY(mu_);  // the front one leads
   // Touched only by the leading writer (or Open): the file being appended to.
@@ -148,6 +153,7 @@ class Ledger {
   mutable std::mutex cp_note_mu_;
   std::string checkpoint_ ABSL_GUARDED_BY(cp_note_mu_);
   uint64_t checkpoint_size_ ABSL_GUARDED_BY(cp_note_mu_) = 0;
+  std::string checkpoint_root_ ABSL_GUARDED_BY(cp_note_mu_);
   bool has_checkpoint_ ABSL_GUARDED_BY(cp_note_mu_) = false;
 
   std::mutex stop_mu_;
