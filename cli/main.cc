@@ -3,15 +3,20 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <optional>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "crypto/crypto.h"
 #include "crypto/status.h"
 #include "ledger/audit.h"
+#include "ledger/certificate.h"
+#include "ledger/merkle.h"
+#include "ledger/tiles.h"
 #include "ledger/checkpoint.h"
 #include "ledger/ledger.h"
 #include "lethe/v1/api.grpc.pb.h"
@@ -395,6 +400,269 @@ int LedgerVerifyOnline(const Global& g, const std::string& pub_path) {
   return PrintAudit(g, auditor.Finish(), g.addr, warning);
 }
 
+// The key the auditor trusts: the pinned file, or (with a warning) the server's.
+absl::StatusOr<lethe::crypto::Ed25519PublicKey> TrustedKey(const std::string& pub_path,
+                                                            const std::string& server_pem,
+                                                            std::string* warning) {
+  if (!pub_path.empty()) return lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
+  ASSIGN_OR_RETURN(auto key, lethe::crypto::Ed25519PublicKey::FromPem(server_pem));
+  *warning = "trusting the key the server reports (" + key.KeyId() +
+             "); pass --public-key to pin the key you trust";
+  return key;
+}
+
+absl::StatusOr<v1::CheckpointView> FetchCheckpoint(const Global& g, bool fresh) {
+  auto stub = v1::Ledger::NewStub(Connect(g));
+  v1::GetCheckpointRequest req;
+  req.set_fresh(fresh);
+  v1::CheckpointView cp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->GetCheckpoint(&ctx, req, &cp);
+  if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+  return cp;
+}
+
+// Fetches and verifies the checkpoint; returns it parsed.
+absl::StatusOr<std::pair<v1::CheckpointView, lethe::ledger::Checkpoint>> VerifiedCheckpoint(
+    const Global& g, const std::string& pub_path, bool fresh, std::string* warning) {
+  ASSIGN_OR_RETURN(v1::CheckpointView view, FetchCheckpoint(g, fresh));
+  ASSIGN_OR_RETURN(auto key, TrustedKey(pub_path, view.public_key_pem(), warning));
+  ASSIGN_OR_RETURN(auto unverified, lethe::ledger::ParseCheckpointUnverified(view.checkpoint()));
+  ASSIGN_OR_RETURN(auto cp, lethe::ledger::VerifyCheckpoint(view.checkpoint(), unverified.origin, key));
+  return std::make_pair(view, cp);
+}
+
+int LedgerCheckpoint(const Global& g, const std::string& pub_path, bool fresh, const std::string& out) {
+  std::string warning;
+  auto cp = VerifiedCheckpoint(g, pub_path, fresh, &warning);
+  if (!cp.ok()) return Fail("ledger checkpoint", cp.status());
+  if (!warning.empty()) std::cerr << "warning: " << warning << "\n";
+  if (!out.empty()) {
+    if (auto s = lethe::crypto::WriteFileAtomic(out, cp->first.checkpoint(), 0644); !s.ok())
+      return Fail("ledger checkpoint", s);
+    std::cerr << "checkpoint of size " << cp->second.size << " verified and saved to " << out << "\n";
+  }
+  if (g.json()) {
+    std::cout << nlohmann::json{{"origin", cp->second.origin}, {"size", cp->second.size},
+                                {"root", lethe::crypto::Base64(cp->second.root)},
+                                {"checkpoint", cp->first.checkpoint()}}.dump(2) << "\n";
+  } else {
+    std::cout << cp->first.checkpoint();
+  }
+  return 0;
+}
+
+int LedgerVerifierKey(const Global& g, const std::string& pub_path, const std::string& origin) {
+  if (!pub_path.empty()) {  // offline
+    auto key = lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
+    if (!key.ok()) return Fail("ledger verifier-key", key.status());
+    std::cout << lethe::ledger::VerifierKey(origin.empty() ? lethe::ledger::kDefaultOrigin : origin, *key) << "\n";
+    return 0;
+  }
+  auto view = FetchCheckpoint(g, false);
+  if (!view.ok()) return Fail("ledger verifier-key", view.status());
+  auto key = lethe::crypto::Ed25519PublicKey::FromPem(view->public_key_pem());
+  auto cp = lethe::ledger::ParseCheckpointUnverified(view->checkpoint());
+  if (!key.ok() || !cp.ok()) return Fail("ledger verifier-key", absl::InternalError("bad server answer"));
+  std::cout << lethe::ledger::VerifierKey(origin.empty() ? cp->origin : origin, *key) << "\n";
+  return 0;
+}
+
+int LedgerProof(const Global& g, uint64_t index, const std::string& pub_path) {
+  std::string warning;
+  auto cp = VerifiedCheckpoint(g, pub_path, /*fresh=*/true, &warning);
+  if (!cp.ok()) return Fail("ledger proof", cp.status());
+  auto stub = v1::Ledger::NewStub(Connect(g));
+  v1::GetInclusionProofRequest req;
+  req.set_index(index);
+  req.set_size(cp->second.size);
+  v1::InclusionProofView proof;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->GetInclusionProof(&ctx, req, &proof);
+  if (!s.ok()) return FailGrpc("ledger proof", s);
+  std::vector<std::string> path(proof.proof().begin(), proof.proof().end());
+  if (auto v = lethe::ledger::VerifyInclusion(index, cp->second.size,
+                                              lethe::ledger::LeafHash(proof.entry()), path,
+                                              cp->second.root);
+      !v.ok())
+    return Fail("ledger proof", v);
+  if (!warning.empty()) std::cerr << "warning: " << warning << "\n";
+  // C2SP tlog-proof@v1: header, index, proof hashes, blank line, the checkpoint verbatim.
+  std::cout << "c2sp.org/tlog-proof@v1\nindex " << index << "\n";
+  for (const auto& h : path) std::cout << lethe::crypto::Base64(h) << "\n";
+  std::cout << "\n" << cp->first.checkpoint();
+  return 0;
+}
+
+int LedgerVerifySince(const Global& g, const std::string& old_path, const std::string& pub_path) {
+  auto old_note = lethe::crypto::ReadFile(old_path);
+  if (!old_note.ok()) return Fail("ledger verify --since", old_note.status());
+  std::string warning;
+  auto now = VerifiedCheckpoint(g, pub_path, /*fresh=*/true, &warning);
+  if (!now.ok()) return Fail("ledger verify --since", now.status());
+  auto key = TrustedKey(pub_path, now->first.public_key_pem(), &warning);
+  auto old_cp = lethe::ledger::VerifyCheckpoint(*old_note, now->second.origin, *key);
+  if (!old_cp.ok())
+    return Fail("ledger verify --since", lethe::Annotate(old_cp.status(), "the kept checkpoint"));
+  const auto& cur = now->second;
+  absl::Status st;
+  std::vector<std::string> path;
+  if (old_cp->size > cur.size) {
+    st = absl::DataLossError(absl::StrFormat(
+        "the log shrank: the kept checkpoint covers %d entries, the current one %d", old_cp->size, cur.size));
+  } else if (old_cp->size > 0 && old_cp->size < cur.size) {
+    auto stub = v1::Ledger::NewStub(Connect(g));
+    v1::GetConsistencyProofRequest req;
+    req.set_from(old_cp->size);
+    req.set_to(cur.size);
+    v1::ConsistencyProofView proof;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub->GetConsistencyProof(&ctx, req, &proof);
+    if (!s.ok()) return FailGrpc("ledger verify --since", s);
+    path.assign(proof.proof().begin(), proof.proof().end());
+  }
+  if (st.ok()) st = lethe::ledger::VerifyConsistency(old_cp->size, cur.size, path, old_cp->root, cur.root);
+  if (!warning.empty()) std::cerr << "warning: " << warning << "\n";
+  if (!st.ok()) {
+    std::cerr << "ledger verify --since: FAILED: the current log does not extend the kept checkpoint: "
+              << st.message() << "\n";
+    return 1;
+  }
+  if (g.json()) {
+    std::cout << nlohmann::json{{"ok", true}, {"from", old_cp->size}, {"to", cur.size},
+                                {"proof_hashes", path.size()}}.dump(2) << "\n";
+  } else {
+    std::cout << "ledger verify --since: OK: the log of " << cur.size
+              << " entries extends the kept checkpoint of " << old_cp->size << " entries ("
+              << path.size() << "-hash consistency proof verified; both checkpoints signed by "
+              << key->KeyId() << ")\n";
+  }
+  return 0;
+}
+
+int LedgerExport(const Global& g, const std::string& out, const std::string& pub_path) {
+  std::string warning;
+  auto cp = VerifiedCheckpoint(g, pub_path, /*fresh=*/true, &warning);
+  if (!cp.ok()) return Fail("ledger export", cp.status());
+  auto stub = v1::Ledger::NewStub(Connect(g));
+  grpc::ClientContext ctx;
+  v1::GetEntriesRequest req;
+  req.set_start(0);
+  req.set_end(cp->second.size);
+  auto reader = stub->GetEntries(&ctx, req);
+  std::vector<std::string> entries;
+  v1::RawEntry e;
+  while (reader->Read(&e)) entries.push_back(std::move(*e.mutable_entry()));
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) return FailGrpc("ledger export", s);
+  absl::Status st = lethe::ledger::ExportTiles(
+      out, cp->second.size, cp->first.checkpoint(),
+      [&](uint64_t i) -> absl::StatusOr<std::string> {
+        if (i >= entries.size()) return absl::DataLossError("server sent too few entries");
+        return entries[i];
+      });
+  if (!st.ok()) return Fail("ledger export", st);
+  auto key = TrustedKey(pub_path, cp->first.public_key_pem(), &warning);
+  auto report = lethe::ledger::VerifyTiles(out, *key);
+  if (!report.ok()) return Fail("ledger export", lethe::Annotate(report.status(), "verifying the export"));
+  if (!warning.empty()) std::cerr << "warning: " << warning << "\n";
+  std::cout << "exported " << report->size << " entries to " << out << " as C2SP tlog-tiles ("
+            << report->full_tiles << " full and " << report->partial_tiles << " partial hash tiles, "
+            << report->bundles << " entry bundles, lethe/agents.json); verified\n";
+  return 0;
+}
+
+int LedgerVerifyBundle(const Global& g, const std::string& dir, const std::string& pub_path) {
+  auto key = lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
+  if (!key.ok()) return Fail("ledger verify --bundle", key.status());
+  auto report = lethe::ledger::VerifyTiles(dir, *key);
+  if (!report.ok()) return PrintAudit(g, report.status(), dir, "");
+  std::string note = absl::StrFormat("tiles: %d full, %d partial, %d entry bundles; every file checked",
+                                     report->full_tiles, report->partial_tiles, report->bundles);
+  if (!g.json()) std::cout << note << "\n";
+  return PrintAudit(g, report->audit, dir, "");
+}
+
+std::string OutcomeName(v1::RequestCompleted::Outcome o) {
+  return o == v1::RequestCompleted::COMPLETED ? "COMPLETED" : "FAILED";
+}
+
+void PrintCertificate(const lethe::ledger::CertificateReport& r) {
+  std::cout << "Erasure certificate for request " << r.request_id << ": " << OutcomeName(r.outcome) << "\n"
+            << "  log        " << r.origin << ", checkpoint of " << r.checkpoint_size
+            << " entries (signature verified)\n"
+            << "  identities " << absl::StrJoin(r.identity_types, ", ") << " (as keyed hashes only)\n"
+            << "  received   " << Time(r.received_unix_ms) << "   due " << Time(r.due_unix_ms)
+            << "   completed " << Time(r.completed_unix_ms) << "\n";
+  for (const auto& d : r.domains) {
+    std::cout << "  " << absl::StrFormat("%-16s", d.domain) << " receipt entry " << d.receipt_entry
+              << ", signed by agent key " << d.agent_key_id << ": "
+              << (d.receipt.outcome() == v1::Receipt::COMPLETED ? "purged" : "FAILED: " + d.receipt.error())
+              << "\n";
+    for (const auto& t : d.receipt.tables())
+      std::cout << "      " << absl::StrFormat("%-28s %-8s %d row(s), %d remaining", t.table(), t.action(),
+                                                t.rows_affected(), t.rows_remaining())
+                << "\n";
+  }
+  std::cout << "  " << r.entries << " ledger entries, each proven included in the checkpointed log\n";
+}
+
+int RequestCertificate(const Global& g, const std::string& id, const std::string& out,
+                       const std::string& pub_path) {
+  auto stub = v1::Ledger::NewStub(Connect(g));
+  v1::GetCertificateRequest req;
+  req.set_request_id(id);
+  v1::ErasureCertificate cert;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->GetCertificate(&ctx, req, &cert);
+  if (!s.ok()) return FailGrpc("request certificate", s);
+  std::string warning;
+  auto view = FetchCheckpoint(g, false);
+  if (!view.ok()) return Fail("request certificate", view.status());
+  auto key = TrustedKey(pub_path, view->public_key_pem(), &warning);
+  if (!key.ok()) return Fail("request certificate", key.status());
+  auto report = lethe::ledger::VerifyCertificate(cert, *key);
+  if (!report.ok()) return Fail("request certificate", report.status());
+  std::string json = Json(cert);
+  if (!warning.empty()) std::cerr << "warning: " << warning << "\n";
+  if (out.empty()) {
+    std::cout << json;
+  } else {
+    if (auto st = lethe::crypto::WriteFileAtomic(out, json, 0644); !st.ok())
+      return Fail("request certificate", st);
+    PrintCertificate(*report);
+    std::cout << "written to " << out << "; check it with: lethectl request certificate --verify "
+              << out << " --public-key LETHED.pub\n";
+  }
+  return 0;
+}
+
+int RequestCertificateVerify(const Global& g, const std::string& file, const std::string& pub_path) {
+  if (pub_path.empty())
+    return Fail("request certificate --verify", absl::InvalidArgumentError("--verify needs --public-key"));
+  auto key = lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
+  if (!key.ok()) return Fail("request certificate --verify", key.status());
+  auto text = lethe::crypto::ReadFile(file);
+  if (!text.ok()) return Fail("request certificate --verify", text.status());
+  v1::ErasureCertificate cert;
+  if (!google::protobuf::util::JsonStringToMessage(*text, &cert).ok())
+    return Fail("request certificate --verify", absl::InvalidArgumentError(file + ": not a certificate (JSON)"));
+  auto report = lethe::ledger::VerifyCertificate(cert, *key);
+  if (!report.ok()) {
+    std::cerr << "certificate: INVALID: " << report.status().message() << "\n";
+    return 1;
+  }
+  if (g.json()) {
+    std::cout << nlohmann::json{{"ok", true}, {"request_id", report->request_id},
+                                {"outcome", OutcomeName(report->outcome)},
+                                {"checkpoint_size", report->checkpoint_size}}.dump(2) << "\n";
+  } else {
+    PrintCertificate(*report);
+    std::cout << "certificate: VALID\n";
+  }
+  return 0;
+}
+
 // ---- policy -------------------------------------------------------------------------------
 
 int PolicyValidate(const Global& g, const std::string& path) {
@@ -462,6 +730,22 @@ int main(int argc, char** argv) {
   get->add_option("id", id, "request id")->required();
   get->callback([&] { rc = RequestGet(g, id); });
   request->add_subcommand("list", "list requests")->callback([&] { rc = RequestList(g); });
+  std::string cert_verify, cert_out, cert_key;
+  auto* cert = request->add_subcommand(
+      "certificate", "an erasure certificate: the request's entries with inclusion proofs");
+  cert->add_option("id", id, "request id");
+  cert->add_option("--out", cert_out, "write the certificate (JSON) here");
+  cert->add_option("--verify", cert_verify, "check a certificate file offline");
+  cert->add_option("--public-key", cert_key, "lethed's public key (PEM)");
+  cert->callback([&] {
+    if (!cert_verify.empty()) {
+      rc = RequestCertificateVerify(g, cert_verify, cert_key);
+    } else if (id.empty()) {
+      rc = Fail("request certificate", absl::InvalidArgumentError("give a request id or --verify FILE"));
+    } else {
+      rc = RequestCertificate(g, id, cert_out, cert_key);
+    }
+  });
   auto* watch = request->add_subcommand("watch", "follow a request until it completes");
   watch->add_option("id", id, "request id")->required();
   watch->add_option("--timeout", timeout, "give up after this long")->capture_default_str();
@@ -471,18 +755,45 @@ int main(int argc, char** argv) {
   });
 
   auto* ledger = app.add_subcommand("ledger", "audit the ledger")->require_subcommand(1);
-  std::string dir, key;
+  std::string dir, key, since, bundle, out, origin;
+  bool fresh = false;
+  uint64_t entry = 0;
   auto* verify = ledger->add_subcommand(
       "verify", "check the hash chain, Merkle root, checkpoint and every receipt signature");
   verify->add_option("--dir", dir, "lethed's data directory: verify offline from the files");
+  verify->add_option("--since", since, "a checkpoint file kept earlier: prove the log extends it");
+  verify->add_option("--bundle", bundle, "a directory written by `ledger export`: verify it offline");
   verify->add_option("--public-key", key, "lethed's public key (PEM): the only key trusted");
   verify->callback([&] {
-    if (!dir.empty() && key.empty()) {
-      rc = Fail("ledger verify", absl::InvalidArgumentError("--dir needs --public-key"));
+    if ((!dir.empty() || !bundle.empty()) && key.empty()) {
+      rc = Fail("ledger verify", absl::InvalidArgumentError("--dir and --bundle need --public-key"));
       return;
     }
-    rc = dir.empty() ? LedgerVerifyOnline(g, key) : LedgerVerifyOffline(g, dir, key);
+    if (!bundle.empty()) {
+      rc = LedgerVerifyBundle(g, bundle, key);
+    } else if (!since.empty()) {
+      rc = LedgerVerifySince(g, since, key);
+    } else {
+      rc = dir.empty() ? LedgerVerifyOnline(g, key) : LedgerVerifyOffline(g, dir, key);
+    }
   });
+  auto* checkpoint = ledger->add_subcommand("checkpoint", "fetch the latest checkpoint and check its signature");
+  checkpoint->add_option("--public-key", key, "lethed's public key (PEM) to check it with");
+  checkpoint->add_flag("--fresh", fresh, "ask lethed to sign one for the current size first");
+  checkpoint->add_option("--out", out, "also save it, e.g. for a later `ledger verify --since`");
+  checkpoint->callback([&] { rc = LedgerCheckpoint(g, key, fresh, out); });
+  auto* vkey = ledger->add_subcommand("verifier-key", "print the signed-note verifier key name+keyid+key");
+  vkey->add_option("--public-key", key, "offline: lethed's public key (PEM)");
+  vkey->add_option("--origin", origin, "key name (default: the log's origin)");
+  vkey->callback([&] { rc = LedgerVerifierKey(g, key, origin); });
+  auto* proof = ledger->add_subcommand("proof", "print an inclusion proof (C2SP tlog-proof) with its checkpoint");
+  proof->add_option("--entry", entry, "entry index")->required();
+  proof->add_option("--public-key", key, "lethed's public key (PEM) to check it with");
+  proof->callback([&] { rc = LedgerProof(g, entry, key); });
+  auto* xport = ledger->add_subcommand("export", "write the log as a static C2SP tlog-tiles tree");
+  xport->add_option("--out", out, "new directory")->required();
+  xport->add_option("--public-key", key, "lethed's public key (PEM) to check the export with");
+  xport->callback([&] { rc = LedgerExport(g, out, key); });
 
   auto* pol = app.add_subcommand("policy", "policy files")->require_subcommand(1);
   std::string policy_file;

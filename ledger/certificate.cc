@@ -1,0 +1,116 @@
+#include "ledger/certificate.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "crypto/status.h"
+#include "ledger/audit.h"
+#include "ledger/checkpoint.h"
+#include "ledger/merkle.h"
+
+namespace lethe::ledger {
+
+absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate& cert,
+                                                    const crypto::Ed25519PublicKey& key) {
+  if (cert.format() != kCertificateFormat)
+    return absl::InvalidArgumentError("not a " + std::string(kCertificateFormat) + " certificate");
+  ASSIGN_OR_RETURN(Checkpoint unverified, ParseCheckpointUnverified(cert.checkpoint()));
+  ASSIGN_OR_RETURN(Checkpoint cp, VerifyCheckpoint(cert.checkpoint(), unverified.origin, key));
+
+  CertificateReport report;
+  report.request_id = cert.request_id();
+  report.origin = cp.origin;
+  report.checkpoint_size = cp.size;
+  std::multimap<std::string, std::pair<crypto::Ed25519PublicKey, uint64_t>> agents;
+  std::map<std::string, v1::CommandIssued> commands;
+  std::map<std::string, std::pair<v1::ReceiptRecorded, uint64_t>> receipts;  // by domain
+  std::optional<v1::RequestSubmitted> submitted;
+  std::optional<v1::RequestCompleted> completed;
+  int64_t completed_ms = 0;
+  uint64_t last_index = 0;
+  bool first = true;
+
+  for (const auto& pe : cert.entries()) {
+    const std::string where = absl::StrCat("entry ", pe.index());
+    if (!first && pe.index() <= last_index)
+      return absl::InvalidArgumentError(where + ": entries must be in log order, each once");
+    first = false;
+    last_index = pe.index();
+    std::vector<std::string> proof(pe.proof().begin(), pe.proof().end());
+    if (absl::Status s = VerifyInclusion(pe.index(), cp.size, LeafHash(pe.entry()), proof, cp.root);
+        !s.ok())
+      return absl::DataLossError(where + " is not in the checkpointed log: " + std::string(s.message()));
+    v1::LedgerEntry e;
+    if (!e.ParseFromString(pe.entry())) return absl::DataLossError(where + " does not parse");
+    if (e.seq() != pe.index()) return absl::DataLossError(where + " says it is another entry");
+    switch (e.body_case()) {
+      case v1::LedgerEntry::kAgentEnrolled: {
+        auto k = crypto::Ed25519PublicKey::FromRaw(e.agent_enrolled().public_key());
+        if (!k.ok()) return absl::DataLossError(where + ": enrolled key is not an Ed25519 key");
+        agents.emplace(e.agent_enrolled().domain(), std::make_pair(*k, pe.index()));
+        break;
+      }
+      case v1::LedgerEntry::kRequestSubmitted:
+        if (e.request_submitted().request_id() != cert.request_id())
+          return absl::InvalidArgumentError(where + " belongs to another request");
+        submitted = e.request_submitted();
+        break;
+      case v1::LedgerEntry::kCommandIssued:
+        if (e.command_issued().request_id() != cert.request_id())
+          return absl::InvalidArgumentError(where + " belongs to another request");
+        commands[e.command_issued().command_id()] = e.command_issued();
+        break;
+      case v1::LedgerEntry::kReceiptRecorded:
+        if (e.receipt_recorded().request_id() != cert.request_id())
+          return absl::InvalidArgumentError(where + " belongs to another request");
+        receipts[e.receipt_recorded().domain()] = {e.receipt_recorded(), pe.index()};
+        break;
+      case v1::LedgerEntry::kRequestCompleted:
+        if (e.request_completed().request_id() != cert.request_id())
+          return absl::InvalidArgumentError(where + " belongs to another request");
+        completed = e.request_completed();
+        completed_ms = e.time_unix_ms();
+        break;
+      default:
+        return absl::InvalidArgumentError(where + " is not part of an erasure certificate");
+    }
+  }
+  if (!submitted) return absl::InvalidArgumentError("the certificate lacks RequestSubmitted");
+  if (!completed) return absl::InvalidArgumentError("the certificate lacks RequestCompleted");
+  for (const auto& t : submitted->subject()) report.identity_types.push_back(t.type());
+  report.received_unix_ms = submitted->received_unix_ms();
+  report.due_unix_ms = submitted->due_unix_ms();
+  report.completed_unix_ms = completed_ms;
+  report.entries = static_cast<size_t>(cert.entries_size());
+
+  bool all_ok = true;
+  for (const auto& domain : submitted->target_domains()) {
+    auto r = receipts.find(domain);
+    if (r == receipts.end())
+      return absl::InvalidArgumentError("the certificate holds no receipt from domain " + domain);
+    const v1::ReceiptRecorded& rr = r->second.first;
+    auto c = commands.find(rr.command_id());
+    if (c == commands.end() || c->second.domain() != domain)
+      return absl::InvalidArgumentError("the certificate lacks the command domain " + domain + " answered");
+    const crypto::Ed25519PublicKey* agent = nullptr;
+    auto [lo, hi] = agents.equal_range(domain);
+    for (auto i = lo; i != hi; ++i)
+      if (i->second.first.KeyId() == rr.receipt().key_id() && i->second.second < r->second.second)
+        agent = &i->second.first;
+    if (agent == nullptr)
+      return absl::InvalidArgumentError("the receipt of domain " + domain +
+                                        " is signed by a key the certificate does not show enrolled");
+    auto receipt = CheckRecordedReceipt(rr, *agent, c->second.command_digest());
+    if (!receipt.ok())
+      return absl::DataLossError("receipt of domain " + domain + ": " + std::string(receipt.status().message()));
+    all_ok = all_ok && receipt->outcome() == v1::Receipt::COMPLETED;
+    report.domains.push_back(CertifiedDomain{domain, *receipt, rr.receipt().key_id(), r->second.second});
+  }
+  const auto want = all_ok ? v1::RequestCompleted::COMPLETED : v1::RequestCompleted::FAILED;
+  if (completed->outcome() != want)
+    return absl::DataLossError("the recorded outcome contradicts the receipts");
+  report.outcome = completed->outcome();
+  return report;
+}
+
+}  // namespace lethe::ledger

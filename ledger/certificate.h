@@ -1,0 +1,47 @@
+// Erasure certificates: one request's ledger entries, each with an inclusion proof against
+// one signed checkpoint (proto: lethe.v1.ErasureCertificate). Whoever holds lethed's public
+// key can check, with nothing else, that the request was recorded, which domains were sent
+// signed commands, that each answered with a receipt signed by the agent key the ledger
+// enrolled for it, and how the request ended.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "crypto/crypto.h"
+#include "lethe/v1/api.pb.h"
+#include "lethe/v1/ledger.pb.h"
+
+namespace lethe::ledger {
+
+inline constexpr char kCertificateFormat[] = "lethe.erasure-certificate/v1";
+
+struct CertifiedDomain {
+  std::string domain;
+  v1::Receipt receipt;       // verified
+  std::string agent_key_id;
+  uint64_t receipt_entry = 0;
+};
+
+struct CertificateReport {
+  std::string request_id;
+  std::string origin;
+  uint64_t checkpoint_size = 0;
+  std::vector<std::string> identity_types;
+  int64_t received_unix_ms = 0;
+  int64_t due_unix_ms = 0;
+  int64_t completed_unix_ms = 0;
+  v1::RequestCompleted::Outcome outcome = v1::RequestCompleted::OUTCOME_UNSPECIFIED;
+  std::vector<CertifiedDomain> domains;  // in target order
+  size_t entries = 0;
+};
+
+// kPermissionDenied: the checkpoint is not signed by `key`. kDataLoss: an entry is not in the
+// checkpointed tree, or a receipt does not verify. kInvalidArgument: the certificate is
+// malformed or incomplete (a target domain without command or receipt, no completion).
+absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate& cert,
+                                                    const crypto::Ed25519PublicKey& key);
+
+}  // namespace lethe::ledger
