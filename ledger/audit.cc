@@ -7,6 +7,36 @@
 
 namespace lethe::ledger {
 
+absl::StatusOr<StructureReport> VerifyStructure(const std::string& ledger_dir,
+                                                std::string_view checkpoint_note,
+                                                const crypto::Ed25519PublicKey& key) {
+  ASSIGN_OR_RETURN(Checkpoint unverified, ParseCheckpointUnverified(checkpoint_note));
+  ASSIGN_OR_RETURN(Checkpoint cp, VerifyCheckpoint(checkpoint_note, unverified.origin, key));
+  StructureReport report;
+  CompactRange tree;
+  std::string prev(32, '\0');
+  std::string root_at_cp = cp.size == 0 ? EmptyRoot() : "";
+  ASSIGN_OR_RETURN(ScanResult scan, ScanSegments(ledger_dir, [&](const ScannedRecord& rec) {
+    std::string leaf;
+    RETURN_IF_ERROR(CheckChainLinkFast(rec, prev, &leaf));
+    tree.Append(leaf);
+    prev = std::move(leaf);
+    if (tree.size() == cp.size) root_at_cp = tree.Root();
+    return absl::OkStatus();
+  }));
+  if (cp.size > tree.size())
+    return absl::DataLossError(absl::StrCat("checkpoint covers ", cp.size,
+                                            " entries but the log has only ", tree.size()));
+  if (root_at_cp != cp.root)
+    return absl::DataLossError(absl::StrCat("Merkle root of the first ", cp.size,
+                                            " entries differs from the signed checkpoint"));
+  report.entries = tree.size();
+  report.checkpoint_size = cp.size;
+  report.root = tree.Root();
+  report.torn_tail = scan.torn_tail;
+  return report;
+}
+
 absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& rr,
                                                  const crypto::Ed25519PublicKey& agent_key,
                                                  std::string_view command_digest) {

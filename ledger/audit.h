@@ -19,6 +19,7 @@
 #include "crypto/crypto.h"
 #include "ledger/checkpoint.h"
 #include "ledger/merkle.h"
+#include "ledger/ledger.h"
 #include "lethe/v1/ledger.pb.h"
 
 namespace lethe::ledger {
@@ -43,6 +44,20 @@ struct AuditReport {
 absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& recorded,
                                                  const crypto::Ed25519PublicKey& agent_key,
                                                  std::string_view command_digest);
+
+struct StructureReport {
+  uint64_t entries = 0;
+  uint64_t checkpoint_size = 0;
+  std::string root;  // over all entries
+  std::optional<TornTail> torn_tail;
+};
+
+// The structural half of verification, read-only and fast: every record's framing, the hash
+// chain, the Merkle root at the checkpoint's size and the checkpoint's signature by `key`,
+// without parsing entry bodies (the Auditor does that). kDataLoss names the first bad entry.
+absl::StatusOr<StructureReport> VerifyStructure(const std::string& ledger_dir,
+                                                std::string_view checkpoint_note,
+                                                const crypto::Ed25519PublicKey& key);
 
 class Auditor {
  public:

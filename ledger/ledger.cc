@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -265,6 +266,9 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   }
 
   RETURN_IF_ERROR(l.OpenSegmentForAppend());
+  l.write_next_seq_ = l.tree_.size();
+  l.write_prev_hash_ = l.last_hash_;
+  l.committed_end_ = l.tree_.size();
   const bool empty = l.tree_.size() == 0;
   lock.unlock();
   if (empty) {
@@ -293,6 +297,7 @@ Ledger::~Ledger() {
   if (absl::Status s = SignCheckpointNow(); !s.ok())
     spdlog::error("ledger: cannot write the closing checkpoint: {}", s.ToString());
   if (fd_ >= 0) ::close(fd_);
+  for (int fd : retired_fds_) ::close(fd);
 }
 
 void Ledger::CheckpointLoop() {
@@ -330,7 +335,7 @@ absl::Status Ledger::StartSegment(uint64_t first_seq) {
     return Errno("cannot write segment header", path);
   }
   RETURN_IF_ERROR(FsyncDir(options_.dir));
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0) retired_fds_.push_back(fd_);  // an earlier batch may still be syncing it
   fd_ = fd;
   write_offset_ = header.size();
   segments_.push_back(path);
@@ -386,22 +391,25 @@ absl::StatusOr<std::string> Ledger::Checkpoint() {
 }
 
 struct Ledger::Writer {
+  enum State : int { kWaiting = 0, kDone = 1, kLead = 2 };
   std::vector<v1::LedgerEntry>* entries;
   absl::Time now;
   absl::Status status;
   std::vector<AppendedEntry> out;
-  bool done = false;
-  std::condition_variable cv;
+  // Set by the leader after the batch is durable (or has failed); the writer waits on it
+  // without touching mu_, so waking a batch does not turn into a lock convoy.
+  std::atomic<int> state{kWaiting};
 };
 
-absl::Status Ledger::WriteBatch(const std::string& buf, uint64_t* start_offset, uint32_t* segment) {
+absl::Status Ledger::WriteBatch(const std::string& buf, uint64_t first_seq, uint64_t* start_offset,
+                                uint32_t* segment, int* fd) {
   std::string path;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (write_offset_ > format::kSegmentHeaderSize &&
         write_offset_ + buf.size() > options_.max_segment_bytes) {
       // The batch's first entry starts the new segment (entries do not span segments).
-      RETURN_IF_ERROR(StartSegment(tree_.size()));
+      RETURN_IF_ERROR(StartSegment(first_seq));
     }
     *segment = static_cast<uint32_t>(segments_.size() - 1);
     path = segments_.back();
@@ -422,14 +430,8 @@ absl::Status Ledger::WriteBatch(const std::string& buf, uint64_t* start_offset, 
     }
     done += static_cast<size_t>(n);
   }
-  if (::fdatasync(fd_) != 0) {
-    // After a failed fdatasync the kernel may have dropped the dirty pages: what is on disk
-    // is unknown, so refuse further writes until a restart re-reads the files.
-    std::lock_guard<std::mutex> l(mu_);
-    failed_ = true;
-    return Errno("cannot fdatasync", path);
-  }
   *start_offset = start;
+  *fd = fd_;
   write_offset_ = start + buf.size();
   return absl::OkStatus();
 }
@@ -441,17 +443,24 @@ absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::Ledger
   self.now = now;
   std::unique_lock<std::mutex> lock(mu_);
   writers_.push_back(&self);
-  while (!self.done && writers_.front() != &self) self.cv.wait(lock);
-  if (self.done) {
-    if (!self.status.ok()) return self.status;
-    return std::move(self.out);
+  const bool lead = writers_.size() == 1;
+  lock.unlock();
+  if (!lead) {
+    self.state.wait(Writer::kWaiting);
+    if (self.state.load() == Writer::kDone) {
+      if (!self.status.ok()) return self.status;
+      return std::move(self.out);
+    }
   }
+  lock.lock();
 
-  // This writer leads: it commits every batch queued so far with one write and one sync.
+  // This writer leads: it writes every batch queued so far with one write, hands the lead to
+  // the next writer, then syncs; batches become visible in log order once durable.
   std::vector<Writer*> batch(writers_.begin(), writers_.end());
   const bool failed = failed_;
-  uint64_t next_seq = tree_.size();
-  std::string prev = last_hash_;
+  const uint64_t first_seq = write_next_seq_;
+  uint64_t next_seq = first_seq;
+  std::string prev = write_prev_hash_;
   lock.unlock();
 
   std::string buf;
@@ -500,10 +509,46 @@ absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::Ledger
 
   uint64_t start = 0;
   uint32_t segment = 0;
-  absl::Status io = buf.empty() ? absl::OkStatus() : WriteBatch(buf, &start, &segment);
+  int fd = -1;
+  absl::Status io = buf.empty() ? absl::OkStatus() : WriteBatch(buf, first_seq, &start, &segment, &fd);
 
+  // Hand over the lead: the next batch is built and written while this one syncs.
   lock.lock();
+  if (io.ok()) {
+    write_next_seq_ = next_seq;
+    write_prev_hash_ = prev;
+  } else {
+    next_seq = first_seq;  // nothing of this batch is in the file
+  }
+  for (size_t i = 0; i < batch.size(); ++i) writers_.pop_front();
+  Writer* next = writers_.empty() ? nullptr : writers_.front();
+  lock.unlock();
+  if (next != nullptr) {
+    next->state.store(Writer::kLead);
+    next->state.notify_one();
+  }
+
+  // Concurrent fdatasync calls on the file are merged by the filesystem's journal; the
+  // batches written meanwhile were built while this one was being written and synced.
+  absl::Status sync;
   if (io.ok() && !buf.empty()) {
+    if (::fdatasync(fd) != 0) {
+      sync = Errno("cannot fdatasync segment", std::to_string(segment));
+    } else {
+      syncs_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  // Publish in log order.
+  lock.lock();
+  publish_cv_.wait(lock, [&] { return committed_end_ == first_seq; });
+  if (!sync.ok()) {
+    // After a failed fdatasync the kernel may have dropped the dirty pages: what is on disk is
+    // unknown, so refuse further writes until a restart re-reads the files.
+    failed_ = true;
+    spdlog::error("ledger: {}; the ledger is read-only until restarted", sync.ToString());
+  }
+  if (io.ok() && !buf.empty() && !failed_) {
     uint64_t off = start;
     size_t leaf = 0;
     for (Writer* w : batch) {
@@ -515,24 +560,32 @@ absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::Ledger
         tree_.Append(leaves[leaf++]);
       }
     }
+    entries_written_.fetch_add(leaf, std::memory_order_relaxed);
     last_hash_ = prev;
+  } else if (io.ok() && !buf.empty()) {
+    // Durable or not, these entries follow a failed write: never acknowledge them.
+    io = sync.ok() ? absl::UnavailableError("ledger is read-only after a failed write; restart lethed")
+                   : sync;
   }
+  committed_end_ = next_seq;
+  publish_cv_.notify_all();
   for (Writer* w : batch) {
     if (!io.ok() && w->status.ok()) {
       w->status = io;
       w->out.clear();
     }
-    writers_.pop_front();
-    w->done = true;
-    if (w != &self) w->cv.notify_one();
   }
-  if (!writers_.empty()) writers_.front()->cv.notify_one();
   uint64_t uncovered = 0;
   {
     std::lock_guard<std::mutex> cl(cp_note_mu_);
     uncovered = tree_.size() - (has_checkpoint_ ? checkpoint_size_ : 0);
   }
   lock.unlock();
+  for (Writer* w : batch) {
+    if (w == &self) continue;
+    w->state.store(Writer::kDone);
+    w->state.notify_one();
+  }
 
   if (uncovered >= options_.checkpoint_every) {
     if (absl::Status s = SignCheckpointNow(); !s.ok())

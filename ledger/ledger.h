@@ -6,6 +6,7 @@
 // fdatasync, and each Append returns only after its own entries are durable.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -116,6 +117,9 @@ class Ledger {
   // Exact bytes of entry `seq`; kOutOfRange when seq >= size().
   absl::StatusOr<std::string> ReadEntry(uint64_t seq) const;
   const std::string& origin() const { return options_.origin; }
+  // Commits (fdatasync calls) and entries written since open.
+  uint64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }
+  uint64_t entries_written() const { return entries_written_.load(std::memory_order_relaxed); }
   const std::optional<TornTail>& torn_tail_cut() const { return torn_tail_cut_; }
 
   static constexpr char kCheckpointFile[] = "checkpoint";
@@ -125,8 +129,10 @@ class Ledger {
   explicit Ledger(LedgerOptions options) : options_(std::move(options)) {}
   absl::Status OpenSegmentForAppend() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StartSegment(uint64_t first_seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Writes the batch of the leading writer; called without mu_, by one thread at a time.
-  absl::Status WriteBatch(const std::string& buf, uint64_t* start_offset, uint32_t* segment);
+  // Writes (without syncing) the batch of the leading writer; called without mu_, by one
+  // thread at a time. Returns where it went and the fd to fdatasync.
+  absl::Status WriteBatch(const std::string& buf, uint64_t first_seq, uint64_t* start_offset,
+                          uint32_t* segment, int* fd);
   // Signs and stores a checkpoint for the current size if it is newer than the latest.
   absl::Status SignCheckpointNow();
   void CheckpointLoop();
@@ -145,9 +151,17 @@ class Ledger {
   MerkleTree tree_ ABSL_GUARDED_BY(mu_);
   bool failed_ ABSL_GUARDED_BY(mu_) = false;    // a write could not be undone
   std::deque<Writer*> writers_ ABSL_GUARDED_BY(mu_);  // the front one leads
+  // The write side runs ahead of what is committed: a batch is written, the next batch may be
+  // written while the first one syncs, and batches are committed (made visible) in order.
+  uint64_t write_next_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string write_prev_hash_ ABSL_GUARDED_BY(mu_);
+  uint64_t committed_end_ ABSL_GUARDED_BY(mu_) = 0;  // next seq whose batch may publish
+  std::condition_variable publish_cv_;
+
   // Touched only by the leading writer (or Open): the file being appended to.
   int fd_ = -1;
   uint64_t write_offset_ = 0;
+  std::vector<int> retired_fds_;  // earlier segments; a sync may still be running on them
 
   std::mutex cp_mu_;  // serialises signing; never held while waiting for mu_ to be released
   mutable std::mutex cp_note_mu_;
@@ -161,6 +175,8 @@ class Ledger {
   bool stop_ = false;
   std::thread checkpointer_;
   std::optional<TornTail> torn_tail_cut_;
+  std::atomic<uint64_t> syncs_{0};
+  std::atomic<uint64_t> entries_written_{0};
 };
 
 }  // namespace lethe::ledger
