@@ -96,6 +96,10 @@ for d in assessments growth; do
   PIDS+=($!)
 done
 
+step "An auditor keeps today's signed checkpoint, to check later that history was not rewritten"
+$LETHECTL ledger checkpoint --fresh --public-key "$WORK/keys/lethed.pub" --out "$WORK/kept.checkpoint"
+echo "verifier key (for standard transparency-log tools): $($LETHECTL ledger verifier-key)"
+
 step "Erase Alice from every domain that holds her"
 $LETHECTL request erase --identity email=alice@example.com --identity user_id=u-1001 \
   --reason "Art. 17 request via support ticket 4711" --wait --timeout 2m
@@ -113,12 +117,28 @@ $LETHECTL ledger verify --dir "$DATA" --public-key "$WORK/keys/lethed.pub"
 step "Audit: verify through the server, pinning the same key"
 $LETHECTL ledger verify --public-key "$WORK/keys/lethed.pub"
 
+step "Audit: prove the log still extends the checkpoint kept before the erasure"
+$LETHECTL ledger verify --since "$WORK/kept.checkpoint" --public-key "$WORK/keys/lethed.pub"
+
+step "The erasure certificate a privacy team hands to Alice or a regulator"
+$LETHECTL request certificate "$ID" --out "$WORK/certificate.json" --public-key "$WORK/keys/lethed.pub"
+echo "-- checked offline, with lethed's public key alone:"
+$LETHECTL request certificate --verify "$WORK/certificate.json" --public-key "$WORK/keys/lethed.pub" | tail -n 1
+
+step "An inclusion proof of the completion entry (C2SP tlog-proof)"
+DONE_ENTRY=$($LETHECTL -o json request get "$ID" | grep -o '"completed_entry": "[0-9]*"' | cut -d'"' -f4)
+$LETHECTL ledger proof --entry "$DONE_ENTRY" --public-key "$WORK/keys/lethed.pub"
+
+step "Export the log as a static C2SP tlog-tiles tree and verify the copy offline"
+$LETHECTL ledger export --out "$WORK/export" --public-key "$WORK/keys/lethed.pub"
+$LETHECTL ledger verify --bundle "$WORK/export" --public-key "$WORK/keys/lethed.pub"
+
 step "Privacy: the data dir holds no trace of Alice's identifiers"
-if grep -rqs -e 'alice@example.com' -e 'u-1001' "$DATA"; then
-  echo "FOUND Alice's identifiers under $DATA" >&2
+if grep -rqs -e 'alice@example.com' -e 'u-1001' "$DATA" "$WORK/export" "$WORK/certificate.json"; then
+  echo "FOUND Alice's identifiers under $DATA or in the export" >&2
   exit 1
 fi
-echo "grep -r for alice@example.com and u-1001 under $DATA: nothing found"
+echo "grep -r for alice@example.com and u-1001 in the data dir, the export and the certificate: nothing found"
 echo "(the ledger holds HMAC tokens and AES-GCM ciphertext; the request key was destroyed on completion)"
 
 step "The latest signed checkpoint (C2SP tlog-checkpoint)"

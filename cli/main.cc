@@ -105,7 +105,9 @@ void PrintRequest(const v1::RequestView& r) {
   for (int i = 0; i < r.identity_types_size(); ++i) std::cout << (i ? ", " : "") << r.identity_types(i);
   std::cout << "\n  received " << Time(r.received_unix_ms()) << "   due " << Time(r.due_unix_ms())
             << "   completed " << Time(r.completed_unix_ms()) << "\n";
-  std::cout << "  ledger entry " << r.submitted_entry() << "   policy " << r.policy_hash().substr(0, 16) << "\n";
+  std::cout << "  ledger entries: submitted " << r.submitted_entry();
+  if (r.completed_entry() != 0) std::cout << ", completed " << r.completed_entry();
+  std::cout << "   policy " << r.policy_hash().substr(0, 16) << "\n";
   for (const auto& d : r.domains()) std::cout << DomainLine(d) << "\n";
 }
 
@@ -364,8 +366,11 @@ int LedgerVerifyOnline(const Global& g, const std::string& pub_path) {
   auto stub = v1::Ledger::NewStub(Connect(g));
   v1::CheckpointView cp;
   {
+    // A fresh checkpoint, so that the verification covers every entry there is now.
     grpc::ClientContext ctx;
-    grpc::Status s = stub->GetCheckpoint(&ctx, v1::GetCheckpointRequest(), &cp);
+    v1::GetCheckpointRequest req;
+    req.set_fresh(true);
+    grpc::Status s = stub->GetCheckpoint(&ctx, req, &cp);
     if (!s.ok()) return FailGrpc("ledger verify", s);
   }
   auto server_key = lethe::crypto::Ed25519PublicKey::FromPem(cp.public_key_pem());

@@ -218,6 +218,7 @@ v1::RequestView ToView(const RequestRecord& r, const RequestStore& store) {
   v.set_received_unix_ms(r.submitted.received_unix_ms());
   v.set_due_unix_ms(r.submitted.due_unix_ms());
   v.set_completed_unix_ms(r.completed_unix_ms);
+  v.set_completed_entry(r.completed_entry);
   for (const auto& t : r.submitted.subject()) v.add_identity_types(t.type());
   v.set_submitted_entry(r.submitted_entry);
   v.set_policy_hash(crypto::Hex(r.submitted.policy_hash()));
