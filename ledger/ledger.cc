@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <climits>
 #include <unistd.h>
 
 #include <algorithm>
@@ -266,11 +268,16 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   }
 
   RETURN_IF_ERROR(l.OpenSegmentForAppend());
-  l.write_next_seq_ = l.tree_.size();
-  l.write_prev_hash_ = l.last_hash_;
-  l.committed_end_ = l.tree_.size();
+  {
+    std::lock_guard<std::mutex> w(l.write_mu_);
+    l.write_next_seq_ = l.tree_.size();
+    l.write_prev_hash_ = l.last_hash_;
+    l.write_segment_ = static_cast<uint32_t>(l.segments_.size() - 1);
+  }
+  l.durable_end_ = l.tree_.size();
   const bool empty = l.tree_.size() == 0;
   lock.unlock();
+  l.syncer_ = std::thread([&l] { l.SyncLoop(); });
   if (empty) {
     // Entry 0 names the log and the key that signs its checkpoints and commands.
     v1::LedgerEntry created;
@@ -287,6 +294,14 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
 }
 
 Ledger::~Ledger() {
+  if (syncer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> w(write_mu_);
+      stop_sync_ = true;  // the sync thread drains what is pending first
+    }
+    written_cv_.notify_all();
+    syncer_.join();
+  }
   {
     std::lock_guard<std::mutex> l(stop_mu_);
     stop_ = true;
@@ -335,10 +350,11 @@ absl::Status Ledger::StartSegment(uint64_t first_seq) {
     return Errno("cannot write segment header", path);
   }
   RETURN_IF_ERROR(FsyncDir(options_.dir));
-  if (fd_ >= 0) retired_fds_.push_back(fd_);  // an earlier batch may still be syncing it
+  if (fd_ >= 0) retired_fds_.push_back(fd_);  // the sync thread may still be syncing it
   fd_ = fd;
   write_offset_ = header.size();
   segments_.push_back(path);
+  write_segment_ = static_cast<uint32_t>(segments_.size() - 1);
   return absl::OkStatus();
 }
 
@@ -390,209 +406,145 @@ absl::StatusOr<std::string> Ledger::Checkpoint() {
   return LatestCheckpoint();
 }
 
-struct Ledger::Writer {
-  enum State : int { kWaiting = 0, kDone = 1, kLead = 2 };
-  std::vector<v1::LedgerEntry>* entries;
-  absl::Time now;
-  absl::Status status;
-  std::vector<AppendedEntry> out;
-  // Set by the leader after the batch is durable (or has failed); the writer waits on it
-  // without touching mu_, so waking a batch does not turn into a lock convoy.
-  std::atomic<int> state{kWaiting};
-};
-
-absl::Status Ledger::WriteBatch(const std::string& buf, uint64_t first_seq, uint64_t* start_offset,
-                                uint32_t* segment, int* fd) {
-  std::string path;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (write_offset_ > format::kSegmentHeaderSize &&
-        write_offset_ + buf.size() > options_.max_segment_bytes) {
-      // The batch's first entry starts the new segment (entries do not span segments).
-      RETURN_IF_ERROR(StartSegment(first_seq));
-    }
-    *segment = static_cast<uint32_t>(segments_.size() - 1);
-    path = segments_.back();
-  }
-  const uint64_t start = write_offset_;
-  size_t done = 0;
-  while (done < buf.size()) {
-    ssize_t n = ::pwrite(fd_, buf.data() + done, buf.size() - done,
-                         static_cast<off_t>(start + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      absl::Status err = Errno("cannot append to", path);
-      if (::ftruncate(fd_, static_cast<off_t>(start)) != 0) {
-        std::lock_guard<std::mutex> l(mu_);
-        failed_ = true;
-      }
-      return err;
-    }
-    done += static_cast<size_t>(n);
-  }
-  *start_offset = start;
-  *fd = fd_;
-  write_offset_ = start + buf.size();
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::LedgerEntry> entries,
                                                           absl::Time now) {
-  Writer self;
-  self.entries = &entries;
-  self.now = now;
-  std::unique_lock<std::mutex> lock(mu_);
-  writers_.push_back(&self);
-  const bool lead = writers_.size() == 1;
-  lock.unlock();
-  if (!lead) {
-    self.state.wait(Writer::kWaiting);
-    if (self.state.load() == Writer::kDone) {
-      if (!self.status.ok()) return self.status;
-      return std::move(self.out);
-    }
-  }
-  lock.lock();
-
-  // This writer leads: it writes every batch queued so far with one write, hands the lead to
-  // the next writer, then syncs; batches become visible in log order once durable.
-  std::vector<Writer*> batch(writers_.begin(), writers_.end());
-  const bool failed = failed_;
-  const uint64_t first_seq = write_next_seq_;
-  uint64_t next_seq = first_seq;
-  std::string prev = write_prev_hash_;
-  lock.unlock();
-
-  std::string buf;
-  std::vector<std::string> leaves;
-  if (failed) {
-    for (Writer* w : batch)
-      w->status = absl::UnavailableError("ledger is read-only after a failed write; restart lethed");
-  } else {
-    for (Writer* w : batch) {
-      // Build each writer's records separately, so that one bad call fails alone.
-      std::string mine;
-      std::string chain = prev;
-      std::vector<std::string> mine_leaves;
-      const int64_t ms = absl::ToUnixMillis(w->now);
-      w->out.reserve(w->entries->size());
-      for (auto& e : *w->entries) {
-        AppendedEntry a;
-        a.seq = next_seq + w->out.size();
-        e.set_seq(a.seq);
-        e.set_time_unix_ms(ms);
-        e.set_prev_hash(chain);
-        if (!e.SerializeToString(&a.bytes)) {
-          w->status = absl::InternalError("cannot serialize ledger entry");
-          break;
-        }
-        if (a.bytes.size() > format::kMaxPayload) {
-          w->status = absl::InvalidArgumentError("ledger entry larger than 16 MiB");
-          break;
-        }
-        chain = LeafHash(a.bytes);
-        mine_leaves.push_back(chain);
-        format::AppendRecord(&mine, a.bytes);
-        a.entry = std::move(e);
-        w->out.push_back(std::move(a));
-      }
-      if (!w->status.ok()) {
-        w->out.clear();
-        continue;
-      }
-      buf += mine;
-      for (auto& h : mine_leaves) leaves.push_back(std::move(h));
-      next_seq += w->out.size();
-      prev = std::move(chain);
-    }
-  }
-
-  uint64_t start = 0;
-  uint32_t segment = 0;
-  int fd = -1;
-  absl::Status io = buf.empty() ? absl::OkStatus() : WriteBatch(buf, first_seq, &start, &segment, &fd);
-
-  // Hand over the lead: the next batch is built and written while this one syncs.
-  lock.lock();
-  if (io.ok()) {
-    write_next_seq_ = next_seq;
-    write_prev_hash_ = prev;
-  } else {
-    next_seq = first_seq;  // nothing of this batch is in the file
-  }
-  for (size_t i = 0; i < batch.size(); ++i) writers_.pop_front();
-  Writer* next = writers_.empty() ? nullptr : writers_.front();
-  lock.unlock();
-  if (next != nullptr) {
-    next->state.store(Writer::kLead);
-    next->state.notify_one();
-  }
-
-  // Concurrent fdatasync calls on the file are merged by the filesystem's journal; the
-  // batches written meanwhile were built while this one was being written and synced.
-  absl::Status sync;
-  if (io.ok() && !buf.empty()) {
-    if (::fdatasync(fd) != 0) {
-      sync = Errno("cannot fdatasync segment", std::to_string(segment));
-    } else {
-      syncs_.fetch_add(1, std::memory_order_relaxed);
-    }
-  }
-
-  // Publish in log order.
-  lock.lock();
-  publish_cv_.wait(lock, [&] { return committed_end_ == first_seq; });
-  if (!sync.ok()) {
-    // After a failed fdatasync the kernel may have dropped the dirty pages: what is on disk is
-    // unknown, so refuse further writes until a restart re-reads the files.
-    failed_ = true;
-    spdlog::error("ledger: {}; the ledger is read-only until restarted", sync.ToString());
-  }
-  if (io.ok() && !buf.empty() && !failed_) {
-    uint64_t off = start;
-    size_t leaf = 0;
-    for (Writer* w : batch) {
-      if (!w->status.ok()) continue;
-      for (const auto& a : w->out) {
-        locations_.push_back(Location{segment, static_cast<uint32_t>(a.bytes.size()),
-                                      off + format::kRecordHeaderSize});
-        off += format::kRecordHeaderSize + a.bytes.size();
-        tree_.Append(leaves[leaf++]);
-      }
-    }
-    entries_written_.fetch_add(leaf, std::memory_order_relaxed);
-    last_hash_ = prev;
-  } else if (io.ok() && !buf.empty()) {
-    // Durable or not, these entries follow a failed write: never acknowledge them.
-    io = sync.ok() ? absl::UnavailableError("ledger is read-only after a failed write; restart lethed")
-                   : sync;
-  }
-  committed_end_ = next_seq;
-  publish_cv_.notify_all();
-  for (Writer* w : batch) {
-    if (!io.ok() && w->status.ok()) {
-      w->status = io;
-      w->out.clear();
-    }
-  }
-  uint64_t uncovered = 0;
+  std::vector<AppendedEntry> out;
+  out.reserve(entries.size());
+  if (entries.empty()) return out;
+  uint64_t end = 0;
   {
-    std::lock_guard<std::mutex> cl(cp_note_mu_);
-    uncovered = tree_.size() - (has_checkpoint_ ? checkpoint_size_ : 0);
+    std::lock_guard<std::mutex> w(write_mu_);
+    if (write_failed_)
+      return absl::UnavailableError("ledger is read-only after a failed write; restart lethed");
+    auto pending = std::make_unique<Pending>();
+    pending->first_seq = write_next_seq_;
+    std::string chain = write_prev_hash_;
+    const int64_t ms = absl::ToUnixMillis(now);
+    for (auto& e : entries) {
+      AppendedEntry a;
+      a.seq = write_next_seq_ + out.size();
+      e.set_seq(a.seq);
+      e.set_time_unix_ms(ms);
+      e.set_prev_hash(chain);
+      if (!e.SerializeToString(&a.bytes)) return absl::InternalError("cannot serialize ledger entry");
+      if (a.bytes.size() > format::kMaxPayload)
+        return absl::InvalidArgumentError("ledger entry larger than 16 MiB");
+      chain = LeafHash(a.bytes);
+      pending->leaves.push_back(chain);
+      pending->lengths.push_back(static_cast<uint32_t>(a.bytes.size()));
+      format::AppendRecord(&pending->framed, a.bytes);
+      a.entry = std::move(e);
+      out.push_back(std::move(a));
+    }
+    write_next_seq_ += out.size();
+    write_prev_hash_ = std::move(chain);
+    end = write_next_seq_;
+    pending_.push_back(std::move(pending));
   }
-  lock.unlock();
-  for (Writer* w : batch) {
-    if (w == &self) continue;
-    w->state.store(Writer::kDone);
-    w->state.notify_one();
-  }
+  written_cv_.notify_one();
 
-  if (uncovered >= options_.checkpoint_every) {
-    if (absl::Status s = SignCheckpointNow(); !s.ok())
-      spdlog::error("ledger: cannot write checkpoint: {}", s.ToString());
+  // Wait for the sync that covers these entries.
+  uint32_t gen = sync_generation_.load();
+  while (durable_end_.load() < end) {
+    if (sync_failed_.load())
+      return absl::UnavailableError("ledger: a write or fdatasync failed; the ledger is read-only until restarted");
+    sync_generation_.wait(gen);
+    gen = sync_generation_.load();
   }
-  if (!self.status.ok()) return self.status;
-  return std::move(self.out);
+  return out;
+}
+
+void Ledger::SyncLoop() {
+  std::unique_lock<std::mutex> w(write_mu_);
+  while (true) {
+    written_cv_.wait(w, [&] { return !pending_.empty() || stop_sync_; });
+    if (pending_.empty()) break;  // stopping, and nothing left to make durable
+    std::deque<std::unique_ptr<Pending>> batch;
+    batch.swap(pending_);
+    w.unlock();
+
+    size_t bytes = 0;
+    for (const auto& p : batch) bytes += p->framed.size();
+    absl::Status st;
+    if (write_offset_ > format::kSegmentHeaderSize && write_offset_ + bytes > options_.max_segment_bytes) {
+      // Entries do not span segments: make the old one durable, then start the next.
+      if (::fdatasync(fd_) != 0) {
+        st = absl::UnavailableError(absl::StrCat("cannot fdatasync the ledger: ", std::strerror(errno)));
+      } else {
+        std::lock_guard<std::mutex> l(mu_);
+        st = StartSegment(batch.front()->first_seq);
+      }
+    }
+    const uint64_t start = write_offset_;
+    if (st.ok()) {
+      // One pwritev for the whole batch, resumed if the kernel writes less.
+      std::vector<iovec> iov;
+      iov.reserve(batch.size());
+      for (const auto& p : batch)
+        iov.push_back(iovec{const_cast<char*>(p->framed.data()), p->framed.size()});
+      size_t done = 0, first = 0;
+      while (st.ok() && done < bytes) {
+        ssize_t n = ::pwritev(fd_, iov.data() + first, static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX)),
+                              static_cast<off_t>(start + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          st = absl::UnavailableError(absl::StrCat("cannot append to the ledger: ", std::strerror(errno)));
+          break;
+        }
+        done += static_cast<size_t>(n);
+        size_t left = static_cast<size_t>(n);
+        while (first < iov.size() && left >= iov[first].iov_len) left -= iov[first++].iov_len;
+        if (left > 0) {
+          iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+          iov[first].iov_len -= left;
+        }
+      }
+      if (!st.ok()) (void)!::ftruncate(fd_, static_cast<off_t>(start));
+    }
+    if (st.ok() && ::fdatasync(fd_) != 0)
+      st = absl::UnavailableError(absl::StrCat("cannot fdatasync the ledger: ", std::strerror(errno)));
+    if (!st.ok()) {
+      // The queued appends chain on these entries; after a failed fdatasync the kernel may also
+      // have dropped dirty pages. Refuse further writes until a restart re-reads the files.
+      spdlog::error("ledger: {}; the ledger is read-only until restarted", st.ToString());
+      w.lock();
+      write_failed_ = true;
+      sync_failed_ = true;
+      sync_generation_.fetch_add(1);
+      sync_generation_.notify_all();
+      continue;
+    }
+    write_offset_ = start + bytes;
+    syncs_.fetch_add(1, std::memory_order_relaxed);
+    uint64_t end = 0, uncovered = 0, count = 0;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      uint64_t off = start;
+      for (const auto& p : batch) {
+        for (size_t i = 0; i < p->leaves.size(); ++i) {
+          locations_.push_back(Location{write_segment_, p->lengths[i], off + format::kRecordHeaderSize});
+          off += format::kRecordHeaderSize + p->lengths[i];
+          tree_.Append(p->leaves[i]);
+        }
+        count += p->leaves.size();
+        last_hash_ = p->leaves.back();
+      }
+      end = tree_.size();
+      std::lock_guard<std::mutex> cl(cp_note_mu_);
+      uncovered = end - (has_checkpoint_ ? checkpoint_size_ : 0);
+    }
+    entries_written_.fetch_add(count, std::memory_order_relaxed);
+    // A due checkpoint is signed before the batch is acknowledged, so that it is there when
+    // the Append that crossed the threshold returns.
+    if (uncovered >= options_.checkpoint_every) {
+      if (absl::Status s = SignCheckpointNow(); !s.ok())
+        spdlog::error("ledger: cannot write checkpoint: {}", s.ToString());
+    }
+    durable_end_.store(end);
+    sync_generation_.fetch_add(1);
+    sync_generation_.notify_all();
+    w.lock();
+  }
 }
 
 uint64_t Ledger::size() const {

@@ -2,8 +2,10 @@
 // also the leaves of an RFC 9162 Merkle tree, with signed C2SP checkpoints.
 //
 // Thread safety: all methods are safe to call concurrently. Concurrent appends are group
-// committed: the first waiting writer writes every queued batch with one write and one
-// fdatasync, and each Append returns only after its own entries are durable.
+// committed: each Append frames its records (in log order, under a short lock) and waits;
+// one sync thread writes everything queued with one pwritev, fdatasyncs, and makes it
+// visible, so every append queued while a sync runs shares the next one. Each Append
+// returns only after its own entries are durable.
 #pragma once
 
 #include <atomic>
@@ -125,14 +127,18 @@ class Ledger {
   static constexpr char kCheckpointFile[] = "checkpoint";
 
  private:
-  struct Writer;
+  // The framed records of one Append, waiting for the sync thread to write and sync them.
+  struct Pending {
+    uint64_t first_seq = 0;
+    std::string framed;                // records, ready to write
+    std::vector<uint32_t> lengths;     // payload lengths
+    std::vector<std::string> leaves;   // leaf hashes
+  };
   explicit Ledger(LedgerOptions options) : options_(std::move(options)) {}
   absl::Status OpenSegmentForAppend() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StartSegment(uint64_t first_seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Writes (without syncing) the batch of the leading writer; called without mu_, by one
-  // thread at a time. Returns where it went and the fd to fdatasync.
-  absl::Status WriteBatch(const std::string& buf, uint64_t first_seq, uint64_t* start_offset,
-                          uint32_t* segment, int* fd);
+  // The sync thread: fdatasyncs what was written, then publishes it in order.
+  void SyncLoop();
   // Signs and stores a checkpoint for the current size if it is newer than the latest.
   absl::Status SignCheckpointNow();
   void CheckpointLoop();
@@ -149,19 +155,27 @@ class Ledger {
   std::vector<Location> locations_ ABSL_GUARDED_BY(mu_);
   std::string last_hash_ ABSL_GUARDED_BY(mu_);
   MerkleTree tree_ ABSL_GUARDED_BY(mu_);
-  bool failed_ ABSL_GUARDED_BY(mu_) = false;    // a write could not be undone
-  std::deque<Writer*> writers_ ABSL_GUARDED_BY(mu_);  // the front one leads
-  // The write side runs ahead of what is committed: a batch is written, the next batch may be
-  // written while the first one syncs, and batches are committed (made visible) in order.
-  uint64_t write_next_seq_ ABSL_GUARDED_BY(mu_) = 0;
-  std::string write_prev_hash_ ABSL_GUARDED_BY(mu_);
-  uint64_t committed_end_ ABSL_GUARDED_BY(mu_) = 0;  // next seq whose batch may publish
-  std::condition_variable publish_cv_;
 
-  // Touched only by the leading writer (or Open): the file being appended to.
+  // Write side, serialised by write_mu_ (taken before mu_ when both are needed).
+  std::mutex write_mu_;
+  bool write_failed_ ABSL_GUARDED_BY(write_mu_) = false;  // a write or sync could not be undone
+  uint64_t write_next_seq_ ABSL_GUARDED_BY(write_mu_) = 0;
+  std::string write_prev_hash_ ABSL_GUARDED_BY(write_mu_);
+  // The file being appended to: touched by the sync thread only (and Open, StartSegment).
   int fd_ = -1;
+  uint32_t write_segment_ = 0;                 // its index in segments_
   uint64_t write_offset_ = 0;
-  std::vector<int> retired_fds_;  // earlier segments; a sync may still be running on them
+  std::vector<int> retired_fds_;               // earlier segments, closed at shutdown
+  std::deque<std::unique_ptr<Pending>> pending_ ABSL_GUARDED_BY(write_mu_);  // queued, not durable
+  std::condition_variable written_cv_;         // pending_ grew, or stopping
+  bool stop_sync_ ABSL_GUARDED_BY(write_mu_) = false;
+  std::thread syncer_;
+  // Published by the sync thread: entries below durable_end_ are durable and visible.
+  std::atomic<uint64_t> durable_end_{0};
+  // Bumped (and notified) after every sync. 32 bits: libstdc++ waits on those with a plain
+  // futex; wrap-around is harmless, waiters only compare for a change.
+  std::atomic<uint32_t> sync_generation_{0};
+  std::atomic<bool> sync_failed_{false};
 
   std::mutex cp_mu_;  // serialises signing; never held while waiting for mu_ to be released
   mutable std::mutex cp_note_mu_;
