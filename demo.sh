@@ -42,27 +42,36 @@ psql -d assessments <<'SQL'
 CREATE SCHEMA assessments;
 CREATE TABLE assessments.responses (id serial PRIMARY KEY, user_id text NOT NULL, question text, answer text);
 CREATE TABLE assessments.scores (user_id text NOT NULL, dimension text, score int);
+CREATE TABLE assessments.events (id serial PRIMARY KEY, user_id text, ip text, city text, kind text);
 INSERT INTO assessments.responses (user_id, question, answer) VALUES
   ('u-1001', 'How do you recharge?', 'Long walks'),
   ('u-1001', 'What are you working on?', 'Patience'),
   ('u-1001', 'Who supports you?', 'My sister'),
   ('u-2002', 'How do you recharge?', 'Reading');
 INSERT INTO assessments.scores VALUES ('u-1001', 'resilience', 7), ('u-1001', 'focus', 5), ('u-2002', 'focus', 8);
+INSERT INTO assessments.events (user_id, ip, city, kind) VALUES
+  ('u-1001', '203.0.113.7', 'Utrecht', 'login'), ('u-1001', '203.0.113.7', 'Utrecht', 'quiz'),
+  ('u-2002', '198.51.100.4', 'Ghent', 'login');
 SQL
 psql -d growth <<'SQL'
 CREATE SCHEMA growth;
 CREATE TABLE growth.contacts (email text PRIMARY KEY, name text, opted_in boolean);
 CREATE TABLE growth.campaign_events (id serial PRIMARY KEY, email text REFERENCES growth.contacts(email), campaign text, event text);
+CREATE TABLE growth.invoices (id serial PRIMARY KEY, email text NOT NULL, cents int);
 INSERT INTO growth.contacts VALUES ('alice@example.com', 'Alice', true), ('bob@example.com', 'Bob', true);
 INSERT INTO growth.campaign_events (email, campaign, event) VALUES
   ('alice@example.com', 'spring', 'opened'), ('alice@example.com', 'spring', 'clicked'),
   ('bob@example.com', 'spring', 'opened');
+INSERT INTO growth.invoices (email, cents) VALUES ('alice@example.com', 4900), ('bob@example.com', 4900);
 SQL
 show_rows() {
   psql -d assessments -c "SELECT 'assessments.responses' AS tbl, user_id AS subject, count(*) FROM assessments.responses GROUP BY 2
-                         UNION ALL SELECT 'assessments.scores', user_id, count(*) FROM assessments.scores GROUP BY 2 ORDER BY 1, 2"
+                         UNION ALL SELECT 'assessments.scores', user_id, count(*) FROM assessments.scores GROUP BY 2
+                         UNION ALL SELECT 'assessments.events', left(user_id, 12) || coalesce(' ip=' || ip, ' ip=NULL') || ' ' || city, count(*)
+                           FROM assessments.events GROUP BY 2 ORDER BY 1, 2"
   psql -d growth -c "SELECT 'growth.contacts' AS tbl, email AS subject, count(*) FROM growth.contacts GROUP BY 2
-                    UNION ALL SELECT 'growth.campaign_events', email, count(*) FROM growth.campaign_events GROUP BY 2 ORDER BY 1, 2"
+                    UNION ALL SELECT 'growth.campaign_events', email, count(*) FROM growth.campaign_events GROUP BY 2
+                    UNION ALL SELECT 'growth.invoices', email, count(*) FROM growth.invoices GROUP BY 2 ORDER BY 1, 2"
 }
 echo "Alice is user_id u-1001 / alice@example.com; Bob is u-2002 / bob@example.com."
 show_rows
@@ -108,7 +117,7 @@ ID=$($LETHECTL -o json request list | grep -o '"request_id": "[0-9a-f]*"' | tail
 step "The request, per domain"
 $LETHECTL request get "$ID"
 
-step "Rows left: Alice is gone everywhere, Bob is untouched"
+step "Rows left: Alice deleted, her analytics anonymized, her invoices retained for tax law; Bob untouched"
 show_rows
 
 step "Audit: verify the ledger offline, from the files and lethed's public key alone"
@@ -132,6 +141,12 @@ $LETHECTL ledger proof --entry "$DONE_ENTRY" --public-key "$WORK/keys/lethed.pub
 step "Export the log as a static C2SP tlog-tiles tree and verify the copy offline"
 $LETHECTL ledger export --out "$WORK/export" --public-key "$WORK/keys/lethed.pub"
 $LETHECTL ledger verify --bundle "$WORK/export" --public-key "$WORK/keys/lethed.pub"
+
+step "The compacted data-product topic now ends in a tombstone for Alice (kcat reads it like any Kafka)"
+if command -v kcat >/dev/null 2>&1; then
+  kcat -C -b "$(cat "$DATA/kafka.bootstrap")" -t mesh.growth.contacts -e -q -Z \
+    -f 'topic %t partition %p offset %o key %k value %S bytes (-1 = null: a tombstone)\n' 2>/dev/null || true
+fi
 
 step "Privacy: the data dir holds no trace of Alice's identifiers"
 if grep -rqs -e 'alice@example.com' -e 'u-1001' "$DATA" "$WORK/export" "$WORK/certificate.json"; then

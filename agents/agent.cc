@@ -25,7 +25,14 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
                    crypto::Ed25519PublicKey::LoadFile(o.control_plane_key_path));
   a->verifier_ = std::make_unique<CommandVerifier>(cp_key, o.domain,
                                                    a->policy_->DomainHash(o.domain), *o.clock);
-  a->purger_ = std::make_unique<PostgresPurger>(o.postgres_dsn, *domain, *a->key_, *o.clock);
+  ASSIGN_OR_RETURN(a->producer_, kafka::Producer::Create(o.kafka_bootstrap, o.kafka_extra));
+  std::vector<std::string> produce_to = {kafka::kReceiptTopic};
+  for (const auto& t : domain->kafka_topics) produce_to.push_back(t.topic);
+  a->producer_->WarmUp(produce_to);
+  Agent* self = a.get();
+  a->purger_ = std::make_unique<PostgresPurger>(
+      o.postgres_dsn, *domain, *a->key_, *o.clock,
+      [self](const std::string& topic, const std::string& key) { return self->Tombstone(topic, key); });
   if (absl::Status s = a->purger_->EnsureSchema(); !s.ok()) {
     // Not fatal: the loop retries when a command arrives.
     spdlog::warn("domain {}: {}", o.domain, s.ToString());
@@ -35,8 +42,6 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
   ASSIGN_OR_RETURN(a->consumer_,
                    kafka::Consumer::Create(o.kafka_bootstrap, "lethe-agent." + o.domain,
                                            {kafka::CommandTopic(o.domain)}, consumer_cfg));
-  ASSIGN_OR_RETURN(a->producer_, kafka::Producer::Create(o.kafka_bootstrap, o.kafka_extra));
-  a->producer_->WarmUp({kafka::kReceiptTopic});
   if (o.metrics) {
     a->commands_family_ = &prometheus::BuildCounter()
                                .Name("lethe_agent_commands_total")
@@ -66,6 +71,37 @@ uint64_t Agent::rejected(Rejection r) const {
   std::lock_guard<std::mutex> l(mu_);
   auto it = rejections_.find(r);
   return it == rejections_.end() ? 0 : it->second;
+}
+
+absl::StatusOr<v1::TombstoneResult> Agent::Tombstone(const std::string& topic,
+                                                     const std::string& key) {
+  ASSIGN_OR_RETURN(kafka::Delivered d, producer_->ProduceSync(topic, key, std::nullopt));
+  v1::TombstoneResult t;
+  t.set_topic(topic);
+  t.set_partition(d.partition);
+  t.set_offset(d.offset);
+  std::optional<kafka::TopicRetention> retention;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = retention_.find(topic);
+    if (it != retention_.end()) retention = it->second;
+  }
+  if (!retention_.count(topic)) {
+    // Once per topic per agent: brokers that refuse DescribeConfigs are not asked again.
+    retention = kafka::DescribeTopicRetention(options_.kafka_bootstrap, topic, absl::Seconds(1));
+    std::lock_guard<std::mutex> l(mu_);
+    retention_[topic] = retention;
+    if (!retention)
+      spdlog::warn("domain {}: cannot read the configuration of topic {}; receipts will not "
+                   "state its retention bounds", options_.domain, topic);
+  }
+  if (retention) {
+    t.set_config_read(true);
+    t.set_cleanup_policy(retention->cleanup_policy);
+    t.set_delete_retention_ms(retention->delete_retention_ms);
+    t.set_max_compaction_lag_ms(retention->max_compaction_lag_ms);
+  }
+  return t;
 }
 
 void Agent::Count(const std::string& result) {

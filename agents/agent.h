@@ -69,6 +69,8 @@ class Agent {
   absl::Status Handle(const kafka::Message& m);
   void Count(const std::string& result);
   void Backoff(absl::Duration d);
+  // Produces a tombstone and records where it went and the topic's retention settings.
+  absl::StatusOr<v1::TombstoneResult> Tombstone(const std::string& topic, const std::string& key);
 
   AgentOptions options_;
   std::unique_ptr<policy::Policy> policy_;
@@ -80,6 +82,7 @@ class Agent {
   AgentStats stats_;
   mutable std::mutex mu_;
   std::map<Rejection, uint64_t> rejections_;
+  std::map<std::string, std::optional<kafka::TopicRetention>> retention_;  // by topic, looked up once
   prometheus::Family<prometheus::Counter>* commands_family_ = nullptr;
   std::condition_variable stop_cv_;
   std::atomic<bool> stop_{false};

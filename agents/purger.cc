@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <map>
 #include <pqxx/pqxx>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "crypto/status.h"
 #include "proto/envelope.h"
 #include "spdlog/spdlog.h"
@@ -21,7 +23,74 @@ constexpr char kSchemaSql[] =
     "  request_id   text NOT NULL,"
     "  outcome      text NOT NULL,"
     "  receipt      bytea NOT NULL,"      // the signed receipt envelope, re-sent on redelivery
-    "  processed_at timestamptz NOT NULL DEFAULT now())";
+    "  processed_at timestamptz NOT NULL DEFAULT now());"
+    // The domain's secret for `anonymize ... hash`: stable within the domain, kept with its data.
+    "CREATE TABLE IF NOT EXISTS lethe_agent.settings ("
+    "  name  text PRIMARY KEY,"
+    "  value bytea NOT NULL)";
+
+// Applies `t`'s action to the rows keyed by one identity value, inside `tx`. Throws pqxx
+// errors; the caller turns them into a FAILED receipt or a retry.
+void ApplyToTable(pqxx::work& tx, const policy::Table& t, const std::string& value,
+                  const std::string& hash_key_hex, v1::TableResult* tr) {
+  const std::string qualified = tx.quote_name(t.schema) + "." + tx.quote_name(t.name);
+  const std::string key = tx.quote_name(t.key_column);
+  // Parameters go untyped, so PostgreSQL reads each as its column's own type.
+  auto count_where = [&](const std::string& column_expr) {
+    pqxx::result r = tx.exec_params(
+        absl::StrCat("SELECT count(*) FROM ", qualified, " WHERE ", column_expr, " = $1"), value);
+    return r[0][0].as<int64_t>();
+  };
+  switch (t.action) {
+    case policy::TableAction::kDelete: {
+      pqxx::result del =
+          tx.exec_params(absl::StrCat("DELETE FROM ", qualified, " WHERE ", key, " = $1"), value);
+      tr->set_rows_affected(tr->rows_affected() + del.affected_rows());
+      tr->set_rows_remaining(tr->rows_remaining() + count_where(key));
+      return;
+    }
+    case policy::TableAction::kAnonymize: {
+      std::vector<std::string> params = {value};
+      std::vector<std::string> sets;
+      std::string hash_param;
+      for (const auto& rw : t.set) {
+        const std::string col = tx.quote_name(rw.column);
+        switch (rw.kind) {
+          case policy::ColumnRewrite::Kind::kNull:
+            sets.push_back(col + " = NULL");
+            break;
+          case policy::ColumnRewrite::Kind::kHash:
+            if (hash_param.empty()) {
+              params.push_back(hash_key_hex);
+              hash_param = "$" + std::to_string(params.size());
+            }
+            // A keyed SHA-256 of the old value: stable within the domain, not reversible
+            // without the domain's secret.
+            sets.push_back(absl::StrCat(col, " = encode(sha256(convert_to(", hash_param, " || ",
+                                        col, "::text, 'UTF8')), 'hex')"));
+            break;
+          case policy::ColumnRewrite::Kind::kConstant:
+            params.push_back(rw.constant);
+            sets.push_back(absl::StrCat(col, " = $", params.size()));
+            break;
+        }
+      }
+      pqxx::result upd = tx.exec_params(
+          absl::StrCat("UPDATE ", qualified, " SET ", absl::StrJoin(sets, ", "), " WHERE ", key, " = $1"),
+          pqxx::prepare::make_dynamic_params(params));
+      tr->set_rows_affected(tr->rows_affected() + upd.affected_rows());
+      // No row may still be keyed by the identity, and no rewritten column may still hold it.
+      int64_t left = count_where(key);
+      for (const auto& rw : t.set)
+        if (rw.column != t.key_column) left += count_where(tx.quote_name(rw.column) + "::text");
+      tr->set_rows_remaining(tr->rows_remaining() + left);
+      return;
+    }
+    case policy::TableAction::kRetain:
+      tr->set_rows_withheld(tr->rows_withheld() + count_where(key));
+      return;
+  }
+}
 
 // Test hook: LETHE_FAILPOINT=agent-after-purge-commit kills the process right after the
 // purge transaction commits, before the receipt is published.
@@ -62,8 +131,36 @@ std::string Describe(const std::exception& e, const std::string& table) {
 }  // namespace
 
 PostgresPurger::PostgresPurger(std::string dsn, policy::Domain domain,
-                               const crypto::Ed25519PrivateKey& key, const Clock& clock)
-    : dsn_(std::move(dsn)), domain_(std::move(domain)), key_(key), clock_(clock) {}
+                               const crypto::Ed25519PrivateKey& key, const Clock& clock,
+                               TombstoneSink tombstones)
+    : dsn_(std::move(dsn)),
+      domain_(std::move(domain)),
+      key_(key),
+      clock_(clock),
+      tombstones_(std::move(tombstones)) {}
+
+namespace {
+// Every key of the subject for a topic: one per combination of the identity values its
+// template uses. Empty when the command lacks one of those identity types.
+std::vector<std::string> SubjectKeys(const policy::KafkaTopic& topic, const v1::DeleteCommand& cmd) {
+  std::vector<std::map<std::string, std::string>> combos(1);
+  for (const auto& type : topic.identities) {
+    std::vector<std::map<std::string, std::string>> next;
+    for (const auto& id : cmd.identities()) {
+      if (id.type() != type) continue;
+      for (auto c : combos) {
+        c[type] = id.value();
+        next.push_back(std::move(c));
+      }
+    }
+    combos = std::move(next);
+  }
+  std::vector<std::string> keys;
+  for (const auto& c : combos)
+    if (auto k = topic.BuildKey(c)) keys.push_back(*k);
+  return keys;
+}
+}  // namespace
 
 PostgresPurger::~PostgresPurger() = default;
 
@@ -84,6 +181,13 @@ absl::Status PostgresPurger::EnsureSchema() {
   try {
     pqxx::work tx(*c);
     tx.exec(kSchemaSql);
+    tx.exec_params(
+        "INSERT INTO lethe_agent.settings (name, value) VALUES ('anonymization_key', $1) "
+        "ON CONFLICT (name) DO NOTHING",
+        pqxx::binarystring(crypto::RandomBytes(32)));
+    pqxx::result key =
+        tx.exec("SELECT value FROM lethe_agent.settings WHERE name = 'anonymization_key'");
+    hash_key_hex_ = crypto::Hex(pqxx::binarystring(key[0][0]).str());
     tx.commit();
     schema_ready_ = true;
     return absl::OkStatus();
@@ -136,32 +240,54 @@ absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
     std::string missing_identity;
     for (const policy::Table& t : domain_.tables) {
       current_table = t.QualifiedName();
-      const std::string qualified = tx.quote_name(t.schema) + "." + tx.quote_name(t.name);
-      const std::string key = tx.quote_name(t.key_column);
       auto* tr = receipt.add_tables();
       tr->set_table(current_table);
-      tr->set_action("delete");
+      tr->set_action(policy::Table::ActionName(t.action));
+      if (t.action == policy::TableAction::kRetain) {
+        tr->set_basis(t.basis);
+        tr->set_retention_period_seconds(absl::ToInt64Seconds(t.period));
+      }
+      for (const auto& rw : t.set) tr->add_columns(rw.column);
       bool any = false;
       for (const auto& id : cmd.identities()) {
         if (id.type() != t.identity) continue;
         any = true;
-        // The parameter goes untyped, so PostgreSQL reads it as the key column's own type.
-        pqxx::result del = tx.exec_params(
-            absl::StrCat("DELETE FROM ", qualified, " WHERE ", key, " = $1"), id.value());
-        tr->set_rows_affected(tr->rows_affected() + del.affected_rows());
-        pqxx::result left = tx.exec_params(
-            absl::StrCat("SELECT count(*) FROM ", qualified, " WHERE ", key, " = $1"), id.value());
-        tr->set_rows_remaining(tr->rows_remaining() + left[0][0].as<int64_t>());
+        ApplyToTable(tx, t, id.value(), hash_key_hex_, tr);
       }
       if (!any && missing_identity.empty()) missing_identity = t.identity;
       if (tr->rows_remaining() != 0) all_zero = false;
+    }
+    // Tombstones, before the commit: a crash after this point re-runs them on redelivery.
+    if (missing_identity.empty() && all_zero) {
+      for (const auto& topic : domain_.kafka_topics) {
+        current_table = "topic " + topic.topic;
+        std::vector<std::string> keys = SubjectKeys(topic, cmd);
+        if (keys.empty()) {
+          missing_identity = topic.identities.empty() ? "?" : topic.identities.front();
+          break;
+        }
+        if (!tombstones_) {
+          tx.abort();
+          return absl::FailedPreconditionError("no Kafka producer for the domain's topics");
+        }
+        for (const auto& k : keys) {
+          auto t = tombstones_(topic.topic, k);
+          if (!t.ok()) {
+            tx.abort();
+            return absl::UnavailableError("tombstone to " + topic.topic + ": " +
+                                          std::string(t.status().message()));
+          }
+          *receipt.add_tombstones() = *t;
+        }
+      }
     }
     if (!missing_identity.empty()) {
       tx.abort();
       receipt.clear_tables();
       receipt.set_outcome(v1::Receipt::FAILED);
+      receipt.clear_tombstones();
       receipt.set_error("the command carries no " + missing_identity +
-                        " identity, which table(s) of this domain are keyed by");
+                        " identity, which this domain's tables or topics are keyed by");
     } else if (!all_zero) {
       tx.abort();
       receipt.clear_tables();

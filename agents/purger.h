@@ -1,13 +1,22 @@
 // PostgresPurger: carries out one verified command in the domain's own PostgreSQL, in one
-// transaction: for each table of the domain's policy section, in order, delete the subject's
-// rows with a parameterised statement, then re-count them inside the same transaction; sign
-// a receipt; record the command id and the receipt in lethe_agent.processed_commands; commit.
+// transaction: for each table of the domain's policy section, in order (children before
+// parents), apply its action to the subject's rows with parameterised statements —
+//   delete:    delete them, then re-count them;
+//   anonymize: rewrite the listed columns (NULL, a constant, or a keyed SHA-256 under the
+//              domain's secret in lethe_agent.settings), then check that no row is still keyed
+//              by the identity and no rewritten column still holds it;
+//   retain:    change nothing, count the rows withheld and report their legal basis —
+// then, still before committing, produce a tombstone for every key of the subject on each of
+// the domain's compacted Kafka topics (so a crash cannot commit a purge without them); sign
+// a receipt; record the command id and the receipt in lethe_agent.processed_commands;
+// commit.
 // A command already in that table is not executed again: its stored receipt is returned.
 //
 // Table and column names come only from the validated policy and are quoted as identifiers;
 // identity values travel only as statement parameters.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <pqxx/connection>
 #include <string>
@@ -28,10 +37,16 @@ struct PurgeResult {
   bool replayed = false;     // the command had been processed before
 };
 
+// Produces one tombstone (key, null value) to a compacted topic and returns where the broker
+// put it. kUnavailable when the broker did not acknowledge it.
+using TombstoneSink =
+    std::function<absl::StatusOr<v1::TombstoneResult>(const std::string& topic, const std::string& key)>;
+
 class PostgresPurger {
  public:
+  // `tombstones` serves the domain's kafka topics; it may be empty when the domain has none.
   PostgresPurger(std::string dsn, policy::Domain domain, const crypto::Ed25519PrivateKey& key,
-                 const Clock& clock);
+                 const Clock& clock, TombstoneSink tombstones = nullptr);
   ~PostgresPurger();
 
   // Creates schema lethe_agent and its table when absent. kUnavailable when the server
@@ -51,8 +66,10 @@ class PostgresPurger {
   const policy::Domain domain_;
   const crypto::Ed25519PrivateKey& key_;
   const Clock& clock_;
+  const TombstoneSink tombstones_;
   std::unique_ptr<pqxx::connection> conn_;
   bool schema_ready_ = false;  // EnsureSchema succeeded once
+  std::string hash_key_hex_;   // the domain's anonymization secret, hex (from lethe_agent.settings)
 };
 
 }  // namespace lethe::agent

@@ -79,20 +79,37 @@ const char* DomainStateName(v1::DomainState s) {
   }
 }
 
+std::string Period(int64_t seconds) {
+  constexpr int64_t kDay = 86400;
+  if (seconds > 0 && seconds % (365 * kDay) == 0) return absl::StrCat(seconds / (365 * kDay), "y");
+  if (seconds > 0 && seconds % kDay == 0) return absl::StrCat(seconds / kDay, "d");
+  return absl::StrCat(seconds, "s");
+}
+
+// One table's part of a receipt, e.g. "billing.invoices withheld 2 under \"Tax records\" for 7y".
+template <typename TableLike>
+std::string TableSummary(const TableLike& t) {
+  if (t.action() == "retain")
+    return absl::StrFormat("%s withheld %d under \"%s\" for %s", t.table(), t.rows_withheld(),
+                           t.basis(), Period(t.retention_period_seconds()));
+  if (t.action() == "anonymize")
+    return absl::StrFormat("%s anonymized %d (%s)", t.table(), t.rows_affected(),
+                           absl::StrJoin(t.columns(), ", "));
+  return absl::StrFormat("%s deleted %d", t.table(), t.rows_affected());
+}
+
 std::string DomainLine(const v1::DomainProgress& d) {
   std::string line = absl::StrFormat("  %-16s %-8s", d.domain(), DomainStateName(d.state()));
   if (d.state() == v1::PENDING) {
     absl::StrAppendFormat(&line, " command %s, published %d time(s)", d.command_id().substr(0, 12),
                           d.attempts());
   } else if (d.state() == v1::DONE) {
-    int64_t total = 0;
-    std::string tables;
-    for (const auto& t : d.tables()) {
-      total += t.rows_affected();
-      absl::StrAppendFormat(&tables, "%s%s %d", tables.empty() ? "" : ", ", t.table(), t.rows_affected());
-    }
-    absl::StrAppendFormat(&line, " %d row(s) deleted (%s); 0 remaining verified; receipt entry %d signed by agent key %s",
-                          total, tables, d.receipt_entry(), d.agent_key_id());
+    std::vector<std::string> tables;
+    for (const auto& t : d.tables()) tables.push_back(TableSummary(t));
+    for (const auto& t : d.tombstones())
+      tables.push_back(absl::StrFormat("tombstone %s[%d]@%d", t.topic(), t.partition(), t.offset()));
+    absl::StrAppendFormat(&line, " %s; 0 remaining verified; receipt entry %d signed by agent key %s",
+                          absl::StrJoin(tables, ", "), d.receipt_entry(), d.agent_key_id());
   } else {
     absl::StrAppendFormat(&line, " %s (receipt entry %d)", d.error(), d.receipt_entry());
   }
@@ -605,9 +622,16 @@ void PrintCertificate(const lethe::ledger::CertificateReport& r) {
               << (d.receipt.outcome() == v1::Receipt::COMPLETED ? "purged" : "FAILED: " + d.receipt.error())
               << "\n";
     for (const auto& t : d.receipt.tables())
-      std::cout << "      " << absl::StrFormat("%-28s %-8s %d row(s), %d remaining", t.table(), t.action(),
-                                                t.rows_affected(), t.rows_remaining())
-                << "\n";
+      std::cout << "      " << TableSummary(t) << (t.action() == "retain" ? "" : ", 0 remaining") << "\n";
+    for (const auto& t : d.receipt.tombstones()) {
+      std::cout << "      tombstone " << t.topic() << " partition " << t.partition() << " offset " << t.offset();
+      if (t.config_read())
+        std::cout << " (cleanup.policy=" << t.cleanup_policy() << ", delete.retention.ms="
+                  << t.delete_retention_ms() << ", max.compaction.lag.ms=" << t.max_compaction_lag_ms() << ")";
+      else
+        std::cout << " (topic configuration not readable)";
+      std::cout << "\n";
+    }
   }
   std::cout << "  " << r.entries << " ledger entries, each proven included in the checkpointed log\n";
 }

@@ -245,6 +245,49 @@ absl::Status Consumer::Rewind(const Message& m) {
   return absl::OkStatus();
 }
 
+std::optional<TopicRetention> DescribeTopicRetention(const std::string& bootstrap,
+                                                     const std::string& topic,
+                                                     absl::Duration timeout) {
+  auto conf = MakeConf({{"bootstrap.servers", bootstrap}});
+  if (!conf.ok()) return std::nullopt;
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, *conf, err, sizeof(err));
+  if (rk == nullptr) return std::nullopt;
+  rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
+  rd_kafka_ConfigResource_t* res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
+  rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+  const int ms = static_cast<int>(absl::ToInt64Milliseconds(timeout));
+  rd_kafka_AdminOptions_set_request_timeout(opts, ms, err, sizeof(err));
+  rd_kafka_DescribeConfigs(rk, &res, 1, opts, q);
+  std::optional<TopicRetention> out;
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(q, ms + 500);
+  if (ev != nullptr && rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const rd_kafka_DescribeConfigs_result_t* r = rd_kafka_event_DescribeConfigs_result(ev);
+    size_t n = 0;
+    const rd_kafka_ConfigResource_t** rs = r ? rd_kafka_DescribeConfigs_result_resources(r, &n) : nullptr;
+    if (n == 1 && rd_kafka_ConfigResource_error(rs[0]) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      TopicRetention t;
+      size_t m = 0;
+      const rd_kafka_ConfigEntry_t** entries = rd_kafka_ConfigResource_configs(rs[0], &m);
+      for (size_t i = 0; i < m; ++i) {
+        const std::string name = rd_kafka_ConfigEntry_name(entries[i]);
+        const char* v = rd_kafka_ConfigEntry_value(entries[i]);
+        if (v == nullptr) continue;
+        if (name == "cleanup.policy") t.cleanup_policy = v;
+        if (name == "delete.retention.ms") t.delete_retention_ms = std::atoll(v);
+        if (name == "max.compaction.lag.ms") t.max_compaction_lag_ms = std::atoll(v);
+      }
+      out = t;
+    }
+  }
+  if (ev) rd_kafka_event_destroy(ev);
+  rd_kafka_AdminOptions_destroy(opts);
+  rd_kafka_ConfigResource_destroy(res);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_destroy(rk);
+  return out;
+}
+
 absl::StatusOr<int64_t> CommittedOffset(const std::string& bootstrap, const std::string& group,
                                         const std::string& topic, int32_t partition) {
   auto conf = MakeConf({{"bootstrap.servers", bootstrap}, {"group.id", group}});

@@ -94,6 +94,17 @@ class Consumer {
   rd_kafka_t* rk_ = nullptr;
 };
 
+// The settings of `topic` that bound how long erased records may linger. nullopt when the
+// broker does not answer within `timeout` (librdkafka's mock cluster never does).
+struct TopicRetention {
+  std::string cleanup_policy;
+  int64_t delete_retention_ms = -1;
+  int64_t max_compaction_lag_ms = -1;
+};
+std::optional<TopicRetention> DescribeTopicRetention(const std::string& bootstrap,
+                                                     const std::string& topic,
+                                                     absl::Duration timeout);
+
 // Committed offset of `group` on topic/partition, read without joining the group; -1001
 // (RD_KAFKA_OFFSET_INVALID) when nothing was committed. For tests and operators.
 absl::StatusOr<int64_t> CommittedOffset(const std::string& bootstrap, const std::string& group,

@@ -235,7 +235,12 @@ v1::RequestView ToView(const RequestRecord& r, const RequestStore& store) {
         tp->set_action(t.action());
         tp->set_rows_affected(t.rows_affected());
         tp->set_rows_remaining(t.rows_remaining());
+        tp->set_rows_withheld(t.rows_withheld());
+        tp->set_basis(t.basis());
+        tp->set_retention_period_seconds(t.retention_period_seconds());
+        *tp->mutable_columns() = t.columns();
       }
+      *dp->mutable_tombstones() = d.receipt->tombstones();
       dp->set_verified_zero_remaining(d.receipt->verified_zero_remaining());
       dp->set_error(d.receipt->error());
       dp->set_agent_key_id(d.agent_key_id);

@@ -18,15 +18,9 @@ namespace {
 
 using Json = nlohmann::json;  // std::map objects: keys come out sorted
 
-const char* ActionName(TableAction action) {
-  switch (action) {
-    case TableAction::kDelete:
-      return "delete";
-  }
-  return "delete";
-}
-
-// The domain's canonical object, without the policy version.
+// The domain's canonical object, without the policy version. A delete-only domain without
+// Kafka topics has exactly the form it had before anonymize, retain and kafka existed, so
+// its hash did not change: the new fields appear only where they are used.
 Json DomainJson(const Domain& domain) {
   Json tables = Json::array();
   for (const Table& t : domain.tables) {
@@ -34,7 +28,33 @@ Json DomainJson(const Domain& domain) {
     table["table"] = t.QualifiedName();
     table["key"] = t.key_column;
     table["identity"] = t.identity;
-    table["action"] = ActionName(t.action);
+    table["action"] = Table::ActionName(t.action);
+    switch (t.action) {
+      case TableAction::kDelete:
+        break;
+      case TableAction::kAnonymize: {
+        // Sorted by column (the names are distinct): set: is a YAML map, whose key order
+        // must not change the hash, and the rewrites of one row happen together.
+        std::vector<ColumnRewrite> sorted = t.set;
+        std::sort(sorted.begin(), sorted.end(), [](const ColumnRewrite& a, const ColumnRewrite& b) {
+          return a.column < b.column;
+        });
+        Json set = Json::array();
+        for (const ColumnRewrite& c : sorted) {
+          Json column = Json::object();
+          column["column"] = c.column;
+          column["kind"] = ColumnRewrite::KindName(c.kind);
+          if (c.kind == ColumnRewrite::Kind::kConstant) column["value"] = c.constant;
+          set.push_back(std::move(column));
+        }
+        table["set"] = std::move(set);
+        break;
+      }
+      case TableAction::kRetain:
+        table["basis"] = t.basis;
+        table["period_seconds"] = absl::ToInt64Seconds(t.period);
+        break;
+    }
     tables.push_back(std::move(table));
   }
   Json postgres = Json::object();
@@ -42,6 +62,16 @@ Json DomainJson(const Domain& domain) {
   Json out = Json::object();
   out["name"] = domain.name;
   out["postgres"] = std::move(postgres);
+  if (!domain.kafka_topics.empty()) {
+    Json topics = Json::array();
+    for (const KafkaTopic& k : domain.kafka_topics) {
+      Json topic = Json::object();
+      topic["topic"] = k.topic;
+      topic["key"] = k.key_template;
+      topics.push_back(std::move(topic));
+    }
+    out["kafka_topics"] = std::move(topics);
+  }
   return out;
 }
 
@@ -59,12 +89,60 @@ std::string Diagnostic::ToString(std::string_view source_name) const {
   return out + ": " + message;
 }
 
+const char* ColumnRewrite::KindName(Kind kind) {
+  switch (kind) {
+    case Kind::kNull:
+      return "null";
+    case Kind::kHash:
+      return "hash";
+    case Kind::kConstant:
+      return "constant";
+  }
+  return "null";
+}
+
+const char* Table::ActionName(TableAction a) {
+  switch (a) {
+    case TableAction::kDelete:
+      return "delete";
+    case TableAction::kAnonymize:
+      return "anonymize";
+    case TableAction::kRetain:
+      return "retain";
+  }
+  return "delete";
+}
+
+std::optional<std::string> KafkaTopic::BuildKey(
+    const std::map<std::string, std::string>& values) const {
+  std::string key;
+  size_t i = 0;
+  while (i < key_template.size()) {
+    const size_t open = key_template.find_first_of("{}", i);
+    if (open == std::string::npos) {
+      key.append(key_template, i, std::string::npos);
+      break;
+    }
+    if (key_template[open] == '}') return std::nullopt;  // not a template Parse accepts
+    key.append(key_template, i, open - i);
+    const size_t close = key_template.find_first_of("{}", open + 1);
+    if (close == std::string::npos || key_template[close] != '}') return std::nullopt;
+    const auto it = values.find(key_template.substr(open + 1, close - open - 1));
+    if (it == values.end()) return std::nullopt;
+    key += it->second;
+    i = close + 1;
+  }
+  return key;
+}
+
 std::vector<std::string> Domain::IdentityTypes() const {
   std::vector<std::string> types;
-  for (const Table& t : tables) {
-    if (std::find(types.begin(), types.end(), t.identity) == types.end()) {
-      types.push_back(t.identity);
-    }
+  auto add = [&types](const std::string& type) {
+    if (std::find(types.begin(), types.end(), type) == types.end()) types.push_back(type);
+  };
+  for (const Table& t : tables) add(t.identity);
+  for (const KafkaTopic& k : kafka_topics) {
+    for (const std::string& type : k.identities) add(type);
   }
   return types;
 }

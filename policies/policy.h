@@ -4,6 +4,7 @@
 // object is always valid.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,7 +25,17 @@ struct Diagnostic {
   std::string ToString(std::string_view source_name) const;
 };
 
-enum class TableAction { kDelete };
+enum class TableAction { kDelete, kAnonymize, kRetain };
+
+// One column an anonymize action rewrites.
+struct ColumnRewrite {
+  enum class Kind { kNull, kHash, kConstant };
+  std::string column;  // safe identifier
+  Kind kind = Kind::kNull;
+  std::string constant;  // for kConstant: the YAML string value (valid UTF-8, no NUL)
+  // "null" | "hash" | "constant"
+  static const char* KindName(Kind kind);
+};
 
 struct Table {
   std::string schema;        // "public" when the file names no schema
@@ -32,13 +43,36 @@ struct Table {
   std::string key_column;    // column that holds the subject key
   std::string identity;      // identity type held in key_column
   TableAction action = TableAction::kDelete;
+  // anonymize only: the columns to rewrite, in file order. Never empty for anonymize, and
+  // always rewrites key_column to null or hash.
+  std::vector<ColumnRewrite> set;
+  std::string basis;      // retain only: the legal basis (non-empty, at most 500 characters)
+  absl::Duration period;  // retain only: how long the rows are kept (a policy duration)
   std::string QualifiedName() const { return schema + "." + name; }
+  // "delete" | "anonymize" | "retain"
+  static const char* ActionName(TableAction a);
+};
+
+// A compacted Kafka topic of a domain, which gets a tombstone for the subject's key.
+struct KafkaTopic {
+  std::string topic;  // [A-Za-z0-9._-]+, at most 249 characters, not "." or ".."
+  // The record key, e.g. "{user_id}" or "user:{user_id}:{email}": literal text and at least
+  // one {identity type} placeholder.
+  std::string key_template;
+  std::vector<std::string> identities;  // identity types the template uses, first-use order
+  // The record key with each placeholder replaced by the value of its identity type;
+  // nullopt when `values` lacks a type the template needs (or the template is malformed).
+  std::optional<std::string> BuildKey(const std::map<std::string, std::string>& values) const;
 };
 
 struct Domain {
-  std::string name;           // [a-z0-9_-]+
-  std::vector<Table> tables;  // in file order: the order the agent processes them
-  // Distinct identity types used by this domain's tables, in first-use order.
+  std::string name;  // [a-z0-9_-]+
+  // In file order: the order the agent processes them. Empty only when the domain has no
+  // postgres section.
+  std::vector<Table> tables;
+  std::vector<KafkaTopic> kafka_topics;  // in file order; empty without a kafka section
+  // Distinct identity types used by this domain's tables, then by its Kafka key templates,
+  // in first-use order.
   std::vector<std::string> IdentityTypes() const;
 };
 
@@ -79,8 +113,8 @@ class Policy {
   std::string CanonicalJson() const;
   std::string Hash() const;
   // The same for one domain's section: what an agent compares with a command's hash. The
-  // object is the domain's own (name, postgres) plus the policy "version". For a domain the
-  // policy does not define, both return an empty string.
+  // object is the domain's own (name, postgres, and kafka_topics when it has any) plus the
+  // policy "version". For a domain the policy does not define, both return an empty string.
   std::string DomainCanonicalJson(std::string_view domain) const;
   std::string DomainHash(std::string_view domain) const;
 

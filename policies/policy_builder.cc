@@ -28,6 +28,13 @@ constexpr int64_t kMaxDurationCount = 1'000'000;
 constexpr char kDurationForms[] = "expected <n>h, <n>d, <n>w or <n>y";
 constexpr char kIdentifierRule[] = "[A-Za-z_][A-Za-z0-9_]* (at most 63 characters)";
 constexpr char kLowerNameRule[] = "lowercase letters, digits, _ and - ([a-z0-9_-]+)";
+constexpr size_t kMaxBasisLength = 500;      // characters (code points)
+constexpr size_t kMaxTopicNameLength = 249;  // Kafka's own limit
+constexpr size_t kMaxKeyTemplateLength = 1000;
+constexpr char kTopicNameRule[] =
+    "[A-Za-z0-9._-]+ (at most 249 characters, and not \".\" or \"..\")";
+constexpr char kActions[] = "delete, anonymize or retain";
+constexpr char kSetForm[] = "a map of column: null | hash | \"constant\"";
 
 struct Position {
   int line = 0;  // 1-based; 0 when unknown
@@ -118,6 +125,63 @@ bool SplitTableName(const std::string& s, std::string* schema, std::string* name
   *schema = std::move(first);
   *name = std::move(second);
   return true;
+}
+
+// A Kafka topic name: [A-Za-z0-9._-]+, at most 249 characters, not "." or "..".
+bool IsTopicName(std::string_view s) {
+  if (s.empty() || s.size() > kMaxTopicNameLength || s == "." || s == "..") return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  });
+}
+
+// The number of characters (code points) in valid UTF-8 text.
+size_t CountCharacters(std::string_view s) {
+  return static_cast<size_t>(std::count_if(
+      s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
+// A Kafka key template split into its placeholders, or why it is malformed.
+struct KeyTemplate {
+  std::vector<std::string> placeholders;  // every {name} in order, repeats included
+  std::string error;                      // empty when well formed
+};
+
+// Placeholders are {name}; the text around them is literal. A "{" inside a placeholder, a
+// "{" never closed, a "}" never opened and an empty {} are errors, and so is a template
+// without any placeholder: its key would be the same for every person.
+KeyTemplate ParseKeyTemplate(std::string_view text) {
+  KeyTemplate out;
+  size_t i = 0;
+  while (i < text.size()) {
+    const size_t open = text.find_first_of("{}", i);
+    if (open == std::string_view::npos) break;
+    if (text[open] == '}') {
+      out.error = "\"}\" at offset " + std::to_string(open) + " closes no placeholder";
+      return out;
+    }
+    const size_t close = text.find_first_of("{}", open + 1);
+    if (close == std::string_view::npos) {
+      out.error = "\"{\" at offset " + std::to_string(open) + " is never closed";
+      return out;
+    }
+    if (text[close] == '{') {
+      out.error = "\"{\" at offset " + std::to_string(close) +
+                  " is inside a placeholder (placeholders do not nest)";
+      return out;
+    }
+    if (close == open + 1) {
+      out.error = "empty placeholder {} at offset " + std::to_string(open);
+      return out;
+    }
+    out.placeholders.emplace_back(text.substr(open + 1, close - open - 1));
+    i = close + 1;
+  }
+  if (out.placeholders.empty()) {
+    out.error = "it has no placeholder, so every person's key would be the same";
+  }
+  return out;
 }
 
 bool IsValidUtf8(std::string_view s) {
@@ -318,6 +382,8 @@ const std::vector<std::string> kDomainKeys = {"name", "postgres", "kafka"};
 const std::vector<std::string> kPostgresKeys = {"tables"};
 const std::vector<std::string> kTableKeys = {"table", "key",    "identity", "action",
                                              "basis", "period", "set"};
+const std::vector<std::string> kKafkaKeys = {"topics"};
+const std::vector<std::string> kTopicKeys = {"topic", "key"};
 
 }  // namespace
 
@@ -508,7 +574,8 @@ class PolicyBuilder {
   void ReadDomain(const YAML::Node& node, size_t index, std::map<std::string, int>* first_line) {
     std::string label = "domain #" + std::to_string(index + 1);
     if (!node.IsMap()) {
-      Error(node, label + " must be a map with name and postgres, got " + Describe(node));
+      Error(node,
+            label + " must be a map with name and postgres and/or kafka, got " + Describe(node));
       return;
     }
     const MapView map(node);
@@ -534,16 +601,28 @@ class PolicyBuilder {
       }
     }
     CheckKeys(map, kDomainKeys, "in " + label);
-    if (const Entry* e = map.Find("kafka")) {
-      Error(e->key_node, "kafka topics are not supported yet (" + label + ")");
+    const Entry* postgres = map.Find("postgres");
+    const Entry* kafka = map.Find("kafka");
+    if (postgres == nullptr && kafka == nullptr) {
+      Error(node, label +
+                      " has neither a postgres nor a kafka section (expected postgres: with a "
+                      "list of tables, kafka: with a list of topics, or both)");
     }
-    if (const Entry* e = map.Find("postgres"); e == nullptr) {
-      Error(node, label + " has no postgres section (expected postgres: with a list of tables)");
-    } else if (!e->value.IsMap()) {
-      ValueError(*e,
-                 "postgres in " + label + " must be a map with tables, got " + Describe(e->value));
-    } else {
-      ReadPostgres(e->value, label, &domain);
+    if (postgres != nullptr) {
+      if (!postgres->value.IsMap()) {
+        ValueError(*postgres, "postgres in " + label + " must be a map with tables, got " +
+                                  Describe(postgres->value));
+      } else {
+        ReadPostgres(postgres->value, label, &domain);
+      }
+    }
+    if (kafka != nullptr) {
+      if (!kafka->value.IsMap()) {
+        ValueError(*kafka, "kafka in " + label + " must be a map with topics, got " +
+                               Describe(kafka->value));
+      } else {
+        ReadKafka(kafka->value, label, &domain);
+      }
     }
     policy_.domains_.push_back(std::move(domain));
   }
@@ -631,30 +710,40 @@ class PolicyBuilder {
       }
     }
 
-    std::string action;
+    std::optional<TableAction> action;
     if (const Entry* e = map.Find("action"); e == nullptr) {
-      Error(node, label + " is missing \"action\" (expected delete)");
-    } else if (const std::string* a = ScalarOrError(*e, "action of " + label + " must be delete")) {
-      action = *a;
-      if (action == "delete") {
-        table.action = TableAction::kDelete;
-      } else if (action == "anonymize" || action == "retain") {
-        ValueError(*e, "action " + Quote(action) + " is not supported yet (" + label + ")");
+      Error(node, label + " is missing \"action\" (expected " + kActions + ")");
+    } else if (const std::string* a =
+                   ScalarOrError(*e, "action of " + label + " must be " + kActions)) {
+      if (*a == "delete") {
+        action = TableAction::kDelete;
+      } else if (*a == "anonymize") {
+        action = TableAction::kAnonymize;
+      } else if (*a == "retain") {
+        action = TableAction::kRetain;
       } else {
-        ValueError(*e, "unknown action " + Quote(action) + " for " + label +
-                           ": expected delete (anonymize and retain are not supported yet)");
+        std::string close = ClosestMatch(*a, {"delete", "anonymize", "retain"});
+        ValueError(*e, "unknown action " + Quote(*a) + " for " + label + ": expected " + kActions +
+                           (close.empty() ? "" : " (did you mean " + Quote(close) + "?)"));
       }
     }
-    // Keys that belong to the actions this build does not support. When the action itself
-    // is the unsupported one, that error already says so.
-    static const std::pair<const char*, const char*> kActionKeys[] = {
-        {"basis", "retain"}, {"period", "retain"}, {"set", "anonymize"}};
-    for (const auto& [key, owner] : kActionKeys) {
-      const Entry* e = map.Find(key);
-      if (e != nullptr && action != owner) {
-        Error(e->key_node, "key " + Quote(key) + " requires action " + owner +
-                               ", which is not supported yet (" + label + ")");
+    if (action.has_value()) {
+      table.action = *action;
+      // Keys that belong to another action. With no valid action, the error about the
+      // action says enough.
+      static const std::pair<const char*, TableAction> kActionKeys[] = {
+          {"set", TableAction::kAnonymize},
+          {"basis", TableAction::kRetain},
+          {"period", TableAction::kRetain}};
+      for (const auto& [key, owner] : kActionKeys) {
+        const Entry* e = map.Find(key);
+        if (e != nullptr && *action != owner) {
+          Error(e->key_node, "key " + Quote(key) + " is only for action " +
+                                 Table::ActionName(owner) + " (" + label + ")");
+        }
       }
+      if (*action == TableAction::kAnonymize) ReadSet(node, map, label, &table);
+      if (*action == TableAction::kRetain) ReadRetention(node, map, label, &table);
     }
 
     if (named) {
@@ -667,6 +756,209 @@ class PolicyBuilder {
       }
     }
     domain->tables.push_back(std::move(table));
+  }
+
+  // The set: of an anonymize action. The key column must be among the columns, rewritten to
+  // null or hash: otherwise the rows would stay keyed by the person's identifier.
+  void ReadSet(const YAML::Node& node, const MapView& map, const std::string& label, Table* table) {
+    const Entry* e = map.Find("set");
+    if (e == nullptr) {
+      Error(node, label + " has action anonymize but no \"set\" (expected " + kSetForm + ")");
+      return;
+    }
+    if (!e->value.IsMap()) {
+      ValueError(*e, "set of " + label + " must be " + kSetForm + ", got " + Describe(e->value));
+      return;
+    }
+    const MapView columns(e->value);
+    if (columns.entries().empty() && columns.bad_keys().empty()) {
+      ValueError(*e, "set of " + label + " must list at least one column");
+      return;
+    }
+    for (const YAML::Node& key : columns.bad_keys()) {
+      Error(key, "columns in set of " + label + " must be column names, got " + Describe(key));
+    }
+    std::map<std::string, int> first_line;
+    bool key_rewritten = false;
+    for (const Entry& c : columns.entries()) {
+      const Position p = PositionOf(c.key_node.Mark());
+      if (!IsIdentifier(c.key)) {
+        Error(p, "bad column " + Quote(c.key) + " in set of " + label +
+                     ": expected a column name matching " + kIdentifierRule);
+        continue;
+      }
+      if (const auto [it, inserted] = first_line.emplace(c.key, p.line); !inserted) {
+        Error(p, "duplicate column " + Quote(c.key) + " in set of " + label + " (first at line " +
+                     std::to_string(it->second) + ")");
+        continue;
+      }
+      const bool is_key = c.key == table->key_column;
+      if (is_key) key_rewritten = true;  // a bad value for it is reported as such
+      ColumnRewrite rewrite;
+      rewrite.column = c.key;
+      if (c.value.IsNull() || (c.value.IsScalar() && c.value.Tag() == "tag:yaml.org,2002:null")) {
+        rewrite.kind = ColumnRewrite::Kind::kNull;
+      } else if (!c.value.IsScalar()) {
+        ValueError(c, "value for column " + Quote(c.key) + " in set of " + label +
+                          " must be null, hash or a \"constant\" string, got " + Describe(c.value));
+        continue;
+      } else if (c.value.Tag() == "?" && c.value.Scalar() == "hash") {
+        rewrite.kind = ColumnRewrite::Kind::kHash;  // plain hash; a quoted "hash" is text
+      } else {
+        const std::string& text = c.value.Scalar();
+        if (!IsValidUtf8(text)) {
+          ValueError(c, "constant for column " + Quote(c.key) + " in set of " + label +
+                            " must be valid UTF-8 text");
+          continue;
+        }
+        if (text.find('\0') != std::string::npos) {
+          ValueError(c, "constant for column " + Quote(c.key) + " in set of " + label +
+                            " must not contain a NUL character");
+          continue;
+        }
+        rewrite.kind = ColumnRewrite::Kind::kConstant;
+        rewrite.constant = text;
+      }
+      if (is_key && rewrite.kind == ColumnRewrite::Kind::kConstant) {
+        ValueError(c, "key column " + Quote(c.key) + " of " + label +
+                          " must be set to null or hash, not a constant (every person's rows "
+                          "would share one key)");
+      }
+      table->set.push_back(std::move(rewrite));
+    }
+    if (!key_rewritten && !table->key_column.empty() && !first_line.empty()) {
+      Error(e->key_node, "anonymize on " + label + " must rewrite its key column " +
+                             Quote(table->key_column) +
+                             " (to null or hash), or the rows stay keyed by the person");
+    }
+  }
+
+  // The basis: and period: of a retain action.
+  void ReadRetention(const YAML::Node& node, const MapView& map, const std::string& label,
+                     Table* table) {
+    if (const Entry* e = map.Find("basis"); e == nullptr) {
+      Error(node, label +
+                      " has action retain but no \"basis\" (the legal basis for keeping its "
+                      "rows, e.g. \"Tax records (Art. 17(3)(b))\")");
+    } else if (const std::string* basis = ScalarOrError(
+                   *e, "basis of " + label + " must be a non-empty string (the legal basis)")) {
+      if (!IsValidUtf8(*basis)) {
+        ValueError(*e, "basis of " + label + " must be valid UTF-8 text");
+      } else if (basis->find_first_not_of(" \t\r\n") == std::string::npos) {
+        ValueError(*e, "basis of " + label + " must be a non-empty string (the legal basis)");
+      } else if (const size_t n = CountCharacters(*basis); n > kMaxBasisLength) {
+        ValueError(*e, "basis of " + label + " is too long: " + std::to_string(n) +
+                           " characters (at most " + std::to_string(kMaxBasisLength) + ")");
+      } else {
+        table->basis = *basis;
+      }
+    }
+    const std::string field = "period of " + label;
+    if (const Entry* e = map.Find("period"); e == nullptr) {
+      Error(node, label +
+                      " has action retain but no \"period\" (how long its rows are kept: "
+                      "<n>h, <n>d, <n>w or <n>y)");
+    } else if (!e->value.IsScalar()) {
+      ValueError(
+          *e, "bad duration for " + field + ": " + kDurationForms + ", got " + Describe(e->value));
+    } else if (absl::StatusOr<absl::Duration> d =
+                   internal::ParseDurationFor(e->value.Scalar(), field);
+               !d.ok()) {
+      ValueError(*e, std::string(d.status().message()));
+    } else {
+      table->period = *d;
+    }
+  }
+
+  void ReadKafka(const YAML::Node& node, const std::string& domain_label, Domain* domain) {
+    const MapView map(node);
+    CheckKeys(map, kKafkaKeys, "in " + domain_label, "kafka");
+    const Entry* e = map.Find("topics");
+    if (e == nullptr) {
+      Error(node, "kafka section of " + domain_label +
+                      " has no topics (expected topics: with a list of topics)");
+      return;
+    }
+    if (!e->value.IsSequence()) {
+      ValueError(
+          *e, "topics in " + domain_label + " must be a list of topics, got " + Describe(e->value));
+      return;
+    }
+    if (e->value.size() == 0) {
+      ValueError(*e, "topics in " + domain_label + " must list at least one topic");
+    }
+    std::map<std::string, int> first_line;
+    size_t index = 0;
+    for (const YAML::Node& item : e->value) {
+      ReadTopic(item, index++, domain_label, &first_line, domain);
+    }
+  }
+
+  void ReadTopic(const YAML::Node& node, size_t index, const std::string& domain_label,
+                 std::map<std::string, int>* first_line, Domain* domain) {
+    const std::string entry_label = "topic #" + std::to_string(index + 1) + " of " + domain_label;
+    if (!node.IsMap()) {
+      Error(node, entry_label + " must be a map with topic and key, got " + Describe(node));
+      return;
+    }
+    const MapView map(node);
+    KafkaTopic topic;
+    std::string label = entry_label;
+    if (const Entry* e = map.Find("topic"); e == nullptr) {
+      Error(node, entry_label + " is missing \"topic\" (the Kafka topic's name)");
+    } else if (const std::string* name = ScalarOrError(
+                   *e, "bad topic name in " + domain_label + ": expected " + kTopicNameRule)) {
+      if (IsTopicName(*name)) {
+        label = "topic " + *name;
+        topic.topic = *name;
+        const Position p = PositionOf(e->value.Mark());
+        if (const auto [it, inserted] = first_line->emplace(*name, p.line); !inserted) {
+          ValueError(*e, "duplicate topic " + *name + " in " + domain_label +
+                             " (first listed at line " + std::to_string(it->second) + ")");
+        }
+      } else {
+        label = "topic " + Quote(*name);
+        ValueError(*e, "bad topic name " + Quote(*name) + " in " + domain_label + ": expected " +
+                           kTopicNameRule);
+      }
+    }
+    CheckKeys(map, kTopicKeys, "in " + label);
+
+    const std::string example = " (a template over identity types, e.g. \"{user_id}\")";
+    if (const Entry* e = map.Find("key"); e == nullptr) {
+      Error(node, label + " is missing \"key\"" + example);
+    } else if (const std::string* text =
+                   ScalarOrError(*e, "key of " + label + " must be a string" + example)) {
+      const KeyTemplate parsed = ParseKeyTemplate(*text);
+      if (!IsValidUtf8(*text)) {
+        ValueError(*e, "key of " + label + " must be valid UTF-8 text");
+      } else if (text->size() > kMaxKeyTemplateLength) {
+        ValueError(*e, "key of " + label + " is too long: " + std::to_string(text->size()) +
+                           " bytes (at most " + std::to_string(kMaxKeyTemplateLength) + ")");
+      } else if (!parsed.error.empty()) {
+        ValueError(*e, "bad key template " + Quote(*text) + " for " + label + ": " + parsed.error +
+                           example);
+      } else {
+        topic.key_template = *text;
+        const std::string known = ListNames(policy_.identities_);
+        for (const std::string& type : parsed.placeholders) {
+          if (std::find(topic.identities.begin(), topic.identities.end(), type) !=
+              topic.identities.end()) {
+            continue;  // a repeat: reported, if at all, at its first use
+          }
+          topic.identities.push_back(type);
+          if (!policy_.identities_.empty() && !policy_.HasIdentity(type)) {
+            std::string close = ClosestMatch(type, policy_.identities_);
+            ValueError(*e, label + " uses identity type " + Quote(type) +
+                               " in its key, which is not listed in identities (" +
+                               (close.empty() ? "listed: " + known
+                                              : "did you mean " + Quote(close) + "?") +
+                               ")");
+          }
+        }
+      }
+    }
+    domain->kafka_topics.push_back(std::move(topic));
   }
 
   void ReadPurposes(const MapView& top) {

@@ -127,7 +127,7 @@ TEST_F(ErasureTest, ErasesOnePersonFromThreeDomainsAndKeepsTheOther) {
   CommandResult get = Lethectl({"--addr", mesh_->addr(), "request", "get", view.request_id()});
   EXPECT_EQ(get.exit_code, 0) << get.output;
   EXPECT_THAT(get.output, HasSubstr("COMPLETED"));
-  EXPECT_THAT(get.output, HasSubstr("billing.invoices 2"));
+  EXPECT_THAT(get.output, HasSubstr("billing.invoices deleted 2"));
   CommandResult json = Lethectl({"--addr", mesh_->addr(), "-o", "json", "request", "list"});
   EXPECT_THAT(json.output, HasSubstr("\"state\": \"COMPLETED\""));
 }

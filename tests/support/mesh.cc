@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -20,6 +21,26 @@ struct DomainFixture {
   const char* plant;   // $U = user_id, $E = email
   const char* count;   // one number: the person's rows over all tables
 };
+
+constexpr char kCrmDdl[] =
+    "CREATE SCHEMA crm;"
+    "CREATE TABLE crm.people (email text PRIMARY KEY, name text);"
+    "CREATE TABLE crm.notes (id serial PRIMARY KEY, person_email text NOT NULL "
+    "  REFERENCES crm.people(email), note text);"
+    "CREATE TABLE crm.events (id serial PRIMARY KEY, user_id text, ip text, country text, kind text);"
+    "CREATE TABLE crm.invoices (id serial PRIMARY KEY, email text NOT NULL, cents int);";
+constexpr char kCrmPlant[] =
+    "INSERT INTO crm.people VALUES ('$E', 'someone');"
+    "INSERT INTO crm.notes (person_email, note) VALUES ('$E', 'called'), ('$E', 'wrote');"
+    "INSERT INTO crm.events (user_id, ip, country, kind) VALUES "
+    "  ('$U', '10.1.2.3', 'NL', 'login'), ('$U', '10.1.2.4', 'NL', 'view'), ('$U', '10.1.2.5', 'BE', 'buy');"
+    "INSERT INTO crm.invoices (email, cents) VALUES ('$E', 1000), ('$E', 2500);";
+// Rows that still identify the person directly (retained invoices included).
+constexpr char kCrmCount[] =
+    "SELECT (SELECT count(*) FROM crm.people WHERE email = '$E') + "
+    "(SELECT count(*) FROM crm.notes WHERE person_email = '$E') + "
+    "(SELECT count(*) FROM crm.events WHERE user_id = '$U') + "
+    "(SELECT count(*) FROM crm.invoices WHERE email = '$E')";
 
 const std::map<std::string, DomainFixture>& Fixtures() {
   static const auto* m = new std::map<std::string, DomainFixture>{
@@ -84,6 +105,53 @@ const std::map<std::string, DomainFixture>& Fixtures() {
         "INSERT INTO billing.accounts VALUES ('$E', 'pro');",
         "SELECT (SELECT count(*) FROM billing.invoices WHERE customer_id = $U) + "
         "(SELECT count(*) FROM billing.accounts WHERE email = '$E')"}},
+      {"crm",
+       {R"yaml(  - name: crm
+    postgres:
+      tables:
+        - table: crm.notes
+          key: person_email
+          identity: email
+          action: delete
+        - table: crm.people
+          key: email
+          identity: email
+          action: delete
+        - table: crm.events
+          key: user_id
+          identity: user_id
+          action: anonymize
+          set:
+            user_id: hash
+            ip: null
+            country: "redacted"
+        - table: crm.invoices
+          key: email
+          identity: email
+          action: retain
+          basis: "Tax records (Art. 17(3)(b))"
+          period: 7y
+    kafka:
+      topics:
+        - topic: mesh.crm.people
+          key: "person:{email}"
+)yaml",
+        kCrmDdl, kCrmPlant, kCrmCount}},
+      // The same tables with the parent listed before the child: the foreign key refuses.
+      {"crm_badorder",
+       {R"(  - name: crm_badorder
+    postgres:
+      tables:
+        - table: crm.people
+          key: email
+          identity: email
+          action: delete
+        - table: crm.notes
+          key: person_email
+          identity: email
+          action: delete
+)",
+        kCrmDdl, kCrmPlant, kCrmCount}},
   };
   return *m;
 }
@@ -261,8 +329,18 @@ absl::StatusOr<std::vector<kafka::Message>> ReadTopic(const std::string& bootstr
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
   if (rk == nullptr) return absl::InternalError(err);
   rd_kafka_poll_set_consumer(rk);
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(list, topic.c_str(), 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  // Every partition of the topic, from the beginning.
+  int partitions = 1;
+  rd_kafka_topic_t* t = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  if (rd_kafka_metadata(rk, 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1) {
+    partitions = std::max(1, md->topics[0].partition_cnt);
+  }
+  if (md) rd_kafka_metadata_destroy(md);
+  rd_kafka_topic_destroy(t);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p)
+    rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
   rd_kafka_assign(rk, list);
   rd_kafka_topic_partition_list_destroy(list);
   std::vector<kafka::Message> out;

@@ -7,6 +7,10 @@
 //   assessments  keyed by user_id (text):   assessments.responses, assessments.scores
 //   growth       keyed by email (text):     growth.campaign_events -> growth.contacts (FK)
 //   billing      keyed by user_id (bigint): billing.invoices, and by email: billing.accounts
+//   crm          every action in one domain: delete (child crm.notes before parent crm.people),
+//                anonymize crm.events (user_id hash, ip null, country constant), retain
+//                crm.invoices under a tax basis for 7y
+//   crm_badorder crm.people listed before crm.notes, which references it
 #pragma once
 
 #include <map>
@@ -91,7 +95,7 @@ class Mesh {
   std::map<std::string, std::unique_ptr<agent::Agent>> agents_;
 };
 
-// Every record of topic/partition from the beginning, read with an assigned (not group)
+// Every record of the topic (all partitions) from the beginning, read with an assigned (not group)
 // consumer. Stops `quiet` after the last record, or at `timeout`.
 absl::StatusOr<std::vector<kafka::Message>> ReadTopic(const std::string& bootstrap,
                                                       const std::string& topic,

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -103,12 +104,33 @@ Policy MustParse(const std::string& yaml) {
   return *std::move(policy);
 }
 
-std::string ReadSample() {
-  std::ifstream in(LETHE_SOURCE_DIR "/policies/sample.yaml");
+// kBase with table growth.contacts (lines 23-26) anonymized: `set_lines` start at line 28.
+std::string Anonymize(const std::string& set_lines) {
+  return Edit(26, "          action: anonymize\n          set:\n" + set_lines);
+}
+
+// kBase with growth.contacts retained: basis on line 27, period on line 28.
+std::string Retain(const std::string& basis, const std::string& period) {
+  return Edit(
+      26, "          action: retain\n          basis: " + basis + "\n          period: " + period);
+}
+
+// kBase with a kafka section for domain growth: `topics` start at line 29.
+std::string WithKafka(const std::string& topics) {
+  return std::string(kBase) + "    kafka:\n      topics:\n" + topics + "\n";
+}
+
+constexpr char kSamplePath[] = LETHE_SOURCE_DIR "/policies/sample.yaml";
+constexpr char kFullExamplePath[] = LETHE_SOURCE_DIR "/policies/examples/full.yaml";
+
+std::string ReadSource(const char* path) {
+  std::ifstream in(path);
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
 }
+
+std::string ReadSample() { return ReadSource(kSamplePath); }
 
 // ---------------------------------------------------------------------------------------
 // Valid input
@@ -154,6 +176,11 @@ TEST(SamplePolicy, LoadsWithBothDomainsAndTheirTables) {
   }
   EXPECT_THAT(names, UnorderedElementsAre("growth.contacts", "growth.campaign_events"));
   EXPECT_EQ(growth->IdentityTypes(), std::vector<std::string>{"email"});
+  ASSERT_THAT(growth->kafka_topics, SizeIs(1));
+  EXPECT_EQ(growth->kafka_topics[0].topic, "mesh.growth.contacts");
+  EXPECT_EQ(growth->kafka_topics[0].key_template, "{email}");
+  EXPECT_EQ(growth->kafka_topics[0].identities, std::vector<std::string>{"email"});
+  EXPECT_THAT(assessments->kafka_topics, IsEmpty());
   EXPECT_EQ(policy->FindDomain("billing"), nullptr);
 }
 
@@ -161,6 +188,60 @@ TEST(SamplePolicy, ValidatesWithoutDiagnostics) {
   const std::string text = ReadSample();
   ASSERT_FALSE(text.empty());
   EXPECT_THAT(Policy::Validate(text), IsEmpty());
+}
+
+TEST(FullExample, ValidatesWithoutDiagnostics) {
+  const std::string text = ReadSource(kFullExamplePath);
+  ASSERT_FALSE(text.empty());
+  EXPECT_THAT(Policy::Validate(text), IsEmpty());
+}
+
+TEST(FullExample, ExercisesEveryActionKafkaAndConsent) {
+  absl::StatusOr<Policy> policy = Policy::LoadFile(kFullExamplePath);
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  using Kind = ColumnRewrite::Kind;
+
+  std::vector<TableAction> actions;
+  std::vector<Kind> kinds;
+  const Table* retained = nullptr;
+  const KafkaTopic* two_identities = nullptr;
+  bool kafka_only = false;
+  for (const Domain& d : policy->domains()) {
+    if (d.tables.empty() && !d.kafka_topics.empty()) kafka_only = true;
+    for (const Table& t : d.tables) {
+      actions.push_back(t.action);
+      for (const ColumnRewrite& c : t.set) kinds.push_back(c.kind);
+      if (t.action == TableAction::kRetain) retained = &t;
+    }
+    for (const KafkaTopic& k : d.kafka_topics) {
+      if (k.identities.size() >= 2) two_identities = &k;
+    }
+  }
+  EXPECT_THAT(actions, testing::IsSupersetOf(
+                           {TableAction::kDelete, TableAction::kAnonymize, TableAction::kRetain}));
+  EXPECT_THAT(kinds, testing::IsSupersetOf({Kind::kNull, Kind::kHash, Kind::kConstant}));
+  ASSERT_NE(retained, nullptr);
+  EXPECT_THAT(retained->basis, Not(IsEmpty()));
+  EXPECT_EQ(retained->period, absl::Hours(7 * 365 * 24));
+  ASSERT_NE(two_identities, nullptr);
+  EXPECT_EQ(two_identities->BuildKey({{"customer_id", "c-7"}, {"email", "ann@example.com"}}),
+            "customer:c-7:ann@example.com");
+  EXPECT_TRUE(kafka_only);
+  bool erases = false;
+  for (const Purpose& p : policy->purposes()) erases = erases || p.erase_on_withdrawal;
+  EXPECT_TRUE(erases);
+
+  const Domain* assessments = policy->FindDomain("assessments");
+  ASSERT_NE(assessments, nullptr);
+  ASSERT_THAT(assessments->tables, SizeIs(3));
+  const Table& events = assessments->tables[2];
+  EXPECT_EQ(events.QualifiedName(), "analytics.events");
+  std::vector<std::tuple<std::string, Kind, std::string>> set;
+  for (const ColumnRewrite& c : events.set) set.emplace_back(c.column, c.kind, c.constant);
+  EXPECT_THAT(set, ElementsAre(std::tuple("user_id", Kind::kHash, ""),
+                               std::tuple("ip_address", Kind::kNull, ""),
+                               std::tuple("user_agent", Kind::kNull, ""),
+                               std::tuple("country", Kind::kConstant, "redacted")));
 }
 
 TEST(Parse, BasePolicyOfTheseTestsIsValid) {
@@ -202,6 +283,15 @@ TEST(Parse, LongestAllowedNamesAreAccepted) {
                              {24, "          key: " + ident}}));
   EXPECT_EQ(p.domains()[1].name, domain);
   EXPECT_EQ(p.domains()[1].tables[0].key_column, ident);
+}
+
+TEST(Domain, IdentityTypesIncludeKafkaKeyTypesAfterTheTables) {
+  Policy p =
+      MustParse(WithKafka("        - topic: mesh.growth.people\n"
+                          "          key: \"{user_id}/{email}\""));
+  EXPECT_EQ(p.FindDomain("growth")->IdentityTypes(),
+            (std::vector<std::string>{"email", "user_id"}));
+  EXPECT_EQ(p.FindDomain("assessments")->IdentityTypes(), std::vector<std::string>{"user_id"});
 }
 
 TEST(Domain, IdentityTypesAreDistinctInFirstUseOrder) {
@@ -365,9 +455,10 @@ TEST(Table, MissingIdentityIsRejectedNamingTheTable) {
 }
 
 TEST(Table, MissingActionIsRejectedNamingTheTable) {
-  EXPECT_THAT(
-      Policy::Validate(Edit(26, kDeleteLine)),
-      ElementsAre(Diag(23, 11, "table growth.contacts is missing \"action\" (expected delete)")));
+  EXPECT_THAT(Policy::Validate(Edit(26, kDeleteLine)),
+              ElementsAre(Diag(23, 11,
+                               "table growth.contacts is missing \"action\" (expected delete, "
+                               "anonymize or retain)")));
 }
 
 TEST(Table, MissingTableNameIsRejectedNamingTheEntry) {
@@ -382,40 +473,41 @@ TEST(Table, UnknownActionIsRejected) {
   EXPECT_THAT(Policy::Validate(Edit(26, "          action: purge")),
               ElementsAre(Diag(26, 19,
                                "unknown action \"purge\" for table growth.contacts: expected "
-                               "delete (anonymize and retain are not supported yet)")));
-}
-
-TEST(Table, AnonymizeIsNotSupportedYet) {
-  EXPECT_THAT(Policy::Validate(Edit(26,
-                                    "          action: anonymize\n"
-                                    "          set:\n"
-                                    "            email: hash")),
+                               "delete, anonymize or retain")));
+  EXPECT_THAT(Policy::Validate(Edit(26, "          action: anonymise")),
               ElementsAre(Diag(26, 19,
-                               "action \"anonymize\" is not supported yet (table "
-                               "growth.contacts)")));
+                               "unknown action \"anonymise\" for table growth.contacts: "
+                               "expected delete, anonymize or retain (did you mean "
+                               "\"anonymize\"?)")));
+  EXPECT_THAT(Policy::Validate(Edit(26, "          action: [delete]")),
+              ElementsAre(Diag(26, 19,
+                               "action of table growth.contacts must be delete, anonymize or "
+                               "retain, got a list")));
 }
 
-TEST(Table, RetainIsNotSupportedYet) {
-  EXPECT_THAT(
-      Policy::Validate(Edit(26,
-                            "          action: retain\n"
-                            "          basis: \"Tax records (Art. 17(3)(b))\"\n"
-                            "          period: 7y")),
-      ElementsAre(Diag(26, 19, "action \"retain\" is not supported yet (table growth.contacts)")));
-}
-
-TEST(Table, KeysOfUnsupportedActionsAreRejectedWithDelete) {
+TEST(Table, KeysOfOtherActionsAreRejected) {
   EXPECT_THAT(Policy::Validate(Edit(26,
                                     "          action: delete\n"
                                     "          set:\n"
                                     "            email: hash\n"
                                     "          basis: tax")),
               ElementsAre(Diag(27, 11,
-                               "key \"set\" requires action anonymize, which is not supported "
-                               "yet (table growth.contacts)"),
+                               "key \"set\" is only for action anonymize (table "
+                               "growth.contacts)"),
                           Diag(29, 11,
-                               "key \"basis\" requires action retain, which is not supported "
-                               "yet (table growth.contacts)")));
+                               "key \"basis\" is only for action retain (table "
+                               "growth.contacts)")));
+  EXPECT_THAT(Policy::Validate(Retain("tax", "7y\n          set:\n            email: hash")),
+              ElementsAre(Diag(
+                  29, 11, "key \"set\" is only for action anonymize (table growth.contacts)")));
+  EXPECT_THAT(Policy::Validate(Anonymize("            email: hash\n          period: 1y")),
+              ElementsAre(Diag(
+                  29, 11, "key \"period\" is only for action retain (table growth.contacts)")));
+  // With an unknown action, the error about it is the one that matters.
+  EXPECT_THAT(Policy::Validate(Edit(26, "          action: purge\n          basis: tax")),
+              ElementsAre(Diag(26, 19,
+                               "unknown action \"purge\" for table growth.contacts: expected "
+                               "delete, anonymize or retain")));
 }
 
 TEST(Table, DuplicateTableInDomainIsRejected) {
@@ -505,17 +597,171 @@ TEST(Table, EmptyTablesAreRejected) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Domains
+// anonymize
 
-TEST(DomainSection, KafkaIsNotSupportedYet) {
-  const std::string yaml = std::string(kBase) +
-                           "    kafka:\n"
-                           "      topics:\n"
-                           "        - topic: mesh.growth.people\n"
-                           "          key: \"{email}\"\n";
-  EXPECT_THAT(Policy::Validate(yaml),
-              ElementsAre(Diag(27, 5, "kafka topics are not supported yet (domain \"growth\")")));
+TEST(Anonymize, ParsesEveryKindOfValueInFileOrder) {
+  Policy p =
+      MustParse(Anonymize("            email: hash\n"
+                          "            name: null\n"
+                          "            phone: ~\n"
+                          "            fax:\n"
+                          "            country: \"redacted\"\n"
+                          "            note: redacted\n"
+                          "            age: 0\n"
+                          "            opted_in: false\n"
+                          "            quoted_hash: \"hash\"\n"
+                          "            quoted_null: 'null'\n"
+                          "            empty_text: \"\"\n"
+                          "            tagged_null: !!null ''"));
+  const Table& t = p.FindDomain("growth")->tables[0];
+  EXPECT_EQ(t.action, TableAction::kAnonymize);
+  using Kind = ColumnRewrite::Kind;
+  std::vector<std::tuple<std::string, Kind, std::string>> got;
+  for (const ColumnRewrite& c : t.set) got.emplace_back(c.column, c.kind, c.constant);
+  EXPECT_THAT(got,
+              ElementsAre(std::tuple("email", Kind::kHash, ""), std::tuple("name", Kind::kNull, ""),
+                          std::tuple("phone", Kind::kNull, ""), std::tuple("fax", Kind::kNull, ""),
+                          std::tuple("country", Kind::kConstant, "redacted"),
+                          std::tuple("note", Kind::kConstant, "redacted"),
+                          std::tuple("age", Kind::kConstant, "0"),
+                          std::tuple("opted_in", Kind::kConstant, "false"),
+                          std::tuple("quoted_hash", Kind::kConstant, "hash"),
+                          std::tuple("quoted_null", Kind::kConstant, "null"),
+                          std::tuple("empty_text", Kind::kConstant, ""),
+                          std::tuple("tagged_null", Kind::kNull, "")));
+  EXPECT_EQ(t.basis, "");
+  EXPECT_EQ(t.period, absl::ZeroDuration());
+  EXPECT_EQ(p.FindDomain("growth")->IdentityTypes(), std::vector<std::string>{"email"});
+  EXPECT_STREQ(Table::ActionName(t.action), "anonymize");
+  EXPECT_STREQ(ColumnRewrite::KindName(Kind::kConstant), "constant");
 }
+
+TEST(Anonymize, RequiresANonEmptySetMap) {
+  EXPECT_THAT(Policy::Validate(Edit(26, "          action: anonymize")),
+              ElementsAre(Diag(23, 11,
+                               "table growth.contacts has action anonymize but no \"set\" "
+                               "(expected a map of column: null | hash | \"constant\")")));
+  EXPECT_THAT(Policy::Validate(Edit(26, "          action: anonymize\n          set: [email]")),
+              ElementsAre(Diag(27, 16,
+                               "set of table growth.contacts must be a map of column: null | "
+                               "hash | \"constant\", got a list")));
+  EXPECT_THAT(Policy::Validate(Edit(26, "          action: anonymize\n          set:")),
+              ElementsAre(Diag(27, 11,
+                               "set of table growth.contacts must be a map of column: null | "
+                               "hash | \"constant\", got an empty value")));
+  EXPECT_THAT(
+      Policy::Validate(Edit(26, "          action: anonymize\n          set: {}")),
+      ElementsAre(Diag(27, 16, "set of table growth.contacts must list at least one column")));
+}
+
+TEST(Anonymize, MustRewriteTheKeyColumnToNullOrHash) {
+  EXPECT_THAT(Policy::Validate(Anonymize("            name: null")),
+              ElementsAre(Diag(27, 11,
+                               "anonymize on table growth.contacts must rewrite its key column "
+                               "\"email\" (to null or hash), or the rows stay keyed by the "
+                               "person")));
+  for (const std::string constant : {"\"nobody@example.com\"", "nobody", "\"hash\"", "0"}) {
+    SCOPED_TRACE(constant);
+    EXPECT_THAT(Policy::Validate(Anonymize("            email: " + constant)),
+                ElementsAre(Diag(28, 20,
+                                 "key column \"email\" of table growth.contacts must be set to "
+                                 "null or hash, not a constant (every person's rows would "
+                                 "share one key)")));
+  }
+  EXPECT_THAT(Policy::Validate(Anonymize("            email: null")), IsEmpty());
+  EXPECT_THAT(Policy::Validate(Anonymize("            name: null\n            email: hash")),
+              IsEmpty());
+}
+
+TEST(Anonymize, BadDuplicateAndNonScalarColumnsAreRejected) {
+  EXPECT_THAT(
+      Policy::Validate(Anonymize("            email: hash\n"           // 28
+                                 "            \"ip address\": null\n"  // 29
+                                 "            email: null\n"           // 30
+                                 "            tags: [a, b]\n"          // 31
+                                 "            [x]: null\n"             // 32
+                                 "            note: \"a\\0b\"")),      // 33
+      ElementsAre(Diag(29, 13,
+                       "bad column \"ip address\" in set of table growth.contacts: expected a "
+                       "column name matching [A-Za-z_][A-Za-z0-9_]* (at most 63 characters)"),
+                  Diag(30, 13,
+                       "duplicate column \"email\" in set of table growth.contacts (first at "
+                       "line 28)"),
+                  Diag(31, 19,
+                       "value for column \"tags\" in set of table growth.contacts must be null, "
+                       "hash or a \"constant\" string, got a list"),
+                  Diag(32, 13,
+                       "columns in set of table growth.contacts must be column names, got a "
+                       "list"),
+                  Diag(33, 19,
+                       "constant for column \"note\" in set of table growth.contacts must not "
+                       "contain a NUL character")));
+  EXPECT_THAT(Policy::Validate(Anonymize("            email: hash\n            " +
+                                         std::string(64, 'c') + ": null")),
+              SizeIs(1));
+  EXPECT_THAT(Policy::Validate(Anonymize("            email: hash\n            " +
+                                         std::string(63, 'c') + ": null")),
+              IsEmpty());
+}
+
+// ---------------------------------------------------------------------------------------
+// retain
+
+TEST(Retain, ParsesBasisAndPeriod) {
+  Policy p = MustParse(Retain("\"Tax records (Art. 17(3)(b))\"", "7y"));
+  const Table& t = p.FindDomain("growth")->tables[0];
+  EXPECT_EQ(t.action, TableAction::kRetain);
+  EXPECT_EQ(t.basis, "Tax records (Art. 17(3)(b))");
+  EXPECT_EQ(t.period, absl::Hours(7 * 365 * 24));
+  EXPECT_THAT(t.set, IsEmpty());
+  EXPECT_STREQ(Table::ActionName(t.action), "retain");
+}
+
+TEST(Retain, RequiresBasisAndPeriod) {
+  EXPECT_THAT(Policy::Validate(Edit(26, "          action: retain")),
+              ElementsAre(Diag(23, 11,
+                               "table growth.contacts has action retain but no \"basis\" (the "
+                               "legal basis for keeping its rows, e.g. \"Tax records (Art. "
+                               "17(3)(b))\")"),
+                          Diag(23, 11,
+                               "table growth.contacts has action retain but no \"period\" (how "
+                               "long its rows are kept: <n>h, <n>d, <n>w or <n>y)")));
+}
+
+TEST(Retain, BasisMustBeNonEmptyTextOfAtMost500Characters) {
+  const std::string empty =
+      "basis of table growth.contacts must be a non-empty string (the legal basis)";
+  EXPECT_THAT(Policy::Validate(Retain("\"\"", "7y")), ElementsAre(Diag(27, 18, empty)));
+  EXPECT_THAT(Policy::Validate(Retain("\"  \"", "7y")), ElementsAre(Diag(27, 18, empty)));
+  EXPECT_THAT(Policy::Validate(Retain("", "7y")),
+              ElementsAre(Diag(27, 11, empty + ", got an empty value")));
+  EXPECT_THAT(Policy::Validate(Retain("[tax]", "7y")),
+              ElementsAre(Diag(27, 18, empty + ", got a list")));
+  EXPECT_THAT(Policy::Validate(Retain(std::string(501, 'x'), "7y")),
+              ElementsAre(Diag(27, 18,
+                               "basis of table growth.contacts is too long: 501 characters (at "
+                               "most 500)")));
+  EXPECT_THAT(Policy::Validate(Retain(std::string(500, 'x'), "7y")), IsEmpty());
+  std::string accented;
+  for (int i = 0; i < 500; ++i) accented += "\xc3\xa9";  // é: 500 characters, 1000 bytes
+  EXPECT_THAT(Policy::Validate(Retain(accented, "7y")), IsEmpty());
+}
+
+TEST(Retain, BadPeriodIsReportedWithTheField) {
+  EXPECT_THAT(Policy::Validate(Retain("tax", "7 years")),
+              ElementsAre(Diag(28, 19,
+                               "bad duration \"7 years\" for period of table growth.contacts: "
+                               "expected <n>h, <n>d, <n>w or <n>y")));
+  EXPECT_THAT(Policy::Validate(Retain("tax", "{years: 7}")),
+              ElementsAre(Diag(28, 19,
+                               "bad duration for period of table growth.contacts: expected "
+                               "<n>h, <n>d, <n>w or <n>y, got a map")));
+  EXPECT_EQ(MustParse(Retain("tax", "36h")).FindDomain("growth")->tables[0].period,
+            absl::Hours(36));
+}
+
+// ---------------------------------------------------------------------------------------
+// Domains
 
 TEST(DomainSection, DuplicateDomainIsRejected) {
   EXPECT_THAT(
@@ -539,7 +785,7 @@ TEST(DomainSection, OverlongDomainNameIsRejected) {
   EXPECT_THAT(d[0].message, HasSubstr("is too long: 201 characters (at most 200)"));
 }
 
-TEST(DomainSection, MissingPostgresSectionIsRejected) {
+TEST(DomainSection, DomainWithNeitherPostgresNorKafkaIsRejected) {
   EXPECT_THAT(Policy::Validate(Edit({{21, kDeleteLine},
                                      {22, kDeleteLine},
                                      {23, kDeleteLine},
@@ -547,8 +793,9 @@ TEST(DomainSection, MissingPostgresSectionIsRejected) {
                                      {25, kDeleteLine},
                                      {26, kDeleteLine}})),
               ElementsAre(Diag(20, 5,
-                               "domain \"growth\" has no postgres section (expected postgres: "
-                               "with a list of tables)")));
+                               "domain \"growth\" has neither a postgres nor a kafka section "
+                               "(expected postgres: with a list of tables, kafka: with a list "
+                               "of topics, or both)")));
 }
 
 TEST(DomainSection, DomainsThatAreNotAListAreReportedOnce) {
@@ -566,6 +813,201 @@ TEST(DomainSection, ControlCharactersInValuesAreEscapedInMessages) {
   EXPECT_EQ(d[0].message,
             "bad domain name \"gr\\nowth\": expected lowercase letters, digits, _ and - "
             "([a-z0-9_-]+)");
+}
+
+// ---------------------------------------------------------------------------------------
+// Kafka topics
+
+TEST(Kafka, TopicsParseWithTheirKeyTemplates) {
+  Policy p =
+      MustParse(WithKafka("        - topic: mesh.growth.people\n"  // 29
+                          "          key: \"{email}\"\n"
+                          "        - topic: mesh.growth.by-user_V2\n"
+                          "          key: \"user:{user_id}:{email}:{user_id}\""));
+  const Domain* growth = p.FindDomain("growth");
+  ASSERT_THAT(growth->kafka_topics, SizeIs(2));
+  EXPECT_EQ(growth->kafka_topics[0].topic, "mesh.growth.people");
+  EXPECT_EQ(growth->kafka_topics[0].key_template, "{email}");
+  EXPECT_EQ(growth->kafka_topics[0].identities, std::vector<std::string>{"email"});
+  EXPECT_EQ(growth->kafka_topics[1].topic, "mesh.growth.by-user_V2");
+  EXPECT_EQ(growth->kafka_topics[1].key_template, "user:{user_id}:{email}:{user_id}");
+  EXPECT_EQ(growth->kafka_topics[1].identities, (std::vector<std::string>{"user_id", "email"}));
+  EXPECT_EQ(growth->IdentityTypes(), (std::vector<std::string>{"email", "user_id"}));
+  EXPECT_THAT(p.FindDomain("assessments")->kafka_topics, IsEmpty());
+}
+
+TEST(Kafka, BuildKeyFillsThePlaceholders) {
+  Policy p =
+      MustParse(WithKafka("        - topic: mesh.growth.people\n"
+                          "          key: \"{email}\"\n"
+                          "        - topic: mesh.growth.users\n"
+                          "          key: \"user:{user_id}:{email}:{user_id}\""));
+  const KafkaTopic& single = p.FindDomain("growth")->kafka_topics[0];
+  const KafkaTopic& multi = p.FindDomain("growth")->kafka_topics[1];
+  const std::map<std::string, std::string> values = {
+      {"email", "ann@example.com"}, {"user_id", "42"}, {"phone", "+15550100"}};
+  EXPECT_EQ(single.BuildKey(values), "ann@example.com");
+  EXPECT_EQ(multi.BuildKey(values), "user:42:ann@example.com:42");
+  // A missing identity type gives no key at all, never a partial one.
+  EXPECT_EQ(multi.BuildKey({{"user_id", "42"}}), std::nullopt);
+  EXPECT_EQ(single.BuildKey({}), std::nullopt);
+  // Values are inserted as they are, never expanded again.
+  EXPECT_EQ(single.BuildKey({{"email", "{user_id}"}, {"user_id", "42"}}), "{user_id}");
+  // A template Parse would reject builds no key.
+  KafkaTopic bad{"t", "{email", {"email"}};
+  EXPECT_EQ(bad.BuildKey(values), std::nullopt);
+}
+
+TEST(Kafka, ADomainMayHaveKafkaTopicsOnly) {
+  Policy p = MustParse(Edit({{21, "    kafka:"},
+                             {22, "      topics:"},
+                             {23, "        - topic: mesh.growth.people"},
+                             {24, "          key: \"{user_id}\""},
+                             {25, kDeleteLine},
+                             {26, kDeleteLine}}));
+  const Domain* growth = p.FindDomain("growth");
+  ASSERT_NE(growth, nullptr);
+  EXPECT_THAT(growth->tables, IsEmpty());
+  ASSERT_THAT(growth->kafka_topics, SizeIs(1));
+  EXPECT_EQ(growth->IdentityTypes(), std::vector<std::string>{"user_id"});
+  EXPECT_EQ(p.DomainCanonicalJson("growth"),
+            R"({"kafka_topics":[{"key":"{user_id}","topic":"mesh.growth.people"}],)"
+            R"("name":"growth","postgres":{"tables":[]},"version":1})");
+}
+
+TEST(Kafka, UnknownIdentityTypeInKeyIsRejected) {
+  EXPECT_THAT(Policy::Validate(WithKafka("        - topic: mesh.growth.people\n"
+                                         "          key: \"{phone}-{phone}\"")),
+              ElementsAre(Diag(30, 16,
+                               "topic mesh.growth.people uses identity type \"phone\" in its key, "
+                               "which is not listed in identities (listed: email, user_id)")));
+  EXPECT_THAT(Policy::Validate(WithKafka("        - topic: mesh.growth.people\n"
+                                         "          key: \"id:{emial}\"")),
+              ElementsAre(Diag(30, 16,
+                               "topic mesh.growth.people uses identity type \"emial\" in its key, "
+                               "which is not listed in identities (did you mean \"email\"?)")));
+}
+
+TEST(Kafka, MalformedKeyTemplatesAreRejected) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"people", "it has no placeholder, so every person's key would be the same"},
+      {"", "it has no placeholder, so every person's key would be the same"},
+      {"{email", "\"{\" at offset 0 is never closed"},
+      {"email}", "\"}\" at offset 5 closes no placeholder"},
+      {"{{email}}", "\"{\" at offset 1 is inside a placeholder (placeholders do not nest)"},
+      {"{email}{", "\"{\" at offset 7 is never closed"},
+      {"x{}", "empty placeholder {} at offset 1"},
+  };
+  for (const auto& [key, why] : cases) {
+    SCOPED_TRACE(key);
+    EXPECT_THAT(
+        Policy::Validate(WithKafka("        - topic: mesh.growth.people\n"
+                                   "          key: \"" +
+                                   key + "\"")),
+        ElementsAre(Diag(30, 16,
+                         "bad key template \"" + key + "\" for topic mesh.growth.people: " + why +
+                             " (a template over identity types, e.g. \"{user_id}\")")));
+  }
+  EXPECT_THAT(Policy::Validate(WithKafka("        - topic: mesh.growth.people\n"
+                                         "          key: [email]")),
+              ElementsAre(Diag(30, 16,
+                               "key of topic mesh.growth.people must be a string (a template "
+                               "over identity types, e.g. \"{user_id}\"), got a list")));
+}
+
+TEST(Kafka, TopicNamesFollowKafkasRule) {
+  EXPECT_THAT(Policy::Validate(WithKafka("        - topic: mesh growth\n"
+                                         "          key: \"{email}\"")),
+              ElementsAre(Diag(29, 18,
+                               "bad topic name \"mesh growth\" in domain \"growth\": expected "
+                               "[A-Za-z0-9._-]+ (at most 249 characters, and not \".\" or "
+                               "\"..\")")));
+  for (const std::string& name :
+       {std::string("."), std::string(".."), std::string(250, 't'), std::string("mesh/growth"),
+        std::string("m\xc3\xa9sh"), std::string("[a, b]"), std::string("\"\"")}) {
+    SCOPED_TRACE(name);
+    std::vector<Diagnostic> d =
+        Policy::Validate(WithKafka("        - topic: " + name + "\n          key: \"{email}\""));
+    ASSERT_THAT(d, SizeIs(1));
+    EXPECT_EQ(d[0].line, 29);
+    EXPECT_EQ(d[0].column, 18);
+    EXPECT_THAT(d[0].message, StartsWith("bad topic name"));
+  }
+  for (const std::string& name :
+       {std::string(249, 't'), std::string("..."), std::string("a"), std::string("A.b_c-9")}) {
+    SCOPED_TRACE(name);
+    EXPECT_THAT(
+        Policy::Validate(WithKafka("        - topic: " + name + "\n          key: \"{email}\"")),
+        IsEmpty());
+  }
+}
+
+TEST(Kafka, DuplicateTopicInDomainIsRejected) {
+  EXPECT_THAT(Policy::Validate(WithKafka("        - topic: mesh.growth.people\n"
+                                         "          key: \"{email}\"\n"
+                                         "        - topic: mesh.growth.people\n"
+                                         "          key: \"{user_id}\"")),
+              ElementsAre(Diag(31, 18,
+                               "duplicate topic mesh.growth.people in domain \"growth\" (first "
+                               "listed at line 29)")));
+  // The same topic in two domains is allowed, as tables are.
+  const std::string both = WithKafka("        - {topic: shared, key: \"{email}\"}");
+  EXPECT_THAT(Policy::Validate(both.substr(0, both.find("  - name: growth")) +
+                               "    kafka:\n      topics: [{topic: shared, key: \"{user_id}\"}]\n" +
+                               both.substr(both.find("  - name: growth"))),
+              IsEmpty());
+}
+
+TEST(Kafka, MissingFieldsAndUnknownKeysAreRejected) {
+  EXPECT_THAT(Policy::Validate(WithKafka("        - topic: mesh.growth.people")),
+              ElementsAre(Diag(29, 11,
+                               "topic mesh.growth.people is missing \"key\" (a template over "
+                               "identity types, e.g. \"{user_id}\")")));
+  EXPECT_THAT(Policy::Validate(WithKafka("        - key: \"{email}\"")),
+              ElementsAre(Diag(29, 11,
+                               "topic #1 of domain \"growth\" is missing \"topic\" (the Kafka "
+                               "topic's name)")));
+  EXPECT_THAT(Policy::Validate(WithKafka("        - topic: mesh.growth.people\n"
+                                         "          key: \"{email}\"\n"
+                                         "          partitions: 3")),
+              ElementsAre(Diag(31, 11,
+                               "unknown key \"partitions\" in topic mesh.growth.people "
+                               "(expected one of: topic, key)")));
+  EXPECT_THAT(Policy::Validate(WithKafka("        - mesh.growth.people")),
+              ElementsAre(Diag(29, 11,
+                               "topic #1 of domain \"growth\" must be a map with topic and key, "
+                               "got \"mesh.growth.people\"")));
+  EXPECT_THAT(Policy::Validate(std::string(kBase) + "    kafka:\n"
+                                                    "      topcis:\n"
+                                                    "        - topic: mesh.growth.people\n"
+                                                    "          key: \"{email}\"\n"),
+              UnorderedElementsAre(
+                  Diag(28, 7,
+                       "unknown key \"topcis\" in domain \"growth\" (under kafka: did you mean "
+                       "\"topics\"?)"),
+                  Diag(28, 7,
+                       "kafka section of domain \"growth\" has no topics (expected topics: with "
+                       "a list of topics)")));
+  EXPECT_THAT(
+      Policy::Validate(std::string(kBase) + "    kafak:\n"
+                                            "      topics: [{topic: t, key: \"{email}\"}]\n"),
+      ElementsAre(Diag(27, 5,
+                       "unknown key \"kafak\" in domain \"growth\" (did you mean "
+                       "\"kafka\"?)")));
+}
+
+TEST(Kafka, SectionShapesAreChecked) {
+  EXPECT_THAT(Policy::Validate(std::string(kBase) + "    kafka: [mesh.growth.people]\n"),
+              ElementsAre(Diag(27, 12,
+                               "kafka in domain \"growth\" must be a map with topics, got a "
+                               "list")));
+  EXPECT_THAT(
+      Policy::Validate(std::string(kBase) + "    kafka:\n      topics: []\n"),
+      ElementsAre(Diag(28, 15, "topics in domain \"growth\" must list at least one topic")));
+  EXPECT_THAT(Policy::Validate(std::string(kBase) + "    kafka:\n      topics: people\n"),
+              ElementsAre(Diag(28, 15,
+                               "topics in domain \"growth\" must be a list of topics, got "
+                               "\"people\"")));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -677,8 +1119,8 @@ TEST(Report, EveryProblemInAFileIsReportedInFileOrder) {
                "bad duration \"30 days\" for deadlines.erasure: expected <n>h, <n>d, <n>w or "
                "<n>y"),
           Diag(19, 19,
-               "unknown action \"purge\" for table assessments.responses: expected delete "
-               "(anonymize and retain are not supported yet)"),
+               "unknown action \"purge\" for table assessments.responses: expected delete, "
+               "anonymize or retain"),
           Diag(25, 21,
                "table growth.contacts uses identity type \"phone\", which is not listed in "
                "identities (listed: email, user_id)")));
@@ -691,7 +1133,7 @@ TEST(Report, EveryProblemInAFileIsReportedInFileOrder) {
             "policy.yaml:10:12: bad duration \"30 days\" for deadlines.erasure: expected <n>h, "
             "<n>d, <n>w or <n>y\n"
             "policy.yaml:19:19: unknown action \"purge\" for table assessments.responses: "
-            "expected delete (anonymize and retain are not supported yet)\n"
+            "expected delete, anonymize or retain\n"
             "policy.yaml:25:21: table growth.contacts uses identity type \"phone\", which is not "
             "listed in identities (listed: email, user_id)");
 }
@@ -784,22 +1226,26 @@ TEST(MalformedYaml, DeepNestingIsADiagnostic) {
 }
 
 TEST(MalformedYaml, TruncatedAndMutatedPoliciesNeverThrow) {
-  const std::string base = ReadSample();
-  for (size_t n = 0; n <= base.size(); ++n) {
-    EXPECT_NO_THROW(Policy::Validate(base.substr(0, n))) << "prefix of " << n << " bytes";
-  }
-  std::mt19937 random(20240601);  // fixed seed: the same inputs on every run
-  const std::string alphabet = "[]{}:,-?&*!|>'\"#%@` \n\t.0aZ\xff\x80";
-  for (int i = 0; i < 2000; ++i) {
-    std::string mutated = base;
-    const int edits = 1 + static_cast<int>(random() % 4);
-    for (int e = 0; e < edits; ++e) {
-      mutated[random() % mutated.size()] = alphabet[random() % alphabet.size()];
+  for (const char* path : {kSamplePath, kFullExamplePath}) {
+    SCOPED_TRACE(path);
+    const std::string base = ReadSource(path);
+    ASSERT_FALSE(base.empty());
+    for (size_t n = 0; n <= base.size(); ++n) {
+      EXPECT_NO_THROW(Policy::Validate(base.substr(0, n))) << "prefix of " << n << " bytes";
     }
-    absl::StatusOr<Policy> p = absl::InternalError("not run");
-    EXPECT_NO_THROW(p = Policy::Parse(mutated, "fuzz.yaml")) << mutated;
-    if (p.ok()) {
-      EXPECT_THAT(p->CanonicalJson(), StartsWith("{"));  // a valid policy serialises
+    std::mt19937 random(20240601);  // fixed seed: the same inputs on every run
+    const std::string alphabet = "[]{}:,-?&*!|>'\"#%@` \n\t.0aZ\xff\x80";
+    for (int i = 0; i < 2000; ++i) {
+      std::string mutated = base;
+      const int edits = 1 + static_cast<int>(random() % 4);
+      for (int e = 0; e < edits; ++e) {
+        mutated[random() % mutated.size()] = alphabet[random() % alphabet.size()];
+      }
+      absl::StatusOr<Policy> p = absl::InternalError("not run");
+      EXPECT_NO_THROW(p = Policy::Parse(mutated, "fuzz.yaml")) << mutated;
+      if (p.ok()) {
+        EXPECT_THAT(p->CanonicalJson(), StartsWith("{"));  // a valid policy serialises
+      }
     }
   }
 }
@@ -909,6 +1355,79 @@ TEST(Hash, PolicyWideChangesLeaveDomainHashesAlone) {
   EXPECT_NE(a.Hash(), b.Hash());
   EXPECT_EQ(a.DomainHash("growth"), b.DomainHash("growth"));
   EXPECT_EQ(a.DomainHash("assessments"), b.DomainHash("assessments"));
+}
+
+TEST(Hash, CanonicalJsonOfAnonymizeRetainAndKafka) {
+  Policy p = MustParse(
+      "version: 1\n"
+      "name: mini\n"
+      "identities: [email]\n"
+      "domains:\n"
+      "  - name: d\n"
+      "    postgres:\n"
+      "      tables:\n"
+      "        - {table: a, key: email, identity: email, action: anonymize,\n"
+      "           set: {email: hash, ip: null, country: \"x\"}}\n"
+      "        - {table: r, key: email, identity: email, action: retain, basis: Tax,\n"
+      "           period: 1d}\n"
+      "    kafka:\n"
+      "      topics:\n"
+      "        - {topic: t, key: \"e:{email}\"}\n");
+  // set is sorted by column: it is a YAML map, and key order never changes a hash.
+  EXPECT_EQ(p.DomainCanonicalJson("d"),
+            R"({"kafka_topics":[{"key":"e:{email}","topic":"t"}],"name":"d",)"
+            R"("postgres":{"tables":[{"action":"anonymize","identity":"email","key":"email",)"
+            R"("set":[{"column":"country","kind":"constant","value":"x"},)"
+            R"({"column":"email","kind":"hash"},{"column":"ip","kind":"null"}],)"
+            R"("table":"public.a"},{"action":"retain","basis":"Tax","identity":"email",)"
+            R"("key":"email","period_seconds":86400,"table":"public.r"}]},"version":1})");
+  // The model keeps the file's order.
+  const Table& a = p.FindDomain("d")->tables[0];
+  ASSERT_THAT(a.set, SizeIs(3));
+  EXPECT_EQ(a.set[0].column, "email");
+  EXPECT_EQ(a.set[2].column, "country");
+}
+
+TEST(Hash, AnonymizeChangesChangeItsDomainHashOnly) {
+  auto anonymize = [](const std::string& email, const std::string& second) {
+    return MustParse(Anonymize("            email: " + email + "\n            " + second));
+  };
+  Policy a = anonymize("hash", "ip: null");
+  for (const Policy& other : {anonymize("null", "ip: null"), anonymize("hash", "ip: \"0.0.0.0\""),
+                              anonymize("hash", "ip: hash"), anonymize("hash", "ip_address: null"),
+                              MustParse(Anonymize("            email: hash"))}) {
+    EXPECT_NE(a.DomainHash("growth"), other.DomainHash("growth"));
+    EXPECT_NE(a.Hash(), other.Hash());
+    EXPECT_EQ(a.DomainHash("assessments"), other.DomainHash("assessments"));
+  }
+  EXPECT_NE(anonymize("hash", "ip: \"0.0.0.0\"").DomainHash("growth"),
+            anonymize("hash", "ip: \"0.0.0.1\"").DomainHash("growth"));
+  // The order of the columns in set: is the order of keys in a map: not part of the hash.
+  Policy reordered = MustParse(Anonymize("            ip: null\n            email: hash"));
+  EXPECT_EQ(a.DomainHash("growth"), reordered.DomainHash("growth"));
+  EXPECT_EQ(a.Hash(), reordered.Hash());
+}
+
+TEST(Hash, RetainChangesChangeItsDomainHashOnly) {
+  Policy a = MustParse(Retain("\"Tax records\"", "7y"));
+  for (const Policy& other :
+       {MustParse(Retain("\"Tax records.\"", "7y")), MustParse(Retain("\"Tax records\"", "6y"))}) {
+    EXPECT_NE(a.DomainHash("growth"), other.DomainHash("growth"));
+    EXPECT_EQ(a.DomainHash("assessments"), other.DomainHash("assessments"));
+  }
+  // The same basis, unquoted, and the same period in other units (2555 days): the same hash.
+  EXPECT_EQ(a.DomainHash("growth"), MustParse(Retain("Tax records", "365w")).DomainHash("growth"));
+}
+
+TEST(Hash, KafkaChangesChangeItsDomainHashOnly) {
+  Policy none = MustParse(kBase);
+  Policy a = MustParse(WithKafka("        - {topic: people, key: \"{email}\"}"));
+  for (const Policy& other :
+       {MustParse(WithKafka("        - {topic: people, key: \"e:{email}\"}")),
+        MustParse(WithKafka("        - {topic: persons, key: \"{email}\"}")), none}) {
+    EXPECT_NE(a.DomainHash("growth"), other.DomainHash("growth"));
+    EXPECT_EQ(a.DomainHash("assessments"), other.DomainHash("assessments"));
+  }
 }
 
 }  // namespace
