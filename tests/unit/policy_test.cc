@@ -154,27 +154,43 @@ TEST(SamplePolicy, LoadsWithBothDomainsAndTheirTables) {
   ASSERT_THAT(policy->domains(), SizeIs(2));
   const Domain* assessments = policy->FindDomain("assessments");
   ASSERT_NE(assessments, nullptr);
-  ASSERT_THAT(assessments->tables, SizeIs(2));
+  ASSERT_THAT(assessments->tables, SizeIs(3));
   EXPECT_EQ(assessments->tables[0].QualifiedName(), "assessments.responses");
   EXPECT_EQ(assessments->tables[1].QualifiedName(), "assessments.scores");
+  EXPECT_EQ(assessments->tables[2].QualifiedName(), "assessments.events");
   for (const Table& t : assessments->tables) {
     EXPECT_EQ(t.key_column, "user_id");
     EXPECT_EQ(t.identity, "user_id");
-    EXPECT_EQ(t.action, TableAction::kDelete);
   }
+  EXPECT_EQ(assessments->tables[0].action, TableAction::kDelete);
+  EXPECT_EQ(assessments->tables[1].action, TableAction::kDelete);
+  const Table& events = assessments->tables[2];
+  EXPECT_EQ(events.action, TableAction::kAnonymize);
+  ASSERT_THAT(events.set, SizeIs(3));
+  EXPECT_EQ(events.set[0].column, "user_id");
+  EXPECT_EQ(events.set[0].kind, ColumnRewrite::Kind::kHash);
+  EXPECT_EQ(events.set[1].column, "ip");
+  EXPECT_EQ(events.set[1].kind, ColumnRewrite::Kind::kNull);
+  EXPECT_EQ(events.set[2].column, "city");
+  EXPECT_EQ(events.set[2].kind, ColumnRewrite::Kind::kConstant);
+  EXPECT_EQ(events.set[2].constant, "redacted");
   EXPECT_EQ(assessments->IdentityTypes(), std::vector<std::string>{"user_id"});
 
   const Domain* growth = policy->FindDomain("growth");
   ASSERT_NE(growth, nullptr);
-  ASSERT_THAT(growth->tables, SizeIs(2));
-  std::vector<std::string> names;
+  ASSERT_THAT(growth->tables, SizeIs(3));
+  EXPECT_EQ(growth->tables[0].QualifiedName(), "growth.campaign_events");  // child first
+  EXPECT_EQ(growth->tables[1].QualifiedName(), "growth.contacts");
+  EXPECT_EQ(growth->tables[2].QualifiedName(), "growth.invoices");
   for (const Table& t : growth->tables) {
-    names.push_back(t.QualifiedName());
     EXPECT_EQ(t.key_column, "email");
     EXPECT_EQ(t.identity, "email");
-    EXPECT_EQ(t.action, TableAction::kDelete);
   }
-  EXPECT_THAT(names, UnorderedElementsAre("growth.contacts", "growth.campaign_events"));
+  EXPECT_EQ(growth->tables[0].action, TableAction::kDelete);
+  EXPECT_EQ(growth->tables[1].action, TableAction::kDelete);
+  EXPECT_EQ(growth->tables[2].action, TableAction::kRetain);
+  EXPECT_EQ(growth->tables[2].basis, "Tax records (Art. 17(3)(b))");
+  EXPECT_EQ(growth->tables[2].period, absl::Hours(24 * 365 * 7));
   EXPECT_EQ(growth->IdentityTypes(), std::vector<std::string>{"email"});
   ASSERT_THAT(growth->kafka_topics, SizeIs(1));
   EXPECT_EQ(growth->kafka_topics[0].topic, "mesh.growth.contacts");
