@@ -142,7 +142,9 @@ TEST(Crash, AgentKilledAfterPurgeCommitPurgesOnceAndRecordsOneReceipt) {
   ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_EQ(done->state(), v1::COMPLETED);
   agent::Agent& a = mesh.agent("assessments");
-  EXPECT_EQ(a.stats().replayed.load(), 1u);
+  // At least one replay; more when the outbox re-published the unanswered command meanwhile
+  // (its first retry is after 15 s). Every delivery is answered from the stored receipt.
+  EXPECT_GE(a.stats().replayed.load(), 1u);
   EXPECT_EQ(a.stats().purged.load(), 0u);
   EXPECT_EQ(*mesh.Rows("assessments", kAlice), 1);  // only the row inserted after the purge
   EXPECT_EQ(*mesh.pg().Query("assessments", "SELECT count(*) FROM lethe_agent.processed_commands"), "1");
