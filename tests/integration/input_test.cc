@@ -157,7 +157,8 @@ TEST(AgentDatabaseOutage, NoReceiptAndNoCommittedOffsetUntilPostgresIsBack) {
   committed = kafka::CommittedOffset(mesh.kafka_bootstrap(), "lethe-agent.assessments",
                                      kafka::CommandTopic("assessments"), 0);
   ASSERT_TRUE(committed.ok());
-  EXPECT_EQ(*committed, 1);
+  // Past the command (or past a re-publication of it, if the outbox's retry came first).
+  EXPECT_GE(*committed, 1);
 }
 
 }  // namespace
