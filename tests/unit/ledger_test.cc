@@ -30,6 +30,7 @@
 #include "crypto/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/files.h"
 #include "ledger/audit.h"
 #include "ledger/checkpoint.h"
 #include "ledger/ledger.h"
@@ -43,6 +44,9 @@ namespace lethe::ledger {
 namespace {
 
 namespace fs = std::filesystem;
+using ::lethe::testing::ReadBytes;
+using ::lethe::testing::TempDir;
+using ::lethe::testing::WriteBytes;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -67,42 +71,10 @@ constexpr char kEmDashSpace[] = "\xE2\x80\x94 ";  // U+2014 in UTF-8, then a spa
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-// A fresh directory under the system temp dir; removed, with everything in it, at scope exit.
-class TempDir {
- public:
-  TempDir()
-      : path_(fs::temp_directory_path() /
-              ("lethe-ledger-test-" + crypto::Hex(crypto::RandomBytes(8)))) {
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string path() const { return path_.string(); }
-  std::string File(std::string_view name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 crypto::Ed25519PrivateKey NewKey() { return crypto::Ed25519PrivateKey::Generate().value(); }
 
-std::string ReadBytes(const std::string& path) {
-  auto data = crypto::ReadFile(path);
-  EXPECT_TRUE(data.ok()) << data.status();
-  return data.ok() ? *data : std::string();
-}
 
-void WriteBytes(const std::string& path, std::string_view data) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(data.data(), static_cast<std::streamsize>(data.size()));
-  f.close();
-  EXPECT_TRUE(f.good()) << "cannot write " << path;
-}
 
 // Every file of a directory by name, with its bytes.
 std::map<std::string, std::string> Snapshot(const std::string& dir) {

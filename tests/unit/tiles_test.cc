@@ -23,6 +23,7 @@
 #include "crypto/crypto.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/files.h"
 #include "ledger/audit.h"
 #include "ledger/checkpoint.h"
 #include "ledger/ledger.h"
@@ -37,6 +38,9 @@ namespace lethe::ledger {
 namespace {
 
 namespace fs = std::filesystem;
+using ::lethe::testing::ReadBytes;
+using ::lethe::testing::TempDir;
+using ::lethe::testing::WriteBytes;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
@@ -60,41 +64,10 @@ const absl::Time kNow = absl::FromUnixMillis(1'700'000'000'000);
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-class TempDir {
- public:
-  TempDir()
-      : path_(fs::temp_directory_path() / ("lethe-tiles-test-" + crypto::Hex(crypto::RandomBytes(8)))) {
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string path() const { return path_.string(); }
-  std::string File(std::string_view name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 crypto::Ed25519PrivateKey NewKey() { return crypto::Ed25519PrivateKey::Generate().value(); }
 
-std::string ReadBytes(const std::string& path) {
-  auto data = crypto::ReadFile(path);
-  EXPECT_TRUE(data.ok()) << data.status();
-  return data.ok() ? *data : std::string();
-}
 
-void WriteBytes(const std::string& path, std::string_view data) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(data.data(), static_cast<std::streamsize>(data.size()));
-  f.close();
-  EXPECT_TRUE(f.good()) << "cannot write " << path;
-}
 
 void FlipByte(const std::string& path, size_t offset) {
   std::string data = ReadBytes(path);

@@ -1,0 +1,52 @@
+// File helpers for tests: a self-removing temp directory and whole-file reads and writes.
+#pragma once
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <string_view>
+
+#include "crypto/crypto.h"
+#include "gtest/gtest.h"
+
+namespace lethe::testing {
+
+// A fresh directory under the system temp dir; removed, with everything in it, at scope exit.
+class TempDir {
+ public:
+  TempDir()
+      : path_(std::filesystem::temp_directory_path() /
+              ("lethe-test-" + crypto::Hex(crypto::RandomBytes(8)))) {
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  std::string path() const { return path_.string(); }
+  std::string File(std::string_view name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// The file's bytes; a failed read fails the test and yields "".
+inline std::string ReadBytes(const std::string& path) {
+  auto data = crypto::ReadFile(path);
+  EXPECT_TRUE(data.ok()) << data.status();
+  return data.ok() ? *data : std::string();
+}
+
+// Replaces the file (creating its parent directories); a failed write fails the test.
+inline void WriteBytes(const std::string& path, std::string_view data) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(data.data(), static_cast<std::streamsize>(data.size()));
+  f.close();
+  EXPECT_TRUE(f.good()) << "cannot write " << path;
+}
+
+}  // namespace lethe::testing
