@@ -30,6 +30,7 @@
 #include "crypto/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/assertions.h"
 #include "tests/support/files.h"
 #include "ledger/audit.h"
 #include "ledger/checkpoint.h"
@@ -50,19 +51,6 @@ using ::lethe::testing::WriteBytes;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-#define LT_CONCAT_INNER_(a, b) a##b
-#define LT_CONCAT_(a, b) LT_CONCAT_INNER_(a, b)
-#define ASSERT_OK_AND_ASSIGN(lhs, rexpr) \
-  ASSERT_OK_AND_ASSIGN_IMPL_(LT_CONCAT_(statusor_, __LINE__), lhs, rexpr)
-#define ASSERT_OK_AND_ASSIGN_IMPL_(var, lhs, rexpr) \
-  auto var = (rexpr);                               \
-  ASSERT_TRUE(var.ok()) << var.status();            \
-  lhs = std::move(var).value()
-#define ASSERT_OK(expr)                     \
-  do {                                      \
-    const ::absl::Status st_ = (expr);      \
-    ASSERT_TRUE(st_.ok()) << st_;           \
-  } while (0)
 
 constexpr char kOrigin[] = "ledger-test.example/log";
 const absl::Time kNow = absl::FromUnixMillis(1'700'000'000'000);

@@ -23,6 +23,7 @@
 #include "crypto/crypto.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/assertions.h"
 #include "tests/support/files.h"
 #include "ledger/audit.h"
 #include "ledger/checkpoint.h"
@@ -44,19 +45,6 @@ using ::lethe::testing::WriteBytes;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
-#define TT_CONCAT_INNER_(a, b) a##b
-#define TT_CONCAT_(a, b) TT_CONCAT_INNER_(a, b)
-#define ASSERT_OK_AND_ASSIGN(lhs, rexpr) \
-  ASSERT_OK_AND_ASSIGN_IMPL_(TT_CONCAT_(statusor_, __LINE__), lhs, rexpr)
-#define ASSERT_OK_AND_ASSIGN_IMPL_(var, lhs, rexpr) \
-  auto var = (rexpr);                               \
-  ASSERT_TRUE(var.ok()) << var.status();            \
-  lhs = std::move(var).value()
-#define ASSERT_OK(expr)                \
-  do {                                 \
-    const ::absl::Status st_ = (expr); \
-    ASSERT_TRUE(st_.ok()) << st_;      \
-  } while (0)
 
 constexpr char kOrigin[] = "tiles-test.example/log";
 const absl::Time kNow = absl::FromUnixMillis(1'700'000'000'000);
