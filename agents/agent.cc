@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "crypto/status.h"
+#include "proto/envelope.h"
 #include "spdlog/spdlog.h"
 
 namespace lethe::agent {
@@ -126,7 +127,25 @@ absl::Status Agent::Handle(const kafka::Message& m) {
     // The status text names ids and domains only, never identities.
     spdlog::warn("domain {}: rejected command at {} ({}): {}", options_.domain, where,
                  RejectionName(v.rejection), v.command.status().ToString());
-    return absl::OkStatus();  // nothing to retry: commit past it
+    if (v.authentic) {
+      // An authentic command this agent will not run as it stands: tell lethed why, signed,
+      // so that the request shows it. Nothing is stored: once the agent runs the right
+      // policy, the re-published command is processed normally.
+      v1::Receipt refusal;
+      refusal.set_command_id(v.authentic->command.command_id());
+      refusal.set_request_id(v.authentic->command.request_id());
+      refusal.set_domain(options_.domain);
+      refusal.set_command_digest(v.authentic->digest);
+      refusal.set_outcome(v1::Receipt::REJECTED);
+      refusal.set_error(std::string(v.command.status().message()));
+      refusal.set_completed_at_unix_ms(absl::ToUnixMillis(options_.clock->Now()));
+      const std::string request_id = refusal.request_id();
+      v.authentic.reset();  // holds identities
+      const std::string wire =
+          SignEnvelope(kReceiptType, refusal.SerializeAsString(), *key_).SerializeAsString();
+      RETURN_IF_ERROR(producer_->ProduceSync(kafka::kReceiptTopic, request_id, wire).status());
+    }
+    return consumer_->Commit(m);  // nothing to retry: commit past it
   }
   ASSIGN_OR_RETURN(PurgeResult r, purger_->Purge(*v.command));
   const v1::DeleteCommand& cmd = v.command->command;

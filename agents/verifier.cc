@@ -54,12 +54,16 @@ VerifyResult CommandVerifier::Verify(std::string_view wire) const {
   if (absl::FromUnixMillis(c.issued_at_unix_ms()) > now + skew_)
     return fail(Rejection::kExpired,
                 absl::FailedPreconditionError("command issued in the future (clock skew?)"));
-  if (c.domain_policy_hash() != policy_hash_)
-    return fail(Rejection::kPolicyDrift,
-                absl::FailedPreconditionError(
-                    "policy drift: the command was planned with domain policy " +
-                    crypto::Hex(c.domain_policy_hash()).substr(0, 16) + ", this agent runs " +
-                    crypto::Hex(policy_hash_).substr(0, 16)));
+  if (c.domain_policy_hash() != policy_hash_) {
+    VerifyResult out = fail(Rejection::kPolicyDrift,
+                            absl::FailedPreconditionError(
+                                "policy drift: the command was planned with domain policy " +
+                                crypto::Hex(c.domain_policy_hash()).substr(0, 16) +
+                                ", this agent runs " + crypto::Hex(policy_hash_).substr(0, 16) +
+                                "; deploy the active policy to the agent"));
+    out.authentic = std::move(vc);
+    return out;
+  }
   return VerifyResult{std::move(vc)};
 }
 

@@ -3,6 +3,7 @@
 // expiry and the policy hash. A rejected command deletes nothing.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -24,6 +25,9 @@ struct VerifiedCommand {
 struct VerifyResult {
   absl::StatusOr<VerifiedCommand> command;
   Rejection rejection = Rejection::kMalformed;  // meaningful when !command.ok()
+  // kPolicyDrift only: the command, whose signature, domain and expiry did verify. The agent
+  // answers it with a signed REJECTED receipt so that lethed can show why nothing happened.
+  std::optional<VerifiedCommand> authentic;
 };
 
 class CommandVerifier {

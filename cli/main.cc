@@ -75,6 +75,7 @@ const char* DomainStateName(v1::DomainState s) {
     case v1::PENDING: return "PENDING";
     case v1::DONE: return "DONE";
     case v1::DOMAIN_FAILED: return "FAILED";
+    case v1::NEEDS_IDENTITY: return "NEEDS_IDENTITY";
     default: return "UNKNOWN";
   }
 }
@@ -103,6 +104,12 @@ std::string DomainLine(const v1::DomainProgress& d) {
   if (d.state() == v1::PENDING) {
     absl::StrAppendFormat(&line, " command %s, published %d time(s)", d.command_id().substr(0, 12),
                           d.attempts());
+    if (!d.last_rejection().empty())
+      absl::StrAppendFormat(&line, "; the agent refused it: %s", d.last_rejection());
+  } else if (d.state() == v1::NEEDS_IDENTITY) {
+    absl::StrAppendFormat(&line, " keyed by %s, which the request does not carry "
+                                 "(lethectl request add-identity)",
+                          absl::StrJoin(d.needed_identity_types(), " or "));
   } else if (d.state() == v1::DONE) {
     std::vector<std::string> tables;
     for (const auto& t : d.tables()) tables.push_back(TableSummary(t));
@@ -117,11 +124,20 @@ std::string DomainLine(const v1::DomainProgress& d) {
 }
 
 void PrintRequest(const v1::RequestView& r) {
-  std::cout << "request " << r.request_id() << "  " << StateName(r.state()) << "\n";
+  std::cout << "request " << r.request_id() << "  " << StateName(r.state())
+            << (r.overdue() ? "  OVERDUE" : "") << "\n";
   std::cout << "  kind: " << r.kind() << "   identity types: ";
   for (int i = 0; i < r.identity_types_size(); ++i) std::cout << (i ? ", " : "") << r.identity_types(i);
+  if (!r.scope_purpose().empty())
+    std::cout << "\n  planned by consent withdrawal for purpose " << r.scope_purpose()
+              << " (ledger entry " << r.consent_entry() << ", change " << r.consent_change_id()
+              << "); scope: that purpose's domains";
   std::cout << "\n  received " << Time(r.received_unix_ms()) << "   due " << Time(r.due_unix_ms())
             << "   completed " << Time(r.completed_unix_ms()) << "\n";
+  for (const auto& x : r.extensions())
+    std::cout << "  extended by " << Period(x.extension_seconds()) << " on " << Time(x.recorded_unix_ms())
+              << " (entry " << x.entry() << "): "
+              << (x.reason_shredded() ? "(reason shredded with the request)" : x.reason()) << "\n";
   std::cout << "  ledger entries: submitted " << r.submitted_entry();
   if (r.completed_entry() != 0) std::cout << ", completed " << r.completed_entry();
   std::cout << "   policy " << r.policy_hash().substr(0, 16) << "\n";
@@ -136,6 +152,21 @@ absl::StatusOr<absl::Duration> ParseTimeout(const std::string& s) {
 }
 
 // ---- keys ---------------------------------------------------------------------------------
+
+// Parses repeated TYPE=VALUE flags into `out`.
+absl::Status ParseIdentities(const std::vector<std::string>& args,
+                             google::protobuf::RepeatedPtrField<v1::Identity>* out) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    size_t eq = arg.find('=');
+    if (eq == std::string::npos)
+      return absl::InvalidArgumentError(absl::StrFormat("--identity #%d: expected TYPE=VALUE", i + 1));
+    auto* id = out->Add();
+    id->set_type(arg.substr(0, eq));
+    id->set_value(arg.substr(eq + 1));
+  }
+  return absl::OkStatus();
+}
 
 int KeysGenerate(const std::string& prefix) {
   auto key = lethe::crypto::Ed25519PrivateKey::Generate();
@@ -234,16 +265,8 @@ int RequestErase(const Global& g, const std::vector<std::string>& identities,
   auto timeout = ParseTimeout(timeout_text);
   if (!timeout.ok()) return Fail("request erase", timeout.status());
   v1::SubmitRequest req;
-  for (size_t i = 0; i < identities.size(); ++i) {
-    const std::string& arg = identities[i];
-    size_t eq = arg.find('=');
-    if (eq == std::string::npos)
-      return Fail("request erase", absl::InvalidArgumentError(absl::StrFormat(
-                                       "--identity #%d: expected TYPE=VALUE", i + 1)));
-    auto* id = req.add_identities();
-    id->set_type(arg.substr(0, eq));
-    id->set_value(arg.substr(eq + 1));
-  }
+  if (absl::Status st = ParseIdentities(identities, req.mutable_identities()); !st.ok())
+    return Fail("request erase", st);
   req.set_reason(reason);
   auto stub = v1::SubjectRequests::NewStub(Connect(g));
   v1::SubmitResponse resp;
@@ -282,11 +305,61 @@ int RequestGet(const Global& g, const std::string& id) {
   return 0;
 }
 
-int RequestList(const Global& g) {
+// A duration written like the policy's: <n>h, <n>d, <n>w or <n>y.
+absl::StatusOr<absl::Duration> ParseDays(const std::string& flag, const std::string& text) {
+  auto d = lethe::policy::ParsePolicyDuration(text);
+  if (!d.ok())
+    return absl::InvalidArgumentError(flag + ": " + std::string(d.status().message()));
+  return *d;
+}
+
+int RequestExtend(const Global& g, const std::string& id, const std::string& by,
+                  const std::string& reason) {
+  auto d = ParseDays("--by", by);
+  if (!d.ok()) return Fail("request extend", d.status());
+  v1::ExtendRequest req;
+  req.set_request_id(id);
+  req.set_extension_seconds(absl::ToInt64Seconds(*d));
+  req.set_reason(reason);
+  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  v1::RequestView resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->Extend(&ctx, req, &resp);
+  if (!s.ok()) return FailGrpc("request extend", s);
+  if (g.json()) {
+    std::cout << Json(resp);
+  } else {
+    std::cout << "request " << id << ": due date moved to " << Time(resp.due_unix_ms()) << "\n";
+  }
+  return 0;
+}
+
+int RequestAddIdentity(const Global& g, const std::string& id,
+                       const std::vector<std::string>& identities) {
+  v1::AddIdentitiesRequest req;
+  req.set_request_id(id);
+  if (absl::Status st = ParseIdentities(identities, req.mutable_identities()); !st.ok())
+    return Fail("request add-identity", st);
+  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  v1::RequestView resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->AddIdentities(&ctx, req, &resp);
+  if (!s.ok()) return FailGrpc("request add-identity", s);
+  if (g.json()) {
+    std::cout << Json(resp);
+  } else {
+    PrintRequest(resp);
+  }
+  return 0;
+}
+
+int RequestList(const Global& g, bool overdue) {
   auto stub = v1::SubjectRequests::NewStub(Connect(g));
   v1::ListRequestsResponse resp;
   grpc::ClientContext ctx;
-  grpc::Status s = stub->List(&ctx, v1::ListRequestsRequest(), &resp);
+  v1::ListRequestsRequest req;
+  req.set_overdue(overdue);
+  grpc::Status s = stub->List(&ctx, req, &resp);
   if (!s.ok()) return FailGrpc("request list", s);
   if (g.json()) {
     std::cout << Json(resp);
@@ -296,11 +369,13 @@ int RequestList(const Global& g) {
                                "RECEIVED", "DUE", "DOMAINS (done/total)");
   for (const auto& r : resp.requests()) {
     int done = 0;
-    for (const auto& d : r.domains()) done += d.state() != v1::PENDING;
+    for (const auto& d : r.domains()) done += d.state() == v1::DONE || d.state() == v1::DOMAIN_FAILED;
     std::cout << absl::StrFormat("%-32s %-8s %-12s %-20s %-20s %d/%d\n", r.request_id(), r.kind(),
-                                 StateName(r.state()), Time(r.received_unix_ms()),
-                                 Time(r.due_unix_ms()), done, r.domains_size());
+                                 r.overdue() ? "OVERDUE" : StateName(r.state()),
+                                 Time(r.received_unix_ms()), Time(r.due_unix_ms()), done,
+                                 r.domains_size());
   }
+  if (overdue && resp.requests().empty()) std::cout << "no overdue request\n";
   return 0;
 }
 
@@ -330,6 +405,9 @@ int PrintAudit(const Global& g, const absl::StatusOr<lethe::ledger::AuditReport>
                                 {"requests_failed", r.requests_failed},
                                 {"commands", r.commands},
                                 {"receipts", r.receipts},
+                                {"policy_activations", r.policy_activations},
+                                {"consent_changes", r.consent_changes},
+                                {"extensions", r.extensions},
                                 {"warning", warning}}
                      .dump(2)
               << "\n";
@@ -352,7 +430,10 @@ int PrintAudit(const Global& g, const absl::StatusOr<lethe::ledger::AuditReport>
             << r.requests_failed << " failed, "
             << (r.requests - r.requests_completed - r.requests_failed) << " in progress)\n"
             << "  commands    " << r.commands << "\n"
-            << "  receipts    " << r.receipts << ", every signature verified against enrolled agent keys\n";
+            << "  receipts    " << r.receipts << ", every signature verified against enrolled agent keys\n"
+            << "  policies    " << r.policy_activations << " activation(s), each hashing to its recorded hash\n"
+            << "  consent     " << r.consent_changes << " change(s), tokens only\n"
+            << "  extensions  " << r.extensions << ", each within the policy's max_extension\n";
   return 0;
 }
 
@@ -615,7 +696,11 @@ void PrintCertificate(const lethe::ledger::CertificateReport& r) {
             << " entries (signature verified)\n"
             << "  identities " << absl::StrJoin(r.identity_types, ", ") << " (as keyed hashes only)\n"
             << "  received   " << Time(r.received_unix_ms) << "   due " << Time(r.due_unix_ms)
+            << (r.extensions ? absl::StrCat(" (after ", r.extensions, " extension(s))") : "")
             << "   completed " << Time(r.completed_unix_ms) << "\n";
+  if (!r.scope_purpose.empty())
+    std::cout << "  scope      the domains of purpose " << r.scope_purpose
+              << ", planned by the consent withdrawal included below\n";
   for (const auto& d : r.domains) {
     std::cout << "  " << absl::StrFormat("%-16s", d.domain) << " receipt entry " << d.receipt_entry
               << ", signed by agent key " << d.agent_key_id << ": "
@@ -716,6 +801,159 @@ int PolicyValidate(const Global& g, const std::string& path) {
   return diags.empty() ? 0 : 1;
 }
 
+int PolicyActivate(const Global& g, const std::string& path) {
+  auto text = lethe::crypto::ReadFile(path);
+  if (!text.ok()) return Fail("policy activate", text.status());
+  // Check locally first: every error at once, with line and column, without a round trip.
+  auto diags = lethe::policy::Policy::Validate(*text);
+  if (!diags.empty()) {
+    for (const auto& d : diags) std::cerr << d.ToString(path) << "\n";
+    std::cerr << path << ": " << diags.size() << " error(s); nothing activated\n";
+    return 2;
+  }
+  v1::ActivatePolicyRequest req;
+  req.set_yaml(*text);
+  req.set_source_name(path);
+  auto stub = v1::Policies::NewStub(Connect(g));
+  v1::PolicyView resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->Activate(&ctx, req, &resp);
+  if (!s.ok()) return FailGrpc("policy activate", s);
+  if (g.json()) {
+    std::cout << Json(resp);
+  } else {
+    std::cout << "policy \"" << resp.name() << "\" activated: activation " << resp.activation()
+              << ", sha256 " << resp.policy_hash() << ", ledger entry " << resp.entry() << "\n"
+              << "  domains: " << absl::StrJoin(resp.domains(), ", ") << "\n"
+              << "  agents whose local policy section differs will refuse new commands "
+                 "(policy drift) until they run this file\n";
+  }
+  return 0;
+}
+
+int PolicyShow(const Global& g, bool with_yaml) {
+  auto stub = v1::Policies::NewStub(Connect(g));
+  v1::ShowPolicyResponse resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->Show(&ctx, v1::ShowPolicyRequest(), &resp);
+  if (!s.ok()) return FailGrpc("policy show", s);
+  if (g.json()) {
+    std::cout << Json(resp);
+    return 0;
+  }
+  const auto& a = resp.active();
+  std::cout << "active policy: \"" << a.name() << "\" (format version " << a.format_version()
+            << "), activation " << a.activation() << "\n"
+            << "  sha256     " << a.policy_hash() << "\n"
+            << "  activated  " << Time(a.activated_unix_ms()) << " by " << a.source()
+            << " (ledger entry " << a.entry() << ")\n"
+            << "  domains    " << absl::StrJoin(a.domains(), ", ") << "\n"
+            << "  purposes   " << (a.purposes().empty() ? "-" : absl::StrJoin(a.purposes(), ", ")) << "\n"
+            << "history:\n"
+            << absl::StrFormat("  %-4s %-20s %-16s %-6s %s\n", "#", "ACTIVATED", "SHA256", "ENTRY", "SOURCE");
+  for (const auto& h : resp.history())
+    std::cout << absl::StrFormat("  %-4d %-20s %-16s %-6d %s\n", h.activation(), Time(h.activated_unix_ms()),
+                                 h.policy_hash().substr(0, 16), h.entry(), h.source());
+  if (with_yaml) std::cout << "---\n" << a.yaml();
+  return 0;
+}
+
+// ---- consent ------------------------------------------------------------------------------
+
+const char* ConsentName(v1::ConsentStatus s) {
+  return s == v1::GRANTED ? "GRANTED" : s == v1::WITHDRAWN ? "WITHDRAWN" : "UNKNOWN";
+}
+
+absl::StatusOr<v1::Identity> OneIdentity(const std::string& arg) {
+  google::protobuf::RepeatedPtrField<v1::Identity> ids;
+  RETURN_IF_ERROR(ParseIdentities({arg}, &ids));
+  return ids[0];
+}
+
+int ConsentChange(const Global& g, v1::ConsentStatus status, const std::string& identity,
+                  const std::string& purpose, const std::string& source) {
+  const std::string what = status == v1::GRANTED ? "consent grant" : "consent withdraw";
+  auto id = OneIdentity(identity);
+  if (!id.ok()) return Fail(what, id.status());
+  v1::ChangeConsentRequest req;
+  *req.mutable_identity() = *id;
+  req.set_purpose(purpose);
+  req.set_status(status);
+  req.set_source(source);
+  auto stub = v1::Consent::NewStub(Connect(g));
+  v1::ConsentChangeView resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->Change(&ctx, req, &resp);
+  if (!s.ok()) return FailGrpc(what, s);
+  if (g.json()) {
+    std::cout << Json(resp);
+    return 0;
+  }
+  const auto& c = resp.change();
+  std::cout << "consent " << (status == v1::GRANTED ? "granted" : "withdrawn") << " for purpose "
+            << c.purpose() << ": ledger entry " << c.entry() << ", subject " << c.identity_type()
+            << " token " << c.subject_token().substr(0, 16) << "\n";
+  if (!c.erasure_request_id().empty())
+    std::cout << "erasure planned in the purpose's domains: request " << c.erasure_request_id()
+              << " (lethectl request get " << c.erasure_request_id() << ")\n";
+  return 0;
+}
+
+std::string ConsentLine(const v1::ConsentRecordView& c) {
+  return absl::StrFormat("  %-14s %-10s %-20s entry %-6d %s%s", c.purpose(), ConsentName(c.status()),
+                         Time(c.changed_unix_ms()), c.entry(), c.source(),
+                         c.erasure_request_id().empty() ? "" : "  -> erasure " + c.erasure_request_id());
+}
+
+int ConsentShow(const Global& g, const std::string& identity) {
+  auto id = OneIdentity(identity);
+  if (!id.ok()) return Fail("consent show", id.status());
+  v1::ShowConsentRequest req;
+  *req.mutable_identity() = *id;
+  auto stub = v1::Consent::NewStub(Connect(g));
+  v1::ShowConsentResponse resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->Show(&ctx, req, &resp);
+  if (!s.ok()) return FailGrpc("consent show", s);
+  if (g.json()) {
+    std::cout << Json(resp);
+    return 0;
+  }
+  std::cout << "subject " << resp.identity_type() << " token " << resp.subject_token() << "\n";
+  if (resp.history().empty()) {
+    std::cout << "no consent recorded\n";
+    return 0;
+  }
+  std::cout << "current:\n";
+  for (const auto& c : resp.current()) std::cout << ConsentLine(c) << "\n";
+  std::cout << "history:\n";
+  for (const auto& c : resp.history()) std::cout << ConsentLine(c) << "\n";
+  return 0;
+}
+
+int ConsentList(const Global& g, const std::string& purpose, const std::string& status) {
+  v1::ListConsentRequest req;
+  req.set_purpose(purpose);
+  if (status == "granted") req.set_status(v1::GRANTED);
+  if (status == "withdrawn") req.set_status(v1::WITHDRAWN);
+  auto stub = v1::Consent::NewStub(Connect(g));
+  v1::ListConsentResponse resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->List(&ctx, req, &resp);
+  if (!s.ok()) return FailGrpc("consent list", s);
+  if (g.json()) {
+    std::cout << Json(resp);
+    return 0;
+  }
+  std::cout << absl::StrFormat("%-10s %-18s %-10s %-20s %-6s %s\n", "TYPE", "TOKEN", "STATUS",
+                               "CHANGED", "ENTRY", "SOURCE");
+  for (const auto& c : resp.records())
+    std::cout << absl::StrFormat("%-10s %-18s %-10s %-20s %-6d %s\n", c.identity_type(),
+                                 c.subject_token().substr(0, 16), ConsentName(c.status()),
+                                 Time(c.changed_unix_ms()), c.entry(), c.source());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -724,6 +962,8 @@ int main(int argc, char** argv) {
   g.addr = env_addr ? env_addr : "127.0.0.1:7411";
   CLI::App app{"lethectl: submit and track data-subject requests; verify the Lethe ledger"};
   app.require_subcommand(1);
+  // Global flags may follow the subcommand too: `lethectl consent list --purpose p -o json`.
+  app.fallthrough();
   app.add_option("--addr", g.addr, "lethed address HOST:PORT (env LETHE_ADDR)")->capture_default_str();
   app.add_option("-o,--output", g.output, "output format: text or json")
       ->check(CLI::IsMember({"text", "json"}))
@@ -758,7 +998,23 @@ int main(int argc, char** argv) {
   auto* get = request->add_subcommand("get", "show one request, per domain");
   get->add_option("id", id, "request id")->required();
   get->callback([&] { rc = RequestGet(g, id); });
-  request->add_subcommand("list", "list requests")->callback([&] { rc = RequestList(g); });
+  bool overdue = false;
+  auto* list = request->add_subcommand("list", "list requests with their due dates");
+  list->add_flag("--overdue", overdue, "only open requests past their due date");
+  list->callback([&] { rc = RequestList(g, overdue); });
+  std::string by;
+  auto* extend = request->add_subcommand(
+      "extend", "move an open request's due date (GDPR Art. 12(3); capped by deadlines.max_extension)");
+  extend->add_option("id", id, "request id")->required();
+  extend->add_option("--by", by, "how much longer: <n>h, <n>d or <n>w")->required();
+  extend->add_option("--reason", reason, "why (required; kept encrypted, shredded with the request)")
+      ->required();
+  extend->callback([&] { rc = RequestExtend(g, id, by, reason); });
+  auto* add_id = request->add_subcommand(
+      "add-identity", "give an open request an identity type a waiting domain is keyed by");
+  add_id->add_option("id", id, "request id")->required();
+  add_id->add_option("--identity", identities, "TYPE=VALUE, repeatable")->required();
+  add_id->callback([&] { rc = RequestAddIdentity(g, id, identities); });
   std::string cert_verify, cert_out, cert_key;
   auto* cert = request->add_subcommand(
       "certificate", "an erasure certificate: the request's entries with inclusion proofs");
@@ -824,11 +1080,45 @@ int main(int argc, char** argv) {
   xport->add_option("--public-key", key, "lethed's public key (PEM) to check the export with");
   xport->callback([&] { rc = LedgerExport(g, out, key); });
 
-  auto* pol = app.add_subcommand("policy", "policy files")->require_subcommand(1);
+  auto* pol = app.add_subcommand("policy", "validate, activate and show policies")->require_subcommand(1);
   std::string policy_file;
   auto* validate = pol->add_subcommand("validate", "check a policy file; print every error");
   validate->add_option("file", policy_file, "policy YAML")->required();
   validate->callback([&] { rc = PolicyValidate(g, policy_file); });
+  auto* activate = pol->add_subcommand(
+      "activate", "make a policy file the active policy (recorded in the ledger as PolicyActivated)");
+  activate->add_option("file", policy_file, "policy YAML")->required();
+  activate->callback([&] { rc = PolicyActivate(g, policy_file); });
+  bool with_yaml = false;
+  auto* show = pol->add_subcommand("show", "the active policy and every earlier activation");
+  show->add_flag("--yaml", with_yaml, "also print the active policy's YAML as activated");
+  show->callback([&] { rc = PolicyShow(g, with_yaml); });
+
+  auto* consent = app.add_subcommand("consent", "consent per data subject and purpose")
+                      ->require_subcommand(1);
+  std::string identity, purpose, source, status_filter;
+  for (const char* verb : {"grant", "withdraw"}) {
+    const bool grant = std::string(verb) == "grant";
+    auto* c = consent->add_subcommand(verb, grant ? "record that a person granted consent for a purpose"
+                                                  : "record a withdrawal; plans an erasure when the "
+                                                    "purpose is marked erase_on_withdrawal");
+    c->add_option("--identity", identity, "TYPE=VALUE")->required();
+    c->add_option("--purpose", purpose, "a purpose of the active policy")->required();
+    c->add_option("--source", source,
+                  "where the change came from, e.g. signup-form-v3 (recorded in the ledger: "
+                  "no personal data)")->required();
+    c->callback([&, grant] {
+      rc = ConsentChange(g, grant ? v1::GRANTED : v1::WITHDRAWN, identity, purpose, source);
+    });
+  }
+  auto* cshow = consent->add_subcommand("show", "current consent per purpose and the history of one identity");
+  cshow->add_option("--identity", identity, "TYPE=VALUE")->required();
+  cshow->callback([&] { rc = ConsentShow(g, identity); });
+  auto* clist = consent->add_subcommand("list", "current consent of every subject for one purpose");
+  clist->add_option("--purpose", purpose, "purpose")->required();
+  clist->add_option("--status", status_filter, "only granted or withdrawn")
+      ->check(CLI::IsMember({"granted", "withdrawn"}));
+  clist->callback([&] { rc = ConsentList(g, purpose, status_filter); });
 
   CLI11_PARSE(app, argc, argv);
   return rc;

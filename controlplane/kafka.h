@@ -112,5 +112,7 @@ absl::StatusOr<int64_t> CommittedOffset(const std::string& bootstrap, const std:
 
 std::string CommandTopic(const std::string& domain);  // "lethe.commands.<domain>"
 inline constexpr char kReceiptTopic[] = "lethe.receipts";
+// Compacted topic with the current consent per subject identity and purpose (ConsentState).
+inline constexpr char kConsentTopic[] = "lethe.consent";
 
 }  // namespace lethe::kafka

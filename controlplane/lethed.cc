@@ -1,6 +1,7 @@
 #include "controlplane/lethed.h"
 
 #include <grpcpp/grpcpp.h>
+#include <prometheus/exposer.h>
 
 #include "crypto/status.h"
 #include "spdlog/spdlog.h"
@@ -9,15 +10,19 @@ namespace lethe::controlplane {
 
 absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required");
-  if (options.policy_path.empty()) return absl::InvalidArgumentError("--policy is required");
   if (options.signing_key_path.empty()) return absl::InvalidArgumentError("--signing-key is required");
   if (!options.embedded_kafka && options.kafka_bootstrap.empty())
     return absl::InvalidArgumentError("one of --kafka-bootstrap or --embedded-kafka is required");
 
   std::unique_ptr<Lethed> d(new Lethed());
   d->options_ = options;
-  ASSIGN_OR_RETURN(policy::Policy policy, policy::Policy::LoadFile(options.policy_path));
-  d->policy_ = std::make_unique<policy::Policy>(std::move(policy));
+  std::string policy_yaml;
+  if (!options.policy_path.empty()) {
+    // Validate before touching anything: a bad file must not leave a half-started lethed.
+    ASSIGN_OR_RETURN(policy::Policy checked, policy::Policy::LoadFile(options.policy_path));
+    (void)checked;
+    ASSIGN_OR_RETURN(policy_yaml, crypto::ReadFile(options.policy_path));
+  }
   ASSIGN_OR_RETURN(crypto::Ed25519PrivateKey key,
                    crypto::Ed25519PrivateKey::LoadFile(options.signing_key_path));
   d->key_ = std::make_unique<crypto::Ed25519PrivateKey>(std::move(key));
@@ -27,21 +32,38 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   lopts.dir = options.data_dir + "/ledger";
   lopts.origin = options.origin;
   lopts.signing_key = d->key_.get();
-  RequestStore& store = d->store_;
-  ASSIGN_OR_RETURN(d->ledger_, ledger::Ledger::Open(lopts, [&store](uint64_t seq, std::string_view,
-                                                                   const v1::LedgerEntry& e) {
-                     return store.Apply(seq, e);
+  Projections& projections = d->projections_;
+  ASSIGN_OR_RETURN(d->ledger_, ledger::Ledger::Open(lopts, [&projections](uint64_t seq, std::string_view,
+                                                                         const v1::LedgerEntry& e) {
+                     return projections.Apply(seq, e);
                    }));
   spdlog::info("ledger: {} entries, origin {}", d->ledger_->size(), d->ledger_->origin());
-  d->manager_ = std::make_unique<RequestManager>(*d->ledger_, d->store_, *d->vault_, *d->policy_,
+  d->manager_ = std::make_unique<RequestManager>(*d->ledger_, d->projections_, *d->vault_,
                                                  *d->key_, *options.clock, options.requests);
+  if (!options.policy_path.empty()) {
+    auto activated = d->manager_->ActivatePolicy(policy_yaml, options.policy_path,
+                                                 "lethed --policy " + options.policy_path);
+    if (!activated.ok() && !absl::IsAlreadyExists(activated.status())) return activated.status();
+  }
+  std::shared_ptr<const policy::Policy> policy = d->projections_.policies.Active();
+  if (!policy)
+    return absl::FailedPreconditionError(
+        "the ledger holds no activated policy: start lethed with --policy FILE");
+  const auto active = d->projections_.policies.ActiveRecord();
+  spdlog::info("policy: activation {} ({}), {}", active->activation,
+               crypto::Hex(active->hash).substr(0, 16), active->source);
   RETURN_IF_ERROR(d->manager_->Recover());
 
   if (options.embedded_kafka) {
     ASSIGN_OR_RETURN(d->embedded_, kafka::EmbeddedKafka::Start(1));
-    for (const auto& domain : d->policy_->domains())
-      RETURN_IF_ERROR(d->embedded_->CreateTopic(kafka::CommandTopic(domain.name), 1));
+    // Topics of domains activated later are created when activated (below).
+    for (const auto& h : d->projections_.policies.History())
+      for (const auto& domain : h.policy->domains())
+        RETURN_IF_ERROR(d->embedded_->CreateTopic(kafka::CommandTopic(domain.name), 1));
     RETURN_IF_ERROR(d->embedded_->CreateTopic(kafka::kReceiptTopic, 1));
+    // The mock cluster cannot set cleanup.policy=compact; a real cluster's lethe.consent
+    // must be created compacted (README, Production).
+    RETURN_IF_ERROR(d->embedded_->CreateTopic(kafka::kConsentTopic, 1));
     d->bootstrap_ = d->embedded_->bootstrap();
     RETURN_IF_ERROR(crypto::WriteFileAtomic(options.data_dir + "/kafka.bootstrap",
                                             d->bootstrap_ + "\n", 0644));
@@ -53,24 +75,61 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
 
   ASSIGN_OR_RETURN(d->producer_, kafka::Producer::Create(d->bootstrap_, options.kafka_extra));
   std::vector<std::string> topics;
-  for (const auto& domain : d->policy_->domains()) topics.push_back(kafka::CommandTopic(domain.name));
+  for (const auto& domain : policy->domains()) topics.push_back(kafka::CommandTopic(domain.name));
+  topics.push_back(kafka::kConsentTopic);
   d->producer_->WarmUp(topics);
   kafka::Config consumer_cfg = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
   for (const auto& [k, v] : options.kafka_extra) consumer_cfg[k] = v;
   ASSIGN_OR_RETURN(auto consumer, kafka::Consumer::Create(d->bootstrap_, "lethed",
                                                           {kafka::kReceiptTopic}, consumer_cfg));
   d->intake_ = std::make_unique<ReceiptIntake>(*d->manager_, std::move(consumer));
-  d->outbox_ = std::make_unique<OutboxPublisher>(d->store_, *d->manager_, *d->producer_,
+  d->outbox_ = std::make_unique<OutboxPublisher>(d->projections_.requests, *d->manager_, *d->producer_,
                                                  *options.clock, options.outbox);
 
-  d->requests_service_ = std::make_unique<SubjectRequestsService>(*d->manager_, d->store_, d->stopping_);
-  d->agents_service_ = std::make_unique<AgentsService>(*d->manager_, d->store_);
-  d->ledger_service_ = std::make_unique<LedgerService>(*d->ledger_, d->store_, d->key_->public_key());
+  d->consent_publisher_ = std::make_unique<ConsentPublisher>(d->projections_.consent, *d->producer_,
+                                                             *d->key_, options.consent);
+
+  RequestStore& store = d->projections_.requests;
+  d->requests_service_ = std::make_unique<SubjectRequestsService>(
+      *d->manager_, store, *d->vault_, *options.clock, d->stopping_);
+  d->agents_service_ = std::make_unique<AgentsService>(*d->manager_, store);
+  d->ledger_service_ = std::make_unique<LedgerService>(*d->ledger_, store, d->key_->public_key());
+  Lethed* self = d.get();
+  d->policies_service_ = std::make_unique<PoliciesService>(
+      *d->manager_, d->projections_.policies, [self](const policy::Policy& p) {
+        // A domain new to the mesh gets its command topic before its first command.
+        std::vector<std::string> topics;
+        for (const auto& domain : p.domains()) {
+          topics.push_back(kafka::CommandTopic(domain.name));
+          if (self->embedded_) {
+            if (absl::Status s = self->embedded_->CreateTopic(topics.back(), 1); !s.ok())
+              spdlog::warn("cannot create topic {}: {}", topics.back(), s.ToString());
+          }
+        }
+        self->producer_->WarmUp(topics);
+      });
+  d->consent_service_ = std::make_unique<ConsentService>(*d->manager_, d->projections_.consent);
+  ConsentPublisher* publisher = d->consent_publisher_.get();
+  ledger::Ledger* ledger = d->ledger_.get();
+  d->metrics_ = std::make_shared<LethedMetrics>(
+      d->projections_, d->manager_->receipt_counters(), [ledger] { return ledger->size(); },
+      [publisher] { return publisher->published(); }, *options.clock);
+  if (!options.metrics_listen.empty()) {
+    try {
+      d->exposer_ = std::make_unique<prometheus::Exposer>(options.metrics_listen);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError("--metrics-listen " + options.metrics_listen + ": " + e.what());
+    }
+    d->exposer_->RegisterCollectable(d->metrics_);
+    spdlog::info("Prometheus metrics on http://{}/metrics", options.metrics_listen);
+  }
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &d->port_);
   builder.RegisterService(d->requests_service_.get());
   builder.RegisterService(d->agents_service_.get());
   builder.RegisterService(d->ledger_service_.get());
+  builder.RegisterService(d->policies_service_.get());
+  builder.RegisterService(d->consent_service_.get());
   d->server_ = builder.BuildAndStart();
   if (!d->server_ || d->port_ == 0)
     return absl::UnavailableError("cannot listen on " + options.listen);
@@ -81,8 +140,9 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
                                           host + ":" + std::to_string(d->port_) + "\n", 0644));
   d->intake_->Start();
   d->outbox_->Start();
+  d->consent_publisher_->Start();
   spdlog::info("lethed serving gRPC on port {} (policy {}, {} domains)", d->port_,
-               d->policy_->name(), d->policy_->domains().size());
+               policy->name(), policy->domains().size());
   return d;
 }
 
@@ -91,6 +151,7 @@ void Lethed::Shutdown() {
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (outbox_) outbox_->Stop();
   if (intake_) intake_->Stop();
+  if (consent_publisher_) consent_publisher_->Stop();
 }
 
 void Lethed::Wait() {
@@ -99,8 +160,10 @@ void Lethed::Wait() {
 
 Lethed::~Lethed() {
   Shutdown();
+  exposer_.reset();
   intake_.reset();
   outbox_.reset();
+  consent_publisher_.reset();
   producer_.reset();
   server_.reset();
 }

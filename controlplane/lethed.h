@@ -13,9 +13,12 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "controlplane/consent_publisher.h"
 #include "controlplane/intake.h"
+#include "controlplane/metrics.h"
 #include "controlplane/kafka.h"
 #include "controlplane/outbox.h"
+#include "controlplane/projections.h"
 #include "controlplane/requests.h"
 #include "controlplane/service.h"
 #include "controlplane/state.h"
@@ -27,19 +30,26 @@
 namespace grpc {
 class Server;
 }
+namespace prometheus {
+class Exposer;
+}
 
 namespace lethe::controlplane {
 
 struct LethedOptions {
   std::string listen = "127.0.0.1:7411";  // port 0 picks a free port; see Lethed::port()
   std::string data_dir;
+  // Activated at start unless it already is the active policy. May be empty once the
+  // ledger holds an activated policy (lethectl policy activate).
   std::string policy_path;
+  std::string metrics_listen;  // HOST:PORT for Prometheus; empty: no metrics endpoint
   std::string signing_key_path;
   std::string kafka_bootstrap;  // used unless embedded_kafka
   bool embedded_kafka = false;
   std::string origin = ledger::kDefaultOrigin;
   RequestManagerOptions requests;
   OutboxOptions outbox;
+  ConsentPublisherOptions consent;
   kafka::Config kafka_extra;  // extra librdkafka settings for every client
   const Clock* clock = &Clock::Real();
 };
@@ -53,7 +63,12 @@ class Lethed {
 
   int port() const { return port_; }
   const std::string& kafka_bootstrap() const { return bootstrap_; }
-  RequestStore& store() { return store_; }
+  RequestStore& store() { return projections_.requests; }
+  Projections& projections() { return projections_; }
+  ConsentPublisher& consent_publisher() { return *consent_publisher_; }
+  OutboxPublisher& outbox() { return *outbox_; }
+  // What a Prometheus scrape of --metrics-listen returns.
+  const LethedMetrics& metrics() const { return *metrics_; }
   RequestManager& manager() { return *manager_; }
   ledger::Ledger& ledger() { return *ledger_; }
   const crypto::Ed25519PrivateKey& signing_key() const { return *key_; }
@@ -63,10 +78,9 @@ class Lethed {
   Lethed() = default;
 
   LethedOptions options_;
-  std::unique_ptr<policy::Policy> policy_;
   std::unique_ptr<crypto::Ed25519PrivateKey> key_;
   std::unique_ptr<IdentityVault> vault_;
-  RequestStore store_;
+  Projections projections_;
   std::unique_ptr<ledger::Ledger> ledger_;
   std::unique_ptr<RequestManager> manager_;
   std::unique_ptr<kafka::EmbeddedKafka> embedded_;
@@ -74,10 +88,15 @@ class Lethed {
   std::unique_ptr<kafka::Producer> producer_;
   std::unique_ptr<OutboxPublisher> outbox_;
   std::unique_ptr<ReceiptIntake> intake_;
+  std::unique_ptr<ConsentPublisher> consent_publisher_;
+  std::shared_ptr<LethedMetrics> metrics_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
   std::atomic<bool> stopping_{false};
   std::unique_ptr<SubjectRequestsService> requests_service_;
   std::unique_ptr<AgentsService> agents_service_;
   std::unique_ptr<LedgerService> ledger_service_;
+  std::unique_ptr<PoliciesService> policies_service_;
+  std::unique_ptr<ConsentService> consent_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

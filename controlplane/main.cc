@@ -24,7 +24,10 @@ int main(int argc, char** argv) {
   app.add_option("--listen", o.listen, "gRPC listen address (port 0 picks a free port)")
       ->capture_default_str();
   app.add_option("--data-dir", o.data_dir, "directory for the ledger and key store")->required();
-  app.add_option("--policy", o.policy_path, "policy YAML file")->required();
+  app.add_option("--policy", o.policy_path,
+                 "policy YAML file, activated at start unless it is the active policy already "
+                 "(optional once the ledger holds an activated policy)");
+  app.add_option("--metrics-listen", o.metrics_listen, "serve Prometheus metrics on HOST:PORT");
   app.add_option("--signing-key", o.signing_key_path,
                  "Ed25519 private key (PEM) that signs commands and checkpoints")->required();
   auto* boot = app.add_option("--kafka-bootstrap", o.kafka_bootstrap, "Kafka bootstrap servers");

@@ -28,6 +28,15 @@ absl::Time OutboxPublisher::PublishDue() {
   std::map<std::string, Schedule> live;
   for (const auto& p : store_.Pending(now, options_.expiry_margin)) {
     const CommandRecord& c = p.command;
+    if (absl::FromUnixMillis(p.due_unix_ms) < now) {
+      // Past the deadline: stop re-publishing. The request is counted as overdue and listed
+      // by `request list --overdue`; an extension moves the due date and publishing resumes.
+      if (overdue_noted_.insert(c.command_id).second)
+        spdlog::warn("outbox: request {} is overdue; command {} for domain {} is no longer re-published",
+                     c.request_id, c.command_id, c.domain);
+      continue;
+    }
+    overdue_noted_.erase(c.command_id);
     Schedule sched = schedule_.count(c.command_id) ? schedule_[c.command_id] : Schedule{now};
     if (sched.next <= now && !stop_) {
       auto wire = manager_.CommandWire(c);
@@ -54,6 +63,7 @@ absl::Time OutboxPublisher::PublishDue() {
     live[c.command_id] = sched;
   }
   schedule_ = std::move(live);  // commands answered since are dropped
+  passes_.fetch_add(1);
   return next;
 }
 

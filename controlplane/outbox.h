@@ -1,11 +1,12 @@
 // OutboxPublisher: the ledger is the outbox. Every command whose domain has not answered is
 // published to lethe.commands.<domain>, then re-published with exponential backoff until a
-// receipt is recorded: after a restart of lethed or of the broker, nothing is lost. Commands
-// near expiry are replaced by freshly signed ones.
+// receipt is recorded or the request's due date passes: after a restart of lethed or of the
+// broker, nothing is lost. Commands near expiry are replaced by freshly signed ones.
 #pragma once
 
 #include <atomic>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "controlplane/kafka.h"
@@ -29,6 +30,8 @@ class OutboxPublisher {
   ~OutboxPublisher();  // stops the thread
   void Start();
   void Stop();
+  // Completed passes over the pending commands (for tests that wait for the publisher).
+  uint64_t passes() const { return passes_.load(); }
 
  private:
   void Run();
@@ -47,7 +50,9 @@ class OutboxPublisher {
   const Clock& clock_;
   const OutboxOptions options_;
   std::map<std::string, Schedule> schedule_;  // by command id; touched by the thread only
+  std::set<std::string> overdue_noted_;       // commands whose request is overdue (logged once)
   std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> passes_{0};
   std::thread thread_;
 };
 

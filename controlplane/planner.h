@@ -21,13 +21,21 @@ struct DomainPlan {
   std::string domain_policy_hash;
 };
 
-struct ErasurePlan {
-  std::vector<DomainPlan> targets;  // in policy order
+// A domain in scope that the request cannot reach: it is keyed by none of its identity types.
+struct DomainNeed {
+  std::string domain;
+  std::vector<std::string> identity_types;  // what the domain is keyed by
 };
 
-// A domain is a target when the request carries at least one identity type its tables use.
-// kFailedPrecondition when no domain holds any of the request's identity types.
-absl::StatusOr<ErasurePlan> PlanErasure(const policy::Policy& policy,
-                                        const std::vector<SubjectIdentity>& identities);
+struct ErasurePlan {
+  std::vector<DomainPlan> targets;  // in policy order
+  std::vector<DomainNeed> needs_identity;  // in policy order
+};
+
+// Every domain in scope (all of the policy's, or those named in `scope` when it is not
+// empty) is either a target, when the request carries at least one identity type the domain
+// is keyed by, or needs an identity. A domain is never left out of the plan.
+ErasurePlan PlanErasure(const policy::Policy& policy, const std::vector<SubjectIdentity>& identities,
+                        const std::vector<std::string>& scope = {});
 
 }  // namespace lethe::controlplane

@@ -20,14 +20,17 @@ bool IsTypeName(std::string_view s) {
   });
 }
 
+// `field` names the list in error messages ("identities" or "identity").
 absl::Status ValidateIdentities(const policy::Policy& policy,
-                                const std::vector<SubjectIdentity>& ids) {
-  if (ids.empty()) return absl::InvalidArgumentError("identities: at least one identity is required");
+                                const std::vector<SubjectIdentity>& ids,
+                                std::string_view field_name = "identities") {
+  const std::string list(field_name);
+  if (ids.empty()) return absl::InvalidArgumentError(list + ": at least one identity is required");
   if (ids.size() > kMaxIdentities)
     return absl::InvalidArgumentError(
-        absl::StrCat("identities: at most ", kMaxIdentities, " identities, got ", ids.size()));
+        absl::StrCat(list, ": at most ", kMaxIdentities, " identities, got ", ids.size()));
   for (size_t i = 0; i < ids.size(); ++i) {
-    const std::string field = absl::StrCat("identities[", i, "]");
+    const std::string field = ids.size() == 1 && list == "identity" ? list : absl::StrCat(list, "[", i, "]");
     const auto& id = ids[i];
     if (id.type.empty()) return absl::InvalidArgumentError(field + ".type: empty identity type");
     if (!IsTypeName(id.type))
@@ -37,33 +40,104 @@ absl::Status ValidateIdentities(const policy::Policy& policy,
           field, ".type: unknown identity type \"", id.type, "\" (the policy declares: ",
           absl::StrJoin(policy.identities(), ", "), ")"));
     // Values are personal data: errors describe them, never quote them.
-    if (id.value.empty()) return absl::InvalidArgumentError(field + ".value: empty identity value");
-    if (id.value.size() > kMaxIdentityValueBytes)
+    if (RevealSecret(id.value).empty())
+      return absl::InvalidArgumentError(field + ".value: empty identity value");
+    if (RevealSecret(id.value).size() > kMaxIdentityValueBytes)
       return absl::InvalidArgumentError(absl::StrCat(field, ".value: longer than ",
                                                      kMaxIdentityValueBytes, " bytes (got ",
-                                                     id.value.size(), " bytes)"));
+                                                     RevealSecret(id.value).size(), " bytes)"));
   }
   return absl::OkStatus();
 }
 
+// The same identity given twice is one identity.
+std::vector<SubjectIdentity> Distinct(std::vector<SubjectIdentity> ids) {
+  std::vector<SubjectIdentity> unique;
+  for (auto& id : ids) {
+    bool dup = false;
+    for (const auto& u : unique)
+      dup = dup || (u.type == id.type && RevealSecret(u.value) == RevealSecret(id.value));
+    if (!dup) unique.push_back(std::move(id));
+  }
+  return unique;
+}
+
+// Operator-supplied free text: 1..max bytes, valid single-line text without control characters.
+absl::Status CheckText(std::string_view field, std::string_view text, size_t max_bytes,
+                       std::string_view hint) {
+  const std::string f(field);
+  if (text.empty()) return absl::InvalidArgumentError(absl::StrCat(f, ": required (", Av(hint), ")"));
+  if (text.size() > max_bytes)
+    return absl::InvalidArgumentError(
+        absl::StrCat(f, ": longer than ", max_bytes, " bytes (got ", text.size(), ")"));
+  for (unsigned char c : text)
+    if (c < 0x20 || c == 0x7f)
+      return absl::InvalidArgumentError(f + ": contains a control character");
+  return absl::OkStatus();
+}
+
+std::string ShortHash(std::string_view raw) { return crypto::Hex(raw).substr(0, 16); }
+
 }  // namespace
 
-RequestManager::RequestManager(ledger::Ledger& ledger, RequestStore& store, IdentityVault& vault,
-                               const policy::Policy& policy,
-                               const crypto::Ed25519PrivateKey& signing_key, const Clock& clock,
-                               RequestManagerOptions options)
+RequestManager::RequestManager(ledger::Ledger& ledger, Projections& projections,
+                               IdentityVault& vault, const crypto::Ed25519PrivateKey& signing_key,
+                               const Clock& clock, RequestManagerOptions options)
     : ledger_(ledger),
-      store_(store),
+      projections_(projections),
+      store_(projections.requests),
       vault_(vault),
-      policy_(policy),
       key_(signing_key),
       clock_(clock),
       options_(options) {}
 
 absl::Status RequestManager::AppendAndApply(std::vector<v1::LedgerEntry> entries) {
   ASSIGN_OR_RETURN(auto appended, ledger_.Append(std::move(entries), clock_.Now()));
-  for (const auto& a : appended) RETURN_IF_ERROR(store_.Apply(a.seq, a.entry));
+  for (const auto& a : appended) RETURN_IF_ERROR(projections_.Apply(a.seq, a.entry));
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const policy::Policy>> RequestManager::ActivePolicy() const {
+  auto p = projections_.policies.Active();
+  if (!p) return absl::FailedPreconditionError("no policy has been activated");
+  return p;
+}
+
+absl::StatusOr<PolicyActivation> RequestManager::ActivatePolicy(std::string_view yaml,
+                                                                std::string_view source_name,
+                                                                std::string source) {
+  if (yaml.size() > kMaxPolicyBytes)
+    return absl::InvalidArgumentError(
+        absl::StrCat("yaml: longer than ", kMaxPolicyBytes, " bytes (got ", yaml.size(), ")"));
+  ASSIGN_OR_RETURN(policy::Policy parsed, policy::Policy::Parse(yaml, source_name));
+  const std::string hash = parsed.Hash();
+  std::lock_guard<std::mutex> lock(write_mu_);
+  auto active = projections_.policies.ActiveRecord();
+  if (active && active->hash == hash)
+    return absl::AlreadyExistsError(absl::StrCat("policy: ", Av(source_name), " (", ShortHash(hash),
+                                                 ") is already the active policy (activation ",
+                                                 active->activation, ")"));
+  v1::LedgerEntry e;
+  auto* pa = e.mutable_policy_activated();
+  pa->set_activation(active ? active->activation + 1 : 1);
+  pa->set_format_version(parsed.version());
+  pa->set_name(parsed.name());
+  pa->set_policy_hash(hash);
+  pa->set_policy_yaml(std::string(yaml));
+  pa->set_source(std::move(source));
+  RETURN_IF_ERROR(AppendAndApply({e}));
+  auto now_active = projections_.policies.ActiveRecord();
+  if (!now_active || now_active->hash != hash)
+    return absl::InternalError("activated policy not active after append");
+  spdlog::info("policy activation {}: {} ({}), from {}", now_active->activation, parsed.name(),
+               ShortHash(hash), now_active->source);
+  return *now_active;
+}
+
+absl::StatusOr<std::string> RequestManager::TokenOf(const SubjectIdentity& identity) const {
+  ASSIGN_OR_RETURN(auto policy, ActivePolicy());
+  RETURN_IF_ERROR(ValidateIdentities(*policy, {SubjectIdentity{identity.type, identity.value}}, "identity"));
+  return vault_.Tokenize(identity.type, identity.value);
 }
 
 absl::StatusOr<v1::LedgerEntry> RequestManager::MakeCommand(const std::string& request_id,
@@ -110,71 +184,293 @@ absl::StatusOr<v1::LedgerEntry> RequestManager::MakeCommand(const std::string& r
   return e;
 }
 
+absl::StatusOr<std::vector<v1::LedgerEntry>> RequestManager::BuildErasure(
+    const policy::Policy& policy, const ErasureSpec& spec, const std::string& request_id,
+    const SecretBytes& key, absl::Time now, size_t* targets) {
+  const ErasurePlan plan = PlanErasure(policy, spec.identities, spec.scope);
+  std::vector<v1::LedgerEntry> entries;
+  v1::LedgerEntry submitted;
+  auto* s = submitted.mutable_request_submitted();
+  s->set_request_id(request_id);
+  s->set_kind(v1::RequestSubmitted::ERASURE);
+  v1::SealedRequest sealed;
+  for (const auto& id : spec.identities) {
+    auto* t = s->add_subject();
+    t->set_type(id.type);
+    t->set_token(vault_.Tokenize(id.type, id.value));
+    auto* raw = sealed.add_identities();
+    raw->set_type(id.type);
+    raw->set_value(std::string(RevealSecret(id.value)));
+  }
+  sealed.set_reason(spec.reason);
+  std::string plain_raw;
+  sealed.SerializeToString(&plain_raw);
+  sealed.Clear();
+  SecretBytes plain(std::move(plain_raw));
+  ASSIGN_OR_RETURN(std::string ct, crypto::SealAesGcm(key, RevealSecret(plain), request_id));
+  s->set_sealed(std::move(ct));
+  s->set_policy_hash(policy.Hash());
+  for (const auto& t : plan.targets) s->add_target_domains(t.domain);
+  for (const auto& n : plan.needs_identity) {
+    auto* need = s->add_needs_identity();
+    need->set_domain(n.domain);
+    for (const auto& t : n.identity_types) need->add_identity_types(t);
+  }
+  s->set_received_unix_ms(absl::ToUnixMillis(now));
+  s->set_due_unix_ms(absl::ToUnixMillis(now + policy.deadlines().erasure));
+  s->set_consent_change_id(spec.consent_change_id);
+  s->set_scope_purpose(spec.scope_purpose);
+  entries.push_back(std::move(submitted));
+  for (const auto& t : plan.targets) {
+    ASSIGN_OR_RETURN(v1::LedgerEntry cmd, MakeCommand(request_id, t, key, now));
+    entries.push_back(std::move(cmd));
+  }
+  if (targets != nullptr) *targets = plan.targets.size();
+  if (!plan.needs_identity.empty()) {
+    std::vector<std::string> names;
+    for (const auto& n : plan.needs_identity) names.push_back(n.domain);
+    spdlog::warn("request {}: domain(s) {} need an identity type the request does not carry",
+                 request_id, absl::StrJoin(names, ", "));
+  }
+  return entries;
+}
+
 absl::StatusOr<std::string> RequestManager::SubmitErasure(std::vector<SubjectIdentity> identities,
                                                           std::string reason) {
-  RETURN_IF_ERROR(ValidateIdentities(policy_, identities));
+  ASSIGN_OR_RETURN(auto policy, ActivePolicy());
+  RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
   if (reason.size() > kMaxReasonBytes)
     return absl::InvalidArgumentError(
         absl::StrCat("reason: longer than ", kMaxReasonBytes, " bytes (got ", reason.size(), ")"));
-  // The same identity given twice is one identity.
-  std::vector<SubjectIdentity> unique;
-  for (auto& id : identities) {
-    bool dup = false;
-    for (const auto& u : unique) dup = dup || (u.type == id.type && u.value == id.value);
-    if (!dup) unique.push_back(std::move(id));
-  }
-  ASSIGN_OR_RETURN(ErasurePlan plan, PlanErasure(policy_, unique));
+  ErasureSpec spec;
+  spec.identities = Distinct(std::move(identities));
+  spec.reason = std::move(reason);
 
   // No write_mu_ here: a new request depends on no recorded state, so concurrent submissions
   // proceed in parallel and share the ledger's group commit.
   const absl::Time now = clock_.Now();
   const std::string request_id = NewId();
   ASSIGN_OR_RETURN(SecretBytes key, vault_.CreateRequestKey(request_id));
-  auto built = [&]() -> absl::StatusOr<std::vector<v1::LedgerEntry>> {
-    std::vector<v1::LedgerEntry> entries;
-    v1::LedgerEntry submitted;
-    auto* s = submitted.mutable_request_submitted();
-    s->set_request_id(request_id);
-    s->set_kind(v1::RequestSubmitted::ERASURE);
-    v1::SealedRequest sealed;
-    for (const auto& id : unique) {
-      auto* t = s->add_subject();
-      t->set_type(id.type);
-      t->set_token(vault_.Tokenize(id.type, id.value));
-      auto* raw = sealed.add_identities();
-      raw->set_type(id.type);
-      raw->set_value(std::string(RevealSecret(id.value)));
-    }
-    sealed.set_reason(reason);
-    std::string plain_raw;
-    sealed.SerializeToString(&plain_raw);
-    sealed.Clear();
-    SecretBytes plain(std::move(plain_raw));
-    ASSIGN_OR_RETURN(std::string ct, crypto::SealAesGcm(key, RevealSecret(plain), request_id));
-    s->set_sealed(std::move(ct));
-    s->set_policy_hash(policy_.Hash());
-    for (const auto& t : plan.targets) s->add_target_domains(t.domain);
-    s->set_received_unix_ms(absl::ToUnixMillis(now));
-    s->set_due_unix_ms(absl::ToUnixMillis(now + policy_.deadlines().erasure));
-    entries.push_back(std::move(submitted));
-    for (const auto& t : plan.targets) {
-      ASSIGN_OR_RETURN(v1::LedgerEntry cmd, MakeCommand(request_id, t, key, now));
-      entries.push_back(std::move(cmd));
-    }
-    return entries;
-  }();
+  size_t targets = 0;
+  auto built = BuildErasure(*policy, spec, request_id, key, now, &targets);
   absl::Status st = built.ok() ? AppendAndApply(std::move(*built)) : built.status();
   if (!st.ok()) {
     (void)vault_.DestroyRequestKey(request_id);  // nothing was recorded
     return st;
   }
-  spdlog::info("request {}: erasure recorded, {} target domain(s)", request_id, plan.targets.size());
+  spdlog::info("request {}: erasure recorded, {} target domain(s)", request_id, targets);
   return request_id;
+}
+
+absl::StatusOr<std::vector<SubjectIdentity>> RequestManager::RequestIdentities(
+    const RequestRecord& r, const SecretBytes& key) const {
+  std::vector<SubjectIdentity> out;
+  auto add = [&](std::string_view sealed_blob, const std::string& aad) -> absl::Status {
+    ASSIGN_OR_RETURN(SecretBytes plain, crypto::OpenAesGcm(key, sealed_blob, aad));
+    v1::SealedRequest sealed;
+    if (!sealed.ParseFromString(std::string(RevealSecret(plain))))
+      return absl::DataLossError("request " + r.request_id + ": sealed identities do not parse");
+    for (const auto& id : sealed.identities())
+      out.push_back(SubjectIdentity{id.type(), SecretBytes(id.value())});
+    sealed.Clear();
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(add(r.submitted.sealed(), r.request_id));
+  for (size_t i = 0; i < r.sealed_additions.size(); ++i)
+    RETURN_IF_ERROR(add(r.sealed_additions[i], AdditionAad(r.request_id, i)));
+  return out;
+}
+
+absl::Status RequestManager::AddIdentities(const std::string& request_id,
+                                           std::vector<SubjectIdentity> identities) {
+  ASSIGN_OR_RETURN(auto policy, ActivePolicy());
+  RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
+  identities = Distinct(std::move(identities));
+  std::lock_guard<std::mutex> lock(write_mu_);
+  auto r = store_.Get(request_id);
+  if (!r) return absl::NotFoundError("request_id: no request " + request_id);
+  if (r->state != v1::IN_PROGRESS)
+    return absl::FailedPreconditionError("request_id: request " + request_id +
+                                         " has ended; identities can only be added to an open request");
+  ASSIGN_OR_RETURN(SecretBytes key, vault_.RequestKey(request_id));
+  ASSIGN_OR_RETURN(std::vector<SubjectIdentity> known, RequestIdentities(*r, key));
+  // Only identities the request does not hold yet.
+  std::vector<SubjectIdentity> fresh;
+  for (auto& id : identities) {
+    bool have = false;
+    for (const auto& k : known)
+      have = have || (k.type == id.type && RevealSecret(k.value) == RevealSecret(id.value));
+    if (!have) fresh.push_back(std::move(id));
+  }
+  std::vector<std::string> waiting;
+  for (const auto& d : r->domains)
+    if (d.state == v1::NEEDS_IDENTITY) waiting.push_back(d.domain);
+  if (waiting.empty())
+    return absl::FailedPreconditionError("request_id: no domain of request " + request_id +
+                                         " is waiting for an identity");
+  std::vector<SubjectIdentity> all = known;
+  for (const auto& f : fresh) all.push_back(SubjectIdentity{f.type, f.value});
+  const ErasurePlan plan = PlanErasure(*policy, all, waiting);
+  // Only domains the fresh identities reach.
+  std::vector<DomainPlan> reached;
+  for (const auto& t : plan.targets) {
+    bool uses_fresh = false;
+    for (const auto& id : t.identities)
+      for (const auto& f : fresh)
+        uses_fresh = uses_fresh || (f.type == id.type && RevealSecret(f.value) == RevealSecret(id.value));
+    if (uses_fresh) reached.push_back(DomainPlan{t.domain, t.identities, t.domain_policy_hash});
+  }
+  if (reached.empty())
+    return absl::FailedPreconditionError(
+        "identities: none of the given identities is new and of a type a waiting domain (" +
+        absl::StrJoin(waiting, ", ") + ") is keyed by");
+  const absl::Time now = clock_.Now();
+  v1::LedgerEntry added;
+  auto* a = added.mutable_identities_added();
+  a->set_request_id(request_id);
+  v1::SealedRequest sealed;
+  for (const auto& f : fresh) {
+    auto* t = a->add_subject();
+    t->set_type(f.type);
+    t->set_token(vault_.Tokenize(f.type, f.value));
+    auto* raw = sealed.add_identities();
+    raw->set_type(f.type);
+    raw->set_value(std::string(RevealSecret(f.value)));
+  }
+  std::string plain_raw;
+  sealed.SerializeToString(&plain_raw);
+  sealed.Clear();
+  SecretBytes plain(std::move(plain_raw));
+  ASSIGN_OR_RETURN(std::string ct, crypto::SealAesGcm(key, RevealSecret(plain),
+                                                      AdditionAad(request_id, r->sealed_additions.size())));
+  a->set_sealed(std::move(ct));
+  std::vector<v1::LedgerEntry> entries;
+  for (const auto& d : reached) a->add_target_domains(d.domain);
+  entries.push_back(std::move(added));
+  for (const auto& d : reached) {
+    ASSIGN_OR_RETURN(v1::LedgerEntry cmd, MakeCommand(request_id, d, key, now));
+    entries.push_back(std::move(cmd));
+  }
+  RETURN_IF_ERROR(AppendAndApply(std::move(entries)));
+  spdlog::info("request {}: identities added; {} more domain(s) targeted", request_id, reached.size());
+  return absl::OkStatus();
+}
+
+absl::Status RequestManager::Extend(const std::string& request_id, absl::Duration by,
+                                    std::string reason) {
+  ASSIGN_OR_RETURN(auto policy, ActivePolicy());
+  if (by <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("extension_seconds: must be positive");
+  if (by != absl::Seconds(absl::ToInt64Seconds(by)))
+    return absl::InvalidArgumentError("extension_seconds: must be whole seconds");
+  RETURN_IF_ERROR(CheckText("reason", reason, kMaxExtensionReasonBytes,
+                            "GDPR Art. 12(3): the subject must be told why"));
+  std::lock_guard<std::mutex> lock(write_mu_);
+  auto r = store_.Get(request_id);
+  if (!r) return absl::NotFoundError("request_id: no request " + request_id);
+  if (r->state != v1::IN_PROGRESS)
+    return absl::FailedPreconditionError("request_id: request " + request_id +
+                                         " has ended; only an open request can be extended");
+  absl::Duration total = by;
+  for (const auto& x : r->extensions) total += absl::Seconds(x.extension_seconds);
+  const absl::Duration cap = policy->deadlines().max_extension;
+  if (total > cap)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "extension_seconds: the request's extensions would add up to ",
+        absl::FormatDuration(total), ", more than the policy's deadlines.max_extension (",
+        absl::FormatDuration(cap), ")"));
+  ASSIGN_OR_RETURN(SecretBytes key, vault_.RequestKey(request_id));
+  v1::LedgerEntry e;
+  auto* x = e.mutable_deadline_extended();
+  x->set_request_id(request_id);
+  x->set_extension_seconds(absl::ToInt64Seconds(by));
+  x->set_new_due_unix_ms(r->due_unix_ms + absl::ToInt64Milliseconds(by));
+  ASSIGN_OR_RETURN(std::string sealed,
+                   crypto::SealAesGcm(key, reason, ExtensionAad(request_id, r->extensions.size())));
+  x->set_sealed_reason(std::move(sealed));
+  RETURN_IF_ERROR(AppendAndApply({e}));
+  spdlog::info("request {}: due date extended by {}", request_id, absl::FormatDuration(by));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ConsentRecord> RequestManager::ChangeConsent(SubjectIdentity identity,
+                                                            std::string purpose,
+                                                            v1::ConsentStatus status,
+                                                            std::string source) {
+  ASSIGN_OR_RETURN(auto policy, ActivePolicy());
+  std::vector<SubjectIdentity> one;
+  one.push_back(SubjectIdentity{identity.type, identity.value});
+  RETURN_IF_ERROR(ValidateIdentities(*policy, one, "identity"));
+  const policy::Purpose* p = nullptr;
+  std::vector<std::string> names;
+  for (const auto& candidate : policy->purposes()) {
+    names.push_back(candidate.name);
+    if (candidate.name == purpose) p = &candidate;
+  }
+  if (purpose.empty()) return absl::InvalidArgumentError("purpose: required");
+  if (p == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "purpose: unknown purpose \"", purpose.size() > 64 ? purpose.substr(0, 64) + "..." : purpose,
+        "\" (the active policy declares: ", names.empty() ? "none" : absl::StrJoin(names, ", "), ")"));
+  if (status != v1::GRANTED && status != v1::WITHDRAWN)
+    return absl::InvalidArgumentError("status: must be GRANTED or WITHDRAWN");
+  RETURN_IF_ERROR(CheckText("source", source, kMaxConsentSourceBytes,
+                            "where the change came from, e.g. signup-form-v3; no personal data"));
+  const std::string token = vault_.Tokenize(identity.type, identity.value);
+
+  std::lock_guard<std::mutex> lock(write_mu_);
+  auto prev = projections_.consent.Latest(identity.type, token, purpose);
+  const absl::Time now = clock_.Now();
+  v1::LedgerEntry change;
+  auto* c = change.mutable_consent_changed();
+  c->set_change_id(NewId());
+  c->mutable_subject()->set_type(identity.type);
+  c->mutable_subject()->set_token(token);
+  c->set_purpose(purpose);
+  c->set_status(status);
+  c->set_source(source);
+  c->set_policy_hash(policy->Hash());
+  std::vector<v1::LedgerEntry> entries;
+  std::string request_id;
+  const bool erase = status == v1::WITHDRAWN && p->erase_on_withdrawal &&
+                     !(prev && prev->status == v1::WITHDRAWN);
+  if (erase) {
+    request_id = NewId();
+    c->set_erasure_request_id(request_id);
+    ErasureSpec spec;
+    spec.identities = std::move(one);
+    spec.reason = "consent withdrawn for purpose " + purpose + " (source: " + source + ")";
+    spec.scope = p->domains;
+    spec.scope_purpose = purpose;
+    spec.consent_change_id = c->change_id();
+    auto key = vault_.CreateRequestKey(request_id);
+    if (!key.ok()) return key.status();
+    auto built = BuildErasure(*policy, spec, request_id, *key, now, nullptr);
+    if (!built.ok()) {
+      (void)vault_.DestroyRequestKey(request_id);
+      return built.status();
+    }
+    entries.push_back(std::move(change));
+    for (auto& e : *built) entries.push_back(std::move(e));
+  } else {
+    entries.push_back(std::move(change));
+  }
+  if (absl::Status st = AppendAndApply(std::move(entries)); !st.ok()) {
+    if (erase) (void)vault_.DestroyRequestKey(request_id);
+    return st;
+  }
+  auto now_latest = projections_.consent.Latest(identity.type, token, purpose);
+  if (!now_latest) return absl::InternalError("consent change not applied after append");
+  spdlog::info("consent: {} {} (entry {}){}", purpose,
+               status == v1::GRANTED ? "granted" : "withdrawn", now_latest->entry,
+               erase ? "; erasure " + request_id + " planned" : "");
+  return *now_latest;
 }
 
 absl::StatusOr<AgentRecord> RequestManager::EnrollAgent(const std::string& domain,
                                                         const std::string& pem) {
-  if (policy_.FindDomain(domain) == nullptr)
+  ASSIGN_OR_RETURN(auto policy, ActivePolicy());
+  if (policy->FindDomain(domain) == nullptr)
     return absl::InvalidArgumentError("domain: \"" + domain + "\" is not a domain of the active policy");
   auto key = crypto::Ed25519PublicKey::FromPem(pem);
   if (!key.ok())
@@ -224,6 +520,16 @@ absl::Status RequestManager::RecordReceipt(std::string_view wire) {
     return reject(absl::PermissionDeniedError("receipt: names another request or domain than its command"));
   if (receipt.command_digest() != cmd->digest)
     return reject(absl::PermissionDeniedError("receipt: made for other command bytes than lethed issued"));
+  if (receipt.outcome() == v1::Receipt::REJECTED) {
+    // The agent refused the command without acting (e.g. policy drift). Not an answer: the
+    // command stays open and is re-published; the reason is shown on the request.
+    counters_.refused.fetch_add(1);
+    std::string why = receipt.error().substr(0, 300);
+    spdlog::warn("request {}: domain {} refused command {}: {}", receipt.request_id(),
+                 receipt.domain(), receipt.command_id(), why);
+    store_.NoteRejection(receipt.command_id(), std::move(why));
+    return absl::OkStatus();
+  }
   if (receipt.outcome() != v1::Receipt::COMPLETED && receipt.outcome() != v1::Receipt::FAILED)
     return reject(absl::InvalidArgumentError("receipt: no outcome"));
   if (receipt.outcome() == v1::Receipt::COMPLETED && !receipt.verified_zero_remaining())
@@ -254,7 +560,7 @@ absl::Status RequestManager::Complete(const std::string& request_id) {
   if (!req || req->state != v1::IN_PROGRESS) return absl::OkStatus();
   bool all_ok = true;
   for (const auto& d : req->domains) {
-    if (d.state == v1::PENDING) return absl::OkStatus();
+    if (d.state != v1::DONE && d.state != v1::DOMAIN_FAILED) return absl::OkStatus();
     all_ok = all_ok && d.state == v1::DONE;
   }
   v1::LedgerEntry e;
@@ -269,30 +575,28 @@ absl::Status RequestManager::Complete(const std::string& request_id) {
 }
 
 absl::Status RequestManager::ReissueExpiring(absl::Duration margin) {
+  auto policy = projections_.policies.Active();
+  if (!policy) return absl::OkStatus();
   std::lock_guard<std::mutex> lock(write_mu_);
   const absl::Time now = clock_.Now();
   std::vector<v1::LedgerEntry> entries;
   for (const auto& p : store_.Pending(now, margin)) {
     if (!p.expiring) continue;
+    // Overdue requests are not re-published (outbox.h); re-sign once an extension revives them.
+    if (absl::FromUnixMillis(p.due_unix_ms) < now) continue;
     auto req = store_.Get(p.command.request_id);
     if (!req) continue;
+    const policy::Domain* d = policy->FindDomain(p.command.domain);
+    if (d == nullptr) continue;  // the domain left the policy: its last command stays
     ASSIGN_OR_RETURN(SecretBytes key, vault_.RequestKey(req->request_id));
-    ASSIGN_OR_RETURN(SecretBytes plain,
-                     crypto::OpenAesGcm(key, req->submitted.sealed(), req->request_id));
-    v1::SealedRequest sealed;
-    if (!sealed.ParseFromString(std::string(RevealSecret(plain))))
-      return absl::DataLossError("sealed request does not parse");
+    ASSIGN_OR_RETURN(std::vector<SubjectIdentity> ids, RequestIdentities(*req, key));
     DomainPlan plan;
     plan.domain = p.command.domain;
-    const policy::Domain* d = policy_.FindDomain(plan.domain);
-    if (d == nullptr) continue;
     const auto types = d->IdentityTypes();
-    for (const auto& id : sealed.identities()) {
-      if (std::find(types.begin(), types.end(), id.type()) != types.end())
-        plan.identities.push_back(SubjectIdentity{id.type(), SecretBytes(id.value())});
-    }
-    sealed.Clear();
-    plan.domain_policy_hash = policy_.DomainHash(plan.domain);
+    for (auto& id : ids)
+      if (std::find(types.begin(), types.end(), id.type) != types.end()) plan.identities.push_back(std::move(id));
+    if (plan.identities.empty()) continue;
+    plan.domain_policy_hash = policy->DomainHash(plan.domain);
     ASSIGN_OR_RETURN(v1::LedgerEntry e, MakeCommand(req->request_id, plan, key, now));
     entries.push_back(std::move(e));
   }

@@ -1,6 +1,7 @@
 // RequestManager: the control plane's write path. Every state change goes through here:
-// it validates, appends the ledger entries in one durable batch, and only then applies
-// them to the RequestStore. A call that fails leaves ledger, key store and state as they were.
+// requests, receipts, agent enrolment, policy activation, consent and deadline extensions.
+// It validates, appends the ledger entries in one durable batch, and only then applies them
+// to the projections. A call that fails leaves ledger, key store and state as they were.
 //
 // Thread safe: writes that check recorded state (receipts, completion, enrolment, re-issue)
 // are serialised by one mutex so that a check and the append that depends on it cannot
@@ -14,7 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "controlplane/planner.h"
-#include "controlplane/state.h"
+#include "controlplane/projections.h"
 #include "controlplane/vault.h"
 #include "crypto/clock.h"
 #include "crypto/crypto.h"
@@ -26,6 +27,9 @@ namespace lethe::controlplane {
 inline constexpr size_t kMaxIdentityValueBytes = 1024;
 inline constexpr size_t kMaxIdentities = 16;
 inline constexpr size_t kMaxReasonBytes = 4096;
+inline constexpr size_t kMaxExtensionReasonBytes = 1000;
+inline constexpr size_t kMaxConsentSourceBytes = 256;
+inline constexpr size_t kMaxPolicyBytes = 1 << 20;
 
 struct RequestManagerOptions {
   // How long a signed command stays valid. Shorter bounds the use of a captured command;
@@ -37,18 +41,48 @@ struct ReceiptCounters {
   std::atomic<uint64_t> recorded{0};
   std::atomic<uint64_t> duplicates{0};
   std::atomic<uint64_t> rejected{0};
+  std::atomic<uint64_t> refused{0};  // REJECTED by an agent (e.g. policy drift): command stays open
 };
 
 class RequestManager {
  public:
-  RequestManager(ledger::Ledger& ledger, RequestStore& store, IdentityVault& vault,
-                 const policy::Policy& policy, const crypto::Ed25519PrivateKey& signing_key,
-                 const Clock& clock, RequestManagerOptions options = {});
+  RequestManager(ledger::Ledger& ledger, Projections& projections, IdentityVault& vault,
+                 const crypto::Ed25519PrivateKey& signing_key, const Clock& clock,
+                 RequestManagerOptions options = {});
 
-  // Validates the identities (kInvalidArgument naming the field), plans the domains, and
-  // records RequestSubmitted plus one CommandIssued per target domain. Returns the id.
+  // The active policy; kFailedPrecondition before the first activation.
+  absl::StatusOr<std::shared_ptr<const policy::Policy>> ActivePolicy() const;
+
+  // Validates `yaml` (kInvalidArgument listing every problem as source_name:line:col) and
+  // records PolicyActivated with `source` (who activated it). kAlreadyExists when the policy
+  // is already the active one.
+  absl::StatusOr<PolicyActivation> ActivatePolicy(std::string_view yaml,
+                                                  std::string_view source_name,
+                                                  std::string source);
+
+  // Validates the identities (kInvalidArgument naming the field), plans every domain of the
+  // active policy, and records RequestSubmitted plus one CommandIssued per target domain.
+  // Domains keyed by none of the identity types are recorded as needing one. Returns the id.
   absl::StatusOr<std::string> SubmitErasure(std::vector<SubjectIdentity> identities,
                                             std::string reason);
+
+  // Adds identities to an open request: records IdentitiesAdded and commands for the domains
+  // that waited for one of the new types. kFailedPrecondition when no waiting domain uses any.
+  absl::Status AddIdentities(const std::string& request_id,
+                             std::vector<SubjectIdentity> identities);
+
+  // Records DeadlineExtended: moves the due date of an open request by `by`. The extensions
+  // of one request add up to at most the policy's max_extension.
+  absl::Status Extend(const std::string& request_id, absl::Duration by, std::string reason);
+
+  // Records ConsentChanged for one identity and purpose. A withdrawal of a purpose marked
+  // erase_on_withdrawal (unless consent was already withdrawn) also plans an erasure scoped
+  // to that purpose's domains, in the same ledger batch. Returns the recorded change.
+  absl::StatusOr<ConsentRecord> ChangeConsent(SubjectIdentity identity, std::string purpose,
+                                              v1::ConsentStatus status, std::string source);
+
+  // The token of an identity (for read-only lookups such as consent show).
+  absl::StatusOr<std::string> TokenOf(const SubjectIdentity& identity) const;
 
   // Records AgentEnrolled for `domain` (must be a policy domain) with the PEM public key.
   absl::StatusOr<AgentRecord> EnrollAgent(const std::string& domain, const std::string& pem);
@@ -73,16 +107,33 @@ class RequestManager {
   const ReceiptCounters& receipt_counters() const { return counters_; }
 
  private:
+  struct ErasureSpec {
+    std::vector<SubjectIdentity> identities;  // validated, distinct
+    std::string reason;
+    std::vector<std::string> scope;  // empty: every domain
+    std::string scope_purpose;
+    std::string consent_change_id;
+  };
+  // The entries of a new request (RequestSubmitted, then its CommandIssued), sealed under
+  // `key`.
+  absl::StatusOr<std::vector<v1::LedgerEntry>> BuildErasure(const policy::Policy& policy,
+                                                            const ErasureSpec& spec,
+                                                            const std::string& request_id,
+                                                            const SecretBytes& key,
+                                                            absl::Time now, size_t* targets);
   absl::StatusOr<v1::LedgerEntry> MakeCommand(const std::string& request_id,
                                               const DomainPlan& plan, const SecretBytes& key,
                                               absl::Time now);
+  // Every identity of the request, decrypted: the submitted ones, then each addition.
+  absl::StatusOr<std::vector<SubjectIdentity>> RequestIdentities(const RequestRecord& r,
+                                                                 const SecretBytes& key) const;
   absl::Status AppendAndApply(std::vector<v1::LedgerEntry> entries);
   absl::Status Complete(const std::string& request_id);
 
   ledger::Ledger& ledger_;
+  Projections& projections_;
   RequestStore& store_;
   IdentityVault& vault_;
-  const policy::Policy& policy_;
   const crypto::Ed25519PrivateKey& key_;
   const Clock& clock_;
   const RequestManagerOptions options_;

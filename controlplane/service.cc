@@ -38,7 +38,7 @@ grpc::Status SubjectRequestsService::Submit(grpc::ServerContext*, const v1::Subm
   auto id = manager_.SubmitErasure(std::move(ids), req->reason());
   if (!id.ok()) return ToGrpc(id.status());
   resp->set_request_id(*id);
-  if (auto r = store_.Get(*id)) *resp->mutable_request() = ToView(*r, store_);
+  if (auto r = store_.Get(*id)) *resp->mutable_request() = View(*r);
   return grpc::Status::OK;
 }
 
@@ -46,13 +46,17 @@ grpc::Status SubjectRequestsService::Get(grpc::ServerContext*, const v1::GetRequ
                                          v1::RequestView* resp) {
   auto r = Find(store_, req->request_id());
   if (!r.ok()) return ToGrpc(r.status());
-  *resp = ToView(*r, store_);
+  *resp = View(*r);
   return grpc::Status::OK;
 }
 
-grpc::Status SubjectRequestsService::List(grpc::ServerContext*, const v1::ListRequestsRequest*,
+grpc::Status SubjectRequestsService::List(grpc::ServerContext*, const v1::ListRequestsRequest* req,
                                           v1::ListRequestsResponse* resp) {
-  for (const auto& r : store_.List()) *resp->add_requests() = ToView(r, store_);
+  const absl::Time now = clock_.Now();
+  for (const auto& r : store_.List()) {
+    if (req->overdue() && !r.Overdue(now)) continue;
+    *resp->add_requests() = ToView(r, store_, now, &vault_);
+  }
   return grpc::Status::OK;
 }
 
@@ -65,7 +69,7 @@ grpc::Status SubjectRequestsService::Watch(grpc::ServerContext* ctx,
   uint64_t seen = store_.version();
   while (!ctx->IsCancelled() && !stopping_) {
     auto r = store_.Get(req->request_id());
-    v1::RequestView view = ToView(*r, store_);
+    v1::RequestView view = View(*r);
     std::string bytes = view.SerializeAsString();
     if (bytes != last) {
       if (!writer->Write(view)) return grpc::Status::OK;  // client went away
@@ -75,6 +79,141 @@ grpc::Status SubjectRequestsService::Watch(grpc::ServerContext* ctx,
     seen = store_.WaitForChange(seen, absl::Milliseconds(500));
   }
   return grpc::Status(grpc::StatusCode::CANCELLED, "watch ended");
+}
+
+v1::RequestView SubjectRequestsService::View(const RequestRecord& r) const {
+  return ToView(r, store_, clock_.Now(), &vault_);
+}
+
+namespace {
+absl::StatusOr<std::vector<SubjectIdentity>> Identities(
+    const google::protobuf::RepeatedPtrField<v1::Identity>& in) {
+  std::vector<SubjectIdentity> ids;
+  for (const auto& id : in) ids.push_back(SubjectIdentity{id.type(), SecretBytes(id.value())});
+  return ids;
+}
+}  // namespace
+
+grpc::Status SubjectRequestsService::Extend(grpc::ServerContext*, const v1::ExtendRequest* req,
+                                            v1::RequestView* resp) {
+  if (absl::Status s = CheckRequestId(req->request_id()); !s.ok()) return ToGrpc(s);
+  if (req->extension_seconds() <= 0 || req->extension_seconds() > int64_t{10} * 365 * 86400)
+    return ToGrpc(absl::InvalidArgumentError(
+        "extension_seconds: must be positive and at most ten years"));
+  absl::Status s =
+      manager_.Extend(req->request_id(), absl::Seconds(req->extension_seconds()), req->reason());
+  if (!s.ok()) return ToGrpc(s);
+  auto r = Find(store_, req->request_id());
+  if (!r.ok()) return ToGrpc(r.status());
+  *resp = View(*r);
+  return grpc::Status::OK;
+}
+
+grpc::Status SubjectRequestsService::AddIdentities(grpc::ServerContext*,
+                                                   const v1::AddIdentitiesRequest* req,
+                                                   v1::RequestView* resp) {
+  if (absl::Status s = CheckRequestId(req->request_id()); !s.ok()) return ToGrpc(s);
+  auto ids = Identities(req->identities());
+  absl::Status s = manager_.AddIdentities(req->request_id(), std::move(*ids));
+  if (!s.ok()) return ToGrpc(s);
+  auto r = Find(store_, req->request_id());
+  if (!r.ok()) return ToGrpc(r.status());
+  *resp = View(*r);
+  return grpc::Status::OK;
+}
+
+v1::PolicyView ToView(const PolicyActivation& a, bool with_yaml) {
+  v1::PolicyView v;
+  v.set_activation(a.activation);
+  v.set_format_version(a.format_version);
+  v.set_name(a.name);
+  v.set_policy_hash(crypto::Hex(a.hash));
+  v.set_entry(a.entry);
+  v.set_activated_unix_ms(a.activated_unix_ms);
+  v.set_source(a.source);
+  if (with_yaml) v.set_yaml(a.yaml);
+  if (a.policy) {
+    for (const auto& d : a.policy->domains()) v.add_domains(d.name);
+    for (const auto& p : a.policy->purposes()) v.add_purposes(p.name);
+  }
+  return v;
+}
+
+grpc::Status PoliciesService::Activate(grpc::ServerContext*, const v1::ActivatePolicyRequest* req,
+                                       v1::PolicyView* resp) {
+  const std::string source_name = req->source_name().empty() ? "<policy>" : req->source_name().substr(0, 200);
+  auto a = manager_.ActivatePolicy(req->yaml(), source_name,
+                                   "lethectl policy activate " + source_name);
+  if (!a.ok()) return ToGrpc(a.status());
+  if (on_activated_ && a->policy) on_activated_(*a->policy);
+  *resp = ToView(*a, false);
+  return grpc::Status::OK;
+}
+
+grpc::Status PoliciesService::Show(grpc::ServerContext*, const v1::ShowPolicyRequest*,
+                                   v1::ShowPolicyResponse* resp) {
+  auto history = registry_.History();
+  if (history.empty()) return ToGrpc(absl::FailedPreconditionError("no policy has been activated"));
+  *resp->mutable_active() = ToView(history.back(), true);
+  for (const auto& a : history) *resp->add_history() = ToView(a, false);
+  return grpc::Status::OK;
+}
+
+v1::ConsentRecordView ToView(const ConsentRecord& r) {
+  v1::ConsentRecordView v;
+  v.set_identity_type(r.identity_type);
+  v.set_subject_token(crypto::Hex(r.token));
+  v.set_purpose(r.purpose);
+  v.set_status(r.status);
+  v.set_changed_unix_ms(r.changed_unix_ms);
+  v.set_source(r.source);
+  v.set_entry(r.entry);
+  v.set_change_id(r.change_id);
+  v.set_erasure_request_id(r.erasure_request_id);
+  return v;
+}
+
+grpc::Status ConsentService::Change(grpc::ServerContext*, const v1::ChangeConsentRequest* req,
+                                    v1::ConsentChangeView* resp) {
+  if (!req->has_identity()) return ToGrpc(absl::InvalidArgumentError("identity: required"));
+  auto rec = manager_.ChangeConsent(
+      SubjectIdentity{req->identity().type(), SecretBytes(req->identity().value())},
+      req->purpose(), req->status(), req->source());
+  if (!rec.ok()) return ToGrpc(rec.status());
+  *resp->mutable_change() = ToView(*rec);
+  return grpc::Status::OK;
+}
+
+grpc::Status ConsentService::Show(grpc::ServerContext*, const v1::ShowConsentRequest* req,
+                                  v1::ShowConsentResponse* resp) {
+  if (!req->has_identity()) return ToGrpc(absl::InvalidArgumentError("identity: required"));
+  const std::string type = req->identity().type();
+  auto token = manager_.TokenOf(SubjectIdentity{type, SecretBytes(req->identity().value())});
+  if (!token.ok()) return ToGrpc(token.status());
+  resp->set_identity_type(type);
+  resp->set_subject_token(crypto::Hex(*token));
+  for (const auto& r : consent_.Current(type, *token)) *resp->add_current() = ToView(r);
+  for (const auto& r : consent_.History(type, *token)) *resp->add_history() = ToView(r);
+  return grpc::Status::OK;
+}
+
+grpc::Status ConsentService::List(grpc::ServerContext*, const v1::ListConsentRequest* req,
+                                  v1::ListConsentResponse* resp) {
+  auto policy = manager_.ActivePolicy();
+  if (!policy.ok()) return ToGrpc(policy.status());
+  if (req->purpose().empty()) return ToGrpc(absl::InvalidArgumentError("purpose: required"));
+  bool known = false;
+  for (const auto& p : (*policy)->purposes()) known = known || p.name == req->purpose();
+  // Purposes of earlier policies may still have records: list those too, but an unknown
+  // name that never had one is most likely a typo.
+  auto records = consent_.ByPurpose(req->purpose());
+  if (!known && records.empty())
+    return ToGrpc(absl::InvalidArgumentError("purpose: unknown purpose (not in the active policy, no consent recorded)"));
+  for (const auto& r : records) {
+    if (req->status() != v1::CONSENT_STATUS_UNSPECIFIED && r.status != req->status()) continue;
+    *resp->add_records() = ToView(r);
+  }
+  return grpc::Status::OK;
 }
 
 grpc::Status AgentsService::Enroll(grpc::ServerContext*, const v1::EnrollAgentRequest* req,

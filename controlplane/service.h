@@ -4,8 +4,12 @@
 
 #include <atomic>
 
+#include <functional>
+
 #include "controlplane/requests.h"
 #include "controlplane/state.h"
+#include "controlplane/vault.h"
+#include "crypto/clock.h"
 #include "ledger/ledger.h"
 #include "lethe/v1/api.grpc.pb.h"
 
@@ -15,20 +19,64 @@ grpc::Status ToGrpc(const absl::Status& s);
 
 class SubjectRequestsService final : public v1::SubjectRequests::Service {
  public:
-  SubjectRequestsService(RequestManager& manager, RequestStore& store, std::atomic<bool>& stopping)
-      : manager_(manager), store_(store), stopping_(stopping) {}
+  SubjectRequestsService(RequestManager& manager, RequestStore& store, const IdentityVault& vault,
+                         const Clock& clock, std::atomic<bool>& stopping)
+      : manager_(manager), store_(store), vault_(vault), clock_(clock), stopping_(stopping) {}
   grpc::Status Submit(grpc::ServerContext*, const v1::SubmitRequest*, v1::SubmitResponse*) override;
   grpc::Status Get(grpc::ServerContext*, const v1::GetRequestRequest*, v1::RequestView*) override;
   grpc::Status List(grpc::ServerContext*, const v1::ListRequestsRequest*,
                     v1::ListRequestsResponse*) override;
   grpc::Status Watch(grpc::ServerContext*, const v1::GetRequestRequest*,
                      grpc::ServerWriter<v1::RequestView>*) override;
+  grpc::Status Extend(grpc::ServerContext*, const v1::ExtendRequest*, v1::RequestView*) override;
+  grpc::Status AddIdentities(grpc::ServerContext*, const v1::AddIdentitiesRequest*,
+                             v1::RequestView*) override;
+
+ private:
+  v1::RequestView View(const RequestRecord& r) const;
+
+  RequestManager& manager_;
+  RequestStore& store_;
+  const IdentityVault& vault_;
+  const Clock& clock_;
+  std::atomic<bool>& stopping_;
+};
+
+class PoliciesService final : public v1::Policies::Service {
+ public:
+  // `on_activated` runs after each activation (lethed prepares topics for new domains).
+  PoliciesService(RequestManager& manager, const PolicyRegistry& registry,
+                  std::function<void(const policy::Policy&)> on_activated)
+      : manager_(manager), registry_(registry), on_activated_(std::move(on_activated)) {}
+  grpc::Status Activate(grpc::ServerContext*, const v1::ActivatePolicyRequest*,
+                        v1::PolicyView*) override;
+  grpc::Status Show(grpc::ServerContext*, const v1::ShowPolicyRequest*,
+                    v1::ShowPolicyResponse*) override;
 
  private:
   RequestManager& manager_;
-  RequestStore& store_;
-  std::atomic<bool>& stopping_;
+  const PolicyRegistry& registry_;
+  std::function<void(const policy::Policy&)> on_activated_;
 };
+
+class ConsentService final : public v1::Consent::Service {
+ public:
+  ConsentService(RequestManager& manager, const ConsentStore& consent)
+      : manager_(manager), consent_(consent) {}
+  grpc::Status Change(grpc::ServerContext*, const v1::ChangeConsentRequest*,
+                      v1::ConsentChangeView*) override;
+  grpc::Status Show(grpc::ServerContext*, const v1::ShowConsentRequest*,
+                    v1::ShowConsentResponse*) override;
+  grpc::Status List(grpc::ServerContext*, const v1::ListConsentRequest*,
+                    v1::ListConsentResponse*) override;
+
+ private:
+  RequestManager& manager_;
+  const ConsentStore& consent_;
+};
+
+v1::PolicyView ToView(const PolicyActivation& a, bool with_yaml);
+v1::ConsentRecordView ToView(const ConsentRecord& r);
 
 class AgentsService final : public v1::Agents::Service {
  public:

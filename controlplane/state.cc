@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "controlplane/vault.h"
 #include "crypto/status.h"
 
 namespace lethe::controlplane {
@@ -27,10 +28,24 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
       r.request_id = s.request_id();
       r.submitted = s;
       r.submitted_entry = seq;
+      r.due_unix_ms = s.due_unix_ms();
       for (const auto& d : s.target_domains()) {
         DomainRecord dr;
         dr.domain = d;
         r.domains.push_back(std::move(dr));
+      }
+      for (const auto& n : s.needs_identity()) {
+        DomainRecord dr;
+        dr.domain = n.domain();
+        dr.state = v1::NEEDS_IDENTITY;
+        dr.needed_types.assign(n.identity_types().begin(), n.identity_types().end());
+        r.domains.push_back(std::move(dr));
+      }
+      if (!s.consent_change_id().empty()) {
+        auto c = consent_entries_.find(s.consent_change_id());
+        if (c == consent_entries_.end())
+          return Contradiction(seq, "erasure names a consent change the log does not hold");
+        r.consent_entry = c->second;
       }
       order_.push_back(r.request_id);
       requests_[r.request_id] = std::move(r);
@@ -80,6 +95,38 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
       it->second.completed_entry = seq;
       break;
     }
+    case v1::LedgerEntry::kIdentitiesAdded: {
+      const auto& a = e.identities_added();
+      auto it = requests_.find(a.request_id());
+      if (it == requests_.end()) return Contradiction(seq, "identities added to an unknown request");
+      for (const auto& t : a.subject()) *it->second.submitted.add_subject() = t;
+      for (const auto& d : a.target_domains()) {
+        bool found = false;
+        for (auto& dr : it->second.domains) {
+          if (dr.domain != d || dr.state != v1::NEEDS_IDENTITY) continue;
+          dr.state = v1::PENDING;
+          dr.needed_types.clear();
+          found = true;
+        }
+        if (!found) return Contradiction(seq, "identities added for a domain that did not wait for one");
+      }
+      it->second.sealed_additions.push_back(a.sealed());
+      it->second.addition_entries.push_back(seq);
+      break;
+    }
+    case v1::LedgerEntry::kDeadlineExtended: {
+      const auto& x = e.deadline_extended();
+      auto it = requests_.find(x.request_id());
+      if (it == requests_.end()) return Contradiction(seq, "extension of an unknown request");
+      it->second.extensions.push_back(ExtensionRecord{x.extension_seconds(), x.new_due_unix_ms(),
+                                                      e.time_unix_ms(), seq, x.sealed_reason()});
+      it->second.due_unix_ms = x.new_due_unix_ms();
+      break;
+    }
+    case v1::LedgerEntry::kConsentChanged:
+      consent_entries_[e.consent_changed().change_id()] = seq;
+      break;
+    case v1::LedgerEntry::kPolicyActivated:
     case v1::LedgerEntry::kLogCreated:
     case v1::LedgerEntry::BODY_NOT_SET:
       break;
@@ -146,7 +193,7 @@ std::vector<PendingCommand> RequestStore::Pending(absl::Time now,
       if (d.state != v1::PENDING || d.command_id.empty()) continue;
       const CommandRecord& c = commands_.at(d.command_id);
       const bool expiring = absl::FromUnixMillis(c.not_after_unix_ms) - expiry_margin <= now;
-      out.push_back(PendingCommand{c, expiring});
+      out.push_back(PendingCommand{c, expiring, r.due_unix_ms});
     }
   }
   return out;
@@ -167,6 +214,9 @@ std::vector<uint64_t> RequestStore::EvidenceEntries(const std::string& request_i
     for (const auto& a : agents_)
       if (a.domain == d.domain && a.key_id == d.agent_key_id) out.push_back(a.entry);
   }
+  for (const auto& x : r.extensions) out.push_back(x.entry);
+  for (uint64_t a : r.addition_entries) out.push_back(a);
+  if (r.consent_entry != 0) out.push_back(r.consent_entry);
   if (r.state != v1::IN_PROGRESS) out.push_back(r.completed_entry);
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
@@ -180,7 +230,7 @@ std::vector<std::string> RequestStore::AnsweredButOpen() const {
     const RequestRecord& r = requests_.at(id);
     if (r.state != v1::IN_PROGRESS) continue;
     bool all = true;
-    for (const auto& d : r.domains) all = all && d.state != v1::PENDING;
+    for (const auto& d : r.domains) all = all && (d.state == v1::DONE || d.state == v1::DOMAIN_FAILED);
     if (all) out.push_back(id);
   }
   return out;
@@ -191,6 +241,29 @@ void RequestStore::NotePublished(const std::string& command_id) {
   ++attempts_[command_id];
   ++version_;
   changed_.notify_all();
+}
+
+void RequestStore::NoteRejection(const std::string& command_id, std::string why) {
+  std::lock_guard<std::mutex> l(mu_);
+  rejections_[command_id] = std::move(why);
+  ++version_;
+  changed_.notify_all();
+}
+
+std::string RequestStore::LastRejection(const std::string& command_id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = rejections_.find(command_id);
+  return it == rejections_.end() ? std::string() : it->second;
+}
+
+std::vector<RequestRecord> RequestStore::Overdue(absl::Time now) const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<RequestRecord> out;
+  for (const auto& id : order_) {
+    const RequestRecord& r = requests_.at(id);
+    if (r.Overdue(now)) out.push_back(r);
+  }
+  return out;
 }
 
 int RequestStore::Attempts(const std::string& command_id) const {
@@ -210,13 +283,40 @@ uint64_t RequestStore::WaitForChange(uint64_t seen, absl::Duration timeout) cons
   return version_;
 }
 
-v1::RequestView ToView(const RequestRecord& r, const RequestStore& store) {
+v1::RequestView ToView(const RequestRecord& r, const RequestStore& store, absl::Time now,
+                       const IdentityVault* vault) {
   v1::RequestView v;
   v.set_request_id(r.request_id);
   v.set_kind("erasure");
   v.set_state(r.state);
   v.set_received_unix_ms(r.submitted.received_unix_ms());
-  v.set_due_unix_ms(r.submitted.due_unix_ms());
+  v.set_due_unix_ms(r.due_unix_ms);
+  v.set_overdue(r.Overdue(now));
+  v.set_scope_purpose(r.submitted.scope_purpose());
+  v.set_consent_change_id(r.submitted.consent_change_id());
+  v.set_consent_entry(r.consent_entry);
+  std::optional<SecretBytes> key;
+  if (vault != nullptr && !r.extensions.empty()) {
+    auto k = vault->RequestKey(r.request_id);
+    if (k.ok()) key = std::move(*k);
+  }
+  for (size_t i = 0; i < r.extensions.size(); ++i) {
+    const ExtensionRecord& x = r.extensions[i];
+    auto* xv = v.add_extensions();
+    xv->set_extension_seconds(x.extension_seconds);
+    xv->set_new_due_unix_ms(x.new_due_unix_ms);
+    xv->set_recorded_unix_ms(x.recorded_unix_ms);
+    xv->set_entry(x.entry);
+    bool shown = false;
+    if (key) {
+      auto plain = crypto::OpenAesGcm(*key, x.sealed_reason, ExtensionAad(r.request_id, i));
+      if (plain.ok()) {
+        xv->set_reason(std::string(RevealSecret(*plain)));
+        shown = true;
+      }
+    }
+    xv->set_reason_shredded(!shown);
+  }
   v.set_completed_unix_ms(r.completed_unix_ms);
   v.set_completed_entry(r.completed_entry);
   for (const auto& t : r.submitted.subject()) v.add_identity_types(t.type());
@@ -228,6 +328,8 @@ v1::RequestView ToView(const RequestRecord& r, const RequestStore& store) {
     dp->set_state(d.state);
     dp->set_command_id(d.command_id);
     dp->set_attempts(store.Attempts(d.command_id));
+    for (const auto& t : d.needed_types) dp->add_needed_identity_types(t);
+    if (d.state == v1::PENDING) dp->set_last_rejection(store.LastRejection(d.command_id));
     if (d.receipt) {
       for (const auto& t : d.receipt->tables()) {
         auto* tp = dp->add_tables();

@@ -34,6 +34,7 @@ struct CommandRecord {
 struct DomainRecord {
   std::string domain;
   v1::DomainState state = v1::PENDING;
+  std::vector<std::string> needed_types;  // NEEDS_IDENTITY: the types the domain is keyed by
   std::string command_id;  // the latest command issued for the domain
   std::optional<v1::Receipt> receipt;
   std::string agent_key_id;
@@ -41,14 +42,38 @@ struct DomainRecord {
   int64_t receipt_unix_ms = 0;
 };
 
+// Additional data of the sealed blobs of a request's later entries (see ledger.proto).
+inline std::string ExtensionAad(const std::string& request_id, size_t index) {
+  return request_id + "/extension/" + std::to_string(index);
+}
+inline std::string AdditionAad(const std::string& request_id, size_t index) {
+  return request_id + "/identities/" + std::to_string(index);
+}
+
+struct ExtensionRecord {
+  int64_t extension_seconds = 0;
+  int64_t new_due_unix_ms = 0;
+  int64_t recorded_unix_ms = 0;
+  uint64_t entry = 0;
+  std::string sealed_reason;
+};
+
 struct RequestRecord {
   std::string request_id;
   v1::RequestSubmitted submitted;  // as recorded (tokens and sealed data only)
   uint64_t submitted_entry = 0;
+  int64_t due_unix_ms = 0;                 // submitted due date plus every extension
+  std::vector<ExtensionRecord> extensions;
+  std::vector<std::string> sealed_additions;  // IdentitiesAdded.sealed, in order
+  std::vector<uint64_t> addition_entries;     // their ledger indices
+  uint64_t consent_entry = 0;              // ConsentChanged that planned it, if any
   v1::RequestState state = v1::IN_PROGRESS;
   int64_t completed_unix_ms = 0;
   uint64_t completed_entry = 0;       // RequestCompleted, once final
-  std::vector<DomainRecord> domains;  // in target order
+  std::vector<DomainRecord> domains;  // targets in policy order, then those needing an identity
+  bool Overdue(absl::Time now) const {
+    return state == v1::IN_PROGRESS && absl::FromUnixMillis(due_unix_ms) < now;
+  }
 };
 
 struct AgentRecord {
@@ -62,6 +87,7 @@ struct AgentRecord {
 struct PendingCommand {
   CommandRecord command;
   bool expiring = false;  // not_after is near or past: a fresh command should be issued
+  int64_t due_unix_ms = 0;  // the request's due date
 };
 
 class RequestStore {
@@ -87,9 +113,14 @@ class RequestStore {
   // Requests that have every receipt but no RequestCompleted yet (only after a crash).
   std::vector<std::string> AnsweredButOpen() const;
 
-  // Publish attempts are runtime facts, not ledger facts.
+  // Open requests past their due date at `now`.
+  std::vector<RequestRecord> Overdue(absl::Time now) const;
+
+  // Publish attempts and agents' refusals are runtime facts, not ledger facts.
   void NotePublished(const std::string& command_id);
   int Attempts(const std::string& command_id) const;
+  void NoteRejection(const std::string& command_id, std::string why);
+  std::string LastRejection(const std::string& command_id) const;
 
   // Changes whenever an entry is applied or a command published.
   uint64_t version() const;
@@ -107,9 +138,14 @@ class RequestStore {
   std::map<std::string, CommandRecord> commands_;
   std::vector<AgentRecord> agents_;
   std::map<std::string, int> attempts_;
+  std::map<std::string, std::string> rejections_;
+  std::map<std::string, uint64_t> consent_entries_;  // ConsentChanged change_id -> entry
 };
 
-// Converts a record to its API form.
-v1::RequestView ToView(const RequestRecord& r, const RequestStore& store);
+class IdentityVault;
+// Converts a record to its API form as of `now`. With a vault, extension reasons are
+// decrypted while the request key exists.
+v1::RequestView ToView(const RequestRecord& r, const RequestStore& store, absl::Time now,
+                       const IdentityVault* vault = nullptr);
 
 }  // namespace lethe::controlplane

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "crypto/status.h"
 #include "lethe/v1/messages.pb.h"
+#include "policies/policy.h"
 #include "proto/envelope.h"
 
 namespace lethe::ledger {
@@ -115,11 +116,25 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
     case E::kRequestSubmitted: {
       const auto& r = e.request_submitted();
       if (requests_.count(r.request_id())) return Fail("request id submitted twice");
-      if (r.target_domains().empty()) return Fail("request has no target domain");
+      if (r.target_domains().empty() && r.needs_identity().empty())
+        return Fail("request has no domain in scope");
       for (const auto& t : r.subject())
         if (t.token().size() != 32) return Fail("identity token is not 32 bytes");
+      if (!r.consent_change_id().empty()) {
+        auto c = consent_plans_.find(r.consent_change_id());
+        if (c == consent_plans_.end() || c->second.request_id != r.request_id())
+          return Fail("request names a consent change that did not plan it");
+        if (c->second.purpose != r.scope_purpose())
+          return Fail("request's scope purpose differs from its consent change's purpose");
+        consent_plans_.erase(c);
+      }
       Request req;
       req.targets.insert(r.target_domains().begin(), r.target_domains().end());
+      for (const auto& n : r.needs_identity()) {
+        if (req.targets.count(n.domain())) return Fail("domain both targeted and waiting for an identity");
+        req.waiting.insert(n.domain());
+      }
+      req.due_unix_ms = r.due_unix_ms();
       requests_[r.request_id()] = std::move(req);
       ++report_.requests;
       return absl::OkStatus();
@@ -163,6 +178,8 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       if (it == requests_.end()) return Fail("completion of an unknown request");
       Request& r = it->second;
       if (r.completed) return Fail("request completed twice");
+      if (!r.waiting.empty())
+        return Fail("request completed while domain " + *r.waiting.begin() + " still needed an identity");
       bool all_ok = true;
       for (const auto& d : r.targets) {
         auto a = r.answered.find(d);
@@ -173,6 +190,61 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       if (c.outcome() != want) return Fail("completion outcome contradicts the receipts");
       r.completed = true;
       (all_ok ? report_.requests_completed : report_.requests_failed)++;
+      return absl::OkStatus();
+    }
+    case E::kIdentitiesAdded: {
+      const auto& a = e.identities_added();
+      auto it = requests_.find(a.request_id());
+      if (it == requests_.end()) return Fail("identities added to an unknown request");
+      if (it->second.completed) return Fail("identities added after the request completed");
+      for (const auto& t : a.subject())
+        if (t.token().size() != 32) return Fail("identity token is not 32 bytes");
+      if (a.target_domains().empty()) return Fail("identities added for no domain");
+      for (const auto& d : a.target_domains()) {
+        if (!it->second.waiting.erase(d)) return Fail("identities added for domain " + d + ", which did not wait for one");
+        it->second.targets.insert(d);
+      }
+      return absl::OkStatus();
+    }
+    case E::kDeadlineExtended: {
+      const auto& x = e.deadline_extended();
+      auto it = requests_.find(x.request_id());
+      if (it == requests_.end()) return Fail("extension of an unknown request");
+      Request& r = it->second;
+      if (r.completed) return Fail("extension of a request that had completed");
+      if (x.extension_seconds() <= 0) return Fail("extension is not positive");
+      r.extended_seconds += x.extension_seconds();
+      if (max_extension_seconds_ >= 0 && r.extended_seconds > max_extension_seconds_)
+        return Fail(absl::StrCat("extensions add up to ", r.extended_seconds,
+                                 " s, beyond the policy's max_extension of ", max_extension_seconds_, " s"));
+      if (x.new_due_unix_ms() != r.due_unix_ms + x.extension_seconds() * 1000)
+        return Fail("extended due date is not the previous due date plus the extension");
+      r.due_unix_ms = x.new_due_unix_ms();
+      ++report_.extensions;
+      return absl::OkStatus();
+    }
+    case E::kPolicyActivated: {
+      const auto& pa = e.policy_activated();
+      if (pa.activation() != activations_ + 1)
+        return Fail(absl::StrCat("policy activation ", pa.activation(), " follows activation ", activations_));
+      auto parsed = policy::Policy::Parse(pa.policy_yaml(), "<policy>");
+      if (!parsed.ok()) return Fail("activated policy does not validate");
+      if (parsed->Hash() != pa.policy_hash()) return Fail("activated policy does not hash to its policy_hash");
+      activations_ = pa.activation();
+      max_extension_seconds_ = absl::ToInt64Seconds(parsed->deadlines().max_extension);
+      ++report_.policy_activations;
+      return absl::OkStatus();
+    }
+    case E::kConsentChanged: {
+      const auto& c = e.consent_changed();
+      if (c.subject().token().size() != 32) return Fail("consent subject token is not 32 bytes");
+      if (c.status() != v1::GRANTED && c.status() != v1::WITHDRAWN) return Fail("consent change has no status");
+      if (c.purpose().empty()) return Fail("consent change names no purpose");
+      if (!c.erasure_request_id().empty()) {
+        if (c.status() != v1::WITHDRAWN) return Fail("a consent grant planned an erasure");
+        consent_plans_[c.change_id()] = PlannedByConsent{c.erasure_request_id(), c.purpose(), next_seq_};
+      }
+      ++report_.consent_changes;
       return absl::OkStatus();
     }
     case E::BODY_NOT_SET:
@@ -193,6 +265,11 @@ absl::StatusOr<AuditReport> Auditor::Finish() {
     return absl::DataLossError(absl::StrCat(
         "Merkle root of the first ", checkpoint_->size,
         " entries differs from the signed checkpoint (the log was rewritten)"));
+  if (!consent_plans_.empty()) {
+    const auto& [change, plan] = *consent_plans_.begin();
+    return absl::DataLossError(absl::StrCat("entry ", plan.entry, ": consent change planned erasure ",
+                                            plan.request_id, ", which the log does not hold"));
+  }
   report_.entries = next_seq_;
   report_.checkpoint_size = checkpoint_->size;
   report_.root = tree_.Root();

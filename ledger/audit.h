@@ -32,6 +32,9 @@ struct AuditReport {
   uint64_t requests_failed = 0;
   uint64_t commands = 0;
   uint64_t receipts = 0;
+  uint64_t policy_activations = 0;
+  uint64_t consent_changes = 0;
+  uint64_t extensions = 0;
   uint64_t checkpoint_size = 0;
   std::string root;           // Merkle root over all entries
   std::string origin;
@@ -75,8 +78,16 @@ class Auditor {
 
   struct Request {
     std::set<std::string> targets;
+    std::set<std::string> waiting;  // domains needing an identity
     std::map<std::string, bool> answered;  // domain -> receipt outcome COMPLETED?
     bool completed = false;
+    int64_t due_unix_ms = 0;
+    int64_t extended_seconds = 0;
+  };
+  struct PlannedByConsent {
+    std::string request_id;
+    std::string purpose;
+    uint64_t entry = 0;
   };
   struct Command {
     std::string request_id;
@@ -96,6 +107,9 @@ class Auditor {
   std::map<std::string, Request> requests_;
   std::map<std::string, Command> commands_;
   std::set<std::string> receipted_commands_;
+  std::map<std::string, PlannedByConsent> consent_plans_;  // change_id -> planned erasure
+  uint64_t activations_ = 0;
+  int64_t max_extension_seconds_ = -1;  // of the active policy; -1 before any activation
   AuditReport report_;
 };
 

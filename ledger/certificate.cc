@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "ledger/certificate.h"
 
 #include <map>
@@ -26,6 +27,9 @@ absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate
   std::map<std::string, std::pair<v1::ReceiptRecorded, uint64_t>> receipts;  // by domain
   std::optional<v1::RequestSubmitted> submitted;
   std::optional<v1::RequestCompleted> completed;
+  std::optional<v1::ConsentChanged> consent;
+  std::vector<std::string> added_targets;
+  int64_t due_after_extensions = 0;
   int64_t completed_ms = 0;
   uint64_t last_index = 0;
   bool first = true;
@@ -71,20 +75,54 @@ absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate
         completed = e.request_completed();
         completed_ms = e.time_unix_ms();
         break;
+      case v1::LedgerEntry::kIdentitiesAdded:
+        if (e.identities_added().request_id() != cert.request_id())
+          return absl::InvalidArgumentError(where + " belongs to another request");
+        for (const auto& t : e.identities_added().subject()) report.identity_types.push_back(t.type());
+        for (const auto& d : e.identities_added().target_domains()) added_targets.push_back(d);
+        break;
+      case v1::LedgerEntry::kDeadlineExtended:
+        if (e.deadline_extended().request_id() != cert.request_id())
+          return absl::InvalidArgumentError(where + " belongs to another request");
+        due_after_extensions = e.deadline_extended().new_due_unix_ms();
+        ++report.extensions;
+        break;
+      case v1::LedgerEntry::kConsentChanged:
+        if (e.consent_changed().erasure_request_id() != cert.request_id())
+          return absl::InvalidArgumentError(where + " is a consent change that did not plan this request");
+        consent = e.consent_changed();
+        break;
       default:
         return absl::InvalidArgumentError(where + " is not part of an erasure certificate");
     }
   }
   if (!submitted) return absl::InvalidArgumentError("the certificate lacks RequestSubmitted");
   if (!completed) return absl::InvalidArgumentError("the certificate lacks RequestCompleted");
-  for (const auto& t : submitted->subject()) report.identity_types.push_back(t.type());
+  std::vector<std::string> types;
+  for (const auto& t : submitted->subject()) types.push_back(t.type());
+  types.insert(types.end(), report.identity_types.begin(), report.identity_types.end());
+  report.identity_types = std::move(types);
   report.received_unix_ms = submitted->received_unix_ms();
-  report.due_unix_ms = submitted->due_unix_ms();
+  report.due_unix_ms = due_after_extensions != 0 ? due_after_extensions : submitted->due_unix_ms();
+  if (!submitted->consent_change_id().empty()) {
+    if (!consent || consent->change_id() != submitted->consent_change_id())
+      return absl::InvalidArgumentError("the certificate lacks the consent change that planned the request");
+    if (consent->purpose() != submitted->scope_purpose() || consent->status() != v1::WITHDRAWN)
+      return absl::DataLossError("the consent change does not match the request's scope");
+    report.scope_purpose = submitted->scope_purpose();
+  }
+  std::vector<std::string> targets(submitted->target_domains().begin(), submitted->target_domains().end());
+  for (const auto& d : added_targets) targets.push_back(d);
+  for (const auto& n : submitted->needs_identity()) {
+    if (std::find(added_targets.begin(), added_targets.end(), n.domain()) == added_targets.end())
+      return absl::DataLossError("request completed while domain " + n.domain() +
+                                 " still needed an identity");
+  }
   report.completed_unix_ms = completed_ms;
   report.entries = static_cast<size_t>(cert.entries_size());
 
   bool all_ok = true;
-  for (const auto& domain : submitted->target_domains()) {
+  for (const auto& domain : targets) {
     auto r = receipts.find(domain);
     if (r == receipts.end())
       return absl::InvalidArgumentError("the certificate holds no receipt from domain " + domain);

@@ -31,7 +31,11 @@ struct CertificateReport {
   uint64_t checkpoint_size = 0;
   std::vector<std::string> identity_types;
   int64_t received_unix_ms = 0;
-  int64_t due_unix_ms = 0;
+  int64_t due_unix_ms = 0;  // after every extension the certificate shows
+  int extensions = 0;
+  // When a consent withdrawal planned the erasure: the purpose (its ConsentChanged entry is
+  // part of the certificate).
+  std::string scope_purpose;
   int64_t completed_unix_ms = 0;
   v1::RequestCompleted::Outcome outcome = v1::RequestCompleted::OUTCOME_UNSPECIFIED;
   std::vector<CertifiedDomain> domains;  // in target order

@@ -12,6 +12,7 @@ namespace lethe {
 
 inline constexpr char kDeleteCommandType[] = "lethe.v1.DeleteCommand";
 inline constexpr char kReceiptType[] = "lethe.v1.Receipt";
+inline constexpr char kConsentStateType[] = "lethe.v1.ConsentState";
 
 // Signs `body` (already serialized) as a message of `payload_type`.
 v1::SignedEnvelope SignEnvelope(std::string_view payload_type, std::string body,

@@ -18,8 +18,17 @@
   ASSERT_TRUE(var.ok()) << var.status();                  \
   lhs = std::move(var).value()
 
-#define ASSERT_OK(expr)                \
-  do {                                 \
-    const ::absl::Status st_ = (expr); \
-    ASSERT_TRUE(st_.ok()) << st_;      \
+namespace lethe::testing {
+inline const absl::Status& AsStatus(const absl::Status& s) { return s; }
+template <typename T>
+const absl::Status& AsStatus(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+}  // namespace lethe::testing
+
+// ASSERT_OK(expr): expr is an absl::Status or an absl::StatusOr; fails the test with it.
+#define ASSERT_OK(expr)                                                 \
+  do {                                                                  \
+    const ::absl::Status st_ = ::lethe::testing::AsStatus((expr));     \
+    ASSERT_TRUE(st_.ok()) << st_;                                       \
   } while (0)

@@ -165,7 +165,17 @@ std::string Fill(const char* sql, const Person& p) {
 std::string MeshPolicy(const std::vector<std::string>& domains) {
   std::string out =
       "version: 1\nname: test-mesh\nidentities: [email, user_id]\n"
-      "deadlines:\n  erasure: 30d\n  max_extension: 60d\ndomains:\n";
+      "deadlines:\n  erasure: 30d\n  max_extension: 60d\n";
+  auto has = [&](const std::string& d) {
+    return std::find(domains.begin(), domains.end(), d) != domains.end();
+  };
+  if (has("growth") || has("assessments")) out += "purposes:\n";
+  if (has("growth"))
+    out += "  - name: marketing\n    description: Campaigns\n    domains: [growth]\n"
+           "    erase_on_withdrawal: true\n";
+  if (has("assessments"))
+    out += "  - name: research\n    description: Product research\n    domains: [assessments]\n";
+  out += "domains:\n";
   for (const auto& d : domains) out += Fixtures().at(d).policy;
   return out;
 }
@@ -213,6 +223,7 @@ controlplane::LethedOptions Mesh::LethedOptionsForTest() const {
   o.policy_path = policy_path();
   o.signing_key_path = lethed_key();
   o.embedded_kafka = true;
+  if (options_.lethed_options) options_.lethed_options(o);
   return o;
 }
 
@@ -240,6 +251,14 @@ std::unique_ptr<v1::SubjectRequests::Stub> Mesh::Requests() const {
 
 std::unique_ptr<v1::Agents::Stub> Mesh::Agents() const {
   return v1::Agents::NewStub(grpc::CreateChannel(addr(), grpc::InsecureChannelCredentials()));
+}
+
+std::unique_ptr<v1::Policies::Stub> Mesh::Policies() const {
+  return v1::Policies::NewStub(grpc::CreateChannel(addr(), grpc::InsecureChannelCredentials()));
+}
+
+std::unique_ptr<v1::Consent::Stub> Mesh::Consent() const {
+  return v1::Consent::NewStub(grpc::CreateChannel(addr(), grpc::InsecureChannelCredentials()));
 }
 
 absl::Status Mesh::EnrollAgent(const std::string& domain) {

@@ -13,6 +13,7 @@
 //   crm_badorder crm.people listed before crm.notes, which references it
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -40,6 +41,8 @@ class Mesh {
     std::vector<std::string> domains = {"assessments", "growth", "billing"};
     bool start_lethed = true;
     bool start_agents = true;
+    // Adjusts lethed's options (clock, outbox timings) before it starts.
+    std::function<void(controlplane::LethedOptions&)> lethed_options;
   };
   static absl::StatusOr<std::unique_ptr<Mesh>> Start(Options options);
   static absl::StatusOr<std::unique_ptr<Mesh>> Start() { return Start(Options()); }
@@ -66,6 +69,8 @@ class Mesh {
 
   std::unique_ptr<v1::SubjectRequests::Stub> Requests() const;
   std::unique_ptr<v1::Agents::Stub> Agents() const;
+  std::unique_ptr<v1::Policies::Stub> Policies() const;
+  std::unique_ptr<v1::Consent::Stub> Consent() const;
 
   absl::Status EnrollAgent(const std::string& domain);
   agent::AgentOptions AgentOptionsFor(const std::string& domain) const;
@@ -102,7 +107,8 @@ absl::StatusOr<std::vector<kafka::Message>> ReadTopic(const std::string& bootstr
                                                       absl::Duration timeout = absl::Seconds(10),
                                                       absl::Duration quiet = absl::Milliseconds(700));
 
-// Policy text for the given domains (a subset of assessments, growth, billing).
+// Policy text for the given domains. Purposes: "marketing" (growth, erase_on_withdrawal) when
+// growth is among them, "research" (assessments, no erasure) when assessments is.
 std::string MeshPolicy(const std::vector<std::string>& domains);
 
 }  // namespace lethe::testing

@@ -1,0 +1,68 @@
+#include "controlplane/consent_publisher.h"
+
+#include <algorithm>
+
+#include "proto/envelope.h"
+#include "spdlog/spdlog.h"
+
+namespace lethe::controlplane {
+
+ConsentPublisher::ConsentPublisher(const ConsentStore& consent, kafka::Producer& producer,
+                                   const crypto::Ed25519PrivateKey& key,
+                                   ConsentPublisherOptions options)
+    : consent_(consent), producer_(producer), key_(key), options_(options) {}
+
+ConsentPublisher::~ConsentPublisher() { Stop(); }
+
+void ConsentPublisher::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void ConsentPublisher::Stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+std::string ConsentPublisher::Wire(const ConsentRecord& r, const crypto::Ed25519PrivateKey& key) {
+  v1::ConsentState state;
+  state.set_identity_type(r.identity_type);
+  state.set_subject_token(r.token);
+  state.set_purpose(r.purpose);
+  state.set_status(r.status);
+  state.set_changed_at_unix_ms(r.changed_unix_ms);
+  state.set_source(r.source);
+  state.set_ledger_entry(r.entry);
+  state.set_change_id(r.change_id);
+  state.set_erasure_request_id(r.erasure_request_id);
+  return SignEnvelope(kConsentStateType, state.SerializeAsString(), key).SerializeAsString();
+}
+
+void ConsentPublisher::Run() {
+  absl::Duration backoff = options_.error_retry;
+  uint64_t seen = consent_.version();
+  while (!stop_) {
+    absl::Duration wait = absl::Seconds(1);
+    for (const ConsentRecord& r : consent_.CurrentAfter(published_through_.load())) {
+      if (stop_) break;
+      auto d = producer_.ProduceSync(kafka::kConsentTopic, r.TopicKey(), Wire(r, key_),
+                                     absl::Seconds(10));
+      if (!d.ok()) {
+        spdlog::warn("consent: entry {} not published to {}: {}; retrying in {}", r.entry,
+                     kafka::kConsentTopic, d.status().ToString(), absl::FormatDuration(backoff));
+        wait = backoff;
+        backoff = std::min(backoff * 2, options_.max_retry);
+        break;
+      }
+      backoff = options_.error_retry;
+      published_through_ = r.entry;
+      published_.fetch_add(1);
+    }
+    if (wait == absl::Seconds(1)) {
+      seen = consent_.WaitForChange(seen, wait);
+    } else {
+      // After a failure: wait out the backoff (a new change does not make the broker answer).
+      const absl::Time until = absl::Now() + wait;
+      while (!stop_ && absl::Now() < until) absl::SleepFor(absl::Milliseconds(50));
+    }
+  }
+}
+
+}  // namespace lethe::controlplane

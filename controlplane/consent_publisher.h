@@ -1,0 +1,49 @@
+// ConsentPublisher: keeps the compacted topic lethe.consent current. Every recorded consent
+// change is published as a signed ConsentState under the key
+// "<identity type>:<hex token>:<purpose>", in ledger order, retried with backoff until the
+// broker acknowledges it. After a restart the current state of every subject identity and
+// purpose is published again: compaction makes that harmless, and nothing is missed.
+#pragma once
+
+#include <atomic>
+#include <thread>
+
+#include "controlplane/consent.h"
+#include "controlplane/kafka.h"
+#include "crypto/crypto.h"
+
+namespace lethe::controlplane {
+
+struct ConsentPublisherOptions {
+  absl::Duration error_retry = absl::Milliseconds(500);  // doubles up to max_retry
+  absl::Duration max_retry = absl::Seconds(30);
+};
+
+class ConsentPublisher {
+ public:
+  ConsentPublisher(const ConsentStore& consent, kafka::Producer& producer,
+                   const crypto::Ed25519PrivateKey& key, ConsentPublisherOptions options = {});
+  ~ConsentPublisher();
+  void Start();
+  void Stop();
+  // Ledger index of the newest change published so far (0 before any).
+  uint64_t published_through() const { return published_through_.load(); }
+  uint64_t published() const { return published_.load(); }
+
+  // The signed lethe.consent value of a record.
+  static std::string Wire(const ConsentRecord& r, const crypto::Ed25519PrivateKey& key);
+
+ private:
+  void Run();
+
+  const ConsentStore& consent_;
+  kafka::Producer& producer_;
+  const crypto::Ed25519PrivateKey& key_;
+  const ConsentPublisherOptions options_;
+  std::atomic<uint64_t> published_through_{0};
+  std::atomic<uint64_t> published_{0};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace lethe::controlplane

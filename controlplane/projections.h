@@ -1,0 +1,24 @@
+// Projections: everything lethed knows, rebuilt from the ledger at start and kept current by
+// applying each entry once it is durable. Each projection ignores the entry kinds it does not
+// track.
+#pragma once
+
+#include "controlplane/consent.h"
+#include "controlplane/policy_registry.h"
+#include "controlplane/state.h"
+
+namespace lethe::controlplane {
+
+struct Projections {
+  PolicyRegistry policies;
+  ConsentStore consent;
+  RequestStore requests;
+
+  absl::Status Apply(uint64_t seq, const v1::LedgerEntry& entry) {
+    if (absl::Status s = policies.Apply(seq, entry); !s.ok()) return s;
+    if (absl::Status s = consent.Apply(seq, entry); !s.ok()) return s;
+    return requests.Apply(seq, entry);
+  }
+};
+
+}  // namespace lethe::controlplane
