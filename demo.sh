@@ -3,10 +3,13 @@
 #
 # Installs the Debian packages it needs, builds, then: starts a throwaway PostgreSQL holding
 # two domains (assessments keyed by user_id, growth keyed by email), lethed with its embedded
-# Kafka, and one lethe-agent per domain; plants rows for two people; erases one of them with
-# `lethectl request erase --wait`; shows the receipts, the rows left, and verifies the ledger
-# offline and through the server. Everything lives in a temp dir removed at the end
-# (LETHE_DEMO_KEEP=1 keeps it).
+# Kafka, and one lethe-agent per domain; plants rows for four people; erases Alice with
+# `lethectl request erase --wait` (delete, anonymize, retain, tombstone); records Carol's
+# consent and her withdrawal, which erases her from the marketing domain only; erases Dan
+# knowing only his email (one domain waits for an identity), extends his deadline and adds
+# the missing identity; shows the receipts, the rows left, the policy and its history, and
+# verifies the ledger offline and through the server. Everything lives in a temp dir removed
+# at the end (LETHE_DEMO_KEEP=1 keeps it).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 ROOT=$(pwd)
@@ -47,7 +50,9 @@ INSERT INTO assessments.responses (user_id, question, answer) VALUES
   ('u-1001', 'How do you recharge?', 'Long walks'),
   ('u-1001', 'What are you working on?', 'Patience'),
   ('u-1001', 'Who supports you?', 'My sister'),
-  ('u-2002', 'How do you recharge?', 'Reading');
+  ('u-2002', 'How do you recharge?', 'Reading'),
+  ('u-3003', 'How do you recharge?', 'Climbing'),
+  ('u-4004', 'How do you recharge?', 'Cooking');
 INSERT INTO assessments.scores VALUES ('u-1001', 'resilience', 7), ('u-1001', 'focus', 5), ('u-2002', 'focus', 8);
 INSERT INTO assessments.events (user_id, ip, city, kind) VALUES
   ('u-1001', '203.0.113.7', 'Utrecht', 'login'), ('u-1001', '203.0.113.7', 'Utrecht', 'quiz'),
@@ -58,10 +63,12 @@ CREATE SCHEMA growth;
 CREATE TABLE growth.contacts (email text PRIMARY KEY, name text, opted_in boolean);
 CREATE TABLE growth.campaign_events (id serial PRIMARY KEY, email text REFERENCES growth.contacts(email), campaign text, event text);
 CREATE TABLE growth.invoices (id serial PRIMARY KEY, email text NOT NULL, cents int);
-INSERT INTO growth.contacts VALUES ('alice@example.com', 'Alice', true), ('bob@example.com', 'Bob', true);
+INSERT INTO growth.contacts VALUES ('alice@example.com', 'Alice', true), ('bob@example.com', 'Bob', true),
+  ('carol@example.com', 'Carol', true), ('dan@example.com', 'Dan', true);
 INSERT INTO growth.campaign_events (email, campaign, event) VALUES
   ('alice@example.com', 'spring', 'opened'), ('alice@example.com', 'spring', 'clicked'),
-  ('bob@example.com', 'spring', 'opened');
+  ('bob@example.com', 'spring', 'opened'), ('carol@example.com', 'spring', 'opened'),
+  ('dan@example.com', 'spring', 'opened');
 INSERT INTO growth.invoices (email, cents) VALUES ('alice@example.com', 4900), ('bob@example.com', 4900);
 SQL
 show_rows() {
@@ -73,7 +80,8 @@ show_rows() {
                     UNION ALL SELECT 'growth.campaign_events', email, count(*) FROM growth.campaign_events GROUP BY 2
                     UNION ALL SELECT 'growth.invoices', email, count(*) FROM growth.invoices GROUP BY 2 ORDER BY 1, 2"
 }
-echo "Alice is user_id u-1001 / alice@example.com; Bob is u-2002 / bob@example.com."
+echo "Alice is user_id u-1001 / alice@example.com; Bob is u-2002 / bob@example.com;"
+echo "Carol is u-3003 / carol@example.com; Dan is u-4004 / dan@example.com."
 show_rows
 
 step "Keys: lethed signs commands and checkpoints; each agent signs its receipts"
@@ -120,6 +128,41 @@ $LETHECTL request get "$ID"
 step "Rows left: Alice deleted, her analytics anonymized, her invoices retained for tax law; Bob untouched"
 show_rows
 
+step "The active policy, recorded in the ledger when lethed started with --policy"
+$LETHECTL policy show
+
+step "Consent: Carol opts in to marketing at signup, then unsubscribes"
+$LETHECTL consent grant --identity email=carol@example.com --purpose marketing --source signup-form-v3
+$LETHECTL consent withdraw --identity email=carol@example.com --purpose marketing --source unsubscribe-link
+CAROL=$($LETHECTL -o json consent show --identity email=carol@example.com |
+  grep -o '"erasure_request_id": "[0-9a-f]*"' | tail -n 1 | cut -d'"' -f4)
+$LETHECTL request watch "$CAROL" --timeout 2m >/dev/null
+echo "-- marketing is erase_on_withdrawal and processed by growth only: the erasure is scoped to growth"
+$LETHECTL request get "$CAROL"
+echo "-- Carol's consent, per purpose and over time (the ledger and this view hold only her token):"
+$LETHECTL consent show --identity email=carol@example.com
+echo "-- every subject's current marketing consent:"
+$LETHECTL consent list --purpose marketing
+
+step "The current consent on the compacted topic lethe.consent, keyed by identity type, token and purpose"
+if command -v kcat >/dev/null 2>&1; then
+  kcat -C -b "$(cat "$DATA/kafka.bootstrap")" -t lethe.consent -e -q \
+    -f 'offset %o key %k (%S bytes: a ConsentState signed by lethed)\n' 2>/dev/null || true
+fi
+
+step "Dan asks to be erased, but support only has his email: assessments is keyed by user_id"
+DAN=$($LETHECTL request erase --identity email=dan@example.com --reason "Art. 17 request by e-mail")
+$LETHECTL request extend "$DAN" --by 14d --reason "identity verification: user id requested from the subject"
+until $LETHECTL -o json request get "$DAN" | grep -q '"state": "DONE"'; do sleep 0.2; done
+$LETHECTL request get "$DAN"
+echo "-- overdue requests (due dates are checked against lethed's clock):"
+$LETHECTL request list --overdue
+echo "-- the subject confirmed his user id; the waiting domain gets its command:"
+$LETHECTL request add-identity "$DAN" --identity user_id=u-4004 >/dev/null
+$LETHECTL request watch "$DAN" --timeout 2m >/dev/null
+$LETHECTL request get "$DAN"
+show_rows
+
 step "Audit: verify the ledger offline, from the files and lethed's public key alone"
 $LETHECTL ledger verify --dir "$DATA" --public-key "$WORK/keys/lethed.pub"
 
@@ -148,12 +191,13 @@ if command -v kcat >/dev/null 2>&1; then
     -f 'topic %t partition %p offset %o key %k value %S bytes (-1 = null: a tombstone)\n' 2>/dev/null || true
 fi
 
-step "Privacy: the data dir holds no trace of Alice's identifiers"
-if grep -rqs -e 'alice@example.com' -e 'u-1001' "$DATA" "$WORK/export" "$WORK/certificate.json"; then
-  echo "FOUND Alice's identifiers under $DATA or in the export" >&2
+step "Privacy: the data dir holds no trace of the erased people's identifiers"
+if grep -rqs -e 'alice@example.com' -e 'u-1001' -e 'carol@example.com' -e 'dan@example.com' -e 'u-4004' \
+  "$DATA" "$WORK/export" "$WORK/certificate.json"; then
+  echo "FOUND an erased person's identifiers under $DATA or in the export" >&2
   exit 1
 fi
-echo "grep -r for alice@example.com and u-1001 in the data dir, the export and the certificate: nothing found"
+echo "grep -r for the erased people's e-mails and user ids in the data dir, the export and the certificate: nothing found"
 echo "(the ledger holds HMAC tokens and AES-GCM ciphertext; the request key was destroyed on completion)"
 
 step "The latest signed checkpoint (C2SP tlog-checkpoint)"

@@ -365,6 +365,10 @@ int RequestList(const Global& g, bool overdue) {
     std::cout << Json(resp);
     return 0;
   }
+  if (overdue && resp.requests().empty()) {
+    std::cout << "no overdue request\n";
+    return 0;
+  }
   std::cout << absl::StrFormat("%-32s %-8s %-12s %-20s %-20s %s\n", "REQUEST", "KIND", "STATE",
                                "RECEIVED", "DUE", "DOMAINS (done/total)");
   for (const auto& r : resp.requests()) {
@@ -375,7 +379,6 @@ int RequestList(const Global& g, bool overdue) {
                                  Time(r.received_unix_ms()), Time(r.due_unix_ms()), done,
                                  r.domains_size());
   }
-  if (overdue && resp.requests().empty()) std::cout << "no overdue request\n";
   return 0;
 }
 
