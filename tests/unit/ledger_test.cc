@@ -36,6 +36,7 @@
 #include "ledger/checkpoint.h"
 #include "ledger/ledger.h"
 #include "ledger/merkle.h"
+#include "policies/policy.h"
 #include "ledger/record_format.h"
 #include "lethe/v1/ledger.pb.h"
 #include "lethe/v1/messages.pb.h"
@@ -1348,6 +1349,150 @@ TEST_F(AuditorTest, CheckpointOverOtherEntriesIsDataLoss) {
   const AuditOutcome out = Audit(key_.public_key(), forged, log.bytes);
   EXPECT_EQ(out.status.code(), absl::StatusCode::kDataLoss) << out.status;
   EXPECT_FALSE(out.failed_entry.has_value());
+}
+
+
+// ---- policies, consent, deadlines and identity mapping in the audit ------------------------
+
+constexpr char kAuditPolicy[] =
+    "version: 1\nname: audit\nidentities: [email, user_id]\n"
+    "purposes:\n  - name: marketing\n    description: x\n    domains: [d1]\n    erase_on_withdrawal: true\n"
+    "deadlines:\n  erasure: 30d\n  max_extension: 60d\n"
+    "domains:\n  - name: d1\n    postgres:\n      tables:\n        - table: t\n          key: email\n"
+    "          identity: email\n          action: delete\n";
+
+v1::LedgerEntry Activated(uint64_t activation, const std::string& yaml, const std::string& hash) {
+  v1::LedgerEntry e;
+  auto* pa = e.mutable_policy_activated();
+  pa->set_activation(activation);
+  pa->set_format_version(1);
+  pa->set_policy_yaml(yaml);
+  pa->set_policy_hash(hash);
+  pa->set_source("test");
+  return e;
+}
+
+std::string AuditPolicyHash() {
+  auto p = policy::Policy::Parse(kAuditPolicy, "audit");
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? p->Hash() : "";
+}
+
+v1::LedgerEntry Extended(const std::string& request, int64_t seconds, int64_t new_due) {
+  v1::LedgerEntry e;
+  auto* x = e.mutable_deadline_extended();
+  x->set_request_id(request);
+  x->set_extension_seconds(seconds);
+  x->set_new_due_unix_ms(new_due);
+  x->set_sealed_reason("sealed");
+  return e;
+}
+
+v1::LedgerEntry ConsentWithdrawn(const std::string& change, const std::string& request,
+                                 v1::ConsentStatus status = v1::WITHDRAWN) {
+  v1::LedgerEntry e;
+  auto* c = e.mutable_consent_changed();
+  c->set_change_id(change);
+  c->mutable_subject()->set_type("email");
+  c->mutable_subject()->set_token(crypto::Sha256("token"));
+  c->set_purpose("marketing");
+  c->set_status(status);
+  c->set_source("test");
+  c->set_erasure_request_id(request);
+  return e;
+}
+
+TEST_F(AuditorTest, ActivatedPolicyMustHashToItsRecordedHash) {
+  const std::string hash = AuditPolicyHash();
+  auto good = WriteLog(key_, {Activated(1, kAuditPolicy, hash)});
+  const AuditOutcome ok = Audit(key_.public_key(), good.checkpoints.back(), good.bytes);
+  ASSERT_TRUE(ok.status.ok()) << ok.status;
+  EXPECT_EQ(ok.report->policy_activations, 1u);
+  auto bad = WriteLog(key_, {Activated(1, kAuditPolicy, crypto::Sha256("another policy"))});
+  ExpectDataLossAt(Audit(key_.public_key(), bad.checkpoints.back(), bad.bytes), 1);
+  auto skipped = WriteLog(key_, {Activated(1, kAuditPolicy, hash), Activated(3, kAuditPolicy, hash)});
+  ExpectDataLossAt(Audit(key_.public_key(), skipped.checkpoints.back(), skipped.bytes), 2);
+}
+
+TEST_F(AuditorTest, ExtensionsBeyondTheActivePolicysCapAreDataLoss) {
+  const std::string hash = AuditPolicyHash();
+  v1::LedgerEntry submitted = Submitted("r1", {"d1"});
+  submitted.mutable_request_submitted()->set_due_unix_ms(1000);
+  constexpr int64_t kDay = 86400;
+  auto within = WriteLog(key_, {Activated(1, kAuditPolicy, hash), submitted,
+                                Extended("r1", 20 * kDay, 1000 + 20 * kDay * 1000),
+                                Extended("r1", 40 * kDay, 1000 + 60 * kDay * 1000)});
+  const AuditOutcome ok = Audit(key_.public_key(), within.checkpoints.back(), within.bytes);
+  ASSERT_TRUE(ok.status.ok()) << ok.status;
+  EXPECT_EQ(ok.report->extensions, 2u);
+  auto beyond = WriteLog(key_, {Activated(1, kAuditPolicy, hash), submitted,
+                                Extended("r1", 20 * kDay, 1000 + 20 * kDay * 1000),
+                                Extended("r1", 41 * kDay, 1000 + 61 * kDay * 1000)});
+  const AuditOutcome out = Audit(key_.public_key(), beyond.checkpoints.back(), beyond.bytes);
+  ExpectDataLossAt(out, 4);
+  EXPECT_THAT(std::string(out.status.message()), HasSubstr("max_extension"));
+  auto wrong_due = WriteLog(key_, {submitted, Extended("r1", kDay, 5)});
+  ExpectDataLossAt(Audit(key_.public_key(), wrong_due.checkpoints.back(), wrong_due.bytes), 2);
+}
+
+TEST_F(AuditorTest, CompletionWhileADomainNeedsAnIdentityIsDataLossUntilOneIsAdded) {
+  v1::LedgerEntry submitted = Submitted("r1", {"d1"});
+  auto* need = submitted.mutable_request_submitted()->add_needs_identity();
+  need->set_domain("d2");
+  need->add_identity_types("user_id");
+  const auto agent2 = NewKey();
+  const std::string digest2 = crypto::Sha256("DeleteCommand body of c2");
+  std::vector<v1::LedgerEntry> early = {
+      Enrolled("d1", agent_.public_key()), submitted, Issued("c1", "r1", "d1", digest_),
+      Recorded("c1", "r1", "d1", digest_, v1::Receipt::COMPLETED, agent_),
+      Completed("r1", v1::RequestCompleted::COMPLETED)};
+  const WrittenLog log = WriteLog(key_, early);
+  const AuditOutcome out = Audit(key_.public_key(), log.checkpoints.back(), log.bytes);
+  ExpectDataLossAt(out, 5);
+  EXPECT_THAT(std::string(out.status.message()), HasSubstr("d2 still needed an identity"));
+
+  v1::LedgerEntry added;
+  added.mutable_identities_added()->set_request_id("r1");
+  auto* t = added.mutable_identities_added()->add_subject();
+  t->set_type("user_id");
+  t->set_token(crypto::Sha256("user token"));
+  added.mutable_identities_added()->add_target_domains("d2");
+  std::vector<v1::LedgerEntry> resolved = early;
+  resolved.pop_back();
+  resolved.insert(resolved.begin() + 1, Enrolled("d2", agent2.public_key()));
+  resolved.push_back(added);
+  resolved.push_back(Issued("c2", "r1", "d2", digest2));
+  resolved.push_back(Recorded("c2", "r1", "d2", digest2, v1::Receipt::COMPLETED, agent2));
+  resolved.push_back(Completed("r1", v1::RequestCompleted::COMPLETED));
+  const WrittenLog ok_log = WriteLog(key_, resolved);
+  const AuditOutcome ok = Audit(key_.public_key(), ok_log.checkpoints.back(), ok_log.bytes);
+  EXPECT_TRUE(ok.status.ok()) << ok.status;
+  // A command for the waiting domain before any identity was added is outside the plan.
+  std::vector<v1::LedgerEntry> premature = {Enrolled("d1", agent_.public_key()), submitted,
+                                            Issued("c2", "r1", "d2", digest2)};
+  const WrittenLog bad = WriteLog(key_, premature);
+  ExpectDataLossAt(Audit(key_.public_key(), bad.checkpoints.back(), bad.bytes), 3);
+}
+
+TEST_F(AuditorTest, ConsentWithdrawalAndItsErasureMustNameEachOther) {
+  v1::LedgerEntry planned = Submitted("r1", {"d1"});
+  planned.mutable_request_submitted()->set_consent_change_id("ch1");
+  planned.mutable_request_submitted()->set_scope_purpose("marketing");
+  auto linked = WriteLog(key_, {ConsentWithdrawn("ch1", "r1"), planned});
+  const AuditOutcome ok = Audit(key_.public_key(), linked.checkpoints.back(), linked.bytes);
+  ASSERT_TRUE(ok.status.ok()) << ok.status;
+  EXPECT_EQ(ok.report->consent_changes, 1u);
+  // The planned erasure is missing from the log.
+  auto missing = WriteLog(key_, {ConsentWithdrawn("ch1", "r1")});
+  const AuditOutcome out = Audit(key_.public_key(), missing.checkpoints.back(), missing.bytes);
+  EXPECT_EQ(out.status.code(), absl::StatusCode::kDataLoss) << out.status;
+  EXPECT_THAT(std::string(out.status.message()), HasSubstr("does not hold"));
+  // A request claiming a consent change that planned another request.
+  auto other = WriteLog(key_, {ConsentWithdrawn("ch1", "r9"), planned});
+  ExpectDataLossAt(Audit(key_.public_key(), other.checkpoints.back(), other.bytes), 2);
+  // A grant never plans an erasure.
+  auto grant = WriteLog(key_, {ConsentWithdrawn("ch1", "r1", v1::GRANTED)});
+  ExpectDataLossAt(Audit(key_.public_key(), grant.checkpoints.back(), grant.bytes), 1);
 }
 
 }  // namespace
