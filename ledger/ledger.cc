@@ -412,8 +412,10 @@ absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::Ledger
   out.reserve(entries.size());
   if (entries.empty()) return out;
   uint64_t end = 0;
+  uint64_t batch = 0;
   {
     std::lock_guard<std::mutex> w(write_mu_);
+    batch = batches_taken_;
     if (write_failed_)
       return absl::UnavailableError("ledger is read-only after a failed write; restart lethed");
     auto pending = std::make_unique<Pending>();
@@ -444,12 +446,13 @@ absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::Ledger
   written_cv_.notify_one();
 
   // Wait for the sync that covers these entries.
-  uint32_t gen = sync_generation_.load();
+  std::atomic<uint32_t>& word = sync_generation_[batch & 1];
+  uint32_t gen = word.load();
   while (durable_end_.load() < end) {
     if (sync_failed_.load())
       return absl::UnavailableError("ledger: a write or fdatasync failed; the ledger is read-only until restarted");
-    sync_generation_.wait(gen);
-    gen = sync_generation_.load();
+    word.wait(gen);
+    gen = word.load();
   }
   return out;
 }
@@ -461,6 +464,8 @@ void Ledger::SyncLoop() {
     if (pending_.empty()) break;  // stopping, and nothing left to make durable
     std::deque<std::unique_ptr<Pending>> batch;
     batch.swap(pending_);
+    std::atomic<uint32_t>& word = sync_generation_[batches_taken_ & 1];
+    ++batches_taken_;
     w.unlock();
 
     size_t bytes = 0;
@@ -510,8 +515,10 @@ void Ledger::SyncLoop() {
       w.lock();
       write_failed_ = true;
       sync_failed_ = true;
-      sync_generation_.fetch_add(1);
-      sync_generation_.notify_all();
+      for (auto& g : sync_generation_) {
+        g.fetch_add(1);
+        g.notify_all();
+      }
       continue;
     }
     write_offset_ = start + bytes;
@@ -541,8 +548,8 @@ void Ledger::SyncLoop() {
         spdlog::error("ledger: cannot write checkpoint: {}", s.ToString());
     }
     durable_end_.store(end);
-    sync_generation_.fetch_add(1);
-    sync_generation_.notify_all();
+    word.fetch_add(1);
+    word.notify_all();
     w.lock();
   }
 }
