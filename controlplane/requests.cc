@@ -50,16 +50,42 @@ absl::Status ValidateIdentities(const policy::Policy& policy,
   return absl::OkStatus();
 }
 
+bool Contains(const std::vector<SubjectIdentity>& ids, const SubjectIdentity& id) {
+  for (const auto& i : ids)
+    if (i.type == id.type && RevealSecret(i.value) == RevealSecret(id.value)) return true;
+  return false;
+}
+
 // The same identity given twice is one identity.
 std::vector<SubjectIdentity> Distinct(std::vector<SubjectIdentity> ids) {
   std::vector<SubjectIdentity> unique;
-  for (auto& id : ids) {
-    bool dup = false;
-    for (const auto& u : unique)
-      dup = dup || (u.type == id.type && RevealSecret(u.value) == RevealSecret(id.value));
-    if (!dup) unique.push_back(std::move(id));
-  }
+  for (auto& id : ids)
+    if (!Contains(unique, id)) unique.push_back(std::move(id));
   return unique;
+}
+
+// Adds each identity's token to `tokens` and returns the identities (and reason) sealed under
+// the request key with additional data `aad`, as RequestSubmitted.sealed and
+// IdentitiesAdded.sealed hold them.
+absl::StatusOr<std::string> SealIdentities(const IdentityVault& vault, const SecretBytes& key,
+                                           const std::vector<SubjectIdentity>& ids,
+                                           const std::string& reason, const std::string& aad,
+                                           google::protobuf::RepeatedPtrField<v1::IdentityToken>* tokens) {
+  v1::SealedRequest sealed;
+  for (const auto& id : ids) {
+    auto* t = tokens->Add();
+    t->set_type(id.type);
+    t->set_token(vault.Tokenize(id.type, id.value));
+    auto* raw = sealed.add_identities();
+    raw->set_type(id.type);
+    raw->set_value(std::string(RevealSecret(id.value)));
+  }
+  sealed.set_reason(reason);
+  std::string plain_raw;
+  sealed.SerializeToString(&plain_raw);
+  sealed.Clear();
+  SecretBytes plain(std::move(plain_raw));
+  return crypto::SealAesGcm(key, RevealSecret(plain), aad);
 }
 
 // Operator-supplied free text: 1..max bytes, valid single-line text without control characters.
@@ -193,21 +219,8 @@ absl::StatusOr<std::vector<v1::LedgerEntry>> RequestManager::BuildErasure(
   auto* s = submitted.mutable_request_submitted();
   s->set_request_id(request_id);
   s->set_kind(v1::RequestSubmitted::ERASURE);
-  v1::SealedRequest sealed;
-  for (const auto& id : spec.identities) {
-    auto* t = s->add_subject();
-    t->set_type(id.type);
-    t->set_token(vault_.Tokenize(id.type, id.value));
-    auto* raw = sealed.add_identities();
-    raw->set_type(id.type);
-    raw->set_value(std::string(RevealSecret(id.value)));
-  }
-  sealed.set_reason(spec.reason);
-  std::string plain_raw;
-  sealed.SerializeToString(&plain_raw);
-  sealed.Clear();
-  SecretBytes plain(std::move(plain_raw));
-  ASSIGN_OR_RETURN(std::string ct, crypto::SealAesGcm(key, RevealSecret(plain), request_id));
+  ASSIGN_OR_RETURN(std::string ct, SealIdentities(vault_, key, spec.identities, spec.reason,
+                                                  request_id, s->mutable_subject()));
   s->set_sealed(std::move(ct));
   s->set_policy_hash(policy.Hash());
   for (const auto& t : plan.targets) s->add_target_domains(t.domain);
@@ -296,12 +309,8 @@ absl::Status RequestManager::AddIdentities(const std::string& request_id,
   ASSIGN_OR_RETURN(std::vector<SubjectIdentity> known, RequestIdentities(*r, key));
   // Only identities the request does not hold yet.
   std::vector<SubjectIdentity> fresh;
-  for (auto& id : identities) {
-    bool have = false;
-    for (const auto& k : known)
-      have = have || (k.type == id.type && RevealSecret(k.value) == RevealSecret(id.value));
-    if (!have) fresh.push_back(std::move(id));
-  }
+  for (auto& id : identities)
+    if (!Contains(known, id)) fresh.push_back(std::move(id));
   std::vector<std::string> waiting;
   for (const auto& d : r->domains)
     if (d.state == v1::NEEDS_IDENTITY) waiting.push_back(d.domain);
@@ -315,9 +324,7 @@ absl::Status RequestManager::AddIdentities(const std::string& request_id,
   std::vector<DomainPlan> reached;
   for (const auto& t : plan.targets) {
     bool uses_fresh = false;
-    for (const auto& id : t.identities)
-      for (const auto& f : fresh)
-        uses_fresh = uses_fresh || (f.type == id.type && RevealSecret(f.value) == RevealSecret(id.value));
+    for (const auto& id : t.identities) uses_fresh = uses_fresh || Contains(fresh, id);
     if (uses_fresh) reached.push_back(DomainPlan{t.domain, t.identities, t.domain_policy_hash});
   }
   if (reached.empty())
@@ -328,21 +335,9 @@ absl::Status RequestManager::AddIdentities(const std::string& request_id,
   v1::LedgerEntry added;
   auto* a = added.mutable_identities_added();
   a->set_request_id(request_id);
-  v1::SealedRequest sealed;
-  for (const auto& f : fresh) {
-    auto* t = a->add_subject();
-    t->set_type(f.type);
-    t->set_token(vault_.Tokenize(f.type, f.value));
-    auto* raw = sealed.add_identities();
-    raw->set_type(f.type);
-    raw->set_value(std::string(RevealSecret(f.value)));
-  }
-  std::string plain_raw;
-  sealed.SerializeToString(&plain_raw);
-  sealed.Clear();
-  SecretBytes plain(std::move(plain_raw));
-  ASSIGN_OR_RETURN(std::string ct, crypto::SealAesGcm(key, RevealSecret(plain),
-                                                      AdditionAad(request_id, r->sealed_additions.size())));
+  ASSIGN_OR_RETURN(std::string ct,
+                   SealIdentities(vault_, key, fresh, "", AdditionAad(request_id, r->sealed_additions.size()),
+                                  a->mutable_subject()));
   a->set_sealed(std::move(ct));
   std::vector<v1::LedgerEntry> entries;
   for (const auto& d : reached) a->add_target_domains(d.domain);

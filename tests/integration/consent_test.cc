@@ -17,16 +17,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-const std::string kLethectl = LETHE_BINARY_DIR "/cli/lethectl";
 constexpr absl::Duration kWait = absl::Seconds(90);
-
-CommandResult Ctl(Mesh& m, std::vector<std::string> args) {
-  std::vector<std::string> argv = {kLethectl, "--addr", m.addr()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto r = RunCommand(argv, absl::Seconds(60));
-  EXPECT_TRUE(r.ok()) << r.status();
-  return r.ok() ? *r : CommandResult{-1, ""};
-}
 
 grpc::Status Change(Mesh& m, const std::string& type, const std::string& value,
                     const std::string& purpose, v1::ConsentStatus status, const std::string& source,
@@ -61,14 +52,14 @@ TEST(Consent, ChangesAreRecordedAsTokensShownAndListed) {
   Mesh& mesh = **m;
 
   // From the CLI: grant, then withdraw research (a purpose without erase_on_withdrawal).
-  auto g1 = Ctl(mesh, {"consent", "grant", "--identity", "email=" + kAlice.email, "--purpose",
+  auto g1 = RunLethectl(mesh, {"consent", "grant", "--identity", "email=" + kAlice.email, "--purpose",
                        "marketing", "--source", "signup-form-v3"});
   ASSERT_EQ(g1.exit_code, 0) << g1.output;
-  auto g2 = Ctl(mesh, {"consent", "grant", "--identity", "email=" + kAlice.email, "--purpose",
+  auto g2 = RunLethectl(mesh, {"consent", "grant", "--identity", "email=" + kAlice.email, "--purpose",
                        "research", "--source", "signup-form-v3"});
   ASSERT_EQ(g2.exit_code, 0) << g2.output;
   const uint64_t requests_before = mesh.lethed().store().List().size();
-  auto w = Ctl(mesh, {"consent", "withdraw", "--identity", "email=" + kAlice.email, "--purpose",
+  auto w = RunLethectl(mesh, {"consent", "withdraw", "--identity", "email=" + kAlice.email, "--purpose",
                       "research", "--source", "preference-centre"});
   ASSERT_EQ(w.exit_code, 0) << w.output;
   EXPECT_THAT(w.output, Not(HasSubstr("erasure planned")));
@@ -76,7 +67,7 @@ TEST(Consent, ChangesAreRecordedAsTokensShownAndListed) {
   ASSERT_TRUE(Change(mesh, "email", kBob.email, "marketing", v1::GRANTED, "import-2026-11").ok());
 
   // show: current state per purpose and the full history, with times and sources.
-  auto shown = Ctl(mesh, {"-o", "json", "consent", "show", "--identity", "email=" + kAlice.email});
+  auto shown = RunLethectl(mesh, {"-o", "json", "consent", "show", "--identity", "email=" + kAlice.email});
   ASSERT_EQ(shown.exit_code, 0) << shown.output;
   v1::ShowConsentResponse show;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(shown.output, &show).ok()) << shown.output;
@@ -90,23 +81,23 @@ TEST(Consent, ChangesAreRecordedAsTokensShownAndListed) {
   EXPECT_EQ(show.history(1).source(), "signup-form-v3");
   EXPECT_GT(show.history(2).changed_unix_ms(), 0);
   EXPECT_LT(show.history(0).entry(), show.history(2).entry());
-  auto text = Ctl(mesh, {"consent", "show", "--identity", "email=" + kAlice.email});
+  auto text = RunLethectl(mesh, {"consent", "show", "--identity", "email=" + kAlice.email});
   EXPECT_THAT(text.output, HasSubstr("WITHDRAWN"));
   EXPECT_THAT(text.output, HasSubstr("preference-centre"));
   EXPECT_THAT(text.output, Not(HasSubstr(kAlice.email)));
-  auto nobody = Ctl(mesh, {"consent", "show", "--identity", "email=nobody@example.com"});
+  auto nobody = RunLethectl(mesh, {"consent", "show", "--identity", "email=nobody@example.com"});
   EXPECT_EQ(nobody.exit_code, 0);
   EXPECT_THAT(nobody.output, HasSubstr("no consent recorded"));
 
   // list: by purpose, JSON.
-  auto listed = Ctl(mesh, {"consent", "list", "--purpose", "marketing", "-o", "json"});
+  auto listed = RunLethectl(mesh, {"consent", "list", "--purpose", "marketing", "-o", "json"});
   ASSERT_EQ(listed.exit_code, 0) << listed.output;
   v1::ListConsentResponse list;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(listed.output, &list).ok()) << listed.output;
   ASSERT_EQ(list.records_size(), 2);
   EXPECT_EQ(list.records(0).subject_token(), show.subject_token());
   EXPECT_EQ(list.records(1).source(), "import-2026-11");
-  auto withdrawn = Ctl(mesh, {"consent", "list", "--purpose", "research", "--status", "withdrawn", "-o", "json"});
+  auto withdrawn = RunLethectl(mesh, {"consent", "list", "--purpose", "research", "--status", "withdrawn", "-o", "json"});
   ASSERT_EQ(withdrawn.exit_code, 0);
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(withdrawn.output, &list).ok());
   EXPECT_EQ(list.records_size(), 1);
@@ -114,14 +105,14 @@ TEST(Consent, ChangesAreRecordedAsTokensShownAndListed) {
   // The ledger holds tokens only, and the auditor accepts it.
   EXPECT_THAT(AllBytes(mesh.data_dir() + "/ledger"), Not(HasSubstr(kAlice.email)));
   EXPECT_THAT(AllBytes(mesh.data_dir() + "/ledger"), Not(HasSubstr(kBob.email)));
-  auto verify = Ctl(mesh, {"ledger", "verify", "--dir", mesh.data_dir(), "--public-key", mesh.lethed_pub()});
+  auto verify = RunLethectl(mesh, {"ledger", "verify", "--dir", mesh.data_dir(), "--public-key", mesh.lethed_pub()});
   EXPECT_EQ(verify.exit_code, 0) << verify.output;
   EXPECT_THAT(verify.output, HasSubstr("4 change(s)"));
 
   // Restarted, lethed rebuilds the same state from the ledger.
   mesh.StopLethed();
   ASSERT_OK(mesh.StartLethed());
-  auto again = Ctl(mesh, {"-o", "json", "consent", "show", "--identity", "email=" + kAlice.email});
+  auto again = RunLethectl(mesh, {"-o", "json", "consent", "show", "--identity", "email=" + kAlice.email});
   v1::ShowConsentResponse show2;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(again.output, &show2).ok()) << again.output;
   EXPECT_EQ(show2.history_size(), 3);
@@ -158,7 +149,7 @@ TEST(Consent, BadInputIsRefusedNamingTheFieldAndNothingIsRecorded) {
     EXPECT_THAT(s.error_message(), Not(HasSubstr(kAlice.email)));
   }
   EXPECT_EQ(mesh.lethed().ledger().size(), size);
-  auto cli = Ctl(mesh, {"consent", "grant", "--identity", "email", "--purpose", "marketing",
+  auto cli = RunLethectl(mesh, {"consent", "grant", "--identity", "email", "--purpose", "marketing",
                         "--source", "x"});
   EXPECT_EQ(cli.exit_code, 2);
   EXPECT_THAT(cli.output, HasSubstr("TYPE=VALUE"));
@@ -175,7 +166,7 @@ TEST(Consent, WithdrawalOfAnErasingPurposeErasesInThatPurposesDomainsOnly) {
   const int64_t assessments_rows = *mesh.Rows("assessments", kAlice);
 
   ASSERT_TRUE(Change(mesh, "email", kAlice.email, "marketing", v1::GRANTED, "signup-form-v3").ok());
-  auto w = Ctl(mesh, {"consent", "withdraw", "--identity", "email=" + kAlice.email, "--purpose",
+  auto w = RunLethectl(mesh, {"consent", "withdraw", "--identity", "email=" + kAlice.email, "--purpose",
                       "marketing", "--source", "unsubscribe-link"});
   ASSERT_EQ(w.exit_code, 0) << w.output;
   EXPECT_THAT(w.output, HasSubstr("erasure planned"));
@@ -197,16 +188,12 @@ TEST(Consent, WithdrawalOfAnErasingPurposeErasesInThatPurposesDomainsOnly) {
   EXPECT_EQ(*mesh.Rows("growth", kAlice), 0);
   EXPECT_EQ(*mesh.Rows("assessments", kAlice), assessments_rows);
   EXPECT_EQ(*mesh.Rows("growth", kBob), 3);
-  auto get = Ctl(mesh, {"request", "get", id});
+  auto get = RunLethectl(mesh, {"request", "get", id});
   EXPECT_THAT(get.output, HasSubstr("planned by consent withdrawal for purpose marketing"));
   EXPECT_THAT(get.output, HasSubstr("ledger entry " + std::to_string(change.entry)));
 
   // The certificate includes the consent change and verifies offline.
-  const std::string cert = mesh.work_dir() + "/cert.json";
-  auto c = Ctl(mesh, {"request", "certificate", id, "--out", cert, "--public-key", mesh.lethed_pub()});
-  ASSERT_EQ(c.exit_code, 0) << c.output;
-  auto v = Ctl(mesh, {"request", "certificate", "--verify", cert, "--public-key", mesh.lethed_pub()});
-  EXPECT_EQ(v.exit_code, 0) << v.output;
+  auto v = CertifyAndVerify(mesh, id);
   EXPECT_THAT(v.output, HasSubstr("the domains of purpose marketing"));
 
   // Withdrawing again plans nothing new; granting and withdrawing again does.
@@ -218,7 +205,7 @@ TEST(Consent, WithdrawalOfAnErasingPurposeErasesInThatPurposesDomainsOnly) {
   ASSERT_TRUE(Change(mesh, "email", kAlice.email, "marketing", v1::WITHDRAWN, "unsubscribe", &again).ok());
   EXPECT_FALSE(again.change().erasure_request_id().empty());
   EXPECT_EQ(mesh.lethed().store().List().size(), requests + 1);
-  auto audit = Ctl(mesh, {"ledger", "verify", "--public-key", mesh.lethed_pub()});
+  auto audit = RunLethectl(mesh, {"ledger", "verify", "--public-key", mesh.lethed_pub()});
   EXPECT_EQ(audit.exit_code, 0) << audit.output;
 }
 

@@ -16,16 +16,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-const std::string kLethectl = LETHE_BINARY_DIR "/cli/lethectl";
 constexpr absl::Duration kWait = absl::Seconds(90);
-
-CommandResult Ctl(Mesh& m, std::vector<std::string> args) {
-  std::vector<std::string> argv = {kLethectl, "--addr", m.addr()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto r = RunCommand(argv, absl::Seconds(60));
-  EXPECT_TRUE(r.ok()) << r.status();
-  return r.ok() ? *r : CommandResult{-1, ""};
-}
 
 const v1::DomainProgress* FindDomain(const v1::RequestView& v, const std::string& domain) {
   for (const auto& d : v.domains())
@@ -86,7 +77,7 @@ TEST(PolicyActivation, ActivateShowHistoryAndRestartKeepTheActivePolicy) {
   Mesh& mesh = **m;
 
   // lethed --policy recorded the first activation.
-  auto shown = Ctl(mesh, {"-o", "json", "policy", "show"});
+  auto shown = RunLethectl(mesh, {"-o", "json", "policy", "show"});
   ASSERT_EQ(shown.exit_code, 0) << shown.output;
   v1::ShowPolicyResponse show;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(shown.output, &show).ok()) << shown.output;
@@ -102,7 +93,7 @@ TEST(PolicyActivation, ActivateShowHistoryAndRestartKeepTheActivePolicy) {
   v2.replace(v2.find(from), from.size(), "erasure: 10d");
   const std::string v2_path = mesh.work_dir() + "/policy-v2.yaml";
   ASSERT_OK(crypto::WriteFileAtomic(v2_path, v2, 0644));
-  auto act = Ctl(mesh, {"policy", "activate", v2_path});
+  auto act = RunLethectl(mesh, {"policy", "activate", v2_path});
   ASSERT_EQ(act.exit_code, 0) << act.output;
   EXPECT_THAT(act.output, HasSubstr("activation 2"));
   auto v2_policy = policy::Policy::Parse(v2, "v2");
@@ -118,7 +109,7 @@ TEST(PolicyActivation, ActivateShowHistoryAndRestartKeepTheActivePolicy) {
 
   // Activating it again changes nothing.
   const uint64_t size = mesh.lethed().ledger().size();
-  auto again = Ctl(mesh, {"policy", "activate", v2_path});
+  auto again = RunLethectl(mesh, {"policy", "activate", v2_path});
   EXPECT_NE(again.exit_code, 0);
   EXPECT_THAT(again.output, HasSubstr("already the active policy"));
   // An invalid file is refused with line and column, and nothing is recorded.
@@ -126,13 +117,13 @@ TEST(PolicyActivation, ActivateShowHistoryAndRestartKeepTheActivePolicy) {
   std::string bad = v2;
   bad.replace(bad.find("action: delete"), 14, "action: shred");
   ASSERT_OK(crypto::WriteFileAtomic(bad_path, bad, 0644));
-  auto refused = Ctl(mesh, {"policy", "activate", bad_path});
+  auto refused = RunLethectl(mesh, {"policy", "activate", bad_path});
   EXPECT_EQ(refused.exit_code, 2) << refused.output;
   EXPECT_THAT(refused.output, ::testing::ContainsRegex("bad\\.yaml:[0-9]+:[0-9]+: .*shred"));
   EXPECT_EQ(mesh.lethed().ledger().size(), size);
 
   // The text view shows the history.
-  auto text = Ctl(mesh, {"policy", "show"});
+  auto text = RunLethectl(mesh, {"policy", "show"});
   ASSERT_EQ(text.exit_code, 0) << text.output;
   EXPECT_THAT(text.output, HasSubstr("activation 2"));
   EXPECT_THAT(text.output, HasSubstr("lethectl policy activate " + v2_path));
@@ -158,7 +149,7 @@ TEST(PolicyActivation, ActivateShowHistoryAndRestartKeepTheActivePolicy) {
   EXPECT_EQ(active->hash, v1_policy->Hash());
 
   // The auditor re-hashes every activated policy.
-  auto verify = Ctl(mesh, {"ledger", "verify", "--public-key", mesh.lethed_pub()});
+  auto verify = RunLethectl(mesh, {"ledger", "verify", "--public-key", mesh.lethed_pub()});
   EXPECT_EQ(verify.exit_code, 0) << verify.output;
   EXPECT_THAT(verify.output, HasSubstr("3 activation(s)"));
 }
@@ -209,7 +200,7 @@ TEST(PolicyActivation, AgentOnAnOlderPolicyRefusesVisiblyUntilItRunsTheActiveOne
   EXPECT_EQ(view.state(), v1::IN_PROGRESS);
   EXPECT_EQ(*mesh.Rows("growth", kAlice), 3);
   EXPECT_GE(mesh.agent("growth").rejected(agent::Rejection::kPolicyDrift), 1u);
-  auto text = Ctl(mesh, {"request", "get", *id});
+  auto text = RunLethectl(mesh, {"request", "get", *id});
   EXPECT_THAT(text.output, HasSubstr("the agent refused it: policy drift"));
 
   // Deploy the active policy to the agent: the re-published command now runs.
@@ -262,7 +253,7 @@ TEST(Deadlines, OverdueIsDetectedOnTheInjectedClockAndExtensionsAreCapped) {
     ASSERT_EQ(resp.requests_size(), 1);
     EXPECT_EQ(resp.requests(0).request_id(), *id);
   }
-  auto listed = Ctl(mesh, {"request", "list", "--overdue"});
+  auto listed = RunLethectl(mesh, {"request", "list", "--overdue"});
   EXPECT_EQ(listed.exit_code, 0);
   EXPECT_THAT(listed.output, HasSubstr(*id));
   EXPECT_THAT(listed.output, HasSubstr("OVERDUE"));
@@ -307,16 +298,16 @@ TEST(Deadlines, OverdueIsDetectedOnTheInjectedClockAndExtensionsAreCapped) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(d.ledger().size(), size);
   // Up to the cap exactly is fine, from the CLI too.
-  auto cli = Ctl(mesh, {"request", "extend", *id, "--by", "50d", "--reason", "legal review"});
+  auto cli = RunLethectl(mesh, {"request", "extend", *id, "--by", "50d", "--reason", "legal review"});
   EXPECT_EQ(cli.exit_code, 0) << cli.output;
-  auto over = Ctl(mesh, {"request", "extend", *id, "--by", "1d", "--reason", "again"});
+  auto over = RunLethectl(mesh, {"request", "extend", *id, "--by", "1d", "--reason", "again"});
   EXPECT_EQ(over.exit_code, 2) << over.output;
 
   // Past the extended date it is overdue again; the auditor checks the cap offline.
   clock->Advance(absl::Hours(24 * 61));
   EXPECT_TRUE(Get(mesh, *id)->overdue());
   EXPECT_EQ(Metric(d, "lethe_requests_overdue"), 1);
-  auto verify = Ctl(mesh, {"ledger", "verify", "--public-key", mesh.lethed_pub()});
+  auto verify = RunLethectl(mesh, {"ledger", "verify", "--public-key", mesh.lethed_pub()});
   EXPECT_EQ(verify.exit_code, 0) << verify.output;
   EXPECT_THAT(verify.output, HasSubstr("extensions  2"));
 }
@@ -340,11 +331,7 @@ TEST(Deadlines, ExtensionReasonIsShreddedWithTheRequest) {
   EXPECT_TRUE(done->extensions(0).reason_shredded());
   EXPECT_EQ(done->extensions(0).reason(), "");
   // The certificate carries the extension and verifies offline.
-  const std::string cert = mesh.work_dir() + "/cert.json";
-  auto c = Ctl(mesh, {"request", "certificate", *id, "--out", cert, "--public-key", mesh.lethed_pub()});
-  ASSERT_EQ(c.exit_code, 0) << c.output;
-  auto v = Ctl(mesh, {"request", "certificate", "--verify", cert, "--public-key", mesh.lethed_pub()});
-  EXPECT_EQ(v.exit_code, 0) << v.output;
+  auto v = CertifyAndVerify(mesh, *id);
   EXPECT_THAT(v.output, HasSubstr("after 1 extension(s)"));
 }
 
@@ -378,7 +365,7 @@ TEST(IdentityMapping, DomainWithoutItsIdentityTypeWaitsAndIsNeverReportedComplet
   EXPECT_EQ(view.state(), v1::IN_PROGRESS);
   EXPECT_EQ(Metric(mesh.lethed(), "lethe_domains_needing_identity"), 1);
   EXPECT_EQ(*mesh.Rows("assessments", kAlice), 3);
-  auto text = Ctl(mesh, {"request", "get", *id});
+  auto text = RunLethectl(mesh, {"request", "get", *id});
   EXPECT_THAT(text.output, HasSubstr("NEEDS_IDENTITY"));
   EXPECT_THAT(text.output, HasSubstr("keyed by user_id"));
   // The request does not complete: a receipt-driven completion check leaves it open.
@@ -402,7 +389,7 @@ TEST(IdentityMapping, DomainWithoutItsIdentityTypeWaitsAndIsNeverReportedComplet
   EXPECT_EQ(mesh.lethed().ledger().size(), size);
 
   // The missing identity, added from the CLI: assessments acts, the request completes.
-  auto add = Ctl(mesh, {"request", "add-identity", *id, "--identity", "user_id=" + kAlice.user_id});
+  auto add = RunLethectl(mesh, {"request", "add-identity", *id, "--identity", "user_id=" + kAlice.user_id});
   ASSERT_EQ(add.exit_code, 0) << add.output;
   auto done = mesh.WaitDone(*id, kWait);
   ASSERT_OK(done);
@@ -411,13 +398,9 @@ TEST(IdentityMapping, DomainWithoutItsIdentityTypeWaitsAndIsNeverReportedComplet
   EXPECT_THAT(done->identity_types(), ::testing::ElementsAre("email", "user_id"));
 
   // The auditor accepts the story, and the certificate covers both domains.
-  auto verify = Ctl(mesh, {"ledger", "verify", "--dir", mesh.data_dir(), "--public-key", mesh.lethed_pub()});
+  auto verify = RunLethectl(mesh, {"ledger", "verify", "--dir", mesh.data_dir(), "--public-key", mesh.lethed_pub()});
   EXPECT_EQ(verify.exit_code, 0) << verify.output;
-  const std::string cert = mesh.work_dir() + "/cert.json";
-  auto c = Ctl(mesh, {"request", "certificate", *id, "--out", cert, "--public-key", mesh.lethed_pub()});
-  ASSERT_EQ(c.exit_code, 0) << c.output;
-  auto v = Ctl(mesh, {"request", "certificate", "--verify", cert, "--public-key", mesh.lethed_pub()});
-  EXPECT_EQ(v.exit_code, 0) << v.output;
+  auto v = CertifyAndVerify(mesh, *id);
   EXPECT_THAT(v.output, HasSubstr("assessments"));
   EXPECT_THAT(v.output, HasSubstr("growth"));
 }

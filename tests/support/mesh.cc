@@ -1,5 +1,7 @@
 #include "tests/support/mesh.h"
 
+#include "gtest/gtest.h"
+
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -383,6 +385,25 @@ absl::StatusOr<std::vector<kafka::Message>> ReadTopic(const std::string& bootstr
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
   return out;
+}
+
+CommandResult RunLethectl(const Mesh& mesh, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {LETHE_BINARY_DIR "/cli/lethectl", "--addr", mesh.addr()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = RunCommand(argv, absl::Seconds(60));
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? *r : CommandResult{-1, ""};
+}
+
+CommandResult CertifyAndVerify(const Mesh& mesh, const std::string& request_id) {
+  const std::string cert = mesh.work_dir() + "/certificate-" + request_id + ".json";
+  auto issued = RunLethectl(mesh, {"request", "certificate", request_id, "--out", cert,
+                                   "--public-key", mesh.lethed_pub()});
+  EXPECT_EQ(issued.exit_code, 0) << issued.output;
+  auto verified =
+      RunLethectl(mesh, {"request", "certificate", "--verify", cert, "--public-key", mesh.lethed_pub()});
+  EXPECT_EQ(verified.exit_code, 0) << verified.output;
+  return verified;
 }
 
 }  // namespace lethe::testing

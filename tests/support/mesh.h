@@ -24,6 +24,7 @@
 #include "controlplane/lethed.h"
 #include "lethe/v1/api.grpc.pb.h"
 #include "tests/support/pg_cluster.h"
+#include "tests/support/subprocess.h"
 
 namespace lethe::testing {
 
@@ -106,6 +107,13 @@ absl::StatusOr<std::vector<kafka::Message>> ReadTopic(const std::string& bootstr
                                                       const std::string& topic,
                                                       absl::Duration timeout = absl::Seconds(10),
                                                       absl::Duration quiet = absl::Milliseconds(700));
+
+// Runs build/cli/lethectl with --addr of the mesh's lethed and `args`; a command that cannot
+// be run fails the test and returns exit code -1.
+CommandResult RunLethectl(const Mesh& mesh, const std::vector<std::string>& args);
+// `lethectl request certificate ID --out FILE`, then `--verify FILE` offline with lethed's
+// public key; fails the test unless both succeed. Returns the verification's output.
+CommandResult CertifyAndVerify(const Mesh& mesh, const std::string& request_id);
 
 // Policy text for the given domains. Purposes: "marketing" (growth, erase_on_withdrawal) when
 // growth is among them, "research" (assessments, no erasure) when assessments is.
