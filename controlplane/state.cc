@@ -99,16 +99,19 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
       const auto& a = e.identities_added();
       auto it = requests_.find(a.request_id());
       if (it == requests_.end()) return Contradiction(seq, "identities added to an unknown request");
+      for (const auto& d : a.target_domains()) {
+        bool waiting = false;
+        for (const auto& dr : it->second.domains)
+          waiting = waiting || (dr.domain == d && dr.state == v1::NEEDS_IDENTITY);
+        if (!waiting) return Contradiction(seq, "identities added for a domain that did not wait for one");
+      }
       for (const auto& t : a.subject()) *it->second.submitted.add_subject() = t;
       for (const auto& d : a.target_domains()) {
-        bool found = false;
         for (auto& dr : it->second.domains) {
-          if (dr.domain != d || dr.state != v1::NEEDS_IDENTITY) continue;
+          if (dr.domain != d) continue;
           dr.state = v1::PENDING;
           dr.needed_types.clear();
-          found = true;
         }
-        if (!found) return Contradiction(seq, "identities added for a domain that did not wait for one");
       }
       it->second.sealed_additions.push_back(a.sealed());
       it->second.addition_entries.push_back(seq);

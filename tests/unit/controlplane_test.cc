@@ -1,0 +1,203 @@
+// The control plane's projections and planner, fed with ledger entries directly: the planner's
+// scope and identity mapping, the policy registry's corruption checks, the consent store's
+// views and the request store's deadlines.
+#include "controlplane/consent.h"
+#include "controlplane/planner.h"
+#include "controlplane/policy_registry.h"
+#include "controlplane/state.h"
+#include "crypto/crypto.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/assertions.h"
+
+namespace lethe::controlplane {
+namespace {
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr char kPolicy[] = R"(version: 1
+name: unit
+identities: [email, user_id, device_id]
+purposes:
+  - name: marketing
+    description: x
+    domains: [growth]
+    erase_on_withdrawal: true
+domains:
+  - name: assessments
+    postgres:
+      tables:
+        - {table: a.responses, key: user_id, identity: user_id, action: delete}
+  - name: growth
+    postgres:
+      tables:
+        - {table: g.contacts, key: email, identity: email, action: delete}
+  - name: devices
+    kafka:
+      topics:
+        - {topic: mesh.devices, key: "{device_id}"}
+)";
+
+policy::Policy Sample() {
+  auto p = policy::Policy::Parse(kPolicy, "unit");
+  EXPECT_TRUE(p.ok()) << p.status();
+  return *std::move(p);
+}
+
+std::vector<SubjectIdentity> Ids(std::vector<std::pair<std::string, std::string>> in) {
+  std::vector<SubjectIdentity> out;
+  for (auto& [t, v] : in) out.push_back(SubjectIdentity{t, SecretBytes(v)});
+  return out;
+}
+
+std::vector<std::string> Domains(const std::vector<DomainPlan>& plans) {
+  std::vector<std::string> out;
+  for (const auto& p : plans) out.push_back(p.domain);
+  return out;
+}
+
+TEST(Planner, EveryDomainIsATargetOrNeedsAnIdentityNeverLeftOut) {
+  const policy::Policy p = Sample();
+  ErasurePlan plan = PlanErasure(p, Ids({{"email", "a@example.com"}}));
+  EXPECT_THAT(Domains(plan.targets), ElementsAre("growth"));
+  ASSERT_EQ(plan.needs_identity.size(), 2u);
+  EXPECT_EQ(plan.needs_identity[0].domain, "assessments");
+  EXPECT_THAT(plan.needs_identity[0].identity_types, ElementsAre("user_id"));
+  EXPECT_EQ(plan.needs_identity[1].domain, "devices");
+  EXPECT_THAT(plan.needs_identity[1].identity_types, ElementsAre("device_id"));
+  // Each target gets only the identity types it uses, and its section's hash.
+  plan = PlanErasure(p, Ids({{"email", "a@example.com"}, {"user_id", "42"}, {"device_id", "d-1"}}));
+  EXPECT_THAT(Domains(plan.targets), ElementsAre("assessments", "growth", "devices"));
+  EXPECT_TRUE(plan.needs_identity.empty());
+  ASSERT_EQ(plan.targets[0].identities.size(), 1u);
+  EXPECT_EQ(plan.targets[0].identities[0].type, "user_id");
+  EXPECT_EQ(plan.targets[0].domain_policy_hash, p.DomainHash("assessments"));
+}
+
+TEST(Planner, ScopeLimitsThePlanToTheNamedDomains) {
+  const policy::Policy p = Sample();
+  ErasurePlan plan = PlanErasure(p, Ids({{"email", "a@example.com"}}), {"growth"});
+  EXPECT_THAT(Domains(plan.targets), ElementsAre("growth"));
+  EXPECT_TRUE(plan.needs_identity.empty());
+  plan = PlanErasure(p, Ids({{"email", "a@example.com"}}), {"assessments"});
+  EXPECT_TRUE(plan.targets.empty());
+  ASSERT_EQ(plan.needs_identity.size(), 1u);
+  EXPECT_EQ(plan.needs_identity[0].domain, "assessments");
+}
+
+v1::LedgerEntry Activation(uint64_t n, const std::string& yaml, const std::string& hash) {
+  v1::LedgerEntry e;
+  auto* a = e.mutable_policy_activated();
+  a->set_activation(n);
+  a->set_policy_yaml(yaml);
+  a->set_policy_hash(hash);
+  a->set_source("unit");
+  e.set_time_unix_ms(1000 * n);
+  return e;
+}
+
+TEST(PolicyRegistry, ActivationsBuildTheHistoryAndCorruptionIsDataLoss) {
+  const policy::Policy p = Sample();
+  PolicyRegistry r;
+  EXPECT_EQ(r.Active(), nullptr);
+  ASSERT_OK(r.Apply(1, Activation(1, kPolicy, p.Hash())));
+  ASSERT_NE(r.Active(), nullptr);
+  EXPECT_EQ(r.Active()->Hash(), p.Hash());
+  ASSERT_OK(r.Apply(5, Activation(2, kPolicy, p.Hash())));
+  ASSERT_EQ(r.History().size(), 2u);
+  EXPECT_EQ(r.ActiveRecord()->entry, 5u);
+
+  absl::Status s = r.Apply(6, Activation(3, kPolicy, crypto::Sha256("x")));
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(s.message(), HasSubstr("ledger entry 6"));
+  s = r.Apply(7, Activation(5, kPolicy, p.Hash()));
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  s = r.Apply(8, Activation(3, "version: 1\nname: broken\n", p.Hash()));
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(r.History().size(), 2u);  // nothing half-applied
+}
+
+v1::LedgerEntry Consent(const std::string& token, const std::string& purpose,
+                        v1::ConsentStatus status, const std::string& source) {
+  v1::LedgerEntry e;
+  auto* c = e.mutable_consent_changed();
+  c->set_change_id(crypto::Hex(crypto::Sha256(source + purpose)).substr(0, 32));
+  c->mutable_subject()->set_type("email");
+  c->mutable_subject()->set_token(crypto::Sha256(token));
+  c->set_purpose(purpose);
+  c->set_status(status);
+  c->set_source(source);
+  return e;
+}
+
+TEST(ConsentStore, CurrentStatePerPurposeHistoryAndWhatIsStillToPublish) {
+  ConsentStore c;
+  ASSERT_OK(c.Apply(10, Consent("alice", "marketing", v1::GRANTED, "form")));
+  ASSERT_OK(c.Apply(11, Consent("alice", "research", v1::GRANTED, "form")));
+  ASSERT_OK(c.Apply(12, Consent("bob", "marketing", v1::GRANTED, "import")));
+  ASSERT_OK(c.Apply(13, Consent("alice", "marketing", v1::WITHDRAWN, "unsubscribe")));
+  const std::string alice = crypto::Sha256("alice");
+  EXPECT_EQ(c.History("email", alice).size(), 3u);
+  auto current = c.Current("email", alice);
+  ASSERT_EQ(current.size(), 2u);
+  EXPECT_EQ(current[0].purpose, "marketing");
+  EXPECT_EQ(current[0].status, v1::WITHDRAWN);
+  EXPECT_EQ(current[1].purpose, "research");
+  auto marketing = c.ByPurpose("marketing");
+  ASSERT_EQ(marketing.size(), 2u);
+  EXPECT_EQ(marketing[0].source, "import");       // bob's, older
+  EXPECT_EQ(marketing[1].source, "unsubscribe");  // alice's latest
+  EXPECT_EQ(marketing[1].TopicKey(), "email:" + crypto::Hex(alice) + ":marketing");
+  // A publisher that got through entry 11 still owes bob's grant and alice's withdrawal,
+  // and never alice's superseded grant.
+  auto owed = c.CurrentAfter(11);
+  ASSERT_EQ(owed.size(), 2u);
+  EXPECT_EQ(owed[0].entry, 12u);
+  EXPECT_EQ(owed[1].entry, 13u);
+  EXPECT_EQ(c.CurrentAfter(0).size(), 3u);
+  // Malformed changes are corruption.
+  v1::LedgerEntry bad = Consent("carol", "marketing", v1::CONSENT_STATUS_UNSPECIFIED, "x");
+  EXPECT_EQ(c.Apply(14, bad).code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(RequestStore, ExtensionsMoveTheDueDateAndOverdueFollowsTheClock) {
+  RequestStore store;
+  v1::LedgerEntry sub;
+  auto* s = sub.mutable_request_submitted();
+  s->set_request_id("r1");
+  s->add_target_domains("growth");
+  auto* need = s->add_needs_identity();
+  need->set_domain("assessments");
+  need->add_identity_types("user_id");
+  const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
+  s->set_received_unix_ms(absl::ToUnixMillis(t0));
+  s->set_due_unix_ms(absl::ToUnixMillis(t0 + absl::Hours(24 * 30)));
+  ASSERT_OK(store.Apply(3, sub));
+  auto r = store.Get("r1");
+  ASSERT_TRUE(r.has_value());
+  ASSERT_EQ(r->domains.size(), 2u);
+  EXPECT_EQ(r->domains[1].state, v1::NEEDS_IDENTITY);
+  EXPECT_FALSE(r->Overdue(t0 + absl::Hours(24 * 30)));
+  EXPECT_TRUE(r->Overdue(t0 + absl::Hours(24 * 30) + absl::Milliseconds(1)));
+
+  v1::LedgerEntry ext;
+  ext.mutable_deadline_extended()->set_request_id("r1");
+  ext.mutable_deadline_extended()->set_extension_seconds(10 * 86400);
+  ext.mutable_deadline_extended()->set_new_due_unix_ms(absl::ToUnixMillis(t0 + absl::Hours(24 * 40)));
+  ASSERT_OK(store.Apply(4, ext));
+  r = store.Get("r1");
+  EXPECT_FALSE(r->Overdue(t0 + absl::Hours(24 * 35)));
+  EXPECT_EQ(store.Overdue(t0 + absl::Hours(24 * 35)).size(), 0u);
+  EXPECT_EQ(store.Overdue(t0 + absl::Hours(24 * 41)).size(), 1u);
+  // The waiting domain keeps it from being answered; the extension is part of its evidence.
+  EXPECT_TRUE(store.AnsweredButOpen().empty());
+  EXPECT_THAT(store.EvidenceEntries("r1"), ElementsAre(3u, 4u));
+  // An addition for a domain that was not waiting contradicts the log.
+  v1::LedgerEntry add;
+  add.mutable_identities_added()->set_request_id("r1");
+  add.mutable_identities_added()->add_target_domains("growth");
+  EXPECT_EQ(store.Apply(5, add).code(), absl::StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace lethe::controlplane
