@@ -232,6 +232,8 @@ TEST_F(LedgerTest, AppendChainsPrevHashAndReadEntryReturnsExactBytes) {
     EXPECT_EQ(a.entry.prev_hash(), LeafHash(prev));
     ASSERT_OK_AND_ASSIGN(std::string stored, ledger->ReadEntry(a.seq));
     EXPECT_EQ(stored, a.bytes);
+    // The stored bytes are exactly protobuf's serialization of the returned entry.
+    EXPECT_EQ(stored, a.entry.SerializeAsString());
     v1::LedgerEntry parsed;
     ASSERT_TRUE(parsed.ParseFromString(stored));
     EXPECT_EQ(parsed.seq(), a.seq);
@@ -252,6 +254,21 @@ TEST_F(LedgerTest, AppendChainsPrevHashAndReadEntryReturnsExactBytes) {
                        VerifyCheckpoint(ledger->LatestCheckpoint(), kOrigin, key_.public_key()));
   EXPECT_EQ(cp.size, 7u);
   EXPECT_EQ(cp.root, tree.Root());
+}
+
+TEST_F(LedgerTest, StoredBytesAreTheEntrysSerializationAlsoForDefaultHeaderValues) {
+  ASSERT_OK_AND_ASSIGN(auto ledger, Open());
+  // Time zero is a proto3 default (omitted on the wire), like seq 0 of LogCreated.
+  ASSERT_OK_AND_ASSIGN(auto at_epoch, ledger->Append({TestEntry(1), TestEntry(2)}, absl::UnixEpoch()));
+  ASSERT_OK_AND_ASSIGN(auto before_epoch, ledger->Append({TestEntry(3)}, absl::FromUnixMillis(-5)));
+  for (auto* b : {&at_epoch, &before_epoch}) {
+    for (const auto& a : *b) {
+      EXPECT_EQ(a.bytes, a.entry.SerializeAsString()) << a.seq;
+      ASSERT_OK_AND_ASSIGN(std::string stored, ledger->ReadEntry(a.seq));
+      EXPECT_EQ(stored, a.bytes);
+    }
+  }
+  EXPECT_EQ(before_epoch[0].entry.time_unix_ms(), -5);
 }
 
 TEST_F(LedgerTest, ReopenReplaysEveryEntryInOrderWithIdenticalBytes) {
