@@ -1,5 +1,7 @@
 #include "agents/purger.h"
 
+#include <stdexcept>
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -28,6 +30,38 @@ constexpr char kSchemaSql[] =
     "CREATE TABLE IF NOT EXISTS lethe_agent.settings ("
     "  name  text PRIMARY KEY,"
     "  value bytea NOT NULL)";
+
+// Thrown when a policy asks for something the table's columns cannot hold; the message becomes
+// the FAILED receipt's error as it is (it names only the table, column and type).
+struct UnsupportedColumn : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// An SQL expression that turns `digest` (a bytea SHA-256) into a value of `column`'s type:
+// hex text (cut to a varchar/char length), the leading bits as a non-negative integer, a
+// UUID, or the raw bytes. Other types cannot carry a keyed hash.
+std::string HashInColumnType(pqxx::work& tx, const std::string& qualified, const policy::Table& t,
+                             const std::string& column, const std::string& digest) {
+  pqxx::result r = tx.exec_params(
+      "SELECT ty.typname, a.atttypmod FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid "
+      "WHERE a.attrelid = $1::regclass AND a.attname = $2 AND NOT a.attisdropped",
+      qualified, column);
+  if (r.empty())
+    throw UnsupportedColumn("table " + t.QualifiedName() + " has no column " + column);
+  const std::string type = r[0][0].as<std::string>();
+  const int typmod = r[0][1].as<int>();
+  const std::string hex = "encode(" + digest + ", 'hex')";
+  if (type == "text" || type == "citext" || type == "name") return hex;
+  if (type == "varchar" || type == "bpchar")
+    return typmod > 4 ? absl::StrCat("left(", hex, ", ", typmod - 4, ")") : hex;
+  if (type == "int8") return "(('x' || left(" + hex + ", 16))::bit(64)::bigint & 9223372036854775807)";
+  if (type == "int4") return "(('x' || left(" + hex + ", 8))::bit(32)::integer & 2147483647)";
+  if (type == "int2") return "((('x' || left(" + hex + ", 8))::bit(32)::integer & 32767)::smallint)";
+  if (type == "uuid") return "left(" + hex + ", 32)::uuid";
+  if (type == "bytea") return digest;
+  throw UnsupportedColumn("column " + column + " of " + t.QualifiedName() + " has type " + type +
+                          ", which cannot hold a keyed hash; set it to null or a constant");
+}
 
 // Applies `t`'s action to the rows keyed by one identity value, inside `tx`. Throws pqxx
 // errors; the caller turns them into a FAILED receipt or a retry.
@@ -59,16 +93,18 @@ void ApplyToTable(pqxx::work& tx, const policy::Table& t, const std::string& val
           case policy::ColumnRewrite::Kind::kNull:
             sets.push_back(col + " = NULL");
             break;
-          case policy::ColumnRewrite::Kind::kHash:
+          case policy::ColumnRewrite::Kind::kHash: {
             if (hash_param.empty()) {
               params.push_back(hash_key_hex);
               hash_param = "$" + std::to_string(params.size());
             }
             // A keyed SHA-256 of the old value: stable within the domain, not reversible
-            // without the domain's secret.
-            sets.push_back(absl::StrCat(col, " = encode(sha256(convert_to(", hash_param, " || ",
-                                        col, "::text, 'UTF8')), 'hex')"));
+            // without the domain's secret. Written in the column's own type.
+            const std::string digest =
+                absl::StrCat("sha256(convert_to(", hash_param, " || ", col, "::text, 'UTF8'))");
+            sets.push_back(col + " = " + HashInColumnType(tx, qualified, t, rw.column, digest));
             break;
+          }
           case policy::ColumnRewrite::Kind::kConstant:
             params.push_back(rw.constant);
             sets.push_back(absl::StrCat(col, " = $", params.size()));
@@ -113,6 +149,7 @@ bool Transient(const std::exception& e) {
 
 // What a FAILED receipt says about a database error, with no data from the rows.
 std::string Describe(const std::exception& e, const std::string& table) {
+  if (auto* u = dynamic_cast<const UnsupportedColumn*>(&e)) return u->what();
   if (dynamic_cast<const pqxx::undefined_table*>(&e)) return "table " + table + " does not exist";
   if (dynamic_cast<const pqxx::undefined_column*>(&e))
     return "table " + table + " lacks the key column named in the policy";

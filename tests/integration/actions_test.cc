@@ -139,5 +139,57 @@ TEST(Actions, ParentBeforeChildFailsWholeCommandAndDeletesNothing) {
   EXPECT_EQ(*mesh.Rows("crm_badorder", kAlice), before);  // rolled back: nothing deleted
 }
 
+TEST(Actions, KeyedHashIsWrittenInEachColumnsOwnType) {
+  Mesh::Options o;
+  o.domains = {"analytics"};
+  auto m = Mesh::Start(o);
+  ASSERT_TRUE(m.ok()) << m.status();
+  Mesh& mesh = **m;
+  ASSERT_TRUE(mesh.Plant(kAlice).ok());
+  ASSERT_TRUE(mesh.Plant(kBob).ok());
+  auto id = mesh.Erase(kAlice);
+  ASSERT_TRUE(id.ok()) << id.status();
+  auto done = mesh.WaitDone(*id, kWait);
+  ASSERT_TRUE(done.ok());
+  ASSERT_EQ(done->state(), v1::COMPLETED) << done->DebugString();
+  EXPECT_EQ(*mesh.Rows("analytics", kAlice), 0);
+  EXPECT_EQ(*mesh.Rows("analytics", kBob), 2);
+  // Alice's two rows: the same user id hashes to the same non-negative bigint (stable within
+  // the domain); the uuid, varchar(12), bytea and smallint columns hold hashes of their type.
+  EXPECT_EQ(Q(mesh, "analytics",
+              "SELECT count(DISTINCT user_id) || ' ' || bool_and(user_id >= 0) || ' ' || "
+              "bool_and(length(short_code) = 12) || ' ' || bool_and(length(raw) = 32) || ' ' || "
+              "bool_and(small >= 0) || ' ' || bool_and(device IS NOT NULL) || ' ' || "
+              "count(DISTINCT device) FROM analytics.sessions WHERE ip IS NULL"),
+            "1 true true true true true 2");
+  EXPECT_EQ(Q(mesh, "analytics",
+              "SELECT count(*) FROM analytics.sessions WHERE ip IS NULL AND (user_id::text = '" +
+                  kAlice.user_id + "' OR short_code LIKE '%" + kAlice.user_id + "%')"),
+            "0");
+  // Bob's rows are untouched.
+  EXPECT_EQ(Q(mesh, "analytics",
+              "SELECT count(*) FROM analytics.sessions WHERE user_id = " + kBob.user_id +
+                  " AND short_code = 'c-" + kBob.user_id + "' AND small = 7 AND ip = '10.0.0.1'"),
+            "1");
+}
+
+TEST(Actions, KeyedHashIntoATypeThatCannotHoldOneFailsNamingTheColumnAndChangesNothing) {
+  Mesh::Options o;
+  o.domains = {"analytics_dates"};
+  auto m = Mesh::Start(o);
+  ASSERT_TRUE(m.ok()) << m.status();
+  Mesh& mesh = **m;
+  ASSERT_TRUE(mesh.Plant(kAlice).ok());
+  auto id = mesh.Erase(kAlice);
+  ASSERT_TRUE(id.ok()) << id.status();
+  auto done = mesh.WaitDone(*id, kWait);
+  ASSERT_TRUE(done.ok());
+  ASSERT_EQ(done->state(), v1::FAILED);
+  EXPECT_THAT(done->domains(0).error(),
+              HasSubstr("column day of analytics.visits has type date, which cannot hold a keyed hash"));
+  EXPECT_EQ(*mesh.Rows("analytics_dates", kAlice), 1);
+  EXPECT_EQ(Q(mesh, "analytics_dates", "SELECT day FROM analytics.visits"), "2026-11-01");
+}
+
 }  // namespace
 }  // namespace lethe::testing

@@ -154,6 +154,47 @@ const std::map<std::string, DomainFixture>& Fixtures() {
           action: delete
 )",
         kCrmDdl, kCrmPlant, kCrmCount}},
+      // Keyed hashes into columns of many types.
+      {"analytics",
+       {R"yaml(  - name: analytics
+    postgres:
+      tables:
+        - table: analytics.sessions
+          key: user_id
+          identity: user_id
+          action: anonymize
+          set:
+            user_id: hash
+            device: hash
+            short_code: hash
+            raw: hash
+            small: hash
+            ip: null
+)yaml",
+        "CREATE SCHEMA analytics;"
+        "CREATE TABLE analytics.sessions (id serial PRIMARY KEY, user_id bigint, device uuid, "
+        "  short_code varchar(12), raw bytea, small smallint, ip text);",
+        "INSERT INTO analytics.sessions (user_id, device, short_code, raw, small, ip) VALUES "
+        "  ($U, gen_random_uuid(), 'c-$U', 'r-$U', 7, '10.0.0.1'), "
+        "  ($U, gen_random_uuid(), 'd-$U', 'q-$U', 8, '10.0.0.2');",
+        "SELECT count(*) FROM analytics.sessions WHERE user_id = $U"}},
+      // A keyed hash asked of a date column: the command fails and changes nothing.
+      {"analytics_dates",
+       {R"yaml(  - name: analytics_dates
+    postgres:
+      tables:
+        - table: analytics.visits
+          key: user_id
+          identity: user_id
+          action: anonymize
+          set:
+            user_id: hash
+            day: hash
+)yaml",
+        "CREATE SCHEMA analytics;"
+        "CREATE TABLE analytics.visits (id serial PRIMARY KEY, user_id bigint, day date);",
+        "INSERT INTO analytics.visits (user_id, day) VALUES ($U, '2026-11-01');",
+        "SELECT count(*) FROM analytics.visits WHERE user_id = $U"}},
   };
   return *m;
 }
