@@ -466,6 +466,14 @@ void Ledger::SyncLoop() {
     batch.swap(pending_);
     std::atomic<uint32_t>& word = sync_generation_[batches_taken_ & 1];
     ++batches_taken_;
+    if (write_failed_) {
+      // Queued before an earlier write or sync failed: these entries chain on entries that
+      // may not be on disk, and the file offset was not advanced past them. Never write them;
+      // their appenders see sync_failed_.
+      word.fetch_add(1);
+      word.notify_all();
+      continue;
+    }
     w.unlock();
 
     size_t bytes = 0;

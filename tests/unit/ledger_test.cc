@@ -5,6 +5,8 @@
 // Every ledger lives in its own directory under temp_directory_path() with a random suffix,
 // removed when the test ends. Damage is done to the files by hand, byte by byte, the way a
 // crash or a disk would do it.
+#include <signal.h>
+#include <sys/resource.h>
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
@@ -269,6 +271,64 @@ TEST_F(LedgerTest, StoredBytesAreTheEntrysSerializationAlsoForDefaultHeaderValue
     }
   }
   EXPECT_EQ(before_epoch[0].entry.time_unix_ms(), -5);
+}
+
+TEST_F(LedgerTest, AFailedWriteLeavesTheLedgerAsItWasAndReadOnlyUntilReopened) {
+  std::vector<std::string> acked;
+  {
+    ASSERT_OK_AND_ASSIGN(auto ledger, Open());
+    // A real write failure, without mocks: a file-size limit a few entries past the end makes
+    // pwritev fail with EFBIG (SIGXFSZ ignored).
+    struct sigaction ignore = {}, old_action = {};
+    ignore.sa_handler = SIG_IGN;
+    ASSERT_EQ(::sigaction(SIGXFSZ, &ignore, &old_action), 0);
+    rlimit old_limit = {};
+    ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+    const rlimit limit = {static_cast<rlim_t>(std::filesystem::file_size(LastSegment()) + 1500),
+                          old_limit.rlim_max};
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+    // 32 appenders, so that appends are queued behind the batch that fails.
+    std::mutex mu;
+    std::map<uint64_t, std::string> by_seq;
+    std::vector<absl::Status> failures;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 32; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 100; ++i) {
+          auto a = ledger->Append({TestEntry(t * 1000 + i)}, kNow);
+          std::lock_guard<std::mutex> l(mu);
+          if (!a.ok()) {
+            failures.push_back(a.status());
+            return;
+          }
+          by_seq[a->at(0).seq] = a->at(0).bytes;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old_limit), 0);
+    ASSERT_EQ(::sigaction(SIGXFSZ, &old_action, nullptr), 0);
+    ASSERT_EQ(failures.size(), 32u);
+    for (const auto& f : failures) EXPECT_EQ(f.code(), absl::StatusCode::kUnavailable) << f;
+    // Acknowledged entries are contiguous from entry 1.
+    for (const auto& [seq, bytes] : by_seq) {
+      EXPECT_EQ(seq, acked.size() + 1);
+      acked.push_back(bytes);
+    }
+    EXPECT_FALSE(acked.empty());
+    // Read-only from now on, even with room again: the next entry would chain on one that
+    // was never written.
+    EXPECT_EQ(ledger->Append({TestEntry(200)}, kNow).status().code(), absl::StatusCode::kUnavailable);
+    EXPECT_EQ(ledger->size(), 1 + acked.size());
+  }
+  // Reopened: exactly the acknowledged entries, the chain intact, and writable again.
+  ASSERT_OK_AND_ASSIGN(auto reopened, Open());
+  ASSERT_EQ(reopened->size(), 1 + acked.size());
+  for (size_t i = 0; i < acked.size(); ++i) {
+    ASSERT_OK_AND_ASSIGN(std::string stored, reopened->ReadEntry(i + 1));
+    EXPECT_EQ(stored, acked[i]);
+  }
+  ASSERT_OK(reopened->Append({TestEntry(300)}, kNow));
 }
 
 TEST_F(LedgerTest, ReopenReplaysEveryEntryInOrderWithIdenticalBytes) {
