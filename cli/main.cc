@@ -109,7 +109,7 @@ std::string DomainLine(const v1::DomainProgress& d) {
   } else if (d.state() == v1::NEEDS_IDENTITY) {
     absl::StrAppendFormat(&line, " keyed by %s, which the request does not carry "
                                  "(lethectl request add-identity)",
-                          absl::StrJoin(d.needed_identity_types(), " or "));
+                          absl::StrJoin(d.needed_identity_types(), " and "));
   } else if (d.state() == v1::DONE) {
     std::vector<std::string> tables;
     for (const auto& t : d.tables()) tables.push_back(TableSummary(t));

@@ -21,10 +21,11 @@ struct DomainPlan {
   std::string domain_policy_hash;
 };
 
-// A domain in scope that the request cannot reach: it is keyed by none of its identity types.
+// A domain in scope that the request cannot reach yet: it lacks an identity type the
+// domain's tables or topics are keyed by.
 struct DomainNeed {
   std::string domain;
-  std::vector<std::string> identity_types;  // what the domain is keyed by
+  std::vector<std::string> identity_types;  // the types the request lacks
 };
 
 struct ErasurePlan {
@@ -33,8 +34,8 @@ struct ErasurePlan {
 };
 
 // Every domain in scope (all of the policy's, or those named in `scope` when it is not
-// empty) is either a target, when the request carries at least one identity type the domain
-// is keyed by, or needs an identity. A domain is never left out of the plan.
+// empty) is either a target, when the request carries every identity type the domain is
+// keyed by, or needs an identity (the types it lacks). A domain is never left out of the plan.
 ErasurePlan PlanErasure(const policy::Policy& policy, const std::vector<SubjectIdentity>& identities,
                         const std::vector<std::string>& scope = {});
 

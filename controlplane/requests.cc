@@ -329,8 +329,8 @@ absl::Status RequestManager::AddIdentities(const std::string& request_id,
   }
   if (reached.empty())
     return absl::FailedPreconditionError(
-        "identities: none of the given identities is new and of a type a waiting domain (" +
-        absl::StrJoin(waiting, ", ") + ") is keyed by");
+        "identities: the given identities complete no waiting domain's identity types (waiting: " +
+        absl::StrJoin(waiting, ", ") + ")");
   const absl::Time now = clock_.Now();
   v1::LedgerEntry added;
   auto* a = added.mutable_identities_added();

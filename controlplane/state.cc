@@ -331,7 +331,12 @@ v1::RequestView ToView(const RequestRecord& r, const RequestStore& store, absl::
     dp->set_state(d.state);
     dp->set_command_id(d.command_id);
     dp->set_attempts(store.Attempts(d.command_id));
-    for (const auto& t : d.needed_types) dp->add_needed_identity_types(t);
+    for (const auto& t : d.needed_types) {
+      // Still lacking: not among the request's identities (some may have been added since).
+      bool have = false;
+      for (const auto& s : r.submitted.subject()) have = have || s.type() == t;
+      if (!have) dp->add_needed_identity_types(t);
+    }
     if (d.state == v1::PENDING) dp->set_last_rejection(store.LastRejection(d.command_id));
     if (d.receipt) {
       for (const auto& t : d.receipt->tables()) {

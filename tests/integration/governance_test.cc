@@ -339,13 +339,15 @@ TEST(Deadlines, ExtensionReasonIsShreddedWithTheRequest) {
 
 TEST(IdentityMapping, DomainWithoutItsIdentityTypeWaitsAndIsNeverReportedComplete) {
   Mesh::Options o;
-  o.domains = {"assessments", "growth"};
+  o.domains = {"assessments", "growth", "billing"};
   auto m = Mesh::Start(o);
   ASSERT_OK(m);
   Mesh& mesh = **m;
   ASSERT_OK(mesh.Plant(kAlice));
+  ASSERT_OK(mesh.Plant(kBob));
 
-  // Only the email: growth can act, assessments (keyed by user_id) cannot.
+  // Only the email: growth can act; assessments (keyed by user_id) cannot, nor can billing,
+  // whose invoices are keyed by user_id (its accounts by email).
   auto id = EraseOne(mesh, "email", kAlice.email);
   ASSERT_OK(id);
   v1::RequestView view;
@@ -362,9 +364,14 @@ TEST(IdentityMapping, DomainWithoutItsIdentityTypeWaitsAndIsNeverReportedComplet
   EXPECT_EQ(a->state(), v1::NEEDS_IDENTITY);
   EXPECT_THAT(a->needed_identity_types(), ::testing::ElementsAre("user_id"));
   EXPECT_TRUE(a->command_id().empty());
+  const auto* b = FindDomain(view, "billing");
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->state(), v1::NEEDS_IDENTITY);
+  EXPECT_THAT(b->needed_identity_types(), ::testing::ElementsAre("user_id"));
   EXPECT_EQ(view.state(), v1::IN_PROGRESS);
-  EXPECT_EQ(Metric(mesh.lethed(), "lethe_domains_needing_identity"), 1);
+  EXPECT_EQ(Metric(mesh.lethed(), "lethe_domains_needing_identity"), 2);
   EXPECT_EQ(*mesh.Rows("assessments", kAlice), 3);
+  EXPECT_EQ(*mesh.Rows("billing", kAlice), 3);  // nothing half-purged
   auto text = RunLethectl(mesh, {"request", "get", *id});
   EXPECT_THAT(text.output, HasSubstr("NEEDS_IDENTITY"));
   EXPECT_THAT(text.output, HasSubstr("keyed by user_id"));
@@ -388,13 +395,16 @@ TEST(IdentityMapping, DomainWithoutItsIdentityTypeWaitsAndIsNeverReportedComplet
   }
   EXPECT_EQ(mesh.lethed().ledger().size(), size);
 
-  // The missing identity, added from the CLI: assessments acts, the request completes.
+  // The missing identity, added from the CLI: assessments and billing act, the request
+  // completes.
   auto add = RunLethectl(mesh, {"request", "add-identity", *id, "--identity", "user_id=" + kAlice.user_id});
   ASSERT_EQ(add.exit_code, 0) << add.output;
   auto done = mesh.WaitDone(*id, kWait);
   ASSERT_OK(done);
   EXPECT_EQ(done->state(), v1::COMPLETED);
   EXPECT_EQ(*mesh.Rows("assessments", kAlice), 0);
+  EXPECT_EQ(*mesh.Rows("billing", kAlice), 0);
+  EXPECT_EQ(*mesh.Rows("billing", kBob), 3);
   EXPECT_THAT(done->identity_types(), ::testing::ElementsAre("email", "user_id"));
 
   // The auditor accepts the story, and the certificate covers both domains.

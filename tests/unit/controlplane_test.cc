@@ -32,6 +32,11 @@ domains:
     postgres:
       tables:
         - {table: g.contacts, key: email, identity: email, action: delete}
+  - name: billing
+    postgres:
+      tables:
+        - {table: b.invoices, key: customer_id, identity: user_id, action: delete}
+        - {table: b.accounts, key: email, identity: email, action: delete}
   - name: devices
     kafka:
       topics:
@@ -60,14 +65,19 @@ TEST(Planner, EveryDomainIsATargetOrNeedsAnIdentityNeverLeftOut) {
   const policy::Policy p = Sample();
   ErasurePlan plan = PlanErasure(p, Ids({{"email", "a@example.com"}}));
   EXPECT_THAT(Domains(plan.targets), ElementsAre("growth"));
-  ASSERT_EQ(plan.needs_identity.size(), 2u);
+  ASSERT_EQ(plan.needs_identity.size(), 3u);
   EXPECT_EQ(plan.needs_identity[0].domain, "assessments");
   EXPECT_THAT(plan.needs_identity[0].identity_types, ElementsAre("user_id"));
-  EXPECT_EQ(plan.needs_identity[1].domain, "devices");
-  EXPECT_THAT(plan.needs_identity[1].identity_types, ElementsAre("device_id"));
+  // billing has the email but not the user id its invoices are keyed by: its agent purges
+  // every table or none, so it waits for the user id too.
+  EXPECT_EQ(plan.needs_identity[1].domain, "billing");
+  EXPECT_THAT(plan.needs_identity[1].identity_types, ElementsAre("user_id"));
+  EXPECT_EQ(plan.needs_identity[2].domain, "devices");
+  EXPECT_THAT(plan.needs_identity[2].identity_types, ElementsAre("device_id"));
   // Each target gets only the identity types it uses, and its section's hash.
   plan = PlanErasure(p, Ids({{"email", "a@example.com"}, {"user_id", "42"}, {"device_id", "d-1"}}));
-  EXPECT_THAT(Domains(plan.targets), ElementsAre("assessments", "growth", "devices"));
+  EXPECT_THAT(Domains(plan.targets), ElementsAre("assessments", "growth", "billing", "devices"));
+  ASSERT_EQ(plan.targets[2].identities.size(), 2u);
   EXPECT_TRUE(plan.needs_identity.empty());
   ASSERT_EQ(plan.targets[0].identities.size(), 1u);
   EXPECT_EQ(plan.targets[0].identities[0].type, "user_id");
