@@ -17,6 +17,12 @@ absl::Status CheckRequestId(const std::string& id) {
   return absl::OkStatus();
 }
 
+std::vector<SubjectIdentity> Identities(const google::protobuf::RepeatedPtrField<v1::Identity>& in) {
+  std::vector<SubjectIdentity> ids;
+  for (const auto& id : in) ids.push_back(SubjectIdentity{id.type(), SecretBytes(id.value())});
+  return ids;
+}
+
 absl::StatusOr<RequestRecord> Find(const RequestStore& store, const std::string& id) {
   if (absl::Status s = CheckRequestId(id); !s.ok()) return s;
   auto r = store.Get(id);
@@ -33,9 +39,7 @@ grpc::Status ToGrpc(const absl::Status& s) {
 
 grpc::Status SubjectRequestsService::Submit(grpc::ServerContext*, const v1::SubmitRequest* req,
                                             v1::SubmitResponse* resp) {
-  std::vector<SubjectIdentity> ids;
-  for (const auto& id : req->identities()) ids.push_back(SubjectIdentity{id.type(), SecretBytes(id.value())});
-  auto id = manager_.SubmitErasure(std::move(ids), req->reason());
+  auto id = manager_.SubmitErasure(Identities(req->identities()), req->reason());
   if (!id.ok()) return ToGrpc(id.status());
   resp->set_request_id(*id);
   if (auto r = store_.Get(*id)) *resp->mutable_request() = View(*r);
@@ -85,14 +89,6 @@ v1::RequestView SubjectRequestsService::View(const RequestRecord& r) const {
   return ToView(r, store_, clock_.Now(), &vault_);
 }
 
-namespace {
-absl::StatusOr<std::vector<SubjectIdentity>> Identities(
-    const google::protobuf::RepeatedPtrField<v1::Identity>& in) {
-  std::vector<SubjectIdentity> ids;
-  for (const auto& id : in) ids.push_back(SubjectIdentity{id.type(), SecretBytes(id.value())});
-  return ids;
-}
-}  // namespace
 
 grpc::Status SubjectRequestsService::Extend(grpc::ServerContext*, const v1::ExtendRequest* req,
                                             v1::RequestView* resp) {
@@ -113,8 +109,7 @@ grpc::Status SubjectRequestsService::AddIdentities(grpc::ServerContext*,
                                                    const v1::AddIdentitiesRequest* req,
                                                    v1::RequestView* resp) {
   if (absl::Status s = CheckRequestId(req->request_id()); !s.ok()) return ToGrpc(s);
-  auto ids = Identities(req->identities());
-  absl::Status s = manager_.AddIdentities(req->request_id(), std::move(*ids));
+  absl::Status s = manager_.AddIdentities(req->request_id(), Identities(req->identities()));
   if (!s.ok()) return ToGrpc(s);
   auto r = Find(store_, req->request_id());
   if (!r.ok()) return ToGrpc(r.status());
