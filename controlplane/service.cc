@@ -89,7 +89,6 @@ v1::RequestView SubjectRequestsService::View(const RequestRecord& r) const {
   return ToView(r, store_, clock_.Now(), &vault_);
 }
 
-
 grpc::Status SubjectRequestsService::Extend(grpc::ServerContext*, const v1::ExtendRequest* req,
                                             v1::RequestView* resp) {
   if (absl::Status s = CheckRequestId(req->request_id()); !s.ok()) return ToGrpc(s);
