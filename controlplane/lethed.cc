@@ -19,9 +19,8 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   std::string policy_yaml;
   if (!options.policy_path.empty()) {
     // Validate before touching anything: a bad file must not leave a half-started lethed.
-    ASSIGN_OR_RETURN(policy::Policy checked, policy::Policy::LoadFile(options.policy_path));
-    (void)checked;
     ASSIGN_OR_RETURN(policy_yaml, crypto::ReadFile(options.policy_path));
+    RETURN_IF_ERROR(policy::Policy::Parse(policy_yaml, options.policy_path).status());
   }
   ASSIGN_OR_RETURN(crypto::Ed25519PrivateKey key,
                    crypto::Ed25519PrivateKey::LoadFile(options.signing_key_path));

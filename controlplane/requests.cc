@@ -123,6 +123,17 @@ absl::Status RequestManager::AppendAndApply(std::vector<v1::LedgerEntry> entries
   return absl::OkStatus();
 }
 
+absl::StatusOr<RequestRecord> RequestManager::OpenRequest(const std::string& request_id,
+                                                          std::string_view action) const {
+  auto r = store_.Get(request_id);
+  if (!r) return absl::NotFoundError("request_id: no request " + request_id);
+  if (r->state != v1::IN_PROGRESS)
+    return absl::FailedPreconditionError(absl::StrCat("request_id: request ", request_id,
+                                                      " has ended; only an open request can ",
+                                                      Av(action)));
+  return *r;
+}
+
 absl::StatusOr<std::shared_ptr<const policy::Policy>> RequestManager::ActivePolicy() const {
   auto p = projections_.policies.Active();
   if (!p) return absl::FailedPreconditionError("no policy has been activated");
@@ -300,19 +311,15 @@ absl::Status RequestManager::AddIdentities(const std::string& request_id,
   RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
   identities = Distinct(std::move(identities));
   std::lock_guard<std::mutex> lock(write_mu_);
-  auto r = store_.Get(request_id);
-  if (!r) return absl::NotFoundError("request_id: no request " + request_id);
-  if (r->state != v1::IN_PROGRESS)
-    return absl::FailedPreconditionError("request_id: request " + request_id +
-                                         " has ended; identities can only be added to an open request");
+  ASSIGN_OR_RETURN(const RequestRecord r, OpenRequest(request_id, "be given identities"));
   ASSIGN_OR_RETURN(SecretBytes key, vault_.RequestKey(request_id));
-  ASSIGN_OR_RETURN(std::vector<SubjectIdentity> known, RequestIdentities(*r, key));
+  ASSIGN_OR_RETURN(std::vector<SubjectIdentity> known, RequestIdentities(r, key));
   // Only identities the request does not hold yet.
   std::vector<SubjectIdentity> fresh;
   for (auto& id : identities)
     if (!Contains(known, id)) fresh.push_back(std::move(id));
   std::vector<std::string> waiting;
-  for (const auto& d : r->domains)
+  for (const auto& d : r.domains)
     if (d.state == v1::NEEDS_IDENTITY) waiting.push_back(d.domain);
   if (waiting.empty())
     return absl::FailedPreconditionError("request_id: no domain of request " + request_id +
@@ -336,7 +343,7 @@ absl::Status RequestManager::AddIdentities(const std::string& request_id,
   auto* a = added.mutable_identities_added();
   a->set_request_id(request_id);
   ASSIGN_OR_RETURN(std::string ct,
-                   SealIdentities(vault_, key, fresh, "", AdditionAad(request_id, r->sealed_additions.size()),
+                   SealIdentities(vault_, key, fresh, "", AdditionAad(request_id, r.sealed_additions.size()),
                                   a->mutable_subject()));
   a->set_sealed(std::move(ct));
   std::vector<v1::LedgerEntry> entries;
@@ -361,13 +368,9 @@ absl::Status RequestManager::Extend(const std::string& request_id, absl::Duratio
   RETURN_IF_ERROR(CheckText("reason", reason, kMaxExtensionReasonBytes,
                             "GDPR Art. 12(3): the subject must be told why"));
   std::lock_guard<std::mutex> lock(write_mu_);
-  auto r = store_.Get(request_id);
-  if (!r) return absl::NotFoundError("request_id: no request " + request_id);
-  if (r->state != v1::IN_PROGRESS)
-    return absl::FailedPreconditionError("request_id: request " + request_id +
-                                         " has ended; only an open request can be extended");
+  ASSIGN_OR_RETURN(const RequestRecord r, OpenRequest(request_id, "be extended"));
   absl::Duration total = by;
-  for (const auto& x : r->extensions) total += absl::Seconds(x.extension_seconds);
+  for (const auto& x : r.extensions) total += absl::Seconds(x.extension_seconds);
   const absl::Duration cap = policy->deadlines().max_extension;
   if (total > cap)
     return absl::InvalidArgumentError(absl::StrCat(
@@ -379,9 +382,9 @@ absl::Status RequestManager::Extend(const std::string& request_id, absl::Duratio
   auto* x = e.mutable_deadline_extended();
   x->set_request_id(request_id);
   x->set_extension_seconds(absl::ToInt64Seconds(by));
-  x->set_new_due_unix_ms(r->due_unix_ms + absl::ToInt64Milliseconds(by));
+  x->set_new_due_unix_ms(r.due_unix_ms + absl::ToInt64Milliseconds(by));
   ASSIGN_OR_RETURN(std::string sealed,
-                   crypto::SealAesGcm(key, reason, ExtensionAad(request_id, r->extensions.size())));
+                   crypto::SealAesGcm(key, reason, ExtensionAad(request_id, r.extensions.size())));
   x->set_sealed_reason(std::move(sealed));
   RETURN_IF_ERROR(AppendAndApply({e}));
   spdlog::info("request {}: due date extended by {}", request_id, absl::FormatDuration(by));

@@ -127,6 +127,10 @@ class RequestManager {
   // Every identity of the request, decrypted: the submitted ones, then each addition.
   absl::StatusOr<std::vector<SubjectIdentity>> RequestIdentities(const RequestRecord& r,
                                                                  const SecretBytes& key) const;
+  // The request, if it exists and is still open; otherwise kNotFound, or kFailedPrecondition
+  // ending in "only an open request can <action>".
+  absl::StatusOr<RequestRecord> OpenRequest(const std::string& request_id,
+                                            std::string_view action) const;
   absl::Status AppendAndApply(std::vector<v1::LedgerEntry> entries);
   absl::Status Complete(const std::string& request_id);
 

@@ -127,7 +127,9 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
       break;
     }
     case v1::LedgerEntry::kConsentChanged:
-      consent_entries_[e.consent_changed().change_id()] = seq;
+      // Remembered only for the erasure it planned (its RequestSubmitted follows).
+      if (!e.consent_changed().erasure_request_id().empty())
+        consent_entries_[e.consent_changed().change_id()] = seq;
       break;
     case v1::LedgerEntry::kPolicyActivated:
     case v1::LedgerEntry::kLogCreated:

@@ -139,7 +139,8 @@ class RequestStore {
   std::vector<AgentRecord> agents_;
   std::map<std::string, int> attempts_;
   std::map<std::string, std::string> rejections_;
-  std::map<std::string, uint64_t> consent_entries_;  // ConsentChanged change_id -> entry
+  // ConsentChanged that planned an erasure: change_id -> ledger index.
+  std::map<std::string, uint64_t> consent_entries_;
 };
 
 class IdentityVault;

@@ -34,10 +34,8 @@ TEST(Actions, MixedDomainDeletesAnonymizesAndRetainsInOneCommand) {
   ASSERT_TRUE(mesh.Plant(kAlice).ok());
   ASSERT_TRUE(mesh.Plant(kBob).ok());
 
-  auto id = mesh.Erase(kAlice);
-  ASSERT_TRUE(id.ok()) << id.status();
-  auto done = mesh.WaitDone(*id, kWait);
-  ASSERT_TRUE(done.ok());
+  auto done = mesh.EraseAndWait(kAlice, kWait);
+  ASSERT_TRUE(done.ok()) << done.status();
   ASSERT_EQ(done->state(), v1::COMPLETED);
   ASSERT_EQ(done->domains_size(), 1);
   EXPECT_TRUE(done->domains(0).verified_zero_remaining());
@@ -89,7 +87,7 @@ TEST(Actions, MixedDomainDeletesAnonymizesAndRetainsInOneCommand) {
   EXPECT_TRUE(found) << "no record at the receipt's partition and offset";
 
   // The CLI says it in words, and the ledger verifies with the mixed receipt in it.
-  auto get = RunCommand({kLethectl, "--addr", mesh.addr(), "request", "get", *id}, absl::Seconds(30));
+  auto get = RunCommand({kLethectl, "--addr", mesh.addr(), "request", "get", done->request_id()}, absl::Seconds(30));
   ASSERT_TRUE(get.ok());
   EXPECT_THAT(get->output, HasSubstr("crm.events anonymized 3 (user_id, ip, country)"));
   EXPECT_THAT(get->output, HasSubstr("crm.invoices withheld 2 under \"Tax records (Art. 17(3)(b))\" for 7y"));
@@ -109,9 +107,9 @@ TEST(Actions, KeyedHashIsStableWithinTheDomain) {
   for (int round = 0; round < 2; ++round) {
     ASSERT_TRUE(mesh.pg().Exec("crm", "INSERT INTO crm.events (user_id, kind) VALUES ('" + kAlice.user_id + "', 'r" +
                                           std::to_string(round) + "')").ok());
-    auto id = mesh.Erase(kAlice);
-    ASSERT_TRUE(id.ok());
-    ASSERT_EQ(mesh.WaitDone(*id, kWait)->state(), v1::COMPLETED);
+    auto done = mesh.EraseAndWait(kAlice, kWait);
+    ASSERT_TRUE(done.ok()) << done.status();
+    ASSERT_EQ(done->state(), v1::COMPLETED);
     std::string h = Q(mesh, "crm", "SELECT user_id FROM crm.events WHERE kind = 'r" + std::to_string(round) + "'");
     ASSERT_EQ(h.size(), 64u);
     EXPECT_EQ(h.find(kAlice.user_id), std::string::npos);
@@ -128,10 +126,8 @@ TEST(Actions, ParentBeforeChildFailsWholeCommandAndDeletesNothing) {
   Mesh& mesh = **m;
   ASSERT_TRUE(mesh.Plant(kAlice).ok());
   const int64_t before = *mesh.Rows("crm_badorder", kAlice);
-  auto id = mesh.Erase(kAlice);
-  ASSERT_TRUE(id.ok());
-  auto done = mesh.WaitDone(*id, kWait);
-  ASSERT_TRUE(done.ok());
+  auto done = mesh.EraseAndWait(kAlice, kWait);
+  ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_EQ(done->state(), v1::FAILED);
   ASSERT_EQ(done->domains_size(), 1);
   EXPECT_EQ(done->domains(0).state(), v1::DOMAIN_FAILED);
@@ -147,10 +143,8 @@ TEST(Actions, KeyedHashIsWrittenInEachColumnsOwnType) {
   Mesh& mesh = **m;
   ASSERT_TRUE(mesh.Plant(kAlice).ok());
   ASSERT_TRUE(mesh.Plant(kBob).ok());
-  auto id = mesh.Erase(kAlice);
-  ASSERT_TRUE(id.ok()) << id.status();
-  auto done = mesh.WaitDone(*id, kWait);
-  ASSERT_TRUE(done.ok());
+  auto done = mesh.EraseAndWait(kAlice, kWait);
+  ASSERT_TRUE(done.ok()) << done.status();
   ASSERT_EQ(done->state(), v1::COMPLETED) << done->DebugString();
   EXPECT_EQ(*mesh.Rows("analytics", kAlice), 0);
   EXPECT_EQ(*mesh.Rows("analytics", kBob), 2);
@@ -180,10 +174,8 @@ TEST(Actions, KeyedHashIntoATypeThatCannotHoldOneFailsNamingTheColumnAndChangesN
   ASSERT_TRUE(m.ok()) << m.status();
   Mesh& mesh = **m;
   ASSERT_TRUE(mesh.Plant(kAlice).ok());
-  auto id = mesh.Erase(kAlice);
-  ASSERT_TRUE(id.ok()) << id.status();
-  auto done = mesh.WaitDone(*id, kWait);
-  ASSERT_TRUE(done.ok());
+  auto done = mesh.EraseAndWait(kAlice, kWait);
+  ASSERT_TRUE(done.ok()) << done.status();
   ASSERT_EQ(done->state(), v1::FAILED);
   EXPECT_THAT(done->domains(0).error(),
               HasSubstr("column day of analytics.visits has type date, which cannot hold a keyed hash"));

@@ -7,6 +7,7 @@
 #include "gtest/gtest.h"
 #include "ledger/ledger.h"
 #include "ledger/record_format.h"
+#include "tests/support/files.h"
 #include "tests/support/mesh.h"
 #include "tests/support/subprocess.h"
 
@@ -15,27 +16,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-const std::string kLethectl = LETHE_BINARY_DIR "/cli/lethectl";
 constexpr absl::Duration kDone = absl::Seconds(90);
-
-CommandResult Lethectl(std::vector<std::string> args) {
-  args.insert(args.begin(), kLethectl);
-  auto r = RunCommand(args, absl::Seconds(60));
-  EXPECT_TRUE(r.ok()) << r.status();
-  return r.ok() ? *r : CommandResult{-1, r.status().ToString()};
-}
-
-// Every file under `dir` that contains `needle`.
-std::vector<std::string> FilesContaining(const std::string& dir, const std::string& needle) {
-  std::vector<std::string> hits;
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    if (!e.is_regular_file()) continue;
-    std::ifstream in(e.path(), std::ios::binary);
-    std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (data.find(needle) != std::string::npos) hits.push_back(e.path().string());
-  }
-  return hits;
-}
 
 struct Located {
   std::string segment;
@@ -77,9 +58,7 @@ class ErasureTest : public ::testing::Test {
 
   // Erases Alice and waits for completion.
   v1::RequestView EraseAlice() {
-    auto id = mesh_->Erase(kAlice);
-    EXPECT_TRUE(id.ok()) << id.status();
-    auto view = mesh_->WaitDone(*id, kDone);
+    auto view = mesh_->EraseAndWait(kAlice, kDone);
     EXPECT_TRUE(view.ok()) << view.status();
     return view.ok() ? *view : v1::RequestView();
   }

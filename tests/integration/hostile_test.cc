@@ -127,10 +127,8 @@ TEST_F(HostileTest, GarbageIsRejectedAsMalformed) {
 }
 
 TEST_F(HostileTest, ReplayOfACompletedCommandDoesNotPurgeRowsInsertedSince) {
-  auto id = mesh_->Erase(kAlice);
-  ASSERT_TRUE(id.ok()) << id.status();
-  auto done = mesh_->WaitDone(*id, kWait);
-  ASSERT_TRUE(done.ok());
+  auto done = mesh_->EraseAndWait(kAlice, kWait);
+  ASSERT_TRUE(done.ok()) << done.status();
   ASSERT_EQ(done->state(), v1::COMPLETED);
   std::string command_id;
   for (const auto& d : done->domains())

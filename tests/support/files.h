@@ -5,6 +5,7 @@
 #include <fstream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "crypto/crypto.h"
 #include "gtest/gtest.h"
@@ -47,6 +48,16 @@ inline void WriteBytes(const std::string& path, std::string_view data) {
   f.write(data.data(), static_cast<std::streamsize>(data.size()));
   f.close();
   EXPECT_TRUE(f.good()) << "cannot write " << path;
+}
+
+// Every regular file under `dir` (recursively) whose bytes contain `needle`.
+inline std::vector<std::string> FilesContaining(const std::string& dir, std::string_view needle) {
+  std::vector<std::string> hits;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    if (ReadBytes(e.path().string()).find(needle) != std::string::npos) hits.push_back(e.path().string());
+  }
+  return hits;
 }
 
 }  // namespace lethe::testing

@@ -378,6 +378,11 @@ absl::StatusOr<v1::RequestView> Mesh::WaitDone(const std::string& id, absl::Dura
   return view;
 }
 
+absl::StatusOr<v1::RequestView> Mesh::EraseAndWait(const Person& p, absl::Duration timeout) {
+  ASSIGN_OR_RETURN(std::string id, Erase(p));
+  return WaitDone(id, timeout);
+}
+
 absl::StatusOr<std::vector<kafka::Message>> ReadTopic(const std::string& bootstrap,
                                                       const std::string& topic,
                                                       absl::Duration timeout,
@@ -428,12 +433,17 @@ absl::StatusOr<std::vector<kafka::Message>> ReadTopic(const std::string& bootstr
   return out;
 }
 
-CommandResult RunLethectl(const Mesh& mesh, const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {LETHE_BINARY_DIR "/cli/lethectl", "--addr", mesh.addr()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto r = RunCommand(argv, absl::Seconds(60));
+CommandResult Lethectl(std::vector<std::string> args) {
+  args.insert(args.begin(), LETHE_BINARY_DIR "/cli/lethectl");
+  auto r = RunCommand(args, absl::Seconds(60));
   EXPECT_TRUE(r.ok()) << r.status();
-  return r.ok() ? *r : CommandResult{-1, ""};
+  return r.ok() ? *r : CommandResult{-1, r.status().ToString()};
+}
+
+CommandResult RunLethectl(const Mesh& mesh, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"--addr", mesh.addr()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return Lethectl(std::move(argv));
 }
 
 CommandResult CertifyAndVerify(const Mesh& mesh, const std::string& request_id) {

@@ -90,6 +90,8 @@ class Mesh {
   absl::StatusOr<std::string> Erase(const Person& p);
   // Waits until the request leaves IN_PROGRESS or `timeout` passes; returns its last view.
   absl::StatusOr<v1::RequestView> WaitDone(const std::string& id, absl::Duration timeout);
+  // Erase(p), then WaitDone.
+  absl::StatusOr<v1::RequestView> EraseAndWait(const Person& p, absl::Duration timeout);
 
  private:
   Mesh() = default;
@@ -108,8 +110,10 @@ absl::StatusOr<std::vector<kafka::Message>> ReadTopic(const std::string& bootstr
                                                       absl::Duration timeout = absl::Seconds(10),
                                                       absl::Duration quiet = absl::Milliseconds(700));
 
-// Runs build/cli/lethectl with --addr of the mesh's lethed and `args`; a command that cannot
-// be run fails the test and returns exit code -1.
+// Runs build/cli/lethectl with `args`; a command that cannot be run fails the test and
+// returns exit code -1 with the reason as output.
+CommandResult Lethectl(std::vector<std::string> args);
+// The same with --addr of the mesh's lethed first.
 CommandResult RunLethectl(const Mesh& mesh, const std::vector<std::string>& args);
 // `lethectl request certificate ID --out FILE`, then `--verify FILE` offline with lethed's
 // public key; fails the test unless both succeed. Returns the verification's output.

@@ -32,6 +32,7 @@
 #include "crypto/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/rfc6962.h"
 #include "tests/support/assertions.h"
 #include "tests/support/files.h"
 #include "ledger/audit.h"
@@ -946,16 +947,7 @@ TEST(Merkle, Rfc6962KnownAnswerRoots) {
   // The leaves of the RFC 6962 / transparency-dev test tree. Roots for sizes 1-3 and 5-8 are
   // the happy-path roots of ../shared/testdata/rfc9162 (inclusion/, consistency/); size 4
   // comes from an independent reference implementation.
-  const std::vector<std::string> leaves = {
-      std::string(),
-      std::string(1, '\x00'),
-      "\x10",
-      "\x20\x21",
-      "\x30\x31",
-      "\x40\x41\x42\x43",
-      "\x50\x51\x52\x53\x54\x55\x56\x57",
-      "\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f",
-  };
+  const std::vector<std::string> leaves = ::lethe::testing::Rfc6962TestLeaves();
   const std::vector<std::string> roots = {
       "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
       "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",

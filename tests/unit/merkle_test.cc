@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "crypto/crypto.h"
 #include "gmock/gmock.h"
+#include "tests/support/rfc6962.h"
 #include "gtest/gtest.h"
 #include "ledger/merkle.h"
 #include "nlohmann/json.hpp"
@@ -293,16 +294,7 @@ TEST(MerkleVectors, EveryConsistencyVectorVerifiesExactlyWhenExpected) {
 // The happy-path vectors all come from the RFC 6962 test tree of 8 leaves; the proofs we
 // generate for it must be exactly theirs.
 TEST(MerkleVectors, GeneratedProofsEqualTheHappyPathVectors) {
-  const std::vector<std::string> leaves = {
-      std::string(),
-      std::string(1, '\x00'),
-      "\x10",
-      "\x20\x21",
-      "\x30\x31",
-      "\x40\x41\x42\x43",
-      "\x50\x51\x52\x53\x54\x55\x56\x57",
-      "\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f",
-  };
+  const std::vector<std::string> leaves = ::lethe::testing::Rfc6962TestLeaves();
   MerkleTree tree;
   for (const std::string& l : leaves) tree.Append(LeafHash(l));
   int checked = 0;
@@ -339,7 +331,7 @@ TEST(MerkleVectors, GeneratedProofsEqualTheHappyPathVectors) {
 
 void ExpectInclusionMatches(const ReferenceTree& ref, const MerkleTree& tree, uint64_t index,
                             uint64_t size, const std::string& root) {
-  SCOPED_TRACE(testing::Message() << "inclusion index " << index << " size " << size);
+  SCOPED_TRACE(::testing::Message() << "inclusion index " << index << " size " << size);
   absl::StatusOr<std::vector<std::string>> proof = tree.InclusionProof(index, size);
   ASSERT_TRUE(proof.ok()) << proof.status();
   const std::vector<std::string> want = ref.Path(index, size);
@@ -349,7 +341,7 @@ void ExpectInclusionMatches(const ReferenceTree& ref, const MerkleTree& tree, ui
 
 void ExpectConsistencyMatches(const ReferenceTree& ref, const MerkleTree& tree, uint64_t m,
                               uint64_t n, const std::string& root_m, const std::string& root_n) {
-  SCOPED_TRACE(testing::Message() << "consistency " << m << " -> " << n);
+  SCOPED_TRACE(::testing::Message() << "consistency " << m << " -> " << n);
   absl::StatusOr<std::vector<std::string>> proof = tree.ConsistencyProof(m, n);
   ASSERT_TRUE(proof.ok()) << proof.status();
   ASSERT_EQ(Hex(*proof), Hex(ref.Proof(m, n)));
@@ -380,7 +372,7 @@ TEST(MerkleTree, MatchesReferenceForEverySizeTo1000) {
   const MerkleTree full = TreeOf(ref, kMax);
   MerkleTree grown;
   for (uint64_t n = 1; n <= kMax; ++n) {
-    SCOPED_TRACE(testing::Message() << "size " << n);
+    SCOPED_TRACE(::testing::Message() << "size " << n);
     grown.Append(ref.LeafHash(n - 1));
     ASSERT_EQ(grown.size(), n);
     ASSERT_EQ(grown.LeafHashAt(n - 1), ref.LeafHash(n - 1));
@@ -477,7 +469,7 @@ TEST(VerifyInclusion, EveryTamperedProofFails) {
   for (uint64_t n = 1; n <= kMax; ++n) {
     const std::string root = tree.Root(n);
     for (uint64_t i = 0; i < n; ++i) {
-      SCOPED_TRACE(testing::Message() << "index " << i << " size " << n);
+      SCOPED_TRACE(::testing::Message() << "index " << i << " size " << n);
       const std::string& leaf = ref.LeafHash(i);
       const std::vector<std::string> proof = *tree.InclusionProof(i, n);
       ASSERT_TRUE(VerifyInclusion(i, n, leaf, proof, root).ok());
@@ -622,7 +614,7 @@ TEST(VerifyConsistency, EveryTamperedProofFails) {
   for (uint64_t n = 2; n <= kMax; ++n) {
     const std::string root_n = tree.Root(n);
     for (uint64_t m = 1; m < n; ++m) {
-      SCOPED_TRACE(testing::Message() << "consistency " << m << " -> " << n);
+      SCOPED_TRACE(::testing::Message() << "consistency " << m << " -> " << n);
       const std::string root_m = tree.Root(m);
       const std::vector<std::string> proof = *tree.ConsistencyProof(m, n);
       ASSERT_TRUE(VerifyConsistency(m, n, proof, root_m, root_n).ok());
@@ -676,7 +668,7 @@ TEST(VerifyConsistency, EveryTamperedProofFails) {
       for (auto [m2, n2] : {std::pair{m - 1, n}, std::pair{m + 1, n}, std::pair{m, n - 1},
                             std::pair{m, n + 1}}) {
         if (m2 == 0 || m2 > n2) continue;
-        SCOPED_TRACE(testing::Message() << "claimed as " << m2 << " -> " << n2);
+        SCOPED_TRACE(::testing::Message() << "claimed as " << m2 << " -> " << n2);
         EXPECT_FALSE(VerifyConsistency(m2, n2, proof, tree.Root(m2), tree.Root(n2)).ok());
         const bool ok = VerifyConsistency(m2, n2, proof, root_m, root_n).ok();
         if (m2 != m) {
