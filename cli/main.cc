@@ -454,7 +454,7 @@ int LedgerVerifyOffline(const Global& g, const std::string& dir, const std::stri
   });
   std::string warning;
   if (!scan.ok()) return PrintAudit(g, scan.status(), ledger_dir, "");
-  if (scan->torn_tail) {
+  if (scan->torn_tail && !scan->torn_tail->zeros) {
     warning = absl::StrFormat(
         "torn tail in %s at offset %d (%d bytes): an unacknowledged write cut short by a crash; "
         "lethed removes it when it next starts",

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/wire_format_lite.h"
@@ -60,6 +61,21 @@ bool AllZero(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c == 0; });
 }
 
+// Whether the record at [begin, end) of a segment has a piece of at least 8 bytes, within
+// one 512-byte sector of the file, that reads as zeros: a sector the crash kept from being
+// written (writers only write records over zeros). Bit rot does not zero whole runs. This is
+// how etcd's WAL tells a torn write from corruption; the 8-byte minimum keeps a record that
+// merely ends in a few legitimate zero bytes from passing as torn.
+bool HasUnwrittenSector(std::string_view data, uint64_t begin, uint64_t end) {
+  constexpr uint64_t kSector = 512, kMinPiece = 8;
+  end = std::min<uint64_t>(end, data.size());
+  for (uint64_t s = begin - begin % kSector; s < end; s += kSector) {
+    const uint64_t a = std::max(s, begin), b = std::min(s + kSector, end);
+    if (b - a >= kMinPiece && AllZero(data.substr(a, b - a))) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 absl::StatusOr<ScanResult> ScanSegments(
@@ -71,13 +87,13 @@ absl::StatusOr<ScanResult> ScanSegments(
     const bool last = i + 1 == names.size();
     const std::string& name = names[i];
     ASSIGN_OR_RETURN(std::string data, crypto::ReadFile(dir + "/" + name));
-    auto torn = [&](uint64_t off) -> absl::Status {
+    auto torn = [&](uint64_t off, bool zeros) -> absl::Status {
       if (!last) return Corrupt(name, off, index, "incomplete record in a sealed segment");
-      result.torn_tail = TornTail{name, off, data.size() - off};
+      result.torn_tail = TornTail{name, off, data.size() - off, zeros};
       return absl::OkStatus();
     };
     if (data.size() < format::kSegmentHeaderSize) {
-      RETURN_IF_ERROR(torn(0));
+      RETURN_IF_ERROR(torn(0, AllZero(data)));
       break;
     }
     const char* h = data.data();
@@ -94,26 +110,39 @@ absl::StatusOr<ScanResult> ScanSegments(
                                                   format::GetU64(h + 16)));
     uint64_t off = format::kSegmentHeaderSize;
     while (off < data.size()) {
-      const uint64_t remaining = data.size() - off;
-      if (last && AllZero(std::string_view(data).substr(off))) {
-        RETURN_IF_ERROR(torn(off));
+      const std::string_view rest = std::string_view(data).substr(off);
+      if (last && AllZero(rest)) {
+        RETURN_IF_ERROR(torn(off, /*zeros=*/true));
         break;
       }
-      if (remaining < format::kRecordHeaderSize) {
-        RETURN_IF_ERROR(torn(off));
+      // From here on, an incomplete record, or (last segment only) a header that was never
+      // written, or a record with a sector that was never written, is an unacknowledged
+      // write torn by a crash; anything else that fails a check is corruption.
+      if (rest.size() < format::kRecordHeaderSize ||
+          (last && AllZero(rest.substr(0, format::kRecordHeaderSize)))) {
+        RETURN_IF_ERROR(torn(off, false));
         break;
       }
-      const uint32_t len = format::GetU32(data.data() + off);
-      if (len > remaining - format::kRecordHeaderSize) {
-        RETURN_IF_ERROR(torn(off));
+      const uint32_t len = format::GetU32(rest.data());
+      if (len > rest.size() - format::kRecordHeaderSize) {
+        RETURN_IF_ERROR(torn(off, false));
         break;
       }
-      if (len == 0 || len > format::kMaxPayload)
-        return Corrupt(name, off, index, absl::StrCat("bad record length ", len));
-      std::string_view framed(data.data() + off, format::kRecordHeaderSize + len);
-      uint32_t crc = crypto::Crc32c(framed.substr(8), crypto::Crc32c(framed.substr(0, 4)));
-      if (crc != format::GetU32(data.data() + off + 4))
-        return Corrupt(name, off, index, "record checksum mismatch");
+      const std::string_view framed = rest.substr(0, format::kRecordHeaderSize + len);
+      std::string problem;
+      if (len == 0 || len > format::kMaxPayload) {
+        problem = absl::StrCat("bad record length ", len);
+      } else if (crypto::Crc32c(framed.substr(8), crypto::Crc32c(framed.substr(0, 4))) !=
+                 format::GetU32(rest.data() + 4)) {
+        problem = "record checksum mismatch";
+      }
+      if (!problem.empty()) {
+        if (last && HasUnwrittenSector(data, off, off + framed.size())) {
+          RETURN_IF_ERROR(torn(off, false));
+          break;
+        }
+        return Corrupt(name, off, index, problem);
+      }
       RETURN_IF_ERROR(fn(ScannedRecord{index, name, off, framed.substr(8)}));
       ++index;
       ++result.records;
@@ -261,9 +290,14 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
       return Errno("cannot cut torn tail of", path);
     }
     RETURN_IF_ERROR(FsyncDir(options.dir));
-    spdlog::warn("ledger: cut torn tail of {} at offset {} ({} bytes of an unacknowledged "
-                 "record); the log now holds {} entries",
-                 t.segment, t.offset, t.bytes, l.tree_.size());
+    if (t.zeros) {
+      spdlog::info("ledger: removed {} pre-zeroed bytes at the end of {} (offset {})", t.bytes,
+                   t.segment, t.offset);
+    } else {
+      spdlog::warn("ledger: cut torn tail of {} at offset {} ({} bytes of an unacknowledged "
+                   "write); the log now holds {} entries",
+                   t.segment, t.offset, t.bytes, l.tree_.size());
+    }
     l.torn_tail_cut_ = t;
   }
 
@@ -271,13 +305,15 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   {
     std::lock_guard<std::mutex> w(l.write_mu_);
     l.write_next_seq_ = l.tree_.size();
-    l.write_prev_hash_ = l.last_hash_;
+    l.queued_first_seq_ = l.tree_.size();
+    std::memcpy(l.write_prev_hash_.data(), l.last_hash_.data(), l.write_prev_hash_.size());
     l.write_segment_ = static_cast<uint32_t>(l.segments_.size() - 1);
   }
   l.durable_end_ = l.tree_.size();
   const bool empty = l.tree_.size() == 0;
   lock.unlock();
   l.syncer_ = std::thread([&l] { l.SyncLoop(); });
+  if (options.prezero_bytes > 0) l.zeroer_ = std::thread([&l] { l.PrezeroLoop(); });
   if (empty) {
     // Entry 0 names the log and the key that signs its checkpoints and commands.
     v1::LedgerEntry created;
@@ -302,6 +338,16 @@ Ledger::~Ledger() {
     written_cv_.notify_all();
     syncer_.join();
   }
+  StopPrezeroing();
+  if (zeroer_.joinable()) zeroer_.join();
+  // A clean close leaves no pre-zeroed space behind (an unclean one is tidied by Open).
+  bool failed = false;
+  {
+    std::lock_guard<std::mutex> w(write_mu_);
+    failed = write_failed_;
+  }
+  if (fd_ >= 0 && !failed && ::ftruncate(fd_, static_cast<off_t>(write_offset_)) != 0)
+    spdlog::warn("ledger: cannot remove pre-zeroed space: {}", std::strerror(errno));
   {
     std::lock_guard<std::mutex> l(stop_mu_);
     stop_ = true;
@@ -328,13 +374,110 @@ void Ledger::CheckpointLoop() {
 }
 
 absl::Status Ledger::OpenSegmentForAppend() {
-  if (segments_.empty()) return StartSegment(tree_.size());
-  const std::string& path = segments_.back();
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd_ < 0) return Errno("cannot open segment", path);
-  struct stat st {};
-  if (::fstat(fd_, &st) != 0) return Errno("cannot stat segment", path);
-  write_offset_ = static_cast<uint64_t>(st.st_size);
+  if (segments_.empty()) {
+    RETURN_IF_ERROR(StartSegment(tree_.size()));
+  } else {
+    const std::string& path = segments_.back();
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd_ < 0) return Errno("cannot open segment", path);
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) return Errno("cannot stat segment", path);
+    write_offset_ = static_cast<uint64_t>(st.st_size);
+  }
+  PrezeroFrom(fd_, write_offset_);
+  return absl::OkStatus();
+}
+
+void Ledger::PrezeroFrom(int fd, uint64_t offset) {
+  std::lock_guard<std::mutex> z(zero_mu_);
+  zero_fd_ = fd;
+  zero_end_ = offset;
+  zero_run_ = 0;  // the first write asks for zeros: an idle ledger's files stay as they are
+}
+
+void Ledger::StopPrezeroing() {
+  std::unique_lock<std::mutex> z(zero_mu_);
+  zero_stop_ = true;
+  zero_cv_.notify_all();
+  zero_cv_.wait(z, [&] { return !zero_busy_; });
+}
+
+void Ledger::PrezeroLoop() {
+  // A run is written and made durable a piece at a time, so that a batch's fdatasync, which
+  // also waits for any zeros in flight, never waits for more than one piece.
+  constexpr uint64_t kPiece = 1u << 20;
+  static const std::string kZeros(kPiece, '\0');
+  constexpr uint64_t kFirstRun = 64u << 10;
+  std::unique_lock<std::mutex> z(zero_mu_);
+  while (true) {
+    zero_cv_.wait(z, [&] { return zero_wanted_ || zero_stop_; });
+    if (zero_stop_) return;
+    zero_wanted_ = false;
+    const uint64_t run = std::clamp(2 * zero_run_, std::min(kFirstRun, options_.prezero_bytes),
+                                    options_.prezero_bytes);
+    const uint64_t run_end = std::min(zero_end_ + run, options_.max_segment_bytes);
+    while (!zero_stop_ && zero_fd_ >= 0 && zero_end_ < run_end) {
+      const int fd = zero_fd_;
+      const uint64_t from = zero_end_;
+      const uint64_t to = std::min(from + kPiece, run_end);
+      zero_busy_ = true;
+      z.unlock();
+      bool ok = true;
+      for (uint64_t off = from; ok && off < to;) {
+        const ssize_t n = ::pwrite(fd, kZeros.data(), to - off, static_cast<off_t>(off));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) ok = false;
+        else off += static_cast<uint64_t>(n);
+      }
+      if (ok && ::fdatasync(fd) != 0) ok = false;
+      const int err = errno;
+      z.lock();
+      zero_busy_ = false;
+      zero_cv_.notify_all();
+      if (!ok) {
+        // Appends work without it, at the cost of slower syncs; zeros already written are a
+        // zero tail that the next write covers or Open removes.
+        spdlog::warn("ledger: cannot pre-zero space in the last segment ({}); appends go on "
+                     "without it", std::strerror(err));
+        zero_stop_ = true;
+        break;
+      }
+      zero_end_ = to;
+    }
+    zero_run_ = run;
+  }
+}
+
+void Ledger::ClaimForWrite(uint64_t start, uint64_t end) {
+  if (options_.prezero_bytes == 0) return;
+  std::unique_lock<std::mutex> z(zero_mu_);
+  if (end > zero_end_) {
+    // Past the zeros: let a run being written there finish first (it may cover us); the
+    // rest of [start, end) simply extends the file, and zeros resume after it.
+    zero_cv_.wait(z, [&] { return !zero_busy_; });
+    zero_end_ = std::max(zero_end_, end);
+  }
+  if (!zero_busy_ && !zero_stop_ &&
+      zero_end_ - end < std::max<uint64_t>(zero_run_, std::min<uint64_t>(64u << 10, options_.prezero_bytes))) {
+    zero_wanted_ = true;
+    zero_cv_.notify_all();
+  }
+}
+
+absl::Status Ledger::RollSegment(uint64_t first_seq) {
+  {
+    std::unique_lock<std::mutex> z(zero_mu_);
+    zero_cv_.wait(z, [&] { return !zero_busy_; });
+    zero_fd_ = -1;  // nothing more for the old segment
+  }
+  // A sealed segment ends with its last record: cut the zeros past it, and make it durable.
+  if (::ftruncate(fd_, static_cast<off_t>(write_offset_)) != 0 || ::fdatasync(fd_) != 0)
+    return absl::UnavailableError(absl::StrCat("cannot seal the ledger segment: ", std::strerror(errno)));
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    RETURN_IF_ERROR(StartSegment(first_seq));
+  }
+  PrezeroFrom(fd_, write_offset_);
   return absl::OkStatus();
 }
 
@@ -364,8 +507,8 @@ absl::Status Ledger::SignCheckpointNow() {
   cp.origin = options_.origin;
   {
     std::lock_guard<std::mutex> l(mu_);
-    cp.size = tree_.size();
-    cp.root = tree_.Root();
+    cp.size = locations_.size();  // durable entries only: the tree may run ahead
+    cp.root = tree_.Root(cp.size);
   }
   uint64_t prev_size = 0;
   std::string prev_root;
@@ -408,9 +551,9 @@ absl::StatusOr<std::string> Ledger::Checkpoint() {
 
 absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::LedgerEntry> entries,
                                                           absl::Time now) {
-  std::vector<AppendedEntry> out;
-  out.reserve(entries.size());
+  std::vector<AppendedEntry> out(entries.size());
   if (entries.empty()) return out;
+  absl::InlinedVector<std::array<char, 32>, 4> leaves(entries.size());
   uint64_t end = 0;
   uint64_t batch = 0;
   {
@@ -418,35 +561,40 @@ absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::Ledger
     batch = batches_taken_;
     if (write_failed_)
       return absl::UnavailableError("ledger is read-only after a failed write; restart lethed");
-    auto pending = std::make_unique<Pending>();
-    pending->first_seq = write_next_seq_;
-    std::string chain = write_prev_hash_;
+    // Everything that can fail comes before anything shared changes.
     const int64_t ms = absl::ToUnixMillis(now);
-    for (auto& e : entries) {
-      AppendedEntry a;
-      a.seq = write_next_seq_ + out.size();
+    const char* prev = write_prev_hash_.data();
+    for (size_t i = 0; i < entries.size(); ++i) {
+      v1::LedgerEntry& e = entries[i];
+      AppendedEntry& a = out[i];
+      a.seq = write_next_seq_ + i;
       e.set_seq(a.seq);
       e.set_time_unix_ms(ms);
-      e.set_prev_hash(chain);
+      e.set_prev_hash(prev, leaves[i].size());
       if (!e.SerializeToString(&a.bytes)) return absl::InternalError("cannot serialize ledger entry");
       if (a.bytes.size() > format::kMaxPayload)
         return absl::InvalidArgumentError("ledger entry larger than 16 MiB");
-      chain = LeafHash(a.bytes);
-      pending->leaves.push_back(chain);
-      pending->lengths.push_back(static_cast<uint32_t>(a.bytes.size()));
-      format::AppendRecord(&pending->framed, a.bytes);
-      a.entry = std::move(e);
-      out.push_back(std::move(a));
+      LeafHashInto(a.bytes, leaves[i].data());
+      prev = leaves[i].data();
+    }
+    for (size_t i = 0; i < out.size(); ++i) {
+      format::AppendRecord(&queued_, out[i].bytes);
+      queued_lengths_.push_back(static_cast<uint32_t>(out[i].bytes.size()));
+      out[i].entry = std::move(entries[i]);
+    }
+    {
+      // The tree runs ahead of the durable entries; readers only see the durable ones.
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& leaf : leaves) tree_.Append(std::string_view(leaf.data(), leaf.size()));
     }
     write_next_seq_ += out.size();
-    write_prev_hash_ = std::move(chain);
+    write_prev_hash_ = leaves.back();
     end = write_next_seq_;
-    pending_.push_back(std::move(pending));
   }
   written_cv_.notify_one();
 
   // Wait for the sync that covers these entries.
-  std::atomic<uint32_t>& word = sync_generation_[batch & 1];
+  std::atomic<uint32_t>& word = sync_generation_[batch % kSyncWords];
   uint32_t gen = word.load();
   while (durable_end_.load() < end) {
     if (sync_failed_.load())
@@ -458,68 +606,77 @@ absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::Ledger
 }
 
 void Ledger::SyncLoop() {
-  std::unique_lock<std::mutex> w(write_mu_);
-  while (true) {
-    written_cv_.wait(w, [&] { return !pending_.empty() || stop_sync_; });
-    if (pending_.empty()) break;  // stopping, and nothing left to make durable
-    std::deque<std::unique_ptr<Pending>> batch;
-    batch.swap(pending_);
-    std::atomic<uint32_t>& word = sync_generation_[batches_taken_ & 1];
+  // A batch taken from the queue. Two of them, whose buffers are swapped with queued_ and
+  // reused, so that none is reallocated.
+  struct Batch {
+    std::string bytes;
+    std::vector<uint32_t> lengths;
+    uint64_t first_seq = 0;
+    std::atomic<uint32_t>* word = nullptr;
+  };
+  Batch cur, next;
+  auto take = [&](Batch& b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    b.bytes.clear();
+    b.lengths.clear();
+    b.bytes.swap(queued_);
+    b.lengths.swap(queued_lengths_);
+    b.first_seq = queued_first_seq_;
+    queued_first_seq_ += b.lengths.size();
+    b.word = &sync_generation_[batches_taken_ % kSyncWords];
     ++batches_taken_;
+  };
+  auto wake = [](Batch& b) {
+    b.word->fetch_add(1);
+    b.word->notify_all();
+  };
+
+  std::unique_lock<std::mutex> w(write_mu_);
+  bool have = false;  // cur holds a batch taken while the previous one was acknowledged
+  while (true) {
+    if (!have) {
+      written_cv_.wait(w, [&] { return !queued_lengths_.empty() || stop_sync_; });
+      if (queued_lengths_.empty()) break;  // stopping, and nothing left to make durable
+      take(cur);
+    }
+    have = false;
     if (write_failed_) {
       // Queued before an earlier write or sync failed: these entries chain on entries that
       // may not be on disk, and the file offset was not advanced past them. Never write them;
       // their appenders see sync_failed_.
-      word.fetch_add(1);
-      word.notify_all();
+      wake(cur);
       continue;
     }
     w.unlock();
 
-    size_t bytes = 0;
-    for (const auto& p : batch) bytes += p->framed.size();
+    const uint64_t bytes = cur.bytes.size();
     absl::Status st;
-    if (write_offset_ > format::kSegmentHeaderSize && write_offset_ + bytes > options_.max_segment_bytes) {
-      // Entries do not span segments: make the old one durable, then start the next.
-      if (::fdatasync(fd_) != 0) {
-        st = absl::UnavailableError(absl::StrCat("cannot fdatasync the ledger: ", std::strerror(errno)));
-      } else {
-        std::lock_guard<std::mutex> l(mu_);
-        st = StartSegment(batch.front()->first_seq);
-      }
-    }
+    // Entries do not span segments.
+    if (write_offset_ > format::kSegmentHeaderSize && write_offset_ + bytes > options_.max_segment_bytes)
+      st = RollSegment(cur.first_seq);
     const uint64_t start = write_offset_;
     if (st.ok()) {
-      // One pwritev for the whole batch, resumed if the kernel writes less.
-      std::vector<iovec> iov;
-      iov.reserve(batch.size());
-      for (const auto& p : batch)
-        iov.push_back(iovec{const_cast<char*>(p->framed.data()), p->framed.size()});
-      size_t done = 0, first = 0;
-      while (st.ok() && done < bytes) {
-        ssize_t n = ::pwritev(fd_, iov.data() + first, static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX)),
-                              static_cast<off_t>(start + done));
+      ClaimForWrite(start, start + bytes);
+      // One pwrite for the whole batch, resumed if the kernel writes less.
+      for (uint64_t done = 0; done < bytes;) {
+        const ssize_t n = ::pwrite(fd_, cur.bytes.data() + done, bytes - done,
+                                   static_cast<off_t>(start + done));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
           st = absl::UnavailableError(absl::StrCat("cannot append to the ledger: ", std::strerror(errno)));
           break;
         }
-        done += static_cast<size_t>(n);
-        size_t left = static_cast<size_t>(n);
-        while (first < iov.size() && left >= iov[first].iov_len) left -= iov[first++].iov_len;
-        if (left > 0) {
-          iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
-          iov[first].iov_len -= left;
-        }
+        done += static_cast<uint64_t>(n);
       }
-      if (!st.ok()) (void)!::ftruncate(fd_, static_cast<off_t>(start));
     }
     if (st.ok() && ::fdatasync(fd_) != 0)
       st = absl::UnavailableError(absl::StrCat("cannot fdatasync the ledger: ", std::strerror(errno)));
     if (!st.ok()) {
       // The queued appends chain on these entries; after a failed fdatasync the kernel may also
-      // have dropped dirty pages. Refuse further writes until a restart re-reads the files.
+      // have dropped dirty pages. Refuse further writes until a restart re-reads the files,
+      // which cuts whatever of this batch reached them.
       spdlog::error("ledger: {}; the ledger is read-only until restarted", st.ToString());
+      StopPrezeroing();
+      (void)!::ftruncate(fd_, static_cast<off_t>(start));
       w.lock();
       write_failed_ = true;
       sync_failed_ = true;
@@ -531,24 +688,29 @@ void Ledger::SyncLoop() {
     }
     write_offset_ = start + bytes;
     syncs_.fetch_add(1, std::memory_order_relaxed);
-    uint64_t end = 0, uncovered = 0, count = 0;
+
+    // Take the next batch before acknowledging this one, while none of this batch's
+    // appenders, once woken, competes for the lock.
+    w.lock();
+    if (!queued_lengths_.empty()) {
+      take(next);
+      have = true;
+    }
+    w.unlock();
+
+    const uint64_t end = cur.first_seq + cur.lengths.size();
+    uint64_t uncovered = 0;
     {
       std::lock_guard<std::mutex> l(mu_);
       uint64_t off = start;
-      for (const auto& p : batch) {
-        for (size_t i = 0; i < p->leaves.size(); ++i) {
-          locations_.push_back(Location{write_segment_, p->lengths[i], off + format::kRecordHeaderSize});
-          off += format::kRecordHeaderSize + p->lengths[i];
-          tree_.Append(p->leaves[i]);
-        }
-        count += p->leaves.size();
-        last_hash_ = p->leaves.back();
+      for (uint32_t len : cur.lengths) {
+        locations_.push_back(Location{write_segment_, len, off + format::kRecordHeaderSize});
+        off += format::kRecordHeaderSize + len;
       }
-      end = tree_.size();
       std::lock_guard<std::mutex> cl(cp_note_mu_);
       uncovered = end - (has_checkpoint_ ? checkpoint_size_ : 0);
     }
-    entries_written_.fetch_add(count, std::memory_order_relaxed);
+    entries_written_.fetch_add(cur.lengths.size(), std::memory_order_relaxed);
     // A due checkpoint is signed before the batch is acknowledged, so that it is there when
     // the Append that crossed the threshold returns.
     if (uncovered >= options_.checkpoint_every) {
@@ -556,37 +718,43 @@ void Ledger::SyncLoop() {
         spdlog::error("ledger: cannot write checkpoint: {}", s.ToString());
     }
     durable_end_.store(end);
-    word.fetch_add(1);
-    word.notify_all();
+    wake(cur);
+    std::swap(cur, next);
     w.lock();
   }
 }
 
 uint64_t Ledger::size() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return tree_.size();
+  return locations_.size();
 }
 
 std::string Ledger::Root() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return tree_.Root();
+  return tree_.Root(locations_.size());
 }
 
 absl::StatusOr<std::string> Ledger::RootAt(uint64_t size) const {
   std::lock_guard<std::mutex> lock(mu_);
-  if (size > tree_.size())
-    return absl::OutOfRangeError(absl::StrCat("size ", size, " is beyond the log size ", tree_.size()));
+  if (size > locations_.size())
+    return absl::OutOfRangeError(absl::StrCat("size ", size, " is beyond the log size ", locations_.size()));
   return tree_.Root(size);
 }
 
 absl::StatusOr<std::vector<std::string>> Ledger::InclusionProof(uint64_t index, uint64_t size) const {
   std::lock_guard<std::mutex> lock(mu_);
+  if (index < size && size > locations_.size())
+    return absl::OutOfRangeError(absl::StrCat("inclusion proof: tree size ", size,
+                                              " is beyond the log size ", locations_.size()));
   return tree_.InclusionProof(index, size);
 }
 
 absl::StatusOr<std::vector<std::string>> Ledger::ConsistencyProof(uint64_t size1,
                                                                   uint64_t size2) const {
   std::lock_guard<std::mutex> lock(mu_);
+  if (size1 != 0 && size1 <= size2 && size2 > locations_.size())
+    return absl::OutOfRangeError(absl::StrCat("consistency proof: size2 ", size2,
+                                              " is beyond the log size ", locations_.size()));
   return tree_.ConsistencyProof(size1, size2);
 }
 

@@ -125,6 +125,10 @@ std::string LeafHash(std::string_view data) {
   return out;
 }
 
+void LeafHashInto(std::string_view data, char* out) {
+  HashInto(0x00, data.data(), data.size(), nullptr, 0, reinterpret_cast<unsigned char*>(out));
+}
+
 std::string NodeHash(std::string_view left, std::string_view right) {
   std::string out(kHashSize, '\0');
   HashChildren(left, right, reinterpret_cast<unsigned char*>(out.data()));

@@ -18,6 +18,8 @@ namespace lethe::ledger {
 
 // SHA-256(0x00 || data).
 std::string LeafHash(std::string_view data);
+// The same into out[0..32), without allocating.
+void LeafHashInto(std::string_view data, char* out);
 // SHA-256(0x01 || left || right).
 std::string NodeHash(std::string_view left, std::string_view right);
 // Root of the empty tree: SHA-256 of the empty string.

@@ -22,13 +22,20 @@
 //   - the leaf hash of an entry is SHA-256(0x00 || payload) (RFC 9162 §2.1.1); the payload
 //     bytes are hashed exactly as stored, never re-serialized.
 //
+// Pre-zeroed space: while open, the writer keeps zeros ahead of the last record of the last
+// segment and writes records over them (so an acknowledging fdatasync changes no metadata).
+// A header of 8 zero bytes ends the records; a clean close cuts the zeros; sealed segments
+// end with their last record.
+//
 // Recovery: an append writes whole records and is acknowledged only after fdatasync. After a
-// crash, the last segment may end in an incomplete record (fewer bytes remain than its header
-// needs or declares) or in zero bytes: that torn tail was never acknowledged; it is cut
-// and the cut offset is logged. Anything else that fails a check (bad magic, a CRC mismatch
-// on a complete record, a broken chain, an incomplete record in an earlier segment) is
-// corruption and is reported as DATA_LOSS naming the segment, the offset and the entry; it is
-// never skipped.
+// crash, what follows the last whole record of the last segment was never acknowledged and
+// is cut, with its offset logged: zeros only; or a torn tail, which is an incomplete record,
+// a zero header followed by non-zero bytes, or a record with a bad length or CRC that
+// overlaps some 512-byte-aligned sector by at least 8 bytes that are all zero (a sector the
+// crash kept from the disk). Anything else that fails a check (bad magic, any other CRC
+// mismatch, a broken chain, an incomplete record in an earlier segment) is corruption and is
+// reported as DATA_LOSS naming the segment, the offset and the entry; it is never skipped.
+// ledger/FORMAT.md spells out the rules.
 #pragma once
 
 #include <cstdint>
