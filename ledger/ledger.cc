@@ -416,7 +416,8 @@ void Ledger::PrezeroLoop() {
     const uint64_t run = std::clamp(2 * zero_run_, std::min(kFirstRun, options_.prezero_bytes),
                                     options_.prezero_bytes);
     const uint64_t run_end = std::min(zero_end_ + run, options_.max_segment_bytes);
-    while (!zero_stop_ && zero_fd_ >= 0 && zero_end_ < run_end) {
+    // Between pieces, give way to a writer waiting for the zeroing to pause.
+    while (!zero_stop_ && zero_fd_ >= 0 && zero_end_ < run_end && zero_waiters_ == 0) {
       const int fd = zero_fd_;
       const uint64_t from = zero_end_;
       const uint64_t to = std::min(from + kPiece, run_end);
@@ -452,9 +453,11 @@ void Ledger::ClaimForWrite(uint64_t start, uint64_t end) {
   if (options_.prezero_bytes == 0) return;
   std::unique_lock<std::mutex> z(zero_mu_);
   if (end > zero_end_) {
-    // Past the zeros: let a run being written there finish first (it may cover us); the
+    // Past the zeros: let the piece being written there finish first (it may cover us); the
     // rest of [start, end) simply extends the file, and zeros resume after it.
+    ++zero_waiters_;
     zero_cv_.wait(z, [&] { return !zero_busy_; });
+    --zero_waiters_;
     zero_end_ = std::max(zero_end_, end);
   }
   if (!zero_busy_ && !zero_stop_ &&
@@ -467,7 +470,9 @@ void Ledger::ClaimForWrite(uint64_t start, uint64_t end) {
 absl::Status Ledger::RollSegment(uint64_t first_seq) {
   {
     std::unique_lock<std::mutex> z(zero_mu_);
+    ++zero_waiters_;
     zero_cv_.wait(z, [&] { return !zero_busy_; });
+    --zero_waiters_;
     zero_fd_ = -1;  // nothing more for the old segment
   }
   // A sealed segment ends with its last record: cut the zeros past it, and make it durable.

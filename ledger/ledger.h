@@ -211,7 +211,8 @@ class Ledger {
   uint64_t zero_end_ ABSL_GUARDED_BY(zero_mu_) = 0;     // file offset where durable zeros end
   uint64_t zero_run_ ABSL_GUARDED_BY(zero_mu_) = 0;     // size of the last run written
   bool zero_wanted_ ABSL_GUARDED_BY(zero_mu_) = false;
-  bool zero_busy_ ABSL_GUARDED_BY(zero_mu_) = false;    // writing [zero_end_, ...)
+  bool zero_busy_ ABSL_GUARDED_BY(zero_mu_) = false;    // writing a piece at zero_end_
+  int zero_waiters_ ABSL_GUARDED_BY(zero_mu_) = 0;      // threads waiting for !zero_busy_
   bool zero_stop_ ABSL_GUARDED_BY(zero_mu_) = false;
   std::thread zeroer_;
 

@@ -138,7 +138,9 @@ TEST(LedgerCrash, EveryAcknowledgedEntrySurvivesRandomSigkills) {
         ASSERT_TRUE(bytes.ok());
         ASSERT_TRUE(auditor.Add(i, *bytes).ok()) << "round " << round << ", entry " << i;
         auto want = acked.find(i);
-        if (want != acked.end()) ASSERT_EQ(LeafHash(*bytes), want->second);
+        if (want != acked.end()) {
+          ASSERT_EQ(LeafHash(*bytes), want->second);
+        }
       }
       auto report = auditor.Finish();
       ASSERT_TRUE(report.ok()) << "round " << round << ": " << report.status();
