@@ -565,9 +565,14 @@ absl::Status RequestManager::Complete(const std::string& request_id) {
   e.mutable_request_completed()->set_request_id(request_id);
   e.mutable_request_completed()->set_outcome(all_ok ? v1::RequestCompleted::COMPLETED
                                                     : v1::RequestCompleted::FAILED);
-  RETURN_IF_ERROR(AppendAndApply({e}));
-  // Crypto-shredding: from here on the sealed identities and commands are unreadable.
-  RETURN_IF_ERROR(vault_.DestroyRequestKey(request_id));
+  ASSIGN_OR_RETURN(auto appended, ledger_.Append({e}, clock_.Now()));
+  // Crypto-shredding: from here on the sealed identities and commands are unreadable. It
+  // happens before the completion shows, so that whoever sees the request ended finds its
+  // key gone. Should it fail, the completion still shows (the ledger holds it) and Recover
+  // destroys the key at the next start.
+  const absl::Status shredded = vault_.DestroyRequestKey(request_id);
+  for (const auto& a : appended) RETURN_IF_ERROR(projections_.Apply(a.seq, a.entry));
+  RETURN_IF_ERROR(shredded);
   spdlog::info("request {}: {}; request key destroyed", request_id, all_ok ? "completed" : "failed");
   return absl::OkStatus();
 }
