@@ -404,8 +404,10 @@ void Ledger::StopPrezeroing() {
 
 void Ledger::PrezeroLoop() {
   // A run is written and made durable a piece at a time, so that a batch's fdatasync, which
-  // also waits for any zeros in flight, never waits for more than one piece.
-  constexpr uint64_t kPiece = 1u << 20;
+  // also waits for any zeros in flight, never waits for more than one piece. At 64 appenders
+  // 256 KiB pieces gave a p99 ack of 1.1-1.2 ms against 1.9-2.3 ms for 1 MiB ones, at the
+  // same rate.
+  constexpr uint64_t kPiece = 256u << 10;
   static const std::string kZeros(kPiece, '\0');
   constexpr uint64_t kFirstRun = 64u << 10;
   std::unique_lock<std::mutex> z(zero_mu_);
