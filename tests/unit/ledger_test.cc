@@ -691,6 +691,59 @@ TEST_F(PrezeroTest, AnOpenLedgerKeepsZerosAheadAndItsFilesReopenAfterACrash) {
   EXPECT_EQ(fs::file_size(segment), RecordsIn(ReadBytes(segment)).back().end());
 }
 
+TEST_F(PrezeroTest, WhenZeroingFailsAppendsGoOnWithoutIt) {
+  // A file-size limit of 32 KiB (SIGXFSZ ignored) from the start: the first run of zeros
+  // (64 KiB) fails with EFBIG, and appends must go on, extending the file, up to the limit.
+  struct sigaction ignore = {}, old_action = {};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGXFSZ, &ignore, &old_action), 0);
+  rlimit old_limit = {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  constexpr uint64_t kLimit = 32u << 10;
+  const rlimit limit = {static_cast<rlim_t>(kLimit), old_limit.rlim_max};
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+  struct Restore {
+    rlimit l;
+    struct sigaction a;
+    ~Restore() {
+      ::setrlimit(RLIMIT_FSIZE, &l);
+      ::sigaction(SIGXFSZ, &a, nullptr);
+    }
+  } restore{old_limit, old_action};
+
+  LedgerOptions o = Options();
+  o.prezero_bytes = 64u << 10;
+  auto ledger = Ledger::Open(o, nullptr);
+  ASSERT_TRUE(ledger.ok()) << ledger.status();
+  const std::string segment = LastSegment();
+  std::vector<std::string> acked;
+  auto append = [&] {
+    v1::LedgerEntry e = TestEntry(static_cast<int>(acked.size()) + 1);
+    e.mutable_request_submitted()->set_sealed(std::string(1000, 'z'));
+    auto a = (*ledger)->Append({e}, kNow);
+    if (a.ok()) acked.push_back(a->at(0).bytes);
+    return a.status();
+  };
+  auto records_end = [&] {
+    const auto recs = RecordsIn(ReadBytes(segment));
+    return recs.empty() ? uint64_t{format::kSegmentHeaderSize} : recs.back().end();
+  };
+  absl::Status st;
+  while (st.ok() && records_end() + 2048 < kLimit) st = append();
+  EXPECT_TRUE(st.ok()) << "an append failed below the limit: " << st;
+  EXPECT_GT(acked.size(), 20u);
+  EXPECT_LE(fs::file_size(segment), kLimit);
+
+  // With room again, appends go on past the limit.
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  for (int i = 0; i < 40; ++i) ASSERT_OK(append());
+  EXPECT_GT(records_end(), kLimit);
+  ledger->reset();
+  ASSERT_OK_AND_ASSIGN(auto reopened, Ledger::Open(o, nullptr));
+  ASSERT_EQ(reopened->size(), 1 + acked.size());
+  for (size_t i = 0; i < acked.size(); ++i) EXPECT_EQ(reopened->ReadEntry(i + 1).value(), acked[i]);
+}
+
 TEST_F(PrezeroTest, SealedSegmentsEndWithTheirLastRecord) {
   max_segment_bytes_ = 8u << 10;
   LedgerOptions o = Options();
