@@ -2,10 +2,12 @@
 // also the leaves of an RFC 9162 Merkle tree, with signed C2SP checkpoints.
 //
 // Thread safety: all methods are safe to call concurrently. Concurrent appends are group
-// committed: each Append frames its records (in log order, under a short lock) and waits;
-// one sync thread writes everything queued with one pwritev, fdatasyncs, and makes it
-// visible, so every append queued while a sync runs shares the next one. Each Append
-// returns only after its own entries are durable.
+// committed: each Append frames its records into one queue buffer and adds their leaves to
+// the tree (in log order, under a short lock) and waits; one sync thread writes everything
+// queued with one pwrite, fdatasyncs, and makes it visible, so every append queued while a
+// sync runs shares the next one. Each Append returns only after its own entries are
+// durable, and readers (size, roots, proofs, checkpoints, ReadEntry) see durable entries
+// only. A second thread keeps pre-zeroed space ahead of the writer (prezero_bytes).
 #pragma once
 
 #include <array>
