@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
-#include <climits>
 #include <unistd.h>
 
 #include <algorithm>
@@ -66,6 +64,10 @@ bool AllZero(std::string_view s) {
 // written (writers only write records over zeros). Bit rot does not zero whole runs. This is
 // how etcd's WAL tells a torn write from corruption; the 8-byte minimum keeps a record that
 // merely ends in a few legitimate zero bytes from passing as torn.
+// The first run of zeros in a segment, and the size of the run below which a write asks
+// for the next one.
+uint64_t FirstZeroRun(uint64_t prezero_bytes) { return std::min<uint64_t>(64u << 10, prezero_bytes); }
+
 bool HasUnwrittenSector(std::string_view data, uint64_t begin, uint64_t end) {
   constexpr uint64_t kSector = 512, kMinPiece = 8;
   end = std::min<uint64_t>(end, data.size());
@@ -305,7 +307,6 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   {
     std::lock_guard<std::mutex> w(l.write_mu_);
     l.write_next_seq_ = l.tree_.size();
-    l.queued_first_seq_ = l.tree_.size();
     std::memcpy(l.write_prev_hash_.data(), l.last_hash_.data(), l.write_prev_hash_.size());
     l.write_segment_ = static_cast<uint32_t>(l.segments_.size() - 1);
   }
@@ -341,12 +342,7 @@ Ledger::~Ledger() {
   StopPrezeroing();
   if (zeroer_.joinable()) zeroer_.join();
   // A clean close leaves no pre-zeroed space behind (an unclean one is tidied by Open).
-  bool failed = false;
-  {
-    std::lock_guard<std::mutex> w(write_mu_);
-    failed = write_failed_;
-  }
-  if (fd_ >= 0 && !failed && ::ftruncate(fd_, static_cast<off_t>(write_offset_)) != 0)
+  if (fd_ >= 0 && !sync_failed_.load() && ::ftruncate(fd_, static_cast<off_t>(write_offset_)) != 0)
     spdlog::warn("ledger: cannot remove pre-zeroed space: {}", std::strerror(errno));
   {
     std::lock_guard<std::mutex> l(stop_mu_);
@@ -395,11 +391,17 @@ void Ledger::PrezeroFrom(int fd, uint64_t offset) {
   zero_run_ = 0;  // the first write asks for zeros: an idle ledger's files stay as they are
 }
 
+void Ledger::WaitForZeroingPause(std::unique_lock<std::mutex>& z) {
+  ++zero_waiters_;
+  zero_cv_.wait(z, [&] { return !zero_busy_; });
+  --zero_waiters_;
+}
+
 void Ledger::StopPrezeroing() {
   std::unique_lock<std::mutex> z(zero_mu_);
   zero_stop_ = true;
   zero_cv_.notify_all();
-  zero_cv_.wait(z, [&] { return !zero_busy_; });
+  WaitForZeroingPause(z);
 }
 
 void Ledger::PrezeroLoop() {
@@ -409,14 +411,13 @@ void Ledger::PrezeroLoop() {
   // same rate.
   constexpr uint64_t kPiece = 256u << 10;
   static const std::string kZeros(kPiece, '\0');
-  constexpr uint64_t kFirstRun = 64u << 10;
   std::unique_lock<std::mutex> z(zero_mu_);
   while (true) {
     zero_cv_.wait(z, [&] { return zero_wanted_ || zero_stop_; });
     if (zero_stop_) return;
     zero_wanted_ = false;
-    const uint64_t run = std::clamp(2 * zero_run_, std::min(kFirstRun, options_.prezero_bytes),
-                                    options_.prezero_bytes);
+    const uint64_t run =
+        std::clamp(2 * zero_run_, FirstZeroRun(options_.prezero_bytes), options_.prezero_bytes);
     const uint64_t run_end = std::min(zero_end_ + run, options_.max_segment_bytes);
     // Between pieces, give way to a writer waiting for the zeroing to pause.
     while (!zero_stop_ && zero_fd_ >= 0 && zero_end_ < run_end && zero_waiters_ == 0) {
@@ -457,13 +458,11 @@ void Ledger::ClaimForWrite(uint64_t start, uint64_t end) {
   if (end > zero_end_) {
     // Past the zeros: let the piece being written there finish first (it may cover us); the
     // rest of [start, end) simply extends the file, and zeros resume after it.
-    ++zero_waiters_;
-    zero_cv_.wait(z, [&] { return !zero_busy_; });
-    --zero_waiters_;
+    WaitForZeroingPause(z);
     zero_end_ = std::max(zero_end_, end);
   }
   if (!zero_busy_ && !zero_stop_ &&
-      zero_end_ - end < std::max<uint64_t>(zero_run_, std::min<uint64_t>(64u << 10, options_.prezero_bytes))) {
+      zero_end_ - end < std::max(zero_run_, FirstZeroRun(options_.prezero_bytes))) {
     zero_wanted_ = true;
     zero_cv_.notify_all();
   }
@@ -472,9 +471,7 @@ void Ledger::ClaimForWrite(uint64_t start, uint64_t end) {
 absl::Status Ledger::RollSegment(uint64_t first_seq) {
   {
     std::unique_lock<std::mutex> z(zero_mu_);
-    ++zero_waiters_;
-    zero_cv_.wait(z, [&] { return !zero_busy_; });
-    --zero_waiters_;
+    WaitForZeroingPause(z);
     zero_fd_ = -1;  // nothing more for the old segment
   }
   // A sealed segment ends with its last record: cut the zeros past it, and make it durable.
@@ -623,12 +620,11 @@ void Ledger::SyncLoop() {
   };
   Batch cur, next;
   auto take = [&](Batch& b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    b.first_seq = write_next_seq_ - queued_lengths_.size();
     b.bytes.clear();
     b.lengths.clear();
     b.bytes.swap(queued_);
     b.lengths.swap(queued_lengths_);
-    b.first_seq = queued_first_seq_;
-    queued_first_seq_ += b.lengths.size();
     b.word = &sync_generation_[batches_taken_ % kSyncWords];
     ++batches_taken_;
   };

@@ -154,6 +154,9 @@ class Ledger {
   void PrezeroLoop();
   void PrezeroFrom(int fd, uint64_t offset);
   void StopPrezeroing();
+  // Waits until no piece of zeros is being written, asking the zeroing thread to pause
+  // between pieces meanwhile.
+  void WaitForZeroingPause(std::unique_lock<std::mutex>& z) ABSL_EXCLUSIVE_LOCKS_REQUIRED(zero_mu_);
   // Signs and stores a checkpoint for the current size if it is newer than the latest.
   absl::Status SignCheckpointNow();
   void CheckpointLoop();
@@ -180,7 +183,6 @@ class Ledger {
   std::array<char, 32> write_prev_hash_ ABSL_GUARDED_BY(write_mu_) = {};
   std::string queued_ ABSL_GUARDED_BY(write_mu_);              // framed records, in order
   std::vector<uint32_t> queued_lengths_ ABSL_GUARDED_BY(write_mu_);  // their payload lengths
-  uint64_t queued_first_seq_ ABSL_GUARDED_BY(write_mu_) = 0;         // seq of the first
   // The file being appended to: touched by the sync thread only (and Open, StartSegment).
   int fd_ = -1;
   uint32_t write_segment_ = 0;                 // its index in segments_
