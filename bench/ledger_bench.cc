@@ -8,6 +8,7 @@
 // fdatasync stays on throughout; the single-sync rate is measured in the same run, on the
 // same filesystem, so the append figures can be read as a multiple of it.
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <openssl/sha.h>
 #include <unistd.h>
 
@@ -100,7 +101,15 @@ double SingleSyncRate(const std::string& dir, double seconds, size_t record, boo
 
 struct AppendRun {
   double rate = 0, per_sync = 0, p50 = 0, p99 = 0, p999 = 0;
+  double cpu_per_entry = 0;  // seconds of this process's CPU (all threads, user + system)
 };
+
+// This process's CPU time so far, user and system, all threads.
+double ProcessCpuSeconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
 
 AppendRun RunAppenders(const std::string& dir, const crypto::Ed25519PrivateKey& key, int t,
                        double seconds) {
@@ -138,16 +147,19 @@ AppendRun RunAppenders(const std::string& dir, const crypto::Ed25519PrivateKey& 
   }
   const uint64_t syncs0 = (*ledger)->syncs(), entries0 = (*ledger)->entries_written();
   const auto start = Clock::now();
+  const double cpu0 = ProcessCpuSeconds();
   go = true;
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   stop = true;
   for (auto& th : pool) th.join();
   const double elapsed = Seconds(Clock::now() - start);
+  const double cpu = ProcessCpuSeconds() - cpu0;
   std::vector<double> all;
   for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
   std::sort(all.begin(), all.end());
   auto pct = [&](double p) { return all.empty() ? 0.0 : all[std::min(all.size() - 1, size_t(p * all.size()))]; };
   run.rate = all.size() / elapsed;
+  run.cpu_per_entry = all.empty() ? 0.0 : cpu / all.size();
   run.per_sync = double((*ledger)->entries_written() - entries0) /
                  std::max<uint64_t>(1, (*ledger)->syncs() - syncs0);
   run.p50 = pct(0.50);
@@ -168,17 +180,20 @@ void AppendThroughput(const std::string& root, const crypto::Ed25519PrivateKey& 
   printf("\n## Durable append (fdatasync before every acknowledgement)\n\n");
   printf("Entries of about %zu bytes. Single-sync rate, measured in this run (one entry per "
          "sync caps here): %.0f write+fdatasync/s over pre-zeroed space, as the ledger writes "
-         "(the x column divides by this), %.0f/s appending to the file.\n\n",
-         entry_size, single, appending);
-  printf("| appenders | run | entries/s | x single-sync | entries per fdatasync | p50 ack | p99 ack | p99.9 ack |\n");
-  printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+         "(the x column divides by this), %.0f/s appending to the file. CPU per entry: this "
+         "process's CPU time (all threads, user and system) over the run, divided by the "
+         "entries acknowledged; %u CPUs.\n\n",
+         entry_size, single, appending, std::thread::hardware_concurrency());
+  printf("| appenders | run | entries/s | x single-sync | entries per fdatasync | CPU per entry | p50 ack | p99 ack | p99.9 ack |\n");
+  printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int t : threads) {
     std::vector<AppendRun> done;
     for (int r = 0; r < runs; ++r) {
       done.push_back(RunAppenders(root + "/append-" + std::to_string(t), key, t, seconds));
       const AppendRun& x = done.back();
-      printf("| %d | %d | %.0f | %.1fx | %.1f | %.3f ms | %.3f ms | %.3f ms |\n", t, r + 1, x.rate,
-             x.rate / single, x.per_sync, x.p50 * 1e3, x.p99 * 1e3, x.p999 * 1e3);
+      printf("| %d | %d | %.0f | %.1fx | %.1f | %.1f us | %.3f ms | %.3f ms | %.3f ms |\n", t,
+             r + 1, x.rate, x.rate / single, x.per_sync, x.cpu_per_entry * 1e6, x.p50 * 1e3,
+             x.p99 * 1e3, x.p999 * 1e3);
       fflush(stdout);
     }
     if (runs > 1) {
@@ -187,9 +202,9 @@ void AppendThroughput(const std::string& root, const crypto::Ed25519PrivateKey& 
       std::sort(by_rate.begin(), by_rate.end(),
                 [](const AppendRun& a, const AppendRun& b) { return a.rate < b.rate; });
       const AppendRun& m = by_rate[by_rate.size() / 2];
-      printf("| %d | median of %d (min %.0f, max %.0f) | %.0f | %.1fx | %.1f | %.3f ms | %.3f ms | %.3f ms |\n",
+      printf("| %d | median of %d (min %.0f, max %.0f) | %.0f | %.1fx | %.1f | %.1f us | %.3f ms | %.3f ms | %.3f ms |\n",
              t, runs, by_rate.front().rate, by_rate.back().rate, m.rate, m.rate / single,
-             m.per_sync, m.p50 * 1e3, m.p99 * 1e3, m.p999 * 1e3);
+             m.per_sync, m.cpu_per_entry * 1e6, m.p50 * 1e3, m.p99 * 1e3, m.p999 * 1e3);
       fflush(stdout);
     }
   }
