@@ -8,13 +8,13 @@
 // fdatasync stays on throughout; the single-sync rate is measured in the same run, on the
 // same filesystem, so the append figures can be read as a multiple of it.
 #include <fcntl.h>
-#include <sys/resource.h>
 #include <openssl/sha.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>

@@ -59,15 +59,15 @@ bool AllZero(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c == 0; });
 }
 
+// The first run of zeros in a segment, and the size of the run below which a write asks
+// for the next one.
+uint64_t FirstZeroRun(uint64_t prezero_bytes) { return std::min<uint64_t>(64u << 10, prezero_bytes); }
+
 // Whether the record at [begin, end) of a segment has a piece of at least 8 bytes, within
 // one 512-byte sector of the file, that reads as zeros: a sector the crash kept from being
 // written (writers only write records over zeros). Bit rot does not zero whole runs. This is
 // how etcd's WAL tells a torn write from corruption; the 8-byte minimum keeps a record that
 // merely ends in a few legitimate zero bytes from passing as torn.
-// The first run of zeros in a segment, and the size of the run below which a write asks
-// for the next one.
-uint64_t FirstZeroRun(uint64_t prezero_bytes) { return std::min<uint64_t>(64u << 10, prezero_bytes); }
-
 bool HasUnwrittenSector(std::string_view data, uint64_t begin, uint64_t end) {
   constexpr uint64_t kSector = 512, kMinPiece = 8;
   end = std::min<uint64_t>(end, data.size());
@@ -240,14 +240,14 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     l.has_checkpoint_ = true;
   }
 
-  l.last_hash_ = std::string(32, '\0');
+  std::string last_hash(32, '\0');  // of the entry before the one being checked
   std::string current_segment;
   auto scan = ScanSegments(options.dir, [&](const ScannedRecord& rec) -> absl::Status {
     v1::LedgerEntry entry;
     std::string leaf;
     // Without a replay callback nobody needs the parsed entry: check the link alone.
-    RETURN_IF_ERROR(replay ? CheckChainLink(rec, l.last_hash_, &entry, &leaf)
-                           : CheckChainLinkFast(rec, l.last_hash_, &leaf));
+    RETURN_IF_ERROR(replay ? CheckChainLink(rec, last_hash, &entry, &leaf)
+                           : CheckChainLinkFast(rec, last_hash, &leaf));
     if (rec.segment != current_segment) {
       current_segment = rec.segment;
       l.segments_.push_back(options.dir + "/" + rec.segment);
@@ -256,7 +256,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
                                     static_cast<uint32_t>(rec.payload.size()),
                                     rec.offset + format::kRecordHeaderSize});
     l.tree_.Append(leaf);
-    l.last_hash_ = std::move(leaf);
+    last_hash = std::move(leaf);
     return replay ? replay(rec.index, rec.payload, entry) : absl::OkStatus();
   });
   if (!scan.ok()) return scan.status();
@@ -307,7 +307,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   {
     std::lock_guard<std::mutex> w(l.write_mu_);
     l.write_next_seq_ = l.tree_.size();
-    std::memcpy(l.write_prev_hash_.data(), l.last_hash_.data(), l.write_prev_hash_.size());
+    std::memcpy(l.write_prev_hash_.data(), last_hash.data(), l.write_prev_hash_.size());
     l.write_segment_ = static_cast<uint32_t>(l.segments_.size() - 1);
   }
   l.durable_end_ = l.tree_.size();
@@ -452,12 +452,12 @@ void Ledger::PrezeroLoop() {
   }
 }
 
-void Ledger::ClaimForWrite(uint64_t start, uint64_t end) {
+void Ledger::ClaimForWrite(uint64_t end) {
   if (options_.prezero_bytes == 0) return;
   std::unique_lock<std::mutex> z(zero_mu_);
   if (end > zero_end_) {
     // Past the zeros: let the piece being written there finish first (it may cover us); the
-    // rest of [start, end) simply extends the file, and zeros resume after it.
+    // rest of the batch simply extends the file, and zeros resume after it.
     WaitForZeroingPause(z);
     zero_end_ = std::max(zero_end_, end);
   }
@@ -658,7 +658,7 @@ void Ledger::SyncLoop() {
       st = RollSegment(cur.first_seq);
     const uint64_t start = write_offset_;
     if (st.ok()) {
-      ClaimForWrite(start, start + bytes);
+      ClaimForWrite(start + bytes);
       // One pwrite for the whole batch, resumed if the kernel writes less.
       for (uint64_t done = 0; done < bytes;) {
         const ssize_t n = ::pwrite(fd_, cur.bytes.data() + done, bytes - done,

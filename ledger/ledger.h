@@ -143,9 +143,9 @@ class Ledger {
   absl::Status StartSegment(uint64_t first_seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The sync thread: writes and fdatasyncs what was queued, then publishes it in order.
   void SyncLoop();
-  // Makes the batch about to be written at [start, end) safe from the pre-zeroing thread and
-  // asks for more zeros when few remain ahead. Sync thread only.
-  void ClaimForWrite(uint64_t start, uint64_t end);
+  // Makes the batch about to be written, ending at file offset `end`, safe from the
+  // pre-zeroing thread and asks for more zeros when few remain ahead. Sync thread only.
+  void ClaimForWrite(uint64_t end);
   // Rolls to a new segment starting at first_seq, cutting the old one's zero tail. Sync thread.
   absl::Status RollSegment(uint64_t first_seq);
   // The pre-zeroing thread, and its controls: zeros go to the segment open on fd from
@@ -171,7 +171,6 @@ class Ledger {
   mutable std::mutex mu_;
   std::vector<std::string> segments_ ABSL_GUARDED_BY(mu_);  // full paths
   std::vector<Location> locations_ ABSL_GUARDED_BY(mu_);
-  std::string last_hash_ ABSL_GUARDED_BY(mu_);
   MerkleTree tree_ ABSL_GUARDED_BY(mu_);
 
   // Write side, serialised by write_mu_ (taken before mu_ when both are needed). Append
@@ -193,7 +192,7 @@ class Ledger {
   std::thread syncer_;
   // Published by the sync thread: entries below durable_end_ are durable and visible.
   std::atomic<uint64_t> durable_end_{0};
-  // Batches the sync thread has taken from pending_; an append joins batch number
+  // Batches the sync thread has taken from queued_; an append joins batch number
   // batches_taken_ (the next one taken).
   uint64_t batches_taken_ ABSL_GUARDED_BY(write_mu_) = 0;
   // Bumped (and notified) when a batch is durable: word b % kSyncWords for batch b, so that

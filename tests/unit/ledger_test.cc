@@ -110,6 +110,12 @@ std::vector<RecordPos> RecordsIn(const std::string& segment) {
   return out;
 }
 
+// Where the records of a segment end (past its header when it holds none).
+uint64_t RecordsEnd(const std::string& segment) {
+  const auto recs = RecordsIn(segment);
+  return recs.empty() ? uint64_t{format::kSegmentHeaderSize} : recs.back().end();
+}
+
 // An entry whose body the ledger stores without interpreting it; sizes vary with `i`.
 v1::LedgerEntry TestEntry(int i) {
   v1::LedgerEntry e;
@@ -661,8 +667,7 @@ TEST_F(PrezeroTest, AnOpenLedgerKeepsZerosAheadAndItsFilesReopenAfterACrash) {
   for (int i = 1; i <= 2000 && !zeros_ahead; ++i) {
     ASSERT_OK((*ledger)->Append({TestEntry(i)}, kNow).status());
     const std::string d = ReadBytes(segment);
-    const auto recs = RecordsIn(d);
-    records_end = recs.empty() ? format::kSegmentHeaderSize : recs.back().end();
+    records_end = RecordsEnd(d);
     zeros_ahead = d.size() > records_end;
   }
   ASSERT_TRUE(zeros_ahead) << "no zeros were written ahead of the records";
@@ -724,10 +729,7 @@ TEST_F(PrezeroTest, WhenZeroingFailsAppendsGoOnWithoutIt) {
     if (a.ok()) acked.push_back(a->at(0).bytes);
     return a.status();
   };
-  auto records_end = [&] {
-    const auto recs = RecordsIn(ReadBytes(segment));
-    return recs.empty() ? uint64_t{format::kSegmentHeaderSize} : recs.back().end();
-  };
+  auto records_end = [&] { return RecordsEnd(ReadBytes(segment)); };
   absl::Status st;
   while (st.ok() && records_end() + 2048 < kLimit) st = append();
   EXPECT_TRUE(st.ok()) << "an append failed below the limit: " << st;
