@@ -90,11 +90,25 @@ $LETHECTL keys generate --out "$WORK/keys/lethed"
 $LETHECTL keys generate --out "$WORK/keys/assessments"
 $LETHECTL keys generate --out "$WORK/keys/growth"
 
+step "Certificates: a CA, lethed's server certificate, one client certificate per role"
+# The role lives in the certificate: spiffe://demo.lethe.local/lethe/ROLE/NAME (a URI SAN).
+$LETHECTL certs create-ca --certs-dir "$WORK/certs" --trust-domain demo.lethe.local
+$LETHECTL certs create-server --certs-dir "$WORK/certs" --host 127.0.0.1 --host localhost
+for who in "admin root" "operator olga" "auditor audrey"; do
+  set -- $who
+  $LETHECTL certs create-client --certs-dir "$WORK/certs" --role "$1" --name "$2"
+  # Each person gets a directory of their own: the CA certificate and their key pair.
+  mkdir -p "$WORK/$1" && cp "$WORK/certs/ca.crt" "$WORK/$1/" && mv "$WORK/certs/client.$2."* "$WORK/$1/"
+done
+ADMIN=("$LETHECTL" --certs-dir "$WORK/admin")
+OPERATOR=("$LETHECTL" --certs-dir "$WORK/operator")
+AUDITOR=("$LETHECTL" --certs-dir "$WORK/auditor")
+
 step "lethed with embedded Kafka (librdkafka's mock cluster, the real protocol on loopback)"
 DATA=$WORK/lethed
 mkdir -p "$DATA"
 "$BIN/controlplane/lethed" --listen 127.0.0.1:0 --data-dir "$DATA" --policy policies/sample.yaml \
-  --signing-key "$WORK/keys/lethed.key" --embedded-kafka >"$WORK/lethed.log" 2>&1 &
+  --signing-key "$WORK/keys/lethed.key" --certs-dir "$WORK/certs" --embedded-kafka >"$WORK/lethed.log" 2>&1 &
 PIDS+=($!)
 wait_for_file "$DATA/lethed.addr"
 export LETHE_ADDR
@@ -102,8 +116,13 @@ LETHE_ADDR=$(cat "$DATA/lethed.addr")
 echo "lethed on $LETHE_ADDR; Kafka bootstrap $(cat "$DATA/kafka.bootstrap")"
 
 step "Enroll the agents' receipt keys in the ledger"
-$LETHECTL agent enroll --domain assessments --public-key "$WORK/keys/assessments.pub"
-$LETHECTL agent enroll --domain growth --public-key "$WORK/keys/growth.pub"
+"${ADMIN[@]}" agent enroll --domain assessments --public-key "$WORK/keys/assessments.pub"
+"${ADMIN[@]}" agent enroll --domain growth --public-key "$WORK/keys/growth.pub"
+"${AUDITOR[@]}" agent list
+
+step "Roles are checked before any handler runs: an auditor cannot erase, an operator cannot enroll a key"
+{ "${AUDITOR[@]}" request erase --identity email=mallory@example.com || true; } 2>&1 | sed 's/^/  /'
+{ "${OPERATOR[@]}" agent enroll --domain growth --public-key "$WORK/keys/growth.pub" || true; } 2>&1 | sed 's/^/  /'
 
 step "Start one lethe-agent per domain"
 for d in assessments growth; do
@@ -114,35 +133,35 @@ for d in assessments growth; do
 done
 
 step "An auditor keeps today's signed checkpoint, to check later that history was not rewritten"
-$LETHECTL ledger checkpoint --fresh --public-key "$WORK/keys/lethed.pub" --out "$WORK/kept.checkpoint"
-echo "verifier key (for standard transparency-log tools): $($LETHECTL ledger verifier-key)"
+"${AUDITOR[@]}" ledger checkpoint --fresh --public-key "$WORK/keys/lethed.pub" --out "$WORK/kept.checkpoint"
+echo "verifier key (for standard transparency-log tools): $("${AUDITOR[@]}" ledger verifier-key)"
 
 step "Erase Alice from every domain that holds her"
-$LETHECTL request erase --identity email=alice@example.com --identity user_id=u-1001 \
+"${OPERATOR[@]}" request erase --identity email=alice@example.com --identity user_id=u-1001 \
   --reason "Art. 17 request via support ticket 4711" --wait --timeout 2m
-ID=$($LETHECTL -o json request list | grep -o '"request_id": "[0-9a-f]*"' | tail -n 1 | cut -d'"' -f4)
+ID=$("${OPERATOR[@]}" -o json request list | grep -o '"request_id": "[0-9a-f]*"' | tail -n 1 | cut -d'"' -f4)
 
 step "The request, per domain"
-$LETHECTL request get "$ID"
+"${OPERATOR[@]}" request get "$ID"
 
 step "Rows left: Alice deleted, her analytics anonymized, her invoices retained for tax law; Bob untouched"
 show_rows
 
 step "The active policy, recorded in the ledger when lethed started with --policy"
-$LETHECTL policy show
+"${AUDITOR[@]}" policy show
 
 step "Consent: Carol opts in to marketing at signup, then unsubscribes"
-$LETHECTL consent grant --identity email=carol@example.com --purpose marketing --source signup-form-v3
-$LETHECTL consent withdraw --identity email=carol@example.com --purpose marketing --source unsubscribe-link
-CAROL=$($LETHECTL -o json consent show --identity email=carol@example.com |
+"${OPERATOR[@]}" consent grant --identity email=carol@example.com --purpose marketing --source signup-form-v3
+"${OPERATOR[@]}" consent withdraw --identity email=carol@example.com --purpose marketing --source unsubscribe-link
+CAROL=$("${OPERATOR[@]}" -o json consent show --identity email=carol@example.com |
   grep -o '"erasure_request_id": "[0-9a-f]*"' | tail -n 1 | cut -d'"' -f4)
-$LETHECTL request watch "$CAROL" --timeout 2m >/dev/null
+"${OPERATOR[@]}" request watch "$CAROL" --timeout 2m >/dev/null
 echo "-- marketing is erase_on_withdrawal and processed by growth only: the erasure is scoped to growth"
-$LETHECTL request get "$CAROL"
+"${OPERATOR[@]}" request get "$CAROL"
 echo "-- Carol's consent, per purpose and over time (the ledger and this view hold only her token):"
-$LETHECTL consent show --identity email=carol@example.com
+"${OPERATOR[@]}" consent show --identity email=carol@example.com
 echo "-- every subject's current marketing consent:"
-$LETHECTL consent list --purpose marketing
+"${OPERATOR[@]}" consent list --purpose marketing
 
 step "The current consent on the compacted topic lethe.consent, keyed by identity type, token and purpose"
 if command -v kcat >/dev/null 2>&1; then
@@ -151,38 +170,38 @@ if command -v kcat >/dev/null 2>&1; then
 fi
 
 step "Dan asks to be erased, but support only has his email: assessments is keyed by user_id"
-DAN=$($LETHECTL request erase --identity email=dan@example.com --reason "Art. 17 request by e-mail")
-$LETHECTL request extend "$DAN" --by 14d --reason "identity verification: user id requested from the subject"
-until $LETHECTL -o json request get "$DAN" | grep -q '"state": "DONE"'; do sleep 0.2; done
-$LETHECTL request get "$DAN"
+DAN=$("${OPERATOR[@]}" request erase --identity email=dan@example.com --reason "Art. 17 request by e-mail")
+"${OPERATOR[@]}" request extend "$DAN" --by 14d --reason "identity verification: user id requested from the subject"
+until "${OPERATOR[@]}" -o json request get "$DAN" | grep -q '"state": "DONE"'; do sleep 0.2; done
+"${OPERATOR[@]}" request get "$DAN"
 echo "-- overdue requests (due dates are checked against lethed's clock):"
-$LETHECTL request list --overdue
+"${OPERATOR[@]}" request list --overdue
 echo "-- the subject confirmed his user id; the waiting domain gets its command:"
-$LETHECTL request add-identity "$DAN" --identity user_id=u-4004 >/dev/null
-$LETHECTL request watch "$DAN" --timeout 2m >/dev/null
-$LETHECTL request get "$DAN"
+"${OPERATOR[@]}" request add-identity "$DAN" --identity user_id=u-4004 >/dev/null
+"${OPERATOR[@]}" request watch "$DAN" --timeout 2m >/dev/null
+"${OPERATOR[@]}" request get "$DAN"
 show_rows
 
 step "Audit: verify the ledger offline, from the files and lethed's public key alone"
 $LETHECTL ledger verify --dir "$DATA" --public-key "$WORK/keys/lethed.pub"
 
 step "Audit: verify through the server, pinning the same key"
-$LETHECTL ledger verify --public-key "$WORK/keys/lethed.pub"
+"${AUDITOR[@]}" ledger verify --public-key "$WORK/keys/lethed.pub"
 
 step "Audit: prove the log still extends the checkpoint kept before the erasure"
-$LETHECTL ledger verify --since "$WORK/kept.checkpoint" --public-key "$WORK/keys/lethed.pub"
+"${AUDITOR[@]}" ledger verify --since "$WORK/kept.checkpoint" --public-key "$WORK/keys/lethed.pub"
 
 step "The erasure certificate a privacy team hands to Alice or a regulator"
-$LETHECTL request certificate "$ID" --out "$WORK/certificate.json" --public-key "$WORK/keys/lethed.pub"
+"${AUDITOR[@]}" request certificate "$ID" --out "$WORK/certificate.json" --public-key "$WORK/keys/lethed.pub"
 echo "-- checked offline, with lethed's public key alone:"
 $LETHECTL request certificate --verify "$WORK/certificate.json" --public-key "$WORK/keys/lethed.pub" | tail -n 1
 
 step "An inclusion proof of the completion entry (C2SP tlog-proof)"
-DONE_ENTRY=$($LETHECTL -o json request get "$ID" | grep -o '"completed_entry": "[0-9]*"' | cut -d'"' -f4)
-$LETHECTL ledger proof --entry "$DONE_ENTRY" --public-key "$WORK/keys/lethed.pub"
+DONE_ENTRY=$("${OPERATOR[@]}" -o json request get "$ID" | grep -o '"completed_entry": "[0-9]*"' | cut -d'"' -f4)
+"${AUDITOR[@]}" ledger proof --entry "$DONE_ENTRY" --public-key "$WORK/keys/lethed.pub"
 
 step "Export the log as a static C2SP tlog-tiles tree and verify the copy offline"
-$LETHECTL ledger export --out "$WORK/export" --public-key "$WORK/keys/lethed.pub"
+"${AUDITOR[@]}" ledger export --out "$WORK/export" --public-key "$WORK/keys/lethed.pub"
 $LETHECTL ledger verify --bundle "$WORK/export" --public-key "$WORK/keys/lethed.pub"
 
 step "The compacted data-product topic now ends in a tombstone for Alice (kcat reads it like any Kafka)"

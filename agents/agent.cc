@@ -24,8 +24,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
   a->key_ = std::make_unique<crypto::Ed25519PrivateKey>(std::move(key));
   ASSIGN_OR_RETURN(crypto::Ed25519PublicKey cp_key,
                    crypto::Ed25519PublicKey::LoadFile(o.control_plane_key_path));
-  a->verifier_ = std::make_unique<CommandVerifier>(cp_key, o.domain,
-                                                   a->policy_->DomainHash(o.domain), *o.clock);
+  ASSIGN_OR_RETURN(crypto::X25519PrivateKey enc, crypto::X25519PrivateKey::LoadFile(o.key_path));
+  a->encryption_key_ = std::make_unique<crypto::X25519PrivateKey>(std::move(enc));
+  a->verifier_ = std::make_unique<CommandVerifier>(cp_key, o.domain, a->policy_->DomainHash(o.domain),
+                                                   *a->encryption_key_, *o.clock);
   ASSIGN_OR_RETURN(a->producer_, kafka::Producer::Create(o.kafka_bootstrap, o.kafka_extra));
   std::vector<std::string> produce_to = {kafka::kReceiptTopic};
   for (const auto& t : domain->kafka_topics) produce_to.push_back(t.topic);
@@ -89,7 +91,8 @@ absl::StatusOr<v1::TombstoneResult> Agent::Tombstone(const std::string& topic,
   }
   if (!retention_.count(topic)) {
     // Once per topic per agent: brokers that refuse DescribeConfigs are not asked again.
-    retention = kafka::DescribeTopicRetention(options_.kafka_bootstrap, topic, absl::Seconds(1));
+    retention = kafka::DescribeTopicRetention(options_.kafka_bootstrap, topic, absl::Seconds(1),
+                                                options_.kafka_extra);
     std::lock_guard<std::mutex> l(mu_);
     retention_[topic] = retention;
     if (!retention)
@@ -154,6 +157,14 @@ absl::Status Agent::Handle(const kafka::Message& m) {
     Count("replayed");
     spdlog::info("domain {}: command {} was already processed; re-sending its receipt",
                  options_.domain, cmd.command_id());
+    // After a key rotation the stored receipt may carry the old, possibly revoked key's
+    // signature: sign the very same body bytes again with the current key.
+    v1::SignedEnvelope stored;
+    if (stored.ParseFromString(r.receipt_wire) && stored.key_id() != key_->public_key().KeyId()) {
+      spdlog::info("domain {}: re-signing the stored receipt of command {} with the current key {}",
+                   options_.domain, cmd.command_id(), key_->public_key().KeyId());
+      r.receipt_wire = SignEnvelope(kReceiptType, stored.body(), *key_).SerializeAsString();
+    }
   } else if (r.receipt.outcome() == v1::Receipt::COMPLETED) {
     int64_t rows = 0;
     for (const auto& t : r.receipt.tables()) rows += t.rows_affected();

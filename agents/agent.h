@@ -18,6 +18,7 @@
 #include "agents/purger.h"
 #include "agents/verifier.h"
 #include "controlplane/kafka.h"
+#include "crypto/seal.h"
 #include "crypto/clock.h"
 #include "policies/policy.h"
 
@@ -75,6 +76,7 @@ class Agent {
   AgentOptions options_;
   std::unique_ptr<policy::Policy> policy_;
   std::unique_ptr<crypto::Ed25519PrivateKey> key_;
+  std::unique_ptr<crypto::X25519PrivateKey> encryption_key_;  // opens the commands' identities
   std::unique_ptr<CommandVerifier> verifier_;
   std::unique_ptr<PostgresPurger> purger_;
   std::unique_ptr<kafka::Consumer> consumer_;

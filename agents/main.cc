@@ -9,9 +9,11 @@
 #include "absl/strings/ascii.h"
 #include "agents/agent.h"
 #include "crypto/crypto.h"
+#include "crypto/process.h"
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
+  lethe::DisableCoreDumps();
   lethe::agent::AgentOptions o;
   std::string log_level = "info";
   std::string metrics_listen;
@@ -28,6 +30,10 @@ int main(int argc, char** argv) {
                  "Kafka bootstrap servers, or @FILE to read them from a file (e.g. lethed's "
                  "DATA_DIR/kafka.bootstrap)")
       ->required();
+  std::string kafka_config;
+  app.add_option("--kafka-config", kafka_config,
+                 "librdkafka properties file (name=value lines: security.protocol, ssl.*, "
+                 "sasl.*), passed through to every Kafka client");
   app.add_option("--metrics-listen", metrics_listen, "serve Prometheus metrics on HOST:PORT");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -41,6 +47,14 @@ int main(int argc, char** argv) {
       return 2;
     }
     o.kafka_bootstrap = std::string(absl::StripAsciiWhitespace(*text));
+  }
+  if (!kafka_config.empty()) {
+    auto cfg = lethe::kafka::LoadConfigFile(kafka_config);
+    if (!cfg.ok()) {
+      std::cerr << "lethe-agent: --kafka-config: " << cfg.status().message() << "\n";
+      return 2;
+    }
+    for (const auto& [k, v] : *cfg) o.kafka_extra[k] = v;
   }
 
   sigset_t stop;

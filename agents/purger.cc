@@ -179,11 +179,11 @@ PostgresPurger::PostgresPurger(std::string dsn, policy::Domain domain,
 namespace {
 // Every key of the subject for a topic: one per combination of the identity values its
 // template uses. Empty when the command lacks one of those identity types.
-std::vector<std::string> SubjectKeys(const policy::KafkaTopic& topic, const v1::DeleteCommand& cmd) {
+std::vector<std::string> SubjectKeys(const policy::KafkaTopic& topic, const v1::SealedIdentities& ids) {
   std::vector<std::map<std::string, std::string>> combos(1);
   for (const auto& type : topic.identities) {
     std::vector<std::map<std::string, std::string>> next;
-    for (const auto& id : cmd.identities()) {
+    for (const auto& id : ids.identities()) {
       if (id.type() != type) continue;
       for (auto c : combos) {
         c[type] = id.value();
@@ -286,7 +286,7 @@ absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
       }
       for (const auto& rw : t.set) tr->add_columns(rw.column);
       bool any = false;
-      for (const auto& id : cmd.identities()) {
+      for (const auto& id : vc.identities.identities()) {
         if (id.type() != t.identity) continue;
         any = true;
         ApplyToTable(tx, t, id.value(), hash_key_hex_, tr);
@@ -298,7 +298,7 @@ absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
     if (missing_identity.empty() && all_zero) {
       for (const auto& topic : domain_.kafka_topics) {
         current_table = "topic " + topic.topic;
-        std::vector<std::string> keys = SubjectKeys(topic, cmd);
+        std::vector<std::string> keys = SubjectKeys(topic, vc.identities);
         if (keys.empty()) {
           missing_identity = topic.identities.empty() ? "?" : topic.identities.front();
           break;

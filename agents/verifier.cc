@@ -1,5 +1,8 @@
 #include "agents/verifier.h"
 
+#include <algorithm>
+
+#include "crypto/status.h"
 #include "proto/envelope.h"
 
 namespace lethe::agent {
@@ -11,16 +14,27 @@ const char* RejectionName(Rejection r) {
     case Rejection::kWrongDomain: return "wrong_domain";
     case Rejection::kExpired: return "expired";
     case Rejection::kPolicyDrift: return "policy_drift";
+    case Rejection::kNotForThisKey: return "not_for_this_key";
   }
   return "unknown";
 }
 
+VerifiedCommand::~VerifiedCommand() {
+  for (auto& id : *identities.mutable_identities()) {
+    std::string* v = id.mutable_value();
+    std::fill(v->begin(), v->end(), '\0');
+  }
+  identities.Clear();
+}
+
 CommandVerifier::CommandVerifier(crypto::Ed25519PublicKey control_plane_key, std::string domain,
-                                 std::string domain_policy_hash, const Clock& clock,
+                                 std::string domain_policy_hash,
+                                 const crypto::X25519PrivateKey& encryption_key, const Clock& clock,
                                  absl::Duration max_clock_skew)
     : key_(std::move(control_plane_key)),
       domain_(std::move(domain)),
       policy_hash_(std::move(domain_policy_hash)),
+      encryption_key_(encryption_key),
       clock_(clock),
       skew_(max_clock_skew) {}
 
@@ -61,6 +75,24 @@ VerifyResult CommandVerifier::Verify(std::string_view wire) const {
                                 crypto::Hex(c.domain_policy_hash()).substr(0, 16) +
                                 ", this agent runs " + crypto::Hex(policy_hash_).substr(0, 16) +
                                 "; deploy the active policy to the agent"));
+    out.authentic = std::move(vc);
+    return out;
+  }
+  // Last, the sealed identities: only this agent's encryption key opens them.
+  const std::string mine = encryption_key_.public_key().KeyId();
+  absl::Status unopened;
+  if (c.recipient_key_id() != mine) {
+    unopened = absl::FailedPreconditionError("the command is sealed to encryption key " +
+                                             Quote(c.recipient_key_id(), 16) + ", this agent holds " + mine +
+                                             "; lethed re-seals it to the domain's newest enrolled key");
+  } else if (auto plain = encryption_key_.Open(c.sealed_identities()); !plain.ok()) {
+    unopened = absl::FailedPreconditionError("the command's identities do not open with this agent's key");
+  } else if (!vc.identities.ParseFromString(std::string(RevealSecret(*plain))) ||
+             vc.identities.identities().empty()) {
+    unopened = absl::FailedPreconditionError("the command's sealed identities do not parse");
+  }
+  if (!unopened.ok()) {
+    VerifyResult out = fail(Rejection::kNotForThisKey, unopened);
     out.authentic = std::move(vc);
     return out;
   }

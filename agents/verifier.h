@@ -10,37 +10,46 @@
 #include "absl/status/statusor.h"
 #include "crypto/clock.h"
 #include "crypto/crypto.h"
+#include "crypto/seal.h"
 #include "lethe/v1/messages.pb.h"
 
 namespace lethe::agent {
 
-enum class Rejection { kMalformed, kBadSignature, kWrongDomain, kExpired, kPolicyDrift };
+enum class Rejection { kMalformed, kBadSignature, kWrongDomain, kExpired, kPolicyDrift, kNotForThisKey };
 const char* RejectionName(Rejection r);
 
 struct VerifiedCommand {
-  v1::DeleteCommand command;  // holds raw identities: keep it short-lived
-  std::string digest;         // SHA-256 of the signed body bytes
+  v1::DeleteCommand command;
+  std::string digest;                // SHA-256 of the signed body bytes
+  v1::SealedIdentities identities;  // opened from command.sealed_identities: keep it short-lived
+  ~VerifiedCommand();               // clears the identities
+  VerifiedCommand() = default;
+  VerifiedCommand(VerifiedCommand&&) = default;
+  VerifiedCommand& operator=(VerifiedCommand&&) = default;
 };
 
 struct VerifyResult {
   absl::StatusOr<VerifiedCommand> command;
   Rejection rejection = Rejection::kMalformed;  // meaningful when !command.ok()
-  // kPolicyDrift only: the command, whose signature, domain and expiry did verify. The agent
-  // answers it with a signed REJECTED receipt so that lethed can show why nothing happened.
+  // kPolicyDrift and kNotForThisKey: the command, whose signature, domain and expiry did
+  // verify. The agent answers it with a signed REJECTED receipt so that lethed can show why
+  // nothing happened (and, for a key mismatch, re-seal it to the domain's current key).
   std::optional<VerifiedCommand> authentic;
 };
 
 class CommandVerifier {
  public:
+  // `encryption_key` opens the identities sealed to this agent; it must outlive the verifier.
   CommandVerifier(crypto::Ed25519PublicKey control_plane_key, std::string domain,
-                  std::string domain_policy_hash, const Clock& clock,
-                  absl::Duration max_clock_skew = absl::Minutes(5));
+                  std::string domain_policy_hash, const crypto::X25519PrivateKey& encryption_key,
+                  const Clock& clock, absl::Duration max_clock_skew = absl::Minutes(5));
   VerifyResult Verify(std::string_view wire) const;
 
  private:
   const crypto::Ed25519PublicKey key_;
   const std::string domain_;
   const std::string policy_hash_;
+  const crypto::X25519PrivateKey& encryption_key_;
   const Clock& clock_;
   const absl::Duration skew_;
 };

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -12,7 +13,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "crypto/crypto.h"
+#include "crypto/process.h"
+#include "crypto/seal.h"
 #include "crypto/status.h"
+#include "crypto/x509.h"
 #include "ledger/audit.h"
 #include "ledger/certificate.h"
 #include "ledger/merkle.h"
@@ -30,6 +34,12 @@ namespace v1 = lethe::v1;
 struct Global {
   std::string addr;
   std::string output = "text";
+  // Mutual TLS: the CA that signed lethed's certificate, and this caller's certificate.
+  std::string certs_dir;  // --certs-dir or LETHE_CERTS_DIR: ca.crt (+ one client.*.crt)
+  std::string cert;       // --cert or LETHE_CERT
+  std::string key;        // --key or LETHE_KEY
+  bool insecure = false;  // plaintext, for a lethed started with --insecure
+  lethe::ledger::AuditOptions audit;  // ledger verify --accept-unauthenticated
   bool json() const { return output == "json"; }
 };
 
@@ -43,8 +53,70 @@ int FailGrpc(const std::string& what, const grpc::Status& s) {
   return Fail(what, absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message()));
 }
 
+// The client certificate to present: --cert/--key, else the one client.*.crt in the certs dir.
+absl::Status FindClientCertificate(const Global& g, std::string* cert, std::string* key) {
+  if (!g.cert.empty() || !g.key.empty()) {
+    if (g.cert.empty() || g.key.empty())
+      return absl::InvalidArgumentError("--cert and --key go together (or LETHE_CERT and LETHE_KEY)");
+    *cert = g.cert;
+    *key = g.key;
+    return absl::OkStatus();
+  }
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& f : std::filesystem::directory_iterator(g.certs_dir, ec)) {
+    const std::string name = f.path().filename().string();
+    if (name.rfind("client.", 0) == 0 && name.size() > 11 && name.substr(name.size() - 4) == ".crt")
+      found.push_back(f.path().string());
+  }
+  if (ec) return absl::NotFoundError("--certs-dir " + g.certs_dir + ": " + ec.message());
+  if (found.size() != 1)
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--certs-dir %s holds %d client certificates (client.NAME.crt); pick one with --cert and --key",
+        g.certs_dir, found.size()));
+  *cert = found.front();
+  *key = cert->substr(0, cert->size() - 4) + ".key";
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(const Global& g) {
+  if (g.insecure) {
+    if (!g.certs_dir.empty() || !g.cert.empty())
+      return absl::InvalidArgumentError("--insecure excludes --certs-dir and --cert");
+    return grpc::InsecureChannelCredentials();
+  }
+  if (g.certs_dir.empty())
+    return absl::InvalidArgumentError(
+        "no certificates: give --certs-dir DIR (or LETHE_CERTS_DIR) holding ca.crt and your "
+        "client.NAME.crt and .key, or --insecure for a lethed started with --insecure");
+  std::string cert_path, key_path;
+  RETURN_IF_ERROR(FindClientCertificate(g, &cert_path, &key_path));
+  grpc::SslCredentialsOptions o;
+  ASSIGN_OR_RETURN(o.pem_root_certs, lethe::crypto::ReadFile(g.certs_dir + "/ca.crt"));
+  ASSIGN_OR_RETURN(o.pem_cert_chain, lethe::crypto::ReadFile(cert_path));
+  ASSIGN_OR_RETURN(std::string key_pem, lethe::crypto::ReadFile(key_path));
+  lethe::SecretBytes guarded(std::move(key_pem));
+  o.pem_private_key = std::string(lethe::RevealSecret(guarded));
+  return grpc::SslCredentials(o);
+}
+
 std::shared_ptr<grpc::Channel> Connect(const Global& g) {
-  return grpc::CreateChannel(g.addr, grpc::InsecureChannelCredentials());
+  auto creds = Credentials(g);
+  if (!creds.ok()) {
+    std::cerr << "lethectl: " << creds.status().message() << "\n";
+    std::exit(2);
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  return grpc::CreateCustomChannel(g.addr, *creds, args);
+}
+
+std::string ActorLine(const v1::ActorView& a) {
+  if (a.role().empty()) return "no recorded caller";
+  if (a.role() == "insecure") return "an unauthenticated caller (lethed --insecure)";
+  std::string out = a.role() + " " + a.name();
+  if (!a.certificate_sha256().empty()) out += " (certificate " + a.certificate_sha256().substr(0, 16) + ")";
+  return out;
 }
 
 std::string Json(const google::protobuf::Message& m) {
@@ -169,12 +241,11 @@ absl::Status ParseIdentities(const std::vector<std::string>& args,
 }
 
 int KeysGenerate(const std::string& prefix) {
-  auto key = lethe::crypto::Ed25519PrivateKey::Generate();
-  if (!key.ok()) return Fail("keys generate", key.status());
-  if (auto s = key->SaveFile(prefix + ".key"); !s.ok()) return Fail("keys generate", s);
-  if (auto s = key->public_key().SaveFile(prefix + ".pub"); !s.ok()) return Fail("keys generate", s);
+  auto key_id = lethe::crypto::GenerateKeyFiles(prefix);
+  if (!key_id.ok()) return Fail("keys generate", key_id.status());
   std::cout << "wrote " << prefix << ".key (private, mode 0600) and " << prefix
-            << ".pub; key id " << key->public_key().KeyId() << "\n";
+            << ".pub: an Ed25519 signing key (key id " << *key_id
+            << ") and an X25519 key that commands are sealed to\n";
   return 0;
 }
 
@@ -200,6 +271,27 @@ int AgentEnroll(const Global& g, const std::string& domain, const std::string& p
   return 0;
 }
 
+int AgentRevoke(const Global& g, const std::string& domain, const std::string& key_id,
+                const std::string& reason) {
+  auto stub = v1::Agents::NewStub(Connect(g));
+  v1::RevokeAgentKeyRequest req;
+  req.set_domain(domain);
+  req.set_key_id(key_id);
+  req.set_reason(reason);
+  v1::AgentView resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->Revoke(&ctx, req, &resp);
+  if (!s.ok()) return FailGrpc("agent revoke", s);
+  if (g.json()) {
+    std::cout << Json(resp);
+  } else {
+    std::cout << "revoked agent key " << resp.key_id() << " of domain " << resp.domain()
+              << " (ledger entry " << resp.revoked_entry()
+              << "); receipts it signs from now on are refused\n";
+  }
+  return 0;
+}
+
 int AgentList(const Global& g) {
   auto stub = v1::Agents::NewStub(Connect(g));
   v1::ListAgentsResponse resp;
@@ -210,10 +302,17 @@ int AgentList(const Global& g) {
     std::cout << Json(resp);
     return 0;
   }
-  std::cout << absl::StrFormat("%-16s %-18s %-8s %s\n", "DOMAIN", "KEY ID", "ENTRY", "ENROLLED");
-  for (const auto& a : resp.agents())
-    std::cout << absl::StrFormat("%-16s %-18s %-8d %s\n", a.domain(), a.key_id(), a.entry(),
-                                 Time(a.enrolled_unix_ms()));
+  std::cout << absl::StrFormat("%-16s %-18s %-8s %-6s %-20s %s\n", "DOMAIN", "KEY ID", "STATE",
+                               "ENTRY", "ENROLLED", "BY");
+  for (const auto& a : resp.agents()) {
+    std::cout << absl::StrFormat("%-16s %-18s %-8s %-6d %-20s %s\n", a.domain(), a.key_id(),
+                                 a.state() == v1::REVOKED ? "REVOKED" : "ACTIVE", a.entry(),
+                                 Time(a.enrolled_unix_ms()), ActorLine(a.enrolled_by()));
+    if (a.state() == v1::REVOKED)
+      std::cout << absl::StrFormat("  revoked %s by %s (ledger entry %d)%s\n", Time(a.revoked_unix_ms()),
+                                   ActorLine(a.revoked_by()), a.revoked_entry(),
+                                   a.revocation_reason().empty() ? "" : ": " + a.revocation_reason());
+  }
   return 0;
 }
 
@@ -436,7 +535,21 @@ int PrintAudit(const Global& g, const absl::StatusOr<lethe::ledger::AuditReport>
             << "  receipts    " << r.receipts << ", every signature verified against enrolled agent keys\n"
             << "  policies    " << r.policy_activations << " activation(s), each hashing to its recorded hash\n"
             << "  consent     " << r.consent_changes << " change(s), tokens only\n"
-            << "  extensions  " << r.extensions << ", each within the policy's max_extension\n";
+            << "  extensions  " << r.extensions << ", each within the policy's max_extension\n"
+            << "  plans       every request's domains are exactly the scope its policy gives\n";
+  if (r.unauthenticated > 0)
+    std::cout << "  unauthenticated  " << r.unauthenticated
+              << " entr" << (r.unauthenticated == 1 ? "y" : "ies")
+              << " caused by callers lethed did not authenticate (accepted: --accept-unauthenticated)\n";
+  std::cout << "  governance (who activated each policy, who enrolled and revoked each key):\n";
+  for (const auto& ev : r.governance) {
+    v1::ActorView a;
+    a.set_role(ev.actor.role());
+    a.set_name(ev.actor.name());
+    a.set_certificate_sha256(ev.actor.certificate_sha256());
+    std::cout << absl::StrFormat("    entry %-5d %s  %s, by %s\n", ev.entry, Time(ev.unix_ms), ev.what,
+                                 ActorLine(a));
+  }
   return 0;
 }
 
@@ -446,7 +559,7 @@ int LedgerVerifyOffline(const Global& g, const std::string& dir, const std::stri
   const std::string ledger_dir = dir + "/ledger";
   auto note = lethe::crypto::ReadFile(ledger_dir + "/" + lethe::ledger::Ledger::kCheckpointFile);
   if (!note.ok()) return Fail("ledger verify", note.status());
-  lethe::ledger::Auditor auditor(*key, *note);
+  lethe::ledger::Auditor auditor(*key, *note, g.audit);
   auto scan = lethe::ledger::ScanSegments(ledger_dir, [&](const lethe::ledger::ScannedRecord& rec) {
     absl::Status s = auditor.Add(rec.index, rec.payload);
     if (!s.ok()) return lethe::Annotate(s, rec.segment + " offset " + std::to_string(rec.offset));
@@ -487,7 +600,7 @@ int LedgerVerifyOnline(const Global& g, const std::string& pub_path) {
     warning = "verified against the key the server reports (" + server_key->KeyId() +
               "); pass --public-key to pin the key you trust";
   }
-  lethe::ledger::Auditor auditor(*key, cp.checkpoint());
+  lethe::ledger::Auditor auditor(*key, cp.checkpoint(), g.audit);
   grpc::ClientContext ctx;
   v1::GetEntriesRequest req;
   req.set_start(0);
@@ -669,7 +782,7 @@ int LedgerExport(const Global& g, const std::string& out, const std::string& pub
       });
   if (!st.ok()) return Fail("ledger export", st);
   auto key = TrustedKey(pub_path, cp->first.public_key_pem(), &warning);
-  auto report = lethe::ledger::VerifyTiles(out, *key);
+  auto report = lethe::ledger::VerifyTiles(out, *key, g.audit);
   if (!report.ok()) return Fail("ledger export", lethe::Annotate(report.status(), "verifying the export"));
   if (!warning.empty()) std::cerr << "warning: " << warning << "\n";
   std::cout << "exported " << report->size << " entries to " << out << " as C2SP tlog-tiles ("
@@ -681,7 +794,7 @@ int LedgerExport(const Global& g, const std::string& out, const std::string& pub
 int LedgerVerifyBundle(const Global& g, const std::string& dir, const std::string& pub_path) {
   auto key = lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
   if (!key.ok()) return Fail("ledger verify --bundle", key.status());
-  auto report = lethe::ledger::VerifyTiles(dir, *key);
+  auto report = lethe::ledger::VerifyTiles(dir, *key, g.audit);
   if (!report.ok()) return PrintAudit(g, report.status(), dir, "");
   std::string note = absl::StrFormat("tiles: %d full, %d partial, %d entry bundles; every file checked",
                                      report->full_tiles, report->partial_tiles, report->bundles);
@@ -848,15 +961,16 @@ int PolicyShow(const Global& g, bool with_yaml) {
   std::cout << "active policy: \"" << a.name() << "\" (format version " << a.format_version()
             << "), activation " << a.activation() << "\n"
             << "  sha256     " << a.policy_hash() << "\n"
-            << "  activated  " << Time(a.activated_unix_ms()) << " by " << a.source()
-            << " (ledger entry " << a.entry() << ")\n"
+            << "  activated  " << Time(a.activated_unix_ms()) << " by " << ActorLine(a.activated_by())
+            << " via " << a.source() << " (ledger entry " << a.entry() << ")\n"
             << "  domains    " << absl::StrJoin(a.domains(), ", ") << "\n"
             << "  purposes   " << (a.purposes().empty() ? "-" : absl::StrJoin(a.purposes(), ", ")) << "\n"
             << "history:\n"
             << absl::StrFormat("  %-4s %-20s %-16s %-6s %s\n", "#", "ACTIVATED", "SHA256", "ENTRY", "SOURCE");
   for (const auto& h : resp.history())
-    std::cout << absl::StrFormat("  %-4d %-20s %-16s %-6d %s\n", h.activation(), Time(h.activated_unix_ms()),
-                                 h.policy_hash().substr(0, 16), h.entry(), h.source());
+    std::cout << absl::StrFormat("  %-4d %-20s %-16s %-6d %s, by %s\n", h.activation(),
+                                 Time(h.activated_unix_ms()), h.policy_hash().substr(0, 16), h.entry(),
+                                 h.source(), ActorLine(h.activated_by()));
   if (with_yaml) std::cout << "---\n" << a.yaml();
   return 0;
 }
@@ -963,6 +1077,10 @@ int main(int argc, char** argv) {
   Global g;
   const char* env_addr = std::getenv("LETHE_ADDR");
   g.addr = env_addr ? env_addr : "127.0.0.1:7411";
+  lethe::DisableCoreDumps();
+  if (const char* v = std::getenv("LETHE_CERTS_DIR")) g.certs_dir = v;
+  if (const char* v = std::getenv("LETHE_CERT")) g.cert = v;
+  if (const char* v = std::getenv("LETHE_KEY")) g.key = v;
   CLI::App app{"lethectl: submit and track data-subject requests; verify the Lethe ledger"};
   app.require_subcommand(1);
   // Global flags may follow the subcommand too: `lethectl consent list --purpose p -o json`.
@@ -971,7 +1089,58 @@ int main(int argc, char** argv) {
   app.add_option("-o,--output", g.output, "output format: text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
+  app.add_option("--certs-dir", g.certs_dir,
+                 "ca.crt and your client.NAME.crt/.key (env LETHE_CERTS_DIR); with `certs`, where "
+                 "to write");
+  app.add_option("--cert", g.cert, "client certificate (PEM), if not the one in --certs-dir (env LETHE_CERT)");
+  app.add_option("--key", g.key, "its private key (PEM) (env LETHE_KEY)");
+  app.add_flag("--insecure", g.insecure, "plaintext, no certificate: for a lethed run with --insecure");
   int rc = 0;
+
+  auto* certs = app.add_subcommand("certs", "the CA and certificates for mutual TLS (in --certs-dir)")
+                    ->require_subcommand(1);
+  std::string trust_domain = "lethe.local";
+  std::vector<std::string> hosts;
+  std::string role, cert_name;
+  auto need_dir = [&] {
+    if (g.certs_dir.empty()) {
+      std::cerr << "lethectl certs: --certs-dir DIR is required\n";
+      return false;
+    }
+    return true;
+  };
+  auto* mkca = certs->add_subcommand("create-ca", "write ca.crt and ca.key (0600); never overwrites");
+  mkca->add_option("--trust-domain", trust_domain, "SPIFFE trust domain")->capture_default_str();
+  mkca->callback([&] {
+    if (!need_dir()) { rc = 2; return; }
+    absl::Status s = lethe::crypto::CreateCa(g.certs_dir, trust_domain);
+    rc = s.ok() ? 0 : Fail("certs create-ca", s);
+    if (s.ok())
+      std::cout << "wrote " << g.certs_dir << "/ca.crt and ca.key (mode 0600) for trust domain "
+                << trust_domain << "\n";
+  });
+  auto* mksrv = certs->add_subcommand("create-server", "write server.crt and server.key signed by the CA");
+  mksrv->add_option("--host", hosts, "DNS name or IP address lethed is reached at, repeatable")->required();
+  mksrv->callback([&] {
+    if (!need_dir()) { rc = 2; return; }
+    absl::Status s = lethe::crypto::CreateServerCert(g.certs_dir, hosts);
+    rc = s.ok() ? 0 : Fail("certs create-server", s);
+    if (s.ok())
+      std::cout << "wrote " << g.certs_dir << "/server.crt and server.key for " << absl::StrJoin(hosts, ", ")
+                << "\n";
+  });
+  auto* mkcli = certs->add_subcommand(
+      "create-client", "write client.NAME.crt and .key: spiffe://TRUST_DOMAIN/lethe/ROLE/NAME");
+  mkcli->add_option("--role", role, "admin, operator or auditor")->required();
+  mkcli->add_option("--name", cert_name, "who holds it, e.g. alice or ci-audit")->required();
+  mkcli->callback([&] {
+    if (!need_dir()) { rc = 2; return; }
+    absl::Status s = lethe::crypto::CreateClientCert(g.certs_dir, role, cert_name);
+    rc = s.ok() ? 0 : Fail("certs create-client", s);
+    if (s.ok())
+      std::cout << "wrote " << g.certs_dir << "/client." << cert_name << ".crt and .key (role " << role
+                << ")\n";
+  });
 
   auto* keys = app.add_subcommand("keys", "Ed25519 key pairs")->require_subcommand(1);
   std::string prefix;
@@ -985,7 +1154,14 @@ int main(int argc, char** argv) {
   enroll->add_option("--domain", domain, "policy domain")->required();
   enroll->add_option("--public-key", pub, "agent public key (PEM)")->required();
   enroll->callback([&] { rc = AgentEnroll(g, domain, pub); });
-  agent->add_subcommand("list", "enrolled agent keys")->callback([&] { rc = AgentList(g); });
+  std::string key_id, revoke_reason;
+  auto* revoke = agent->add_subcommand("revoke", "record AgentKeyRevoked: refuse the key's receipts from now on");
+  revoke->add_option("--domain", domain, "policy domain")->required();
+  revoke->add_option("--key-id", key_id, "the key id `agent list` shows")->required();
+  revoke->add_option("--reason", revoke_reason, "why (recorded in clear; no personal data)");
+  revoke->callback([&] { rc = AgentRevoke(g, domain, key_id, revoke_reason); });
+  agent->add_subcommand("list", "enrolled agent keys, with state and who enrolled them")
+      ->callback([&] { rc = AgentList(g); });
 
   auto* request = app.add_subcommand("request", "data-subject requests")->require_subcommand(1);
   std::vector<std::string> identities;
@@ -1052,6 +1228,9 @@ int main(int argc, char** argv) {
   verify->add_option("--since", since, "a checkpoint file kept earlier: prove the log extends it");
   verify->add_option("--bundle", bundle, "a directory written by `ledger export`: verify it offline");
   verify->add_option("--public-key", key, "lethed's public key (PEM): the only key trusted");
+  verify->add_flag("--accept-unauthenticated", g.audit.accept_unauthenticated,
+                   "accept entries a person caused without an authenticated caller (a lethed run "
+                   "with --insecure, or a log written before lethed had mutual TLS)");
   verify->callback([&] {
     if ((!dir.empty() || !bundle.empty()) && key.empty()) {
       rc = Fail("ledger verify", absl::InvalidArgumentError("--dir and --bundle need --public-key"));

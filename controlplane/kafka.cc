@@ -5,7 +5,10 @@
 
 #include <atomic>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "crypto/crypto.h"
 #include "spdlog/spdlog.h"
 
 namespace lethe::kafka {
@@ -28,7 +31,10 @@ absl::StatusOr<rd_kafka_conf_t*> MakeConf(const Config& settings) {
   for (const auto& [k, v] : settings) {
     if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
       rd_kafka_conf_destroy(conf);
-      return absl::InvalidArgumentError(absl::StrCat("kafka setting ", k, ": ", err));
+      // librdkafka may quote the value, which can be a secret (sasl.password): never repeat it.
+      std::string why = err;
+      if (!v.empty() && why.find(v) != std::string::npos) why = "invalid value";
+      return absl::InvalidArgumentError(absl::StrCat("kafka setting ", k, ": ", why));
     }
   }
   rd_kafka_conf_set_log_cb(conf, LogCallback);
@@ -57,6 +63,30 @@ void DeliveryCallback(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
 }
 
 }  // namespace
+
+absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
+  constexpr size_t kMaxBytes = 1 << 20;
+  auto text = crypto::ReadFile(path);
+  if (!text.ok()) return text.status();
+  if (text->size() > kMaxBytes) return absl::InvalidArgumentError(path + ": larger than 1 MiB");
+  Config out;
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    ++line_no;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#') continue;
+    const size_t eq = line.find('=');
+    if (eq == absl::string_view::npos || eq == 0)
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", line_no, ": expected name=value"));
+    std::string name(absl::StripAsciiWhitespace(line.substr(0, eq)));
+    std::string value(absl::StripAsciiWhitespace(line.substr(eq + 1)));
+    if (name == "bootstrap.servers" || name == "group.id")
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", line_no, ": ", name,
+                                                     " is set by lethe itself (use --kafka-bootstrap)"));
+    out[std::move(name)] = std::move(value);
+  }
+  return out;
+}
 
 std::string CommandTopic(const std::string& domain) { return "lethe.commands." + domain; }
 
@@ -247,8 +277,8 @@ absl::Status Consumer::Rewind(const Message& m) {
 
 std::optional<TopicRetention> DescribeTopicRetention(const std::string& bootstrap,
                                                      const std::string& topic,
-                                                     absl::Duration timeout) {
-  auto conf = MakeConf({{"bootstrap.servers", bootstrap}});
+                                                     absl::Duration timeout, const Config& extra) {
+  auto conf = MakeConf(Merge({{"bootstrap.servers", bootstrap}}, extra));
   if (!conf.ok()) return std::nullopt;
   char err[512];
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, *conf, err, sizeof(err));

@@ -21,6 +21,12 @@ namespace lethe::kafka {
 
 using Config = std::map<std::string, std::string>;
 
+// Reads librdkafka properties (`--kafka-config FILE`): one `name=value` per line; blank lines
+// and lines starting with '#' are skipped; whitespace around name and value is trimmed.
+// Values are passed through untouched (security.protocol, ssl.*, sasl.*); they are never
+// logged, since sasl.password and ssl.key.password are secrets. Errors name the file and line.
+absl::StatusOr<Config> LoadConfigFile(const std::string& path);
+
 struct Message {
   std::string topic;
   int32_t partition = 0;
@@ -103,7 +109,8 @@ struct TopicRetention {
 };
 std::optional<TopicRetention> DescribeTopicRetention(const std::string& bootstrap,
                                                      const std::string& topic,
-                                                     absl::Duration timeout);
+                                                     absl::Duration timeout,
+                                                     const Config& extra = {});
 
 // Committed offset of `group` on topic/partition, read without joining the group; -1001
 // (RD_KAFKA_OFFSET_INVALID) when nothing was committed. For tests and operators.

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <prometheus/exposer.h>
 
+#include "controlplane/auth.h"
 #include "crypto/status.h"
 #include "spdlog/spdlog.h"
 
@@ -13,6 +14,22 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   if (options.signing_key_path.empty()) return absl::InvalidArgumentError("--signing-key is required");
   if (!options.embedded_kafka && options.kafka_bootstrap.empty())
     return absl::InvalidArgumentError("one of --kafka-bootstrap or --embedded-kafka is required");
+  if (options.certs_dir.empty() == !options.insecure)
+    return absl::InvalidArgumentError(
+        options.insecure ? "--certs-dir and --insecure exclude each other"
+                         : "--certs-dir DIR is required (ca.crt, server.crt, server.key; see "
+                           "`lethectl certs`); --insecure serves without TLS or authentication");
+  // Credentials first: a missing certificate stops lethed before it touches anything.
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  std::string trust_domain;
+  if (options.insecure) {
+    spdlog::warn("--insecure: gRPC without TLS and without authentication; anyone who reaches {} "
+                 "can erase anyone, activate policies and enroll agent keys",
+                 options.listen);
+    creds = grpc::InsecureServerCredentials();
+  } else {
+    ASSIGN_OR_RETURN(creds, MakeServerCredentials(options.certs_dir, options.trust_domain, &trust_domain));
+  }
 
   std::unique_ptr<Lethed> d(new Lethed());
   d->options_ = options;
@@ -40,8 +57,11 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   d->manager_ = std::make_unique<RequestManager>(*d->ledger_, d->projections_, *d->vault_,
                                                  *d->key_, *options.clock, options.requests);
   if (!options.policy_path.empty()) {
+    v1::Actor self;
+    self.set_role(kRoleLethed);
+    self.set_name("--policy " + options.policy_path);
     auto activated = d->manager_->ActivatePolicy(policy_yaml, options.policy_path,
-                                                 "lethed --policy " + options.policy_path);
+                                                 "lethed --policy " + options.policy_path, self);
     if (!activated.ok() && !absl::IsAlreadyExists(activated.status())) return activated.status();
   }
   std::shared_ptr<const policy::Policy> policy = d->projections_.policies.Active();
@@ -92,7 +112,8 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   d->requests_service_ = std::make_unique<SubjectRequestsService>(
       *d->manager_, store, *d->vault_, *options.clock, d->stopping_);
   d->agents_service_ = std::make_unique<AgentsService>(*d->manager_, store);
-  d->ledger_service_ = std::make_unique<LedgerService>(*d->ledger_, store, d->key_->public_key());
+  d->ledger_service_ = std::make_unique<LedgerService>(*d->ledger_, store, d->projections_.policies,
+                                                     d->key_->public_key());
   Lethed* self = d.get();
   d->policies_service_ = std::make_unique<PoliciesService>(
       *d->manager_, d->projections_.policies, [self](const policy::Policy& p) {
@@ -112,7 +133,7 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   ledger::Ledger* ledger = d->ledger_.get();
   d->metrics_ = std::make_shared<LethedMetrics>(
       d->projections_, d->manager_->receipt_counters(), [ledger] { return ledger->size(); },
-      [publisher] { return publisher->published(); }, *options.clock);
+      [publisher] { return publisher->published(); }, *options.clock, options.insecure);
   if (!options.metrics_listen.empty()) {
     try {
       d->exposer_ = std::make_unique<prometheus::Exposer>(options.metrics_listen);
@@ -123,7 +144,10 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
     spdlog::info("Prometheus metrics on http://{}/metrics", options.metrics_listen);
   }
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &d->port_);
+  builder.AddListeningPort(options.listen, creds, &d->port_);
+  // Bounded input: the largest request is a policy (kMaxPolicyBytes of YAML).
+  builder.SetMaxReceiveMessageSize(static_cast<int>(kMaxGrpcReceiveBytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(kMaxGrpcSendBytes));
   builder.RegisterService(d->requests_service_.get());
   builder.RegisterService(d->agents_service_.get());
   builder.RegisterService(d->ledger_service_.get());
@@ -140,7 +164,9 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   d->intake_->Start();
   d->outbox_->Start();
   d->consent_publisher_->Start();
-  spdlog::info("lethed serving gRPC on port {} (policy {}, {} domains)", d->port_,
+  spdlog::info("lethed serving gRPC on port {} ({}; policy {}, {} domains)", d->port_,
+               options.insecure ? "INSECURE: no TLS, no authentication"
+                                : "TLS 1.3, client certificates of trust domain " + trust_domain,
                policy->name(), policy->domains().size());
   return d;
 }

@@ -38,6 +38,13 @@ namespace lethe::controlplane {
 
 struct LethedOptions {
   std::string listen = "127.0.0.1:7411";  // port 0 picks a free port; see Lethed::port()
+  // ca.crt, server.crt, server.key: TLS 1.3 with client certificates and roles (auth.h).
+  // Exactly one of certs_dir and insecure.
+  std::string certs_dir;
+  // Serve plaintext gRPC with no authentication: anyone who reaches the port may do anything.
+  bool insecure = false;
+  // The SPIFFE trust domain of client certificates; empty: the one ca.crt names.
+  std::string trust_domain;
   std::string data_dir;
   // Activated at start unless it already is the active policy. May be empty once the
   // ledger holds an activated policy (lethectl policy activate).
@@ -50,7 +57,7 @@ struct LethedOptions {
   RequestManagerOptions requests;
   OutboxOptions outbox;
   ConsentPublisherOptions consent;
-  kafka::Config kafka_extra;  // extra librdkafka settings for every client
+  kafka::Config kafka_extra;  // extra librdkafka settings for every client (--kafka-config)
   const Clock* clock = &Clock::Real();
 };
 

@@ -5,6 +5,7 @@
 
 #include "CLI/CLI.hpp"
 #include "controlplane/lethed.h"
+#include "crypto/process.h"
 #include "spdlog/spdlog.h"
 
 namespace {
@@ -17,12 +18,25 @@ absl::StatusOr<absl::Duration> ParseFlagDuration(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  lethe::DisableCoreDumps();
   lethe::controlplane::LethedOptions o;
   std::string log_level = "info";
   std::string command_ttl = "24h";
   CLI::App app{"lethed: the Lethe privacy control plane (gRPC)"};
   app.add_option("--listen", o.listen, "gRPC listen address (port 0 picks a free port)")
       ->capture_default_str();
+  auto* certs = app.add_option("--certs-dir", o.certs_dir,
+                               "ca.crt, server.crt and server.key: serve TLS 1.3 and require a client "
+                               "certificate signed by ca.crt (lethectl certs create-*)");
+  auto* insecure = app.add_flag("--insecure", o.insecure,
+                                "serve plaintext gRPC with no authentication (development only)");
+  certs->excludes(insecure);
+  app.add_option("--trust-domain", o.trust_domain,
+                 "SPIFFE trust domain of client certificates (default: the one ca.crt names)");
+  std::string kafka_config;
+  app.add_option("--kafka-config", kafka_config,
+                 "librdkafka properties file (name=value lines: security.protocol, ssl.*, "
+                 "sasl.*), passed through to every Kafka client");
   app.add_option("--data-dir", o.data_dir, "directory for the ledger and key store")->required();
   app.add_option("--policy", o.policy_path,
                  "policy YAML file, activated at start unless it is the active policy already "
@@ -48,6 +62,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.requests.command_ttl = *ttl;
+  if (o.certs_dir.empty() && !o.insecure) {
+    std::cerr << "lethed: --certs-dir DIR is required (ca.crt, server.crt, server.key; make them "
+                 "with `lethectl certs create-ca|create-server`), or --insecure for plaintext "
+                 "without authentication\n";
+    return 2;
+  }
+  if (!kafka_config.empty()) {
+    auto cfg = lethe::kafka::LoadConfigFile(kafka_config);
+    if (!cfg.ok()) {
+      std::cerr << "lethed: --kafka-config: " << cfg.status().message() << "\n";
+      return 2;
+    }
+    o.kafka_extra = *cfg;
+  }
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ lethed: %v", spdlog::pattern_time_type::utc);
 

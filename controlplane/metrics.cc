@@ -73,6 +73,11 @@ std::vector<prometheus::MetricFamily> LethedMetrics::Collect() const {
   f = Family("lethe_ledger_entries", "Entries in the ledger", MetricType::Gauge);
   Add(f, static_cast<double>(ledger_size_ ? ledger_size_() : 0));
   out.push_back(std::move(f));
+  f = Family("lethe_insecure_transport",
+             "1 when lethed serves gRPC without TLS or client authentication (--insecure)",
+             MetricType::Gauge);
+  Add(f, insecure_ ? 1.0 : 0.0);
+  out.push_back(std::move(f));
   return out;
 }
 

@@ -8,6 +8,7 @@
 //   lethe_consent_changes_total         consent changes in the ledger
 //   lethe_consent_published_total       consent states published to lethe.consent
 //   lethe_ledger_entries                entries in the ledger
+//   lethe_insecure_transport            1 when lethed runs with --insecure (no TLS, no auth)
 #pragma once
 
 #include <prometheus/collectable.h>
@@ -25,12 +26,13 @@ class LethedMetrics : public prometheus::Collectable {
  public:
   LethedMetrics(const Projections& projections, const ReceiptCounters& receipts,
                 std::function<uint64_t()> ledger_size, std::function<uint64_t()> consent_published,
-                const Clock& clock)
+                const Clock& clock, bool insecure)
       : projections_(projections),
         receipts_(receipts),
         ledger_size_(std::move(ledger_size)),
         consent_published_(std::move(consent_published)),
-        clock_(clock) {}
+        clock_(clock),
+        insecure_(insecure) {}
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
@@ -39,6 +41,7 @@ class LethedMetrics : public prometheus::Collectable {
   std::function<uint64_t()> ledger_size_;
   std::function<uint64_t()> consent_published_;
   const Clock& clock_;
+  const bool insecure_;
 };
 
 }  // namespace lethe::controlplane

@@ -27,6 +27,7 @@ absl::Status PolicyRegistry::Apply(uint64_t seq, const v1::LedgerEntry& e) {
   a.name = pa.name();
   a.hash = pa.policy_hash();
   a.source = pa.source();
+  a.actor = e.actor();
   a.yaml = pa.policy_yaml();
   a.policy = std::make_shared<const policy::Policy>(std::move(*parsed));
   history_.push_back(std::move(a));

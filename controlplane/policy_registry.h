@@ -26,6 +26,7 @@ struct PolicyActivation {
   std::string name;
   std::string hash;  // raw SHA-256 of the canonical policy
   std::string source;
+  v1::Actor actor;  // who activated it
   std::string yaml;
   std::shared_ptr<const policy::Policy> policy;
 };

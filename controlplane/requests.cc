@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "crypto/seal.h"
 #include "crypto/status.h"
 #include "proto/envelope.h"
 #include "spdlog/spdlog.h"
@@ -117,7 +118,9 @@ RequestManager::RequestManager(ledger::Ledger& ledger, Projections& projections,
       clock_(clock),
       options_(options) {}
 
-absl::Status RequestManager::AppendAndApply(std::vector<v1::LedgerEntry> entries) {
+absl::Status RequestManager::AppendAndApply(std::vector<v1::LedgerEntry> entries,
+                                            const v1::Actor* actor) {
+  if (actor != nullptr && !entries.empty()) *entries.front().mutable_actor() = *actor;
   ASSIGN_OR_RETURN(auto appended, ledger_.Append(std::move(entries), clock_.Now()));
   for (const auto& a : appended) RETURN_IF_ERROR(projections_.Apply(a.seq, a.entry));
   return absl::OkStatus();
@@ -142,7 +145,8 @@ absl::StatusOr<std::shared_ptr<const policy::Policy>> RequestManager::ActivePoli
 
 absl::StatusOr<PolicyActivation> RequestManager::ActivatePolicy(std::string_view yaml,
                                                                 std::string_view source_name,
-                                                                std::string source) {
+                                                                std::string source,
+                                                                const v1::Actor& actor) {
   if (yaml.size() > kMaxPolicyBytes)
     return absl::InvalidArgumentError(
         absl::StrCat("yaml: longer than ", kMaxPolicyBytes, " bytes (got ", yaml.size(), ")"));
@@ -162,7 +166,7 @@ absl::StatusOr<PolicyActivation> RequestManager::ActivatePolicy(std::string_view
   pa->set_policy_hash(hash);
   pa->set_policy_yaml(std::string(yaml));
   pa->set_source(std::move(source));
-  RETURN_IF_ERROR(AppendAndApply({e}));
+  RETURN_IF_ERROR(AppendAndApply({e}, &actor));
   auto now_active = projections_.policies.ActiveRecord();
   if (!now_active || now_active->hash != hash)
     return absl::InternalError("activated policy not active after append");
@@ -181,15 +185,32 @@ absl::StatusOr<v1::LedgerEntry> RequestManager::MakeCommand(const std::string& r
                                                             const DomainPlan& plan,
                                                             const SecretBytes& key,
                                                             absl::Time now) {
+  // The identities travel sealed to the domain's agent: no topic carries them in clear.
+  auto agent = store_.CurrentAgent(plan.domain);
+  if (!agent)
+    return absl::FailedPreconditionError(
+        "domain " + plan.domain +
+        " has no enrolled agent key to seal its command to; enroll one first (lethectl agent enroll)");
+  ASSIGN_OR_RETURN(crypto::X25519PublicKey recipient,
+                   crypto::X25519PublicKey::FromRaw(agent->encryption_public_key));
   const std::string command_id = NewId();
   v1::DeleteCommand cmd;
   cmd.set_command_id(command_id);
   cmd.set_request_id(request_id);
   cmd.set_domain(plan.domain);
-  for (const auto& id : plan.identities) {
-    auto* out = cmd.add_identities();
-    out->set_type(id.type);
-    out->set_value(std::string(RevealSecret(id.value)));
+  {
+    v1::SealedIdentities ids;
+    for (const auto& id : plan.identities) {
+      auto* out = ids.add_identities();
+      out->set_type(id.type);
+      out->set_value(std::string(RevealSecret(id.value)));
+    }
+    std::string raw;
+    ids.SerializeToString(&raw);
+    ids.Clear();
+    SecretBytes plain(std::move(raw));
+    cmd.set_sealed_identities(crypto::SealTo(recipient, RevealSecret(plain)));
+    cmd.set_recipient_key_id(recipient.KeyId());
   }
   cmd.set_domain_policy_hash(plan.domain_policy_hash);
   cmd.set_issued_at_unix_ms(absl::ToUnixMillis(now));
@@ -218,6 +239,7 @@ absl::StatusOr<v1::LedgerEntry> RequestManager::MakeCommand(const std::string& r
   ci->set_not_after_unix_ms(absl::ToUnixMillis(now + options_.command_ttl));
   for (const auto& id : plan.identities) ci->add_identity_types(id.type);
   ci->set_domain_policy_hash(plan.domain_policy_hash);
+  ci->set_recipient_key_id(recipient.KeyId());
   return e;
 }
 
@@ -260,7 +282,8 @@ absl::StatusOr<std::vector<v1::LedgerEntry>> RequestManager::BuildErasure(
 }
 
 absl::StatusOr<std::string> RequestManager::SubmitErasure(std::vector<SubjectIdentity> identities,
-                                                          std::string reason) {
+                                                          std::string reason,
+                                                          const v1::Actor& actor) {
   ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
   if (reason.size() > kMaxReasonBytes)
@@ -277,7 +300,7 @@ absl::StatusOr<std::string> RequestManager::SubmitErasure(std::vector<SubjectIde
   ASSIGN_OR_RETURN(SecretBytes key, vault_.CreateRequestKey(request_id));
   size_t targets = 0;
   auto built = BuildErasure(*policy, spec, request_id, key, now, &targets);
-  absl::Status st = built.ok() ? AppendAndApply(std::move(*built)) : built.status();
+  absl::Status st = built.ok() ? AppendAndApply(std::move(*built), &actor) : built.status();
   if (!st.ok()) {
     (void)vault_.DestroyRequestKey(request_id);  // nothing was recorded
     return st;
@@ -306,7 +329,8 @@ absl::StatusOr<std::vector<SubjectIdentity>> RequestManager::RequestIdentities(
 }
 
 absl::Status RequestManager::AddIdentities(const std::string& request_id,
-                                           std::vector<SubjectIdentity> identities) {
+                                           std::vector<SubjectIdentity> identities,
+                                           const v1::Actor& actor) {
   ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
   identities = Distinct(std::move(identities));
@@ -353,13 +377,13 @@ absl::Status RequestManager::AddIdentities(const std::string& request_id,
     ASSIGN_OR_RETURN(v1::LedgerEntry cmd, MakeCommand(request_id, d, key, now));
     entries.push_back(std::move(cmd));
   }
-  RETURN_IF_ERROR(AppendAndApply(std::move(entries)));
+  RETURN_IF_ERROR(AppendAndApply(std::move(entries), &actor));
   spdlog::info("request {}: identities added; {} more domain(s) targeted", request_id, reached.size());
   return absl::OkStatus();
 }
 
 absl::Status RequestManager::Extend(const std::string& request_id, absl::Duration by,
-                                    std::string reason) {
+                                    std::string reason, const v1::Actor& actor) {
   ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   if (by <= absl::ZeroDuration())
     return absl::InvalidArgumentError("extension_seconds: must be positive");
@@ -386,7 +410,7 @@ absl::Status RequestManager::Extend(const std::string& request_id, absl::Duratio
   ASSIGN_OR_RETURN(std::string sealed,
                    crypto::SealAesGcm(key, reason, ExtensionAad(request_id, r.extensions.size())));
   x->set_sealed_reason(std::move(sealed));
-  RETURN_IF_ERROR(AppendAndApply({e}));
+  RETURN_IF_ERROR(AppendAndApply({e}, &actor));
   spdlog::info("request {}: due date extended by {}", request_id, absl::FormatDuration(by));
   return absl::OkStatus();
 }
@@ -394,7 +418,8 @@ absl::Status RequestManager::Extend(const std::string& request_id, absl::Duratio
 absl::StatusOr<ConsentRecord> RequestManager::ChangeConsent(SubjectIdentity identity,
                                                             std::string purpose,
                                                             v1::ConsentStatus status,
-                                                            std::string source) {
+                                                            std::string source,
+                                                            const v1::Actor& actor) {
   ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   std::vector<SubjectIdentity> one;
   one.push_back(SubjectIdentity{identity.type, identity.value});
@@ -453,7 +478,7 @@ absl::StatusOr<ConsentRecord> RequestManager::ChangeConsent(SubjectIdentity iden
   } else {
     entries.push_back(std::move(change));
   }
-  if (absl::Status st = AppendAndApply(std::move(entries)); !st.ok()) {
+  if (absl::Status st = AppendAndApply(std::move(entries), &actor); !st.ok()) {
     if (erase) (void)vault_.DestroyRequestKey(request_id);
     return st;
   }
@@ -466,26 +491,65 @@ absl::StatusOr<ConsentRecord> RequestManager::ChangeConsent(SubjectIdentity iden
 }
 
 absl::StatusOr<AgentRecord> RequestManager::EnrollAgent(const std::string& domain,
-                                                        const std::string& pem) {
+                                                        const std::string& pem,
+                                                        const v1::Actor& actor) {
   ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   if (policy->FindDomain(domain) == nullptr)
-    return absl::InvalidArgumentError("domain: \"" + domain + "\" is not a domain of the active policy");
+    return absl::InvalidArgumentError("domain: \"" + Quote(domain) + "\" is not a domain of the active policy");
   auto key = crypto::Ed25519PublicKey::FromPem(pem);
   if (!key.ok())
     return absl::InvalidArgumentError("public_key_pem: " + std::string(key.status().message()));
+  auto enc = crypto::X25519PublicKey::FromPem(pem);
+  if (!enc.ok())
+    return absl::InvalidArgumentError(
+        "public_key_pem: holds no X25519 encryption key, which commands are sealed to (the .pub "
+        "file of `lethectl keys generate` holds both keys; regenerate older agent keys)");
   std::lock_guard<std::mutex> lock(write_mu_);
-  if (store_.AgentKey(domain, key->KeyId()))
-    return absl::AlreadyExistsError("public_key_pem: key " + key->KeyId() +
-                                    " is already enrolled for domain " + domain);
+  if (auto known = store_.Agent(domain, key->KeyId()))
+    return absl::AlreadyExistsError("public_key_pem: key " + key->KeyId() + " was already enrolled for domain " +
+                                    domain + (known->revoked ? " and has been revoked; generate a new key" : ""));
   v1::LedgerEntry e;
   auto* a = e.mutable_agent_enrolled();
   a->set_domain(domain);
   a->set_public_key(key->raw());
   a->set_key_id(key->KeyId());
-  RETURN_IF_ERROR(AppendAndApply({e}));
-  for (const auto& rec : store_.Agents())
-    if (rec.domain == domain && rec.key_id == key->KeyId()) return rec;
-  return absl::InternalError("enrolled agent not found after append");
+  a->set_encryption_public_key(enc->raw());
+  a->set_encryption_key_id(enc->KeyId());
+  RETURN_IF_ERROR(AppendAndApply({e}, &actor));
+  auto rec = store_.Agent(domain, key->KeyId());
+  if (!rec) return absl::InternalError("enrolled agent not found after append");
+  spdlog::info("agent key {} enrolled for domain {} by {}", key->KeyId(), domain, actor.name());
+  return *rec;
+}
+
+absl::StatusOr<AgentRecord> RequestManager::RevokeAgentKey(const std::string& domain,
+                                                           const std::string& key_id,
+                                                           std::string reason,
+                                                           const v1::Actor& actor) {
+  if (domain.empty()) return absl::InvalidArgumentError("domain: required");
+  if (key_id.size() != 16 || !std::all_of(key_id.begin(), key_id.end(), [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+      }))
+    return absl::InvalidArgumentError("key_id: not a key id (16 lowercase hex characters)");
+  if (!reason.empty())
+    RETURN_IF_ERROR(CheckText("reason", reason, kMaxRevocationReasonBytes, "why the key is revoked"));
+  std::lock_guard<std::mutex> lock(write_mu_);
+  auto rec = store_.Agent(domain, key_id);
+  if (!rec)
+    return absl::NotFoundError("key_id: key " + key_id + " is not enrolled for domain " +
+                               Quote(domain));
+  if (rec->revoked)
+    return absl::FailedPreconditionError(absl::StrCat("key_id: key ", key_id, " of domain ", domain,
+                                                      " was already revoked (ledger entry ",
+                                                      rec->revoked_entry, ")"));
+  v1::LedgerEntry e;
+  auto* r = e.mutable_agent_key_revoked();
+  r->set_domain(domain);
+  r->set_key_id(key_id);
+  r->set_reason(std::move(reason));
+  RETURN_IF_ERROR(AppendAndApply({e}, &actor));
+  spdlog::warn("agent key {} of domain {} revoked by {}", key_id, domain, actor.name());
+  return *store_.Agent(domain, key_id);
 }
 
 absl::Status RequestManager::RecordReceipt(std::string_view wire) {
@@ -499,17 +563,30 @@ absl::Status RequestManager::RecordReceipt(std::string_view wire) {
     return reject(absl::InvalidArgumentError("receipt: not a SignedEnvelope"));
   if (env.payload_type() != kReceiptType)
     return reject(absl::InvalidArgumentError("receipt: payload_type is not lethe.v1.Receipt"));
-  // Read the claimed domain to find its key; nothing is trusted until the signature verifies.
-  v1::Receipt claimed;
-  if (!claimed.ParseFromString(env.body()))
-    return reject(absl::InvalidArgumentError("receipt: body does not parse"));
-  auto agent = store_.AgentKey(claimed.domain(), env.key_id());
+  // The signature first: find the enrolled key by the envelope's key id, verify the bytes, and
+  // only then parse them. Nothing of the body is read before it is authentic.
+  std::optional<AgentRecord> agent;
+  for (const auto& a : store_.Agents())
+    if (a.key_id == env.key_id()) agent = a;
   if (!agent)
+    return reject(absl::PermissionDeniedError("receipt: signed by key " + Quote(env.key_id(), 16) +
+                                              ", which is not enrolled"));
+  auto key = crypto::Ed25519PublicKey::FromRaw(agent->public_key);
+  if (!key.ok()) return reject(absl::InternalError("enrolled agent key does not load"));
+  auto body = VerifyEnvelope(env, kReceiptType, *key);
+  if (!body.ok()) return reject(body.status());
+  v1::Receipt receipt;
+  if (!receipt.ParseFromString(*body))
+    return reject(absl::InvalidArgumentError("receipt: signed body does not parse"));
+  // The key must be enrolled, and not revoked, for the domain the receipt speaks for.
+  auto for_domain = store_.Agent(receipt.domain(), env.key_id());
+  if (!for_domain)
     return reject(absl::PermissionDeniedError("receipt: signed by key " + env.key_id() +
                                               ", which is not enrolled for its domain"));
-  auto body = VerifyEnvelope(env, kReceiptType, *agent);
-  if (!body.ok()) return reject(body.status());
-  const v1::Receipt& receipt = claimed;  // the verified body is these same bytes
+  if (for_domain->revoked)
+    return reject(absl::PermissionDeniedError(absl::StrCat(
+        "receipt: signed by key ", env.key_id(), " of domain ", Quote(receipt.domain()),
+        ", revoked at ledger entry ", for_domain->revoked_entry)));
 
   std::lock_guard<std::mutex> lock(write_mu_);
   auto cmd = store_.Command(receipt.command_id());
@@ -584,7 +661,11 @@ absl::Status RequestManager::ReissueExpiring(absl::Duration margin) {
   const absl::Time now = clock_.Now();
   std::vector<v1::LedgerEntry> entries;
   for (const auto& p : store_.Pending(now, margin)) {
-    if (!p.expiring) continue;
+    // Re-issue near expiry, and re-seal when the domain's agent key changed (a rotation or a
+    // revocation): the current agent could not open the old command.
+    auto agent = store_.CurrentAgent(p.command.domain);
+    const bool resealed = agent && agent->encryption_key_id != p.command.recipient_key_id;
+    if (!p.expiring && !resealed) continue;
     // Overdue requests are not re-published (outbox.h); re-sign once an extension revives them.
     if (absl::FromUnixMillis(p.due_unix_ms) < now) continue;
     auto req = store_.Get(p.command.request_id);

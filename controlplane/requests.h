@@ -30,6 +30,10 @@ inline constexpr size_t kMaxReasonBytes = 4096;
 inline constexpr size_t kMaxExtensionReasonBytes = 1000;
 inline constexpr size_t kMaxConsentSourceBytes = 256;
 inline constexpr size_t kMaxPolicyBytes = 1 << 20;
+inline constexpr size_t kMaxRevocationReasonBytes = 500;
+// gRPC message limits: the largest request is a policy; the largest answer a certificate.
+inline constexpr size_t kMaxGrpcReceiveBytes = 2 << 20;
+inline constexpr size_t kMaxGrpcSendBytes = 64 << 20;
 
 struct RequestManagerOptions {
   // How long a signed command stays valid. Shorter bounds the use of a captured command;
@@ -58,34 +62,40 @@ class RequestManager {
   // is already the active one.
   absl::StatusOr<PolicyActivation> ActivatePolicy(std::string_view yaml,
                                                   std::string_view source_name,
-                                                  std::string source);
+                                                  std::string source, const v1::Actor& actor);
 
   // Validates the identities (kInvalidArgument naming the field), plans every domain of the
   // active policy, and records RequestSubmitted plus one CommandIssued per target domain.
   // Domains keyed by none of the identity types are recorded as needing one. Returns the id.
   absl::StatusOr<std::string> SubmitErasure(std::vector<SubjectIdentity> identities,
-                                            std::string reason);
+                                            std::string reason, const v1::Actor& actor);
 
   // Adds identities to an open request: records IdentitiesAdded and commands for the domains
   // that waited for one of the new types. kFailedPrecondition when no waiting domain uses any.
   absl::Status AddIdentities(const std::string& request_id,
-                             std::vector<SubjectIdentity> identities);
+                             std::vector<SubjectIdentity> identities, const v1::Actor& actor);
 
   // Records DeadlineExtended: moves the due date of an open request by `by`. The extensions
   // of one request add up to at most the policy's max_extension.
-  absl::Status Extend(const std::string& request_id, absl::Duration by, std::string reason);
+  absl::Status Extend(const std::string& request_id, absl::Duration by, std::string reason,
+                      const v1::Actor& actor);
 
   // Records ConsentChanged for one identity and purpose. A withdrawal of a purpose marked
   // erase_on_withdrawal (unless consent was already withdrawn) also plans an erasure scoped
   // to that purpose's domains, in the same ledger batch. Returns the recorded change.
   absl::StatusOr<ConsentRecord> ChangeConsent(SubjectIdentity identity, std::string purpose,
-                                              v1::ConsentStatus status, std::string source);
+                                              v1::ConsentStatus status, std::string source,
+                                              const v1::Actor& actor);
 
   // The token of an identity (for read-only lookups such as consent show).
   absl::StatusOr<std::string> TokenOf(const SubjectIdentity& identity) const;
 
   // Records AgentEnrolled for `domain` (must be a policy domain) with the PEM public key.
-  absl::StatusOr<AgentRecord> EnrollAgent(const std::string& domain, const std::string& pem);
+  absl::StatusOr<AgentRecord> EnrollAgent(const std::string& domain, const std::string& pem,
+                                          const v1::Actor& actor);
+  // Records AgentKeyRevoked: receipts signed by the key are refused from then on.
+  absl::StatusOr<AgentRecord> RevokeAgentKey(const std::string& domain, const std::string& key_id,
+                                             std::string reason, const v1::Actor& actor);
 
   // Verifies a receipt envelope from Kafka against the enrolled agent key and its command,
   // and records it; appends RequestCompleted once every target domain has answered, then
@@ -131,7 +141,9 @@ class RequestManager {
   // ending in "only an open request can <action>".
   absl::StatusOr<RequestRecord> OpenRequest(const std::string& request_id,
                                             std::string_view action) const;
-  absl::Status AppendAndApply(std::vector<v1::LedgerEntry> entries);
+  // Appends `entries` as one durable batch and applies them; `actor`, when given, is recorded
+  // on the first entry (who caused the batch).
+  absl::Status AppendAndApply(std::vector<v1::LedgerEntry> entries, const v1::Actor* actor = nullptr);
   absl::Status Complete(const std::string& request_id);
 
   ledger::Ledger& ledger_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "crypto/status.h"
 #include "ledger/checkpoint.h"
 
 namespace lethe::controlplane {
@@ -37,29 +38,31 @@ grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
 
-grpc::Status SubjectRequestsService::Submit(grpc::ServerContext*, const v1::SubmitRequest* req,
+grpc::Status SubjectRequestsService::Submit(grpc::ServerContext* ctx, const v1::SubmitRequest* req,
                                             v1::SubmitResponse* resp) {
-  auto id = manager_.SubmitErasure(Identities(req->identities()), req->reason());
+  const v1::Actor actor = ActorOf(*ctx);
+  auto id = manager_.SubmitErasure(Identities(req->identities()), req->reason(), actor);
   if (!id.ok()) return ToGrpc(id.status());
   resp->set_request_id(*id);
-  if (auto r = store_.Get(*id)) *resp->mutable_request() = View(*r);
+  if (auto r = store_.Get(*id)) *resp->mutable_request() = View(*r, actor);
   return grpc::Status::OK;
 }
 
-grpc::Status SubjectRequestsService::Get(grpc::ServerContext*, const v1::GetRequestRequest* req,
+grpc::Status SubjectRequestsService::Get(grpc::ServerContext* ctx, const v1::GetRequestRequest* req,
                                          v1::RequestView* resp) {
   auto r = Find(store_, req->request_id());
   if (!r.ok()) return ToGrpc(r.status());
-  *resp = View(*r);
+  *resp = View(*r, ActorOf(*ctx));
   return grpc::Status::OK;
 }
 
-grpc::Status SubjectRequestsService::List(grpc::ServerContext*, const v1::ListRequestsRequest* req,
+grpc::Status SubjectRequestsService::List(grpc::ServerContext* ctx, const v1::ListRequestsRequest* req,
                                           v1::ListRequestsResponse* resp) {
   const absl::Time now = clock_.Now();
+  const IdentityVault* vault = MaySeeFreeText(ActorOf(*ctx)) ? &vault_ : nullptr;
   for (const auto& r : store_.List()) {
     if (req->overdue() && !r.Overdue(now)) continue;
-    *resp->add_requests() = ToView(r, store_, now, &vault_);
+    *resp->add_requests() = ToView(r, store_, now, vault);
   }
   return grpc::Status::OK;
 }
@@ -69,11 +72,12 @@ grpc::Status SubjectRequestsService::Watch(grpc::ServerContext* ctx,
                                            grpc::ServerWriter<v1::RequestView>* writer) {
   auto first = Find(store_, req->request_id());
   if (!first.ok()) return ToGrpc(first.status());
+  const v1::Actor caller = ActorOf(*ctx);
   std::string last;
   uint64_t seen = store_.version();
   while (!ctx->IsCancelled() && !stopping_) {
     auto r = store_.Get(req->request_id());
-    v1::RequestView view = View(*r);
+    v1::RequestView view = View(*r, caller);
     std::string bytes = view.SerializeAsString();
     if (bytes != last) {
       if (!writer->Write(view)) return grpc::Status::OK;  // client went away
@@ -85,34 +89,36 @@ grpc::Status SubjectRequestsService::Watch(grpc::ServerContext* ctx,
   return grpc::Status(grpc::StatusCode::CANCELLED, "watch ended");
 }
 
-v1::RequestView SubjectRequestsService::View(const RequestRecord& r) const {
-  return ToView(r, store_, clock_.Now(), &vault_);
+v1::RequestView SubjectRequestsService::View(const RequestRecord& r, const v1::Actor& caller) const {
+  return ToView(r, store_, clock_.Now(), MaySeeFreeText(caller) ? &vault_ : nullptr);
 }
 
-grpc::Status SubjectRequestsService::Extend(grpc::ServerContext*, const v1::ExtendRequest* req,
+grpc::Status SubjectRequestsService::Extend(grpc::ServerContext* ctx, const v1::ExtendRequest* req,
                                             v1::RequestView* resp) {
+  const v1::Actor actor = ActorOf(*ctx);
   if (absl::Status s = CheckRequestId(req->request_id()); !s.ok()) return ToGrpc(s);
   if (req->extension_seconds() <= 0 || req->extension_seconds() > int64_t{10} * 365 * 86400)
     return ToGrpc(absl::InvalidArgumentError(
         "extension_seconds: must be positive and at most ten years"));
   absl::Status s =
-      manager_.Extend(req->request_id(), absl::Seconds(req->extension_seconds()), req->reason());
+      manager_.Extend(req->request_id(), absl::Seconds(req->extension_seconds()), req->reason(), actor);
   if (!s.ok()) return ToGrpc(s);
   auto r = Find(store_, req->request_id());
   if (!r.ok()) return ToGrpc(r.status());
-  *resp = View(*r);
+  *resp = View(*r, actor);
   return grpc::Status::OK;
 }
 
-grpc::Status SubjectRequestsService::AddIdentities(grpc::ServerContext*,
+grpc::Status SubjectRequestsService::AddIdentities(grpc::ServerContext* ctx,
                                                    const v1::AddIdentitiesRequest* req,
                                                    v1::RequestView* resp) {
   if (absl::Status s = CheckRequestId(req->request_id()); !s.ok()) return ToGrpc(s);
-  absl::Status s = manager_.AddIdentities(req->request_id(), Identities(req->identities()));
+  const v1::Actor actor = ActorOf(*ctx);
+  absl::Status s = manager_.AddIdentities(req->request_id(), Identities(req->identities()), actor);
   if (!s.ok()) return ToGrpc(s);
   auto r = Find(store_, req->request_id());
   if (!r.ok()) return ToGrpc(r.status());
-  *resp = View(*r);
+  *resp = View(*r, actor);
   return grpc::Status::OK;
 }
 
@@ -126,6 +132,7 @@ v1::PolicyView ToView(const PolicyActivation& a, bool with_yaml) {
   v.set_activated_unix_ms(a.activated_unix_ms);
   v.set_source(a.source);
   if (with_yaml) v.set_yaml(a.yaml);
+  *v.mutable_activated_by() = ToView(a.actor);
   if (a.policy) {
     for (const auto& d : a.policy->domains()) v.add_domains(d.name);
     for (const auto& p : a.policy->purposes()) v.add_purposes(p.name);
@@ -133,11 +140,11 @@ v1::PolicyView ToView(const PolicyActivation& a, bool with_yaml) {
   return v;
 }
 
-grpc::Status PoliciesService::Activate(grpc::ServerContext*, const v1::ActivatePolicyRequest* req,
+grpc::Status PoliciesService::Activate(grpc::ServerContext* ctx, const v1::ActivatePolicyRequest* req,
                                        v1::PolicyView* resp) {
-  const std::string source_name = req->source_name().empty() ? "<policy>" : req->source_name().substr(0, 200);
+  const std::string source_name = req->source_name().empty() ? "<policy>" : Quote(req->source_name(), 200);
   auto a = manager_.ActivatePolicy(req->yaml(), source_name,
-                                   "lethectl policy activate " + source_name);
+                                   "lethectl policy activate " + source_name, ActorOf(*ctx));
   if (!a.ok()) return ToGrpc(a.status());
   if (on_activated_ && a->policy) on_activated_(*a->policy);
   *resp = ToView(*a, false);
@@ -167,12 +174,12 @@ v1::ConsentRecordView ToView(const ConsentRecord& r) {
   return v;
 }
 
-grpc::Status ConsentService::Change(grpc::ServerContext*, const v1::ChangeConsentRequest* req,
+grpc::Status ConsentService::Change(grpc::ServerContext* ctx, const v1::ChangeConsentRequest* req,
                                     v1::ConsentChangeView* resp) {
   if (!req->has_identity()) return ToGrpc(absl::InvalidArgumentError("identity: required"));
   auto rec = manager_.ChangeConsent(
       SubjectIdentity{req->identity().type(), SecretBytes(req->identity().value())},
-      req->purpose(), req->status(), req->source());
+      req->purpose(), req->status(), req->source(), ActorOf(*ctx));
   if (!rec.ok()) return ToGrpc(rec.status());
   *resp->mutable_change() = ToView(*rec);
   return grpc::Status::OK;
@@ -196,6 +203,9 @@ grpc::Status ConsentService::List(grpc::ServerContext*, const v1::ListConsentReq
   auto policy = manager_.ActivePolicy();
   if (!policy.ok()) return ToGrpc(policy.status());
   if (req->purpose().empty()) return ToGrpc(absl::InvalidArgumentError("purpose: required"));
+  if (req->status() != v1::CONSENT_STATUS_UNSPECIFIED && req->status() != v1::GRANTED &&
+      req->status() != v1::WITHDRAWN)
+    return ToGrpc(absl::InvalidArgumentError("status: must be GRANTED, WITHDRAWN or unset"));
   bool known = false;
   for (const auto& p : (*policy)->purposes()) known = known || p.name == req->purpose();
   // Purposes of earlier policies may still have records: list those too, but an unknown
@@ -210,26 +220,52 @@ grpc::Status ConsentService::List(grpc::ServerContext*, const v1::ListConsentReq
   return grpc::Status::OK;
 }
 
-grpc::Status AgentsService::Enroll(grpc::ServerContext*, const v1::EnrollAgentRequest* req,
+v1::ActorView ToView(const v1::Actor& a) {
+  v1::ActorView v;
+  v.set_role(a.role());
+  v.set_name(a.name());
+  v.set_spiffe_id(a.spiffe_id());
+  v.set_certificate_sha256(a.certificate_sha256());
+  return v;
+}
+
+v1::AgentView ToView(const AgentRecord& a) {
+  v1::AgentView v;
+  v.set_domain(a.domain);
+  v.set_key_id(a.key_id);
+  v.set_entry(a.entry);
+  v.set_enrolled_unix_ms(a.enrolled_unix_ms);
+  v.set_state(a.revoked ? v1::REVOKED : v1::ACTIVE);
+  v.set_encryption_key_id(a.encryption_key_id);
+  *v.mutable_enrolled_by() = ToView(a.enrolled_by);
+  if (a.revoked) {
+    v.set_revoked_entry(a.revoked_entry);
+    v.set_revoked_unix_ms(a.revoked_unix_ms);
+    *v.mutable_revoked_by() = ToView(a.revoked_by);
+    v.set_revocation_reason(a.revocation_reason);
+  }
+  return v;
+}
+
+grpc::Status AgentsService::Enroll(grpc::ServerContext* ctx, const v1::EnrollAgentRequest* req,
                                    v1::AgentView* resp) {
-  auto rec = manager_.EnrollAgent(req->domain(), req->public_key_pem());
+  auto rec = manager_.EnrollAgent(req->domain(), req->public_key_pem(), ActorOf(*ctx));
   if (!rec.ok()) return ToGrpc(rec.status());
-  resp->set_domain(rec->domain);
-  resp->set_key_id(rec->key_id);
-  resp->set_entry(rec->entry);
-  resp->set_enrolled_unix_ms(rec->enrolled_unix_ms);
+  *resp = ToView(*rec);
+  return grpc::Status::OK;
+}
+
+grpc::Status AgentsService::Revoke(grpc::ServerContext* ctx, const v1::RevokeAgentKeyRequest* req,
+                                   v1::AgentView* resp) {
+  auto rec = manager_.RevokeAgentKey(req->domain(), req->key_id(), req->reason(), ActorOf(*ctx));
+  if (!rec.ok()) return ToGrpc(rec.status());
+  *resp = ToView(*rec);
   return grpc::Status::OK;
 }
 
 grpc::Status AgentsService::List(grpc::ServerContext*, const v1::ListAgentsRequest*,
                                  v1::ListAgentsResponse* resp) {
-  for (const auto& a : store_.Agents()) {
-    auto* v = resp->add_agents();
-    v->set_domain(a.domain);
-    v->set_key_id(a.key_id);
-    v->set_entry(a.entry);
-    v->set_enrolled_unix_ms(a.enrolled_unix_ms);
-  }
+  for (const auto& a : store_.Agents()) *resp->add_agents() = ToView(a);
   return grpc::Status::OK;
 }
 
@@ -340,7 +376,13 @@ grpc::Status LedgerService::GetCertificate(grpc::ServerContext*, const v1::GetCe
   resp->set_format("lethe.erasure-certificate/v1");
   resp->set_request_id(r->request_id);
   resp->set_checkpoint(*note);
-  for (uint64_t index : store_.EvidenceEntries(r->request_id)) {
+  std::vector<uint64_t> evidence = store_.EvidenceEntries(r->request_id);
+  // The activation of the policy it was planned with, so the plan can be checked offline.
+  for (const auto& a : policies_.History())
+    if (a.hash == r->submitted.policy_hash()) evidence.push_back(a.entry);
+  std::sort(evidence.begin(), evidence.end());
+  evidence.erase(std::unique(evidence.begin(), evidence.end()), evidence.end());
+  for (uint64_t index : evidence) {
     auto bytes = ledger_.ReadEntry(index);
     if (!bytes.ok()) return ToGrpc(bytes.status());
     auto proof = ledger_.InclusionProof(index, cp->size);

@@ -6,6 +6,7 @@
 
 #include <functional>
 
+#include "controlplane/auth.h"
 #include "controlplane/requests.h"
 #include "controlplane/state.h"
 #include "controlplane/vault.h"
@@ -33,7 +34,8 @@ class SubjectRequestsService final : public v1::SubjectRequests::Service {
                              v1::RequestView*) override;
 
  private:
-  v1::RequestView View(const RequestRecord& r) const;
+  // The request as `caller` may see it: free text only for operators.
+  v1::RequestView View(const RequestRecord& r, const v1::Actor& caller) const;
 
   RequestManager& manager_;
   RequestStore& store_;
@@ -76,12 +78,15 @@ class ConsentService final : public v1::Consent::Service {
 };
 
 v1::PolicyView ToView(const PolicyActivation& a, bool with_yaml);
+v1::ActorView ToView(const v1::Actor& a);
+v1::AgentView ToView(const AgentRecord& a);
 v1::ConsentRecordView ToView(const ConsentRecord& r);
 
 class AgentsService final : public v1::Agents::Service {
  public:
   AgentsService(RequestManager& manager, RequestStore& store) : manager_(manager), store_(store) {}
   grpc::Status Enroll(grpc::ServerContext*, const v1::EnrollAgentRequest*, v1::AgentView*) override;
+  grpc::Status Revoke(grpc::ServerContext*, const v1::RevokeAgentKeyRequest*, v1::AgentView*) override;
   grpc::Status List(grpc::ServerContext*, const v1::ListAgentsRequest*,
                     v1::ListAgentsResponse*) override;
 
@@ -92,9 +97,9 @@ class AgentsService final : public v1::Agents::Service {
 
 class LedgerService final : public v1::Ledger::Service {
  public:
-  LedgerService(ledger::Ledger& ledger, const RequestStore& store,
+  LedgerService(ledger::Ledger& ledger, const RequestStore& store, const PolicyRegistry& policies,
                 const crypto::Ed25519PublicKey& key)
-      : ledger_(ledger), store_(store), key_(key) {}
+      : ledger_(ledger), store_(store), policies_(policies), key_(key) {}
   grpc::Status GetCheckpoint(grpc::ServerContext*, const v1::GetCheckpointRequest*,
                              v1::CheckpointView*) override;
   grpc::Status GetEntries(grpc::ServerContext*, const v1::GetEntriesRequest*,
@@ -112,6 +117,7 @@ class LedgerService final : public v1::Ledger::Service {
 
   ledger::Ledger& ledger_;
   const RequestStore& store_;
+  const PolicyRegistry& policies_;
   const crypto::Ed25519PublicKey& key_;
 };
 

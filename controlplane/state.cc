@@ -18,7 +18,30 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
   switch (e.body_case()) {
     case v1::LedgerEntry::kAgentEnrolled: {
       const auto& a = e.agent_enrolled();
-      agents_.push_back(AgentRecord{a.domain(), a.key_id(), a.public_key(), seq, e.time_unix_ms()});
+      AgentRecord rec;
+      rec.domain = a.domain();
+      rec.key_id = a.key_id();
+      rec.public_key = a.public_key();
+      rec.encryption_public_key = a.encryption_public_key();
+      rec.encryption_key_id = a.encryption_key_id();
+      rec.entry = seq;
+      rec.enrolled_unix_ms = e.time_unix_ms();
+      rec.enrolled_by = e.actor();
+      agents_.push_back(std::move(rec));
+      break;
+    }
+    case v1::LedgerEntry::kAgentKeyRevoked: {
+      const auto& r = e.agent_key_revoked();
+      AgentRecord* found = nullptr;
+      for (auto& a : agents_)
+        if (a.domain == r.domain() && a.key_id == r.key_id()) found = &a;
+      if (found == nullptr) return Contradiction(seq, "revocation of a key that was never enrolled");
+      if (found->revoked) return Contradiction(seq, "key revoked twice");
+      found->revoked = true;
+      found->revoked_entry = seq;
+      found->revoked_unix_ms = e.time_unix_ms();
+      found->revoked_by = e.actor();
+      found->revocation_reason = r.reason();
       break;
     }
     case v1::LedgerEntry::kRequestSubmitted: {
@@ -65,7 +88,7 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
       if (!found) return Contradiction(seq, "command for a domain outside the request's plan");
       commands_[c.command_id()] =
           CommandRecord{c.command_id(), c.request_id(),   c.domain(),           c.command_digest(),
-                        c.sealed_envelope(), c.not_after_unix_ms(), seq};
+                        c.sealed_envelope(), c.not_after_unix_ms(), seq, c.recipient_key_id()};
       break;
     }
     case v1::LedgerEntry::kReceiptRecorded: {
@@ -168,11 +191,27 @@ std::vector<AgentRecord> RequestStore::Agents() const {
   return agents_;
 }
 
+std::optional<AgentRecord> RequestStore::Agent(const std::string& domain,
+                                               const std::string& key_id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& a : agents_)
+    if (a.domain == domain && a.key_id == key_id) return a;
+  return std::nullopt;
+}
+
+std::optional<AgentRecord> RequestStore::CurrentAgent(const std::string& domain) const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::optional<AgentRecord> out;
+  for (const auto& a : agents_)
+    if (a.domain == domain && !a.revoked && !a.encryption_public_key.empty()) out = a;
+  return out;
+}
+
 std::optional<crypto::Ed25519PublicKey> RequestStore::AgentKey(const std::string& domain,
                                                                const std::string& key_id) const {
   std::lock_guard<std::mutex> l(mu_);
   for (const auto& a : agents_) {
-    if (a.domain == domain && a.key_id == key_id) {
+    if (a.domain == domain && a.key_id == key_id && !a.revoked) {
       auto k = crypto::Ed25519PublicKey::FromRaw(a.public_key);
       if (k.ok()) return *k;
     }
@@ -183,7 +222,7 @@ std::optional<crypto::Ed25519PublicKey> RequestStore::AgentKey(const std::string
 bool RequestStore::HasAgent(const std::string& domain) const {
   std::lock_guard<std::mutex> l(mu_);
   for (const auto& a : agents_)
-    if (a.domain == domain) return true;
+    if (a.domain == domain && !a.revoked) return true;
   return false;
 }
 

@@ -29,6 +29,7 @@ struct CommandRecord {
   std::string sealed_envelope;
   int64_t not_after_unix_ms = 0;
   uint64_t entry = 0;
+  std::string recipient_key_id;  // the agent encryption key its identities are sealed to
 };
 
 struct DomainRecord {
@@ -80,8 +81,16 @@ struct AgentRecord {
   std::string domain;
   std::string key_id;
   std::string public_key;  // raw
+  std::string encryption_public_key;  // raw X25519; empty for keys enrolled before sealing
+  std::string encryption_key_id;
   uint64_t entry = 0;
   int64_t enrolled_unix_ms = 0;
+  v1::Actor enrolled_by;
+  bool revoked = false;
+  uint64_t revoked_entry = 0;
+  int64_t revoked_unix_ms = 0;
+  v1::Actor revoked_by;
+  std::string revocation_reason;
 };
 
 struct PendingCommand {
@@ -99,7 +108,12 @@ class RequestStore {
   std::vector<RequestRecord> List() const;
   std::optional<CommandRecord> Command(const std::string& command_id) const;
   std::vector<AgentRecord> Agents() const;
-  // The enrolled key of `domain` with id `key_id`, if any.
+  // The enrolled key of `domain` with id `key_id`, if any, revoked or not.
+  std::optional<AgentRecord> Agent(const std::string& domain, const std::string& key_id) const;
+  // The key commands for `domain` are sealed to: its newest enrolled, not revoked key that
+  // has an encryption key.
+  std::optional<AgentRecord> CurrentAgent(const std::string& domain) const;
+  // The enrolled, not revoked key of `domain` with id `key_id`, if any.
   std::optional<crypto::Ed25519PublicKey> AgentKey(const std::string& domain,
                                                    const std::string& key_id) const;
   bool HasAgent(const std::string& domain) const;

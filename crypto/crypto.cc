@@ -308,7 +308,7 @@ absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::LoadFile(const std::string&
   return key;
 }
 
-absl::Status Ed25519PrivateKey::SaveFile(const std::string& path) const {
+SecretBytes Ed25519PrivateKey::ToPem() const {
   std::string_view seed = RevealSecret(seed_);
   Pkey key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr,
                                         reinterpret_cast<const unsigned char*>(seed.data()),
@@ -318,7 +318,12 @@ absl::Status Ed25519PrivateKey::SaveFile(const std::string& path) const {
   char* data = nullptr;
   long n = BIO_get_mem_data(bio.get(), &data);
   SecretBytes pem(std::string(data, static_cast<size_t>(n)));
-  return WriteFileAtomic(path, RevealSecret(pem), 0600);
+  OPENSSL_cleanse(data, static_cast<size_t>(n));
+  return pem;
+}
+
+absl::Status Ed25519PrivateKey::SaveFile(const std::string& path) const {
+  return WriteFileAtomic(path, RevealSecret(ToPem()), 0600);
 }
 
 std::string Ed25519PrivateKey::Sign(std::string_view message) const {
@@ -337,28 +342,20 @@ std::string Ed25519PrivateKey::Sign(std::string_view message) const {
 
 // ---- files -----------------------------------------------------------------------------
 
-absl::Status WriteFileAtomic(const std::string& path, std::string_view data, int mode) {
-  std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return absl::UnavailableError(ErrnoMessage("cannot create", tmp));
-  ::fchmod(fd, static_cast<mode_t>(mode));  // umask must not widen or narrow what we asked for
+namespace {
+// Writes all of `data` to `fd`, retrying on EINTR.
+bool WriteAll(int fd, std::string_view data) {
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      ::close(fd);
-      return absl::UnavailableError(ErrnoMessage("cannot write", tmp));
-    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
     off += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0) {
-    ::close(fd);
-    return absl::UnavailableError(ErrnoMessage("cannot fsync", tmp));
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    return absl::UnavailableError(ErrnoMessage("cannot rename to", path));
+  return true;
+}
+
+void SyncDirOf(const std::string& path) {
   std::string dir = std::filesystem::path(path).parent_path().string();
   if (dir.empty()) dir = ".";
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -366,6 +363,50 @@ absl::Status WriteFileAtomic(const std::string& path, std::string_view data, int
     ::fsync(dfd);
     ::close(dfd);
   }
+}
+
+// Creates `path` (which must not exist, and is never followed as a symlink), writes, fsyncs.
+absl::Status CreateExclusive(const std::string& path, std::string_view data, int mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (fd < 0) {
+    if (errno == EEXIST) return absl::AlreadyExistsError(ErrnoMessage("will not overwrite", path));
+    return absl::UnavailableError(ErrnoMessage("cannot create", path));
+  }
+  // umask must not widen or narrow what we asked for.
+  if (::fchmod(fd, static_cast<mode_t>(mode)) != 0) {
+    absl::Status s = absl::UnavailableError(ErrnoMessage("cannot set the mode of", path));
+    ::close(fd);
+    ::unlink(path.c_str());
+    return s;
+  }
+  if (!WriteAll(fd, data) || ::fsync(fd) != 0) {
+    absl::Status s = absl::UnavailableError(ErrnoMessage("cannot write", path));
+    ::close(fd);
+    ::unlink(path.c_str());
+    return s;
+  }
+  ::close(fd);
+  return absl::OkStatus();
+}
+}  // namespace
+
+absl::Status WriteFileAtomic(const std::string& path, std::string_view data, int mode) {
+  // An unpredictable temp name, created exclusively: a planted file or symlink at a
+  // predictable name cannot redirect the write.
+  const std::string tmp = path + ".tmp-" + Hex(RandomBytes(8));
+  RETURN_IF_ERROR(CreateExclusive(tmp, data, mode));
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    absl::Status s = absl::UnavailableError(ErrnoMessage("cannot rename to", path));
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  SyncDirOf(path);
+  return absl::OkStatus();
+}
+
+absl::Status WriteNewFile(const std::string& path, std::string_view data, int mode) {
+  RETURN_IF_ERROR(CreateExclusive(path, data, mode));
+  SyncDirOf(path);
   return absl::OkStatus();
 }
 

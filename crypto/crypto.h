@@ -74,6 +74,7 @@ class Ed25519PrivateKey {
   static absl::StatusOr<Ed25519PrivateKey> LoadFile(const std::string& path);
 
   absl::Status SaveFile(const std::string& path) const;  // PKCS#8 PEM, created with mode 0600
+  SecretBytes ToPem() const;  // PKCS#8 PEM
   const Ed25519PublicKey& public_key() const { return public_key_; }
   std::string Sign(std::string_view message) const;  // 64 bytes
 
@@ -84,8 +85,12 @@ class Ed25519PrivateKey {
   Ed25519PublicKey public_key_;
 };
 
-// Writes `data` to `path` atomically: temp file, fsync, rename, fsync of the directory.
+// Writes `data` to `path` atomically: a temp file with an unpredictable name created
+// exclusively (never through a symlink), fsync, rename, fsync of the directory.
 absl::Status WriteFileAtomic(const std::string& path, std::string_view data, int mode);
+// Creates `path`, which must not exist yet (kAlreadyExists otherwise; a symlink counts as
+// existing), with `mode`, and makes it durable. For key files that must never be replaced.
+absl::Status WriteNewFile(const std::string& path, std::string_view data, int mode);
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
 }  // namespace lethe::crypto

@@ -39,4 +39,17 @@ inline absl::Status Annotate(const absl::Status& s, std::string_view context) {
   return absl::Status(s.code(), std::string(context) + ": " + std::string(s.message()));
 }
 
+// At most `max` bytes of an outside value, for an error or log message: control and non-ASCII
+// bytes become '?', and "..." marks a cut. Never use it on personal data or key material:
+// those are described, not quoted.
+inline std::string Quote(std::string_view value, size_t max = 40) {
+  std::string out;
+  for (char c : value.substr(0, max)) {
+    const auto u = static_cast<unsigned char>(c);
+    out += (u < 0x20 || u >= 0x7f) ? '?' : c;
+  }
+  if (value.size() > max) out += "...";
+  return out;
+}
+
 }  // namespace lethe

@@ -57,8 +57,11 @@ absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& rr,
   return receipt;
 }
 
-Auditor::Auditor(crypto::Ed25519PublicKey control_plane_key, std::string checkpoint_note)
-    : key_(std::move(control_plane_key)), checkpoint_note_(std::move(checkpoint_note)) {
+Auditor::Auditor(crypto::Ed25519PublicKey control_plane_key, std::string checkpoint_note,
+                 AuditOptions options)
+    : key_(std::move(control_plane_key)),
+      checkpoint_note_(std::move(checkpoint_note)),
+      options_(options) {
   auto unverified = ParseCheckpointUnverified(checkpoint_note_);
   if (!unverified.ok()) {
     checkpoint_status_ = unverified.status();
@@ -93,6 +96,25 @@ absl::Status Auditor::Add(uint64_t seq, std::string_view bytes) {
   return absl::OkStatus();
 }
 
+absl::Status Auditor::CheckActor(const v1::LedgerEntry& e,
+                                 std::initializer_list<std::string_view> roles,
+                                 std::string_view what) {
+  const std::string& role = e.actor().role();
+  if (role.empty() || role == "insecure") {
+    ++report_.unauthenticated;
+    if (options_.accept_unauthenticated) return absl::OkStatus();
+    return Fail(absl::StrCat(Av(what), " records no authenticated caller (",
+                             role.empty() ? "no actor" : "lethed ran with --insecure",
+                             "); pass --accept-unauthenticated to accept such a log"));
+  }
+  for (std::string_view r : roles)
+    if (role == r) return absl::OkStatus();
+  std::string allowed;
+  for (std::string_view r : roles) absl::StrAppend(&allowed, allowed.empty() ? "" : " or ", Av(r));
+  return Fail(absl::StrCat(Av(what), " was made by role ", Quote(role), " (", Quote(e.actor().name()),
+                           "); only ", allowed, " may"));
+}
+
 absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
   using E = v1::LedgerEntry;
   if (next_seq_ == 0) {
@@ -106,15 +128,42 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
     case E::kLogCreated:
       return Fail("LogCreated may only be entry 0");
     case E::kAgentEnrolled: {
+      RETURN_IF_ERROR(CheckActor(e, {"admin"}, "agent key enrolment"));
       auto k = crypto::Ed25519PublicKey::FromRaw(e.agent_enrolled().public_key());
       if (!k.ok()) return Fail("AgentEnrolled holds no valid Ed25519 key");
       if (k->KeyId() != e.agent_enrolled().key_id()) return Fail("AgentEnrolled key_id mismatch");
-      agent_keys_.emplace(e.agent_enrolled().domain(), *k);
+      auto [lo, hi] = agent_keys_.equal_range(e.agent_enrolled().domain());
+      for (auto i = lo; i != hi; ++i)
+        if (i->second.key.KeyId() == k->KeyId()) return Fail("agent key enrolled twice for one domain");
+      agent_keys_.emplace(e.agent_enrolled().domain(), AgentKey{*k, false});
+      report_.governance.push_back({next_seq_, e.time_unix_ms(),
+                                    absl::StrCat("agent key ", k->KeyId(), " enrolled for domain ",
+                                                 Quote(e.agent_enrolled().domain())),
+                                    e.actor()});
       ++report_.agents;
+      return absl::OkStatus();
+    }
+    case E::kAgentKeyRevoked: {
+      RETURN_IF_ERROR(CheckActor(e, {"admin"}, "agent key revocation"));
+      const auto& r = e.agent_key_revoked();
+      AgentKey* found = nullptr;
+      auto [lo, hi] = agent_keys_.equal_range(r.domain());
+      for (auto i = lo; i != hi; ++i)
+        if (i->second.key.KeyId() == r.key_id()) found = &i->second;
+      if (found == nullptr) return Fail("revocation of a key that was never enrolled for its domain");
+      if (found->revoked) return Fail("agent key revoked twice");
+      found->revoked = true;
+      report_.governance.push_back({next_seq_, e.time_unix_ms(),
+                                    absl::StrCat("agent key ", Quote(r.key_id()), " of domain ",
+                                                 Quote(r.domain()), " revoked"),
+                                    e.actor()});
+      ++report_.key_revocations;
       return absl::OkStatus();
     }
     case E::kRequestSubmitted: {
       const auto& r = e.request_submitted();
+      // A consent withdrawal's erasure is caused by the ConsentChanged before it.
+      if (r.consent_change_id().empty()) RETURN_IF_ERROR(CheckActor(e, {"operator"}, "request submission"));
       if (requests_.count(r.request_id())) return Fail("request id submitted twice");
       if (r.target_domains().empty() && r.needs_identity().empty())
         return Fail("request has no domain in scope");
@@ -132,8 +181,10 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       req.targets.insert(r.target_domains().begin(), r.target_domains().end());
       for (const auto& n : r.needs_identity()) {
         if (req.targets.count(n.domain())) return Fail("domain both targeted and waiting for an identity");
-        req.waiting.insert(n.domain());
+        req.waiting[n.domain()] = {n.identity_types().begin(), n.identity_types().end()};
       }
+      for (const auto& t : r.subject()) req.identity_types.insert(t.type());
+      RETURN_IF_ERROR(CheckPlan(r, req));
       req.due_unix_ms = r.due_unix_ms();
       requests_[r.request_id()] = std::move(req);
       ++report_.requests;
@@ -144,6 +195,7 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       auto it = requests_.find(c.request_id());
       if (it == requests_.end()) return Fail("command for an unknown request");
       if (!it->second.targets.count(c.domain())) return Fail("command for a domain outside the plan");
+      it->second.commanded.insert(c.domain());
       if (it->second.completed) return Fail("command issued after the request completed");
       if (commands_.count(c.command_id())) return Fail("command id issued twice");
       if (c.command_digest().size() != 32) return Fail("command digest is not 32 bytes");
@@ -160,10 +212,18 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       if (receipted_commands_.count(rr.command_id())) return Fail("second receipt for a command");
       // Find the enrolled key of that domain named by the envelope.
       const crypto::Ed25519PublicKey* agent = nullptr;
+      bool revoked = false;
       auto [lo, hi] = agent_keys_.equal_range(rr.domain());
-      for (auto i = lo; i != hi; ++i)
-        if (i->second.KeyId() == rr.receipt().key_id()) agent = &i->second;
+      for (auto i = lo; i != hi; ++i) {
+        if (i->second.key.KeyId() == rr.receipt().key_id()) {
+          agent = &i->second.key;
+          revoked = i->second.revoked;
+        }
+      }
       if (agent == nullptr) return Fail("receipt signed by a key not enrolled for domain " + rr.domain());
+      if (revoked)
+        return Fail("receipt signed by agent key " + Quote(rr.receipt().key_id()) +
+                    ", which was revoked before the receipt was recorded");
       auto checked = CheckRecordedReceipt(rr, *agent, cmd->second.digest);
       if (!checked.ok()) return Fail(std::string(checked.status().message()));
       const bool ok = checked->outcome() == v1::Receipt::COMPLETED;
@@ -179,7 +239,7 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       Request& r = it->second;
       if (r.completed) return Fail("request completed twice");
       if (!r.waiting.empty())
-        return Fail("request completed while domain " + *r.waiting.begin() + " still needed an identity");
+        return Fail("request completed while domain " + r.waiting.begin()->first + " still needed an identity");
       bool all_ok = true;
       for (const auto& d : r.targets) {
         auto a = r.answered.find(d);
@@ -194,20 +254,33 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
     }
     case E::kIdentitiesAdded: {
       const auto& a = e.identities_added();
+      RETURN_IF_ERROR(CheckActor(e, {"operator"}, "identities added"));
       auto it = requests_.find(a.request_id());
       if (it == requests_.end()) return Fail("identities added to an unknown request");
-      if (it->second.completed) return Fail("identities added after the request completed");
-      for (const auto& t : a.subject())
+      Request& req = it->second;
+      if (req.completed) return Fail("identities added after the request completed");
+      for (const auto& t : a.subject()) {
         if (t.token().size() != 32) return Fail("identity token is not 32 bytes");
+        req.identity_types.insert(t.type());
+      }
       if (a.target_domains().empty()) return Fail("identities added for no domain");
       for (const auto& d : a.target_domains()) {
-        if (!it->second.waiting.erase(d)) return Fail("identities added for domain " + d + ", which did not wait for one");
-        it->second.targets.insert(d);
+        if (!req.waiting.erase(d)) return Fail("identities added for domain " + d + ", which did not wait for one");
+        req.targets.insert(d);
+      }
+      // The plan: every waiting domain that now has all its identity types must be targeted.
+      for (auto w = req.waiting.begin(); w != req.waiting.end(); ++w) {
+        bool complete = true;
+        for (const auto& t : w->second) complete = complete && req.identity_types.count(t) > 0;
+        if (complete)
+          return Fail("request " + a.request_id() + ": plan drops domain " + w->first +
+                      ", whose identity types the added identities complete");
       }
       return absl::OkStatus();
     }
     case E::kDeadlineExtended: {
       const auto& x = e.deadline_extended();
+      RETURN_IF_ERROR(CheckActor(e, {"operator"}, "deadline extension"));
       auto it = requests_.find(x.request_id());
       if (it == requests_.end()) return Fail("extension of an unknown request");
       Request& r = it->second;
@@ -225,6 +298,7 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
     }
     case E::kPolicyActivated: {
       const auto& pa = e.policy_activated();
+      RETURN_IF_ERROR(CheckActor(e, {"admin", "lethed"}, "policy activation"));
       if (pa.activation() != activations_ + 1)
         return Fail(absl::StrCat("policy activation ", pa.activation(), " follows activation ", activations_));
       auto parsed = policy::Policy::Parse(pa.policy_yaml(), "<policy>");
@@ -232,11 +306,18 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       if (parsed->Hash() != pa.policy_hash()) return Fail("activated policy does not hash to its policy_hash");
       activations_ = pa.activation();
       max_extension_seconds_ = absl::ToInt64Seconds(parsed->deadlines().max_extension);
+      active_policy_hash_ = pa.policy_hash();
+      active_policy_ = std::make_shared<const policy::Policy>(std::move(*parsed));
+      report_.governance.push_back({next_seq_, e.time_unix_ms(),
+                                    absl::StrCat("policy activation ", pa.activation(), " (",
+                                                 crypto::Hex(pa.policy_hash()).substr(0, 16), ")"),
+                                    e.actor()});
       ++report_.policy_activations;
       return absl::OkStatus();
     }
     case E::kConsentChanged: {
       const auto& c = e.consent_changed();
+      RETURN_IF_ERROR(CheckActor(e, {"operator"}, "consent change"));
       if (c.subject().token().size() != 32) return Fail("consent subject token is not 32 bytes");
       if (c.status() != v1::GRANTED && c.status() != v1::WITHDRAWN) return Fail("consent change has no status");
       if (c.purpose().empty()) return Fail("consent change names no purpose");
@@ -253,6 +334,52 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
   return Fail("unknown entry kind");
 }
 
+absl::Status Auditor::CheckPlan(const v1::RequestSubmitted& r, const Request& req) {
+  if (!active_policy_) return Fail("request " + r.request_id() + " submitted before any policy was activated");
+  if (r.policy_hash() != active_policy_hash_)
+    return Fail("request " + r.request_id() + " was planned with policy " +
+                crypto::Hex(r.policy_hash()).substr(0, 16) + ", not the active policy " +
+                crypto::Hex(active_policy_hash_).substr(0, 16));
+  std::vector<std::string> scope;
+  if (!r.scope_purpose().empty()) {
+    const policy::Purpose* purpose = nullptr;
+    for (const auto& p : active_policy_->purposes())
+      if (p.name == r.scope_purpose()) purpose = &p;
+    if (purpose == nullptr)
+      return Fail("request " + r.request_id() + " is scoped to purpose " + Quote(r.scope_purpose()) +
+                  ", which the active policy does not declare");
+    scope = purpose->domains;
+    if (scope.empty()) return Fail("request " + r.request_id() + ": its purpose names no domain");
+  }
+  const std::vector<std::string> have(req.identity_types.begin(), req.identity_types.end());
+  std::set<std::string> in_scope;
+  for (const auto& d : active_policy_->ErasureScope(have, scope)) {
+    in_scope.insert(d.domain);
+    if (d.missing_types.empty()) {
+      if (!req.targets.count(d.domain))
+        return Fail("request " + r.request_id() + ": plan drops domain " + d.domain +
+                    ", which the policy puts in scope and the request's identities reach");
+    } else {
+      auto w = req.waiting.find(d.domain);
+      if (w == req.waiting.end())
+        return Fail("request " + r.request_id() + ": plan drops domain " + d.domain +
+                    ", which the policy puts in scope (it needs an identity the request lacks)");
+      if (w->second != d.missing_types)
+        return Fail("request " + r.request_id() + ": domain " + d.domain +
+                    " is recorded as needing other identity types than the policy says");
+    }
+  }
+  for (const auto& d : req.targets)
+    if (!in_scope.count(d))
+      return Fail("request " + r.request_id() + ": plan adds domain " + Quote(d) +
+                  ", which the policy does not put in scope");
+  for (const auto& [d, types] : req.waiting)
+    if (!in_scope.count(d))
+      return Fail("request " + r.request_id() + ": plan adds waiting domain " + Quote(d) +
+                  ", which the policy does not put in scope");
+  return absl::OkStatus();
+}
+
 absl::StatusOr<AuditReport> Auditor::Finish() {
   if (!checkpoint_status_.ok())
     return absl::PermissionDeniedError("checkpoint: " + std::string(checkpoint_status_.message()));
@@ -265,6 +392,12 @@ absl::StatusOr<AuditReport> Auditor::Finish() {
     return absl::DataLossError(absl::StrCat(
         "Merkle root of the first ", checkpoint_->size,
         " entries differs from the signed checkpoint (the log was rewritten)"));
+  for (const auto& [id, r] : requests_) {
+    for (const auto& d : r.targets)
+      if (!r.commanded.count(d))
+        return absl::DataLossError("request " + id + ": domain " + d +
+                                   " is a target of the plan but no command was issued to it");
+  }
   if (!consent_plans_.empty()) {
     const auto& [change, plan] = *consent_plans_.begin();
     return absl::DataLossError(absl::StrCat("entry ", plan.entry, ": consent change planned erasure ",

@@ -9,11 +9,14 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "crypto/crypto.h"
@@ -21,6 +24,7 @@
 #include "ledger/merkle.h"
 #include "ledger/ledger.h"
 #include "lethe/v1/ledger.pb.h"
+#include "policies/policy.h"
 
 namespace lethe::ledger {
 
@@ -38,6 +42,24 @@ struct AuditReport {
   uint64_t checkpoint_size = 0;
   std::string root;           // Merkle root over all entries
   std::string origin;
+  uint64_t key_revocations = 0;
+  // Entries a person caused, recorded without an authenticated caller (lethed --insecure, or
+  // a log written before lethed had mutual TLS); accepted only with accept_unauthenticated.
+  uint64_t unauthenticated = 0;
+  // Who activated each policy and who enrolled and revoked each agent key, in log order.
+  struct GovernanceEvent {
+    uint64_t entry = 0;
+    int64_t unix_ms = 0;
+    std::string what;
+    v1::Actor actor;
+  };
+  std::vector<GovernanceEvent> governance;
+};
+
+struct AuditOptions {
+  // Accept entries a person caused that record no authenticated caller (role "insecure" or
+  // none), e.g. of a development lethed run with --insecure. Off: such entries fail.
+  bool accept_unauthenticated = false;
 };
 
 // Checks one recorded receipt: its signature by `agent_key`, that the signed body names the
@@ -65,7 +87,8 @@ absl::StatusOr<StructureReport> VerifyStructure(const std::string& ledger_dir,
 class Auditor {
  public:
   // `checkpoint_note` is the signed checkpoint to check the entries against.
-  Auditor(crypto::Ed25519PublicKey control_plane_key, std::string checkpoint_note);
+  Auditor(crypto::Ed25519PublicKey control_plane_key, std::string checkpoint_note,
+          AuditOptions options = {});
 
   // Feeds entry number `seq` (must be the next one). kDataLoss names the entry on failure.
   absl::Status Add(uint64_t seq, std::string_view bytes);
@@ -75,10 +98,20 @@ class Auditor {
  private:
   absl::Status Fail(std::string_view why) const;
   absl::Status CheckBody(const v1::LedgerEntry& e);
+  // The entry must record a caller of one of `roles` (an authenticated one, unless
+  // accept_unauthenticated); `what` names the entry kind in the failure.
+  // The request's targets and waiting domains must be exactly the scope the active policy
+  // gives its identity types (and purpose, when a consent withdrawal planned it).
+  struct Request;
+  absl::Status CheckPlan(const v1::RequestSubmitted& r, const Request& req);
+  absl::Status CheckActor(const v1::LedgerEntry& e, std::initializer_list<std::string_view> roles,
+                          std::string_view what);
 
   struct Request {
     std::set<std::string> targets;
-    std::set<std::string> waiting;  // domains needing an identity
+    std::set<std::string> commanded;  // targets that got at least one command
+    std::map<std::string, std::vector<std::string>> waiting;  // domain -> identity types it lacks
+    std::set<std::string> identity_types;  // every type the request carries
     std::map<std::string, bool> answered;  // domain -> receipt outcome COMPLETED?
     bool completed = false;
     int64_t due_unix_ms = 0;
@@ -103,7 +136,14 @@ class Auditor {
   uint64_t next_seq_ = 0;
   std::string prev_hash_ = std::string(32, '\0');
   CompactRange tree_;
-  std::multimap<std::string, crypto::Ed25519PublicKey> agent_keys_;  // domain -> keys
+  struct AgentKey {
+    crypto::Ed25519PublicKey key;
+    bool revoked = false;
+  };
+  std::multimap<std::string, AgentKey> agent_keys_;  // domain -> keys
+  std::shared_ptr<const policy::Policy> active_policy_;
+  std::string active_policy_hash_;
+  const AuditOptions options_;
   std::map<std::string, Request> requests_;
   std::map<std::string, Command> commands_;
   std::set<std::string> receipted_commands_;

@@ -1,5 +1,7 @@
-#include <algorithm>
 #include "ledger/certificate.h"
+
+#include <algorithm>
+#include <set>
 
 #include <map>
 
@@ -7,6 +9,7 @@
 #include "crypto/status.h"
 #include "ledger/audit.h"
 #include "ledger/checkpoint.h"
+#include "policies/policy.h"
 #include "ledger/merkle.h"
 
 namespace lethe::ledger {
@@ -28,6 +31,7 @@ absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate
   std::optional<v1::RequestSubmitted> submitted;
   std::optional<v1::RequestCompleted> completed;
   std::optional<v1::ConsentChanged> consent;
+  std::map<std::string, std::string> policies;  // policy hash -> YAML, from PolicyActivated
   std::vector<std::string> added_targets;
   int64_t due_after_extensions = 0;
   int64_t completed_ms = 0;
@@ -54,6 +58,9 @@ absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate
         agents.emplace(e.agent_enrolled().domain(), std::make_pair(*k, pe.index()));
         break;
       }
+      case v1::LedgerEntry::kPolicyActivated:
+        policies[e.policy_activated().policy_hash()] = e.policy_activated().policy_yaml();
+        break;
       case v1::LedgerEntry::kRequestSubmitted:
         if (e.request_submitted().request_id() != cert.request_id())
           return absl::InvalidArgumentError(where + " belongs to another request");
@@ -110,6 +117,43 @@ absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate
     if (consent->purpose() != submitted->scope_purpose() || consent->status() != v1::WITHDRAWN)
       return absl::DataLossError("the consent change does not match the request's scope");
     report.scope_purpose = submitted->scope_purpose();
+  }
+  // The plan: the targets and waiting domains must be exactly the scope that the policy the
+  // request was planned with gives its identity types (and purpose).
+  auto yaml = policies.find(submitted->policy_hash());
+  if (yaml == policies.end())
+    return absl::InvalidArgumentError("the certificate lacks the activation of the policy the request was planned with");
+  auto policy = policy::Policy::Parse(yaml->second, "<certificate policy>");
+  if (!policy.ok() || policy->Hash() != submitted->policy_hash())
+    return absl::DataLossError("the policy in the certificate does not hash to the request's policy hash");
+  {
+    std::vector<std::string> have;
+    for (const auto& t : submitted->subject()) have.push_back(t.type());
+    std::vector<std::string> scope;
+    if (!submitted->scope_purpose().empty()) {
+      for (const auto& p : policy->purposes())
+        if (p.name == submitted->scope_purpose()) scope = p.domains;
+      if (scope.empty()) return absl::DataLossError("the request's purpose names no domain of its policy");
+    }
+    std::set<std::string> planned(submitted->target_domains().begin(), submitted->target_domains().end());
+    for (const auto& n : submitted->needs_identity()) planned.insert(n.domain());
+    std::set<std::string> in_scope;
+    for (const auto& d : policy->ErasureScope(have, scope)) {
+      in_scope.insert(d.domain);
+      if (!planned.count(d.domain))
+        return absl::DataLossError("request " + cert.request_id() + ": plan drops domain " + d.domain +
+                                   ", which its policy puts in scope");
+      const bool targeted = std::find(submitted->target_domains().begin(), submitted->target_domains().end(),
+                                      d.domain) != submitted->target_domains().end();
+      if (targeted != d.missing_types.empty())
+        return absl::DataLossError("request " + cert.request_id() + ": domain " + d.domain +
+                                   (targeted ? " is targeted though the request lacks an identity type it is keyed by"
+                                             : " waits for an identity though the request carries every type it needs"));
+    }
+    for (const auto& d : planned)
+      if (!in_scope.count(d))
+        return absl::DataLossError("request " + cert.request_id() + ": plan adds domain " + d +
+                                   ", which its policy does not put in scope");
   }
   std::vector<std::string> targets(submitted->target_domains().begin(), submitted->target_domains().end());
   for (const auto& d : added_targets) targets.push_back(d);

@@ -18,6 +18,44 @@ std::string KeyIdBytes(uint32_t id) {
   return out;
 }
 
+// The next code point of `s` from `*i` (advanced past it); -1 for a malformed sequence
+// (overlong, surrogate, beyond U+10FFFF or cut short).
+int32_t NextCodePoint(std::string_view s, size_t* i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte((*i)++);
+  if (c < 0x80) return c;
+  int extra = 0;
+  int32_t cp = 0;
+  int32_t min = 0;
+  if ((c & 0xE0) == 0xC0) {
+    extra = 1, cp = c & 0x1F, min = 0x80;
+  } else if ((c & 0xF0) == 0xE0) {
+    extra = 2, cp = c & 0x0F, min = 0x800;
+  } else if ((c & 0xF8) == 0xF0) {
+    extra = 3, cp = c & 0x07, min = 0x10000;
+  } else {
+    return -1;
+  }
+  for (int k = 0; k < extra; ++k) {
+    if (*i >= s.size() || (byte(*i) & 0xC0) != 0x80) return -1;
+    cp = (cp << 6) | (byte((*i)++) & 0x3F);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return -1;
+  return cp;
+}
+
+// Go's unicode.IsSpace: the ASCII spaces, NEL, NBSP and the Unicode categories Z*.
+bool IsUnicodeSpace(int32_t cp) {
+  switch (cp) {
+    case '\t': case '\n': case '\v': case '\f': case '\r': case ' ':
+    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F:
+    case 0x3000:
+      return true;
+    default:
+      return cp >= 0x2000 && cp <= 0x200A;
+  }
+}
+
 absl::StatusOr<Checkpoint> ParseBody(std::string_view body) {
   std::vector<absl::string_view> lines = absl::StrSplit(Av(body), '\n');
   // body ends with '\n', so the split yields a trailing empty piece.
@@ -26,6 +64,9 @@ absl::StatusOr<Checkpoint> ParseBody(std::string_view body) {
   Checkpoint cp;
   cp.origin = std::string(lines[0]);
   if (cp.origin.empty()) return absl::InvalidArgumentError("checkpoint: empty origin line");
+  if (!IsValidKeyName(cp.origin))
+    return absl::InvalidArgumentError(
+        "checkpoint: the origin is not a valid key name (UTF-8 without spaces or '+')");
   if (lines[1].empty() || (lines[1].size() > 1 && lines[1][0] == '0') ||
       lines[1].find_first_not_of("0123456789") != absl::string_view::npos ||
       !absl::SimpleAtoi(lines[1], &cp.size))
@@ -60,6 +101,15 @@ absl::StatusOr<SplitNote> Split(std::string_view note) {
   return out;
 }
 }  // namespace
+
+bool IsValidKeyName(std::string_view name) {
+  if (name.empty()) return false;
+  for (size_t i = 0; i < name.size();) {
+    const int32_t cp = NextCodePoint(name, &i);
+    if (cp < 0 || cp == '+' || IsUnicodeSpace(cp)) return false;
+  }
+  return true;
+}
 
 std::string CheckpointBody(const Checkpoint& cp) {
   return absl::StrCat(cp.origin, "\n", cp.size, "\n", crypto::Base64(cp.root), "\n");

@@ -28,6 +28,8 @@ struct Checkpoint {
 };
 
 std::string CheckpointBody(const Checkpoint& cp);
+// Requires IsValidKeyName(cp.origin) (Ledger::Open checks its origin): otherwise the note
+// does not verify.
 std::string SignCheckpoint(const Checkpoint& cp, const crypto::Ed25519PrivateKey& key);
 // Parses `note` and checks its signature by `key` under the key name `origin`.
 // kPermissionDenied when no valid signature of that key is present; kInvalidArgument when
@@ -35,7 +37,16 @@ std::string SignCheckpoint(const Checkpoint& cp, const crypto::Ed25519PrivateKey
 absl::StatusOr<Checkpoint> VerifyCheckpoint(std::string_view note, std::string_view origin,
                                             const crypto::Ed25519PublicKey& key);
 // Parses the body without checking signatures (to learn the origin before verifying).
+// kInvalidArgument, as from VerifyCheckpoint, when the text is malformed or the origin is not
+// a valid key name.
 absl::StatusOr<Checkpoint> ParseCheckpointUnverified(std::string_view note);
+
+// Whether `name` may be a note key name, and so the origin of a Lethe checkpoint (whose key
+// name is its origin): non-empty, well-formed UTF-8, without Unicode spaces (Go's
+// unicode.IsSpace) and without '+' (C2SP signed-note). A signature line is "— <name> <sig>",
+// so a name with a space cannot be told from its signature: a checkpoint under such an
+// origin could be signed but never verified, not even by the ledger that wrote it.
+bool IsValidKeyName(std::string_view name);
 
 uint32_t NoteKeyId(std::string_view key_name, const crypto::Ed25519PublicKey& key);
 // "name+hex(keyid)+base64(0x01 || public key)", the standard note verifier key.

@@ -215,6 +215,10 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
                                                      const ReplayFn& replay) {
   if (options.signing_key == nullptr)
     return absl::InvalidArgumentError("ledger needs a signing key for checkpoints");
+  if (!IsValidKeyName(options.origin))
+    return absl::InvalidArgumentError(
+        "ledger origin " + Quote(options.origin) +
+        " is not a valid checkpoint key name: it must be UTF-8 without spaces or '+'");
   std::error_code ec;
   fs::create_directories(options.dir, ec);
   if (ec) return absl::UnavailableError("cannot create ledger directory " + options.dir);

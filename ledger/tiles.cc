@@ -488,7 +488,8 @@ absl::Status ExportTiles(const std::string& out_dir, uint64_t size,
   return absl::OkStatus();
 }
 
-absl::StatusOr<TilesReport> VerifyTiles(const std::string& dir, const crypto::Ed25519PublicKey& key) {
+absl::StatusOr<TilesReport> VerifyTiles(const std::string& dir, const crypto::Ed25519PublicKey& key,
+                                        AuditOptions audit_options) {
   // 1. The checkpoint, signed by `key` under its origin.
   auto note = crypto::ReadFile(dir + "/" + kCheckpointPath);
   if (!note.ok()) return Corrupt(kCheckpointPath, "cannot read");
@@ -567,7 +568,7 @@ absl::StatusOr<TilesReport> VerifyTiles(const std::string& dir, const crypto::Ed
 
   // 3c + 4 + 5. Level 0 and the bundles, in order: each full tile against level 1, each
   // entry against its leaf hash; then the entries through the Auditor.
-  Auditor auditor(key, *note);
+  Auditor auditor(key, *note, audit_options);
   std::vector<EnrolledAgent> agents;
   v1::LedgerEntry entry;
   const uint64_t level0_tiles = report.bundles;

@@ -86,6 +86,7 @@ struct TilesReport {
 //   5. lethe/agents.json lists exactly the keys of the AgentEnrolled entries.
 // Any mismatch is kDataLoss naming the file (and the entry, where there is one).
 // lethe/README.txt must exist; its text is documentation and is not checked.
-absl::StatusOr<TilesReport> VerifyTiles(const std::string& dir, const crypto::Ed25519PublicKey& key);
+absl::StatusOr<TilesReport> VerifyTiles(const std::string& dir, const crypto::Ed25519PublicKey& key,
+                                        AuditOptions audit = {});
 
 }  // namespace lethe::ledger

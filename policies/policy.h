@@ -118,6 +118,17 @@ class Policy {
   std::string DomainCanonicalJson(std::string_view domain) const;
   std::string DomainHash(std::string_view domain) const;
 
+  // The planner's rule, which the auditor re-checks: every domain in scope (all of the
+  // policy's when `scope` is empty, else those named in it, in policy order) with the identity
+  // types it is keyed by that `have` lacks. A domain lacking none is a target of the erasure;
+  // any other waits for an identity (an agent purges all of its section or nothing).
+  struct DomainInScope {
+    std::string domain;
+    std::vector<std::string> missing_types;  // in the domain's first-use order
+  };
+  std::vector<DomainInScope> ErasureScope(const std::vector<std::string>& have,
+                                          const std::vector<std::string>& scope = {}) const;
+
  private:
   Policy() = default;
   friend class PolicyBuilder;

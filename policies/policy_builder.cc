@@ -300,78 +300,145 @@ class MapView {
   std::vector<YAML::Node> bad_keys_;
 };
 
+// An anchor (&name) or alias (*name) met by the document pre-pass.
+struct AnchorUse {
+  YAML::Mark mark;
+  std::string name;
+};
+
 // What the document pre-pass needs to know about one document.
 class DocumentShape : public YAML::EventHandler {
  public:
-  void Reset() { *this = DocumentShape(); }
+  // Starts a new document. The first anchor and alias seen are kept across documents.
+  void Reset() {
+    events_ = 0;
+    start_ = YAML::Mark::null_mark();
+    first_null_ = YAML::Mark::null_mark();
+    anchor_names_.clear();
+    pending_anchor_.clear();
+  }
   // True when the document is nothing but one empty value.
   bool lone_null() const { return events_ == 1 && !first_null_.is_null(); }
   const YAML::Mark& null_mark() const { return first_null_; }
   const YAML::Mark& start() const { return start_; }
+  const std::optional<AnchorUse>& first_anchor() const { return first_anchor_; }
+  const std::optional<AnchorUse>& first_alias() const { return first_alias_; }
 
   void OnDocumentStart(const YAML::Mark& mark) override { start_ = mark; }
   void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override {
-    if (events_++ == 0) first_null_ = mark;
+  // Called with the anchor's name just before the event of the node it names.
+  void OnAnchor(const YAML::Mark& mark, const std::string& name) override {
+    if (!first_anchor_.has_value()) first_anchor_ = AnchorUse{mark, name};
+    pending_anchor_ = name;
   }
-  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { ++events_; }
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    if (events_++ == 0) first_null_ = mark;
+    NameAnchor(mark, anchor);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    ++events_;
+    if (!first_alias_.has_value()) {
+      const auto it = anchor_names_.find(anchor);
+      first_alias_ = AnchorUse{mark, it == anchor_names_.end() ? std::string() : it->second};
+    }
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                 const std::string&) override {
     ++events_;
+    NameAnchor(mark, anchor);
   }
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                        YAML::EmitterStyle::value) override {
     ++events_;
+    NameAnchor(mark, anchor);
   }
   void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                   YAML::EmitterStyle::value) override {
     ++events_;
+    NameAnchor(mark, anchor);
   }
   void OnMapEnd() override {}
 
  private:
+  // Links the id yaml-cpp gave an anchored node to the name OnAnchor announced, so that an
+  // alias can be reported by name. Any anchored node counts as an anchor, even if yaml-cpp
+  // did not announce it.
+  void NameAnchor(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    if (anchor == YAML::NullAnchor) return;
+    if (!first_anchor_.has_value()) first_anchor_ = AnchorUse{mark, pending_anchor_};
+    anchor_names_[anchor] = pending_anchor_;
+    pending_anchor_.clear();
+  }
+
   int events_ = 0;
   YAML::Mark start_ = YAML::Mark::null_mark();
   YAML::Mark first_null_ = YAML::Mark::null_mark();
+  std::map<YAML::anchor_t, std::string> anchor_names_;  // of the current document
+  std::string pending_anchor_;
+  std::optional<AnchorUse> first_anchor_;
+  std::optional<AnchorUse> first_alias_;
 };
 
 struct StreamShape {
   int documents = 0;                            // counted up to 1000
   YAML::Mark second = YAML::Mark::null_mark();  // where the second document starts
   std::optional<YAML::Mark> stuck_at;           // see CountDocuments
+  // The first anchor (&name) and the first alias (*name) of the stream, if any.
+  std::optional<AnchorUse> anchor;
+  std::optional<AnchorUse> alias;
 };
 
-// Counts the documents in `yaml` (stopping at 1000), without building them.
+// Counts the documents in `yaml` (stopping at 1000), without building them, and finds the
+// first anchor and alias.
 //
 // This replaces YAML::LoadAll, which in yaml-cpp 0.7 loops forever, allocating, on a token
 // its parser cannot place, such as a "," at block level (jbeder/yaml-cpp#1040, fixed
 // upstream after 0.7): the parser reports an empty document there without consuming the
 // token, again and again. Two empty documents in a row at the same position are that state;
 // it is returned in stuck_at. Throws what yaml-cpp's parser throws.
+//
+// Anchors and aliases are found here, from parser events, because a node tree built from
+// them is where the cost lies: a few kilobytes of nested aliases ("billion laughs") make a
+// tree whose walk never ends in practice. The pre-pass itself is linear in the text.
 StreamShape CountDocuments(std::string_view yaml) {
   constexpr int kMaxCounted = 1000;
   StreamShape out;
   std::istringstream in{std::string(yaml)};
   YAML::Parser parser(in);
   DocumentShape shape;
-  std::optional<YAML::Mark> previous_null;
+  int previous_null_pos = -1;  // where the previous document, a lone empty value, was; -1: none
   while (out.documents < kMaxCounted) {
     shape.Reset();
-    if (!parser.HandleNextDocument(shape)) break;
+    const bool more = parser.HandleNextDocument(shape);
+    out.anchor = shape.first_anchor();
+    out.alias = shape.first_alias();
+    if (!more) break;
     if (shape.lone_null()) {
-      if (previous_null.has_value() && previous_null->pos == shape.null_mark().pos) {
+      if (previous_null_pos >= 0 && previous_null_pos == shape.null_mark().pos) {
         out.stuck_at = shape.null_mark();
         return out;
       }
-      previous_null = shape.null_mark();
+      previous_null_pos = shape.null_mark().pos;
     } else {
-      previous_null.reset();
+      previous_null_pos = -1;
     }
     if (++out.documents == 2) out.second = shape.start();
   }
   return out;
 }
+
+// The name of the alias at `pos` of `yaml` ("*name"): up to the next blank, line end or
+// flow indicator. Empty when there is no alias there.
+std::string AliasNameAt(std::string_view yaml, size_t pos) {
+  if (pos >= yaml.size() || yaml[pos] != '*') return "";
+  const size_t end = yaml.find_first_of(" \t\r\n,[]{}", pos + 1);
+  return std::string(yaml.substr(pos + 1, end == std::string_view::npos ? end : end - pos - 1));
+}
+
+// Why anchors and aliases are refused, appended to their diagnostics.
+constexpr char kNoAnchorsRule[] =
+    "is not allowed in a policy (YAML anchors and aliases are rejected: write each value out)";
 
 const std::vector<std::string> kTopLevelKeys = {"version",  "name",      "identities",
                                                 "purposes", "deadlines", "domains"};
@@ -402,14 +469,20 @@ class PolicyBuilder {
                                      ? Quote(yaml.substr(pos, 1))
                                      : std::string("content");
         Error(PositionOf(*stream.stuck_at), "malformed YAML: unexpected " + what);
+      } else if (stream.anchor.has_value() || stream.alias.has_value()) {
+        // Refused before any node tree is built (see CountDocuments).
+        if (stream.anchor.has_value()) {
+          Error(PositionOf(stream.anchor->mark),
+                "YAML anchor " + Quote("&" + stream.anchor->name) + " " + kNoAnchorsRule);
+        }
+        if (stream.alias.has_value()) {
+          Error(PositionOf(stream.alias->mark),
+                "YAML alias " + Quote("*" + stream.alias->name) + " " + kNoAnchorsRule);
+        }
+        ReportDocuments(stream);
       } else {
         const YAML::Node root = YAML::Load(std::string(yaml));  // the first document
-        if (stream.documents > 1) {
-          Error(PositionOf(stream.second),
-                "the file holds " + std::string(stream.documents >= 1000 ? "at least " : "") +
-                    std::to_string(stream.documents) +
-                    " YAML documents (separated by ---); a policy is exactly one");
-        }
+        ReportDocuments(stream);
         if (root.IsNull()) {
           Error(Position{},
                 "policy is empty: expected a YAML map with version, identities and "
@@ -419,7 +492,14 @@ class PolicyBuilder {
         }
       }
     } catch (const YAML::Exception& e) {
-      Error(PositionOf(e.mark), "malformed YAML: " + e.msg);
+      if (e.msg == YAML::ErrorMsg::UNKNOWN_ANCHOR) {
+        // An alias of an anchor that is not there: refused as an alias, like any other.
+        const std::string name =
+            e.mark.is_null() ? "" : AliasNameAt(yaml, static_cast<size_t>(e.mark.pos));
+        Error(PositionOf(e.mark), "YAML alias " + Quote("*" + name) + " " + kNoAnchorsRule);
+      } else {
+        Error(PositionOf(e.mark), "malformed YAML: " + e.msg);
+      }
     } catch (const std::exception& e) {
       Error(Position{}, std::string("cannot read policy: ") + e.what());
     } catch (...) {
@@ -434,6 +514,14 @@ class PolicyBuilder {
   }
 
  private:
+  void ReportDocuments(const StreamShape& stream) {
+    if (stream.documents > 1) {
+      Error(PositionOf(stream.second),
+            "the file holds " + std::string(stream.documents >= 1000 ? "at least " : "") +
+                std::to_string(stream.documents) +
+                " YAML documents (separated by ---); a policy is exactly one");
+    }
+  }
   void Error(Position p, std::string message) {
     diagnostics_->push_back(Diagnostic{p.line, p.column, std::move(message)});
   }

@@ -87,14 +87,13 @@ TEST(Actions, MixedDomainDeletesAnonymizesAndRetainsInOneCommand) {
   EXPECT_TRUE(found) << "no record at the receipt's partition and offset";
 
   // The CLI says it in words, and the ledger verifies with the mixed receipt in it.
-  auto get = RunCommand({kLethectl, "--addr", mesh.addr(), "request", "get", done->request_id()}, absl::Seconds(30));
-  ASSERT_TRUE(get.ok());
-  EXPECT_THAT(get->output, HasSubstr("crm.events anonymized 3 (user_id, ip, country)"));
-  EXPECT_THAT(get->output, HasSubstr("crm.invoices withheld 2 under \"Tax records (Art. 17(3)(b))\" for 7y"));
-  EXPECT_THAT(get->output, HasSubstr("tombstone mesh.crm.people["));
-  auto verify = RunCommand({kLethectl, "--addr", mesh.addr(), "ledger", "verify", "--public-key",
-                            mesh.lethed_pub()}, absl::Seconds(30));
-  EXPECT_EQ(verify->exit_code, 0) << verify->output;
+  auto get = RunLethectl(mesh, {"request", "get", done->request_id()});
+  ASSERT_EQ(get.exit_code, 0) << get.output;
+  EXPECT_THAT(get.output, HasSubstr("crm.events anonymized 3 (user_id, ip, country)"));
+  EXPECT_THAT(get.output, HasSubstr("crm.invoices withheld 2 under \"Tax records (Art. 17(3)(b))\" for 7y"));
+  EXPECT_THAT(get.output, HasSubstr("tombstone mesh.crm.people["));
+  auto verify = RunLethectl(mesh, {"ledger", "verify", "--public-key", mesh.lethed_pub()});
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
 }
 
 TEST(Actions, KeyedHashIsStableWithinTheDomain) {

@@ -183,7 +183,7 @@ TEST_F(AuditTest, ErasureCertificateVerifiesOfflineAndDetectsTampering) {
 }
 
 TEST_F(AuditTest, BadRangesGetInvalidArgumentOrOutOfRange) {
-  auto stub = v1::Ledger::NewStub(grpc::CreateChannel(mesh_->addr(), grpc::InsecureChannelCredentials()));
+  auto stub = mesh_->LedgerStub();
   const uint64_t size = mesh_->lethed().ledger().size();
   auto inclusion = [&](uint64_t index, uint64_t sz) {
     grpc::ClientContext ctx;

@@ -35,7 +35,7 @@ absl::StatusOr<std::unique_ptr<Subprocess>> SpawnLethed(Mesh& mesh, std::string*
   fs::create_directories(mesh.data_dir());
   auto p = Subprocess::Spawn({kLethed, "--listen", "127.0.0.1:0", "--data-dir", mesh.data_dir(),
                               "--policy", mesh.policy_path(), "--signing-key", mesh.lethed_key(),
-                              "--embedded-kafka"},
+                              "--certs-dir", mesh.certs_dir(), "--embedded-kafka"},
                              mesh.work_dir() + "/lethed.log");
   if (!p.ok()) return p.status();
   if (!WaitFor([&] { return !ReadTrimmed(mesh.data_dir() + "/lethed.addr").empty(); },

@@ -98,16 +98,16 @@ TEST_F(ErasureTest, ErasesOnePersonFromThreeDomainsAndKeepsTheOther) {
   EXPECT_EQ(offline.exit_code, 0) << offline.output;
   EXPECT_THAT(offline.output, HasSubstr("receipts    3"));
   EXPECT_THAT(offline.output, HasSubstr("1 completed"));
-  CommandResult online = Lethectl({"--addr", mesh_->addr(), "ledger", "verify", "--public-key",
+  CommandResult online = RunLethectl(*mesh_, {"ledger", "verify", "--public-key",
                                    mesh_->lethed_pub()});
   EXPECT_EQ(online.exit_code, 0) << online.output;
 
   // The CLI shows the request per domain, in text and JSON.
-  CommandResult get = Lethectl({"--addr", mesh_->addr(), "request", "get", view.request_id()});
+  CommandResult get = RunLethectl(*mesh_, {"request", "get", view.request_id()});
   EXPECT_EQ(get.exit_code, 0) << get.output;
   EXPECT_THAT(get.output, HasSubstr("COMPLETED"));
   EXPECT_THAT(get.output, HasSubstr("billing.invoices deleted 2"));
-  CommandResult json = Lethectl({"--addr", mesh_->addr(), "-o", "json", "request", "list"});
+  CommandResult json = RunLethectl(*mesh_, {"-o", "json", "request", "list"});
   EXPECT_THAT(json.output, HasSubstr("\"state\": \"COMPLETED\""));
 }
 
@@ -120,7 +120,7 @@ TEST_F(ErasureTest, DataDirHoldsNoIdentifierOfTheErasedPerson) {
 }
 
 TEST_F(ErasureTest, WaitFlagFollowsProgressAndExitsZeroOnCompletion) {
-  CommandResult r = Lethectl({"--addr", mesh_->addr(), "request", "erase", "--identity",
+  CommandResult r = RunLethectl(*mesh_, {"request", "erase", "--identity",
                               "email=" + kAlice.email, "--identity", "user_id=" + kAlice.user_id,
                               "--wait", "--timeout", "90s"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -131,7 +131,7 @@ TEST_F(ErasureTest, WaitFlagFollowsProgressAndExitsZeroOnCompletion) {
 
 TEST_F(ErasureTest, WaitTimesOutWithNonZeroExitWhenNoAgentAnswers) {
   mesh_->StopAgent("billing");
-  CommandResult r = Lethectl({"--addr", mesh_->addr(), "request", "erase", "--identity",
+  CommandResult r = RunLethectl(*mesh_, {"request", "erase", "--identity",
                               "email=" + kAlice.email, "--wait", "--timeout", "2s"});
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_THAT(r.output, HasSubstr("timed out"));

@@ -3,6 +3,7 @@
 // and count the rejection.
 #include "agents/verifier.h"
 #include "controlplane/kafka.h"
+#include "crypto/seal.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "policies/policy.h"
@@ -46,9 +47,14 @@ class HostileTest : public ::testing::Test {
     c.set_command_id(crypto::Hex(crypto::RandomBytes(16)));
     c.set_request_id(crypto::Hex(crypto::RandomBytes(16)));
     c.set_domain("assessments");
-    auto* id = c.add_identities();
+    // Sealed to the agent's enrolled encryption key, as lethed seals them.
+    v1::SealedIdentities ids;
+    auto* id = ids.add_identities();
     id->set_type("user_id");
     id->set_value(p.user_id);
+    auto recipient = crypto::X25519PublicKey::FromPem(crypto::ReadFile(mesh_->agent_pub("assessments")).value());
+    c.set_sealed_identities(crypto::SealTo(recipient.value(), ids.SerializeAsString()));
+    c.set_recipient_key_id(recipient->KeyId());
     c.set_domain_policy_hash(policy->DomainHash("assessments"));
     const absl::Time now = absl::Now();
     c.set_issued_at_unix_ms(absl::ToUnixMillis(now));
@@ -98,7 +104,8 @@ TEST_F(HostileTest, CommandAlteredAfterSigningIsRejected) {
   ASSERT_TRUE(env.ParseFromString(Wire(ValidCommand(kAlice), *lethed_key_)));
   v1::DeleteCommand c;
   ASSERT_TRUE(c.ParseFromString(env.body()));
-  c.mutable_identities(0)->set_value(kBob.user_id);  // retarget the signed command at Bob
+  // Retarget the signed command at Bob: his identity, sealed to the agent like the original.
+  c.set_sealed_identities(ValidCommand(kBob).sealed_identities());
   env.set_body(c.SerializeAsString());
   ExpectRejected(env.SerializeAsString(), Rejection::kBadSignature);
 }

@@ -11,6 +11,8 @@
 #include "absl/strings/str_replace.h"
 #include "crypto/crypto.h"
 #include "crypto/status.h"
+#include "crypto/seal.h"
+#include "crypto/x509.h"
 #include "tests/support/subprocess.h"
 
 namespace lethe::testing {
@@ -232,11 +234,12 @@ absl::StatusOr<std::unique_ptr<Mesh>> Mesh::Start(Options options) {
   ASSIGN_OR_RETURN(auto key, crypto::Ed25519PrivateKey::Generate());
   RETURN_IF_ERROR(key.SaveFile(m->lethed_key()));
   RETURN_IF_ERROR(key.public_key().SaveFile(m->lethed_pub()));
-  for (const auto& d : options.domains) {
-    ASSIGN_OR_RETURN(auto k, crypto::Ed25519PrivateKey::Generate());
-    RETURN_IF_ERROR(k.SaveFile(m->agent_key(d)));
-    RETURN_IF_ERROR(k.public_key().SaveFile(m->agent_pub(d)));
-  }
+  for (const auto& d : options.domains)
+    RETURN_IF_ERROR(crypto::GenerateKeyFiles(m->work_ + "/keys/" + d).status());
+  RETURN_IF_ERROR(crypto::CreateCa(m->certs_dir(), "lethe.test"));
+  RETURN_IF_ERROR(crypto::CreateServerCert(m->certs_dir(), {"127.0.0.1", "localhost"}));
+  for (const char* role : {"admin", "operator", "auditor"})
+    RETURN_IF_ERROR(crypto::CreateClientCert(m->certs_dir(), role, ClientName(role)));
   ASSIGN_OR_RETURN(m->pg_, PgCluster::Start());
   for (const auto& d : options.domains) {
     RETURN_IF_ERROR(m->pg_->CreateDatabase(d));
@@ -265,6 +268,7 @@ controlplane::LethedOptions Mesh::LethedOptionsForTest() const {
   o.data_dir = data_dir();
   o.policy_path = policy_path();
   o.signing_key_path = lethed_key();
+  o.certs_dir = certs_dir();
   o.embedded_kafka = true;
   if (options_.lethed_options) options_.lethed_options(o);
   return o;
@@ -288,20 +292,36 @@ std::string Mesh::kafka_bootstrap() const {
   return s;
 }
 
-std::unique_ptr<v1::SubjectRequests::Stub> Mesh::Requests() const {
-  return v1::SubjectRequests::NewStub(grpc::CreateChannel(addr(), grpc::InsecureChannelCredentials()));
+std::string Mesh::ClientName(const std::string& role) {
+  if (role == "admin") return "root";
+  if (role == "operator") return "olga";
+  return "audrey";
 }
 
-std::unique_ptr<v1::Agents::Stub> Mesh::Agents() const {
-  return v1::Agents::NewStub(grpc::CreateChannel(addr(), grpc::InsecureChannelCredentials()));
+std::shared_ptr<grpc::Channel> Mesh::Channel(const std::string& role) const {
+  grpc::SslCredentialsOptions o;
+  o.pem_root_certs = crypto::ReadFile(certs_dir() + "/ca.crt").value();
+  o.pem_cert_chain = crypto::ReadFile(client_cert(role)).value();
+  o.pem_private_key = crypto::ReadFile(client_key(role)).value();
+  return grpc::CreateChannel(addr(), grpc::SslCredentials(o));
 }
+
+std::unique_ptr<v1::SubjectRequests::Stub> Mesh::Requests() const {
+  return v1::SubjectRequests::NewStub(Channel("operator"));
+}
+
+std::unique_ptr<v1::Agents::Stub> Mesh::Agents() const { return v1::Agents::NewStub(Channel("admin")); }
 
 std::unique_ptr<v1::Policies::Stub> Mesh::Policies() const {
-  return v1::Policies::NewStub(grpc::CreateChannel(addr(), grpc::InsecureChannelCredentials()));
+  return v1::Policies::NewStub(Channel("admin"));
 }
 
 std::unique_ptr<v1::Consent::Stub> Mesh::Consent() const {
-  return v1::Consent::NewStub(grpc::CreateChannel(addr(), grpc::InsecureChannelCredentials()));
+  return v1::Consent::NewStub(Channel("operator"));
+}
+
+std::unique_ptr<v1::Ledger::Stub> Mesh::LedgerStub() const {
+  return v1::Ledger::NewStub(Channel("auditor"));
 }
 
 absl::Status Mesh::EnrollAgent(const std::string& domain) {
@@ -440,10 +460,33 @@ CommandResult Lethectl(std::vector<std::string> args) {
   return r.ok() ? *r : CommandResult{-1, r.status().ToString()};
 }
 
-CommandResult RunLethectl(const Mesh& mesh, const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {"--addr", mesh.addr()};
+std::string RoleFor(const std::vector<std::string>& args) {
+  std::vector<std::string> words;  // the command words, flags skipped
+  for (size_t i = 0; i < args.size() && words.size() < 2; ++i) {
+    if (args[i].rfind("-", 0) == 0) {
+      if (args[i] == "-o" || args[i] == "--output" || args[i] == "--addr") ++i;  // takes a value
+      continue;
+    }
+    words.push_back(args[i]);
+  }
+  const std::string a = words.size() > 0 ? words[0] : "", b = words.size() > 1 ? words[1] : "";
+  if (a == "request") return b == "certificate" ? "auditor" : "operator";
+  if (a == "consent") return "operator";
+  if ((a == "policy" && b == "activate") || (a == "agent" && (b == "enroll" || b == "revoke")))
+    return "admin";
+  return "auditor";
+}
+
+CommandResult RunLethectlAs(const Mesh& mesh, const std::string& role,
+                            const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"--addr",  mesh.addr(), "--certs-dir", mesh.certs_dir(), "--cert",
+                                   mesh.client_cert(role), "--key", mesh.client_key(role)};
   argv.insert(argv.end(), args.begin(), args.end());
   return Lethectl(std::move(argv));
+}
+
+CommandResult RunLethectl(const Mesh& mesh, const std::vector<std::string>& args) {
+  return RunLethectlAs(mesh, RoleFor(args), args);
 }
 
 CommandResult CertifyAndVerify(const Mesh& mesh, const std::string& request_id) {

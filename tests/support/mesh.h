@@ -22,6 +22,8 @@
 #include "absl/status/statusor.h"
 #include "agents/agent.h"
 #include "controlplane/lethed.h"
+#include <grpcpp/grpcpp.h>
+
 #include "lethe/v1/api.grpc.pb.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/subprocess.h"
@@ -57,6 +59,18 @@ class Mesh {
   std::string lethed_pub() const { return work_ + "/keys/lethed.pub"; }
   std::string agent_key(const std::string& d) const { return work_ + "/keys/" + d + ".key"; }
   std::string agent_pub(const std::string& d) const { return work_ + "/keys/" + d + ".pub"; }
+  // Mutual TLS: the CA, lethed's server certificate (127.0.0.1) and one client certificate
+  // per role ("admin" root, "operator" olga, "auditor" audrey), made with lethectl's code.
+  std::string certs_dir() const { return work_ + "/certs"; }
+  static std::string ClientName(const std::string& role);
+  std::string client_cert(const std::string& role) const {
+    return certs_dir() + "/client." + ClientName(role) + ".crt";
+  }
+  std::string client_key(const std::string& role) const {
+    return certs_dir() + "/client." + ClientName(role) + ".key";
+  }
+  // A channel to lethed presenting the certificate of `role`.
+  std::shared_ptr<grpc::Channel> Channel(const std::string& role) const;
   const std::vector<std::string>& domains() const { return options_.domains; }
 
   PgCluster& pg() { return *pg_; }
@@ -68,10 +82,12 @@ class Mesh {
   void UseExternalLethed(std::string addr) { external_addr_ = std::move(addr); }
   std::string addr() const;
 
+  // Stubs with the role their calls need: operator, admin, admin, operator, auditor.
   std::unique_ptr<v1::SubjectRequests::Stub> Requests() const;
   std::unique_ptr<v1::Agents::Stub> Agents() const;
   std::unique_ptr<v1::Policies::Stub> Policies() const;
   std::unique_ptr<v1::Consent::Stub> Consent() const;
+  std::unique_ptr<v1::Ledger::Stub> LedgerStub() const;
 
   absl::Status EnrollAgent(const std::string& domain);
   agent::AgentOptions AgentOptionsFor(const std::string& domain) const;
@@ -113,8 +129,16 @@ absl::StatusOr<std::vector<kafka::Message>> ReadTopic(const std::string& bootstr
 // Runs build/cli/lethectl with `args`; a command that cannot be run fails the test and
 // returns exit code -1 with the reason as output.
 CommandResult Lethectl(std::vector<std::string> args);
-// The same with --addr of the mesh's lethed first.
+// The same with --addr of the mesh's lethed and the client certificate of the role the
+// command needs (RoleFor) first.
 CommandResult RunLethectl(const Mesh& mesh, const std::vector<std::string>& args);
+// The same with the certificate of `role` ("admin", "operator" or "auditor").
+CommandResult RunLethectlAs(const Mesh& mesh, const std::string& role,
+                            const std::vector<std::string>& args);
+// The role a lethectl command needs: request/consent commands are an operator's (except
+// `request certificate`, an auditor's), policy activate and agent enroll/revoke an admin's,
+// everything else an auditor's.
+std::string RoleFor(const std::vector<std::string>& args);
 // `lethectl request certificate ID --out FILE`, then `--verify FILE` offline with lethed's
 // public key; fails the test unless both succeed. Returns the verification's output.
 CommandResult CertifyAndVerify(const Mesh& mesh, const std::string& request_id);

@@ -57,9 +57,15 @@ LedgerOptions Options(const std::string& dir, const crypto::Ed25519PrivateKey* k
       for (uint64_t i = 0;; ++i) {
         std::vector<v1::LedgerEntry> batch(1 + (i + t) % 3);
         for (auto& e : batch) {
-          e.mutable_agent_enrolled()->set_domain("d" + std::to_string(t));
-          e.mutable_agent_enrolled()->set_public_key(agent.raw());
-          e.mutable_agent_enrolled()->set_key_id(agent.KeyId());
+          // An operator's consent grant: an entry the auditor accepts with no policy.
+          auto* c = e.mutable_consent_changed();
+          c->set_change_id("t" + std::to_string(t) + "-" + std::to_string(i));
+          c->mutable_subject()->set_type("email");
+          c->mutable_subject()->set_token(agent.raw());  // any 32 bytes
+          c->set_purpose("p" + std::to_string(t));
+          c->set_status(v1::GRANTED);
+          e.mutable_actor()->set_role("operator");
+          e.mutable_actor()->set_name("crash-test");
         }
         auto appended = (*ledger)->Append(std::move(batch), absl::Now());
         if (!appended.ok()) _exit(5);

@@ -1376,6 +1376,40 @@ TEST_F(CheckpointRejectTest, UnknownExtraSignatureLineIsIgnored) {
   }
 }
 
+// Found by tests/fuzz/checkpoint_fuzz: an origin with a space parsed, and a checkpoint signed
+// under it could never be verified (the signature line "— <name> <sig>" splits at the first
+// space), not even by the ledger that wrote it, at its next open.
+TEST(Checkpoint, OriginMustBeAKeyNameWithoutSpacesOrPlus) {
+  for (const char* name : {"lethe.local/ledger", "example.com/log-1", "日志/ä", "a"}) {
+    EXPECT_TRUE(IsValidKeyName(name)) << name;
+  }
+  for (const std::string& name :
+       {std::string(""), std::string("my log"), std::string("a+b"), std::string("tab\there"),
+        std::string("cr\r"), std::string("nbsp\xC2\xA0"), std::string("ideographic\xE3\x80\x80"),
+        std::string("en\xE2\x80\x82space"), std::string("bad\xFFutf8"), std::string("cut\xE2\x80"),
+        std::string("overlong\xC0\xAF"), std::string("surrogate\xED\xA0\x80")}) {
+    EXPECT_FALSE(IsValidKeyName(name)) << name;
+  }
+  const auto key = NewKey();
+  const std::string note = SignNoteByHand("my log\n1\n" + crypto::Base64(crypto::Sha256("r")) + "\n",
+                                          "my", key);
+  EXPECT_EQ(ParseCheckpointUnverified(note).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(VerifyCheckpoint(note, "my log", key.public_key()).status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(LedgerTest, OriginThatCannotNameAKeyIsRefusedAtOpen) {
+  for (const char* origin : {"my log", "a+b", ""}) {
+    LedgerOptions o = Options();
+    o.origin = origin;
+    auto ledger = Ledger::Open(o, nullptr);
+    ASSERT_FALSE(ledger.ok()) << origin;
+    EXPECT_EQ(ledger.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(ledger.status().message()), HasSubstr("not a valid checkpoint key name"));
+  }
+  EXPECT_TRUE(SegmentFiles(dir_.path()).empty());  // nothing written
+}
+
 TEST(Checkpoint, VerifierKeyIsNamePlusHexKeyIdPlusBase64TypedKey) {
   const auto key = NewKey();
   const std::string vkey = VerifierKey(kOrigin, key.public_key());
@@ -1393,6 +1427,64 @@ TEST(Checkpoint, VerifierKeyIsNamePlusHexKeyIdPlusBase64TypedKey) {
 
 // ---------------------------------------------------------------------------------------
 // Auditor
+
+// ---- policies, consent, deadlines and identity mapping in the audit ------------------------
+
+constexpr char kAuditPolicy[] =
+    "version: 1\nname: audit\nidentities: [email, user_id]\n"
+    "purposes:\n  - name: marketing\n    description: x\n    domains: [d1]\n    erase_on_withdrawal: true\n"
+    "deadlines:\n  erasure: 30d\n  max_extension: 60d\n"
+    "domains:\n  - name: d1\n    postgres:\n      tables:\n        - table: t\n          key: email\n"
+    "          identity: email\n          action: delete\n";
+
+v1::LedgerEntry Activated(uint64_t activation, const std::string& yaml, const std::string& hash) {
+  v1::LedgerEntry e;
+  auto* pa = e.mutable_policy_activated();
+  pa->set_activation(activation);
+  pa->set_format_version(1);
+  pa->set_policy_yaml(yaml);
+  pa->set_policy_hash(hash);
+  pa->set_source("test");
+  e.mutable_actor()->set_role("admin");
+  e.mutable_actor()->set_name("root");
+  return e;
+}
+
+std::string AuditPolicyHash() {
+  auto p = policy::Policy::Parse(kAuditPolicy, "audit");
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? p->Hash() : "";
+}
+
+// Two domains keyed by email.
+constexpr char kAuditPolicy2Email[] =
+    "version: 1\nname: audit2e\nidentities: [email, user_id]\n"
+    "deadlines:\n  erasure: 30d\n  max_extension: 60d\n"
+    "domains:\n  - name: d1\n    postgres:\n      tables:\n        - table: t\n          key: email\n"
+    "          identity: email\n          action: delete\n"
+    "  - name: d2\n    postgres:\n      tables:\n        - table: v\n          key: email\n"
+    "          identity: email\n          action: delete\n";
+
+// Both domains, d2 keyed by user_id.
+constexpr char kTwoDomainPolicy[] =
+    "version: 1\nname: audit2\nidentities: [email, user_id]\n"
+    "deadlines:\n  erasure: 30d\n  max_extension: 60d\n"
+    "domains:\n  - name: d1\n    postgres:\n      tables:\n        - table: t\n          key: email\n"
+    "          identity: email\n          action: delete\n"
+    "  - name: d2\n    postgres:\n      tables:\n        - table: u\n          key: user_id\n"
+    "          identity: user_id\n          action: delete\n";
+
+std::string PolicyHash(const char* yaml) {
+  auto p = policy::Policy::Parse(yaml, "audit");
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? p->Hash() : "";
+}
+
+v1::LedgerEntry Operator(v1::LedgerEntry e) {
+  e.mutable_actor()->set_role("operator");
+  e.mutable_actor()->set_name("olga");
+  return e;
+}
 
 // What an auditor is handed: every entry's bytes, and the signed checkpoints.
 struct WrittenLog {
@@ -1447,12 +1539,16 @@ class AuditorTest : public ::testing::Test {
  protected:
   static v1::LedgerEntry Enrolled(const std::string& domain, const crypto::Ed25519PublicKey& k) {
     v1::LedgerEntry e;
+    e.mutable_actor()->set_role("admin");
+    e.mutable_actor()->set_name("root");
     e.mutable_agent_enrolled()->set_domain(domain);
     e.mutable_agent_enrolled()->set_public_key(k.raw());
     e.mutable_agent_enrolled()->set_key_id(k.KeyId());
     return e;
   }
-  static v1::LedgerEntry Submitted(const std::string& request, const std::vector<std::string>& targets) {
+  // Planned with `policy_yaml` (kAuditPolicy by default), by an operator, with an email token.
+  static v1::LedgerEntry Submitted(const std::string& request, const std::vector<std::string>& targets,
+                                   const char* policy_yaml = kAuditPolicy) {
     v1::LedgerEntry e;
     auto* r = e.mutable_request_submitted();
     r->set_request_id(request);
@@ -1461,7 +1557,8 @@ class AuditorTest : public ::testing::Test {
     t->set_type("email");
     t->set_token(crypto::Sha256("token"));
     for (const auto& d : targets) r->add_target_domains(d);
-    return e;
+    r->set_policy_hash(PolicyHash(policy_yaml));
+    return Operator(e);
   }
   static v1::LedgerEntry Issued(const std::string& command, const std::string& request,
                                 const std::string& domain, const std::string& digest) {
@@ -1500,12 +1597,14 @@ class AuditorTest : public ::testing::Test {
     return e;
   }
 
-  // Entries 1..5 of a one-domain erasure: enrol, submit, issue, receipt, complete.
+  // Entries 1..6 of a one-domain erasure: activate the policy, enrol, submit, issue, receipt,
+  // complete.
   std::vector<v1::LedgerEntry> Erasure(v1::Receipt::Outcome receipt_outcome,
                                        v1::RequestCompleted::Outcome completion,
                                        const crypto::Ed25519PrivateKey& receipt_signer,
                                        const std::string& receipt_digest) const {
-    return {Enrolled("d1", agent_.public_key()), Submitted("r1", {"d1"}),
+    return {Activated(1, kAuditPolicy, AuditPolicyHash()), Enrolled("d1", agent_.public_key()),
+            Submitted("r1", {"d1"}),
             Issued("c1", "r1", "d1", digest_),
             Recorded("c1", "r1", "d1", receipt_digest, receipt_outcome, receipt_signer),
             Completed("r1", completion)};
@@ -1527,19 +1626,25 @@ class AuditorTest : public ::testing::Test {
 
 TEST_F(AuditorTest, CompleteErasureLogPassesAudit) {
   const WrittenLog log = WriteLog(key_, HappyErasure());
-  ASSERT_EQ(log.bytes.size(), 6u);
+  ASSERT_EQ(log.bytes.size(), 7u);
   const AuditOutcome out = Audit(key_.public_key(), log.checkpoints.back(), log.bytes);
   ASSERT_TRUE(out.status.ok()) << out.status;
   ASSERT_TRUE(out.report.has_value());
-  EXPECT_EQ(out.report->entries, 6u);
+  EXPECT_EQ(out.report->entries, 7u);
   EXPECT_EQ(out.report->agents, 1u);
   EXPECT_EQ(out.report->requests, 1u);
   EXPECT_EQ(out.report->requests_completed, 1u);
   EXPECT_EQ(out.report->requests_failed, 0u);
   EXPECT_EQ(out.report->commands, 1u);
   EXPECT_EQ(out.report->receipts, 1u);
-  EXPECT_EQ(out.report->checkpoint_size, 6u);
+  EXPECT_EQ(out.report->checkpoint_size, 7u);
   EXPECT_EQ(out.report->root, log.root);
+  // Who activated the policy and who enrolled the key.
+  ASSERT_EQ(out.report->governance.size(), 2u);
+  EXPECT_EQ(out.report->governance[0].entry, 1u);
+  EXPECT_EQ(out.report->governance[0].actor.role(), "admin");
+  EXPECT_THAT(out.report->governance[1].what, HasSubstr("enrolled for domain d1"));
+  EXPECT_EQ(out.report->unauthenticated, 0u);
   EXPECT_EQ(out.report->origin, kOrigin);
 }
 
@@ -1554,10 +1659,10 @@ TEST_F(AuditorTest, FailedReceiptWithFailedCompletionPassesAudit) {
 
 TEST_F(AuditorTest, OlderCheckpointVerifiesItsPrefix) {
   const WrittenLog log = WriteLog(key_, HappyErasure());
-  const AuditOutcome out = Audit(key_.public_key(), log.checkpoints[3], log.bytes);
+  const AuditOutcome out = Audit(key_.public_key(), log.checkpoints[4], log.bytes);
   ASSERT_TRUE(out.status.ok()) << out.status;
-  EXPECT_EQ(out.report->checkpoint_size, 4u);
-  EXPECT_EQ(out.report->entries, 6u);
+  EXPECT_EQ(out.report->checkpoint_size, 5u);
+  EXPECT_EQ(out.report->entries, 7u);
 }
 
 TEST_F(AuditorTest, ReceiptSignedByKeyNotEnrolledIsDataLoss) {
@@ -1565,17 +1670,17 @@ TEST_F(AuditorTest, ReceiptSignedByKeyNotEnrolledIsDataLoss) {
   const WrittenLog log = WriteLog(
       key_, Erasure(v1::Receipt::COMPLETED, v1::RequestCompleted::COMPLETED, stranger, digest_));
   const AuditOutcome out = Audit(key_.public_key(), log.checkpoints.back(), log.bytes);
-  ExpectDataLossAt(out, 4);
+  ExpectDataLossAt(out, 5);
   EXPECT_THAT(std::string(out.status.message()), HasSubstr("not enrolled"));
 }
 
 TEST_F(AuditorTest, ReceiptByKeyEnrolledForAnotherDomainIsDataLoss) {
   const auto other_agent = NewKey();
   std::vector<v1::LedgerEntry> entries = HappyErasure();
-  entries.insert(entries.begin() + 1, Enrolled("d2", other_agent.public_key()));
-  entries[4] = Recorded("c1", "r1", "d1", digest_, v1::Receipt::COMPLETED, other_agent);
+  entries.insert(entries.begin() + 2, Enrolled("d2", other_agent.public_key()));
+  entries[5] = Recorded("c1", "r1", "d1", digest_, v1::Receipt::COMPLETED, other_agent);
   const WrittenLog log = WriteLog(key_, entries);
-  ExpectDataLossAt(Audit(key_.public_key(), log.checkpoints.back(), log.bytes), 5);
+  ExpectDataLossAt(Audit(key_.public_key(), log.checkpoints.back(), log.bytes), 6);
 }
 
 TEST_F(AuditorTest, ReceiptForDifferentCommandBytesIsDataLoss) {
@@ -1583,7 +1688,7 @@ TEST_F(AuditorTest, ReceiptForDifferentCommandBytesIsDataLoss) {
       WriteLog(key_, Erasure(v1::Receipt::COMPLETED, v1::RequestCompleted::COMPLETED, agent_,
                              crypto::Sha256("some other command body")));
   const AuditOutcome out = Audit(key_.public_key(), log.checkpoints.back(), log.bytes);
-  ExpectDataLossAt(out, 4);
+  ExpectDataLossAt(out, 5);
   EXPECT_THAT(std::string(out.status.message()), HasSubstr("command bytes"));
 }
 
@@ -1591,20 +1696,21 @@ TEST_F(AuditorTest, CompletionBeforeReceiptFromEveryTargetIsDataLoss) {
   const auto agent2 = NewKey();
   const std::string digest2 = crypto::Sha256("DeleteCommand body of c2");
   const WrittenLog log = WriteLog(
-      key_, {Enrolled("d1", agent_.public_key()), Enrolled("d2", agent2.public_key()),
-             Submitted("r1", {"d1", "d2"}), Issued("c1", "r1", "d1", digest_),
+      key_, {Activated(1, kAuditPolicy2Email, PolicyHash(kAuditPolicy2Email)),
+             Enrolled("d1", agent_.public_key()), Enrolled("d2", agent2.public_key()),
+             Submitted("r1", {"d1", "d2"}, kAuditPolicy2Email), Issued("c1", "r1", "d1", digest_),
              Issued("c2", "r1", "d2", digest2),
              Recorded("c1", "r1", "d1", digest_, v1::Receipt::COMPLETED, agent_),
              Completed("r1", v1::RequestCompleted::COMPLETED)});
   const AuditOutcome out = Audit(key_.public_key(), log.checkpoints.back(), log.bytes);
-  ExpectDataLossAt(out, 7);
+  ExpectDataLossAt(out, 8);
   EXPECT_THAT(std::string(out.status.message()), HasSubstr("d2"));
 }
 
 TEST_F(AuditorTest, CompletedOutcomeDespiteFailedReceiptIsDataLoss) {
   const WrittenLog log = WriteLog(
       key_, Erasure(v1::Receipt::FAILED, v1::RequestCompleted::COMPLETED, agent_, digest_));
-  ExpectDataLossAt(Audit(key_.public_key(), log.checkpoints.back(), log.bytes), 5);
+  ExpectDataLossAt(Audit(key_.public_key(), log.checkpoints.back(), log.bytes), 6);
 }
 
 TEST_F(AuditorTest, FlippedPrevHashByteIsDataLossAtThatEntry) {
@@ -1668,43 +1774,17 @@ TEST_F(AuditorTest, CheckpointCoveringMoreEntriesThanFedIsDataLoss) {
   const AuditOutcome out = Audit(key_.public_key(), log.checkpoints.back(), fewer);
   EXPECT_EQ(out.status.code(), absl::StatusCode::kDataLoss) << out.status;
   EXPECT_FALSE(out.failed_entry.has_value());
-  EXPECT_THAT(std::string(out.status.message()), HasSubstr("covers 6"));
+  EXPECT_THAT(std::string(out.status.message()), HasSubstr("covers 7"));
 }
 
 TEST_F(AuditorTest, CheckpointOverOtherEntriesIsDataLoss) {
   const WrittenLog log = WriteLog(key_, HappyErasure());
-  const std::string forged = SignCheckpoint({kOrigin, 6, crypto::Sha256("other")}, key_);
+  const std::string forged = SignCheckpoint({kOrigin, 7, crypto::Sha256("other")}, key_);
   const AuditOutcome out = Audit(key_.public_key(), forged, log.bytes);
   EXPECT_EQ(out.status.code(), absl::StatusCode::kDataLoss) << out.status;
   EXPECT_FALSE(out.failed_entry.has_value());
 }
 
-
-// ---- policies, consent, deadlines and identity mapping in the audit ------------------------
-
-constexpr char kAuditPolicy[] =
-    "version: 1\nname: audit\nidentities: [email, user_id]\n"
-    "purposes:\n  - name: marketing\n    description: x\n    domains: [d1]\n    erase_on_withdrawal: true\n"
-    "deadlines:\n  erasure: 30d\n  max_extension: 60d\n"
-    "domains:\n  - name: d1\n    postgres:\n      tables:\n        - table: t\n          key: email\n"
-    "          identity: email\n          action: delete\n";
-
-v1::LedgerEntry Activated(uint64_t activation, const std::string& yaml, const std::string& hash) {
-  v1::LedgerEntry e;
-  auto* pa = e.mutable_policy_activated();
-  pa->set_activation(activation);
-  pa->set_format_version(1);
-  pa->set_policy_yaml(yaml);
-  pa->set_policy_hash(hash);
-  pa->set_source("test");
-  return e;
-}
-
-std::string AuditPolicyHash() {
-  auto p = policy::Policy::Parse(kAuditPolicy, "audit");
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? p->Hash() : "";
-}
 
 v1::LedgerEntry Extended(const std::string& request, int64_t seconds, int64_t new_due) {
   v1::LedgerEntry e;
@@ -1713,7 +1793,7 @@ v1::LedgerEntry Extended(const std::string& request, int64_t seconds, int64_t ne
   x->set_extension_seconds(seconds);
   x->set_new_due_unix_ms(new_due);
   x->set_sealed_reason("sealed");
-  return e;
+  return Operator(e);
 }
 
 v1::LedgerEntry ConsentWithdrawn(const std::string& change, const std::string& request,
@@ -1727,7 +1807,7 @@ v1::LedgerEntry ConsentWithdrawn(const std::string& change, const std::string& r
   c->set_status(status);
   c->set_source("test");
   c->set_erasure_request_id(request);
-  return e;
+  return Operator(e);
 }
 
 TEST_F(AuditorTest, ActivatedPolicyMustHashToItsRecordedHash) {
@@ -1747,39 +1827,41 @@ TEST_F(AuditorTest, ExtensionsBeyondTheActivePolicysCapAreDataLoss) {
   v1::LedgerEntry submitted = Submitted("r1", {"d1"});
   submitted.mutable_request_submitted()->set_due_unix_ms(1000);
   constexpr int64_t kDay = 86400;
-  auto within = WriteLog(key_, {Activated(1, kAuditPolicy, hash), submitted,
+  auto within = WriteLog(key_, {Activated(1, kAuditPolicy, hash), submitted, Issued("c1", "r1", "d1", digest_),
                                 Extended("r1", 20 * kDay, 1000 + 20 * kDay * 1000),
                                 Extended("r1", 40 * kDay, 1000 + 60 * kDay * 1000)});
   const AuditOutcome ok = Audit(key_.public_key(), within.checkpoints.back(), within.bytes);
   ASSERT_TRUE(ok.status.ok()) << ok.status;
   EXPECT_EQ(ok.report->extensions, 2u);
-  auto beyond = WriteLog(key_, {Activated(1, kAuditPolicy, hash), submitted,
+  auto beyond = WriteLog(key_, {Activated(1, kAuditPolicy, hash), submitted, Issued("c1", "r1", "d1", digest_),
                                 Extended("r1", 20 * kDay, 1000 + 20 * kDay * 1000),
                                 Extended("r1", 41 * kDay, 1000 + 61 * kDay * 1000)});
   const AuditOutcome out = Audit(key_.public_key(), beyond.checkpoints.back(), beyond.bytes);
-  ExpectDataLossAt(out, 4);
+  ExpectDataLossAt(out, 5);
   EXPECT_THAT(std::string(out.status.message()), HasSubstr("max_extension"));
-  auto wrong_due = WriteLog(key_, {submitted, Extended("r1", kDay, 5)});
-  ExpectDataLossAt(Audit(key_.public_key(), wrong_due.checkpoints.back(), wrong_due.bytes), 2);
+  auto wrong_due = WriteLog(key_, {Activated(1, kAuditPolicy, hash), submitted, Extended("r1", kDay, 5)});
+  ExpectDataLossAt(Audit(key_.public_key(), wrong_due.checkpoints.back(), wrong_due.bytes), 3);
 }
 
 TEST_F(AuditorTest, CompletionWhileADomainNeedsAnIdentityIsDataLossUntilOneIsAdded) {
-  v1::LedgerEntry submitted = Submitted("r1", {"d1"});
+  v1::LedgerEntry submitted = Submitted("r1", {"d1"}, kTwoDomainPolicy);
   auto* need = submitted.mutable_request_submitted()->add_needs_identity();
   need->set_domain("d2");
   need->add_identity_types("user_id");
   const auto agent2 = NewKey();
   const std::string digest2 = crypto::Sha256("DeleteCommand body of c2");
+  const v1::LedgerEntry activated = Activated(1, kTwoDomainPolicy, PolicyHash(kTwoDomainPolicy));
   std::vector<v1::LedgerEntry> early = {
-      Enrolled("d1", agent_.public_key()), submitted, Issued("c1", "r1", "d1", digest_),
+      activated, Enrolled("d1", agent_.public_key()), submitted, Issued("c1", "r1", "d1", digest_),
       Recorded("c1", "r1", "d1", digest_, v1::Receipt::COMPLETED, agent_),
       Completed("r1", v1::RequestCompleted::COMPLETED)};
   const WrittenLog log = WriteLog(key_, early);
   const AuditOutcome out = Audit(key_.public_key(), log.checkpoints.back(), log.bytes);
-  ExpectDataLossAt(out, 5);
+  ExpectDataLossAt(out, 6);
   EXPECT_THAT(std::string(out.status.message()), HasSubstr("d2 still needed an identity"));
 
   v1::LedgerEntry added;
+  added = Operator(added);
   added.mutable_identities_added()->set_request_id("r1");
   auto* t = added.mutable_identities_added()->add_subject();
   t->set_type("user_id");
@@ -1787,7 +1869,7 @@ TEST_F(AuditorTest, CompletionWhileADomainNeedsAnIdentityIsDataLossUntilOneIsAdd
   added.mutable_identities_added()->add_target_domains("d2");
   std::vector<v1::LedgerEntry> resolved = early;
   resolved.pop_back();
-  resolved.insert(resolved.begin() + 1, Enrolled("d2", agent2.public_key()));
+  resolved.insert(resolved.begin() + 2, Enrolled("d2", agent2.public_key()));
   resolved.push_back(added);
   resolved.push_back(Issued("c2", "r1", "d2", digest2));
   resolved.push_back(Recorded("c2", "r1", "d2", digest2, v1::Receipt::COMPLETED, agent2));
@@ -1796,31 +1878,105 @@ TEST_F(AuditorTest, CompletionWhileADomainNeedsAnIdentityIsDataLossUntilOneIsAdd
   const AuditOutcome ok = Audit(key_.public_key(), ok_log.checkpoints.back(), ok_log.bytes);
   EXPECT_TRUE(ok.status.ok()) << ok.status;
   // A command for the waiting domain before any identity was added is outside the plan.
-  std::vector<v1::LedgerEntry> premature = {Enrolled("d1", agent_.public_key()), submitted,
+  std::vector<v1::LedgerEntry> premature = {activated, Enrolled("d1", agent_.public_key()), submitted,
                                             Issued("c2", "r1", "d2", digest2)};
   const WrittenLog bad = WriteLog(key_, premature);
-  ExpectDataLossAt(Audit(key_.public_key(), bad.checkpoints.back(), bad.bytes), 3);
+  ExpectDataLossAt(Audit(key_.public_key(), bad.checkpoints.back(), bad.bytes), 4);
 }
 
 TEST_F(AuditorTest, ConsentWithdrawalAndItsErasureMustNameEachOther) {
   v1::LedgerEntry planned = Submitted("r1", {"d1"});
   planned.mutable_request_submitted()->set_consent_change_id("ch1");
   planned.mutable_request_submitted()->set_scope_purpose("marketing");
-  auto linked = WriteLog(key_, {ConsentWithdrawn("ch1", "r1"), planned});
+  planned.clear_actor();  // caused by the consent change before it
+  const v1::LedgerEntry activated = Activated(1, kAuditPolicy, AuditPolicyHash());
+  auto linked = WriteLog(key_, {activated, ConsentWithdrawn("ch1", "r1"), planned,
+                                Issued("c1", "r1", "d1", digest_)});
   const AuditOutcome ok = Audit(key_.public_key(), linked.checkpoints.back(), linked.bytes);
   ASSERT_TRUE(ok.status.ok()) << ok.status;
   EXPECT_EQ(ok.report->consent_changes, 1u);
   // The planned erasure is missing from the log.
-  auto missing = WriteLog(key_, {ConsentWithdrawn("ch1", "r1")});
+  auto missing = WriteLog(key_, {activated, ConsentWithdrawn("ch1", "r1")});
   const AuditOutcome out = Audit(key_.public_key(), missing.checkpoints.back(), missing.bytes);
   EXPECT_EQ(out.status.code(), absl::StatusCode::kDataLoss) << out.status;
   EXPECT_THAT(std::string(out.status.message()), HasSubstr("does not hold"));
   // A request claiming a consent change that planned another request.
-  auto other = WriteLog(key_, {ConsentWithdrawn("ch1", "r9"), planned});
-  ExpectDataLossAt(Audit(key_.public_key(), other.checkpoints.back(), other.bytes), 2);
+  auto other = WriteLog(key_, {activated, ConsentWithdrawn("ch1", "r9"), planned});
+  ExpectDataLossAt(Audit(key_.public_key(), other.checkpoints.back(), other.bytes), 3);
   // A grant never plans an erasure.
-  auto grant = WriteLog(key_, {ConsentWithdrawn("ch1", "r1", v1::GRANTED)});
-  ExpectDataLossAt(Audit(key_.public_key(), grant.checkpoints.back(), grant.bytes), 1);
+  auto grant = WriteLog(key_, {activated, ConsentWithdrawn("ch1", "r1", v1::GRANTED)});
+  ExpectDataLossAt(Audit(key_.public_key(), grant.checkpoints.back(), grant.bytes), 2);
+}
+
+// ---- who did it, revoked keys and the plan ----------------------------------------------------
+
+TEST_F(AuditorTest, KeyEnrolledWithoutAnAuthenticatedAdminFailsUnlessAccepted) {
+  std::vector<v1::LedgerEntry> entries = HappyErasure();
+  entries[1].clear_actor();  // as lethed --insecure (or before mTLS) wrote it
+  const WrittenLog log = WriteLog(key_, entries);
+  const AuditOutcome out = Audit(key_.public_key(), log.checkpoints.back(), log.bytes);
+  ExpectDataLossAt(out, 2);
+  EXPECT_THAT(std::string(out.status.message()), HasSubstr("no authenticated caller"));
+  Auditor lenient(key_.public_key(), log.checkpoints.back(), AuditOptions{.accept_unauthenticated = true});
+  for (uint64_t i = 0; i < log.bytes.size(); ++i) ASSERT_TRUE(lenient.Add(i, log.bytes[i]).ok());
+  auto report = lenient.Finish();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->unauthenticated, 1u);
+}
+
+TEST_F(AuditorTest, KeyEnrolledByAnOperatorIsDataLoss) {
+  // The forged-completion attack: a non-admin enrols their own key for a domain.
+  std::vector<v1::LedgerEntry> entries = HappyErasure();
+  entries[1] = Operator(entries[1]);
+  const WrittenLog log = WriteLog(key_, entries);
+  const AuditOutcome out = Audit(key_.public_key(), log.checkpoints.back(), log.bytes);
+  ExpectDataLossAt(out, 2);
+  EXPECT_THAT(std::string(out.status.message()), HasSubstr("only admin may"));
+}
+
+TEST_F(AuditorTest, ReceiptByARevokedKeyIsDataLossButEarlierOnesVerify) {
+  v1::LedgerEntry revoked;
+  revoked.mutable_agent_key_revoked()->set_domain("d1");
+  revoked.mutable_agent_key_revoked()->set_key_id(agent_.public_key().KeyId());
+  revoked.mutable_actor()->set_role("admin");
+  revoked.mutable_actor()->set_name("root");
+  std::vector<v1::LedgerEntry> before = HappyErasure();
+  before.push_back(revoked);  // after the receipt: it still verifies
+  const WrittenLog ok_log = WriteLog(key_, before);
+  const AuditOutcome ok = Audit(key_.public_key(), ok_log.checkpoints.back(), ok_log.bytes);
+  ASSERT_TRUE(ok.status.ok()) << ok.status;
+  EXPECT_EQ(ok.report->key_revocations, 1u);
+  std::vector<v1::LedgerEntry> after = HappyErasure();
+  after.insert(after.begin() + 4, revoked);  // before the receipt
+  const WrittenLog bad = WriteLog(key_, after);
+  const AuditOutcome out = Audit(key_.public_key(), bad.checkpoints.back(), bad.bytes);
+  ExpectDataLossAt(out, 6);
+  EXPECT_THAT(std::string(out.status.message()), HasSubstr("revoked"));
+}
+
+TEST_F(AuditorTest, APlanThatDropsOrAddsADomainIsDataLoss) {
+  const v1::LedgerEntry activated = Activated(1, kAuditPolicy2Email, PolicyHash(kAuditPolicy2Email));
+  // d2 is in scope (keyed by email, which the request carries) but the plan leaves it out.
+  const WrittenLog dropped = WriteLog(key_, {activated, Submitted("r1", {"d1"}, kAuditPolicy2Email)});
+  const AuditOutcome out = Audit(key_.public_key(), dropped.checkpoints.back(), dropped.bytes);
+  ExpectDataLossAt(out, 2);
+  EXPECT_THAT(std::string(out.status.message()), HasSubstr("r1: plan drops domain d2"));
+  // A domain the policy does not have.
+  const WrittenLog added = WriteLog(
+      key_, {Activated(1, kAuditPolicy, AuditPolicyHash()), Submitted("r1", {"d1", "d9"})});
+  const AuditOutcome out2 = Audit(key_.public_key(), added.checkpoints.back(), added.bytes);
+  ExpectDataLossAt(out2, 2);
+  EXPECT_THAT(std::string(out2.status.message()), HasSubstr("plan adds domain d9"));
+  // Planned with a policy that is not the active one.
+  const WrittenLog stale = WriteLog(key_, {activated, Submitted("r1", {"d1"}, kAuditPolicy)});
+  const AuditOutcome out3 = Audit(key_.public_key(), stale.checkpoints.back(), stale.bytes);
+  ExpectDataLossAt(out3, 2);
+  EXPECT_THAT(std::string(out3.status.message()), HasSubstr("not the active policy"));
+  // A target that never got a command.
+  const WrittenLog silent = WriteLog(key_, {Activated(1, kAuditPolicy, AuditPolicyHash()), Submitted("r1", {"d1"})});
+  const AuditOutcome out4 = Audit(key_.public_key(), silent.checkpoints.back(), silent.bytes);
+  EXPECT_EQ(out4.status.code(), absl::StatusCode::kDataLoss) << out4.status;
+  EXPECT_THAT(std::string(out4.status.message()), HasSubstr("no command was issued"));
 }
 
 }  // namespace

@@ -1267,6 +1267,84 @@ TEST(MalformedYaml, TruncatedAndMutatedPoliciesNeverThrow) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Anchors and aliases: refused from the parser's events, before any node tree is built.
+
+constexpr char kNoAnchors[] =
+    " is not allowed in a policy (YAML anchors and aliases are rejected: write each value "
+    "out)";
+
+TEST(AnchorsAndAliases, AnAnchorIsRejectedNamingLineAndColumn) {
+  EXPECT_THAT(Policy::Validate(Edit(3, "identities: &ids [email, user_id]")),
+              ElementsAre(Diag(3, 13, std::string("YAML anchor \"&ids\"") + kNoAnchors)));
+
+  absl::StatusOr<Policy> p = Policy::Parse(Edit(3, "identities: &ids [email, user_id]"), "a.yaml");
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(p.status().message(), std::string("a.yaml:3:13: YAML anchor \"&ids\"") + kNoAnchors);
+
+  // On a map, an empty value, a scalar, an item of a flow list and a key: each is an anchor.
+  EXPECT_THAT(Policy::Validate(Edit(9, "deadlines: &d")),
+              ElementsAre(Diag(9, 12, std::string("YAML anchor \"&d\"") + kNoAnchors)));
+  EXPECT_THAT(Policy::Validate(Edit(2, "name: &n")),
+              ElementsAre(Diag(2, 7, std::string("YAML anchor \"&n\"") + kNoAnchors)));
+  EXPECT_THAT(Policy::Validate(Edit(19, "          action: &act delete")),
+              ElementsAre(Diag(19, 19, std::string("YAML anchor \"&act\"") + kNoAnchors)));
+  EXPECT_THAT(Policy::Validate(Edit(7, "    domains: [&g growth]")),
+              ElementsAre(Diag(7, 15, std::string("YAML anchor \"&g\"") + kNoAnchors)));
+  EXPECT_THAT(Policy::Validate(Edit(2, "&k name: test-mesh")),
+              ElementsAre(Diag(2, 1, std::string("YAML anchor \"&k\"") + kNoAnchors)));
+}
+
+TEST(AnchorsAndAliases, AnAliasIsRejectedNamingLineAndColumn) {
+  // Its anchor is reported too: both are refused.
+  EXPECT_THAT(Policy::Validate(Edit({{3, "identities: &ids [email, user_id]"},
+                                     {5, "  - name: &m marketing"},
+                                     {7, "    domains: *ids"},
+                                     {20, "  - name: *m"}})),
+              ElementsAre(Diag(3, 13, std::string("YAML anchor \"&ids\"") + kNoAnchors),
+                          Diag(7, 14, std::string("YAML alias \"*ids\"") + kNoAnchors)));
+  // An alias of an anchor that does not exist is refused as an alias, not as broken YAML.
+  EXPECT_THAT(Policy::Validate(Edit(7, "    domains: *nowhere")),
+              ElementsAre(Diag(7, 14, std::string("YAML alias \"*nowhere\"") + kNoAnchors)));
+  EXPECT_THAT(Policy::Validate(Edit(7, "    domains: [growth, *nowhere]")),
+              ElementsAre(Diag(7, 23, std::string("YAML alias \"*nowhere\"") + kNoAnchors)));
+  // In a second document too (the first is the one that would be built).
+  EXPECT_THAT(Policy::Validate(std::string(kBase) + "---\nx: &x 1\ny: *x\n"),
+              ElementsAre(Diag(27, 1,
+                               "the file holds 2 YAML documents (separated by ---); a policy "
+                               "is exactly one"),
+                          Diag(28, 4, std::string("YAML anchor \"&x\"") + kNoAnchors),
+                          Diag(29, 4, std::string("YAML alias \"*x\"") + kNoAnchors)));
+}
+
+// The "billion laughs" attack: each line lists its predecessor ten times, so about 8 KB of
+// text stands for 10^86 scalars, and the last one is the policy's identities. Only its
+// first anchor and first alias are reported: nothing else of the document is looked at.
+TEST(AnchorsAndAliases, BillionLaughsIsRejectedUnread) {
+  std::string yaml = "version: 1\nlol0: &lol0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
+  int last = 0;
+  for (int i = 1; yaml.size() < 8000; ++i) {
+    const std::string prev = "*lol" + std::to_string(i - 1);
+    yaml += "lol" + std::to_string(i) + ": &lol" + std::to_string(i) + " [" + prev;
+    for (int j = 1; j < 10; ++j) yaml += ", " + prev;
+    yaml += "]\n";
+    last = i;
+  }
+  yaml += "identities: *lol" + std::to_string(last) + "\n";
+  ASSERT_GE(last, 85);
+  ASSERT_GE(yaml.size(), 8000u);
+  ASSERT_LE(yaml.size(), 8300u);
+  EXPECT_THAT(Policy::Validate(yaml),
+              ElementsAre(Diag(2, 7, std::string("YAML anchor \"&lol0\"") + kNoAnchors),
+                          Diag(3, 14, std::string("YAML alias \"*lol0\"") + kNoAnchors)));
+  absl::StatusOr<Policy> p = Policy::Parse(yaml, "laughs.yaml");
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(p.status().message()),
+              StartsWith("laughs.yaml:2:7: YAML anchor \"&lol0\""));
+}
+
+// ---------------------------------------------------------------------------------------
 // Canonical form and hashes
 
 TEST(Hash, CanonicalJsonIsSortedCompactAndInSeconds) {

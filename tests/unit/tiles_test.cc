@@ -30,6 +30,7 @@
 #include "ledger/ledger.h"
 #include "ledger/merkle.h"
 #include "ledger/tiles.h"
+#include "policies/policy.h"
 #include "lethe/v1/ledger.pb.h"
 #include "lethe/v1/messages.pb.h"
 #include "nlohmann/json.hpp"
@@ -96,27 +97,52 @@ std::string BigEndian16(size_t v) {
 }
 
 // Entries of an erasure log, after LogCreated.
+constexpr char kTilesPolicy[] =
+    "version: 1\nname: tiles\nidentities: [email]\n"
+    "domains:\n  - name: d1\n    postgres:\n      tables:\n        - table: t\n          key: email\n"
+    "          identity: email\n          action: delete\n";
+
+v1::LedgerEntry WithActor(v1::LedgerEntry e, const char* role, const char* name) {
+  e.mutable_actor()->set_role(role);
+  e.mutable_actor()->set_name(name);
+  return e;
+}
+
+v1::LedgerEntry Activated() {
+  v1::LedgerEntry e;
+  auto* pa = e.mutable_policy_activated();
+  pa->set_activation(1);
+  pa->set_format_version(1);
+  pa->set_policy_yaml(kTilesPolicy);
+  pa->set_policy_hash(policy::Policy::Parse(kTilesPolicy, "tiles").value().Hash());
+  return WithActor(e, "admin", "root");
+}
+
 v1::LedgerEntry Enrolled(const std::string& domain, const crypto::Ed25519PublicKey& k) {
   v1::LedgerEntry e;
+  e.mutable_actor()->set_role("admin");
+  e.mutable_actor()->set_name("root");
   e.mutable_agent_enrolled()->set_domain(domain);
   e.mutable_agent_enrolled()->set_public_key(k.raw());
   e.mutable_agent_enrolled()->set_key_id(k.KeyId());
   return e;
 }
-// ~150 bytes once stored: a request with one target domain and no subject tokens.
+// ~150 bytes once stored: an operator's consent grant.
 v1::LedgerEntry Filler(uint64_t i) {
   v1::LedgerEntry e;
-  auto* r = e.mutable_request_submitted();
-  r->set_request_id(absl::StrCat("filler-", i));
-  r->set_kind(v1::RequestSubmitted::ERASURE);
-  r->set_sealed(std::string(60, static_cast<char>('a' + i % 26)));
-  r->set_policy_hash(crypto::Sha256("policy"));
-  r->add_target_domains("d1");
-  return e;
+  auto* c = e.mutable_consent_changed();
+  c->set_change_id(absl::StrCat("filler-", i));
+  c->mutable_subject()->set_type("email");
+  c->mutable_subject()->set_token(crypto::Sha256(absl::StrCat("token ", i)));
+  c->set_purpose("research");
+  c->set_status(v1::GRANTED);
+  c->set_source(std::string(30, static_cast<char>('a' + i % 26)));
+  return WithActor(e, "operator", "olga");
 }
 std::vector<v1::LedgerEntry> ErasureFlow(const crypto::Ed25519PrivateKey& agent) {
   const std::string digest = crypto::Sha256("DeleteCommand body of c1");
   std::vector<v1::LedgerEntry> out;
+  out.push_back(Activated());
   out.push_back(Enrolled("d1", agent.public_key()));
   {
     v1::LedgerEntry e;
@@ -127,7 +153,8 @@ std::vector<v1::LedgerEntry> ErasureFlow(const crypto::Ed25519PrivateKey& agent)
     t->set_type("email");
     t->set_token(crypto::Sha256("token"));
     r->add_target_domains("d1");
-    out.push_back(e);
+    r->set_policy_hash(Activated().policy_activated().policy_hash());
+    out.push_back(WithActor(e, "operator", "olga"));
   }
   {
     v1::LedgerEntry e;
@@ -482,13 +509,14 @@ TEST_F(RealLedgerTilesTest, ExportVerifiesWithOnlyThePublicKey) {
   EXPECT_EQ(report.audit.agents, 1u);
   EXPECT_EQ(report.audit.receipts, 1u);
   EXPECT_EQ(report.audit.requests_completed, 1u);
-  EXPECT_EQ(report.audit.requests, 1u + (kEntries - 6));
+  EXPECT_EQ(report.audit.requests, 1u);
+  EXPECT_EQ(report.audit.consent_changes, kEntries - 7);
   ASSERT_OK(VerifyTiles(dir_ + "/", key_.public_key()).status());
 
   const nlohmann::json agents = nlohmann::json::parse(ReadBytes(File("lethe/agents.json")));
   ASSERT_EQ(agents["agents"].size(), 1u);
   const auto& a = agents["agents"][0];
-  EXPECT_EQ(a["entry"], 1);
+  EXPECT_EQ(a["entry"], 2);
   EXPECT_EQ(a["domain"], "d1");
   EXPECT_EQ(a["key_id"], agent_.public_key().KeyId());
   EXPECT_EQ(a["public_key"], crypto::Base64(agent_.public_key().raw()));
@@ -583,7 +611,7 @@ TEST_F(RealLedgerTilesTest, AgentsJsonEditedToAnotherKeyIsDataLoss) {
   agents["agents"][0]["key_id"] = other.KeyId();
   agents["agents"][0]["public_key_pem"] = other.ToPem();
   WriteBytes(File("lethe/agents.json"), agents.dump(2));
-  ExpectDataLossNaming({"lethe/agents.json", "agent 0", "entry 1"});
+  ExpectDataLossNaming({"lethe/agents.json", "agent 0", "entry 2"});
 }
 
 TEST_F(RealLedgerTilesTest, AgentsJsonWithAnExtraAgentIsDataLoss) {
@@ -600,20 +628,20 @@ TEST_F(RealLedgerTilesTest, AgentsJsonReformattedStillVerifies) {
 }
 
 TEST_F(RealLedgerTilesTest, ConsistentlyRewrittenEntryFailsTheAudit) {
-  // Rewrite entry 3 (the CommandIssued) and every hash above it, then re-sign the checkpoint
+  // Rewrite entry 4 (the CommandIssued) and every hash above it, then re-sign the checkpoint
   // with lethed's key: the tiles agree, the chain does not.
   std::vector<std::string> forged = entries_;
   v1::LedgerEntry e;
-  ASSERT_TRUE(e.ParseFromString(forged[3]));
+  ASSERT_TRUE(e.ParseFromString(forged[4]));
   ASSERT_TRUE(e.has_command_issued());
   e.mutable_command_issued()->set_command_digest(crypto::Sha256("other command"));
-  forged[3] = e.SerializeAsString();
+  forged[4] = e.SerializeAsString();
   TempDir other;
   const std::string dir = other.File("export");
   ASSERT_OK(Export(dir, forged, kEntries, CheckpointFor(forged, kEntries, key_)));
   const absl::Status st = VerifyTiles(dir, key_.public_key()).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
-  EXPECT_THAT(std::string(st.message()), AllOf(HasSubstr("tile/entries/000"), HasSubstr("entry 4")));
+  EXPECT_THAT(std::string(st.message()), AllOf(HasSubstr("tile/entries/000"), HasSubstr("entry 5")));
 }
 
 // A full level-1 tile needs 65,536 entries: the synthetic log.

@@ -1,0 +1,369 @@
+// Trust at the root: mutual TLS with roles, the caller recorded from its certificate, agent
+// key revocation and rotation, and the forged-completion attack, tried as an attacker would.
+#include <grpcpp/grpcpp.h>
+
+#include <prometheus/metric_family.h>
+
+#include <filesystem>
+
+#include "controlplane/kafka.h"
+#include "crypto/seal.h"
+#include "crypto/x509.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "proto/envelope.h"
+#include "tests/support/mesh.h"
+#include "tests/support/subprocess.h"
+
+namespace lethe::testing {
+namespace {
+using ::testing::HasSubstr;
+
+constexpr absl::Duration kWait = absl::Seconds(60);
+
+v1::SubmitRequest EraseRequest(const Person& p) {
+  v1::SubmitRequest req;
+  auto* e = req.add_identities();
+  e->set_type("email");
+  e->set_value(p.email);
+  req.set_reason("test");
+  return req;
+}
+
+grpc::Status Submit(const std::shared_ptr<grpc::Channel>& channel, const Person& p,
+                    v1::SubmitResponse* resp) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  return v1::SubjectRequests::NewStub(channel)->Submit(&ctx, EraseRequest(p), resp);
+}
+
+v1::LedgerEntry Entry(Mesh& mesh, uint64_t seq) {
+  v1::LedgerEntry e;
+  EXPECT_TRUE(e.ParseFromString(mesh.lethed().ledger().ReadEntry(seq).value()));
+  return e;
+}
+
+class SecurityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Mesh::Options o;
+    o.domains = {"growth"};
+    auto m = Mesh::Start(o);
+    ASSERT_TRUE(m.ok()) << m.status();
+    mesh_ = std::move(*m);
+  }
+  std::unique_ptr<Mesh> mesh_;
+};
+
+TEST_F(SecurityTest, PlaintextClientIsRefused) {
+  const uint64_t size = mesh_->lethed().ledger().size();
+  v1::SubmitResponse resp;
+  grpc::Status s = Submit(grpc::CreateChannel(mesh_->addr(), grpc::InsecureChannelCredentials()), kAlice, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_EQ(mesh_->lethed().ledger().size(), size);
+  // The CLI refuses to talk plaintext unless told to, and then lethed refuses it.
+  auto cli = Lethectl({"--addr", mesh_->addr(), "request", "list"});
+  EXPECT_EQ(cli.exit_code, 2) << cli.output;
+  EXPECT_THAT(cli.output, HasSubstr("--certs-dir"));
+  auto insecure = Lethectl({"--addr", mesh_->addr(), "--insecure", "request", "list"});
+  EXPECT_EQ(insecure.exit_code, 1) << insecure.output;
+}
+
+TEST_F(SecurityTest, CertificateFromAnotherCaIsRefused) {
+  const std::string other = mesh_->work_dir() + "/other-ca";
+  ASSERT_TRUE(crypto::CreateCa(other, "lethe.test").ok());
+  ASSERT_TRUE(crypto::CreateClientCert(other, "operator", "mallory").ok());
+  grpc::SslCredentialsOptions o;
+  o.pem_root_certs = crypto::ReadFile(mesh_->certs_dir() + "/ca.crt").value();  // trusts lethed
+  o.pem_cert_chain = crypto::ReadFile(other + "/client.mallory.crt").value();
+  o.pem_private_key = crypto::ReadFile(other + "/client.mallory.key").value();
+  const uint64_t size = mesh_->lethed().ledger().size();
+  v1::SubmitResponse resp;
+  grpc::Status s = Submit(grpc::CreateChannel(mesh_->addr(), grpc::SslCredentials(o)), kAlice, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_EQ(mesh_->lethed().ledger().size(), size);
+}
+
+TEST_F(SecurityTest, EachRoleMayCallOnlyItsMethods) {
+  const uint64_t size = mesh_->lethed().ledger().size();
+  // An auditor cannot submit.
+  v1::SubmitResponse resp;
+  grpc::Status s = Submit(mesh_->Channel("auditor"), kAlice, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), HasSubstr("/lethe.v1.SubjectRequests/Submit needs role operator"));
+  EXPECT_THAT(s.error_message(), HasSubstr("role auditor"));
+  // An admin cannot either.
+  EXPECT_EQ(Submit(mesh_->Channel("admin"), kAlice, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  // An operator can enroll no key and activate no policy, from the API or the CLI.
+  {
+    v1::EnrollAgentRequest req;
+    req.set_domain("growth");
+    req.set_public_key_pem(crypto::ReadFile(mesh_->agent_pub("growth")).value());
+    v1::AgentView view;
+    grpc::ClientContext ctx;
+    s = v1::Agents::NewStub(mesh_->Channel("operator"))->Enroll(&ctx, req, &view);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_THAT(s.error_message(), HasSubstr("/lethe.v1.Agents/Enroll needs role admin"));
+  }
+  auto enroll = RunLethectlAs(*mesh_, "operator",
+                              {"agent", "enroll", "--domain", "growth", "--public-key", mesh_->agent_pub("growth")});
+  EXPECT_EQ(enroll.exit_code, 1);
+  EXPECT_THAT(enroll.output, HasSubstr("PERMISSION_DENIED"));
+  auto activate = RunLethectlAs(*mesh_, "operator", {"policy", "activate", mesh_->policy_path()});
+  EXPECT_EQ(activate.exit_code, 1);
+  EXPECT_THAT(activate.output, HasSubstr("needs role admin"));
+  // An operator cannot read the ledger; an auditor can.
+  EXPECT_EQ(RunLethectlAs(*mesh_, "operator", {"ledger", "checkpoint"}).exit_code, 1);
+  EXPECT_EQ(RunLethectlAs(*mesh_, "auditor", {"ledger", "checkpoint"}).exit_code, 0);
+  // Consent (and with it the keyed token of an identity) is an operator's only.
+  auto show = RunLethectlAs(*mesh_, "auditor", {"consent", "show", "--identity", "email=" + kAlice.email});
+  EXPECT_EQ(show.exit_code, 1);
+  EXPECT_THAT(show.output, HasSubstr("/lethe.v1.Consent/Show needs role operator"));
+  EXPECT_EQ(mesh_->lethed().ledger().size(), size) << "a refused call recorded something";
+}
+
+TEST_F(SecurityTest, EntriesRecordTheCallerFromItsCertificate) {
+  v1::SubmitResponse resp;
+  ASSERT_TRUE(Submit(mesh_->Channel("operator"), kAlice, &resp).ok());
+  const uint64_t entry = resp.request().submitted_entry();
+  const v1::LedgerEntry e = Entry(*mesh_, entry);
+  ASSERT_TRUE(e.has_request_submitted());
+  EXPECT_EQ(e.actor().role(), "operator");
+  EXPECT_EQ(e.actor().name(), "olga");
+  EXPECT_EQ(e.actor().spiffe_id(), "spiffe://lethe.test/lethe/operator/olga");
+  auto info = crypto::InspectCertificate(crypto::ReadFile(mesh_->client_cert("operator")).value());
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(e.actor().certificate_sha256(), info->sha256_hex);
+  // The key enrolments were an admin's; the policy activation lethed's own (--policy).
+  EXPECT_EQ(Entry(*mesh_, 1).actor().role(), "lethed");
+  auto agents = RunLethectl(*mesh_, {"agent", "list"});
+  EXPECT_THAT(agents.output, HasSubstr("admin root (certificate "));
+  // Free text is the operator's: an auditor sees the request without the extension reason.
+  auto extend = RunLethectl(*mesh_, {"request", "extend", resp.request_id(), "--by", "7d", "--reason",
+                                     "waiting for the subject's reply"});
+  ASSERT_EQ(extend.exit_code, 0) << extend.output;
+  EXPECT_THAT(RunLethectlAs(*mesh_, "operator", {"request", "get", resp.request_id()}).output,
+              HasSubstr("waiting for the subject's reply"));
+  auto as_auditor = RunLethectlAs(*mesh_, "auditor", {"request", "get", resp.request_id()});
+  EXPECT_EQ(as_auditor.exit_code, 0) << as_auditor.output;
+  EXPECT_THAT(as_auditor.output, ::testing::Not(HasSubstr("waiting for the subject's reply")));
+  // The auditor reports who did what.
+  auto verify = RunLethectl(*mesh_, {"ledger", "verify", "--public-key", mesh_->lethed_pub()});
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+  EXPECT_THAT(verify.output, HasSubstr("enrolled for domain growth, by admin root"));
+  EXPECT_THAT(verify.output, HasSubstr("policy activation 1"));
+}
+
+// An attacker with an operator's certificate (or none) tries to complete an erasure that never
+// happened: enroll their own key for the domain, read the command off Kafka, sign a COMPLETED
+// receipt for it.
+TEST_F(SecurityTest, ForgedCompletionFailsAtLethed) {
+  mesh_->StopAgent("growth");  // the real agent never answers
+  ASSERT_TRUE(mesh_->Plant(kAlice).ok());
+  v1::SubmitResponse resp;
+  ASSERT_TRUE(Submit(mesh_->Channel("operator"), kAlice, &resp).ok());
+  const std::string prefix = mesh_->work_dir() + "/attacker";
+  ASSERT_TRUE(crypto::GenerateKeyFiles(prefix).ok());
+  const std::string pub = prefix + ".pub";
+  auto attacker = crypto::Ed25519PrivateKey::LoadFile(prefix + ".key").value();
+  for (const char* role : {"operator", "auditor"}) {
+    auto r = RunLethectlAs(*mesh_, role, {"agent", "enroll", "--domain", "growth", "--public-key", pub});
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("PERMISSION_DENIED"));
+  }
+  // The command as it travels, and a receipt for exactly its bytes, signed by the attacker.
+  auto msgs = ReadTopic(mesh_->kafka_bootstrap(), kafka::CommandTopic("growth"));
+  ASSERT_TRUE(msgs.ok() && !msgs->empty());
+  v1::SignedEnvelope cmd;
+  ASSERT_TRUE(cmd.ParseFromString(*msgs->back().value));
+  v1::DeleteCommand parsed;
+  ASSERT_TRUE(parsed.ParseFromString(cmd.body()));
+  v1::Receipt forged;
+  forged.set_command_id(parsed.command_id());
+  forged.set_request_id(parsed.request_id());
+  forged.set_domain("growth");
+  forged.set_command_digest(crypto::Sha256(cmd.body()));
+  forged.set_outcome(v1::Receipt::COMPLETED);
+  forged.set_verified_zero_remaining(true);
+  auto producer = kafka::Producer::Create(mesh_->kafka_bootstrap()).value();
+  const auto& counters = mesh_->lethed().manager().receipt_counters();
+  const uint64_t rejected = counters.rejected.load();
+  ASSERT_TRUE(producer
+                  ->ProduceSync(kafka::kReceiptTopic, std::nullopt,
+                                SignEnvelope(kReceiptType, forged.SerializeAsString(), attacker).SerializeAsString())
+                  .ok());
+  ASSERT_TRUE(WaitFor([&] { return counters.rejected.load() > rejected; }, kWait));
+  EXPECT_EQ(mesh_->lethed().store().Get(resp.request_id())->state, v1::IN_PROGRESS);
+  EXPECT_EQ(*mesh_->Rows("growth", kAlice), 3);
+}
+
+TEST_F(SecurityTest, RevokedKeysReceiptsAreRefusedAndARotatedKeyTakesOver) {
+  ASSERT_TRUE(mesh_->Plant(kAlice).ok());
+  ASSERT_TRUE(mesh_->Plant(kBob).ok());
+  // Before the rotation: a receipt by the old key, which must keep verifying.
+  auto first = mesh_->EraseAndWait(kAlice, kWait);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->state(), v1::COMPLETED);
+  const auto old_key = crypto::Ed25519PrivateKey::LoadFile(mesh_->agent_key("growth")).value();
+  const std::string old_id = old_key.public_key().KeyId();
+  // Rotation: a second key for the domain, then the old one revoked.
+  const std::string prefix = mesh_->work_dir() + "/keys/growth2";
+  ASSERT_EQ(Lethectl({"keys", "generate", "--out", prefix}).exit_code, 0);
+  EXPECT_EQ(Lethectl({"keys", "generate", "--out", prefix}).exit_code, 1) << "a key was overwritten";
+  ASSERT_EQ(RunLethectl(*mesh_, {"agent", "enroll", "--domain", "growth", "--public-key", prefix + ".pub"}).exit_code, 0);
+  auto revoke = RunLethectl(*mesh_, {"agent", "revoke", "--domain", "growth", "--key-id", old_id,
+                                     "--reason", "host decommissioned"});
+  ASSERT_EQ(revoke.exit_code, 0) << revoke.output;
+  auto list = RunLethectl(*mesh_, {"agent", "list"});
+  EXPECT_THAT(list.output, HasSubstr("REVOKED"));
+  EXPECT_THAT(list.output, HasSubstr("host decommissioned"));
+  // Revoking twice is refused; so is enrolling the revoked key again.
+  EXPECT_EQ(RunLethectl(*mesh_, {"agent", "revoke", "--domain", "growth", "--key-id", old_id}).exit_code, 1);
+  EXPECT_EQ(RunLethectl(*mesh_, {"agent", "enroll", "--domain", "growth", "--public-key",
+                                 mesh_->agent_pub("growth")}).exit_code, 1);
+  // The agent still runs with the old key: Bob's command is sealed to the new key, so it
+  // cannot open it; it says so in a REJECTED receipt, which lethed refuses because the old
+  // key signed it after its revocation.
+  const auto& counters = mesh_->lethed().manager().receipt_counters();
+  const uint64_t rejected_before = counters.rejected.load();
+  auto id = mesh_->Erase(kBob);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(WaitFor([&] { return counters.rejected.load() > rejected_before; }, kWait));
+  EXPECT_EQ(*mesh_->Rows("growth", kBob), 3);
+  const auto cmd = mesh_->lethed().store().Command(mesh_->lethed().store().Get(*id)->domains.at(0).command_id);
+  ASSERT_TRUE(cmd.has_value());
+  v1::Receipt forged;
+  forged.set_command_id(cmd->command_id);
+  forged.set_request_id(*id);
+  forged.set_domain("growth");
+  forged.set_command_digest(cmd->digest);
+  forged.set_outcome(v1::Receipt::COMPLETED);
+  forged.set_verified_zero_remaining(true);
+  const uint64_t rejected = counters.rejected.load();
+  auto producer = kafka::Producer::Create(mesh_->kafka_bootstrap()).value();
+  ASSERT_TRUE(producer
+                  ->ProduceSync(kafka::kReceiptTopic, std::nullopt,
+                                SignEnvelope(kReceiptType, forged.SerializeAsString(), old_key).SerializeAsString())
+                  .ok());
+  ASSERT_TRUE(WaitFor([&] { return counters.rejected.load() > rejected; }, kWait));
+  EXPECT_EQ(mesh_->lethed().store().Get(*id)->state, v1::IN_PROGRESS);
+  // The agent restarted with its new key opens the re-published command and completes.
+  mesh_->StopAgent("growth");
+  agent::AgentOptions o = mesh_->AgentOptionsFor("growth");
+  o.key_path = prefix + ".key";
+  auto a = agent::Agent::Create(o);
+  ASSERT_TRUE(a.ok()) << a.status();
+  (*a)->Start();
+  auto done = mesh_->WaitDone(*id, kWait);
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->state(), v1::COMPLETED);
+  EXPECT_EQ(*mesh_->Rows("growth", kBob), 0);
+  (*a)->Stop();
+  // The old key's earlier receipt still verifies; the log audits clean.
+  auto verify = RunLethectl(*mesh_, {"ledger", "verify", "--public-key", mesh_->lethed_pub()});
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+  EXPECT_THAT(verify.output, HasSubstr("of domain growth revoked, by admin root"));
+  CertifyAndVerify(*mesh_, first->request_id());
+  // With every key of a domain revoked, nothing can be sealed to it: a new request is refused
+  // naming the domain, and the ledger is unchanged.
+  const std::string new_id = crypto::Ed25519PublicKey::LoadFile(prefix + ".pub")->KeyId();
+  ASSERT_EQ(RunLethectl(*mesh_, {"agent", "revoke", "--domain", "growth", "--key-id", new_id}).exit_code, 0);
+  const uint64_t size = mesh_->lethed().ledger().size();
+  auto refused_submit = RunLethectl(*mesh_, {"request", "erase", "--identity", "email=" + kAlice.email});
+  EXPECT_EQ(refused_submit.exit_code, 1);
+  EXPECT_THAT(refused_submit.output, HasSubstr("domain growth has no enrolled agent key"));
+  EXPECT_EQ(mesh_->lethed().ledger().size(), size);
+}
+
+// Commands are sealed to the agent: after erasures, a consent withdrawal and a re-sealed
+// command, no byte sequence of any identity is on any lethe.* topic.
+TEST(SealedCommands, NoKafkaTopicCarriesAnIdentityInClear) {
+  Mesh::Options mo;
+  mo.domains = {"assessments", "growth"};
+  auto m = Mesh::Start(mo);
+  ASSERT_TRUE(m.ok()) << m.status();
+  Mesh& mesh = **m;
+  ASSERT_TRUE(mesh.Plant(kAlice).ok());
+  ASSERT_TRUE(mesh.Plant(kBob).ok());
+  auto done = mesh.EraseAndWait(kAlice, kWait);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), v1::COMPLETED);
+  EXPECT_EQ(*mesh.Rows("growth", kAlice), 0);
+  EXPECT_EQ(*mesh.Rows("assessments", kAlice), 0);
+  for (const char* verb : {"grant", "withdraw"}) {
+    auto c = RunLethectl(mesh, {"consent", verb, "--identity", "email=" + kBob.email, "--purpose", "marketing",
+                                "--source", "test"});
+    ASSERT_EQ(c.exit_code, 0) << c.output;
+  }
+  ASSERT_TRUE(WaitFor([&] { return *mesh.Rows("growth", kBob) == 0; }, kWait));
+  // Every command names the key its identities are sealed to: the agent's enrolled one.
+  const std::string growth_key =
+      crypto::X25519PublicKey::FromPem(crypto::ReadFile(mesh.agent_pub("growth")).value())->KeyId();
+  int commands = 0;
+  for (const std::string topic : {"lethe.commands.assessments", "lethe.commands.growth", "lethe.receipts",
+                                   "lethe.consent"}) {
+    auto msgs = ReadTopic(mesh.kafka_bootstrap(), topic);
+    ASSERT_TRUE(msgs.ok()) << msgs.status();
+    EXPECT_FALSE(msgs->empty()) << topic;
+    for (const auto& msg : *msgs) {
+      const std::string bytes = msg.key.value_or("") + msg.value.value_or("");
+      for (const Person& p : {kAlice, kBob})
+        for (const std::string& id : {p.email, p.user_id})
+          EXPECT_EQ(bytes.find(id), std::string::npos) << topic << " carries an identity in clear";
+      if (topic == "lethe.commands.growth") {
+        v1::SignedEnvelope env;
+        v1::DeleteCommand cmd;
+        ASSERT_TRUE(env.ParseFromString(*msg.value) && cmd.ParseFromString(env.body()));
+        EXPECT_EQ(cmd.recipient_key_id(), growth_key);
+        EXPECT_FALSE(cmd.sealed_identities().empty());
+        ++commands;
+      }
+    }
+  }
+  EXPECT_GE(commands, 2);
+}
+
+TEST(LethedStart, RefusesToStartWithoutCertificatesUnlessInsecure) {
+  Mesh::Options mo;
+  mo.domains = {"growth"};
+  mo.start_lethed = false;
+  auto m = Mesh::Start(mo);
+  ASSERT_TRUE(m.ok()) << m.status();
+  controlplane::LethedOptions o = (*m)->LethedOptionsForTest();
+  o.certs_dir.clear();
+  auto none = controlplane::Lethed::Start(o);
+  ASSERT_FALSE(none.ok());
+  EXPECT_THAT(std::string(none.status().message()), HasSubstr("--certs-dir"));
+  // A missing server key is named.
+  o = (*m)->LethedOptionsForTest();
+  std::filesystem::remove(o.certs_dir + "/server.key");
+  auto missing = controlplane::Lethed::Start(o);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("server.key"));
+  EXPECT_FALSE(std::filesystem::exists(o.data_dir + "/ledger")) << "started writing before failing";
+  // --insecure starts, says so in its metrics, and records callers as unauthenticated.
+  o.certs_dir.clear();
+  o.insecure = true;
+  auto insecure = controlplane::Lethed::Start(o);
+  ASSERT_TRUE(insecure.ok()) << insecure.status();
+  bool flagged = false;
+  for (const auto& f : (*insecure)->metrics().Collect())
+    if (f.name == "lethe_insecure_transport") flagged = f.metric.at(0).gauge.value == 1.0;
+  EXPECT_TRUE(flagged);
+}
+
+TEST_F(SecurityTest, OnlyTls13IsServed) {
+  auto tls12 = RunCommand({"/bin/sh", "-c", "openssl s_client -connect " + mesh_->addr() + " -tls1_2 </dev/null"},
+                          absl::Seconds(20));
+  ASSERT_TRUE(tls12.ok()) << tls12.status();
+  EXPECT_NE(tls12->exit_code, 0) << tls12->output;
+  // lethed drops the connection without a single byte of handshake.
+  EXPECT_THAT(tls12->output, HasSubstr("SSL handshake has read 0 bytes"));
+  auto tls13 = RunCommand({"/bin/sh", "-c", "openssl s_client -connect " + mesh_->addr() + " -tls1_3 </dev/null"},
+                          absl::Seconds(20));
+  ASSERT_TRUE(tls13.ok()) << tls13.status();
+  EXPECT_THAT(tls13->output, HasSubstr("New, TLSv1.3"));
+}
+
+}  // namespace
+}  // namespace lethe::testing
