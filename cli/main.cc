@@ -455,11 +455,17 @@ int RequestAddIdentity(const Global& g, const std::string& id,
 int RequestList(const Global& g, bool overdue) {
   auto stub = v1::SubjectRequests::NewStub(Connect(g));
   v1::ListRequestsResponse resp;
-  grpc::ClientContext ctx;
   v1::ListRequestsRequest req;
   req.set_overdue(overdue);
-  grpc::Status s = stub->List(&ctx, req, &resp);
-  if (!s.ok()) return FailGrpc("request list", s);
+  req.set_page_size(1000);
+  do {  // every page
+    v1::ListRequestsResponse page;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub->List(&ctx, req, &page);
+    if (!s.ok()) return FailGrpc("request list", s);
+    for (auto& r : *page.mutable_requests()) *resp.add_requests() = std::move(r);
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
   if (g.json()) {
     std::cout << Json(resp);
     return 0;
@@ -1055,9 +1061,15 @@ int ConsentList(const Global& g, const std::string& purpose, const std::string& 
   if (status == "withdrawn") req.set_status(v1::WITHDRAWN);
   auto stub = v1::Consent::NewStub(Connect(g));
   v1::ListConsentResponse resp;
-  grpc::ClientContext ctx;
-  grpc::Status s = stub->List(&ctx, req, &resp);
-  if (!s.ok()) return FailGrpc("consent list", s);
+  req.set_page_size(1000);
+  do {  // every page
+    v1::ListConsentResponse page;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub->List(&ctx, req, &page);
+    if (!s.ok()) return FailGrpc("consent list", s);
+    for (auto& r : *page.mutable_records()) *resp.add_records() = std::move(r);
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
   if (g.json()) {
     std::cout << Json(resp);
     return 0;

@@ -1,6 +1,8 @@
 #include "controlplane/lethed.h"
 
 #include <grpcpp/grpcpp.h>
+
+#include <filesystem>
 #include <prometheus/exposer.h>
 
 #include "controlplane/auth.h"
@@ -42,7 +44,13 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   ASSIGN_OR_RETURN(crypto::Ed25519PrivateKey key,
                    crypto::Ed25519PrivateKey::LoadFile(options.signing_key_path));
   d->key_ = std::make_unique<crypto::Ed25519PrivateKey>(std::move(key));
-  ASSIGN_OR_RETURN(d->vault_, IdentityVault::Open(options.data_dir + "/vault"));
+  {
+    // A ledger with entries beyond LogCreated holds tokens made with the existing pepper.
+    std::error_code ec;
+    const bool new_deployment = !std::filesystem::exists(options.data_dir + "/ledger", ec) ||
+                                std::filesystem::is_empty(options.data_dir + "/ledger", ec);
+    ASSIGN_OR_RETURN(d->vault_, IdentityVault::Open(options.data_dir + "/vault", new_deployment));
+  }
 
   ledger::LedgerOptions lopts;
   lopts.dir = options.data_dir + "/ledger";

@@ -599,9 +599,9 @@ absl::Status RequestManager::RecordReceipt(std::string_view wire) {
     // The agent refused the command without acting (e.g. policy drift). Not an answer: the
     // command stays open and is re-published; the reason is shown on the request.
     counters_.refused.fetch_add(1);
-    std::string why = receipt.error().substr(0, 300);
-    spdlog::warn("request {}: domain {} refused command {}: {}", receipt.request_id(),
-                 receipt.domain(), receipt.command_id(), why);
+    std::string why = Quote(receipt.error(), 300);  // the agent's words: printable, bounded
+    spdlog::warn("request {}: domain {} refused command {}: {}", Quote(receipt.request_id()),
+                 Quote(receipt.domain()), Quote(receipt.command_id()), why);
     store_.NoteRejection(receipt.command_id(), std::move(why));
     return absl::OkStatus();
   }
@@ -625,7 +625,7 @@ absl::Status RequestManager::RecordReceipt(std::string_view wire) {
   rr->set_domain(receipt.domain());
   RETURN_IF_ERROR(AppendAndApply({e}));
   counters_.recorded.fetch_add(1);
-  spdlog::info("request {}: receipt from domain {} ({})", receipt.request_id(), receipt.domain(),
+  spdlog::info("request {}: receipt from domain {} ({})", Quote(receipt.request_id()), Quote(receipt.domain()),
                receipt.outcome() == v1::Receipt::COMPLETED ? "completed" : "failed");
   return Complete(receipt.request_id());
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "crypto/status.h"
 #include "ledger/checkpoint.h"
@@ -23,6 +24,30 @@ std::vector<SubjectIdentity> Identities(const google::protobuf::RepeatedPtrField
   for (const auto& id : in) ids.push_back(SubjectIdentity{id.type(), SecretBytes(id.value())});
   return ids;
 }
+
+// AIP-158 paging in ledger order: the token names the ledger entry of the last item sent.
+constexpr int32_t kDefaultPageSize = 100;
+constexpr int32_t kMaxPageSize = 1000;
+struct Page {
+  size_t size = kDefaultPageSize;
+  uint64_t after = 0;  // only items whose entry is greater
+  bool resume = false;
+};
+
+absl::StatusOr<Page> ParsePage(int32_t page_size, const std::string& token) {
+  Page p;
+  if (page_size < 0) return absl::InvalidArgumentError("page_size: must not be negative");
+  p.size = static_cast<size_t>(page_size == 0 ? kDefaultPageSize : std::min(page_size, kMaxPageSize));
+  if (token.empty()) return p;
+  const bool digits = token.size() >= 2 && token.size() <= 21 && token[0] == 'e' &&
+                      std::all_of(token.begin() + 1, token.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits || !absl::SimpleAtoi(absl::string_view(token).substr(1), &p.after))
+    return absl::InvalidArgumentError("page_token: not a token from a previous List call");
+  p.resume = true;
+  return p;
+}
+
+std::string PageToken(uint64_t entry) { return absl::StrCat("e", entry); }
 
 absl::StatusOr<RequestRecord> Find(const RequestStore& store, const std::string& id) {
   if (absl::Status s = CheckRequestId(id); !s.ok()) return s;
@@ -58,10 +83,17 @@ grpc::Status SubjectRequestsService::Get(grpc::ServerContext* ctx, const v1::Get
 
 grpc::Status SubjectRequestsService::List(grpc::ServerContext* ctx, const v1::ListRequestsRequest* req,
                                           v1::ListRequestsResponse* resp) {
+  auto page = ParsePage(req->page_size(), req->page_token());
+  if (!page.ok()) return ToGrpc(page.status());
   const absl::Time now = clock_.Now();
   const IdentityVault* vault = MaySeeFreeText(ActorOf(*ctx)) ? &vault_ : nullptr;
   for (const auto& r : store_.List()) {
+    if (page->resume && r.submitted_entry <= page->after) continue;
     if (req->overdue() && !r.Overdue(now)) continue;
+    if (static_cast<size_t>(resp->requests_size()) == page->size) {
+      resp->set_next_page_token(PageToken(resp->requests().rbegin()->submitted_entry()));
+      break;
+    }
     *resp->add_requests() = ToView(r, store_, now, vault);
   }
   return grpc::Status::OK;
@@ -213,8 +245,16 @@ grpc::Status ConsentService::List(grpc::ServerContext*, const v1::ListConsentReq
   auto records = consent_.ByPurpose(req->purpose());
   if (!known && records.empty())
     return ToGrpc(absl::InvalidArgumentError("purpose: unknown purpose (not in the active policy, no consent recorded)"));
+  auto page = ParsePage(req->page_size(), req->page_token());
+  if (!page.ok()) return ToGrpc(page.status());
+  std::sort(records.begin(), records.end(), [](const auto& a, const auto& b) { return a.entry < b.entry; });
   for (const auto& r : records) {
+    if (page->resume && r.entry <= page->after) continue;
     if (req->status() != v1::CONSENT_STATUS_UNSPECIFIED && r.status != req->status()) continue;
+    if (static_cast<size_t>(resp->records_size()) == page->size) {
+      resp->set_next_page_token(PageToken(resp->records().rbegin()->entry()));
+      break;
+    }
     *resp->add_records() = ToView(r);
   }
   return grpc::Status::OK;

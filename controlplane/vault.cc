@@ -12,7 +12,8 @@
 namespace lethe::controlplane {
 namespace fs = std::filesystem;
 
-absl::StatusOr<std::unique_ptr<IdentityVault>> IdentityVault::Open(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<IdentityVault>> IdentityVault::Open(const std::string& dir,
+                                                                   bool may_create_pepper) {
   std::error_code ec;
   fs::create_directories(dir + "/keys", ec);
   if (ec) return absl::UnavailableError("cannot create key store " + dir + ": " + ec.message());
@@ -20,6 +21,13 @@ absl::StatusOr<std::unique_ptr<IdentityVault>> IdentityVault::Open(const std::st
   fs::permissions(dir + "/keys", fs::perms::owner_all, ec);
   const std::string pepper_path = dir + "/pepper";
   if (!fs::exists(pepper_path)) {
+    // A new pepper would silently break every token already in the ledger (consent history,
+    // requests): only a new deployment gets one.
+    if (!may_create_pepper)
+      return absl::FailedPreconditionError(
+          pepper_path + " is missing, and the ledger already holds identity tokens made with it; "
+          "restore it from a backup (lethed will not make a new one: every existing token would "
+          "stop matching)");
     SecretBytes fresh = crypto::RandomSecret(32);
     RETURN_IF_ERROR(crypto::WriteFileAtomic(pepper_path, RevealSecret(fresh), 0600));
   }

@@ -20,7 +20,10 @@ namespace lethe::controlplane {
 
 class IdentityVault {
  public:
-  static absl::StatusOr<std::unique_ptr<IdentityVault>> Open(const std::string& dir);
+  // `may_create_pepper`: a new deployment (no ledger yet) gets a fresh pepper; otherwise a
+  // missing pepper file is an error naming it.
+  static absl::StatusOr<std::unique_ptr<IdentityVault>> Open(const std::string& dir,
+                                                            bool may_create_pepper);
 
   // HMAC-SHA-256(pepper, type || 0x00 || value): the pseudonymous token of an identity.
   std::string Tokenize(std::string_view type, const SecretBytes& value) const;

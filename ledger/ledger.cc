@@ -491,7 +491,8 @@ absl::Status Ledger::RollSegment(uint64_t first_seq) {
 
 absl::Status Ledger::StartSegment(uint64_t first_seq) {
   const std::string path = options_.dir + "/" + format::SegmentFileName(first_seq);
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  // 0600: the ledger holds tokens and sealed data; only lethed (and its backups) read it.
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return Errno("cannot create segment", path);
   std::string header = format::EncodeSegmentHeader(first_seq);
   if (::pwrite(fd, header.data(), header.size(), 0) != static_cast<ssize_t>(header.size()) ||
@@ -543,7 +544,7 @@ absl::Status Ledger::SignCheckpointNow() {
       return absl::InternalError("refusing to sign an inconsistent checkpoint: " + s.ToString());
   }
   std::string note = SignCheckpoint(cp, *options_.signing_key);
-  RETURN_IF_ERROR(crypto::WriteFileAtomic(options_.dir + "/" + kCheckpointFile, note, 0644));
+  RETURN_IF_ERROR(crypto::WriteFileAtomic(options_.dir + "/" + kCheckpointFile, note, 0600));
   std::lock_guard<std::mutex> l(cp_note_mu_);
   checkpoint_ = std::move(note);
   checkpoint_size_ = cp.size;
@@ -683,7 +684,10 @@ void Ledger::SyncLoop() {
       // which cuts whatever of this batch reached them.
       spdlog::error("ledger: {}; the ledger is read-only until restarted", st.ToString());
       StopPrezeroing();
-      (void)!::ftruncate(fd_, static_cast<off_t>(start));
+      if (::ftruncate(fd_, static_cast<off_t>(start)) != 0)
+        spdlog::error("ledger: cannot cut the failed batch off the segment ({}); the next start "
+                      "finds it past the last acknowledged record and cuts it",
+                      std::strerror(errno));
       w.lock();
       write_failed_ = true;
       sync_failed_ = true;

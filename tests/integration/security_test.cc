@@ -5,6 +5,7 @@
 #include <prometheus/metric_family.h>
 
 #include <filesystem>
+#include <set>
 
 #include "controlplane/kafka.h"
 #include "crypto/seal.h"
@@ -321,6 +322,83 @@ TEST(SealedCommands, NoKafkaTopicCarriesAnIdentityInClear) {
     }
   }
   EXPECT_GE(commands, 2);
+}
+
+TEST_F(SecurityTest, LethedRefusesToStartWithoutThePepperOnceTheLedgerHoldsTokens) {
+  mesh_->StopLethed();
+  const std::string pepper = mesh_->data_dir() + "/vault/pepper";
+  ASSERT_TRUE(std::filesystem::remove(pepper));
+  auto restarted = controlplane::Lethed::Start(mesh_->LethedOptionsForTest());
+  ASSERT_FALSE(restarted.ok());
+  EXPECT_EQ(restarted.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(restarted.status().message()), HasSubstr(pepper + " is missing"));
+  EXPECT_FALSE(std::filesystem::exists(pepper)) << "a new pepper was made";
+}
+
+TEST_F(SecurityTest, ListsComeInPagesWithOpaqueTokens) {
+  std::set<std::string> submitted;
+  for (int i = 0; i < 5; ++i) {
+    v1::SubmitResponse resp;
+    ASSERT_TRUE(Submit(mesh_->Channel("operator"), Person{std::to_string(1000 + i), "p" + std::to_string(i) + "@example.com"}, &resp).ok());
+    submitted.insert(resp.request_id());
+  }
+  auto stub = mesh_->Requests();
+  v1::ListRequestsRequest req;
+  req.set_page_size(2);
+  std::vector<int> sizes;
+  std::set<std::string> seen;
+  do {
+    v1::ListRequestsResponse page;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->List(&ctx, req, &page).ok());
+    sizes.push_back(page.requests_size());
+    for (const auto& r : page.requests()) EXPECT_TRUE(seen.insert(r.request_id()).second) << "listed twice";
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
+  EXPECT_EQ(sizes, (std::vector<int>{2, 2, 1}));
+  EXPECT_EQ(seen, submitted);
+  // Tokens are checked; a negative size is refused.
+  for (const auto& [size, token] : std::vector<std::pair<int, std::string>>{{2, "garbage"}, {2, "e"}, {-1, ""}}) {
+    v1::ListRequestsRequest bad;
+    bad.set_page_size(size);
+    bad.set_page_token(token);
+    v1::ListRequestsResponse page;
+    grpc::ClientContext ctx;
+    grpc::Status st = stub->List(&ctx, bad, &page);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << token;
+    EXPECT_THAT(st.error_message(), ::testing::AnyOf(HasSubstr("page_token"), HasSubstr("page_size")));
+  }
+  // The CLI reads every page.
+  auto list = RunLethectl(*mesh_, {"-o", "json", "request", "list"});
+  ASSERT_EQ(list.exit_code, 0) << list.output;
+  for (const auto& id : submitted) EXPECT_THAT(list.output, HasSubstr(id));
+  // Consent lists page the same way; an unknown status is refused like Consent.Change does.
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(RunLethectl(*mesh_, {"consent", "grant", "--identity", "email=c" + std::to_string(i) + "@example.com",
+                                   "--purpose", "marketing", "--source", "test"}).exit_code, 0);
+  auto consent = mesh_->Consent();
+  v1::ListConsentRequest creq;
+  creq.set_purpose("marketing");
+  creq.set_page_size(2);
+  v1::ListConsentResponse first;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(consent->List(&ctx, creq, &first).ok());
+  }
+  EXPECT_EQ(first.records_size(), 2);
+  ASSERT_FALSE(first.next_page_token().empty());
+  creq.set_page_token(first.next_page_token());
+  v1::ListConsentResponse second;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(consent->List(&ctx, creq, &second).ok());
+  }
+  EXPECT_EQ(second.records_size(), 1);
+  EXPECT_TRUE(second.next_page_token().empty());
+  creq.clear_page_token();
+  creq.set_status(static_cast<v1::ConsentStatus>(99));
+  grpc::ClientContext ctx;
+  EXPECT_EQ(consent->List(&ctx, creq, &second).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST(LethedStart, RefusesToStartWithoutCertificatesUnlessInsecure) {
