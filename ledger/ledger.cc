@@ -195,8 +195,11 @@ absl::Status CheckChainLinkFast(const ScannedRecord& rec, std::string_view prev_
       have_prev = true;
       in.Skip(static_cast<int>(len));
     } else if (field >= 10 && type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
-      have_body = true;  // fields 10.. are the body oneof; seq and prev_hash precede them
-      break;
+      // Fields 10.. are the body oneof: skipped, not parsed. lethed writes seq and prev_hash
+      // before it, but any field order is valid protobuf and CheckChainLink's parser takes
+      // the last seq and prev_hash wherever they are, so this reads on to the end as well.
+      have_body = true;
+      if (!WireFormatLite::SkipField(&in, tag)) break;
     } else if (!WireFormatLite::SkipField(&in, tag)) {
       break;
     }

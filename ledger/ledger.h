@@ -66,8 +66,9 @@ absl::StatusOr<ScanResult> ScanSegments(
 // kDataLoss naming the entry when it does not parse, has the wrong seq or breaks the chain.
 absl::Status CheckChainLink(const ScannedRecord& rec, std::string_view prev_hash,
                             v1::LedgerEntry* entry, std::string* leaf_hash);
-// The same check without parsing the whole entry: it decodes only seq and prev_hash (the
-// first fields on the wire) and that a body is present. For verifiers that need no body.
+// The same check without parsing the whole entry: it decodes only seq and prev_hash (the last
+// of each on the wire, as the protobuf parser takes them) and that a body is present, whose
+// bytes it skips. For verifiers that need no body.
 absl::Status CheckChainLinkFast(const ScannedRecord& rec, std::string_view prev_hash,
                                 std::string* leaf_hash);
 

@@ -1,10 +1,13 @@
 // Trust at the root: mutual TLS with roles, the caller recorded from its certificate, agent
 // key revocation and rotation, and the forged-completion attack, tried as an attacker would.
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <prometheus/metric_family.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <set>
 
 #include "controlplane/kafka.h"
@@ -13,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/envelope.h"
+#include "proto/wire_check.h"
 #include "tests/support/mesh.h"
 #include "tests/support/subprocess.h"
 
@@ -399,6 +403,39 @@ TEST_F(SecurityTest, ListsComeInPagesWithOpaqueTokens) {
   creq.set_status(static_cast<v1::ConsentStatus>(99));
   grpc::ClientContext ctx;
   EXPECT_EQ(consent->List(&ctx, creq, &second).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(SecurityTest, InvalidUtf8IsInvalidArgumentNamingTheField) {
+  const uint64_t size = mesh_->lethed().ledger().size();
+  // Hand-made bytes, as a client in another language could send them: SubmitRequest with
+  // identities[0] = {type: "email", value: 0xFF 0xFE}.
+  const std::string bad = std::string("\x0a\x0b\x0a\x05" "email" "\x12\x02\xff\xfe", 13);
+  grpc::GenericStub stub(mesh_->Channel("operator"));
+  grpc::ClientContext ctx;
+  grpc::Slice slice(bad);
+  grpc::ByteBuffer request(&slice, 1), response;
+  grpc::Status st;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  stub.UnaryCall(&ctx, "/lethe.v1.SubjectRequests/Submit", grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) {
+                   std::lock_guard<std::mutex> l(mu);
+                   st = std::move(s);
+                   done = true;
+                   cv.notify_all();
+                 });
+  std::unique_lock<std::mutex> l(mu);
+  ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(30), [&] { return done; }));
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_EQ(st.error_message(), "identities[0].value: not valid UTF-8 (string fields must be UTF-8)");
+  EXPECT_EQ(mesh_->lethed().ledger().size(), size);
+  // Bytes that are no message at all.
+  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));  // overlong '/'
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));  // a surrogate
+  EXPECT_TRUE(IsValidUtf8("caf\xc3\xa9 \xf0\x9f\x98\x80"));
+  EXPECT_THAT(std::string(DescribeParseFailure(v1::SubmitRequest::descriptor(), "\x0a\xff").message()),
+              HasSubstr("does not parse as lethe.v1.SubmitRequest"));
 }
 
 TEST(LethedStart, RefusesToStartWithoutCertificatesUnlessInsecure) {

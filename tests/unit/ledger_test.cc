@@ -1376,6 +1376,37 @@ TEST_F(CheckpointRejectTest, UnknownExtraSignatureLineIsIgnored) {
   }
 }
 
+// An entry whose fields are out of the usual order (body before prev_hash, seq given twice)
+// is valid protobuf: the fast chain check must read it as CheckChainLink's parser does, or
+// `ledger verify` would refuse a log the Auditor and a replaying Open accept (found with
+// tests/fuzz/segment_fuzz's invariants).
+TEST(ChainLink, FastCheckAgreesWithTheParserOnFieldOrder) {
+  const std::string prev = LeafHash("entry 4");
+  v1::LedgerEntry body, head, tail;
+  body.mutable_request_completed()->set_request_id("r");
+  head.set_seq(4);
+  tail.set_seq(5);
+  tail.set_prev_hash(prev);
+  // Serialized messages concatenate to their merge: the last seq and prev_hash win.
+  const std::vector<std::pair<std::string, bool>> cases = {
+      {body.SerializeAsString() + tail.SerializeAsString(), true},  // body before prev_hash
+      {head.SerializeAsString() + body.SerializeAsString() + tail.SerializeAsString(), true},
+      {tail.SerializeAsString() + body.SerializeAsString() + head.SerializeAsString(), false},
+  };
+  for (const auto& [payload, valid] : cases) {
+    const ScannedRecord rec{5, "seg-00000000000000000000.log", 32, payload};
+    v1::LedgerEntry entry;
+    std::string full_leaf, fast_leaf;
+    const absl::Status full = CheckChainLink(rec, prev, &entry, &full_leaf);
+    const absl::Status fast = CheckChainLinkFast(rec, prev, &fast_leaf);
+    EXPECT_EQ(full.ok(), valid) << full;
+    EXPECT_EQ(fast.ok(), valid) << fast;
+    if (valid) {
+      EXPECT_EQ(fast_leaf, full_leaf);
+    }
+  }
+}
+
 // Found by tests/fuzz/checkpoint_fuzz: an origin with a space parsed, and a checkpoint signed
 // under it could never be verified (the signature line "— <name> <sig>" splits at the first
 // space), not even by the ledger that wrote it, at its next open.
