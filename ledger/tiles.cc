@@ -375,6 +375,28 @@ absl::StatusOr<std::string> ReadTile(const std::string& dir, const std::string& 
   return std::move(*data);
 }
 
+// How many files an export of the tree of this shape has: checkpoint, agents.json and
+// README.txt, each level's hash tiles, and as many entry bundles as level-0 tiles.
+uint64_t ExportFileCount(const std::vector<LevelShape>& shape) {
+  uint64_t n = 3;
+  for (size_t l = 0; l < shape.size(); ++l) {
+    const uint64_t tiles = shape[l].full + (shape[l].partial > 0 ? 1 : 0);
+    n += l == 0 ? 2 * tiles : tiles;
+  }
+  return n;
+}
+
+// The number of entries (files, directories and anything else) under `dir`, counted up to
+// `limit` (the count stops there).
+absl::StatusOr<uint64_t> CountEntries(const std::string& dir, uint64_t limit) {
+  uint64_t n = 0;
+  std::error_code ec;
+  fs::recursive_directory_iterator it(dir, ec), end;
+  for (; !ec && it != end && n < limit; it.increment(ec)) ++n;
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot list ", dir, ": ", ec.message()));
+  return n;
+}
+
 // Every file and directory under `dir`, relative to it, must be one the tree has.
 absl::Status CheckFileSet(const std::string& dir, const std::set<std::string>& want_files,
                           uint64_t size) {
@@ -504,8 +526,18 @@ absl::StatusOr<TilesReport> VerifyTiles(const std::string& dir, const crypto::Ed
   const Checkpoint cp = *std::move(verified);
   const uint64_t size = cp.size;
 
-  // 2. Exactly the files of a tree of that size.
+  // 2. Exactly the files of a tree of that size. The signed size alone must not decide how
+  // much is allocated: when far more files are missing than a message can list, say so
+  // before naming them all (a checkpoint of 2^40 entries over an empty directory would
+  // otherwise build a set of 2^33 paths).
   const std::vector<LevelShape> shape = Shape(size);
+  const uint64_t want_files = ExportFileCount(shape);
+  constexpr uint64_t kMissingListed = 1024;  // beyond this many missing, just count them
+  ASSIGN_OR_RETURN(const uint64_t have, CountEntries(dir, want_files));
+  if (want_files > have + kMissingListed)
+    return absl::DataLossError(absl::StrCat("files do not match a tree of ", size, " entries: it has ",
+                                            want_files, " files, the directory holds ", have,
+                                            " files and directories"));
   TilesReport report;
   report.size = size;
   std::set<std::string> want = {kCheckpointPath, kAgentsPath, kReadmePath};

@@ -598,6 +598,16 @@ TEST_F(RealLedgerTilesTest, CheckpointWhoseSizeDisagreesWithTheTilesIsDataLoss) 
                         "unexpected tile/0/001.p/44"});
 }
 
+// Found by tests/fuzz/tiles_fuzz (a signed checkpoint of 2^40 entries over a directory
+// holding nothing else): the list of expected files was built from the signed size alone,
+// until memory ran out. Now the files are counted first.
+TEST_F(RealLedgerTilesTest, CheckpointOfAHugeSizeIsDataLossWithoutListingItsFiles) {
+  const uint64_t huge = uint64_t{1} << 40;
+  WriteBytes(File("checkpoint"), SignCheckpoint(Checkpoint{kOrigin, huge, crypto::Sha256("r")}, key_));
+  ExpectDataLossNaming({"files do not match a tree of 1099511627776 entries",
+                        "it has 8606777605 files, the directory holds "});
+}
+
 TEST_F(RealLedgerTilesTest, CheckpointOverOtherEntriesIsDataLoss) {
   WriteBytes(File("checkpoint"),
              SignCheckpoint(Checkpoint{kOrigin, kEntries, RootOf(entries_, 0, kEntries - 1)}, key_));
