@@ -1,7 +1,7 @@
 // Fuzz target: the policy parser (policies/policy.h), the input being a YAML file.
 //
 // Runs Policy::Parse and Policy::Validate on it and, when it parses, the canonical JSON and
-// hashes of the policy and of each domain. Checks that the two entry points agree (Parse
+// hashes of the policy and of each domain, and the erasure scope the planner derives. Checks that the two entry points agree (Parse
 // succeeds exactly when Validate reports nothing), that hashes are 32 bytes, and that
 // parsing is deterministic.
 #include <cstddef>
@@ -47,6 +47,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!t.BuildKey(values).has_value()) Violated("a parsed key template does not build", t.key_template);
     }
   }
+  // The planner's scope: with every identity type no domain lacks one; with none, every
+  // domain in scope lacks some.
+  for (const auto& d : policy->ErasureScope(policy->identities())) {
+    if (!d.missing_types.empty()) Violated("a domain lacks an identity type the policy declares", d.domain);
+  }
+  for (const auto& d : policy->ErasureScope({})) {
+    if (d.missing_types.empty()) Violated("a domain needs no identity type", d.domain);
+  }
+  for (const lethe::policy::Purpose& p : policy->purposes()) (void)policy->ErasureScope({}, p.domains);
+
   auto again = Policy::Parse(yaml, "fuzz.yaml");
   if (!again.ok() || again->Hash() != hash) Violated("parsing is not deterministic");
   return 0;

@@ -36,6 +36,7 @@
 #include "tests/support/assertions.h"
 #include "tests/support/files.h"
 #include "ledger/audit.h"
+#include "ledger/certificate.h"
 #include "ledger/checkpoint.h"
 #include "ledger/ledger.h"
 #include "ledger/merkle.h"
@@ -2008,6 +2009,43 @@ TEST_F(AuditorTest, APlanThatDropsOrAddsADomainIsDataLoss) {
   const AuditOutcome out4 = Audit(key_.public_key(), silent.checkpoints.back(), silent.bytes);
   EXPECT_EQ(out4.status.code(), absl::StatusCode::kDataLoss) << out4.status;
   EXPECT_THAT(std::string(out4.status.message()), HasSubstr("no command was issued"));
+}
+
+// An erasure certificate whose plan left a domain out fails --verify, naming both.
+TEST_F(AuditorTest, CertificateOfAPlanThatDropsADomainFailsVerification) {
+  const auto agent2 = NewKey();
+  const v1::LedgerEntry activated = Activated(1, kAuditPolicy2Email, PolicyHash(kAuditPolicy2Email));
+  const std::vector<v1::LedgerEntry> entries = {
+      activated, Enrolled("d1", agent_.public_key()), Submitted("r1", {"d1"}, kAuditPolicy2Email),
+      Issued("c1", "r1", "d1", digest_), Recorded("c1", "r1", "d1", digest_, v1::Receipt::COMPLETED, agent_),
+      Completed("r1", v1::RequestCompleted::COMPLETED)};
+  TempDir dir;
+  LedgerOptions o;
+  o.dir = dir.path();
+  o.origin = kOrigin;
+  o.signing_key = &key_;
+  auto ledger = Ledger::Open(o, nullptr);
+  ASSERT_TRUE(ledger.ok()) << ledger.status();
+  for (const auto& e : entries) ASSERT_TRUE((*ledger)->Append({e}, kNow).ok());
+  auto note = (*ledger)->Checkpoint();
+  ASSERT_TRUE(note.ok()) << note.status();
+  v1::ErasureCertificate cert;
+  cert.set_format("lethe.erasure-certificate/v1");
+  cert.set_request_id("r1");
+  cert.set_checkpoint(*note);
+  for (uint64_t i = 1; i <= entries.size(); ++i) {
+    auto* pe = cert.add_entries();
+    pe->set_index(i);
+    pe->set_entry((*ledger)->ReadEntry(i).value());
+    const std::vector<std::string> proof = (*ledger)->InclusionProof(i, entries.size() + 1).value();
+    for (const auto& h : proof) pe->add_proof(h);
+  }
+  auto report = VerifyCertificate(cert, key_.public_key());
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kDataLoss) << report.status();
+  EXPECT_THAT(std::string(report.status().message()), HasSubstr("r1: plan drops domain d2"));
+  // Without the policy's activation the plan cannot be checked: the certificate is incomplete.
+  cert.mutable_entries()->DeleteSubrange(0, 1);
+  EXPECT_EQ(VerifyCertificate(cert, key_.public_key()).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
