@@ -17,27 +17,16 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "crypto/openssl_ptr.h"
 #include "crypto/status.h"
 
 namespace lethe::crypto {
 namespace {
 
-struct EvpMdCtxDeleter {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
-struct EvpPkeyDeleter {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-struct EvpCipherCtxDeleter {
-  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
-};
-struct BioDeleter {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-using MdCtx = std::unique_ptr<EVP_MD_CTX, EvpMdCtxDeleter>;
-using Pkey = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
-using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, EvpCipherCtxDeleter>;
-using Bio = std::unique_ptr<BIO, BioDeleter>;
+using ossl::Bio;
+using ossl::CipherCtx;
+using ossl::MdCtx;
+using ossl::Pkey;
 
 const std::array<uint32_t, 256>& Crc32cTable() {
   static const std::array<uint32_t, 256> table = [] {

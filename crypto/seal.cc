@@ -12,19 +12,14 @@
 #include <memory>
 
 #include "crypto/crypto.h"
+#include "crypto/openssl_ptr.h"
 #include "crypto/status.h"
 
 namespace lethe::crypto {
 namespace {
 
-struct PkeyDeleter {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-struct BioDeleter {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
-using BioPtr = std::unique_ptr<BIO, BioDeleter>;
+using PkeyPtr = ossl::Pkey;
+using BioPtr = ossl::Bio;
 
 void InitSodium() {
   static const bool ok = sodium_init() >= 0;

@@ -15,27 +15,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "crypto/crypto.h"
+#include "crypto/openssl_ptr.h"
 #include "crypto/secret.h"
 #include "crypto/status.h"
 
 namespace lethe::crypto {
 namespace {
 
-struct X509Deleter {
-  void operator()(X509* x) const { X509_free(x); }
-};
-struct PkeyDeleter {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-struct BioDeleter {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct GeneralNamesDeleter {
-  void operator()(GENERAL_NAMES* g) const { GENERAL_NAMES_free(g); }
-};
-using X509Ptr = std::unique_ptr<X509, X509Deleter>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
-using BioPtr = std::unique_ptr<BIO, BioDeleter>;
+using X509Ptr = ossl::X509Ptr;
+using PkeyPtr = ossl::Pkey;
+using BioPtr = ossl::Bio;
 
 std::string OpenSslError() {
   unsigned long e = ERR_get_error();
@@ -252,7 +241,7 @@ absl::StatusOr<CertificateInfo> InspectCertificate(std::string_view pem) {
   if (len <= 0) return absl::InvalidArgumentError("certificate does not encode");
   info.sha256_hex = Hex(Sha256(std::string_view(reinterpret_cast<const char*>(der), static_cast<size_t>(len))));
   OPENSSL_free(der);
-  std::unique_ptr<GENERAL_NAMES, GeneralNamesDeleter> sans(static_cast<GENERAL_NAMES*>(
+  ossl::GeneralNames sans(static_cast<GENERAL_NAMES*>(
       X509_get_ext_d2i(cert.get(), NID_subject_alt_name, nullptr, nullptr)));
   if (sans) {
     for (int i = 0; i < sk_GENERAL_NAME_num(sans.get()); ++i) {
