@@ -110,6 +110,18 @@ TEST_F(SecurityTest, EachRoleMayCallOnlyItsMethods) {
     EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
     EXPECT_THAT(s.error_message(), HasSubstr("/lethe.v1.Agents/Enroll needs role admin"));
   }
+  // A huge value in a field is quoted only in part: the error stays small (a 1 MiB quote in
+  // the status once stalled third-party clients).
+  {
+    v1::EnrollAgentRequest req;
+    req.set_domain(std::string(1 << 20, 'd'));
+    req.set_public_key_pem(crypto::ReadFile(mesh_->agent_pub("growth")).value());
+    v1::AgentView view;
+    grpc::ClientContext ctx;
+    s = v1::Agents::NewStub(mesh_->Channel("admin"))->Enroll(&ctx, req, &view);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_LT(s.error_message().size(), 300u);
+  }
   auto enroll = RunLethectlAs(*mesh_, "operator",
                               {"agent", "enroll", "--domain", "growth", "--public-key", mesh_->agent_pub("growth")});
   EXPECT_EQ(enroll.exit_code, 1);

@@ -2,6 +2,7 @@
 // scope and identity mapping, the policy registry's corruption checks, the consent store's
 // views and the request store's deadlines.
 #include "controlplane/consent.h"
+#include "controlplane/kafka.h"
 #include "controlplane/planner.h"
 #include "controlplane/policy_registry.h"
 #include "controlplane/state.h"
@@ -207,6 +208,38 @@ TEST(RequestStore, ExtensionsMoveTheDueDateAndOverdueFollowsTheClock) {
   add.mutable_identities_added()->set_request_id("r1");
   add.mutable_identities_added()->add_target_domains("growth");
   EXPECT_EQ(store.Apply(5, add).code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(KafkaConfig, PropertiesFilePassesSettingsThroughAndNamesBadLines) {
+  const std::string dir = ::testing::TempDir();
+  const std::string good = dir + "/kafka-good.properties";
+  ASSERT_TRUE(crypto::WriteFileAtomic(good,
+                                      "# TLS and SASL to the cluster\n"
+                                      "security.protocol = SASL_SSL\n"
+                                      "\n"
+                                      "sasl.mechanism=SCRAM-SHA-512\n"
+                                      "sasl.password=s3cr=t\n",
+                                      0600)
+                  .ok());
+  auto cfg = kafka::LoadConfigFile(good);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->size(), 3u);
+  EXPECT_EQ(cfg->at("security.protocol"), "SASL_SSL");
+  EXPECT_EQ(cfg->at("sasl.password"), "s3cr=t") << "only the first '=' separates";
+  const std::string bad = dir + "/kafka-bad.properties";
+  ASSERT_TRUE(crypto::WriteFileAtomic(bad, "security.protocol=SSL\nno equals sign here\n", 0600).ok());
+  auto err = kafka::LoadConfigFile(bad);
+  EXPECT_EQ(err.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(err.status().message()), ::testing::HasSubstr(bad + ":2:"));
+  const std::string own = dir + "/kafka-own.properties";
+  ASSERT_TRUE(crypto::WriteFileAtomic(own, "bootstrap.servers=elsewhere:9092\n", 0600).ok());
+  EXPECT_FALSE(kafka::LoadConfigFile(own).ok()) << "lethe sets bootstrap.servers itself";
+  // librdkafka gets the settings: one it does not know is refused, and a secret value is
+  // never repeated in the error.
+  auto producer = kafka::Producer::Create("127.0.0.1:1", {{"sasl.password", "hunter2"}, {"no.such.setting", "hunter2"}});
+  ASSERT_FALSE(producer.ok());
+  EXPECT_THAT(std::string(producer.status().message()), ::testing::HasSubstr("no.such.setting"));
+  EXPECT_THAT(std::string(producer.status().message()), ::testing::Not(::testing::HasSubstr("hunter2")));
 }
 
 }  // namespace
