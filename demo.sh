@@ -218,6 +218,18 @@ if grep -rqs -e 'alice@example.com' -e 'u-1001' -e 'carol@example.com' -e 'dan@e
 fi
 echo "grep -r for the erased people's e-mails and user ids in the data dir, the export and the certificate: nothing found"
 echo "(the ledger holds HMAC tokens and AES-GCM ciphertext; the request key was destroyed on completion)"
+if command -v kcat >/dev/null 2>&1; then
+  # Commands carry the identities sealed to each agent's key; receipts and consent states none.
+  for t in lethe.commands.assessments lethe.commands.growth lethe.receipts lethe.consent; do
+    kcat -C -b "$(cat "$DATA/kafka.bootstrap")" -t "$t" -e -q -f '%k %s\n' 2>/dev/null
+  done >"$WORK/topics.bin"
+  if grep -aqs -e 'alice@example.com' -e 'u-1001' -e 'carol@example.com' -e 'dan@example.com' -e 'u-4004' \
+    -e 'bob@example.com' "$WORK/topics.bin"; then
+    echo "FOUND an identifier in clear on a lethe.* topic" >&2
+    exit 1
+  fi
+  echo "kcat dump of every lethe.* topic ($(wc -c <"$WORK/topics.bin") bytes): no identifier in clear"
+fi
 
 step "The latest signed checkpoint (C2SP tlog-checkpoint)"
 cat "$DATA/ledger/checkpoint"

@@ -328,10 +328,10 @@ std::string ExportArchive(const Log& log, bool resign = false) {
 void Segment(const fs::path& out, const Log& small, const Log& large) {
   Put(out, "raw-ledger", std::string(1, '\x00') + small.segment);
   Put(out, "raw-ledger-large", std::string(1, '\x00') + large.segment);
-  // Framed and chained (bit 0, bit 1), split into two segments at entry 4 (bit 2), with a
+  // Framed and chained (bit 0, bit 1), split into two segments at entry 1 + 3 (bit 2), with a
   // torn tail (bit 3).
   Put(out, "framed-chained", std::string(1, '\x03') + Chunks(small.entries));
-  Put(out, "framed-split", std::string(1, '\x07') + std::string(1, '\x04') + Chunks(small.entries));
+  Put(out, "framed-split", std::string(1, '\x07') + std::string(1, '\x03') + Chunks(small.entries));
   std::vector<std::string> torn = small.entries;
   torn.push_back(small.entries.back().substr(0, 5));
   Put(out, "framed-torn-tail", std::string(1, '\x0b') + Chunks(torn));

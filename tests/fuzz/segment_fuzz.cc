@@ -9,10 +9,10 @@
 //                its bytes; they are written as records (with correct lengths and CRCs) after
 //                a correct segment header, so that mutations reach the entries rather than
 //                dying at a checksum. Then:
-//     bit 1:     chain them (ChainEntries in fuzz_util.h: seq, prev_hash, and re-signed
+//     bit 1:     chain them (ChainEntries in fuzz_ledger.h: seq, prev_hash, and re-signed
 //                receipts and policy hashes), so that the Auditor reaches the bodies;
-//     bit 2:     split them into two segments, the second starting at the entry the next
-//                byte names (modulo the count);
+//     bit 2:     split them into two segments, the second starting at entry 1 + (the next
+//                byte modulo the count): one segment when that is the count;
 //     bit 3:     a final payload is appended unframed: a torn tail, or garbage.
 // A checkpoint over the records read is then signed with the fixed key (of the size bits 4-5
 // choose: all, one fewer, one more, or none) and the directory is verified with it.
@@ -55,7 +55,7 @@ bool WriteSegments(const std::string& dir, lethe::fuzz::Reader& in) {
   }
   if ((mode & 2) != 0) payloads = lethe::fuzz::ChainEntries(payloads, /*fix_bodies=*/true);
   size_t split = payloads.size();
-  if ((mode & 4) != 0 && !payloads.empty()) split = split_byte % payloads.size();
+  if ((mode & 4) != 0 && !payloads.empty()) split = 1 + split_byte % payloads.size();
   std::string first = format::EncodeSegmentHeader(0);
   for (size_t i = 0; i < split; ++i) format::AppendRecord(&first, payloads[i]);
   if (split == payloads.size()) first += tail;
