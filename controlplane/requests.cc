@@ -152,6 +152,7 @@ absl::StatusOr<PolicyActivation> RequestManager::ActivatePolicy(std::string_view
         absl::StrCat("yaml: longer than ", kMaxPolicyBytes, " bytes (got ", yaml.size(), ")"));
   ASSIGN_OR_RETURN(policy::Policy parsed, policy::Policy::Parse(yaml, source_name));
   const std::string hash = parsed.Hash();
+  std::unique_lock<std::shared_mutex> policy_lock(policy_mu_);
   std::lock_guard<std::mutex> lock(write_mu_);
   auto active = projections_.policies.ActiveRecord();
   if (active && active->hash == hash)
@@ -284,6 +285,7 @@ absl::StatusOr<std::vector<v1::LedgerEntry>> RequestManager::BuildErasure(
 absl::StatusOr<std::string> RequestManager::SubmitErasure(std::vector<SubjectIdentity> identities,
                                                           std::string reason,
                                                           const v1::Actor& actor) {
+  std::shared_lock<std::shared_mutex> policy_lock(policy_mu_);
   ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
   if (reason.size() > kMaxReasonBytes)
@@ -331,6 +333,7 @@ absl::StatusOr<std::vector<SubjectIdentity>> RequestManager::RequestIdentities(
 absl::Status RequestManager::AddIdentities(const std::string& request_id,
                                            std::vector<SubjectIdentity> identities,
                                            const v1::Actor& actor) {
+  std::shared_lock<std::shared_mutex> policy_lock(policy_mu_);  // see policy_mu_
   ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
   identities = Distinct(std::move(identities));
@@ -384,6 +387,7 @@ absl::Status RequestManager::AddIdentities(const std::string& request_id,
 
 absl::Status RequestManager::Extend(const std::string& request_id, absl::Duration by,
                                     std::string reason, const v1::Actor& actor) {
+  std::shared_lock<std::shared_mutex> policy_lock(policy_mu_);  // see policy_mu_
   ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   if (by <= absl::ZeroDuration())
     return absl::InvalidArgumentError("extension_seconds: must be positive");
@@ -420,6 +424,7 @@ absl::StatusOr<ConsentRecord> RequestManager::ChangeConsent(SubjectIdentity iden
                                                             v1::ConsentStatus status,
                                                             std::string source,
                                                             const v1::Actor& actor) {
+  std::shared_lock<std::shared_mutex> policy_lock(policy_mu_);  // see policy_mu_
   ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   std::vector<SubjectIdentity> one;
   one.push_back(SubjectIdentity{identity.type, identity.value});

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -154,6 +155,10 @@ class RequestManager {
   const Clock& clock_;
   const RequestManagerOptions options_;
   std::mutex write_mu_;
+  // Submissions (which take no write_mu_) hold it shared from reading the active policy until
+  // their batch is applied, activations exclusively: a request is always planned with the
+  // policy that is active where it lands in the log (the auditor checks that).
+  std::shared_mutex policy_mu_;
   ReceiptCounters counters_;
 };
 

@@ -5,6 +5,9 @@
 
 #include <prometheus/metric_family.h>
 
+#include <atomic>
+#include <thread>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/assertions.h"
@@ -217,6 +220,51 @@ TEST(PolicyActivation, AgentOnAnOlderPolicyRefusesVisiblyUntilItRunsTheActiveOne
 }
 
 // ---- deadlines -----------------------------------------------------------------------------
+
+// Requests submitted while policies are being activated are each planned with the policy
+// active where they land in the log, so the log keeps verifying.
+TEST(PolicyActivation, SubmissionsRacingActivationsArePlannedWithThePolicyActiveInTheLog) {
+  Mesh::Options o;
+  o.domains = {"growth"};
+  o.start_agents = false;
+  auto m = Mesh::Start(o);
+  ASSERT_TRUE(m.ok()) << m.status();
+  Mesh& mesh = **m;
+  const std::string a = MeshPolicy({"growth"});
+  std::string b = a;
+  b.replace(b.find("name: test-mesh"), 15, "name: test-mesh-b");
+  std::atomic<bool> stop{false};
+  std::atomic<int> submitted{0};
+  std::vector<std::thread> submitters;
+  for (int t = 0; t < 4; ++t) {
+    submitters.emplace_back([&, t] {
+      auto stub = mesh.Requests();
+      for (int i = 0; !stop && i < 40; ++i) {
+        v1::SubmitRequest req;
+        auto* id = req.add_identities();
+        id->set_type("email");
+        id->set_value("racer" + std::to_string(t) + "-" + std::to_string(i) + "@example.com");
+        v1::SubmitResponse resp;
+        grpc::ClientContext ctx;
+        if (stub->Submit(&ctx, req, &resp).ok()) ++submitted;
+      }
+    });
+  }
+  auto policies = mesh.Policies();
+  for (int i = 0; i < 12; ++i) {
+    v1::ActivatePolicyRequest req;
+    req.set_yaml(i % 2 == 0 ? b : a);
+    v1::PolicyView view;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(policies->Activate(&ctx, req, &view).ok());
+  }
+  stop = true;
+  for (auto& t : submitters) t.join();
+  EXPECT_GT(submitted.load(), 0);
+  auto verify = RunLethectl(mesh, {"ledger", "verify", "--public-key", mesh.lethed_pub()});
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+  EXPECT_THAT(verify.output, HasSubstr("13 activation(s)"));
+}
 
 TEST(Deadlines, OverdueIsDetectedOnTheInjectedClockAndExtensionsAreCapped) {
   auto clock = std::make_shared<ManualClock>(absl::Now());
