@@ -40,9 +40,7 @@ CommandVerifier::CommandVerifier(crypto::Ed25519PublicKey control_plane_key, std
 
 VerifyResult CommandVerifier::Verify(std::string_view wire) const {
   auto fail = [](Rejection r, absl::Status s) {
-    VerifyResult out{s};
-    out.rejection = r;
-    return out;
+    return VerifyResult{s, r, std::nullopt};
   };
   v1::SignedEnvelope env;
   if (!env.ParseFromArray(wire.data(), static_cast<int>(wire.size())))
@@ -96,7 +94,7 @@ VerifyResult CommandVerifier::Verify(std::string_view wire) const {
     out.authentic = std::move(vc);
     return out;
   }
-  return VerifyResult{std::move(vc)};
+  return VerifyResult{std::move(vc), Rejection::kMalformed, std::nullopt};
 }
 
 }  // namespace lethe::agent

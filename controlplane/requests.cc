@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "controlplane/auth.h"
 #include "crypto/seal.h"
 #include "crypto/status.h"
 #include "proto/envelope.h"
@@ -523,7 +524,7 @@ absl::StatusOr<AgentRecord> RequestManager::EnrollAgent(const std::string& domai
   RETURN_IF_ERROR(AppendAndApply({e}, &actor));
   auto rec = store_.Agent(domain, key->KeyId());
   if (!rec) return absl::InternalError("enrolled agent not found after append");
-  spdlog::info("agent key {} enrolled for domain {} by {}", key->KeyId(), domain, actor.name());
+  spdlog::info("agent key {} enrolled for domain {} by {}", key->KeyId(), domain, Describe(actor));
   return *rec;
 }
 
@@ -553,7 +554,7 @@ absl::StatusOr<AgentRecord> RequestManager::RevokeAgentKey(const std::string& do
   r->set_key_id(key_id);
   r->set_reason(std::move(reason));
   RETURN_IF_ERROR(AppendAndApply({e}, &actor));
-  spdlog::warn("agent key {} of domain {} revoked by {}", key_id, domain, actor.name());
+  spdlog::warn("agent key {} of domain {} revoked by {}", key_id, domain, Describe(actor));
   return *store_.Agent(domain, key_id);
 }
 
