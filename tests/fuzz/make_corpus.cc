@@ -38,10 +38,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "make_corpus: %s\n", what.c_str());
-  std::exit(1);
-}
+// Thrown on any failure and caught in main, so that the stack unwinds and every TempDir is
+// removed.
+struct Failure {
+  std::string what;
+};
+
+[[noreturn]] void Die(const std::string& what) { throw Failure{what}; }
 
 void Check(const absl::Status& s, const std::string& what) {
   if (!s.ok()) Die(what + ": " + s.ToString());
@@ -411,14 +414,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s OUT_DIR  (writes OUT_DIR/<target>/...)\n", argv[0]);
     return 2;
   }
-  const fs::path out = argv[1];
-  const std::string policy_yaml = ReadOrDie(LETHE_SOURCE_DIR "/policies/sample.yaml");
-  const Log small = WriteLedger(policy_yaml, 0);
-  const Log large = WriteLedger(policy_yaml, 260);  // over one full tile of 256 entries
-  Segment(out / "segment", small, large);
-  Checkpoints(out / "checkpoint", small, large);
-  Envelopes(out / "envelope");
-  Tiles(out / "tiles", small, large);
-  Policies(out / "policy");
+  try {
+    const fs::path out = argv[1];
+    const std::string policy_yaml = ReadOrDie(LETHE_SOURCE_DIR "/policies/sample.yaml");
+    const Log small = WriteLedger(policy_yaml, 0);
+    const Log large = WriteLedger(policy_yaml, 260);  // over one full tile of 256 entries
+    Segment(out / "segment", small, large);
+    Checkpoints(out / "checkpoint", small, large);
+    Envelopes(out / "envelope");
+    Tiles(out / "tiles", small, large);
+    Policies(out / "policy");
+  } catch (const Failure& f) {
+    std::fprintf(stderr, "make_corpus: %s\n", f.what.c_str());
+    return 1;
+  }
   return 0;
 }
