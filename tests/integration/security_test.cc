@@ -48,6 +48,24 @@ v1::LedgerEntry Entry(Mesh& mesh, uint64_t seq) {
   return e;
 }
 
+// Produces to lethe.receipts a COMPLETED receipt for growth's command, signed by `signer`.
+void SendCompletedReceipt(const Mesh& mesh, const std::string& command_id, const std::string& request_id,
+                          const std::string& digest, const crypto::Ed25519PrivateKey& signer) {
+  v1::Receipt r;
+  r.set_command_id(command_id);
+  r.set_request_id(request_id);
+  r.set_domain("growth");
+  r.set_command_digest(digest);
+  r.set_outcome(v1::Receipt::COMPLETED);
+  r.set_verified_zero_remaining(true);
+  auto producer = kafka::Producer::Create(mesh.kafka_bootstrap());
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  ASSERT_TRUE((*producer)
+                  ->ProduceSync(kafka::kReceiptTopic, std::nullopt,
+                                SignEnvelope(kReceiptType, r.SerializeAsString(), signer).SerializeAsString())
+                  .ok());
+}
+
 class SecurityTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -195,20 +213,9 @@ TEST_F(SecurityTest, ForgedCompletionFailsAtLethed) {
   ASSERT_TRUE(cmd.ParseFromString(*msgs->back().value));
   v1::DeleteCommand parsed;
   ASSERT_TRUE(parsed.ParseFromString(cmd.body()));
-  v1::Receipt forged;
-  forged.set_command_id(parsed.command_id());
-  forged.set_request_id(parsed.request_id());
-  forged.set_domain("growth");
-  forged.set_command_digest(crypto::Sha256(cmd.body()));
-  forged.set_outcome(v1::Receipt::COMPLETED);
-  forged.set_verified_zero_remaining(true);
-  auto producer = kafka::Producer::Create(mesh_->kafka_bootstrap()).value();
   const auto& counters = mesh_->lethed().manager().receipt_counters();
   const uint64_t rejected = counters.rejected.load();
-  ASSERT_TRUE(producer
-                  ->ProduceSync(kafka::kReceiptTopic, std::nullopt,
-                                SignEnvelope(kReceiptType, forged.SerializeAsString(), attacker).SerializeAsString())
-                  .ok());
+  SendCompletedReceipt(*mesh_, parsed.command_id(), parsed.request_id(), crypto::Sha256(cmd.body()), attacker);
   ASSERT_TRUE(WaitFor([&] { return counters.rejected.load() > rejected; }, kWait));
   EXPECT_EQ(mesh_->lethed().store().Get(resp.request_id())->state, v1::IN_PROGRESS);
   EXPECT_EQ(*mesh_->Rows("growth", kAlice), 3);
@@ -249,19 +256,8 @@ TEST_F(SecurityTest, RevokedKeysReceiptsAreRefusedAndARotatedKeyTakesOver) {
   EXPECT_EQ(*mesh_->Rows("growth", kBob), 3);
   const auto cmd = mesh_->lethed().store().Command(mesh_->lethed().store().Get(*id)->domains.at(0).command_id);
   ASSERT_TRUE(cmd.has_value());
-  v1::Receipt forged;
-  forged.set_command_id(cmd->command_id);
-  forged.set_request_id(*id);
-  forged.set_domain("growth");
-  forged.set_command_digest(cmd->digest);
-  forged.set_outcome(v1::Receipt::COMPLETED);
-  forged.set_verified_zero_remaining(true);
   const uint64_t rejected = counters.rejected.load();
-  auto producer = kafka::Producer::Create(mesh_->kafka_bootstrap()).value();
-  ASSERT_TRUE(producer
-                  ->ProduceSync(kafka::kReceiptTopic, std::nullopt,
-                                SignEnvelope(kReceiptType, forged.SerializeAsString(), old_key).SerializeAsString())
-                  .ok());
+  SendCompletedReceipt(*mesh_, cmd->command_id, *id, cmd->digest, old_key);
   ASSERT_TRUE(WaitFor([&] { return counters.rejected.load() > rejected; }, kWait));
   EXPECT_EQ(mesh_->lethed().store().Get(*id)->state, v1::IN_PROGRESS);
   // The agent restarted with its new key opens the re-published command and completes.
