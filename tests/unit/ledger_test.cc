@@ -1201,7 +1201,7 @@ TEST(Merkle, LeafAndNodeHashesAreDomainSeparated) {
 
 TEST(Merkle, Rfc6962KnownAnswerRoots) {
   // The leaves of the RFC 6962 / transparency-dev test tree. Roots for sizes 1-3 and 5-8 are
-  // the happy-path roots of ../shared/testdata/rfc9162 (inclusion/, consistency/); size 4
+  // the happy-path roots of tests/testdata/rfc9162 (inclusion/, consistency/); size 4
   // comes from an independent reference implementation.
   const std::vector<std::string> leaves = ::lethe::testing::Rfc6962TestLeaves();
   const std::vector<std::string> roots = {
