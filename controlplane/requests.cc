@@ -1,6 +1,7 @@
 #include "controlplane/requests.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -666,11 +667,21 @@ absl::Status RequestManager::ReissueExpiring(absl::Duration margin) {
   std::lock_guard<std::mutex> lock(write_mu_);
   const absl::Time now = clock_.Now();
   std::vector<v1::LedgerEntry> entries;
+  // The key each domain's commands are sealed to now ("" when none): looked up once a pass.
+  std::map<std::string, std::string> current_key;
+  auto key_of = [&](const std::string& domain) -> const std::string& {
+    auto it = current_key.find(domain);
+    if (it == current_key.end()) {
+      auto agent = store_.CurrentAgent(domain);
+      it = current_key.emplace(domain, agent ? agent->encryption_key_id : "").first;
+    }
+    return it->second;
+  };
   for (const auto& p : store_.Pending(now, margin)) {
     // Re-issue near expiry, and re-seal when the domain's agent key changed (a rotation or a
     // revocation): the current agent could not open the old command.
-    auto agent = store_.CurrentAgent(p.command.domain);
-    const bool resealed = agent && agent->encryption_key_id != p.command.recipient_key_id;
+    const std::string& sealed_to = key_of(p.command.domain);
+    const bool resealed = !sealed_to.empty() && sealed_to != p.command.recipient_key_id;
     if (!p.expiring && !resealed) continue;
     // Overdue requests are not re-published (outbox.h); re-sign once an extension revives them.
     if (absl::FromUnixMillis(p.due_unix_ms) < now) continue;
