@@ -2,11 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <ostream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -1522,6 +1524,97 @@ TEST(Hash, KafkaChangesChangeItsDomainHashOnly) {
     EXPECT_NE(a.DomainHash("growth"), other.DomainHash("growth"));
     EXPECT_EQ(a.DomainHash("assessments"), other.DomainHash("assessments"));
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// Published test vectors: tests/testdata/policy_hash (its README lists the files), specified
+// in ledger/FORMAT.md section 9. An auditor's own implementation is checked against them, so
+// any change of canonical bytes or hashes, for any vector, must fail here: existing ledgers
+// record these hashes.
+
+std::filesystem::path HashVectorDir() {
+  return std::filesystem::path(LETHE_SOURCE_DIR) / "tests" / "testdata" / "policy_hash";
+}
+
+// A file's exact bytes; a missing or unreadable file fails the test (and gives "").
+std::string ReadBytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    ADD_FAILURE() << "cannot read " << path;
+    return "";
+  }
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+TEST(Hash, PublishedVectorsAreReproducedByteForByte) {
+  std::vector<std::string> names;  // NAME of every NAME.yaml
+  std::set<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(HashVectorDir())) {
+    if (!e.is_regular_file()) continue;
+    const std::string file = e.path().filename().string();
+    files.insert(file);
+    if (file.size() > 5 && file.ends_with(".yaml")) {
+      names.push_back(file.substr(0, file.size() - 5));
+    }
+  }
+  std::sort(names.begin(), names.end());
+  // The vectors FORMAT.md and the README promise; more may be added.
+  EXPECT_THAT(names, testing::IsSupersetOf(
+                         {"minimal", "sample", "full-example", "features", "yaml-forms"}));
+
+  std::set<std::string> used = {"README", ".gitattributes"};
+  // NAME.canonical.json is `canonical` exactly, and NAME.sha256 the hex of `hash` and a newline.
+  auto check = [&used](const std::string& stem, const std::string& canonical,
+                       const std::string& hash) {
+    SCOPED_TRACE(stem);
+    used.insert(stem + ".canonical.json");
+    used.insert(stem + ".sha256");
+    const std::string want = ReadBytes(HashVectorDir() / (stem + ".canonical.json"));
+    const std::string want_hex = ReadBytes(HashVectorDir() / (stem + ".sha256"));
+    EXPECT_EQ(canonical, want);
+    EXPECT_EQ(crypto::Hex(hash) + "\n", want_hex);
+    // The two files agree with each other, whatever the code does.
+    EXPECT_EQ(crypto::Hex(crypto::Sha256(want)) + "\n", want_hex);
+  };
+  for (const std::string& name : names) {
+    SCOPED_TRACE(name + ".yaml");
+    used.insert(name + ".yaml");
+    absl::StatusOr<Policy> policy =
+        Policy::Parse(ReadBytes(HashVectorDir() / (name + ".yaml")), name + ".yaml");
+    ASSERT_TRUE(policy.ok()) << policy.status();
+    check(name, policy->CanonicalJson(), policy->Hash());
+    for (const Domain& d : policy->domains()) {
+      check(name + ".domain-" + d.name, policy->DomainCanonicalJson(d.name),
+            policy->DomainHash(d.name));
+    }
+  }
+  // A file no vector uses (say, of a domain since removed) would be a vector nobody checks.
+  for (const std::string& file : files) {
+    EXPECT_TRUE(used.contains(file))
+        << "tests/testdata/policy_hash/" << file << " belongs to no policy vector";
+  }
+}
+
+TEST(Hash, FormatMdInlineVectorIsTheMinimalVector) {
+  const std::string doc =
+      ReadBytes(std::filesystem::path(LETHE_SOURCE_DIR) / "ledger" / "FORMAT.md");
+  const size_t at = doc.find("\n## 9. Policy hash: the canonical policy form\n");
+  ASSERT_NE(at, std::string::npos) << "ledger/FORMAT.md has no section 9";
+  const std::string section = doc.substr(at);
+  auto bytes = [](const std::string& file) { return ReadBytes(HashVectorDir() / file); };
+  auto hex = [&bytes](const std::string& file) {  // without the newline
+    std::string s = bytes(file);
+    if (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
+  };
+  EXPECT_THAT(section, HasSubstr("```yaml\n" + bytes("minimal.yaml") + "```\n"));
+  EXPECT_THAT(section, HasSubstr("```\n" + bytes("minimal.canonical.json") + "\n```\n"));
+  EXPECT_THAT(section, HasSubstr("`" + hex("minimal.sha256") + "`"));
+  EXPECT_THAT(section,
+              HasSubstr("```\n" + bytes("minimal.domain-shop.canonical.json") + "\n```\n"));
+  EXPECT_THAT(section, HasSubstr("`" + hex("minimal.domain-shop.sha256") + "`"));
 }
 
 }  // namespace
