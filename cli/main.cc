@@ -2,13 +2,18 @@
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <map>
 #include <optional>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
@@ -516,6 +521,11 @@ int PrintAudit(const Global& g, const absl::StatusOr<lethe::ledger::AuditReport>
                                 {"policy_activations", r.policy_activations},
                                 {"consent_changes", r.consent_changes},
                                 {"extensions", r.extensions},
+                                {"uncovered_entries", r.uncovered_entries},
+                                {"uncovered_bytes", r.uncovered_bytes},
+                                {"incomplete_batch_entries", r.incomplete_batch_entries},
+                                {"incomplete_batch_bytes", r.incomplete_batch_bytes},
+                                {"unknown_field_entries", r.unknown_field_entries},
                                 {"warning", warning}}
                      .dump(2)
               << "\n";
@@ -526,12 +536,19 @@ int PrintAudit(const Global& g, const absl::StatusOr<lethe::ledger::AuditReport>
             << "  origin      " << r.origin << "\n"
             << "  entries     " << r.entries << " (hash chain intact)\n"
             << "  checkpoint  size " << r.checkpoint_size << ", signature verified, Merkle root matches"
-            << (r.entries > r.checkpoint_size
-                    ? absl::StrFormat(" (%d newer entr%s chained, not yet checkpointed)",
-                                      r.entries - r.checkpoint_size,
-                                      r.entries - r.checkpoint_size == 1 ? "y" : "ies")
-                    : std::string())
-            << "\n"
+            << "\n";
+  if (r.uncovered_entries > 0)
+    std::cout << absl::StrFormat(
+        "  past it     %d entr%s (%d bytes) after the checkpoint: chained and checked, but no "
+        "signature covers them yet\n",
+        r.uncovered_entries, r.uncovered_entries == 1 ? "y" : "ies", r.uncovered_bytes);
+  if (r.incomplete_batch_entries > 0)
+    std::cout << absl::StrFormat(
+        "  unacknowledged  the log ends inside a batch: %d entr%s (%d bytes) of a write that "
+        "never completed, not part of the log; lethed cuts them when it next starts\n",
+        r.incomplete_batch_entries, r.incomplete_batch_entries == 1 ? "y" : "ies",
+        r.incomplete_batch_bytes);
+  std::cout
             << "  root        " << lethe::crypto::Base64(r.root) << "\n"
             << "  agents      " << r.agents << " enrolled key(s)\n"
             << "  requests    " << r.requests << " (" << r.requests_completed << " completed, "
@@ -543,6 +560,10 @@ int PrintAudit(const Global& g, const absl::StatusOr<lethe::ledger::AuditReport>
             << "  consent     " << r.consent_changes << " change(s), tokens only\n"
             << "  extensions  " << r.extensions << ", each within the policy's max_extension\n"
             << "  plans       every request's domains are exactly the scope its policy gives\n";
+  if (r.unknown_field_entries > 0)
+    std::cout << "  unknown fields  " << r.unknown_field_entries
+              << " entr" << (r.unknown_field_entries == 1 ? "y holds" : "ies hold")
+              << " fields proto/lethe/v1 does not define (accepted: --allow-unknown-fields)\n";
   if (r.unauthenticated > 0)
     std::cout << "  unauthenticated  " << r.unauthenticated
               << " entr" << (r.unauthenticated == 1 ? "y" : "ies")
@@ -563,8 +584,30 @@ int LedgerVerifyOffline(const Global& g, const std::string& dir, const std::stri
   auto key = lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
   if (!key.ok()) return Fail("ledger verify", key.status());
   const std::string ledger_dir = dir + "/ledger";
-  auto note = lethe::crypto::ReadFile(ledger_dir + "/" + lethe::ledger::Ledger::kCheckpointFile);
+  const std::string cp_path = ledger_dir + "/" + lethe::ledger::Ledger::kCheckpointFile;
+  if (!std::filesystem::exists(cp_path)) {
+    // No checkpoint: acceptable over an empty log only; entries nothing signed vouches for
+    // could be anything.
+    auto scan = lethe::ledger::ScanSegments(ledger_dir, [](const lethe::ledger::ScannedRecord&) {
+      return absl::OkStatus();
+    });
+    if (!scan.ok()) return PrintAudit(g, scan.status(), ledger_dir, "");
+    if (scan->records == 0 && std::filesystem::is_directory(ledger_dir)) {
+      std::cout << "ledger verify: OK (" << ledger_dir << "): the log is empty and has no checkpoint\n";
+      return 0;
+    }
+    return PrintAudit(g, absl::DataLossError(absl::StrCat(
+                             "no checkpoint (", cp_path, ") over a log of ", scan->records,
+                             " entries: no signature vouches for any of them")),
+                      ledger_dir, "");
+  }
+  auto note = lethe::crypto::ReadFile(cp_path);
   if (!note.ok()) return Fail("ledger verify", note.status());
+  // The files' structure first: segment headers, names and versions, and batches against
+  // segment boundaries, which the Auditor (fed entries alone) cannot see.
+  auto structure = lethe::ledger::VerifyStructure(ledger_dir, *note, *key);
+  if (!structure.ok() && structure.status().code() == absl::StatusCode::kDataLoss)
+    return PrintAudit(g, structure.status(), ledger_dir, "");
   lethe::ledger::Auditor auditor(*key, *note, g.audit);
   auto scan = lethe::ledger::ScanSegments(ledger_dir, [&](const lethe::ledger::ScannedRecord& rec) {
     absl::Status s = auditor.Add(rec.index, rec.payload);
@@ -578,6 +621,13 @@ int LedgerVerifyOffline(const Global& g, const std::string& dir, const std::stri
         "torn tail in %s at offset %d (%d bytes): an unacknowledged write cut short by a crash; "
         "lethed removes it when it next starts",
         scan->torn_tail->segment, scan->torn_tail->offset, scan->torn_tail->bytes);
+  }
+  // Files lethed never writes there are not part of the log (FORMAT.md §5.1): named, ignored.
+  auto strays = lethe::ledger::StrayLedgerFiles(ledger_dir);
+  if (!strays.ok()) return PrintAudit(g, strays.status(), ledger_dir, "");
+  if (!strays->empty()) {
+    if (!warning.empty()) warning += "; ";
+    warning += "files that are not part of the log, ignored: " + absl::StrJoin(*strays, ", ");
   }
   return PrintAudit(g, auditor.Finish(), ledger_dir, warning);
 }
@@ -657,7 +707,262 @@ absl::StatusOr<std::pair<v1::CheckpointView, lethe::ledger::Checkpoint>> Verifie
   return std::make_pair(view, cp);
 }
 
-int LedgerCheckpoint(const Global& g, const std::string& pub_path, bool fresh, const std::string& out) {
+// ---- kept checkpoints: ledger checkpoint --save DIR, ledger verify --since FILE|DIR --------
+
+// The name a checkpoint of `size` entries is kept under by --save.
+std::string KeptName(uint64_t size) { return absl::StrFormat("%020d.checkpoint", size); }
+
+bool IsKeptName(const std::string& name, uint64_t* size) {
+  return name.size() == 31 && name.substr(20) == ".checkpoint" &&
+         std::all_of(name.begin(), name.begin() + 20, [](char c) { return c >= '0' && c <= '9'; }) &&
+         absl::SimpleAtoi(name.substr(0, 20), size);
+}
+
+struct KeptCheckpoint {
+  std::string path;
+  std::string note;
+};
+
+// The kept checkpoints `since` names: one file, or every *.checkpoint file of a directory in
+// name order (for names --save gives, the order of their sizes).
+absl::StatusOr<std::vector<KeptCheckpoint>> LoadKept(const std::string& since) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> paths;
+  std::error_code ec;
+  if (fs::is_directory(since, ec)) {
+    for (const auto& e : fs::directory_iterator(since, ec))
+      if (e.path().extension() == ".checkpoint" && e.is_regular_file()) paths.push_back(e.path().string());
+    if (ec) return absl::UnavailableError("cannot list " + since + ": " + ec.message());
+    if (paths.empty())
+      return absl::NotFoundError("no kept checkpoints (*.checkpoint) in " + since +
+                                 "; keep them with `ledger checkpoint --save " + since + "`");
+    std::sort(paths.begin(), paths.end());
+  } else {
+    paths.push_back(since);
+  }
+  std::vector<KeptCheckpoint> out;
+  for (auto& p : paths) {
+    ASSIGN_OR_RETURN(std::string note, lethe::crypto::ReadFile(p));
+    out.push_back(KeptCheckpoint{std::move(p), std::move(note)});
+  }
+  return out;
+}
+
+// The roots of a log at the sizes of kept checkpoints, from its leaf hashes in order.
+class RootsAt {
+ public:
+  explicit RootsAt(const std::vector<KeptCheckpoint>& kept) {
+    for (const auto& k : kept)
+      if (auto cp = lethe::ledger::ParseCheckpointUnverified(k.note); cp.ok()) sizes_.push_back(cp->size);
+    std::sort(sizes_.begin(), sizes_.end());
+    sizes_.erase(std::unique(sizes_.begin(), sizes_.end()), sizes_.end());
+    Record();
+  }
+  void Add(std::string leaf) {
+    range_.Append(std::move(leaf));
+    Record();
+  }
+  uint64_t size() const { return range_.size(); }
+  // Whether the log, at the kept checkpoint's size (at most size()), has its root.
+  absl::StatusOr<std::string> Extends(const lethe::ledger::Checkpoint& cp) const {
+    auto it = roots_.find(cp.size);
+    if (it == roots_.end()) return absl::InternalError(absl::StrCat("no root computed at size ", cp.size));
+    if (it->second != cp.root)
+      return absl::DataLossError(absl::StrCat("the log's root at that size is ", lethe::crypto::Base64(it->second),
+                                              ", the kept checkpoint's ", lethe::crypto::Base64(cp.root)));
+    return std::string("its root recomputed from the entries");
+  }
+
+ private:
+  void Record() {
+    while (next_ < sizes_.size() && sizes_[next_] < range_.size()) ++next_;
+    if (next_ < sizes_.size() && sizes_[next_] == range_.size()) roots_[range_.size()] = range_.Root();
+  }
+  std::vector<uint64_t> sizes_;
+  size_t next_ = 0;
+  lethe::ledger::CompactRange range_;
+  std::map<uint64_t, std::string> roots_;
+};
+
+// Checks a log of `log_size` entries against every kept checkpoint: each must verify under
+// `key` (key name `origin`, or its own origin when that is empty), the log must be at least
+// as large (else it was cut back: a rollback), and `extends` must show the log extends it.
+// Prints each failure naming its file, then the verdict; returns the exit code.
+int CheckKept(const Global& g, const std::string& since, const std::vector<KeptCheckpoint>& kept,
+              const std::string& origin, const lethe::crypto::Ed25519PublicKey& key, uint64_t log_size,
+              const std::string& method,
+              const std::function<absl::StatusOr<std::string>(const lethe::ledger::Checkpoint&)>& extends) {
+  nlohmann::json failures = nlohmann::json::array();
+  uint64_t smallest = UINT64_MAX, largest = 0;
+  std::string detail;
+  for (const auto& k : kept) {
+    absl::Status st;
+    std::string key_name = origin;
+    if (key_name.empty())
+      if (auto own = lethe::ledger::ParseCheckpointUnverified(k.note); own.ok()) key_name = own->origin;
+    auto cp = lethe::ledger::VerifyCheckpoint(k.note, key_name, key);
+    if (!cp.ok()) {
+      st = absl::Status(cp.status().code(), absl::StrCat("not a checkpoint of ", key_name, " signed by ",
+                                                         key.KeyId(), ": ", cp.status().message()));
+    } else if (cp->size > log_size) {
+      st = absl::DataLossError(absl::StrFormat(
+          "rollback: the kept checkpoint covers %d entries but the log has only %d: it was cut back "
+          "to an older state (or it is another log)",
+          cp->size, log_size));
+    } else if (auto how = extends(*cp); !how.ok()) {
+      st = absl::DataLossError(absl::StrFormat("the log does not extend the kept checkpoint of %d entries: %s",
+                                               cp->size, how.status().message()));
+    } else {
+      detail = *how;
+      smallest = std::min(smallest, cp->size);
+      largest = std::max(largest, cp->size);
+    }
+    if (!st.ok()) {
+      std::cerr << "ledger verify --since: FAILED: " << k.path << ": " << st.message() << "\n";
+      failures.push_back({{"file", k.path}, {"error", std::string(st.message())}});
+    }
+  }
+  if (g.json()) {
+    std::cout << nlohmann::json{{"ok", failures.empty()}, {"since", since}, {"kept", kept.size()},
+                                {"to", log_size}, {"failures", failures}}.dump(2) << "\n";
+  } else if (failures.empty() && kept.size() == 1) {
+    std::cout << "ledger verify --since: OK: the log of " << log_size
+              << " entries extends the kept checkpoint of " << largest << " entries (" << detail
+              << "; both checkpoints signed by " << key.KeyId() << ")\n";
+  } else if (failures.empty()) {
+    std::cout << "ledger verify --since: OK: the log of " << log_size << " entries extends all "
+              << kept.size() << " kept checkpoints in " << since << " (sizes " << smallest << " to "
+              << largest << ", each signed by " << key.KeyId() << "; " << method << ")\n";
+  } else {
+    std::cerr << "ledger verify --since: FAILED: " << failures.size() << " of " << kept.size()
+              << " kept checkpoint(s) in " << since << " are not extended by the log of " << log_size
+              << " entries\n";
+  }
+  return failures.empty() ? 0 : 1;
+}
+
+// `ledger checkpoint --save DIR`: keeps in DIR the latest checkpoint and every one lethed
+// signed since the largest DIR holds (every one, the first time), each verified under `key`
+// and proven consistent with the latest, as DIR/<size, 20 digits>.checkpoint. A kept file is
+// never replaced: the same size with another root is a fork. Counts what it kept.
+absl::Status SaveCheckpoints(const Global& g, const lethe::crypto::Ed25519PublicKey& key,
+                             const std::string& latest_note, const lethe::ledger::Checkpoint& latest,
+                             const std::string& dir, uint64_t* added, uint64_t* already) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::UnavailableError("cannot create " + dir + ": " + ec.message());
+  auto stub = v1::Ledger::NewStub(Connect(g));
+  // Whether the latest checkpoint extends `old` (old.size <= latest.size).
+  auto consistent = [&](const lethe::ledger::Checkpoint& old) -> absl::Status {
+    std::vector<std::string> path;
+    if (old.size > 0 && old.size < latest.size) {
+      v1::GetConsistencyProofRequest req;
+      req.set_from(old.size);
+      req.set_to(latest.size);
+      v1::ConsistencyProofView proof;
+      grpc::ClientContext ctx;
+      grpc::Status s = stub->GetConsistencyProof(&ctx, req, &proof);
+      if (!s.ok())
+        return absl::Status(static_cast<absl::StatusCode>(s.error_code()), "consistency proof: " + s.error_message());
+      path.assign(proof.proof().begin(), proof.proof().end());
+    }
+    return lethe::ledger::VerifyConsistency(old.size, latest.size, path, old.root, latest.root);
+  };
+
+  // The largest checkpoint kept already. The log must not have shrunk below it, and must
+  // still extend it (and so every one kept before it, each of which it was checked against
+  // when it was kept): checked before anything newer is kept.
+  uint64_t largest_name = 0;
+  bool have = false;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    uint64_t size = 0;
+    if (IsKeptName(e.path().filename().string(), &size)) {
+      largest_name = have ? std::max(largest_name, size) : size;
+      have = true;
+    }
+  }
+  if (ec) return absl::UnavailableError("cannot list " + dir + ": " + ec.message());
+  const std::string largest_path = dir + "/" + KeptName(largest_name);
+  std::optional<lethe::ledger::Checkpoint> largest;
+  if (have) {
+    ASSIGN_OR_RETURN(std::string note, lethe::crypto::ReadFile(largest_path));
+    auto kept = lethe::ledger::VerifyCheckpoint(note, latest.origin, key);
+    if (!kept.ok()) return lethe::Annotate(kept.status(), "the kept checkpoint " + largest_path);
+    if (kept->size > latest.size)
+      return absl::DataLossError(absl::StrFormat(
+          "rollback: the kept checkpoint %s covers %d entries but lethed's latest only %d: the log was "
+          "cut back to an older state (or it is another log)",
+          largest_path, kept->size, latest.size));
+    largest = *kept;
+  }
+  bool largest_checked = !have;
+  auto check_largest = [&]() -> absl::Status {
+    if (largest_checked) return absl::OkStatus();
+    largest_checked = true;
+    if (absl::Status s = consistent(*largest); !s.ok())
+      return absl::DataLossError(absl::StrFormat(
+          "the log no longer extends the kept checkpoint %s (a fork, or a rewritten history): %s",
+          largest_path, s.message()));
+    return absl::OkStatus();
+  };
+
+  // One checkpoint lethed serves, verified already. The one kept under its size, if any, is
+  // the largest kept (the list starts at its size): same root, or a fork. Any other is proven
+  // consistent with the latest, then kept (never over an existing file).
+  auto keep = [&](const lethe::ledger::Checkpoint& cp, const std::string& note) -> absl::Status {
+    if (largest && cp.size == largest->size) {
+      ++*already;
+      if (cp.root == largest->root) return absl::OkStatus();
+      return absl::DataLossError(absl::StrCat(
+          "FORK: ", largest_path, " keeps a checkpoint of ", cp.size, " entries with root ",
+          lethe::crypto::Base64(largest->root), ", and lethed now serves one of the same size with root ",
+          lethe::crypto::Base64(cp.root),
+          ": two histories signed by the same key. Keep both notes as evidence; the one lethed "
+          "serves:\n",
+          note));
+    }
+    RETURN_IF_ERROR(check_largest());
+    if (absl::Status st = consistent(cp); !st.ok())
+      return absl::DataLossError(absl::StrFormat(
+          "lethed's checkpoint of %d entries is not consistent with its latest, of %d: %s", cp.size,
+          latest.size, st.message()));
+    RETURN_IF_ERROR(lethe::crypto::WriteNewFile(dir + "/" + KeptName(cp.size), note, 0644));
+    ++*added;
+    return absl::OkStatus();
+  };
+
+  bool saw_latest = false, done = false;
+  std::string token;
+  do {
+    v1::ListCheckpointsRequest req;
+    req.set_from_size(largest ? largest->size : 0);
+    req.set_page_size(1000);
+    req.set_page_token(token);
+    v1::ListCheckpointsResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub->ListCheckpoints(&ctx, req, &resp);
+    if (!s.ok())
+      return absl::Status(static_cast<absl::StatusCode>(s.error_code()), "ListCheckpoints: " + s.error_message());
+    for (const auto& c : resp.checkpoints()) {
+      auto cp = lethe::ledger::VerifyCheckpoint(c.checkpoint(), latest.origin, key);
+      if (!cp.ok())
+        return absl::DataLossError(absl::StrCat("lethed serves a checkpoint (size ", c.size(),
+                                                ") that does not verify: ", cp.status().message()));
+      if (cp->size > latest.size) {  // signed after the latest: kept next time
+        done = true;
+        break;
+      }
+      saw_latest = saw_latest || cp->size == latest.size;
+      RETURN_IF_ERROR(keep(*cp, c.checkpoint()));
+    }
+    token = resp.next_page_token();
+  } while (!done && !token.empty());
+  if (!saw_latest) RETURN_IF_ERROR(keep(latest, latest_note));
+  return check_largest();
+}
+
+int LedgerCheckpoint(const Global& g, const std::string& pub_path, bool fresh, const std::string& out,
+                     const std::string& save) {
   std::string warning;
   auto cp = VerifiedCheckpoint(g, pub_path, fresh, &warning);
   if (!cp.ok()) return Fail("ledger checkpoint", cp.status());
@@ -667,10 +972,25 @@ int LedgerCheckpoint(const Global& g, const std::string& pub_path, bool fresh, c
       return Fail("ledger checkpoint", s);
     std::cerr << "checkpoint of size " << cp->second.size << " verified and saved to " << out << "\n";
   }
+  uint64_t added = 0, already = 0;
+  if (!save.empty()) {
+    auto key = lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
+    if (!key.ok()) return Fail("ledger checkpoint --save", key.status());
+    absl::Status s = SaveCheckpoints(g, *key, cp->first.checkpoint(), cp->second, save, &added, &already);
+    if (!s.ok()) {
+      std::cerr << "lethectl ledger checkpoint --save: FAILED after keeping " << added
+                << " new checkpoint(s) in " << save << ": " << s.message() << "\n";
+      return 1;
+    }
+    std::cerr << "ledger checkpoint --save: " << added << " new checkpoint(s) kept in " << save << " ("
+              << already << " already kept); each signed by " << key->KeyId()
+              << " and consistent with the latest, of " << cp->second.size << " entries\n";
+  }
   if (g.json()) {
-    std::cout << nlohmann::json{{"origin", cp->second.origin}, {"size", cp->second.size},
-                                {"root", lethe::crypto::Base64(cp->second.root)},
-                                {"checkpoint", cp->first.checkpoint()}}.dump(2) << "\n";
+    nlohmann::json j{{"origin", cp->second.origin}, {"size", cp->second.size},
+                     {"root", lethe::crypto::Base64(cp->second.root)}, {"checkpoint", cp->first.checkpoint()}};
+    if (!save.empty()) j["saved"] = {{"dir", save}, {"new", added}, {"already_kept", already}};
+    std::cout << j.dump(2) << "\n";
   } else {
     std::cout << cp->first.checkpoint();
   }
@@ -719,50 +1039,63 @@ int LedgerProof(const Global& g, uint64_t index, const std::string& pub_path) {
   return 0;
 }
 
-int LedgerVerifySince(const Global& g, const std::string& old_path, const std::string& pub_path) {
-  auto old_note = lethe::crypto::ReadFile(old_path);
-  if (!old_note.ok()) return Fail("ledger verify --since", old_note.status());
+// `ledger verify --since FILE|DIR` against lethed: the log, at a fresh checkpoint, must extend
+// every kept checkpoint (consistency proofs).
+int LedgerVerifySince(const Global& g, const std::string& since, const std::string& pub_path) {
+  auto kept = LoadKept(since);
+  if (!kept.ok()) return Fail("ledger verify --since", kept.status());
   std::string warning;
   auto now = VerifiedCheckpoint(g, pub_path, /*fresh=*/true, &warning);
   if (!now.ok()) return Fail("ledger verify --since", now.status());
   auto key = TrustedKey(pub_path, now->first.public_key_pem(), &warning);
-  auto old_cp = lethe::ledger::VerifyCheckpoint(*old_note, now->second.origin, *key);
-  if (!old_cp.ok())
-    return Fail("ledger verify --since", lethe::Annotate(old_cp.status(), "the kept checkpoint"));
-  const auto& cur = now->second;
-  absl::Status st;
-  std::vector<std::string> path;
-  if (old_cp->size > cur.size) {
-    st = absl::DataLossError(absl::StrFormat(
-        "the log shrank: the kept checkpoint covers %d entries, the current one %d", old_cp->size, cur.size));
-  } else if (old_cp->size > 0 && old_cp->size < cur.size) {
-    auto stub = v1::Ledger::NewStub(Connect(g));
-    v1::GetConsistencyProofRequest req;
-    req.set_from(old_cp->size);
-    req.set_to(cur.size);
-    v1::ConsistencyProofView proof;
-    grpc::ClientContext ctx;
-    grpc::Status s = stub->GetConsistencyProof(&ctx, req, &proof);
-    if (!s.ok()) return FailGrpc("ledger verify --since", s);
-    path.assign(proof.proof().begin(), proof.proof().end());
-  }
-  if (st.ok()) st = lethe::ledger::VerifyConsistency(old_cp->size, cur.size, path, old_cp->root, cur.root);
+  if (!key.ok()) return Fail("ledger verify --since", key.status());
   if (!warning.empty()) std::cerr << "warning: " << warning << "\n";
-  if (!st.ok()) {
-    std::cerr << "ledger verify --since: FAILED: the current log does not extend the kept checkpoint: "
-              << st.message() << "\n";
-    return 1;
-  }
-  if (g.json()) {
-    std::cout << nlohmann::json{{"ok", true}, {"from", old_cp->size}, {"to", cur.size},
-                                {"proof_hashes", path.size()}}.dump(2) << "\n";
-  } else {
-    std::cout << "ledger verify --since: OK: the log of " << cur.size
-              << " entries extends the kept checkpoint of " << old_cp->size << " entries ("
-              << path.size() << "-hash consistency proof verified; both checkpoints signed by "
-              << key->KeyId() << ")\n";
-  }
-  return 0;
+  const lethe::ledger::Checkpoint cur = now->second;
+  auto stub = v1::Ledger::NewStub(Connect(g));
+  return CheckKept(
+      g, since, *kept, cur.origin, *key, cur.size, "consistency proofs to the latest checkpoint",
+      [&](const lethe::ledger::Checkpoint& old) -> absl::StatusOr<std::string> {
+        std::vector<std::string> path;
+        if (old.size > 0 && old.size < cur.size) {
+          v1::GetConsistencyProofRequest req;
+          req.set_from(old.size);
+          req.set_to(cur.size);
+          v1::ConsistencyProofView proof;
+          grpc::ClientContext ctx;
+          grpc::Status s = stub->GetConsistencyProof(&ctx, req, &proof);
+          if (!s.ok())
+            return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                                "consistency proof: " + s.error_message());
+          path.assign(proof.proof().begin(), proof.proof().end());
+        }
+        RETURN_IF_ERROR(lethe::ledger::VerifyConsistency(old.size, cur.size, path, old.root, cur.root));
+        return absl::StrFormat("%d-hash consistency proof verified", path.size());
+      });
+}
+
+// `ledger verify --dir DIR --since FILE|DIR`: the entries on disk must extend every kept
+// checkpoint (the root at its size, recomputed). A pass of its own over the segments, after
+// the audit's.
+int LedgerVerifySinceOffline(const Global& g, const std::string& dir, const std::string& since,
+                             const std::string& pub_path) {
+  auto key = lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
+  if (!key.ok()) return Fail("ledger verify --since", key.status());
+  auto kept = LoadKept(since);
+  if (!kept.ok()) return Fail("ledger verify --since", kept.status());
+  RootsAt roots(*kept);
+  std::string origin;  // named by entry 0
+  auto scan = lethe::ledger::ScanSegments(dir + "/ledger", [&](const lethe::ledger::ScannedRecord& rec) {
+    if (rec.index == 0) {
+      v1::LedgerEntry e;
+      if (e.ParseFromArray(rec.payload.data(), static_cast<int>(rec.payload.size())))
+        origin = e.log_created().origin();
+    }
+    roots.Add(lethe::ledger::LeafHash(rec.payload));
+    return absl::OkStatus();
+  });
+  if (!scan.ok()) return Fail("ledger verify --since", scan.status());
+  return CheckKept(g, since, *kept, origin, *key, roots.size(), "roots recomputed from the entries",
+                   [&](const lethe::ledger::Checkpoint& cp) { return roots.Extends(cp); });
 }
 
 int LedgerExport(const Global& g, const std::string& out, const std::string& pub_path) {
@@ -797,7 +1130,8 @@ int LedgerExport(const Global& g, const std::string& out, const std::string& pub
   return 0;
 }
 
-int LedgerVerifyBundle(const Global& g, const std::string& dir, const std::string& pub_path) {
+int LedgerVerifyBundle(const Global& g, const std::string& dir, const std::string& pub_path,
+                       const std::string& since) {
   auto key = lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
   if (!key.ok()) return Fail("ledger verify --bundle", key.status());
   auto report = lethe::ledger::VerifyTiles(dir, *key, g.audit);
@@ -805,7 +1139,28 @@ int LedgerVerifyBundle(const Global& g, const std::string& dir, const std::strin
   std::string note = absl::StrFormat("tiles: %d full, %d partial, %d entry bundles; every file checked",
                                      report->full_tiles, report->partial_tiles, report->bundles);
   if (!g.json()) std::cout << note << "\n";
-  return PrintAudit(g, report->audit, dir, "");
+  const int rc = PrintAudit(g, report->audit, dir, "");
+  if (since.empty()) return rc;
+  // The export must extend every kept checkpoint: the roots at their sizes come from the
+  // level-0 tiles (the leaf hashes), which VerifyTiles has just checked against the export's
+  // checkpoint.
+  auto kept = LoadKept(since);
+  if (!kept.ok()) return Fail("ledger verify --since", kept.status());
+  RootsAt roots(*kept);
+  for (uint64_t n = 0; n * lethe::ledger::kTileWidth < report->size; ++n) {
+    const uint64_t left = report->size - n * lethe::ledger::kTileWidth;
+    const int width = left >= lethe::ledger::kTileWidth ? 0 : static_cast<int>(left);
+    auto tile = lethe::crypto::ReadFile(dir + "/" + lethe::ledger::TilePath(0, n, width));
+    if (!tile.ok()) return Fail("ledger verify --since", tile.status());
+    for (size_t i = 0; i + 32 <= tile->size(); i += 32) roots.Add(tile->substr(i, 32));
+  }
+  if (roots.size() != report->size)
+    return Fail("ledger verify --since", absl::DataLossError(absl::StrFormat(
+                                             "the level-0 tiles of %s hold %d leaves, not %d", dir,
+                                             roots.size(), report->size)));
+  return std::max(rc, CheckKept(g, since, *kept, report->audit.origin, *key, report->size,
+                                "roots recomputed from the export's tiles",
+                                [&](const lethe::ledger::Checkpoint& cp) { return roots.Extends(cp); }));
 }
 
 std::string OutcomeName(v1::RequestCompleted::Outcome o) {
@@ -1237,30 +1592,52 @@ int main(int argc, char** argv) {
   auto* verify = ledger->add_subcommand(
       "verify", "check the hash chain, Merkle root, checkpoint and every receipt signature");
   verify->add_option("--dir", dir, "lethed's data directory: verify offline from the files");
-  verify->add_option("--since", since, "a checkpoint file kept earlier: prove the log extends it");
+  verify->add_option("--since", since,
+                     "a checkpoint file kept earlier, or a directory of them (`ledger checkpoint "
+                     "--save`): prove the log extends every one (a log cut back fails: rollback); "
+                     "with --dir or --bundle, offline");
   verify->add_option("--bundle", bundle, "a directory written by `ledger export`: verify it offline");
   verify->add_option("--public-key", key, "lethed's public key (PEM): the only key trusted");
   verify->add_flag("--accept-unauthenticated", g.audit.accept_unauthenticated,
                    "accept entries a person caused without an authenticated caller (a lethed run "
                    "with --insecure, or a log written before lethed had mutual TLS)");
+  verify->add_flag("--allow-unknown-fields", g.audit.allow_unknown_fields,
+                   "accept entries holding protobuf fields proto/lethe/v1 does not define "
+                   "(counted); by default they fail, since they could carry anything");
   verify->callback([&] {
     if ((!dir.empty() || !bundle.empty()) && key.empty()) {
       rc = Fail("ledger verify", absl::InvalidArgumentError("--dir and --bundle need --public-key"));
       return;
     }
     if (!bundle.empty()) {
-      rc = LedgerVerifyBundle(g, bundle, key);
+      rc = LedgerVerifyBundle(g, bundle, key, since);
+    } else if (!dir.empty()) {
+      rc = LedgerVerifyOffline(g, dir, key);
+      if (!since.empty()) rc = std::max(rc, LedgerVerifySinceOffline(g, dir, since, key));
     } else if (!since.empty()) {
       rc = LedgerVerifySince(g, since, key);
     } else {
-      rc = dir.empty() ? LedgerVerifyOnline(g, key) : LedgerVerifyOffline(g, dir, key);
+      rc = LedgerVerifyOnline(g, key);
     }
   });
   auto* checkpoint = ledger->add_subcommand("checkpoint", "fetch the latest checkpoint and check its signature");
   checkpoint->add_option("--public-key", key, "lethed's public key (PEM) to check it with");
   checkpoint->add_flag("--fresh", fresh, "ask lethed to sign one for the current size first");
   checkpoint->add_option("--out", out, "also save it, e.g. for a later `ledger verify --since`");
-  checkpoint->callback([&] { rc = LedgerCheckpoint(g, key, fresh, out); });
+  std::string save;
+  checkpoint->add_option("--save", save,
+                         "keep it and every checkpoint lethed signed since the last --save in this "
+                         "directory, as <size>.checkpoint, each verified and proven consistent; never "
+                         "replaces one (needs --public-key)");
+  checkpoint->callback([&] {
+    if (!save.empty() && key.empty()) {
+      rc = Fail("ledger checkpoint", absl::InvalidArgumentError(
+                                         "--save needs --public-key: kept checkpoints are evidence only "
+                                         "under a key you trust"));
+      return;
+    }
+    rc = LedgerCheckpoint(g, key, fresh, out, save);
+  });
   auto* vkey = ledger->add_subcommand("verifier-key", "print the signed-note verifier key name+keyid+key");
   vkey->add_option("--public-key", key, "offline: lethed's public key (PEM)");
   vkey->add_option("--origin", origin, "key name (default: the log's origin)");

@@ -51,6 +51,7 @@ const std::vector<Rule>& Rules() {
         {"/lethe.v1.Agents/Revoke", admin_only},
         {"/lethe.v1.Agents/List", auditors},
         {"/lethe.v1.Ledger/GetCheckpoint", auditors},
+        {"/lethe.v1.Ledger/ListCheckpoints", auditors},
         {"/lethe.v1.Ledger/GetEntries", auditors},
         {"/lethe.v1.Ledger/GetInclusionProof", auditors},
         {"/lethe.v1.Ledger/GetConsistencyProof", auditors},

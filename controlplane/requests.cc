@@ -1,5 +1,7 @@
 #include "controlplane/requests.h"
 
+#include "ledger/hygiene.h"
+
 #include <algorithm>
 #include <map>
 #include <set>
@@ -102,6 +104,16 @@ absl::Status CheckText(std::string_view field, std::string_view text, size_t max
   for (unsigned char c : text)
     if (c < 0x20 || c == 0x7f)
       return absl::InvalidArgumentError(f + ": contains a control character");
+  return absl::OkStatus();
+}
+
+// Text that the ledger holds in clear must also keep ledger/hygiene.h's rule, which every
+// verifier checks: nothing that looks like a person's identifier.
+absl::Status CheckClearText(std::string_view field, std::string_view text, size_t max_bytes,
+                            std::string_view hint) {
+  RETURN_IF_ERROR(CheckText(field, text, max_bytes, hint));
+  if (std::string why = ledger::FreeTextProblem(text, max_bytes); !why.empty())
+    return absl::InvalidArgumentError(absl::StrCat(std::string(field), ": ", why, " (", Av(hint), ")"));
   return absl::OkStatus();
 }
 
@@ -444,7 +456,7 @@ absl::StatusOr<ConsentRecord> RequestManager::ChangeConsent(SubjectIdentity iden
         "\" (the active policy declares: ", names.empty() ? "none" : absl::StrJoin(names, ", "), ")"));
   if (status != v1::GRANTED && status != v1::WITHDRAWN)
     return absl::InvalidArgumentError("status: must be GRANTED or WITHDRAWN");
-  RETURN_IF_ERROR(CheckText("source", source, kMaxConsentSourceBytes,
+  RETURN_IF_ERROR(CheckClearText("source", source, kMaxConsentSourceBytes,
                             "where the change came from, e.g. signup-form-v3; no personal data"));
   const std::string token = vault_.Tokenize(identity.type, identity.value);
 
@@ -539,7 +551,7 @@ absl::StatusOr<AgentRecord> RequestManager::RevokeAgentKey(const std::string& do
       }))
     return absl::InvalidArgumentError("key_id: not a key id (16 lowercase hex characters)");
   if (!reason.empty())
-    RETURN_IF_ERROR(CheckText("reason", reason, kMaxRevocationReasonBytes, "why the key is revoked"));
+    RETURN_IF_ERROR(CheckClearText("reason", reason, kMaxRevocationReasonBytes, "why the key is revoked"));
   std::lock_guard<std::mutex> lock(write_mu_);
   auto rec = store_.Agent(domain, key_id);
   if (!rec)
@@ -616,6 +628,8 @@ absl::Status RequestManager::RecordReceipt(std::string_view wire) {
     return reject(absl::InvalidArgumentError("receipt: no outcome"));
   if (receipt.outcome() == v1::Receipt::COMPLETED && !receipt.verified_zero_remaining())
     return reject(absl::InvalidArgumentError("receipt: COMPLETED without the zero-remaining check"));
+  if (std::string why = ledger::FreeTextProblem(receipt.error(), ledger::kMaxFreeTextBytes); !why.empty())
+    return reject(absl::InvalidArgumentError("receipt: error text " + why));
   auto req = store_.Get(receipt.request_id());
   if (!req) return reject(absl::FailedPreconditionError("receipt: unknown request"));
   for (const auto& d : req->domains) {

@@ -329,6 +329,29 @@ grpc::Status LedgerService::GetCheckpoint(grpc::ServerContext*, const v1::GetChe
   return grpc::Status::OK;
 }
 
+grpc::Status LedgerService::ListCheckpoints(grpc::ServerContext*,
+                                            const v1::ListCheckpointsRequest* req,
+                                            v1::ListCheckpointsResponse* resp) {
+  // Paged by tree size: the token names the size of the last checkpoint sent.
+  auto page = ParsePage(req->page_size(), req->page_token());
+  if (!page.ok()) return ToGrpc(page.status());
+  if (page->resume && page->after == UINT64_MAX) return grpc::Status::OK;  // nothing is larger
+  const uint64_t from = page->resume ? std::max(req->from_size(), page->after + 1) : req->from_size();
+  // One more than a page, to know whether another follows.
+  auto kept = ledger_.checkpoint_history().List(from, page->size + 1);
+  if (!kept.ok()) return ToGrpc(kept.status());
+  for (auto& e : *kept) {
+    if (static_cast<size_t>(resp->checkpoints_size()) == page->size) {
+      resp->set_next_page_token(PageToken(resp->checkpoints().rbegin()->size()));
+      break;
+    }
+    auto* c = resp->add_checkpoints();
+    c->set_size(e.size);
+    c->set_checkpoint(std::move(e.note));
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status LedgerService::GetEntries(grpc::ServerContext* ctx, const v1::GetEntriesRequest* req,
                                        grpc::ServerWriter<v1::RawEntry>* writer) {
   const uint64_t size = ledger_.size();

@@ -102,6 +102,8 @@ class LedgerService final : public v1::Ledger::Service {
       : ledger_(ledger), store_(store), policies_(policies), key_(key) {}
   grpc::Status GetCheckpoint(grpc::ServerContext*, const v1::GetCheckpointRequest*,
                              v1::CheckpointView*) override;
+  grpc::Status ListCheckpoints(grpc::ServerContext*, const v1::ListCheckpointsRequest*,
+                               v1::ListCheckpointsResponse*) override;
   grpc::Status GetEntries(grpc::ServerContext*, const v1::GetEntriesRequest*,
                           grpc::ServerWriter<v1::RawEntry>*) override;
   grpc::Status GetInclusionProof(grpc::ServerContext*, const v1::GetInclusionProofRequest*,

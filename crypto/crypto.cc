@@ -1,6 +1,7 @@
 #include "crypto/crypto.h"
 
 #include <fcntl.h>
+#include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
@@ -200,10 +201,58 @@ absl::StatusOr<SecretBytes> OpenAesGcm(const SecretBytes& key, std::string_view 
 
 // ---- Ed25519 ---------------------------------------------------------------------------
 
+namespace {
+
+// RFC 8032 §5.1.3: whether 32 bytes decode to a point of edwards25519 (y below p, x from
+// the curve equation exists, and not x = 0 with the sign bit set).
+bool DecodesToEd25519Point(std::string_view raw) {
+  struct BnCtxFree { void operator()(BN_CTX* c) const { BN_CTX_free(c); } };
+  struct BnFree { void operator()(BIGNUM* b) const { BN_free(b); } };
+  std::unique_ptr<BN_CTX, BnCtxFree> ctx(BN_CTX_new());
+  auto bn = [] { return std::unique_ptr<BIGNUM, BnFree>(BN_new()); };
+  auto p = bn(), d = bn(), y = bn(), u = bn(), v = bn(), x2 = bn(), x = bn(), t = bn(), e = bn();
+  if (!ctx || !p || !d || !y || !u || !v || !x2 || !x || !t || !e) return false;
+  std::string le(raw);
+  const bool sign = (static_cast<unsigned char>(le[31]) & 0x80) != 0;
+  le[31] = static_cast<char>(static_cast<unsigned char>(le[31]) & 0x7F);
+  bool ok = BN_lebin2bn(reinterpret_cast<const unsigned char*>(le.data()), 32, y.get()) != nullptr;
+  // p = 2^255 - 19; d = -121665 / 121666 mod p.
+  ok = ok && BN_set_word(p.get(), 1) && BN_lshift(p.get(), p.get(), 255) && BN_sub_word(p.get(), 19);
+  if (!ok || BN_cmp(y.get(), p.get()) >= 0) return false;
+  ok = BN_set_word(t.get(), 121666) && BN_mod_inverse(t.get(), t.get(), p.get(), ctx.get()) &&
+       BN_set_word(d.get(), 121665) && BN_mod_mul(d.get(), d.get(), t.get(), p.get(), ctx.get()) &&
+       BN_sub(d.get(), p.get(), d.get());
+  // x2 = (y^2 - 1) / (d y^2 + 1)
+  ok = ok && BN_mod_sqr(t.get(), y.get(), p.get(), ctx.get()) && BN_copy(u.get(), t.get()) &&
+       BN_sub_word(u.get(), 1) && BN_mod(u.get(), u.get(), p.get(), ctx.get()) &&
+       BN_mod_mul(v.get(), d.get(), t.get(), p.get(), ctx.get()) && BN_add_word(v.get(), 1) &&
+       BN_mod(v.get(), v.get(), p.get(), ctx.get()) &&
+       BN_mod_inverse(v.get(), v.get(), p.get(), ctx.get()) &&
+       BN_mod_mul(x2.get(), u.get(), v.get(), p.get(), ctx.get());
+  // x = x2^((p+3)/8); if x^2 != x2, x *= 2^((p-1)/4); then x^2 must be x2.
+  ok = ok && BN_copy(e.get(), p.get()) && BN_add_word(e.get(), 3) && BN_rshift(e.get(), e.get(), 3) &&
+       BN_mod_exp(x.get(), x2.get(), e.get(), p.get(), ctx.get()) &&
+       BN_mod_sqr(t.get(), x.get(), p.get(), ctx.get());
+  if (!ok) return false;
+  if (BN_cmp(t.get(), x2.get()) != 0) {
+    auto i = bn();
+    ok = i && BN_copy(e.get(), p.get()) && BN_sub_word(e.get(), 1) && BN_rshift(e.get(), e.get(), 2) &&
+         BN_set_word(t.get(), 2) && BN_mod_exp(i.get(), t.get(), e.get(), p.get(), ctx.get()) &&
+         BN_mod_mul(x.get(), x.get(), i.get(), p.get(), ctx.get()) &&
+         BN_mod_sqr(t.get(), x.get(), p.get(), ctx.get());
+    if (!ok || BN_cmp(t.get(), x2.get()) != 0) return false;
+  }
+  return !(BN_is_zero(x.get()) && sign);
+}
+
+}  // namespace
+
 absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::FromRaw(std::string_view raw) {
   if (raw.size() != kEd25519PublicKeySize)
     return absl::InvalidArgumentError(
         absl::StrCat("Ed25519 public key must be 32 bytes, got ", raw.size()));
+  if (!DecodesToEd25519Point(raw))
+    return absl::InvalidArgumentError("Ed25519 public key is not a point of the curve (RFC 8032 5.1.3)");
   return Ed25519PublicKey(std::string(raw));
 }
 

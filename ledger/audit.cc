@@ -2,11 +2,34 @@
 
 #include "absl/strings/str_cat.h"
 #include "crypto/status.h"
+#include "ledger/hygiene.h"
 #include "lethe/v1/messages.pb.h"
 #include "policies/policy.h"
 #include "proto/envelope.h"
 
 namespace lethe::ledger {
+namespace {
+
+// The first field of `m` (or of a message inside it) that its schema does not define, as a
+// path such as "receipt_recorded.receipt.#42"; empty when there is none.
+std::string UnknownField(const google::protobuf::Message& m) {
+  const auto* refl = m.GetReflection();
+  const auto& unknown = refl->GetUnknownFields(m);
+  if (!unknown.empty()) return absl::StrCat("#", unknown.field(0).number());
+  std::vector<const google::protobuf::FieldDescriptor*> fields;
+  refl->ListFields(m, &fields);
+  for (const auto* f : fields) {
+    if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    const int n = f->is_repeated() ? refl->FieldSize(m, f) : 1;
+    for (int i = 0; i < n; ++i) {
+      const auto& sub = f->is_repeated() ? refl->GetRepeatedMessage(m, f, i) : refl->GetMessage(m, f);
+      if (std::string inner = UnknownField(sub); !inner.empty()) return absl::StrCat(f->name(), ".", inner);
+    }
+  }
+  return "";
+}
+
+}  // namespace
 
 absl::StatusOr<StructureReport> VerifyStructure(const std::string& ledger_dir,
                                                 std::string_view checkpoint_note,
@@ -15,14 +38,23 @@ absl::StatusOr<StructureReport> VerifyStructure(const std::string& ledger_dir,
   ASSIGN_OR_RETURN(Checkpoint cp, VerifyCheckpoint(checkpoint_note, unverified.origin, key));
   StructureReport report;
   CompactRange tree;
+  BatchTracker batches;
+  bool mid_batch = false;
   std::string prev(32, '\0');
   std::string root_at_cp = cp.size == 0 ? EmptyRoot() : "";
+  std::string complete_root = EmptyRoot();
   ASSIGN_OR_RETURN(ScanResult scan, ScanSegments(ledger_dir, [&](const ScannedRecord& rec) {
     std::string leaf;
-    RETURN_IF_ERROR(CheckChainLinkFast(rec, prev, &leaf));
+    uint32_t batch_remaining = 0;
+    RETURN_IF_ERROR(CheckChainLinkFast(rec, prev, &leaf, &batch_remaining));
+    RETURN_IF_ERROR(batches.Next(rec.index, batch_remaining, rec.segment, rec.segment_version));
     tree.Append(leaf);
     prev = std::move(leaf);
-    if (tree.size() == cp.size) root_at_cp = tree.Root();
+    if (!batches.in_batch()) complete_root = tree.Root();
+    if (tree.size() == cp.size) {
+      root_at_cp = tree.Root();
+      mid_batch = batches.in_batch();
+    }
     return absl::OkStatus();
   }));
   if (cp.size > tree.size())
@@ -31,9 +63,17 @@ absl::StatusOr<StructureReport> VerifyStructure(const std::string& ledger_dir,
   if (root_at_cp != cp.root)
     return absl::DataLossError(absl::StrCat("Merkle root of the first ", cp.size,
                                             " entries differs from the signed checkpoint"));
-  report.entries = tree.size();
+  if (mid_batch)
+    return absl::DataLossError(absl::StrCat("the signed checkpoint ends inside a batch: entry ",
+                                            cp.size - 1, " says more entries of its batch follow"));
+  if (batches.in_batch() && batches.batch_segment() != scan.last_segment)
+    return absl::DataLossError(absl::StrCat("ledger corrupt: entry ", batches.complete(),
+                                            " begins a batch that ends in no later entry, in the sealed "
+                                            "segment ", batches.batch_segment()));
+  report.entries = batches.complete();
+  report.incomplete_batch_entries = tree.size() - batches.complete();
   report.checkpoint_size = cp.size;
-  report.root = tree.Root();
+  report.root = complete_root;
   report.torn_tail = scan.torn_tail;
   return report;
 }
@@ -77,22 +117,50 @@ Auditor::Auditor(crypto::Ed25519PublicKey control_plane_key, std::string checkpo
 }
 
 absl::Status Auditor::Fail(std::string_view why) const {
-  return absl::DataLossError(absl::StrCat("entry ", next_seq_, ": ",
+  return absl::DataLossError(absl::StrCat("entry ", body_seq_, ": ",
                                           absl::string_view(why.data(), why.size())));
 }
 
 absl::Status Auditor::Add(uint64_t seq, std::string_view bytes) {
-  if (seq != next_seq_) return Fail(absl::StrCat("out of order (got entry ", seq, ")"));
-  v1::LedgerEntry e;
-  if (!e.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+  body_seq_ = seq;
+  if (seq != next_seq_) return Fail(absl::StrCat("out of order (expected entry ", next_seq_, ")"));
+  Held h;
+  h.seq = seq;
+  h.bytes = bytes.size();
+  if (!h.entry.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
     return Fail("does not parse as a LedgerEntry");
-  if (e.seq() != seq) return Fail(absl::StrCat("says it is entry ", e.seq()));
-  if (e.prev_hash() != prev_hash_) return Fail("prev_hash does not match entry before it (chain broken)");
-  RETURN_IF_ERROR(CheckBody(e));
+  if (h.entry.seq() != seq) return Fail(absl::StrCat("says it is entry ", h.entry.seq()));
+  if (std::string unknown = UnknownField(h.entry); !unknown.empty()) {
+    if (!options_.allow_unknown_fields)
+      return Fail("holds field " + unknown + ", which proto/lethe/v1 does not define (an unknown "
+                  "field could carry anything; --allow-unknown-fields accepts it)");
+    ++report_.unknown_field_entries;
+  }
+  if (h.entry.prev_hash() != prev_hash_) return Fail("prev_hash does not match entry before it (chain broken)");
+  if (absl::Status s = batches_.Next(seq, h.entry.batch_remaining()); !s.ok())
+    return Fail(std::string(s.message()));
   prev_hash_ = LeafHash(bytes);
   tree_.Append(prev_hash_);
   ++next_seq_;
-  if (checkpoint_ && tree_.size() == checkpoint_->size) root_at_checkpoint_ = tree_.Root();
+  if (checkpoint_ && tree_.size() == checkpoint_->size) {
+    root_at_checkpoint_ = tree_.Root();
+    checkpoint_mid_batch_ = batches_.in_batch();
+  }
+  if (checkpoint_ && seq >= checkpoint_->size) {
+    ++report_.uncovered_entries;
+    report_.uncovered_bytes += bytes.size();
+  }
+  // The rules apply to whole batches: a batch is checked once its last entry is in, and an
+  // incomplete batch at the end (an unacknowledged write) is reported, not checked.
+  held_.push_back(std::move(h));
+  if (batches_.in_batch()) return absl::OkStatus();
+  for (Held& e : held_) {
+    body_seq_ = e.seq;
+    RETURN_IF_ERROR(CheckBody(e.entry));
+  }
+  held_.clear();
+  body_seq_ = seq;
+  complete_root_ = tree_.Root();
   return absl::OkStatus();
 }
 
@@ -115,9 +183,25 @@ absl::Status Auditor::CheckActor(const v1::LedgerEntry& e,
                            "); only ", allowed, " may"));
 }
 
+absl::Status Auditor::CheckFreeText(std::string_view field, std::string_view text) const {
+  if (std::string why = FreeTextProblem(text, kMaxFreeTextBytes); !why.empty())
+    return Fail(absl::StrCat(Av(field), " breaks the rule for free text in clear: ", why));
+  return absl::OkStatus();
+}
+
+absl::Status Auditor::CheckSealed(std::string_view field, std::string_view sealed) const {
+  if (std::string why = SealedProblem(sealed); !why.empty())
+    return Fail(absl::StrCat(Av(field), " is not a sealed envelope: it ", why));
+  return absl::OkStatus();
+}
+
 absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
   using E = v1::LedgerEntry;
-  if (next_seq_ == 0) {
+  if (e.time_unix_ms() < last_time_unix_ms_)
+    return Fail(absl::StrCat("its time (", e.time_unix_ms(), " ms) is before the time of the entry before it (",
+                             last_time_unix_ms_, " ms)"));
+  last_time_unix_ms_ = e.time_unix_ms();
+  if (body_seq_ == 0) {
     if (e.body_case() != E::kLogCreated) return Fail("entry 0 is not LogCreated");
     if (e.log_created().control_plane_public_key() != key_.raw())
       return Fail("the log was created for another control-plane key than the one given");
@@ -136,7 +220,7 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       for (auto i = lo; i != hi; ++i)
         if (i->second.key.KeyId() == k->KeyId()) return Fail("agent key enrolled twice for one domain");
       agent_keys_.emplace(e.agent_enrolled().domain(), AgentKey{*k, false});
-      report_.governance.push_back({next_seq_, e.time_unix_ms(),
+      report_.governance.push_back({body_seq_, e.time_unix_ms(),
                                     absl::StrCat("agent key ", k->KeyId(), " enrolled for domain ",
                                                  Quote(e.agent_enrolled().domain())),
                                     e.actor()});
@@ -152,8 +236,9 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
         if (i->second.key.KeyId() == r.key_id()) found = &i->second;
       if (found == nullptr) return Fail("revocation of a key that was never enrolled for its domain");
       if (found->revoked) return Fail("agent key revoked twice");
+      RETURN_IF_ERROR(CheckFreeText("AgentKeyRevoked.reason", r.reason()));
       found->revoked = true;
-      report_.governance.push_back({next_seq_, e.time_unix_ms(),
+      report_.governance.push_back({body_seq_, e.time_unix_ms(),
                                     absl::StrCat("agent key ", Quote(r.key_id()), " of domain ",
                                                  Quote(r.domain()), " revoked"),
                                     e.actor()});
@@ -169,6 +254,7 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
         return Fail("request has no domain in scope");
       for (const auto& t : r.subject())
         if (t.token().size() != 32) return Fail("identity token is not 32 bytes");
+      RETURN_IF_ERROR(CheckSealed("RequestSubmitted.sealed", r.sealed()));
       if (!r.consent_change_id().empty()) {
         auto c = consent_plans_.find(r.consent_change_id());
         if (c == consent_plans_.end() || c->second.request_id != r.request_id())
@@ -199,6 +285,10 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       if (it->second.completed) return Fail("command issued after the request completed");
       if (commands_.count(c.command_id())) return Fail("command id issued twice");
       if (c.command_digest().size() != 32) return Fail("command digest is not 32 bytes");
+      RETURN_IF_ERROR(CheckSealed("CommandIssued.sealed_envelope", c.sealed_envelope()));
+      if (active_policy_ && c.domain_policy_hash() != active_policy_->DomainHash(c.domain()))
+        return Fail("command carries domain_policy_hash " + crypto::Hex(c.domain_policy_hash()).substr(0, 16) +
+                    ", not the domain hash of domain " + c.domain() + " in the active policy");
       commands_[c.command_id()] = Command{c.request_id(), c.domain(), c.command_digest()};
       ++report_.commands;
       return absl::OkStatus();
@@ -210,6 +300,9 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       if (cmd->second.request_id != rr.request_id() || cmd->second.domain != rr.domain())
         return Fail("receipt does not match its command's request and domain");
       if (receipted_commands_.count(rr.command_id())) return Fail("second receipt for a command");
+      if (requests_[rr.request_id()].answered.count(rr.domain()))
+        return Fail("second receipt from domain " + rr.domain() + " for request " + rr.request_id() +
+                    " (the first receipt recorded for a domain decides its outcome)");
       // Find the enrolled key of that domain named by the envelope.
       const crypto::Ed25519PublicKey* agent = nullptr;
       bool revoked = false;
@@ -226,6 +319,13 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
                     ", which was revoked before the receipt was recorded");
       auto checked = CheckRecordedReceipt(rr, *agent, cmd->second.digest);
       if (!checked.ok()) return Fail(std::string(checked.status().message()));
+      if (std::string unknown = UnknownField(*checked); !unknown.empty()) {
+        if (!options_.allow_unknown_fields)
+          return Fail("the signed receipt holds field " + unknown +
+                      ", which proto/lethe/v1 does not define (--allow-unknown-fields accepts it)");
+        ++report_.unknown_field_entries;
+      }
+      RETURN_IF_ERROR(CheckFreeText("Receipt.error", checked->error()));
       const bool ok = checked->outcome() == v1::Receipt::COMPLETED;
       receipted_commands_.insert(rr.command_id());
       requests_[rr.request_id()].answered[rr.domain()] = ok;
@@ -259,6 +359,7 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       if (it == requests_.end()) return Fail("identities added to an unknown request");
       Request& req = it->second;
       if (req.completed) return Fail("identities added after the request completed");
+      RETURN_IF_ERROR(CheckSealed("IdentitiesAdded.sealed", a.sealed()));
       for (const auto& t : a.subject()) {
         if (t.token().size() != 32) return Fail("identity token is not 32 bytes");
         req.identity_types.insert(t.type());
@@ -286,6 +387,7 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       Request& r = it->second;
       if (r.completed) return Fail("extension of a request that had completed");
       if (x.extension_seconds() <= 0) return Fail("extension is not positive");
+      RETURN_IF_ERROR(CheckSealed("DeadlineExtended.sealed_reason", x.sealed_reason()));
       r.extended_seconds += x.extension_seconds();
       if (max_extension_seconds_ >= 0 && r.extended_seconds > max_extension_seconds_)
         return Fail(absl::StrCat("extensions add up to ", r.extended_seconds,
@@ -308,7 +410,7 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       max_extension_seconds_ = absl::ToInt64Seconds(parsed->deadlines().max_extension);
       active_policy_hash_ = pa.policy_hash();
       active_policy_ = std::make_shared<const policy::Policy>(std::move(*parsed));
-      report_.governance.push_back({next_seq_, e.time_unix_ms(),
+      report_.governance.push_back({body_seq_, e.time_unix_ms(),
                                     absl::StrCat("policy activation ", pa.activation(), " (",
                                                  crypto::Hex(pa.policy_hash()).substr(0, 16), ")"),
                                     e.actor()});
@@ -321,10 +423,33 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       if (c.subject().token().size() != 32) return Fail("consent subject token is not 32 bytes");
       if (c.status() != v1::GRANTED && c.status() != v1::WITHDRAWN) return Fail("consent change has no status");
       if (c.purpose().empty()) return Fail("consent change names no purpose");
-      if (!c.erasure_request_id().empty()) {
-        if (c.status() != v1::WITHDRAWN) return Fail("a consent grant planned an erasure");
-        consent_plans_[c.change_id()] = PlannedByConsent{c.erasure_request_id(), c.purpose(), next_seq_};
-      }
+      RETURN_IF_ERROR(CheckFreeText("ConsentChanged.source", c.source()));
+      if (!active_policy_) return Fail("consent change before any policy was activated");
+      if (c.policy_hash() != active_policy_hash_)
+        return Fail("consent change recorded under policy " + crypto::Hex(c.policy_hash()).substr(0, 16) +
+                    ", not the active policy " + crypto::Hex(active_policy_hash_).substr(0, 16));
+      const policy::Purpose* purpose = nullptr;
+      for (const auto& p : active_policy_->purposes())
+        if (p.name == c.purpose()) purpose = &p;
+      if (purpose == nullptr) return Fail("consent change for purpose " + Quote(c.purpose()) +
+                                          ", which the active policy does not declare");
+      // A withdrawal of an erase-on-withdrawal purpose plans an erasure exactly when the
+      // subject's consent to it was not already withdrawn; nothing else plans one.
+      const std::string key = absl::StrCat(c.subject().type(), "/", crypto::Hex(c.subject().token()), "/", c.purpose());
+      auto last = consent_status_.find(key);
+      const bool already_withdrawn = last != consent_status_.end() && last->second == v1::WITHDRAWN;
+      const bool must_plan = c.status() == v1::WITHDRAWN && purpose->erase_on_withdrawal && !already_withdrawn;
+      if (must_plan && c.erasure_request_id().empty())
+        return Fail("withdrawal of consent to " + Quote(c.purpose()) +
+                    ", an erase_on_withdrawal purpose, planned no erasure");
+      if (!must_plan && !c.erasure_request_id().empty())
+        return Fail(c.status() != v1::WITHDRAWN ? "a consent grant planned an erasure"
+                    : !purpose->erase_on_withdrawal
+                        ? "withdrawal of a purpose without erase_on_withdrawal planned an erasure"
+                        : "a second withdrawal in a row planned another erasure");
+      consent_status_[key] = c.status();
+      if (!c.erasure_request_id().empty())
+        consent_plans_[c.change_id()] = PlannedByConsent{c.erasure_request_id(), c.purpose(), body_seq_};
       ++report_.consent_changes;
       return absl::OkStatus();
     }
@@ -392,6 +517,15 @@ absl::StatusOr<AuditReport> Auditor::Finish() {
     return absl::DataLossError(absl::StrCat(
         "Merkle root of the first ", checkpoint_->size,
         " entries differs from the signed checkpoint (the log was rewritten)"));
+  if (checkpoint_mid_batch_)
+    return absl::DataLossError(absl::StrCat(
+        "the signed checkpoint ends inside a batch: entry ", checkpoint_->size - 1,
+        " says more entries of its batch follow (a checkpoint is only signed where a batch ends)"));
+  report_.incomplete_batch_entries = held_.size();
+  for (const Held& h : held_) report_.incomplete_batch_bytes += h.bytes;
+  // Counted once: as the incomplete batch (always past the checkpoint), not as uncovered.
+  report_.uncovered_entries -= report_.incomplete_batch_entries;
+  report_.uncovered_bytes -= report_.incomplete_batch_bytes;
   for (const auto& [id, r] : requests_) {
     for (const auto& d : r.targets)
       if (!r.commanded.count(d))
@@ -403,9 +537,9 @@ absl::StatusOr<AuditReport> Auditor::Finish() {
     return absl::DataLossError(absl::StrCat("entry ", plan.entry, ": consent change planned erasure ",
                                             plan.request_id, ", which the log does not hold"));
   }
-  report_.entries = next_seq_;
+  report_.entries = batches_.complete();
   report_.checkpoint_size = checkpoint_->size;
-  report_.root = tree_.Root();
+  report_.root = batches_.complete() == 0 ? EmptyRoot() : complete_root_;
   return report_;
 }
 

@@ -29,7 +29,7 @@
 namespace lethe::ledger {
 
 struct AuditReport {
-  uint64_t entries = 0;
+  uint64_t entries = 0;  // in complete batches
   uint64_t agents = 0;
   uint64_t requests = 0;
   uint64_t requests_completed = 0;
@@ -40,12 +40,21 @@ struct AuditReport {
   uint64_t consent_changes = 0;
   uint64_t extensions = 0;
   uint64_t checkpoint_size = 0;
-  std::string root;           // Merkle root over all entries
+  // Entries past the checkpoint (not covered by its signature), and their payload bytes.
+  uint64_t uncovered_entries = 0;
+  uint64_t uncovered_bytes = 0;
+  // Entries of an incomplete batch at the end of the log: an unacknowledged write that
+  // lethed cuts when it next starts. Chain-checked, but not counted as part of the log.
+  uint64_t incomplete_batch_entries = 0;
+  uint64_t incomplete_batch_bytes = 0;
+  std::string root;           // Merkle root over the entries (incomplete batch excluded)
   std::string origin;
   uint64_t key_revocations = 0;
   // Entries a person caused, recorded without an authenticated caller (lethed --insecure, or
   // a log written before lethed had mutual TLS); accepted only with accept_unauthenticated.
   uint64_t unauthenticated = 0;
+  // Entries with fields proto/lethe/v1 does not define (accepted with allow_unknown_fields).
+  uint64_t unknown_field_entries = 0;
   // Who activated each policy and who enrolled and revoked each agent key, in log order.
   struct GovernanceEvent {
     uint64_t entry = 0;
@@ -60,6 +69,10 @@ struct AuditOptions {
   // Accept entries a person caused that record no authenticated caller (role "insecure" or
   // none), e.g. of a development lethed run with --insecure. Off: such entries fail.
   bool accept_unauthenticated = false;
+  // Accept entries (and signed receipts) holding protobuf fields proto/lethe/v1 does not
+  // define, counting them. Off: such an entry fails, since an unknown field could carry
+  // anything, raw identifiers included.
+  bool allow_unknown_fields = false;
 };
 
 // Checks one recorded receipt: its signature by `agent_key`, that the signed body names the
@@ -71,9 +84,10 @@ absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& reco
                                                  std::string_view command_digest);
 
 struct StructureReport {
-  uint64_t entries = 0;
+  uint64_t entries = 0;                   // in complete batches
+  uint64_t incomplete_batch_entries = 0;  // of a batch the log ends inside
   uint64_t checkpoint_size = 0;
-  std::string root;  // over all entries
+  std::string root;  // over the entries of complete batches
   std::optional<TornTail> torn_tail;
 };
 
@@ -106,6 +120,9 @@ class Auditor {
   absl::Status CheckPlan(const v1::RequestSubmitted& r, const Request& req);
   absl::Status CheckActor(const v1::LedgerEntry& e, std::initializer_list<std::string_view> roles,
                           std::string_view what);
+  // ledger/hygiene.h: free text in clear, and sealed fields.
+  absl::Status CheckFreeText(std::string_view field, std::string_view text) const;
+  absl::Status CheckSealed(std::string_view field, std::string_view sealed) const;
 
   struct Request {
     std::set<std::string> targets;
@@ -134,7 +151,17 @@ class Auditor {
   absl::Status checkpoint_status_;
   std::string root_at_checkpoint_;
   uint64_t next_seq_ = 0;
+  uint64_t body_seq_ = 0;  // the entry being checked, named by Fail
   std::string prev_hash_ = std::string(32, '\0');
+  BatchTracker batches_;
+  std::string complete_root_;  // Merkle root where the last complete batch ends
+  bool checkpoint_mid_batch_ = false;
+  struct Held {
+    uint64_t seq = 0;
+    uint64_t bytes = 0;
+    v1::LedgerEntry entry;
+  };
+  std::vector<Held> held_;  // entries of the batch still open
   CompactRange tree_;
   struct AgentKey {
     crypto::Ed25519PublicKey key;
@@ -148,6 +175,8 @@ class Auditor {
   std::map<std::string, Command> commands_;
   std::set<std::string> receipted_commands_;
   std::map<std::string, PlannedByConsent> consent_plans_;  // change_id -> planned erasure
+  std::map<std::string, v1::ConsentStatus> consent_status_;  // "type/token hex/purpose" -> latest
+  int64_t last_time_unix_ms_ = 0;
   uint64_t activations_ = 0;
   int64_t max_extension_seconds_ = -1;  // of the active policy; -1 before any activation
   AuditReport report_;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -40,8 +41,13 @@ absl::StatusOr<std::vector<std::string>> ListSegments(const std::string& dir) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     std::string name = e.path().filename().string();
-    if (name.size() == 28 && name.rfind("seg-", 0) == 0 && name.substr(24) == ".log")
-      names.push_back(name);
+    if (name.rfind("seg-", 0) != 0) continue;
+    // Anything named like a segment must be one: a reader that skipped it would skip entries.
+    if (name.size() != 28 || name.substr(24) != ".log" ||
+        !std::all_of(name.begin() + 4, name.begin() + 24, [](char c) { return c >= '0' && c <= '9'; }))
+      return absl::DataLossError("ledger corrupt: " + Quote(name) + " in " + dir +
+                                 " is named like a segment but not as one (seg-<20 digits>.log)");
+    names.push_back(name);
   }
   if (ec) return absl::UnavailableError("cannot list ledger directory " + dir + ": " + ec.message());
   std::sort(names.begin(), names.end());
@@ -63,28 +69,73 @@ bool AllZero(std::string_view s) {
 // for the next one.
 uint64_t FirstZeroRun(uint64_t prezero_bytes) { return std::min<uint64_t>(64u << 10, prezero_bytes); }
 
-// Whether the record at [begin, end) of a segment has a piece of at least 8 bytes, within
-// one 512-byte sector of the file, that reads as zeros: a sector the crash kept from being
+// Whether the record at [begin, end) of a segment overlaps a 512-byte sector of the file
+// whose part from the record's start (or the sector's start) to the sector's end (or the
+// file's end) is at least 8 bytes and reads as zeros: a sector the crash kept from being
 // written (writers only write records over zeros). Bit rot does not zero whole runs. This is
 // how etcd's WAL tells a torn write from corruption; the 8-byte minimum keeps a record that
-// merely ends in a few legitimate zero bytes from passing as torn.
+// merely ends in a few legitimate zero bytes from passing as torn, except where those bytes
+// begin a sector and end the file: a sector the crash lost from a write that extended it.
 bool HasUnwrittenSector(std::string_view data, uint64_t begin, uint64_t end) {
   constexpr uint64_t kSector = 512, kMinPiece = 8;
   end = std::min<uint64_t>(end, data.size());
   for (uint64_t s = begin - begin % kSector; s < end; s += kSector) {
-    const uint64_t a = std::max(s, begin), b = std::min(s + kSector, end);
-    if (b - a >= kMinPiece && AllZero(data.substr(a, b - a))) return true;
+    // The piece runs on past the record's end to the end of the sector (or file): a record
+    // whose last few bytes fall into a sector that was never written is torn as well, and
+    // what follows it in that sector (the next record of the write, or pre-zeroed space)
+    // was not written either.
+    const uint64_t a = std::max(s, begin), b = std::min<uint64_t>(s + kSector, data.size());
+    // Shorter pieces count only where the file ends inside a sector that the record runs
+    // into: the write that extended the file lost its last sector.
+    const bool at_file_end = a == s && b == data.size() && b > a;
+    if ((b - a >= kMinPiece || at_file_end) && AllZero(data.substr(a, b - a))) return true;
   }
   return false;
 }
 
+// The format version in a segment's header (checked by ScanSegments already).
+absl::StatusOr<uint32_t> SegmentVersion(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno("cannot open segment", path);
+  char header[12];
+  const ssize_t n = ::pread(fd, header, sizeof(header), 0);
+  ::close(fd);
+  if (n != static_cast<ssize_t>(sizeof(header))) return Errno("cannot read segment header", path);
+  return format::GetU32(header + 8);
+}
+
 }  // namespace
+
+absl::StatusOr<std::vector<std::string>> StrayLedgerFiles(const std::string& dir) {
+  ASSIGN_OR_RETURN(std::vector<std::string> segments, ListSegments(dir));
+  (void)segments;  // listed for its check of seg- names
+  auto known = [](const std::string& name) {
+    if (name == "checkpoint" || name == "checkpoint-history.log") return true;
+    // A temporary file of crypto::WriteFileAtomic replacing the checkpoint: .tmp-<16 hex>.
+    const std::string prefix = "checkpoint.tmp-";
+    if (name.size() == prefix.size() + 16 && name.rfind(prefix, 0) == 0 &&
+        std::all_of(name.begin() + prefix.size(), name.end(),
+                    [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }))
+      return true;
+    return name.rfind("seg-", 0) == 0;  // valid, or ListSegments failed
+  };
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::string name = e.path().filename().string();
+    if (!known(name)) out.push_back(std::move(name));
+  }
+  if (ec) return absl::UnavailableError("cannot list ledger directory " + dir + ": " + ec.message());
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 absl::StatusOr<ScanResult> ScanSegments(
     const std::string& dir, const std::function<absl::Status(const ScannedRecord&)>& fn) {
   ASSIGN_OR_RETURN(std::vector<std::string> names, ListSegments(dir));
   ScanResult result;
   uint64_t index = 0;
+  if (!names.empty()) result.last_segment = names.back();
   for (size_t i = 0; i < names.size(); ++i) {
     const bool last = i + 1 == names.size();
     const std::string& name = names[i];
@@ -103,13 +154,20 @@ absl::StatusOr<ScanResult> ScanSegments(
       return Corrupt(name, 0, index, "bad segment magic");
     if (crypto::Crc32c(std::string_view(h, 28)) != format::GetU32(h + 28))
       return Corrupt(name, 0, index, "segment header checksum mismatch");
-    if (format::GetU32(h + 8) != format::kVersion)
-      return Corrupt(name, 0, index, absl::StrCat("unsupported segment version ",
-                                                  format::GetU32(h + 8)));
+    const uint32_t version = format::GetU32(h + 8);
+    if (version < format::kOldestVersion || version > format::kVersion)
+      return Corrupt(name, 0, index, absl::StrCat("unsupported segment version ", version));
     if (format::GetU32(h + 12) != 0) return Corrupt(name, 0, index, "unknown segment flags");
+    if (format::GetU32(h + 24) != 0)
+      return Corrupt(name, 0, index, "reserved field of the segment header is not zero");
+    if (format::SegmentFileName(format::GetU64(h + 16)) != name)
+      return Corrupt(name, 0, index, absl::StrCat("the header says the segment starts at entry ",
+                                                  format::GetU64(h + 16),
+                                                  ", which its file name does not"));
     if (format::GetU64(h + 16) != index)
       return Corrupt(name, 0, index, absl::StrCat("segment starts at entry ",
                                                   format::GetU64(h + 16)));
+    result.last_version = version;
     uint64_t off = format::kSegmentHeaderSize;
     while (off < data.size()) {
       const std::string_view rest = std::string_view(data).substr(off);
@@ -145,7 +203,7 @@ absl::StatusOr<ScanResult> ScanSegments(
         }
         return Corrupt(name, off, index, problem);
       }
-      RETURN_IF_ERROR(fn(ScannedRecord{index, name, off, framed.substr(8)}));
+      RETURN_IF_ERROR(fn(ScannedRecord{index, name, off, framed.substr(8), version}));
       ++index;
       ++result.records;
       off += framed.size();
@@ -171,12 +229,36 @@ absl::Status CheckChainLink(const ScannedRecord& rec, std::string_view prev_hash
   return absl::OkStatus();
 }
 
+absl::Status BatchTracker::Next(uint64_t seq, uint32_t batch_remaining, std::string_view segment,
+                                uint32_t version) {
+  const std::string where =
+      segment.empty() ? "" : absl::StrCat(" (", absl::string_view(segment.data(), segment.size()), ")");
+  if (version == 1 && batch_remaining != 0)
+    return absl::DataLossError(absl::StrCat("ledger corrupt: entry ", seq, where,
+                                            " has a batch mark in a version 1 segment"));
+  if (remaining_ > 0) {
+    if (batch_remaining != remaining_ - 1)
+      return absl::DataLossError(absl::StrCat(
+          "ledger corrupt: entry ", seq, where, " breaks its batch: the entry before it says ",
+          remaining_, " more follow, this one says ", batch_remaining));
+    if (!segment.empty() && segment != segment_)
+      return absl::DataLossError(absl::StrCat("ledger corrupt: entry ", seq, where,
+                                              " continues a batch begun in ", segment_,
+                                              ": a batch never spans two segments"));
+  } else {
+    segment_.assign(segment.data(), segment.size());
+  }
+  remaining_ = batch_remaining;
+  if (batch_remaining == 0) complete_ = seq + 1;
+  return absl::OkStatus();
+}
+
 absl::Status CheckChainLinkFast(const ScannedRecord& rec, std::string_view prev_hash,
-                                std::string* leaf_hash) {
+                                std::string* leaf_hash, uint32_t* batch_remaining) {
   using google::protobuf::internal::WireFormatLite;
   google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(rec.payload.data()),
                                             static_cast<int>(rec.payload.size()));
-  uint64_t seq = 0;
+  uint64_t seq = 0, batch = 0;
   std::string_view prev;
   bool have_prev = false, have_body = false;
   while (uint32_t tag = in.ReadTag()) {
@@ -184,6 +266,8 @@ absl::Status CheckChainLinkFast(const ScannedRecord& rec, std::string_view prev_
     const auto type = WireFormatLite::GetTagWireType(tag);
     if (field == 1 && type == WireFormatLite::WIRETYPE_VARINT) {
       if (!in.ReadVarint64(&seq)) break;
+    } else if (field == 5 && type == WireFormatLite::WIRETYPE_VARINT) {
+      if (!in.ReadVarint64(&batch)) break;
     } else if (field == 3 && type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
       uint32_t len = 0;
       const void* data = nullptr;
@@ -211,6 +295,7 @@ absl::Status CheckChainLinkFast(const ScannedRecord& rec, std::string_view prev_
     return Corrupt(rec.segment, rec.offset, rec.index,
                    "prev_hash does not match the previous entry (chain broken)");
   *leaf_hash = LeafHash(rec.payload);
+  *batch_remaining = static_cast<uint32_t>(batch);  // uint32 on the wire: the low 32 bits
   return absl::OkStatus();
 }
 
@@ -247,24 +332,54 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     l.has_checkpoint_ = true;
   }
 
-  std::string last_hash(32, '\0');  // of the entry before the one being checked
+  // Entries join the log a whole batch at a time: those of a batch still open are held back
+  // (not replayed, not in the tree) until its last entry is read. An incomplete batch at the
+  // end was never acknowledged, and is cut.
+  struct Held {
+    uint64_t seq;
+    uint32_t segment;
+    uint64_t offset;  // of the record header
+    uint32_t length;
+    std::string leaf;
+    std::string bytes;  // with a replay callback only
+    v1::LedgerEntry entry;
+  };
+  std::vector<Held> held;
+  BatchTracker batches;
+  bool checkpoint_in_batch = false;
+  std::string last_hash(32, '\0');    // of the entry before the one being checked
+  std::string batch_hash(32, '\0');   // of the last entry of the last complete batch
   std::string current_segment;
   auto scan = ScanSegments(options.dir, [&](const ScannedRecord& rec) -> absl::Status {
-    v1::LedgerEntry entry;
-    std::string leaf;
+    Held h{rec.index, 0, rec.offset, static_cast<uint32_t>(rec.payload.size()), {}, {}, {}};
+    uint32_t batch_remaining = 0;
     // Without a replay callback nobody needs the parsed entry: check the link alone.
-    RETURN_IF_ERROR(replay ? CheckChainLink(rec, last_hash, &entry, &leaf)
-                           : CheckChainLinkFast(rec, last_hash, &leaf));
+    if (replay) {
+      RETURN_IF_ERROR(CheckChainLink(rec, last_hash, &h.entry, &h.leaf));
+      batch_remaining = h.entry.batch_remaining();
+      h.bytes.assign(rec.payload.data(), rec.payload.size());
+    } else {
+      RETURN_IF_ERROR(CheckChainLinkFast(rec, last_hash, &h.leaf, &batch_remaining));
+    }
+    RETURN_IF_ERROR(batches.Next(rec.index, batch_remaining, rec.segment, rec.segment_version));
     if (rec.segment != current_segment) {
       current_segment = rec.segment;
       l.segments_.push_back(options.dir + "/" + rec.segment);
     }
-    l.locations_.push_back(Location{static_cast<uint32_t>(l.segments_.size() - 1),
-                                    static_cast<uint32_t>(rec.payload.size()),
-                                    rec.offset + format::kRecordHeaderSize});
-    l.tree_.Append(leaf);
-    last_hash = std::move(leaf);
-    return replay ? replay(rec.index, rec.payload, entry) : absl::OkStatus();
+    h.segment = static_cast<uint32_t>(l.segments_.size() - 1);
+    last_hash = h.leaf;
+    held.push_back(std::move(h));
+    if (batch_remaining > 0) return absl::OkStatus();
+    if (stored_cp && stored_cp->size > held.front().seq && stored_cp->size <= rec.index)
+      checkpoint_in_batch = true;
+    for (Held& e : held) {
+      l.locations_.push_back(Location{e.segment, e.length, e.offset + format::kRecordHeaderSize});
+      l.tree_.Append(e.leaf);
+      if (replay) RETURN_IF_ERROR(replay(e.seq, e.bytes, e.entry));
+    }
+    batch_hash = last_hash;
+    held.clear();
+    return absl::OkStatus();
   });
   if (!scan.ok()) return scan.status();
 
@@ -277,20 +392,57 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
 
   // Check the signed checkpoint before cutting anything: if it covers entries that are not
   // on disk, or the entries do not hash to its root, the damage is not a crash artefact and
-  // the files must stay as they are for inspection.
+  // the files must stay as they are for inspection. A checkpoint is only ever signed where a
+  // batch ends, so one that covers part of an incomplete batch is not one either.
   if (stored_cp) {
     if (stored_cp->size > l.tree_.size())
       return absl::DataLossError(absl::StrCat(
-          "ledger corrupt: the signed checkpoint covers ", stored_cp->size,
-          " entries but only ", l.tree_.size(), " are on disk (acknowledged entries lost)"));
+          "ledger corrupt: the signed checkpoint covers ", stored_cp->size, " entries but only ",
+          l.tree_.size(), " complete ones are on disk",
+          held.empty() ? "" : absl::StrCat(" (and ", held.size(), " of an incomplete batch)"),
+          " (acknowledged entries lost)"));
     if (l.tree_.Root(stored_cp->size) != stored_cp->root)
       return absl::DataLossError(absl::StrCat(
           "ledger corrupt: the entries do not hash to the root of the signed checkpoint at size ",
           stored_cp->size, " (the log was rewritten)"));
+    if (checkpoint_in_batch)
+      return absl::DataLossError(absl::StrCat(
+          "ledger corrupt: the signed checkpoint at size ", stored_cp->size,
+          " ends inside a batch, where lethed never signs one"));
   }
 
-  if (scan->torn_tail) {
-    const TornTail& t = *scan->torn_tail;
+  // Every checkpoint signed before, from the history, is checked the same way (a log cut back
+  // below one of them is DATA_LOSS), also before anything is cut. The history lacks the
+  // stored checkpoint only if a lethed that kept none wrote it: it is added.
+  {
+    auto history = CheckpointHistory::Open(options.dir, options.origin,
+                                           options.signing_key->public_key(), l.tree_.size(),
+                                           [&l](uint64_t size) { return l.tree_.Root(size); });
+    if (!history.ok()) return history.status();
+    l.history_ = std::move(*history);
+    if (stored_cp && l.history_->last_size() < stored_cp->size) {
+      std::lock_guard<std::mutex> cl(l.cp_note_mu_);
+      RETURN_IF_ERROR(l.history_->Append(*stored_cp, l.checkpoint_));
+    }
+  }
+
+  std::optional<TornTail> cut = scan->torn_tail;
+  if (!held.empty()) {
+    // The incomplete batch's records come first in what is cut; they are all in the last
+    // segment (BatchTracker refuses a batch that spans two), which must be the last one.
+    const Held& first = held.front();
+    const std::string& path = l.segments_[first.segment];
+    if (path != options.dir + "/" + names.back())
+      return absl::DataLossError(absl::StrCat("ledger corrupt: entry ", first.seq,
+                                              " begins a batch that ends in no later entry, in "
+                                              "the sealed segment ", path));
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return Errno("cannot stat segment", path);
+    cut = TornTail{fs::path(path).filename().string(), first.offset,
+                   static_cast<uint64_t>(st.st_size) - first.offset, false, held.size()};
+  }
+  if (cut) {
+    const TornTail& t = *cut;
     const std::string path = options.dir + "/" + t.segment;
     if (t.offset == 0) {
       if (::unlink(path.c_str()) != 0) return Errno("cannot remove torn segment", path);
@@ -302,6 +454,11 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     if (t.zeros) {
       spdlog::info("ledger: removed {} pre-zeroed bytes at the end of {} (offset {})", t.bytes,
                    t.segment, t.offset);
+    } else if (t.batch_entries > 0) {
+      spdlog::warn("ledger: cut an incomplete batch off {} at offset {} ({} entries from entry "
+                   "{}, {} bytes in all of an unacknowledged write); the log now holds {} entries",
+                   t.segment, t.offset, t.batch_entries, held.front().seq, t.bytes,
+                   l.tree_.size());
     } else {
       spdlog::warn("ledger: cut torn tail of {} at offset {} ({} bytes of an unacknowledged "
                    "write); the log now holds {} entries",
@@ -309,10 +466,46 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     }
     l.torn_tail_cut_ = t;
   }
+  last_hash = batch_hash;
+  // A ledger written before batches were marked goes on in a new segment of the current
+  // version, so that a reader that does not know the marks refuses the entries that have them.
+  while (!l.segments_.empty()) {
+    ASSIGN_OR_RETURN(uint32_t version, SegmentVersion(l.segments_.back()));
+    if (version >= format::kVersion) break;
+    if (l.locations_.empty() || l.locations_.back().segment + 1 != l.segments_.size()) {
+      // It holds no entry: start it again in the current version.
+      const std::string path = l.segments_.back();
+      if (::unlink(path.c_str()) != 0) return Errno("cannot replace empty segment", path);
+      RETURN_IF_ERROR(FsyncDir(options.dir));
+      l.segments_.pop_back();
+      continue;
+    }
+    RETURN_IF_ERROR(l.StartSegment(l.tree_.size()));
+    ::close(l.fd_);  // OpenSegmentForAppend opens it again
+    l.fd_ = -1;
+    break;
+  }
 
+  // Entry times never go back, even if the clock does: the next entry is no earlier than the
+  // last one in the log.
+  int64_t last_ms = 0;
+  if (!l.locations_.empty()) {
+    const Location& loc = l.locations_.back();
+    const std::string& path = l.segments_[loc.segment];
+    std::string bytes(loc.length, '\0');
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Errno("cannot open segment", path);
+    const ssize_t n = ::pread(fd, bytes.data(), bytes.size(), static_cast<off_t>(loc.offset));
+    ::close(fd);
+    v1::LedgerEntry last;
+    if (n != static_cast<ssize_t>(bytes.size()) || !last.ParseFromString(bytes))
+      return Errno("cannot read the last entry of", path);
+    last_ms = last.time_unix_ms();
+  }
   RETURN_IF_ERROR(l.OpenSegmentForAppend());
   {
     std::lock_guard<std::mutex> w(l.write_mu_);
+    l.write_last_ms_ = last_ms;
     l.write_next_seq_ = l.tree_.size();
     std::memcpy(l.write_prev_hash_.data(), last_hash.data(), l.write_prev_hash_.size());
     l.write_segment_ = static_cast<uint32_t>(l.segments_.size() - 1);
@@ -547,6 +740,10 @@ absl::Status Ledger::SignCheckpointNow() {
       return absl::InternalError("refusing to sign an inconsistent checkpoint: " + s.ToString());
   }
   std::string note = SignCheckpoint(cp, *options_.signing_key);
+  // The history first: it must hold every checkpoint the file ever holds. A crash between the
+  // two leaves it one ahead; signing that size again appends nothing.
+  if (history_ == nullptr) return absl::FailedPreconditionError("the ledger did not open");
+  RETURN_IF_ERROR(history_->Append(cp, note));
   RETURN_IF_ERROR(crypto::WriteFileAtomic(options_.dir + "/" + kCheckpointFile, note, 0600));
   std::lock_guard<std::mutex> l(cp_note_mu_);
   checkpoint_ = std::move(note);
@@ -574,7 +771,7 @@ absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::Ledger
     if (write_failed_)
       return absl::UnavailableError("ledger is read-only after a failed write; restart lethed");
     // Everything that can fail comes before anything shared changes.
-    const int64_t ms = absl::ToUnixMillis(now);
+    const int64_t ms = std::max(absl::ToUnixMillis(now), write_last_ms_);
     const char* prev = write_prev_hash_.data();
     for (size_t i = 0; i < entries.size(); ++i) {
       v1::LedgerEntry& e = entries[i];
@@ -582,6 +779,7 @@ absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::Ledger
       a.seq = write_next_seq_ + i;
       e.set_seq(a.seq);
       e.set_time_unix_ms(ms);
+      e.set_batch_remaining(static_cast<uint32_t>(entries.size() - 1 - i));
       e.set_prev_hash(prev, leaves[i].size());
       if (!e.SerializeToString(&a.bytes)) return absl::InternalError("cannot serialize ledger entry");
       if (a.bytes.size() > format::kMaxPayload)
@@ -601,6 +799,7 @@ absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::Ledger
     }
     write_next_seq_ += out.size();
     write_prev_hash_ = leaves.back();
+    write_last_ms_ = ms;
     end = write_next_seq_;
   }
   written_cv_.notify_one();

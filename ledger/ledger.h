@@ -28,6 +28,7 @@
 #include "absl/time/time.h"
 #include "crypto/crypto.h"
 #include "ledger/checkpoint.h"
+#include "ledger/checkpoint_history.h"
 #include "ledger/merkle.h"
 #include "lethe/v1/ledger.pb.h"
 
@@ -39,6 +40,7 @@ struct ScannedRecord {
   std::string segment;        // file name
   uint64_t offset = 0;        // byte offset of the record header in the segment
   std::string_view payload;   // valid during the callback only
+  uint32_t segment_version = 0;  // format version in the segment's header
 };
 
 // What follows the last whole record of the last segment.
@@ -49,11 +51,37 @@ struct TornTail {
   // All of them zero: space the writer had pre-zeroed (or a crash before data reached the
   // disk), no partial record. Otherwise part of an unacknowledged write.
   bool zeros = false;
+  // Whole records of an incomplete batch at the end of the log (their entries are not in the
+  // log): the tail starts with them. Set by Open and by verifiers, not by ScanSegments.
+  uint64_t batch_entries = 0;
 };
 
 struct ScanResult {
   uint64_t records = 0;
   std::optional<TornTail> torn_tail;
+  uint32_t last_version = 0;  // format version of the last segment (0: no readable header)
+  std::string last_segment;   // name of the last segment file ("" when there is none)
+};
+
+// Checks the batch marks (LedgerEntry.batch_remaining) of consecutive entries: an entry after
+// one with n > 0 must have n - 1, a batch must not span two segments, and an entry in a
+// version 1 segment (written before batches were marked) must have none. complete() is the
+// number of entries up to the end of the last complete batch: a log may end there only.
+class BatchTracker {
+ public:
+  // The mark of entry `seq` (the next one), found in `segment` of format `version` (empty
+  // and 0 when the caller reads entries without segments, e.g. from an export).
+  absl::Status Next(uint64_t seq, uint32_t batch_remaining, std::string_view segment = {},
+                    uint32_t version = 0);
+  uint64_t complete() const { return complete_; }
+  bool in_batch() const { return remaining_ > 0; }
+  // The segment the open batch began in.
+  const std::string& batch_segment() const { return segment_; }
+
+ private:
+  uint64_t complete_ = 0;
+  uint32_t remaining_ = 0;
+  std::string segment_;  // of the open batch's first entry
 };
 
 // Reads every record of the ledger in `dir`, in order, checking framing and CRCs (not the
@@ -62,15 +90,20 @@ struct ScanResult {
 absl::StatusOr<ScanResult> ScanSegments(
     const std::string& dir, const std::function<absl::Status(const ScannedRecord&)>& fn);
 
+// Files in a ledger directory that lethed does not write there (FORMAT.md §5.1): anything but
+// segments, "checkpoint", "checkpoint-history.log" and the temporary file of the atomic
+// replacement of "checkpoint", by name, sorted. Segment-like names that are not valid fail like ScanSegments.
+absl::StatusOr<std::vector<std::string>> StrayLedgerFiles(const std::string& dir);
+
 // Checks one payload's place in the chain and returns its parsed entry and leaf hash.
 // kDataLoss naming the entry when it does not parse, has the wrong seq or breaks the chain.
 absl::Status CheckChainLink(const ScannedRecord& rec, std::string_view prev_hash,
                             v1::LedgerEntry* entry, std::string* leaf_hash);
-// The same check without parsing the whole entry: it decodes only seq and prev_hash (the last
-// of each on the wire, as the protobuf parser takes them) and that a body is present, whose
-// bytes it skips. For verifiers that need no body.
+// The same check without parsing the whole entry: it decodes only seq, prev_hash and
+// batch_remaining (the last of each on the wire, as the protobuf parser takes them) and that
+// a body is present, whose bytes it skips. For verifiers that need no body.
 absl::Status CheckChainLinkFast(const ScannedRecord& rec, std::string_view prev_hash,
-                                std::string* leaf_hash);
+                                std::string* leaf_hash, uint32_t* batch_remaining);
 
 struct LedgerOptions {
   std::string dir;                       // created if absent
@@ -108,7 +141,8 @@ class Ledger {
                                                       const ReplayFn& replay);
   ~Ledger();
 
-  // Fills in seq, time and prev_hash of each entry (only their bodies are read), appends
+  // Fills in seq, time (`now`, or the last entry's time if the clock went back), prev_hash
+  // and batch_remaining of each entry (only their bodies and actors are read), appends
   // them contiguously, and returns them as stored once they are durable. On failure nothing
   // of this call is acknowledged and the files are as before.
   absl::StatusOr<std::vector<AppendedEntry>> Append(std::vector<v1::LedgerEntry> entries,
@@ -128,6 +162,9 @@ class Ledger {
   // Latest signed checkpoint note (it may lag the log by up to checkpoint_every entries or
   // checkpoint_interval).
   std::string LatestCheckpoint() const;
+  // Every checkpoint signed, oldest first (DIR/checkpoint-history.log, checkpoint_history.h):
+  // it holds the latest one too. Checked against the entries at open.
+  const CheckpointHistory& checkpoint_history() const { return *history_; }
   // Exact bytes of entry `seq`; kOutOfRange when seq >= size().
   absl::StatusOr<std::string> ReadEntry(uint64_t seq) const;
   const std::string& origin() const { return options_.origin; }
@@ -180,6 +217,7 @@ class Ledger {
   std::mutex write_mu_;
   bool write_failed_ ABSL_GUARDED_BY(write_mu_) = false;  // a write or sync could not be undone
   uint64_t write_next_seq_ ABSL_GUARDED_BY(write_mu_) = 0;
+  int64_t write_last_ms_ ABSL_GUARDED_BY(write_mu_) = 0;  // time of the last entry appended
   std::array<char, 32> write_prev_hash_ ABSL_GUARDED_BY(write_mu_) = {};
   std::string queued_ ABSL_GUARDED_BY(write_mu_);              // framed records, in order
   std::vector<uint32_t> queued_lengths_ ABSL_GUARDED_BY(write_mu_);  // their payload lengths
@@ -226,6 +264,9 @@ class Ledger {
   uint64_t checkpoint_size_ ABSL_GUARDED_BY(cp_note_mu_) = 0;
   std::string checkpoint_root_ ABSL_GUARDED_BY(cp_note_mu_);
   bool has_checkpoint_ ABSL_GUARDED_BY(cp_note_mu_) = false;
+  // Set by Open before anything is signed; SignCheckpointNow appends to it before it writes
+  // the checkpoint file.
+  std::unique_ptr<CheckpointHistory> history_;
 
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

@@ -86,18 +86,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string prev_fast(32, '\0');
   bool chain_full = true;
   bool chain_fast = true;
+  ledger::BatchTracker batches;  // over the marks the fast check decodes
+  bool batches_ok = true;
   auto scan = ledger::ScanSegments(tmp.path(), [&](const ledger::ScannedRecord& rec) {
     if (rec.index != entries.size()) Violated("records are not numbered in order");
     entries.emplace_back(rec.payload);
     std::string leaf;
+    lethe::v1::LedgerEntry entry;
+    uint32_t batch_remaining = 0;
     if (chain_full) {
-      lethe::v1::LedgerEntry entry;
       chain_full = ledger::CheckChainLink(rec, prev_full, &entry, &leaf).ok();
       if (chain_full) prev_full = leaf;
     }
     if (chain_fast) {
-      chain_fast = ledger::CheckChainLinkFast(rec, prev_fast, &leaf).ok();
+      chain_fast = ledger::CheckChainLinkFast(rec, prev_fast, &leaf, &batch_remaining).ok();
       if (chain_fast) prev_fast = leaf;
+      if (chain_fast && chain_full && batch_remaining != entry.batch_remaining())
+        Violated("CheckChainLinkFast decodes another batch mark than the parser");
+      if (chain_fast && batches_ok)
+        batches_ok = batches.Next(rec.index, batch_remaining, rec.segment, rec.segment_version).ok();
     }
     tree.Append(ledger::LeafHash(rec.payload));
     return absl::OkStatus();
@@ -128,9 +135,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // 3. The structural verifier and the Auditor over the same directory.
   auto structure = ledger::VerifyStructure(tmp.path(), note, key.public_key());
   if (structure.ok()) {
-    if (structure->entries != entries.size()) Violated("VerifyStructure miscounts the entries");
     if (!chain_fast) Violated("VerifyStructure accepts a chain CheckChainLinkFast refuses");
-    if (structure->root != tree.Root()) Violated("VerifyStructure reports another root");
+    if (!batches_ok) Violated("VerifyStructure accepts batch marks BatchTracker refuses");
+    if (structure->entries != batches.complete()) Violated("VerifyStructure miscounts the entries");
+    if (structure->entries + structure->incomplete_batch_entries != entries.size())
+      Violated("VerifyStructure loses entries of an incomplete batch");
+    if (structure->root != tree.Root(batches.complete())) Violated("VerifyStructure reports another root");
   }
   ledger::Auditor auditor(key.public_key(), note);
   bool audited = true;
@@ -138,7 +148,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (audited) {
     auto report = auditor.Finish();
     if (report.ok()) {
-      if (report->entries != entries.size()) Violated("the Auditor miscounts the entries");
+      if (report->entries + report->incomplete_batch_entries != entries.size())
+        Violated("the Auditor miscounts the entries");
       if (!chain_full) Violated("the Auditor accepts a chain CheckChainLink refuses");
       if (!structure.ok()) Violated("the Auditor accepts a log VerifyStructure refuses:", structure.status().ToString());
     }

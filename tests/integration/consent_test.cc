@@ -36,6 +36,27 @@ grpc::Status Change(Mesh& m, const std::string& type, const std::string& value,
   return s;
 }
 
+// ledger/FORMAT.md §2.1: a source is free text in clear, so it may not look like anyone's
+// identifier; lethed refuses it before anything is written, naming the field.
+TEST(Consent, ASourceThatLooksLikeAnIdentifierIsRefusedAndNothingIsRecorded) {
+  Mesh::Options o;
+  o.domains = {"growth"};
+  o.start_agents = false;
+  auto m = Mesh::Start(o);
+  ASSERT_OK(m);
+  Mesh& mesh = **m;
+  const uint64_t entries = mesh.lethed().ledger().size();
+  for (const std::string source : {"alice@example.com", "call +44 20 7946 0958", "crm id 73310042"}) {
+    grpc::Status s = Change(mesh, "email", kAlice.email, "marketing", v1::GRANTED, source);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << source;
+    EXPECT_THAT(s.error_message(), HasSubstr("source:"));
+    EXPECT_THAT(s.error_message(), ::testing::Not(HasSubstr(source)));
+  }
+  EXPECT_EQ(mesh.lethed().ledger().size(), entries);
+  ASSERT_TRUE(Change(mesh, "email", kAlice.email, "marketing", v1::GRANTED, "import 2026-12-04").ok());
+  EXPECT_EQ(mesh.lethed().ledger().size(), entries + 1);
+}
+
 TEST(Consent, ChangesAreRecordedAsTokensShownAndListed) {
   Mesh::Options o;
   o.domains = {"assessments", "growth"};

@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsodium-dev
   ca-certificates git
+  python3-protobuf python3-cryptography python3-yaml
 )
 
 log() { echo "deps.sh: $*" >&2; }

@@ -32,3 +32,10 @@ const absl::Status& AsStatus(const absl::StatusOr<T>& s) {
     const ::absl::Status st_ = ::lethe::testing::AsStatus((expr));     \
     ASSERT_TRUE(st_.ok()) << st_;                                       \
   } while (0)
+
+// EXPECT_OK(expr): as ASSERT_OK, but the test goes on.
+#define EXPECT_OK(expr)                                                 \
+  do {                                                                  \
+    const ::absl::Status st_ = ::lethe::testing::AsStatus((expr));     \
+    EXPECT_TRUE(st_.ok()) << st_;                                       \
+  } while (0)

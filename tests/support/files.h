@@ -15,9 +15,10 @@ namespace lethe::testing {
 // A fresh directory under the system temp dir; removed, with everything in it, at scope exit.
 class TempDir {
  public:
-  TempDir()
-      : path_(std::filesystem::temp_directory_path() /
-              ("lethe-test-" + crypto::Hex(crypto::RandomBytes(8)))) {
+  TempDir() : TempDir(std::filesystem::temp_directory_path()) {}
+  // Under `parent` instead (e.g. /dev/shm).
+  explicit TempDir(const std::filesystem::path& parent)
+      : path_(parent / ("lethe-test-" + crypto::Hex(crypto::RandomBytes(8)))) {
     std::filesystem::create_directories(path_);
   }
   ~TempDir() {

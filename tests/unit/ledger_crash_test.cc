@@ -56,16 +56,15 @@ LedgerOptions Options(const std::string& dir, const crypto::Ed25519PrivateKey* k
     threads.emplace_back([&, t] {
       for (uint64_t i = 0;; ++i) {
         std::vector<v1::LedgerEntry> batch(1 + (i + t) % 3);
-        for (auto& e : batch) {
-          // An operator's consent grant: an entry the auditor accepts with no policy.
-          auto* c = e.mutable_consent_changed();
-          c->set_change_id("t" + std::to_string(t) + "-" + std::to_string(i));
-          c->mutable_subject()->set_type("email");
-          c->mutable_subject()->set_token(agent.raw());  // any 32 bytes
-          c->set_purpose("p" + std::to_string(t));
-          c->set_status(v1::GRANTED);
-          e.mutable_actor()->set_role("operator");
-          e.mutable_actor()->set_name("crash-test");
+        for (size_t k = 0; k < batch.size(); ++k) {
+          // An admin's key enrolment, for a domain of its own: an entry the auditor accepts
+          // anywhere in a log, with no policy.
+          auto* a = batch[k].mutable_agent_enrolled();
+          a->set_domain(absl::StrCat("d-", getpid(), "-", t, "-", i, "-", k));
+          a->set_public_key(agent.raw());
+          a->set_key_id(agent.KeyId());
+          batch[k].mutable_actor()->set_role("admin");
+          batch[k].mutable_actor()->set_name("crash-test");
         }
         auto appended = (*ledger)->Append(std::move(batch), absl::Now());
         if (!appended.ok()) _exit(5);

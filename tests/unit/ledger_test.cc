@@ -39,6 +39,7 @@
 #include "ledger/certificate.h"
 #include "ledger/checkpoint.h"
 #include "ledger/ledger.h"
+#include "ledger/hygiene.h"
 #include "ledger/merkle.h"
 #include "policies/policy.h"
 #include "ledger/record_format.h"
@@ -252,8 +253,13 @@ TEST_F(LedgerTest, AppendChainsPrevHashAndReadEntryReturnsExactBytes) {
     tree.Append(LeafHash(stored));
     prev = stored;
   }
-  EXPECT_EQ(all[0].entry.time_unix_ms(), absl::ToUnixMillis(kNow));
-  EXPECT_EQ(all[5].entry.time_unix_ms(), absl::ToUnixMillis(kNow + absl::Seconds(2)));
+  // Times are the ones given, except that an entry is never earlier than the one before it
+  // (LogCreated has the real time of Open, later than kNow).
+  v1::LedgerEntry created;
+  ASSERT_TRUE(created.ParseFromString(ledger->ReadEntry(0).value()));
+  const int64_t floor = created.time_unix_ms();
+  EXPECT_EQ(all[0].entry.time_unix_ms(), std::max(floor, absl::ToUnixMillis(kNow)));
+  EXPECT_EQ(all[5].entry.time_unix_ms(), std::max(floor, absl::ToUnixMillis(kNow + absl::Seconds(2))));
   EXPECT_EQ(ledger->size(), 7u);
   EXPECT_EQ(ledger->Root(), tree.Root());
 
@@ -266,9 +272,13 @@ TEST_F(LedgerTest, AppendChainsPrevHashAndReadEntryReturnsExactBytes) {
   EXPECT_EQ(cp.root, tree.Root());
 }
 
-TEST_F(LedgerTest, StoredBytesAreTheEntrysSerializationAlsoForDefaultHeaderValues) {
+TEST_F(LedgerTest, StoredBytesAreTheEntrysSerializationAndTimesNeverGoBack) {
   ASSERT_OK_AND_ASSIGN(auto ledger, Open());
-  // Time zero is a proto3 default (omitted on the wire), like seq 0 of LogCreated.
+  v1::LedgerEntry created;
+  ASSERT_TRUE(created.ParseFromString(ledger->ReadEntry(0).value()));
+  // A clock that went back (to the epoch, and before it): each entry gets the time of the
+  // one before it, and batch_remaining 0 (a proto3 default, omitted on the wire) still
+  // serializes exactly.
   ASSERT_OK_AND_ASSIGN(auto at_epoch, ledger->Append({TestEntry(1), TestEntry(2)}, absl::UnixEpoch()));
   ASSERT_OK_AND_ASSIGN(auto before_epoch, ledger->Append({TestEntry(3)}, absl::FromUnixMillis(-5)));
   for (auto* b : {&at_epoch, &before_epoch}) {
@@ -276,9 +286,14 @@ TEST_F(LedgerTest, StoredBytesAreTheEntrysSerializationAlsoForDefaultHeaderValue
       EXPECT_EQ(a.bytes, a.entry.SerializeAsString()) << a.seq;
       ASSERT_OK_AND_ASSIGN(std::string stored, ledger->ReadEntry(a.seq));
       EXPECT_EQ(stored, a.bytes);
+      EXPECT_EQ(a.entry.time_unix_ms(), created.time_unix_ms());
     }
   }
-  EXPECT_EQ(before_epoch[0].entry.time_unix_ms(), -5);
+  // It holds across a reopen too.
+  ledger.reset();
+  ASSERT_OK_AND_ASSIGN(auto reopened, Open());
+  ASSERT_OK_AND_ASSIGN(auto later, reopened->Append({TestEntry(4)}, absl::UnixEpoch()));
+  EXPECT_EQ(later[0].entry.time_unix_ms(), created.time_unix_ms());
 }
 
 TEST_F(LedgerTest, AFailedWriteLeavesTheLedgerAsItWasAndReadOnlyUntilReopened) {
@@ -415,11 +430,12 @@ class TornTailTest : public LedgerTest, public ::testing::WithParamInterface<Cut
 
 TEST_P(TornTailTest, TruncatedTrailingRecordIsCut) {
   std::vector<std::string> bytes;
-  std::string checkpoint_before_last;
+  std::string checkpoint_before_last, history_before_last;
   {
     ASSERT_OK_AND_ASSIGN(auto ledger, Open());
     for (int i = 1; i <= 4; ++i) ASSERT_OK(ledger->Append({TestEntry(i)}, kNow).status());
     checkpoint_before_last = ReadBytes(CheckpointPath());
+    history_before_last = ReadBytes(dir_.File(CheckpointHistory::kFileName));
     ASSERT_OK(ledger->Append({TestEntry(5)}, kNow).status());
     for (uint64_t s = 0; s < ledger->size(); ++s) bytes.push_back(ledger->ReadEntry(s).value());
   }
@@ -431,8 +447,9 @@ TEST_P(TornTailTest, TruncatedTrailingRecordIsCut) {
   const RecordPos last = recs.back();
 
   // The process died while writing entry 5: that append was never acknowledged, so the
-  // checkpoint on disk is still the one signed for 5 entries.
+  // checkpoint on disk is still the one signed for 5 entries, the last one in the history.
   WriteBytes(CheckpointPath(), checkpoint_before_last);
+  WriteBytes(dir_.File(CheckpointHistory::kFileName), history_before_last);
   const uint64_t cut = last.offset + CutLength(GetParam(), last.length);
   fs::resize_file(segment, cut);
 
@@ -539,13 +556,14 @@ class PrezeroTest : public LedgerTest {
  protected:
   CrashedWrite MakeCrashedWrite(uint64_t prezeroed) {
     CrashedWrite out;
-    std::string checkpoint_before_last;
+    std::string checkpoint_before_last, history_before_last;
     {
       auto ledger = Open();
       EXPECT_TRUE(ledger.ok()) << ledger.status();
       if (!ledger.ok()) return out;
       for (int i = 1; i <= 4; ++i) EXPECT_TRUE((*ledger)->Append({TestEntry(i)}, kNow).ok());
       checkpoint_before_last = ReadBytes(CheckpointPath());
+      history_before_last = ReadBytes(dir_.File(CheckpointHistory::kFileName));
       v1::LedgerEntry big = TestEntry(5);
       big.mutable_request_submitted()->set_sealed(std::string(2048, 'x'));
       EXPECT_TRUE((*ledger)->Append({big}, kNow).ok());
@@ -553,6 +571,7 @@ class PrezeroTest : public LedgerTest {
         out.bytes.push_back((*ledger)->ReadEntry(s).value());
     }
     WriteBytes(CheckpointPath(), checkpoint_before_last);
+    WriteBytes(dir_.File(CheckpointHistory::kFileName), history_before_last);
     out.segment = LastSegment();
     out.data = ReadBytes(out.segment);
     const auto recs = RecordsIn(out.data);
@@ -1403,7 +1422,8 @@ TEST(ChainLink, FastCheckAgreesWithTheParserOnFieldOrder) {
     v1::LedgerEntry entry;
     std::string full_leaf, fast_leaf;
     const absl::Status full = CheckChainLink(rec, prev, &entry, &full_leaf);
-    const absl::Status fast = CheckChainLinkFast(rec, prev, &fast_leaf);
+    uint32_t batch_remaining = 0;
+    const absl::Status fast = CheckChainLinkFast(rec, prev, &fast_leaf, &batch_remaining);
     EXPECT_EQ(full.ok(), valid) << full;
     EXPECT_EQ(fast.ok(), valid) << fast;
     if (valid) {
@@ -1516,6 +1536,18 @@ std::string PolicyHash(const char* yaml) {
   return p.ok() ? p->Hash() : "";
 }
 
+// The domain hash a command for `domain` carries in these tests: its section in the policy
+// the test activates. d1's section is the same in every audit policy; d2's is keyed by
+// user_id (kTwoDomainPolicy) unless a test sets another.
+std::string DomainHashIn(const std::string& domain, const char* yaml = nullptr);
+
+std::string DomainHashIn(const std::string& domain, const char* yaml) {
+  if (yaml == nullptr) yaml = domain == "d2" ? kTwoDomainPolicy : kAuditPolicy;
+  auto p = policy::Policy::Parse(yaml, "audit");
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? p->DomainHash(domain) : "";
+}
+
 v1::LedgerEntry Operator(v1::LedgerEntry e) {
   e.mutable_actor()->set_role("operator");
   e.mutable_actor()->set_name("olga");
@@ -1594,16 +1626,20 @@ class AuditorTest : public ::testing::Test {
     t->set_token(crypto::Sha256("token"));
     for (const auto& d : targets) r->add_target_domains(d);
     r->set_policy_hash(PolicyHash(policy_yaml));
+    r->set_sealed(crypto::RandomBytes(60));  // stands for the AES-GCM blob of the identities
     return Operator(e);
   }
   static v1::LedgerEntry Issued(const std::string& command, const std::string& request,
-                                const std::string& domain, const std::string& digest) {
+                                const std::string& domain, const std::string& digest,
+                                const char* policy_yaml = nullptr) {
     v1::LedgerEntry e;
     auto* c = e.mutable_command_issued();
     c->set_command_id(command);
     c->set_request_id(request);
     c->set_domain(domain);
     c->set_command_digest(digest);
+    c->set_sealed_envelope(crypto::RandomBytes(120));
+    c->set_domain_policy_hash(DomainHashIn(domain, policy_yaml));
     return e;
   }
   static v1::LedgerEntry Recorded(const std::string& command, const std::string& request,
@@ -1735,7 +1771,7 @@ TEST_F(AuditorTest, CompletionBeforeReceiptFromEveryTargetIsDataLoss) {
       key_, {Activated(1, kAuditPolicy2Email, PolicyHash(kAuditPolicy2Email)),
              Enrolled("d1", agent_.public_key()), Enrolled("d2", agent2.public_key()),
              Submitted("r1", {"d1", "d2"}, kAuditPolicy2Email), Issued("c1", "r1", "d1", digest_),
-             Issued("c2", "r1", "d2", digest2),
+             Issued("c2", "r1", "d2", digest2, kAuditPolicy2Email),
              Recorded("c1", "r1", "d1", digest_, v1::Receipt::COMPLETED, agent_),
              Completed("r1", v1::RequestCompleted::COMPLETED)});
   const AuditOutcome out = Audit(key_.public_key(), log.checkpoints.back(), log.bytes);
@@ -1828,7 +1864,7 @@ v1::LedgerEntry Extended(const std::string& request, int64_t seconds, int64_t ne
   x->set_request_id(request);
   x->set_extension_seconds(seconds);
   x->set_new_due_unix_ms(new_due);
-  x->set_sealed_reason("sealed");
+  x->set_sealed_reason(crypto::RandomBytes(44));
   return Operator(e);
 }
 
@@ -1843,6 +1879,7 @@ v1::LedgerEntry ConsentWithdrawn(const std::string& change, const std::string& r
   c->set_status(status);
   c->set_source("test");
   c->set_erasure_request_id(request);
+  c->set_policy_hash(AuditPolicyHash());
   return Operator(e);
 }
 
@@ -1903,6 +1940,7 @@ TEST_F(AuditorTest, CompletionWhileADomainNeedsAnIdentityIsDataLossUntilOneIsAdd
   t->set_type("user_id");
   t->set_token(crypto::Sha256("user token"));
   added.mutable_identities_added()->add_target_domains("d2");
+  added.mutable_identities_added()->set_sealed(crypto::RandomBytes(48));
   std::vector<v1::LedgerEntry> resolved = early;
   resolved.pop_back();
   resolved.insert(resolved.begin() + 2, Enrolled("d2", agent2.public_key()));
@@ -2050,6 +2088,187 @@ TEST_F(AuditorTest, CertificateOfAPlanThatDropsADomainFailsVerification) {
   // Without the policy's activation the plan cannot be checked: the certificate is incomplete.
   cert.mutable_entries()->DeleteSubrange(0, 1);
   EXPECT_EQ(VerifyCertificate(cert, key_.public_key()).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+
+// ---- rules added with the verifier verdicts (FORMAT.md §2.1, §5.3, §7) ------------------------
+
+// Entries chained by hand, with the times given: Ledger::Append never writes a time earlier
+// than the entry before, so a log that has one can only be made this way.
+WrittenLog ChainByHand(const crypto::Ed25519PrivateKey& key, std::vector<v1::LedgerEntry> entries,
+                       const std::vector<int64_t>& times) {
+  WrittenLog out;
+  MerkleTree tree;
+  std::string prev(32, '\0');
+  v1::LedgerEntry created;
+  created.mutable_log_created()->set_origin(kOrigin);
+  created.mutable_log_created()->set_control_plane_public_key(key.public_key().raw());
+  entries.insert(entries.begin(), created);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    v1::LedgerEntry& e = entries[i];
+    e.set_seq(i);
+    e.set_time_unix_ms(i == 0 ? 0 : times.at(i - 1));
+    e.set_prev_hash(prev);
+    out.bytes.push_back(e.SerializeAsString());
+    prev = LeafHash(out.bytes.back());
+    tree.Append(prev);
+  }
+  out.checkpoints.push_back(SignCheckpoint(Checkpoint{kOrigin, tree.size(), tree.Root()}, key));
+  out.root = tree.Root();
+  return out;
+}
+
+TEST_F(AuditorTest, AnEntryEarlierThanTheOneBeforeItIsDataLoss) {
+  const std::vector<v1::LedgerEntry> entries = {Activated(1, kAuditPolicy, AuditPolicyHash()),
+                                                Enrolled("d1", agent_.public_key())};
+  const WrittenLog in_order = ChainByHand(key_, entries, {1000, 1000});
+  ASSERT_OK(Audit(key_.public_key(), in_order.checkpoints.back(), in_order.bytes).status);
+  const WrittenLog back = ChainByHand(key_, entries, {1000, 999});
+  const AuditOutcome out = Audit(key_.public_key(), back.checkpoints.back(), back.bytes);
+  ExpectDataLossAt(out, 2);
+  EXPECT_THAT(std::string(out.status.message()), HasSubstr("before the time of the entry before it"));
+}
+
+TEST_F(AuditorTest, FreeTextThatLooksLikeAnIdentifierIsDataLoss) {
+  const v1::LedgerEntry activated = Activated(1, kAuditPolicy, AuditPolicyHash());
+  auto grant = [](const std::string& source) {
+    v1::LedgerEntry e = ConsentWithdrawn("ch1", "", v1::GRANTED);
+    e.mutable_consent_changed()->set_source(source);
+    return e;
+  };
+  for (const std::string ok : {"signup-form-v3", "import 2026-12-04", "batch 123456", "crm/eu-1"}) {
+    const WrittenLog log = WriteLog(key_, {activated, grant(ok)});
+    SCOPED_TRACE(ok);
+    EXPECT_OK(Audit(key_.public_key(), log.checkpoints.back(), log.bytes).status);
+  }
+  for (const std::string bad : {"alice@example.com", "call +44 20 7946 0958", "user 73310042",
+                                "(555) 555-0100", "line\nbreak"}) {
+    const WrittenLog log = WriteLog(key_, {activated, grant(bad)});
+    const AuditOutcome out = Audit(key_.public_key(), log.checkpoints.back(), log.bytes);
+    ExpectDataLossAt(out, 2);
+    EXPECT_THAT(std::string(out.status.message()), HasSubstr("ConsentChanged.source"));
+  }
+  // The same rule for a revocation's reason (and a receipt's error: audit_rules_test T13).
+  v1::LedgerEntry revoked;
+  revoked.mutable_actor()->set_role("admin");
+  revoked.mutable_agent_key_revoked()->set_domain("d1");
+  revoked.mutable_agent_key_revoked()->set_key_id(agent_.public_key().KeyId());
+  revoked.mutable_agent_key_revoked()->set_reason("laptop of bob@example.com stolen");
+  const WrittenLog rev = WriteLog(key_, {activated, Enrolled("d1", agent_.public_key()), revoked});
+  ExpectDataLossAt(Audit(key_.public_key(), rev.checkpoints.back(), rev.bytes), 3);
+}
+
+TEST_F(AuditorTest, ASealedFieldThatIsNotCiphertextIsDataLoss) {
+  v1::LedgerEntry plain = Submitted("r1", {"d1"});
+  plain.mutable_request_submitted()->set_sealed("alice@example.com, user 73310042, in clear");
+  const WrittenLog log = WriteLog(key_, {Activated(1, kAuditPolicy, AuditPolicyHash()), plain});
+  AuditOutcome out = Audit(key_.public_key(), log.checkpoints.back(), log.bytes);
+  ExpectDataLossAt(out, 2);
+  EXPECT_THAT(std::string(out.status.message()), HasSubstr("RequestSubmitted.sealed is not a sealed envelope"));
+  v1::LedgerEntry empty = Submitted("r1", {"d1"});
+  empty.mutable_request_submitted()->clear_sealed();
+  const WrittenLog log2 = WriteLog(key_, {Activated(1, kAuditPolicy, AuditPolicyHash()), empty});
+  ExpectDataLossAt(Audit(key_.public_key(), log2.checkpoints.back(), log2.bytes), 2);
+  std::vector<v1::LedgerEntry> cmd = HappyErasure();
+  cmd[3].mutable_command_issued()->set_sealed_envelope("identities: alice@example.com (not sealed)");
+  const WrittenLog log3 = WriteLog(key_, cmd);
+  ExpectDataLossAt(Audit(key_.public_key(), log3.checkpoints.back(), log3.bytes), 4);
+}
+
+TEST_F(AuditorTest, UnknownFieldsFailUnlessAllowed) {
+  std::vector<v1::LedgerEntry> entries = HappyErasure();
+  // Field 99 of RequestSubmitted: a later lethed's, or a smuggled identifier.
+  entries[2].mutable_request_submitted()->GetReflection()->MutableUnknownFields(
+      entries[2].mutable_request_submitted())->AddLengthDelimited(99, "alice@example.com");
+  const WrittenLog log = WriteLog(key_, entries);
+  const AuditOutcome strict = Audit(key_.public_key(), log.checkpoints.back(), log.bytes);
+  ExpectDataLossAt(strict, 3);
+  EXPECT_THAT(std::string(strict.status.message()), HasSubstr("request_submitted.#99"));
+  Auditor lenient(key_.public_key(), log.checkpoints.back(), AuditOptions{.allow_unknown_fields = true});
+  for (uint64_t i = 0; i < log.bytes.size(); ++i) ASSERT_OK(lenient.Add(i, log.bytes[i]));
+  ASSERT_OK_AND_ASSIGN(AuditReport report, lenient.Finish());
+  EXPECT_EQ(report.unknown_field_entries, 1u);
+}
+
+TEST_F(AuditorTest, ConsentRulesFollowTheActivePolicy) {
+  const v1::LedgerEntry activated = Activated(1, kAuditPolicy, AuditPolicyHash());
+  v1::LedgerEntry planned = Submitted("r1", {"d1"});
+  planned.mutable_request_submitted()->set_consent_change_id("ch1");
+  planned.mutable_request_submitted()->set_scope_purpose("marketing");
+  planned.clear_actor();
+  // marketing erases on withdrawal: a first withdrawal that plans nothing fails...
+  const WrittenLog unplanned = WriteLog(key_, {activated, ConsentWithdrawn("ch1", "")});
+  const AuditOutcome out = Audit(key_.public_key(), unplanned.checkpoints.back(), unplanned.bytes);
+  ExpectDataLossAt(out, 2);
+  EXPECT_THAT(std::string(out.status.message()), HasSubstr("planned no erasure"));
+  // ...a second one in a row plans nothing, and must not.
+  const std::vector<v1::LedgerEntry> twice = {activated, ConsentWithdrawn("ch1", "r1"), planned,
+                                              Issued("c1", "r1", "d1", digest_),
+                                              ConsentWithdrawn("ch2", "")};
+  const WrittenLog ok = WriteLog(key_, twice);
+  EXPECT_OK(Audit(key_.public_key(), ok.checkpoints.back(), ok.bytes).status);
+  std::vector<v1::LedgerEntry> replanned = twice;
+  replanned.back() = ConsentWithdrawn("ch2", "r2");
+  const WrittenLog bad = WriteLog(key_, replanned);
+  ExpectDataLossAt(Audit(key_.public_key(), bad.checkpoints.back(), bad.bytes), 5);
+  // A change recorded under another policy than the active one, or for an undeclared purpose.
+  v1::LedgerEntry stale = ConsentWithdrawn("ch1", "", v1::GRANTED);
+  stale.mutable_consent_changed()->set_policy_hash(crypto::Sha256("an older policy"));
+  const WrittenLog s = WriteLog(key_, {activated, stale});
+  ExpectDataLossAt(Audit(key_.public_key(), s.checkpoints.back(), s.bytes), 2);
+  v1::LedgerEntry undeclared = ConsentWithdrawn("ch1", "", v1::GRANTED);
+  undeclared.mutable_consent_changed()->set_purpose("profiling");
+  const WrittenLog u = WriteLog(key_, {activated, undeclared});
+  ExpectDataLossAt(Audit(key_.public_key(), u.checkpoints.back(), u.bytes), 2);
+}
+
+TEST_F(AuditorTest, ACommandMustCarryTheActivePolicysDomainHash) {
+  std::vector<v1::LedgerEntry> entries = HappyErasure();
+  entries[3].mutable_command_issued()->set_domain_policy_hash(crypto::Sha256("another section"));
+  const WrittenLog log = WriteLog(key_, entries);
+  const AuditOutcome out = Audit(key_.public_key(), log.checkpoints.back(), log.bytes);
+  ExpectDataLossAt(out, 4);
+  EXPECT_THAT(std::string(out.status.message()), HasSubstr("domain_policy_hash"));
+}
+
+TEST_F(AuditorTest, OneReceiptPerDomainDecidesItsOutcome) {
+  // A re-issued command (c2) for the same domain: the receipt of either may come first and
+  // decides the outcome; a second receipt for the domain is never recorded.
+  const std::string digest2 = crypto::Sha256("DeleteCommand body of c2");
+  std::vector<v1::LedgerEntry> entries = {
+      Activated(1, kAuditPolicy, AuditPolicyHash()), Enrolled("d1", agent_.public_key()),
+      Submitted("r1", {"d1"}), Issued("c1", "r1", "d1", digest_), Issued("c2", "r1", "d1", digest2),
+      Recorded("c1", "r1", "d1", digest_, v1::Receipt::COMPLETED, agent_),
+      Completed("r1", v1::RequestCompleted::COMPLETED)};
+  const WrittenLog ok = WriteLog(key_, entries);
+  EXPECT_OK(Audit(key_.public_key(), ok.checkpoints.back(), ok.bytes).status);
+  entries.insert(entries.end() - 1, Recorded("c2", "r1", "d1", digest2, v1::Receipt::FAILED, agent_));
+  const WrittenLog two = WriteLog(key_, entries);
+  const AuditOutcome out = Audit(key_.public_key(), two.checkpoints.back(), two.bytes);
+  ExpectDataLossAt(out, 7);
+  EXPECT_THAT(std::string(out.status.message()), HasSubstr("second receipt from domain d1"));
+}
+
+TEST(Hygiene, FreeTextAndSealedRules) {
+  EXPECT_EQ(FreeTextProblem("signup-form-v3", 100), "");
+  EXPECT_EQ(FreeTextProblem("2026-12-04 import", 100), "");
+  EXPECT_EQ(FreeTextProblem("batch 123456 of 2026", 100), "");
+  EXPECT_EQ(FreeTextProblem("größe über 10 Zeilen", 100), "");
+  EXPECT_THAT(FreeTextProblem("x@y", 100), HasSubstr("'@'"));
+  EXPECT_THAT(FreeTextProblem("1234567", 100), HasSubstr("7 or more digits"));
+  EXPECT_THAT(FreeTextProblem("+1 (555) 010-9999", 100), HasSubstr("7 or more digits"));
+  EXPECT_THAT(FreeTextProblem("20261204", 100), HasSubstr("7 or more digits"));
+  EXPECT_THAT(FreeTextProblem("2026-12-044", 100), HasSubstr("7 or more digits"));
+  EXPECT_EQ(FreeTextProblem("12-34-5 6", 100), "");  // 6 digits joined by single separators
+  EXPECT_THAT(FreeTextProblem("12-34-56 7", 100), HasSubstr("7 or more digits"));
+  EXPECT_EQ(FreeTextProblem("12--34--56--78", 100), "");  // two separators end a run
+  EXPECT_THAT(FreeTextProblem("tab\there", 100), HasSubstr("control character"));
+  EXPECT_THAT(FreeTextProblem(std::string("\xC3\x28", 2), 100), HasSubstr("UTF-8"));
+  EXPECT_THAT(FreeTextProblem(std::string("\xC2\x85", 2), 100), HasSubstr("UTF-8"));  // C1 NEL
+  EXPECT_THAT(FreeTextProblem(std::string(101, 'a'), 100), HasSubstr("longer than 100"));
+  EXPECT_EQ(SealedProblem(crypto::RandomBytes(28)), "");
+  EXPECT_THAT(SealedProblem(crypto::RandomBytes(27)), HasSubstr("shorter"));
+  EXPECT_THAT(SealedProblem(std::string(64, 'a')), HasSubstr("plain text"));
 }
 
 }  // namespace

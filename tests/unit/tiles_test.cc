@@ -99,6 +99,7 @@ std::string BigEndian16(size_t v) {
 // Entries of an erasure log, after LogCreated.
 constexpr char kTilesPolicy[] =
     "version: 1\nname: tiles\nidentities: [email]\n"
+    "purposes:\n  - name: research\n    description: x\n    domains: [d1]\n"
     "domains:\n  - name: d1\n    postgres:\n      tables:\n        - table: t\n          key: email\n"
     "          identity: email\n          action: delete\n";
 
@@ -137,6 +138,8 @@ v1::LedgerEntry Filler(uint64_t i) {
   c->set_purpose("research");
   c->set_status(v1::GRANTED);
   c->set_source(std::string(30, static_cast<char>('a' + i % 26)));
+  static const std::string* hash = new std::string(policy::Policy::Parse(kTilesPolicy, "tiles").value().Hash());
+  c->set_policy_hash(*hash);
   return WithActor(e, "operator", "olga");
 }
 std::vector<v1::LedgerEntry> ErasureFlow(const crypto::Ed25519PrivateKey& agent) {
@@ -154,6 +157,7 @@ std::vector<v1::LedgerEntry> ErasureFlow(const crypto::Ed25519PrivateKey& agent)
     t->set_token(crypto::Sha256("token"));
     r->add_target_domains("d1");
     r->set_policy_hash(Activated().policy_activated().policy_hash());
+    r->set_sealed(crypto::RandomBytes(60));  // stands for the AES-GCM blob
     out.push_back(WithActor(e, "operator", "olga"));
   }
   {
@@ -163,6 +167,8 @@ std::vector<v1::LedgerEntry> ErasureFlow(const crypto::Ed25519PrivateKey& agent)
     c->set_request_id("r1");
     c->set_domain("d1");
     c->set_command_digest(digest);
+    c->set_sealed_envelope(crypto::RandomBytes(120));
+    c->set_domain_policy_hash(policy::Policy::Parse(kTilesPolicy, "tiles").value().DomainHash("d1"));
     out.push_back(e);
   }
   {
@@ -205,6 +211,8 @@ std::vector<std::string> SyntheticLog(uint64_t n, const crypto::Ed25519PrivateKe
       e.mutable_log_created()->set_control_plane_public_key(key.public_key().raw());
     } else if (i == 1) {
       e = Enrolled("d1", agent.public_key());
+    } else if (i == 2) {
+      e = Activated();  // the fillers are consent changes under it
     } else {
       e = Filler(i);
     }
