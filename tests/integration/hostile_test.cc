@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "policies/policy.h"
 #include "proto/envelope.h"
+#include "crypto/status.h"
 #include "tests/support/mesh.h"
 #include "tests/support/subprocess.h"
 
@@ -19,21 +20,23 @@ constexpr absl::Duration kWait = absl::Seconds(60);
 
 class HostileTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
+  // A suite set-up that fails must fail every test, not skip them (googletest skips the
+  // tests of a suite whose SetUpTestSuite has a fatal failure): it records why, and SetUp
+  // fails each test with it.
+  static void SetUpTestSuite() { setup_ = Prepare(); }
+  static absl::Status Prepare() {
     Mesh::Options o;
     o.domains = {"assessments", "growth"};
-    auto m = Mesh::Start(o);
-    ASSERT_TRUE(m.ok()) << m.status();
-    mesh_ = m->release();
-    auto key = crypto::Ed25519PrivateKey::LoadFile(mesh_->lethed_key());
-    ASSERT_TRUE(key.ok());
-    lethed_key_ = new crypto::Ed25519PrivateKey(*key);
-    auto p = kafka::Producer::Create(mesh_->kafka_bootstrap());
-    ASSERT_TRUE(p.ok());
-    producer_ = p->release();
-    ASSERT_TRUE(mesh_->Plant(kAlice).ok());
-    ASSERT_TRUE(mesh_->Plant(kBob).ok());
+    ASSIGN_OR_RETURN(auto m, Mesh::Start(o));
+    mesh_ = m.release();
+    ASSIGN_OR_RETURN(auto key, crypto::Ed25519PrivateKey::LoadFile(mesh_->lethed_key()));
+    lethed_key_ = new crypto::Ed25519PrivateKey(std::move(key));
+    ASSIGN_OR_RETURN(auto p, kafka::Producer::Create(mesh_->kafka_bootstrap()));
+    producer_ = p.release();
+    RETURN_IF_ERROR(mesh_->Plant(kAlice));
+    return mesh_->Plant(kBob);
   }
+  void SetUp() override { ASSERT_TRUE(setup_.ok()) << "suite set-up failed: " << setup_; }
   static void TearDownTestSuite() {
     delete producer_;
     delete lethed_key_;
@@ -88,11 +91,13 @@ class HostileTest : public ::testing::Test {
   static Mesh* mesh_;
   static crypto::Ed25519PrivateKey* lethed_key_;
   static kafka::Producer* producer_;
+  static absl::Status setup_;
 };
 
 Mesh* HostileTest::mesh_ = nullptr;
 crypto::Ed25519PrivateKey* HostileTest::lethed_key_ = nullptr;
 kafka::Producer* HostileTest::producer_ = nullptr;
+absl::Status HostileTest::setup_;
 
 TEST_F(HostileTest, CommandSignedWithAnotherKeyIsRejected) {
   auto forger = crypto::Ed25519PrivateKey::Generate();

@@ -12,15 +12,19 @@ using ::testing::Not;
 
 class BadInputTest : public ::testing::Test {
  protected:
+  // A suite set-up that fails must fail every test, not skip them (googletest skips the
+  // tests of a suite whose SetUpTestSuite has a fatal failure): it records why, and SetUp
+  // fails each test with it.
   static void SetUpTestSuite() {
     Mesh::Options o;
     o.domains = {"assessments", "growth"};
     o.start_agents = false;
     auto m = Mesh::Start(o);
-    ASSERT_TRUE(m.ok()) << m.status();
-    mesh_ = m->release();
+    setup_ = m.status();
+    if (m.ok()) mesh_ = m->release();
   }
   static void TearDownTestSuite() { delete mesh_; }
+  void SetUp() override { ASSERT_TRUE(setup_.ok()) << "suite set-up failed: " << setup_; }
 
   // Submits and expects `code` with a message naming `field`; the ledger must not grow and
   // the message must not echo the identity value.
@@ -49,8 +53,10 @@ class BadInputTest : public ::testing::Test {
   }
 
   static Mesh* mesh_;
+  static absl::Status setup_;
 };
 Mesh* BadInputTest::mesh_ = nullptr;
+absl::Status BadInputTest::setup_;
 
 TEST_F(BadInputTest, NoIdentityIsInvalidArgument) {
   ExpectRejected(v1::SubmitRequest(), grpc::StatusCode::INVALID_ARGUMENT, "identities");

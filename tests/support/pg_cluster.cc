@@ -1,3 +1,4 @@
+#include <cstdlib>
 #include "tests/support/pg_cluster.h"
 
 #include <errno.h>
@@ -115,6 +116,9 @@ bool ProcessAlive(pid_t pid) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PgCluster>> PgCluster::Start() {
+  // For the test that a broken fixture fails the run (tests/scripts/no_silent_skips.sh).
+  if (const char* broken = std::getenv("LETHE_TEST_BREAK_POSTGRES"); broken != nullptr && *broken == '1')
+    return absl::UnavailableError("PgCluster: PostgreSQL start broken on purpose (LETHE_TEST_BREAK_POSTGRES=1)");
   for (const char* tool : {"initdb", "pg_ctl", "postgres"}) {
     std::string path = std::string(kPgBin) + tool;
     if (::access(path.c_str(), X_OK) != 0) {
