@@ -130,11 +130,31 @@ TEST_F(ErasureTest, WaitFlagFollowsProgressAndExitsZeroOnCompletion) {
 }
 
 TEST_F(ErasureTest, WaitTimesOutWithNonZeroExitWhenNoAgentAnswers) {
+  // Both identities, so that every domain is a target and only billing's silence (its agent
+  // is stopped) keeps the request open; once the agent is back, the request completes.
   mesh_->StopAgent("billing");
-  CommandResult r = RunLethectl(*mesh_, {"request", "erase", "--identity",
-                              "email=" + kAlice.email, "--wait", "--timeout", "2s"});
+  CommandResult r = RunLethectl(*mesh_, {"request", "erase", "--identity", "email=" + kAlice.email,
+                                         "--identity", "user_id=" + kAlice.user_id, "--wait",
+                                         "--timeout", "2s"});
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_THAT(r.output, HasSubstr("timed out"));
+  const auto requests = mesh_->lethed().store().List();
+  ASSERT_EQ(requests.size(), 1u);
+  const std::string id = requests[0].request_id;
+  // Every other domain answers; billing's command stays open while its agent is away.
+  ASSERT_TRUE(WaitFor([&] {
+    const auto r = mesh_->lethed().store().Get(id);
+    for (const auto& d : r->domains)
+      if (d.domain != "billing" && d.state != v1::DONE) return false;
+    return true;
+  }, kDone));
+  const auto waiting = mesh_->lethed().store().Get(id);
+  for (const auto& d : waiting->domains)
+    if (d.domain == "billing") EXPECT_EQ(d.state, v1::PENDING);
+  ASSERT_TRUE(mesh_->StartAgent("billing").ok());
+  auto done = mesh_->WaitDone(id, kDone);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), v1::COMPLETED);
 }
 
 TEST_F(ErasureTest, FlippedByteInAnEntryFailsVerificationNamingThatEntry) {

@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <set>
 
@@ -17,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "proto/envelope.h"
 #include "proto/wire_check.h"
+#include "tests/support/assertions.h"
 #include "tests/support/mesh.h"
 #include "tests/support/subprocess.h"
 
@@ -219,6 +221,95 @@ TEST_F(SecurityTest, ForgedCompletionFailsAtLethed) {
   ASSERT_TRUE(WaitFor([&] { return counters.rejected.load() > rejected; }, kWait));
   EXPECT_EQ(mesh_->lethed().store().Get(resp.request_id())->state, v1::IN_PROGRESS);
   EXPECT_EQ(*mesh_->Rows("growth", kAlice), 3);
+}
+
+// Each check of lethed's receipt intake (RequestManager::RecordReceipt) on its own: a receipt
+// for growth's open command that breaks exactly one of them is refused, counted, and changes
+// nothing; then a receipt signed by a second key enrolled for growth is growth's answer. (The
+// request erases by email only, so assessments, keyed by user_id, waits for an identity.)
+TEST(ReceiptIntake, EachForgeryIsRefusedAndASecondEnrolledKeyIsAccepted) {
+  Mesh::Options o;
+  o.domains = {"assessments", "growth"};
+  auto m = Mesh::Start(o);
+  ASSERT_OK(m);
+  Mesh& mesh = **m;
+  mesh.StopAgent("growth");  // growth's command stays open
+  ASSERT_OK(mesh.Plant(kAlice));
+  v1::SubmitResponse resp;
+  ASSERT_TRUE(Submit(mesh.Channel("operator"), kAlice, &resp).ok());
+  auto msgs = ReadTopic(mesh.kafka_bootstrap(), kafka::CommandTopic("growth"));
+  ASSERT_TRUE(msgs.ok() && !msgs->empty());
+  v1::SignedEnvelope cmd;
+  ASSERT_TRUE(cmd.ParseFromString(*msgs->back().value));
+  v1::DeleteCommand command;
+  ASSERT_TRUE(command.ParseFromString(cmd.body()));
+  const std::string digest = crypto::Sha256(cmd.body());
+  auto growth_key = crypto::Ed25519PrivateKey::LoadFile(mesh.agent_key("growth")).value();
+  auto assessments_key = crypto::Ed25519PrivateKey::LoadFile(mesh.agent_key("assessments")).value();
+
+  auto valid = [&] {
+    v1::Receipt r;
+    r.set_command_id(command.command_id());
+    r.set_request_id(command.request_id());
+    r.set_domain("growth");
+    r.set_command_digest(digest);
+    r.set_outcome(v1::Receipt::COMPLETED);
+    r.set_verified_zero_remaining(true);
+    return r;
+  };
+  auto producer = kafka::Producer::Create(mesh.kafka_bootstrap());
+  ASSERT_OK(producer);
+  auto send = [&](const v1::Receipt& r, const crypto::Ed25519PrivateKey& signer) {
+    ASSERT_OK((*producer)->ProduceSync(kafka::kReceiptTopic, std::nullopt,
+                                       SignEnvelope(kReceiptType, r.SerializeAsString(), signer)
+                                           .SerializeAsString()));
+  };
+  struct Forgery {
+    const char* what;
+    std::function<v1::Receipt()> receipt;
+    const crypto::Ed25519PrivateKey* signer;
+  };
+  const std::vector<Forgery> forgeries = {
+      {"signed by another domain's enrolled key", valid, &assessments_key},
+      {"for other command bytes", [&] { auto r = valid(); r.set_command_digest(crypto::Sha256("other bytes")); return r; },
+       &growth_key},
+      {"naming another request", [&] { auto r = valid(); r.set_request_id(crypto::Hex(crypto::RandomBytes(16))); return r; },
+       &growth_key},
+      {"naming another domain than its command's", [&] { auto r = valid(); r.set_domain("assessments"); return r; },
+       &assessments_key},
+      {"COMPLETED without the zero-remaining check",
+       [&] { auto r = valid(); r.set_verified_zero_remaining(false); return r; }, &growth_key},
+  };
+  const auto& counters = mesh.lethed().manager().receipt_counters();
+  const uint64_t entries = mesh.lethed().ledger().size();
+  for (const Forgery& f : forgeries) {
+    SCOPED_TRACE(f.what);
+    const uint64_t rejected = counters.rejected.load();
+    send(f.receipt(), *f.signer);
+    ASSERT_TRUE(WaitFor([&] { return counters.rejected.load() > rejected; }, kWait));
+    EXPECT_EQ(counters.rejected.load(), rejected + 1);
+    EXPECT_EQ(mesh.lethed().ledger().size(), entries);
+    EXPECT_EQ(mesh.lethed().store().Get(resp.request_id())->state, v1::IN_PROGRESS);
+  }
+  EXPECT_EQ(*mesh.Rows("growth", kAlice), 3);
+
+  // A second key enrolled for growth (rotation without revocation): its receipt is growth's.
+  const std::string prefix = mesh.work_dir() + "/growth-2";
+  ASSERT_OK(crypto::GenerateKeyFiles(prefix));
+  auto e = RunLethectl(mesh, {"agent", "enroll", "--domain", "growth", "--public-key", prefix + ".pub"});
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  auto second = crypto::Ed25519PrivateKey::LoadFile(prefix + ".key").value();
+  const uint64_t recorded = counters.recorded.load();
+  const uint64_t before = mesh.lethed().ledger().size();
+  send(valid(), second);
+  ASSERT_TRUE(WaitFor([&] { return counters.recorded.load() > recorded; }, kWait));
+  EXPECT_EQ(mesh.lethed().ledger().size(), before + 1);
+  bool growth_done = false;
+  const auto request = mesh.lethed().store().Get(resp.request_id());
+  ASSERT_TRUE(request.has_value());
+  for (const auto& d : request->domains)
+    if (d.domain == "growth") growth_done = d.state == v1::DONE && d.agent_key_id == second.public_key().KeyId();
+  EXPECT_TRUE(growth_done) << "growth's answer is the second key's receipt";
 }
 
 TEST_F(SecurityTest, RevokedKeysReceiptsAreRefusedAndARotatedKeyTakesOver) {

@@ -9,6 +9,8 @@
 #include <atomic>
 #include <filesystem>
 #include <map>
+#include <cstdlib>
+#include <iostream>
 #include <random>
 #include <thread>
 
@@ -86,7 +88,11 @@ TEST(LedgerCrash, EveryAcknowledgedEntrySurvivesRandomSigkills) {
       (fs::temp_directory_path() / ("lethe-crash-" + crypto::Hex(crypto::RandomBytes(6)))).string();
   auto key = crypto::Ed25519PrivateKey::Generate();
   auto agent = crypto::Ed25519PrivateKey::Generate();
-  const uint64_t seed = std::random_device{}();
+  // LETHE_CRASH_SEED=N replays a run; the seed is printed either way.
+  uint64_t seed = std::random_device{}();
+  if (const char* env = std::getenv("LETHE_CRASH_SEED"); env != nullptr && *env != '\0')
+    seed = std::strtoull(env, nullptr, 10);
+  std::cout << "ledger_crash_test: seed " << seed << " (LETHE_CRASH_SEED=" << seed << " replays it)\n";
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int> delay_us(0, 40000);
