@@ -1,5 +1,9 @@
 // Purge actions beyond delete, in one domain and one transaction: anonymize, retain, and the
 // foreign-key order of deletes.
+#include <string>
+#include <vector>
+
+#include "crypto/crypto.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/mesh.h"
@@ -8,6 +12,7 @@
 namespace lethe::testing {
 namespace {
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 const std::string kLethectl = LETHE_BINARY_DIR "/cli/lethectl";
 constexpr absl::Duration kWait = absl::Seconds(90);
@@ -159,6 +164,25 @@ TEST(Actions, KeyedHashIsWrittenInEachColumnsOwnType) {
               "SELECT count(*) FROM analytics.sessions WHERE ip IS NULL AND (user_id::text = '" +
                   kAlice.user_id + "' OR short_code LIKE '%" + kAlice.user_id + "%')"),
             "0");
+  // The hash is keyed with the domain's secret: each rewritten bytea is SHA-256 of the
+  // secret (as hex text) followed by the old value as text (bytea's text form, \x and hex),
+  // and not the plain SHA-256 of the old value, which anyone could recompute from a guess
+  // (an 8-digit user id is 10^8 guesses).
+  const std::string secret =
+      Q(mesh, "analytics", "SELECT encode(value, 'hex') FROM lethe_agent.settings WHERE name = 'anonymization_key'");
+  ASSERT_EQ(secret.size(), 64u);
+  EXPECT_NE(secret, std::string(64, '0'));
+  const std::string hashed =
+      Q(mesh, "analytics", "SELECT string_agg(encode(raw, 'hex'), ' ' ORDER BY id) FROM analytics.sessions WHERE ip IS NULL");
+  std::vector<std::string> keyed, plain;
+  for (const std::string old : {"r-" + kAlice.user_id, "q-" + kAlice.user_id}) {
+    const std::string as_text = "\\x" + crypto::Hex(old);
+    keyed.push_back(crypto::Hex(crypto::Sha256(secret + as_text)));
+    plain.push_back(crypto::Hex(crypto::Sha256(as_text)));
+    EXPECT_THAT(hashed, Not(HasSubstr(crypto::Hex(crypto::Sha256(old)))));
+    EXPECT_THAT(hashed, Not(HasSubstr(plain.back())));
+  }
+  EXPECT_EQ(hashed, keyed[0] + " " + keyed[1]);
   // Bob's rows are untouched.
   EXPECT_EQ(Q(mesh, "analytics",
               "SELECT count(*) FROM analytics.sessions WHERE user_id = " + kBob.user_id +
