@@ -379,12 +379,12 @@ std::vector<Case> Cases() {
                  AT(18).mutable_log_created()->set_origin(kOrigin);
                })});
   // Who did it.
-  c.push_back({"W1", "only", 2, Changed([](Entries& e) { AT(2) = As(AT(2), "operator", "olga"); })});
+  c.push_back({"W1", "only admin may", 2, Changed([](Entries& e) { AT(2) = As(AT(2), "operator", "olga"); })});
   c.push_back({"W2", "no authenticated caller", 4, Changed([](Entries& e) { AT(4).clear_actor(); })});
   Case accepted{"W3", "", std::nullopt, Changed([](Entries& e) { AT(4).clear_actor(); })};
   accepted.options.accept_unauthenticated = true;
   c.push_back(accepted);
-  c.push_back({"W4", "only", 13, Changed([](Entries& e) { AT(13) = As(AT(13), "auditor", "audrey"); })});
+  c.push_back({"W4", "only operator may", 13, Changed([](Entries& e) { AT(13) = As(AT(13), "auditor", "audrey"); })});
   // Agent keys.
   c.push_back({"K1", "no valid Ed25519 key", 2, Changed([](Entries& e) {
                  // y = 2: 32 bytes, but no x satisfies the curve equation.
