@@ -580,7 +580,12 @@ int PrintAudit(const Global& g, const absl::StatusOr<lethe::ledger::AuditReport>
   return 0;
 }
 
-int LedgerVerifyOffline(const Global& g, const std::string& dir, const std::string& pub_path) {
+// `observe`, if set, sees every record the audit reads, in the same pass; *read_all says
+// whether that pass got through every segment.
+int LedgerVerifyOffline(const Global& g, const std::string& dir, const std::string& pub_path,
+                        const std::function<void(const lethe::ledger::ScannedRecord&)>& observe = nullptr,
+                        bool* read_all = nullptr) {
+  if (read_all != nullptr) *read_all = false;
   auto key = lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
   if (!key.ok()) return Fail("ledger verify", key.status());
   const std::string ledger_dir = dir + "/ledger";
@@ -593,6 +598,7 @@ int LedgerVerifyOffline(const Global& g, const std::string& dir, const std::stri
     });
     if (!scan.ok()) return PrintAudit(g, scan.status(), ledger_dir, "");
     if (scan->records == 0 && std::filesystem::is_directory(ledger_dir)) {
+      if (read_all != nullptr) *read_all = true;
       std::cout << "ledger verify: OK (" << ledger_dir << "): the log is empty and has no checkpoint\n";
       return 0;
     }
@@ -603,19 +609,18 @@ int LedgerVerifyOffline(const Global& g, const std::string& dir, const std::stri
   }
   auto note = lethe::crypto::ReadFile(cp_path);
   if (!note.ok()) return Fail("ledger verify", note.status());
-  // The files' structure first: segment headers, names and versions, and batches against
-  // segment boundaries, which the Auditor (fed entries alone) cannot see.
-  auto structure = lethe::ledger::VerifyStructure(ledger_dir, *note, *key);
-  if (!structure.ok() && structure.status().code() == absl::StatusCode::kDataLoss)
-    return PrintAudit(g, structure.status(), ledger_dir, "");
+  // One pass: the Auditor is told each record's segment and its version, so it checks batches
+  // against segment boundaries as well as the entries.
   lethe::ledger::Auditor auditor(*key, *note, g.audit);
   auto scan = lethe::ledger::ScanSegments(ledger_dir, [&](const lethe::ledger::ScannedRecord& rec) {
-    absl::Status s = auditor.Add(rec.index, rec.payload);
+    if (observe) observe(rec);
+    absl::Status s = auditor.Add(rec.index, rec.payload, rec.segment, rec.segment_version);
     if (!s.ok()) return lethe::Annotate(s, rec.segment + " offset " + std::to_string(rec.offset));
     return s;
   });
   std::string warning;
   if (!scan.ok()) return PrintAudit(g, scan.status(), ledger_dir, "");
+  if (read_all != nullptr) *read_all = true;
   if (scan->torn_tail && !scan->torn_tail->zeros) {
     warning = absl::StrFormat(
         "torn tail in %s at offset %d (%d bytes): an unacknowledged write cut short by a crash; "
@@ -629,7 +634,7 @@ int LedgerVerifyOffline(const Global& g, const std::string& dir, const std::stri
     if (!warning.empty()) warning += "; ";
     warning += "files that are not part of the log, ignored: " + absl::StrJoin(*strays, ", ");
   }
-  return PrintAudit(g, auditor.Finish(), ledger_dir, warning);
+  return PrintAudit(g, auditor.Finish(scan->last_segment), ledger_dir, warning);
 }
 
 int LedgerVerifyOnline(const Global& g, const std::string& pub_path) {
@@ -845,6 +850,26 @@ int CheckKept(const Global& g, const std::string& since, const std::vector<KeptC
 // signed since the largest DIR holds (every one, the first time), each verified under `key`
 // and proven consistent with the latest, as DIR/<size, 20 digits>.checkpoint. A kept file is
 // never replaced: the same size with another root is a fork. Counts what it kept.
+// Proves with lethed's consistency proof that `latest` extends `old` (old.size <=
+// latest.size); returns the number of hashes in the proof.
+absl::StatusOr<size_t> ProveExtends(v1::Ledger::Stub& stub, const lethe::ledger::Checkpoint& old,
+                                    const lethe::ledger::Checkpoint& latest) {
+  std::vector<std::string> path;
+  if (old.size > 0 && old.size < latest.size) {
+    v1::GetConsistencyProofRequest req;
+    req.set_from(old.size);
+    req.set_to(latest.size);
+    v1::ConsistencyProofView proof;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub.GetConsistencyProof(&ctx, req, &proof);
+    if (!s.ok())
+      return absl::Status(static_cast<absl::StatusCode>(s.error_code()), "consistency proof: " + s.error_message());
+    path.assign(proof.proof().begin(), proof.proof().end());
+  }
+  RETURN_IF_ERROR(lethe::ledger::VerifyConsistency(old.size, latest.size, path, old.root, latest.root));
+  return path.size();
+}
+
 absl::Status SaveCheckpoints(const Global& g, const lethe::crypto::Ed25519PublicKey& key,
                              const std::string& latest_note, const lethe::ledger::Checkpoint& latest,
                              const std::string& dir, uint64_t* added, uint64_t* already) {
@@ -854,19 +879,7 @@ absl::Status SaveCheckpoints(const Global& g, const lethe::crypto::Ed25519Public
   auto stub = v1::Ledger::NewStub(Connect(g));
   // Whether the latest checkpoint extends `old` (old.size <= latest.size).
   auto consistent = [&](const lethe::ledger::Checkpoint& old) -> absl::Status {
-    std::vector<std::string> path;
-    if (old.size > 0 && old.size < latest.size) {
-      v1::GetConsistencyProofRequest req;
-      req.set_from(old.size);
-      req.set_to(latest.size);
-      v1::ConsistencyProofView proof;
-      grpc::ClientContext ctx;
-      grpc::Status s = stub->GetConsistencyProof(&ctx, req, &proof);
-      if (!s.ok())
-        return absl::Status(static_cast<absl::StatusCode>(s.error_code()), "consistency proof: " + s.error_message());
-      path.assign(proof.proof().begin(), proof.proof().end());
-    }
-    return lethe::ledger::VerifyConsistency(old.size, latest.size, path, old.root, latest.root);
+    return ProveExtends(*stub, old, latest).status();
   };
 
   // The largest checkpoint kept already. The log must not have shrunk below it, and must
@@ -1055,28 +1068,14 @@ int LedgerVerifySince(const Global& g, const std::string& since, const std::stri
   return CheckKept(
       g, since, *kept, cur.origin, *key, cur.size, "consistency proofs to the latest checkpoint",
       [&](const lethe::ledger::Checkpoint& old) -> absl::StatusOr<std::string> {
-        std::vector<std::string> path;
-        if (old.size > 0 && old.size < cur.size) {
-          v1::GetConsistencyProofRequest req;
-          req.set_from(old.size);
-          req.set_to(cur.size);
-          v1::ConsistencyProofView proof;
-          grpc::ClientContext ctx;
-          grpc::Status s = stub->GetConsistencyProof(&ctx, req, &proof);
-          if (!s.ok())
-            return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                                "consistency proof: " + s.error_message());
-          path.assign(proof.proof().begin(), proof.proof().end());
-        }
-        RETURN_IF_ERROR(lethe::ledger::VerifyConsistency(old.size, cur.size, path, old.root, cur.root));
-        return absl::StrFormat("%d-hash consistency proof verified", path.size());
+        ASSIGN_OR_RETURN(size_t hashes, ProveExtends(*stub, old, cur));
+        return absl::StrFormat("%d-hash consistency proof verified", hashes);
       });
 }
 
-// `ledger verify --dir DIR --since FILE|DIR`: the entries on disk must extend every kept
-// checkpoint (the root at its size, recomputed). A pass of its own over the segments, after
-// the audit's.
-int LedgerVerifySinceOffline(const Global& g, const std::string& dir, const std::string& since,
+// `ledger verify --dir DIR --since FILE|DIR`: the audit, and the entries on disk must extend
+// every kept checkpoint (the root at its size, recomputed in the audit's pass).
+int LedgerVerifyOfflineSince(const Global& g, const std::string& dir, const std::string& since,
                              const std::string& pub_path) {
   auto key = lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
   if (!key.ok()) return Fail("ledger verify --since", key.status());
@@ -1084,18 +1083,21 @@ int LedgerVerifySinceOffline(const Global& g, const std::string& dir, const std:
   if (!kept.ok()) return Fail("ledger verify --since", kept.status());
   RootsAt roots(*kept);
   std::string origin;  // named by entry 0
-  auto scan = lethe::ledger::ScanSegments(dir + "/ledger", [&](const lethe::ledger::ScannedRecord& rec) {
-    if (rec.index == 0) {
-      v1::LedgerEntry e;
-      if (e.ParseFromArray(rec.payload.data(), static_cast<int>(rec.payload.size())))
-        origin = e.log_created().origin();
-    }
-    roots.Add(lethe::ledger::LeafHash(rec.payload));
-    return absl::OkStatus();
-  });
-  if (!scan.ok()) return Fail("ledger verify --since", scan.status());
-  return CheckKept(g, since, *kept, origin, *key, roots.size(), "roots recomputed from the entries",
-                   [&](const lethe::ledger::Checkpoint& cp) { return roots.Extends(cp); });
+  bool read_all = false;
+  const int rc = LedgerVerifyOffline(
+      g, dir, pub_path,
+      [&](const lethe::ledger::ScannedRecord& rec) {
+        if (rec.index == 0) {
+          v1::LedgerEntry e;
+          if (e.ParseFromArray(rec.payload.data(), static_cast<int>(rec.payload.size())))
+            origin = e.log_created().origin();
+        }
+        roots.Add(lethe::ledger::LeafHash(rec.payload));
+      },
+      &read_all);
+  if (!read_all) return std::max(rc, 1);  // the audit could not read every record: said above
+  return std::max(rc, CheckKept(g, since, *kept, origin, *key, roots.size(), "roots recomputed from the entries",
+                                [&](const lethe::ledger::Checkpoint& cp) { return roots.Extends(cp); }));
 }
 
 int LedgerExport(const Global& g, const std::string& out, const std::string& pub_path) {
@@ -1612,8 +1614,7 @@ int main(int argc, char** argv) {
     if (!bundle.empty()) {
       rc = LedgerVerifyBundle(g, bundle, key, since);
     } else if (!dir.empty()) {
-      rc = LedgerVerifyOffline(g, dir, key);
-      if (!since.empty()) rc = std::max(rc, LedgerVerifySinceOffline(g, dir, since, key));
+      rc = since.empty() ? LedgerVerifyOffline(g, dir, key) : LedgerVerifyOfflineSince(g, dir, since, key);
     } else if (!since.empty()) {
       rc = LedgerVerifySince(g, since, key);
     } else {

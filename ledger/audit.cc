@@ -66,10 +66,7 @@ absl::StatusOr<StructureReport> VerifyStructure(const std::string& ledger_dir,
   if (mid_batch)
     return absl::DataLossError(absl::StrCat("the signed checkpoint ends inside a batch: entry ",
                                             cp.size - 1, " says more entries of its batch follow"));
-  if (batches.in_batch() && batches.batch_segment() != scan.last_segment)
-    return absl::DataLossError(absl::StrCat("ledger corrupt: entry ", batches.complete(),
-                                            " begins a batch that ends in no later entry, in the sealed "
-                                            "segment ", batches.batch_segment()));
+  RETURN_IF_ERROR(batches.CheckEnd(scan.last_segment));
   report.entries = batches.complete();
   report.incomplete_batch_entries = tree.size() - batches.complete();
   report.checkpoint_size = cp.size;
@@ -121,7 +118,8 @@ absl::Status Auditor::Fail(std::string_view why) const {
                                           absl::string_view(why.data(), why.size())));
 }
 
-absl::Status Auditor::Add(uint64_t seq, std::string_view bytes) {
+absl::Status Auditor::Add(uint64_t seq, std::string_view bytes, std::string_view segment,
+                          uint32_t segment_version) {
   body_seq_ = seq;
   if (seq != next_seq_) return Fail(absl::StrCat("out of order (expected entry ", next_seq_, ")"));
   Held h;
@@ -137,7 +135,7 @@ absl::Status Auditor::Add(uint64_t seq, std::string_view bytes) {
     ++report_.unknown_field_entries;
   }
   if (h.entry.prev_hash() != prev_hash_) return Fail("prev_hash does not match entry before it (chain broken)");
-  if (absl::Status s = batches_.Next(seq, h.entry.batch_remaining()); !s.ok())
+  if (absl::Status s = batches_.Next(seq, h.entry.batch_remaining(), segment, segment_version); !s.ok())
     return Fail(std::string(s.message()));
   prev_hash_ = LeafHash(bytes);
   tree_.Append(prev_hash_);
@@ -505,7 +503,7 @@ absl::Status Auditor::CheckPlan(const v1::RequestSubmitted& r, const Request& re
   return absl::OkStatus();
 }
 
-absl::StatusOr<AuditReport> Auditor::Finish() {
+absl::StatusOr<AuditReport> Auditor::Finish(std::string_view last_segment) {
   if (!checkpoint_status_.ok())
     return absl::PermissionDeniedError("checkpoint: " + std::string(checkpoint_status_.message()));
   if (checkpoint_->origin != report_.origin && next_seq_ > 0)
@@ -521,6 +519,7 @@ absl::StatusOr<AuditReport> Auditor::Finish() {
     return absl::DataLossError(absl::StrCat(
         "the signed checkpoint ends inside a batch: entry ", checkpoint_->size - 1,
         " says more entries of its batch follow (a checkpoint is only signed where a batch ends)"));
+  if (!last_segment.empty()) RETURN_IF_ERROR(batches_.CheckEnd(last_segment));
   report_.incomplete_batch_entries = held_.size();
   for (const Held& h : held_) report_.incomplete_batch_bytes += h.bytes;
   // Counted once: as the incomplete batch (always past the checkpoint), not as uncovered.

@@ -105,9 +105,14 @@ class Auditor {
           AuditOptions options = {});
 
   // Feeds entry number `seq` (must be the next one). kDataLoss names the entry on failure.
-  absl::Status Add(uint64_t seq, std::string_view bytes);
+  // When the entries come from segment files, `segment` and `segment_version` name where
+  // (ScannedRecord): batches are then also checked against segment boundaries and versions.
+  absl::Status Add(uint64_t seq, std::string_view bytes, std::string_view segment = {},
+                   uint32_t segment_version = 0);
   // Ends the pass: checks the checkpoint against the tree.
-  absl::StatusOr<AuditReport> Finish();
+  // `last_segment` (ScanResult::last_segment, for entries read from segments): a batch left
+  // open in an earlier segment is corruption, not an unacknowledged write.
+  absl::StatusOr<AuditReport> Finish(std::string_view last_segment = {});
 
  private:
   absl::Status Fail(std::string_view why) const;

@@ -253,6 +253,13 @@ absl::Status BatchTracker::Next(uint64_t seq, uint32_t batch_remaining, std::str
   return absl::OkStatus();
 }
 
+absl::Status BatchTracker::CheckEnd(std::string_view last_segment) const {
+  if (remaining_ == 0 || segment_ == last_segment) return absl::OkStatus();
+  return absl::DataLossError(absl::StrCat("ledger corrupt: entry ", complete_,
+                                          " begins a batch that ends in no later entry, in the sealed "
+                                          "segment ", segment_));
+}
+
 absl::Status CheckChainLinkFast(const ScannedRecord& rec, std::string_view prev_hash,
                                 std::string* leaf_hash, uint32_t* batch_remaining) {
   using google::protobuf::internal::WireFormatLite;
@@ -432,10 +439,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     // segment (BatchTracker refuses a batch that spans two), which must be the last one.
     const Held& first = held.front();
     const std::string& path = l.segments_[first.segment];
-    if (path != options.dir + "/" + names.back())
-      return absl::DataLossError(absl::StrCat("ledger corrupt: entry ", first.seq,
-                                              " begins a batch that ends in no later entry, in "
-                                              "the sealed segment ", path));
+    RETURN_IF_ERROR(batches.CheckEnd(names.back()));
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) return Errno("cannot stat segment", path);
     cut = TornTail{fs::path(path).filename().string(), first.offset,

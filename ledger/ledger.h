@@ -75,8 +75,9 @@ class BatchTracker {
                     uint32_t version = 0);
   uint64_t complete() const { return complete_; }
   bool in_batch() const { return remaining_ > 0; }
-  // The segment the open batch began in.
-  const std::string& batch_segment() const { return segment_; }
+  // At the end of the log, whose last segment file is `last_segment`: a batch left open in an
+  // earlier (sealed) segment is corruption, not an unacknowledged write.
+  absl::Status CheckEnd(std::string_view last_segment) const;
 
  private:
   uint64_t complete_ = 0;
