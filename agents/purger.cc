@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "agents/recheck.h"
 #include "crypto/status.h"
 #include "proto/envelope.h"
 #include "spdlog/spdlog.h"
@@ -64,7 +65,8 @@ std::string HashInColumnType(pqxx::work& tx, const std::string& qualified, const
 }
 
 // Applies `t`'s action to the rows keyed by one identity value, inside `tx`. Throws pqxx
-// errors; the caller turns them into a FAILED receipt or a retry.
+// errors; the caller turns them into a FAILED receipt or a retry. What is left is counted
+// apart, by RecountSubject (recheck.h).
 void ApplyToTable(pqxx::work& tx, const policy::Table& t, const std::string& value,
                   const std::string& hash_key_hex, v1::TableResult* tr) {
   const std::string qualified = tx.quote_name(t.schema) + "." + tx.quote_name(t.name);
@@ -80,7 +82,6 @@ void ApplyToTable(pqxx::work& tx, const policy::Table& t, const std::string& val
       pqxx::result del =
           tx.exec_params(absl::StrCat("DELETE FROM ", qualified, " WHERE ", key, " = $1"), value);
       tr->set_rows_affected(tr->rows_affected() + del.affected_rows());
-      tr->set_rows_remaining(tr->rows_remaining() + count_where(key));
       return;
     }
     case policy::TableAction::kAnonymize: {
@@ -115,11 +116,6 @@ void ApplyToTable(pqxx::work& tx, const policy::Table& t, const std::string& val
           absl::StrCat("UPDATE ", qualified, " SET ", absl::StrJoin(sets, ", "), " WHERE ", key, " = $1"),
           pqxx::prepare::make_dynamic_params(params));
       tr->set_rows_affected(tr->rows_affected() + upd.affected_rows());
-      // No row may still be keyed by the identity, and no rewritten column may still hold it.
-      int64_t left = count_where(key);
-      for (const auto& rw : t.set)
-        if (rw.column != t.key_column) left += count_where(tx.quote_name(rw.column) + "::text");
-      tr->set_rows_remaining(tr->rows_remaining() + left);
       return;
     }
     case policy::TableAction::kRetain:
@@ -290,6 +286,16 @@ absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
         if (id.type() != t.identity) continue;
         any = true;
         ApplyToTable(tx, t, id.value(), hash_key_hex_, tr);
+      }
+      // Then what is left, by a query of its own: no row may still be keyed by an identity,
+      // and no rewritten column may still hold one.
+      if (t.action != policy::TableAction::kRetain) {
+        for (const auto& id : vc.identities.identities()) {
+          if (id.type() != t.identity) continue;
+          const Recount left = RecountSubject(tx, t, id.value());
+          tr->set_rows_remaining(tr->rows_remaining() + left.remaining);
+          tr->set_rows_near_match(tr->rows_near_match() + left.near_matches);
+        }
       }
       if (!any && missing_identity.empty()) missing_identity = t.identity;
       if (tr->rows_remaining() != 0) all_zero = false;

@@ -170,10 +170,18 @@ std::string TableSummary(const TableLike& t) {
   if (t.action() == "retain")
     return absl::StrFormat("%s withheld %d under \"%s\" for %s", t.table(), t.rows_withheld(),
                            t.basis(), Period(t.retention_period_seconds()));
-  if (t.action() == "anonymize")
-    return absl::StrFormat("%s anonymized %d (%s)", t.table(), t.rows_affected(),
-                           absl::StrJoin(t.columns(), ", "));
-  return absl::StrFormat("%s deleted %d", t.table(), t.rows_affected());
+  std::string out =
+      t.action() == "anonymize"
+          ? absl::StrFormat("%s anonymized %d (%s)", t.table(), t.rows_affected(),
+                            absl::StrJoin(t.columns(), ", "))
+          : absl::StrFormat("%s deleted %d", t.table(), t.rows_affected());
+  // Rows the exact comparison left that match after trimming and lower-casing: say so, so
+  // that "0 remaining" is not read as "nothing of this person is left".
+  if (t.rows_near_match() > 0)
+    absl::StrAppendFormat(&out, " (WARNING: %d near match(es) left in place: rows equal to an "
+                                "identity after trimming and lower-casing; check them by hand)",
+                          t.rows_near_match());
+  return out;
 }
 
 std::string DomainLine(const v1::DomainProgress& d) {

@@ -386,6 +386,7 @@ v1::RequestView ToView(const RequestRecord& r, const RequestStore& store, absl::
         tp->set_action(t.action());
         tp->set_rows_affected(t.rows_affected());
         tp->set_rows_remaining(t.rows_remaining());
+        tp->set_rows_near_match(t.rows_near_match());
         tp->set_rows_withheld(t.rows_withheld());
         tp->set_basis(t.basis());
         tp->set_retention_period_seconds(t.retention_period_seconds());

@@ -28,22 +28,12 @@ std::string Header() {
   return h;
 }
 
-absl::Status Errno(std::string_view what, const std::string& path) {
-  return absl::UnavailableError(absl::StrCat(absl::string_view(what.data(), what.size()), " ",
-                                             path, ": ", std::strerror(errno)));
-}
-
-absl::Status PreadAll(int fd, char* out, size_t n, uint64_t offset, const std::string& path) {
-  for (size_t done = 0; done < n;) {
-    const ssize_t r = ::pread(fd, out + done, n - done, static_cast<off_t>(offset + done));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return Errno("cannot read", path);
-    if (r == 0)
-      return absl::DataLossError(absl::StrCat("ledger corrupt: checkpoint history ", path,
-                                              " is shorter than ", offset + n, " bytes"));
-    done += static_cast<size_t>(r);
-  }
-  return absl::OkStatus();
+absl::Status PreadAll(const File& file, char* out, size_t n, uint64_t offset) {
+  absl::Status st = file.ReadAt(offset, n, out);
+  if (absl::IsDataLoss(st))
+    return absl::DataLossError(absl::StrCat("ledger corrupt: checkpoint history ", file.path(),
+                                            " is shorter than ", offset + n, " bytes"));
+  return st;
 }
 
 // Where a scan of records stopped: at `end`, at a record `fn` declined (stopped == true), or
@@ -57,7 +47,7 @@ struct ScanEnd {
 // Reads the records in [from, end) of the file in chunks, calling fn(offset, payload) for each
 // record that checks until fn returns false.
 absl::StatusOr<ScanEnd> ScanRecords(
-    int fd, const std::string& path, uint64_t from, uint64_t end,
+    const File& file, uint64_t from, uint64_t end,
     const std::function<absl::StatusOr<bool>(uint64_t offset, std::string_view payload)>& fn) {
   std::string buf;          // the file's bytes [buf_start, buf_start + buf.size())
   uint64_t buf_start = from;
@@ -70,7 +60,7 @@ absl::StatusOr<ScanEnd> ScanRecords(
     const uint64_t want = std::min(end - off, std::max(n, kChunk));
     const size_t have = buf.size();
     buf.resize(want);
-    return PreadAll(fd, buf.data() + have, want - have, buf_start + have, path);
+    return PreadAll(file, buf.data() + have, want - have, buf_start + have);
   };
   while (off < end) {
     if (end - off < format::kRecordHeaderSize) return ScanEnd{off, "incomplete record header", true};
@@ -96,26 +86,25 @@ absl::StatusOr<ScanEnd> ScanRecords(
 
 absl::StatusOr<std::unique_ptr<CheckpointHistory>> CheckpointHistory::Open(
     const std::string& dir, const std::string& origin, const crypto::Ed25519PublicKey& key,
-    uint64_t log_size, const std::function<std::string(uint64_t size)>& root_at) {
+    uint64_t log_size, const std::function<std::string(uint64_t size)>& root_at,
+    FileSystem& fs) {
   const std::string path = dir + "/" + kFileName;
   std::error_code ec;
   if (!std::filesystem::exists(std::filesystem::symlink_status(path, ec))) {
     // Created whole (temp file, rename) so that it is never seen without its header.
-    RETURN_IF_ERROR(crypto::WriteFileAtomic(path, Header(), 0600));
+    RETURN_IF_ERROR(WriteFileAtomic(fs, path, Header(), 0600));
   }
-  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return Errno("cannot open checkpoint history", path);
-  std::unique_ptr<CheckpointHistory> h(new CheckpointHistory(path, fd));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return Errno("cannot stat", path);
-  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
+  ASSIGN_OR_RETURN(std::unique_ptr<File> file, fs.Open(path, FileSystem::OpenMode::kReadWrite));
+  ASSIGN_OR_RETURN(const uint64_t file_size, file->Size());
+  std::unique_ptr<CheckpointHistory> h(new CheckpointHistory(path, std::move(file)));
+  const File& f = *h->file_;
   auto corrupt = [&](uint64_t record, uint64_t offset, std::string_view what) {
     return absl::DataLossError(absl::StrCat("ledger corrupt: checkpoint history ", kFileName,
                                             " record ", record, " at offset ", offset, ": ",
                                             absl::string_view(what.data(), what.size())));
   };
   std::string header(kHeaderSize, '\0');
-  RETURN_IF_ERROR(PreadAll(fd, header.data(), header.size(), 0, path));  // kDataLoss if short
+  RETURN_IF_ERROR(PreadAll(f, header.data(), header.size(), 0));  // kDataLoss if short
   if (header != Header())
     return absl::DataLossError(absl::StrCat("ledger corrupt: checkpoint history ", kFileName,
                                             " has a bad header (magic, version or checksum)"));
@@ -125,7 +114,7 @@ absl::StatusOr<std::unique_ptr<CheckpointHistory>> CheckpointHistory::Open(
   std::vector<IndexPoint> index;
   ASSIGN_OR_RETURN(
       ScanEnd stop,
-      ScanRecords(fd, path, kHeaderSize, file_size,
+      ScanRecords(f, kHeaderSize, file_size,
                   [&](uint64_t offset, std::string_view note) -> absl::StatusOr<bool> {
                     auto cp = VerifyCheckpoint(note, origin, key);
                     if (!cp.ok())
@@ -159,12 +148,12 @@ absl::StatusOr<std::unique_ptr<CheckpointHistory>> CheckpointHistory::Open(
     bool torn = stop.incomplete;
     if (!torn && rest <= format::kRecordHeaderSize + kMaxNote) {
       std::string tail(rest, '\0');
-      RETURN_IF_ERROR(PreadAll(fd, tail.data(), tail.size(), stop.offset, path));
+      RETURN_IF_ERROR(PreadAll(f, tail.data(), tail.size(), stop.offset));
       torn = tail.find(std::string(8, '\0')) != std::string::npos;
     }
     if (!torn) return corrupt(count, stop.offset, stop.problem);
-    if (::ftruncate(fd, static_cast<off_t>(stop.offset)) != 0 || ::fsync(fd) != 0)
-      return Errno("cannot cut the torn tail of", path);
+    if (absl::Status st = h->file_->Truncate(stop.offset); !st.ok()) return st;
+    RETURN_IF_ERROR(h->file_->SyncData());
     spdlog::warn("ledger: cut the torn tail of {} at offset {} ({} bytes of an interrupted "
                  "append: {}); it holds {} checkpoints",
                  kFileName, stop.offset, rest, stop.problem, count);
@@ -179,7 +168,7 @@ absl::StatusOr<std::unique_ptr<CheckpointHistory>> CheckpointHistory::Open(
   return h;
 }
 
-CheckpointHistory::~CheckpointHistory() { ::close(fd_); }
+CheckpointHistory::~CheckpointHistory() = default;
 
 absl::Status CheckpointHistory::Append(const Checkpoint& cp, std::string_view note) {
   std::lock_guard<std::mutex> l(mu_);
@@ -201,21 +190,16 @@ absl::Status CheckpointHistory::Append(const Checkpoint& cp, std::string_view no
                                                    " bytes (1 to ", kMaxNote, " are kept)"));
   std::string record;
   format::AppendRecord(&record, note);
-  absl::Status st;
-  for (size_t done = 0; st.ok() && done < record.size();) {
-    const ssize_t n = ::pwrite(fd_, record.data() + done, record.size() - done,
-                               static_cast<off_t>(end_ + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) st = Errno("cannot append to", path_);
-    else done += static_cast<size_t>(n);
-  }
-  if (st.ok() && ::fdatasync(fd_) != 0) st = Errno("cannot fdatasync", path_);
+  absl::Status st = file_->WriteAt(end_, record);
+  if (st.ok()) st = file_->SyncData();
   if (!st.ok()) {
-    if (::ftruncate(fd_, static_cast<off_t>(end_)) != 0 || ::fdatasync(fd_) != 0) {
+    absl::Status cut = file_->Truncate(end_);
+    if (cut.ok()) cut = file_->SyncData();
+    if (!cut.ok()) {
       failed_ = true;
       spdlog::error("ledger: cannot cut a failed append off {}: {}; no more checkpoints are "
                     "signed until lethed restarts",
-                    path_, std::strerror(errno));
+                    path_, cut.ToString());
     }
     return st;
   }
@@ -242,7 +226,7 @@ absl::StatusOr<std::vector<CheckpointHistory::Entry>> CheckpointHistory::List(ui
   }
   ASSIGN_OR_RETURN(
       ScanEnd stop,
-      ScanRecords(fd_, path_, start, end,
+      ScanRecords(*file_, start, end,
                   [&](uint64_t offset, std::string_view note) -> absl::StatusOr<bool> {
                     auto cp = ParseCheckpointUnverified(note);
                     if (!cp.ok())

@@ -42,6 +42,7 @@
 #include "absl/status/statusor.h"
 #include "crypto/crypto.h"
 #include "ledger/checkpoint.h"
+#include "ledger/file_system.h"
 
 namespace lethe::ledger {
 
@@ -65,10 +66,11 @@ class CheckpointHistory {
   // Opens DIR/checkpoint-history.log, creating it (empty) if absent, and checks every record
   // as described above against `key` (key name `origin`), a log of `log_size` entries and
   // its roots (`root_at(size)` for size <= log_size). kDataLoss on any failure, before the
-  // file is changed.
+  // file is changed. Every change to the file goes through `fs`.
   static absl::StatusOr<std::unique_ptr<CheckpointHistory>> Open(
       const std::string& dir, const std::string& origin, const crypto::Ed25519PublicKey& key,
-      uint64_t log_size, const std::function<std::string(uint64_t size)>& root_at);
+      uint64_t log_size, const std::function<std::string(uint64_t size)>& root_at,
+      FileSystem& fs = *FileSystem::Default());
   ~CheckpointHistory();
   CheckpointHistory(const CheckpointHistory&) = delete;
   CheckpointHistory& operator=(const CheckpointHistory&) = delete;
@@ -90,7 +92,8 @@ class CheckpointHistory {
   const std::optional<CutTail>& torn_tail_cut() const { return cut_; }
 
  private:
-  CheckpointHistory(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  CheckpointHistory(std::string path, std::unique_ptr<File> file)
+      : path_(std::move(path)), file_(std::move(file)) {}
 
   // Every kIndexEvery-th record's size and offset: a reader starts from the nearest one at
   // or below the size it wants, so memory stays small for a history of millions.
@@ -101,7 +104,7 @@ class CheckpointHistory {
   };
 
   const std::string path_;
-  const int fd_;
+  const std::unique_ptr<File> file_;
   mutable std::mutex mu_;
   uint64_t end_ ABSL_GUARDED_BY(mu_) = kHeaderSize;  // where the next record goes
   uint64_t count_ ABSL_GUARDED_BY(mu_) = 0;

@@ -28,14 +28,6 @@ absl::Status Errno(std::string_view what, const std::string& path) {
                                              path, ": ", std::strerror(errno)));
 }
 
-absl::Status FsyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Errno("cannot open directory", dir);
-  int rc = ::fsync(fd);
-  ::close(fd);
-  return rc == 0 ? absl::OkStatus() : Errno("cannot fsync directory", dir);
-}
-
 absl::StatusOr<std::vector<std::string>> ListSegments(const std::string& dir) {
   std::vector<std::string> names;
   std::error_code ec;
@@ -91,6 +83,19 @@ bool HasUnwrittenSector(std::string_view data, uint64_t begin, uint64_t end) {
     if ((b - a >= kMinPiece || at_file_end) && AllZero(data.substr(a, b - a))) return true;
   }
   return false;
+}
+
+// Whether the file's bytes from some point inside the record at [begin, end) to the end of
+// the file are all zero, and either go on past the record's end (pre-zeroed space) or are at
+// least 8: a write torn at that byte, of which nothing later reached the disk. Unlike the
+// sector rule this holds for a tear at any byte, not only at a sector's edge. A damaged record
+// passes as torn only if its own last bytes are zeros.
+bool EndsInZeros(std::string_view data, uint64_t begin, uint64_t end) {
+  constexpr uint64_t kMinPiece = 8;
+  uint64_t z = data.size();
+  while (z > begin && data[z - 1] == 0) --z;
+  return z < std::min<uint64_t>(end, data.size()) &&
+         (data.size() > end || data.size() - z >= kMinPiece);
 }
 
 // The format version in a segment's header (checked by ScanSegments already).
@@ -197,7 +202,8 @@ absl::StatusOr<ScanResult> ScanSegments(
         problem = "record checksum mismatch";
       }
       if (!problem.empty()) {
-        if (last && HasUnwrittenSector(data, off, off + framed.size())) {
+        if (last && (HasUnwrittenSector(data, off, off + framed.size()) ||
+                     EndsInZeros(data, off, off + framed.size()))) {
           RETURN_IF_ERROR(torn(off, false));
           break;
         }
@@ -424,7 +430,8 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   {
     auto history = CheckpointHistory::Open(options.dir, options.origin,
                                            options.signing_key->public_key(), l.tree_.size(),
-                                           [&l](uint64_t size) { return l.tree_.Root(size); });
+                                           [&l](uint64_t size) { return l.tree_.Root(size); },
+                                           l.fs_);
     if (!history.ok()) return history.status();
     l.history_ = std::move(*history);
     if (stored_cp && l.history_->last_size() < stored_cp->size) {
@@ -449,12 +456,12 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     const TornTail& t = *cut;
     const std::string path = options.dir + "/" + t.segment;
     if (t.offset == 0) {
-      if (::unlink(path.c_str()) != 0) return Errno("cannot remove torn segment", path);
+      RETURN_IF_ERROR(l.fs_.Remove(path));
       l.segments_.pop_back();
-    } else if (::truncate(path.c_str(), static_cast<off_t>(t.offset)) != 0) {
-      return Errno("cannot cut torn tail of", path);
+    } else {
+      RETURN_IF_ERROR(l.fs_.TruncateFile(path, t.offset));
     }
-    RETURN_IF_ERROR(FsyncDir(options.dir));
+    RETURN_IF_ERROR(l.fs_.SyncDir(options.dir));
     if (t.zeros) {
       spdlog::info("ledger: removed {} pre-zeroed bytes at the end of {} (offset {})", t.bytes,
                    t.segment, t.offset);
@@ -479,14 +486,13 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     if (l.locations_.empty() || l.locations_.back().segment + 1 != l.segments_.size()) {
       // It holds no entry: start it again in the current version.
       const std::string path = l.segments_.back();
-      if (::unlink(path.c_str()) != 0) return Errno("cannot replace empty segment", path);
-      RETURN_IF_ERROR(FsyncDir(options.dir));
+      RETURN_IF_ERROR(l.fs_.Remove(path));
+      RETURN_IF_ERROR(l.fs_.SyncDir(options.dir));
       l.segments_.pop_back();
       continue;
     }
     RETURN_IF_ERROR(l.StartSegment(l.tree_.size()));
-    ::close(l.fd_);  // OpenSegmentForAppend opens it again
-    l.fd_ = -1;
+    l.file_.reset();  // OpenSegmentForAppend opens it again
     break;
   }
 
@@ -546,8 +552,10 @@ Ledger::~Ledger() {
   StopPrezeroing();
   if (zeroer_.joinable()) zeroer_.join();
   // A clean close leaves no pre-zeroed space behind (an unclean one is tidied by Open).
-  if (fd_ >= 0 && !sync_failed_.load() && ::ftruncate(fd_, static_cast<off_t>(write_offset_)) != 0)
-    spdlog::warn("ledger: cannot remove pre-zeroed space: {}", std::strerror(errno));
+  if (file_ != nullptr && !sync_failed_.load()) {
+    if (absl::Status s = file_->Truncate(write_offset_); !s.ok())
+      spdlog::warn("ledger: cannot remove pre-zeroed space: {}", s.ToString());
+  }
   {
     std::lock_guard<std::mutex> l(stop_mu_);
     stop_ = true;
@@ -557,8 +565,6 @@ Ledger::~Ledger() {
   // A clean close leaves a checkpoint that covers every entry.
   if (absl::Status s = SignCheckpointNow(); !s.ok())
     spdlog::error("ledger: cannot write the closing checkpoint: {}", s.ToString());
-  if (fd_ >= 0) ::close(fd_);
-  for (int fd : retired_fds_) ::close(fd);
 }
 
 void Ledger::CheckpointLoop() {
@@ -577,20 +583,16 @@ absl::Status Ledger::OpenSegmentForAppend() {
   if (segments_.empty()) {
     RETURN_IF_ERROR(StartSegment(tree_.size()));
   } else {
-    const std::string& path = segments_.back();
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd_ < 0) return Errno("cannot open segment", path);
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0) return Errno("cannot stat segment", path);
-    write_offset_ = static_cast<uint64_t>(st.st_size);
+    ASSIGN_OR_RETURN(file_, fs_.Open(segments_.back(), FileSystem::OpenMode::kWrite));
+    ASSIGN_OR_RETURN(write_offset_, file_->Size());
   }
-  PrezeroFrom(fd_, write_offset_);
+  PrezeroFrom(file_.get(), write_offset_);
   return absl::OkStatus();
 }
 
-void Ledger::PrezeroFrom(int fd, uint64_t offset) {
+void Ledger::PrezeroFrom(File* file, uint64_t offset) {
   std::lock_guard<std::mutex> z(zero_mu_);
-  zero_fd_ = fd;
+  zero_file_ = file;
   zero_end_ = offset;
   zero_run_ = 0;  // the first write asks for zeros: an idle ledger's files stay as they are
 }
@@ -624,29 +626,22 @@ void Ledger::PrezeroLoop() {
         std::clamp(2 * zero_run_, FirstZeroRun(options_.prezero_bytes), options_.prezero_bytes);
     const uint64_t run_end = std::min(zero_end_ + run, options_.max_segment_bytes);
     // Between pieces, give way to a writer waiting for the zeroing to pause.
-    while (!zero_stop_ && zero_fd_ >= 0 && zero_end_ < run_end && zero_waiters_ == 0) {
-      const int fd = zero_fd_;
+    while (!zero_stop_ && zero_file_ != nullptr && zero_end_ < run_end && zero_waiters_ == 0) {
+      File* const file = zero_file_;
       const uint64_t from = zero_end_;
       const uint64_t to = std::min(from + kPiece, run_end);
       zero_busy_ = true;
       z.unlock();
-      bool ok = true;
-      for (uint64_t off = from; ok && off < to;) {
-        const ssize_t n = ::pwrite(fd, kZeros.data(), to - off, static_cast<off_t>(off));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) ok = false;
-        else off += static_cast<uint64_t>(n);
-      }
-      if (ok && ::fdatasync(fd) != 0) ok = false;
-      const int err = errno;
+      absl::Status st = file->WriteAt(from, std::string_view(kZeros).substr(0, to - from));
+      if (st.ok()) st = file->SyncData();
       z.lock();
       zero_busy_ = false;
       zero_cv_.notify_all();
-      if (!ok) {
+      if (!st.ok()) {
         // Appends work without it, at the cost of slower syncs; zeros already written are a
         // zero tail that the next write covers or Open removes.
         spdlog::warn("ledger: cannot pre-zero space in the last segment ({}); appends go on "
-                     "without it", std::strerror(err));
+                     "without it", st.ToString());
         zero_stop_ = true;
         break;
       }
@@ -676,34 +671,36 @@ absl::Status Ledger::RollSegment(uint64_t first_seq) {
   {
     std::unique_lock<std::mutex> z(zero_mu_);
     WaitForZeroingPause(z);
-    zero_fd_ = -1;  // nothing more for the old segment
+    zero_file_ = nullptr;  // nothing more for the old segment
   }
   // A sealed segment ends with its last record: cut the zeros past it, and make it durable.
-  if (::ftruncate(fd_, static_cast<off_t>(write_offset_)) != 0 || ::fdatasync(fd_) != 0)
-    return absl::UnavailableError(absl::StrCat("cannot seal the ledger segment: ", std::strerror(errno)));
+  absl::Status sealed = file_->Truncate(write_offset_);
+  if (sealed.ok()) sealed = file_->SyncData();
+  if (!sealed.ok()) return absl::UnavailableError("cannot seal the ledger segment: " + sealed.ToString());
   {
     std::lock_guard<std::mutex> l(mu_);
     RETURN_IF_ERROR(StartSegment(first_seq));
   }
-  PrezeroFrom(fd_, write_offset_);
+  PrezeroFrom(file_.get(), write_offset_);
   return absl::OkStatus();
 }
 
 absl::Status Ledger::StartSegment(uint64_t first_seq) {
   const std::string path = options_.dir + "/" + format::SegmentFileName(first_seq);
   // 0600: the ledger holds tokens and sealed data; only lethed (and its backups) read it.
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return Errno("cannot create segment", path);
+  ASSIGN_OR_RETURN(std::unique_ptr<File> file,
+                   fs_.Open(path, FileSystem::OpenMode::kCreateExclusive, 0600));
   std::string header = format::EncodeSegmentHeader(first_seq);
-  if (::pwrite(fd, header.data(), header.size(), 0) != static_cast<ssize_t>(header.size()) ||
-      ::fdatasync(fd) != 0) {
-    ::close(fd);
-    ::unlink(path.c_str());
-    return Errno("cannot write segment header", path);
+  absl::Status st = file->WriteAt(0, header);
+  if (st.ok()) st = file->SyncData();
+  if (st.ok()) st = fs_.SyncDir(options_.dir);
+  if (!st.ok()) {
+    file.reset();
+    (void)fs_.Remove(path);
+    return absl::UnavailableError("cannot start a segment: " + st.ToString());
   }
-  RETURN_IF_ERROR(FsyncDir(options_.dir));
-  if (fd_ >= 0) retired_fds_.push_back(fd_);  // the sync thread may still be syncing it
-  fd_ = fd;
+  if (file_ != nullptr) retired_files_.push_back(std::move(file_));  // the sync thread may still be syncing it
+  file_ = std::move(file);
   write_offset_ = header.size();
   segments_.push_back(path);
   write_segment_ = static_cast<uint32_t>(segments_.size() - 1);
@@ -748,7 +745,7 @@ absl::Status Ledger::SignCheckpointNow() {
   // two leaves it one ahead; signing that size again appends nothing.
   if (history_ == nullptr) return absl::FailedPreconditionError("the ledger did not open");
   RETURN_IF_ERROR(history_->Append(cp, note));
-  RETURN_IF_ERROR(crypto::WriteFileAtomic(options_.dir + "/" + kCheckpointFile, note, 0600));
+  RETURN_IF_ERROR(WriteFileAtomic(fs_, options_.dir + "/" + kCheckpointFile, note, 0600));
   std::lock_guard<std::mutex> l(cp_note_mu_);
   checkpoint_ = std::move(note);
   checkpoint_size_ = cp.size;
@@ -870,30 +867,24 @@ void Ledger::SyncLoop() {
     const uint64_t start = write_offset_;
     if (st.ok()) {
       ClaimForWrite(start + bytes);
-      // One pwrite for the whole batch, resumed if the kernel writes less.
-      for (uint64_t done = 0; done < bytes;) {
-        const ssize_t n = ::pwrite(fd_, cur.bytes.data() + done, bytes - done,
-                                   static_cast<off_t>(start + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-          st = absl::UnavailableError(absl::StrCat("cannot append to the ledger: ", std::strerror(errno)));
-          break;
-        }
-        done += static_cast<uint64_t>(n);
-      }
+      // One write for the whole batch.
+      st = file_->WriteAt(start, cur.bytes);
+      if (!st.ok()) st = absl::UnavailableError("cannot append to the ledger: " + st.ToString());
     }
-    if (st.ok() && ::fdatasync(fd_) != 0)
-      st = absl::UnavailableError(absl::StrCat("cannot fdatasync the ledger: ", std::strerror(errno)));
+    if (st.ok()) {
+      st = file_->SyncData();
+      if (!st.ok()) st = absl::UnavailableError("cannot fdatasync the ledger: " + st.ToString());
+    }
     if (!st.ok()) {
       // The queued appends chain on these entries; after a failed fdatasync the kernel may also
       // have dropped dirty pages. Refuse further writes until a restart re-reads the files,
       // which cuts whatever of this batch reached them.
       spdlog::error("ledger: {}; the ledger is read-only until restarted", st.ToString());
       StopPrezeroing();
-      if (::ftruncate(fd_, static_cast<off_t>(start)) != 0)
+      if (absl::Status cut = file_->Truncate(start); !cut.ok())
         spdlog::error("ledger: cannot cut the failed batch off the segment ({}); the next start "
                       "finds it past the last acknowledged record and cuts it",
-                      std::strerror(errno));
+                      cut.ToString());
       w.lock();
       write_failed_ = true;
       sync_failed_ = true;

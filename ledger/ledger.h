@@ -29,6 +29,7 @@
 #include "crypto/crypto.h"
 #include "ledger/checkpoint.h"
 #include "ledger/checkpoint_history.h"
+#include "ledger/file_system.h"
 #include "ledger/merkle.h"
 #include "lethe/v1/ledger.pb.h"
 
@@ -121,6 +122,9 @@ struct LedgerOptions {
   // need not update the file's size and block map: on ext4 that halves its latency. Runs
   // start at 64 KiB and double while the log keeps growing. 0 turns pre-zeroing off.
   uint64_t prezero_bytes = 8u << 20;
+  // Every change to the ledger's files goes through it (file_system.h); nullptr: the real
+  // one. Tests put a fault-injecting one here.
+  FileSystem* file_system = nullptr;
 };
 
 struct AppendedEntry {
@@ -177,7 +181,9 @@ class Ledger {
   static constexpr char kCheckpointFile[] = "checkpoint";
 
  private:
-  explicit Ledger(LedgerOptions options) : options_(std::move(options)) {}
+  explicit Ledger(LedgerOptions options)
+      : options_(std::move(options)),
+        fs_(options_.file_system != nullptr ? *options_.file_system : *FileSystem::Default()) {}
   absl::Status OpenSegmentForAppend() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StartSegment(uint64_t first_seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The sync thread: writes and fdatasyncs what was queued, then publishes it in order.
@@ -191,7 +197,7 @@ class Ledger {
   // offset on, once the first write there asks for them; stop for good (waits for a run in
   // progress).
   void PrezeroLoop();
-  void PrezeroFrom(int fd, uint64_t offset);
+  void PrezeroFrom(File* file, uint64_t offset);
   void StopPrezeroing();
   // Waits until no piece of zeros is being written, asking the zeroing thread to pause
   // between pieces meanwhile.
@@ -207,6 +213,7 @@ class Ledger {
   };
 
   const LedgerOptions options_;
+  FileSystem& fs_;
   mutable std::mutex mu_;
   std::vector<std::string> segments_ ABSL_GUARDED_BY(mu_);  // full paths
   std::vector<Location> locations_ ABSL_GUARDED_BY(mu_);
@@ -223,10 +230,10 @@ class Ledger {
   std::string queued_ ABSL_GUARDED_BY(write_mu_);              // framed records, in order
   std::vector<uint32_t> queued_lengths_ ABSL_GUARDED_BY(write_mu_);  // their payload lengths
   // The file being appended to: touched by the sync thread only (and Open, StartSegment).
-  int fd_ = -1;
+  std::unique_ptr<File> file_;
   uint32_t write_segment_ = 0;                 // its index in segments_
   uint64_t write_offset_ = 0;
-  std::vector<int> retired_fds_;               // earlier segments, closed at shutdown
+  std::vector<std::unique_ptr<File>> retired_files_;  // earlier segments, closed at shutdown
   std::condition_variable written_cv_;         // queued_ grew, or stopping
   bool stop_sync_ ABSL_GUARDED_BY(write_mu_) = false;
   std::thread syncer_;
@@ -250,7 +257,7 @@ class Ledger {
   // and the sync thread waits for it before writing past zero_end_.
   std::mutex zero_mu_;
   std::condition_variable zero_cv_;
-  int zero_fd_ ABSL_GUARDED_BY(zero_mu_) = -1;          // the last segment
+  File* zero_file_ ABSL_GUARDED_BY(zero_mu_) = nullptr;  // the last segment
   uint64_t zero_end_ ABSL_GUARDED_BY(zero_mu_) = 0;     // file offset where durable zeros end
   uint64_t zero_run_ ABSL_GUARDED_BY(zero_mu_) = 0;     // size of the last run written
   bool zero_wanted_ ABSL_GUARDED_BY(zero_mu_) = false;

@@ -139,6 +139,79 @@ TEST(Actions, ParentBeforeChildFailsWholeCommandAndDeletesNothing) {
   EXPECT_EQ(*mesh.Rows("crm_badorder", kAlice), before);  // rolled back: nothing deleted
 }
 
+// The zero-remaining check is a query of its own (agents/recheck.h), not the purge's
+// predicate run again: here a history trigger puts the subject's old rows back as the purge
+// rewrites them, so the purge "succeeds" statement by statement, and only the re-check sees
+// that the person is still there. The whole purge is rolled back and answered FAILED.
+TEST(Actions, ZeroRemainingReCheckCatchesRowsPutBackAndRollsThePurgeBack) {
+  Mesh::Options o;
+  o.domains = {"crm"};
+  auto m = Mesh::Start(o);
+  ASSERT_TRUE(m.ok()) << m.status();
+  Mesh& mesh = **m;
+  ASSERT_TRUE(mesh.Plant(kAlice).ok());
+  ASSERT_TRUE(mesh.Plant(kBob).ok());
+  ASSERT_TRUE(mesh.pg().Exec("crm",
+      "CREATE FUNCTION crm.keep_history() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      "  INSERT INTO crm.events (user_id, ip, country, kind) "
+      "  VALUES (OLD.user_id, OLD.ip, OLD.country, 'history'); RETURN NULL; END $$;"
+      "CREATE TRIGGER keep_history AFTER UPDATE ON crm.events FOR EACH ROW "
+      "  WHEN (OLD.kind <> 'history') EXECUTE FUNCTION crm.keep_history();").ok());
+  const int64_t before = *mesh.Rows("crm", kAlice);
+
+  auto done = mesh.EraseAndWait(kAlice, kWait);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), v1::FAILED);
+  ASSERT_EQ(done->domains_size(), 1);
+  EXPECT_EQ(done->domains(0).state(), v1::DOMAIN_FAILED);
+  EXPECT_THAT(done->domains(0).error(), HasSubstr("remained"));
+  EXPECT_FALSE(done->domains(0).verified_zero_remaining());
+  // Rolled back as a whole: the deletes of the other tables too, and the trigger's copies.
+  EXPECT_EQ(*mesh.Rows("crm", kAlice), before);
+  EXPECT_EQ(Q(mesh, "crm", "SELECT count(*) FROM crm.events WHERE kind = 'history'"), "0");
+  auto verify = RunLethectl(mesh, {"ledger", "verify", "--public-key", mesh.lethed_pub()});
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+}
+
+// A row keyed by the subject's identity in another spelling (case, surrounding spaces) is not
+// the policy's exact match, so it stays; the receipt, `request get` and the certificate say
+// so, instead of a bare "0 remaining".
+TEST(Actions, NearMatchesAreLeftInPlaceAndReported) {
+  Mesh::Options o;
+  o.domains = {"crm"};
+  auto m = Mesh::Start(o);
+  ASSERT_TRUE(m.ok()) << m.status();
+  Mesh& mesh = **m;
+  ASSERT_TRUE(mesh.Plant(kAlice).ok());
+  ASSERT_TRUE(mesh.pg().Exec("crm", "INSERT INTO crm.people VALUES (' ALICE@Example.com', 'variant');"
+                                       "INSERT INTO crm.events (user_id, kind) VALUES (' " + kAlice.user_id +
+                                       " ', 'variant');").ok());
+
+  auto done = mesh.EraseAndWait(kAlice, kWait);
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_EQ(done->state(), v1::COMPLETED);
+  const auto* people = FindTable(*done, "crm.people");
+  const auto* notes = FindTable(*done, "crm.notes");
+  const auto* events = FindTable(*done, "crm.events");
+  ASSERT_TRUE(people && notes && events);
+  EXPECT_EQ(people->rows_affected(), 1);
+  EXPECT_EQ(people->rows_remaining(), 0);
+  EXPECT_EQ(people->rows_near_match(), 1);
+  EXPECT_EQ(notes->rows_near_match(), 0);
+  EXPECT_EQ(events->rows_near_match(), 1);
+  EXPECT_EQ(Q(mesh, "crm", "SELECT count(*) FROM crm.people WHERE name = 'variant'"), "1");
+
+  auto get = RunLethectl(mesh, {"request", "get", done->request_id()});
+  ASSERT_EQ(get.exit_code, 0) << get.output;
+  EXPECT_THAT(get.output, HasSubstr("crm.people deleted 1 (WARNING: 1 near match(es) left in place"));
+  auto cert = RunLethectl(mesh, {"request", "certificate", done->request_id(), "--out",
+                                 mesh.work_dir() + "/near-cert.json", "--public-key", mesh.lethed_pub()});
+  ASSERT_EQ(cert.exit_code, 0) << cert.output;
+  EXPECT_THAT(cert.output, HasSubstr("crm.events anonymized 3 (user_id, ip, country) (WARNING: 1 near match(es)"));
+  auto verify = RunLethectl(mesh, {"ledger", "verify", "--public-key", mesh.lethed_pub()});
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+}
+
 TEST(Actions, KeyedHashIsWrittenInEachColumnsOwnType) {
   Mesh::Options o;
   o.domains = {"analytics"};

@@ -209,6 +209,7 @@ TEST_F(SecurityTest, ForgedCompletionFailsAtLethed) {
     EXPECT_THAT(r.output, HasSubstr("PERMISSION_DENIED"));
   }
   // The command as it travels, and a receipt for exactly its bytes, signed by the attacker.
+  ASSERT_OK(WaitForRecords(mesh_->kafka_bootstrap(), kafka::CommandTopic("growth"), 1, kWait));
   auto msgs = ReadTopic(mesh_->kafka_bootstrap(), kafka::CommandTopic("growth"));
   ASSERT_TRUE(msgs.ok() && !msgs->empty());
   v1::SignedEnvelope cmd;
@@ -237,6 +238,7 @@ TEST(ReceiptIntake, EachForgeryIsRefusedAndASecondEnrolledKeyIsAccepted) {
   ASSERT_OK(mesh.Plant(kAlice));
   v1::SubmitResponse resp;
   ASSERT_TRUE(Submit(mesh.Channel("operator"), kAlice, &resp).ok());
+  ASSERT_OK(WaitForRecords(mesh.kafka_bootstrap(), kafka::CommandTopic("growth"), 1, kWait));
   auto msgs = ReadTopic(mesh.kafka_bootstrap(), kafka::CommandTopic("growth"));
   ASSERT_TRUE(msgs.ok() && !msgs->empty());
   v1::SignedEnvelope cmd;

@@ -526,8 +526,21 @@ std::vector<Case> Cases(const Pristine& p, const std::string& export_dir) {
   c.push_back({"crash: a record's last 5 bytes, alone in the last sector, unwritten", "OK", lost_end(5, 5, 0)});
   c.push_back({"crash: the same, then pre-zeroed space", "OK", lost_end(5, 5, 4096)});
   c.push_back({"crash: a record's last 7 bytes zero mid-sector, end of file", "FAILED", lost_end(100, 7, 0)});
-  c.push_back({"crash: a record's last 7 bytes zero mid-sector, then pre-zeroed space", "FAILED",
+  // A write torn at any byte (5.2's zero-end rule): zeros from inside the record on, past its
+  // end into pre-zeroed space, or at least 8 of them.
+  c.push_back({"crash: a record's last 7 bytes zero mid-sector, then pre-zeroed space", "OK",
                lost_end(100, 7, 4096)});
+  c.push_back({"crash: a record's last byte zero mid-sector, then 1 pre-zeroed byte", "OK",
+               lost_end(100, 1, 1)});
+  c.push_back({"crash: a record's last 8 bytes zero mid-sector, end of file", "OK", lost_end(100, 8, 0)});
+  c.push_back({"crash: a record torn 40 bytes in, then pre-zeroed space", "OK",
+               appended([](std::string& b, uint64_t from, uint64_t to) {
+                 std::fill(b.begin() + from + 40, b.begin() + to, '\0');
+               }, 4096)});
+  c.push_back({"crash: a record torn 3 bytes into its header, then pre-zeroed space", "OK",
+               appended([](std::string& b, uint64_t from, uint64_t to) {
+                 std::fill(b.begin() + from + 3, b.begin() + to, '\0');
+               }, 4096)});
 
   // ---- section 4: the checkpoint (ledger_test, audit_test, erasure_test)
   c.push_back({"checkpoint: missing over a non-empty log", "FAILED",

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -385,7 +386,7 @@ absl::StatusOr<std::string> Mesh::Erase(const Person& p) {
 absl::StatusOr<v1::RequestView> Mesh::WaitDone(const std::string& id, absl::Duration timeout) {
   v1::RequestView view;
   grpc::Status last;
-  WaitFor(
+  const bool done = WaitFor(
       [&] {
         grpc::ClientContext ctx;
         v1::GetRequestRequest req;
@@ -395,6 +396,17 @@ absl::StatusOr<v1::RequestView> Mesh::WaitDone(const std::string& id, absl::Dura
       },
       timeout);
   if (!last.ok()) return absl::Status(static_cast<absl::StatusCode>(last.error_code()), last.error_message());
+  if (!done) {
+    // Say what it still waits for: the domains not done, and why.
+    std::string domains;
+    for (const auto& d : view.domains())
+      absl::StrAppend(&domains, " ", d.domain(), "=", v1::DomainState_Name(d.state()),
+                      d.attempts() > 0 ? absl::StrCat(" (published ", d.attempts(), "x)") : "",
+                      d.last_rejection().empty() ? "" : " (refused: " + d.last_rejection() + ")");
+    return absl::DeadlineExceededError(absl::StrCat("request ", id.substr(0, 12), " still ",
+                                                    v1::RequestState_Name(view.state()), " after ",
+                                                    absl::FormatDuration(timeout), ";", domains));
+  }
   return view;
 }
 
@@ -403,10 +415,10 @@ absl::StatusOr<v1::RequestView> Mesh::EraseAndWait(const Person& p, absl::Durati
   return WaitDone(id, timeout);
 }
 
-absl::StatusOr<std::vector<kafka::Message>> ReadTopic(const std::string& bootstrap,
-                                                      const std::string& topic,
-                                                      absl::Duration timeout,
-                                                      absl::Duration quiet) {
+namespace {
+
+// A consumer with no group membership: partitions are assigned by hand.
+rd_kafka_t* NewReader(const std::string& bootstrap, std::string* error) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char err[512];
   const std::string group = "lethe-test-reader-" + crypto::Hex(crypto::RandomBytes(4));
@@ -414,26 +426,76 @@ absl::StatusOr<std::vector<kafka::Message>> ReadTopic(const std::string& bootstr
   rd_kafka_conf_set(conf, "group.id", group.c_str(), err, sizeof(err));
   rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err));
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-  if (rk == nullptr) return absl::InternalError(err);
-  rd_kafka_poll_set_consumer(rk);
-  // Every partition of the topic, from the beginning.
-  int partitions = 1;
+  if (rk == nullptr) *error = err;
+  return rk;
+}
+
+struct Watermarks {
+  int32_t partition;
+  int64_t low;
+  int64_t high;  // the end offset: the next record's
+};
+
+// Each partition's start and end offsets, now.
+absl::StatusOr<std::vector<Watermarks>> TopicWatermarks(rd_kafka_t* rk, const std::string& topic,
+                                                        absl::Duration timeout) {
+  const int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(timeout));
   rd_kafka_topic_t* t = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
   const rd_kafka_metadata_t* md = nullptr;
-  if (rd_kafka_metadata(rk, 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1) {
-    partitions = std::max(1, md->topics[0].partition_cnt);
-  }
-  if (md) rd_kafka_metadata_destroy(md);
+  const rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, t, &md, timeout_ms);
   rd_kafka_topic_destroy(t);
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
-  for (int p = 0; p < partitions; ++p)
-    rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return absl::UnavailableError(absl::StrCat("metadata of ", topic, ": ", rd_kafka_err2str(err)));
+  int partitions = 0;
+  if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+    partitions = md->topics[0].partition_cnt;
+  rd_kafka_metadata_destroy(md);
+  if (partitions == 0) return absl::NotFoundError(absl::StrCat("topic ", topic, " has no partitions"));
+  std::vector<Watermarks> out;
+  for (int p = 0; p < partitions; ++p) {
+    Watermarks w{p, 0, 0};
+    const rd_kafka_resp_err_t e =
+        rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &w.low, &w.high, timeout_ms);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+      return absl::UnavailableError(absl::StrCat("end offsets of ", topic, "[", p, "]: ", rd_kafka_err2str(e)));
+    out.push_back(w);
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<kafka::Message>> ReadTopic(const std::string& bootstrap,
+                                                      const std::string& topic,
+                                                      absl::Duration timeout) {
+  std::string error;
+  rd_kafka_t* rk = NewReader(bootstrap, &error);
+  if (rk == nullptr) return absl::InternalError(error);
+  const absl::Time deadline = absl::Now() + timeout;
+  auto marks = TopicWatermarks(rk, topic, timeout);
+  if (!marks.ok()) {
+    rd_kafka_destroy(rk);
+    return marks.status();
+  }
+  rd_kafka_poll_set_consumer(rk);
+  // Every partition from its start; done when each has been read up to its end offset.
+  std::map<int32_t, int64_t> want;  // partition -> end offset not yet reached
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(marks->size()));
+  for (const Watermarks& w : *marks) {
+    rd_kafka_topic_partition_list_add(list, topic.c_str(), w.partition)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    if (w.high > w.low) want[w.partition] = w.high;
+  }
   rd_kafka_assign(rk, list);
   rd_kafka_topic_partition_list_destroy(list);
   std::vector<kafka::Message> out;
-  const absl::Time deadline = absl::Now() + timeout;
-  absl::Time last = absl::Now();
-  while (absl::Now() < deadline && absl::Now() - last < quiet) {
+  absl::Status status;
+  while (!want.empty()) {
+    if (absl::Now() >= deadline) {
+      status = absl::DeadlineExceededError(absl::StrCat(
+          "read ", out.size(), " records of ", topic, " in ", absl::FormatDuration(timeout),
+          " but not up to the end offsets of ", want.size(), " partition(s)"));
+      break;
+    }
     rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 100);
     if (m == nullptr) continue;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -443,14 +505,42 @@ absl::StatusOr<std::vector<kafka::Message>> ReadTopic(const std::string& bootstr
       msg.offset = m->offset;
       if (m->key) msg.key = std::string(static_cast<const char*>(m->key), m->key_len);
       if (m->payload) msg.value = std::string(static_cast<const char*>(m->payload), m->len);
-      out.push_back(std::move(msg));
-      last = absl::Now();
+      // Records published after the end offsets were taken are left out: the read is of the
+      // topic as it was when called.
+      if (m->offset < (*marks)[m->partition].high) out.push_back(std::move(msg));
+      auto it = want.find(m->partition);
+      if (it != want.end() && m->offset + 1 >= it->second) want.erase(it);
     }
     rd_kafka_message_destroy(m);
   }
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
+  if (!status.ok()) return status;
   return out;
+}
+
+absl::Status WaitForRecords(const std::string& bootstrap, const std::string& topic, int64_t n,
+                            absl::Duration timeout) {
+  std::string error;
+  rd_kafka_t* rk = NewReader(bootstrap, &error);
+  if (rk == nullptr) return absl::InternalError(error);
+  int64_t have = 0;
+  absl::Status last;
+  const bool ok = WaitFor(
+      [&] {
+        auto marks = TopicWatermarks(rk, topic, absl::Seconds(5));
+        last = marks.status();
+        if (!marks.ok()) return false;
+        have = 0;
+        for (const Watermarks& w : *marks) have += w.high - w.low;
+        return have >= n;
+      },
+      timeout);
+  rd_kafka_destroy(rk);
+  if (ok) return absl::OkStatus();
+  return absl::DeadlineExceededError(absl::StrCat("topic ", topic, " holds ", have, " records after ",
+                                                  absl::FormatDuration(timeout), ", not ", n,
+                                                  last.ok() ? "" : "; last error: " + last.ToString()));
 }
 
 CommandResult Lethectl(std::vector<std::string> args) {

@@ -119,12 +119,17 @@ class Mesh {
   std::map<std::string, std::unique_ptr<agent::Agent>> agents_;
 };
 
-// Every record of the topic (all partitions) from the beginning, read with an assigned (not group)
-// consumer. Stops `quiet` after the last record, or at `timeout`.
+// Every record of the topic (all partitions) from the beginning up to the end offsets it has
+// when called, read with an assigned (not group) consumer; kDeadlineExceeded when they are not
+// all read within `timeout`. A record published after the call is not waited for: wait for
+// it first (WaitForRecords, or a condition of the publisher).
 absl::StatusOr<std::vector<kafka::Message>> ReadTopic(const std::string& bootstrap,
                                                       const std::string& topic,
-                                                      absl::Duration timeout = absl::Seconds(10),
-                                                      absl::Duration quiet = absl::Milliseconds(700));
+                                                      absl::Duration timeout = absl::Seconds(30));
+// Waits until the topic holds at least `n` records over all its partitions (end minus start
+// offsets); kDeadlineExceeded, saying how many it holds, at `timeout`.
+absl::Status WaitForRecords(const std::string& bootstrap, const std::string& topic, int64_t n,
+                            absl::Duration timeout);
 
 // Runs build/cli/lethectl with `args`; a command that cannot be run fails the test and
 // returns exit code -1 with the reason as output.

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -20,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "gtest/gtest.h"
 
 extern char** environ;
 
@@ -214,7 +217,12 @@ absl::StatusOr<CommandResult> RunCommand(std::vector<std::string> argv, absl::Du
   std::string what = absl::StrJoin(argv, " ");
   auto child = Subprocess::Spawn(std::move(argv), tmpl, std::move(extra_env), cwd);
   if (!child.ok()) return child.status();
-  absl::StatusOr<int> st = (*child)->Wait(timeout);
+  const absl::Duration left = TestTimeLeft();
+  absl::StatusOr<int> st = (*child)->Wait(std::min(timeout, left));
+  if (!st.ok() && left < timeout)
+    st = absl::DeadlineExceededError(absl::StrCat(
+        "stopped at the test's time budget (", absl::FormatDuration(TestTimeBudget()),
+        ", before the ctest timeout), not at its own timeout of ", absl::FormatDuration(timeout)));
   if (!st.ok()) {
     (*child)->Kill(SIGKILL);
     (void)(*child)->Wait(absl::Seconds(5));
@@ -236,13 +244,48 @@ absl::StatusOr<CommandResult> RunCommand(std::vector<std::string> argv, absl::Du
   return result;
 }
 
+absl::Duration TestTimeBudget() {
+  static const absl::Duration budget = [] {
+    const char* v = std::getenv("LETHE_TEST_BUDGET_SECONDS");
+    int64_t seconds = 240;
+    if (v != nullptr && *v != '\0') seconds = std::strtoll(v, nullptr, 10);
+    return absl::Seconds(seconds > 0 ? seconds : 240);
+  }();
+  return budget;
+}
+
+absl::Duration TestTimeLeft() {
+  const ::testing::UnitTest* unit = ::testing::UnitTest::GetInstance();
+  // A budget per process is a budget per test only when the process runs one (as ctest runs
+  // them); a binary run by hand over many tests waits as long as each wait asks.
+  if (unit == nullptr || unit->test_to_run_count() != 1 || unit->start_timestamp() == 0)
+    return absl::InfiniteDuration();
+  const absl::Time started = absl::FromUnixMillis(unit->start_timestamp());
+  return std::max(absl::ZeroDuration(), started + TestTimeBudget() - absl::Now());
+}
+
 bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
-  absl::Time deadline = absl::Now() + timeout;
+  return WaitFor(condition, timeout, WaitClock{});
+}
+
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout, const WaitClock& clock) {
+  const auto now = clock.now ? clock.now : [] { return absl::Now(); };
+  const auto sleep = clock.sleep ? clock.sleep : [](absl::Duration d) { absl::SleepFor(d); };
+  const absl::Duration left_of_test = clock.now ? absl::InfiniteDuration() : TestTimeLeft();
+  const bool capped = left_of_test < timeout;
+  const absl::Time deadline = now() + std::min(timeout, left_of_test);
   while (true) {
     if (condition()) return true;
-    absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) return false;
-    absl::SleepFor(std::min(left, absl::Milliseconds(10)));
+    absl::Duration left = deadline - now();
+    if (left <= absl::ZeroDuration()) {
+      if (capped)
+        std::fprintf(stderr,
+                     "WaitFor: gave up at the test's time budget (%s, before the ctest timeout) "
+                     "instead of waiting the %s asked for\n",
+                     absl::FormatDuration(TestTimeBudget()).c_str(), absl::FormatDuration(timeout).c_str());
+      return false;
+    }
+    sleep(std::min(left, absl::Milliseconds(10)));
   }
 }
 

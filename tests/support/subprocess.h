@@ -81,7 +81,21 @@ absl::StatusOr<CommandResult> RunCommand(std::vector<std::string> argv, absl::Du
 
 // Polls `condition` every 10 ms until it returns true or `timeout` passes; returns whether it
 // became true. The condition is always evaluated at least once, and once more at the deadline.
+// No wait outlasts the test's time budget (TestTimeLeft): a hang fails with the caller's own
+// message, and a note on stderr, before ctest's timeout kills the test without one.
 bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout);
+// The same on an injected clock (for WaitFor's own test); no test budget applies.
+struct WaitClock {
+  std::function<absl::Time()> now;
+  std::function<void(absl::Duration)> sleep;
+};
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout, const WaitClock& clock);
+
+// Every test gets a time budget, 240 s (LETHE_TEST_BUDGET_SECONDS) of ctest's 300 s timeout,
+// counted from the start of its process: WaitFor and RunCommand stop there. Infinite when the
+// process runs more than one test.
+absl::Duration TestTimeBudget();
+absl::Duration TestTimeLeft();
 
 // Reads a whole file; "" if it cannot be read.
 std::string ReadFileOrEmpty(const std::string& path);

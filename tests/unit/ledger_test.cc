@@ -658,15 +658,37 @@ TEST_F(PrezeroTest, FlippedBitInTheLastRecordIsStillCorruption) {
   EXPECT_EQ(Snapshot(dir_.path()), files);
 }
 
-TEST_F(PrezeroTest, FewZeroBytesAtARecordEndAreNotAnUnwrittenSector) {
+// The write reached the disk up to a byte inside the record (1, 7 or 300 bytes before its
+// end, mid-sector) and no further: zeros from there on, through the pre-zeroed space. A tear
+// need not fall on a sector's edge.
+TEST_F(PrezeroTest, ZerosFromTheLastByteOfTheLastRecordOnAreATear) {
   const CrashedWrite c = MakeCrashedWrite(64u << 10);
-  // Zeros in the last 7 bytes of the record: whether or not they fill the record's piece of
-  // its last sector, 7 bytes are too few to be a sector the crash kept from the disk, so the
-  // mismatch is corruption.
-  const uint64_t end = c.last.end();
+  ASSERT_NE((c.last.end() - 1) % 512, 0u);
+  Unwrite(c, c.last.end() - 1, c.last.end());
+  ExpectLastRecordCut(c);
+}
+
+TEST_F(PrezeroTest, ZerosFromSevenBytesBeforeTheLastRecordsEndOnAreATear) {
+  const CrashedWrite c = MakeCrashedWrite(64u << 10);
+  ASSERT_NE((c.last.end() - 7) % 512, 0u);
+  Unwrite(c, c.last.end() - 7, c.last.end());
+  ExpectLastRecordCut(c);
+}
+
+TEST_F(PrezeroTest, ZerosFromMidSectorInsideTheLastRecordOnAreATear) {
+  const CrashedWrite c = MakeCrashedWrite(64u << 10);
+  ASSERT_NE((c.last.end() - 300) % 512, 0u);
+  Unwrite(c, c.last.end() - 300, c.last.end());
+  ExpectLastRecordCut(c);
+}
+
+TEST_F(PrezeroTest, ZerosInsideTheLastRecordThatDoNotReachItsEndAreCorruption) {
+  const CrashedWrite c = MakeCrashedWrite(64u << 10);
+  // 7 zero bytes mid-record, its last bytes intact: no write was torn there.
+  const uint64_t at = c.last.end() - 20;
   std::string d = ReadBytes(c.segment);
   const std::string before = d;
-  std::fill(d.begin() + static_cast<std::ptrdiff_t>(end - 7), d.begin() + static_cast<std::ptrdiff_t>(end), '\0');
+  std::fill(d.begin() + static_cast<std::ptrdiff_t>(at), d.begin() + static_cast<std::ptrdiff_t>(at + 7), '\0');
   ASSERT_NE(d, before);
   WriteBytes(c.segment, d);
   auto ledger = Open();

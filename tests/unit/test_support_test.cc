@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -339,15 +340,45 @@ TEST(WaitFor, PollsUntilTrueOrTimeout) {
   std::atomic<int> calls{0};
   EXPECT_TRUE(WaitFor([&] { return ++calls >= 3; }, absl::Seconds(5)));
   EXPECT_EQ(calls.load(), 3);
+}
+
+// On an injected clock: polls every 10 ms of it, sleeping in between (never busy), once more at
+// the deadline, and gives up there.
+TEST(WaitFor, SleepsTenMillisecondsBetweenPollsAndStopsAtTheDeadline) {
+  absl::Time t = absl::FromUnixSeconds(1'000'000);
+  std::vector<absl::Duration> sleeps;
+  WaitClock clock{[&] { return t; }, [&](absl::Duration d) { sleeps.push_back(d); t += d; }};
+  int calls = 0;
+  EXPECT_FALSE(WaitFor([&] { return ++calls < 0; }, absl::Milliseconds(95), clock));
+  EXPECT_EQ(calls, 11);  // at 0, 10, ..., 90 ms, and at the deadline
+  ASSERT_EQ(sleeps.size(), 10u);
+  for (size_t i = 0; i + 1 < sleeps.size(); ++i) EXPECT_EQ(sleeps[i], absl::Milliseconds(10));
+  EXPECT_EQ(sleeps.back(), absl::Milliseconds(5));  // not past the deadline
 
   calls = 0;
-  absl::Time t0 = absl::Now();
-  EXPECT_FALSE(WaitFor([&] { return ++calls < 0; }, absl::Milliseconds(100)));
-  absl::Duration took = absl::Now() - t0;
-  EXPECT_GE(took, absl::Milliseconds(100));
-  EXPECT_LT(took, absl::Seconds(2));
-  EXPECT_GE(calls.load(), 3);   // polled repeatedly
-  EXPECT_LE(calls.load(), 12);  // about every 10 ms, not busy-waiting
+  sleeps.clear();
+  EXPECT_TRUE(WaitFor([&] { return ++calls == 4; }, absl::Seconds(5), clock));
+  EXPECT_EQ(calls, 4);
+  EXPECT_EQ(sleeps.size(), 3u);
+}
+
+// Run alone (as ctest runs each test), a test's waits end at its budget, before ctest's own
+// timeout, with a note saying so. The test runs itself, alone, with a 1 s budget: there it
+// waits for a condition that never holds, for an hour.
+TEST(WaitFor, StopsAtTheTestsTimeBudget) {
+  if (std::getenv("LETHE_TEST_BUDGET_CHILD") != nullptr) {
+    EXPECT_EQ(TestTimeBudget(), absl::Seconds(1));
+    EXPECT_FALSE(WaitFor([] { return false; }, absl::Hours(1)));
+    return;
+  }
+  const absl::Time t0 = absl::Now();
+  auto child = RunCommand({std::filesystem::read_symlink("/proc/self/exe").string(),
+                           "--gtest_filter=WaitFor.StopsAtTheTestsTimeBudget"},
+                          absl::Seconds(60), {"LETHE_TEST_BUDGET_CHILD=1", "LETHE_TEST_BUDGET_SECONDS=1"});
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ(child->exit_code, 0) << child->output;
+  EXPECT_THAT(child->output, ::testing::HasSubstr("WaitFor: gave up at the test's time budget (1s"));
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(30));
 }
 
 TEST(Tail, KeepsLastLines) {

@@ -682,6 +682,16 @@ class Record:
         return f"entry {index} ({self.seg} offset {self.offset})"
 
 
+def ends_in_zeros(data, start, end):
+    """§5.2: the bytes from some point inside the record [start, end) to the end of the file
+    are all zero, and go on past the record's end or are at least 8 (a write torn at any
+    byte, nothing later on disk)."""
+    z = len(data)
+    while z > start and data[z - 1] == 0:
+        z -= 1
+    return z < min(end, len(data)) and (len(data) > end or len(data) - z >= 8)
+
+
 def unwritten_sector(data, start, end):
     """§5.2: for some 512-byte sector the record [start, end) overlaps, the bytes from the
     record's (or the sector's) start to the sector's (or the file's) end are all zero, and are
@@ -752,6 +762,9 @@ def read_segment(path, name, first_expected, last, report):
         if bad:
             if unwritten_sector(data, pos, pos + 8 + length):
                 torn(bad + " over an unwritten sector")
+                break
+            if ends_in_zeros(data, pos, pos + 8 + length):
+                torn(bad + ", zeros from inside it to the end of the file")
                 break
             raise Failed(f"{name} offset {pos}: {bad} (corruption: no unwritten sector), entry "
                          f"{first_seq + len(records)}")

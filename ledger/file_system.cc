@@ -1,0 +1,158 @@
+#include "ledger/file_system.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "crypto/crypto.h"
+#include "crypto/status.h"
+
+namespace lethe::ledger {
+namespace {
+
+absl::Status Errno(std::string_view what, const std::string& path, int err = errno) {
+  return absl::UnavailableError(absl::StrCat(absl::string_view(what.data(), what.size()), " ",
+                                             path, ": ", std::strerror(err)));
+}
+
+class PosixFile final : public File {
+ public:
+  PosixFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  ~PosixFile() override { ::close(fd_); }
+
+  absl::Status WriteAt(uint64_t offset, std::string_view data) override {
+    for (size_t done = 0; done < data.size();) {
+      const ssize_t n = ::pwrite(fd_, data.data() + done, data.size() - done,
+                                 static_cast<off_t>(offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Errno("cannot write", path_);
+      if (n == 0) return Errno("cannot write", path_, EIO);
+      done += static_cast<size_t>(n);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadAt(uint64_t offset, size_t n, char* out) const override {
+    for (size_t done = 0; done < n;) {
+      const ssize_t r = ::pread(fd_, out + done, n - done, static_cast<off_t>(offset + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return Errno("cannot read", path_);
+      if (r == 0)
+        return absl::DataLossError(absl::StrCat(path_, " is shorter than ", offset + n, " bytes"));
+      done += static_cast<size_t>(r);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status SyncData() override {
+    if (::fdatasync(fd_) != 0) return Errno("cannot fdatasync", path_);
+    return absl::OkStatus();
+  }
+
+  absl::Status Truncate(uint64_t size) override {
+    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return Errno("cannot truncate", path_);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<uint64_t> Size() const override {
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) return Errno("cannot stat", path_);
+    return static_cast<uint64_t>(st.st_size);
+  }
+
+  const std::string& path() const override { return path_; }
+
+ private:
+  const std::string path_;
+  const int fd_;
+};
+
+class PosixFileSystem final : public FileSystem {
+ public:
+  absl::StatusOr<std::unique_ptr<File>> Open(const std::string& path, OpenMode how,
+                                             int mode) override {
+    int flags = O_CLOEXEC;
+    switch (how) {
+      case OpenMode::kWrite: flags |= O_WRONLY; break;
+      case OpenMode::kReadWrite: flags |= O_RDWR | O_NOFOLLOW; break;
+      case OpenMode::kCreateExclusive: flags |= O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW; break;
+    }
+    const int fd = ::open(path.c_str(), flags, mode);
+    if (fd < 0) {
+      if (how == OpenMode::kCreateExclusive && errno == EEXIST)
+        return absl::AlreadyExistsError(absl::StrCat("will not overwrite ", path));
+      return Errno(how == OpenMode::kCreateExclusive ? "cannot create" : "cannot open", path);
+    }
+    // umask must not widen or narrow what was asked for.
+    if (how == OpenMode::kCreateExclusive && ::fchmod(fd, static_cast<mode_t>(mode)) != 0) {
+      absl::Status s = Errno("cannot set the mode of", path);
+      ::close(fd);
+      ::unlink(path.c_str());
+      return s;
+    }
+    return std::unique_ptr<File>(new PosixFile(path, fd));
+  }
+
+  absl::Status Remove(const std::string& path) override {
+    if (::unlink(path.c_str()) != 0) return Errno("cannot remove", path);
+    return absl::OkStatus();
+  }
+
+  absl::Status Rename(const std::string& from, const std::string& to) override {
+    if (::rename(from.c_str(), to.c_str()) != 0) return Errno("cannot rename to", to);
+    return absl::OkStatus();
+  }
+
+  absl::Status TruncateFile(const std::string& path, uint64_t size) override {
+    ASSIGN_OR_RETURN(std::unique_ptr<File> f, Open(path, OpenMode::kWrite, 0));
+    RETURN_IF_ERROR(f->Truncate(size));
+    return f->SyncData();
+  }
+
+  absl::Status SyncDir(const std::string& dir) override {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return Errno("cannot open directory", dir);
+    const int rc = ::fsync(fd);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0) return Errno("cannot fsync directory", dir, err);
+    return absl::OkStatus();
+  }
+};
+
+}  // namespace
+
+FileSystem* FileSystem::Default() {
+  static PosixFileSystem* fs = new PosixFileSystem();
+  return fs;
+}
+
+absl::Status WriteFileAtomic(FileSystem& fs, const std::string& path, std::string_view data,
+                             int mode) {
+  // An unpredictable temporary name, created exclusively: a planted file or symlink at a
+  // predictable name cannot redirect the write.
+  const std::string tmp = path + ".tmp-" + crypto::Hex(crypto::RandomBytes(8));
+  {
+    ASSIGN_OR_RETURN(std::unique_ptr<File> f, fs.Open(tmp, FileSystem::OpenMode::kCreateExclusive, mode));
+    absl::Status st = f->WriteAt(0, data);
+    if (st.ok()) st = f->SyncData();
+    if (!st.ok()) {
+      f.reset();
+      (void)fs.Remove(tmp);
+      return st;
+    }
+  }
+  if (absl::Status st = fs.Rename(tmp, path); !st.ok()) {
+    (void)fs.Remove(tmp);
+    return st;
+  }
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  return fs.SyncDir(dir.empty() ? "." : dir);
+}
+
+}  // namespace lethe::ledger
