@@ -123,7 +123,7 @@ step "Enroll the agents' receipt keys in the ledger"
 "${AUDITOR[@]}" agent list
 
 step "Roles are checked before any handler runs: an auditor cannot erase, an operator cannot enroll a key"
-{ "${AUDITOR[@]}" request erase --identity email=mallory@example.com || true; } 2>&1 | sed 's/^/  /'
+{ echo email=mallory@example.com | "${AUDITOR[@]}" request erase --identities-from - || true; } 2>&1 | sed 's/^/  /'
 { "${OPERATOR[@]}" agent enroll --domain growth --public-key "$WORK/keys/growth.pub" || true; } 2>&1 | sed 's/^/  /'
 
 step "Start one lethe-agent per domain"
@@ -138,9 +138,10 @@ step "An auditor keeps today's signed checkpoint, to check later that history wa
 "${AUDITOR[@]}" ledger checkpoint --fresh --public-key "$WORK/keys/lethed.pub" --out "$WORK/kept.checkpoint"
 echo "verifier key (for standard transparency-log tools): $("${AUDITOR[@]}" ledger verifier-key)"
 
-step "Erase Alice from every domain that holds her"
-"${OPERATOR[@]}" request erase --identity email=alice@example.com --identity user_id=u-1001 \
-  --reason "Art. 17 request via support ticket 4711" --wait --timeout 2m
+step "Erase Alice from every domain that holds her (identities on standard input, never on argv)"
+printf 'email=alice@example.com\nuser_id=u-1001\n' |
+  "${OPERATOR[@]}" request erase --identities-from - \
+    --reason "Art. 17 request via support ticket 4711" --wait --timeout 2m
 ID=$("${OPERATOR[@]}" -o json request list | grep -o '"request_id": "[0-9a-f]*"' | tail -n 1 | cut -d'"' -f4)
 
 step "The request, per domain"
@@ -153,15 +154,16 @@ step "The active policy, recorded in the ledger when lethed started with --polic
 "${AUDITOR[@]}" policy show
 
 step "Consent: Carol opts in to marketing at signup, then unsubscribes"
-"${OPERATOR[@]}" consent grant --identity email=carol@example.com --purpose marketing --source signup-form-v3
-"${OPERATOR[@]}" consent withdraw --identity email=carol@example.com --purpose marketing --source unsubscribe-link
-CAROL=$("${OPERATOR[@]}" -o json consent show --identity email=carol@example.com |
+echo email=carol@example.com > "$WORK/carol.ids"
+"${OPERATOR[@]}" consent grant --identities-from "$WORK/carol.ids" --purpose marketing --source signup-form-v3
+"${OPERATOR[@]}" consent withdraw --identities-from "$WORK/carol.ids" --purpose marketing --source unsubscribe-link
+CAROL=$("${OPERATOR[@]}" -o json consent show --identities-from "$WORK/carol.ids" |
   grep -o '"erasure_request_id": "[0-9a-f]*"' | tail -n 1 | cut -d'"' -f4)
 "${OPERATOR[@]}" request watch "$CAROL" --timeout 2m >/dev/null
 echo "-- marketing is erase_on_withdrawal and processed by growth only: the erasure is scoped to growth"
 "${OPERATOR[@]}" request get "$CAROL"
 echo "-- Carol's consent, per purpose and over time (the ledger and this view hold only her token):"
-"${OPERATOR[@]}" consent show --identity email=carol@example.com
+"${OPERATOR[@]}" consent show --identities-from "$WORK/carol.ids"
 echo "-- every subject's current marketing consent:"
 "${OPERATOR[@]}" consent list --purpose marketing
 
@@ -172,14 +174,17 @@ if command -v kcat >/dev/null 2>&1; then
 fi
 
 step "Dan asks to be erased, but support only has his email: assessments is keyed by user_id"
-DAN=$("${OPERATOR[@]}" request erase --identity email=dan@example.com --reason "Art. 17 request by e-mail")
+# The id is the first line; the others show each domain's state and what assessments needs.
+echo email=dan@example.com |
+  "${OPERATOR[@]}" request erase --identities-from - --reason "Art. 17 request by e-mail" | tee "$WORK/dan.txt"
+DAN=$(head -n 1 "$WORK/dan.txt")
 "${OPERATOR[@]}" request extend "$DAN" --by 14d --reason "identity verification: user id requested from the subject"
 until "${OPERATOR[@]}" -o json request get "$DAN" | grep -q '"state": "DONE"'; do sleep 0.2; done
 "${OPERATOR[@]}" request get "$DAN"
 echo "-- overdue requests (due dates are checked against lethed's clock):"
 "${OPERATOR[@]}" request list --overdue
 echo "-- the subject confirmed his user id; the waiting domain gets its command:"
-"${OPERATOR[@]}" request add-identity "$DAN" --identity user_id=u-4004 >/dev/null
+echo user_id=u-4004 | "${OPERATOR[@]}" request add-identity "$DAN" --identities-from - >/dev/null
 "${OPERATOR[@]}" request watch "$DAN" --timeout 2m >/dev/null
 "${OPERATOR[@]}" request get "$DAN"
 show_rows
@@ -202,7 +207,7 @@ echo "-- checked offline, with lethed's public key alone:"
 $LETHECTL request certificate --verify "$WORK/certificate.json" --public-key "$WORK/keys/lethed.pub" | tail -n 1
 
 step "An inclusion proof of the completion entry (C2SP tlog-proof)"
-DONE_ENTRY=$("${OPERATOR[@]}" -o json request get "$ID" | grep -o '"completed_entry": "[0-9]*"' | cut -d'"' -f4)
+DONE_ENTRY=$("${OPERATOR[@]}" -o json request get "$ID" | grep -o '"completed_entry": [0-9]*' | grep -o '[0-9]*$')
 "${AUDITOR[@]}" ledger proof --entry "$DONE_ENTRY" --public-key "$WORK/keys/lethed.pub"
 
 step "Export the log as a static C2SP tlog-tiles tree and verify the copy offline"

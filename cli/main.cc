@@ -3,7 +3,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -11,12 +13,18 @@
 #include <map>
 #include <optional>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "cli/exit_codes.h"
+#include "cli/input.h"
+#include "cli/json.h"
 #include "crypto/crypto.h"
 #include "crypto/process.h"
 #include "crypto/seal.h"
@@ -48,14 +56,32 @@ struct Global {
   bool json() const { return output == "json"; }
 };
 
+using lethe::cli::ExitFor;
+
+// The address the commands talk to, for the messages of failed calls.
+std::string g_addr;
+
+// A local failure (a file, a flag, a check done here): the message, and the exit code of its
+// kind (an unreadable local file is not an unreachable lethed).
 int Fail(const std::string& what, const absl::Status& s) {
-  std::cerr << "lethectl " << what << ": " << absl::StatusCodeToString(s.code()) << ": "
-            << s.message() << "\n";
-  return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  std::cerr << "lethectl " << what << ": " << s.message() << "\n";
+  if (s.code() == absl::StatusCode::kUnavailable) return lethe::cli::kExitFailed;
+  return ExitFor(s.code());
 }
 
+// A call lethed answered with an error, or could not be made: the code, the message, and
+// what to do next where there is something to do.
 int FailGrpc(const std::string& what, const grpc::Status& s) {
-  return Fail(what, absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message()));
+  const auto code = static_cast<absl::StatusCode>(s.error_code());
+  std::cerr << "lethectl " << what << ": " << absl::StatusCodeToString(code) << ": "
+            << s.error_message() << "\n";
+  if (code == absl::StatusCode::kUnavailable)
+    std::cerr << "  lethed did not answer at " << g_addr
+              << ": is it running, and are --addr (LETHE_ADDR) and the certificates right?\n";
+  else if (code == absl::StatusCode::kPermissionDenied)
+    std::cerr << "  the role in your client certificate may not do this: admin activates policies "
+                 "and enrolls keys, operator submits and changes, auditor reads and verifies\n";
+  return ExitFor(code);
 }
 
 // The client certificate to present: --cert/--key, else the one client.*.crt in the certs dir.
@@ -106,6 +132,17 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(const Glob
 }
 
 std::shared_ptr<grpc::Channel> Connect(const Global& g) {
+  g_addr = g.addr;
+  // gRPC reads "localhost" as port 443: refuse an address without a port.
+  const bool has_scheme = g.addr.rfind("unix:", 0) == 0 || g.addr.rfind("dns:", 0) == 0 ||
+                          g.addr.rfind("ipv4:", 0) == 0 || g.addr.rfind("ipv6:", 0) == 0;
+  const size_t colon = g.addr.rfind(':');
+  if (!has_scheme && (colon == std::string::npos || colon + 1 == g.addr.size() ||
+                      g.addr.find_first_not_of("0123456789", colon + 1) != std::string::npos)) {
+    std::cerr << "lethectl: --addr " << g.addr.substr(0, 64)
+              << ": give HOST:PORT (lethed listens on port 7411 unless told otherwise)\n";
+    std::exit(lethe::cli::kExitUsage);
+  }
   auto creds = Credentials(g);
   if (!creds.ok()) {
     std::cerr << "lethectl: " << creds.status().message() << "\n";
@@ -124,14 +161,7 @@ std::string ActorLine(const v1::ActorView& a) {
   return out;
 }
 
-std::string Json(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.add_whitespace = true;
-  opts.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
-  return out;
-}
+std::string Json(const google::protobuf::Message& m) { return lethe::cli::ToJson(m); }
 
 std::string Time(int64_t ms) {
   if (ms == 0) return "-";
@@ -238,24 +268,60 @@ absl::StatusOr<absl::Duration> ParseTimeout(const std::string& s) {
 
 // ---- keys ---------------------------------------------------------------------------------
 
-// Parses repeated TYPE=VALUE flags into `out`.
-absl::Status ParseIdentities(const std::vector<std::string>& args,
+// The identities of repeated --identity flags and --identities-from (cli/input.h) into `out`.
+absl::Status ParseIdentities(const std::vector<std::string>& flags, const std::string& from,
                              google::protobuf::RepeatedPtrField<v1::Identity>* out) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    size_t eq = arg.find('=');
-    if (eq == std::string::npos)
-      return absl::InvalidArgumentError(absl::StrFormat("--identity #%d: expected TYPE=VALUE", i + 1));
+  ASSIGN_OR_RETURN(std::vector<std::string> args, lethe::cli::IdentityArgs(flags, from));
+  for (const std::string& arg : args) {
+    const size_t eq = arg.find('=');
     auto* id = out->Add();
     id->set_type(arg.substr(0, eq));
     id->set_value(arg.substr(eq + 1));
   }
   return absl::OkStatus();
 }
+absl::Status ParseIdentities(const std::vector<std::string>& flags,
+                             google::protobuf::RepeatedPtrField<v1::Identity>* out) {
+  return ParseIdentities(flags, "", out);
+}
 
-int KeysGenerate(const std::string& prefix) {
+int KeysGenerate(const Global& g, const std::string& prefix, bool force) {
+  // Never lose a key silently: it may sign a live ledger, whose checkpoints and commands no
+  // other key can sign. --force keeps the old pair beside the new one.
+  std::vector<std::string> kept;
+  for (const char* ext : {".key", ".pub"}) {
+    const std::string path = prefix + ext;
+    std::error_code ec;
+    if (!std::filesystem::exists(std::filesystem::symlink_status(path, ec))) continue;
+    if (!force)
+      return Fail("keys generate",
+                  absl::AlreadyExistsError(
+                      path + " exists; keys generate never replaces a key (it may sign a live "
+                             "ledger or receipts). Use another --out, or --force to replace the "
+                             "pair, keeping the old files as " + prefix + ext + ".bak-<time>"));
+    const std::string backup =
+        path + ".bak-" + absl::FormatTime("%Y%m%dT%H%M%SZ", absl::Now(), absl::UTCTimeZone());
+    if (std::filesystem::exists(backup, ec))
+      return Fail("keys generate", absl::AlreadyExistsError(backup + " exists; try again in a second"));
+    std::filesystem::rename(path, backup, ec);
+    if (ec) return Fail("keys generate", absl::UnavailableError("cannot move " + path + " to " + backup + ": " + ec.message()));
+    kept.push_back(backup);
+  }
+  std::error_code ec;
+  const auto parent = std::filesystem::path(prefix).parent_path();
+  if (!parent.empty() && !std::filesystem::is_directory(parent, ec))
+    return Fail("keys generate", absl::NotFoundError("directory " + parent.string() +
+                                                     " does not exist; create it first (mkdir -p " +
+                                                     parent.string() + ")"));
   auto key_id = lethe::crypto::GenerateKeyFiles(prefix);
   if (!key_id.ok()) return Fail("keys generate", key_id.status());
+  if (g.json()) {
+    nlohmann::json j = {{"key", prefix + ".key"}, {"pub", prefix + ".pub"}, {"key_id", *key_id},
+                        {"backups", kept}};
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  for (const auto& b : kept) std::cout << "kept the old " << b << "\n";
   std::cout << "wrote " << prefix << ".key (private, mode 0600) and " << prefix
             << ".pub: an Ed25519 signing key (key id " << *key_id
             << ") and an X25519 key that commands are sealed to\n";
@@ -331,7 +397,51 @@ int AgentList(const Global& g) {
 
 // ---- requests -----------------------------------------------------------------------------
 
+// What an operator must do for an open request: for each domain that lacks an identity type
+// (NEEDS_IDENTITY) or refused its command for policy drift, the step that unblocks it. With
+// `only_when_stuck`, "" while some other domain may still answer.
+std::string NextStep(const v1::RequestView& v, bool only_when_stuck = true) {
+  if (v.state() != v1::IN_PROGRESS) return "";
+  std::vector<std::string> steps;
+  bool waiting = false;
+  for (const auto& d : v.domains()) {
+    if (d.state() == v1::NEEDS_IDENTITY) {
+      std::vector<std::string> flags;
+      for (const auto& t : d.needed_identity_types()) flags.push_back("--identity " + t + "=...");
+      steps.push_back(absl::StrFormat("domain %s needs %s: lethectl request add-identity %s %s",
+                                      d.domain(), absl::StrJoin(d.needed_identity_types(), " and "),
+                                      v.request_id(), absl::StrJoin(flags, " ")));
+    } else if (d.state() == v1::PENDING && !d.last_rejection().empty()) {
+      steps.push_back(absl::StrFormat(
+          "domain %s refused its command: %s (deploy the active policy, `lethectl policy show --yaml`, "
+          "to its agent)", d.domain(), d.last_rejection()));
+    } else if (d.state() == v1::PENDING) {
+      waiting = true;
+    }
+  }
+  return waiting && only_when_stuck ? "" : absl::StrJoin(steps, "\n");
+}
+
+// Set while --wait follows a recorded request: Ctrl-C then says how to follow it again.
+char g_interrupt_note[256];
+void OnInterrupt(int) {
+  const ssize_t n = static_cast<ssize_t>(std::strlen(g_interrupt_note));
+  if (n > 0) (void)!::write(2, g_interrupt_note, static_cast<size_t>(n));
+  ::_exit(130);
+}
+void NoteOnInterrupt(const std::string& id) {
+  std::snprintf(g_interrupt_note, sizeof(g_interrupt_note),
+                "\nlethectl: stopped following; request %s is recorded and goes on. Follow it "
+                "with: lethectl request watch %s\n",
+                id.c_str(), id.c_str());
+  ::signal(SIGINT, OnInterrupt);
+  ::signal(SIGTERM, OnInterrupt);
+}
+
 int Watch(const Global& g, const std::string& id, absl::Duration timeout) {
+  // Progress lines appear as they happen, also through a pipe (| tee).
+  std::cout.setf(std::ios::unitbuf);
+  NoteOnInterrupt(id);
   auto stub = v1::SubjectRequests::NewStub(Connect(g));
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -352,6 +462,15 @@ int Watch(const Global& g, const std::string& id, absl::Duration timeout) {
     last = view;
     any = true;
     if (view.state() != v1::IN_PROGRESS) break;
+    if (const std::string next = NextStep(view); !next.empty()) {
+      // Nothing will change until someone acts: say what, and stop waiting.
+      ctx.TryCancel();
+      if (g.json()) std::cout << Json(view);
+      std::cerr << "lethectl: request " << id << " cannot progress until an operator acts:\n"
+                << next << "\n";
+      (void)reader->Finish();
+      return lethe::cli::kExitNeedsOperator;
+    }
   }
   grpc::Status s = reader->Finish();
   if (any && last.state() != v1::IN_PROGRESS) {
@@ -361,25 +480,31 @@ int Watch(const Global& g, const std::string& id, absl::Duration timeout) {
       std::cout << "request " << id << " " << StateName(last.state()) << " at "
                 << Time(last.completed_unix_ms()) << "\n";
     }
-    return last.state() == v1::COMPLETED ? 0 : 1;
+    return last.state() == v1::COMPLETED ? 0 : lethe::cli::kExitFailed;
   }
   if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     std::cerr << "lethectl: timed out after " << absl::FormatDuration(timeout)
               << " waiting for request " << id << " (still IN_PROGRESS)\n";
     if (g.json() && any) std::cout << Json(last);
-    return 3;
+    return lethe::cli::kExitTimeout;
   }
+  if (any && s.error_code() != grpc::StatusCode::OK)
+    std::cerr << "lethectl: the watch of request " << id
+              << " was cut off; it goes on: lethectl request watch " << id << "\n";
   return FailGrpc("request watch", s);
 }
 
 int RequestErase(const Global& g, const std::vector<std::string>& identities,
-                 const std::string& reason, bool wait, const std::string& timeout_text) {
+                 const std::string& identities_from, const std::string& reason,
+                 const std::string& reason_from, bool wait, const std::string& timeout_text) {
   auto timeout = ParseTimeout(timeout_text);
   if (!timeout.ok()) return Fail("request erase", timeout.status());
   v1::SubmitRequest req;
-  if (absl::Status st = ParseIdentities(identities, req.mutable_identities()); !st.ok())
+  if (absl::Status st = ParseIdentities(identities, identities_from, req.mutable_identities()); !st.ok())
     return Fail("request erase", st);
-  req.set_reason(reason);
+  auto reason_text = lethe::cli::ReasonText(reason, reason_from);
+  if (!reason_text.ok()) return Fail("request erase", reason_text.status());
+  req.set_reason(*reason_text);
   auto stub = v1::SubjectRequests::NewStub(Connect(g));
   v1::SubmitResponse resp;
   grpc::ClientContext ctx;
@@ -390,7 +515,11 @@ int RequestErase(const Global& g, const std::vector<std::string>& identities,
     if (g.json()) {
       std::cout << Json(resp.request());
     } else {
+      // The id first (scripts take the first line), then where each domain starts.
       std::cout << resp.request_id() << "\n";
+      for (const auto& d : resp.request().domains()) std::cout << DomainLine(d) << "\n";
+      if (const std::string next = NextStep(resp.request(), /*only_when_stuck=*/false); !next.empty())
+        std::cout << "needs an operator:\n" << next << "\n";
     }
     return 0;
   }
@@ -447,10 +576,10 @@ int RequestExtend(const Global& g, const std::string& id, const std::string& by,
 }
 
 int RequestAddIdentity(const Global& g, const std::string& id,
-                       const std::vector<std::string>& identities) {
+                       const std::vector<std::string>& identities, const std::string& identities_from) {
   v1::AddIdentitiesRequest req;
   req.set_request_id(id);
-  if (absl::Status st = ParseIdentities(identities, req.mutable_identities()); !st.ok())
+  if (absl::Status st = ParseIdentities(identities, identities_from, req.mutable_identities()); !st.ok())
     return Fail("request add-identity", st);
   auto stub = v1::SubjectRequests::NewStub(Connect(g));
   v1::RequestView resp;
@@ -1352,16 +1481,22 @@ const char* ConsentName(v1::ConsentStatus s) {
   return s == v1::GRANTED ? "GRANTED" : s == v1::WITHDRAWN ? "WITHDRAWN" : "UNKNOWN";
 }
 
-absl::StatusOr<v1::Identity> OneIdentity(const std::string& arg) {
+// Exactly one identity, from --identity or --identities-from.
+absl::StatusOr<v1::Identity> OneIdentity(const std::string& arg, const std::string& from) {
   google::protobuf::RepeatedPtrField<v1::Identity> ids;
-  RETURN_IF_ERROR(ParseIdentities({arg}, &ids));
+  std::vector<std::string> flags;
+  if (!arg.empty()) flags.push_back(arg);
+  RETURN_IF_ERROR(ParseIdentities(flags, from, &ids));
+  if (ids.size() != 1)
+    return absl::InvalidArgumentError(absl::StrCat("consent is per identity: give exactly one, not ", ids.size()));
   return ids[0];
 }
 
 int ConsentChange(const Global& g, v1::ConsentStatus status, const std::string& identity,
-                  const std::string& purpose, const std::string& source) {
+                  const std::string& identities_from, const std::string& purpose,
+                  const std::string& source) {
   const std::string what = status == v1::GRANTED ? "consent grant" : "consent withdraw";
-  auto id = OneIdentity(identity);
+  auto id = OneIdentity(identity, identities_from);
   if (!id.ok()) return Fail(what, id.status());
   v1::ChangeConsentRequest req;
   *req.mutable_identity() = *id;
@@ -1393,8 +1528,8 @@ std::string ConsentLine(const v1::ConsentRecordView& c) {
                          c.erasure_request_id().empty() ? "" : "  -> erasure " + c.erasure_request_id());
 }
 
-int ConsentShow(const Global& g, const std::string& identity) {
-  auto id = OneIdentity(identity);
+int ConsentShow(const Global& g, const std::string& identity, const std::string& identities_from) {
+  auto id = OneIdentity(identity, identities_from);
   if (!id.ok()) return Fail("consent show", id.status());
   v1::ShowConsentRequest req;
   *req.mutable_identity() = *id;
@@ -1448,6 +1583,95 @@ int ConsentList(const Global& g, const std::string& purpose, const std::string& 
   return 0;
 }
 
+constexpr char kVersion[] = "0.9.0";
+
+// The names of `app`'s subcommands.
+std::vector<std::string> CommandNames(const CLI::App& app) {
+  std::vector<std::string> out;
+  for (const CLI::App* sub : app.get_subcommands({})) out.push_back(sub->get_name());
+  return out;
+}
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+// Walks the command words of argv (skipping global flags and their values): at the first word
+// that is not a command of its level, prints "unknown command" with the nearest one and
+// returns the usage exit code. `help` prints the help of the level it is at.
+std::optional<int> UnknownCommand(CLI::App& app, int argc, char** argv) {
+  static const std::vector<std::string> kValued = {"--addr", "-o", "--output", "--certs-dir", "--cert", "--key"};
+  CLI::App* level = &app;
+  std::string path = "lethectl";
+  for (int i = 1; i < argc; ++i) {
+    const std::string w = argv[i];
+    if (w == "--") break;
+    if (!w.empty() && w[0] == '-') {
+      if (std::find(kValued.begin(), kValued.end(), w) != kValued.end()) ++i;
+      continue;
+    }
+    const std::vector<std::string> names = CommandNames(*level);
+    if (names.empty()) return std::nullopt;  // a leaf: the rest are its arguments
+    if (w == "help") {
+      std::cout << level->help();
+      return 0;
+    }
+    if (std::find(names.begin(), names.end(), w) != names.end()) {
+      level = level->get_subcommand(w);
+      path += " " + w;
+      continue;
+    }
+    std::string best;
+    size_t best_d = 3;  // suggest only what is close
+    for (const auto& n : names) {
+      const size_t d = EditDistance(w, n);
+      if (d < best_d) best_d = d, best = n;
+    }
+    std::cerr << path << ": unknown command \"" << w << "\"";
+    if (!best.empty()) std::cerr << "; did you mean \"" << best << "\"?";
+    std::cerr << "\n  commands: " << absl::StrJoin(names, ", ") << "\n  see: " << path << " --help\n";
+    return lethe::cli::kExitUsage;
+  }
+  return std::nullopt;
+}
+
+// A completion script for bash or zsh (through bashcompinit): command words per level, and
+// the flags of the deepest command given.
+int PrintCompletion(const CLI::App& app, const std::string& shell) {
+  std::string cases;
+  std::function<void(const CLI::App&, const std::string&)> walk = [&](const CLI::App& a, const std::string& key) {
+    std::vector<std::string> words = CommandNames(a);
+    for (const CLI::Option* o : a.get_options({}))
+      for (const auto& n : o->get_lnames()) words.push_back("--" + n);
+    absl::StrAppend(&cases, "    \"", key, "\") words=\"", absl::StrJoin(words, " "), "\" ;;\n");
+    for (const CLI::App* sub : a.get_subcommands({}))
+      walk(*sub, key.empty() ? sub->get_name() : key + " " + sub->get_name());
+  };
+  walk(app, "");
+  std::cout << (shell == "zsh" ? "autoload -U +X bashcompinit && bashcompinit\n" : "")
+            << "_lethectl() {\n"
+               "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" key=\"\" w words\n"
+               "  for w in \"${COMP_WORDS[@]:1:COMP_CWORD-1}\"; do\n"
+               "    case \"$w\" in -*) ;; *) key=\"${key:+$key }$w\" ;; esac\n"
+               "  done\n"
+               "  case \"$key\" in\n"
+            << cases
+            << "    *) words=\"\" ;;\n"
+               "  esac\n"
+               "  COMPREPLY=( $(compgen -W \"$words\" -- \"$cur\") )\n"
+               "}\n"
+               "complete -o default -F _lethectl lethectl\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1458,7 +1682,7 @@ int main(int argc, char** argv) {
   if (const char* v = std::getenv("LETHE_CERTS_DIR")) g.certs_dir = v;
   if (const char* v = std::getenv("LETHE_CERT")) g.cert = v;
   if (const char* v = std::getenv("LETHE_KEY")) g.key = v;
-  CLI::App app{"lethectl: submit and track data-subject requests; verify the Lethe ledger"};
+  CLI::App app{"lethectl: submit and track data-subject requests; verify the Lethe ledger", "lethectl"};
   app.require_subcommand(1);
   // Global flags may follow the subcommand too: `lethectl consent list --purpose p -o json`.
   app.fallthrough();
@@ -1521,9 +1745,11 @@ int main(int argc, char** argv) {
 
   auto* keys = app.add_subcommand("keys", "Ed25519 key pairs")->require_subcommand(1);
   std::string prefix;
-  auto* keygen = keys->add_subcommand("generate", "write PREFIX.key (0600) and PREFIX.pub");
+  bool force = false;
+  auto* keygen = keys->add_subcommand("generate", "write PREFIX.key (0600) and PREFIX.pub; never replaces a key");
   keygen->add_option("--out", prefix, "file prefix")->required();
-  keygen->callback([&] { rc = KeysGenerate(prefix); });
+  keygen->add_flag("--force", force, "replace an existing pair, keeping it as PREFIX.key.bak-<time> and .pub.bak-<time>");
+  keygen->callback([&] { rc = KeysGenerate(g, prefix, force); });
 
   auto* agent = app.add_subcommand("agent", "agent keys")->require_subcommand(1);
   std::string domain, pub;
@@ -1542,15 +1768,19 @@ int main(int argc, char** argv) {
 
   auto* request = app.add_subcommand("request", "data-subject requests")->require_subcommand(1);
   std::vector<std::string> identities;
+  std::string identities_from, reason_from;
   std::string reason, timeout = "5m", id;
   bool wait = false;
   auto* erase = request->add_subcommand("erase", "erase a person from every domain that holds them");
-  erase->add_option("--identity", identities, "TYPE=VALUE, repeatable")->required();
+  erase->add_option("--identity", identities, "TYPE=VALUE, repeatable (seen by ps and shell history: prefer --identities-from)");
+  erase->add_option("--identities-from", identities_from, "FILE, or - for standard input: one TYPE=VALUE a line");
   erase->add_option("--reason", reason, "why (kept encrypted, shredded on completion)");
-  erase->add_flag("--wait", wait, "follow progress until the request completes");
+  erase->add_option("--reason-from", reason_from, "FILE, or - for standard input: the reason");
+  erase->add_flag("--wait", wait, "follow progress until the request completes (exit 4 at once if it needs an operator)");
   erase->add_option("--timeout", timeout, "with --wait: give up after this long (e.g. 90s, 5m)")
       ->capture_default_str();
-  erase->callback([&] { rc = RequestErase(g, identities, reason, wait, timeout); });
+  erase->footer("Example:\n  printf 'email=alice@example.com\\nuser_id=73310042\\n' | lethectl request erase --identities-from - --wait");
+  erase->callback([&] { rc = RequestErase(g, identities, identities_from, reason, reason_from, wait, timeout); });
   auto* get = request->add_subcommand("get", "show one request, per domain");
   get->add_option("id", id, "request id")->required();
   get->callback([&] { rc = RequestGet(g, id); });
@@ -1563,14 +1793,20 @@ int main(int argc, char** argv) {
       "extend", "move an open request's due date (GDPR Art. 12(3); capped by deadlines.max_extension)");
   extend->add_option("id", id, "request id")->required();
   extend->add_option("--by", by, "how much longer: <n>h, <n>d or <n>w")->required();
-  extend->add_option("--reason", reason, "why (required; kept encrypted, shredded with the request)")
-      ->required();
-  extend->callback([&] { rc = RequestExtend(g, id, by, reason); });
+  extend->add_option("--reason", reason, "why (kept encrypted, shredded with the request); this or --reason-from is required");
+  extend->add_option("--reason-from", reason_from, "FILE, or - for standard input: the reason");
+  extend->footer("Example:\n  lethectl request extend 3f2a... --by 14d --reason-from reason.txt");
+  extend->callback([&] {
+    auto text = lethe::cli::ReasonText(reason, reason_from);
+    if (text.ok() && text->empty()) text = absl::InvalidArgumentError("give --reason TEXT or --reason-from FILE|-");
+    rc = text.ok() ? RequestExtend(g, id, by, *text) : Fail("request extend", text.status());
+  });
   auto* add_id = request->add_subcommand(
       "add-identity", "give an open request an identity type a waiting domain is keyed by");
   add_id->add_option("id", id, "request id")->required();
-  add_id->add_option("--identity", identities, "TYPE=VALUE, repeatable")->required();
-  add_id->callback([&] { rc = RequestAddIdentity(g, id, identities); });
+  add_id->add_option("--identity", identities, "TYPE=VALUE, repeatable");
+  add_id->add_option("--identities-from", identities_from, "FILE, or - for standard input: one TYPE=VALUE a line");
+  add_id->callback([&] { rc = RequestAddIdentity(g, id, identities, identities_from); });
   std::string cert_verify, cert_out, cert_key;
   auto* cert = request->add_subcommand(
       "certificate", "an erasure certificate: the request's entries with inclusion proofs");
@@ -1579,7 +1815,11 @@ int main(int argc, char** argv) {
   cert->add_option("--verify", cert_verify, "check a certificate file offline");
   cert->add_option("--public-key", cert_key, "lethed's public key (PEM)");
   cert->callback([&] {
-    if (!cert_verify.empty()) {
+    if (!cert_verify.empty() && (!id.empty() || !cert_out.empty())) {
+      rc = Fail("request certificate",
+                absl::InvalidArgumentError("--verify FILE checks a certificate offline: it takes no "
+                                           "request id and no --out"));
+    } else if (!cert_verify.empty()) {
       rc = RequestCertificateVerify(g, cert_verify, cert_key);
     } else if (id.empty()) {
       rc = Fail("request certificate", absl::InvalidArgumentError("give a request id or --verify FILE"));
@@ -1615,10 +1855,23 @@ int main(int argc, char** argv) {
                    "accept entries holding protobuf fields proto/lethe/v1 does not define "
                    "(counted); by default they fail, since they could carry anything");
   verify->callback([&] {
+    if (!dir.empty() && !bundle.empty()) {
+      rc = Fail("ledger verify", absl::InvalidArgumentError(
+                                     "--dir (a data directory) and --bundle (an export) are two ways "
+                                     "to verify offline: give one"));
+      return;
+    }
     if ((!dir.empty() || !bundle.empty()) && key.empty()) {
       rc = Fail("ledger verify", absl::InvalidArgumentError("--dir and --bundle need --public-key"));
       return;
     }
+    // Say which it is: an auditor must know whether the server was trusted with any of it.
+    (g.json() ? std::cerr : std::cout)
+        << "ledger verify: "
+        << (!bundle.empty() ? "offline, from the export in " + bundle + " (no server contacted)"
+            : !dir.empty()  ? "offline, from the files in " + dir + " (no server contacted)"
+                            : "online, through lethed at " + g.addr)
+        << "\n";
     if (!bundle.empty()) {
       rc = LedgerVerifyBundle(g, bundle, key, since);
     } else if (!dir.empty()) {
@@ -1682,24 +1935,56 @@ int main(int argc, char** argv) {
     auto* c = consent->add_subcommand(verb, grant ? "record that a person granted consent for a purpose"
                                                   : "record a withdrawal; plans an erasure when the "
                                                     "purpose is marked erase_on_withdrawal");
-    c->add_option("--identity", identity, "TYPE=VALUE")->required();
+    c->add_option("--identity", identity, "TYPE=VALUE (or --identities-from)");
+    c->add_option("--identities-from", identities_from, "FILE, or - for standard input: one TYPE=VALUE line");
     c->add_option("--purpose", purpose, "a purpose of the active policy")->required();
     c->add_option("--source", source,
                   "where the change came from, e.g. signup-form-v3 (recorded in the ledger: "
                   "no personal data)")->required();
     c->callback([&, grant] {
-      rc = ConsentChange(g, grant ? v1::GRANTED : v1::WITHDRAWN, identity, purpose, source);
+      rc = ConsentChange(g, grant ? v1::GRANTED : v1::WITHDRAWN, identity, identities_from, purpose, source);
     });
   }
   auto* cshow = consent->add_subcommand("show", "current consent per purpose and the history of one identity");
-  cshow->add_option("--identity", identity, "TYPE=VALUE")->required();
-  cshow->callback([&] { rc = ConsentShow(g, identity); });
+  cshow->add_option("--identity", identity, "TYPE=VALUE (or --identities-from)");
+  cshow->add_option("--identities-from", identities_from, "FILE, or - for standard input: one TYPE=VALUE line");
+  cshow->callback([&] { rc = ConsentShow(g, identity, identities_from); });
   auto* clist = consent->add_subcommand("list", "current consent of every subject for one purpose");
   clist->add_option("--purpose", purpose, "purpose")->required();
   clist->add_option("--status", status_filter, "only granted or withdrawn")
       ->check(CLI::IsMember({"granted", "withdrawn"}));
   clist->callback([&] { rc = ConsentList(g, purpose, status_filter); });
 
-  CLI11_PARSE(app, argc, argv);
+  // `version`, and shell completion generated from the commands defined above.
+  app.add_subcommand("version", "print lethectl's version")->callback([&] {
+    std::cout << "lethectl " << kVersion << "\n";
+    rc = 0;
+  });
+  std::string shell;
+  auto* completion = app.add_subcommand("completion", "print a completion script: source <(lethectl completion bash)");
+  completion->add_option("shell", shell, "bash or zsh")->required()->check(CLI::IsMember({"bash", "zsh"}));
+  completion->callback([&] { rc = PrintCompletion(app, shell); });
+  app.set_version_flag("--version", std::string("lethectl ") + kVersion);
+
+  // Every command's --help ends with the global flags and the exit codes.
+  const std::string footer = absl::StrCat(
+      "Global flags (before or after the command): --addr HOST:PORT (LETHE_ADDR), -o text|json, "
+      "--certs-dir DIR (LETHE_CERTS_DIR), --cert FILE --key FILE, --insecure\n\n",
+      lethe::cli::kExitCodesHelp);
+  std::function<void(CLI::App*)> add_footer = [&](CLI::App* a) {
+    a->footer(a->get_footer().empty() ? footer : a->get_footer() + "\n\n" + footer);
+    for (CLI::App* sub : a->get_subcommands({})) add_footer(sub);
+  };
+  add_footer(&app);
+
+  // A command word that is not one: say so, with the nearest command, instead of CLI11's
+  // "A subcommand is required".
+  if (std::optional<int> r = UnknownCommand(app, argc, argv)) return *r;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : lethe::cli::kExitUsage;
+  }
   return rc;
 }

@@ -91,7 +91,7 @@ TEST_F(SecurityTest, PlaintextClientIsRefused) {
   EXPECT_EQ(cli.exit_code, 2) << cli.output;
   EXPECT_THAT(cli.output, HasSubstr("--certs-dir"));
   auto insecure = Lethectl({"--addr", mesh_->addr(), "--insecure", "request", "list"});
-  EXPECT_EQ(insecure.exit_code, 1) << insecure.output;
+  EXPECT_EQ(insecure.exit_code, 6) << insecure.output;  // no lethed answers in plaintext
 }
 
 TEST_F(SecurityTest, CertificateFromAnotherCaIsRefused) {
@@ -144,17 +144,17 @@ TEST_F(SecurityTest, EachRoleMayCallOnlyItsMethods) {
   }
   auto enroll = RunLethectlAs(*mesh_, "operator",
                               {"agent", "enroll", "--domain", "growth", "--public-key", mesh_->agent_pub("growth")});
-  EXPECT_EQ(enroll.exit_code, 1);
+  EXPECT_EQ(enroll.exit_code, 7);
   EXPECT_THAT(enroll.output, HasSubstr("PERMISSION_DENIED"));
   auto activate = RunLethectlAs(*mesh_, "operator", {"policy", "activate", mesh_->policy_path()});
-  EXPECT_EQ(activate.exit_code, 1);
+  EXPECT_EQ(activate.exit_code, 7);
   EXPECT_THAT(activate.output, HasSubstr("needs role admin"));
   // An operator cannot read the ledger; an auditor can.
-  EXPECT_EQ(RunLethectlAs(*mesh_, "operator", {"ledger", "checkpoint"}).exit_code, 1);
+  EXPECT_EQ(RunLethectlAs(*mesh_, "operator", {"ledger", "checkpoint"}).exit_code, 7);
   EXPECT_EQ(RunLethectlAs(*mesh_, "auditor", {"ledger", "checkpoint"}).exit_code, 0);
   // Consent (and with it the keyed token of an identity) is an operator's only.
   auto show = RunLethectlAs(*mesh_, "auditor", {"consent", "show", "--identity", "email=" + kAlice.email});
-  EXPECT_EQ(show.exit_code, 1);
+  EXPECT_EQ(show.exit_code, 7);
   EXPECT_THAT(show.output, HasSubstr("/lethe.v1.Consent/Show needs role operator"));
   EXPECT_EQ(mesh_->lethed().ledger().size(), size) << "a refused call recorded something";
 }
@@ -205,7 +205,7 @@ TEST_F(SecurityTest, ForgedCompletionFailsAtLethed) {
   auto attacker = crypto::Ed25519PrivateKey::LoadFile(prefix + ".key").value();
   for (const char* role : {"operator", "auditor"}) {
     auto r = RunLethectlAs(*mesh_, role, {"agent", "enroll", "--domain", "growth", "--public-key", pub});
-    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_EQ(r.exit_code, 7) << r.output;
     EXPECT_THAT(r.output, HasSubstr("PERMISSION_DENIED"));
   }
   // The command as it travels, and a receipt for exactly its bytes, signed by the attacker.
@@ -227,7 +227,8 @@ TEST_F(SecurityTest, ForgedCompletionFailsAtLethed) {
 // Each check of lethed's receipt intake (RequestManager::RecordReceipt) on its own: a receipt
 // for growth's open command that breaks exactly one of them is refused, counted, and changes
 // nothing; then a receipt signed by a second key enrolled for growth is growth's answer. (The
-// request erases by email only, so assessments, keyed by user_id, waits for an identity.)
+// request erases by email only, so assessments, keyed by user_id, waits for an identity. A
+// second open request, Bob's, is there to be named by a forgery.)
 TEST(ReceiptIntake, EachForgeryIsRefusedAndASecondEnrolledKeyIsAccepted) {
   Mesh::Options o;
   o.domains = {"assessments", "growth"};
@@ -248,6 +249,9 @@ TEST(ReceiptIntake, EachForgeryIsRefusedAndASecondEnrolledKeyIsAccepted) {
   const std::string digest = crypto::Sha256(cmd.body());
   auto growth_key = crypto::Ed25519PrivateKey::LoadFile(mesh.agent_key("growth")).value();
   auto assessments_key = crypto::Ed25519PrivateKey::LoadFile(mesh.agent_key("assessments")).value();
+  auto attacker = crypto::Ed25519PrivateKey::Generate().value();
+  v1::SubmitResponse bobs;
+  ASSERT_TRUE(Submit(mesh.Channel("operator"), kBob, &bobs).ok());
 
   auto valid = [&] {
     v1::Receipt r;
@@ -261,15 +265,18 @@ TEST(ReceiptIntake, EachForgeryIsRefusedAndASecondEnrolledKeyIsAccepted) {
   };
   auto producer = kafka::Producer::Create(mesh.kafka_bootstrap());
   ASSERT_OK(producer);
-  auto send = [&](const v1::Receipt& r, const crypto::Ed25519PrivateKey& signer) {
-    ASSERT_OK((*producer)->ProduceSync(kafka::kReceiptTopic, std::nullopt,
-                                       SignEnvelope(kReceiptType, r.SerializeAsString(), signer)
-                                           .SerializeAsString()));
+  // `key_id`, when set, replaces the signer's key id in the envelope.
+  auto send = [&](const v1::Receipt& r, const crypto::Ed25519PrivateKey& signer,
+                  const std::string& key_id = "") {
+    v1::SignedEnvelope env = SignEnvelope(kReceiptType, r.SerializeAsString(), signer);
+    if (!key_id.empty()) env.set_key_id(key_id);
+    ASSERT_OK((*producer)->ProduceSync(kafka::kReceiptTopic, std::nullopt, env.SerializeAsString()));
   };
   struct Forgery {
     const char* what;
     std::function<v1::Receipt()> receipt;
     const crypto::Ed25519PrivateKey* signer;
+    std::string key_id = {};  // the key id the envelope claims, when not the signer's
   };
   const std::vector<Forgery> forgeries = {
       {"signed by another domain's enrolled key", valid, &assessments_key},
@@ -281,17 +288,22 @@ TEST(ReceiptIntake, EachForgeryIsRefusedAndASecondEnrolledKeyIsAccepted) {
        &assessments_key},
       {"COMPLETED without the zero-remaining check",
        [&] { auto r = valid(); r.set_verified_zero_remaining(false); return r; }, &growth_key},
+      {"naming another open request than its command's",
+       [&] { auto r = valid(); r.set_request_id(bobs.request_id()); return r; }, &growth_key},
+      {"claiming growth's enrolled key, signed by another", valid, &attacker,
+       growth_key.public_key().KeyId()},
   };
   const auto& counters = mesh.lethed().manager().receipt_counters();
   const uint64_t entries = mesh.lethed().ledger().size();
   for (const Forgery& f : forgeries) {
     SCOPED_TRACE(f.what);
     const uint64_t rejected = counters.rejected.load();
-    send(f.receipt(), *f.signer);
+    send(f.receipt(), *f.signer, f.key_id);
     ASSERT_TRUE(WaitFor([&] { return counters.rejected.load() > rejected; }, kWait));
     EXPECT_EQ(counters.rejected.load(), rejected + 1);
     EXPECT_EQ(mesh.lethed().ledger().size(), entries);
     EXPECT_EQ(mesh.lethed().store().Get(resp.request_id())->state, v1::IN_PROGRESS);
+    EXPECT_EQ(mesh.lethed().store().Get(bobs.request_id())->state, v1::IN_PROGRESS);
   }
   EXPECT_EQ(*mesh.Rows("growth", kAlice), 3);
 
