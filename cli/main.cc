@@ -1151,7 +1151,8 @@ int LedgerVerifierKey(const Global& g, const std::string& pub_path, const std::s
   if (!pub_path.empty()) {  // offline
     auto key = lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
     if (!key.ok()) return Fail("ledger verifier-key", key.status());
-    std::cout << lethe::ledger::VerifierKey(origin.empty() ? lethe::ledger::kDefaultOrigin : origin, *key) << "\n";
+    const std::string vkey = lethe::ledger::VerifierKey(origin.empty() ? lethe::ledger::kDefaultOrigin : origin, *key);
+    std::cout << (g.json() ? nlohmann::json{{"verifier_key", vkey}}.dump(2) : vkey) << "\n";
     return 0;
   }
   auto view = FetchCheckpoint(g, false);
@@ -1159,7 +1160,8 @@ int LedgerVerifierKey(const Global& g, const std::string& pub_path, const std::s
   auto key = lethe::crypto::Ed25519PublicKey::FromPem(view->public_key_pem());
   auto cp = lethe::ledger::ParseCheckpointUnverified(view->checkpoint());
   if (!key.ok() || !cp.ok()) return Fail("ledger verifier-key", absl::InternalError("bad server answer"));
-  std::cout << lethe::ledger::VerifierKey(origin.empty() ? cp->origin : origin, *key) << "\n";
+  const std::string vkey = lethe::ledger::VerifierKey(origin.empty() ? cp->origin : origin, *key);
+  std::cout << (g.json() ? nlohmann::json{{"verifier_key", vkey}}.dump(2) : vkey) << "\n";
   return 0;
 }
 
@@ -1183,9 +1185,22 @@ int LedgerProof(const Global& g, uint64_t index, const std::string& pub_path) {
     return Fail("ledger proof", v);
   if (!warning.empty()) std::cerr << "warning: " << warning << "\n";
   // C2SP tlog-proof@v1: header, index, proof hashes, blank line, the checkpoint verbatim.
-  std::cout << "c2sp.org/tlog-proof@v1\nindex " << index << "\n";
-  for (const auto& h : path) std::cout << lethe::crypto::Base64(h) << "\n";
-  std::cout << "\n" << cp->first.checkpoint();
+  std::string text = absl::StrCat("c2sp.org/tlog-proof@v1\nindex ", index, "\n");
+  std::vector<std::string> hashes;
+  for (const auto& h : path) hashes.push_back(lethe::crypto::Base64(h));
+  for (const auto& h : hashes) absl::StrAppend(&text, h, "\n");
+  absl::StrAppend(&text, "\n", cp->first.checkpoint());
+  if (g.json()) {
+    std::cout << nlohmann::json{{"index", index},
+                                {"tree_size", cp->second.size},
+                                {"proof", hashes},
+                                {"checkpoint", cp->first.checkpoint()},
+                                {"tlog_proof", text}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << text;
+  }
   return 0;
 }
 
@@ -1263,6 +1278,17 @@ int LedgerExport(const Global& g, const std::string& out, const std::string& pub
   auto report = lethe::ledger::VerifyTiles(out, *key, g.audit);
   if (!report.ok()) return Fail("ledger export", lethe::Annotate(report.status(), "verifying the export"));
   if (!warning.empty()) std::cerr << "warning: " << warning << "\n";
+  if (g.json()) {
+    std::cout << nlohmann::json{{"out", out},
+                                {"entries", report->size},
+                                {"full_tiles", report->full_tiles},
+                                {"partial_tiles", report->partial_tiles},
+                                {"entry_bundles", report->bundles},
+                                {"verified", true}}
+                     .dump(2)
+              << "\n";
+    return 0;
+  }
   std::cout << "exported " << report->size << " entries to " << out << " as C2SP tlog-tiles ("
             << report->full_tiles << " full and " << report->partial_tiles << " partial hash tiles, "
             << report->bundles << " entry bundles, lethe/agents.json); verified\n";
@@ -1360,6 +1386,10 @@ int RequestCertificate(const Global& g, const std::string& id, const std::string
   } else {
     if (auto st = lethe::crypto::WriteFileAtomic(out, json, 0644); !st.ok())
       return Fail("request certificate", st);
+    if (g.json()) {
+      std::cout << nlohmann::json{{"out", out}, {"request_id", id}, {"verified", true}}.dump(2) << "\n";
+      return 0;
+    }
     PrintCertificate(*report);
     std::cout << "written to " << out << "; check it with: lethectl request certificate --verify "
               << out << " --public-key LETHED.pub\n";
@@ -1710,6 +1740,16 @@ int main(int argc, char** argv) {
     }
     return true;
   };
+  // What a certs command wrote, in words or (-o json) as {"wrote": [files]}.
+  auto wrote = [&](const std::vector<std::string>& files, const std::string& words) {
+    if (g.json()) {
+      std::vector<std::string> paths;
+      for (const auto& f : files) paths.push_back(g.certs_dir + "/" + f);
+      std::cout << nlohmann::json{{"wrote", paths}}.dump(2) << "\n";
+    } else {
+      std::cout << words << "\n";
+    }
+  };
   auto* mkca = certs->add_subcommand("create-ca", "write ca.crt and ca.key (0600); never overwrites");
   mkca->add_option("--trust-domain", trust_domain, "SPIFFE trust domain")->capture_default_str();
   mkca->callback([&] {
@@ -1717,8 +1757,8 @@ int main(int argc, char** argv) {
     absl::Status s = lethe::crypto::CreateCa(g.certs_dir, trust_domain);
     rc = s.ok() ? 0 : Fail("certs create-ca", s);
     if (s.ok())
-      std::cout << "wrote " << g.certs_dir << "/ca.crt and ca.key (mode 0600) for trust domain "
-                << trust_domain << "\n";
+      wrote({"ca.crt", "ca.key"}, "wrote " + g.certs_dir + "/ca.crt and ca.key (mode 0600) for trust domain " +
+                                      trust_domain);
   });
   auto* mksrv = certs->add_subcommand("create-server", "write server.crt and server.key signed by the CA");
   mksrv->add_option("--host", hosts, "DNS name or IP address lethed is reached at, repeatable")->required();
@@ -1727,8 +1767,8 @@ int main(int argc, char** argv) {
     absl::Status s = lethe::crypto::CreateServerCert(g.certs_dir, hosts);
     rc = s.ok() ? 0 : Fail("certs create-server", s);
     if (s.ok())
-      std::cout << "wrote " << g.certs_dir << "/server.crt and server.key for " << absl::StrJoin(hosts, ", ")
-                << "\n";
+      wrote({"server.crt", "server.key"},
+            "wrote " + g.certs_dir + "/server.crt and server.key for " + absl::StrJoin(hosts, ", "));
   });
   auto* mkcli = certs->add_subcommand(
       "create-client", "write client.NAME.crt and .key: spiffe://TRUST_DOMAIN/lethe/ROLE/NAME");
@@ -1739,8 +1779,8 @@ int main(int argc, char** argv) {
     absl::Status s = lethe::crypto::CreateClientCert(g.certs_dir, role, cert_name);
     rc = s.ok() ? 0 : Fail("certs create-client", s);
     if (s.ok())
-      std::cout << "wrote " << g.certs_dir << "/client." << cert_name << ".crt and .key (role " << role
-                << ")\n";
+      wrote({"client." + cert_name + ".crt", "client." + cert_name + ".key"},
+            "wrote " + g.certs_dir + "/client." + cert_name + ".crt and .key (role " + role + ")");
   });
 
   auto* keys = app.add_subcommand("keys", "Ed25519 key pairs")->require_subcommand(1);

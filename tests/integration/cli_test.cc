@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "crypto/crypto.h"
 #include "gmock/gmock.h"
@@ -295,6 +296,45 @@ TEST_F(CliMesh, JsonHasEveryFieldWithNumbersAsNumbers) {
                        absl::Seconds(60));
   ASSERT_OK(jq);
   EXPECT_EQ(jq->output, "0\n");
+}
+
+// docs/cli-json.md: each read command of the first table prints its message with every field.
+TEST_F(CliMesh, JsonOfEveryReadCommandHasEveryFieldOfItsMessage) {
+  ASSERT_OK(mesh_->Plant(kAlice));
+  auto done = mesh_->EraseAndWait(kAlice, kWait);
+  ASSERT_OK(done);
+  const std::string ids = mesh_->work_dir() + "/json.ids";
+  WriteBytes(ids, "email=" + kAlice.email + "\n");
+  struct Case {
+    std::vector<std::string> args;
+    const google::protobuf::Descriptor* message;
+  };
+  const std::vector<Case> cases = {
+      {{"request", "get", done->request_id()}, v1::RequestView::descriptor()},
+      {{"request", "list"}, v1::ListRequestsResponse::descriptor()},
+      {{"request", "list", "--overdue"}, v1::ListRequestsResponse::descriptor()},
+      {{"request", "certificate", done->request_id(), "--public-key", mesh_->lethed_pub()},
+       v1::ErasureCertificate::descriptor()},
+      {{"agent", "list"}, v1::ListAgentsResponse::descriptor()},
+      {{"policy", "show"}, v1::ShowPolicyResponse::descriptor()},
+      {{"consent", "show", "--identities-from", ids}, v1::ShowConsentResponse::descriptor()},
+      {{"consent", "list", "--purpose", "marketing"}, v1::ListConsentResponse::descriptor()},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> args = c.args;
+    args.push_back("-o");
+    args.push_back("json");
+    auto r = RunLethectl(*mesh_, args);
+    SCOPED_TRACE(absl::StrJoin(c.args, " "));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto j = nlohmann::json::parse(r.output, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << r.output;
+    for (int i = 0; i < c.message->field_count(); ++i) {
+      const auto* f = c.message->field(i);
+      if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE && !f->is_repeated()) continue;
+      EXPECT_TRUE(j.contains(f->name())) << c.message->name() << "." << f->name() << " missing";
+    }
+  }
 }
 
 }  // namespace
