@@ -43,36 +43,8 @@ eval "$(tests/scripts/pg.sh start "$WORK/pg")"
 export PGHOST PGPORT PGUSER=postgres
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 psql -d postgres -c "CREATE DATABASE assessments" -c "CREATE DATABASE growth"
-psql -d assessments <<'SQL'
-CREATE SCHEMA assessments;
-CREATE TABLE assessments.responses (id serial PRIMARY KEY, user_id text NOT NULL, question text, answer text);
-CREATE TABLE assessments.scores (user_id text NOT NULL, dimension text, score int);
-CREATE TABLE assessments.events (id serial PRIMARY KEY, user_id text, ip text, city text, kind text);
-INSERT INTO assessments.responses (user_id, question, answer) VALUES
-  ('u-1001', 'How do you recharge?', 'Long walks'),
-  ('u-1001', 'What are you working on?', 'Patience'),
-  ('u-1001', 'Who supports you?', 'My sister'),
-  ('u-2002', 'How do you recharge?', 'Reading'),
-  ('u-3003', 'How do you recharge?', 'Climbing'),
-  ('u-4004', 'How do you recharge?', 'Cooking');
-INSERT INTO assessments.scores VALUES ('u-1001', 'resilience', 7), ('u-1001', 'focus', 5), ('u-2002', 'focus', 8);
-INSERT INTO assessments.events (user_id, ip, city, kind) VALUES
-  ('u-1001', '203.0.113.7', 'Utrecht', 'login'), ('u-1001', '203.0.113.7', 'Utrecht', 'quiz'),
-  ('u-2002', '198.51.100.4', 'Ghent', 'login');
-SQL
-psql -d growth <<'SQL'
-CREATE SCHEMA growth;
-CREATE TABLE growth.contacts (email text PRIMARY KEY, name text, opted_in boolean);
-CREATE TABLE growth.campaign_events (id serial PRIMARY KEY, email text REFERENCES growth.contacts(email), campaign text, event text);
-CREATE TABLE growth.invoices (id serial PRIMARY KEY, email text NOT NULL, cents int);
-INSERT INTO growth.contacts VALUES ('alice@example.com', 'Alice', true), ('bob@example.com', 'Bob', true),
-  ('carol@example.com', 'Carol', true), ('dan@example.com', 'Dan', true);
-INSERT INTO growth.campaign_events (email, campaign, event) VALUES
-  ('alice@example.com', 'spring', 'opened'), ('alice@example.com', 'spring', 'clicked'),
-  ('bob@example.com', 'spring', 'opened'), ('carol@example.com', 'spring', 'opened'),
-  ('dan@example.com', 'spring', 'opened');
-INSERT INTO growth.invoices (email, cents) VALUES ('alice@example.com', 4900), ('bob@example.com', 4900);
-SQL
+psql -d assessments -f policies/sample-assessments.sql
+psql -d growth -f policies/sample-growth.sql
 show_rows() {
   psql -d assessments -c "SELECT 'assessments.responses' AS tbl, user_id AS subject, count(*) FROM assessments.responses GROUP BY 2
                          UNION ALL SELECT 'assessments.scores', user_id, count(*) FROM assessments.scores GROUP BY 2

@@ -496,7 +496,8 @@ int Watch(const Global& g, const std::string& id, absl::Duration timeout) {
 
 int RequestErase(const Global& g, const std::vector<std::string>& identities,
                  const std::string& identities_from, const std::string& reason,
-                 const std::string& reason_from, bool wait, const std::string& timeout_text) {
+                 const std::string& reason_from, bool wait, const std::string& timeout_text,
+                 bool allow_duplicate) {
   auto timeout = ParseTimeout(timeout_text);
   if (!timeout.ok()) return Fail("request erase", timeout.status());
   v1::SubmitRequest req;
@@ -506,6 +507,25 @@ int RequestErase(const Global& g, const std::vector<std::string>& identities,
   if (!reason_text.ok()) return Fail("request erase", reason_text.status());
   req.set_reason(*reason_text);
   auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  if (!allow_duplicate) {
+    // A second request for a person with one open is usually a mistake (a re-run script, a
+    // double click): say which, and record nothing unless told to.
+    v1::FindOpenRequest find;
+    *find.mutable_identities() = req.identities();
+    v1::FindOpenResponse found;
+    grpc::ClientContext fctx;
+    fctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    if (grpc::Status fs = stub->FindOpen(&fctx, find, &found); !fs.ok())
+      return FailGrpc("request erase", fs);
+    if (found.matches_size() > 0) {
+      std::cerr << "lethectl request erase: not submitted: an open request already covers this subject:\n";
+      for (const auto& m : found.matches())
+        std::cerr << "  " << m.request_id() << " (same " << absl::StrJoin(m.identity_types(), " and ")
+                  << "): lethectl request get " << m.request_id() << "\n";
+      std::cerr << "  to record another anyway: --allow-duplicate\n";
+      return lethe::cli::kExitFailed;
+    }
+  }
   v1::SubmitResponse resp;
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
@@ -1816,11 +1836,16 @@ int main(int argc, char** argv) {
   erase->add_option("--identities-from", identities_from, "FILE, or - for standard input: one TYPE=VALUE a line");
   erase->add_option("--reason", reason, "why (kept encrypted, shredded on completion)");
   erase->add_option("--reason-from", reason_from, "FILE, or - for standard input: the reason");
+  bool allow_duplicate = false;
+  erase->add_flag("--allow-duplicate", allow_duplicate,
+                  "submit even when an open request already covers one of these identities");
   erase->add_flag("--wait", wait, "follow progress until the request completes (exit 4 at once if it needs an operator)");
   erase->add_option("--timeout", timeout, "with --wait: give up after this long (e.g. 90s, 5m)")
       ->capture_default_str();
   erase->footer("Example:\n  printf 'email=alice@example.com\\nuser_id=73310042\\n' | lethectl request erase --identities-from - --wait");
-  erase->callback([&] { rc = RequestErase(g, identities, identities_from, reason, reason_from, wait, timeout); });
+  erase->callback([&] {
+    rc = RequestErase(g, identities, identities_from, reason, reason_from, wait, timeout, allow_duplicate);
+  });
   auto* get = request->add_subcommand("get", "show one request, per domain");
   get->add_option("id", id, "request id")->required();
   get->callback([&] { rc = RequestGet(g, id); });

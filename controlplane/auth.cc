@@ -39,6 +39,7 @@ const std::vector<Rule>& Rules() {
         {"/lethe.v1.SubjectRequests/Submit", operator_only},
         {"/lethe.v1.SubjectRequests/Extend", operator_only},
         {"/lethe.v1.SubjectRequests/AddIdentities", operator_only},
+        {"/lethe.v1.SubjectRequests/FindOpen", operator_only},
         {"/lethe.v1.SubjectRequests/Get", readers},
         {"/lethe.v1.SubjectRequests/List", readers},
         {"/lethe.v1.SubjectRequests/Watch", readers},

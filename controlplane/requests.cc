@@ -325,6 +325,32 @@ absl::StatusOr<std::string> RequestManager::SubmitErasure(std::vector<SubjectIde
   return request_id;
 }
 
+absl::StatusOr<std::vector<std::pair<std::string, std::vector<std::string>>>> RequestManager::FindOpen(
+    std::vector<SubjectIdentity> identities) {
+  std::shared_lock<std::shared_mutex> policy_lock(policy_mu_);
+  ASSIGN_OR_RETURN(auto policy, ActivePolicy());
+  RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
+  std::vector<std::pair<std::string, std::vector<std::string>>> out;
+  for (const auto& id : Distinct(std::move(identities))) {
+    for (const std::string& rid : store_.OpenWithToken(id.type, vault_.Tokenize(id.type, id.value))) {
+      auto it = std::find_if(out.begin(), out.end(), [&](const auto& m) { return m.first == rid; });
+      if (it == out.end()) it = out.insert(out.end(), {rid, {}});
+      if (std::find(it->second.begin(), it->second.end(), id.type) == it->second.end())
+        it->second.push_back(id.type);
+    }
+  }
+  // Oldest first: by the ledger entry that recorded each.
+  std::vector<std::pair<uint64_t, size_t>> order;
+  for (size_t i = 0; i < out.size(); ++i) {
+    auto r = store_.Get(out[i].first);
+    order.emplace_back(r ? r->submitted_entry : 0, i);
+  }
+  std::sort(order.begin(), order.end());
+  std::vector<std::pair<std::string, std::vector<std::string>>> ordered;
+  for (const auto& [entry, i] : order) ordered.push_back(std::move(out[i]));
+  return ordered;
+}
+
 absl::StatusOr<std::vector<SubjectIdentity>> RequestManager::RequestIdentities(
     const RequestRecord& r, const SecretBytes& key) const {
   std::vector<SubjectIdentity> out;

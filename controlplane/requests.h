@@ -71,6 +71,11 @@ class RequestManager {
   absl::StatusOr<std::string> SubmitErasure(std::vector<SubjectIdentity> identities,
                                             std::string reason, const v1::Actor& actor);
 
+  // The open requests whose subject holds any of `identities` (validated as for
+  // SubmitErasure, compared as tokens), oldest first, each with the types it shares.
+  absl::StatusOr<std::vector<std::pair<std::string, std::vector<std::string>>>> FindOpen(
+      std::vector<SubjectIdentity> identities);
+
   // Adds identities to an open request: records IdentitiesAdded and commands for the domains
   // that waited for one of the new types. kFailedPrecondition when no waiting domain uses any.
   absl::Status AddIdentities(const std::string& request_id,

@@ -73,6 +73,18 @@ grpc::Status SubjectRequestsService::Submit(grpc::ServerContext* ctx, const v1::
   return grpc::Status::OK;
 }
 
+grpc::Status SubjectRequestsService::FindOpen(grpc::ServerContext*, const v1::FindOpenRequest* req,
+                                              v1::FindOpenResponse* resp) {
+  auto found = manager_.FindOpen(Identities(req->identities()));
+  if (!found.ok()) return ToGrpc(found.status());
+  for (const auto& [id, types] : *found) {
+    auto* m = resp->add_matches();
+    m->set_request_id(id);
+    for (const auto& t : types) m->add_identity_types(t);
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status SubjectRequestsService::Get(grpc::ServerContext* ctx, const v1::GetRequestRequest* req,
                                          v1::RequestView* resp) {
   auto r = Find(store_, req->request_id());

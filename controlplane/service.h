@@ -32,6 +32,7 @@ class SubjectRequestsService final : public v1::SubjectRequests::Service {
   grpc::Status Extend(grpc::ServerContext*, const v1::ExtendRequest*, v1::RequestView*) override;
   grpc::Status AddIdentities(grpc::ServerContext*, const v1::AddIdentitiesRequest*,
                              v1::RequestView*) override;
+  grpc::Status FindOpen(grpc::ServerContext*, const v1::FindOpenRequest*, v1::FindOpenResponse*) override;
 
  private:
   // The request as `caller` may see it: free text only for operators.

@@ -71,6 +71,8 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
         r.consent_entry = c->second;
       }
       order_.push_back(r.request_id);
+      for (const auto& t : r.submitted.subject())
+        open_by_token_[t.type() + '\0' + t.token()].push_back(r.request_id);
       requests_[r.request_id] = std::move(r);
       break;
     }
@@ -116,6 +118,12 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
           c.outcome() == v1::RequestCompleted::COMPLETED ? v1::COMPLETED : v1::FAILED;
       it->second.completed_unix_ms = e.time_unix_ms();
       it->second.completed_entry = seq;
+      for (const auto& t : it->second.submitted.subject()) {
+        auto o = open_by_token_.find(t.type() + '\0' + t.token());
+        if (o == open_by_token_.end()) continue;
+        std::erase(o->second, c.request_id());
+        if (o->second.empty()) open_by_token_.erase(o);
+      }
       break;
     }
     case v1::LedgerEntry::kIdentitiesAdded: {
@@ -128,7 +136,10 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
           waiting = waiting || (dr.domain == d && dr.state == v1::NEEDS_IDENTITY);
         if (!waiting) return Contradiction(seq, "identities added for a domain that did not wait for one");
       }
-      for (const auto& t : a.subject()) *it->second.submitted.add_subject() = t;
+      for (const auto& t : a.subject()) {
+        *it->second.submitted.add_subject() = t;
+        open_by_token_[t.type() + '\0' + t.token()].push_back(a.request_id());
+      }
       for (const auto& d : a.target_domains()) {
         for (auto& dr : it->second.domains) {
           if (dr.domain != d) continue;
@@ -298,6 +309,14 @@ std::string RequestStore::LastRejection(const std::string& command_id) const {
   std::lock_guard<std::mutex> l(mu_);
   auto it = rejections_.find(command_id);
   return it == rejections_.end() ? std::string() : it->second;
+}
+
+std::vector<std::string> RequestStore::OpenWithToken(const std::string& type,
+                                                     const std::string& token) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = open_by_token_.find(type + '\0' + token);
+  if (it == open_by_token_.end()) return {};
+  return it->second;
 }
 
 std::vector<RequestRecord> RequestStore::Overdue(absl::Time now) const {

@@ -129,6 +129,8 @@ class RequestStore {
 
   // Open requests past their due date at `now`.
   std::vector<RequestRecord> Overdue(absl::Time now) const;
+  // Open requests whose subject holds the identity token `token` of `type`, oldest first.
+  std::vector<std::string> OpenWithToken(const std::string& type, const std::string& token) const;
 
   // Publish attempts and agents' refusals are runtime facts, not ledger facts.
   void NotePublished(const std::string& command_id);
@@ -153,6 +155,9 @@ class RequestStore {
   std::vector<AgentRecord> agents_;
   std::map<std::string, int> attempts_;
   std::map<std::string, std::string> rejections_;
+  // Open requests by the identity tokens of their subject ("type\0token" -> request ids in
+  // submission order); a request leaves it when it completes.
+  std::map<std::string, std::vector<std::string>> open_by_token_;
   // ConsentChanged that planned an erasure: change_id -> ledger index.
   std::map<std::string, uint64_t> consent_entries_;
 };

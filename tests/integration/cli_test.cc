@@ -190,8 +190,18 @@ TEST_F(CliMesh, WaitStopsAtOnceWithExit4WhenOnlyAnOperatorCanMoveTheRequestOn) {
   EXPECT_THAT(r.output, HasSubstr("request add-identity"));
   EXPECT_THAT(r.output, HasSubstr("--identity user_id=..."));
 
+  // Bob has an open request now: another for him is not submitted unless asked for, and the
+  // open one is named (found by token: the CLI never sends anything but the identities).
+  const std::string open_id = r.output.substr(r.output.find("request ") + 8, 32);
+  auto dup = RunLethectl(*mesh_, {"request", "erase", "--identity", "email=" + kBob.email});
+  EXPECT_EQ(dup.exit_code, 1) << dup.output;
+  EXPECT_THAT(dup.output, HasSubstr("not submitted: an open request already covers this subject"));
+  EXPECT_THAT(dup.output, HasSubstr(open_id + " (same email)"));
+  EXPECT_THAT(dup.output, HasSubstr("--allow-duplicate"));
+  EXPECT_THAT(dup.output, Not(HasSubstr(kBob.email)));
+
   // Without --wait: the id first, then each domain's state and the next step.
-  auto plain = RunLethectl(*mesh_, {"request", "erase", "--identity", "email=" + kBob.email});
+  auto plain = RunLethectl(*mesh_, {"request", "erase", "--identity", "email=" + kBob.email, "--allow-duplicate"});
   ASSERT_EQ(plain.exit_code, 0) << plain.output;
   const std::vector<std::string> lines = absl::StrSplit(plain.output, '\n');
   ASSERT_GE(lines.size(), 3u);
@@ -229,7 +239,7 @@ TEST_F(CliMesh, InterruptedWaitPrintsTheRequestIdAndProgressIsNotBuffered) {
   auto child = Subprocess::Spawn({kLethectl, "--addr", mesh_->addr(), "--certs-dir", mesh_->certs_dir(), "--cert",
                                   mesh_->client_cert("operator"), "--key", mesh_->client_key("operator"),
                                   "request", "erase", "--identity", "email=" + kBob.email, "--identity",
-                                  "user_id=" + kBob.user_id, "--wait"},
+                                  "user_id=" + kBob.user_id, "--wait", "--allow-duplicate"},
                                  log);
   ASSERT_OK(child);
   ASSERT_TRUE(WaitFor([&] { return ReadFileOrEmpty(log).find("PENDING") != std::string::npos; }, kWait))

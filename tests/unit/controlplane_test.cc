@@ -210,6 +210,43 @@ TEST(RequestStore, ExtensionsMoveTheDueDateAndOverdueFollowsTheClock) {
   EXPECT_EQ(store.Apply(5, add).code(), absl::StatusCode::kDataLoss);
 }
 
+// The index behind SubjectRequests.FindOpen: a request is found by each token of its subject,
+// those added later too, until it completes.
+TEST(RequestStore, OpenRequestsAreFoundByTokenUntilTheyComplete) {
+  RequestStore store;
+  auto submit = [&](uint64_t seq, const std::string& id, const std::string& token) {
+    v1::LedgerEntry e;
+    auto* s = e.mutable_request_submitted();
+    s->set_request_id(id);
+    auto* t = s->add_subject();
+    t->set_type("email");
+    t->set_token(token);
+    auto* need = s->add_needs_identity();
+    need->set_domain("assessments");
+    need->add_identity_types("user_id");
+    return store.Apply(seq, e);
+  };
+  ASSERT_OK(submit(1, "r1", "tok-a"));
+  ASSERT_OK(submit(2, "r2", "tok-a"));
+  ASSERT_OK(submit(3, "r3", "tok-b"));
+  EXPECT_THAT(store.OpenWithToken("email", "tok-a"), ElementsAre("r1", "r2"));
+  EXPECT_THAT(store.OpenWithToken("user_id", "tok-a"), ElementsAre());  // the type is part of it
+  v1::LedgerEntry add;
+  add.mutable_identities_added()->set_request_id("r1");
+  add.mutable_identities_added()->add_target_domains("assessments");
+  auto* t = add.mutable_identities_added()->add_subject();
+  t->set_type("user_id");
+  t->set_token("tok-u");
+  ASSERT_OK(store.Apply(4, add));
+  EXPECT_THAT(store.OpenWithToken("user_id", "tok-u"), ElementsAre("r1"));
+  v1::LedgerEntry done;
+  done.mutable_request_completed()->set_request_id("r1");
+  done.mutable_request_completed()->set_outcome(v1::RequestCompleted::COMPLETED);
+  ASSERT_OK(store.Apply(5, done));
+  EXPECT_THAT(store.OpenWithToken("email", "tok-a"), ElementsAre("r2"));
+  EXPECT_THAT(store.OpenWithToken("user_id", "tok-u"), ElementsAre());
+}
+
 TEST(KafkaConfig, PropertiesFilePassesSettingsThroughAndNamesBadLines) {
   const std::string dir = ::testing::TempDir();
   const std::string good = dir + "/kafka-good.properties";
