@@ -259,12 +259,17 @@ void PrintRequest(const v1::RequestView& r) {
   for (const auto& d : r.domains()) std::cout << DomainLine(d) << "\n";
 }
 
-absl::StatusOr<absl::Duration> ParseTimeout(const std::string& s) {
+// One duration syntax for every flag: a positive number with a unit, ms, s, m, h, d (24h), w
+// (7d) or y (365d), or a sum of them ("1h30m").
+absl::StatusOr<absl::Duration> ParseFlagDuration(const std::string& flag, const std::string& s) {
   absl::Duration d;
-  if (!absl::ParseDuration(s, &d) || d <= absl::ZeroDuration())
-    return absl::InvalidArgumentError("--timeout: not a duration like 90s or 5m");
-  return d;
+  if (absl::ParseDuration(s, &d) && d > absl::ZeroDuration()) return d;
+  if (auto p = lethe::policy::ParsePolicyDuration(s); p.ok() && *p > absl::ZeroDuration()) return *p;
+  return absl::InvalidArgumentError(flag + ": not a duration like 90s, 5m, 2h, 14d or 2w (got \"" +
+                                     s.substr(0, 16) + "\")");
 }
+
+absl::StatusOr<absl::Duration> ParseTimeout(const std::string& s) { return ParseFlagDuration("--timeout", s); }
 
 // ---- keys ---------------------------------------------------------------------------------
 
@@ -450,8 +455,16 @@ int Watch(const Global& g, const std::string& id, absl::Duration timeout) {
   auto reader = stub->Watch(&ctx, req);
   v1::RequestView view, last;
   bool any = false;
+  // On a terminal each domain keeps one line, rewritten in place as it changes; into a pipe
+  // or file, a line is added per change.
+  const bool redraw = !g.json() && ::isatty(STDOUT_FILENO) == 1;
+  int drawn = 0;
   while (reader->Read(&view)) {
-    if (!g.json()) {
+    if (redraw) {
+      if (drawn > 0) std::cout << "\x1b[" << drawn << "A";
+      for (const auto& d : view.domains()) std::cout << "\r\x1b[2K" << DomainLine(d) << "\n";
+      drawn = view.domains_size();
+    } else if (!g.json()) {
       for (const auto& d : view.domains()) {
         bool changed = true;
         for (const auto& p : last.domains())
@@ -566,12 +579,8 @@ int RequestGet(const Global& g, const std::string& id) {
   return 0;
 }
 
-// A duration written like the policy's: <n>h, <n>d, <n>w or <n>y.
 absl::StatusOr<absl::Duration> ParseDays(const std::string& flag, const std::string& text) {
-  auto d = lethe::policy::ParsePolicyDuration(text);
-  if (!d.ok())
-    return absl::InvalidArgumentError(flag + ": " + std::string(d.status().message()));
-  return *d;
+  return ParseFlagDuration(flag, text);
 }
 
 int RequestExtend(const Global& g, const std::string& id, const std::string& by,

@@ -308,6 +308,36 @@ TEST_F(CliMesh, JsonHasEveryFieldWithNumbersAsNumbers) {
   EXPECT_EQ(jq->output, "0\n");
 }
 
+// On a terminal, --wait keeps one line per domain and rewrites it in place; --timeout and
+// --by read the same durations.
+TEST_F(CliMesh, OnATerminalWaitRewritesEachDomainsLineAndDurationsShareOneSyntax) {
+  const Person carol{"44440001", "carol@example.com"};
+  ASSERT_OK(mesh_->Plant(carol));
+  const std::string ids = mesh_->work_dir() + "/carol.ids";
+  WriteBytes(ids, "email=" + carol.email + "\nuser_id=" + carol.user_id + "\n");
+  auto tty = RunCommand({"/usr/bin/script", "-qec",
+                         absl::StrJoin({kLethectl, std::string("--addr"), mesh_->addr(), std::string("--certs-dir"),
+                                        mesh_->certs_dir(), std::string("--cert"), mesh_->client_cert("operator"),
+                                        std::string("--key"), mesh_->client_key("operator"), std::string("request"),
+                                        std::string("erase"), std::string("--identities-from"), ids,
+                                        std::string("--wait"), std::string("--timeout"), std::string("1d")},
+                                       " "),
+                         "/dev/null"},
+                        absl::Seconds(90));
+  ASSERT_OK(tty);
+  EXPECT_EQ(tty->exit_code, 0) << tty->output;
+  EXPECT_THAT(tty->output, HasSubstr("\x1b[2K")) << "no line was rewritten in place";
+  EXPECT_THAT(tty->output, HasSubstr("COMPLETED"));
+  const std::string id = tty->output.substr(tty->output.find("request ") + 8, 32);
+  for (const char* d : {"2w", "36h", "90m", "1h30m"}) {
+    auto w = RunLethectl(*mesh_, {"request", "watch", id, "--timeout", d});
+    EXPECT_EQ(w.exit_code, 0) << d << ": " << w.output;
+  }
+  auto by = RunLethectl(*mesh_, {"request", "extend", id, "--by", "36h", "--reason", "x"});
+  EXPECT_EQ(by.exit_code, 1) << by.output;  // parsed; refused because the request is closed
+  EXPECT_THAT(by.output, Not(HasSubstr("not a duration")));
+}
+
 // docs/cli-json.md: each read command of the first table prints its message with every field.
 TEST_F(CliMesh, JsonOfEveryReadCommandHasEveryFieldOfItsMessage) {
   ASSERT_OK(mesh_->Plant(kAlice));
