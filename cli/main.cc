@@ -1851,7 +1851,6 @@ int main(int argc, char** argv) {
   erase->add_flag("--wait", wait, "follow progress until the request completes (exit 4 at once if it needs an operator)");
   erase->add_option("--timeout", timeout, "with --wait: give up after this long (e.g. 90s, 5m)")
       ->capture_default_str();
-  erase->footer("Example:\n  printf 'email=alice@example.com\\nuser_id=73310042\\n' | lethectl request erase --identities-from - --wait");
   erase->callback([&] {
     rc = RequestErase(g, identities, identities_from, reason, reason_from, wait, timeout, allow_duplicate);
   });
@@ -1869,7 +1868,6 @@ int main(int argc, char** argv) {
   extend->add_option("--by", by, "how much longer: <n>h, <n>d or <n>w")->required();
   extend->add_option("--reason", reason, "why (kept encrypted, shredded with the request); this or --reason-from is required");
   extend->add_option("--reason-from", reason_from, "FILE, or - for standard input: the reason");
-  extend->footer("Example:\n  lethectl request extend 3f2a... --by 14d --reason-from reason.txt");
   extend->callback([&] {
     auto text = lethe::cli::ReasonText(reason, reason_from);
     if (text.ok() && text->empty()) text = absl::InvalidArgumentError("give --reason TEXT or --reason-from FILE|-");
@@ -2040,16 +2038,56 @@ int main(int argc, char** argv) {
   completion->callback([&] { rc = PrintCompletion(app, shell); });
   app.set_version_flag("--version", std::string("lethectl ") + kVersion);
 
+  // Every command's --help shows an example, then the global flags and the exit codes.
+  static const std::map<std::string, std::string> kExamples = {
+      {"certs", "lethectl certs create-ca --certs-dir certs --trust-domain example.org"},
+      {"certs create-ca", "lethectl certs create-ca --certs-dir certs --trust-domain example.org"},
+      {"certs create-server", "lethectl certs create-server --certs-dir certs --host lethe.example.org --host 127.0.0.1"},
+      {"certs create-client", "lethectl certs create-client --certs-dir certs --role operator --name olga"},
+      {"keys", "lethectl keys generate --out keys/lethed"},
+      {"keys generate", "mkdir -p keys && lethectl keys generate --out keys/growth"},
+      {"agent", "lethectl agent list"},
+      {"agent enroll", "lethectl --certs-dir root agent enroll --domain growth --public-key keys/growth.pub"},
+      {"agent revoke", "lethectl --certs-dir root agent revoke --domain growth --key-id 3f2a9c0d1e2b4a5c --reason rotated"},
+      {"agent list", "lethectl agent list -o json | jq '.agents[] | select(.state == \"ACTIVE\")'"},
+      {"request", "printf 'email=alice@example.com\\n' | lethectl request erase --identities-from - --wait"},
+      {"request erase", "printf 'email=alice@example.com\\nuser_id=73310042\\n' | lethectl request erase --identities-from - --wait"},
+      {"request get", "lethectl request get 3f2a9c0d1e2b4a5c6d7e8f9012345678 -o json"},
+      {"request list", "lethectl request list --overdue"},
+      {"request extend", "lethectl request extend 3f2a9c0d1e2b4a5c6d7e8f9012345678 --by 14d --reason-from reason.txt"},
+      {"request add-identity", "echo user_id=73310042 | lethectl request add-identity 3f2a9c0d1e2b4a5c6d7e8f9012345678 --identities-from -"},
+      {"request certificate", "lethectl request certificate 3f2a9c0d1e2b4a5c6d7e8f9012345678 --out cert.json --public-key lethed.pub"},
+      {"request watch", "lethectl request watch 3f2a9c0d1e2b4a5c6d7e8f9012345678 --timeout 10m"},
+      {"ledger", "lethectl ledger verify --dir /var/lib/lethe --public-key lethed.pub"},
+      {"ledger verify", "lethectl ledger verify --dir /var/lib/lethe --public-key lethed.pub --since kept/"},
+      {"ledger checkpoint", "lethectl ledger checkpoint --save kept/ --public-key lethed.pub"},
+      {"ledger verifier-key", "lethectl ledger verifier-key --public-key lethed.pub"},
+      {"ledger proof", "lethectl ledger proof --entry 42 --public-key lethed.pub"},
+      {"ledger export", "lethectl ledger export --out export/ --public-key lethed.pub"},
+      {"policy", "lethectl policy validate policies/sample.yaml"},
+      {"policy validate", "lethectl policy validate policies/sample.yaml"},
+      {"policy activate", "lethectl --certs-dir root policy activate policies/sample.yaml"},
+      {"policy show", "lethectl policy show --yaml"},
+      {"consent", "echo email=carol@example.com | lethectl consent grant --identities-from - --purpose marketing --source signup-form-v3"},
+      {"consent grant", "echo email=carol@example.com | lethectl consent grant --identities-from - --purpose marketing --source signup-form-v3"},
+      {"consent withdraw", "echo email=carol@example.com | lethectl consent withdraw --identities-from - --purpose marketing --source unsubscribe-link"},
+      {"consent show", "echo email=carol@example.com | lethectl consent show --identities-from -"},
+      {"consent list", "lethectl consent list --purpose marketing --status withdrawn -o json"},
+      {"version", "lethectl version"},
+      {"completion", "source <(lethectl completion bash)"},
+  };
   // Every command's --help ends with the global flags and the exit codes.
   const std::string footer = absl::StrCat(
       "Global flags (before or after the command): --addr HOST:PORT (LETHE_ADDR), -o text|json, "
       "--certs-dir DIR (LETHE_CERTS_DIR), --cert FILE --key FILE, --insecure\n\n",
       lethe::cli::kExitCodesHelp);
-  std::function<void(CLI::App*)> add_footer = [&](CLI::App* a) {
-    a->footer(a->get_footer().empty() ? footer : a->get_footer() + "\n\n" + footer);
-    for (CLI::App* sub : a->get_subcommands({})) add_footer(sub);
+  std::function<void(CLI::App*, const std::string&)> add_footer = [&](CLI::App* a, const std::string& path) {
+    auto ex = kExamples.find(path);
+    a->footer(ex == kExamples.end() ? footer : "Example:\n  " + ex->second + "\n\n" + footer);
+    for (CLI::App* sub : a->get_subcommands({}))
+      add_footer(sub, path.empty() ? sub->get_name() : path + " " + sub->get_name());
   };
-  add_footer(&app);
+  add_footer(&app, "");
 
   // A command word that is not one: say so, with the nearest command, instead of CLI11's
   // "A subcommand is required".

@@ -106,6 +106,25 @@ TEST(CliCommands, UnknownCommandsAreNamedWithASuggestionAndHelpShowsFlagsAndExit
   EXPECT_THAT(help.output, HasSubstr("Global flags"));
   EXPECT_THAT(help.output, HasSubstr("6  lethed unreachable"));
   EXPECT_EQ(Cli({"help"}).exit_code, 0);
+  // Every command, at every level (the completion script lists them), shows an example, the
+  // global flags and the exit codes in its --help.
+  auto script = Cli({"completion", "bash"});
+  ASSERT_EQ(script.exit_code, 0);
+  int commands = 0;
+  for (absl::string_view line : absl::StrSplit(script.output, '\n')) {
+    const size_t a = line.find("    \""), b = line.find("\")");
+    if (a != 0 || b == absl::string_view::npos || b <= 5) continue;
+    std::vector<std::string> args = absl::StrSplit(line.substr(5, b - 5), ' ');
+    args.push_back("--help");
+    auto h = Cli(args);
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    EXPECT_EQ(h.exit_code, 0);
+    EXPECT_THAT(h.output, HasSubstr("Example:\n  "));
+    EXPECT_THAT(h.output, HasSubstr("Global flags"));
+    EXPECT_THAT(h.output, HasSubstr("7  permission denied"));
+    ++commands;
+  }
+  EXPECT_GE(commands, 30);
 
   // The completion script loads in bash and completes command words.
   auto completes = RunCommand({"/bin/bash", "-c",
