@@ -3,9 +3,12 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <cstdint>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
+#include "yaml-cpp/yaml.h"
 
 namespace lethe::cli {
 namespace {
@@ -79,5 +82,76 @@ nlohmann::json ToJsonValue(const google::protobuf::Message& m) {
 }
 
 std::string ToJson(const google::protobuf::Message& m) { return ToJsonValue(m).dump(2) + "\n"; }
+
+namespace {
+
+bool LooksLikeAnotherType(const std::string& s) {
+  if (s.empty()) return true;
+  double d = 0;
+  if (absl::SimpleAtod(s, &d)) return true;
+  static const char* kWords[] = {"true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"};
+  std::string lower;
+  for (char c : s) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* w : kWords)
+    if (lower == w) return true;
+  return false;
+}
+
+void Emit(YAML::Emitter& out, const nlohmann::json& j) {
+  if (j.is_object()) {
+    out << YAML::BeginMap;
+    for (const auto& [k, v] : j.items()) {
+      out << YAML::Key << k << YAML::Value;
+      Emit(out, v);
+    }
+    out << YAML::EndMap;
+  } else if (j.is_array()) {
+    out << YAML::BeginSeq;
+    for (const auto& v : j) Emit(out, v);
+    out << YAML::EndSeq;
+  } else if (j.is_string()) {
+    const std::string s = j.get<std::string>();
+    if (LooksLikeAnotherType(s)) out << YAML::DoubleQuoted;
+    if (s.find('\n') != std::string::npos) out << YAML::Literal;
+    out << s;
+  } else if (j.is_boolean()) {
+    out << j.get<bool>();
+  } else if (j.is_number_integer()) {
+    out << j.get<int64_t>();
+  } else if (j.is_number_unsigned()) {
+    out << j.get<uint64_t>();
+  } else if (j.is_number_float()) {
+    out << j.get<double>();
+  } else {
+    out << YAML::Null;
+  }
+}
+
+}  // namespace
+
+std::string JsonTextToYaml(const std::string& text) {
+  // The documents, one after the other (a command prints one, `verify --dir --since` two):
+  // operator>> reads one value and stops after it.
+  std::vector<nlohmann::json> docs;
+  std::istringstream in(text);
+  while (true) {
+    in >> std::ws;
+    if (in.peek() == std::char_traits<char>::eof()) break;
+    nlohmann::json j;
+    try {
+      in >> j;
+    } catch (const nlohmann::json::exception&) {
+      return text;
+    }
+    docs.push_back(std::move(j));
+  }
+  std::string out;
+  for (size_t i = 0; i < docs.size(); ++i) {
+    YAML::Emitter e;
+    Emit(e, docs[i]);
+    out += (i > 0 ? "---\n" : "") + std::string(e.c_str()) + "\n";
+  }
+  return out;
+}
 
 }  // namespace lethe::cli

@@ -15,4 +15,9 @@ nlohmann::json ToJsonValue(const google::protobuf::Message& m);
 // Indented, with a trailing newline.
 std::string ToJson(const google::protobuf::Message& m);
 
+// -o yaml: the JSON documents a command printed (one or more, one after the other), each as a
+// YAML document ("---" between them). Strings that YAML would read as another type ("123",
+// "true", "null", "") are quoted. Text that is not JSON is returned as it is.
+std::string JsonTextToYaml(const std::string& text);
+
 }  // namespace lethe::cli

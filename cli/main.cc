@@ -12,6 +12,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <sstream>
 
 #include <signal.h>
 #include <unistd.h>
@@ -53,7 +54,8 @@ struct Global {
   std::string key;        // --key or LETHE_KEY
   bool insecure = false;  // plaintext, for a lethed started with --insecure
   lethe::ledger::AuditOptions audit;  // ledger verify --accept-unauthenticated
-  bool json() const { return output == "json"; }
+  // Machine output: json, or yaml (the same documents, converted as they are printed).
+  bool json() const { return output == "json" || output == "yaml"; }
 };
 
 using lethe::cli::ExitFor;
@@ -1746,8 +1748,8 @@ int main(int argc, char** argv) {
   // Global flags may follow the subcommand too: `lethectl consent list --purpose p -o json`.
   app.fallthrough();
   app.add_option("--addr", g.addr, "lethed address HOST:PORT (env LETHE_ADDR)")->capture_default_str();
-  app.add_option("-o,--output", g.output, "output format: text or json")
-      ->check(CLI::IsMember({"text", "json"}))
+  app.add_option("-o,--output", g.output, "output format: text, json or yaml (docs/cli-json.md)")
+      ->check(CLI::IsMember({"text", "json", "yaml"}))
       ->capture_default_str();
   app.add_option("--certs-dir", g.certs_dir,
                  "ca.crt and your client.NAME.crt/.key (env LETHE_CERTS_DIR); with `certs`, where "
@@ -2092,11 +2094,26 @@ int main(int argc, char** argv) {
   // A command word that is not one: say so, with the nearest command, instead of CLI11's
   // "A subcommand is required".
   if (std::optional<int> r = UnknownCommand(app, argc, argv)) return *r;
+  // -o yaml: what the command prints (JSON) is collected and converted when it is done.
+  std::ostringstream collected;
+  std::streambuf* terminal = nullptr;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--") break;
+    if (a == "-oyaml" || a == "--output=yaml" ||
+        ((a == "-o" || a == "--output") && i + 1 < argc && std::string(argv[i + 1]) == "yaml"))
+      terminal = std::cout.rdbuf(collected.rdbuf());
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    if (terminal != nullptr) std::cout.rdbuf(terminal);
     const int code = app.exit(e);
     return code == 0 ? 0 : lethe::cli::kExitUsage;
+  }
+  if (terminal != nullptr) {
+    std::cout.rdbuf(terminal);
+    std::cout << lethe::cli::JsonTextToYaml(collected.str());
   }
   return rc;
 }

@@ -325,6 +325,19 @@ TEST_F(CliMesh, JsonHasEveryFieldWithNumbersAsNumbers) {
                        absl::Seconds(60));
   ASSERT_OK(jq);
   EXPECT_EQ(jq->output, "0\n");
+
+  // -o yaml: the same document, as YAML (read back with PyYAML: types kept, ids still strings).
+  auto yq = RunCommand({"/bin/sh", "-c",
+                        "\"$0\" --addr \"$1\" --certs-dir \"$2\" --cert \"$3\" --key \"$4\" request get \"$5\" -o yaml | "
+                        "/usr/bin/python3 -c 'import yaml,sys; v=yaml.safe_load(sys.stdin); "
+                        "print(v[\"request_id\"] == \"'$5'\", v[\"overdue\"] is False, "
+                        "isinstance(v[\"received_unix_ms\"], int), "
+                        "[t[\"rows_remaining\"] for d in v[\"domains\"] for t in d[\"tables\"]].count(0) > 0)'",
+                        kLethectl, mesh_->addr(), mesh_->certs_dir(), mesh_->client_cert("auditor"),
+                        mesh_->client_key("auditor"), done->request_id()},
+                       absl::Seconds(60));
+  ASSERT_OK(yq);
+  EXPECT_EQ(yq->output, "True True True True\n");
 }
 
 // On a terminal, --wait keeps one line per domain and rewrites it in place; --timeout and
