@@ -932,6 +932,11 @@ void Ledger::SyncLoop() {
   }
 }
 
+uint64_t Ledger::pending() const {
+  std::lock_guard<std::mutex> w(write_mu_);
+  return write_next_seq_ - durable_end_.load();
+}
+
 uint64_t Ledger::size() const {
   std::lock_guard<std::mutex> lock(mu_);
   return locations_.size();

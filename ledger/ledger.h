@@ -177,6 +177,9 @@ class Ledger {
   uint64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }
   uint64_t entries_written() const { return entries_written_.load(std::memory_order_relaxed); }
   const std::optional<TornTail>& torn_tail_cut() const { return torn_tail_cut_; }
+  // Entries taken in by Append but not durable: waiting for their sync, or never to be
+  // (after a failed write, until the ledger is reopened).
+  uint64_t pending() const;
 
   static constexpr char kCheckpointFile[] = "checkpoint";
 
@@ -222,7 +225,7 @@ class Ledger {
   // Write side, serialised by write_mu_ (taken before mu_ when both are needed). Append
   // frames its records straight into queued_ and their leaves into tree_, which thus runs
   // ahead of what is durable; readers see the first durable_end_ entries only.
-  std::mutex write_mu_;
+  mutable std::mutex write_mu_;
   bool write_failed_ ABSL_GUARDED_BY(write_mu_) = false;  // a write or sync could not be undone
   uint64_t write_next_seq_ ABSL_GUARDED_BY(write_mu_) = 0;
   int64_t write_last_ms_ ABSL_GUARDED_BY(write_mu_) = 0;  // time of the last entry appended

@@ -33,9 +33,10 @@ class FaultInjectionFileSystem::FaultFile final : public ledger::File {
       : fs_(fs), base_(std::move(base)), node_(std::move(node)) {}
 
   absl::Status WriteAt(uint64_t offset, std::string_view data) override {
-    std::lock_guard<std::mutex> l(fs_->mu_);
     const Call c{0, Kind::kWrite, path(), offset, data.size(),
                  data.find_first_not_of('\0') == std::string_view::npos};
+    fs_->RunHook(c);
+    std::lock_guard<std::mutex> l(fs_->mu_);
     const Decision d = fs_->Next(c);
     if (d.fault == Fault::kTear) {
       const std::string_view kept = data.substr(0, std::min<uint64_t>(d.keep, data.size()));
@@ -55,8 +56,9 @@ class FaultInjectionFileSystem::FaultFile final : public ledger::File {
   }
 
   absl::Status SyncData() override {
-    std::lock_guard<std::mutex> l(fs_->mu_);
     const Call c{0, Kind::kSync, path(), 0, 0};
+    fs_->RunHook(c);
+    std::lock_guard<std::mutex> l(fs_->mu_);
     const Decision d = fs_->Next(c);
     if (d.fault != Fault::kNone) return fs_->Injected(d, c);
     if (absl::Status s = base_->SyncData(); !s.ok()) return s;
@@ -65,8 +67,9 @@ class FaultInjectionFileSystem::FaultFile final : public ledger::File {
   }
 
   absl::Status Truncate(uint64_t size) override {
-    std::lock_guard<std::mutex> l(fs_->mu_);
     const Call c{0, Kind::kTruncate, path(), size, 0};
+    fs_->RunHook(c);
+    std::lock_guard<std::mutex> l(fs_->mu_);
     const Decision d = fs_->Next(c);
     if (d.fault != Fault::kNone) return fs_->Injected(d, c);
     if (absl::Status s = base_->Truncate(size); !s.ok()) return s;
@@ -99,6 +102,20 @@ void FaultInjectionFileSystem::Die(Match match) {
 void FaultInjectionFileSystem::Tear(Match match, uint64_t keep) {
   std::lock_guard<std::mutex> l(mu_);
   rules_.push_back(Rule{std::move(match), Fault::kTear, EIO, keep});
+}
+
+void FaultInjectionFileSystem::OnCall(std::function<void(const Call&)> hook) {
+  std::lock_guard<std::mutex> l(mu_);
+  hook_ = std::move(hook);
+}
+
+void FaultInjectionFileSystem::RunHook(const Call& c) {
+  std::function<void(const Call&)> hook;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    hook = hook_;
+  }
+  if (hook) hook(c);
 }
 
 void FaultInjectionFileSystem::Heal() {

@@ -51,6 +51,9 @@ class FaultInjectionFileSystem final : public ledger::FileSystem {
   void Tear(Match match, uint64_t keep);
   // Drops every fault not yet injected (a dead machine stays dead).
   void Heal();
+  // Runs `hook` at the start of every later call, on the caller's thread, before the call
+  // is numbered or decided (index is 0): a test can make something happen "during" a call.
+  void OnCall(std::function<void(const Call&)> hook);
   // Matches call number n.
   static Match At(uint64_t n);
 
@@ -103,6 +106,9 @@ class FaultInjectionFileSystem final : public ledger::FileSystem {
     uint64_t keep;
   };
   std::vector<Rule> rules_;
+  std::function<void(const Call&)> hook_;
+  // Runs hook_ (outside mu_).
+  void RunHook(const Call& c);
   bool dead_ = false;
   uint64_t last_ = 0;  // number of the call being made
   uint64_t faults_ = 0;

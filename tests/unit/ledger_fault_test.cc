@@ -10,12 +10,14 @@
 // - A write torn at any byte of a batch, the torn part on disk, reopens to the batch before.
 //
 // Run them many times: ctest --test-dir build -R ledger_fault_test --repeat until-fail:50
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -28,12 +30,14 @@
 #include "tests/support/assertions.h"
 #include "tests/support/fault_fs.h"
 #include "tests/support/files.h"
+#include "tests/support/subprocess.h"
 
 namespace lethe::ledger {
 namespace {
 
 using ::lethe::testing::FaultInjectionFileSystem;
 using ::lethe::testing::TempDir;
+using ::lethe::testing::WaitFor;
 using ::testing::HasSubstr;
 using Call = FaultInjectionFileSystem::Call;
 using Kind = FaultInjectionFileSystem::Kind;
@@ -231,6 +235,63 @@ TEST(FailedSync, IsNotAcknowledgedAndTheLedgerIsReadOnlyUntilReopened) {
   auto l = Ledger::Open(Options(path, nullptr, 0), nullptr);
   ASSERT_OK(l);
   EXPECT_EQ((*l)->size(), before) << "the failed batch must not come back";
+  ASSERT_OK((*l)->Append({Entry("after restart")}, kNow));
+}
+
+// A batch queued while the one before it is being synced chains on that one: when its sync
+// fails, the queued batch is never written nor acknowledged (it would be a chain with a hole
+// once the failed batch is cut), and nothing more is taken until the ledger is reopened.
+TEST(FailedSync, ABatchQueuedBehindAFailedOneIsNeverWrittenNorAcknowledged) {
+  TempDir dir(Scratch());
+  const std::string path = dir.File("ledger");
+  FaultInjectionFileSystem fs;
+  uint64_t before = 0;
+  {
+    auto l = Ledger::Open(Options(path, &fs, 0), nullptr);
+    ASSERT_OK(l);
+    Ledger& ledger = **l;
+    ASSERT_OK(ledger.Append(Batch(1), kNow));
+    before = ledger.size();
+    ASSERT_EQ(ledger.pending(), 0u);
+    const uint64_t from = fs.call_count();
+    // The first segment fdatasync from here on fails, once; while it runs, a second batch
+    // (2 entries) is queued behind the first (3 entries).
+    std::atomic<int> syncs{0};
+    fs.Fail([from, &syncs](const Call& c) {
+      return c.index >= from && c.kind == Kind::kSync && IsSegment(c) && syncs.fetch_add(1) == 0;
+    });
+    std::thread second;
+    absl::StatusOr<std::vector<AppendedEntry>> second_result = absl::UnknownError("not run");
+    std::atomic<bool> armed{true};
+    fs.OnCall([&](const Call& c) {
+      if (c.kind != Kind::kSync || !IsSegment(c) || !armed.exchange(false)) return;
+      second = std::thread([&] { second_result = ledger.Append(Batch(4), kNow); });
+      EXPECT_TRUE(WaitFor([&] { return ledger.pending() == 5; }, absl::Seconds(30)))
+          << "the second batch was not queued: pending " << ledger.pending();
+    });
+    auto first = ledger.Append(Batch(2), kNow);
+    EXPECT_FALSE(first.ok());
+    ASSERT_TRUE(second.joinable());
+    second.join();
+    EXPECT_FALSE(second_result.ok()) << "a batch chained on a failed one was acknowledged";
+    EXPECT_EQ(ledger.size(), before);
+    // Nothing of either batch was written after the failed sync.
+    std::vector<Call> calls = fs.calls();
+    bool after_failure = false;
+    for (const Call& c : calls) {
+      if (c.index >= from && c.kind == Kind::kSync && IsSegment(c)) after_failure = true;
+      else if (after_failure) EXPECT_FALSE(c.kind == Kind::kWrite && IsSegment(c) && !c.zeros)
+          << "call " << c.index << " wrote " << c.bytes << " bytes after the failed sync";
+    }
+    // A new append is refused before it is even queued.
+    const uint64_t pending = ledger.pending();
+    EXPECT_FALSE(ledger.Append({Entry("later")}, kNow).ok());
+    EXPECT_EQ(ledger.pending(), pending) << "the refused append was queued";
+    fs.OnCall(nullptr);
+  }
+  auto l = Ledger::Open(Options(path, nullptr, 0), nullptr);
+  ASSERT_OK(l);
+  EXPECT_EQ((*l)->size(), before);
   ASSERT_OK((*l)->Append({Entry("after restart")}, kNow));
 }
 
