@@ -1,7 +1,7 @@
 // The policy model: which identity types exist, which domains hold which tables, and what
-// each domain must do to a subject's rows. The file format is specified in POLICY.md
-// (version 1); this header is the in-memory form, built only by Policy::Parse, so a Policy
-// object is always valid.
+// each domain must do to a subject's rows. The file format: docs/policy.md (a guide) and
+// ledger/FORMAT.md §9 (exact, version 1); this header is the in-memory form, built only by
+// Policy::Parse, so a Policy object is always valid.
 #pragma once
 
 #include <map>
