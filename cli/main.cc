@@ -1306,6 +1306,7 @@ int LedgerExport(const Global& g, const std::string& out, const std::string& pub
       });
   if (!st.ok()) return Fail("ledger export", st);
   auto key = TrustedKey(pub_path, cp->first.public_key_pem(), &warning);
+  if (!key.ok()) return Fail("ledger export", key.status());
   auto report = lethe::ledger::VerifyTiles(out, *key, g.audit);
   if (!report.ok()) return Fail("ledger export", lethe::Annotate(report.status(), "verifying the export"));
   if (!warning.empty()) std::cerr << "warning: " << warning << "\n";

@@ -89,7 +89,7 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
         RETURN_IF_ERROR(d->embedded_->CreateTopic(kafka::CommandTopic(domain.name), 1));
     RETURN_IF_ERROR(d->embedded_->CreateTopic(kafka::kReceiptTopic, 1));
     // The mock cluster cannot set cleanup.policy=compact; a real cluster's lethe.consent
-    // must be created compacted (README, Production).
+    // must be created compacted (README, "Policies, consent and deadlines").
     RETURN_IF_ERROR(d->embedded_->CreateTopic(kafka::kConsentTopic, 1));
     d->bootstrap_ = d->embedded_->bootstrap();
     RETURN_IF_ERROR(crypto::WriteFileAtomic(options.data_dir + "/kafka.bootstrap",
