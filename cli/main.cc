@@ -581,13 +581,9 @@ int RequestGet(const Global& g, const std::string& id) {
   return 0;
 }
 
-absl::StatusOr<absl::Duration> ParseDays(const std::string& flag, const std::string& text) {
-  return ParseFlagDuration(flag, text);
-}
-
 int RequestExtend(const Global& g, const std::string& id, const std::string& by,
                   const std::string& reason) {
-  auto d = ParseDays("--by", by);
+  auto d = ParseFlagDuration("--by", by);
   if (!d.ok()) return Fail("request extend", d.status());
   v1::ExtendRequest req;
   req.set_request_id(id);

@@ -29,13 +29,6 @@ using ::testing::Not;
 const std::string kLethectl = LETHE_BINARY_DIR "/cli/lethectl";
 constexpr absl::Duration kWait = absl::Seconds(90);
 
-CommandResult Cli(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {kLethectl};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto r = RunCommand(argv, absl::Seconds(60));
-  EXPECT_TRUE(r.ok()) << r.status();
-  return r.ok() ? *r : CommandResult{-1, r.status().ToString()};
-}
 
 // lethectl as `role` against the mesh, with standard input from `stdin_file`.
 CommandResult RunWithStdin(const Mesh& mesh, const std::string& role, const std::string& stdin_file,
@@ -54,16 +47,16 @@ std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); 
 TEST(CliKeys, GenerateNeverReplacesAKeyAndForceKeepsTheOldPair) {
   TempDir dir;
   const std::string prefix = dir.File("lethed");
-  ASSERT_EQ(Cli({"keys", "generate", "--out", prefix}).exit_code, 0);
+  ASSERT_EQ(Lethectl({"keys", "generate", "--out", prefix}).exit_code, 0);
   const std::string key = ReadBytes(prefix + ".key"), pub = ReadBytes(prefix + ".pub");
 
-  auto again = Cli({"keys", "generate", "--out", prefix});
+  auto again = Lethectl({"keys", "generate", "--out", prefix});
   EXPECT_EQ(again.exit_code, 1) << again.output;
   EXPECT_THAT(again.output, HasSubstr(prefix + ".key exists; keys generate never replaces a key"));
   EXPECT_THAT(again.output, HasSubstr("--force"));
   EXPECT_EQ(ReadBytes(prefix + ".key"), key);
 
-  auto forced = Cli({"keys", "generate", "--out", prefix, "--force"});
+  auto forced = Lethectl({"keys", "generate", "--out", prefix, "--force"});
   ASSERT_EQ(forced.exit_code, 0) << forced.output;
   EXPECT_NE(ReadBytes(prefix + ".key"), key);
   std::vector<std::string> backups;
@@ -79,36 +72,36 @@ TEST(CliKeys, GenerateNeverReplacesAKeyAndForceKeepsTheOldPair) {
                 std::filesystem::perms::none);
   }
 
-  auto nodir = Cli({"keys", "generate", "--out", dir.File("no/such/dir/k")});
+  auto nodir = Lethectl({"keys", "generate", "--out", dir.File("no/such/dir/k")});
   EXPECT_EQ(nodir.exit_code, 5) << nodir.output;
   EXPECT_THAT(nodir.output, HasSubstr("mkdir -p"));
 }
 
 TEST(CliCommands, UnknownCommandsAreNamedWithASuggestionAndHelpShowsFlagsAndExitCodes) {
-  auto typo = Cli({"reqest", "list"});
+  auto typo = Lethectl({"reqest", "list"});
   EXPECT_EQ(typo.exit_code, 2);
   EXPECT_THAT(typo.output, HasSubstr("unknown command \"reqest\"; did you mean \"request\"?"));
-  auto deeper = Cli({"--addr", "127.0.0.1:1", "request", "lst"});
+  auto deeper = Lethectl({"--addr", "127.0.0.1:1", "request", "lst"});
   EXPECT_EQ(deeper.exit_code, 2);
   EXPECT_THAT(deeper.output, HasSubstr("lethectl request: unknown command \"lst\"; did you mean \"list\"?"));
-  auto flag = Cli({"request", "list", "--no-such-flag"});
+  auto flag = Lethectl({"request", "list", "--no-such-flag"});
   EXPECT_EQ(flag.exit_code, 2) << flag.output;
 
   for (const auto& args : std::vector<std::vector<std::string>>{{"version"}, {"--version"}}) {
-    auto v = Cli(args);
+    auto v = Lethectl(args);
     EXPECT_EQ(v.exit_code, 0);
     EXPECT_THAT(v.output, ::testing::StartsWith("lethectl "));
   }
-  auto help = Cli({"request", "erase", "--help"});
+  auto help = Lethectl({"request", "erase", "--help"});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_THAT(help.output, HasSubstr("--identities-from"));
   EXPECT_THAT(help.output, HasSubstr("Example:"));
   EXPECT_THAT(help.output, HasSubstr("Global flags"));
   EXPECT_THAT(help.output, HasSubstr("6  lethed unreachable"));
-  EXPECT_EQ(Cli({"help"}).exit_code, 0);
+  EXPECT_EQ(Lethectl({"help"}).exit_code, 0);
   // Every command, at every level (the completion script lists them), shows an example, the
   // global flags and the exit codes in its --help.
-  auto script = Cli({"completion", "bash"});
+  auto script = Lethectl({"completion", "bash"});
   ASSERT_EQ(script.exit_code, 0);
   int commands = 0;
   for (absl::string_view line : absl::StrSplit(script.output, '\n')) {
@@ -116,7 +109,7 @@ TEST(CliCommands, UnknownCommandsAreNamedWithASuggestionAndHelpShowsFlagsAndExit
     if (a != 0 || b == absl::string_view::npos || b <= 5) continue;
     std::vector<std::string> args = absl::StrSplit(line.substr(5, b - 5), ' ');
     args.push_back("--help");
-    auto h = Cli(args);
+    auto h = Lethectl(args);
     SCOPED_TRACE(absl::StrJoin(args, " "));
     EXPECT_EQ(h.exit_code, 0);
     EXPECT_THAT(h.output, HasSubstr("Example:\n  "));
@@ -138,10 +131,10 @@ TEST(CliCommands, UnknownCommandsAreNamedWithASuggestionAndHelpShowsFlagsAndExit
 }
 
 TEST(CliCommands, AnAddressWithoutAPortIsAUsageErrorAndAnUnreachableOneSaysWhatToCheck) {
-  auto noport = Cli({"--insecure", "--addr", "localhost", "request", "list"});
+  auto noport = Lethectl({"--insecure", "--addr", "localhost", "request", "list"});
   EXPECT_EQ(noport.exit_code, 2);
   EXPECT_THAT(noport.output, HasSubstr("give HOST:PORT"));
-  auto down = Cli({"--insecure", "--addr", "127.0.0.1:1", "request", "list"});
+  auto down = Lethectl({"--insecure", "--addr", "127.0.0.1:1", "request", "list"});
   EXPECT_EQ(down.exit_code, 6) << down.output;
   EXPECT_THAT(down.output, HasSubstr("lethed did not answer at 127.0.0.1:1"));
 }
@@ -276,7 +269,7 @@ TEST_F(CliMesh, InterruptedWaitPrintsTheRequestIdAndProgressIsNotBuffered) {
 
 TEST_F(CliMesh, VerifySaysWhichModeItRanInAndContradictoryFlagsAreUsageErrors) {
   // Offline means offline: with an address nothing answers at, it still verifies.
-  auto offline = Cli({"--addr", "127.0.0.1:1", "--insecure", "ledger", "verify", "--dir",
+  auto offline = Lethectl({"--addr", "127.0.0.1:1", "--insecure", "ledger", "verify", "--dir",
                       mesh_->data_dir(), "--public-key", mesh_->lethed_pub()});
   EXPECT_EQ(offline.exit_code, 0) << offline.output;
   EXPECT_THAT(offline.output, HasSubstr("ledger verify: offline, from the files in"));
@@ -284,10 +277,10 @@ TEST_F(CliMesh, VerifySaysWhichModeItRanInAndContradictoryFlagsAreUsageErrors) {
   EXPECT_EQ(online.exit_code, 0) << online.output;
   EXPECT_THAT(online.output, HasSubstr("ledger verify: online, through lethed at " + mesh_->addr()));
 
-  auto both = Cli({"ledger", "verify", "--dir", mesh_->data_dir(), "--bundle", mesh_->data_dir(),
+  auto both = Lethectl({"ledger", "verify", "--dir", mesh_->data_dir(), "--bundle", mesh_->data_dir(),
                    "--public-key", mesh_->lethed_pub()});
   EXPECT_EQ(both.exit_code, 2) << both.output;
-  auto cert = Cli({"request", "certificate", std::string(32, 'a'), "--verify", "x.json", "--public-key",
+  auto cert = Lethectl({"request", "certificate", std::string(32, 'a'), "--verify", "x.json", "--public-key",
                    mesh_->lethed_pub()});
   EXPECT_EQ(cert.exit_code, 2) << cert.output;
   EXPECT_THAT(cert.output, HasSubstr("takes no request id"));
