@@ -6,29 +6,29 @@
 
 #include <algorithm>
 
-#include "crypto/status.h"
+#include "base/status.h"
 #include "proto/envelope.h"
 #include "spdlog/spdlog.h"
 
-namespace lethe::agent {
+namespace lethe::agents {
 
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
   std::unique_ptr<Agent> a(new Agent());
-  ASSIGN_OR_RETURN(policy::Policy policy, policy::Policy::LoadFile(o.policy_path));
-  a->policy_ = std::make_unique<policy::Policy>(std::move(policy));
-  const policy::Domain* domain = a->policy_->FindDomain(o.domain);
+  LETHE_ASSIGN_OR_RETURN(policies::Policy policy, policies::Policy::LoadFile(o.policy_path));
+  a->policy_ = std::make_unique<policies::Policy>(std::move(policy));
+  const policies::Domain* domain = a->policy_->FindDomain(o.domain);
   if (domain == nullptr)
     return absl::InvalidArgumentError("--domain: \"" + o.domain + "\" is not a domain of policy " +
                                       o.policy_path);
-  ASSIGN_OR_RETURN(crypto::Ed25519PrivateKey key, crypto::Ed25519PrivateKey::LoadFile(o.key_path));
+  LETHE_ASSIGN_OR_RETURN(crypto::Ed25519PrivateKey key, crypto::Ed25519PrivateKey::LoadFile(o.key_path));
   a->key_ = std::make_unique<crypto::Ed25519PrivateKey>(std::move(key));
-  ASSIGN_OR_RETURN(crypto::Ed25519PublicKey cp_key,
+  LETHE_ASSIGN_OR_RETURN(crypto::Ed25519PublicKey cp_key,
                    crypto::Ed25519PublicKey::LoadFile(o.control_plane_key_path));
-  ASSIGN_OR_RETURN(crypto::X25519PrivateKey enc, crypto::X25519PrivateKey::LoadFile(o.key_path));
+  LETHE_ASSIGN_OR_RETURN(crypto::X25519PrivateKey enc, crypto::X25519PrivateKey::LoadFile(o.key_path));
   a->encryption_key_ = std::make_unique<crypto::X25519PrivateKey>(std::move(enc));
   a->verifier_ = std::make_unique<CommandVerifier>(cp_key, o.domain, a->policy_->DomainHash(o.domain),
                                                    *a->encryption_key_, *o.clock);
-  ASSIGN_OR_RETURN(a->producer_, kafka::Producer::Create(o.kafka_bootstrap, o.kafka_extra));
+  LETHE_ASSIGN_OR_RETURN(a->producer_, kafka::Producer::Create(o.kafka_bootstrap, o.kafka_extra));
   std::vector<std::string> produce_to = {kafka::kReceiptTopic};
   for (const auto& t : domain->kafka_topics) produce_to.push_back(t.topic);
   a->producer_->WarmUp(produce_to);
@@ -42,7 +42,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
   }
   kafka::Config consumer_cfg = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
   for (const auto& [k, v] : o.kafka_extra) consumer_cfg[k] = v;
-  ASSIGN_OR_RETURN(a->consumer_,
+  LETHE_ASSIGN_OR_RETURN(a->consumer_,
                    kafka::Consumer::Create(o.kafka_bootstrap, "lethe-agent." + o.domain,
                                            {kafka::CommandTopic(o.domain)}, consumer_cfg));
   if (o.metrics) {
@@ -78,7 +78,7 @@ uint64_t Agent::rejected(Rejection r) const {
 
 absl::StatusOr<v1::TombstoneResult> Agent::Tombstone(const std::string& topic,
                                                      const std::string& key) {
-  ASSIGN_OR_RETURN(kafka::Delivered d, producer_->ProduceSync(topic, key, std::nullopt));
+  LETHE_ASSIGN_OR_RETURN(kafka::Delivered d, producer_->ProduceSync(topic, key, std::nullopt));
   v1::TombstoneResult t;
   t.set_topic(topic);
   t.set_partition(d.partition);
@@ -145,12 +145,12 @@ absl::Status Agent::Handle(const kafka::Message& m) {
       const std::string request_id = refusal.request_id();
       v.authentic.reset();  // holds identities
       const std::string wire =
-          SignEnvelope(kReceiptType, refusal.SerializeAsString(), *key_).SerializeAsString();
-      RETURN_IF_ERROR(producer_->ProduceSync(kafka::kReceiptTopic, request_id, wire).status());
+          proto::SignEnvelope(proto::kReceiptType, refusal.SerializeAsString(), *key_).SerializeAsString();
+      LETHE_RETURN_IF_ERROR(producer_->ProduceSync(kafka::kReceiptTopic, request_id, wire).status());
     }
     return consumer_->Commit(m);  // nothing to retry: commit past it
   }
-  ASSIGN_OR_RETURN(PurgeResult r, purger_->Purge(*v.command));
+  LETHE_ASSIGN_OR_RETURN(PurgeResult r, purger_->Purge(*v.command));
   const v1::DeleteCommand& cmd = v.command->command;
   if (r.replayed) {
     stats_.replayed.fetch_add(1);
@@ -163,7 +163,7 @@ absl::Status Agent::Handle(const kafka::Message& m) {
     if (stored.ParseFromString(r.receipt_wire) && stored.key_id() != key_->public_key().KeyId()) {
       spdlog::info("domain {}: re-signing the stored receipt of command {} with the current key {}",
                    options_.domain, cmd.command_id(), key_->public_key().KeyId());
-      r.receipt_wire = SignEnvelope(kReceiptType, stored.body(), *key_).SerializeAsString();
+      r.receipt_wire = proto::SignEnvelope(proto::kReceiptType, stored.body(), *key_).SerializeAsString();
     }
   } else if (r.receipt.outcome() == v1::Receipt::COMPLETED) {
     int64_t rows = 0;
@@ -178,7 +178,7 @@ absl::Status Agent::Handle(const kafka::Message& m) {
     spdlog::error("domain {}: command {} failed: {}", options_.domain, cmd.command_id(),
                   r.receipt.error());
   }
-  RETURN_IF_ERROR(
+  LETHE_RETURN_IF_ERROR(
       producer_->ProduceSync(kafka::kReceiptTopic, cmd.request_id(), r.receipt_wire).status());
   stats_.receipts_sent.fetch_add(1);
   return consumer_->Commit(m);
@@ -212,4 +212,4 @@ void Agent::Run() {
   }
 }
 
-}  // namespace lethe::agent
+}  // namespace lethe::agents

@@ -15,11 +15,11 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
-#include "agents/purger.h"
-#include "agents/verifier.h"
-#include "controlplane/kafka.h"
+#include "agents/command_verifier.h"
+#include "agents/postgres_purger.h"
+#include "base/clock.h"
 #include "crypto/seal.h"
-#include "crypto/clock.h"
+#include "kafka/kafka.h"
 #include "policies/policy.h"
 
 namespace prometheus {
@@ -29,7 +29,7 @@ class Family;
 class Counter;
 }  // namespace prometheus
 
-namespace lethe::agent {
+namespace lethe::agents {
 
 struct AgentOptions {
   std::string domain;
@@ -74,7 +74,7 @@ class Agent {
   absl::StatusOr<v1::TombstoneResult> Tombstone(const std::string& topic, const std::string& key);
 
   AgentOptions options_;
-  std::unique_ptr<policy::Policy> policy_;
+  std::unique_ptr<policies::Policy> policy_;
   std::unique_ptr<crypto::Ed25519PrivateKey> key_;
   std::unique_ptr<crypto::X25519PrivateKey> encryption_key_;  // opens the commands' identities
   std::unique_ptr<CommandVerifier> verifier_;
@@ -91,4 +91,4 @@ class Agent {
   std::thread thread_;
 };
 
-}  // namespace lethe::agent
+}  // namespace lethe::agents

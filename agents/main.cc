@@ -8,13 +8,14 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/ascii.h"
 #include "agents/agent.h"
+#include "base/file_system.h"
 #include "crypto/crypto.h"
 #include "crypto/process.h"
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
   lethe::DisableCoreDumps();
-  lethe::agent::AgentOptions o;
+  lethe::agents::AgentOptions o;
   std::string log_level = "info";
   std::string metrics_listen;
   CLI::App app{"lethe-agent: purges a domain's data on signed Lethe commands"};
@@ -41,7 +42,7 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ lethe-agent[" + o.domain + "]: %v",
                       spdlog::pattern_time_type::utc);
   if (!o.kafka_bootstrap.empty() && o.kafka_bootstrap[0] == '@') {
-    auto text = lethe::crypto::ReadFile(o.kafka_bootstrap.substr(1));
+    auto text = lethe::ReadFile(o.kafka_bootstrap.substr(1));
     if (!text.ok()) {
       std::cerr << "lethe-agent: --kafka-bootstrap: " << text.status().message() << "\n";
       return 2;
@@ -69,7 +70,7 @@ int main(int argc, char** argv) {
     exposer = std::make_unique<prometheus::Exposer>(metrics_listen);
     exposer->RegisterCollectable(o.metrics);
   }
-  auto agent = lethe::agent::Agent::Create(o);
+  auto agent = lethe::agents::Agent::Create(o);
   if (!agent.ok()) {
     spdlog::critical("cannot start: {}", agent.status().ToString());
     return 1;

@@ -5,9 +5,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
-namespace lethe::agent {
+namespace lethe::agents {
 
-Recount RecountSubject(pqxx::work& tx, const policy::Table& table, const std::string& value) {
+Recount RecountSubject(pqxx::work& tx, const policies::Table& table, const std::string& value) {
   std::vector<std::string> columns = {table.key_column};
   for (const auto& rw : table.set)
     if (rw.column != table.key_column) columns.push_back(rw.column);
@@ -28,4 +28,4 @@ Recount RecountSubject(pqxx::work& tx, const policy::Table& table, const std::st
   return out;
 }
 
-}  // namespace lethe::agent
+}  // namespace lethe::agents

@@ -24,7 +24,7 @@
 
 #include "policies/policy.h"
 
-namespace lethe::agent {
+namespace lethe::agents {
 
 struct Recount {
   int64_t remaining = 0;
@@ -32,6 +32,6 @@ struct Recount {
 };
 
 // For a delete or anonymize table. Throws pqxx errors.
-Recount RecountSubject(pqxx::work& tx, const policy::Table& table, const std::string& value);
+Recount RecountSubject(pqxx::work& tx, const policies::Table& table, const std::string& value);
 
-}  // namespace lethe::agent
+}  // namespace lethe::agents

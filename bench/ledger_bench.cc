@@ -24,8 +24,9 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "audit/auditor.h"
+#include "base/file_system.h"
 #include "crypto/crypto.h"
-#include "ledger/audit.h"
 #include "ledger/ledger.h"
 
 namespace lethe::ledger {
@@ -231,7 +232,7 @@ void ScaleSections(const std::string& root, const crypto::Ed25519PrivateKey& key
                    const std::vector<uint64_t>& sizes) {
   printf("\n## Verification, proofs and reopening by ledger size\n\n");
   printf("Full verification = every record's CRC, the hash chain, the Merkle root and the "
-         "checkpoint signature (VerifyStructure), files in the page cache. SHA-256 baseline = "
+         "checkpoint signature (audit::VerifyStructure), files in the page cache. SHA-256 baseline = "
          "OpenSSL SHA256() of each entry's bytes, same entries, same run.\n\n");
   printf("| entries | ledger bytes | full verification | SHA-256 of the same bytes | ratio | "
          "reopen | inclusion proof | consistency proof |\n");
@@ -241,12 +242,12 @@ void ScaleSections(const std::string& root, const crypto::Ed25519PrivateKey& key
     BuildLedger(dir, key, n);
     uint64_t bytes = 0;
     for (const auto& e : fs::directory_iterator(dir)) bytes += e.file_size();
-    const std::string note = *crypto::ReadFile(dir + "/checkpoint");
+    const std::string note = *lethe::ReadFile(dir + "/checkpoint");
 
     // Warm the page cache once, as a verifier re-reading its own copy would find it.
-    (void)VerifyStructure(dir, note, key.public_key());
+    (void)audit::VerifyStructure(dir, note, key.public_key());
     auto t0 = Clock::now();
-    auto report = VerifyStructure(dir, note, key.public_key());
+    auto report = audit::VerifyStructure(dir, note, key.public_key());
     const double verify = Seconds(Clock::now() - t0);
     if (!report.ok() || report->entries != n) {
       fprintf(stderr, "verify failed: %s\n", report.status().ToString().c_str());

@@ -23,20 +23,21 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "audit/auditor.h"
+#include "audit/certificate.h"
+#include "audit/tiles.h"
+#include "base/file_system.h"
+#include "base/status.h"
 #include "cli/exit_codes.h"
 #include "cli/input.h"
 #include "cli/json.h"
 #include "crypto/crypto.h"
 #include "crypto/process.h"
 #include "crypto/seal.h"
-#include "crypto/status.h"
 #include "crypto/x509.h"
-#include "ledger/audit.h"
-#include "ledger/certificate.h"
-#include "ledger/merkle.h"
-#include "ledger/tiles.h"
 #include "ledger/checkpoint.h"
 #include "ledger/ledger.h"
+#include "ledger/merkle.h"
 #include "lethe/v1/api.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "policies/policy.h"
@@ -53,7 +54,7 @@ struct Global {
   std::string cert;       // --cert or LETHE_CERT
   std::string key;        // --key or LETHE_KEY
   bool insecure = false;  // plaintext, for a lethed started with --insecure
-  lethe::ledger::AuditOptions audit;  // ledger verify --accept-unauthenticated
+  lethe::audit::AuditOptions audit;  // ledger verify --accept-unauthenticated
   // Machine output: json, or yaml (the same documents, converted as they are printed).
   bool json() const { return output == "json" || output == "yaml"; }
 };
@@ -123,11 +124,11 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(const Glob
         "no certificates: give --certs-dir DIR (or LETHE_CERTS_DIR) holding ca.crt and your "
         "client.NAME.crt and .key, or --insecure for a lethed started with --insecure");
   std::string cert_path, key_path;
-  RETURN_IF_ERROR(FindClientCertificate(g, &cert_path, &key_path));
+  LETHE_RETURN_IF_ERROR(FindClientCertificate(g, &cert_path, &key_path));
   grpc::SslCredentialsOptions o;
-  ASSIGN_OR_RETURN(o.pem_root_certs, lethe::crypto::ReadFile(g.certs_dir + "/ca.crt"));
-  ASSIGN_OR_RETURN(o.pem_cert_chain, lethe::crypto::ReadFile(cert_path));
-  ASSIGN_OR_RETURN(std::string key_pem, lethe::crypto::ReadFile(key_path));
+  LETHE_ASSIGN_OR_RETURN(o.pem_root_certs, lethe::ReadFile(g.certs_dir + "/ca.crt"));
+  LETHE_ASSIGN_OR_RETURN(o.pem_cert_chain, lethe::ReadFile(cert_path));
+  LETHE_ASSIGN_OR_RETURN(std::string key_pem, lethe::ReadFile(key_path));
   lethe::SecretBytes guarded(std::move(key_pem));
   o.pem_private_key = std::string(lethe::RevealSecret(guarded));
   return grpc::SslCredentials(o);
@@ -266,7 +267,7 @@ void PrintRequest(const v1::RequestView& r) {
 absl::StatusOr<absl::Duration> ParseFlagDuration(const std::string& flag, const std::string& s) {
   absl::Duration d;
   if (absl::ParseDuration(s, &d) && d > absl::ZeroDuration()) return d;
-  if (auto p = lethe::policy::ParsePolicyDuration(s); p.ok() && *p > absl::ZeroDuration()) return *p;
+  if (auto p = lethe::policies::ParsePolicyDuration(s); p.ok() && *p > absl::ZeroDuration()) return *p;
   return absl::InvalidArgumentError(flag + ": not a duration like 90s, 5m, 2h, 14d or 2w (got \"" +
                                      s.substr(0, 16) + "\")");
 }
@@ -278,7 +279,7 @@ absl::StatusOr<absl::Duration> ParseTimeout(const std::string& s) { return Parse
 // The identities of repeated --identity flags and --identities-from (cli/input.h) into `out`.
 absl::Status ParseIdentities(const std::vector<std::string>& flags, const std::string& from,
                              google::protobuf::RepeatedPtrField<v1::Identity>* out) {
-  ASSIGN_OR_RETURN(std::vector<std::string> args, lethe::cli::IdentityArgs(flags, from));
+  LETHE_ASSIGN_OR_RETURN(std::vector<std::string> args, lethe::cli::IdentityArgs(flags, from));
   for (const std::string& arg : args) {
     const size_t eq = arg.find('=');
     auto* id = out->Add();
@@ -338,7 +339,7 @@ int KeysGenerate(const Global& g, const std::string& prefix, bool force) {
 // ---- agents -------------------------------------------------------------------------------
 
 int AgentEnroll(const Global& g, const std::string& domain, const std::string& pub_path) {
-  auto pem = lethe::crypto::ReadFile(pub_path);
+  auto pem = lethe::ReadFile(pub_path);
   if (!pem.ok()) return Fail("agent enroll", pem.status());
   auto stub = v1::Agents::NewStub(Connect(g));
   v1::EnrollAgentRequest req;
@@ -658,7 +659,7 @@ int RequestList(const Global& g, bool overdue) {
 
 // ---- ledger -------------------------------------------------------------------------------
 
-int PrintAudit(const Global& g, const absl::StatusOr<lethe::ledger::AuditReport>& report,
+int PrintAudit(const Global& g, const absl::StatusOr<lethe::audit::AuditReport>& report,
                const std::string& source, const std::string& warning) {
   if (!report.ok()) {
     if (g.json()) {
@@ -771,11 +772,11 @@ int LedgerVerifyOffline(const Global& g, const std::string& dir, const std::stri
                              " entries: no signature vouches for any of them")),
                       ledger_dir, "");
   }
-  auto note = lethe::crypto::ReadFile(cp_path);
+  auto note = lethe::ReadFile(cp_path);
   if (!note.ok()) return Fail("ledger verify", note.status());
   // One pass: the Auditor is told each record's segment and its version, so it checks batches
   // against segment boundaries as well as the entries.
-  lethe::ledger::Auditor auditor(*key, *note, g.audit);
+  lethe::audit::Auditor auditor(*key, *note, g.audit);
   auto scan = lethe::ledger::ScanSegments(ledger_dir, [&](const lethe::ledger::ScannedRecord& rec) {
     if (observe) observe(rec);
     absl::Status s = auditor.Add(rec.index, rec.payload, rec.segment, rec.segment_version);
@@ -825,7 +826,7 @@ int LedgerVerifyOnline(const Global& g, const std::string& pub_path) {
     warning = "verified against the key the server reports (" + server_key->KeyId() +
               "); pass --public-key to pin the key you trust";
   }
-  lethe::ledger::Auditor auditor(*key, cp.checkpoint(), g.audit);
+  lethe::audit::Auditor auditor(*key, cp.checkpoint(), g.audit);
   grpc::ClientContext ctx;
   v1::GetEntriesRequest req;
   req.set_start(0);
@@ -849,7 +850,7 @@ absl::StatusOr<lethe::crypto::Ed25519PublicKey> TrustedKey(const std::string& pu
                                                             const std::string& server_pem,
                                                             std::string* warning) {
   if (!pub_path.empty()) return lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
-  ASSIGN_OR_RETURN(auto key, lethe::crypto::Ed25519PublicKey::FromPem(server_pem));
+  LETHE_ASSIGN_OR_RETURN(auto key, lethe::crypto::Ed25519PublicKey::FromPem(server_pem));
   *warning = "trusting the key the server reports (" + key.KeyId() +
              "); pass --public-key to pin the key you trust";
   return key;
@@ -869,10 +870,10 @@ absl::StatusOr<v1::CheckpointView> FetchCheckpoint(const Global& g, bool fresh) 
 // Fetches and verifies the checkpoint; returns it parsed.
 absl::StatusOr<std::pair<v1::CheckpointView, lethe::ledger::Checkpoint>> VerifiedCheckpoint(
     const Global& g, const std::string& pub_path, bool fresh, std::string* warning) {
-  ASSIGN_OR_RETURN(v1::CheckpointView view, FetchCheckpoint(g, fresh));
-  ASSIGN_OR_RETURN(auto key, TrustedKey(pub_path, view.public_key_pem(), warning));
-  ASSIGN_OR_RETURN(auto unverified, lethe::ledger::ParseCheckpointUnverified(view.checkpoint()));
-  ASSIGN_OR_RETURN(auto cp, lethe::ledger::VerifyCheckpoint(view.checkpoint(), unverified.origin, key));
+  LETHE_ASSIGN_OR_RETURN(v1::CheckpointView view, FetchCheckpoint(g, fresh));
+  LETHE_ASSIGN_OR_RETURN(auto key, TrustedKey(pub_path, view.public_key_pem(), warning));
+  LETHE_ASSIGN_OR_RETURN(auto unverified, lethe::ledger::ParseCheckpointUnverified(view.checkpoint()));
+  LETHE_ASSIGN_OR_RETURN(auto cp, lethe::ledger::VerifyCheckpoint(view.checkpoint(), unverified.origin, key));
   return std::make_pair(view, cp);
 }
 
@@ -911,7 +912,7 @@ absl::StatusOr<std::vector<KeptCheckpoint>> LoadKept(const std::string& since) {
   }
   std::vector<KeptCheckpoint> out;
   for (auto& p : paths) {
-    ASSIGN_OR_RETURN(std::string note, lethe::crypto::ReadFile(p));
+    LETHE_ASSIGN_OR_RETURN(std::string note, lethe::ReadFile(p));
     out.push_back(KeptCheckpoint{std::move(p), std::move(note)});
   }
   return out;
@@ -1030,7 +1031,7 @@ absl::StatusOr<size_t> ProveExtends(v1::Ledger::Stub& stub, const lethe::ledger:
       return absl::Status(static_cast<absl::StatusCode>(s.error_code()), "consistency proof: " + s.error_message());
     path.assign(proof.proof().begin(), proof.proof().end());
   }
-  RETURN_IF_ERROR(lethe::ledger::VerifyConsistency(old.size, latest.size, path, old.root, latest.root));
+  LETHE_RETURN_IF_ERROR(lethe::ledger::VerifyConsistency(old.size, latest.size, path, old.root, latest.root));
   return path.size();
 }
 
@@ -1062,7 +1063,7 @@ absl::Status SaveCheckpoints(const Global& g, const lethe::crypto::Ed25519Public
   const std::string largest_path = dir + "/" + KeptName(largest_name);
   std::optional<lethe::ledger::Checkpoint> largest;
   if (have) {
-    ASSIGN_OR_RETURN(std::string note, lethe::crypto::ReadFile(largest_path));
+    LETHE_ASSIGN_OR_RETURN(std::string note, lethe::ReadFile(largest_path));
     auto kept = lethe::ledger::VerifyCheckpoint(note, latest.origin, key);
     if (!kept.ok()) return lethe::Annotate(kept.status(), "the kept checkpoint " + largest_path);
     if (kept->size > latest.size)
@@ -1098,12 +1099,12 @@ absl::Status SaveCheckpoints(const Global& g, const lethe::crypto::Ed25519Public
           "serves:\n",
           note));
     }
-    RETURN_IF_ERROR(check_largest());
+    LETHE_RETURN_IF_ERROR(check_largest());
     if (absl::Status st = consistent(cp); !st.ok())
       return absl::DataLossError(absl::StrFormat(
           "lethed's checkpoint of %d entries is not consistent with its latest, of %d: %s", cp.size,
           latest.size, st.message()));
-    RETURN_IF_ERROR(lethe::crypto::WriteNewFile(dir + "/" + KeptName(cp.size), note, 0644));
+    LETHE_RETURN_IF_ERROR(lethe::WriteNewFile(dir + "/" + KeptName(cp.size), note, 0644));
     ++*added;
     return absl::OkStatus();
   };
@@ -1130,11 +1131,11 @@ absl::Status SaveCheckpoints(const Global& g, const lethe::crypto::Ed25519Public
         break;
       }
       saw_latest = saw_latest || cp->size == latest.size;
-      RETURN_IF_ERROR(keep(*cp, c.checkpoint()));
+      LETHE_RETURN_IF_ERROR(keep(*cp, c.checkpoint()));
     }
     token = resp.next_page_token();
   } while (!done && !token.empty());
-  if (!saw_latest) RETURN_IF_ERROR(keep(latest, latest_note));
+  if (!saw_latest) LETHE_RETURN_IF_ERROR(keep(latest, latest_note));
   return check_largest();
 }
 
@@ -1145,7 +1146,7 @@ int LedgerCheckpoint(const Global& g, const std::string& pub_path, bool fresh, c
   if (!cp.ok()) return Fail("ledger checkpoint", cp.status());
   if (!warning.empty()) std::cerr << "warning: " << warning << "\n";
   if (!out.empty()) {
-    if (auto s = lethe::crypto::WriteFileAtomic(out, cp->first.checkpoint(), 0644); !s.ok())
+    if (auto s = lethe::WriteFileAtomic(out, cp->first.checkpoint(), 0644); !s.ok())
       return Fail("ledger checkpoint", s);
     std::cerr << "checkpoint of size " << cp->second.size << " verified and saved to " << out << "\n";
   }
@@ -1247,7 +1248,7 @@ int LedgerVerifySince(const Global& g, const std::string& since, const std::stri
   return CheckKept(
       g, since, *kept, cur.origin, *key, cur.size, "consistency proofs to the latest checkpoint",
       [&](const lethe::ledger::Checkpoint& old) -> absl::StatusOr<std::string> {
-        ASSIGN_OR_RETURN(size_t hashes, ProveExtends(*stub, old, cur));
+        LETHE_ASSIGN_OR_RETURN(size_t hashes, ProveExtends(*stub, old, cur));
         return absl::StrFormat("%d-hash consistency proof verified", hashes);
       });
 }
@@ -1294,7 +1295,7 @@ int LedgerExport(const Global& g, const std::string& out, const std::string& pub
   while (reader->Read(&e)) entries.push_back(std::move(*e.mutable_entry()));
   grpc::Status s = reader->Finish();
   if (!s.ok()) return FailGrpc("ledger export", s);
-  absl::Status st = lethe::ledger::ExportTiles(
+  absl::Status st = lethe::audit::ExportTiles(
       out, cp->second.size, cp->first.checkpoint(),
       [&](uint64_t i) -> absl::StatusOr<std::string> {
         if (i >= entries.size()) return absl::DataLossError("server sent too few entries");
@@ -1303,7 +1304,7 @@ int LedgerExport(const Global& g, const std::string& out, const std::string& pub
   if (!st.ok()) return Fail("ledger export", st);
   auto key = TrustedKey(pub_path, cp->first.public_key_pem(), &warning);
   if (!key.ok()) return Fail("ledger export", key.status());
-  auto report = lethe::ledger::VerifyTiles(out, *key, g.audit);
+  auto report = lethe::audit::VerifyTiles(out, *key, g.audit);
   if (!report.ok()) return Fail("ledger export", lethe::Annotate(report.status(), "verifying the export"));
   if (!warning.empty()) std::cerr << "warning: " << warning << "\n";
   if (g.json()) {
@@ -1327,7 +1328,7 @@ int LedgerVerifyBundle(const Global& g, const std::string& dir, const std::strin
                        const std::string& since) {
   auto key = lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
   if (!key.ok()) return Fail("ledger verify --bundle", key.status());
-  auto report = lethe::ledger::VerifyTiles(dir, *key, g.audit);
+  auto report = lethe::audit::VerifyTiles(dir, *key, g.audit);
   if (!report.ok()) return PrintAudit(g, report.status(), dir, "");
   std::string note = absl::StrFormat("tiles: %d full, %d partial, %d entry bundles; every file checked",
                                      report->full_tiles, report->partial_tiles, report->bundles);
@@ -1340,10 +1341,10 @@ int LedgerVerifyBundle(const Global& g, const std::string& dir, const std::strin
   auto kept = LoadKept(since);
   if (!kept.ok()) return Fail("ledger verify --since", kept.status());
   RootsAt roots(*kept);
-  for (uint64_t n = 0; n * lethe::ledger::kTileWidth < report->size; ++n) {
-    const uint64_t left = report->size - n * lethe::ledger::kTileWidth;
-    const int width = left >= lethe::ledger::kTileWidth ? 0 : static_cast<int>(left);
-    auto tile = lethe::crypto::ReadFile(dir + "/" + lethe::ledger::TilePath(0, n, width));
+  for (uint64_t n = 0; n * lethe::audit::kTileWidth < report->size; ++n) {
+    const uint64_t left = report->size - n * lethe::audit::kTileWidth;
+    const int width = left >= lethe::audit::kTileWidth ? 0 : static_cast<int>(left);
+    auto tile = lethe::ReadFile(dir + "/" + lethe::audit::TilePath(0, n, width));
     if (!tile.ok()) return Fail("ledger verify --since", tile.status());
     for (size_t i = 0; i + 32 <= tile->size(); i += 32) roots.Add(tile->substr(i, 32));
   }
@@ -1360,7 +1361,7 @@ std::string OutcomeName(v1::RequestCompleted::Outcome o) {
   return o == v1::RequestCompleted::COMPLETED ? "COMPLETED" : "FAILED";
 }
 
-void PrintCertificate(const lethe::ledger::CertificateReport& r) {
+void PrintCertificate(const lethe::audit::CertificateReport& r) {
   std::cout << "Erasure certificate for request " << r.request_id << ": " << OutcomeName(r.outcome) << "\n"
             << "  log        " << r.origin << ", checkpoint of " << r.checkpoint_size
             << " entries (signature verified)\n"
@@ -1405,14 +1406,14 @@ int RequestCertificate(const Global& g, const std::string& id, const std::string
   if (!view.ok()) return Fail("request certificate", view.status());
   auto key = TrustedKey(pub_path, view->public_key_pem(), &warning);
   if (!key.ok()) return Fail("request certificate", key.status());
-  auto report = lethe::ledger::VerifyCertificate(cert, *key);
+  auto report = lethe::audit::VerifyCertificate(cert, *key);
   if (!report.ok()) return Fail("request certificate", report.status());
   std::string json = Json(cert);
   if (!warning.empty()) std::cerr << "warning: " << warning << "\n";
   if (out.empty()) {
     std::cout << json;
   } else {
-    if (auto st = lethe::crypto::WriteFileAtomic(out, json, 0644); !st.ok())
+    if (auto st = lethe::WriteFileAtomic(out, json, 0644); !st.ok())
       return Fail("request certificate", st);
     if (g.json()) {
       std::cout << nlohmann::json{{"out", out}, {"request_id", id}, {"verified", true}}.dump(2) << "\n";
@@ -1430,12 +1431,12 @@ int RequestCertificateVerify(const Global& g, const std::string& file, const std
     return Fail("request certificate --verify", absl::InvalidArgumentError("--verify needs --public-key"));
   auto key = lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
   if (!key.ok()) return Fail("request certificate --verify", key.status());
-  auto text = lethe::crypto::ReadFile(file);
+  auto text = lethe::ReadFile(file);
   if (!text.ok()) return Fail("request certificate --verify", text.status());
   v1::ErasureCertificate cert;
   if (!google::protobuf::util::JsonStringToMessage(*text, &cert).ok())
     return Fail("request certificate --verify", absl::InvalidArgumentError(file + ": not a certificate (JSON)"));
-  auto report = lethe::ledger::VerifyCertificate(cert, *key);
+  auto report = lethe::audit::VerifyCertificate(cert, *key);
   if (!report.ok()) {
     std::cerr << "certificate: INVALID: " << report.status().message() << "\n";
     return 1;
@@ -1454,9 +1455,9 @@ int RequestCertificateVerify(const Global& g, const std::string& file, const std
 // ---- policy -------------------------------------------------------------------------------
 
 int PolicyValidate(const Global& g, const std::string& path) {
-  auto text = lethe::crypto::ReadFile(path);
+  auto text = lethe::ReadFile(path);
   if (!text.ok()) return Fail("policy validate", text.status());
-  auto diags = lethe::policy::Policy::Validate(*text);
+  auto diags = lethe::policies::Policy::Validate(*text);
   if (g.json()) {
     nlohmann::json out = {{"file", path}, {"valid", diags.empty()}, {"errors", nlohmann::json::array()}};
     for (const auto& d : diags)
@@ -1465,7 +1466,7 @@ int PolicyValidate(const Global& g, const std::string& path) {
   } else {
     for (const auto& d : diags) std::cerr << d.ToString(path) << "\n";
     if (diags.empty()) {
-      auto p = lethe::policy::Policy::Parse(*text, path);
+      auto p = lethe::policies::Policy::Parse(*text, path);
       std::cout << path << ": valid (policy \"" << p->name() << "\", " << p->domains().size()
                 << " domain(s), sha256 " << lethe::crypto::Hex(p->Hash()) << ")\n";
     } else {
@@ -1476,10 +1477,10 @@ int PolicyValidate(const Global& g, const std::string& path) {
 }
 
 int PolicyActivate(const Global& g, const std::string& path) {
-  auto text = lethe::crypto::ReadFile(path);
+  auto text = lethe::ReadFile(path);
   if (!text.ok()) return Fail("policy activate", text.status());
   // Check locally first: every error at once, with line and column, without a round trip.
-  auto diags = lethe::policy::Policy::Validate(*text);
+  auto diags = lethe::policies::Policy::Validate(*text);
   if (!diags.empty()) {
     for (const auto& d : diags) std::cerr << d.ToString(path) << "\n";
     std::cerr << path << ": " << diags.size() << " error(s); nothing activated\n";
@@ -1544,7 +1545,7 @@ absl::StatusOr<v1::Identity> OneIdentity(const std::string& arg, const std::stri
   google::protobuf::RepeatedPtrField<v1::Identity> ids;
   std::vector<std::string> flags;
   if (!arg.empty()) flags.push_back(arg);
-  RETURN_IF_ERROR(ParseIdentities(flags, from, &ids));
+  LETHE_RETURN_IF_ERROR(ParseIdentities(flags, from, &ids));
   if (ids.size() != 1)
     return absl::InvalidArgumentError(absl::StrCat("consent is per identity: give exactly one, not ", ids.size()));
   return ids[0];

@@ -32,7 +32,7 @@ std::string ConsentPublisher::Wire(const ConsentRecord& r, const crypto::Ed25519
   state.set_ledger_entry(r.entry);
   state.set_change_id(r.change_id);
   state.set_erasure_request_id(r.erasure_request_id);
-  return SignEnvelope(kConsentStateType, state.SerializeAsString(), key).SerializeAsString();
+  return proto::SignEnvelope(proto::kConsentStateType, state.SerializeAsString(), key).SerializeAsString();
 }
 
 void ConsentPublisher::Run() {

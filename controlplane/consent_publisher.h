@@ -8,9 +8,9 @@
 #include <atomic>
 #include <thread>
 
-#include "controlplane/consent.h"
-#include "controlplane/kafka.h"
+#include "controlplane/consent_store.h"
 #include "crypto/crypto.h"
+#include "kafka/kafka.h"
 
 namespace lethe::controlplane {
 

@@ -5,8 +5,9 @@
 #include <filesystem>
 #include <prometheus/exposer.h>
 
-#include "controlplane/auth.h"
-#include "crypto/status.h"
+#include "base/file_system.h"
+#include "base/status.h"
+#include "controlplane/authorizer.h"
 #include "spdlog/spdlog.h"
 
 namespace lethe::controlplane {
@@ -30,7 +31,7 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
                  options.listen);
     creds = grpc::InsecureServerCredentials();
   } else {
-    ASSIGN_OR_RETURN(creds, MakeServerCredentials(options.certs_dir, options.trust_domain, &trust_domain));
+    LETHE_ASSIGN_OR_RETURN(creds, MakeServerCredentials(options.certs_dir, options.trust_domain, &trust_domain));
   }
 
   std::unique_ptr<Lethed> d(new Lethed());
@@ -38,10 +39,10 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   std::string policy_yaml;
   if (!options.policy_path.empty()) {
     // Validate before touching anything: a bad file must not leave a half-started lethed.
-    ASSIGN_OR_RETURN(policy_yaml, crypto::ReadFile(options.policy_path));
-    RETURN_IF_ERROR(policy::Policy::Parse(policy_yaml, options.policy_path).status());
+    LETHE_ASSIGN_OR_RETURN(policy_yaml, lethe::ReadFile(options.policy_path));
+    LETHE_RETURN_IF_ERROR(policies::Policy::Parse(policy_yaml, options.policy_path).status());
   }
-  ASSIGN_OR_RETURN(crypto::Ed25519PrivateKey key,
+  LETHE_ASSIGN_OR_RETURN(crypto::Ed25519PrivateKey key,
                    crypto::Ed25519PrivateKey::LoadFile(options.signing_key_path));
   d->key_ = std::make_unique<crypto::Ed25519PrivateKey>(std::move(key));
   {
@@ -49,7 +50,7 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
     std::error_code ec;
     const bool new_deployment = !std::filesystem::exists(options.data_dir + "/ledger", ec) ||
                                 std::filesystem::is_empty(options.data_dir + "/ledger", ec);
-    ASSIGN_OR_RETURN(d->vault_, IdentityVault::Open(options.data_dir + "/vault", new_deployment));
+    LETHE_ASSIGN_OR_RETURN(d->vault_, IdentityVault::Open(options.data_dir + "/vault", new_deployment));
   }
 
   ledger::LedgerOptions lopts;
@@ -57,7 +58,7 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   lopts.origin = options.origin;
   lopts.signing_key = d->key_.get();
   Projections& projections = d->projections_;
-  ASSIGN_OR_RETURN(d->ledger_, ledger::Ledger::Open(lopts, [&projections](uint64_t seq, std::string_view,
+  LETHE_ASSIGN_OR_RETURN(d->ledger_, ledger::Ledger::Open(lopts, [&projections](uint64_t seq, std::string_view,
                                                                          const v1::LedgerEntry& e) {
                      return projections.Apply(seq, e);
                    }));
@@ -72,27 +73,27 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
                                                  "lethed --policy " + options.policy_path, self);
     if (!activated.ok() && !absl::IsAlreadyExists(activated.status())) return activated.status();
   }
-  std::shared_ptr<const policy::Policy> policy = d->projections_.policies.Active();
+  std::shared_ptr<const policies::Policy> policy = d->projections_.policies.Active();
   if (!policy)
     return absl::FailedPreconditionError(
         "the ledger holds no activated policy: start lethed with --policy FILE");
   const auto active = d->projections_.policies.ActiveRecord();
   spdlog::info("policy: activation {} ({}), {}", active->activation,
                crypto::Hex(active->hash).substr(0, 16), active->source);
-  RETURN_IF_ERROR(d->manager_->Recover());
+  LETHE_RETURN_IF_ERROR(d->manager_->Recover());
 
   if (options.embedded_kafka) {
-    ASSIGN_OR_RETURN(d->embedded_, kafka::EmbeddedKafka::Start(1));
+    LETHE_ASSIGN_OR_RETURN(d->embedded_, kafka::EmbeddedKafka::Start(1));
     // Topics of domains activated later are created when activated (below).
     for (const auto& h : d->projections_.policies.History())
       for (const auto& domain : h.policy->domains())
-        RETURN_IF_ERROR(d->embedded_->CreateTopic(kafka::CommandTopic(domain.name), 1));
-    RETURN_IF_ERROR(d->embedded_->CreateTopic(kafka::kReceiptTopic, 1));
+        LETHE_RETURN_IF_ERROR(d->embedded_->CreateTopic(kafka::CommandTopic(domain.name), 1));
+    LETHE_RETURN_IF_ERROR(d->embedded_->CreateTopic(kafka::kReceiptTopic, 1));
     // The mock cluster cannot set cleanup.policy=compact; a real cluster's lethe.consent
     // must be created compacted (README, "Policies, consent and deadlines").
-    RETURN_IF_ERROR(d->embedded_->CreateTopic(kafka::kConsentTopic, 1));
+    LETHE_RETURN_IF_ERROR(d->embedded_->CreateTopic(kafka::kConsentTopic, 1));
     d->bootstrap_ = d->embedded_->bootstrap();
-    RETURN_IF_ERROR(crypto::WriteFileAtomic(options.data_dir + "/kafka.bootstrap",
+    LETHE_RETURN_IF_ERROR(lethe::WriteFileAtomic(options.data_dir + "/kafka.bootstrap",
                                             d->bootstrap_ + "\n", 0644));
     spdlog::info("embedded Kafka (librdkafka mock cluster) listening on {}; written to {}/kafka.bootstrap",
                  d->bootstrap_, options.data_dir);
@@ -100,14 +101,14 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
     d->bootstrap_ = options.kafka_bootstrap;
   }
 
-  ASSIGN_OR_RETURN(d->producer_, kafka::Producer::Create(d->bootstrap_, options.kafka_extra));
+  LETHE_ASSIGN_OR_RETURN(d->producer_, kafka::Producer::Create(d->bootstrap_, options.kafka_extra));
   std::vector<std::string> topics;
   for (const auto& domain : policy->domains()) topics.push_back(kafka::CommandTopic(domain.name));
   topics.push_back(kafka::kConsentTopic);
   d->producer_->WarmUp(topics);
   kafka::Config consumer_cfg = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
   for (const auto& [k, v] : options.kafka_extra) consumer_cfg[k] = v;
-  ASSIGN_OR_RETURN(auto consumer, kafka::Consumer::Create(d->bootstrap_, "lethed",
+  LETHE_ASSIGN_OR_RETURN(auto consumer, kafka::Consumer::Create(d->bootstrap_, "lethed",
                                                           {kafka::kReceiptTopic}, consumer_cfg));
   d->intake_ = std::make_unique<ReceiptIntake>(*d->manager_, std::move(consumer));
   d->outbox_ = std::make_unique<OutboxPublisher>(d->projections_.requests, *d->manager_, *d->producer_,
@@ -124,7 +125,7 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
                                                      d->key_->public_key());
   Lethed* self = d.get();
   d->policies_service_ = std::make_unique<PoliciesService>(
-      *d->manager_, d->projections_.policies, [self](const policy::Policy& p) {
+      *d->manager_, d->projections_.policies, [self](const policies::Policy& p) {
         // A domain new to the mesh gets its command topic before its first command.
         std::vector<std::string> topics;
         for (const auto& domain : p.domains()) {
@@ -167,7 +168,7 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
 
   // Scripts that start lethed with port 0 read the bound address from here.
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
-  RETURN_IF_ERROR(crypto::WriteFileAtomic(options.data_dir + "/lethed.addr",
+  LETHE_RETURN_IF_ERROR(lethe::WriteFileAtomic(options.data_dir + "/lethed.addr",
                                           host + ":" + std::to_string(d->port_) + "\n", 0644));
   d->intake_->Start();
   d->outbox_->Start();

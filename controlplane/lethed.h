@@ -3,7 +3,7 @@
 //
 // Data directory layout:
 //   DIR/ledger/         segment files and the latest signed checkpoint (ledger/record_format.h)
-//   DIR/vault/          pepper and per-request keys (controlplane/vault.h), mode 0700
+//   DIR/vault/          pepper and per-request keys (controlplane/identity_vault.h), mode 0700
 //   DIR/kafka.bootstrap the embedded broker's address, with --embedded-kafka
 //   DIR/lethed.addr     the gRPC address actually bound (useful with port 0)
 #pragma once
@@ -13,17 +13,17 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "base/clock.h"
 #include "controlplane/consent_publisher.h"
-#include "controlplane/intake.h"
+#include "controlplane/identity_vault.h"
 #include "controlplane/metrics.h"
-#include "controlplane/kafka.h"
 #include "controlplane/outbox.h"
 #include "controlplane/projections.h"
-#include "controlplane/requests.h"
+#include "controlplane/receipt_intake.h"
+#include "controlplane/request_manager.h"
+#include "controlplane/request_store.h"
 #include "controlplane/service.h"
-#include "controlplane/state.h"
-#include "controlplane/vault.h"
-#include "crypto/clock.h"
+#include "kafka/kafka.h"
 #include "ledger/ledger.h"
 #include "policies/policy.h"
 

@@ -16,9 +16,9 @@
 #include <functional>
 #include <vector>
 
+#include "base/clock.h"
 #include "controlplane/projections.h"
-#include "controlplane/requests.h"
-#include "crypto/clock.h"
+#include "controlplane/request_manager.h"
 
 namespace lethe::controlplane {
 

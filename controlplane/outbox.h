@@ -9,10 +9,10 @@
 #include <set>
 #include <thread>
 
-#include "controlplane/kafka.h"
-#include "controlplane/requests.h"
-#include "controlplane/state.h"
-#include "crypto/clock.h"
+#include "base/clock.h"
+#include "controlplane/request_manager.h"
+#include "controlplane/request_store.h"
+#include "kafka/kafka.h"
 
 namespace lethe::controlplane {
 

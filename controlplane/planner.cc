@@ -4,7 +4,7 @@
 
 namespace lethe::controlplane {
 
-ErasurePlan PlanErasure(const policy::Policy& policy, const std::vector<SubjectIdentity>& identities,
+ErasurePlan PlanErasure(const policies::Policy& policy, const std::vector<SubjectIdentity>& identities,
                         const std::vector<std::string>& scope) {
   std::vector<std::string> have;
   for (const auto& id : identities)

@@ -36,7 +36,7 @@ struct ErasurePlan {
 // Every domain in scope (all of the policy's, or those named in `scope` when it is not
 // empty) is either a target, when the request carries every identity type the domain is
 // keyed by, or needs an identity (the types it lacks). A domain is never left out of the plan.
-ErasurePlan PlanErasure(const policy::Policy& policy, const std::vector<SubjectIdentity>& identities,
+ErasurePlan PlanErasure(const policies::Policy& policy, const std::vector<SubjectIdentity>& identities,
                         const std::vector<std::string>& scope = {});
 
 }  // namespace lethe::controlplane

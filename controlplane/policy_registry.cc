@@ -12,7 +12,7 @@ absl::Status PolicyRegistry::Apply(uint64_t seq, const v1::LedgerEntry& e) {
     return absl::DataLossError(
         absl::StrCat("ledger entry ", seq, ": PolicyActivated ", absl::string_view(why.data(), why.size())));
   };
-  auto parsed = policy::Policy::Parse(pa.policy_yaml(), absl::StrCat("<ledger entry ", seq, ">"));
+  auto parsed = policies::Policy::Parse(pa.policy_yaml(), absl::StrCat("<ledger entry ", seq, ">"));
   if (!parsed.ok()) return corrupt("holds a policy that does not validate: " + std::string(parsed.status().message()));
   if (parsed->Hash() != pa.policy_hash()) return corrupt("policy_hash is not the hash of its policy");
   std::lock_guard<std::mutex> l(mu_);
@@ -29,12 +29,12 @@ absl::Status PolicyRegistry::Apply(uint64_t seq, const v1::LedgerEntry& e) {
   a.source = pa.source();
   a.actor = e.actor();
   a.yaml = pa.policy_yaml();
-  a.policy = std::make_shared<const policy::Policy>(std::move(*parsed));
+  a.policy = std::make_shared<const policies::Policy>(std::move(*parsed));
   history_.push_back(std::move(a));
   return absl::OkStatus();
 }
 
-std::shared_ptr<const policy::Policy> PolicyRegistry::Active() const {
+std::shared_ptr<const policies::Policy> PolicyRegistry::Active() const {
   std::lock_guard<std::mutex> l(mu_);
   return history_.empty() ? nullptr : history_.back().policy;
 }

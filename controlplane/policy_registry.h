@@ -28,7 +28,7 @@ struct PolicyActivation {
   std::string source;
   v1::Actor actor;  // who activated it
   std::string yaml;
-  std::shared_ptr<const policy::Policy> policy;
+  std::shared_ptr<const policies::Policy> policy;
 };
 
 class PolicyRegistry {
@@ -36,7 +36,7 @@ class PolicyRegistry {
   absl::Status Apply(uint64_t seq, const v1::LedgerEntry& entry);
 
   // The active policy; null before the first activation.
-  std::shared_ptr<const policy::Policy> Active() const;
+  std::shared_ptr<const policies::Policy> Active() const;
   std::optional<PolicyActivation> ActiveRecord() const;
   // Oldest first.
   std::vector<PolicyActivation> History() const;

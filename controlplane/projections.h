@@ -3,9 +3,9 @@
 // track.
 #pragma once
 
-#include "controlplane/consent.h"
+#include "controlplane/consent_store.h"
 #include "controlplane/policy_registry.h"
-#include "controlplane/state.h"
+#include "controlplane/request_store.h"
 
 namespace lethe::controlplane {
 

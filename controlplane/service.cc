@@ -4,7 +4,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "crypto/status.h"
+#include "base/status.h"
 #include "ledger/checkpoint.h"
 
 namespace lethe::controlplane {

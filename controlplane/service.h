@@ -6,11 +6,11 @@
 
 #include <functional>
 
-#include "controlplane/auth.h"
-#include "controlplane/requests.h"
-#include "controlplane/state.h"
-#include "controlplane/vault.h"
-#include "crypto/clock.h"
+#include "base/clock.h"
+#include "controlplane/authorizer.h"
+#include "controlplane/identity_vault.h"
+#include "controlplane/request_manager.h"
+#include "controlplane/request_store.h"
 #include "ledger/ledger.h"
 #include "lethe/v1/api.grpc.pb.h"
 
@@ -49,7 +49,7 @@ class PoliciesService final : public v1::Policies::Service {
  public:
   // `on_activated` runs after each activation (lethed prepares topics for new domains).
   PoliciesService(RequestManager& manager, const PolicyRegistry& registry,
-                  std::function<void(const policy::Policy&)> on_activated)
+                  std::function<void(const policies::Policy&)> on_activated)
       : manager_(manager), registry_(registry), on_activated_(std::move(on_activated)) {}
   grpc::Status Activate(grpc::ServerContext*, const v1::ActivatePolicyRequest*,
                         v1::PolicyView*) override;
@@ -59,7 +59,7 @@ class PoliciesService final : public v1::Policies::Service {
  private:
   RequestManager& manager_;
   const PolicyRegistry& registry_;
-  std::function<void(const policy::Policy&)> on_activated_;
+  std::function<void(const policies::Policy&)> on_activated_;
 };
 
 class ConsentService final : public v1::Consent::Service {

@@ -18,8 +18,9 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "base/file_system.h"
+#include "base/status.h"
 #include "crypto/openssl_ptr.h"
-#include "crypto/status.h"
 
 namespace lethe::crypto {
 namespace {
@@ -40,10 +41,6 @@ const std::array<uint32_t, 256>& Crc32cTable() {
     return t;
   }();
   return table;
-}
-
-std::string ErrnoMessage(std::string_view what, const std::string& path) {
-  return absl::StrCat(Av(what), " ", path, ": ", std::strerror(errno));
 }
 
 }  // namespace
@@ -270,7 +267,7 @@ absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::FromPem(std::string_view pem)
 }
 
 absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::LoadFile(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
+  LETHE_ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
   auto key = FromPem(pem);
   if (!key.ok()) return Annotate(key.status(), path);
   return key;
@@ -339,7 +336,7 @@ absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromPem(std::string_view pe
 }
 
 absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::LoadFile(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
+  LETHE_ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
   SecretBytes guarded(std::move(pem));  // wiped when we return
   auto key = FromPem(RevealSecret(guarded));
   if (!key.ok()) return Annotate(key.status(), path);
@@ -376,103 +373,6 @@ std::string Ed25519PrivateKey::Sign(std::string_view message) const {
   EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
                  reinterpret_cast<const unsigned char*>(message.data()), message.size());
   return sig;
-}
-
-// ---- files -----------------------------------------------------------------------------
-
-namespace {
-// Writes all of `data` to `fd`, retrying on EINTR.
-bool WriteAll(int fd, std::string_view data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return false;
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
-
-void SyncDirOf(const std::string& path) {
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-}
-
-// Creates `path` (which must not exist, and is never followed as a symlink), writes, fsyncs.
-absl::Status CreateExclusive(const std::string& path, std::string_view data, int mode) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-  if (fd < 0) {
-    if (errno == EEXIST) return absl::AlreadyExistsError(ErrnoMessage("will not overwrite", path));
-    return absl::UnavailableError(ErrnoMessage("cannot create", path));
-  }
-  // umask must not widen or narrow what we asked for.
-  if (::fchmod(fd, static_cast<mode_t>(mode)) != 0) {
-    absl::Status s = absl::UnavailableError(ErrnoMessage("cannot set the mode of", path));
-    ::close(fd);
-    ::unlink(path.c_str());
-    return s;
-  }
-  if (!WriteAll(fd, data) || ::fsync(fd) != 0) {
-    absl::Status s = absl::UnavailableError(ErrnoMessage("cannot write", path));
-    ::close(fd);
-    ::unlink(path.c_str());
-    return s;
-  }
-  ::close(fd);
-  return absl::OkStatus();
-}
-}  // namespace
-
-absl::Status WriteFileAtomic(const std::string& path, std::string_view data, int mode) {
-  // An unpredictable temp name, created exclusively: a planted file or symlink at a
-  // predictable name cannot redirect the write.
-  const std::string tmp = path + ".tmp-" + Hex(RandomBytes(8));
-  RETURN_IF_ERROR(CreateExclusive(tmp, data, mode));
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    absl::Status s = absl::UnavailableError(ErrnoMessage("cannot rename to", path));
-    ::unlink(tmp.c_str());
-    return s;
-  }
-  SyncDirOf(path);
-  return absl::OkStatus();
-}
-
-absl::Status WriteNewFile(const std::string& path, std::string_view data, int mode) {
-  RETURN_IF_ERROR(CreateExclusive(path, data, mode));
-  SyncDirOf(path);
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::NotFoundError(ErrnoMessage("cannot open", path));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    return absl::UnavailableError(ErrnoMessage("cannot stat", path));
-  }
-  std::string out;
-  out.resize(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  while (true) {
-    if (done == out.size()) out.resize(out.size() + 4096);  // the file grew, or st_size was 0
-    ssize_t n = ::read(fd, out.data() + done, out.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::close(fd);
-      return absl::UnavailableError(ErrnoMessage("cannot read", path));
-    }
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  out.resize(done);
-  return out;
 }
 
 }  // namespace lethe::crypto

@@ -85,12 +85,5 @@ class Ed25519PrivateKey {
   Ed25519PublicKey public_key_;
 };
 
-// Writes `data` to `path` atomically: a temp file with an unpredictable name created
-// exclusively (never through a symlink), fsync, rename, fsync of the directory.
-absl::Status WriteFileAtomic(const std::string& path, std::string_view data, int mode);
-// Creates `path`, which must not exist yet (kAlreadyExists otherwise; a symlink counts as
-// existing), with `mode`, and makes it durable. For key files that must never be replaced.
-absl::Status WriteNewFile(const std::string& path, std::string_view data, int mode);
-absl::StatusOr<std::string> ReadFile(const std::string& path);
 
 }  // namespace lethe::crypto

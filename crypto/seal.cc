@@ -11,9 +11,10 @@
 #include <cstdlib>
 #include <memory>
 
+#include "base/file_system.h"
+#include "base/status.h"
 #include "crypto/crypto.h"
 #include "crypto/openssl_ptr.h"
-#include "crypto/status.h"
 
 namespace lethe::crypto {
 namespace {
@@ -106,7 +107,7 @@ absl::StatusOr<X25519PrivateKey> X25519PrivateKey::FromPem(std::string_view pem)
 }
 
 absl::StatusOr<X25519PrivateKey> X25519PrivateKey::LoadFile(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
+  LETHE_ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
   SecretBytes guarded(std::move(pem));
   auto key = FromPem(RevealSecret(guarded));
   if (!key.ok())
@@ -147,10 +148,10 @@ std::string SealTo(const X25519PublicKey& recipient, std::string_view plaintext)
 absl::StatusOr<std::string> GenerateKeyFiles(const std::string& prefix) {
   const std::string key_path = prefix + ".key";
   const std::string pub_path = prefix + ".pub";
-  ASSIGN_OR_RETURN(Ed25519PrivateKey sign, Ed25519PrivateKey::Generate());
-  ASSIGN_OR_RETURN(X25519PrivateKey enc, X25519PrivateKey::Generate());
+  LETHE_ASSIGN_OR_RETURN(Ed25519PrivateKey sign, Ed25519PrivateKey::Generate());
+  LETHE_ASSIGN_OR_RETURN(X25519PrivateKey enc, X25519PrivateKey::Generate());
   SecretBytes both(std::string(RevealSecret(sign.ToPem())) + std::string(RevealSecret(enc.ToPem())));
-  RETURN_IF_ERROR(WriteNewFile(key_path, RevealSecret(both), 0600));
+  LETHE_RETURN_IF_ERROR(WriteNewFile(key_path, RevealSecret(both), 0600));
   absl::Status s = WriteNewFile(pub_path, sign.public_key().ToPem() + enc.public_key().ToPem(), 0644);
   if (!s.ok()) {
     ::unlink(key_path.c_str());  // no half-written key pair

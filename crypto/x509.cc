@@ -14,10 +14,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/file_system.h"
+#include "base/status.h"
 #include "crypto/crypto.h"
 #include "crypto/openssl_ptr.h"
 #include "crypto/secret.h"
-#include "crypto/status.h"
 
 namespace lethe::crypto {
 namespace {
@@ -117,7 +118,7 @@ absl::StatusOr<X509Ptr> Issue(EVP_PKEY* key, const std::string& cn, X509* issuer
                              reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
   X509_set_issuer_name(cert.get(), issuer ? X509_get_subject_name(issuer) : name);
   X509* iss = issuer ? issuer : cert.get();
-  for (const auto& [nid, value] : extensions) RETURN_IF_ERROR(AddExtension(cert.get(), iss, nid, value));
+  for (const auto& [nid, value] : extensions) LETHE_RETURN_IF_ERROR(AddExtension(cert.get(), iss, nid, value));
   if (X509_sign(cert.get(), issuer_key, EVP_sha256()) == 0)
     return absl::InternalError("cannot sign certificate: " + OpenSslError());
   return cert;
@@ -132,8 +133,8 @@ struct LoadedCa {
 absl::StatusOr<LoadedCa> LoadCa(const std::string& dir) {
   const std::string crt_path = dir + "/ca.crt";
   const std::string key_path = dir + "/ca.key";
-  ASSIGN_OR_RETURN(std::string crt_pem, ReadFile(crt_path));
-  ASSIGN_OR_RETURN(std::string key_raw, ReadFile(key_path));
+  LETHE_ASSIGN_OR_RETURN(std::string crt_pem, ReadFile(crt_path));
+  LETHE_ASSIGN_OR_RETURN(std::string key_raw, ReadFile(key_path));
   SecretBytes key_pem(std::move(key_raw));
   LoadedCa ca;
   auto cert = ParseCert(crt_pem);
@@ -159,7 +160,7 @@ absl::Status WritePair(const std::string& dir, const std::string& stem, EVP_PKEY
   for (const auto& p : {key_path, crt_path})
     if (std::filesystem::exists(std::filesystem::symlink_status(p)))
       return absl::AlreadyExistsError(p + " exists; remove it first to replace it");
-  RETURN_IF_ERROR(WriteNewFile(key_path, RevealSecret(KeyPem(key)), 0600));
+  LETHE_RETURN_IF_ERROR(WriteNewFile(key_path, RevealSecret(KeyPem(key)), 0600));
   return WriteNewFile(crt_path, CertPem(cert), 0644);
 }
 
@@ -234,7 +235,7 @@ absl::StatusOr<SpiffeId> ParseSpiffeId(std::string_view uri) {
 }
 
 absl::StatusOr<CertificateInfo> InspectCertificate(std::string_view pem) {
-  ASSIGN_OR_RETURN(X509Ptr cert, ParseCert(pem));
+  LETHE_ASSIGN_OR_RETURN(X509Ptr cert, ParseCert(pem));
   CertificateInfo info;
   unsigned char* der = nullptr;
   const int len = i2d_X509(cert.get(), &der);
@@ -259,7 +260,7 @@ absl::StatusOr<CertificateInfo> InspectCertificate(std::string_view pem) {
 }
 
 absl::StatusOr<std::string> TrustDomainOfCa(std::string_view ca_pem) {
-  ASSIGN_OR_RETURN(CertificateInfo info, InspectCertificate(ca_pem));
+  LETHE_ASSIGN_OR_RETURN(CertificateInfo info, InspectCertificate(ca_pem));
   constexpr std::string_view kScheme = "spiffe://";
   for (const auto& uri : info.uri_sans) {
     if (uri.rfind(kScheme, 0) != 0) continue;
@@ -274,9 +275,9 @@ absl::Status CreateCa(const std::string& dir, const std::string& trust_domain, C
   if (!IsTrustDomain(trust_domain))
     return absl::InvalidArgumentError("--trust-domain: \"" + Quote(trust_domain) +
                                       "\" is not a trust domain ([a-z0-9._-], 1..255 characters)");
-  RETURN_IF_ERROR(PrepareDir(dir));
-  ASSIGN_OR_RETURN(PkeyPtr key, NewKey());
-  ASSIGN_OR_RETURN(X509Ptr cert,
+  LETHE_RETURN_IF_ERROR(PrepareDir(dir));
+  LETHE_ASSIGN_OR_RETURN(PkeyPtr key, NewKey());
+  LETHE_ASSIGN_OR_RETURN(X509Ptr cert,
                    Issue(key.get(), "Lethe CA " + trust_domain, nullptr, key.get(), options.lifetime,
                          {{NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
                           {NID_key_usage, "critical,keyCertSign,cRLSign"},
@@ -296,9 +297,9 @@ absl::Status CreateServerCert(const std::string& dir, const std::vector<std::str
     else return absl::InvalidArgumentError("--host: \"" + Quote(h) + "\" is neither a DNS name nor an IP address");
     san += (san.empty() ? "" : ",") + entry;
   }
-  ASSIGN_OR_RETURN(LoadedCa ca, LoadCa(dir));
-  ASSIGN_OR_RETURN(PkeyPtr key, NewKey());
-  ASSIGN_OR_RETURN(X509Ptr cert,
+  LETHE_ASSIGN_OR_RETURN(LoadedCa ca, LoadCa(dir));
+  LETHE_ASSIGN_OR_RETURN(PkeyPtr key, NewKey());
+  LETHE_ASSIGN_OR_RETURN(X509Ptr cert,
                    Issue(key.get(), hosts.front(), ca.cert.get(), ca.key.get(), options.lifetime,
                          {{NID_basic_constraints, "critical,CA:FALSE"},
                           {NID_key_usage, "critical,digitalSignature,keyEncipherment"},
@@ -315,10 +316,10 @@ absl::Status CreateClientCert(const std::string& dir, const std::string& role,
   if (!IsCertName(name))
     return absl::InvalidArgumentError("--name: \"" + Quote(name) +
                                       "\" is not a name ([A-Za-z0-9._-], 1..64 characters, not starting with '.')");
-  ASSIGN_OR_RETURN(LoadedCa ca, LoadCa(dir));
+  LETHE_ASSIGN_OR_RETURN(LoadedCa ca, LoadCa(dir));
   const SpiffeId id{ca.trust_domain, role, name};
-  ASSIGN_OR_RETURN(PkeyPtr key, NewKey());
-  ASSIGN_OR_RETURN(X509Ptr cert,
+  LETHE_ASSIGN_OR_RETURN(PkeyPtr key, NewKey());
+  LETHE_ASSIGN_OR_RETURN(X509Ptr cert,
                    Issue(key.get(), name, ca.cert.get(), ca.key.get(), options.lifetime,
                          {{NID_basic_constraints, "critical,CA:FALSE"},
                           {NID_key_usage, "critical,digitalSignature"},

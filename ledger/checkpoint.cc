@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "crypto/status.h"
+#include "base/status.h"
 
 namespace lethe::ledger {
 namespace {
@@ -137,13 +137,13 @@ std::string SignCheckpoint(const Checkpoint& cp, const crypto::Ed25519PrivateKey
 }
 
 absl::StatusOr<Checkpoint> ParseCheckpointUnverified(std::string_view note) {
-  ASSIGN_OR_RETURN(SplitNote split, Split(note));
+  LETHE_ASSIGN_OR_RETURN(SplitNote split, Split(note));
   return ParseBody(split.body);
 }
 
 absl::StatusOr<Checkpoint> VerifyCheckpoint(std::string_view note, std::string_view origin,
                                             const crypto::Ed25519PublicKey& key) {
-  ASSIGN_OR_RETURN(SplitNote split, Split(note));
+  LETHE_ASSIGN_OR_RETURN(SplitNote split, Split(note));
   const std::string want_id = KeyIdBytes(NoteKeyId(origin, key));
   bool verified = false;
   for (std::string_view line : split.signatures) {
@@ -166,7 +166,7 @@ absl::StatusOr<Checkpoint> VerifyCheckpoint(std::string_view note, std::string_v
     return absl::PermissionDeniedError(
         absl::StrCat("checkpoint carries no signature by key ",
                      absl::string_view(origin.data(), origin.size()), " ", key.KeyId()));
-  ASSIGN_OR_RETURN(Checkpoint cp, ParseBody(split.body));
+  LETHE_ASSIGN_OR_RETURN(Checkpoint cp, ParseBody(split.body));
   if (cp.origin != origin)
     return absl::PermissionDeniedError("checkpoint origin is not " + std::string(origin));
   return cp;

@@ -10,7 +10,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
-#include "crypto/status.h"
+#include "base/status.h"
 #include "ledger/record_format.h"
 #include "spdlog/spdlog.h"
 
@@ -64,18 +64,18 @@ absl::StatusOr<ScanEnd> ScanRecords(
   };
   while (off < end) {
     if (end - off < format::kRecordHeaderSize) return ScanEnd{off, "incomplete record header", true};
-    RETURN_IF_ERROR(need(format::kRecordHeaderSize));
+    LETHE_RETURN_IF_ERROR(need(format::kRecordHeaderSize));
     const char* h = buf.data() + (off - buf_start);
     const uint32_t len = format::GetU32(h);
     if (len == 0 || len > CheckpointHistory::kMaxNote)
       return ScanEnd{off, absl::StrCat("bad record length ", len)};
     if (end - off - format::kRecordHeaderSize < len) return ScanEnd{off, "incomplete record", true};
-    RETURN_IF_ERROR(need(format::kRecordHeaderSize + len));
+    LETHE_RETURN_IF_ERROR(need(format::kRecordHeaderSize + len));
     h = buf.data() + (off - buf_start);
     const std::string_view payload(h + format::kRecordHeaderSize, len);
     if (crypto::Crc32c(payload, crypto::Crc32c(std::string_view(h, 4))) != format::GetU32(h + 4))
       return ScanEnd{off, "record checksum mismatch"};
-    ASSIGN_OR_RETURN(bool go_on, fn(off, payload));
+    LETHE_ASSIGN_OR_RETURN(bool go_on, fn(off, payload));
     if (!go_on) return ScanEnd{off, "", false};
     off += format::kRecordHeaderSize + len;
   }
@@ -92,10 +92,10 @@ absl::StatusOr<std::unique_ptr<CheckpointHistory>> CheckpointHistory::Open(
   std::error_code ec;
   if (!std::filesystem::exists(std::filesystem::symlink_status(path, ec))) {
     // Created whole (temp file, rename) so that it is never seen without its header.
-    RETURN_IF_ERROR(WriteFileAtomic(fs, path, Header(), 0600));
+    LETHE_RETURN_IF_ERROR(WriteFileAtomic(fs, path, Header(), 0600));
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<File> file, fs.Open(path, FileSystem::OpenMode::kReadWrite));
-  ASSIGN_OR_RETURN(const uint64_t file_size, file->Size());
+  LETHE_ASSIGN_OR_RETURN(std::unique_ptr<File> file, fs.Open(path, FileSystem::OpenMode::kReadWrite));
+  LETHE_ASSIGN_OR_RETURN(const uint64_t file_size, file->Size());
   std::unique_ptr<CheckpointHistory> h(new CheckpointHistory(path, std::move(file)));
   const File& f = *h->file_;
   auto corrupt = [&](uint64_t record, uint64_t offset, std::string_view what) {
@@ -104,7 +104,7 @@ absl::StatusOr<std::unique_ptr<CheckpointHistory>> CheckpointHistory::Open(
                                             absl::string_view(what.data(), what.size())));
   };
   std::string header(kHeaderSize, '\0');
-  RETURN_IF_ERROR(PreadAll(f, header.data(), header.size(), 0));  // kDataLoss if short
+  LETHE_RETURN_IF_ERROR(PreadAll(f, header.data(), header.size(), 0));  // kDataLoss if short
   if (header != Header())
     return absl::DataLossError(absl::StrCat("ledger corrupt: checkpoint history ", kFileName,
                                             " has a bad header (magic, version or checksum)"));
@@ -112,7 +112,7 @@ absl::StatusOr<std::unique_ptr<CheckpointHistory>> CheckpointHistory::Open(
   uint64_t count = 0, last_size = 0;
   std::string last_root;
   std::vector<IndexPoint> index;
-  ASSIGN_OR_RETURN(
+  LETHE_ASSIGN_OR_RETURN(
       ScanEnd stop,
       ScanRecords(f, kHeaderSize, file_size,
                   [&](uint64_t offset, std::string_view note) -> absl::StatusOr<bool> {
@@ -148,12 +148,12 @@ absl::StatusOr<std::unique_ptr<CheckpointHistory>> CheckpointHistory::Open(
     bool torn = stop.incomplete;
     if (!torn && rest <= format::kRecordHeaderSize + kMaxNote) {
       std::string tail(rest, '\0');
-      RETURN_IF_ERROR(PreadAll(f, tail.data(), tail.size(), stop.offset));
+      LETHE_RETURN_IF_ERROR(PreadAll(f, tail.data(), tail.size(), stop.offset));
       torn = tail.find(std::string(8, '\0')) != std::string::npos;
     }
     if (!torn) return corrupt(count, stop.offset, stop.problem);
     if (absl::Status st = h->file_->Truncate(stop.offset); !st.ok()) return st;
-    RETURN_IF_ERROR(h->file_->SyncData());
+    LETHE_RETURN_IF_ERROR(h->file_->SyncData());
     spdlog::warn("ledger: cut the torn tail of {} at offset {} ({} bytes of an interrupted "
                  "append: {}); it holds {} checkpoints",
                  kFileName, stop.offset, rest, stop.problem, count);
@@ -224,7 +224,7 @@ absl::StatusOr<std::vector<CheckpointHistory::Entry>> CheckpointHistory::List(ui
                                [](uint64_t s, const IndexPoint& p) { return s < p.size; });
     if (it != index_.begin()) start = std::prev(it)->offset;
   }
-  ASSIGN_OR_RETURN(
+  LETHE_ASSIGN_OR_RETURN(
       ScanEnd stop,
       ScanRecords(*file_, start, end,
                   [&](uint64_t offset, std::string_view note) -> absl::StatusOr<bool> {

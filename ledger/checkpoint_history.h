@@ -40,9 +40,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "base/file_system.h"
 #include "crypto/crypto.h"
 #include "ledger/checkpoint.h"
-#include "ledger/file_system.h"
 
 namespace lethe::ledger {
 

@@ -13,9 +13,9 @@
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/wire_format_lite.h"
-#include "crypto/status.h"
 #include "ledger/record_format.h"
 #include "spdlog/spdlog.h"
 
@@ -112,11 +112,11 @@ absl::StatusOr<uint32_t> SegmentVersion(const std::string& path) {
 }  // namespace
 
 absl::StatusOr<std::vector<std::string>> StrayLedgerFiles(const std::string& dir) {
-  ASSIGN_OR_RETURN(std::vector<std::string> segments, ListSegments(dir));
+  LETHE_ASSIGN_OR_RETURN(std::vector<std::string> segments, ListSegments(dir));
   (void)segments;  // listed for its check of seg- names
   auto known = [](const std::string& name) {
     if (name == "checkpoint" || name == "checkpoint-history.log") return true;
-    // A temporary file of crypto::WriteFileAtomic replacing the checkpoint: .tmp-<16 hex>.
+    // A temporary file of lethe::WriteFileAtomic replacing the checkpoint: .tmp-<16 hex>.
     const std::string prefix = "checkpoint.tmp-";
     if (name.size() == prefix.size() + 16 && name.rfind(prefix, 0) == 0 &&
         std::all_of(name.begin() + prefix.size(), name.end(),
@@ -137,21 +137,21 @@ absl::StatusOr<std::vector<std::string>> StrayLedgerFiles(const std::string& dir
 
 absl::StatusOr<ScanResult> ScanSegments(
     const std::string& dir, const std::function<absl::Status(const ScannedRecord&)>& fn) {
-  ASSIGN_OR_RETURN(std::vector<std::string> names, ListSegments(dir));
+  LETHE_ASSIGN_OR_RETURN(std::vector<std::string> names, ListSegments(dir));
   ScanResult result;
   uint64_t index = 0;
   if (!names.empty()) result.last_segment = names.back();
   for (size_t i = 0; i < names.size(); ++i) {
     const bool last = i + 1 == names.size();
     const std::string& name = names[i];
-    ASSIGN_OR_RETURN(std::string data, crypto::ReadFile(dir + "/" + name));
+    LETHE_ASSIGN_OR_RETURN(std::string data, lethe::ReadFile(dir + "/" + name));
     auto torn = [&](uint64_t off, bool zeros) -> absl::Status {
       if (!last) return Corrupt(name, off, index, "incomplete record in a sealed segment");
       result.torn_tail = TornTail{name, off, data.size() - off, zeros};
       return absl::OkStatus();
     };
     if (data.size() < format::kSegmentHeaderSize) {
-      RETURN_IF_ERROR(torn(0, AllZero(data)));
+      LETHE_RETURN_IF_ERROR(torn(0, AllZero(data)));
       break;
     }
     const char* h = data.data();
@@ -177,7 +177,7 @@ absl::StatusOr<ScanResult> ScanSegments(
     while (off < data.size()) {
       const std::string_view rest = std::string_view(data).substr(off);
       if (last && AllZero(rest)) {
-        RETURN_IF_ERROR(torn(off, /*zeros=*/true));
+        LETHE_RETURN_IF_ERROR(torn(off, /*zeros=*/true));
         break;
       }
       // From here on, an incomplete record, or (last segment only) a header that was never
@@ -185,12 +185,12 @@ absl::StatusOr<ScanResult> ScanSegments(
       // write torn by a crash; anything else that fails a check is corruption.
       if (rest.size() < format::kRecordHeaderSize ||
           (last && AllZero(rest.substr(0, format::kRecordHeaderSize)))) {
-        RETURN_IF_ERROR(torn(off, false));
+        LETHE_RETURN_IF_ERROR(torn(off, false));
         break;
       }
       const uint32_t len = format::GetU32(rest.data());
       if (len > rest.size() - format::kRecordHeaderSize) {
-        RETURN_IF_ERROR(torn(off, false));
+        LETHE_RETURN_IF_ERROR(torn(off, false));
         break;
       }
       const std::string_view framed = rest.substr(0, format::kRecordHeaderSize + len);
@@ -204,12 +204,12 @@ absl::StatusOr<ScanResult> ScanSegments(
       if (!problem.empty()) {
         if (last && (HasUnwrittenSector(data, off, off + framed.size()) ||
                      EndsInZeros(data, off, off + framed.size()))) {
-          RETURN_IF_ERROR(torn(off, false));
+          LETHE_RETURN_IF_ERROR(torn(off, false));
           break;
         }
         return Corrupt(name, off, index, problem);
       }
-      RETURN_IF_ERROR(fn(ScannedRecord{index, name, off, framed.substr(8), version}));
+      LETHE_RETURN_IF_ERROR(fn(ScannedRecord{index, name, off, framed.substr(8), version}));
       ++index;
       ++result.records;
       off += framed.size();
@@ -332,7 +332,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   std::optional<ledger::Checkpoint> stored_cp;
   const std::string cp_path = options.dir + "/" + kCheckpointFile;
   if (fs::exists(cp_path)) {
-    ASSIGN_OR_RETURN(std::string note, crypto::ReadFile(cp_path));
+    LETHE_ASSIGN_OR_RETURN(std::string note, lethe::ReadFile(cp_path));
     auto cp = VerifyCheckpoint(note, options.origin, options.signing_key->public_key());
     if (!cp.ok())
       return absl::DataLossError("stored checkpoint does not verify: " +
@@ -368,13 +368,13 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     uint32_t batch_remaining = 0;
     // Without a replay callback nobody needs the parsed entry: check the link alone.
     if (replay) {
-      RETURN_IF_ERROR(CheckChainLink(rec, last_hash, &h.entry, &h.leaf));
+      LETHE_RETURN_IF_ERROR(CheckChainLink(rec, last_hash, &h.entry, &h.leaf));
       batch_remaining = h.entry.batch_remaining();
       h.bytes.assign(rec.payload.data(), rec.payload.size());
     } else {
-      RETURN_IF_ERROR(CheckChainLinkFast(rec, last_hash, &h.leaf, &batch_remaining));
+      LETHE_RETURN_IF_ERROR(CheckChainLinkFast(rec, last_hash, &h.leaf, &batch_remaining));
     }
-    RETURN_IF_ERROR(batches.Next(rec.index, batch_remaining, rec.segment, rec.segment_version));
+    LETHE_RETURN_IF_ERROR(batches.Next(rec.index, batch_remaining, rec.segment, rec.segment_version));
     if (rec.segment != current_segment) {
       current_segment = rec.segment;
       l.segments_.push_back(options.dir + "/" + rec.segment);
@@ -388,7 +388,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     for (Held& e : held) {
       l.locations_.push_back(Location{e.segment, e.length, e.offset + format::kRecordHeaderSize});
       l.tree_.Append(e.leaf);
-      if (replay) RETURN_IF_ERROR(replay(e.seq, e.bytes, e.entry));
+      if (replay) LETHE_RETURN_IF_ERROR(replay(e.seq, e.bytes, e.entry));
     }
     batch_hash = last_hash;
     held.clear();
@@ -397,7 +397,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   if (!scan.ok()) return scan.status();
 
   // Segments that exist but hold no complete record (a fresh or torn one) are still ours.
-  ASSIGN_OR_RETURN(std::vector<std::string> names, ListSegments(options.dir));
+  LETHE_ASSIGN_OR_RETURN(std::vector<std::string> names, ListSegments(options.dir));
   if (!names.empty() && (l.segments_.empty() ||
                          l.segments_.back() != options.dir + "/" + names.back())) {
     l.segments_.push_back(options.dir + "/" + names.back());
@@ -436,7 +436,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     l.history_ = std::move(*history);
     if (stored_cp && l.history_->last_size() < stored_cp->size) {
       std::lock_guard<std::mutex> cl(l.cp_note_mu_);
-      RETURN_IF_ERROR(l.history_->Append(*stored_cp, l.checkpoint_));
+      LETHE_RETURN_IF_ERROR(l.history_->Append(*stored_cp, l.checkpoint_));
     }
   }
 
@@ -446,7 +446,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     // segment (BatchTracker refuses a batch that spans two), which must be the last one.
     const Held& first = held.front();
     const std::string& path = l.segments_[first.segment];
-    RETURN_IF_ERROR(batches.CheckEnd(names.back()));
+    LETHE_RETURN_IF_ERROR(batches.CheckEnd(names.back()));
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) return Errno("cannot stat segment", path);
     cut = TornTail{fs::path(path).filename().string(), first.offset,
@@ -456,12 +456,12 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     const TornTail& t = *cut;
     const std::string path = options.dir + "/" + t.segment;
     if (t.offset == 0) {
-      RETURN_IF_ERROR(l.fs_.Remove(path));
+      LETHE_RETURN_IF_ERROR(l.fs_.Remove(path));
       l.segments_.pop_back();
     } else {
-      RETURN_IF_ERROR(l.fs_.TruncateFile(path, t.offset));
+      LETHE_RETURN_IF_ERROR(l.fs_.TruncateFile(path, t.offset));
     }
-    RETURN_IF_ERROR(l.fs_.SyncDir(options.dir));
+    LETHE_RETURN_IF_ERROR(l.fs_.SyncDir(options.dir));
     if (t.zeros) {
       spdlog::info("ledger: removed {} pre-zeroed bytes at the end of {} (offset {})", t.bytes,
                    t.segment, t.offset);
@@ -481,17 +481,17 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   // A ledger written before batches were marked goes on in a new segment of the current
   // version, so that a reader that does not know the marks refuses the entries that have them.
   while (!l.segments_.empty()) {
-    ASSIGN_OR_RETURN(uint32_t version, SegmentVersion(l.segments_.back()));
+    LETHE_ASSIGN_OR_RETURN(uint32_t version, SegmentVersion(l.segments_.back()));
     if (version >= format::kVersion) break;
     if (l.locations_.empty() || l.locations_.back().segment + 1 != l.segments_.size()) {
       // It holds no entry: start it again in the current version.
       const std::string path = l.segments_.back();
-      RETURN_IF_ERROR(l.fs_.Remove(path));
-      RETURN_IF_ERROR(l.fs_.SyncDir(options.dir));
+      LETHE_RETURN_IF_ERROR(l.fs_.Remove(path));
+      LETHE_RETURN_IF_ERROR(l.fs_.SyncDir(options.dir));
       l.segments_.pop_back();
       continue;
     }
-    RETURN_IF_ERROR(l.StartSegment(l.tree_.size()));
+    LETHE_RETURN_IF_ERROR(l.StartSegment(l.tree_.size()));
     l.file_.reset();  // OpenSegmentForAppend opens it again
     break;
   }
@@ -512,7 +512,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
       return Errno("cannot read the last entry of", path);
     last_ms = last.time_unix_ms();
   }
-  RETURN_IF_ERROR(l.OpenSegmentForAppend());
+  LETHE_RETURN_IF_ERROR(l.OpenSegmentForAppend());
   {
     std::lock_guard<std::mutex> w(l.write_mu_);
     l.write_last_ms_ = last_ms;
@@ -531,10 +531,10 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     created.mutable_log_created()->set_origin(options.origin);
     created.mutable_log_created()->set_control_plane_public_key(
         options.signing_key->public_key().raw());
-    ASSIGN_OR_RETURN(auto appended, l.Append({created}, absl::Now()));
-    if (replay) RETURN_IF_ERROR(replay(0, appended[0].bytes, appended[0].entry));
+    LETHE_ASSIGN_OR_RETURN(auto appended, l.Append({created}, absl::Now()));
+    if (replay) LETHE_RETURN_IF_ERROR(replay(0, appended[0].bytes, appended[0].entry));
   }
-  RETURN_IF_ERROR(l.SignCheckpointNow());
+  LETHE_RETURN_IF_ERROR(l.SignCheckpointNow());
   if (options.checkpoint_interval > absl::ZeroDuration())
     l.checkpointer_ = std::thread([&l] { l.CheckpointLoop(); });
   return ledger;
@@ -581,10 +581,10 @@ void Ledger::CheckpointLoop() {
 
 absl::Status Ledger::OpenSegmentForAppend() {
   if (segments_.empty()) {
-    RETURN_IF_ERROR(StartSegment(tree_.size()));
+    LETHE_RETURN_IF_ERROR(StartSegment(tree_.size()));
   } else {
-    ASSIGN_OR_RETURN(file_, fs_.Open(segments_.back(), FileSystem::OpenMode::kWrite));
-    ASSIGN_OR_RETURN(write_offset_, file_->Size());
+    LETHE_ASSIGN_OR_RETURN(file_, fs_.Open(segments_.back(), FileSystem::OpenMode::kWrite));
+    LETHE_ASSIGN_OR_RETURN(write_offset_, file_->Size());
   }
   PrezeroFrom(file_.get(), write_offset_);
   return absl::OkStatus();
@@ -679,7 +679,7 @@ absl::Status Ledger::RollSegment(uint64_t first_seq) {
   if (!sealed.ok()) return absl::UnavailableError("cannot seal the ledger segment: " + sealed.ToString());
   {
     std::lock_guard<std::mutex> l(mu_);
-    RETURN_IF_ERROR(StartSegment(first_seq));
+    LETHE_RETURN_IF_ERROR(StartSegment(first_seq));
   }
   PrezeroFrom(file_.get(), write_offset_);
   return absl::OkStatus();
@@ -688,7 +688,7 @@ absl::Status Ledger::RollSegment(uint64_t first_seq) {
 absl::Status Ledger::StartSegment(uint64_t first_seq) {
   const std::string path = options_.dir + "/" + format::SegmentFileName(first_seq);
   // 0600: the ledger holds tokens and sealed data; only lethed (and its backups) read it.
-  ASSIGN_OR_RETURN(std::unique_ptr<File> file,
+  LETHE_ASSIGN_OR_RETURN(std::unique_ptr<File> file,
                    fs_.Open(path, FileSystem::OpenMode::kCreateExclusive, 0600));
   std::string header = format::EncodeSegmentHeader(first_seq);
   absl::Status st = file->WriteAt(0, header);
@@ -735,7 +735,7 @@ absl::Status Ledger::SignCheckpointNow() {
     std::vector<std::string> proof;
     {
       std::lock_guard<std::mutex> l(mu_);
-      ASSIGN_OR_RETURN(proof, tree_.ConsistencyProof(prev_size, cp.size));
+      LETHE_ASSIGN_OR_RETURN(proof, tree_.ConsistencyProof(prev_size, cp.size));
     }
     if (absl::Status s = VerifyConsistency(prev_size, cp.size, proof, prev_root, cp.root); !s.ok())
       return absl::InternalError("refusing to sign an inconsistent checkpoint: " + s.ToString());
@@ -744,8 +744,8 @@ absl::Status Ledger::SignCheckpointNow() {
   // The history first: it must hold every checkpoint the file ever holds. A crash between the
   // two leaves it one ahead; signing that size again appends nothing.
   if (history_ == nullptr) return absl::FailedPreconditionError("the ledger did not open");
-  RETURN_IF_ERROR(history_->Append(cp, note));
-  RETURN_IF_ERROR(WriteFileAtomic(fs_, options_.dir + "/" + kCheckpointFile, note, 0600));
+  LETHE_RETURN_IF_ERROR(history_->Append(cp, note));
+  LETHE_RETURN_IF_ERROR(WriteFileAtomic(fs_, options_.dir + "/" + kCheckpointFile, note, 0600));
   std::lock_guard<std::mutex> l(cp_note_mu_);
   checkpoint_ = std::move(note);
   checkpoint_size_ = cp.size;
@@ -755,7 +755,7 @@ absl::Status Ledger::SignCheckpointNow() {
 }
 
 absl::StatusOr<std::string> Ledger::Checkpoint() {
-  RETURN_IF_ERROR(SignCheckpointNow());
+  LETHE_RETURN_IF_ERROR(SignCheckpointNow());
   return LatestCheckpoint();
 }
 

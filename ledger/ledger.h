@@ -26,10 +26,10 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "base/file_system.h"
 #include "crypto/crypto.h"
 #include "ledger/checkpoint.h"
 #include "ledger/checkpoint_history.h"
-#include "ledger/file_system.h"
 #include "ledger/merkle.h"
 #include "lethe/v1/ledger.pb.h"
 

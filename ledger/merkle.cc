@@ -9,8 +9,8 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "crypto/crypto.h"
-#include "crypto/status.h"
 
 namespace lethe::ledger {
 namespace {
@@ -281,7 +281,7 @@ absl::StatusOr<std::string> RootFromInclusionProof(uint64_t index, uint64_t size
     return absl::InvalidArgumentError(
         absl::StrCat("inclusion proof: leaf index ", index, " is not below tree size ", size));
   }
-  RETURN_IF_ERROR(CheckHashSize("inclusion proof: leaf hash", leaf_hash));
+  LETHE_RETURN_IF_ERROR(CheckHashSize("inclusion proof: leaf hash", leaf_hash));
   const ProofShape shape = InclusionShape(index, size);
   if (proof.size() != shape.inner + shape.border) {
     return absl::InvalidArgumentError(
@@ -289,7 +289,7 @@ absl::StatusOr<std::string> RootFromInclusionProof(uint64_t index, uint64_t size
                      shape.inner + shape.border, " for leaf index ", index, " in tree size ",
                      size));
   }
-  RETURN_IF_ERROR(CheckProofHashes("inclusion", proof));
+  LETHE_RETURN_IF_ERROR(CheckProofHashes("inclusion", proof));
 
   // RFC 9162 §2.1.3.2, step by step.
   uint64_t fn = index;
@@ -317,8 +317,8 @@ absl::StatusOr<std::string> RootFromInclusionProof(uint64_t index, uint64_t size
 
 absl::Status VerifyInclusion(uint64_t index, uint64_t size, std::string_view leaf_hash,
                              const std::vector<std::string>& proof, std::string_view root) {
-  RETURN_IF_ERROR(CheckHashSize("inclusion proof: root", root));
-  ASSIGN_OR_RETURN(const std::string calculated,
+  LETHE_RETURN_IF_ERROR(CheckHashSize("inclusion proof: root", root));
+  LETHE_ASSIGN_OR_RETURN(const std::string calculated,
                    RootFromInclusionProof(index, size, leaf_hash, proof));
   if (calculated != root) return Mismatch("inclusion", "root", calculated, root);
   return absl::OkStatus();
@@ -351,8 +351,8 @@ absl::Status VerifyConsistency(uint64_t size1, uint64_t size2,
   }
 
   // 0 < size1 < size2.
-  RETURN_IF_ERROR(CheckHashSize("consistency proof: root1", root1));
-  RETURN_IF_ERROR(CheckHashSize("consistency proof: root2", root2));
+  LETHE_RETURN_IF_ERROR(CheckHashSize("consistency proof: root1", root1));
+  LETHE_RETURN_IF_ERROR(CheckHashSize("consistency proof: root2", root2));
   // The proof is the path from the last perfect subtree of the old tree (height `shift`) to
   // the new root, preceded by that subtree's hash unless it is the whole old tree.
   ProofShape shape = InclusionShape(size1 - 1, size2);
@@ -365,7 +365,7 @@ absl::Status VerifyConsistency(uint64_t size1, uint64_t size2,
                                                    " hashes, want ", want, " for sizes ",
                                                    size1, " and ", size2));
   }
-  RETURN_IF_ERROR(CheckProofHashes("consistency", proof));
+  LETHE_RETURN_IF_ERROR(CheckProofHashes("consistency", proof));
 
   // RFC 9162 §2.1.4.2, step by step.
   std::vector<std::string_view> path;

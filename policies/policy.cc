@@ -13,7 +13,7 @@
 #include "nlohmann/json.hpp"
 #include "policies/policy_builder.h"
 
-namespace lethe::policy {
+namespace lethe::policies {
 namespace {
 
 using Json = nlohmann::json;  // std::map objects: keys come out sorted
@@ -244,4 +244,4 @@ absl::StatusOr<absl::Duration> ParsePolicyDuration(std::string_view text) {
   return internal::ParseDurationFor(text, "");
 }
 
-}  // namespace lethe::policy
+}  // namespace lethe::policies

@@ -13,7 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
-namespace lethe::policy {
+namespace lethe::policies {
 
 // One problem found in a policy file, with its 1-based position in the YAML source
 // (line 0 when the problem is not tied to one place).
@@ -143,4 +143,4 @@ class Policy {
 // Parses a duration written <n>h, <n>d, <n>w or <n>y (365 days). n is a positive integer.
 absl::StatusOr<absl::Duration> ParsePolicyDuration(std::string_view text);
 
-}  // namespace lethe::policy
+}  // namespace lethe::policies

@@ -19,7 +19,7 @@
 #include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
-namespace lethe::policy {
+namespace lethe::policies {
 namespace {
 
 constexpr size_t kMaxDomainNameLength = 200;  // the topic lethe.commands.<name> must fit
@@ -1233,4 +1233,4 @@ absl::StatusOr<absl::Duration> ParseDurationFor(std::string_view text, std::stri
 }
 
 }  // namespace internal
-}  // namespace lethe::policy
+}  // namespace lethe::policies

@@ -10,7 +10,7 @@
 #include "absl/time/time.h"
 #include "policies/policy.h"
 
-namespace lethe::policy::internal {
+namespace lethe::policies::internal {
 
 // Reads and validates one policy document. Appends every problem found to *diagnostics
 // (sorted by position, position-less ones first) and returns a Policy only when there were
@@ -22,4 +22,4 @@ std::optional<Policy> BuildPolicy(std::string_view yaml, std::vector<Diagnostic>
 // With an empty `field` the " for <field>" part is left out.
 absl::StatusOr<absl::Duration> ParseDurationFor(std::string_view text, std::string_view field);
 
-}  // namespace lethe::policy::internal
+}  // namespace lethe::policies::internal

@@ -4,7 +4,7 @@
 
 #include "policies/policy.h"
 
-namespace lethe::policy {
+namespace lethe::policies {
 
 std::vector<Policy::DomainInScope> Policy::ErasureScope(const std::vector<std::string>& have,
                                                         const std::vector<std::string>& scope) const {
@@ -19,4 +19,4 @@ std::vector<Policy::DomainInScope> Policy::ErasureScope(const std::vector<std::s
   return out;
 }
 
-}  // namespace lethe::policy
+}  // namespace lethe::policies

@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace lethe {
+namespace lethe::proto {
 namespace {
 std::string SigningInput(std::string_view type, std::string_view body) {
   return absl::StrCat(absl::string_view(type.data(), type.size()), "\n",
@@ -33,4 +33,4 @@ absl::StatusOr<std::string> VerifyEnvelope(const v1::SignedEnvelope& env,
   return env.body();
 }
 
-}  // namespace lethe
+}  // namespace lethe::proto

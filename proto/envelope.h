@@ -8,7 +8,7 @@
 #include "crypto/crypto.h"
 #include "lethe/v1/messages.pb.h"
 
-namespace lethe {
+namespace lethe::proto {
 
 inline constexpr char kDeleteCommandType[] = "lethe.v1.DeleteCommand";
 inline constexpr char kReceiptType[] = "lethe.v1.Receipt";
@@ -41,4 +41,4 @@ absl::Status OpenEnvelope(std::string_view wire, std::string_view expected_type,
   return absl::OkStatus();
 }
 
-}  // namespace lethe
+}  // namespace lethe::proto

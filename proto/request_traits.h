@@ -16,7 +16,7 @@
 #include <google/protobuf/message_lite.h>
 #include "proto/wire_check.h"
 
-namespace lethe::internal {
+namespace lethe::proto::internal {
 
 // Parses as gRPC's own traits do; on failure, says which field is at fault.
 inline grpc::Status DeserializeMessage(grpc::ByteBuffer* buffer, grpc::protobuf::MessageLite* msg) {
@@ -35,7 +35,7 @@ inline grpc::Status DeserializeMessage(grpc::ByteBuffer* buffer, grpc::protobuf:
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(why.message()));
 }
 
-}  // namespace lethe::internal
+}  // namespace lethe::proto::internal
 
 // The generated handlers deserialize through SerializationTraits<MessageLite> ("reduced
 // templating"), so that is the one to specialize.
@@ -47,6 +47,6 @@ class grpc::SerializationTraits<grpc::protobuf::MessageLite, void> {
     return grpc::GenericSerialize<grpc::ProtoBufferWriter, grpc::protobuf::MessageLite>(msg, bb, own_buffer);
   }
   static grpc::Status Deserialize(grpc::ByteBuffer* buffer, grpc::protobuf::MessageLite* msg) {
-    return lethe::internal::DeserializeMessage(buffer, msg);
+    return lethe::proto::internal::DeserializeMessage(buffer, msg);
   }
 };

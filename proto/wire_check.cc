@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace lethe {
+namespace lethe::proto {
 namespace {
 
 using google::protobuf::Descriptor;
@@ -97,4 +97,4 @@ absl::Status DescribeParseFailure(const Descriptor* type, std::string_view bytes
   return absl::InvalidArgumentError("request does not parse as " + type->full_name());
 }
 
-}  // namespace lethe
+}  // namespace lethe::proto

@@ -11,7 +11,7 @@ namespace google::protobuf {
 class Descriptor;
 }
 
-namespace lethe {
+namespace lethe::proto {
 
 // Walks `bytes` as a serialized message of `type`, without allocating messages, at most 32
 // levels deep. Returns INVALID_ARGUMENT naming the field ("identities[0].value: not valid
@@ -22,4 +22,4 @@ absl::Status DescribeParseFailure(const google::protobuf::Descriptor* type, std:
 // Whether `s` is well-formed UTF-8 (no overlong forms, no surrogates, at most U+10FFFF).
 bool IsValidUtf8(std::string_view s);
 
-}  // namespace lethe
+}  // namespace lethe::proto

@@ -3,10 +3,10 @@
 // The first byte chooses what the rest is:
 //   even: the wire bytes of a SignedEnvelope holding a DeleteCommand, as an agent reads them
 //         from Kafka: VerifyEnvelope and OpenEnvelope (proto/envelope.h) under the fixed
-//         control-plane key, then the agent's CommandVerifier (agents/verifier.h) for domain
+//         control-plane key, then the agent's CommandVerifier (agents/command_verifier.h) for domain
 //         "growth" at a fixed time;
-//   odd:  the bytes of a lethe.v1.ReceiptRecorded ledger body: ledger::CheckRecordedReceipt
-//         (ledger/audit.h) under the fixed agent key, and OpenEnvelope of its receipt.
+//   odd:  the bytes of a lethe.v1.ReceiptRecorded ledger body: audit::CheckRecordedReceipt
+//         (audit/auditor.h) under the fixed agent key, and OpenEnvelope of its receipt.
 // Signatures made by the fuzzer never verify, so each input is also tried once more with its
 // envelope signed again by the fixed key (same type and body bytes): that reaches the body
 // checks behind the signature.
@@ -19,9 +19,9 @@
 #include <string>
 #include <string_view>
 
-#include "agents/verifier.h"
-#include "crypto/clock.h"
-#include "ledger/audit.h"
+#include "agents/command_verifier.h"
+#include "audit/auditor.h"
+#include "base/clock.h"
 #include "lethe/v1/ledger.pb.h"
 #include "lethe/v1/messages.pb.h"
 #include "proto/envelope.h"
@@ -38,8 +38,8 @@ const lethe::ManualClock& FixedClock() {
   return clock;
 }
 
-const lethe::agent::CommandVerifier& Verifier() {
-  static const lethe::agent::CommandVerifier& verifier = *new lethe::agent::CommandVerifier(
+const lethe::agents::CommandVerifier& Verifier() {
+  static const lethe::agents::CommandVerifier& verifier = *new lethe::agents::CommandVerifier(
       lethe::fuzz::ControlPlaneKey().public_key(), lethe::fuzz::kDomain,
       lethe::fuzz::DomainPolicyHash(), lethe::fuzz::AgentEncryptionKey(), FixedClock());
   return verifier;
@@ -49,8 +49,8 @@ void CheckCommandWire(std::string_view wire) {
   const auto& key = lethe::fuzz::ControlPlaneKey().public_key();
   v1::DeleteCommand opened;
   std::string body;
-  const absl::Status open = lethe::OpenEnvelope(wire, lethe::kDeleteCommandType, key, &opened, &body);
-  const lethe::agent::VerifyResult result = Verifier().Verify(wire);
+  const absl::Status open = lethe::proto::OpenEnvelope(wire, lethe::proto::kDeleteCommandType, key, &opened, &body);
+  const lethe::agents::VerifyResult result = Verifier().Verify(wire);
   if (result.command.ok()) {
     if (!open.ok()) Violated("the verifier accepts a command OpenEnvelope refuses:", open.ToString());
     const v1::DeleteCommand& c = result.command->command;
@@ -62,11 +62,11 @@ void CheckCommandWire(std::string_view wire) {
     if (c.recipient_key_id() != lethe::fuzz::AgentEncryptionKey().public_key().KeyId())
       Violated("accepted a command sealed to another key");
   } else if (result.authentic.has_value() &&
-             result.rejection != lethe::agent::Rejection::kPolicyDrift &&
-             result.rejection != lethe::agent::Rejection::kNotForThisKey) {
+             result.rejection != lethe::agents::Rejection::kPolicyDrift &&
+             result.rejection != lethe::agents::Rejection::kNotForThisKey) {
     Violated("an authentic command rejected for something other than policy drift or its sealing");
   }
-  (void)lethe::agent::RejectionName(result.rejection);
+  (void)lethe::agents::RejectionName(result.rejection);
 }
 
 void CheckCommand(std::string_view wire) {
@@ -74,16 +74,16 @@ void CheckCommand(std::string_view wire) {
   v1::SignedEnvelope env;
   if (!env.ParseFromArray(wire.data(), static_cast<int>(wire.size()))) return;
   const auto& key = lethe::fuzz::ControlPlaneKey();
-  (void)lethe::VerifyEnvelope(env, lethe::kDeleteCommandType, key.public_key());
-  const v1::SignedEnvelope resigned = lethe::SignEnvelope(env.payload_type(), env.body(), key);
-  auto body = lethe::VerifyEnvelope(resigned, env.payload_type(), key.public_key());
+  (void)lethe::proto::VerifyEnvelope(env, lethe::proto::kDeleteCommandType, key.public_key());
+  const v1::SignedEnvelope resigned = lethe::proto::SignEnvelope(env.payload_type(), env.body(), key);
+  auto body = lethe::proto::VerifyEnvelope(resigned, env.payload_type(), key.public_key());
   if (!body.ok() || *body != env.body()) Violated("an envelope signed with the key does not verify");
   CheckCommandWire(resigned.SerializeAsString());
 }
 
 void CheckReceiptRecorded(const v1::ReceiptRecorded& rr) {
   const auto& agent = lethe::fuzz::AgentKey().public_key();
-  auto receipt = lethe::ledger::CheckRecordedReceipt(rr, agent, lethe::fuzz::CommandDigest());
+  auto receipt = lethe::audit::CheckRecordedReceipt(rr, agent, lethe::fuzz::CommandDigest());
   if (!receipt.ok()) return;
   if (receipt->command_id() != rr.command_id() || receipt->request_id() != rr.request_id() ||
       receipt->domain() != rr.domain())
@@ -94,7 +94,7 @@ void CheckReceiptRecorded(const v1::ReceiptRecorded& rr) {
   if (receipt->outcome() != v1::Receipt::COMPLETED && receipt->outcome() != v1::Receipt::FAILED)
     Violated("a receipt without an outcome passed");
   v1::Receipt opened;
-  if (!lethe::OpenEnvelope(rr.receipt().SerializeAsString(), lethe::kReceiptType, agent, &opened).ok())
+  if (!lethe::proto::OpenEnvelope(rr.receipt().SerializeAsString(), lethe::proto::kReceiptType, agent, &opened).ok())
     Violated("OpenEnvelope refuses a receipt CheckRecordedReceipt accepted");
 }
 
@@ -103,9 +103,9 @@ void CheckReceipt(std::string_view bytes) {
   if (!rr.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return;
   CheckReceiptRecorded(rr);
   v1::Receipt opened;
-  (void)lethe::OpenEnvelope(rr.receipt().SerializeAsString(), lethe::kReceiptType,
+  (void)lethe::proto::OpenEnvelope(rr.receipt().SerializeAsString(), lethe::proto::kReceiptType,
                             lethe::fuzz::AgentKey().public_key(), &opened);
-  *rr.mutable_receipt() = lethe::SignEnvelope(rr.receipt().payload_type(), rr.receipt().body(),
+  *rr.mutable_receipt() = lethe::proto::SignEnvelope(rr.receipt().payload_type(), rr.receipt().body(),
                                               lethe::fuzz::AgentKey());
   CheckReceiptRecorded(rr);
 }

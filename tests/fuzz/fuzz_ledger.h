@@ -50,10 +50,10 @@ inline std::vector<std::string> ChainEntries(const std::vector<std::string>& pay
             e.receipt_recorded().receipt().key_id() == AgentKey().public_key().KeyId()) {
           const v1::SignedEnvelope& env = e.receipt_recorded().receipt();
           *e.mutable_receipt_recorded()->mutable_receipt() =
-              SignEnvelope(env.payload_type(), env.body(), AgentKey());
+              proto::SignEnvelope(env.payload_type(), env.body(), AgentKey());
         }
         if (e.has_policy_activated()) {
-          auto policy = policy::Policy::Parse(e.policy_activated().policy_yaml(), "fuzz");
+          auto policy = policies::Policy::Parse(e.policy_activated().policy_yaml(), "fuzz");
           if (policy.ok()) e.mutable_policy_activated()->set_policy_hash(policy->Hash());
         }
       }

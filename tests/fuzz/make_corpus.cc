@@ -20,13 +20,14 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "audit/auditor.h"
+#include "audit/tiles.h"
+#include "base/file_system.h"
 #include "crypto/crypto.h"
-#include "ledger/audit.h"
 #include "ledger/checkpoint.h"
 #include "ledger/ledger.h"
 #include "ledger/merkle.h"
 #include "ledger/record_format.h"
-#include "ledger/tiles.h"
 #include "lethe/v1/ledger.pb.h"
 #include "lethe/v1/messages.pb.h"
 #include "policies/policy.h"
@@ -51,7 +52,7 @@ void Check(const absl::Status& s, const std::string& what) {
 }
 
 std::string ReadOrDie(const std::string& path) {
-  auto data = crypto::ReadFile(path);
+  auto data = lethe::ReadFile(path);
   if (!data.ok()) Die("cannot read " + path + ": " + data.status().ToString());
   return *data;
 }
@@ -148,7 +149,7 @@ v1::SignedEnvelope Receipt(const std::string& domain, const std::string& command
   t->set_action("delete");
   t->set_rows_affected(1);
   if (!completed) r.set_error("relation " + domain + ".contacts does not exist");
-  return SignEnvelope(kReceiptType, r.SerializeAsString(), AgentKey());
+  return proto::SignEnvelope(proto::kReceiptType, r.SerializeAsString(), AgentKey());
 }
 
 v1::ReceiptRecorded Recorded(const std::string& domain, const std::string& command_id,
@@ -175,7 +176,7 @@ void SetActor(v1::LedgerEntry* e, const std::string& role) {
 // key for each domain, one erasure with both identities (extended, commanded, receipted,
 // completed), then 1 + `padding` consent changes.
 std::vector<v1::LedgerEntry> Bodies(const std::string& policy_yaml, int padding) {
-  auto policy = policy::Policy::Parse(policy_yaml, "sample.yaml");
+  auto policy = policies::Policy::Parse(policy_yaml, "sample.yaml");
   Check(policy.status(), "sample policy");
   std::vector<v1::LedgerEntry> out;
   const int64_t received = kNowUnixMs - 3600 * 1000;
@@ -310,9 +311,9 @@ Log WriteLedger(const std::string& policy_yaml, int padding) {
             .status(),
         "ScanSegments");
   // What it seeds must pass.
-  Check(ledger::VerifyStructure(dir, log.checkpoint, ControlPlaneKey().public_key()).status(),
+  Check(audit::VerifyStructure(dir, log.checkpoint, ControlPlaneKey().public_key()).status(),
         "VerifyStructure");
-  ledger::Auditor auditor(ControlPlaneKey().public_key(), log.checkpoint);
+  audit::Auditor auditor(ControlPlaneKey().public_key(), log.checkpoint);
   for (size_t i = 0; i < log.entries.size(); ++i) Check(auditor.Add(i, log.entries[i]), "Auditor");
   Check(auditor.Finish().status(), "Auditor::Finish");
   return log;
@@ -321,10 +322,10 @@ Log WriteLedger(const std::string& policy_yaml, int padding) {
 std::string ExportArchive(const Log& log, bool resign = false) {
   TempDir tmp;
   const std::string dir = tmp.path() + "/export";
-  Check(ledger::ExportTiles(dir, log.entries.size(), log.checkpoint,
+  Check(audit::ExportTiles(dir, log.entries.size(), log.checkpoint,
                             [&](uint64_t i) -> absl::StatusOr<std::string> { return log.entries[i]; }),
         "ExportTiles");
-  Check(ledger::VerifyTiles(dir, ControlPlaneKey().public_key()).status(), "VerifyTiles");
+  Check(audit::VerifyTiles(dir, ControlPlaneKey().public_key()).status(), "VerifyTiles");
   return Archive(dir, resign);
 }
 
@@ -364,7 +365,7 @@ void Envelopes(const fs::path& out) {
   const auto& cp = ControlPlaneKey();
   auto command = [&](const v1::DeleteCommand& c) {
     return std::string(1, '\x00') +
-           SignEnvelope(kDeleteCommandType, c.SerializeAsString(), cp).SerializeAsString();
+           proto::SignEnvelope(proto::kDeleteCommandType, c.SerializeAsString(), cp).SerializeAsString();
   };
   const int64_t issued = kNowUnixMs - 3600 * 1000;
   Put(out, "command-valid", command(Command(kDomain, kCommandId, DomainPolicyHash(), issued)));

@@ -16,12 +16,12 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using lethe::fuzz::Violated;
-  using lethe::policy::Policy;
+  using lethe::policies::Policy;
   if (size > lethe::fuzz::kMaxInput) return -1;
   const std::string_view yaml(reinterpret_cast<const char*>(data), size);
 
   auto policy = Policy::Parse(yaml, "fuzz.yaml");
-  const std::vector<lethe::policy::Diagnostic> diagnostics = Policy::Validate(yaml);
+  const std::vector<lethe::policies::Diagnostic> diagnostics = Policy::Validate(yaml);
   if (policy.ok() != diagnostics.empty()) {
     Violated("Parse and Validate disagree:",
              policy.ok() ? "Parse succeeded" : std::string(policy.status().message()));
@@ -37,11 +37,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (hash.size() != 32) Violated("policy hash is not 32 bytes");
   const std::string json = policy->CanonicalJson();
   if (json.empty() || json.front() != '{') Violated("canonical JSON is not an object", json);
-  for (const lethe::policy::Domain& d : policy->domains()) {
+  for (const lethe::policies::Domain& d : policy->domains()) {
     if (policy->DomainHash(d.name).size() != 32) Violated("domain hash is not 32 bytes", d.name);
     if (policy->DomainCanonicalJson(d.name).empty()) Violated("empty domain JSON", d.name);
     (void)d.IdentityTypes();
-    for (const lethe::policy::KafkaTopic& t : d.kafka_topics) {
+    for (const lethe::policies::KafkaTopic& t : d.kafka_topics) {
       std::map<std::string, std::string> values;
       for (const std::string& type : t.identities) values.try_emplace(type, "v");
       if (!t.BuildKey(values).has_value()) Violated("a parsed key template does not build", t.key_template);
@@ -55,7 +55,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const auto& d : policy->ErasureScope({})) {
     if (d.missing_types.empty()) Violated("a domain needs no identity type", d.domain);
   }
-  for (const lethe::policy::Purpose& p : policy->purposes()) (void)policy->ErasureScope({}, p.domains);
+  for (const lethe::policies::Purpose& p : policy->purposes()) (void)policy->ErasureScope({}, p.domains);
 
   auto again = Policy::Parse(yaml, "fuzz.yaml");
   if (!again.ok() || again->Hash() != hash) Violated("parsing is not deterministic");

@@ -1,5 +1,5 @@
 // Fuzz target: the ledger's segment reader and the verifiers that read a ledger directory
-// (ledger/ledger.h ScanSegments, CheckChainLink, CheckChainLinkFast; ledger/audit.h
+// (ledger/ledger.h ScanSegments, CheckChainLink, CheckChainLinkFast; audit/auditor.h
 // VerifyStructure and the Auditor). Everything is read only: the ledger is never opened for
 // writing.
 //
@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "ledger/audit.h"
+#include "audit/auditor.h"
 #include "ledger/checkpoint.h"
 #include "ledger/ledger.h"
 #include "ledger/merkle.h"
@@ -37,6 +37,7 @@ namespace {
 
 using lethe::fuzz::Violated;
 namespace ledger = lethe::ledger;
+namespace audit = lethe::audit;
 namespace format = lethe::ledger::format;
 
 // Writes the segment files for `input`; false when the input names no usable layout.
@@ -133,7 +134,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string note = ledger::SignCheckpoint(cp, key);
 
   // 3. The structural verifier and the Auditor over the same directory.
-  auto structure = ledger::VerifyStructure(tmp.path(), note, key.public_key());
+  auto structure = audit::VerifyStructure(tmp.path(), note, key.public_key());
   if (structure.ok()) {
     if (!chain_fast) Violated("VerifyStructure accepts a chain CheckChainLinkFast refuses");
     if (!batches_ok) Violated("VerifyStructure accepts batch marks BatchTracker refuses");
@@ -142,7 +143,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Violated("VerifyStructure loses entries of an incomplete batch");
     if (structure->root != tree.Root(batches.complete())) Violated("VerifyStructure reports another root");
   }
-  ledger::Auditor auditor(key.public_key(), note);
+  audit::Auditor auditor(key.public_key(), note);
   bool audited = true;
   for (size_t i = 0; i < entries.size() && audited; ++i) audited = auditor.Add(i, entries[i]).ok();
   if (audited) {

@@ -1,4 +1,4 @@
-// Fuzz target: the verifier of a tlog-tiles export (ledger/tiles.h VerifyTiles), on a
+// Fuzz target: the verifier of a tlog-tiles export (audit/tiles.h VerifyTiles), on a
 // directory written from the input into a fresh temp dir.
 //
 // The first byte chooses how:
@@ -26,15 +26,17 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_split.h"
+#include "audit/tiles.h"
+#include "base/file_system.h"
 #include "ledger/checkpoint.h"
 #include "ledger/merkle.h"
-#include "ledger/tiles.h"
 #include "tests/fuzz/fuzz_ledger.h"
 
 namespace {
 
 using lethe::fuzz::Violated;
 namespace ledger = lethe::ledger;
+namespace audit = lethe::audit;
 namespace fs = std::filesystem;
 
 bool SafePath(std::string_view path) {
@@ -81,7 +83,7 @@ bool WriteExport(const std::string& dir, std::vector<std::string> entries, bool 
   for (const std::string& e : entries) tree.Append(ledger::LeafHash(e));
   const ledger::Checkpoint cp{lethe::fuzz::kOrigin, entries.size(), tree.Root()};
   const std::string note = ledger::SignCheckpoint(cp, lethe::fuzz::ControlPlaneKey());
-  return ledger::ExportTiles(dir, entries.size(), note, [&](uint64_t i) -> absl::StatusOr<std::string> {
+  return audit::ExportTiles(dir, entries.size(), note, [&](uint64_t i) -> absl::StatusOr<std::string> {
            return entries[i];
          }).ok();
 }
@@ -110,16 +112,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     WriteArchive(dir, in);
   }
 
-  auto report = ledger::VerifyTiles(dir, lethe::fuzz::ControlPlaneKey().public_key());
+  auto report = audit::VerifyTiles(dir, lethe::fuzz::ControlPlaneKey().public_key());
   if (!report.ok()) return 0;
-  auto note = lethe::crypto::ReadFile(dir + "/checkpoint");
+  auto note = lethe::ReadFile(dir + "/checkpoint");
   if (!note.ok()) Violated("verified an export whose checkpoint cannot be read");
   auto cp = ledger::ParseCheckpointUnverified(*note);
   if (!cp.ok()) Violated("verified an export whose checkpoint does not parse");
   if (report->size != cp->size || report->root != cp->root)
     Violated("verified an export as another tree than its checkpoint's");
   if (report->audit.entries != cp->size) Violated("the audit of a verified export miscounts");
-  if (report->bundles != (cp->size + ledger::kTileWidth - 1) / ledger::kTileWidth)
+  if (report->bundles != (cp->size + audit::kTileWidth - 1) / audit::kTileWidth)
     Violated("miscounted entry bundles");
   return 0;
 }

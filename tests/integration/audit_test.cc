@@ -6,6 +6,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
+#include "base/file_system.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ledger/checkpoint.h"
@@ -51,7 +52,7 @@ TEST_F(AuditTest, CheckpointProofAndVerifierKeyAreStandardAndVerify) {
   CommandResult cp = Cli({"ledger", "checkpoint", "--fresh", "--public-key", mesh_->lethed_pub(),
                           "--out", Tmp("cp")});
   ASSERT_EQ(cp.exit_code, 0) << cp.output;
-  auto note = crypto::ReadFile(Tmp("cp"));
+  auto note = lethe::ReadFile(Tmp("cp"));
   ASSERT_TRUE(note.ok());
   auto key = crypto::Ed25519PublicKey::LoadFile(mesh_->lethed_pub());
   auto checkpoint = ledger::VerifyCheckpoint(*note, ledger::kDefaultOrigin, *key);
@@ -102,16 +103,16 @@ TEST_F(AuditTest, VerifySinceProvesGrowthAndCatchesARewrittenHistory) {
 
   // A checkpoint of another history, signed with lethed's own key (as a compromised or
   // misbehaving log would): same size as the kept one, different root.
-  auto old_cp = ledger::ParseCheckpointUnverified(*crypto::ReadFile(Tmp("old")));
+  auto old_cp = ledger::ParseCheckpointUnverified(*lethe::ReadFile(Tmp("old")));
   auto key = crypto::Ed25519PrivateKey::LoadFile(mesh_->lethed_key());
   ledger::Checkpoint fork{old_cp->origin, old_cp->size, crypto::Sha256("another history")};
-  ASSERT_TRUE(crypto::WriteFileAtomic(Tmp("fork"), ledger::SignCheckpoint(fork, *key), 0644).ok());
+  ASSERT_TRUE(lethe::WriteFileAtomic(Tmp("fork"), ledger::SignCheckpoint(fork, *key), 0644).ok());
   CommandResult bad = Cli({"ledger", "verify", "--since", Tmp("fork"), "--public-key", mesh_->lethed_pub()});
   EXPECT_EQ(bad.exit_code, 1) << bad.output;
   EXPECT_THAT(bad.output, HasSubstr("does not extend"));
   // A kept checkpoint signed by someone else is refused outright.
   auto stranger = crypto::Ed25519PrivateKey::Generate();
-  ASSERT_TRUE(crypto::WriteFileAtomic(Tmp("stranger"), ledger::SignCheckpoint(*old_cp, *stranger), 0644).ok());
+  ASSERT_TRUE(lethe::WriteFileAtomic(Tmp("stranger"), ledger::SignCheckpoint(*old_cp, *stranger), 0644).ok());
   EXPECT_NE(Cli({"ledger", "verify", "--since", Tmp("stranger"), "--public-key", mesh_->lethed_pub()}).exit_code, 0);
 }
 
@@ -151,7 +152,7 @@ TEST_F(AuditTest, ErasureCertificateVerifiesOfflineAndDetectsTampering) {
   EXPECT_THAT(v.output, HasSubstr("certificate: VALID"));
   EXPECT_THAT(v.output, HasSubstr("assessments.responses"));
   EXPECT_THAT(v.output, HasSubstr("growth.contacts"));
-  auto text = *crypto::ReadFile(Tmp("cert.json"));
+  auto text = *lethe::ReadFile(Tmp("cert.json"));
   EXPECT_EQ(text.find(kAlice.email), std::string::npos);
 
   // Another key: invalid. A changed byte in any proven entry: invalid.
@@ -167,7 +168,7 @@ TEST_F(AuditTest, ErasureCertificateVerifiesOfflineAndDetectsTampering) {
     (*bytes)[bytes->size() / 2] ^= 1;
     std::string out;
     ASSERT_TRUE(google::protobuf::util::MessageToJsonString(tampered, &out).ok());
-    ASSERT_TRUE(crypto::WriteFileAtomic(Tmp("bad.json"), out, 0644).ok());
+    ASSERT_TRUE(lethe::WriteFileAtomic(Tmp("bad.json"), out, 0644).ok());
     CommandResult r = RunCommand({kLethectl, "request", "certificate", "--verify", Tmp("bad.json"),
                                   "--public-key", mesh_->lethed_pub()}, absl::Seconds(30)).value();
     EXPECT_EQ(r.exit_code, 1) << "entry " << i << " " << r.output;
@@ -177,7 +178,7 @@ TEST_F(AuditTest, ErasureCertificateVerifiesOfflineAndDetectsTampering) {
   partial.mutable_entries()->erase(partial.mutable_entries()->end() - 2);
   std::string out;
   ASSERT_TRUE(google::protobuf::util::MessageToJsonString(partial, &out).ok());
-  ASSERT_TRUE(crypto::WriteFileAtomic(Tmp("partial.json"), out, 0644).ok());
+  ASSERT_TRUE(lethe::WriteFileAtomic(Tmp("partial.json"), out, 0644).ok());
   EXPECT_EQ(RunCommand({kLethectl, "request", "certificate", "--verify", Tmp("partial.json"),
                         "--public-key", mesh_->lethed_pub()}, absl::Seconds(30))->exit_code, 1);
 }

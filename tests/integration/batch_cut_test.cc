@@ -19,11 +19,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "audit/auditor.h"
+#include "base/file_system.h"
+#include "base/status.h"
 #include "crypto/crypto.h"
-#include "crypto/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "ledger/audit.h"
 #include "ledger/checkpoint.h"
 #include "ledger/ledger.h"
 #include "ledger/record_format.h"
@@ -108,11 +109,11 @@ class BatchCutTest : public ::testing::Test {
   static void SetUpTestSuite() { setup_ = Run(); }
   void SetUp() override { ASSERT_TRUE(setup_.ok()) << "the run the tests cut failed: " << setup_; }
   static absl::Status Run() {
-    ASSIGN_OR_RETURN(auto m, Mesh::Start());
+    LETHE_ASSIGN_OR_RETURN(auto m, Mesh::Start());
     mesh_ = m.release();
     Mesh& mesh = *mesh_;
-    RETURN_IF_ERROR(mesh.Plant(kAlice));
-    RETURN_IF_ERROR(mesh.Plant(kBob));
+    LETHE_RETURN_IF_ERROR(mesh.Plant(kAlice));
+    LETHE_RETURN_IF_ERROR(mesh.Plant(kBob));
     // A consent grant and a withdrawal of an erase-on-withdrawal purpose: one batch of the
     // change, the erasure it plans and that erasure's command.
     for (const char* verb : {"grant", "withdraw"}) {
@@ -121,10 +122,10 @@ class BatchCutTest : public ::testing::Test {
       if (r.exit_code != 0) return absl::InternalError("consent " + std::string(verb) + ": " + r.output);
     }
     // An erasure across every domain: a request with three commands; its completion.
-    ASSIGN_OR_RETURN(auto done, mesh.EraseAndWait(kBob, kDone));
+    LETHE_ASSIGN_OR_RETURN(auto done, mesh.EraseAndWait(kBob, kDone));
     if (done.state() != v1::COMPLETED) return absl::InternalError("Bob's erasure did not complete");
     for (const auto& r : mesh.lethed().store().List()) {
-      ASSIGN_OR_RETURN(auto d, mesh.WaitDone(r.request_id, kDone));
+      LETHE_ASSIGN_OR_RETURN(auto d, mesh.WaitDone(r.request_id, kDone));
       if (d.state() != v1::COMPLETED) return absl::InternalError("request " + r.request_id + " did not complete");
     }
     mesh.StopLethed();
@@ -153,7 +154,7 @@ TEST_F(BatchCutTest, EveryCutOfEveryBatchKindReopensToAVerifiableLogWithNoStuckR
   auto key = crypto::Ed25519PrivateKey::LoadFile(mesh_->lethed_key());
   ASSERT_OK(key);
   auto origin = ledger::ParseCheckpointUnverified(
-      *crypto::ReadFile(data + "/ledger/" + ledger::Ledger::kCheckpointFile));
+      *lethe::ReadFile(data + "/ledger/" + ledger::Ledger::kCheckpointFile));
   ASSERT_OK(origin);
   ledger::MerkleTree tree;
   for (size_t i = 0; i < log.size(); ++i) tree.Append(ledger::LeafHash(log[i].entry.SerializeAsString()));
@@ -189,12 +190,12 @@ TEST_F(BatchCutTest, EveryCutOfEveryBatchKindReopensToAVerifiableLogWithNoStuckR
       }
       // The history would hold later checkpoints only after the batch was covered.
       fs::remove(ledger_dir + "/checkpoint-history.log");
-      ASSERT_TRUE(crypto::WriteFileAtomic(ledger_dir + "/" + ledger::Ledger::kCheckpointFile, note, 0600).ok());
+      ASSERT_TRUE(lethe::WriteFileAtomic(ledger_dir + "/" + ledger::Ledger::kCheckpointFile, note, 0600).ok());
       const bool whole = p == log[b.last].end;
       const uint64_t expect = whole ? b.last + 1 : b.first;
 
       // The offline verifier on the files as the crash left them.
-      ledger::Auditor auditor(key->public_key(), note);
+      audit::Auditor auditor(key->public_key(), note);
       auto scan = ledger::ScanSegments(ledger_dir, [&](const ledger::ScannedRecord& r) {
         return auditor.Add(r.index, r.payload);
       });
@@ -225,7 +226,7 @@ TEST_F(BatchCutTest, EveryCutOfEveryBatchKindReopensToAVerifiableLogWithNoStuckR
       CopyTree(data, dir);
       fs::resize_file(ledger_dir + "/" + segment, p);
       fs::remove(ledger_dir + "/checkpoint-history.log");
-      ASSERT_TRUE(crypto::WriteFileAtomic(ledger_dir + "/" + ledger::Ledger::kCheckpointFile, note, 0600).ok());
+      ASSERT_TRUE(lethe::WriteFileAtomic(ledger_dir + "/" + ledger::Ledger::kCheckpointFile, note, 0600).ok());
       ++restarts;
       {
         controlplane::LethedOptions o = mesh_->LethedOptionsForTest();
@@ -274,7 +275,7 @@ TEST_F(BatchCutTest, AWithdrawalCutAfterItsFirstRecordLosesTheWholeWithdrawal) {
   ledger::MerkleTree tree;
   for (size_t i = 0; i < it->first; ++i) tree.Append(ledger::LeafHash(log[i].entry.SerializeAsString()));
   auto cp = ledger::ParseCheckpointUnverified(
-      *crypto::ReadFile(data + "/ledger/" + ledger::Ledger::kCheckpointFile));
+      *lethe::ReadFile(data + "/ledger/" + ledger::Ledger::kCheckpointFile));
   ASSERT_OK(cp);
 
   const std::string dir = mesh_->work_dir() + "/withdrawal-cut";
@@ -283,11 +284,11 @@ TEST_F(BatchCutTest, AWithdrawalCutAfterItsFirstRecordLosesTheWholeWithdrawal) {
   // Zeros from the second record on: the sectors of the write past the first never reached
   // the disk (the file keeps its size, as with pre-zeroed space).
   const std::string seg = ledger_dir + "/" + log[it->first].segment;
-  std::string bytes = *crypto::ReadFile(seg);
+  std::string bytes = *lethe::ReadFile(seg);
   std::fill(bytes.begin() + static_cast<std::ptrdiff_t>(log[it->first + 1].offset), bytes.end(), '\0');
-  ASSERT_TRUE(crypto::WriteFileAtomic(seg, bytes, 0600).ok());
+  ASSERT_TRUE(lethe::WriteFileAtomic(seg, bytes, 0600).ok());
   fs::remove(ledger_dir + "/checkpoint-history.log");
-  ASSERT_TRUE(crypto::WriteFileAtomic(
+  ASSERT_TRUE(lethe::WriteFileAtomic(
                   ledger_dir + "/" + ledger::Ledger::kCheckpointFile,
                   ledger::SignCheckpoint(ledger::Checkpoint{cp->origin, it->first, tree.Root()}, *key), 0600)
                   .ok());

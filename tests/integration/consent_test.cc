@@ -248,7 +248,7 @@ TEST(Consent, CurrentStateIsPublishedSignedToTheCompactedConsentTopic) {
     EXPECT_THAT(*r.value, Not(HasSubstr(kAlice.email)));
     v1::SignedEnvelope env;
     ASSERT_TRUE(env.ParseFromString(*r.value));
-    auto body = VerifyEnvelope(env, kConsentStateType, *key);
+    auto body = proto::VerifyEnvelope(env, proto::kConsentStateType, *key);
     ASSERT_OK(body);
     v1::ConsentState st;
     ASSERT_TRUE(st.ParseFromString(*body));

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "base/file_system.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ledger/ledger.h"
@@ -21,7 +22,7 @@ const std::string kLethectl = LETHE_BINARY_DIR "/cli/lethectl";
 constexpr absl::Duration kWait = absl::Seconds(90);
 
 std::string ReadTrimmed(const std::string& path) {
-  auto s = crypto::ReadFile(path);
+  auto s = lethe::ReadFile(path);
   if (!s.ok()) return "";
   std::string out = *s;
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
@@ -141,7 +142,7 @@ TEST(Crash, AgentKilledAfterPurgeCommitPurgesOnceAndRecordsOneReceipt) {
   auto done = mesh.WaitDone(*id, kWait);
   ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_EQ(done->state(), v1::COMPLETED);
-  agent::Agent& a = mesh.agent("assessments");
+  agents::Agent& a = mesh.agent("assessments");
   // At least one replay; more when the outbox re-published the unanswered command meanwhile
   // (its first retry is after 15 s). Every delivery is answered from the stored receipt.
   EXPECT_GE(a.stats().replayed.load(), 1u);

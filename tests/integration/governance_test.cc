@@ -8,6 +8,7 @@
 #include <atomic>
 #include <thread>
 
+#include "base/file_system.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/assertions.h"
@@ -86,7 +87,7 @@ TEST(PolicyActivation, ActivateShowHistoryAndRestartKeepTheActivePolicy) {
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(shown.output, &show).ok()) << shown.output;
   EXPECT_EQ(show.active().activation(), 1u);
   EXPECT_THAT(show.active().source(), HasSubstr("lethed --policy"));
-  const auto v1_policy = policy::Policy::LoadFile(mesh.policy_path());
+  const auto v1_policy = policies::Policy::LoadFile(mesh.policy_path());
   ASSERT_OK(v1_policy);
   EXPECT_EQ(show.active().policy_hash(), crypto::Hex(v1_policy->Hash()));
 
@@ -95,11 +96,11 @@ TEST(PolicyActivation, ActivateShowHistoryAndRestartKeepTheActivePolicy) {
   const std::string from = "erasure: 30d";
   v2.replace(v2.find(from), from.size(), "erasure: 10d");
   const std::string v2_path = mesh.work_dir() + "/policy-v2.yaml";
-  ASSERT_OK(crypto::WriteFileAtomic(v2_path, v2, 0644));
+  ASSERT_OK(lethe::WriteFileAtomic(v2_path, v2, 0644));
   auto act = RunLethectl(mesh, {"policy", "activate", v2_path});
   ASSERT_EQ(act.exit_code, 0) << act.output;
   EXPECT_THAT(act.output, HasSubstr("activation 2"));
-  auto v2_policy = policy::Policy::Parse(v2, "v2");
+  auto v2_policy = policies::Policy::Parse(v2, "v2");
   ASSERT_OK(v2_policy);
 
   // New requests are planned with it and record its hash.
@@ -119,7 +120,7 @@ TEST(PolicyActivation, ActivateShowHistoryAndRestartKeepTheActivePolicy) {
   const std::string bad_path = mesh.work_dir() + "/bad.yaml";
   std::string bad = v2;
   bad.replace(bad.find("action: delete"), 14, "action: shred");
-  ASSERT_OK(crypto::WriteFileAtomic(bad_path, bad, 0644));
+  ASSERT_OK(lethe::WriteFileAtomic(bad_path, bad, 0644));
   auto refused = RunLethectl(mesh, {"policy", "activate", bad_path});
   EXPECT_EQ(refused.exit_code, 2) << refused.output;
   EXPECT_THAT(refused.output, ::testing::ContainsRegex("bad\\.yaml:[0-9]+:[0-9]+: .*shred"));
@@ -202,12 +203,12 @@ TEST(PolicyActivation, AgentOnAnOlderPolicyRefusesVisiblyUntilItRunsTheActiveOne
   EXPECT_THAT(g->last_rejection(), HasSubstr("policy drift"));
   EXPECT_EQ(view.state(), v1::IN_PROGRESS);
   EXPECT_EQ(*mesh.Rows("growth", kAlice), 3);
-  EXPECT_GE(mesh.agent("growth").rejected(agent::Rejection::kPolicyDrift), 1u);
+  EXPECT_GE(mesh.agent("growth").rejected(agents::Rejection::kPolicyDrift), 1u);
   auto text = RunLethectl(mesh, {"request", "get", *id});
   EXPECT_THAT(text.output, HasSubstr("the agent refused it: policy drift"));
 
   // Deploy the active policy to the agent: the re-published command now runs.
-  ASSERT_OK(crypto::WriteFileAtomic(mesh.policy_path(), v2, 0644));
+  ASSERT_OK(lethe::WriteFileAtomic(mesh.policy_path(), v2, 0644));
   mesh.StopAgent("growth");
   ASSERT_OK(mesh.StartAgent("growth"));
   auto done = mesh.WaitDone(*id, kWait);

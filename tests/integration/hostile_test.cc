@@ -1,20 +1,21 @@
 // Commands and receipts that must never take effect. Each hostile command is produced
 // straight onto the agent's topic over the Kafka protocol; the agent must delete nothing
 // and count the rejection.
-#include "agents/verifier.h"
-#include "controlplane/kafka.h"
+#include "agents/command_verifier.h"
+#include "base/file_system.h"
+#include "base/status.h"
 #include "crypto/seal.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kafka/kafka.h"
 #include "policies/policy.h"
 #include "proto/envelope.h"
-#include "crypto/status.h"
 #include "tests/support/mesh.h"
 #include "tests/support/subprocess.h"
 
 namespace lethe::testing {
 namespace {
-using agent::Rejection;
+using agents::Rejection;
 
 constexpr absl::Duration kWait = absl::Seconds(60);
 
@@ -27,13 +28,13 @@ class HostileTest : public ::testing::Test {
   static absl::Status Prepare() {
     Mesh::Options o;
     o.domains = {"assessments", "growth"};
-    ASSIGN_OR_RETURN(auto m, Mesh::Start(o));
+    LETHE_ASSIGN_OR_RETURN(auto m, Mesh::Start(o));
     mesh_ = m.release();
-    ASSIGN_OR_RETURN(auto key, crypto::Ed25519PrivateKey::LoadFile(mesh_->lethed_key()));
+    LETHE_ASSIGN_OR_RETURN(auto key, crypto::Ed25519PrivateKey::LoadFile(mesh_->lethed_key()));
     lethed_key_ = new crypto::Ed25519PrivateKey(std::move(key));
-    ASSIGN_OR_RETURN(auto p, kafka::Producer::Create(mesh_->kafka_bootstrap()));
+    LETHE_ASSIGN_OR_RETURN(auto p, kafka::Producer::Create(mesh_->kafka_bootstrap()));
     producer_ = p.release();
-    RETURN_IF_ERROR(mesh_->Plant(kAlice));
+    LETHE_RETURN_IF_ERROR(mesh_->Plant(kAlice));
     return mesh_->Plant(kBob);
   }
   void SetUp() override { ASSERT_TRUE(setup_.ok()) << "suite set-up failed: " << setup_; }
@@ -45,7 +46,7 @@ class HostileTest : public ::testing::Test {
 
   // A command that the agent of `assessments` would obey, before any tampering.
   static v1::DeleteCommand ValidCommand(const Person& p) {
-    auto policy = policy::Policy::LoadFile(mesh_->policy_path());
+    auto policy = policies::Policy::LoadFile(mesh_->policy_path());
     v1::DeleteCommand c;
     c.set_command_id(crypto::Hex(crypto::RandomBytes(16)));
     c.set_request_id(crypto::Hex(crypto::RandomBytes(16)));
@@ -55,7 +56,7 @@ class HostileTest : public ::testing::Test {
     auto* id = ids.add_identities();
     id->set_type("user_id");
     id->set_value(p.user_id);
-    auto recipient = crypto::X25519PublicKey::FromPem(crypto::ReadFile(mesh_->agent_pub("assessments")).value());
+    auto recipient = crypto::X25519PublicKey::FromPem(lethe::ReadFile(mesh_->agent_pub("assessments")).value());
     c.set_sealed_identities(crypto::SealTo(recipient.value(), ids.SerializeAsString()));
     c.set_recipient_key_id(recipient->KeyId());
     c.set_domain_policy_hash(policy->DomainHash("assessments"));
@@ -67,13 +68,13 @@ class HostileTest : public ::testing::Test {
   }
 
   static std::string Wire(const v1::DeleteCommand& c, const crypto::Ed25519PrivateKey& key) {
-    return SignEnvelope(kDeleteCommandType, c.SerializeAsString(), key).SerializeAsString();
+    return proto::SignEnvelope(proto::kDeleteCommandType, c.SerializeAsString(), key).SerializeAsString();
   }
 
   // Produces `wire` to the assessments command topic and waits for the agent to count a
   // rejection of kind `r`; checks nothing was deleted.
   static void ExpectRejected(const std::string& wire, Rejection r) {
-    agent::Agent& a = mesh_->agent("assessments");
+    agents::Agent& a = mesh_->agent("assessments");
     const uint64_t before = a.rejected(r);
     const uint64_t total_before = a.stats().rejected.load();
     const uint64_t purged_before = a.stats().purged.load();
@@ -81,7 +82,7 @@ class HostileTest : public ::testing::Test {
     const int64_t bob = *mesh_->Rows("assessments", kBob);
     ASSERT_TRUE(producer_->ProduceSync(kafka::CommandTopic("assessments"), std::nullopt, wire).ok());
     ASSERT_TRUE(WaitFor([&] { return a.rejected(r) == before + 1; }, kWait))
-        << "no " << agent::RejectionName(r) << " rejection counted";
+        << "no " << agents::RejectionName(r) << " rejection counted";
     EXPECT_EQ(a.stats().rejected.load(), total_before + 1);
     EXPECT_EQ(a.stats().purged.load(), purged_before);
     EXPECT_EQ(*mesh_->Rows("assessments", kAlice), alice);
@@ -164,7 +165,7 @@ TEST_F(HostileTest, ReplayOfACompletedCommandDoesNotPurgeRowsInsertedSince) {
   ASSERT_TRUE(mesh_->Plant(kAlice).ok());
   const int64_t rows = *mesh_->Rows("assessments", kAlice);
   ASSERT_GT(rows, 0);
-  agent::Agent& a = mesh_->agent("assessments");
+  agents::Agent& a = mesh_->agent("assessments");
   const uint64_t replayed = a.stats().replayed.load();
   const uint64_t purged = a.stats().purged.load();
   const uint64_t duplicates = mesh_->lethed().manager().receipt_counters().duplicates.load();
@@ -212,7 +213,7 @@ TEST_F(HostileTest, ForgedReceiptIsRejectedByLethedAndNotRecorded) {
   const uint64_t size = mesh_->lethed().ledger().size();
   ASSERT_TRUE(producer_
                   ->ProduceSync(kafka::kReceiptTopic, std::nullopt,
-                                SignEnvelope(kReceiptType, forged.SerializeAsString(), *fake_agent)
+                                proto::SignEnvelope(proto::kReceiptType, forged.SerializeAsString(), *fake_agent)
                                     .SerializeAsString())
                   .ok());
   ASSERT_TRUE(WaitFor([&] { return counters.rejected.load() == rejected + 1; }, kWait));

@@ -1,7 +1,8 @@
 // Bad input at the API, and an unreachable database at the agent.
-#include "controlplane/kafka.h"
+#include "base/file_system.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kafka/kafka.h"
 #include "tests/support/mesh.h"
 #include "tests/support/subprocess.h"
 
@@ -112,7 +113,7 @@ TEST_F(BadInputTest, EnrollingForAnUnknownDomainOrWithABadKeyIsInvalidArgument) 
   const uint64_t size = mesh_->lethed().ledger().size();
   v1::EnrollAgentRequest req;
   req.set_domain("nowhere");
-  req.set_public_key_pem(*crypto::ReadFile(mesh_->agent_pub("growth")));
+  req.set_public_key_pem(*lethe::ReadFile(mesh_->agent_pub("growth")));
   grpc::ClientContext c1;
   v1::AgentView view;
   grpc::Status s = mesh_->Agents()->Enroll(&c1, req, &view);
@@ -140,7 +141,7 @@ TEST(AgentDatabaseOutage, NoReceiptAndNoCommittedOffsetUntilPostgresIsBack) {
 
   auto id = mesh.Erase(kAlice);
   ASSERT_TRUE(id.ok()) << id.status();
-  agent::Agent& a = mesh.agent("assessments");
+  agents::Agent& a = mesh.agent("assessments");
   // The agent keeps trying, backing off, and acknowledges nothing meanwhile.
   ASSERT_TRUE(WaitFor([&] { return a.stats().retries.load() >= 3; }, absl::Seconds(60)));
   EXPECT_EQ(a.stats().receipts_sent.load(), 0u);

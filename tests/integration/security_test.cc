@@ -11,11 +11,12 @@
 #include <mutex>
 #include <set>
 
-#include "controlplane/kafka.h"
+#include "base/file_system.h"
 #include "crypto/seal.h"
 #include "crypto/x509.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kafka/kafka.h"
 #include "proto/envelope.h"
 #include "proto/wire_check.h"
 #include "tests/support/assertions.h"
@@ -64,7 +65,7 @@ void SendCompletedReceipt(const Mesh& mesh, const std::string& command_id, const
   ASSERT_TRUE(producer.ok()) << producer.status();
   ASSERT_TRUE((*producer)
                   ->ProduceSync(kafka::kReceiptTopic, std::nullopt,
-                                SignEnvelope(kReceiptType, r.SerializeAsString(), signer).SerializeAsString())
+                                proto::SignEnvelope(proto::kReceiptType, r.SerializeAsString(), signer).SerializeAsString())
                   .ok());
 }
 
@@ -99,9 +100,9 @@ TEST_F(SecurityTest, CertificateFromAnotherCaIsRefused) {
   ASSERT_TRUE(crypto::CreateCa(other, "lethe.test").ok());
   ASSERT_TRUE(crypto::CreateClientCert(other, "operator", "mallory").ok());
   grpc::SslCredentialsOptions o;
-  o.pem_root_certs = crypto::ReadFile(mesh_->certs_dir() + "/ca.crt").value();  // trusts lethed
-  o.pem_cert_chain = crypto::ReadFile(other + "/client.mallory.crt").value();
-  o.pem_private_key = crypto::ReadFile(other + "/client.mallory.key").value();
+  o.pem_root_certs = lethe::ReadFile(mesh_->certs_dir() + "/ca.crt").value();  // trusts lethed
+  o.pem_cert_chain = lethe::ReadFile(other + "/client.mallory.crt").value();
+  o.pem_private_key = lethe::ReadFile(other + "/client.mallory.key").value();
   const uint64_t size = mesh_->lethed().ledger().size();
   v1::SubmitResponse resp;
   grpc::Status s = Submit(grpc::CreateChannel(mesh_->addr(), grpc::SslCredentials(o)), kAlice, &resp);
@@ -123,7 +124,7 @@ TEST_F(SecurityTest, EachRoleMayCallOnlyItsMethods) {
   {
     v1::EnrollAgentRequest req;
     req.set_domain("growth");
-    req.set_public_key_pem(crypto::ReadFile(mesh_->agent_pub("growth")).value());
+    req.set_public_key_pem(lethe::ReadFile(mesh_->agent_pub("growth")).value());
     v1::AgentView view;
     grpc::ClientContext ctx;
     s = v1::Agents::NewStub(mesh_->Channel("operator"))->Enroll(&ctx, req, &view);
@@ -135,7 +136,7 @@ TEST_F(SecurityTest, EachRoleMayCallOnlyItsMethods) {
   {
     v1::EnrollAgentRequest req;
     req.set_domain(std::string(1 << 20, 'd'));
-    req.set_public_key_pem(crypto::ReadFile(mesh_->agent_pub("growth")).value());
+    req.set_public_key_pem(lethe::ReadFile(mesh_->agent_pub("growth")).value());
     v1::AgentView view;
     grpc::ClientContext ctx;
     s = v1::Agents::NewStub(mesh_->Channel("admin"))->Enroll(&ctx, req, &view);
@@ -168,7 +169,7 @@ TEST_F(SecurityTest, EntriesRecordTheCallerFromItsCertificate) {
   EXPECT_EQ(e.actor().role(), "operator");
   EXPECT_EQ(e.actor().name(), "olga");
   EXPECT_EQ(e.actor().spiffe_id(), "spiffe://lethe.test/lethe/operator/olga");
-  auto info = crypto::InspectCertificate(crypto::ReadFile(mesh_->client_cert("operator")).value());
+  auto info = crypto::InspectCertificate(lethe::ReadFile(mesh_->client_cert("operator")).value());
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(e.actor().certificate_sha256(), info->sha256_hex);
   // The key enrolments were an admin's; the policy activation lethed's own (--policy).
@@ -268,7 +269,7 @@ TEST(ReceiptIntake, EachForgeryIsRefusedAndASecondEnrolledKeyIsAccepted) {
   // `key_id`, when set, replaces the signer's key id in the envelope.
   auto send = [&](const v1::Receipt& r, const crypto::Ed25519PrivateKey& signer,
                   const std::string& key_id = "") {
-    v1::SignedEnvelope env = SignEnvelope(kReceiptType, r.SerializeAsString(), signer);
+    v1::SignedEnvelope env = proto::SignEnvelope(proto::kReceiptType, r.SerializeAsString(), signer);
     if (!key_id.empty()) env.set_key_id(key_id);
     ASSERT_OK((*producer)->ProduceSync(kafka::kReceiptTopic, std::nullopt, env.SerializeAsString()));
   };
@@ -367,9 +368,9 @@ TEST_F(SecurityTest, RevokedKeysReceiptsAreRefusedAndARotatedKeyTakesOver) {
   EXPECT_EQ(mesh_->lethed().store().Get(*id)->state, v1::IN_PROGRESS);
   // The agent restarted with its new key opens the re-published command and completes.
   mesh_->StopAgent("growth");
-  agent::AgentOptions o = mesh_->AgentOptionsFor("growth");
+  agents::AgentOptions o = mesh_->AgentOptionsFor("growth");
   o.key_path = prefix + ".key";
-  auto a = agent::Agent::Create(o);
+  auto a = agents::Agent::Create(o);
   ASSERT_TRUE(a.ok()) << a.status();
   (*a)->Start();
   auto done = mesh_->WaitDone(*id, kWait);
@@ -416,7 +417,7 @@ TEST(SealedCommands, NoKafkaTopicCarriesAnIdentityInClear) {
   ASSERT_TRUE(WaitFor([&] { return *mesh.Rows("growth", kBob) == 0; }, kWait));
   // Every command names the key its identities are sealed to: the agent's enrolled one.
   const std::string growth_key =
-      crypto::X25519PublicKey::FromPem(crypto::ReadFile(mesh.agent_pub("growth")).value())->KeyId();
+      crypto::X25519PublicKey::FromPem(lethe::ReadFile(mesh.agent_pub("growth")).value())->KeyId();
   int commands = 0;
   for (const std::string topic : {"lethe.commands.assessments", "lethe.commands.growth", "lethe.receipts",
                                    "lethe.consent"}) {
@@ -544,10 +545,10 @@ TEST_F(SecurityTest, InvalidUtf8IsInvalidArgumentNamingTheField) {
   EXPECT_EQ(st.error_message(), "identities[0].value: not valid UTF-8 (string fields must be UTF-8)");
   EXPECT_EQ(mesh_->lethed().ledger().size(), size);
   // Bytes that are no message at all.
-  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));  // overlong '/'
-  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));  // a surrogate
-  EXPECT_TRUE(IsValidUtf8("caf\xc3\xa9 \xf0\x9f\x98\x80"));
-  EXPECT_THAT(std::string(DescribeParseFailure(v1::SubmitRequest::descriptor(), "\x0a\xff").message()),
+  EXPECT_FALSE(proto::IsValidUtf8("\xc0\xaf"));  // overlong '/'
+  EXPECT_FALSE(proto::IsValidUtf8("\xed\xa0\x80"));  // a surrogate
+  EXPECT_TRUE(proto::IsValidUtf8("caf\xc3\xa9 \xf0\x9f\x98\x80"));
+  EXPECT_THAT(std::string(proto::DescribeParseFailure(v1::SubmitRequest::descriptor(), "\x0a\xff").message()),
               HasSubstr("does not parse as lethe.v1.SubmitRequest"));
 }
 

@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "base/file_system.h"
 #include "crypto/crypto.h"
 #include "crypto/seal.h"
 #include "gtest/gtest.h"
@@ -622,7 +623,7 @@ std::vector<Case> Cases(const Pristine& p, const std::string& export_dir) {
     std::vector<v1::LedgerEntry> e = p.entries;
     auto* rr = e[first_receipt].mutable_receipt_recorded();
     const std::string body = rr->receipt().body() + std::string("\x98\x06\x01", 3);
-    *rr->mutable_receipt() = SignEnvelope(kReceiptType, body, p.agent_keys.at(rr->domain()));
+    *rr->mutable_receipt() = proto::SignEnvelope(proto::kReceiptType, body, p.agent_keys.at(rr->domain()));
     WriteEntries(p, dir, e);
   };
   c.push_back({"receipt: unknown protobuf field (re-signed by the agent)", "FAILED", unknown_in_receipt});
@@ -652,7 +653,7 @@ std::vector<Case> Cases(const Pristine& p, const std::string& export_dir) {
   // ---- keys and receipts (ledger_test AuditorTest, hostile_test, security_test)
   c.push_back({"receipt: signed by a key never enrolled (forged)", "FAILED", Rewrite(p, [first_receipt](auto& e) {
                  auto* rr = e[first_receipt].mutable_receipt_recorded();
-                 *rr->mutable_receipt() = SignEnvelope(kReceiptType, rr->receipt().body(),
+                 *rr->mutable_receipt() = proto::SignEnvelope(proto::kReceiptType, rr->receipt().body(),
                                                        crypto::Ed25519PrivateKey::Generate().value());
                })});
   c.push_back({"receipt: signature bytes altered", "FAILED", Rewrite(p, [first_receipt](auto& e) {
@@ -664,7 +665,7 @@ std::vector<Case> Cases(const Pristine& p, const std::string& export_dir) {
   c.push_back({"receipt: signed by another domain's key", "FAILED", Rewrite(p, [&p, first_receipt](auto& e) {
                  auto* rr = e[first_receipt].mutable_receipt_recorded();
                  const std::string other = rr->domain() == "growth" ? "billing" : "growth";
-                 *rr->mutable_receipt() = SignEnvelope(kReceiptType, rr->receipt().body(), p.agent_keys.at(other));
+                 *rr->mutable_receipt() = proto::SignEnvelope(proto::kReceiptType, rr->receipt().body(), p.agent_keys.at(other));
                })});
   c.push_back({"receipt: command digest differs from the command's", "FAILED", Rewrite(p, [&p, first_receipt](auto& e) {
                  const std::string cmd = e[first_receipt].receipt_recorded().command_id();
@@ -678,7 +679,7 @@ std::vector<Case> Cases(const Pristine& p, const std::string& export_dir) {
                  v1::Receipt r;
                  ASSERT_TRUE(r.ParseFromString(rr->receipt().body()));
                  r.set_verified_zero_remaining(false);
-                 *rr->mutable_receipt() = SignEnvelope(kReceiptType, r.SerializeAsString(), p.agent_keys.at(rr->domain()));
+                 *rr->mutable_receipt() = proto::SignEnvelope(proto::kReceiptType, r.SerializeAsString(), p.agent_keys.at(rr->domain()));
                })});
   c.push_back({"receipt: names another request than its signed body", "FAILED", Rewrite(p, [first_receipt](auto& e) {
                  e[first_receipt].mutable_receipt_recorded()->set_request_id(std::string(32, 'a'));
@@ -917,7 +918,7 @@ std::vector<Case> Cases(const Pristine& p, const std::string& export_dir) {
                  rec.set_batch_remaining(0);
                  rec.mutable_receipt_recorded()->set_command_id(std::string(32, 'f'));
                  *rec.mutable_receipt_recorded()->mutable_receipt() =
-                     SignEnvelope(kReceiptType, r.SerializeAsString(), p.agent_keys.at(rr.domain()));
+                     proto::SignEnvelope(proto::kReceiptType, r.SerializeAsString(), p.agent_keys.at(rr.domain()));
                  e.insert(e.begin() + first_receipt + 1, {cmd, rec});
                })});
   auto resigned_receipt = [&p, first_receipt](std::function<void(v1::Receipt&)> edit) {
@@ -926,7 +927,7 @@ std::vector<Case> Cases(const Pristine& p, const std::string& export_dir) {
       v1::Receipt r;
       ASSERT_TRUE(r.ParseFromString(rr->receipt().body()));
       edit(r);
-      *rr->mutable_receipt() = SignEnvelope(kReceiptType, r.SerializeAsString(), p.agent_keys.at(rr->domain()));
+      *rr->mutable_receipt() = proto::SignEnvelope(proto::kReceiptType, r.SerializeAsString(), p.agent_keys.at(rr->domain()));
     });
   };
   c.push_back({"T11: a receipt without an outcome (re-signed)", "FAILED",
@@ -1105,7 +1106,7 @@ TEST(VerifierAgreement, TheVerifierWrittenFromFormatMdReachesLethectlsVerdictOnE
   // are unchanged), and an erasure planned with it.
   std::string v2 = MeshPolicy(mesh->domains());
   v2.replace(v2.find("erasure: 30d"), 12, "erasure: 10d");
-  ASSERT_OK(crypto::WriteFileAtomic(mesh->work_dir() + "/policy-v2.yaml", v2, 0644));
+  ASSERT_OK(lethe::WriteFileAtomic(mesh->work_dir() + "/policy-v2.yaml", v2, 0644));
   CommandResult act = RunLethectl(*mesh, {"policy", "activate", mesh->work_dir() + "/policy-v2.yaml"});
   ASSERT_EQ(act.exit_code, 0) << act.output;
   ASSERT_OK_AND_ASSIGN(v1::RequestView bob, mesh->EraseAndWait(kBob, kWait));
@@ -1116,7 +1117,7 @@ TEST(VerifierAgreement, TheVerifierWrittenFromFormatMdReachesLethectlsVerdictOnE
   {
     v1::EnrollAgentRequest req;
     req.set_domain("billing");
-    ASSERT_OK_AND_ASSIGN(std::string pem, crypto::ReadFile(mesh->work_dir() + "/keys/billing-2.pub"));
+    ASSERT_OK_AND_ASSIGN(std::string pem, lethe::ReadFile(mesh->work_dir() + "/keys/billing-2.pub"));
     req.set_public_key_pem(pem);
     v1::AgentView resp;
     grpc::ClientContext ctx;

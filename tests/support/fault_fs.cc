@@ -26,9 +26,9 @@ void Overlay(std::string* s, uint64_t offset, std::string_view data) {
 
 }  // namespace
 
-class FaultInjectionFileSystem::FaultFile final : public ledger::File {
+class FaultInjectionFileSystem::FaultFile final : public lethe::File {
  public:
-  FaultFile(FaultInjectionFileSystem* fs, std::unique_ptr<ledger::File> base,
+  FaultFile(FaultInjectionFileSystem* fs, std::unique_ptr<lethe::File> base,
             std::shared_ptr<Node> node)
       : fs_(fs), base_(std::move(base)), node_(std::move(node)) {}
 
@@ -82,11 +82,11 @@ class FaultInjectionFileSystem::FaultFile final : public ledger::File {
 
  private:
   FaultInjectionFileSystem* const fs_;
-  const std::unique_ptr<ledger::File> base_;
+  const std::unique_ptr<lethe::File> base_;
   const std::shared_ptr<Node> node_;
 };
 
-FaultInjectionFileSystem::FaultInjectionFileSystem(ledger::FileSystem* base) : base_(base) {}
+FaultInjectionFileSystem::FaultInjectionFileSystem(lethe::FileSystem* base) : base_(base) {}
 FaultInjectionFileSystem::~FaultInjectionFileSystem() = default;
 
 void FaultInjectionFileSystem::Fail(Match match, int err) {
@@ -185,7 +185,7 @@ std::shared_ptr<FaultInjectionFileSystem::Node> FaultInjectionFileSystem::Track(
   return node;
 }
 
-absl::StatusOr<std::unique_ptr<ledger::File>> FaultInjectionFileSystem::Open(
+absl::StatusOr<std::unique_ptr<lethe::File>> FaultInjectionFileSystem::Open(
     const std::string& path, OpenMode how, int mode) {
   std::lock_guard<std::mutex> l(mu_);
   std::shared_ptr<Node> node;
@@ -197,12 +197,12 @@ absl::StatusOr<std::unique_ptr<ledger::File>> FaultInjectionFileSystem::Open(
     if (!f.ok()) return f.status();
     node = std::make_shared<Node>();
     live_[path] = node;  // durable once its directory is synced
-    return std::unique_ptr<ledger::File>(new FaultFile(this, std::move(*f), node));
+    return std::unique_ptr<lethe::File>(new FaultFile(this, std::move(*f), node));
   }
   auto f = base_->Open(path, how, mode);
   if (!f.ok()) return f.status();
   node = Track(path);
-  return std::unique_ptr<ledger::File>(new FaultFile(this, std::move(*f), node));
+  return std::unique_ptr<lethe::File>(new FaultFile(this, std::move(*f), node));
 }
 
 absl::Status FaultInjectionFileSystem::Remove(const std::string& path) {

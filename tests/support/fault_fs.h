@@ -1,4 +1,4 @@
-// A FileSystem (ledger/file_system.h) for tests that models what survives a power loss, and
+// A FileSystem (base/file_system.h) for tests that models what survives a power loss, and
 // injects faults, in the manner of leveldb's fault_injection_test: it passes every call on
 // to the real file system and keeps, for each file it has seen, the bytes its last completed
 // sync made durable, and for each directory, the names its last directory sync made durable.
@@ -26,11 +26,11 @@
 #include <string>
 #include <vector>
 
-#include "ledger/file_system.h"
+#include "base/file_system.h"
 
 namespace lethe::testing {
 
-class FaultInjectionFileSystem final : public ledger::FileSystem {
+class FaultInjectionFileSystem final : public lethe::FileSystem {
  public:
   enum class Kind { kCreate, kWrite, kSync, kTruncate, kRemove, kRename, kSyncDir };
   struct Call {
@@ -43,7 +43,7 @@ class FaultInjectionFileSystem final : public ledger::FileSystem {
   };
   using Match = std::function<bool(const Call&)>;
 
-  explicit FaultInjectionFileSystem(ledger::FileSystem* base = ledger::FileSystem::Default());
+  explicit FaultInjectionFileSystem(lethe::FileSystem* base = lethe::FileSystem::Default());
   ~FaultInjectionFileSystem() override;
 
   void Fail(Match match, int err = 5 /* EIO */);
@@ -68,7 +68,7 @@ class FaultInjectionFileSystem final : public ledger::FileSystem {
   // revives the machine. Call it with no file of the fake open (the ledger closed).
   void PowerLoss();
 
-  absl::StatusOr<std::unique_ptr<ledger::File>> Open(const std::string& path, OpenMode how,
+  absl::StatusOr<std::unique_ptr<lethe::File>> Open(const std::string& path, OpenMode how,
                                                      int mode) override;
   absl::Status Remove(const std::string& path) override;
   absl::Status Rename(const std::string& from, const std::string& to) override;
@@ -94,7 +94,7 @@ class FaultInjectionFileSystem final : public ledger::FileSystem {
   std::shared_ptr<Node> Track(const std::string& path);
   absl::Status Injected(const Decision& d, const Call& c) const;
 
-  ledger::FileSystem* const base_;
+  lethe::FileSystem* const base_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Node>> live_;     // names as they are now
   std::map<std::string, std::shared_ptr<Node>> durable_;  // names as a power loss leaves them

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/file_system.h"
 #include "crypto/crypto.h"
 #include "gtest/gtest.h"
 
@@ -37,7 +38,7 @@ class TempDir {
 
 // The file's bytes; a failed read fails the test and yields "".
 inline std::string ReadBytes(const std::string& path) {
-  auto data = crypto::ReadFile(path);
+  auto data = lethe::ReadFile(path);
   EXPECT_TRUE(data.ok()) << data.status();
   return data.ok() ? *data : std::string();
 }

@@ -1,5 +1,6 @@
 #include "tests/support/mesh.h"
 
+#include "base/file_system.h"
 #include "gtest/gtest.h"
 
 #include <grpcpp/grpcpp.h>
@@ -10,8 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "base/status.h"
 #include "crypto/crypto.h"
-#include "crypto/status.h"
 #include "crypto/seal.h"
 #include "crypto/x509.h"
 #include "tests/support/subprocess.h"
@@ -231,26 +232,26 @@ absl::StatusOr<std::unique_ptr<Mesh>> Mesh::Start(Options options) {
   m->options_ = options;
   m->work_ = (fs::temp_directory_path() / ("lethe-mesh-" + crypto::Hex(crypto::RandomBytes(6)))).string();
   fs::create_directories(m->work_ + "/keys");
-  RETURN_IF_ERROR(crypto::WriteFileAtomic(m->policy_path(), MeshPolicy(options.domains), 0644));
-  ASSIGN_OR_RETURN(auto key, crypto::Ed25519PrivateKey::Generate());
-  RETURN_IF_ERROR(key.SaveFile(m->lethed_key()));
-  RETURN_IF_ERROR(key.public_key().SaveFile(m->lethed_pub()));
+  LETHE_RETURN_IF_ERROR(lethe::WriteFileAtomic(m->policy_path(), MeshPolicy(options.domains), 0644));
+  LETHE_ASSIGN_OR_RETURN(auto key, crypto::Ed25519PrivateKey::Generate());
+  LETHE_RETURN_IF_ERROR(key.SaveFile(m->lethed_key()));
+  LETHE_RETURN_IF_ERROR(key.public_key().SaveFile(m->lethed_pub()));
   for (const auto& d : options.domains)
-    RETURN_IF_ERROR(crypto::GenerateKeyFiles(m->work_ + "/keys/" + d).status());
-  RETURN_IF_ERROR(crypto::CreateCa(m->certs_dir(), "lethe.test"));
-  RETURN_IF_ERROR(crypto::CreateServerCert(m->certs_dir(), {"127.0.0.1", "localhost"}));
+    LETHE_RETURN_IF_ERROR(crypto::GenerateKeyFiles(m->work_ + "/keys/" + d).status());
+  LETHE_RETURN_IF_ERROR(crypto::CreateCa(m->certs_dir(), "lethe.test"));
+  LETHE_RETURN_IF_ERROR(crypto::CreateServerCert(m->certs_dir(), {"127.0.0.1", "localhost"}));
   for (const char* role : {"admin", "operator", "auditor"})
-    RETURN_IF_ERROR(crypto::CreateClientCert(m->certs_dir(), role, ClientName(role)));
-  ASSIGN_OR_RETURN(m->pg_, PgCluster::Start());
+    LETHE_RETURN_IF_ERROR(crypto::CreateClientCert(m->certs_dir(), role, ClientName(role)));
+  LETHE_ASSIGN_OR_RETURN(m->pg_, PgCluster::Start());
   for (const auto& d : options.domains) {
-    RETURN_IF_ERROR(m->pg_->CreateDatabase(d));
-    RETURN_IF_ERROR(m->pg_->Exec(d, Fixtures().at(d).ddl));
+    LETHE_RETURN_IF_ERROR(m->pg_->CreateDatabase(d));
+    LETHE_RETURN_IF_ERROR(m->pg_->Exec(d, Fixtures().at(d).ddl));
   }
   if (options.start_lethed) {
-    RETURN_IF_ERROR(m->StartLethed());
-    for (const auto& d : options.domains) RETURN_IF_ERROR(m->EnrollAgent(d));
+    LETHE_RETURN_IF_ERROR(m->StartLethed());
+    for (const auto& d : options.domains) LETHE_RETURN_IF_ERROR(m->EnrollAgent(d));
     if (options.start_agents)
-      for (const auto& d : options.domains) RETURN_IF_ERROR(m->StartAgent(d));
+      for (const auto& d : options.domains) LETHE_RETURN_IF_ERROR(m->StartAgent(d));
   }
   return m;
 }
@@ -276,7 +277,7 @@ controlplane::LethedOptions Mesh::LethedOptionsForTest() const {
 }
 
 absl::Status Mesh::StartLethed() {
-  ASSIGN_OR_RETURN(lethed_, controlplane::Lethed::Start(LethedOptionsForTest()));
+  LETHE_ASSIGN_OR_RETURN(lethed_, controlplane::Lethed::Start(LethedOptionsForTest()));
   return absl::OkStatus();
 }
 
@@ -286,7 +287,7 @@ std::string Mesh::addr() const {
 }
 
 std::string Mesh::kafka_bootstrap() const {
-  auto text = crypto::ReadFile(data_dir() + "/kafka.bootstrap");
+  auto text = lethe::ReadFile(data_dir() + "/kafka.bootstrap");
   if (!text.ok()) return "";
   std::string s = *text;
   while (!s.empty() && s.back() == '\n') s.pop_back();
@@ -301,9 +302,9 @@ std::string Mesh::ClientName(const std::string& role) {
 
 std::shared_ptr<grpc::Channel> Mesh::Channel(const std::string& role) const {
   grpc::SslCredentialsOptions o;
-  o.pem_root_certs = crypto::ReadFile(certs_dir() + "/ca.crt").value();
-  o.pem_cert_chain = crypto::ReadFile(client_cert(role)).value();
-  o.pem_private_key = crypto::ReadFile(client_key(role)).value();
+  o.pem_root_certs = lethe::ReadFile(certs_dir() + "/ca.crt").value();
+  o.pem_cert_chain = lethe::ReadFile(client_cert(role)).value();
+  o.pem_private_key = lethe::ReadFile(client_key(role)).value();
   return grpc::CreateChannel(addr(), grpc::SslCredentials(o));
 }
 
@@ -326,7 +327,7 @@ std::unique_ptr<v1::Ledger::Stub> Mesh::LedgerStub() const {
 }
 
 absl::Status Mesh::EnrollAgent(const std::string& domain) {
-  ASSIGN_OR_RETURN(std::string pem, crypto::ReadFile(agent_pub(domain)));
+  LETHE_ASSIGN_OR_RETURN(std::string pem, lethe::ReadFile(agent_pub(domain)));
   v1::EnrollAgentRequest req;
   req.set_domain(domain);
   req.set_public_key_pem(pem);
@@ -337,8 +338,8 @@ absl::Status Mesh::EnrollAgent(const std::string& domain) {
   return absl::OkStatus();
 }
 
-agent::AgentOptions Mesh::AgentOptionsFor(const std::string& domain) const {
-  agent::AgentOptions o;
+agents::AgentOptions Mesh::AgentOptionsFor(const std::string& domain) const {
+  agents::AgentOptions o;
   o.domain = domain;
   o.postgres_dsn = pg_->Dsn(domain);
   o.policy_path = policy_path();
@@ -351,19 +352,19 @@ agent::AgentOptions Mesh::AgentOptionsFor(const std::string& domain) const {
 }
 
 absl::Status Mesh::StartAgent(const std::string& domain) {
-  ASSIGN_OR_RETURN(auto a, agent::Agent::Create(AgentOptionsFor(domain)));
+  LETHE_ASSIGN_OR_RETURN(auto a, agents::Agent::Create(AgentOptionsFor(domain)));
   a->Start();
   agents_[domain] = std::move(a);
   return absl::OkStatus();
 }
 
 absl::Status Mesh::Plant(const Person& p) {
-  for (const auto& d : options_.domains) RETURN_IF_ERROR(pg_->Exec(d, Fill(Fixtures().at(d).plant, p)));
+  for (const auto& d : options_.domains) LETHE_RETURN_IF_ERROR(pg_->Exec(d, Fill(Fixtures().at(d).plant, p)));
   return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> Mesh::Rows(const std::string& domain, const Person& p) {
-  ASSIGN_OR_RETURN(std::string n, pg_->Query(domain, Fill(Fixtures().at(domain).count, p)));
+  LETHE_ASSIGN_OR_RETURN(std::string n, pg_->Query(domain, Fill(Fixtures().at(domain).count, p)));
   return std::stoll(n);
 }
 
@@ -411,7 +412,7 @@ absl::StatusOr<v1::RequestView> Mesh::WaitDone(const std::string& id, absl::Dura
 }
 
 absl::StatusOr<v1::RequestView> Mesh::EraseAndWait(const Person& p, absl::Duration timeout) {
-  ASSIGN_OR_RETURN(std::string id, Erase(p));
+  LETHE_ASSIGN_OR_RETURN(std::string id, Erase(p));
   return WaitDone(id, timeout);
 }
 

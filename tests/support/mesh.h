@@ -90,10 +90,10 @@ class Mesh {
   std::unique_ptr<v1::Ledger::Stub> LedgerStub() const;
 
   absl::Status EnrollAgent(const std::string& domain);
-  agent::AgentOptions AgentOptionsFor(const std::string& domain) const;
+  agents::AgentOptions AgentOptionsFor(const std::string& domain) const;
   absl::Status StartAgent(const std::string& domain);
   void StopAgent(const std::string& domain) { agents_.erase(domain); }
-  agent::Agent& agent(const std::string& domain) { return *agents_.at(domain); }
+  agents::Agent& agent(const std::string& domain) { return *agents_.at(domain); }
   std::string kafka_bootstrap() const;
 
   // Inserts the person's rows in every domain (2 + 1 + 2 in assessments, 2 + 1 in growth,
@@ -116,7 +116,7 @@ class Mesh {
   std::unique_ptr<PgCluster> pg_;
   std::unique_ptr<controlplane::Lethed> lethed_;
   std::string external_addr_;
-  std::map<std::string, std::unique_ptr<agent::Agent>> agents_;
+  std::map<std::string, std::unique_ptr<agents::Agent>> agents_;
 };
 
 // Every record of the topic (all partitions) from the beginning up to the end offsets it has

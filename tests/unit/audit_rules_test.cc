@@ -16,10 +16,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "audit/auditor.h"
 #include "crypto/crypto.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "ledger/audit.h"
 #include "ledger/checkpoint.h"
 #include "ledger/ledger.h"
 #include "ledger/merkle.h"
@@ -34,7 +34,7 @@
 // The cases name only the members they change; the others keep their defaults.
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
-namespace lethe::ledger {
+namespace lethe::audit {
 namespace {
 
 using ::testing::HasSubstr;
@@ -66,8 +66,8 @@ const crypto::Ed25519PrivateKey& OtherKey() {
   static const auto* k = new crypto::Ed25519PrivateKey(crypto::Ed25519PrivateKey::Generate().value());
   return *k;
 }
-const policy::Policy& Policy() {
-  static const auto* p = new policy::Policy(policy::Policy::Parse(kPolicy, "rules").value());
+const policies::Policy& Policy() {
+  static const auto* p = new policies::Policy(policies::Policy::Parse(kPolicy, "rules").value());
   return *p;
 }
 std::string Sealed(int n = 60) { return crypto::Sha256(absl::StrCat("sealed ", n)) + crypto::RandomBytes(n); }
@@ -151,7 +151,7 @@ v1::Receipt ReceiptFor(const std::string& command, const std::string& domain, co
 E Recorded(const v1::Receipt& r, const crypto::Ed25519PrivateKey& signer = AgentKey()) {
   E e;
   auto* rr = e.mutable_receipt_recorded();
-  *rr->mutable_receipt() = SignEnvelope(kReceiptType, r.SerializeAsString(), signer);
+  *rr->mutable_receipt() = proto::SignEnvelope(proto::kReceiptType, r.SerializeAsString(), signer);
   rr->set_command_id(r.command_id());
   rr->set_request_id(r.request_id());
   rr->set_domain(r.domain());
@@ -236,7 +236,7 @@ Entries ValidLog() {
 
 struct Written {
   std::vector<std::string> bytes;
-  MerkleTree tree;
+  ledger::MerkleTree tree;
 };
 // Entry 0, then `entries` with seq, prev_hash and times 1000 + i set, unless `keep_header`.
 Written Chain(Entries entries, const std::function<void(std::vector<E>&)>& after_header = nullptr) {
@@ -252,7 +252,7 @@ Written Chain(Entries entries, const std::function<void(std::vector<E>&)>& after
   for (E& e : entries) {
     if (e.prev_hash().empty()) e.set_prev_hash(prev);  // a case may have set a wrong one
     w.bytes.push_back(e.SerializeAsString());
-    prev = LeafHash(w.bytes.back());
+    prev = ledger::LeafHash(w.bytes.back());
     w.tree.Append(prev);
   }
   return w;
@@ -275,10 +275,10 @@ void WriteCase(const std::string& dir, const Case& c, const std::vector<std::str
   namespace fs = std::filesystem;
   const std::string ledger = dir + "/" + c.id + "/ledger";
   fs::create_directories(ledger);
-  std::string seg = format::EncodeSegmentHeader(0);
-  for (const auto& b : bytes) format::AppendRecord(&seg, b);
-  testing::WriteBytes(ledger + "/" + format::SegmentFileName(0), seg);
-  testing::WriteBytes(ledger + "/" + Ledger::kCheckpointFile, note);
+  std::string seg = ledger::format::EncodeSegmentHeader(0);
+  for (const auto& b : bytes) ledger::format::AppendRecord(&seg, b);
+  testing::WriteBytes(ledger + "/" + ledger::format::SegmentFileName(0), seg);
+  testing::WriteBytes(ledger + "/" + ledger::Ledger::kCheckpointFile, note);
   testing::WriteBytes(dir + "/" + c.id + "/expect",
                       c.says.empty() ? "OK\n"
                                      : absl::StrCat("FAILED ", c.entry ? std::to_string(*c.entry) : "finish",
@@ -293,11 +293,11 @@ TEST_P(RuleTest, BreakingTheRuleFailsTheAuditAtItsEntry) {
   const Case& c = GetParam();
   Written w = Chain(c.entries(), c.header);
   // The checkpoint is signed over the log as chained; a change to the bytes comes after.
-  const MerkleTree& tree = w.tree;
+  const ledger::MerkleTree& tree = w.tree;
   if (c.bytes) c.bytes(w.bytes);
   const uint64_t size = c.checkpoint_size.value_or(w.bytes.size());
-  const std::string note = SignCheckpoint(
-      Checkpoint{kOrigin, size, size <= tree.size() ? tree.Root(size) : tree.Root()},
+  const std::string note = ledger::SignCheckpoint(
+      ledger::Checkpoint{kOrigin, size, size <= tree.size() ? tree.Root(size) : tree.Root()},
       c.checkpoint_key ? *c.checkpoint_key : LethedKey());
   if (const char* dir = std::getenv("LETHE_RULE_CASES_DIR")) WriteCase(dir, c, w.bytes, note);
 
@@ -598,7 +598,7 @@ TEST(RuleI7, IdentitiesAddedMustTargetEveryDomainTheyComplete) {
       "          identity: user_id\n          action: delete\n"
       "  - name: d3\n    postgres:\n      tables:\n        - table: w\n          key: user_id\n"
       "          identity: user_id\n          action: delete\n";
-  const auto three = policy::Policy::Parse(kThree, "three").value();
+  const auto three = policies::Policy::Parse(kThree, "three").value();
   E activated = Activated();
   activated.mutable_policy_activated()->set_policy_yaml(kThree);
   activated.mutable_policy_activated()->set_policy_hash(three.Hash());
@@ -614,7 +614,7 @@ TEST(RuleI7, IdentitiesAddedMustTargetEveryDomainTheyComplete) {
     E added = Added();
     if (both) added.mutable_identities_added()->add_target_domains("d3");
     Written w = Chain({activated, submitted, issued, added});
-    const std::string note = SignCheckpoint(Checkpoint{kOrigin, w.tree.size(), w.tree.Root()}, LethedKey());
+    const std::string note = ledger::SignCheckpoint(ledger::Checkpoint{kOrigin, w.tree.size(), w.tree.Root()}, LethedKey());
     Auditor auditor(LethedKey().public_key(), note);
     absl::Status st;
     for (uint64_t i = 0; i < w.bytes.size() && st.ok(); ++i) st = auditor.Add(i, w.bytes[i]);
@@ -631,4 +631,4 @@ INSTANTIATE_TEST_SUITE_P(Format7, RuleTest, ::testing::ValuesIn(Cases()),
                          [](const ::testing::TestParamInfo<Case>& info) { return info.param.id; });
 
 }  // namespace
-}  // namespace lethe::ledger
+}  // namespace lethe::audit

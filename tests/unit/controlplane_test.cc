@@ -1,14 +1,15 @@
 // The control plane's projections and planner, fed with ledger entries directly: the planner's
 // scope and identity mapping, the policy registry's corruption checks, the consent store's
 // views and the request store's deadlines.
-#include "controlplane/consent.h"
-#include "controlplane/kafka.h"
+#include "base/file_system.h"
+#include "controlplane/consent_store.h"
 #include "controlplane/planner.h"
 #include "controlplane/policy_registry.h"
-#include "controlplane/state.h"
+#include "controlplane/request_store.h"
 #include "crypto/crypto.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kafka/kafka.h"
 #include "tests/support/assertions.h"
 
 namespace lethe::controlplane {
@@ -44,8 +45,8 @@ domains:
         - {topic: mesh.devices, key: "{device_id}"}
 )";
 
-policy::Policy Sample() {
-  auto p = policy::Policy::Parse(kPolicy, "unit");
+policies::Policy Sample() {
+  auto p = policies::Policy::Parse(kPolicy, "unit");
   EXPECT_TRUE(p.ok()) << p.status();
   return *std::move(p);
 }
@@ -63,7 +64,7 @@ std::vector<std::string> Domains(const std::vector<DomainPlan>& plans) {
 }
 
 TEST(Planner, EveryDomainIsATargetOrNeedsAnIdentityNeverLeftOut) {
-  const policy::Policy p = Sample();
+  const policies::Policy p = Sample();
   ErasurePlan plan = PlanErasure(p, Ids({{"email", "a@example.com"}}));
   EXPECT_THAT(Domains(plan.targets), ElementsAre("growth"));
   ASSERT_EQ(plan.needs_identity.size(), 3u);
@@ -86,7 +87,7 @@ TEST(Planner, EveryDomainIsATargetOrNeedsAnIdentityNeverLeftOut) {
 }
 
 TEST(Planner, ScopeLimitsThePlanToTheNamedDomains) {
-  const policy::Policy p = Sample();
+  const policies::Policy p = Sample();
   ErasurePlan plan = PlanErasure(p, Ids({{"email", "a@example.com"}}), {"growth"});
   EXPECT_THAT(Domains(plan.targets), ElementsAre("growth"));
   EXPECT_TRUE(plan.needs_identity.empty());
@@ -108,7 +109,7 @@ v1::LedgerEntry Activation(uint64_t n, const std::string& yaml, const std::strin
 }
 
 TEST(PolicyRegistry, ActivationsBuildTheHistoryAndCorruptionIsDataLoss) {
-  const policy::Policy p = Sample();
+  const policies::Policy p = Sample();
   PolicyRegistry r;
   EXPECT_EQ(r.Active(), nullptr);
   ASSERT_OK(r.Apply(1, Activation(1, kPolicy, p.Hash())));
@@ -198,8 +199,7 @@ TEST(RequestStore, ExtensionsMoveTheDueDateAndOverdueFollowsTheClock) {
   ASSERT_OK(store.Apply(4, ext));
   r = store.Get("r1");
   EXPECT_FALSE(r->Overdue(t0 + absl::Hours(24 * 35)));
-  EXPECT_EQ(store.Overdue(t0 + absl::Hours(24 * 35)).size(), 0u);
-  EXPECT_EQ(store.Overdue(t0 + absl::Hours(24 * 41)).size(), 1u);
+  EXPECT_TRUE(r->Overdue(t0 + absl::Hours(24 * 40) + absl::Milliseconds(1)));
   // The waiting domain keeps it from being answered; the extension is part of its evidence.
   EXPECT_TRUE(store.AnsweredButOpen().empty());
   EXPECT_THAT(store.EvidenceEntries("r1"), ElementsAre(3u, 4u));
@@ -250,7 +250,7 @@ TEST(RequestStore, OpenRequestsAreFoundByTokenUntilTheyComplete) {
 TEST(KafkaConfig, PropertiesFilePassesSettingsThroughAndNamesBadLines) {
   const std::string dir = ::testing::TempDir();
   const std::string good = dir + "/kafka-good.properties";
-  ASSERT_TRUE(crypto::WriteFileAtomic(good,
+  ASSERT_TRUE(lethe::WriteFileAtomic(good,
                                       "# TLS and SASL to the cluster\n"
                                       "security.protocol = SASL_SSL\n"
                                       "\n"
@@ -264,12 +264,12 @@ TEST(KafkaConfig, PropertiesFilePassesSettingsThroughAndNamesBadLines) {
   EXPECT_EQ(cfg->at("security.protocol"), "SASL_SSL");
   EXPECT_EQ(cfg->at("sasl.password"), "s3cr=t") << "only the first '=' separates";
   const std::string bad = dir + "/kafka-bad.properties";
-  ASSERT_TRUE(crypto::WriteFileAtomic(bad, "security.protocol=SSL\nno equals sign here\n", 0600).ok());
+  ASSERT_TRUE(lethe::WriteFileAtomic(bad, "security.protocol=SSL\nno equals sign here\n", 0600).ok());
   auto err = kafka::LoadConfigFile(bad);
   EXPECT_EQ(err.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(err.status().message()), ::testing::HasSubstr(bad + ":2:"));
   const std::string own = dir + "/kafka-own.properties";
-  ASSERT_TRUE(crypto::WriteFileAtomic(own, "bootstrap.servers=elsewhere:9092\n", 0600).ok());
+  ASSERT_TRUE(lethe::WriteFileAtomic(own, "bootstrap.servers=elsewhere:9092\n", 0600).ok());
   EXPECT_FALSE(kafka::LoadConfigFile(own).ok()) << "lethe sets bootstrap.servers itself";
   // librdkafka gets the settings: one it does not know is refused, and a secret value is
   // never repeated in the error.

@@ -1,3 +1,4 @@
+#include "base/file_system.h"
 #include "crypto/crypto.h"
 #include "crypto/seal.h"
 #include "crypto/x509.h"

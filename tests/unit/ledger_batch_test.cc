@@ -15,10 +15,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "audit/auditor.h"
+#include "base/file_system.h"
 #include "crypto/crypto.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "ledger/audit.h"
 #include "ledger/checkpoint.h"
 #include "ledger/ledger.h"
 #include "ledger/merkle.h"
@@ -97,8 +98,8 @@ std::vector<Record> Records(const std::string& dir) {
 }
 
 // Audits the files in `dir` (read only) against the checkpoint note.
-absl::StatusOr<AuditReport> Audit(const std::string& dir, const std::string& note) {
-  Auditor auditor(Key().public_key(), note, AuditOptions{.accept_unauthenticated = true});
+absl::StatusOr<audit::AuditReport> Audit(const std::string& dir, const std::string& note) {
+  audit::Auditor auditor(Key().public_key(), note, audit::AuditOptions{.accept_unauthenticated = true});
   absl::Status added;
   auto scan = ScanSegments(dir, [&](const ScannedRecord& r) {
     return auditor.Add(r.index, r.payload);
@@ -259,7 +260,7 @@ void CutEverywhere(bool zeroed, size_t shift, bool* ends_just_past_a_boundary,
     ASSERT_OK(report);
     EXPECT_EQ(report->entries, expect);
     EXPECT_EQ(report->incomplete_batch_entries, whole ? 0 : records_left);
-    auto structure = VerifyStructure(dir, note, Key().public_key());
+    auto structure = audit::VerifyStructure(dir, note, Key().public_key());
     ASSERT_OK(structure);
     EXPECT_EQ(structure->entries, expect);
 
@@ -283,7 +284,7 @@ void CutEverywhere(bool zeroed, size_t shift, bool* ends_just_past_a_boundary,
       // It goes on from there.
       ASSERT_OK((*l)->Append({Entry("after")}, kNow));
     }
-    auto closing = crypto::ReadFile(dir + "/" + Ledger::kCheckpointFile);
+    auto closing = lethe::ReadFile(dir + "/" + Ledger::kCheckpointFile);
     ASSERT_OK(closing);
     auto after = Audit(dir, *closing);
     ASSERT_OK(after);
@@ -325,7 +326,7 @@ TEST(Batches, ACheckpointEndingInsideABatchIsRefusedByLethedAndBothVerifiers) {
   auto report = Audit(dir.path(), inside);
   ASSERT_FALSE(report.ok());
   EXPECT_THAT(std::string(report.status().message()), HasSubstr("ends inside a batch"));
-  auto structure = VerifyStructure(dir.path(), inside, Key().public_key());
+  auto structure = audit::VerifyStructure(dir.path(), inside, Key().public_key());
   ASSERT_FALSE(structure.ok());
   EXPECT_THAT(std::string(structure.status().message()), HasSubstr("ends inside a batch"));
   // lethed never signed such a checkpoint; the log is not one it wrote.
@@ -338,7 +339,7 @@ TEST(Batches, ACheckpointEndingInsideABatchIsRefusedByLethedAndBothVerifiers) {
   // The same checkpoint one entry later, where the batch ends, is fine.
   const std::string at_end = NoteAt(m.tree, 4);
   ASSERT_OK(Audit(dir.path(), at_end));
-  ASSERT_OK(VerifyStructure(dir.path(), at_end, Key().public_key()));
+  ASSERT_OK(audit::VerifyStructure(dir.path(), at_end, Key().public_key()));
 }
 
 TEST(Batches, ABrokenBatchIsCorruptionNotACrash) {
@@ -368,7 +369,7 @@ TEST(Batches, ABrokenBatchIsCorruptionNotACrash) {
     auto report = Audit(dir.path(), note);
     ASSERT_FALSE(report.ok());
     EXPECT_THAT(std::string(report.status().message()), HasSubstr(c.says));
-    EXPECT_FALSE(VerifyStructure(dir.path(), note, Key().public_key()).ok());
+    EXPECT_FALSE(audit::VerifyStructure(dir.path(), note, Key().public_key()).ok());
   }
 }
 
@@ -386,7 +387,7 @@ TEST(Batches, ABatchNeverSpansTwoSegments) {
   auto l = Ledger::Open(Options(dir.path()), nullptr);
   ASSERT_FALSE(l.ok());
   EXPECT_THAT(std::string(l.status().message()), HasSubstr("never spans two segments"));
-  auto structure = VerifyStructure(dir.path(), note, Key().public_key());
+  auto structure = audit::VerifyStructure(dir.path(), note, Key().public_key());
   ASSERT_FALSE(structure.ok());
   EXPECT_THAT(std::string(structure.status().message()), HasSubstr("never spans two segments"));
 }
@@ -403,7 +404,7 @@ TEST(Batches, AnIncompleteBatchInASealedSegmentIsCorruption) {
   WriteBytes(dir.File(format::SegmentFileName(2)), Header(format::kVersion, 2));
   const std::string note = NoteAt(m.tree, 1);
   WriteBytes(dir.File(Ledger::kCheckpointFile), note);
-  auto structure = VerifyStructure(dir.path(), note, Key().public_key());
+  auto structure = audit::VerifyStructure(dir.path(), note, Key().public_key());
   ASSERT_FALSE(structure.ok());
   EXPECT_THAT(std::string(structure.status().message()), HasSubstr("sealed segment"));
   auto l = Ledger::Open(Options(dir.path()), nullptr);
@@ -430,7 +431,7 @@ TEST(SegmentVersions, AVersionOneLedgerIsReadAndGoesOnInANewSegment) {
   const std::string second = ReadBytes(dir.File(format::SegmentFileName(3)));
   ASSERT_GE(second.size(), format::kSegmentHeaderSize);
   EXPECT_EQ(format::GetU32(second.data() + 8), 2u);
-  auto note = crypto::ReadFile(dir.File(Ledger::kCheckpointFile));
+  auto note = lethe::ReadFile(dir.File(Ledger::kCheckpointFile));
   ASSERT_OK(note);
   auto report = Audit(dir.path(), *note);
   ASSERT_OK(report);
@@ -472,7 +473,7 @@ TEST(SegmentVersions, ABatchMarkInAVersionOneSegmentIsCorruption) {
   auto l = Ledger::Open(Options(dir.path()), nullptr);
   ASSERT_FALSE(l.ok());
   EXPECT_THAT(std::string(l.status().message()), HasSubstr("version 1 segment"));
-  EXPECT_FALSE(VerifyStructure(dir.path(), note, Key().public_key()).ok());
+  EXPECT_FALSE(audit::VerifyStructure(dir.path(), note, Key().public_key()).ok());
 }
 
 TEST(SegmentHeader, ReservedFieldNameAndVersionAreChecked) {
@@ -501,7 +502,7 @@ TEST(SegmentHeader, ReservedFieldNameAndVersionAreChecked) {
     ASSERT_FALSE(l.ok());
     EXPECT_EQ(l.status().code(), absl::StatusCode::kDataLoss);
     EXPECT_THAT(std::string(l.status().message()), HasSubstr(c.says));
-    auto structure = VerifyStructure(dir.path(), note, Key().public_key());
+    auto structure = audit::VerifyStructure(dir.path(), note, Key().public_key());
     ASSERT_FALSE(structure.ok());
     EXPECT_THAT(std::string(structure.status().message()), HasSubstr(c.says));
   }
@@ -519,9 +520,9 @@ TEST(SegmentHeader, AFileNamedLikeASegmentMustBeOne) {
     auto l = Ledger::Open(Options(dir.path()), nullptr);
     ASSERT_FALSE(l.ok());
     EXPECT_THAT(std::string(l.status().message()), HasSubstr("named like a segment"));
-    auto note = crypto::ReadFile(dir.File(Ledger::kCheckpointFile));
+    auto note = lethe::ReadFile(dir.File(Ledger::kCheckpointFile));
     ASSERT_OK(note);
-    EXPECT_FALSE(VerifyStructure(dir.path(), *note, Key().public_key()).ok());
+    EXPECT_FALSE(audit::VerifyStructure(dir.path(), *note, Key().public_key()).ok());
   }
 }
 

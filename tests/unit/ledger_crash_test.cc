@@ -14,9 +14,9 @@
 #include <random>
 #include <thread>
 
+#include "audit/auditor.h"
 #include "crypto/crypto.h"
 #include "gtest/gtest.h"
-#include "ledger/audit.h"
 #include "ledger/ledger.h"
 
 namespace lethe::ledger {
@@ -143,7 +143,7 @@ TEST(LedgerCrash, EveryAcknowledgedEntrySurvivesRandomSigkills) {
     // Full audit every 20 rounds and at the end: chain, tree and the last checkpoint.
     if (round % 20 == 19 || round == kRounds - 1) {
       const std::string note = (*ledger)->LatestCheckpoint();
-      Auditor auditor(key->public_key(), note);
+      audit::Auditor auditor(key->public_key(), note);
       for (uint64_t i = 0; i < size; ++i) {
         auto bytes = (*ledger)->ReadEntry(i);
         ASSERT_TRUE(bytes.ok());

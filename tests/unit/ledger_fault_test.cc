@@ -1,4 +1,4 @@
-// Faults below the ledger, injected through its FileSystem seam (ledger/file_system.h) by
+// Faults below the ledger, injected through its FileSystem seam (base/file_system.h) by
 // tests/support/fault_fs.h, which models what a power loss keeps: only what a completed
 // fdatasync (or directory sync) made durable.
 //

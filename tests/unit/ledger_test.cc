@@ -28,24 +28,24 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "audit/auditor.h"
+#include "audit/certificate.h"
+#include "audit/hygiene.h"
+#include "base/status.h"
 #include "crypto/crypto.h"
-#include "crypto/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/support/rfc6962.h"
-#include "tests/support/assertions.h"
-#include "tests/support/files.h"
-#include "ledger/audit.h"
-#include "ledger/certificate.h"
 #include "ledger/checkpoint.h"
 #include "ledger/ledger.h"
-#include "ledger/hygiene.h"
 #include "ledger/merkle.h"
-#include "policies/policy.h"
 #include "ledger/record_format.h"
 #include "lethe/v1/ledger.pb.h"
 #include "lethe/v1/messages.pb.h"
+#include "policies/policy.h"
 #include "proto/envelope.h"
+#include "tests/support/assertions.h"
+#include "tests/support/files.h"
+#include "tests/support/rfc6962.h"
 
 namespace lethe::ledger {
 namespace {
@@ -1529,7 +1529,7 @@ v1::LedgerEntry Activated(uint64_t activation, const std::string& yaml, const st
 }
 
 std::string AuditPolicyHash() {
-  auto p = policy::Policy::Parse(kAuditPolicy, "audit");
+  auto p = policies::Policy::Parse(kAuditPolicy, "audit");
   EXPECT_TRUE(p.ok()) << p.status();
   return p.ok() ? p->Hash() : "";
 }
@@ -1553,7 +1553,7 @@ constexpr char kTwoDomainPolicy[] =
     "          identity: user_id\n          action: delete\n";
 
 std::string PolicyHash(const char* yaml) {
-  auto p = policy::Policy::Parse(yaml, "audit");
+  auto p = policies::Policy::Parse(yaml, "audit");
   EXPECT_TRUE(p.ok()) << p.status();
   return p.ok() ? p->Hash() : "";
 }
@@ -1565,7 +1565,7 @@ std::string DomainHashIn(const std::string& domain, const char* yaml = nullptr);
 
 std::string DomainHashIn(const std::string& domain, const char* yaml) {
   if (yaml == nullptr) yaml = domain == "d2" ? kTwoDomainPolicy : kAuditPolicy;
-  auto p = policy::Policy::Parse(yaml, "audit");
+  auto p = policies::Policy::Parse(yaml, "audit");
   EXPECT_TRUE(p.ok()) << p.status();
   return p.ok() ? p->DomainHash(domain) : "";
 }
@@ -1610,12 +1610,12 @@ WrittenLog WriteLog(const crypto::Ed25519PrivateKey& key, const std::vector<v1::
 struct AuditOutcome {
   absl::Status status;
   std::optional<uint64_t> failed_entry;  // Add failed on it; nullopt: Finish's verdict
-  std::optional<AuditReport> report;
+  std::optional<audit::AuditReport> report;
 };
 
 AuditOutcome Audit(const crypto::Ed25519PublicKey& key, const std::string& checkpoint,
                    const std::vector<std::string>& bytes) {
-  Auditor auditor(key, checkpoint);
+  audit::Auditor auditor(key, checkpoint);
   for (uint64_t s = 0; s < bytes.size(); ++s) {
     absl::Status st = auditor.Add(s, bytes[s]);
     if (!st.ok()) return {st, s, std::nullopt};
@@ -1678,7 +1678,7 @@ class AuditorTest : public ::testing::Test {
     r.set_completed_at_unix_ms(absl::ToUnixMillis(kNow));
     v1::LedgerEntry e;
     auto* rr = e.mutable_receipt_recorded();
-    *rr->mutable_receipt() = SignEnvelope(kReceiptType, r.SerializeAsString(), signer);
+    *rr->mutable_receipt() = proto::SignEnvelope(proto::kReceiptType, r.SerializeAsString(), signer);
     rr->set_command_id(command);
     rr->set_request_id(request);
     rr->set_domain(domain);
@@ -2013,7 +2013,7 @@ TEST_F(AuditorTest, KeyEnrolledWithoutAnAuthenticatedAdminFailsUnlessAccepted) {
   const AuditOutcome out = Audit(key_.public_key(), log.checkpoints.back(), log.bytes);
   ExpectDataLossAt(out, 2);
   EXPECT_THAT(std::string(out.status.message()), HasSubstr("no authenticated caller"));
-  Auditor lenient(key_.public_key(), log.checkpoints.back(), AuditOptions{.accept_unauthenticated = true});
+  audit::Auditor lenient(key_.public_key(), log.checkpoints.back(), audit::AuditOptions{.accept_unauthenticated = true});
   for (uint64_t i = 0; i < log.bytes.size(); ++i) ASSERT_TRUE(lenient.Add(i, log.bytes[i]).ok());
   auto report = lenient.Finish();
   ASSERT_TRUE(report.ok()) << report.status();
@@ -2104,12 +2104,12 @@ TEST_F(AuditorTest, CertificateOfAPlanThatDropsADomainFailsVerification) {
     const std::vector<std::string> proof = (*ledger)->InclusionProof(i, entries.size() + 1).value();
     for (const auto& h : proof) pe->add_proof(h);
   }
-  auto report = VerifyCertificate(cert, key_.public_key());
+  auto report = audit::VerifyCertificate(cert, key_.public_key());
   EXPECT_EQ(report.status().code(), absl::StatusCode::kDataLoss) << report.status();
   EXPECT_THAT(std::string(report.status().message()), HasSubstr("r1: plan drops domain d2"));
   // Without the policy's activation the plan cannot be checked: the certificate is incomplete.
   cert.mutable_entries()->DeleteSubrange(0, 1);
-  EXPECT_EQ(VerifyCertificate(cert, key_.public_key()).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(audit::VerifyCertificate(cert, key_.public_key()).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 
@@ -2206,9 +2206,9 @@ TEST_F(AuditorTest, UnknownFieldsFailUnlessAllowed) {
   const AuditOutcome strict = Audit(key_.public_key(), log.checkpoints.back(), log.bytes);
   ExpectDataLossAt(strict, 3);
   EXPECT_THAT(std::string(strict.status.message()), HasSubstr("request_submitted.#99"));
-  Auditor lenient(key_.public_key(), log.checkpoints.back(), AuditOptions{.allow_unknown_fields = true});
+  audit::Auditor lenient(key_.public_key(), log.checkpoints.back(), audit::AuditOptions{.allow_unknown_fields = true});
   for (uint64_t i = 0; i < log.bytes.size(); ++i) ASSERT_OK(lenient.Add(i, log.bytes[i]));
-  ASSERT_OK_AND_ASSIGN(AuditReport report, lenient.Finish());
+  ASSERT_OK_AND_ASSIGN(audit::AuditReport report, lenient.Finish());
   EXPECT_EQ(report.unknown_field_entries, 1u);
 }
 
@@ -2272,25 +2272,25 @@ TEST_F(AuditorTest, OneReceiptPerDomainDecidesItsOutcome) {
 }
 
 TEST(Hygiene, FreeTextAndSealedRules) {
-  EXPECT_EQ(FreeTextProblem("signup-form-v3", 100), "");
-  EXPECT_EQ(FreeTextProblem("2026-12-04 import", 100), "");
-  EXPECT_EQ(FreeTextProblem("batch 123456 of 2026", 100), "");
-  EXPECT_EQ(FreeTextProblem("größe über 10 Zeilen", 100), "");
-  EXPECT_THAT(FreeTextProblem("x@y", 100), HasSubstr("'@'"));
-  EXPECT_THAT(FreeTextProblem("1234567", 100), HasSubstr("7 or more digits"));
-  EXPECT_THAT(FreeTextProblem("+1 (555) 010-9999", 100), HasSubstr("7 or more digits"));
-  EXPECT_THAT(FreeTextProblem("20261204", 100), HasSubstr("7 or more digits"));
-  EXPECT_THAT(FreeTextProblem("2026-12-044", 100), HasSubstr("7 or more digits"));
-  EXPECT_EQ(FreeTextProblem("12-34-5 6", 100), "");  // 6 digits joined by single separators
-  EXPECT_THAT(FreeTextProblem("12-34-56 7", 100), HasSubstr("7 or more digits"));
-  EXPECT_EQ(FreeTextProblem("12--34--56--78", 100), "");  // two separators end a run
-  EXPECT_THAT(FreeTextProblem("tab\there", 100), HasSubstr("control character"));
-  EXPECT_THAT(FreeTextProblem(std::string("\xC3\x28", 2), 100), HasSubstr("UTF-8"));
-  EXPECT_THAT(FreeTextProblem(std::string("\xC2\x85", 2), 100), HasSubstr("UTF-8"));  // C1 NEL
-  EXPECT_THAT(FreeTextProblem(std::string(101, 'a'), 100), HasSubstr("longer than 100"));
-  EXPECT_EQ(SealedProblem(crypto::RandomBytes(28)), "");
-  EXPECT_THAT(SealedProblem(crypto::RandomBytes(27)), HasSubstr("shorter"));
-  EXPECT_THAT(SealedProblem(std::string(64, 'a')), HasSubstr("plain text"));
+  EXPECT_EQ(audit::FreeTextProblem("signup-form-v3", 100), "");
+  EXPECT_EQ(audit::FreeTextProblem("2026-12-04 import", 100), "");
+  EXPECT_EQ(audit::FreeTextProblem("batch 123456 of 2026", 100), "");
+  EXPECT_EQ(audit::FreeTextProblem("größe über 10 Zeilen", 100), "");
+  EXPECT_THAT(audit::FreeTextProblem("x@y", 100), HasSubstr("'@'"));
+  EXPECT_THAT(audit::FreeTextProblem("1234567", 100), HasSubstr("7 or more digits"));
+  EXPECT_THAT(audit::FreeTextProblem("+1 (555) 010-9999", 100), HasSubstr("7 or more digits"));
+  EXPECT_THAT(audit::FreeTextProblem("20261204", 100), HasSubstr("7 or more digits"));
+  EXPECT_THAT(audit::FreeTextProblem("2026-12-044", 100), HasSubstr("7 or more digits"));
+  EXPECT_EQ(audit::FreeTextProblem("12-34-5 6", 100), "");  // 6 digits joined by single separators
+  EXPECT_THAT(audit::FreeTextProblem("12-34-56 7", 100), HasSubstr("7 or more digits"));
+  EXPECT_EQ(audit::FreeTextProblem("12--34--56--78", 100), "");  // two separators end a run
+  EXPECT_THAT(audit::FreeTextProblem("tab\there", 100), HasSubstr("control character"));
+  EXPECT_THAT(audit::FreeTextProblem(std::string("\xC3\x28", 2), 100), HasSubstr("UTF-8"));
+  EXPECT_THAT(audit::FreeTextProblem(std::string("\xC2\x85", 2), 100), HasSubstr("UTF-8"));  // C1 NEL
+  EXPECT_THAT(audit::FreeTextProblem(std::string(101, 'a'), 100), HasSubstr("longer than 100"));
+  EXPECT_EQ(audit::SealedProblem(crypto::RandomBytes(28)), "");
+  EXPECT_THAT(audit::SealedProblem(crypto::RandomBytes(27)), HasSubstr("shorter"));
+  EXPECT_THAT(audit::SealedProblem(std::string(64, 'a')), HasSubstr("plain text"));
 }
 
 }  // namespace

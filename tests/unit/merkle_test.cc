@@ -22,10 +22,10 @@
 #include "absl/status/statusor.h"
 #include "crypto/crypto.h"
 #include "gmock/gmock.h"
-#include "tests/support/rfc6962.h"
 #include "gtest/gtest.h"
 #include "ledger/merkle.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/rfc6962.h"
 
 namespace lethe::ledger {
 namespace {

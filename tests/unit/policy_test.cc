@@ -20,7 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace lethe::policy {
+namespace lethe::policies {
 
 void PrintTo(const Diagnostic& d, std::ostream* os) {
   *os << d.line << ":" << d.column << ": " << d.message;
@@ -1618,4 +1618,4 @@ TEST(Hash, FormatMdInlineVectorIsTheMinimalVector) {
 }
 
 }  // namespace
-}  // namespace lethe::policy
+}  // namespace lethe::policies

@@ -1,5 +1,5 @@
 // Unit tests for the C2SP tlog-tiles export of the ledger and its offline verifier
-// (ledger/tiles.h).
+// (audit/tiles.h).
 //
 // Tile contents are checked against an independent reference: CompactRange roots over the
 // leaf hashes of the matching entry ranges. Logs are either synthetic (a valid hash chain of
@@ -20,21 +20,21 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "audit/auditor.h"
+#include "audit/tiles.h"
 #include "crypto/crypto.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/support/assertions.h"
-#include "tests/support/files.h"
-#include "ledger/audit.h"
 #include "ledger/checkpoint.h"
 #include "ledger/ledger.h"
 #include "ledger/merkle.h"
-#include "ledger/tiles.h"
-#include "policies/policy.h"
 #include "lethe/v1/ledger.pb.h"
 #include "lethe/v1/messages.pb.h"
 #include "nlohmann/json.hpp"
+#include "policies/policy.h"
 #include "proto/envelope.h"
+#include "tests/support/assertions.h"
+#include "tests/support/files.h"
 
 namespace lethe::ledger {
 namespace {
@@ -86,7 +86,7 @@ std::string CheckpointFor(const std::vector<std::string>& entries, uint64_t size
 
 absl::Status Export(const std::string& dir, const std::vector<std::string>& entries, uint64_t size,
                     const std::string& note) {
-  return ExportTiles(dir, size, note, [&](uint64_t i) -> absl::StatusOr<std::string> {
+  return audit::ExportTiles(dir, size, note, [&](uint64_t i) -> absl::StatusOr<std::string> {
     if (i >= entries.size()) return absl::OutOfRangeError(absl::StrCat("no entry ", i));
     return entries[i];
   });
@@ -115,7 +115,7 @@ v1::LedgerEntry Activated() {
   pa->set_activation(1);
   pa->set_format_version(1);
   pa->set_policy_yaml(kTilesPolicy);
-  pa->set_policy_hash(policy::Policy::Parse(kTilesPolicy, "tiles").value().Hash());
+  pa->set_policy_hash(policies::Policy::Parse(kTilesPolicy, "tiles").value().Hash());
   return WithActor(e, "admin", "root");
 }
 
@@ -138,7 +138,7 @@ v1::LedgerEntry Filler(uint64_t i) {
   c->set_purpose("research");
   c->set_status(v1::GRANTED);
   c->set_source(std::string(30, static_cast<char>('a' + i % 26)));
-  static const std::string* hash = new std::string(policy::Policy::Parse(kTilesPolicy, "tiles").value().Hash());
+  static const std::string* hash = new std::string(policies::Policy::Parse(kTilesPolicy, "tiles").value().Hash());
   c->set_policy_hash(*hash);
   return WithActor(e, "operator", "olga");
 }
@@ -168,7 +168,7 @@ std::vector<v1::LedgerEntry> ErasureFlow(const crypto::Ed25519PrivateKey& agent)
     c->set_domain("d1");
     c->set_command_digest(digest);
     c->set_sealed_envelope(crypto::RandomBytes(120));
-    c->set_domain_policy_hash(policy::Policy::Parse(kTilesPolicy, "tiles").value().DomainHash("d1"));
+    c->set_domain_policy_hash(policies::Policy::Parse(kTilesPolicy, "tiles").value().DomainHash("d1"));
     out.push_back(e);
   }
   {
@@ -182,7 +182,7 @@ std::vector<v1::LedgerEntry> ErasureFlow(const crypto::Ed25519PrivateKey& agent)
     r.set_completed_at_unix_ms(absl::ToUnixMillis(kNow));
     v1::LedgerEntry e;
     auto* rr = e.mutable_receipt_recorded();
-    *rr->mutable_receipt() = SignEnvelope(kReceiptType, r.SerializeAsString(), agent);
+    *rr->mutable_receipt() = proto::SignEnvelope(proto::kReceiptType, r.SerializeAsString(), agent);
     rr->set_command_id("c1");
     rr->set_request_id("r1");
     rr->set_domain("d1");
@@ -243,12 +243,12 @@ std::set<std::string> SpecTileFiles(uint64_t size) {
     uint64_t n = size;
     for (int i = 0; i < l; ++i) n /= 256;
     for (uint64_t t = 0; t < n / 256; ++t) {
-      out.insert(TilePath(l, t, 0));
-      if (l == 0) out.insert(EntryBundlePath(t, 0));
+      out.insert(audit::TilePath(l, t, 0));
+      if (l == 0) out.insert(audit::EntryBundlePath(t, 0));
     }
     if (n % 256) {
-      out.insert(TilePath(l, n / 256, static_cast<int>(n % 256)));
-      if (l == 0) out.insert(EntryBundlePath(n / 256, static_cast<int>(n % 256)));
+      out.insert(audit::TilePath(l, n / 256, static_cast<int>(n % 256)));
+      if (l == 0) out.insert(audit::EntryBundlePath(n / 256, static_cast<int>(n % 256)));
     }
   }
   return out;
@@ -265,25 +265,25 @@ std::set<std::string> WithLetheFiles(std::set<std::string> files) {
 // Paths
 
 TEST(TilePath, SpecExamples) {
-  EXPECT_EQ(TilePath(0, 1234067, 0), "tile/0/x001/x234/067");
-  EXPECT_EQ(TilePath(0, 5, 0), "tile/0/005");
-  EXPECT_EQ(TilePath(0, 1000, 0), "tile/0/x001/000");
-  EXPECT_EQ(TilePath(0, 0, 0), "tile/0/000");
-  EXPECT_EQ(TilePath(0, 999, 0), "tile/0/999");
-  EXPECT_EQ(TilePath(0, 1000000, 0), "tile/0/x001/x000/000");
-  EXPECT_EQ(TilePath(0, 5, 17), "tile/0/005.p/17");
-  EXPECT_EQ(TilePath(0, 1234067, 17), "tile/0/x001/x234/067.p/17");
-  EXPECT_EQ(TilePath(1, 1, 17), "tile/1/001.p/17");
-  EXPECT_EQ(TilePath(2, 0, 1), "tile/2/000.p/1");
-  EXPECT_EQ(TilePath(63, 7, 255), "tile/63/007.p/255");
+  EXPECT_EQ(audit::TilePath(0, 1234067, 0), "tile/0/x001/x234/067");
+  EXPECT_EQ(audit::TilePath(0, 5, 0), "tile/0/005");
+  EXPECT_EQ(audit::TilePath(0, 1000, 0), "tile/0/x001/000");
+  EXPECT_EQ(audit::TilePath(0, 0, 0), "tile/0/000");
+  EXPECT_EQ(audit::TilePath(0, 999, 0), "tile/0/999");
+  EXPECT_EQ(audit::TilePath(0, 1000000, 0), "tile/0/x001/x000/000");
+  EXPECT_EQ(audit::TilePath(0, 5, 17), "tile/0/005.p/17");
+  EXPECT_EQ(audit::TilePath(0, 1234067, 17), "tile/0/x001/x234/067.p/17");
+  EXPECT_EQ(audit::TilePath(1, 1, 17), "tile/1/001.p/17");
+  EXPECT_EQ(audit::TilePath(2, 0, 1), "tile/2/000.p/1");
+  EXPECT_EQ(audit::TilePath(63, 7, 255), "tile/63/007.p/255");
 }
 
 TEST(EntryBundlePath, SpecExamples) {
-  EXPECT_EQ(EntryBundlePath(1234067, 0), "tile/entries/x001/x234/067");
-  EXPECT_EQ(EntryBundlePath(5, 0), "tile/entries/005");
-  EXPECT_EQ(EntryBundlePath(1000, 0), "tile/entries/x001/000");
-  EXPECT_EQ(EntryBundlePath(273, 112), "tile/entries/273.p/112");
-  EXPECT_EQ(EntryBundlePath(1234067, 1), "tile/entries/x001/x234/067.p/1");
+  EXPECT_EQ(audit::EntryBundlePath(1234067, 0), "tile/entries/x001/x234/067");
+  EXPECT_EQ(audit::EntryBundlePath(5, 0), "tile/entries/005");
+  EXPECT_EQ(audit::EntryBundlePath(1000, 0), "tile/entries/x001/000");
+  EXPECT_EQ(audit::EntryBundlePath(273, 112), "tile/entries/273.p/112");
+  EXPECT_EQ(audit::EntryBundlePath(1234067, 1), "tile/entries/x001/x234/067.p/1");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -300,8 +300,8 @@ TEST(ExportTiles, SeventyThousandEntriesMakeTheTilesOfTheSpec) {
   // of 17, a partial level-2 tile of 1; bundles like level 0.
   std::set<std::string> want;
   for (uint64_t n = 0; n < 273; ++n) {
-    want.insert(TilePath(0, n, 0));
-    want.insert(EntryBundlePath(n, 0));
+    want.insert(audit::TilePath(0, n, 0));
+    want.insert(audit::EntryBundlePath(n, 0));
   }
   want.insert("tile/0/273.p/112");
   want.insert("tile/entries/273.p/112");
@@ -316,8 +316,8 @@ TEST(ExportTiles, SeventyThousandEntriesMakeTheTilesOfTheSpec) {
   // Every level-0 hash is the leaf hash of its entry; every bundle holds its entries.
   for (uint64_t n = 0; n <= 273; ++n) {
     const int w = n < 273 ? 0 : 112;
-    const std::string tile = ReadBytes(dir + "/" + TilePath(0, n, w));
-    const std::string bundle = ReadBytes(dir + "/" + EntryBundlePath(n, w));
+    const std::string tile = ReadBytes(dir + "/" + audit::TilePath(0, n, w));
+    const std::string bundle = ReadBytes(dir + "/" + audit::EntryBundlePath(n, w));
     const uint64_t count = n < 273 ? 256 : 112;
     ASSERT_EQ(tile.size(), count * 32) << n;
     std::string want_tile, want_bundle;
@@ -344,7 +344,7 @@ TEST(ExportTiles, SeventyThousandEntriesMakeTheTilesOfTheSpec) {
   check_upper("tile/1/001.p/17", 1, 1, 17);
   check_upper("tile/2/000.p/1", 2, 0, 1);
 
-  ASSERT_OK_AND_ASSIGN(TilesReport report, VerifyTiles(dir, log.key.public_key()));
+  ASSERT_OK_AND_ASSIGN(audit::TilesReport report, audit::VerifyTiles(dir, log.key.public_key()));
   EXPECT_EQ(report.size, 70000u);
   EXPECT_EQ(report.full_tiles, 274u);    // 273 at level 0, 1 at level 1
   EXPECT_EQ(report.partial_tiles, 3u);   // one at each of levels 0, 1, 2
@@ -363,7 +363,7 @@ TEST(ExportTiles, TwoHundredFiftySixEntriesMakeOneFullTileAndALevelOnePartial) {
   EXPECT_EQ(want, SpecTileFiles(256));
   EXPECT_EQ(FilesUnder(dir), WithLetheFiles(want));
   EXPECT_EQ(ReadBytes(dir + "/tile/1/000.p/1"), RootOf(log.entries, 0, 256));
-  ASSERT_OK(VerifyTiles(dir, log.key.public_key()).status());
+  ASSERT_OK(audit::VerifyTiles(dir, log.key.public_key()).status());
 }
 
 TEST(ExportTiles, RootFromTilesEqualsCompactRangeRootForManySizes) {
@@ -374,7 +374,7 @@ TEST(ExportTiles, RootFromTilesEqualsCompactRangeRootForManySizes) {
     const std::string dir = tmp.File("export");
     ASSERT_OK(Export(dir, log.entries, size, CheckpointFor(log.entries, size, log.key)));
     EXPECT_EQ(FilesUnder(dir), WithLetheFiles(SpecTileFiles(size)));
-    ASSERT_OK_AND_ASSIGN(TilesReport report, VerifyTiles(dir, log.key.public_key()));
+    ASSERT_OK_AND_ASSIGN(audit::TilesReport report, audit::VerifyTiles(dir, log.key.public_key()));
     EXPECT_EQ(report.root, RootOf(log.entries, 0, size));
     EXPECT_EQ(report.audit.root, report.root);
     EXPECT_EQ(report.size, size);
@@ -388,7 +388,7 @@ TEST(ExportTiles, EmptyTreeHasOnlyTheCheckpointAndLetheFiles) {
   const std::string dir = tmp.File("export");
   ASSERT_OK(Export(dir, log.entries, 0, SignCheckpoint(Checkpoint{kOrigin, 0, EmptyRoot()}, log.key)));
   EXPECT_EQ(FilesUnder(dir), WithLetheFiles({}));
-  ASSERT_OK_AND_ASSIGN(TilesReport report, VerifyTiles(dir, log.key.public_key()));
+  ASSERT_OK_AND_ASSIGN(audit::TilesReport report, audit::VerifyTiles(dir, log.key.public_key()));
   EXPECT_EQ(report.size, 0u);
   EXPECT_EQ(report.root, EmptyRoot());
 }
@@ -450,7 +450,7 @@ TEST(ExportTiles, EntryThatIsNotALedgerEntryIsDataLoss) {
 TEST(ExportTiles, ReaderErrorIsPassedOnNamingTheEntry) {
   const SharedLog& log = Shared();
   TempDir tmp;
-  const absl::Status st = ExportTiles(tmp.File("export"), 3, CheckpointFor(log.entries, 3, log.key),
+  const absl::Status st = audit::ExportTiles(tmp.File("export"), 3, CheckpointFor(log.entries, 3, log.key),
                                       [&](uint64_t i) -> absl::StatusOr<std::string> {
                                         if (i == 2) return absl::UnavailableError("disk gone");
                                         return log.entries[i];
@@ -482,11 +482,11 @@ class RealLedgerTilesTest : public ::testing::Test {
       entries_.push_back(std::move(b));
     }
     ledger_root_ = ledger->Root();
-    ASSERT_OK(ExportTiles(dir_, kEntries, CheckpointFor(entries_, kEntries, key_),
+    ASSERT_OK(audit::ExportTiles(dir_, kEntries, CheckpointFor(entries_, kEntries, key_),
                           [&](uint64_t i) { return ledger->ReadEntry(i); }));
   }
 
-  absl::Status Verify() const { return VerifyTiles(dir_, key_.public_key()).status(); }
+  absl::Status Verify() const { return audit::VerifyTiles(dir_, key_.public_key()).status(); }
   std::string File(std::string_view rel) const { return dir_ + "/" + std::string(rel); }
 
   void ExpectDataLossNaming(const std::vector<std::string>& parts) const {
@@ -506,7 +506,7 @@ class RealLedgerTilesTest : public ::testing::Test {
 TEST_F(RealLedgerTilesTest, ExportVerifiesWithOnlyThePublicKey) {
   EXPECT_EQ(FilesUnder(dir_), WithLetheFiles({"tile/0/000", "tile/0/001.p/44", "tile/1/000.p/1",
                                               "tile/entries/000", "tile/entries/001.p/44"}));
-  ASSERT_OK_AND_ASSIGN(TilesReport report, VerifyTiles(dir_, key_.public_key()));
+  ASSERT_OK_AND_ASSIGN(audit::TilesReport report, audit::VerifyTiles(dir_, key_.public_key()));
   EXPECT_EQ(report.size, kEntries);
   EXPECT_EQ(report.full_tiles, 1u);
   EXPECT_EQ(report.partial_tiles, 2u);
@@ -519,7 +519,7 @@ TEST_F(RealLedgerTilesTest, ExportVerifiesWithOnlyThePublicKey) {
   EXPECT_EQ(report.audit.requests_completed, 1u);
   EXPECT_EQ(report.audit.requests, 1u);
   EXPECT_EQ(report.audit.consent_changes, kEntries - 7);
-  ASSERT_OK(VerifyTiles(dir_ + "/", key_.public_key()).status());
+  ASSERT_OK(audit::VerifyTiles(dir_ + "/", key_.public_key()).status());
 
   const nlohmann::json agents = nlohmann::json::parse(ReadBytes(File("lethe/agents.json")));
   ASSERT_EQ(agents["agents"].size(), 1u);
@@ -657,7 +657,7 @@ TEST_F(RealLedgerTilesTest, ConsistentlyRewrittenEntryFailsTheAudit) {
   TempDir other;
   const std::string dir = other.File("export");
   ASSERT_OK(Export(dir, forged, kEntries, CheckpointFor(forged, kEntries, key_)));
-  const absl::Status st = VerifyTiles(dir, key_.public_key()).status();
+  const absl::Status st = audit::VerifyTiles(dir, key_.public_key()).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
   EXPECT_THAT(std::string(st.message()), AllOf(HasSubstr("tile/entries/000"), HasSubstr("entry 5")));
 }
@@ -669,7 +669,7 @@ TEST(VerifyTiles, FlippedByteInFullLevelOneTileIsDataLossNamingIt) {
   const std::string dir = tmp.File("export");
   ASSERT_OK(Export(dir, log.entries, 70000, CheckpointFor(log.entries, 70000, log.key)));
   FlipByte(dir + "/tile/1/000", 32 * 7 + 3);
-  const absl::Status st = VerifyTiles(dir, log.key.public_key()).status();
+  const absl::Status st = audit::VerifyTiles(dir, log.key.public_key()).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
   EXPECT_THAT(std::string(st.message()), HasSubstr("tile/1/000: does not hash to hash 0 of tile/2/000.p/1"));
 }

@@ -1,4 +1,4 @@
-#include "ledger/certificate.h"
+#include "audit/certificate.h"
 
 #include <algorithm>
 #include <set>
@@ -6,20 +6,20 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
-#include "crypto/status.h"
-#include "ledger/audit.h"
+#include "audit/auditor.h"
+#include "base/status.h"
 #include "ledger/checkpoint.h"
-#include "policies/policy.h"
 #include "ledger/merkle.h"
+#include "policies/policy.h"
 
-namespace lethe::ledger {
+namespace lethe::audit {
 
 absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate& cert,
                                                     const crypto::Ed25519PublicKey& key) {
   if (cert.format() != kCertificateFormat)
     return absl::InvalidArgumentError("not a " + std::string(kCertificateFormat) + " certificate");
-  ASSIGN_OR_RETURN(Checkpoint unverified, ParseCheckpointUnverified(cert.checkpoint()));
-  ASSIGN_OR_RETURN(Checkpoint cp, VerifyCheckpoint(cert.checkpoint(), unverified.origin, key));
+  LETHE_ASSIGN_OR_RETURN(ledger::Checkpoint unverified, ledger::ParseCheckpointUnverified(cert.checkpoint()));
+  LETHE_ASSIGN_OR_RETURN(ledger::Checkpoint cp, ledger::VerifyCheckpoint(cert.checkpoint(), unverified.origin, key));
 
   CertificateReport report;
   report.request_id = cert.request_id();
@@ -45,7 +45,7 @@ absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate
     first = false;
     last_index = pe.index();
     std::vector<std::string> proof(pe.proof().begin(), pe.proof().end());
-    if (absl::Status s = VerifyInclusion(pe.index(), cp.size, LeafHash(pe.entry()), proof, cp.root);
+    if (absl::Status s = ledger::VerifyInclusion(pe.index(), cp.size, ledger::LeafHash(pe.entry()), proof, cp.root);
         !s.ok())
       return absl::DataLossError(where + " is not in the checkpointed log: " + std::string(s.message()));
     v1::LedgerEntry e;
@@ -123,7 +123,7 @@ absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate
   auto yaml = policies.find(submitted->policy_hash());
   if (yaml == policies.end())
     return absl::InvalidArgumentError("the certificate lacks the activation of the policy the request was planned with");
-  auto policy = policy::Policy::Parse(yaml->second, "<certificate policy>");
+  auto policy = policies::Policy::Parse(yaml->second, "<certificate policy>");
   if (!policy.ok() || policy->Hash() != submitted->policy_hash())
     return absl::DataLossError("the policy in the certificate does not hash to the request's policy hash");
   {
@@ -195,4 +195,4 @@ absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate
   return report;
 }
 
-}  // namespace lethe::ledger
+}  // namespace lethe::audit

@@ -1,4 +1,4 @@
-#include "controlplane/intake.h"
+#include "controlplane/receipt_intake.h"
 
 #include "spdlog/spdlog.h"
 

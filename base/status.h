@@ -13,14 +13,14 @@
 #define LETHE_STATUS_CONCAT_(a, b) LETHE_STATUS_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                                \
+#define LETHE_RETURN_IF_ERROR(expr)                                \
   do {                                                       \
     ::absl::Status lethe_status_ = (expr);                   \
     if (!lethe_status_.ok()) return lethe_status_;           \
   } while (0)
 
-// `ASSIGN_OR_RETURN(auto x, StatusOrExpr())` binds the value or returns the error.
-#define ASSIGN_OR_RETURN(lhs, rexpr) \
+// `LETHE_ASSIGN_OR_RETURN(auto x, StatusOrExpr())` binds the value or returns the error.
+#define LETHE_ASSIGN_OR_RETURN(lhs, rexpr) \
   LETHE_ASSIGN_OR_RETURN_IMPL_(LETHE_STATUS_CONCAT_(lethe_statusor_, __LINE__), lhs, rexpr)
 #define LETHE_ASSIGN_OR_RETURN_IMPL_(var, lhs, rexpr) \
   auto var = (rexpr);                                 \

@@ -1,4 +1,4 @@
-#include "crypto/clock.h"
+#include "base/clock.h"
 
 namespace lethe {
 namespace {

@@ -36,10 +36,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "audit/auditor.h"
 #include "crypto/crypto.h"
-#include "ledger/audit.h"
 
-namespace lethe::ledger {
+namespace lethe::audit {
 
 inline constexpr int kTileHeight = 8;
 inline constexpr uint64_t kTileWidth = 256;          // hashes (or entries) in a full tile
@@ -89,4 +89,4 @@ struct TilesReport {
 absl::StatusOr<TilesReport> VerifyTiles(const std::string& dir, const crypto::Ed25519PublicKey& key,
                                         AuditOptions audit = {});
 
-}  // namespace lethe::ledger
+}  // namespace lethe::audit

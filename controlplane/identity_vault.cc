@@ -1,4 +1,4 @@
-#include "controlplane/vault.h"
+#include "controlplane/identity_vault.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -6,8 +6,9 @@
 #include <cerrno>
 #include <filesystem>
 
+#include "base/file_system.h"
+#include "base/status.h"
 #include "crypto/crypto.h"
-#include "crypto/status.h"
 
 namespace lethe::controlplane {
 namespace fs = std::filesystem;
@@ -29,9 +30,9 @@ absl::StatusOr<std::unique_ptr<IdentityVault>> IdentityVault::Open(const std::st
           "restore it from a backup (lethed will not make a new one: every existing token would "
           "stop matching)");
     SecretBytes fresh = crypto::RandomSecret(32);
-    RETURN_IF_ERROR(crypto::WriteFileAtomic(pepper_path, RevealSecret(fresh), 0600));
+    LETHE_RETURN_IF_ERROR(lethe::WriteFileAtomic(pepper_path, RevealSecret(fresh), 0600));
   }
-  ASSIGN_OR_RETURN(std::string pepper, crypto::ReadFile(pepper_path));
+  LETHE_ASSIGN_OR_RETURN(std::string pepper, lethe::ReadFile(pepper_path));
   if (pepper.size() != 32) return absl::DataLossError("pepper file " + pepper_path + " is not 32 bytes");
   return std::unique_ptr<IdentityVault>(new IdentityVault(dir, SecretBytes(std::move(pepper))));
 }
@@ -50,7 +51,7 @@ std::string IdentityVault::KeyPath(const std::string& request_id) const {
 
 absl::StatusOr<SecretBytes> IdentityVault::CreateRequestKey(const std::string& request_id) {
   SecretBytes key = crypto::RandomSecret(32);
-  RETURN_IF_ERROR(crypto::WriteFileAtomic(KeyPath(request_id), RevealSecret(key), 0600));
+  LETHE_RETURN_IF_ERROR(lethe::WriteFileAtomic(KeyPath(request_id), RevealSecret(key), 0600));
   std::lock_guard<std::mutex> l(mu_);
   cache_[request_id] = key;
   return key;
@@ -59,7 +60,7 @@ absl::StatusOr<SecretBytes> IdentityVault::CreateRequestKey(const std::string& r
 absl::StatusOr<SecretBytes> IdentityVault::RequestKey(const std::string& request_id) const {
   std::lock_guard<std::mutex> l(mu_);
   if (auto it = cache_.find(request_id); it != cache_.end()) return it->second;
-  auto bytes = crypto::ReadFile(KeyPath(request_id));
+  auto bytes = lethe::ReadFile(KeyPath(request_id));
   if (!bytes.ok()) return absl::NotFoundError("request key destroyed or never created");
   SecretBytes key(std::move(*bytes));
   if (key.size() != 32) return absl::DataLossError("request key file is not 32 bytes");

@@ -1,4 +1,4 @@
-#include "agents/purger.h"
+#include "agents/postgres_purger.h"
 
 #include <stdexcept>
 
@@ -12,11 +12,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "agents/recheck.h"
-#include "crypto/status.h"
+#include "base/status.h"
 #include "proto/envelope.h"
 #include "spdlog/spdlog.h"
 
-namespace lethe::agent {
+namespace lethe::agents {
 namespace {
 
 constexpr char kSchemaSql[] =
@@ -41,7 +41,7 @@ struct UnsupportedColumn : std::runtime_error {
 // An SQL expression that turns `digest` (a bytea SHA-256) into a value of `column`'s type:
 // hex text (cut to a varchar/char length), the leading bits as a non-negative integer, a
 // UUID, or the raw bytes. Other types cannot carry a keyed hash.
-std::string HashInColumnType(pqxx::work& tx, const std::string& qualified, const policy::Table& t,
+std::string HashInColumnType(pqxx::work& tx, const std::string& qualified, const policies::Table& t,
                              const std::string& column, const std::string& digest) {
   pqxx::result r = tx.exec_params(
       "SELECT ty.typname, a.atttypmod FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid "
@@ -67,7 +67,7 @@ std::string HashInColumnType(pqxx::work& tx, const std::string& qualified, const
 // Applies `t`'s action to the rows keyed by one identity value, inside `tx`. Throws pqxx
 // errors; the caller turns them into a FAILED receipt or a retry. What is left is counted
 // apart, by RecountSubject (recheck.h).
-void ApplyToTable(pqxx::work& tx, const policy::Table& t, const std::string& value,
+void ApplyToTable(pqxx::work& tx, const policies::Table& t, const std::string& value,
                   const std::string& hash_key_hex, v1::TableResult* tr) {
   const std::string qualified = tx.quote_name(t.schema) + "." + tx.quote_name(t.name);
   const std::string key = tx.quote_name(t.key_column);
@@ -78,23 +78,23 @@ void ApplyToTable(pqxx::work& tx, const policy::Table& t, const std::string& val
     return r[0][0].as<int64_t>();
   };
   switch (t.action) {
-    case policy::TableAction::kDelete: {
+    case policies::TableAction::kDelete: {
       pqxx::result del =
           tx.exec_params(absl::StrCat("DELETE FROM ", qualified, " WHERE ", key, " = $1"), value);
       tr->set_rows_affected(tr->rows_affected() + del.affected_rows());
       return;
     }
-    case policy::TableAction::kAnonymize: {
+    case policies::TableAction::kAnonymize: {
       std::vector<std::string> params = {value};
       std::vector<std::string> sets;
       std::string hash_param;
       for (const auto& rw : t.set) {
         const std::string col = tx.quote_name(rw.column);
         switch (rw.kind) {
-          case policy::ColumnRewrite::Kind::kNull:
+          case policies::ColumnRewrite::Kind::kNull:
             sets.push_back(col + " = NULL");
             break;
-          case policy::ColumnRewrite::Kind::kHash: {
+          case policies::ColumnRewrite::Kind::kHash: {
             if (hash_param.empty()) {
               params.push_back(hash_key_hex);
               hash_param = "$" + std::to_string(params.size());
@@ -106,7 +106,7 @@ void ApplyToTable(pqxx::work& tx, const policy::Table& t, const std::string& val
             sets.push_back(col + " = " + HashInColumnType(tx, qualified, t, rw.column, digest));
             break;
           }
-          case policy::ColumnRewrite::Kind::kConstant:
+          case policies::ColumnRewrite::Kind::kConstant:
             params.push_back(rw.constant);
             sets.push_back(absl::StrCat(col, " = $", params.size()));
             break;
@@ -118,7 +118,7 @@ void ApplyToTable(pqxx::work& tx, const policy::Table& t, const std::string& val
       tr->set_rows_affected(tr->rows_affected() + upd.affected_rows());
       return;
     }
-    case policy::TableAction::kRetain:
+    case policies::TableAction::kRetain:
       tr->set_rows_withheld(tr->rows_withheld() + count_where(key));
       return;
   }
@@ -163,7 +163,7 @@ std::string Describe(const std::exception& e, const std::string& table) {
 
 }  // namespace
 
-PostgresPurger::PostgresPurger(std::string dsn, policy::Domain domain,
+PostgresPurger::PostgresPurger(std::string dsn, policies::Domain domain,
                                const crypto::Ed25519PrivateKey& key, const Clock& clock,
                                TombstoneSink tombstones)
     : dsn_(std::move(dsn)),
@@ -175,7 +175,7 @@ PostgresPurger::PostgresPurger(std::string dsn, policy::Domain domain,
 namespace {
 // Every key of the subject for a topic: one per combination of the identity values its
 // template uses. Empty when the command lacks one of those identity types.
-std::vector<std::string> SubjectKeys(const policy::KafkaTopic& topic, const v1::SealedIdentities& ids) {
+std::vector<std::string> SubjectKeys(const policies::KafkaTopic& topic, const v1::SealedIdentities& ids) {
   std::vector<std::map<std::string, std::string>> combos(1);
   for (const auto& type : topic.identities) {
     std::vector<std::map<std::string, std::string>> next;
@@ -210,7 +210,7 @@ absl::StatusOr<pqxx::connection*> PostgresPurger::Connection() {
 }
 
 absl::Status PostgresPurger::EnsureSchema() {
-  ASSIGN_OR_RETURN(pqxx::connection * c, Connection());
+  LETHE_ASSIGN_OR_RETURN(pqxx::connection * c, Connection());
   try {
     pqxx::work tx(*c);
     tx.exec(kSchemaSql);
@@ -232,7 +232,7 @@ absl::Status PostgresPurger::EnsureSchema() {
 
 PurgeResult PostgresPurger::Sign(v1::Receipt receipt) {
   PurgeResult r;
-  v1::SignedEnvelope env = SignEnvelope(kReceiptType, receipt.SerializeAsString(), key_);
+  v1::SignedEnvelope env = proto::SignEnvelope(proto::kReceiptType, receipt.SerializeAsString(), key_);
   r.receipt_wire = env.SerializeAsString();
   r.receipt = std::move(receipt);
   return r;
@@ -240,8 +240,8 @@ PurgeResult PostgresPurger::Sign(v1::Receipt receipt) {
 
 absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
   const v1::DeleteCommand& cmd = vc.command;
-  if (!schema_ready_) RETURN_IF_ERROR(EnsureSchema());
-  ASSIGN_OR_RETURN(pqxx::connection * c, Connection());
+  if (!schema_ready_) LETHE_RETURN_IF_ERROR(EnsureSchema());
+  LETHE_ASSIGN_OR_RETURN(pqxx::connection * c, Connection());
 
   v1::Receipt receipt;
   receipt.set_command_id(cmd.command_id());
@@ -271,12 +271,12 @@ absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
 
     bool all_zero = true;
     std::string missing_identity;
-    for (const policy::Table& t : domain_.tables) {
+    for (const policies::Table& t : domain_.tables) {
       current_table = t.QualifiedName();
       auto* tr = receipt.add_tables();
       tr->set_table(current_table);
-      tr->set_action(policy::Table::ActionName(t.action));
-      if (t.action == policy::TableAction::kRetain) {
+      tr->set_action(policies::Table::ActionName(t.action));
+      if (t.action == policies::TableAction::kRetain) {
         tr->set_basis(t.basis);
         tr->set_retention_period_seconds(absl::ToInt64Seconds(t.period));
       }
@@ -289,7 +289,7 @@ absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
       }
       // Then what is left, by a query of its own: no row may still be keyed by an identity,
       // and no rewritten column may still hold one.
-      if (t.action != policy::TableAction::kRetain) {
+      if (t.action != policies::TableAction::kRetain) {
         for (const auto& id : vc.identities.identities()) {
           if (id.type() != t.identity) continue;
           const Recount left = RecountSubject(tx, t, id.value());
@@ -377,4 +377,4 @@ absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
   return r;
 }
 
-}  // namespace lethe::agent
+}  // namespace lethe::agents

@@ -11,10 +11,10 @@
 
 #include "absl/status/statusor.h"
 #include "crypto/crypto.h"
-#include "lethe/v1/api.pb.h"
+#include "lethe/v1/certificate.pb.h"
 #include "lethe/v1/ledger.pb.h"
 
-namespace lethe::ledger {
+namespace lethe::audit {
 
 inline constexpr char kCertificateFormat[] = "lethe.erasure-certificate/v1";
 
@@ -48,4 +48,4 @@ struct CertificateReport {
 absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate& cert,
                                                     const crypto::Ed25519PublicKey& key);
 
-}  // namespace lethe::ledger
+}  // namespace lethe::audit

@@ -7,8 +7,8 @@
 #include <memory>
 #include <thread>
 
-#include "controlplane/kafka.h"
-#include "controlplane/requests.h"
+#include "controlplane/request_manager.h"
+#include "kafka/kafka.h"
 
 namespace lethe::controlplane {
 

@@ -1,4 +1,4 @@
-#include "ledger/tiles.h"
+#include "audit/tiles.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -15,13 +15,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "crypto/status.h"
+#include "base/file_system.h"
+#include "base/status.h"
 #include "ledger/checkpoint.h"
 #include "ledger/merkle.h"
 #include "lethe/v1/ledger.pb.h"
 #include "nlohmann/json.hpp"
 
-namespace lethe::ledger {
+namespace lethe::audit {
 namespace fs = std::filesystem;
 namespace {
 
@@ -87,7 +88,7 @@ std::string PerfectRoot(std::string_view hashes, size_t n) {
   std::string buf(hashes.substr(0, n * kHashSize));
   for (size_t width = n; width > 1; width /= 2) {
     for (size_t i = 0; i < width / 2; ++i) {
-      const std::string h = NodeHash(std::string_view(buf).substr(2 * i * kHashSize, kHashSize),
+      const std::string h = ledger::NodeHash(std::string_view(buf).substr(2 * i * kHashSize, kHashSize),
                                      std::string_view(buf).substr((2 * i + 1) * kHashSize, kHashSize));
       std::memcpy(buf.data() + i * kHashSize, h.data(), kHashSize);
     }
@@ -101,7 +102,7 @@ std::string PerfectRoot(std::string_view hashes, size_t n) {
 // the partial tile at level l (empty when there is none).
 std::string RootFromPartialTiles(uint64_t size, const std::vector<LevelShape>& shape,
                                  const std::vector<std::string>& partials) {
-  if (size == 0) return EmptyRoot();
+  if (size == 0) return ledger::EmptyRoot();
   std::vector<std::string> peaks;  // largest first
   for (int k = 63; k >= 0; --k) {
     if (!((size >> k) & 1)) continue;
@@ -112,7 +113,7 @@ std::string RootFromPartialTiles(uint64_t size, const std::vector<LevelShape>& s
     peaks.push_back(PerfectRoot(std::string_view(partials[level]).substr(offset * kHashSize), count));
   }
   std::string h = peaks.back();
-  for (size_t i = peaks.size() - 1; i-- > 0;) h = NodeHash(peaks[i], h);
+  for (size_t i = peaks.size() - 1; i-- > 0;) h = ledger::NodeHash(peaks[i], h);
   return h;
 }
 
@@ -124,7 +125,7 @@ class DirWriter {
   explicit DirWriter(std::string root) : root_(std::move(root)) {}
 
   absl::Status Write(const std::string& rel, std::string_view data) {
-    RETURN_IF_ERROR(MakeParents(rel));
+    LETHE_RETURN_IF_ERROR(MakeParents(rel));
     const std::string path = root_ + "/" + rel;
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return Errno("cannot create", path);
@@ -145,10 +146,10 @@ class DirWriter {
   }
 
   absl::Status SyncAll() {
-    for (const std::string& path : files_) RETURN_IF_ERROR(Fsync(path, O_RDONLY));
+    for (const std::string& path : files_) LETHE_RETURN_IF_ERROR(Fsync(path, O_RDONLY));
     files_.clear();
     for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it)  // children sort after parents
-      RETURN_IF_ERROR(Fsync(root_ + "/" + *it, O_RDONLY | O_DIRECTORY));
+      LETHE_RETURN_IF_ERROR(Fsync(root_ + "/" + *it, O_RDONLY | O_DIRECTORY));
     return Fsync(root_, O_RDONLY | O_DIRECTORY);
   }
 
@@ -214,7 +215,7 @@ absl::Status NoteAgent(uint64_t seq, const v1::LedgerEntry& e, std::vector<Enrol
   return absl::OkStatus();
 }
 
-std::string Readme(const Checkpoint& cp, const std::string& claimed_key) {
+std::string Readme(const ledger::Checkpoint& cp, const std::string& claimed_key) {
   std::string out = absl::StrCat(
       "Lethe ledger export: a C2SP tlog-tiles log (https://c2sp.org/tlog-tiles).\n"
       "\n"
@@ -245,7 +246,7 @@ std::string Readme(const Checkpoint& cp, const std::string& claimed_key) {
       "checkpoint's signature with it, recompute the root from the tiles, check every entry\n"
       "against its leaf hash, then audit the entries: the hash chain, every receipt's\n"
       "signature against the key enrolled for its domain before it, and every completion.\n"
-      "Lethe's VerifyTiles (ledger/tiles.h) does all of this.\n");
+      "Lethe's VerifyTiles (audit/tiles.h) does all of this.\n");
   if (!claimed_key.empty())
     absl::StrAppend(&out,
                     "\nEntry 0 names this control-plane key (note verifier key format). Compare it\n"
@@ -270,7 +271,7 @@ class TileStack {
     Level& lv = levels_[level];
     lv.hashes += h;
     if (lv.hashes.size() < kTileWidth * kHashSize) return absl::OkStatus();
-    RETURN_IF_ERROR(writer_->Write(TilePath(level, lv.index, 0), lv.hashes));
+    LETHE_RETURN_IF_ERROR(writer_->Write(TilePath(level, lv.index, 0), lv.hashes));
     std::string up = PerfectRoot(lv.hashes, kTileWidth);
     lv.hashes.clear();
     ++lv.index;
@@ -282,7 +283,7 @@ class TileStack {
     for (size_t l = 1; l < levels_.size(); ++l) {
       const Level& lv = levels_[l];
       if (lv.hashes.empty()) continue;
-      RETURN_IF_ERROR(writer_->Write(
+      LETHE_RETURN_IF_ERROR(writer_->Write(
           TilePath(static_cast<int>(l), lv.index, static_cast<int>(lv.hashes.size() / kHashSize)),
           lv.hashes));
     }
@@ -298,12 +299,12 @@ class TileStack {
   std::vector<Level> levels_;
 };
 
-absl::Status ExportInto(const std::string& out_dir, uint64_t size, const Checkpoint& cp,
+absl::Status ExportInto(const std::string& out_dir, uint64_t size, const ledger::Checkpoint& cp,
                         const std::string& checkpoint_note,
                         const std::function<absl::StatusOr<std::string>(uint64_t)>& entry_at) {
   DirWriter writer(out_dir);
   TileStack upper(&writer);
-  CompactRange tree;
+  ledger::CompactRange tree;
   std::vector<EnrolledAgent> agents;
   std::string claimed_key;
   std::string tile;
@@ -323,23 +324,23 @@ absl::Status ExportInto(const std::string& out_dir, uint64_t size, const Checkpo
             kMaxBundledEntrySize, " bytes"));
       if (!entry.ParseFromString(*bytes))
         return absl::DataLossError(absl::StrCat("entry ", seq, " does not parse as a LedgerEntry"));
-      RETURN_IF_ERROR(NoteAgent(seq, entry, &agents));
+      LETHE_RETURN_IF_ERROR(NoteAgent(seq, entry, &agents));
       if (seq == 0 && entry.body_case() == v1::LedgerEntry::kLogCreated) {
         auto k = crypto::Ed25519PublicKey::FromRaw(entry.log_created().control_plane_public_key());
-        if (k.ok()) claimed_key = VerifierKey(entry.log_created().origin(), *k);
+        if (k.ok()) claimed_key = ledger::VerifierKey(entry.log_created().origin(), *k);
       }
-      std::string leaf = LeafHash(*bytes);
+      std::string leaf = ledger::LeafHash(*bytes);
       tile += leaf;
       tree.Append(std::move(leaf));
       bundle += BigEndian16(bytes->size());
       bundle += *bytes;
     }
     const int partial = width == kTileWidth ? 0 : static_cast<int>(width);
-    RETURN_IF_ERROR(writer.Write(EntryBundlePath(n, partial), bundle));
-    RETURN_IF_ERROR(writer.Write(TilePath(0, n, partial), tile));
-    if (partial == 0) RETURN_IF_ERROR(upper.Add(1, PerfectRoot(tile, kTileWidth)));
+    LETHE_RETURN_IF_ERROR(writer.Write(EntryBundlePath(n, partial), bundle));
+    LETHE_RETURN_IF_ERROR(writer.Write(TilePath(0, n, partial), tile));
+    if (partial == 0) LETHE_RETURN_IF_ERROR(upper.Add(1, PerfectRoot(tile, kTileWidth)));
   }
-  RETURN_IF_ERROR(upper.Finish());
+  LETHE_RETURN_IF_ERROR(upper.Finish());
   if (tree.Root() != cp.root)
     return absl::FailedPreconditionError(absl::StrCat(
         "the checkpoint's root ", crypto::Hex(cp.root), " is not the Merkle root ",
@@ -351,11 +352,11 @@ absl::Status ExportInto(const std::string& out_dir, uint64_t size, const Checkpo
   } catch (const Json::exception& e) {
     return absl::DataLossError(absl::StrCat("cannot encode agents.json: ", e.what()));
   }
-  RETURN_IF_ERROR(writer.Write(kAgentsPath, agents_json));
-  RETURN_IF_ERROR(writer.Write(kReadmePath, Readme(cp, claimed_key)));
-  RETURN_IF_ERROR(writer.SyncAll());
+  LETHE_RETURN_IF_ERROR(writer.Write(kAgentsPath, agents_json));
+  LETHE_RETURN_IF_ERROR(writer.Write(kReadmePath, Readme(cp, claimed_key)));
+  LETHE_RETURN_IF_ERROR(writer.SyncAll());
   // The checkpoint last: a directory that has one is complete.
-  RETURN_IF_ERROR(writer.Write(kCheckpointPath, checkpoint_note));
+  LETHE_RETURN_IF_ERROR(writer.Write(kCheckpointPath, checkpoint_note));
   return writer.SyncAll();
 }
 
@@ -367,7 +368,7 @@ absl::Status Corrupt(std::string_view file, std::string_view what) {
 
 // Reads the file at `rel`, which must hold exactly `width` hashes.
 absl::StatusOr<std::string> ReadTile(const std::string& dir, const std::string& rel, uint64_t width) {
-  auto data = crypto::ReadFile(dir + "/" + rel);
+  auto data = lethe::ReadFile(dir + "/" + rel);
   if (!data.ok()) return Corrupt(rel, absl::StrCat("cannot read: ", data.status().message()));
   if (data->size() != width * kHashSize)
     return Corrupt(rel, absl::StrCat(data->size(), " bytes; a tile of ", width, " hashes has ",
@@ -448,7 +449,7 @@ absl::Status CheckFileSet(const std::string& dir, const std::set<std::string>& w
 }
 
 absl::Status CheckAgentsJson(const std::string& dir, const Json& want) {
-  auto data = crypto::ReadFile(dir + "/" + kAgentsPath);
+  auto data = lethe::ReadFile(dir + "/" + kAgentsPath);
   if (!data.ok()) return Corrupt(kAgentsPath, "cannot read");
   const Json got = Json::parse(*data, nullptr, /*allow_exceptions=*/false);
   if (got.is_discarded()) return Corrupt(kAgentsPath, "is not valid JSON");
@@ -484,7 +485,7 @@ std::string EntryBundlePath(uint64_t index, int partial_width) {
 absl::Status ExportTiles(const std::string& out_dir, uint64_t size,
                          const std::string& checkpoint_note,
                          const std::function<absl::StatusOr<std::string>(uint64_t)>& entry_at) {
-  auto cp = ParseCheckpointUnverified(checkpoint_note);
+  auto cp = ledger::ParseCheckpointUnverified(checkpoint_note);
   if (!cp.ok()) return Annotate(cp.status(), "export: checkpoint");
   if (cp->size != size)
     return absl::InvalidArgumentError(absl::StrCat("export: the checkpoint is of ", cp->size,
@@ -513,17 +514,17 @@ absl::Status ExportTiles(const std::string& out_dir, uint64_t size,
 absl::StatusOr<TilesReport> VerifyTiles(const std::string& dir, const crypto::Ed25519PublicKey& key,
                                         AuditOptions audit_options) {
   // 1. The checkpoint, signed by `key` under its origin.
-  auto note = crypto::ReadFile(dir + "/" + kCheckpointPath);
+  auto note = lethe::ReadFile(dir + "/" + kCheckpointPath);
   if (!note.ok()) return Corrupt(kCheckpointPath, "cannot read");
-  auto unverified = ParseCheckpointUnverified(*note);
+  auto unverified = ledger::ParseCheckpointUnverified(*note);
   if (!unverified.ok()) return Corrupt(kCheckpointPath, std::string(unverified.status().message()));
-  auto verified = VerifyCheckpoint(*note, unverified->origin, key);
+  auto verified = ledger::VerifyCheckpoint(*note, unverified->origin, key);
   if (!verified.ok()) {
     if (verified.status().code() == absl::StatusCode::kPermissionDenied)
       return Annotate(verified.status(), kCheckpointPath);
     return Corrupt(kCheckpointPath, std::string(verified.status().message()));
   }
-  const Checkpoint cp = *std::move(verified);
+  const ledger::Checkpoint cp = *std::move(verified);
   const uint64_t size = cp.size;
 
   // 2. Exactly the files of a tree of that size. The signed size alone must not decide how
@@ -533,7 +534,7 @@ absl::StatusOr<TilesReport> VerifyTiles(const std::string& dir, const crypto::Ed
   const std::vector<LevelShape> shape = Shape(size);
   const uint64_t want_files = ExportFileCount(shape);
   constexpr uint64_t kMissingListed = 1024;  // beyond this many missing, just count them
-  ASSIGN_OR_RETURN(const uint64_t have, CountEntries(dir, want_files));
+  LETHE_ASSIGN_OR_RETURN(const uint64_t have, CountEntries(dir, want_files));
   if (want_files > have + kMissingListed)
     return absl::DataLossError(absl::StrCat("files do not match a tree of ", size, " entries: it has ",
                                             want_files, " files, the directory holds ", have,
@@ -555,7 +556,7 @@ absl::StatusOr<TilesReport> VerifyTiles(const std::string& dir, const crypto::Ed
     }
   }
   if (!shape.empty()) report.bundles = shape[0].full + (shape[0].partial > 0 ? 1 : 0);
-  RETURN_IF_ERROR(CheckFileSet(dir, want, size));
+  LETHE_RETURN_IF_ERROR(CheckFileSet(dir, want, size));
 
   // 3a. The root from the partial tiles (each perfect subtree of the root lies in one).
   std::vector<std::string> partials(shape.size());
@@ -563,7 +564,7 @@ absl::StatusOr<TilesReport> VerifyTiles(const std::string& dir, const crypto::Ed
   for (size_t l = 0; l < shape.size(); ++l) {
     if (shape[l].partial == 0) continue;
     const std::string path = TilePath(static_cast<int>(l), shape[l].full, shape[l].partial);
-    ASSIGN_OR_RETURN(partials[l], ReadTile(dir, path, shape[l].partial));
+    LETHE_ASSIGN_OR_RETURN(partials[l], ReadTile(dir, path, shape[l].partial));
     partial_paths.push_back(path);
   }
   report.root = RootFromPartialTiles(size, shape, partials);
@@ -591,8 +592,8 @@ absl::StatusOr<TilesReport> VerifyTiles(const std::string& dir, const crypto::Ed
     upper[l].reserve((shape[l].full * kTileWidth + shape[l].partial) * kHashSize);
     for (uint64_t n = 0; n < shape[l].full; ++n) {
       const std::string path = TilePath(static_cast<int>(l), n, 0);
-      ASSIGN_OR_RETURN(std::string hashes, ReadTile(dir, path, kTileWidth));
-      RETURN_IF_ERROR(check_full_tile(l, n, path, hashes));
+      LETHE_ASSIGN_OR_RETURN(std::string hashes, ReadTile(dir, path, kTileWidth));
+      LETHE_RETURN_IF_ERROR(check_full_tile(l, n, path, hashes));
       upper[l] += hashes;
     }
     upper[l] += partials[l];
@@ -610,13 +611,13 @@ absl::StatusOr<TilesReport> VerifyTiles(const std::string& dir, const crypto::Ed
     const std::string tile_path = TilePath(0, n, full ? 0 : shape[0].partial);
     std::string tile;
     if (full) {
-      ASSIGN_OR_RETURN(tile, ReadTile(dir, tile_path, kTileWidth));
-      RETURN_IF_ERROR(check_full_tile(0, n, tile_path, tile));
+      LETHE_ASSIGN_OR_RETURN(tile, ReadTile(dir, tile_path, kTileWidth));
+      LETHE_RETURN_IF_ERROR(check_full_tile(0, n, tile_path, tile));
     } else {
       tile = partials[0];
     }
     const std::string bundle_path = EntryBundlePath(n, full ? 0 : shape[0].partial);
-    auto bundle = crypto::ReadFile(dir + "/" + bundle_path);
+    auto bundle = lethe::ReadFile(dir + "/" + bundle_path);
     if (!bundle.ok()) return Corrupt(bundle_path, "cannot read");
     const std::string_view b = *bundle;
     size_t pos = 0;
@@ -632,7 +633,7 @@ absl::StatusOr<TilesReport> VerifyTiles(const std::string& dir, const crypto::Ed
                                                  len, " bytes, ", b.size() - pos, " remain"));
       const std::string_view bytes = b.substr(pos, len);
       pos += len;
-      if (LeafHash(bytes) != std::string_view(tile).substr(i * kHashSize, kHashSize))
+      if (ledger::LeafHash(bytes) != std::string_view(tile).substr(i * kHashSize, kHashSize))
         return Corrupt(bundle_path, absl::StrCat("entry ", seq, " does not hash to its leaf hash in ",
                                                  tile_path));
       absl::Status st = auditor.Add(seq, bytes);
@@ -655,8 +656,8 @@ absl::StatusOr<TilesReport> VerifyTiles(const std::string& dir, const crypto::Ed
   } catch (const Json::exception& e) {
     return Corrupt(kAgentsPath, absl::StrCat("cannot encode the enrolled agents: ", e.what()));
   }
-  RETURN_IF_ERROR(CheckAgentsJson(dir, want_agents));
+  LETHE_RETURN_IF_ERROR(CheckAgentsJson(dir, want_agents));
   return report;
 }
 
-}  // namespace lethe::ledger
+}  // namespace lethe::audit

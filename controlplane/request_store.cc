@@ -1,10 +1,10 @@
-#include "controlplane/state.h"
+#include "controlplane/request_store.h"
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "controlplane/vault.h"
-#include "crypto/status.h"
+#include "base/status.h"
+#include "controlplane/identity_vault.h"
 
 namespace lethe::controlplane {
 namespace {
@@ -230,13 +230,6 @@ std::optional<crypto::Ed25519PublicKey> RequestStore::AgentKey(const std::string
   return std::nullopt;
 }
 
-bool RequestStore::HasAgent(const std::string& domain) const {
-  std::lock_guard<std::mutex> l(mu_);
-  for (const auto& a : agents_)
-    if (a.domain == domain && !a.revoked) return true;
-  return false;
-}
-
 std::vector<PendingCommand> RequestStore::Pending(absl::Time now,
                                                   absl::Duration expiry_margin) const {
   std::lock_guard<std::mutex> l(mu_);
@@ -317,16 +310,6 @@ std::vector<std::string> RequestStore::OpenWithToken(const std::string& type,
   auto it = open_by_token_.find(type + '\0' + token);
   if (it == open_by_token_.end()) return {};
   return it->second;
-}
-
-std::vector<RequestRecord> RequestStore::Overdue(absl::Time now) const {
-  std::lock_guard<std::mutex> l(mu_);
-  std::vector<RequestRecord> out;
-  for (const auto& id : order_) {
-    const RequestRecord& r = requests_.at(id);
-    if (r.Overdue(now)) out.push_back(r);
-  }
-  return out;
 }
 
 int RequestStore::Attempts(const std::string& command_id) const {

@@ -1,11 +1,11 @@
-#include "agents/verifier.h"
+#include "agents/command_verifier.h"
 
 #include <algorithm>
 
-#include "crypto/status.h"
+#include "base/status.h"
 #include "proto/envelope.h"
 
-namespace lethe::agent {
+namespace lethe::agents {
 
 const char* RejectionName(Rejection r) {
   switch (r) {
@@ -45,7 +45,7 @@ VerifyResult CommandVerifier::Verify(std::string_view wire) const {
   v1::SignedEnvelope env;
   if (!env.ParseFromArray(wire.data(), static_cast<int>(wire.size())))
     return fail(Rejection::kMalformed, absl::InvalidArgumentError("not a SignedEnvelope"));
-  auto body = VerifyEnvelope(env, kDeleteCommandType, key_);
+  auto body = proto::VerifyEnvelope(env, proto::kDeleteCommandType, key_);
   if (!body.ok()) {
     const Rejection r = absl::IsInvalidArgument(body.status()) ? Rejection::kMalformed
                                                                 : Rejection::kBadSignature;
@@ -97,4 +97,4 @@ VerifyResult CommandVerifier::Verify(std::string_view wire) const {
   return VerifyResult{std::move(vc), Rejection::kMalformed, std::nullopt};
 }
 
-}  // namespace lethe::agent
+}  // namespace lethe::agents

@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/clock.h"
+#include "controlplane/identity_vault.h"
 #include "controlplane/planner.h"
 #include "controlplane/projections.h"
-#include "controlplane/vault.h"
-#include "crypto/clock.h"
 #include "crypto/crypto.h"
 #include "ledger/ledger.h"
 #include "policies/policy.h"
@@ -56,7 +56,7 @@ class RequestManager {
                  RequestManagerOptions options = {});
 
   // The active policy; kFailedPrecondition before the first activation.
-  absl::StatusOr<std::shared_ptr<const policy::Policy>> ActivePolicy() const;
+  absl::StatusOr<std::shared_ptr<const policies::Policy>> ActivePolicy() const;
 
   // Validates `yaml` (kInvalidArgument listing every problem as source_name:line:col) and
   // records PolicyActivated with `source` (who activated it). kAlreadyExists when the policy
@@ -132,7 +132,7 @@ class RequestManager {
   };
   // The entries of a new request (RequestSubmitted, then its CommandIssued), sealed under
   // `key`.
-  absl::StatusOr<std::vector<v1::LedgerEntry>> BuildErasure(const policy::Policy& policy,
+  absl::StatusOr<std::vector<v1::LedgerEntry>> BuildErasure(const policies::Policy& policy,
                                                             const ErasureSpec& spec,
                                                             const std::string& request_id,
                                                             const SecretBytes& key,

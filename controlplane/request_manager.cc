@@ -1,6 +1,6 @@
-#include "controlplane/requests.h"
+#include "controlplane/request_manager.h"
 
-#include "ledger/hygiene.h"
+#include "audit/hygiene.h"
 
 #include <algorithm>
 #include <map>
@@ -8,9 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "controlplane/auth.h"
+#include "base/status.h"
+#include "controlplane/authorizer.h"
 #include "crypto/seal.h"
-#include "crypto/status.h"
 #include "proto/envelope.h"
 #include "spdlog/spdlog.h"
 
@@ -26,7 +26,7 @@ bool IsTypeName(std::string_view s) {
 }
 
 // `field` names the list in error messages ("identities" or "identity").
-absl::Status ValidateIdentities(const policy::Policy& policy,
+absl::Status ValidateIdentities(const policies::Policy& policy,
                                 const std::vector<SubjectIdentity>& ids,
                                 std::string_view field_name = "identities") {
   const std::string list(field_name);
@@ -107,12 +107,12 @@ absl::Status CheckText(std::string_view field, std::string_view text, size_t max
   return absl::OkStatus();
 }
 
-// Text that the ledger holds in clear must also keep ledger/hygiene.h's rule, which every
+// Text that the ledger holds in clear must also keep audit/hygiene.h's rule, which every
 // verifier checks: nothing that looks like a person's identifier.
 absl::Status CheckClearText(std::string_view field, std::string_view text, size_t max_bytes,
                             std::string_view hint) {
-  RETURN_IF_ERROR(CheckText(field, text, max_bytes, hint));
-  if (std::string why = ledger::FreeTextProblem(text, max_bytes); !why.empty())
+  LETHE_RETURN_IF_ERROR(CheckText(field, text, max_bytes, hint));
+  if (std::string why = audit::FreeTextProblem(text, max_bytes); !why.empty())
     return absl::InvalidArgumentError(absl::StrCat(std::string(field), ": ", why, " (", Av(hint), ")"));
   return absl::OkStatus();
 }
@@ -135,8 +135,8 @@ RequestManager::RequestManager(ledger::Ledger& ledger, Projections& projections,
 absl::Status RequestManager::AppendAndApply(std::vector<v1::LedgerEntry> entries,
                                             const v1::Actor* actor) {
   if (actor != nullptr && !entries.empty()) *entries.front().mutable_actor() = *actor;
-  ASSIGN_OR_RETURN(auto appended, ledger_.Append(std::move(entries), clock_.Now()));
-  for (const auto& a : appended) RETURN_IF_ERROR(projections_.Apply(a.seq, a.entry));
+  LETHE_ASSIGN_OR_RETURN(auto appended, ledger_.Append(std::move(entries), clock_.Now()));
+  for (const auto& a : appended) LETHE_RETURN_IF_ERROR(projections_.Apply(a.seq, a.entry));
   return absl::OkStatus();
 }
 
@@ -151,7 +151,7 @@ absl::StatusOr<RequestRecord> RequestManager::OpenRequest(const std::string& req
   return *r;
 }
 
-absl::StatusOr<std::shared_ptr<const policy::Policy>> RequestManager::ActivePolicy() const {
+absl::StatusOr<std::shared_ptr<const policies::Policy>> RequestManager::ActivePolicy() const {
   auto p = projections_.policies.Active();
   if (!p) return absl::FailedPreconditionError("no policy has been activated");
   return p;
@@ -164,7 +164,7 @@ absl::StatusOr<PolicyActivation> RequestManager::ActivatePolicy(std::string_view
   if (yaml.size() > kMaxPolicyBytes)
     return absl::InvalidArgumentError(
         absl::StrCat("yaml: longer than ", kMaxPolicyBytes, " bytes (got ", yaml.size(), ")"));
-  ASSIGN_OR_RETURN(policy::Policy parsed, policy::Policy::Parse(yaml, source_name));
+  LETHE_ASSIGN_OR_RETURN(policies::Policy parsed, policies::Policy::Parse(yaml, source_name));
   const std::string hash = parsed.Hash();
   std::unique_lock<std::shared_mutex> policy_lock(policy_mu_);
   std::lock_guard<std::mutex> lock(write_mu_);
@@ -181,7 +181,7 @@ absl::StatusOr<PolicyActivation> RequestManager::ActivatePolicy(std::string_view
   pa->set_policy_hash(hash);
   pa->set_policy_yaml(std::string(yaml));
   pa->set_source(std::move(source));
-  RETURN_IF_ERROR(AppendAndApply({e}, &actor));
+  LETHE_RETURN_IF_ERROR(AppendAndApply({e}, &actor));
   auto now_active = projections_.policies.ActiveRecord();
   if (!now_active || now_active->hash != hash)
     return absl::InternalError("activated policy not active after append");
@@ -191,8 +191,8 @@ absl::StatusOr<PolicyActivation> RequestManager::ActivatePolicy(std::string_view
 }
 
 absl::StatusOr<std::string> RequestManager::TokenOf(const SubjectIdentity& identity) const {
-  ASSIGN_OR_RETURN(auto policy, ActivePolicy());
-  RETURN_IF_ERROR(ValidateIdentities(*policy, {SubjectIdentity{identity.type, identity.value}}, "identity"));
+  LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
+  LETHE_RETURN_IF_ERROR(ValidateIdentities(*policy, {SubjectIdentity{identity.type, identity.value}}, "identity"));
   return vault_.Tokenize(identity.type, identity.value);
 }
 
@@ -206,7 +206,7 @@ absl::StatusOr<v1::LedgerEntry> RequestManager::MakeCommand(const std::string& r
     return absl::FailedPreconditionError(
         "domain " + plan.domain +
         " has no enrolled agent key to seal its command to; enroll one first (lethectl agent enroll)");
-  ASSIGN_OR_RETURN(crypto::X25519PublicKey recipient,
+  LETHE_ASSIGN_OR_RETURN(crypto::X25519PublicKey recipient,
                    crypto::X25519PublicKey::FromRaw(agent->encryption_public_key));
   const std::string command_id = NewId();
   v1::DeleteCommand cmd;
@@ -237,7 +237,7 @@ absl::StatusOr<v1::LedgerEntry> RequestManager::MakeCommand(const std::string& r
   cmd.Clear();
   SecretBytes body(std::move(raw_body));
   const std::string digest = crypto::Sha256(RevealSecret(body));
-  v1::SignedEnvelope env = SignEnvelope(kDeleteCommandType, std::string(RevealSecret(body)), key_);
+  v1::SignedEnvelope env = proto::SignEnvelope(proto::kDeleteCommandType, std::string(RevealSecret(body)), key_);
   std::string raw_wire;
   env.SerializeToString(&raw_wire);
   env.Clear();
@@ -249,7 +249,7 @@ absl::StatusOr<v1::LedgerEntry> RequestManager::MakeCommand(const std::string& r
   ci->set_request_id(request_id);
   ci->set_domain(plan.domain);
   ci->set_command_digest(digest);
-  ASSIGN_OR_RETURN(std::string sealed, crypto::SealAesGcm(key, RevealSecret(wire), ci->command_id()));
+  LETHE_ASSIGN_OR_RETURN(std::string sealed, crypto::SealAesGcm(key, RevealSecret(wire), ci->command_id()));
   ci->set_sealed_envelope(std::move(sealed));
   ci->set_not_after_unix_ms(absl::ToUnixMillis(now + options_.command_ttl));
   for (const auto& id : plan.identities) ci->add_identity_types(id.type);
@@ -259,7 +259,7 @@ absl::StatusOr<v1::LedgerEntry> RequestManager::MakeCommand(const std::string& r
 }
 
 absl::StatusOr<std::vector<v1::LedgerEntry>> RequestManager::BuildErasure(
-    const policy::Policy& policy, const ErasureSpec& spec, const std::string& request_id,
+    const policies::Policy& policy, const ErasureSpec& spec, const std::string& request_id,
     const SecretBytes& key, absl::Time now, size_t* targets) {
   const ErasurePlan plan = PlanErasure(policy, spec.identities, spec.scope);
   std::vector<v1::LedgerEntry> entries;
@@ -267,7 +267,7 @@ absl::StatusOr<std::vector<v1::LedgerEntry>> RequestManager::BuildErasure(
   auto* s = submitted.mutable_request_submitted();
   s->set_request_id(request_id);
   s->set_kind(v1::RequestSubmitted::ERASURE);
-  ASSIGN_OR_RETURN(std::string ct, SealIdentities(vault_, key, spec.identities, spec.reason,
+  LETHE_ASSIGN_OR_RETURN(std::string ct, SealIdentities(vault_, key, spec.identities, spec.reason,
                                                   request_id, s->mutable_subject()));
   s->set_sealed(std::move(ct));
   s->set_policy_hash(policy.Hash());
@@ -283,7 +283,7 @@ absl::StatusOr<std::vector<v1::LedgerEntry>> RequestManager::BuildErasure(
   s->set_scope_purpose(spec.scope_purpose);
   entries.push_back(std::move(submitted));
   for (const auto& t : plan.targets) {
-    ASSIGN_OR_RETURN(v1::LedgerEntry cmd, MakeCommand(request_id, t, key, now));
+    LETHE_ASSIGN_OR_RETURN(v1::LedgerEntry cmd, MakeCommand(request_id, t, key, now));
     entries.push_back(std::move(cmd));
   }
   if (targets != nullptr) *targets = plan.targets.size();
@@ -300,8 +300,8 @@ absl::StatusOr<std::string> RequestManager::SubmitErasure(std::vector<SubjectIde
                                                           std::string reason,
                                                           const v1::Actor& actor) {
   std::shared_lock<std::shared_mutex> policy_lock(policy_mu_);
-  ASSIGN_OR_RETURN(auto policy, ActivePolicy());
-  RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
+  LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
+  LETHE_RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
   if (reason.size() > kMaxReasonBytes)
     return absl::InvalidArgumentError(
         absl::StrCat("reason: longer than ", kMaxReasonBytes, " bytes (got ", reason.size(), ")"));
@@ -313,7 +313,7 @@ absl::StatusOr<std::string> RequestManager::SubmitErasure(std::vector<SubjectIde
   // proceed in parallel and share the ledger's group commit.
   const absl::Time now = clock_.Now();
   const std::string request_id = NewId();
-  ASSIGN_OR_RETURN(SecretBytes key, vault_.CreateRequestKey(request_id));
+  LETHE_ASSIGN_OR_RETURN(SecretBytes key, vault_.CreateRequestKey(request_id));
   size_t targets = 0;
   auto built = BuildErasure(*policy, spec, request_id, key, now, &targets);
   absl::Status st = built.ok() ? AppendAndApply(std::move(*built), &actor) : built.status();
@@ -328,8 +328,8 @@ absl::StatusOr<std::string> RequestManager::SubmitErasure(std::vector<SubjectIde
 absl::StatusOr<std::vector<std::pair<std::string, std::vector<std::string>>>> RequestManager::FindOpen(
     std::vector<SubjectIdentity> identities) {
   std::shared_lock<std::shared_mutex> policy_lock(policy_mu_);
-  ASSIGN_OR_RETURN(auto policy, ActivePolicy());
-  RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
+  LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
+  LETHE_RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
   std::vector<std::pair<std::string, std::vector<std::string>>> out;
   for (const auto& id : Distinct(std::move(identities))) {
     for (const std::string& rid : store_.OpenWithToken(id.type, vault_.Tokenize(id.type, id.value))) {
@@ -355,7 +355,7 @@ absl::StatusOr<std::vector<SubjectIdentity>> RequestManager::RequestIdentities(
     const RequestRecord& r, const SecretBytes& key) const {
   std::vector<SubjectIdentity> out;
   auto add = [&](std::string_view sealed_blob, const std::string& aad) -> absl::Status {
-    ASSIGN_OR_RETURN(SecretBytes plain, crypto::OpenAesGcm(key, sealed_blob, aad));
+    LETHE_ASSIGN_OR_RETURN(SecretBytes plain, crypto::OpenAesGcm(key, sealed_blob, aad));
     v1::SealedRequest sealed;
     if (!sealed.ParseFromString(std::string(RevealSecret(plain))))
       return absl::DataLossError("request " + r.request_id + ": sealed identities do not parse");
@@ -364,9 +364,9 @@ absl::StatusOr<std::vector<SubjectIdentity>> RequestManager::RequestIdentities(
     sealed.Clear();
     return absl::OkStatus();
   };
-  RETURN_IF_ERROR(add(r.submitted.sealed(), r.request_id));
+  LETHE_RETURN_IF_ERROR(add(r.submitted.sealed(), r.request_id));
   for (size_t i = 0; i < r.sealed_additions.size(); ++i)
-    RETURN_IF_ERROR(add(r.sealed_additions[i], AdditionAad(r.request_id, i)));
+    LETHE_RETURN_IF_ERROR(add(r.sealed_additions[i], AdditionAad(r.request_id, i)));
   return out;
 }
 
@@ -374,13 +374,13 @@ absl::Status RequestManager::AddIdentities(const std::string& request_id,
                                            std::vector<SubjectIdentity> identities,
                                            const v1::Actor& actor) {
   std::shared_lock<std::shared_mutex> policy_lock(policy_mu_);  // see policy_mu_
-  ASSIGN_OR_RETURN(auto policy, ActivePolicy());
-  RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
+  LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
+  LETHE_RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
   identities = Distinct(std::move(identities));
   std::lock_guard<std::mutex> lock(write_mu_);
-  ASSIGN_OR_RETURN(const RequestRecord r, OpenRequest(request_id, "be given identities"));
-  ASSIGN_OR_RETURN(SecretBytes key, vault_.RequestKey(request_id));
-  ASSIGN_OR_RETURN(std::vector<SubjectIdentity> known, RequestIdentities(r, key));
+  LETHE_ASSIGN_OR_RETURN(const RequestRecord r, OpenRequest(request_id, "be given identities"));
+  LETHE_ASSIGN_OR_RETURN(SecretBytes key, vault_.RequestKey(request_id));
+  LETHE_ASSIGN_OR_RETURN(std::vector<SubjectIdentity> known, RequestIdentities(r, key));
   // Only identities the request does not hold yet.
   std::vector<SubjectIdentity> fresh;
   for (auto& id : identities)
@@ -409,7 +409,7 @@ absl::Status RequestManager::AddIdentities(const std::string& request_id,
   v1::LedgerEntry added;
   auto* a = added.mutable_identities_added();
   a->set_request_id(request_id);
-  ASSIGN_OR_RETURN(std::string ct,
+  LETHE_ASSIGN_OR_RETURN(std::string ct,
                    SealIdentities(vault_, key, fresh, "", AdditionAad(request_id, r.sealed_additions.size()),
                                   a->mutable_subject()));
   a->set_sealed(std::move(ct));
@@ -417,10 +417,10 @@ absl::Status RequestManager::AddIdentities(const std::string& request_id,
   for (const auto& d : reached) a->add_target_domains(d.domain);
   entries.push_back(std::move(added));
   for (const auto& d : reached) {
-    ASSIGN_OR_RETURN(v1::LedgerEntry cmd, MakeCommand(request_id, d, key, now));
+    LETHE_ASSIGN_OR_RETURN(v1::LedgerEntry cmd, MakeCommand(request_id, d, key, now));
     entries.push_back(std::move(cmd));
   }
-  RETURN_IF_ERROR(AppendAndApply(std::move(entries), &actor));
+  LETHE_RETURN_IF_ERROR(AppendAndApply(std::move(entries), &actor));
   spdlog::info("request {}: identities added; {} more domain(s) targeted", request_id, reached.size());
   return absl::OkStatus();
 }
@@ -428,15 +428,15 @@ absl::Status RequestManager::AddIdentities(const std::string& request_id,
 absl::Status RequestManager::Extend(const std::string& request_id, absl::Duration by,
                                     std::string reason, const v1::Actor& actor) {
   std::shared_lock<std::shared_mutex> policy_lock(policy_mu_);  // see policy_mu_
-  ASSIGN_OR_RETURN(auto policy, ActivePolicy());
+  LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   if (by <= absl::ZeroDuration())
     return absl::InvalidArgumentError("extension_seconds: must be positive");
   if (by != absl::Seconds(absl::ToInt64Seconds(by)))
     return absl::InvalidArgumentError("extension_seconds: must be whole seconds");
-  RETURN_IF_ERROR(CheckText("reason", reason, kMaxExtensionReasonBytes,
+  LETHE_RETURN_IF_ERROR(CheckText("reason", reason, kMaxExtensionReasonBytes,
                             "GDPR Art. 12(3): the subject must be told why"));
   std::lock_guard<std::mutex> lock(write_mu_);
-  ASSIGN_OR_RETURN(const RequestRecord r, OpenRequest(request_id, "be extended"));
+  LETHE_ASSIGN_OR_RETURN(const RequestRecord r, OpenRequest(request_id, "be extended"));
   absl::Duration total = by;
   for (const auto& x : r.extensions) total += absl::Seconds(x.extension_seconds);
   const absl::Duration cap = policy->deadlines().max_extension;
@@ -445,16 +445,16 @@ absl::Status RequestManager::Extend(const std::string& request_id, absl::Duratio
         "extension_seconds: the request's extensions would add up to ",
         absl::FormatDuration(total), ", more than the policy's deadlines.max_extension (",
         absl::FormatDuration(cap), ")"));
-  ASSIGN_OR_RETURN(SecretBytes key, vault_.RequestKey(request_id));
+  LETHE_ASSIGN_OR_RETURN(SecretBytes key, vault_.RequestKey(request_id));
   v1::LedgerEntry e;
   auto* x = e.mutable_deadline_extended();
   x->set_request_id(request_id);
   x->set_extension_seconds(absl::ToInt64Seconds(by));
   x->set_new_due_unix_ms(r.due_unix_ms + absl::ToInt64Milliseconds(by));
-  ASSIGN_OR_RETURN(std::string sealed,
+  LETHE_ASSIGN_OR_RETURN(std::string sealed,
                    crypto::SealAesGcm(key, reason, ExtensionAad(request_id, r.extensions.size())));
   x->set_sealed_reason(std::move(sealed));
-  RETURN_IF_ERROR(AppendAndApply({e}, &actor));
+  LETHE_RETURN_IF_ERROR(AppendAndApply({e}, &actor));
   spdlog::info("request {}: due date extended by {}", request_id, absl::FormatDuration(by));
   return absl::OkStatus();
 }
@@ -465,11 +465,11 @@ absl::StatusOr<ConsentRecord> RequestManager::ChangeConsent(SubjectIdentity iden
                                                             std::string source,
                                                             const v1::Actor& actor) {
   std::shared_lock<std::shared_mutex> policy_lock(policy_mu_);  // see policy_mu_
-  ASSIGN_OR_RETURN(auto policy, ActivePolicy());
+  LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   std::vector<SubjectIdentity> one;
   one.push_back(SubjectIdentity{identity.type, identity.value});
-  RETURN_IF_ERROR(ValidateIdentities(*policy, one, "identity"));
-  const policy::Purpose* p = nullptr;
+  LETHE_RETURN_IF_ERROR(ValidateIdentities(*policy, one, "identity"));
+  const policies::Purpose* p = nullptr;
   std::vector<std::string> names;
   for (const auto& candidate : policy->purposes()) {
     names.push_back(candidate.name);
@@ -482,7 +482,7 @@ absl::StatusOr<ConsentRecord> RequestManager::ChangeConsent(SubjectIdentity iden
         "\" (the active policy declares: ", names.empty() ? "none" : absl::StrJoin(names, ", "), ")"));
   if (status != v1::GRANTED && status != v1::WITHDRAWN)
     return absl::InvalidArgumentError("status: must be GRANTED or WITHDRAWN");
-  RETURN_IF_ERROR(CheckClearText("source", source, kMaxConsentSourceBytes,
+  LETHE_RETURN_IF_ERROR(CheckClearText("source", source, kMaxConsentSourceBytes,
                             "where the change came from, e.g. signup-form-v3; no personal data"));
   const std::string token = vault_.Tokenize(identity.type, identity.value);
 
@@ -538,7 +538,7 @@ absl::StatusOr<ConsentRecord> RequestManager::ChangeConsent(SubjectIdentity iden
 absl::StatusOr<AgentRecord> RequestManager::EnrollAgent(const std::string& domain,
                                                         const std::string& pem,
                                                         const v1::Actor& actor) {
-  ASSIGN_OR_RETURN(auto policy, ActivePolicy());
+  LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   if (policy->FindDomain(domain) == nullptr)
     return absl::InvalidArgumentError("domain: \"" + Quote(domain) + "\" is not a domain of the active policy");
   auto key = crypto::Ed25519PublicKey::FromPem(pem);
@@ -560,7 +560,7 @@ absl::StatusOr<AgentRecord> RequestManager::EnrollAgent(const std::string& domai
   a->set_key_id(key->KeyId());
   a->set_encryption_public_key(enc->raw());
   a->set_encryption_key_id(enc->KeyId());
-  RETURN_IF_ERROR(AppendAndApply({e}, &actor));
+  LETHE_RETURN_IF_ERROR(AppendAndApply({e}, &actor));
   auto rec = store_.Agent(domain, key->KeyId());
   if (!rec) return absl::InternalError("enrolled agent not found after append");
   spdlog::info("agent key {} enrolled for domain {} by {}", key->KeyId(), domain, Describe(actor));
@@ -577,7 +577,7 @@ absl::StatusOr<AgentRecord> RequestManager::RevokeAgentKey(const std::string& do
       }))
     return absl::InvalidArgumentError("key_id: not a key id (16 lowercase hex characters)");
   if (!reason.empty())
-    RETURN_IF_ERROR(CheckClearText("reason", reason, kMaxRevocationReasonBytes, "why the key is revoked"));
+    LETHE_RETURN_IF_ERROR(CheckClearText("reason", reason, kMaxRevocationReasonBytes, "why the key is revoked"));
   std::lock_guard<std::mutex> lock(write_mu_);
   auto rec = store_.Agent(domain, key_id);
   if (!rec)
@@ -592,7 +592,7 @@ absl::StatusOr<AgentRecord> RequestManager::RevokeAgentKey(const std::string& do
   r->set_domain(domain);
   r->set_key_id(key_id);
   r->set_reason(std::move(reason));
-  RETURN_IF_ERROR(AppendAndApply({e}, &actor));
+  LETHE_RETURN_IF_ERROR(AppendAndApply({e}, &actor));
   spdlog::warn("agent key {} of domain {} revoked by {}", key_id, domain, Describe(actor));
   return *store_.Agent(domain, key_id);
 }
@@ -606,7 +606,7 @@ absl::Status RequestManager::RecordReceipt(std::string_view wire) {
   v1::SignedEnvelope env;
   if (!env.ParseFromArray(wire.data(), static_cast<int>(wire.size())))
     return reject(absl::InvalidArgumentError("receipt: not a SignedEnvelope"));
-  if (env.payload_type() != kReceiptType)
+  if (env.payload_type() != proto::kReceiptType)
     return reject(absl::InvalidArgumentError("receipt: payload_type is not lethe.v1.Receipt"));
   // The signature first: find the enrolled key by the envelope's key id, verify the bytes, and
   // only then parse them. Nothing of the body is read before it is authentic.
@@ -618,7 +618,7 @@ absl::Status RequestManager::RecordReceipt(std::string_view wire) {
                                               ", which is not enrolled"));
   auto key = crypto::Ed25519PublicKey::FromRaw(agent->public_key);
   if (!key.ok()) return reject(absl::InternalError("enrolled agent key does not load"));
-  auto body = VerifyEnvelope(env, kReceiptType, *key);
+  auto body = proto::VerifyEnvelope(env, proto::kReceiptType, *key);
   if (!body.ok()) return reject(body.status());
   v1::Receipt receipt;
   if (!receipt.ParseFromString(*body))
@@ -654,7 +654,7 @@ absl::Status RequestManager::RecordReceipt(std::string_view wire) {
     return reject(absl::InvalidArgumentError("receipt: no outcome"));
   if (receipt.outcome() == v1::Receipt::COMPLETED && !receipt.verified_zero_remaining())
     return reject(absl::InvalidArgumentError("receipt: COMPLETED without the zero-remaining check"));
-  if (std::string why = ledger::FreeTextProblem(receipt.error(), ledger::kMaxFreeTextBytes); !why.empty())
+  if (std::string why = audit::FreeTextProblem(receipt.error(), audit::kMaxFreeTextBytes); !why.empty())
     return reject(absl::InvalidArgumentError("receipt: error text " + why));
   auto req = store_.Get(receipt.request_id());
   if (!req) return reject(absl::FailedPreconditionError("receipt: unknown request"));
@@ -670,7 +670,7 @@ absl::Status RequestManager::RecordReceipt(std::string_view wire) {
   rr->set_command_id(receipt.command_id());
   rr->set_request_id(receipt.request_id());
   rr->set_domain(receipt.domain());
-  RETURN_IF_ERROR(AppendAndApply({e}));
+  LETHE_RETURN_IF_ERROR(AppendAndApply({e}));
   counters_.recorded.fetch_add(1);
   spdlog::info("request {}: receipt from domain {} ({})", Quote(receipt.request_id()), Quote(receipt.domain()),
                receipt.outcome() == v1::Receipt::COMPLETED ? "completed" : "failed");
@@ -689,14 +689,14 @@ absl::Status RequestManager::Complete(const std::string& request_id) {
   e.mutable_request_completed()->set_request_id(request_id);
   e.mutable_request_completed()->set_outcome(all_ok ? v1::RequestCompleted::COMPLETED
                                                     : v1::RequestCompleted::FAILED);
-  ASSIGN_OR_RETURN(auto appended, ledger_.Append({e}, clock_.Now()));
+  LETHE_ASSIGN_OR_RETURN(auto appended, ledger_.Append({e}, clock_.Now()));
   // Crypto-shredding: from here on the sealed identities and commands are unreadable. It
   // happens before the completion shows, so that whoever sees the request ended finds its
   // key gone. Should it fail, the completion still shows (the ledger holds it) and Recover
   // destroys the key at the next start.
   const absl::Status shredded = vault_.DestroyRequestKey(request_id);
-  for (const auto& a : appended) RETURN_IF_ERROR(projections_.Apply(a.seq, a.entry));
-  RETURN_IF_ERROR(shredded);
+  for (const auto& a : appended) LETHE_RETURN_IF_ERROR(projections_.Apply(a.seq, a.entry));
+  LETHE_RETURN_IF_ERROR(shredded);
   spdlog::info("request {}: {}; request key destroyed", request_id, all_ok ? "completed" : "failed");
   return absl::OkStatus();
 }
@@ -727,10 +727,10 @@ absl::Status RequestManager::ReissueExpiring(absl::Duration margin) {
     if (absl::FromUnixMillis(p.due_unix_ms) < now) continue;
     auto req = store_.Get(p.command.request_id);
     if (!req) continue;
-    const policy::Domain* d = policy->FindDomain(p.command.domain);
+    const policies::Domain* d = policy->FindDomain(p.command.domain);
     if (d == nullptr) continue;  // the domain left the policy: its last command stays
-    ASSIGN_OR_RETURN(SecretBytes key, vault_.RequestKey(req->request_id));
-    ASSIGN_OR_RETURN(std::vector<SubjectIdentity> ids, RequestIdentities(*req, key));
+    LETHE_ASSIGN_OR_RETURN(SecretBytes key, vault_.RequestKey(req->request_id));
+    LETHE_ASSIGN_OR_RETURN(std::vector<SubjectIdentity> ids, RequestIdentities(*req, key));
     DomainPlan plan;
     plan.domain = p.command.domain;
     const auto types = d->IdentityTypes();
@@ -738,7 +738,7 @@ absl::Status RequestManager::ReissueExpiring(absl::Duration margin) {
       if (std::find(types.begin(), types.end(), id.type) != types.end()) plan.identities.push_back(std::move(id));
     if (plan.identities.empty()) continue;
     plan.domain_policy_hash = policy->DomainHash(plan.domain);
-    ASSIGN_OR_RETURN(v1::LedgerEntry e, MakeCommand(req->request_id, plan, key, now));
+    LETHE_ASSIGN_OR_RETURN(v1::LedgerEntry e, MakeCommand(req->request_id, plan, key, now));
     entries.push_back(std::move(e));
   }
   if (entries.empty()) return absl::OkStatus();
@@ -747,18 +747,18 @@ absl::Status RequestManager::ReissueExpiring(absl::Duration margin) {
 }
 
 absl::StatusOr<std::string> RequestManager::CommandWire(const CommandRecord& command) const {
-  ASSIGN_OR_RETURN(SecretBytes key, vault_.RequestKey(command.request_id));
-  ASSIGN_OR_RETURN(SecretBytes wire,
+  LETHE_ASSIGN_OR_RETURN(SecretBytes key, vault_.RequestKey(command.request_id));
+  LETHE_ASSIGN_OR_RETURN(SecretBytes wire,
                    crypto::OpenAesGcm(key, command.sealed_envelope, command.command_id));
   return std::string(RevealSecret(wire));
 }
 
 absl::Status RequestManager::Recover() {
   std::lock_guard<std::mutex> lock(write_mu_);
-  for (const auto& id : store_.AnsweredButOpen()) RETURN_IF_ERROR(Complete(id));
+  for (const auto& id : store_.AnsweredButOpen()) LETHE_RETURN_IF_ERROR(Complete(id));
   for (const auto& r : store_.List()) {
     if (r.state != v1::IN_PROGRESS && vault_.HasRequestKey(r.request_id)) {
-      RETURN_IF_ERROR(vault_.DestroyRequestKey(r.request_id));
+      LETHE_RETURN_IF_ERROR(vault_.DestroyRequestKey(r.request_id));
       spdlog::info("request {}: destroyed a key left behind by a crash", r.request_id);
     }
   }

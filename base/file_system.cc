@@ -1,18 +1,20 @@
-#include "ledger/file_system.h"
+#include "base/file_system.h"
 
 #include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "crypto/crypto.h"
-#include "crypto/status.h"
+#include "base/status.h"
 
-namespace lethe::ledger {
+namespace lethe {
 namespace {
 
 absl::Status Errno(std::string_view what, const std::string& path, int err = errno) {
@@ -109,8 +111,8 @@ class PosixFileSystem final : public FileSystem {
   }
 
   absl::Status TruncateFile(const std::string& path, uint64_t size) override {
-    ASSIGN_OR_RETURN(std::unique_ptr<File> f, Open(path, OpenMode::kWrite, 0));
-    RETURN_IF_ERROR(f->Truncate(size));
+    LETHE_ASSIGN_OR_RETURN(std::unique_ptr<File> f, Open(path, OpenMode::kWrite, 0));
+    LETHE_RETURN_IF_ERROR(f->Truncate(size));
     return f->SyncData();
   }
 
@@ -125,6 +127,24 @@ class PosixFileSystem final : public FileSystem {
   }
 };
 
+// 16 hex digits from the kernel's random source, for a temporary file name.
+std::string UnpredictableSuffix() {
+  char bytes[8];
+  size_t done = 0;
+  while (done < sizeof(bytes)) {
+    const ssize_t n = ::getrandom(bytes + done, sizeof(bytes) - done, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) std::abort();  // no randomness at all: nothing safe to do
+    done += static_cast<size_t>(n);
+  }
+  return absl::BytesToHexString(absl::string_view(bytes, sizeof(bytes)));
+}
+
+std::string DirOf(const std::string& path) {
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  return dir.empty() ? "." : dir;
+}
+
 }  // namespace
 
 FileSystem* FileSystem::Default() {
@@ -136,9 +156,9 @@ absl::Status WriteFileAtomic(FileSystem& fs, const std::string& path, std::strin
                              int mode) {
   // An unpredictable temporary name, created exclusively: a planted file or symlink at a
   // predictable name cannot redirect the write.
-  const std::string tmp = path + ".tmp-" + crypto::Hex(crypto::RandomBytes(8));
+  const std::string tmp = path + ".tmp-" + UnpredictableSuffix();
   {
-    ASSIGN_OR_RETURN(std::unique_ptr<File> f, fs.Open(tmp, FileSystem::OpenMode::kCreateExclusive, mode));
+    LETHE_ASSIGN_OR_RETURN(std::unique_ptr<File> f, fs.Open(tmp, FileSystem::OpenMode::kCreateExclusive, mode));
     absl::Status st = f->WriteAt(0, data);
     if (st.ok()) st = f->SyncData();
     if (!st.ok()) {
@@ -151,8 +171,57 @@ absl::Status WriteFileAtomic(FileSystem& fs, const std::string& path, std::strin
     (void)fs.Remove(tmp);
     return st;
   }
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  return fs.SyncDir(dir.empty() ? "." : dir);
+  return fs.SyncDir(DirOf(path));
 }
 
-}  // namespace lethe::ledger
+absl::Status WriteFileAtomic(const std::string& path, std::string_view data, int mode) {
+  return WriteFileAtomic(*FileSystem::Default(), path, data, mode);
+}
+
+absl::Status WriteNewFile(const std::string& path, std::string_view data, int mode) {
+  FileSystem& fs = *FileSystem::Default();
+  {
+    LETHE_ASSIGN_OR_RETURN(std::unique_ptr<File> f,
+                           fs.Open(path, FileSystem::OpenMode::kCreateExclusive, mode));
+    absl::Status st = f->WriteAt(0, data);
+    if (st.ok()) st = f->SyncData();
+    if (!st.ok()) {
+      f.reset();
+      (void)fs.Remove(path);
+      return st;
+    }
+  }
+  return fs.SyncDir(DirOf(path));
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::NotFoundError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    absl::Status s = Errno("cannot stat", path);
+    ::close(fd);
+    return s;
+  }
+  std::string out(static_cast<size_t>(st.st_size), '\0');
+  size_t done = 0;
+  while (true) {
+    if (done == out.size()) out.resize(out.size() + 4096);  // the file grew, or st_size was 0
+    const ssize_t n = ::read(fd, out.data() + done, out.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      absl::Status s = Errno("cannot read", path);
+      ::close(fd);
+      return s;
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  out.resize(done);
+  return out;
+}
+
+}  // namespace lethe

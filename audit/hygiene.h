@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-namespace lethe::ledger {
+namespace lethe::audit {
 
 // Free text in clear (ConsentChanged.source, AgentKeyRevoked.reason, Receipt.error): valid
 // UTF-8 of at most `max_bytes` bytes with no control character, and nothing that looks like
@@ -27,4 +27,4 @@ inline constexpr size_t kMaxFreeTextBytes = 500;
 // Returns why `sealed` cannot be one, or "".
 std::string SealedProblem(std::string_view sealed);
 
-}  // namespace lethe::ledger
+}  // namespace lethe::audit

@@ -1,9 +1,12 @@
-// The seam below the ledger: every change the ledger makes to its files (writes, syncs,
-// truncations, creations, renames, removals and directory syncs) goes through a FileSystem,
-// so that tests can put a fake below it that loses what no completed sync made durable, fails
-// a sync, a write or a rename, or tears a write at any byte (tests/support/fault_fs.h).
-// Reads of whole segments (ScanSegments) use the files directly: the fake keeps the real
-// files as a crash would have left them.
+// File I/O for every binary: the FileSystem seam and the durable whole-file helpers on top
+// of it (WriteFileAtomic, WriteNewFile, ReadFile).
+//
+// Every change the ledger makes to its files (writes, syncs, truncations, creations, renames,
+// removals and directory syncs) goes through a FileSystem, so that tests can put a fake below
+// it that loses what no completed sync made durable, fails a sync, a write or a rename, or
+// tears a write at any byte (tests/support/fault_fs.h). Reads of whole segments
+// (ScanSegments) use the files directly: the fake keeps the real files as a crash would have
+// left them.
 #pragma once
 
 #include <cstdint>
@@ -14,7 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace lethe::ledger {
+namespace lethe {
 
 // An open file. Not thread-safe for concurrent writes to overlapping ranges (the ledger never
 // makes them); distinct calls may come from different threads.
@@ -61,5 +64,13 @@ class FileSystem {
 // renamed over `path`, and the directory synced. A failure of any step is returned.
 absl::Status WriteFileAtomic(FileSystem& fs, const std::string& path, std::string_view data,
                              int mode);
+// The same on the real file system.
+absl::Status WriteFileAtomic(const std::string& path, std::string_view data, int mode);
+// Creates `path`, which must not exist yet (kAlreadyExists otherwise; a symlink counts as
+// existing), with `mode`, and makes it and its directory entry durable. For key files that
+// must never be replaced.
+absl::Status WriteNewFile(const std::string& path, std::string_view data, int mode);
+// The whole file (kNotFound when it cannot be opened).
+absl::StatusOr<std::string> ReadFile(const std::string& path);
 
-}  // namespace lethe::ledger
+}  // namespace lethe

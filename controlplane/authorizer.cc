@@ -1,4 +1,4 @@
-#include "controlplane/auth.h"
+#include "controlplane/authorizer.h"
 
 #include <openssl/conf.h>
 #include <openssl/err.h>
@@ -12,8 +12,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/file_system.h"
+#include "base/status.h"
 #include "crypto/crypto.h"
-#include "crypto/status.h"
 #include "crypto/x509.h"
 
 namespace lethe::controlplane {
@@ -127,9 +128,9 @@ grpc::Status RoleAuthorizer::Process(const InputMetadata& auth_metadata, grpc::A
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const std::string& certs_dir, std::string trust_domain, std::string* trust_domain_used) {
-  ASSIGN_OR_RETURN(std::string ca, crypto::ReadFile(certs_dir + "/ca.crt"));
-  ASSIGN_OR_RETURN(std::string cert, crypto::ReadFile(certs_dir + "/server.crt"));
-  ASSIGN_OR_RETURN(std::string key_raw, crypto::ReadFile(certs_dir + "/server.key"));
+  LETHE_ASSIGN_OR_RETURN(std::string ca, lethe::ReadFile(certs_dir + "/ca.crt"));
+  LETHE_ASSIGN_OR_RETURN(std::string cert, lethe::ReadFile(certs_dir + "/server.crt"));
+  LETHE_ASSIGN_OR_RETURN(std::string key_raw, lethe::ReadFile(certs_dir + "/server.key"));
   SecretBytes key(std::move(key_raw));
   for (const auto& [path, pem] : {std::pair<std::string, std::string_view>{certs_dir + "/ca.crt", ca},
                                   {certs_dir + "/server.crt", cert}})
@@ -143,7 +144,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   } else if (!crypto::IsTrustDomain(trust_domain)) {
     return absl::InvalidArgumentError("--trust-domain: not a trust domain ([a-z0-9._-])");
   }
-  RETURN_IF_ERROR(RequireTls13());
+  LETHE_RETURN_IF_ERROR(RequireTls13());
   grpc::SslServerCredentialsOptions options(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   options.pem_root_certs = ca;
   options.pem_key_cert_pairs.push_back({std::string(RevealSecret(key)), cert});

@@ -1,13 +1,13 @@
-#include "ledger/audit.h"
+#include "audit/auditor.h"
 
 #include "absl/strings/str_cat.h"
-#include "crypto/status.h"
-#include "ledger/hygiene.h"
+#include "audit/hygiene.h"
+#include "base/status.h"
 #include "lethe/v1/messages.pb.h"
 #include "policies/policy.h"
 #include "proto/envelope.h"
 
-namespace lethe::ledger {
+namespace lethe::audit {
 namespace {
 
 // The first field of `m` (or of a message inside it) that its schema does not define, as a
@@ -34,20 +34,20 @@ std::string UnknownField(const google::protobuf::Message& m) {
 absl::StatusOr<StructureReport> VerifyStructure(const std::string& ledger_dir,
                                                 std::string_view checkpoint_note,
                                                 const crypto::Ed25519PublicKey& key) {
-  ASSIGN_OR_RETURN(Checkpoint unverified, ParseCheckpointUnverified(checkpoint_note));
-  ASSIGN_OR_RETURN(Checkpoint cp, VerifyCheckpoint(checkpoint_note, unverified.origin, key));
+  LETHE_ASSIGN_OR_RETURN(ledger::Checkpoint unverified, ledger::ParseCheckpointUnverified(checkpoint_note));
+  LETHE_ASSIGN_OR_RETURN(ledger::Checkpoint cp, ledger::VerifyCheckpoint(checkpoint_note, unverified.origin, key));
   StructureReport report;
-  CompactRange tree;
-  BatchTracker batches;
+  ledger::CompactRange tree;
+  ledger::BatchTracker batches;
   bool mid_batch = false;
   std::string prev(32, '\0');
-  std::string root_at_cp = cp.size == 0 ? EmptyRoot() : "";
-  std::string complete_root = EmptyRoot();
-  ASSIGN_OR_RETURN(ScanResult scan, ScanSegments(ledger_dir, [&](const ScannedRecord& rec) {
+  std::string root_at_cp = cp.size == 0 ? ledger::EmptyRoot() : "";
+  std::string complete_root = ledger::EmptyRoot();
+  LETHE_ASSIGN_OR_RETURN(ledger::ScanResult scan, ledger::ScanSegments(ledger_dir, [&](const ledger::ScannedRecord& rec) {
     std::string leaf;
     uint32_t batch_remaining = 0;
-    RETURN_IF_ERROR(CheckChainLinkFast(rec, prev, &leaf, &batch_remaining));
-    RETURN_IF_ERROR(batches.Next(rec.index, batch_remaining, rec.segment, rec.segment_version));
+    LETHE_RETURN_IF_ERROR(ledger::CheckChainLinkFast(rec, prev, &leaf, &batch_remaining));
+    LETHE_RETURN_IF_ERROR(batches.Next(rec.index, batch_remaining, rec.segment, rec.segment_version));
     tree.Append(leaf);
     prev = std::move(leaf);
     if (!batches.in_batch()) complete_root = tree.Root();
@@ -66,7 +66,7 @@ absl::StatusOr<StructureReport> VerifyStructure(const std::string& ledger_dir,
   if (mid_batch)
     return absl::DataLossError(absl::StrCat("the signed checkpoint ends inside a batch: entry ",
                                             cp.size - 1, " says more entries of its batch follow"));
-  RETURN_IF_ERROR(batches.CheckEnd(scan.last_segment));
+  LETHE_RETURN_IF_ERROR(batches.CheckEnd(scan.last_segment));
   report.entries = batches.complete();
   report.incomplete_batch_entries = tree.size() - batches.complete();
   report.checkpoint_size = cp.size;
@@ -78,7 +78,7 @@ absl::StatusOr<StructureReport> VerifyStructure(const std::string& ledger_dir,
 absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& rr,
                                                  const crypto::Ed25519PublicKey& agent_key,
                                                  std::string_view command_digest) {
-  auto body = VerifyEnvelope(rr.receipt(), kReceiptType, agent_key);
+  auto body = proto::VerifyEnvelope(rr.receipt(), proto::kReceiptType, agent_key);
   if (!body.ok()) return absl::PermissionDeniedError("receipt signature: " + body.status().ToString());
   v1::Receipt receipt;
   if (!receipt.ParseFromString(*body)) return absl::InvalidArgumentError("signed receipt does not parse");
@@ -99,18 +99,18 @@ Auditor::Auditor(crypto::Ed25519PublicKey control_plane_key, std::string checkpo
     : key_(std::move(control_plane_key)),
       checkpoint_note_(std::move(checkpoint_note)),
       options_(options) {
-  auto unverified = ParseCheckpointUnverified(checkpoint_note_);
+  auto unverified = ledger::ParseCheckpointUnverified(checkpoint_note_);
   if (!unverified.ok()) {
     checkpoint_status_ = unverified.status();
     return;
   }
-  auto cp = VerifyCheckpoint(checkpoint_note_, unverified->origin, key_);
+  auto cp = ledger::VerifyCheckpoint(checkpoint_note_, unverified->origin, key_);
   if (!cp.ok()) {
     checkpoint_status_ = cp.status();
     return;
   }
   checkpoint_ = *cp;
-  if (checkpoint_->size == 0) root_at_checkpoint_ = EmptyRoot();
+  if (checkpoint_->size == 0) root_at_checkpoint_ = ledger::EmptyRoot();
 }
 
 absl::Status Auditor::Fail(std::string_view why) const {
@@ -137,7 +137,7 @@ absl::Status Auditor::Add(uint64_t seq, std::string_view bytes, std::string_view
   if (h.entry.prev_hash() != prev_hash_) return Fail("prev_hash does not match entry before it (chain broken)");
   if (absl::Status s = batches_.Next(seq, h.entry.batch_remaining(), segment, segment_version); !s.ok())
     return Fail(std::string(s.message()));
-  prev_hash_ = LeafHash(bytes);
+  prev_hash_ = ledger::LeafHash(bytes);
   tree_.Append(prev_hash_);
   ++next_seq_;
   if (checkpoint_ && tree_.size() == checkpoint_->size) {
@@ -154,7 +154,7 @@ absl::Status Auditor::Add(uint64_t seq, std::string_view bytes, std::string_view
   if (batches_.in_batch()) return absl::OkStatus();
   for (Held& e : held_) {
     body_seq_ = e.seq;
-    RETURN_IF_ERROR(CheckBody(e.entry));
+    LETHE_RETURN_IF_ERROR(CheckBody(e.entry));
   }
   held_.clear();
   body_seq_ = seq;
@@ -210,7 +210,7 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
     case E::kLogCreated:
       return Fail("LogCreated may only be entry 0");
     case E::kAgentEnrolled: {
-      RETURN_IF_ERROR(CheckActor(e, {"admin"}, "agent key enrolment"));
+      LETHE_RETURN_IF_ERROR(CheckActor(e, {"admin"}, "agent key enrolment"));
       auto k = crypto::Ed25519PublicKey::FromRaw(e.agent_enrolled().public_key());
       if (!k.ok()) return Fail("AgentEnrolled holds no valid Ed25519 key");
       if (k->KeyId() != e.agent_enrolled().key_id()) return Fail("AgentEnrolled key_id mismatch");
@@ -226,7 +226,7 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       return absl::OkStatus();
     }
     case E::kAgentKeyRevoked: {
-      RETURN_IF_ERROR(CheckActor(e, {"admin"}, "agent key revocation"));
+      LETHE_RETURN_IF_ERROR(CheckActor(e, {"admin"}, "agent key revocation"));
       const auto& r = e.agent_key_revoked();
       AgentKey* found = nullptr;
       auto [lo, hi] = agent_keys_.equal_range(r.domain());
@@ -234,7 +234,7 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
         if (i->second.key.KeyId() == r.key_id()) found = &i->second;
       if (found == nullptr) return Fail("revocation of a key that was never enrolled for its domain");
       if (found->revoked) return Fail("agent key revoked twice");
-      RETURN_IF_ERROR(CheckFreeText("AgentKeyRevoked.reason", r.reason()));
+      LETHE_RETURN_IF_ERROR(CheckFreeText("AgentKeyRevoked.reason", r.reason()));
       found->revoked = true;
       report_.governance.push_back({body_seq_, e.time_unix_ms(),
                                     absl::StrCat("agent key ", Quote(r.key_id()), " of domain ",
@@ -246,13 +246,13 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
     case E::kRequestSubmitted: {
       const auto& r = e.request_submitted();
       // A consent withdrawal's erasure is caused by the ConsentChanged before it.
-      if (r.consent_change_id().empty()) RETURN_IF_ERROR(CheckActor(e, {"operator"}, "request submission"));
+      if (r.consent_change_id().empty()) LETHE_RETURN_IF_ERROR(CheckActor(e, {"operator"}, "request submission"));
       if (requests_.count(r.request_id())) return Fail("request id submitted twice");
       if (r.target_domains().empty() && r.needs_identity().empty())
         return Fail("request has no domain in scope");
       for (const auto& t : r.subject())
         if (t.token().size() != 32) return Fail("identity token is not 32 bytes");
-      RETURN_IF_ERROR(CheckSealed("RequestSubmitted.sealed", r.sealed()));
+      LETHE_RETURN_IF_ERROR(CheckSealed("RequestSubmitted.sealed", r.sealed()));
       if (!r.consent_change_id().empty()) {
         auto c = consent_plans_.find(r.consent_change_id());
         if (c == consent_plans_.end() || c->second.request_id != r.request_id())
@@ -268,7 +268,7 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
         req.waiting[n.domain()] = {n.identity_types().begin(), n.identity_types().end()};
       }
       for (const auto& t : r.subject()) req.identity_types.insert(t.type());
-      RETURN_IF_ERROR(CheckPlan(r, req));
+      LETHE_RETURN_IF_ERROR(CheckPlan(r, req));
       req.due_unix_ms = r.due_unix_ms();
       requests_[r.request_id()] = std::move(req);
       ++report_.requests;
@@ -283,7 +283,7 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       if (it->second.completed) return Fail("command issued after the request completed");
       if (commands_.count(c.command_id())) return Fail("command id issued twice");
       if (c.command_digest().size() != 32) return Fail("command digest is not 32 bytes");
-      RETURN_IF_ERROR(CheckSealed("CommandIssued.sealed_envelope", c.sealed_envelope()));
+      LETHE_RETURN_IF_ERROR(CheckSealed("CommandIssued.sealed_envelope", c.sealed_envelope()));
       if (active_policy_ && c.domain_policy_hash() != active_policy_->DomainHash(c.domain()))
         return Fail("command carries domain_policy_hash " + crypto::Hex(c.domain_policy_hash()).substr(0, 16) +
                     ", not the domain hash of domain " + c.domain() + " in the active policy");
@@ -323,7 +323,7 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
                       ", which proto/lethe/v1 does not define (--allow-unknown-fields accepts it)");
         ++report_.unknown_field_entries;
       }
-      RETURN_IF_ERROR(CheckFreeText("Receipt.error", checked->error()));
+      LETHE_RETURN_IF_ERROR(CheckFreeText("Receipt.error", checked->error()));
       const bool ok = checked->outcome() == v1::Receipt::COMPLETED;
       receipted_commands_.insert(rr.command_id());
       requests_[rr.request_id()].answered[rr.domain()] = ok;
@@ -352,12 +352,12 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
     }
     case E::kIdentitiesAdded: {
       const auto& a = e.identities_added();
-      RETURN_IF_ERROR(CheckActor(e, {"operator"}, "identities added"));
+      LETHE_RETURN_IF_ERROR(CheckActor(e, {"operator"}, "identities added"));
       auto it = requests_.find(a.request_id());
       if (it == requests_.end()) return Fail("identities added to an unknown request");
       Request& req = it->second;
       if (req.completed) return Fail("identities added after the request completed");
-      RETURN_IF_ERROR(CheckSealed("IdentitiesAdded.sealed", a.sealed()));
+      LETHE_RETURN_IF_ERROR(CheckSealed("IdentitiesAdded.sealed", a.sealed()));
       for (const auto& t : a.subject()) {
         if (t.token().size() != 32) return Fail("identity token is not 32 bytes");
         req.identity_types.insert(t.type());
@@ -379,13 +379,13 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
     }
     case E::kDeadlineExtended: {
       const auto& x = e.deadline_extended();
-      RETURN_IF_ERROR(CheckActor(e, {"operator"}, "deadline extension"));
+      LETHE_RETURN_IF_ERROR(CheckActor(e, {"operator"}, "deadline extension"));
       auto it = requests_.find(x.request_id());
       if (it == requests_.end()) return Fail("extension of an unknown request");
       Request& r = it->second;
       if (r.completed) return Fail("extension of a request that had completed");
       if (x.extension_seconds() <= 0) return Fail("extension is not positive");
-      RETURN_IF_ERROR(CheckSealed("DeadlineExtended.sealed_reason", x.sealed_reason()));
+      LETHE_RETURN_IF_ERROR(CheckSealed("DeadlineExtended.sealed_reason", x.sealed_reason()));
       r.extended_seconds += x.extension_seconds();
       if (max_extension_seconds_ >= 0 && r.extended_seconds > max_extension_seconds_)
         return Fail(absl::StrCat("extensions add up to ", r.extended_seconds,
@@ -398,16 +398,16 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
     }
     case E::kPolicyActivated: {
       const auto& pa = e.policy_activated();
-      RETURN_IF_ERROR(CheckActor(e, {"admin", "lethed"}, "policy activation"));
+      LETHE_RETURN_IF_ERROR(CheckActor(e, {"admin", "lethed"}, "policy activation"));
       if (pa.activation() != activations_ + 1)
         return Fail(absl::StrCat("policy activation ", pa.activation(), " follows activation ", activations_));
-      auto parsed = policy::Policy::Parse(pa.policy_yaml(), "<policy>");
+      auto parsed = policies::Policy::Parse(pa.policy_yaml(), "<policy>");
       if (!parsed.ok()) return Fail("activated policy does not validate");
       if (parsed->Hash() != pa.policy_hash()) return Fail("activated policy does not hash to its policy_hash");
       activations_ = pa.activation();
       max_extension_seconds_ = absl::ToInt64Seconds(parsed->deadlines().max_extension);
       active_policy_hash_ = pa.policy_hash();
-      active_policy_ = std::make_shared<const policy::Policy>(std::move(*parsed));
+      active_policy_ = std::make_shared<const policies::Policy>(std::move(*parsed));
       report_.governance.push_back({body_seq_, e.time_unix_ms(),
                                     absl::StrCat("policy activation ", pa.activation(), " (",
                                                  crypto::Hex(pa.policy_hash()).substr(0, 16), ")"),
@@ -417,16 +417,16 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
     }
     case E::kConsentChanged: {
       const auto& c = e.consent_changed();
-      RETURN_IF_ERROR(CheckActor(e, {"operator"}, "consent change"));
+      LETHE_RETURN_IF_ERROR(CheckActor(e, {"operator"}, "consent change"));
       if (c.subject().token().size() != 32) return Fail("consent subject token is not 32 bytes");
       if (c.status() != v1::GRANTED && c.status() != v1::WITHDRAWN) return Fail("consent change has no status");
       if (c.purpose().empty()) return Fail("consent change names no purpose");
-      RETURN_IF_ERROR(CheckFreeText("ConsentChanged.source", c.source()));
+      LETHE_RETURN_IF_ERROR(CheckFreeText("ConsentChanged.source", c.source()));
       if (!active_policy_) return Fail("consent change before any policy was activated");
       if (c.policy_hash() != active_policy_hash_)
         return Fail("consent change recorded under policy " + crypto::Hex(c.policy_hash()).substr(0, 16) +
                     ", not the active policy " + crypto::Hex(active_policy_hash_).substr(0, 16));
-      const policy::Purpose* purpose = nullptr;
+      const policies::Purpose* purpose = nullptr;
       for (const auto& p : active_policy_->purposes())
         if (p.name == c.purpose()) purpose = &p;
       if (purpose == nullptr) return Fail("consent change for purpose " + Quote(c.purpose()) +
@@ -465,7 +465,7 @@ absl::Status Auditor::CheckPlan(const v1::RequestSubmitted& r, const Request& re
                 crypto::Hex(active_policy_hash_).substr(0, 16));
   std::vector<std::string> scope;
   if (!r.scope_purpose().empty()) {
-    const policy::Purpose* purpose = nullptr;
+    const policies::Purpose* purpose = nullptr;
     for (const auto& p : active_policy_->purposes())
       if (p.name == r.scope_purpose()) purpose = &p;
     if (purpose == nullptr)
@@ -519,7 +519,7 @@ absl::StatusOr<AuditReport> Auditor::Finish(std::string_view last_segment) {
     return absl::DataLossError(absl::StrCat(
         "the signed checkpoint ends inside a batch: entry ", checkpoint_->size - 1,
         " says more entries of its batch follow (a checkpoint is only signed where a batch ends)"));
-  if (!last_segment.empty()) RETURN_IF_ERROR(batches_.CheckEnd(last_segment));
+  if (!last_segment.empty()) LETHE_RETURN_IF_ERROR(batches_.CheckEnd(last_segment));
   report_.incomplete_batch_entries = held_.size();
   for (const Held& h : held_) report_.incomplete_batch_bytes += h.bytes;
   // Counted once: as the incomplete batch (always past the checkpoint), not as uncovered.
@@ -538,8 +538,8 @@ absl::StatusOr<AuditReport> Auditor::Finish(std::string_view last_segment) {
   }
   report_.entries = batches_.complete();
   report_.checkpoint_size = checkpoint_->size;
-  report_.root = batches_.complete() == 0 ? EmptyRoot() : complete_root_;
+  report_.root = batches_.complete() == 0 ? ledger::EmptyRoot() : complete_root_;
   return report_;
 }
 
-}  // namespace lethe::ledger
+}  // namespace lethe::audit

@@ -8,12 +8,12 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "crypto/clock.h"
+#include "base/clock.h"
 #include "crypto/crypto.h"
 #include "crypto/seal.h"
 #include "lethe/v1/messages.pb.h"
 
-namespace lethe::agent {
+namespace lethe::agents {
 
 enum class Rejection { kMalformed, kBadSignature, kWrongDomain, kExpired, kPolicyDrift, kNotForThisKey };
 const char* RejectionName(Rejection r);
@@ -54,4 +54,4 @@ class CommandVerifier {
   const absl::Duration skew_;
 };
 
-}  // namespace lethe::agent
+}  // namespace lethe::agents

@@ -116,7 +116,6 @@ class RequestStore {
   // The enrolled, not revoked key of `domain` with id `key_id`, if any.
   std::optional<crypto::Ed25519PublicKey> AgentKey(const std::string& domain,
                                                    const std::string& key_id) const;
-  bool HasAgent(const std::string& domain) const;
   // Latest command of every domain still waiting for a receipt. `expiry_margin`: how long
   // before not_after a command counts as expiring.
   std::vector<PendingCommand> Pending(absl::Time now, absl::Duration expiry_margin) const;
@@ -127,8 +126,6 @@ class RequestStore {
   // Requests that have every receipt but no RequestCompleted yet (only after a crash).
   std::vector<std::string> AnsweredButOpen() const;
 
-  // Open requests past their due date at `now`.
-  std::vector<RequestRecord> Overdue(absl::Time now) const;
   // Open requests whose subject holds the identity token `token` of `type`, oldest first.
   std::vector<std::string> OpenWithToken(const std::string& type, const std::string& token) const;
 

@@ -21,12 +21,12 @@
 #include "absl/status/statusor.h"
 #include "crypto/crypto.h"
 #include "ledger/checkpoint.h"
-#include "ledger/merkle.h"
 #include "ledger/ledger.h"
+#include "ledger/merkle.h"
 #include "lethe/v1/ledger.pb.h"
 #include "policies/policy.h"
 
-namespace lethe::ledger {
+namespace lethe::audit {
 
 struct AuditReport {
   uint64_t entries = 0;  // in complete batches
@@ -88,7 +88,7 @@ struct StructureReport {
   uint64_t incomplete_batch_entries = 0;  // of a batch the log ends inside
   uint64_t checkpoint_size = 0;
   std::string root;  // over the entries of complete batches
-  std::optional<TornTail> torn_tail;
+  std::optional<ledger::TornTail> torn_tail;
 };
 
 // The structural half of verification, read-only and fast: every record's framing, the hash
@@ -125,7 +125,7 @@ class Auditor {
   absl::Status CheckPlan(const v1::RequestSubmitted& r, const Request& req);
   absl::Status CheckActor(const v1::LedgerEntry& e, std::initializer_list<std::string_view> roles,
                           std::string_view what);
-  // ledger/hygiene.h: free text in clear, and sealed fields.
+  // audit/hygiene.h: free text in clear, and sealed fields.
   absl::Status CheckFreeText(std::string_view field, std::string_view text) const;
   absl::Status CheckSealed(std::string_view field, std::string_view sealed) const;
 
@@ -152,13 +152,13 @@ class Auditor {
 
   const crypto::Ed25519PublicKey key_;
   const std::string checkpoint_note_;
-  std::optional<Checkpoint> checkpoint_;
+  std::optional<ledger::Checkpoint> checkpoint_;
   absl::Status checkpoint_status_;
   std::string root_at_checkpoint_;
   uint64_t next_seq_ = 0;
   uint64_t body_seq_ = 0;  // the entry being checked, named by Fail
   std::string prev_hash_ = std::string(32, '\0');
-  BatchTracker batches_;
+  ledger::BatchTracker batches_;
   std::string complete_root_;  // Merkle root where the last complete batch ends
   bool checkpoint_mid_batch_ = false;
   struct Held {
@@ -167,13 +167,13 @@ class Auditor {
     v1::LedgerEntry entry;
   };
   std::vector<Held> held_;  // entries of the batch still open
-  CompactRange tree_;
+  ledger::CompactRange tree_;
   struct AgentKey {
     crypto::Ed25519PublicKey key;
     bool revoked = false;
   };
   std::multimap<std::string, AgentKey> agent_keys_;  // domain -> keys
-  std::shared_ptr<const policy::Policy> active_policy_;
+  std::shared_ptr<const policies::Policy> active_policy_;
   std::string active_policy_hash_;
   const AuditOptions options_;
   std::map<std::string, Request> requests_;
@@ -187,4 +187,4 @@ class Auditor {
   AuditReport report_;
 };
 
-}  // namespace lethe::ledger
+}  // namespace lethe::audit

@@ -1,4 +1,4 @@
-#include "controlplane/kafka.h"
+#include "kafka/kafka.h"
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -8,7 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "crypto/crypto.h"
+#include "base/file_system.h"
 #include "spdlog/spdlog.h"
 
 namespace lethe::kafka {
@@ -66,7 +66,7 @@ void DeliveryCallback(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
 
 absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
   constexpr size_t kMaxBytes = 1 << 20;
-  auto text = crypto::ReadFile(path);
+  auto text = lethe::ReadFile(path);
   if (!text.ok()) return text.status();
   if (text->size() > kMaxBytes) return absl::InvalidArgumentError(path + ": larger than 1 MiB");
   Config out;

@@ -1,10 +1,10 @@
-#include "ledger/hygiene.h"
+#include "audit/hygiene.h"
 
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
 
-namespace lethe::ledger {
+namespace lethe::audit {
 namespace {
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
@@ -86,4 +86,4 @@ std::string SealedProblem(std::string_view sealed) {
   return "reads as plain text, not as ciphertext";
 }
 
-}  // namespace lethe::ledger
+}  // namespace lethe::audit

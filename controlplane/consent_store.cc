@@ -1,4 +1,4 @@
-#include "controlplane/consent.h"
+#include "controlplane/consent_store.h"
 
 #include <algorithm>
 

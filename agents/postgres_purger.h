@@ -22,14 +22,14 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "agents/verifier.h"
-#include "crypto/clock.h"
+#include "agents/command_verifier.h"
+#include "base/clock.h"
 #include "crypto/crypto.h"
 #include "lethe/v1/messages.pb.h"
 #include "policies/policy.h"
 
 
-namespace lethe::agent {
+namespace lethe::agents {
 
 struct PurgeResult {
   std::string receipt_wire;  // serialized SignedEnvelope
@@ -45,7 +45,7 @@ using TombstoneSink =
 class PostgresPurger {
  public:
   // `tombstones` serves the domain's kafka topics; it may be empty when the domain has none.
-  PostgresPurger(std::string dsn, policy::Domain domain, const crypto::Ed25519PrivateKey& key,
+  PostgresPurger(std::string dsn, policies::Domain domain, const crypto::Ed25519PrivateKey& key,
                  const Clock& clock, TombstoneSink tombstones = nullptr);
   ~PostgresPurger();
 
@@ -63,7 +63,7 @@ class PostgresPurger {
   PurgeResult Sign(v1::Receipt receipt);
 
   const std::string dsn_;
-  const policy::Domain domain_;
+  const policies::Domain domain_;
   const crypto::Ed25519PrivateKey& key_;
   const Clock& clock_;
   const TombstoneSink tombstones_;
@@ -72,4 +72,4 @@ class PostgresPurger {
   std::string hash_key_hex_;   // the domain's anonymization secret, hex (from lethe_agent.settings)
 };
 
-}  // namespace lethe::agent
+}  // namespace lethe::agents
