@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "audit/request_lifecycle.h"
 #include "crypto/crypto.h"
 #include "ledger/checkpoint.h"
 #include "ledger/ledger.h"
@@ -75,14 +76,6 @@ struct AuditOptions {
   bool allow_unknown_fields = false;
 };
 
-// Checks one recorded receipt: its signature by `agent_key`, that the signed body names the
-// same command, request and domain as the entry, that it was made for exactly the command
-// bytes whose digest lethed recorded, and that a COMPLETED receipt carries the re-check.
-// Returns the verified receipt; an error message says what is wrong.
-absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& recorded,
-                                                 const crypto::Ed25519PublicKey& agent_key,
-                                                 std::string_view command_digest);
-
 struct StructureReport {
   uint64_t entries = 0;                   // in complete batches
   uint64_t incomplete_batch_entries = 0;  // of a batch the log ends inside
@@ -119,36 +112,13 @@ class Auditor {
   absl::Status CheckBody(const v1::LedgerEntry& e);
   // The entry must record a caller of one of `roles` (an authenticated one, unless
   // accept_unauthenticated); `what` names the entry kind in the failure.
-  // The request's targets and waiting domains must be exactly the scope the active policy
-  // gives its identity types (and purpose, when a consent withdrawal planned it).
-  struct Request;
-  absl::Status CheckPlan(const v1::RequestSubmitted& r, const Request& req);
   absl::Status CheckActor(const v1::LedgerEntry& e, std::initializer_list<std::string_view> roles,
                           std::string_view what);
   // audit/hygiene.h: free text in clear, and sealed fields.
   absl::Status CheckFreeText(std::string_view field, std::string_view text) const;
   absl::Status CheckSealed(std::string_view field, std::string_view sealed) const;
-
-  struct Request {
-    std::set<std::string> targets;
-    std::set<std::string> commanded;  // targets that got at least one command
-    std::map<std::string, std::vector<std::string>> waiting;  // domain -> identity types it lacks
-    std::set<std::string> identity_types;  // every type the request carries
-    std::map<std::string, bool> answered;  // domain -> receipt outcome COMPLETED?
-    bool completed = false;
-    int64_t due_unix_ms = 0;
-    int64_t extended_seconds = 0;
-  };
-  struct PlannedByConsent {
-    std::string request_id;
-    std::string purpose;
-    uint64_t entry = 0;
-  };
-  struct Command {
-    std::string request_id;
-    std::string domain;
-    std::string digest;
-  };
+  // Adds an entry the rules accepted to the report.
+  void Count(const v1::LedgerEntry& e);
 
   const crypto::Ed25519PublicKey key_;
   const std::string checkpoint_note_;
@@ -168,22 +138,9 @@ class Auditor {
   };
   std::vector<Held> held_;  // entries of the batch still open
   ledger::CompactRange tree_;
-  struct AgentKey {
-    crypto::Ed25519PublicKey key;
-    bool revoked = false;
-  };
-  std::multimap<std::string, AgentKey> agent_keys_;  // domain -> keys
-  std::shared_ptr<const policies::Policy> active_policy_;
-  std::string active_policy_hash_;
   const AuditOptions options_;
-  std::map<std::string, Request> requests_;
-  std::map<std::string, Command> commands_;
-  std::set<std::string> receipted_commands_;
-  std::map<std::string, PlannedByConsent> consent_plans_;  // change_id -> planned erasure
-  std::map<std::string, v1::ConsentStatus> consent_status_;  // "type/token hex/purpose" -> latest
+  RequestLifecycle lifecycle_;
   int64_t last_time_unix_ms_ = 0;
-  uint64_t activations_ = 0;
-  int64_t max_extension_seconds_ = -1;  // of the active policy; -1 before any activation
   AuditReport report_;
 };
 

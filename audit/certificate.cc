@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "audit/auditor.h"
+#include "audit/request_lifecycle.h"
 #include "base/status.h"
 #include "ledger/checkpoint.h"
 #include "ledger/merkle.h"
@@ -25,16 +26,12 @@ absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate
   report.request_id = cert.request_id();
   report.origin = cp.origin;
   report.checkpoint_size = cp.size;
-  std::multimap<std::string, std::pair<crypto::Ed25519PublicKey, uint64_t>> agents;
-  std::map<std::string, v1::CommandIssued> commands;
-  std::map<std::string, std::pair<v1::ReceiptRecorded, uint64_t>> receipts;  // by domain
+  // The request's story, by the same rule lethed and the auditor apply to a whole log.
+  RequestLifecycle lifecycle(LifecycleScope::kOneRequest);
   std::optional<v1::RequestSubmitted> submitted;
   std::optional<v1::RequestCompleted> completed;
-  std::optional<v1::ConsentChanged> consent;
-  std::map<std::string, std::string> policies;  // policy hash -> YAML, from PolicyActivated
-  std::vector<std::string> added_targets;
-  int64_t due_after_extensions = 0;
-  int64_t completed_ms = 0;
+  std::vector<std::string> targets;  // in plan order: submitted, then added
+  std::map<std::string, CertifiedDomain> answered;  // by domain
   uint64_t last_index = 0;
   bool first = true;
 
@@ -51,146 +48,68 @@ absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate
     v1::LedgerEntry e;
     if (!e.ParseFromString(pe.entry())) return absl::DataLossError(where + " does not parse");
     if (e.seq() != pe.index()) return absl::DataLossError(where + " says it is another entry");
+    std::string request_id;
     switch (e.body_case()) {
-      case v1::LedgerEntry::kAgentEnrolled: {
-        auto k = crypto::Ed25519PublicKey::FromRaw(e.agent_enrolled().public_key());
-        if (!k.ok()) return absl::DataLossError(where + ": enrolled key is not an Ed25519 key");
-        agents.emplace(e.agent_enrolled().domain(), std::make_pair(*k, pe.index()));
-        break;
-      }
+      case v1::LedgerEntry::kAgentEnrolled:
       case v1::LedgerEntry::kPolicyActivated:
-        policies[e.policy_activated().policy_hash()] = e.policy_activated().policy_yaml();
+        request_id = cert.request_id();
         break;
-      case v1::LedgerEntry::kRequestSubmitted:
-        if (e.request_submitted().request_id() != cert.request_id())
-          return absl::InvalidArgumentError(where + " belongs to another request");
-        submitted = e.request_submitted();
-        break;
-      case v1::LedgerEntry::kCommandIssued:
-        if (e.command_issued().request_id() != cert.request_id())
-          return absl::InvalidArgumentError(where + " belongs to another request");
-        commands[e.command_issued().command_id()] = e.command_issued();
-        break;
-      case v1::LedgerEntry::kReceiptRecorded:
-        if (e.receipt_recorded().request_id() != cert.request_id())
-          return absl::InvalidArgumentError(where + " belongs to another request");
-        receipts[e.receipt_recorded().domain()] = {e.receipt_recorded(), pe.index()};
-        break;
-      case v1::LedgerEntry::kRequestCompleted:
-        if (e.request_completed().request_id() != cert.request_id())
-          return absl::InvalidArgumentError(where + " belongs to another request");
-        completed = e.request_completed();
-        completed_ms = e.time_unix_ms();
-        break;
-      case v1::LedgerEntry::kIdentitiesAdded:
-        if (e.identities_added().request_id() != cert.request_id())
-          return absl::InvalidArgumentError(where + " belongs to another request");
-        for (const auto& t : e.identities_added().subject()) report.identity_types.push_back(t.type());
-        for (const auto& d : e.identities_added().target_domains()) added_targets.push_back(d);
-        break;
-      case v1::LedgerEntry::kDeadlineExtended:
-        if (e.deadline_extended().request_id() != cert.request_id())
-          return absl::InvalidArgumentError(where + " belongs to another request");
-        due_after_extensions = e.deadline_extended().new_due_unix_ms();
-        ++report.extensions;
-        break;
+      case v1::LedgerEntry::kRequestSubmitted: request_id = e.request_submitted().request_id(); break;
+      case v1::LedgerEntry::kCommandIssued: request_id = e.command_issued().request_id(); break;
+      case v1::LedgerEntry::kReceiptRecorded: request_id = e.receipt_recorded().request_id(); break;
+      case v1::LedgerEntry::kRequestCompleted: request_id = e.request_completed().request_id(); break;
+      case v1::LedgerEntry::kIdentitiesAdded: request_id = e.identities_added().request_id(); break;
+      case v1::LedgerEntry::kDeadlineExtended: request_id = e.deadline_extended().request_id(); break;
       case v1::LedgerEntry::kConsentChanged:
         if (e.consent_changed().erasure_request_id() != cert.request_id())
           return absl::InvalidArgumentError(where + " is a consent change that did not plan this request");
-        consent = e.consent_changed();
+        request_id = cert.request_id();
         break;
       default:
         return absl::InvalidArgumentError(where + " is not part of an erasure certificate");
     }
+    if (request_id != cert.request_id()) return absl::InvalidArgumentError(where + " belongs to another request");
+    v1::Receipt receipt;
+    if (absl::Status s = lifecycle.Step(e, &receipt); !s.ok()) {
+      const std::string why = where + ": " + std::string(s.message());
+      return s.code() == absl::StatusCode::kNotFound ? absl::InvalidArgumentError("the certificate is incomplete: " + why)
+                                                     : absl::DataLossError(why);
+    }
+    switch (e.body_case()) {
+      case v1::LedgerEntry::kRequestSubmitted:
+        submitted = e.request_submitted();
+        targets.assign(submitted->target_domains().begin(), submitted->target_domains().end());
+        for (const auto& t : submitted->subject()) report.identity_types.push_back(t.type());
+        report.received_unix_ms = submitted->received_unix_ms();
+        report.due_unix_ms = submitted->due_unix_ms();
+        report.scope_purpose = submitted->consent_change_id().empty() ? "" : submitted->scope_purpose();
+        break;
+      case v1::LedgerEntry::kIdentitiesAdded:
+        for (const auto& t : e.identities_added().subject()) report.identity_types.push_back(t.type());
+        for (const auto& d : e.identities_added().target_domains()) targets.push_back(d);
+        break;
+      case v1::LedgerEntry::kDeadlineExtended:
+        report.due_unix_ms = e.deadline_extended().new_due_unix_ms();
+        ++report.extensions;
+        break;
+      case v1::LedgerEntry::kReceiptRecorded: {
+        const auto& rr = e.receipt_recorded();
+        answered[rr.domain()] = CertifiedDomain{rr.domain(), receipt, rr.receipt().key_id(), pe.index()};
+        break;
+      }
+      case v1::LedgerEntry::kRequestCompleted:
+        completed = e.request_completed();
+        report.completed_unix_ms = e.time_unix_ms();
+        break;
+      default:
+        break;
+    }
   }
   if (!submitted) return absl::InvalidArgumentError("the certificate lacks RequestSubmitted");
   if (!completed) return absl::InvalidArgumentError("the certificate lacks RequestCompleted");
-  std::vector<std::string> types;
-  for (const auto& t : submitted->subject()) types.push_back(t.type());
-  types.insert(types.end(), report.identity_types.begin(), report.identity_types.end());
-  report.identity_types = std::move(types);
-  report.received_unix_ms = submitted->received_unix_ms();
-  report.due_unix_ms = due_after_extensions != 0 ? due_after_extensions : submitted->due_unix_ms();
-  if (!submitted->consent_change_id().empty()) {
-    if (!consent || consent->change_id() != submitted->consent_change_id())
-      return absl::InvalidArgumentError("the certificate lacks the consent change that planned the request");
-    if (consent->purpose() != submitted->scope_purpose() || consent->status() != v1::WITHDRAWN)
-      return absl::DataLossError("the consent change does not match the request's scope");
-    report.scope_purpose = submitted->scope_purpose();
-  }
-  // The plan: the targets and waiting domains must be exactly the scope that the policy the
-  // request was planned with gives its identity types (and purpose).
-  auto yaml = policies.find(submitted->policy_hash());
-  if (yaml == policies.end())
-    return absl::InvalidArgumentError("the certificate lacks the activation of the policy the request was planned with");
-  auto policy = policies::Policy::Parse(yaml->second, "<certificate policy>");
-  if (!policy.ok() || policy->Hash() != submitted->policy_hash())
-    return absl::DataLossError("the policy in the certificate does not hash to the request's policy hash");
-  {
-    std::vector<std::string> have;
-    for (const auto& t : submitted->subject()) have.push_back(t.type());
-    std::vector<std::string> scope;
-    if (!submitted->scope_purpose().empty()) {
-      for (const auto& p : policy->purposes())
-        if (p.name == submitted->scope_purpose()) scope = p.domains;
-      if (scope.empty()) return absl::DataLossError("the request's purpose names no domain of its policy");
-    }
-    std::set<std::string> planned(submitted->target_domains().begin(), submitted->target_domains().end());
-    for (const auto& n : submitted->needs_identity()) planned.insert(n.domain());
-    std::set<std::string> in_scope;
-    for (const auto& d : policy->ErasureScope(have, scope)) {
-      in_scope.insert(d.domain);
-      if (!planned.count(d.domain))
-        return absl::DataLossError("request " + cert.request_id() + ": plan drops domain " + d.domain +
-                                   ", which its policy puts in scope");
-      const bool targeted = std::find(submitted->target_domains().begin(), submitted->target_domains().end(),
-                                      d.domain) != submitted->target_domains().end();
-      if (targeted != d.missing_types.empty())
-        return absl::DataLossError("request " + cert.request_id() + ": domain " + d.domain +
-                                   (targeted ? " is targeted though the request lacks an identity type it is keyed by"
-                                             : " waits for an identity though the request carries every type it needs"));
-    }
-    for (const auto& d : planned)
-      if (!in_scope.count(d))
-        return absl::DataLossError("request " + cert.request_id() + ": plan adds domain " + d +
-                                   ", which its policy does not put in scope");
-  }
-  std::vector<std::string> targets(submitted->target_domains().begin(), submitted->target_domains().end());
-  for (const auto& d : added_targets) targets.push_back(d);
-  for (const auto& n : submitted->needs_identity()) {
-    if (std::find(added_targets.begin(), added_targets.end(), n.domain()) == added_targets.end())
-      return absl::DataLossError("request completed while domain " + n.domain() +
-                                 " still needed an identity");
-  }
-  report.completed_unix_ms = completed_ms;
+  // The completion was checked against the receipts of every target (request_lifecycle.h).
+  for (const auto& d : targets) report.domains.push_back(answered.at(d));
   report.entries = static_cast<size_t>(cert.entries_size());
-
-  bool all_ok = true;
-  for (const auto& domain : targets) {
-    auto r = receipts.find(domain);
-    if (r == receipts.end())
-      return absl::InvalidArgumentError("the certificate holds no receipt from domain " + domain);
-    const v1::ReceiptRecorded& rr = r->second.first;
-    auto c = commands.find(rr.command_id());
-    if (c == commands.end() || c->second.domain() != domain)
-      return absl::InvalidArgumentError("the certificate lacks the command domain " + domain + " answered");
-    const crypto::Ed25519PublicKey* agent = nullptr;
-    auto [lo, hi] = agents.equal_range(domain);
-    for (auto i = lo; i != hi; ++i)
-      if (i->second.first.KeyId() == rr.receipt().key_id() && i->second.second < r->second.second)
-        agent = &i->second.first;
-    if (agent == nullptr)
-      return absl::InvalidArgumentError("the receipt of domain " + domain +
-                                        " is signed by a key the certificate does not show enrolled");
-    auto receipt = CheckRecordedReceipt(rr, *agent, c->second.command_digest());
-    if (!receipt.ok())
-      return absl::DataLossError("receipt of domain " + domain + ": " + std::string(receipt.status().message()));
-    all_ok = all_ok && receipt->outcome() == v1::Receipt::COMPLETED;
-    report.domains.push_back(CertifiedDomain{domain, *receipt, rr.receipt().key_id(), r->second.second});
-  }
-  const auto want = all_ok ? v1::RequestCompleted::COMPLETED : v1::RequestCompleted::FAILED;
-  if (completed->outcome() != want)
-    return absl::DataLossError("the recorded outcome contradicts the receipts");
   report.outcome = completed->outcome();
   return report;
 }

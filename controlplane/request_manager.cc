@@ -623,24 +623,26 @@ absl::Status RequestManager::RecordReceipt(std::string_view wire) {
   v1::Receipt receipt;
   if (!receipt.ParseFromString(*body))
     return reject(absl::InvalidArgumentError("receipt: signed body does not parse"));
-  // The key must be enrolled, and not revoked, for the domain the receipt speaks for.
-  auto for_domain = store_.Agent(receipt.domain(), env.key_id());
-  if (!for_domain)
-    return reject(absl::PermissionDeniedError("receipt: signed by key " + env.key_id() +
-                                              ", which is not enrolled for its domain"));
-  if (for_domain->revoked)
-    return reject(absl::PermissionDeniedError(absl::StrCat(
-        "receipt: signed by key ", env.key_id(), " of domain ", Quote(receipt.domain()),
-        ", revoked at ledger entry ", for_domain->revoked_entry)));
+  v1::LedgerEntry e;
+  auto* rr = e.mutable_receipt_recorded();
+  *rr->mutable_receipt() = env;
+  rr->set_command_id(receipt.command_id());
+  rr->set_request_id(receipt.request_id());
+  rr->set_domain(receipt.domain());
 
   std::lock_guard<std::mutex> lock(write_mu_);
-  auto cmd = store_.Command(receipt.command_id());
-  if (!cmd) return reject(absl::FailedPreconditionError("receipt: unknown command"));
-  if (cmd->request_id != receipt.request_id() || cmd->domain != receipt.domain())
-    return reject(absl::PermissionDeniedError("receipt: names another request or domain than its command"));
-  if (receipt.command_digest() != cmd->digest)
-    return reject(absl::PermissionDeniedError("receipt: made for other command bytes than lethed issued"));
-  if (receipt.outcome() == v1::Receipt::REJECTED) {
+  // The rule the ledger is replayed and audited by (audit/request_lifecycle.h): the key
+  // enrolled for the receipt's domain and not revoked, the command it answers, the bytes it
+  // was made for, an outcome, and the re-check behind COMPLETED.
+  const bool refusal = receipt.outcome() == v1::Receipt::REJECTED;
+  if (absl::Status checked = store_.CheckReceipt(*rr, refusal, nullptr); !checked.ok()) {
+    if (checked.code() == absl::StatusCode::kAlreadyExists) {
+      counters_.duplicates.fetch_add(1);
+      return absl::OkStatus();  // already answered: a redelivery
+    }
+    return reject(Annotate(checked, "receipt"));
+  }
+  if (refusal) {
     // The agent refused the command without acting (e.g. policy drift). Not an answer: the
     // command stays open and is re-published; the reason is shown on the request.
     counters_.refused.fetch_add(1);
@@ -650,26 +652,8 @@ absl::Status RequestManager::RecordReceipt(std::string_view wire) {
     store_.NoteRejection(receipt.command_id(), std::move(why));
     return absl::OkStatus();
   }
-  if (receipt.outcome() != v1::Receipt::COMPLETED && receipt.outcome() != v1::Receipt::FAILED)
-    return reject(absl::InvalidArgumentError("receipt: no outcome"));
-  if (receipt.outcome() == v1::Receipt::COMPLETED && !receipt.verified_zero_remaining())
-    return reject(absl::InvalidArgumentError("receipt: COMPLETED without the zero-remaining check"));
   if (std::string why = audit::FreeTextProblem(receipt.error(), audit::kMaxFreeTextBytes); !why.empty())
     return reject(absl::InvalidArgumentError("receipt: error text " + why));
-  auto req = store_.Get(receipt.request_id());
-  if (!req) return reject(absl::FailedPreconditionError("receipt: unknown request"));
-  for (const auto& d : req->domains) {
-    if (d.domain == receipt.domain() && d.state != v1::PENDING) {
-      counters_.duplicates.fetch_add(1);
-      return absl::OkStatus();  // already answered: a redelivery
-    }
-  }
-  v1::LedgerEntry e;
-  auto* rr = e.mutable_receipt_recorded();
-  *rr->mutable_receipt() = env;
-  rr->set_command_id(receipt.command_id());
-  rr->set_request_id(receipt.request_id());
-  rr->set_domain(receipt.domain());
   LETHE_RETURN_IF_ERROR(AppendAndApply({e}));
   counters_.recorded.fetch_add(1);
   spdlog::info("request {}: receipt from domain {} ({})", Quote(receipt.request_id()), Quote(receipt.domain()),

@@ -8,13 +8,16 @@
 
 namespace lethe::controlplane {
 namespace {
-absl::Status Contradiction(uint64_t seq, std::string_view what) {
-  return absl::DataLossError(absl::StrCat("ledger entry ", seq, ": ", Av(what)));
+absl::Status Contradiction(uint64_t seq, absl::string_view what) {
+  return absl::DataLossError(absl::StrCat("ledger entry ", seq, ": ", what));
 }
 }  // namespace
 
 absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
   std::lock_guard<std::mutex> l(mu_);
+  if (absl::Status s = lifecycle_.Check(e); !s.ok()) return Contradiction(seq, s.message());
+  lifecycle_.Apply(e);
+  // The lifecycle rule holds from here on: what follows only records.
   switch (e.body_case()) {
     case v1::LedgerEntry::kAgentEnrolled: {
       const auto& a = e.agent_enrolled();
@@ -32,21 +35,18 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
     }
     case v1::LedgerEntry::kAgentKeyRevoked: {
       const auto& r = e.agent_key_revoked();
-      AgentRecord* found = nullptr;
-      for (auto& a : agents_)
-        if (a.domain == r.domain() && a.key_id == r.key_id()) found = &a;
-      if (found == nullptr) return Contradiction(seq, "revocation of a key that was never enrolled");
-      if (found->revoked) return Contradiction(seq, "key revoked twice");
-      found->revoked = true;
-      found->revoked_entry = seq;
-      found->revoked_unix_ms = e.time_unix_ms();
-      found->revoked_by = e.actor();
-      found->revocation_reason = r.reason();
+      for (auto& a : agents_) {
+        if (a.domain != r.domain() || a.key_id != r.key_id()) continue;
+        a.revoked = true;
+        a.revoked_entry = seq;
+        a.revoked_unix_ms = e.time_unix_ms();
+        a.revoked_by = e.actor();
+        a.revocation_reason = r.reason();
+      }
       break;
     }
     case v1::LedgerEntry::kRequestSubmitted: {
       const auto& s = e.request_submitted();
-      if (requests_.count(s.request_id())) return Contradiction(seq, "request submitted twice");
       RequestRecord r;
       r.request_id = s.request_id();
       r.submitted = s;
@@ -64,12 +64,7 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
         dr.needed_types.assign(n.identity_types().begin(), n.identity_types().end());
         r.domains.push_back(std::move(dr));
       }
-      if (!s.consent_change_id().empty()) {
-        auto c = consent_entries_.find(s.consent_change_id());
-        if (c == consent_entries_.end())
-          return Contradiction(seq, "erasure names a consent change the log does not hold");
-        r.consent_entry = c->second;
-      }
+      if (!s.consent_change_id().empty()) r.consent_entry = consent_entries_.at(s.consent_change_id());
       order_.push_back(r.request_id);
       for (const auto& t : r.submitted.subject())
         open_by_token_[t.type() + '\0' + t.token()].push_back(r.request_id);
@@ -78,16 +73,8 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
     }
     case v1::LedgerEntry::kCommandIssued: {
       const auto& c = e.command_issued();
-      auto it = requests_.find(c.request_id());
-      if (it == requests_.end()) return Contradiction(seq, "command for an unknown request");
-      bool found = false;
-      for (auto& d : it->second.domains) {
-        if (d.domain == c.domain()) {
-          d.command_id = c.command_id();
-          found = true;
-        }
-      }
-      if (!found) return Contradiction(seq, "command for a domain outside the request's plan");
+      for (auto& d : requests_.at(c.request_id()).domains)
+        if (d.domain == c.domain()) d.command_id = c.command_id();
       commands_[c.command_id()] =
           CommandRecord{c.command_id(), c.request_id(),   c.domain(),           c.command_digest(),
                         c.sealed_envelope(), c.not_after_unix_ms(), seq, c.recipient_key_id()};
@@ -95,12 +82,9 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
     }
     case v1::LedgerEntry::kReceiptRecorded: {
       const auto& rr = e.receipt_recorded();
-      auto it = requests_.find(rr.request_id());
-      if (it == requests_.end()) return Contradiction(seq, "receipt for an unknown request");
       v1::Receipt receipt;
-      if (!receipt.ParseFromString(rr.receipt().body()))
-        return Contradiction(seq, "recorded receipt does not parse");
-      for (auto& d : it->second.domains) {
+      (void)receipt.ParseFromString(rr.receipt().body());  // verified by the lifecycle check
+      for (auto& d : requests_.at(rr.request_id()).domains) {
         if (d.domain != rr.domain()) continue;
         d.state = receipt.outcome() == v1::Receipt::COMPLETED ? v1::DONE : v1::DOMAIN_FAILED;
         d.receipt = receipt;
@@ -113,7 +97,6 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
     case v1::LedgerEntry::kRequestCompleted: {
       const auto& c = e.request_completed();
       auto it = requests_.find(c.request_id());
-      if (it == requests_.end()) return Contradiction(seq, "completion of an unknown request");
       it->second.state =
           c.outcome() == v1::RequestCompleted::COMPLETED ? v1::COMPLETED : v1::FAILED;
       it->second.completed_unix_ms = e.time_unix_ms();
@@ -129,13 +112,6 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
     case v1::LedgerEntry::kIdentitiesAdded: {
       const auto& a = e.identities_added();
       auto it = requests_.find(a.request_id());
-      if (it == requests_.end()) return Contradiction(seq, "identities added to an unknown request");
-      for (const auto& d : a.target_domains()) {
-        bool waiting = false;
-        for (const auto& dr : it->second.domains)
-          waiting = waiting || (dr.domain == d && dr.state == v1::NEEDS_IDENTITY);
-        if (!waiting) return Contradiction(seq, "identities added for a domain that did not wait for one");
-      }
       for (const auto& t : a.subject()) {
         *it->second.submitted.add_subject() = t;
         open_by_token_[t.type() + '\0' + t.token()].push_back(a.request_id());
@@ -154,7 +130,6 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
     case v1::LedgerEntry::kDeadlineExtended: {
       const auto& x = e.deadline_extended();
       auto it = requests_.find(x.request_id());
-      if (it == requests_.end()) return Contradiction(seq, "extension of an unknown request");
       it->second.extensions.push_back(ExtensionRecord{x.extension_seconds(), x.new_due_unix_ms(),
                                                       e.time_unix_ms(), seq, x.sealed_reason()});
       it->second.due_unix_ms = x.new_due_unix_ms();
@@ -173,6 +148,12 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
   ++version_;
   changed_.notify_all();
   return absl::OkStatus();
+}
+
+absl::Status RequestStore::CheckReceipt(const v1::ReceiptRecorded& rr, bool refusal_allowed,
+                                        v1::Receipt* verified) const {
+  std::lock_guard<std::mutex> l(mu_);
+  return lifecycle_.CheckReceipt(rr, refusal_allowed, verified);
 }
 
 std::optional<RequestRecord> RequestStore::Get(const std::string& id) const {

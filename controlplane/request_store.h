@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "audit/request_lifecycle.h"
 #include "crypto/crypto.h"
 #include "lethe/v1/api.pb.h"
 #include "lethe/v1/ledger.pb.h"
@@ -101,8 +102,13 @@ struct PendingCommand {
 
 class RequestStore {
  public:
-  // Applies one durable entry. kDataLoss when it contradicts earlier entries.
+  // Applies one durable entry. kDataLoss when it breaks the rule for a request's story
+  // (audit/request_lifecycle.h), which the auditor applies too: lethed never holds, nor
+  // starts from, a ledger an auditor would reject for it.
   absl::Status Apply(uint64_t seq, const v1::LedgerEntry& entry);
+  // The same rule for a receipt about to be recorded (RequestLifecycle::CheckReceipt).
+  absl::Status CheckReceipt(const v1::ReceiptRecorded& rr, bool refusal_allowed,
+                            v1::Receipt* verified) const;
 
   std::optional<RequestRecord> Get(const std::string& request_id) const;
   std::vector<RequestRecord> List() const;
@@ -157,6 +163,7 @@ class RequestStore {
   std::map<std::string, std::vector<std::string>> open_by_token_;
   // ConsentChanged that planned an erasure: change_id -> ledger index.
   std::map<std::string, uint64_t> consent_entries_;
+  audit::RequestLifecycle lifecycle_;
 };
 
 class IdentityVault;

@@ -11,12 +11,14 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "audit/auditor.h"
+#include "controlplane/request_store.h"
 #include "crypto/crypto.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -320,6 +322,44 @@ TEST_P(RuleTest, BreakingTheRuleFailsTheAuditAtItsEntry) {
     EXPECT_EQ(at - 1, *c.entry) << st;
     EXPECT_THAT(std::string(st.message()), ::testing::StartsWith(absl::StrCat("entry ", *c.entry, ": ")));
   }
+  EXPECT_THAT(std::string(st.message()), HasSubstr(c.says));
+}
+
+// The rules of a request's story (audit/request_lifecycle.h), which lethed's replay applies as
+// the auditor does. The others are the auditor's own reading: framing and chain (S, P), entry
+// 0 (L), who made an entry (W), what stands in clear (K6, Q4, M6, T12, T13, I6, X6, N4).
+// M8 is judged at the end of a whole log, which lethed's replay never reaches mid-batch.
+bool IsStoryRule(const std::string& id) {
+  static const std::set<std::string> kOthers = {"K6", "Q4", "M6", "M8", "T12", "T13", "I6", "X6", "N4"};
+  if (id == "valid" || kOthers.count(id)) return false;
+  return std::string("KQMTDIXAN").find(id[0]) != std::string::npos;
+}
+
+// lethed's replay (RequestStore::Apply) and the auditor reach the same verdict on every case:
+// a story rule broken at entry N stops the replay at N, naming the same rule; and the replay
+// is never stricter than the auditor (it accepts every entry before the auditor's failure).
+TEST_P(RuleTest, LethedsReplayReachesTheSameVerdictAsTheAuditor) {
+  const Case& c = GetParam();
+  Written w = Chain(c.entries(), c.header);
+  if (c.bytes) c.bytes(w.bytes);
+  controlplane::RequestStore store;
+  // Where the auditor fails (the whole log when it accepts it, or fails only at Finish).
+  const uint64_t audited = c.entry.value_or(w.bytes.size());
+  absl::Status st;
+  uint64_t at = 0;
+  for (; at < audited && st.ok(); ++at) {
+    E e;
+    ASSERT_TRUE(e.ParseFromString(w.bytes[at])) << "entry " << at;
+    st = store.Apply(at, e);
+  }
+  ASSERT_TRUE(st.ok()) << "lethed's replay refuses entry " << at - 1 << " of case " << c.id
+                       << ", which the auditor accepts: " << st;
+  if (!IsStoryRule(c.id) || !c.entry.has_value()) return;
+  E broken;
+  ASSERT_TRUE(broken.ParseFromString(w.bytes[*c.entry]));
+  st = store.Apply(*c.entry, broken);
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << "lethed's replay accepts what rule " << c.id << " forbids";
+  EXPECT_THAT(std::string(st.message()), ::testing::StartsWith(absl::StrCat("ledger entry ", *c.entry, ": ")));
   EXPECT_THAT(std::string(st.message()), HasSubstr(c.says));
 }
 

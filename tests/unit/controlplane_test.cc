@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kafka/kafka.h"
+#include "proto/envelope.h"
 #include "tests/support/assertions.h"
 
 namespace lethe::controlplane {
@@ -172,23 +173,58 @@ TEST(ConsentStore, CurrentStatePerPurposeHistoryAndWhatIsStillToPublish) {
   EXPECT_EQ(c.Apply(14, bad).code(), absl::StatusCode::kDataLoss);
 }
 
+// The store replays only a story the lifecycle rule accepts (audit/request_lifecycle.h): these
+// build one, with the sample policy active and each request planned as the policy says.
+v1::LedgerEntry Activation() {
+  v1::LedgerEntry e;
+  auto* a = e.mutable_policy_activated();
+  a->set_activation(1);
+  a->set_policy_yaml(kPolicy);
+  a->set_policy_hash(Sample().Hash());
+  return e;
+}
+
+// A 32-byte identity token standing for `name`.
+std::string Token(std::string_view name) { return crypto::Sha256(name); }
+
+v1::LedgerEntry Submitted(const std::string& id, std::vector<std::pair<std::string, std::string>> subject,
+                          absl::Time received) {
+  const policies::Policy policy = Sample();
+  v1::LedgerEntry e;
+  auto* s = e.mutable_request_submitted();
+  s->set_request_id(id);
+  s->set_policy_hash(policy.Hash());
+  std::vector<std::string> types;
+  for (const auto& [type, name] : subject) {
+    auto* t = s->add_subject();
+    t->set_type(type);
+    t->set_token(Token(name));
+    types.push_back(type);
+  }
+  for (const auto& d : policy.ErasureScope(types, {})) {
+    if (d.missing_types.empty()) {
+      s->add_target_domains(d.domain);
+    } else {
+      auto* need = s->add_needs_identity();
+      need->set_domain(d.domain);
+      for (const auto& t : d.missing_types) need->add_identity_types(t);
+    }
+  }
+  s->set_received_unix_ms(absl::ToUnixMillis(received));
+  s->set_due_unix_ms(absl::ToUnixMillis(received + absl::Hours(24 * 30)));
+  return e;
+}
+
 TEST(RequestStore, ExtensionsMoveTheDueDateAndOverdueFollowsTheClock) {
   RequestStore store;
-  v1::LedgerEntry sub;
-  auto* s = sub.mutable_request_submitted();
-  s->set_request_id("r1");
-  s->add_target_domains("growth");
-  auto* need = s->add_needs_identity();
-  need->set_domain("assessments");
-  need->add_identity_types("user_id");
+  ASSERT_OK(store.Apply(1, Activation()));
   const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
-  s->set_received_unix_ms(absl::ToUnixMillis(t0));
-  s->set_due_unix_ms(absl::ToUnixMillis(t0 + absl::Hours(24 * 30)));
-  ASSERT_OK(store.Apply(3, sub));
+  ASSERT_OK(store.Apply(3, Submitted("r1", {{"email", "alice@example.org"}}, t0)));
   auto r = store.Get("r1");
   ASSERT_TRUE(r.has_value());
-  ASSERT_EQ(r->domains.size(), 2u);
-  EXPECT_EQ(r->domains[1].state, v1::NEEDS_IDENTITY);
+  ASSERT_GE(r->domains.size(), 2u);
+  EXPECT_EQ(r->domains.front().state, v1::PENDING);
+  EXPECT_EQ(r->domains.back().state, v1::NEEDS_IDENTITY);
   EXPECT_FALSE(r->Overdue(t0 + absl::Hours(24 * 30)));
   EXPECT_TRUE(r->Overdue(t0 + absl::Hours(24 * 30) + absl::Milliseconds(1)));
 
@@ -208,43 +244,99 @@ TEST(RequestStore, ExtensionsMoveTheDueDateAndOverdueFollowsTheClock) {
   add.mutable_identities_added()->set_request_id("r1");
   add.mutable_identities_added()->add_target_domains("growth");
   EXPECT_EQ(store.Apply(5, add).code(), absl::StatusCode::kDataLoss);
+  // So does an extension whose new due date is not the old one plus the extension, which the
+  // auditor rejects too: the store holds the same rule.
+  v1::LedgerEntry bad = ext;
+  bad.mutable_deadline_extended()->set_new_due_unix_ms(absl::ToUnixMillis(t0 + absl::Hours(24 * 45)));
+  EXPECT_EQ(store.Apply(5, bad).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store.Get("r1")->due_unix_ms, absl::ToUnixMillis(t0 + absl::Hours(24 * 40)));
 }
 
 // The index behind SubjectRequests.FindOpen: a request is found by each token of its subject,
 // those added later too, until it completes.
 TEST(RequestStore, OpenRequestsAreFoundByTokenUntilTheyComplete) {
   RequestStore store;
-  auto submit = [&](uint64_t seq, const std::string& id, const std::string& token) {
-    v1::LedgerEntry e;
-    auto* s = e.mutable_request_submitted();
-    s->set_request_id(id);
-    auto* t = s->add_subject();
-    t->set_type("email");
-    t->set_token(token);
-    auto* need = s->add_needs_identity();
-    need->set_domain("assessments");
-    need->add_identity_types("user_id");
-    return store.Apply(seq, e);
-  };
-  ASSERT_OK(submit(1, "r1", "tok-a"));
-  ASSERT_OK(submit(2, "r2", "tok-a"));
-  ASSERT_OK(submit(3, "r3", "tok-b"));
-  EXPECT_THAT(store.OpenWithToken("email", "tok-a"), ElementsAre("r1", "r2"));
-  EXPECT_THAT(store.OpenWithToken("user_id", "tok-a"), ElementsAre());  // the type is part of it
+  ASSERT_OK(store.Apply(1, Activation()));
+  const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
+  // A user_id alone reaches the domains keyed by it; the rest wait for an e-mail or device id.
+  ASSERT_OK(store.Apply(2, Submitted("r1", {{"user_id", "u-a"}}, t0)));
+  ASSERT_OK(store.Apply(3, Submitted("r2", {{"user_id", "u-a"}}, t0)));
+  ASSERT_OK(store.Apply(4, Submitted("r3", {{"user_id", "u-b"}}, t0)));
+  EXPECT_THAT(store.OpenWithToken("user_id", Token("u-a")), ElementsAre("r1", "r2"));
+  EXPECT_THAT(store.OpenWithToken("email", Token("u-a")), ElementsAre());  // the type is part of it
+  const auto r1 = store.Get("r1");
+  ASSERT_TRUE(r1.has_value());
   v1::LedgerEntry add;
   add.mutable_identities_added()->set_request_id("r1");
-  add.mutable_identities_added()->add_target_domains("assessments");
+  for (const auto& d : r1->domains)
+    if (d.state == v1::NEEDS_IDENTITY && d.needed_types == std::vector<std::string>{"email"})
+      add.mutable_identities_added()->add_target_domains(d.domain);
+  ASSERT_GT(add.identities_added().target_domains_size(), 0);
   auto* t = add.mutable_identities_added()->add_subject();
-  t->set_type("user_id");
-  t->set_token("tok-u");
-  ASSERT_OK(store.Apply(4, add));
-  EXPECT_THAT(store.OpenWithToken("user_id", "tok-u"), ElementsAre("r1"));
+  t->set_type("email");
+  t->set_token(Token("a@example.org"));
+  ASSERT_OK(store.Apply(5, add));
+  EXPECT_THAT(store.OpenWithToken("email", Token("a@example.org")), ElementsAre("r1"));
+  // A completion before every domain answered contradicts the log: refused, nothing changes.
   v1::LedgerEntry done;
   done.mutable_request_completed()->set_request_id("r1");
   done.mutable_request_completed()->set_outcome(v1::RequestCompleted::COMPLETED);
-  ASSERT_OK(store.Apply(5, done));
-  EXPECT_THAT(store.OpenWithToken("email", "tok-a"), ElementsAre("r2"));
-  EXPECT_THAT(store.OpenWithToken("user_id", "tok-u"), ElementsAre());
+  EXPECT_EQ(store.Apply(6, done).code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(store.OpenWithToken("user_id", Token("u-a")), ElementsAre("r1", "r2"));
+
+  // r4 carries every identity type, so every domain is a target. Each is sent a command and
+  // answers with a receipt signed by its enrolled key; the completion takes r4 out of the index.
+  auto agent = crypto::Ed25519PrivateKey::Generate();
+  ASSERT_OK(agent);
+  uint64_t seq = 6;
+  for (const char* domain : {"assessments", "growth", "billing", "devices"}) {
+    v1::LedgerEntry e;
+    auto* a = e.mutable_agent_enrolled();
+    a->set_domain(domain);
+    a->set_public_key(agent->public_key().raw());
+    a->set_key_id(agent->public_key().KeyId());
+    ASSERT_OK(store.Apply(seq++, e));
+  }
+  ASSERT_OK(store.Apply(seq++, Submitted("r4", {{"user_id", "u-c"}, {"email", "c@example.org"},
+                                                {"device_id", "dev-c"}}, t0)));
+  const auto r4 = store.Get("r4");
+  ASSERT_TRUE(r4.has_value());
+  EXPECT_THAT(store.OpenWithToken("user_id", Token("u-c")), ElementsAre("r4"));
+  const policies::Policy policy = Sample();
+  for (const auto& d : r4->domains) {
+    ASSERT_EQ(d.state, v1::PENDING) << d.domain;
+    v1::LedgerEntry issued;
+    auto* c = issued.mutable_command_issued();
+    c->set_command_id("c-" + d.domain);
+    c->set_request_id("r4");
+    c->set_domain(d.domain);
+    c->set_command_digest(crypto::Sha256(d.domain));
+    c->set_domain_policy_hash(policy.DomainHash(d.domain));
+    ASSERT_OK(store.Apply(seq++, issued));
+    v1::Receipt receipt;
+    receipt.set_command_id(c->command_id());
+    receipt.set_request_id("r4");
+    receipt.set_domain(d.domain);
+    receipt.set_command_digest(c->command_digest());
+    receipt.set_outcome(v1::Receipt::COMPLETED);
+    receipt.set_verified_zero_remaining(true);
+    v1::LedgerEntry recorded;
+    auto* rr = recorded.mutable_receipt_recorded();
+    *rr->mutable_receipt() = proto::SignEnvelope(proto::kReceiptType, receipt.SerializeAsString(), *agent);
+    rr->set_command_id(c->command_id());
+    rr->set_request_id("r4");
+    rr->set_domain(d.domain);
+    ASSERT_OK(store.Apply(seq++, recorded));
+    // The same receipt again is no news, and the rule says so.
+    EXPECT_EQ(store.CheckReceipt(*rr, false, nullptr).code(), absl::StatusCode::kAlreadyExists);
+  }
+  v1::LedgerEntry completed;
+  completed.mutable_request_completed()->set_request_id("r4");
+  completed.mutable_request_completed()->set_outcome(v1::RequestCompleted::COMPLETED);
+  ASSERT_OK(store.Apply(seq++, completed));
+  EXPECT_EQ(store.Get("r4")->state, v1::COMPLETED);
+  EXPECT_THAT(store.OpenWithToken("user_id", Token("u-c")), ElementsAre());
+  EXPECT_THAT(store.OpenWithToken("email", Token("c@example.org")), ElementsAre());
 }
 
 TEST(KafkaConfig, PropertiesFilePassesSettingsThroughAndNamesBadLines) {

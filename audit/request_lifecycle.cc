@@ -1,0 +1,434 @@
+#include "audit/request_lifecycle.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "base/status.h"
+#include "proto/envelope.h"
+
+namespace lethe::audit {
+namespace {
+
+absl::Status Contradicts(std::string_view why) { return absl::FailedPreconditionError(Av(why)); }
+absl::Status Malformed(std::string_view why) { return absl::InvalidArgumentError(Av(why)); }
+std::string HashPrefix(const std::string& hash) { return crypto::Hex(hash).substr(0, 16); }
+
+}  // namespace
+
+absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& rr,
+                                                 const crypto::Ed25519PublicKey& agent_key,
+                                                 std::string_view command_digest, bool refusal_allowed) {
+  auto body = proto::VerifyEnvelope(rr.receipt(), proto::kReceiptType, agent_key);
+  if (!body.ok()) return absl::PermissionDeniedError("receipt signature: " + body.status().ToString());
+  v1::Receipt receipt;
+  if (!receipt.ParseFromString(*body)) return absl::InvalidArgumentError("signed receipt does not parse");
+  if (receipt.command_id() != rr.command_id() || receipt.request_id() != rr.request_id() ||
+      receipt.domain() != rr.domain())
+    return absl::PermissionDeniedError("signed receipt names another command, request or domain");
+  if (receipt.command_digest() != command_digest)
+    return absl::PermissionDeniedError("receipt was made for different command bytes than lethed issued");
+  const bool refusal = refusal_allowed && receipt.outcome() == v1::Receipt::REJECTED;
+  if (receipt.outcome() != v1::Receipt::COMPLETED && receipt.outcome() != v1::Receipt::FAILED && !refusal)
+    return absl::InvalidArgumentError("receipt has no outcome");
+  if (receipt.outcome() == v1::Receipt::COMPLETED && !receipt.verified_zero_remaining())
+    return absl::InvalidArgumentError("COMPLETED receipt without the zero-remaining check");
+  return receipt;
+}
+
+std::string RequestLifecycle::ConsentKey(const v1::ConsentChanged& c) {
+  return absl::StrCat(c.subject().type(), "/", crypto::Hex(c.subject().token()), "/", c.purpose());
+}
+
+std::shared_ptr<const policies::Policy> RequestLifecycle::PolicyFor(const std::string& hash) const {
+  if (scope_ == LifecycleScope::kWholeLog) return hash == active_policy_hash_ ? active_policy_ : nullptr;
+  auto it = policies_.find(hash);
+  return it == policies_.end() ? nullptr : it->second;
+}
+
+absl::StatusOr<std::shared_ptr<const policies::Policy>> RequestLifecycle::ParseActivated(
+    const v1::PolicyActivated& pa) const {
+  if (parsed_ && parsed_hash_ == pa.policy_hash()) return parsed_;
+  auto parsed = policies::Policy::Parse(pa.policy_yaml(), "<policy>");
+  if (!parsed.ok()) return Malformed("activated policy does not validate");
+  if (parsed->Hash() != pa.policy_hash()) return Malformed("activated policy does not hash to its policy_hash");
+  parsed_ = std::make_shared<const policies::Policy>(std::move(*parsed));
+  parsed_hash_ = pa.policy_hash();
+  return parsed_;
+}
+
+// Something the entries should hold and do not: in a whole log a contradiction, in the
+// entries of one request (kNotFound) an incomplete set.
+absl::Status RequestLifecycle::Missing(absl::Status whole_log) const {
+  if (scope_ == LifecycleScope::kOneRequest) return absl::NotFoundError(whole_log.message());
+  return whole_log;
+}
+
+absl::Status RequestLifecycle::CheckActivation(const v1::PolicyActivated& pa) const {
+  if (scope_ == LifecycleScope::kWholeLog && pa.activation() != activations_ + 1)
+    return Contradicts(absl::StrCat("policy activation ", pa.activation(), " follows activation ", activations_));
+  return ParseActivated(pa).status();
+}
+
+absl::Status RequestLifecycle::CheckSubmitted(const v1::RequestSubmitted& r) const {
+  if (requests_.count(r.request_id())) return Contradicts("request id submitted twice");
+  if (r.target_domains().empty() && r.needs_identity().empty())
+    return Malformed("request has no domain in scope");
+  for (const auto& t : r.subject())
+    if (t.token().size() != 32) return Malformed("identity token is not 32 bytes");
+  std::set<std::string> targets(r.target_domains().begin(), r.target_domains().end());
+  for (const auto& n : r.needs_identity())
+    if (targets.count(n.domain())) return Malformed("domain both targeted and waiting for an identity");
+  if (!r.consent_change_id().empty()) {
+    auto c = consent_plans_.find(r.consent_change_id());
+    if (c == consent_plans_.end() || c->second.request_id != r.request_id())
+      return Missing(Contradicts("request names a consent change that did not plan it"));
+    if (c->second.purpose != r.scope_purpose())
+      return Contradicts("request's scope purpose differs from its consent change's purpose");
+  }
+  std::shared_ptr<const policies::Policy> policy = PolicyFor(r.policy_hash());
+  if (policy == nullptr) {
+    if (scope_ == LifecycleScope::kOneRequest)
+      return absl::NotFoundError("the activation of the policy request " + r.request_id() +
+                                 " was planned with is not among the entries");
+    if (!active_policy_)
+      return Contradicts("request " + r.request_id() + " submitted before any policy was activated");
+    return Contradicts("request " + r.request_id() + " was planned with policy " + HashPrefix(r.policy_hash()) +
+                       ", not the active policy " + HashPrefix(active_policy_hash_));
+  }
+  return CheckPlan(r, *policy);
+}
+
+// The request's targets and waiting domains must be exactly the scope the policy gives its
+// identity types (and purpose, when a consent withdrawal planned it).
+absl::Status RequestLifecycle::CheckPlan(const v1::RequestSubmitted& r, const policies::Policy& policy) const {
+  std::set<std::string> targets(r.target_domains().begin(), r.target_domains().end());
+  std::map<std::string, std::vector<std::string>> waiting;
+  for (const auto& n : r.needs_identity())
+    waiting[n.domain()] = {n.identity_types().begin(), n.identity_types().end()};
+  std::set<std::string> types;
+  for (const auto& t : r.subject()) types.insert(t.type());
+  std::vector<std::string> scope;
+  if (!r.scope_purpose().empty()) {
+    const policies::Purpose* purpose = nullptr;
+    for (const auto& p : policy.purposes())
+      if (p.name == r.scope_purpose()) purpose = &p;
+    if (purpose == nullptr)
+      return Contradicts("request " + r.request_id() + " is scoped to purpose " + Quote(r.scope_purpose()) +
+                         ", which its policy does not declare");
+    scope = purpose->domains;
+    if (scope.empty()) return Contradicts("request " + r.request_id() + ": its purpose names no domain");
+  }
+  const std::vector<std::string> have(types.begin(), types.end());
+  std::set<std::string> in_scope;
+  for (const auto& d : policy.ErasureScope(have, scope)) {
+    in_scope.insert(d.domain);
+    if (d.missing_types.empty()) {
+      if (!targets.count(d.domain))
+        return Contradicts("request " + r.request_id() + ": plan drops domain " + d.domain +
+                           ", which the policy puts in scope and the request's identities reach");
+    } else {
+      auto w = waiting.find(d.domain);
+      if (w == waiting.end())
+        return Contradicts("request " + r.request_id() + ": plan drops domain " + d.domain +
+                           ", which the policy puts in scope (it needs an identity the request lacks)");
+      if (w->second != d.missing_types)
+        return Contradicts("request " + r.request_id() + ": domain " + d.domain +
+                           " is recorded as needing other identity types than the policy says");
+    }
+  }
+  for (const auto& d : targets)
+    if (!in_scope.count(d))
+      return Contradicts("request " + r.request_id() + ": plan adds domain " + Quote(d) +
+                         ", which the policy does not put in scope");
+  for (const auto& [d, t] : waiting)
+    if (!in_scope.count(d))
+      return Contradicts("request " + r.request_id() + ": plan adds waiting domain " + Quote(d) +
+                         ", which the policy does not put in scope");
+  return absl::OkStatus();
+}
+
+absl::Status RequestLifecycle::CheckReceipt(const v1::ReceiptRecorded& rr, bool refusal_allowed,
+                                            v1::Receipt* verified) const {
+  auto cmd = commands_.find(rr.command_id());
+  if (cmd == commands_.end()) return Missing(Contradicts("receipt for an unknown command"));
+  if (cmd->second.request_id != rr.request_id() || cmd->second.domain != rr.domain())
+    return absl::PermissionDeniedError("receipt does not match its command's request and domain");
+  // The enrolled key of that domain the envelope names.
+  const AgentKey* agent = nullptr;
+  auto [lo, hi] = agent_keys_.equal_range(rr.domain());
+  for (auto i = lo; i != hi; ++i)
+    if (i->second.key.KeyId() == rr.receipt().key_id()) agent = &i->second;
+  if (agent == nullptr)
+    return Missing(absl::PermissionDeniedError("receipt signed by a key not enrolled for domain " + rr.domain()));
+  if (agent->revoked)
+    return absl::PermissionDeniedError("receipt signed by agent key " + Quote(rr.receipt().key_id()) +
+                                       ", which was revoked before the receipt was recorded");
+  LETHE_ASSIGN_OR_RETURN(v1::Receipt receipt,
+                         CheckRecordedReceipt(rr, agent->key, cmd->second.digest, refusal_allowed));
+  // Authentic and bound to its command: now whether it is news.
+  if (receipted_commands_.count(rr.command_id())) return absl::AlreadyExistsError("second receipt for a command");
+  auto req = requests_.find(rr.request_id());
+  if (req != requests_.end() && req->second.answered.count(rr.domain()))
+    return absl::AlreadyExistsError("second receipt from domain " + rr.domain() + " for request " + rr.request_id() +
+                                    " (the first receipt recorded for a domain decides its outcome)");
+  if (verified != nullptr) *verified = std::move(receipt);
+  return absl::OkStatus();
+}
+
+absl::Status RequestLifecycle::CheckConsent(const v1::ConsentChanged& c) const {
+  if (c.subject().token().size() != 32) return Malformed("consent subject token is not 32 bytes");
+  if (c.status() != v1::GRANTED && c.status() != v1::WITHDRAWN) return Malformed("consent change has no status");
+  if (c.purpose().empty()) return Malformed("consent change names no purpose");
+  if (scope_ == LifecycleScope::kOneRequest) {
+    // Shown only as the cause of the request: a withdrawal that planned it.
+    if (c.status() != v1::WITHDRAWN || c.erasure_request_id().empty())
+      return Contradicts("a consent change in a certificate must be the withdrawal that planned its request");
+    return absl::OkStatus();
+  }
+  if (!active_policy_) return Contradicts("consent change before any policy was activated");
+  if (c.policy_hash() != active_policy_hash_)
+    return Contradicts("consent change recorded under policy " + HashPrefix(c.policy_hash()) +
+                       ", not the active policy " + HashPrefix(active_policy_hash_));
+  const policies::Purpose* purpose = nullptr;
+  for (const auto& p : active_policy_->purposes())
+    if (p.name == c.purpose()) purpose = &p;
+  if (purpose == nullptr)
+    return Contradicts("consent change for purpose " + Quote(c.purpose()) +
+                       ", which the active policy does not declare");
+  // A withdrawal of an erase-on-withdrawal purpose plans an erasure exactly when the
+  // subject's consent to it was not already withdrawn; nothing else plans one.
+  auto last = consent_status_.find(ConsentKey(c));
+  const bool already_withdrawn = last != consent_status_.end() && last->second == v1::WITHDRAWN;
+  const bool must_plan = c.status() == v1::WITHDRAWN && purpose->erase_on_withdrawal && !already_withdrawn;
+  if (must_plan && c.erasure_request_id().empty())
+    return Contradicts("withdrawal of consent to " + Quote(c.purpose()) +
+                       ", an erase_on_withdrawal purpose, planned no erasure");
+  if (!must_plan && !c.erasure_request_id().empty())
+    return Contradicts(c.status() != v1::WITHDRAWN ? "a consent grant planned an erasure"
+                       : !purpose->erase_on_withdrawal
+                           ? "withdrawal of a purpose without erase_on_withdrawal planned an erasure"
+                           : "a second withdrawal in a row planned another erasure");
+  return absl::OkStatus();
+}
+
+absl::Status RequestLifecycle::Check(const v1::LedgerEntry& e, v1::Receipt* verified_receipt) const {
+  using E = v1::LedgerEntry;
+  switch (e.body_case()) {
+    case E::kLogCreated:
+    case E::BODY_NOT_SET:
+      return absl::OkStatus();  // the auditor's business (entry 0)
+    case E::kAgentEnrolled: {
+      auto k = crypto::Ed25519PublicKey::FromRaw(e.agent_enrolled().public_key());
+      if (!k.ok()) return Malformed("AgentEnrolled holds no valid Ed25519 key");
+      if (k->KeyId() != e.agent_enrolled().key_id()) return Malformed("AgentEnrolled key_id mismatch");
+      auto [lo, hi] = agent_keys_.equal_range(e.agent_enrolled().domain());
+      for (auto i = lo; i != hi; ++i)
+        if (i->second.key.KeyId() == k->KeyId()) return Contradicts("agent key enrolled twice for one domain");
+      return absl::OkStatus();
+    }
+    case E::kAgentKeyRevoked: {
+      const auto& r = e.agent_key_revoked();
+      const AgentKey* found = nullptr;
+      auto [lo, hi] = agent_keys_.equal_range(r.domain());
+      for (auto i = lo; i != hi; ++i)
+        if (i->second.key.KeyId() == r.key_id()) found = &i->second;
+      if (found == nullptr) return Contradicts("revocation of a key that was never enrolled for its domain");
+      if (found->revoked) return Contradicts("agent key revoked twice");
+      return absl::OkStatus();
+    }
+    case E::kRequestSubmitted:
+      return CheckSubmitted(e.request_submitted());
+    case E::kCommandIssued: {
+      const auto& c = e.command_issued();
+      auto it = requests_.find(c.request_id());
+      if (it == requests_.end()) return Contradicts("command for an unknown request");
+      if (!it->second.targets.count(c.domain())) return Contradicts("command for a domain outside the plan");
+      if (it->second.completed) return Contradicts("command issued after the request completed");
+      if (commands_.count(c.command_id())) return Contradicts("command id issued twice");
+      if (c.command_digest().size() != 32) return Malformed("command digest is not 32 bytes");
+      // Whole log: the policy active when the command is issued (a re-issued command is
+      // signed anew); one request: the policy it was planned with.
+      const policies::Policy& policy =
+          scope_ == LifecycleScope::kWholeLog ? *active_policy_ : *it->second.policy;
+      if (c.domain_policy_hash() != policy.DomainHash(c.domain()))
+        return Contradicts("command carries domain_policy_hash " + HashPrefix(c.domain_policy_hash()) +
+                           ", not the domain hash of domain " + c.domain() + " in the active policy");
+      return absl::OkStatus();
+    }
+    case E::kReceiptRecorded:
+      return CheckReceipt(e.receipt_recorded(), /*refusal_allowed=*/false, verified_receipt);
+    case E::kRequestCompleted: {
+      const auto& c = e.request_completed();
+      auto it = requests_.find(c.request_id());
+      if (it == requests_.end()) return Contradicts("completion of an unknown request");
+      const Request& r = it->second;
+      if (r.completed) return Contradicts("request completed twice");
+      if (!r.waiting.empty())
+        return Contradicts("request completed while domain " + r.waiting.begin()->first +
+                           " still needed an identity");
+      bool all_ok = true;
+      for (const auto& d : r.targets) {
+        auto a = r.answered.find(d);
+        if (a == r.answered.end())
+          return Missing(Contradicts("request completed without a receipt from domain " + d));
+        all_ok = all_ok && a->second;
+      }
+      const auto want = all_ok ? v1::RequestCompleted::COMPLETED : v1::RequestCompleted::FAILED;
+      if (c.outcome() != want) return Contradicts("completion outcome contradicts the receipts");
+      return absl::OkStatus();
+    }
+    case E::kIdentitiesAdded: {
+      const auto& a = e.identities_added();
+      auto it = requests_.find(a.request_id());
+      if (it == requests_.end()) return Contradicts("identities added to an unknown request");
+      const Request& req = it->second;
+      if (req.completed) return Contradicts("identities added after the request completed");
+      std::set<std::string> types = req.identity_types;
+      for (const auto& t : a.subject()) {
+        if (t.token().size() != 32) return Malformed("identity token is not 32 bytes");
+        types.insert(t.type());
+      }
+      if (a.target_domains().empty()) return Malformed("identities added for no domain");
+      auto waiting = req.waiting;
+      for (const auto& d : a.target_domains())
+        if (!waiting.erase(d))
+          return Contradicts("identities added for domain " + d + ", which did not wait for one");
+      // The plan: every waiting domain that now has all its identity types must be targeted.
+      for (const auto& [domain, needed] : waiting) {
+        bool complete = true;
+        for (const auto& t : needed) complete = complete && types.count(t) > 0;
+        if (complete)
+          return Contradicts("request " + a.request_id() + ": plan drops domain " + domain +
+                             ", whose identity types the added identities complete");
+      }
+      return absl::OkStatus();
+    }
+    case E::kDeadlineExtended: {
+      const auto& x = e.deadline_extended();
+      auto it = requests_.find(x.request_id());
+      if (it == requests_.end()) return Contradicts("extension of an unknown request");
+      const Request& r = it->second;
+      if (r.completed) return Contradicts("extension of a request that had completed");
+      if (x.extension_seconds() <= 0) return Malformed("extension is not positive");
+      const int64_t max = absl::ToInt64Seconds(r.policy->deadlines().max_extension);
+      if (r.extended_seconds + x.extension_seconds() > max)
+        return Contradicts(absl::StrCat("extensions add up to ", r.extended_seconds + x.extension_seconds(),
+                                        " s, beyond the policy's max_extension of ", max, " s"));
+      if (x.new_due_unix_ms() != r.due_unix_ms + x.extension_seconds() * 1000)
+        return Contradicts("extended due date is not the previous due date plus the extension");
+      return absl::OkStatus();
+    }
+    case E::kPolicyActivated:
+      return CheckActivation(e.policy_activated());
+    case E::kConsentChanged:
+      return CheckConsent(e.consent_changed());
+  }
+  return Malformed("unknown entry kind");
+}
+
+void RequestLifecycle::Apply(const v1::LedgerEntry& e) {
+  using E = v1::LedgerEntry;
+  switch (e.body_case()) {
+    case E::kLogCreated:
+    case E::BODY_NOT_SET:
+      return;
+    case E::kAgentEnrolled: {
+      auto k = crypto::Ed25519PublicKey::FromRaw(e.agent_enrolled().public_key());
+      if (k.ok()) agent_keys_.emplace(e.agent_enrolled().domain(), AgentKey{*std::move(k), false});
+      return;
+    }
+    case E::kAgentKeyRevoked: {
+      auto [lo, hi] = agent_keys_.equal_range(e.agent_key_revoked().domain());
+      for (auto i = lo; i != hi; ++i)
+        if (i->second.key.KeyId() == e.agent_key_revoked().key_id()) i->second.revoked = true;
+      return;
+    }
+    case E::kRequestSubmitted: {
+      const auto& r = e.request_submitted();
+      Request req;
+      req.targets.insert(r.target_domains().begin(), r.target_domains().end());
+      for (const auto& n : r.needs_identity())
+        req.waiting[n.domain()] = {n.identity_types().begin(), n.identity_types().end()};
+      for (const auto& t : r.subject()) req.identity_types.insert(t.type());
+      req.policy = PolicyFor(r.policy_hash());
+      req.due_unix_ms = r.due_unix_ms();
+      if (!r.consent_change_id().empty()) consent_plans_.erase(r.consent_change_id());
+      requests_[r.request_id()] = std::move(req);
+      return;
+    }
+    case E::kCommandIssued: {
+      const auto& c = e.command_issued();
+      requests_[c.request_id()].commanded.insert(c.domain());
+      commands_[c.command_id()] = Command{c.request_id(), c.domain(), c.command_digest()};
+      return;
+    }
+    case E::kReceiptRecorded: {
+      const auto& rr = e.receipt_recorded();
+      v1::Receipt receipt;
+      // The signature was checked by Check; only the outcome is read here.
+      (void)receipt.ParseFromString(rr.receipt().body());
+      receipted_commands_.insert(rr.command_id());
+      requests_[rr.request_id()].answered[rr.domain()] = receipt.outcome() == v1::Receipt::COMPLETED;
+      return;
+    }
+    case E::kRequestCompleted:
+      requests_[e.request_completed().request_id()].completed = true;
+      return;
+    case E::kIdentitiesAdded: {
+      const auto& a = e.identities_added();
+      Request& req = requests_[a.request_id()];
+      for (const auto& t : a.subject()) req.identity_types.insert(t.type());
+      for (const auto& d : a.target_domains()) {
+        req.waiting.erase(d);
+        req.targets.insert(d);
+      }
+      return;
+    }
+    case E::kDeadlineExtended: {
+      Request& r = requests_[e.deadline_extended().request_id()];
+      r.extended_seconds += e.deadline_extended().extension_seconds();
+      r.due_unix_ms = e.deadline_extended().new_due_unix_ms();
+      return;
+    }
+    case E::kPolicyActivated: {
+      const auto& pa = e.policy_activated();
+      auto parsed = ParseActivated(pa);
+      if (!parsed.ok()) return;
+      activations_ = pa.activation();
+      active_policy_ = *parsed;
+      active_policy_hash_ = pa.policy_hash();
+      policies_[pa.policy_hash()] = *parsed;
+      return;
+    }
+    case E::kConsentChanged: {
+      const auto& c = e.consent_changed();
+      consent_status_[ConsentKey(c)] = c.status();
+      if (!c.erasure_request_id().empty())
+        consent_plans_[c.change_id()] = PlannedByConsent{c.erasure_request_id(), c.purpose()};
+      return;
+    }
+  }
+}
+
+absl::Status RequestLifecycle::Step(const v1::LedgerEntry& e, v1::Receipt* verified_receipt) {
+  LETHE_RETURN_IF_ERROR(Check(e, verified_receipt));
+  Apply(e);
+  return absl::OkStatus();
+}
+
+absl::Status RequestLifecycle::CheckEnd() const {
+  for (const auto& [id, r] : requests_)
+    for (const auto& d : r.targets)
+      if (!r.commanded.count(d))
+        return Contradicts("request " + id + ": domain " + d +
+                           " is a target of the plan but no command was issued to it");
+  if (scope_ == LifecycleScope::kWholeLog && !consent_plans_.empty()) {
+    const auto& [change, plan] = *consent_plans_.begin();
+    return Contradicts("consent change " + Quote(change, 16) + " planned erasure " + plan.request_id +
+                       ", which the log does not hold");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace lethe::audit

@@ -1,0 +1,136 @@
+// The one rule for what makes the story of a request valid, entry by entry: which entries
+// may follow which (a command only for a planned domain of an open request, a receipt only
+// for a command, signed by a key enrolled for its domain and not revoked, a completion only
+// once every target answered, ...), and that each request's plan is the scope its policy
+// gives. Its readers: lethed's RequestStore (strictly, on replay), the receipt check on
+// lethed's write path, the Auditor, and the certificate verifier. What lethed believes about
+// a ledger and what an auditor verifies are therefore the same verdict.
+//
+// What it does not judge, because only the auditor's reading needs it: the entry framing
+// and hash chain, entry 0, time order, who made each entry (roles), the hygiene of free text
+// and sealed fields, and unknown fields (audit/auditor.h).
+//
+// Check(e) is a function of the state so far and the next entry: it changes nothing. Apply(e)
+// moves the state on by an entry Check accepted. Not thread-safe; callers serialise.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "crypto/crypto.h"
+#include "lethe/v1/ledger.pb.h"
+#include "lethe/v1/messages.pb.h"
+#include "policies/policy.h"
+
+namespace lethe::audit {
+
+// Checks one recorded receipt: its signature by `agent_key`, that the signed body names the
+// same command, request and domain as the entry, that it was made for exactly the command
+// bytes whose digest lethed recorded, and that a COMPLETED receipt carries the re-check.
+// Returns the verified receipt; an error message says what is wrong. `refusal_allowed`
+// accepts an agent's refusal (outcome REJECTED), which lethed notes but never records.
+absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& recorded,
+                                                 const crypto::Ed25519PublicKey& agent_key,
+                                                 std::string_view command_digest,
+                                                 bool refusal_allowed = false);
+
+enum class LifecycleScope {
+  // Every entry of a log, in order (lethed's replay, the auditor): a request is planned
+  // with the policy active where it lands, activations are numbered 1, 2, ..., and a
+  // withdrawal plans an erasure exactly when the consent it ends was not already withdrawn.
+  kWholeLog,
+  // The entries of one request with what proves it, in log order (an erasure certificate):
+  // the policy a request names is looked up among the activations shown, and the history of
+  // consent and of other requests is not there to judge.
+  kOneRequest,
+};
+
+class RequestLifecycle {
+ public:
+  explicit RequestLifecycle(LifecycleScope scope = LifecycleScope::kWholeLog) : scope_(scope) {}
+
+  // Whether `e` may come next. On a ReceiptRecorded that passes, `*verified_receipt` (when
+  // given) is the receipt it carries, its signature checked. The code says what kind of
+  // wrong: kPermissionDenied for a receipt whose key or signature is not what the log
+  // enrolled, kFailedPrecondition for an entry the story so far does not allow,
+  // kInvalidArgument for a malformed one, kAlreadyExists for a second receipt for a command
+  // or a domain (authentic, but not news), and (kOneRequest only) kNotFound when the entries
+  // lack one that this one needs. The message names no entry number.
+  absl::Status Check(const v1::LedgerEntry& e, v1::Receipt* verified_receipt = nullptr) const;
+  // The receipt rule alone, for lethed's intake: `rr` checked as the next entry would be,
+  // with an agent's refusal (REJECTED) accepted when `refusal_allowed` (it is never recorded).
+  absl::Status CheckReceipt(const v1::ReceiptRecorded& rr, bool refusal_allowed,
+                            v1::Receipt* verified) const;
+  // Moves the state on by `e`, which Check accepted.
+  void Apply(const v1::LedgerEntry& e);
+  // Check, then Apply.
+  absl::Status Step(const v1::LedgerEntry& e, v1::Receipt* verified_receipt = nullptr);
+
+  // At the end of a whole log: every target of a plan was sent a command, and every erasure a
+  // consent change planned was recorded.
+  absl::Status CheckEnd() const;
+
+  // The active policy (kWholeLog), or null before the first activation.
+  const std::shared_ptr<const policies::Policy>& active_policy() const { return active_policy_; }
+
+ private:
+  struct Request {
+    std::set<std::string> targets;
+    std::set<std::string> commanded;  // targets that got at least one command
+    std::map<std::string, std::vector<std::string>> waiting;  // domain -> identity types it lacks
+    std::set<std::string> identity_types;  // every type the request carries
+    std::map<std::string, bool> answered;  // domain -> receipt outcome COMPLETED?
+    std::shared_ptr<const policies::Policy> policy;  // planned with
+    bool completed = false;
+    int64_t due_unix_ms = 0;
+    int64_t extended_seconds = 0;
+  };
+  struct Command {
+    std::string request_id;
+    std::string domain;
+    std::string digest;
+  };
+  struct AgentKey {
+    crypto::Ed25519PublicKey key;
+    bool revoked = false;
+  };
+  struct PlannedByConsent {
+    std::string request_id;
+    std::string purpose;
+  };
+
+  absl::Status Missing(absl::Status whole_log) const;
+  absl::Status CheckSubmitted(const v1::RequestSubmitted& r) const;
+  absl::Status CheckPlan(const v1::RequestSubmitted& r, const policies::Policy& policy) const;
+  absl::Status CheckConsent(const v1::ConsentChanged& c) const;
+  absl::Status CheckActivation(const v1::PolicyActivated& pa) const;
+  // The policy `hash` names: the active one (kWholeLog, which must be it) or one shown.
+  std::shared_ptr<const policies::Policy> PolicyFor(const std::string& hash) const;
+  static std::string ConsentKey(const v1::ConsentChanged& c);
+  // The policy a PolicyActivated holds, parsed once by Check for Apply.
+  absl::StatusOr<std::shared_ptr<const policies::Policy>> ParseActivated(
+      const v1::PolicyActivated& pa) const;
+
+  const LifecycleScope scope_;
+  std::map<std::string, Request> requests_;
+  std::map<std::string, Command> commands_;
+  std::set<std::string> receipted_commands_;
+  std::multimap<std::string, AgentKey> agent_keys_;  // domain -> keys
+  std::map<std::string, PlannedByConsent> consent_plans_;  // change_id -> planned erasure
+  std::map<std::string, v1::ConsentStatus> consent_status_;  // "type/token hex/purpose" -> latest
+  std::shared_ptr<const policies::Policy> active_policy_;
+  std::string active_policy_hash_;
+  std::map<std::string, std::shared_ptr<const policies::Policy>> policies_;  // by hash
+  uint64_t activations_ = 0;
+  mutable std::shared_ptr<const policies::Policy> parsed_;  // of the last activation checked
+  mutable std::string parsed_hash_;
+};
+
+}  // namespace lethe::audit
