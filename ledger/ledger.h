@@ -35,6 +35,8 @@
 
 namespace lethe::ledger {
 
+class Prezeroer;  // internal: prezeroer.h
+
 // One record as found on disk.
 struct ScannedRecord {
   uint64_t index = 0;         // position in the log (expected seq)
@@ -184,27 +186,13 @@ class Ledger {
   static constexpr char kCheckpointFile[] = "checkpoint";
 
  private:
-  explicit Ledger(LedgerOptions options)
-      : options_(std::move(options)),
-        fs_(options_.file_system != nullptr ? *options_.file_system : *FileSystem::Default()) {}
+  explicit Ledger(LedgerOptions options);
   absl::Status OpenSegmentForAppend() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StartSegment(uint64_t first_seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The sync thread: writes and fdatasyncs what was queued, then publishes it in order.
   void SyncLoop();
-  // Makes the batch about to be written, ending at file offset `end`, safe from the
-  // pre-zeroing thread and asks for more zeros when few remain ahead. Sync thread only.
-  void ClaimForWrite(uint64_t end);
   // Rolls to a new segment starting at first_seq, cutting the old one's zero tail. Sync thread.
   absl::Status RollSegment(uint64_t first_seq);
-  // The pre-zeroing thread, and its controls: zeros go to the segment open on fd from
-  // offset on, once the first write there asks for them; stop for good (waits for a run in
-  // progress).
-  void PrezeroLoop();
-  void PrezeroFrom(File* file, uint64_t offset);
-  void StopPrezeroing();
-  // Waits until no piece of zeros is being written, asking the zeroing thread to pause
-  // between pieces meanwhile.
-  void WaitForZeroingPause(std::unique_lock<std::mutex>& z) ABSL_EXCLUSIVE_LOCKS_REQUIRED(zero_mu_);
   // Signs and stores a checkpoint for the current size if it is newer than the latest.
   absl::Status SignCheckpointNow();
   void CheckpointLoop();
@@ -254,20 +242,9 @@ class Ledger {
   std::atomic<uint32_t> sync_generation_[kSyncWords] = {0, 0, 0, 0};
   std::atomic<bool> sync_failed_{false};
 
-  // Pre-zeroing (options_.prezero_bytes): a thread writes zeros past the end of the last
-  // segment and fdatasyncs them; the sync thread writes batches over them. Neither ever
-  // writes where the other may be writing: the zeroing thread only starts at zero_end_,
-  // and the sync thread waits for it before writing past zero_end_.
-  std::mutex zero_mu_;
-  std::condition_variable zero_cv_;
-  File* zero_file_ ABSL_GUARDED_BY(zero_mu_) = nullptr;  // the last segment
-  uint64_t zero_end_ ABSL_GUARDED_BY(zero_mu_) = 0;     // file offset where durable zeros end
-  uint64_t zero_run_ ABSL_GUARDED_BY(zero_mu_) = 0;     // size of the last run written
-  bool zero_wanted_ ABSL_GUARDED_BY(zero_mu_) = false;
-  bool zero_busy_ ABSL_GUARDED_BY(zero_mu_) = false;    // writing a piece at zero_end_
-  int zero_waiters_ ABSL_GUARDED_BY(zero_mu_) = 0;      // threads waiting for !zero_busy_
-  bool zero_stop_ ABSL_GUARDED_BY(zero_mu_) = false;
-  std::thread zeroer_;
+  // Pre-zeroing (options_.prezero_bytes): a thread keeps durable zeros ahead of file_, the
+  // last segment, which the sync thread writes batches over (prezeroer.h).
+  std::unique_ptr<Prezeroer> prezeroer_;
 
   std::mutex cp_mu_;  // serialises signing; never held while waiting for mu_ to be released
   mutable std::mutex cp_note_mu_;

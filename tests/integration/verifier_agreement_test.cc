@@ -2,9 +2,9 @@
 // verify`'s verdict. This test holds it to that: tests/verifier/lethe_verify.py, a second
 // verifier written in Python from the document alone, must reach the same verdict (OK or
 // FAILED) as lethectl on a realistic ledger and on every way the test suite damages or forges
-// one (ledger_test, ledger_batch_test, audit_test, erasure_test, hostile_test,
-// security_test), each applied to a fresh copy of the ledger. A disagreement is a bug in the
-// document or in one of the verifiers.
+// one (ledger_test, prezero_test, auditor_test, ledger_batch_test, audit_test, erasure_test,
+// hostile_test, security_test), each applied to a fresh copy of the ledger. A disagreement
+// is a bug in the document or in one of the verifiers.
 //
 // Needs python3 with Debian's python3-protobuf, python3-cryptography and python3-yaml, and
 // protoc (tests/scripts/deps.sh installs them all); without them the test fails, saying so.
@@ -480,7 +480,7 @@ std::vector<Case> Cases(const Pristine& p, const std::string& export_dir) {
                  WriteBytes(dir + "/" + p.segment, p.bytes.substr(0, p.records[batch.end].offset));
                  SignCheckpointFile(p, dir, p.Leaves(), batch.end + 1);
                }});
-  // Torn writes over pre-zeroed space (ledger_test PrezeroTest): one more record, never
+  // Torn writes over pre-zeroed space (prezero_test): one more record, never
   // acknowledged (no checkpoint covers it), written over zeros. It is a copy of the policy
   // activation, so that it spans several 512-byte sectors.
   const std::string big = Frame(p.records[activated].payload);
@@ -630,7 +630,7 @@ std::vector<Case> Cases(const Pristine& p, const std::string& export_dir) {
   c.push_back({"receipt: unknown protobuf field, --allow-unknown-fields", "OK", unknown_in_receipt, {"--allow-unknown-fields"}});
   c.push_back({"entry: no body", "FAILED", Rewrite(p, [](auto& e) { e.emplace_back(); })});
 
-  // ---- section 7: who did it (ledger_test, security_test)
+  // ---- section 7: who did it (auditor_test, security_test)
   c.push_back({"actor: LogCreated names another key", "FAILED", Rewrite(p, [](auto& e) {
                  e[0].mutable_log_created()->set_control_plane_public_key(
                      crypto::Ed25519PrivateKey::Generate().value().public_key().raw());
@@ -650,7 +650,7 @@ std::vector<Case> Cases(const Pristine& p, const std::string& export_dir) {
   c.push_back({"actor: policy activated by an operator", "FAILED",
                Rewrite(p, [activated2](auto& e) { e[activated2].mutable_actor()->set_role("operator"); })});
 
-  // ---- keys and receipts (ledger_test AuditorTest, hostile_test, security_test)
+  // ---- keys and receipts (auditor_test, hostile_test, security_test)
   c.push_back({"receipt: signed by a key never enrolled (forged)", "FAILED", Rewrite(p, [first_receipt](auto& e) {
                  auto* rr = e[first_receipt].mutable_receipt_recorded();
                  *rr->mutable_receipt() = proto::SignEnvelope(proto::kReceiptType, rr->receipt().body(),
@@ -711,7 +711,7 @@ std::vector<Case> Cases(const Pristine& p, const std::string& export_dir) {
                  e[enrolled].mutable_agent_enrolled()->set_key_id("0123456789abcdef");
                })});
 
-  // ---- the plan (ledger_test AuditorTest, governance_test)
+  // ---- the plan (auditor_test, governance_test)
   c.push_back({"plan: drops a target domain", "FAILED", Rewrite(p, [submitted](auto& e) {
                  e[submitted].mutable_request_submitted()->mutable_target_domains()->RemoveLast();
                })});
@@ -749,7 +749,7 @@ std::vector<Case> Cases(const Pristine& p, const std::string& export_dir) {
                  e[command].mutable_command_issued()->set_domain_policy_hash(crypto::Sha256("another section"));
                })});
 
-  // ---- policies (ledger_test AuditorTest, governance_test)
+  // ---- policies (auditor_test, governance_test)
   c.push_back({"policy: recorded hash altered", "FAILED", Rewrite(p, [activated](auto& e) {
                  e[activated].mutable_policy_activated()->set_policy_hash(crypto::Sha256("another policy"));
                })});
@@ -766,7 +766,7 @@ std::vector<Case> Cases(const Pristine& p, const std::string& export_dir) {
   c.push_back({"policy: activation numbers skip (1, 3)", "FAILED",
                Rewrite(p, [activated2](auto& e) { e[activated2].mutable_policy_activated()->set_activation(3); })});
 
-  // ---- deadlines (ledger_test AuditorTest, governance_test)
+  // ---- deadlines (auditor_test, governance_test)
   c.push_back({"deadline: extensions beyond max_extension", "FAILED", Rewrite(p, [extended](auto& e) {
                  auto* x = e[extended].mutable_deadline_extended();
                  const int64_t more = 61 * 86400 - x->extension_seconds();
@@ -783,7 +783,7 @@ std::vector<Case> Cases(const Pristine& p, const std::string& export_dir) {
                  x->set_extension_seconds(-x->extension_seconds());
                })});
 
-  // ---- consent (ledger_test AuditorTest, consent_test)
+  // ---- consent (auditor_test, consent_test)
   c.push_back({"consent: withdrawal names another erasure", "FAILED", Rewrite(p, [withdrawal](auto& e) {
                  e[withdrawal].mutable_consent_changed()->set_erasure_request_id(std::string(32, 'b'));
                })});

@@ -6,6 +6,8 @@
 //    PATH, PROOF/SUBPROOF) for every tree size 1..1000;
 //  - hostile variants of our own: flipped bits, extra and missing hashes, shifted index and
 //    sizes, wrong roots, malformed and out-of-range arguments.
+//  - leaf and node hashing, and CompactRange's roots of the RFC 6962 test tree, against
+//    known answers.
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
@@ -327,6 +329,43 @@ TEST(MerkleVectors, GeneratedProofsEqualTheHappyPathVectors) {
 }
 
 // ---------------------------------------------------------------------------------------
+// The hashes themselves: leaf and node hashing (RFC 9162 §2.1.1), and CompactRange's roots
+// of the RFC 6962 test tree.
+
+TEST(Merkle, LeafAndNodeHashesAreDomainSeparated) {
+  const std::string a = crypto::Sha256("a"), b = crypto::Sha256("b");
+  EXPECT_EQ(LeafHash("abc"), crypto::Sha256(std::string("\x00", 1) + "abc"));
+  EXPECT_EQ(NodeHash(a, b), crypto::Sha256("\x01" + a + b));
+  EXPECT_NE(NodeHash(a, b), NodeHash(b, a));
+  EXPECT_NE(LeafHash(a + b), NodeHash(a, b));
+}
+
+TEST(Merkle, Rfc6962KnownAnswerRoots) {
+  // The leaves of the RFC 6962 / transparency-dev test tree. Roots for sizes 1-3 and 5-8 are
+  // the happy-path roots of tests/testdata/rfc9162 (inclusion/, consistency/); size 4
+  // comes from an independent reference implementation.
+  const std::vector<std::string> leaves = ::lethe::testing::Rfc6962TestLeaves();
+  const std::vector<std::string> roots = {
+      "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+      "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+      "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+      "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+      "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+      "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+      "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+      "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+  };
+  ASSERT_EQ(leaves[7].size(), 16u);
+  CompactRange range;
+  for (size_t i = 0; i < leaves.size(); ++i) {
+    range.Append(LeafHash(leaves[i]));
+    EXPECT_EQ(crypto::Hex(range.Root()), roots[i]) << "size " << i + 1;
+  }
+  EXPECT_EQ(crypto::Hex(range.Root()),
+            "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328");
+}
+
+// ---------------------------------------------------------------------------------------
 // MerkleTree against the reference.
 
 void ExpectInclusionMatches(const ReferenceTree& ref, const MerkleTree& tree, uint64_t index,
@@ -400,6 +439,9 @@ TEST(MerkleTree, MatchesReferenceForEverySizeTo1000) {
 }
 
 TEST(MerkleTree, EmptyTree) {
+  EXPECT_EQ(crypto::Hex(EmptyRoot()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");  // SHA-256("")
+  EXPECT_EQ(CompactRange().Root(), EmptyRoot());
   const MerkleTree tree;
   EXPECT_EQ(tree.size(), 0u);
   EXPECT_EQ(tree.Root(), EmptyRoot());
