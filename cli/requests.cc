@@ -1,0 +1,568 @@
+// `lethectl request erase|get|list|extend|add-identity|certificate|watch`: data-subject
+// requests through lethed's SubjectRequests service, their progress per domain, and erasure
+// certificates (fetched, or checked offline).
+#include "cli/requests.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "audit/certificate.h"
+#include "audit/offline_verify.h"
+#include "cli/exit_codes.h"
+#include "cli/input.h"
+#include "cli/ledger.h"
+#include "cli/render.h"
+#include "crypto/crypto.h"
+#include "lethe/v1/api.grpc.pb.h"
+#include "nlohmann/json.hpp"
+
+namespace lethe::cli {
+namespace {
+
+namespace v1 = lethe::v1;
+
+const char* StateName(v1::RequestState s) {
+  switch (s) {
+    case v1::IN_PROGRESS: return "IN_PROGRESS";
+    case v1::COMPLETED: return "COMPLETED";
+    case v1::FAILED: return "FAILED";
+    default: return "UNKNOWN";
+  }
+}
+
+const char* DomainStateName(v1::DomainState s) {
+  switch (s) {
+    case v1::PENDING: return "PENDING";
+    case v1::DONE: return "DONE";
+    case v1::DOMAIN_FAILED: return "FAILED";
+    case v1::NEEDS_IDENTITY: return "NEEDS_IDENTITY";
+    default: return "UNKNOWN";
+  }
+}
+
+std::string Period(int64_t seconds) {
+  constexpr int64_t kDay = 86400;
+  if (seconds > 0 && seconds % (365 * kDay) == 0) return absl::StrCat(seconds / (365 * kDay), "y");
+  if (seconds > 0 && seconds % kDay == 0) return absl::StrCat(seconds / kDay, "d");
+  return absl::StrCat(seconds, "s");
+}
+
+// One table's part of a receipt, e.g. "billing.invoices withheld 2 under \"Tax records\" for 7y".
+template <typename TableLike>
+std::string TableSummary(const TableLike& t) {
+  if (t.action() == "retain")
+    return absl::StrFormat("%s withheld %d under \"%s\" for %s", t.table(), t.rows_withheld(),
+                           t.basis(), Period(t.retention_period_seconds()));
+  std::string out =
+      t.action() == "anonymize"
+          ? absl::StrFormat("%s anonymized %d (%s)", t.table(), t.rows_affected(),
+                            absl::StrJoin(t.columns(), ", "))
+          : absl::StrFormat("%s deleted %d", t.table(), t.rows_affected());
+  // Rows the exact comparison left that match after trimming and lower-casing: say so, so
+  // that "0 remaining" is not read as "nothing of this person is left".
+  if (t.rows_near_match() > 0)
+    absl::StrAppendFormat(&out, " (WARNING: %d near match(es) left in place: rows equal to an "
+                                "identity after trimming and lower-casing; check them by hand)",
+                          t.rows_near_match());
+  return out;
+}
+
+std::string DomainLine(const v1::DomainProgress& d) {
+  std::string line = absl::StrFormat("  %-16s %-8s", d.domain(), DomainStateName(d.state()));
+  if (d.state() == v1::PENDING) {
+    absl::StrAppendFormat(&line, " command %s, published %d time(s)", d.command_id().substr(0, 12),
+                          d.attempts());
+    if (!d.last_rejection().empty())
+      absl::StrAppendFormat(&line, "; the agent refused it: %s", d.last_rejection());
+  } else if (d.state() == v1::NEEDS_IDENTITY) {
+    absl::StrAppendFormat(&line, " keyed by %s, which the request does not carry "
+                                 "(lethectl request add-identity)",
+                          absl::StrJoin(d.needed_identity_types(), " and "));
+  } else if (d.state() == v1::DONE) {
+    std::vector<std::string> tables;
+    for (const auto& t : d.tables()) tables.push_back(TableSummary(t));
+    for (const auto& t : d.tombstones())
+      tables.push_back(absl::StrFormat("tombstone %s[%d]@%d", t.topic(), t.partition(), t.offset()));
+    absl::StrAppendFormat(&line, " %s; 0 remaining verified; receipt entry %d signed by agent key %s",
+                          absl::StrJoin(tables, ", "), d.receipt_entry(), d.agent_key_id());
+  } else {
+    absl::StrAppendFormat(&line, " %s (receipt entry %d)", d.error(), d.receipt_entry());
+  }
+  return line;
+}
+
+void PrintRequest(const v1::RequestView& r) {
+  std::cout << "request " << r.request_id() << "  " << StateName(r.state())
+            << (r.overdue() ? "  OVERDUE" : "") << "\n";
+  std::cout << "  kind: " << r.kind() << "   identity types: ";
+  for (int i = 0; i < r.identity_types_size(); ++i) std::cout << (i ? ", " : "") << r.identity_types(i);
+  if (!r.scope_purpose().empty())
+    std::cout << "\n  planned by consent withdrawal for purpose " << r.scope_purpose()
+              << " (ledger entry " << r.consent_entry() << ", change " << r.consent_change_id()
+              << "); scope: that purpose's domains";
+  std::cout << "\n  received " << Time(r.received_unix_ms()) << "   due " << Time(r.due_unix_ms())
+            << "   completed " << Time(r.completed_unix_ms()) << "\n";
+  for (const auto& x : r.extensions())
+    std::cout << "  extended by " << Period(x.extension_seconds()) << " on " << Time(x.recorded_unix_ms())
+              << " (entry " << x.entry() << "): "
+              << (x.reason_shredded() ? "(reason shredded with the request)" : x.reason()) << "\n";
+  std::cout << "  ledger entries: submitted " << r.submitted_entry();
+  if (r.completed_entry() != 0) std::cout << ", completed " << r.completed_entry();
+  std::cout << "   policy " << r.policy_hash().substr(0, 16) << "\n";
+  for (const auto& d : r.domains()) std::cout << DomainLine(d) << "\n";
+}
+
+// One duration syntax for every flag: a positive number with a unit, ms, s, m, h, d (24h), w
+
+// What an operator must do for an open request: for each domain that lacks an identity type
+// (NEEDS_IDENTITY) or refused its command for policy drift, the step that unblocks it. With
+// `only_when_stuck`, "" while some other domain may still answer.
+std::string NextStep(const v1::RequestView& v, bool only_when_stuck = true) {
+  if (v.state() != v1::IN_PROGRESS) return "";
+  std::vector<std::string> steps;
+  bool waiting = false;
+  for (const auto& d : v.domains()) {
+    if (d.state() == v1::NEEDS_IDENTITY) {
+      std::vector<std::string> flags;
+      for (const auto& t : d.needed_identity_types()) flags.push_back("--identity " + t + "=...");
+      steps.push_back(absl::StrFormat("domain %s needs %s: lethectl request add-identity %s %s",
+                                      d.domain(), absl::StrJoin(d.needed_identity_types(), " and "),
+                                      v.request_id(), absl::StrJoin(flags, " ")));
+    } else if (d.state() == v1::PENDING && !d.last_rejection().empty()) {
+      steps.push_back(absl::StrFormat(
+          "domain %s refused its command: %s (deploy the active policy, `lethectl policy show --yaml`, "
+          "to its agent)", d.domain(), d.last_rejection()));
+    } else if (d.state() == v1::PENDING) {
+      waiting = true;
+    }
+  }
+  return waiting && only_when_stuck ? "" : absl::StrJoin(steps, "\n");
+}
+
+// Set while --wait follows a recorded request: Ctrl-C then says how to follow it again.
+char g_interrupt_note[256];
+void OnInterrupt(int) {
+  const ssize_t n = static_cast<ssize_t>(std::strlen(g_interrupt_note));
+  if (n > 0) (void)!::write(2, g_interrupt_note, static_cast<size_t>(n));
+  ::_exit(130);
+}
+void NoteOnInterrupt(const std::string& id) {
+  std::snprintf(g_interrupt_note, sizeof(g_interrupt_note),
+                "\nlethectl: stopped following; request %s is recorded and goes on. Follow it "
+                "with: lethectl request watch %s\n",
+                id.c_str(), id.c_str());
+  ::signal(SIGINT, OnInterrupt);
+  ::signal(SIGTERM, OnInterrupt);
+}
+
+int Watch(const Global& g, const std::string& id, absl::Duration timeout) {
+  // Progress lines appear as they happen, also through a pipe (| tee).
+  std::cout.setf(std::ios::unitbuf);
+  NoteOnInterrupt(id);
+  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  v1::GetRequestRequest req;
+  req.set_request_id(id);
+  auto reader = stub->Watch(&ctx, req);
+  v1::RequestView view, last;
+  bool any = false;
+  // On a terminal each domain keeps one line, rewritten in place as it changes; into a pipe
+  // or file, a line is added per change.
+  const bool redraw = !g.json() && ::isatty(STDOUT_FILENO) == 1;
+  int drawn = 0;
+  while (reader->Read(&view)) {
+    if (redraw) {
+      if (drawn > 0) std::cout << "\x1b[" << drawn << "A";
+      for (const auto& d : view.domains()) std::cout << "\r\x1b[2K" << DomainLine(d) << "\n";
+      drawn = view.domains_size();
+    } else if (!g.json()) {
+      for (const auto& d : view.domains()) {
+        bool changed = true;
+        for (const auto& p : last.domains())
+          if (p.domain() == d.domain()) changed = p.state() != d.state();
+        if (changed || !any) std::cout << DomainLine(d) << "\n";
+      }
+    }
+    last = view;
+    any = true;
+    if (view.state() != v1::IN_PROGRESS) break;
+    if (const std::string next = NextStep(view); !next.empty()) {
+      // Nothing will change until someone acts: say what, and stop waiting.
+      ctx.TryCancel();
+      if (g.json()) std::cout << Json(view);
+      std::cerr << "lethectl: request " << id << " cannot progress until an operator acts:\n"
+                << next << "\n";
+      (void)reader->Finish();
+      return kExitNeedsOperator;
+    }
+  }
+  grpc::Status s = reader->Finish();
+  if (any && last.state() != v1::IN_PROGRESS) {
+    if (g.json()) {
+      std::cout << Json(last);
+    } else {
+      std::cout << "request " << id << " " << StateName(last.state()) << " at "
+                << Time(last.completed_unix_ms()) << "\n";
+    }
+    return last.state() == v1::COMPLETED ? 0 : kExitFailed;
+  }
+  if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    std::cerr << "lethectl: timed out after " << absl::FormatDuration(timeout)
+              << " waiting for request " << id << " (still IN_PROGRESS)\n";
+    if (g.json() && any) std::cout << Json(last);
+    return kExitTimeout;
+  }
+  if (any && s.error_code() != grpc::StatusCode::OK)
+    std::cerr << "lethectl: the watch of request " << id
+              << " was cut off; it goes on: lethectl request watch " << id << "\n";
+  return FailGrpc("request watch", s);
+}
+
+int RequestErase(const Global& g, const std::vector<std::string>& identities,
+                 const std::string& identities_from, const std::string& reason,
+                 const std::string& reason_from, bool wait, const std::string& timeout_text,
+                 bool allow_duplicate) {
+  auto timeout = ParseTimeout(timeout_text);
+  if (!timeout.ok()) return Fail("request erase", timeout.status());
+  v1::SubmitRequest req;
+  if (absl::Status st = ParseIdentities(identities, identities_from, req.mutable_identities()); !st.ok())
+    return Fail("request erase", st);
+  auto reason_text = ReasonText(reason, reason_from);
+  if (!reason_text.ok()) return Fail("request erase", reason_text.status());
+  req.set_reason(*reason_text);
+  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  if (!allow_duplicate) {
+    // A second request for a person with one open is usually a mistake (a re-run script, a
+    // double click): say which, and record nothing unless told to.
+    v1::FindOpenRequest find;
+    *find.mutable_identities() = req.identities();
+    v1::FindOpenResponse found;
+    grpc::ClientContext fctx;
+    fctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    if (grpc::Status fs = stub->FindOpen(&fctx, find, &found); !fs.ok())
+      return FailGrpc("request erase", fs);
+    if (found.matches_size() > 0) {
+      std::cerr << "lethectl request erase: not submitted: an open request already covers this subject:\n";
+      for (const auto& m : found.matches())
+        std::cerr << "  " << m.request_id() << " (same " << absl::StrJoin(m.identity_types(), " and ")
+                  << "): lethectl request get " << m.request_id() << "\n";
+      std::cerr << "  to record another anyway: --allow-duplicate\n";
+      return kExitFailed;
+    }
+  }
+  v1::SubmitResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  grpc::Status s = stub->Submit(&ctx, req, &resp);
+  if (!s.ok()) return FailGrpc("request erase", s);
+  if (!wait) {
+    if (g.json()) {
+      std::cout << Json(resp.request());
+    } else {
+      // The id first (scripts take the first line), then where each domain starts.
+      std::cout << resp.request_id() << "\n";
+      for (const auto& d : resp.request().domains()) std::cout << DomainLine(d) << "\n";
+      if (const std::string next = NextStep(resp.request(), /*only_when_stuck=*/false); !next.empty())
+        std::cout << "needs an operator:\n" << next << "\n";
+    }
+    return 0;
+  }
+  if (!g.json()) {
+    std::cout << "request " << resp.request_id() << " recorded; waiting for "
+              << resp.request().domains_size() << " domain(s)\n";
+  }
+  return Watch(g, resp.request_id(), *timeout);
+}
+
+int RequestGet(const Global& g, const std::string& id) {
+  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  v1::GetRequestRequest req;
+  req.set_request_id(id);
+  v1::RequestView resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->Get(&ctx, req, &resp);
+  if (!s.ok()) return FailGrpc("request get", s);
+  if (g.json()) {
+    std::cout << Json(resp);
+  } else {
+    PrintRequest(resp);
+  }
+  return 0;
+}
+
+int RequestExtend(const Global& g, const std::string& id, const std::string& by,
+                  const std::string& reason) {
+  auto d = ParseFlagDuration("--by", by);
+  if (!d.ok()) return Fail("request extend", d.status());
+  v1::ExtendRequest req;
+  req.set_request_id(id);
+  req.set_extension_seconds(absl::ToInt64Seconds(*d));
+  req.set_reason(reason);
+  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  v1::RequestView resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->Extend(&ctx, req, &resp);
+  if (!s.ok()) return FailGrpc("request extend", s);
+  if (g.json()) {
+    std::cout << Json(resp);
+  } else {
+    std::cout << "request " << id << ": due date moved to " << Time(resp.due_unix_ms()) << "\n";
+  }
+  return 0;
+}
+
+int RequestAddIdentity(const Global& g, const std::string& id,
+                       const std::vector<std::string>& identities, const std::string& identities_from) {
+  v1::AddIdentitiesRequest req;
+  req.set_request_id(id);
+  if (absl::Status st = ParseIdentities(identities, identities_from, req.mutable_identities()); !st.ok())
+    return Fail("request add-identity", st);
+  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  v1::RequestView resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->AddIdentities(&ctx, req, &resp);
+  if (!s.ok()) return FailGrpc("request add-identity", s);
+  if (g.json()) {
+    std::cout << Json(resp);
+  } else {
+    PrintRequest(resp);
+  }
+  return 0;
+}
+
+int RequestList(const Global& g, bool overdue) {
+  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  v1::ListRequestsResponse resp;
+  v1::ListRequestsRequest req;
+  req.set_overdue(overdue);
+  req.set_page_size(1000);
+  do {  // every page
+    v1::ListRequestsResponse page;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub->List(&ctx, req, &page);
+    if (!s.ok()) return FailGrpc("request list", s);
+    for (auto& r : *page.mutable_requests()) *resp.add_requests() = std::move(r);
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
+  if (g.json()) {
+    std::cout << Json(resp);
+    return 0;
+  }
+  if (overdue && resp.requests().empty()) {
+    std::cout << "no overdue request\n";
+    return 0;
+  }
+  std::cout << absl::StrFormat("%-32s %-8s %-12s %-20s %-20s %s\n", "REQUEST", "KIND", "STATE",
+                               "RECEIVED", "DUE", "DOMAINS (done/total)");
+  for (const auto& r : resp.requests()) {
+    int done = 0;
+    for (const auto& d : r.domains()) done += d.state() == v1::DONE || d.state() == v1::DOMAIN_FAILED;
+    std::cout << absl::StrFormat("%-32s %-8s %-12s %-20s %-20s %d/%d\n", r.request_id(), r.kind(),
+                                 r.overdue() ? "OVERDUE" : StateName(r.state()),
+                                 Time(r.received_unix_ms()), Time(r.due_unix_ms()), done,
+                                 r.domains_size());
+  }
+  return 0;
+}
+
+std::string OutcomeName(v1::RequestCompleted::Outcome o) {
+  return o == v1::RequestCompleted::COMPLETED ? "COMPLETED" : "FAILED";
+}
+
+void PrintCertificate(const lethe::audit::CertificateReport& r) {
+  std::cout << "Erasure certificate for request " << r.request_id << ": " << OutcomeName(r.outcome) << "\n"
+            << "  log        " << r.origin << ", checkpoint of " << r.checkpoint_size
+            << " entries (signature verified)\n"
+            << "  identities " << absl::StrJoin(r.identity_types, ", ") << " (as keyed hashes only)\n"
+            << "  received   " << Time(r.received_unix_ms) << "   due " << Time(r.due_unix_ms)
+            << (r.extensions ? absl::StrCat(" (after ", r.extensions, " extension(s))") : "")
+            << "   completed " << Time(r.completed_unix_ms) << "\n";
+  if (!r.scope_purpose.empty())
+    std::cout << "  scope      the domains of purpose " << r.scope_purpose
+              << ", planned by the consent withdrawal included below\n";
+  for (const auto& d : r.domains) {
+    std::cout << "  " << absl::StrFormat("%-16s", d.domain) << " receipt entry " << d.receipt_entry
+              << ", signed by agent key " << d.agent_key_id << ": "
+              << (d.receipt.outcome() == v1::Receipt::COMPLETED ? "purged" : "FAILED: " + d.receipt.error())
+              << "\n";
+    for (const auto& t : d.receipt.tables())
+      std::cout << "      " << TableSummary(t) << (t.action() == "retain" ? "" : ", 0 remaining") << "\n";
+    for (const auto& t : d.receipt.tombstones()) {
+      std::cout << "      tombstone " << t.topic() << " partition " << t.partition() << " offset " << t.offset();
+      if (t.config_read())
+        std::cout << " (cleanup.policy=" << t.cleanup_policy() << ", delete.retention.ms="
+                  << t.delete_retention_ms() << ", max.compaction.lag.ms=" << t.max_compaction_lag_ms() << ")";
+      else
+        std::cout << " (topic configuration not readable)";
+      std::cout << "\n";
+    }
+  }
+  std::cout << "  " << r.entries << " ledger entries, each proven included in the checkpointed log\n";
+}
+
+int RequestCertificate(const Global& g, const std::string& id, const std::string& out,
+                       const std::string& pub_path) {
+  auto stub = v1::Ledger::NewStub(Connect(g));
+  v1::GetCertificateRequest req;
+  req.set_request_id(id);
+  v1::ErasureCertificate cert;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub->GetCertificate(&ctx, req, &cert);
+  if (!s.ok()) return FailGrpc("request certificate", s);
+  std::string warning;
+  auto view = FetchCheckpoint(g, false);
+  if (!view.ok()) return Fail("request certificate", view.status());
+  auto key = lethe::audit::TrustedKey(pub_path, view->public_key_pem(), &warning);
+  if (!key.ok()) return Fail("request certificate", key.status());
+  auto report = lethe::audit::VerifyCertificate(cert, *key);
+  if (!report.ok()) return Fail("request certificate", report.status());
+  std::string json = Json(cert);
+  if (!warning.empty()) std::cerr << "warning: " << warning << "\n";
+  if (out.empty()) {
+    std::cout << json;
+  } else {
+    if (auto st = lethe::WriteFileAtomic(out, json, 0644); !st.ok())
+      return Fail("request certificate", st);
+    if (g.json()) {
+      std::cout << nlohmann::json{{"out", out}, {"request_id", id}, {"verified", true}}.dump(2) << "\n";
+      return 0;
+    }
+    PrintCertificate(*report);
+    std::cout << "written to " << out << "; check it with: lethectl request certificate --verify "
+              << out << " --public-key LETHED.pub\n";
+  }
+  return 0;
+}
+
+int RequestCertificateVerify(const Global& g, const std::string& file, const std::string& pub_path) {
+  if (pub_path.empty())
+    return Fail("request certificate --verify", absl::InvalidArgumentError("--verify needs --public-key"));
+  auto key = lethe::crypto::Ed25519PublicKey::LoadFile(pub_path);
+  if (!key.ok()) return Fail("request certificate --verify", key.status());
+  auto text = lethe::ReadFile(file);
+  if (!text.ok()) return Fail("request certificate --verify", text.status());
+  v1::ErasureCertificate cert;
+  if (!google::protobuf::util::JsonStringToMessage(*text, &cert).ok())
+    return Fail("request certificate --verify", absl::InvalidArgumentError(file + ": not a certificate (JSON)"));
+  auto report = lethe::audit::VerifyCertificate(cert, *key);
+  if (!report.ok()) {
+    std::cerr << "certificate: INVALID: " << report.status().message() << "\n";
+    return 1;
+  }
+  if (g.json()) {
+    std::cout << nlohmann::json{{"ok", true}, {"request_id", report->request_id},
+                                {"outcome", OutcomeName(report->outcome)},
+                                {"checkpoint_size", report->checkpoint_size}}.dump(2) << "\n";
+  } else {
+    PrintCertificate(*report);
+    std::cout << "certificate: VALID\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+void AddRequestCommands(CLI::App& app, Context& ctx) {
+  // The flags' values, kept alive by the callbacks that read them.
+  struct Flags {
+    std::vector<std::string> identities;
+    std::string identities_from, reason_from;
+    std::string reason, timeout = "5m", id;
+    bool wait = false, allow_duplicate = false, overdue = false;
+    std::string by;
+    std::string cert_verify, cert_out, cert_key;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* request = app.add_subcommand("request", "data-subject requests")->require_subcommand(1);
+  ctx.examples[request] =
+      "printf 'email=alice@example.com\\n' | lethectl request erase --identities-from - --wait";
+  auto* erase = request->add_subcommand("erase", "erase a person from every domain that holds them");
+  erase->add_option("--identity", f->identities, "TYPE=VALUE, repeatable (seen by ps and shell history: prefer --identities-from)");
+  erase->add_option("--identities-from", f->identities_from, "FILE, or - for standard input: one TYPE=VALUE a line");
+  erase->add_option("--reason", f->reason, "why (kept encrypted, shredded on completion)");
+  erase->add_option("--reason-from", f->reason_from, "FILE, or - for standard input: the reason");
+  erase->add_flag("--allow-duplicate", f->allow_duplicate,
+                  "submit even when an open request already covers one of these identities");
+  erase->add_flag("--wait", f->wait, "follow progress until the request completes (exit 4 at once if it needs an operator)");
+  erase->add_option("--timeout", f->timeout, "with --wait: give up after this long (e.g. 90s, 5m)")
+      ->capture_default_str();
+  erase->callback([&ctx, f] {
+    ctx.rc = RequestErase(ctx.g, f->identities, f->identities_from, f->reason, f->reason_from, f->wait,
+                          f->timeout, f->allow_duplicate);
+  });
+  ctx.examples[erase] =
+      "printf 'email=alice@example.com\\nuser_id=73310042\\n' | lethectl request erase --identities-from - --wait";
+  auto* get = request->add_subcommand("get", "show one request, per domain");
+  get->add_option("id", f->id, "request id")->required();
+  get->callback([&ctx, f] { ctx.rc = RequestGet(ctx.g, f->id); });
+  ctx.examples[get] = "lethectl request get 3f2a9c0d1e2b4a5c6d7e8f9012345678 -o json";
+  auto* list = request->add_subcommand("list", "list requests with their due dates");
+  list->add_flag("--overdue", f->overdue, "only open requests past their due date");
+  list->callback([&ctx, f] { ctx.rc = RequestList(ctx.g, f->overdue); });
+  ctx.examples[list] = "lethectl request list --overdue";
+  auto* extend = request->add_subcommand(
+      "extend", "move an open request's due date (GDPR Art. 12(3); capped by deadlines.max_extension)");
+  extend->add_option("id", f->id, "request id")->required();
+  extend->add_option("--by", f->by, "how much longer: <n>h, <n>d or <n>w")->required();
+  extend->add_option("--reason", f->reason, "why (kept encrypted, shredded with the request); this or --reason-from is required");
+  extend->add_option("--reason-from", f->reason_from, "FILE, or - for standard input: the reason");
+  extend->callback([&ctx, f] {
+    auto text = ReasonText(f->reason, f->reason_from);
+    if (text.ok() && text->empty()) text = absl::InvalidArgumentError("give --reason TEXT or --reason-from FILE|-");
+    ctx.rc = text.ok() ? RequestExtend(ctx.g, f->id, f->by, *text) : Fail("request extend", text.status());
+  });
+  ctx.examples[extend] =
+      "lethectl request extend 3f2a9c0d1e2b4a5c6d7e8f9012345678 --by 14d --reason-from reason.txt";
+  auto* add_id = request->add_subcommand(
+      "add-identity", "give an open request an identity type a waiting domain is keyed by");
+  add_id->add_option("id", f->id, "request id")->required();
+  add_id->add_option("--identity", f->identities, "TYPE=VALUE, repeatable");
+  add_id->add_option("--identities-from", f->identities_from, "FILE, or - for standard input: one TYPE=VALUE a line");
+  add_id->callback([&ctx, f] { ctx.rc = RequestAddIdentity(ctx.g, f->id, f->identities, f->identities_from); });
+  ctx.examples[add_id] =
+      "echo user_id=73310042 | lethectl request add-identity 3f2a9c0d1e2b4a5c6d7e8f9012345678 --identities-from -";
+  auto* cert = request->add_subcommand(
+      "certificate", "an erasure certificate: the request's entries with inclusion proofs");
+  cert->add_option("id", f->id, "request id");
+  cert->add_option("--out", f->cert_out, "write the certificate (JSON) here");
+  cert->add_option("--verify", f->cert_verify, "check a certificate file offline");
+  cert->add_option("--public-key", f->cert_key, "lethed's public key (PEM)");
+  cert->callback([&ctx, f] {
+    if (!f->cert_verify.empty() && (!f->id.empty() || !f->cert_out.empty())) {
+      ctx.rc = Fail("request certificate",
+                    absl::InvalidArgumentError("--verify FILE checks a certificate offline: it takes no "
+                                               "request id and no --out"));
+    } else if (!f->cert_verify.empty()) {
+      ctx.rc = RequestCertificateVerify(ctx.g, f->cert_verify, f->cert_key);
+    } else if (f->id.empty()) {
+      ctx.rc = Fail("request certificate", absl::InvalidArgumentError("give a request id or --verify FILE"));
+    } else {
+      ctx.rc = RequestCertificate(ctx.g, f->id, f->cert_out, f->cert_key);
+    }
+  });
+  ctx.examples[cert] =
+      "lethectl request certificate 3f2a9c0d1e2b4a5c6d7e8f9012345678 --out cert.json --public-key lethed.pub";
+  auto* watch = request->add_subcommand("watch", "follow a request until it completes");
+  watch->add_option("id", f->id, "request id")->required();
+  watch->add_option("--timeout", f->timeout, "give up after this long")->capture_default_str();
+  watch->callback([&ctx, f] {
+    auto t = ParseTimeout(f->timeout);
+    ctx.rc = t.ok() ? Watch(ctx.g, f->id, *t) : Fail("request watch", t.status());
+  });
+  ctx.examples[watch] = "lethectl request watch 3f2a9c0d1e2b4a5c6d7e8f9012345678 --timeout 10m";
+}
+
+}  // namespace lethe::cli
