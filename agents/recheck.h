@@ -1,6 +1,6 @@
 // The zero-remaining re-check: after a purge's statements, and inside the same transaction,
 // counts what is left of the subject in a table by a query of its own, built apart from the
-// purge's statements (purger.cc), so that a purge that misses rows (a wrong predicate, a
+// purge's statements (postgres_purger.cc), so that a purge that misses rows (a wrong predicate, a
 // trigger or rule that puts rows back) cannot also blind the check that it worked.
 //
 // It compares text, not the column's type: each checked column (the key column, and for

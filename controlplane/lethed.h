@@ -38,7 +38,7 @@ namespace lethe::controlplane {
 
 struct LethedOptions {
   std::string listen = "127.0.0.1:7411";  // port 0 picks a free port; see Lethed::port()
-  // ca.crt, server.crt, server.key: TLS 1.3 with client certificates and roles (auth.h).
+  // ca.crt, server.crt, server.key: TLS 1.3 with client certificates and roles (authorizer.h).
   // Exactly one of certs_dir and insecure.
   std::string certs_dir;
   // Serve plaintext gRPC with no authentication: anyone who reaches the port may do anything.

@@ -24,21 +24,4 @@ absl::StatusOr<std::string> VerifyEnvelope(const v1::SignedEnvelope& env,
                                            std::string_view expected_type,
                                            const crypto::Ed25519PublicKey& key);
 
-// Parses the envelope from wire bytes, then verifies it and parses the body into `out`.
-template <typename Message>
-absl::Status OpenEnvelope(std::string_view wire, std::string_view expected_type,
-                          const crypto::Ed25519PublicKey& key, Message* out,
-                          std::string* body_out = nullptr) {
-  v1::SignedEnvelope env;
-  if (!env.ParseFromArray(wire.data(), static_cast<int>(wire.size())))
-    return absl::InvalidArgumentError("message is not a SignedEnvelope");
-  auto body = VerifyEnvelope(env, expected_type, key);
-  if (!body.ok()) return body.status();
-  if (!out->ParseFromString(*body))
-    return absl::InvalidArgumentError(std::string("signed body is not a ") +
-                                      std::string(expected_type));
-  if (body_out) *body_out = std::move(*body);
-  return absl::OkStatus();
-}
-
 }  // namespace lethe::proto

@@ -1,7 +1,7 @@
 // Fuzz target: the checkpoint parser and verifier (ledger/checkpoint.h) and the proof
 // verifiers of a C2SP tlog-proof (ledger/merkle.h).
 //
-// Lethe has no parser of tlog-proof text: `lethectl ledger proof` only prints one (cli/main.cc),
+// Lethe has no parser of tlog-proof text: `lethectl ledger proof` only prints one (cli/render.cc),
 // and the ledger side consists of the checkpoint parser and the RFC 9162 proof checks. So an
 // input that starts with "c2sp.org/tlog-proof@v1\n" is read here, leniently, as
 //

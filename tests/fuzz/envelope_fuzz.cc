@@ -2,11 +2,12 @@
 //
 // The first byte chooses what the rest is:
 //   even: the wire bytes of a SignedEnvelope holding a DeleteCommand, as an agent reads them
-//         from Kafka: VerifyEnvelope and OpenEnvelope (proto/envelope.h) under the fixed
+//         from Kafka: VerifyEnvelope (proto/envelope.h) and the plain reading OpenEnvelope
+//         (below: parse, verify, parse the body) under the fixed
 //         control-plane key, then the agent's CommandVerifier (agents/command_verifier.h) for domain
 //         "growth" at a fixed time;
 //   odd:  the bytes of a lethe.v1.ReceiptRecorded ledger body: audit::CheckRecordedReceipt
-//         (audit/auditor.h) under the fixed agent key, and OpenEnvelope of its receipt.
+//         (audit/request_lifecycle.h) under the fixed agent key, and OpenEnvelope of its receipt.
 // Signatures made by the fuzzer never verify, so each input is also tried once more with its
 // envelope signed again by the fixed key (same type and body bytes): that reaches the body
 // checks behind the signature.
@@ -32,6 +33,22 @@ namespace {
 using lethe::fuzz::Violated;
 namespace v1 = lethe::v1;
 
+// The plain reading of an envelope, the fuzzer's reference: parses the wire bytes, verifies
+// the signature and type, and parses the body into `out`.
+template <typename Message>
+absl::Status OpenEnvelope(std::string_view wire, std::string_view expected_type,
+                          const lethe::crypto::Ed25519PublicKey& key, Message* out,
+                          std::string* body_out = nullptr) {
+  v1::SignedEnvelope env;
+  if (!env.ParseFromArray(wire.data(), static_cast<int>(wire.size())))
+    return absl::InvalidArgumentError("message is not a SignedEnvelope");
+  auto body = lethe::proto::VerifyEnvelope(env, expected_type, key);
+  if (!body.ok()) return body.status();
+  if (!out->ParseFromString(*body)) return absl::InvalidArgumentError("signed body does not parse");
+  if (body_out) *body_out = std::move(*body);
+  return absl::OkStatus();
+}
+
 const lethe::ManualClock& FixedClock() {
   static const lethe::ManualClock& clock =
       *new lethe::ManualClock(absl::FromUnixMillis(lethe::fuzz::kNowUnixMs));
@@ -49,7 +66,7 @@ void CheckCommandWire(std::string_view wire) {
   const auto& key = lethe::fuzz::ControlPlaneKey().public_key();
   v1::DeleteCommand opened;
   std::string body;
-  const absl::Status open = lethe::proto::OpenEnvelope(wire, lethe::proto::kDeleteCommandType, key, &opened, &body);
+  const absl::Status open = OpenEnvelope(wire, lethe::proto::kDeleteCommandType, key, &opened, &body);
   const lethe::agents::VerifyResult result = Verifier().Verify(wire);
   if (result.command.ok()) {
     if (!open.ok()) Violated("the verifier accepts a command OpenEnvelope refuses:", open.ToString());
@@ -94,7 +111,7 @@ void CheckReceiptRecorded(const v1::ReceiptRecorded& rr) {
   if (receipt->outcome() != v1::Receipt::COMPLETED && receipt->outcome() != v1::Receipt::FAILED)
     Violated("a receipt without an outcome passed");
   v1::Receipt opened;
-  if (!lethe::proto::OpenEnvelope(rr.receipt().SerializeAsString(), lethe::proto::kReceiptType, agent, &opened).ok())
+  if (!OpenEnvelope(rr.receipt().SerializeAsString(), lethe::proto::kReceiptType, agent, &opened).ok())
     Violated("OpenEnvelope refuses a receipt CheckRecordedReceipt accepted");
 }
 
@@ -103,7 +120,7 @@ void CheckReceipt(std::string_view bytes) {
   if (!rr.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return;
   CheckReceiptRecorded(rr);
   v1::Receipt opened;
-  (void)lethe::proto::OpenEnvelope(rr.receipt().SerializeAsString(), lethe::proto::kReceiptType,
+  (void)OpenEnvelope(rr.receipt().SerializeAsString(), lethe::proto::kReceiptType,
                             lethe::fuzz::AgentKey().public_key(), &opened);
   *rr.mutable_receipt() = lethe::proto::SignEnvelope(rr.receipt().payload_type(), rr.receipt().body(),
                                               lethe::fuzz::AgentKey());
