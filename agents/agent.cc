@@ -1,3 +1,4 @@
+// Agent (agent.h): building an agent from its options, and its consume loop.
 #include "agents/agent.h"
 
 #include <prometheus/counter.h>
@@ -6,8 +7,8 @@
 
 #include <algorithm>
 
+#include "agents/postgres_purger.h"
 #include "base/status.h"
-#include "proto/envelope.h"
 #include "spdlog/spdlog.h"
 
 namespace lethe::agents {
@@ -33,9 +34,21 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
   for (const auto& t : domain->kafka_topics) produce_to.push_back(t.topic);
   a->producer_->WarmUp(produce_to);
   Agent* self = a.get();
-  a->purger_ = std::make_unique<PostgresPurger>(
-      o.postgres_dsn, *domain, *a->key_, *o.clock,
-      [self](const std::string& topic, const std::string& key) { return self->Tombstone(topic, key); });
+  TombstoneSink tombstones = [self](const std::string& topic, const std::string& key) {
+    return self->Tombstone(topic, key);
+  };
+  if (o.purger_factory) {
+    LETHE_ASSIGN_OR_RETURN(a->purger_, o.purger_factory(*domain, *a->key_, *o.clock, std::move(tombstones)));
+  } else {
+    a->purger_ = std::make_unique<PostgresPurger>(o.postgres_dsn, *domain, *a->key_, *o.clock,
+                                                  std::move(tombstones));
+  }
+  a->handler_ = std::make_unique<CommandHandler>(
+      o.domain, *a->verifier_, *a->purger_, *a->key_, *o.clock,
+      [self](const std::string& request_id, const std::string& wire) {
+        return self->producer_->ProduceSync(kafka::kReceiptTopic, request_id, wire).status();
+      },
+      a->stats_, [self](const std::string& result) { self->Count(result); });
   if (absl::Status s = a->purger_->EnsureSchema(); !s.ok()) {
     // Not fatal: the loop retries when a command arrives.
     spdlog::warn("domain {}: {}", o.domain, s.ToString());
@@ -68,12 +81,6 @@ void Agent::Stop() {
   }
   stop_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
-}
-
-uint64_t Agent::rejected(Rejection r) const {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = rejections_.find(r);
-  return it == rejections_.end() ? 0 : it->second;
 }
 
 absl::StatusOr<v1::TombstoneResult> Agent::Tombstone(const std::string& topic,
@@ -119,68 +126,7 @@ void Agent::Backoff(absl::Duration d) {
 
 absl::Status Agent::Handle(const kafka::Message& m) {
   const std::string where = m.topic + "/" + std::to_string(m.partition) + "@" + std::to_string(m.offset);
-  VerifyResult v = verifier_->Verify(m.value ? *m.value : std::string());
-  if (!v.command.ok()) {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      ++rejections_[v.rejection];
-    }
-    stats_.rejected.fetch_add(1);
-    Count(std::string("rejected_") + RejectionName(v.rejection));
-    // The status text names ids and domains only, never identities.
-    spdlog::warn("domain {}: rejected command at {} ({}): {}", options_.domain, where,
-                 RejectionName(v.rejection), v.command.status().ToString());
-    if (v.authentic) {
-      // An authentic command this agent will not run as it stands: tell lethed why, signed,
-      // so that the request shows it. Nothing is stored: once the agent runs the right
-      // policy, the re-published command is processed normally.
-      v1::Receipt refusal;
-      refusal.set_command_id(v.authentic->command.command_id());
-      refusal.set_request_id(v.authentic->command.request_id());
-      refusal.set_domain(options_.domain);
-      refusal.set_command_digest(v.authentic->digest);
-      refusal.set_outcome(v1::Receipt::REJECTED);
-      refusal.set_error(std::string(v.command.status().message()));
-      refusal.set_completed_at_unix_ms(absl::ToUnixMillis(options_.clock->Now()));
-      const std::string request_id = refusal.request_id();
-      v.authentic.reset();  // holds identities
-      const std::string wire =
-          proto::SignEnvelope(proto::kReceiptType, refusal.SerializeAsString(), *key_).SerializeAsString();
-      LETHE_RETURN_IF_ERROR(producer_->ProduceSync(kafka::kReceiptTopic, request_id, wire).status());
-    }
-    return consumer_->Commit(m);  // nothing to retry: commit past it
-  }
-  LETHE_ASSIGN_OR_RETURN(PurgeResult r, purger_->Purge(*v.command));
-  const v1::DeleteCommand& cmd = v.command->command;
-  if (r.replayed) {
-    stats_.replayed.fetch_add(1);
-    Count("replayed");
-    spdlog::info("domain {}: command {} was already processed; re-sending its receipt",
-                 options_.domain, cmd.command_id());
-    // After a key rotation the stored receipt may carry the old, possibly revoked key's
-    // signature: sign the very same body bytes again with the current key.
-    v1::SignedEnvelope stored;
-    if (stored.ParseFromString(r.receipt_wire) && stored.key_id() != key_->public_key().KeyId()) {
-      spdlog::info("domain {}: re-signing the stored receipt of command {} with the current key {}",
-                   options_.domain, cmd.command_id(), key_->public_key().KeyId());
-      r.receipt_wire = proto::SignEnvelope(proto::kReceiptType, stored.body(), *key_).SerializeAsString();
-    }
-  } else if (r.receipt.outcome() == v1::Receipt::COMPLETED) {
-    int64_t rows = 0;
-    for (const auto& t : r.receipt.tables()) rows += t.rows_affected();
-    stats_.purged.fetch_add(1);
-    Count("purged");
-    spdlog::info("domain {}: command {} (request {}) purged {} row(s) in {} table(s)",
-                 options_.domain, cmd.command_id(), cmd.request_id(), rows, r.receipt.tables_size());
-  } else {
-    stats_.failed.fetch_add(1);
-    Count("failed");
-    spdlog::error("domain {}: command {} failed: {}", options_.domain, cmd.command_id(),
-                  r.receipt.error());
-  }
-  LETHE_RETURN_IF_ERROR(
-      producer_->ProduceSync(kafka::kReceiptTopic, cmd.request_id(), r.receipt_wire).status());
-  stats_.receipts_sent.fetch_add(1);
+  LETHE_RETURN_IF_ERROR(handler_->Handle(m.value ? std::string_view(*m.value) : std::string_view(), where));
   return consumer_->Commit(m);
 }
 

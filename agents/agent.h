@@ -3,11 +3,14 @@
 // without personal data, counted, and its offset committed: nothing is deleted); purges or
 // replays it in PostgreSQL; publishes the signed receipt to lethe.receipts and waits for the
 // broker's acknowledgement; only then commits the command's offset. A database or broker
-// failure rewinds to the command and retries with backoff.
+// failure rewinds to the command and retries with backoff. What happens to one command, apart
+// from Kafka, is CommandHandler's (command_handler.h); the database behind it is a Purger
+// (purger.h), a PostgresPurger unless AgentOptions::purger_factory builds another.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -15,8 +18,9 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "agents/command_handler.h"
 #include "agents/command_verifier.h"
-#include "agents/postgres_purger.h"
+#include "agents/purger.h"
 #include "base/clock.h"
 #include "crypto/seal.h"
 #include "kafka/kafka.h"
@@ -31,6 +35,11 @@ class Counter;
 
 namespace lethe::agents {
 
+// Builds the Purger of `domain`; `tombstones` produces to the domain's compacted topics.
+using PurgerFactory = std::function<absl::StatusOr<std::unique_ptr<Purger>>(
+    const policies::Domain& domain, const crypto::Ed25519PrivateKey& key, const Clock& clock,
+    TombstoneSink tombstones)>;
+
 struct AgentOptions {
   std::string domain;
   std::string postgres_dsn;
@@ -43,17 +52,12 @@ struct AgentOptions {
   absl::Duration max_backoff = absl::Seconds(10);
   const Clock* clock = &Clock::Real();
   std::shared_ptr<prometheus::Registry> metrics;  // optional
+  // Empty: a PostgresPurger on postgres_dsn (what lethe-agent runs).
+  PurgerFactory purger_factory;
 };
 
-struct AgentStats {
-  std::atomic<uint64_t> purged{0};
-  std::atomic<uint64_t> replayed{0};
-  std::atomic<uint64_t> failed{0};     // FAILED receipts
-  std::atomic<uint64_t> rejected{0};   // commands refused by the verifier
-  std::atomic<uint64_t> retries{0};    // transient failures (database, broker)
-  std::atomic<uint64_t> receipts_sent{0};
-};
-
+// Thread safety: Create, Start and Stop (and the destructor) from one owning thread; stats()
+// and rejected() may be called from any thread while the loop runs.
 class Agent {
  public:
   static absl::StatusOr<std::unique_ptr<Agent>> Create(AgentOptions options);
@@ -61,12 +65,13 @@ class Agent {
   void Start();  // runs the loop in a thread
   void Stop();
   const AgentStats& stats() const { return stats_; }
-  uint64_t rejected(Rejection r) const;
+  uint64_t rejected(Rejection r) const { return handler_->rejected(r); }
 
  private:
   Agent() = default;
   void Run();
-  // Handles one message; kUnavailable means "rewind and retry".
+  // Handles one message (CommandHandler), then commits its offset; an error means "rewind
+  // and retry".
   absl::Status Handle(const kafka::Message& m);
   void Count(const std::string& result);
   void Backoff(absl::Duration d);
@@ -78,12 +83,12 @@ class Agent {
   std::unique_ptr<crypto::Ed25519PrivateKey> key_;
   std::unique_ptr<crypto::X25519PrivateKey> encryption_key_;  // opens the commands' identities
   std::unique_ptr<CommandVerifier> verifier_;
-  std::unique_ptr<PostgresPurger> purger_;
+  std::unique_ptr<Purger> purger_;
+  std::unique_ptr<CommandHandler> handler_;
   std::unique_ptr<kafka::Consumer> consumer_;
   std::unique_ptr<kafka::Producer> producer_;
   AgentStats stats_;
   mutable std::mutex mu_;
-  std::map<Rejection, uint64_t> rejections_;
   std::map<std::string, std::optional<kafka::TopicRetention>> retention_;  // by topic, looked up once
   prometheus::Family<prometheus::Counter>* commands_family_ = nullptr;
   std::condition_variable stop_cv_;

@@ -19,13 +19,21 @@ const char* RejectionName(Rejection r) {
   return "unknown";
 }
 
-VerifiedCommand::~VerifiedCommand() {
-  for (auto& id : *identities.mutable_identities()) {
+namespace {
+
+// Moves the identities out of `sealed` into SecretBytes, then wipes and clears `sealed`.
+OpenedIdentities TakeIdentities(v1::SealedIdentities& sealed) {
+  OpenedIdentities out;
+  for (auto& id : *sealed.mutable_identities()) {
     std::string* v = id.mutable_value();
+    out.Add(id.type(), SecretBytes(*v));
     std::fill(v->begin(), v->end(), '\0');
   }
-  identities.Clear();
+  sealed.Clear();
+  return out;
 }
+
+}  // namespace
 
 CommandVerifier::CommandVerifier(crypto::Ed25519PublicKey control_plane_key, std::string domain,
                                  std::string domain_policy_hash,
@@ -85,9 +93,13 @@ VerifyResult CommandVerifier::Verify(std::string_view wire) const {
                                              "; lethed re-seals it to the domain's newest enrolled key");
   } else if (auto plain = encryption_key_.Open(c.sealed_identities()); !plain.ok()) {
     unopened = absl::FailedPreconditionError("the command's identities do not open with this agent's key");
-  } else if (!vc.identities.ParseFromString(std::string(RevealSecret(*plain))) ||
-             vc.identities.identities().empty()) {
-    unopened = absl::FailedPreconditionError("the command's sealed identities do not parse");
+  } else {
+    v1::SealedIdentities sealed;
+    const std::string_view raw = RevealSecret(*plain);
+    const bool parsed = sealed.ParseFromArray(raw.data(), static_cast<int>(raw.size()));
+    vc.identities = TakeIdentities(sealed);
+    if (!parsed || vc.identities.identities().empty())
+      unopened = absl::FailedPreconditionError("the command's sealed identities do not parse");
   }
   if (!unopened.ok()) {
     VerifyResult out = fail(Rejection::kNotForThisKey, unopened);

@@ -6,11 +6,14 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "base/clock.h"
 #include "crypto/crypto.h"
 #include "crypto/seal.h"
+#include "crypto/secret.h"
 #include "lethe/v1/messages.pb.h"
 
 namespace lethe::agents {
@@ -18,14 +21,30 @@ namespace lethe::agents {
 enum class Rejection { kMalformed, kBadSignature, kWrongDomain, kExpired, kPolicyDrift, kNotForThisKey };
 const char* RejectionName(Rejection r);
 
+// One identity of the subject, opened from the command. The raw value is read only through
+// RevealSecret(), where it is bound as a statement parameter or put into a Kafka key.
+struct CommandIdentity {
+  std::string type;   // an identity type of the policy, e.g. "email"
+  SecretBytes value;  // wiped when destroyed
+};
+
+// The identities opened from a command's sealed_identities: the shape of v1::SealedIdentities,
+// with each value held in a SecretBytes.
+class OpenedIdentities {
+ public:
+  const std::vector<CommandIdentity>& identities() const { return identities_; }
+  void Add(std::string type, SecretBytes value) {
+    identities_.push_back(CommandIdentity{std::move(type), std::move(value)});
+  }
+
+ private:
+  std::vector<CommandIdentity> identities_;
+};
+
 struct VerifiedCommand {
-  v1::DeleteCommand command;
-  std::string digest;                // SHA-256 of the signed body bytes
-  v1::SealedIdentities identities;  // opened from command.sealed_identities: keep it short-lived
-  ~VerifiedCommand();               // clears the identities
-  VerifiedCommand() = default;
-  VerifiedCommand(VerifiedCommand&&) = default;
-  VerifiedCommand& operator=(VerifiedCommand&&) = default;
+  v1::DeleteCommand command;    // as signed; its identities are still sealed
+  std::string digest;           // SHA-256 of the signed body bytes
+  OpenedIdentities identities;  // opened from command.sealed_identities: keep it short-lived
 };
 
 struct VerifyResult {
@@ -37,6 +56,7 @@ struct VerifyResult {
   std::optional<VerifiedCommand> authentic;
 };
 
+// Thread safety: Verify is const and may be called concurrently.
 class CommandVerifier {
  public:
   // `encryption_key` opens the identities sealed to this agent; it must outlive the verifier.

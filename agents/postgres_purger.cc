@@ -67,10 +67,12 @@ std::string HashInColumnType(pqxx::work& tx, const std::string& qualified, const
 // Applies `t`'s action to the rows keyed by one identity value, inside `tx`. Throws pqxx
 // errors; the caller turns them into a FAILED receipt or a retry. What is left is counted
 // apart, by RecountSubject (recheck.h).
-void ApplyToTable(pqxx::work& tx, const policies::Table& t, const std::string& value,
+void ApplyToTable(pqxx::work& tx, const policies::Table& t, const SecretBytes& identity,
                   const std::string& hash_key_hex, v1::TableResult* tr) {
   const std::string qualified = tx.quote_name(t.schema) + "." + tx.quote_name(t.name);
   const std::string key = tx.quote_name(t.key_column);
+  // The one place this function reads the raw identity: it is bound as parameter $1.
+  const std::string value(RevealSecret(identity));
   // Parameters go untyped, so PostgreSQL reads each as its column's own type.
   auto count_where = [&](const std::string& column_expr) {
     pqxx::result r = tx.exec_params(
@@ -163,37 +165,86 @@ std::string Describe(const std::exception& e, const std::string& table) {
 
 }  // namespace
 
-PostgresPurger::PostgresPurger(std::string dsn, policies::Domain domain,
-                               const crypto::Ed25519PrivateKey& key, const Clock& clock,
-                               TombstoneSink tombstones)
-    : dsn_(std::move(dsn)),
-      domain_(std::move(domain)),
-      key_(key),
-      clock_(clock),
-      tombstones_(std::move(tombstones)) {}
-
 namespace {
+
+// Parses a key template such as "user:{user_id}:{email}" as policies::KafkaTopic::BuildKey
+// reads it; a template BuildKey refuses (a stray brace) builds no key.
+PostgresPurger::KeyTemplate ParseKeyTemplate(const std::string& tmpl) {
+  PostgresPurger::KeyTemplate out;
+  size_t i = 0;
+  while (i < tmpl.size()) {
+    const size_t open = tmpl.find_first_of("{}", i);
+    if (open == std::string::npos) {
+      out.parts.push_back({false, tmpl.substr(i)});
+      break;
+    }
+    if (tmpl[open] == '}') return {};
+    if (open > i) out.parts.push_back({false, tmpl.substr(i, open - i)});
+    const size_t close = tmpl.find_first_of("{}", open + 1);
+    if (close == std::string::npos || tmpl[close] != '}') return {};
+    out.parts.push_back({true, tmpl.substr(open + 1, close - open - 1)});
+    i = close + 1;
+  }
+  out.valid = true;
+  return out;
+}
+
+std::vector<PostgresPurger::KeyTemplate> ParseKeyTemplates(const policies::Domain& domain) {
+  std::vector<PostgresPurger::KeyTemplate> out;
+  for (const auto& topic : domain.kafka_topics) out.push_back(ParseKeyTemplate(topic.key_template));
+  return out;
+}
+
 // Every key of the subject for a topic: one per combination of the identity values its
 // template uses. Empty when the command lacks one of those identity types.
-std::vector<std::string> SubjectKeys(const policies::KafkaTopic& topic, const v1::SealedIdentities& ids) {
-  std::vector<std::map<std::string, std::string>> combos(1);
+std::vector<std::string> SubjectKeys(const policies::KafkaTopic& topic,
+                                     const PostgresPurger::KeyTemplate& tmpl,
+                                     const OpenedIdentities& ids) {
+  if (!tmpl.valid) return {};
+  std::vector<std::map<std::string, const SecretBytes*>> combos(1);
   for (const auto& type : topic.identities) {
-    std::vector<std::map<std::string, std::string>> next;
+    std::vector<std::map<std::string, const SecretBytes*>> next;
     for (const auto& id : ids.identities()) {
-      if (id.type() != type) continue;
+      if (id.type != type) continue;
       for (auto c : combos) {
-        c[type] = id.value();
+        c[type] = &id.value;
         next.push_back(std::move(c));
       }
     }
     combos = std::move(next);
   }
   std::vector<std::string> keys;
-  for (const auto& c : combos)
-    if (auto k = topic.BuildKey(c)) keys.push_back(*k);
+  for (const auto& c : combos) {
+    std::string key;
+    bool complete = true;
+    for (const auto& part : tmpl.parts) {
+      if (!part.placeholder) {
+        key += part.text;
+        continue;
+      }
+      const auto it = c.find(part.text);
+      if (it == c.end()) {
+        complete = false;
+        break;
+      }
+      key += RevealSecret(*it->second);  // the raw identity goes into the record key
+    }
+    if (complete) keys.push_back(std::move(key));
+  }
   return keys;
 }
+
 }  // namespace
+
+PostgresPurger::PostgresPurger(std::string dsn, policies::Domain domain,
+                               const crypto::Ed25519PrivateKey& key, const Clock& clock,
+                               TombstoneSink tombstones)
+    : dsn_(std::move(dsn)),
+      domain_(std::move(domain)),
+      key_templates_(ParseKeyTemplates(domain_)),
+      key_(key),
+      clock_(clock),
+      tombstones_(std::move(tombstones)) {}
 
 PostgresPurger::~PostgresPurger() = default;
 
@@ -283,16 +334,16 @@ absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
       for (const auto& rw : t.set) tr->add_columns(rw.column);
       bool any = false;
       for (const auto& id : vc.identities.identities()) {
-        if (id.type() != t.identity) continue;
+        if (id.type != t.identity) continue;
         any = true;
-        ApplyToTable(tx, t, id.value(), hash_key_hex_, tr);
+        ApplyToTable(tx, t, id.value, hash_key_hex_, tr);
       }
       // Then what is left, by a query of its own: no row may still be keyed by an identity,
       // and no rewritten column may still hold one.
       if (t.action != policies::TableAction::kRetain) {
         for (const auto& id : vc.identities.identities()) {
-          if (id.type() != t.identity) continue;
-          const Recount left = RecountSubject(tx, t, id.value());
+          if (id.type != t.identity) continue;
+          const Recount left = RecountSubject(tx, t, id.value);
           tr->set_rows_remaining(tr->rows_remaining() + left.remaining);
           tr->set_rows_near_match(tr->rows_near_match() + left.near_matches);
         }
@@ -302,9 +353,10 @@ absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
     }
     // Tombstones, before the commit: a crash after this point re-runs them on redelivery.
     if (missing_identity.empty() && all_zero) {
-      for (const auto& topic : domain_.kafka_topics) {
+      for (size_t ti = 0; ti < domain_.kafka_topics.size(); ++ti) {
+        const policies::KafkaTopic& topic = domain_.kafka_topics[ti];
         current_table = "topic " + topic.topic;
-        std::vector<std::string> keys = SubjectKeys(topic, vc.identities);
+        std::vector<std::string> keys = SubjectKeys(topic, key_templates_[ti], vc.identities);
         if (keys.empty()) {
           missing_identity = topic.identities.empty() ? "?" : topic.identities.front();
           break;

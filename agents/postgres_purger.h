@@ -1,5 +1,5 @@
-// PostgresPurger: carries out one verified command in the domain's own PostgreSQL, in one
-// transaction: for each table of the domain's policy section, in order (children before
+// PostgresPurger: the Purger (purger.h) of a PostgreSQL domain. It carries out one verified
+// command in the domain's own PostgreSQL, in one transaction: for each table of the domain's policy section, in order (children before
 // parents), apply its action to the subject's rows with parameterised statements —
 //   delete:    delete them, then re-count them;
 //   anonymize: rewrite the listed columns (NULL, a constant, or a keyed SHA-256 under the
@@ -13,50 +13,54 @@
 // A command already in that table is not executed again: its stored receipt is returned.
 //
 // Table and column names come only from the validated policy and are quoted as identifiers;
-// identity values travel only as statement parameters.
+// identity values travel only as statement parameters, read from their SecretBytes by
+// RevealSecret() where they are bound (here and in recheck.cc) or put into a Kafka key.
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <pqxx/connection>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "agents/command_verifier.h"
+#include "agents/purger.h"
 #include "base/clock.h"
 #include "crypto/crypto.h"
 #include "lethe/v1/messages.pb.h"
 #include "policies/policy.h"
 
-
 namespace lethe::agents {
 
-struct PurgeResult {
-  std::string receipt_wire;  // serialized SignedEnvelope
-  v1::Receipt receipt;
-  bool replayed = false;     // the command had been processed before
-};
-
-// Produces one tombstone (key, null value) to a compacted topic and returns where the broker
-// put it. kUnavailable when the broker did not acknowledge it.
-using TombstoneSink =
-    std::function<absl::StatusOr<v1::TombstoneResult>(const std::string& topic, const std::string& key)>;
-
-class PostgresPurger {
+// Thread safety: not thread-safe; one agent loop calls EnsureSchema and Purge from one thread
+// at a time (it holds one connection). Distinct instances may run concurrently.
+class PostgresPurger final : public Purger {
  public:
   // `tombstones` serves the domain's kafka topics; it may be empty when the domain has none.
+  // The topics' key templates are parsed here, once.
   PostgresPurger(std::string dsn, policies::Domain domain, const crypto::Ed25519PrivateKey& key,
                  const Clock& clock, TombstoneSink tombstones = nullptr);
-  ~PostgresPurger();
+  ~PostgresPurger() override;
 
   // Creates schema lethe_agent and its table when absent. kUnavailable when the server
   // cannot be reached. Purge calls it until it has succeeded once.
-  absl::Status EnsureSchema();
+  absl::Status EnsureSchema() override;
 
   // kUnavailable: the database could not be reached or the transaction could not commit;
   // nothing changed, retry later. Any other failure to purge is answered with a FAILED
   // receipt (stored like a COMPLETED one), after rolling the purge back.
-  absl::StatusOr<PurgeResult> Purge(const VerifiedCommand& command);
+  absl::StatusOr<PurgeResult> Purge(const VerifiedCommand& command) override;
+
+  // A compacted topic's record key template, parsed: literal text and {identity type}
+  // placeholders, in order.
+  struct KeyTemplate {
+    struct Part {
+      bool placeholder = false;
+      std::string text;  // the literal text, or the placeholder's identity type
+    };
+    std::vector<Part> parts;
+    bool valid = false;  // false when the template is malformed: it builds no key
+  };
 
  private:
   absl::StatusOr<pqxx::connection*> Connection();
@@ -64,6 +68,7 @@ class PostgresPurger {
 
   const std::string dsn_;
   const policies::Domain domain_;
+  const std::vector<KeyTemplate> key_templates_;  // one per domain_.kafka_topics, same order
   const crypto::Ed25519PrivateKey& key_;
   const Clock& clock_;
   const TombstoneSink tombstones_;

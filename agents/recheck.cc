@@ -7,7 +7,7 @@
 
 namespace lethe::agents {
 
-Recount RecountSubject(pqxx::work& tx, const policies::Table& table, const std::string& value) {
+Recount RecountSubject(pqxx::work& tx, const policies::Table& table, const SecretBytes& value) {
   std::vector<std::string> columns = {table.key_column};
   for (const auto& rw : table.set)
     if (rw.column != table.key_column) columns.push_back(rw.column);
@@ -21,7 +21,7 @@ Recount RecountSubject(pqxx::work& tx, const policies::Table& table, const std::
       "SELECT count(*) FILTER (WHERE ", absl::StrJoin(exact, " OR "), "), count(*) FROM ",
       tx.quote_name(table.schema), ".", tx.quote_name(table.name), " WHERE ",
       absl::StrJoin(folded, " OR "));
-  const pqxx::result r = tx.exec_params(sql, value);
+  const pqxx::result r = tx.exec_params(sql, std::string(RevealSecret(value)));
   Recount out;
   out.remaining = r[0][0].as<int64_t>();
   out.near_matches = r[0][1].as<int64_t>() - out.remaining;

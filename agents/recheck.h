@@ -22,6 +22,7 @@
 #include <pqxx/pqxx>
 #include <string>
 
+#include "crypto/secret.h"
 #include "policies/policy.h"
 
 namespace lethe::agents {
@@ -32,6 +33,6 @@ struct Recount {
 };
 
 // For a delete or anonymize table. Throws pqxx errors.
-Recount RecountSubject(pqxx::work& tx, const policies::Table& table, const std::string& value);
+Recount RecountSubject(pqxx::work& tx, const policies::Table& table, const SecretBytes& value);
 
 }  // namespace lethe::agents

@@ -56,6 +56,10 @@ class EmbeddedKafka {
   std::string bootstrap_;
 };
 
+// Thread safety: ProduceSync may be called concurrently from several threads (each call waits
+// for its own delivery report), but a call that times out purges every record still queued,
+// so concurrent calls may then fail with kUnavailable too. WarmUp is not thread-safe: call it
+// after Create, before the producer is shared.
 class Producer {
  public:
   // Idempotent producer with acks=all. `extra` overrides defaults.
@@ -78,6 +82,8 @@ class Producer {
   std::vector<rd_kafka_topic_t*> topics_;
 };
 
+// Thread safety: not thread-safe; Poll, Commit and Rewind are called from one thread (the
+// loop that owns the consumer), never concurrently.
 class Consumer {
  public:
   // A member of consumer group `group`, subscribed to `topics`, with automatic offset

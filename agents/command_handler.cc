@@ -1,0 +1,93 @@
+// CommandHandler (command_handler.h): one command, from its wire bytes to its published receipt.
+#include "agents/command_handler.h"
+
+#include "base/status.h"
+#include "proto/envelope.h"
+#include "spdlog/spdlog.h"
+
+namespace lethe::agents {
+
+CommandHandler::CommandHandler(std::string domain, const CommandVerifier& verifier, Purger& purger,
+                               const crypto::Ed25519PrivateKey& key, const Clock& clock,
+                               ReceiptSink receipts, AgentStats& stats,
+                               std::function<void(const std::string&)> count)
+    : domain_(std::move(domain)),
+      verifier_(verifier),
+      purger_(purger),
+      key_(key),
+      clock_(clock),
+      receipts_(std::move(receipts)),
+      stats_(stats),
+      count_(std::move(count)) {}
+
+uint64_t CommandHandler::rejected(Rejection r) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = rejections_.find(r);
+  return it == rejections_.end() ? 0 : it->second;
+}
+
+absl::Status CommandHandler::Handle(std::string_view wire, const std::string& where) {
+  VerifyResult v = verifier_.Verify(wire);
+  if (!v.command.ok()) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ++rejections_[v.rejection];
+    }
+    stats_.rejected.fetch_add(1);
+    Count(std::string("rejected_") + RejectionName(v.rejection));
+    // The status text names ids and domains only, never identities.
+    spdlog::warn("domain {}: rejected command at {} ({}): {}", domain_, where,
+                 RejectionName(v.rejection), v.command.status().ToString());
+    if (v.authentic) {
+      // An authentic command this agent will not run as it stands: tell lethed why, signed,
+      // so that the request shows it. Nothing is stored: once the agent runs the right
+      // policy, the re-published command is processed normally.
+      v1::Receipt refusal;
+      refusal.set_command_id(v.authentic->command.command_id());
+      refusal.set_request_id(v.authentic->command.request_id());
+      refusal.set_domain(domain_);
+      refusal.set_command_digest(v.authentic->digest);
+      refusal.set_outcome(v1::Receipt::REJECTED);
+      refusal.set_error(std::string(v.command.status().message()));
+      refusal.set_completed_at_unix_ms(absl::ToUnixMillis(clock_.Now()));
+      const std::string request_id = refusal.request_id();
+      v.authentic.reset();  // holds identities
+      const std::string signed_wire =
+          proto::SignEnvelope(proto::kReceiptType, refusal.SerializeAsString(), key_).SerializeAsString();
+      LETHE_RETURN_IF_ERROR(receipts_(request_id, signed_wire));
+    }
+    return absl::OkStatus();  // nothing to retry: commit past it
+  }
+  LETHE_ASSIGN_OR_RETURN(PurgeResult r, purger_.Purge(*v.command));
+  const v1::DeleteCommand& cmd = v.command->command;
+  if (r.replayed) {
+    stats_.replayed.fetch_add(1);
+    Count("replayed");
+    spdlog::info("domain {}: command {} was already processed; re-sending its receipt", domain_,
+                 cmd.command_id());
+    // After a key rotation the stored receipt may carry the old, possibly revoked key's
+    // signature: sign the very same body bytes again with the current key.
+    v1::SignedEnvelope stored;
+    if (stored.ParseFromString(r.receipt_wire) && stored.key_id() != key_.public_key().KeyId()) {
+      spdlog::info("domain {}: re-signing the stored receipt of command {} with the current key {}",
+                   domain_, cmd.command_id(), key_.public_key().KeyId());
+      r.receipt_wire = proto::SignEnvelope(proto::kReceiptType, stored.body(), key_).SerializeAsString();
+    }
+  } else if (r.receipt.outcome() == v1::Receipt::COMPLETED) {
+    int64_t rows = 0;
+    for (const auto& t : r.receipt.tables()) rows += t.rows_affected();
+    stats_.purged.fetch_add(1);
+    Count("purged");
+    spdlog::info("domain {}: command {} (request {}) purged {} row(s) in {} table(s)", domain_,
+                 cmd.command_id(), cmd.request_id(), rows, r.receipt.tables_size());
+  } else {
+    stats_.failed.fetch_add(1);
+    Count("failed");
+    spdlog::error("domain {}: command {} failed: {}", domain_, cmd.command_id(), r.receipt.error());
+  }
+  LETHE_RETURN_IF_ERROR(receipts_(cmd.request_id(), r.receipt_wire));
+  stats_.receipts_sent.fetch_add(1);
+  return absl::OkStatus();
+}
+
+}  // namespace lethe::agents

@@ -1,0 +1,50 @@
+// Purger: what the agent needs from a domain's own store — carry out one verified command
+// (purge, re-check that nothing of the subject is left, sign the receipt, remember the
+// command) in one transaction, or answer a command it has seen before with its stored
+// receipt. PostgresPurger (postgres_purger.h) is the implementation lethe-agent runs; tests
+// use a fake (tests/fakes/fake_purger.h). Also the types both sides share.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "agents/command_verifier.h"
+#include "lethe/v1/messages.pb.h"
+
+namespace lethe::agents {
+
+struct PurgeResult {
+  std::string receipt_wire;  // serialized SignedEnvelope of `receipt`, signed by the agent
+  v1::Receipt receipt;       // COMPLETED (with the re-check's counts per table) or FAILED
+  bool replayed = false;     // the command had been processed before: the stored receipt
+};
+
+// Produces one tombstone (key, null value) to a compacted topic and returns where the broker
+// put it. kUnavailable when the broker did not acknowledge it.
+using TombstoneSink =
+    std::function<absl::StatusOr<v1::TombstoneResult>(const std::string& topic, const std::string& key)>;
+
+// Thread safety: an implementation serves one agent loop; its methods are called from one
+// thread at a time (not concurrently).
+class Purger {
+ public:
+  virtual ~Purger() = default;
+
+  // Prepares the store (for PostgreSQL: schema lethe_agent and its tables). kUnavailable
+  // when the store cannot be reached; Purge calls it itself until it has succeeded once.
+  virtual absl::Status EnsureSchema() = 0;
+
+  // Carries out `command` once. Returns:
+  // - a COMPLETED receipt: every table's action applied, the re-check found 0 remaining rows,
+  //   the tombstones were acknowledged, and the command is recorded as processed;
+  // - a FAILED receipt: the command cannot be carried out as it stands (nothing changed);
+  //   it is recorded too, so that a redelivery answers the same;
+  // - replayed = true and the stored receipt, for a command processed before (nothing runs);
+  // - kUnavailable (or another error): the store or the broker failed; nothing changed and
+  //   nothing was recorded, retry later.
+  virtual absl::StatusOr<PurgeResult> Purge(const VerifiedCommand& command) = 0;
+};
+
+}  // namespace lethe::agents
