@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "kafka/publisher.h"
 
 struct rd_kafka_mock_cluster_s;
 
@@ -35,11 +36,6 @@ struct Message {
   std::optional<std::string> value;  // nullopt for a tombstone
 };
 
-struct Delivered {
-  int32_t partition = 0;
-  int64_t offset = 0;
-};
-
 // librdkafka's mock cluster, in this process: a broker speaking the Kafka protocol on
 // loopback. Data lives in memory and dies with the object.
 class EmbeddedKafka {
@@ -56,12 +52,18 @@ class EmbeddedKafka {
   std::string bootstrap_;
 };
 
-class Producer {
+class Producer : public Publisher {
  public:
   // Idempotent producer with acks=all. `extra` overrides defaults.
   static absl::StatusOr<std::unique_ptr<Producer>> Create(const std::string& bootstrap,
                                                           const Config& extra = {});
-  ~Producer();
+  ~Producer() override;
+  // Publisher: ProduceSync.
+  absl::StatusOr<Delivered> Publish(const std::string& topic, const std::optional<std::string>& key,
+                                    const std::optional<std::string>& value,
+                                    absl::Duration timeout) override {
+    return ProduceSync(topic, key, value, timeout);
+  }
   // Produces one record and waits for the broker's acknowledgement. value nullopt produces
   // a tombstone. kUnavailable when the broker did not acknowledge in time.
   absl::StatusOr<Delivered> ProduceSync(const std::string& topic,
