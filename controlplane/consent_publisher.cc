@@ -2,15 +2,16 @@
 
 #include <algorithm>
 
+#include "kafka/kafka.h"
 #include "proto/envelope.h"
 #include "spdlog/spdlog.h"
 
 namespace lethe::controlplane {
 
-ConsentPublisher::ConsentPublisher(const ConsentStore& consent, kafka::Producer& producer,
+ConsentPublisher::ConsentPublisher(const ConsentStore& consent, kafka::Publisher& publisher,
                                    const crypto::Ed25519PrivateKey& key,
                                    ConsentPublisherOptions options)
-    : consent_(consent), producer_(producer), key_(key), options_(options) {}
+    : consent_(consent), publisher_(publisher), key_(key), options_(options) {}
 
 ConsentPublisher::~ConsentPublisher() { Stop(); }
 
@@ -42,8 +43,8 @@ void ConsentPublisher::Run() {
     absl::Duration wait = absl::Seconds(1);
     for (const ConsentRecord& r : consent_.CurrentAfter(published_through_.load())) {
       if (stop_) break;
-      auto d = producer_.ProduceSync(kafka::kConsentTopic, r.TopicKey(), Wire(r, key_),
-                                     absl::Seconds(10));
+      auto d = publisher_.Publish(kafka::kConsentTopic, r.TopicKey(), Wire(r, key_),
+                                  absl::Seconds(10));
       if (!d.ok()) {
         spdlog::warn("consent: entry {} not published to {}: {}; retrying in {}", r.entry,
                      kafka::kConsentTopic, d.status().ToString(), absl::FormatDuration(backoff));

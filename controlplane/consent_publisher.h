@@ -10,7 +10,7 @@
 
 #include "controlplane/consent_store.h"
 #include "crypto/crypto.h"
-#include "kafka/kafka.h"
+#include "kafka/publisher.h"
 
 namespace lethe::controlplane {
 
@@ -21,7 +21,7 @@ struct ConsentPublisherOptions {
 
 class ConsentPublisher {
  public:
-  ConsentPublisher(const ConsentStore& consent, kafka::Producer& producer,
+  ConsentPublisher(const ConsentStore& consent, kafka::Publisher& publisher,
                    const crypto::Ed25519PrivateKey& key, ConsentPublisherOptions options = {});
   ~ConsentPublisher();
   void Start();
@@ -37,7 +37,7 @@ class ConsentPublisher {
   void Run();
 
   const ConsentStore& consent_;
-  kafka::Producer& producer_;
+  kafka::Publisher& publisher_;
   const crypto::Ed25519PrivateKey& key_;
   const ConsentPublisherOptions options_;
   std::atomic<uint64_t> published_through_{0};

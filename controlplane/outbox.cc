@@ -2,14 +2,15 @@
 
 #include <algorithm>
 
+#include "kafka/kafka.h"
 #include "spdlog/spdlog.h"
 
 namespace lethe::controlplane {
 
 OutboxPublisher::OutboxPublisher(RequestStore& store, RequestManager& manager,
-                                 kafka::Producer& producer, const Clock& clock,
+                                 kafka::Publisher& publisher, const Clock& clock,
                                  OutboxOptions options)
-    : store_(store), manager_(manager), producer_(producer), clock_(clock), options_(options) {}
+    : store_(store), manager_(manager), publisher_(publisher), clock_(clock), options_(options) {}
 
 OutboxPublisher::~OutboxPublisher() { Stop(); }
 
@@ -42,7 +43,8 @@ absl::Time OutboxPublisher::PublishDue() {
       auto wire = manager_.CommandWire(c);
       absl::Status st = wire.status();
       if (wire.ok()) {
-        st = producer_.ProduceSync(kafka::CommandTopic(c.domain), c.request_id, *wire).status();
+        st = publisher_.Publish(kafka::CommandTopic(c.domain), c.request_id, *wire, absl::Seconds(30))
+                 .status();
       }
       if (st.ok()) {
         store_.NotePublished(c.command_id);

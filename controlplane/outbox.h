@@ -12,7 +12,7 @@
 #include "base/clock.h"
 #include "controlplane/request_manager.h"
 #include "controlplane/request_store.h"
-#include "kafka/kafka.h"
+#include "kafka/publisher.h"
 
 namespace lethe::controlplane {
 
@@ -25,7 +25,7 @@ struct OutboxOptions {
 
 class OutboxPublisher {
  public:
-  OutboxPublisher(RequestStore& store, RequestManager& manager, kafka::Producer& producer,
+  OutboxPublisher(RequestStore& store, RequestManager& manager, kafka::Publisher& publisher,
                   const Clock& clock, OutboxOptions options = {});
   ~OutboxPublisher();  // stops the thread
   void Start();
@@ -33,10 +33,14 @@ class OutboxPublisher {
   // Completed passes over the pending commands (for tests that wait for the publisher).
   uint64_t passes() const { return passes_.load(); }
 
+  // One pass (what the thread runs in a loop): re-issues expiring commands, publishes what is
+  // due at clock.Now(), and returns when the next publish is due (InfiniteFuture when
+  // nothing is pending). Public so that unit tests can drive passes with a ManualClock;
+  // call it only while the thread is not started.
+  absl::Time PublishDue();
+
  private:
   void Run();
-  // Publishes what is due; returns when the next publish is due.
-  absl::Time PublishDue();
 
   struct Schedule {
     absl::Time next;
@@ -46,7 +50,7 @@ class OutboxPublisher {
 
   RequestStore& store_;
   RequestManager& manager_;
-  kafka::Producer& producer_;
+  kafka::Publisher& publisher_;
   const Clock& clock_;
   const OutboxOptions options_;
   std::map<std::string, Schedule> schedule_;  // by command id; touched by the thread only

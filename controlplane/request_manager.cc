@@ -19,42 +19,6 @@ namespace {
 
 std::string NewId() { return crypto::Hex(crypto::RandomBytes(16)); }
 
-bool IsTypeName(std::string_view s) {
-  return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-  });
-}
-
-// `field` names the list in error messages ("identities" or "identity").
-absl::Status ValidateIdentities(const policies::Policy& policy,
-                                const std::vector<SubjectIdentity>& ids,
-                                std::string_view field_name = "identities") {
-  const std::string list(field_name);
-  if (ids.empty()) return absl::InvalidArgumentError(list + ": at least one identity is required");
-  if (ids.size() > kMaxIdentities)
-    return absl::InvalidArgumentError(
-        absl::StrCat(list, ": at most ", kMaxIdentities, " identities, got ", ids.size()));
-  for (size_t i = 0; i < ids.size(); ++i) {
-    const std::string field = ids.size() == 1 && list == "identity" ? list : absl::StrCat(list, "[", i, "]");
-    const auto& id = ids[i];
-    if (id.type.empty()) return absl::InvalidArgumentError(field + ".type: empty identity type");
-    if (!IsTypeName(id.type))
-      return absl::InvalidArgumentError(field + ".type: not an identity type name ([a-z0-9_]+)");
-    if (!policy.HasIdentity(id.type))
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".type: unknown identity type \"", id.type, "\" (the policy declares: ",
-          absl::StrJoin(policy.identities(), ", "), ")"));
-    // Values are personal data: errors describe them, never quote them.
-    if (RevealSecret(id.value).empty())
-      return absl::InvalidArgumentError(field + ".value: empty identity value");
-    if (RevealSecret(id.value).size() > kMaxIdentityValueBytes)
-      return absl::InvalidArgumentError(absl::StrCat(field, ".value: longer than ",
-                                                     kMaxIdentityValueBytes, " bytes (got ",
-                                                     RevealSecret(id.value).size(), " bytes)"));
-  }
-  return absl::OkStatus();
-}
-
 bool Contains(const std::vector<SubjectIdentity>& ids, const SubjectIdentity& id) {
   for (const auto& i : ids)
     if (i.type == id.type && RevealSecret(i.value) == RevealSecret(id.value)) return true;
@@ -91,30 +55,6 @@ absl::StatusOr<std::string> SealIdentities(const IdentityVault& vault, const Sec
   sealed.Clear();
   SecretBytes plain(std::move(plain_raw));
   return crypto::SealAesGcm(key, RevealSecret(plain), aad);
-}
-
-// Operator-supplied free text: 1..max bytes, valid single-line text without control characters.
-absl::Status CheckText(std::string_view field, std::string_view text, size_t max_bytes,
-                       std::string_view hint) {
-  const std::string f(field);
-  if (text.empty()) return absl::InvalidArgumentError(absl::StrCat(f, ": required (", Av(hint), ")"));
-  if (text.size() > max_bytes)
-    return absl::InvalidArgumentError(
-        absl::StrCat(f, ": longer than ", max_bytes, " bytes (got ", text.size(), ")"));
-  for (unsigned char c : text)
-    if (c < 0x20 || c == 0x7f)
-      return absl::InvalidArgumentError(f + ": contains a control character");
-  return absl::OkStatus();
-}
-
-// Text that the ledger holds in clear must also keep audit/hygiene.h's rule, which every
-// verifier checks: nothing that looks like a person's identifier.
-absl::Status CheckClearText(std::string_view field, std::string_view text, size_t max_bytes,
-                            std::string_view hint) {
-  LETHE_RETURN_IF_ERROR(CheckText(field, text, max_bytes, hint));
-  if (std::string why = audit::FreeTextProblem(text, max_bytes); !why.empty())
-    return absl::InvalidArgumentError(absl::StrCat(std::string(field), ": ", why, " (", Av(hint), ")"));
-  return absl::OkStatus();
 }
 
 std::string ShortHash(std::string_view raw) { return crypto::Hex(raw).substr(0, 16); }
@@ -161,9 +101,7 @@ absl::StatusOr<PolicyActivation> RequestManager::ActivatePolicy(std::string_view
                                                                 std::string_view source_name,
                                                                 std::string source,
                                                                 const v1::Actor& actor) {
-  if (yaml.size() > kMaxPolicyBytes)
-    return absl::InvalidArgumentError(
-        absl::StrCat("yaml: longer than ", kMaxPolicyBytes, " bytes (got ", yaml.size(), ")"));
+  LETHE_RETURN_IF_ERROR(ValidatePolicySize(yaml));
   LETHE_ASSIGN_OR_RETURN(policies::Policy parsed, policies::Policy::Parse(yaml, source_name));
   const std::string hash = parsed.Hash();
   std::unique_lock<std::shared_mutex> policy_lock(policy_mu_);
@@ -302,9 +240,7 @@ absl::StatusOr<std::string> RequestManager::SubmitErasure(std::vector<SubjectIde
   std::shared_lock<std::shared_mutex> policy_lock(policy_mu_);
   LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   LETHE_RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
-  if (reason.size() > kMaxReasonBytes)
-    return absl::InvalidArgumentError(
-        absl::StrCat("reason: longer than ", kMaxReasonBytes, " bytes (got ", reason.size(), ")"));
+  LETHE_RETURN_IF_ERROR(ValidateErasureReason(reason));
   ErasureSpec spec;
   spec.identities = Distinct(std::move(identities));
   spec.reason = std::move(reason);
@@ -429,12 +365,7 @@ absl::Status RequestManager::Extend(const std::string& request_id, absl::Duratio
                                     std::string reason, const v1::Actor& actor) {
   std::shared_lock<std::shared_mutex> policy_lock(policy_mu_);  // see policy_mu_
   LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
-  if (by <= absl::ZeroDuration())
-    return absl::InvalidArgumentError("extension_seconds: must be positive");
-  if (by != absl::Seconds(absl::ToInt64Seconds(by)))
-    return absl::InvalidArgumentError("extension_seconds: must be whole seconds");
-  LETHE_RETURN_IF_ERROR(CheckText("reason", reason, kMaxExtensionReasonBytes,
-                            "GDPR Art. 12(3): the subject must be told why"));
+  LETHE_RETURN_IF_ERROR(ValidateExtension(by, reason));
   std::lock_guard<std::mutex> lock(write_mu_);
   LETHE_ASSIGN_OR_RETURN(const RequestRecord r, OpenRequest(request_id, "be extended"));
   absl::Duration total = by;
@@ -469,21 +400,9 @@ absl::StatusOr<ConsentRecord> RequestManager::ChangeConsent(SubjectIdentity iden
   std::vector<SubjectIdentity> one;
   one.push_back(SubjectIdentity{identity.type, identity.value});
   LETHE_RETURN_IF_ERROR(ValidateIdentities(*policy, one, "identity"));
-  const policies::Purpose* p = nullptr;
-  std::vector<std::string> names;
-  for (const auto& candidate : policy->purposes()) {
-    names.push_back(candidate.name);
-    if (candidate.name == purpose) p = &candidate;
-  }
-  if (purpose.empty()) return absl::InvalidArgumentError("purpose: required");
-  if (p == nullptr)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "purpose: unknown purpose \"", purpose.size() > 64 ? purpose.substr(0, 64) + "..." : purpose,
-        "\" (the active policy declares: ", names.empty() ? "none" : absl::StrJoin(names, ", "), ")"));
-  if (status != v1::GRANTED && status != v1::WITHDRAWN)
-    return absl::InvalidArgumentError("status: must be GRANTED or WITHDRAWN");
-  LETHE_RETURN_IF_ERROR(CheckClearText("source", source, kMaxConsentSourceBytes,
-                            "where the change came from, e.g. signup-form-v3; no personal data"));
+  LETHE_ASSIGN_OR_RETURN(const policies::Purpose* p, ValidatePurpose(*policy, purpose));
+  LETHE_RETURN_IF_ERROR(ValidateConsentStatus(status));
+  LETHE_RETURN_IF_ERROR(ValidateConsentSource(source));
   const std::string token = vault_.Tokenize(identity.type, identity.value);
 
   std::lock_guard<std::mutex> lock(write_mu_);
@@ -539,31 +458,23 @@ absl::StatusOr<AgentRecord> RequestManager::EnrollAgent(const std::string& domai
                                                         const std::string& pem,
                                                         const v1::Actor& actor) {
   LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
-  if (policy->FindDomain(domain) == nullptr)
-    return absl::InvalidArgumentError("domain: \"" + Quote(domain) + "\" is not a domain of the active policy");
-  auto key = crypto::Ed25519PublicKey::FromPem(pem);
-  if (!key.ok())
-    return absl::InvalidArgumentError("public_key_pem: " + std::string(key.status().message()));
-  auto enc = crypto::X25519PublicKey::FromPem(pem);
-  if (!enc.ok())
-    return absl::InvalidArgumentError(
-        "public_key_pem: holds no X25519 encryption key, which commands are sealed to (the .pub "
-        "file of `lethectl keys generate` holds both keys; regenerate older agent keys)");
+  LETHE_RETURN_IF_ERROR(ValidateAgentDomain(*policy, domain));
+  LETHE_ASSIGN_OR_RETURN(AgentKeys keys, ParseAgentKeys(pem));
   std::lock_guard<std::mutex> lock(write_mu_);
-  if (auto known = store_.Agent(domain, key->KeyId()))
-    return absl::AlreadyExistsError("public_key_pem: key " + key->KeyId() + " was already enrolled for domain " +
+  if (auto known = store_.Agent(domain, keys.signing.KeyId()))
+    return absl::AlreadyExistsError("public_key_pem: key " + keys.signing.KeyId() + " was already enrolled for domain " +
                                     domain + (known->revoked ? " and has been revoked; generate a new key" : ""));
   v1::LedgerEntry e;
   auto* a = e.mutable_agent_enrolled();
   a->set_domain(domain);
-  a->set_public_key(key->raw());
-  a->set_key_id(key->KeyId());
-  a->set_encryption_public_key(enc->raw());
-  a->set_encryption_key_id(enc->KeyId());
+  a->set_public_key(keys.signing.raw());
+  a->set_key_id(keys.signing.KeyId());
+  a->set_encryption_public_key(keys.encryption.raw());
+  a->set_encryption_key_id(keys.encryption.KeyId());
   LETHE_RETURN_IF_ERROR(AppendAndApply({e}, &actor));
-  auto rec = store_.Agent(domain, key->KeyId());
+  auto rec = store_.Agent(domain, keys.signing.KeyId());
   if (!rec) return absl::InternalError("enrolled agent not found after append");
-  spdlog::info("agent key {} enrolled for domain {} by {}", key->KeyId(), domain, Describe(actor));
+  spdlog::info("agent key {} enrolled for domain {} by {}", keys.signing.KeyId(), domain, Describe(actor));
   return *rec;
 }
 
@@ -571,13 +482,7 @@ absl::StatusOr<AgentRecord> RequestManager::RevokeAgentKey(const std::string& do
                                                            const std::string& key_id,
                                                            std::string reason,
                                                            const v1::Actor& actor) {
-  if (domain.empty()) return absl::InvalidArgumentError("domain: required");
-  if (key_id.size() != 16 || !std::all_of(key_id.begin(), key_id.end(), [](char c) {
-        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-      }))
-    return absl::InvalidArgumentError("key_id: not a key id (16 lowercase hex characters)");
-  if (!reason.empty())
-    LETHE_RETURN_IF_ERROR(CheckClearText("reason", reason, kMaxRevocationReasonBytes, "why the key is revoked"));
+  LETHE_RETURN_IF_ERROR(ValidateRevocation(domain, key_id, reason));
   std::lock_guard<std::mutex> lock(write_mu_);
   auto rec = store_.Agent(domain, key_id);
   if (!rec)

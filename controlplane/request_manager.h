@@ -19,22 +19,12 @@
 #include "controlplane/identity_vault.h"
 #include "controlplane/planner.h"
 #include "controlplane/projections.h"
+#include "controlplane/validation.h"  // the input rules and size limits
 #include "crypto/crypto.h"
 #include "ledger/ledger.h"
 #include "policies/policy.h"
 
 namespace lethe::controlplane {
-
-inline constexpr size_t kMaxIdentityValueBytes = 1024;
-inline constexpr size_t kMaxIdentities = 16;
-inline constexpr size_t kMaxReasonBytes = 4096;
-inline constexpr size_t kMaxExtensionReasonBytes = 1000;
-inline constexpr size_t kMaxConsentSourceBytes = 256;
-inline constexpr size_t kMaxPolicyBytes = 1 << 20;
-inline constexpr size_t kMaxRevocationReasonBytes = 500;
-// gRPC message limits: the largest request is a policy; the largest answer a certificate.
-inline constexpr size_t kMaxGrpcReceiveBytes = 2 << 20;
-inline constexpr size_t kMaxGrpcSendBytes = 64 << 20;
 
 struct RequestManagerOptions {
   // How long a signed command stays valid. Shorter bounds the use of a captured command;

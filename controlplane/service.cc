@@ -5,19 +5,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
+#include "controlplane/validation.h"
 #include "ledger/checkpoint.h"
 
 namespace lethe::controlplane {
 namespace {
-
-absl::Status CheckRequestId(const std::string& id) {
-  if (id.empty()) return absl::InvalidArgumentError("request_id: empty");
-  if (id.size() != 32 || !std::all_of(id.begin(), id.end(), [](char c) {
-        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-      }))
-    return absl::InvalidArgumentError("request_id: not a request id (32 lowercase hex characters)");
-  return absl::OkStatus();
-}
 
 std::vector<SubjectIdentity> Identities(const google::protobuf::RepeatedPtrField<v1::Identity>& in) {
   std::vector<SubjectIdentity> ids;
@@ -50,7 +42,7 @@ absl::StatusOr<Page> ParsePage(int32_t page_size, const std::string& token) {
 std::string PageToken(uint64_t entry) { return absl::StrCat("e", entry); }
 
 absl::StatusOr<RequestRecord> Find(const RequestStore& store, const std::string& id) {
-  if (absl::Status s = CheckRequestId(id); !s.ok()) return s;
+  if (absl::Status s = ValidateRequestId(id); !s.ok()) return s;
   auto r = store.Get(id);
   if (!r) return absl::NotFoundError("request_id: no request " + id);
   return *r;
@@ -140,10 +132,8 @@ v1::RequestView SubjectRequestsService::View(const RequestRecord& r, const v1::A
 grpc::Status SubjectRequestsService::Extend(grpc::ServerContext* ctx, const v1::ExtendRequest* req,
                                             v1::RequestView* resp) {
   const v1::Actor actor = ActorOf(*ctx);
-  if (absl::Status s = CheckRequestId(req->request_id()); !s.ok()) return ToGrpc(s);
-  if (req->extension_seconds() <= 0 || req->extension_seconds() > int64_t{10} * 365 * 86400)
-    return ToGrpc(absl::InvalidArgumentError(
-        "extension_seconds: must be positive and at most ten years"));
+  if (absl::Status s = ValidateRequestId(req->request_id()); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = ValidateExtensionSeconds(req->extension_seconds()); !s.ok()) return ToGrpc(s);
   absl::Status s =
       manager_.Extend(req->request_id(), absl::Seconds(req->extension_seconds()), req->reason(), actor);
   if (!s.ok()) return ToGrpc(s);
@@ -156,7 +146,7 @@ grpc::Status SubjectRequestsService::Extend(grpc::ServerContext* ctx, const v1::
 grpc::Status SubjectRequestsService::AddIdentities(grpc::ServerContext* ctx,
                                                    const v1::AddIdentitiesRequest* req,
                                                    v1::RequestView* resp) {
-  if (absl::Status s = CheckRequestId(req->request_id()); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = ValidateRequestId(req->request_id()); !s.ok()) return ToGrpc(s);
   const v1::Actor actor = ActorOf(*ctx);
   absl::Status s = manager_.AddIdentities(req->request_id(), Identities(req->identities()), actor);
   if (!s.ok()) return ToGrpc(s);

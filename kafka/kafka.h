@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "kafka/publisher.h"
 
 struct rd_kafka_mock_cluster_s;
 
@@ -33,11 +34,6 @@ struct Message {
   int64_t offset = 0;
   std::optional<std::string> key;
   std::optional<std::string> value;  // nullopt for a tombstone
-};
-
-struct Delivered {
-  int32_t partition = 0;
-  int64_t offset = 0;
 };
 
 // librdkafka's mock cluster, in this process: a broker speaking the Kafka protocol on
@@ -60,12 +56,18 @@ class EmbeddedKafka {
 // for its own delivery report), but a call that times out purges every record still queued,
 // so concurrent calls may then fail with kUnavailable too. WarmUp is not thread-safe: call it
 // after Create, before the producer is shared.
-class Producer {
+class Producer : public Publisher {
  public:
   // Idempotent producer with acks=all. `extra` overrides defaults.
   static absl::StatusOr<std::unique_ptr<Producer>> Create(const std::string& bootstrap,
                                                           const Config& extra = {});
-  ~Producer();
+  ~Producer() override;
+  // Publisher: ProduceSync.
+  absl::StatusOr<Delivered> Publish(const std::string& topic, const std::optional<std::string>& key,
+                                    const std::optional<std::string>& value,
+                                    absl::Duration timeout) override {
+    return ProduceSync(topic, key, value, timeout);
+  }
   // Produces one record and waits for the broker's acknowledgement. value nullopt produces
   // a tombstone. kUnavailable when the broker did not acknowledge in time.
   absl::StatusOr<Delivered> ProduceSync(const std::string& topic,

@@ -1,0 +1,314 @@
+// RequestManager, the control plane's write path, on a real Ledger, IdentityVault and
+// Projections in a temp dir (tests/fakes/control_plane.h), without PostgreSQL or Kafka:
+// submission and planning, a failed append, receipt intake, extensions and consent.
+#include "controlplane/request_manager.h"
+
+#include <filesystem>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "proto/envelope.h"
+#include "tests/fakes/control_plane.h"
+#include "tests/support/fault_fs.h"
+
+namespace lethe::controlplane {
+namespace {
+
+using ::lethe::testing::ControlPlane;
+using ::lethe::testing::Identities;
+using ::lethe::testing::OperatorActor;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::UnorderedElementsAre;
+
+std::vector<std::string> DomainNames(const RequestRecord& r) {
+  std::vector<std::string> out;
+  for (const auto& d : r.domains) out.push_back(d.domain);
+  return out;
+}
+
+const DomainRecord& DomainOf(const RequestRecord& r, const std::string& domain) {
+  for (const auto& d : r.domains)
+    if (d.domain == domain) return d;
+  ADD_FAILURE() << "no domain " << domain;
+  static DomainRecord none;
+  return none;
+}
+
+size_t KeyFiles(const ControlPlane& cp) {
+  const std::string dir = cp.dir().File("vault/keys");
+  if (!std::filesystem::exists(dir)) return 0;
+  size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) n += e.is_regular_file();
+  return n;
+}
+
+class RequestManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cp_.ActivateSample();
+    growth_ = cp_.Enroll("growth");
+    assessments_ = cp_.Enroll("assessments");
+  }
+  std::string Submit(std::vector<std::pair<std::string, std::string>> ids) {
+    auto id = cp_.manager().SubmitErasure(Identities(std::move(ids)), "asked by email", OperatorActor());
+    EXPECT_TRUE(id.ok()) << id.status();
+    return id.ok() ? *id : "";
+  }
+
+  ControlPlane cp_;
+  testing::AgentKeyPair growth_;
+  testing::AgentKeyPair assessments_;
+};
+
+TEST_F(RequestManagerTest, SubmitRecordsTheRequestAndOneSealedCommandPerTargetDomain) {
+  const uint64_t before = cp_.ledger().size();
+  const std::string id = Submit({{"email", "alice@example.com"}, {"user_id", "u-1"}});
+  // RequestSubmitted and a CommandIssued for each target, in one batch.
+  ASSERT_EQ(cp_.ledger().size(), before + 3);
+  const v1::LedgerEntry submitted = cp_.Entry(before);
+  ASSERT_TRUE(submitted.has_request_submitted());
+  EXPECT_EQ(submitted.request_submitted().request_id(), id);
+  EXPECT_EQ(submitted.batch_remaining(), 2u);
+  EXPECT_EQ(submitted.actor().name(), "unit-test");
+  EXPECT_THAT(submitted.request_submitted().target_domains(), ElementsAre("assessments", "growth"));
+  // The ledger holds tokens and sealed bytes, never the identity in clear.
+  EXPECT_EQ(cp_.ledger().ReadEntry(before).value().find("alice@example.com"), std::string::npos);
+  EXPECT_TRUE(cp_.Entry(before + 1).has_command_issued());
+  EXPECT_TRUE(cp_.Entry(before + 2).has_command_issued());
+
+  auto r = cp_.store().Get(id);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->state, v1::IN_PROGRESS);
+  EXPECT_EQ(absl::FromUnixMillis(r->due_unix_ms), cp_.clock().Now() + absl::Hours(24 * 30));
+  EXPECT_THAT(DomainNames(*r), ElementsAre("assessments", "growth"));
+  EXPECT_EQ(cp_.store().Pending(cp_.clock().Now(), absl::Hours(1)).size(), 2u);
+  EXPECT_TRUE(cp_.vault().HasRequestKey(id));
+
+  // growth's command carries only the email, sealed to growth's agent, signed by lethed.
+  const CommandRecord growth = cp_.CommandFor(id, "growth");
+  auto wire = cp_.manager().CommandWire(growth);
+  ASSERT_TRUE(wire.ok()) << wire.status();
+  v1::DeleteCommand cmd;
+  std::string body;
+  ASSERT_TRUE(proto::OpenEnvelope(*wire, proto::kDeleteCommandType, cp_.key().public_key(), &cmd, &body).ok());
+  EXPECT_EQ(crypto::Sha256(body), growth.digest);
+  EXPECT_EQ(cmd.recipient_key_id(), growth_.enc.public_key().KeyId());
+  auto plain = growth_.enc.Open(cmd.sealed_identities());
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  v1::SealedIdentities ids;
+  ASSERT_TRUE(ids.ParseFromString(std::string(RevealSecret(*plain))));
+  ASSERT_EQ(ids.identities_size(), 1);
+  EXPECT_EQ(ids.identities(0).type(), "email");
+  EXPECT_EQ(ids.identities(0).value(), "alice@example.com");
+  EXPECT_FALSE(assessments_.enc.Open(cmd.sealed_identities()).ok());  // not sealed to them
+}
+
+TEST_F(RequestManagerTest, ADomainKeyedByAMissingTypeWaitsForAnIdentity) {
+  const std::string id = Submit({{"email", "bob@example.com"}});
+  auto r = cp_.store().Get(id);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(DomainOf(*r, "growth").state, v1::PENDING);
+  EXPECT_EQ(DomainOf(*r, "assessments").state, v1::NEEDS_IDENTITY);
+  EXPECT_THAT(DomainOf(*r, "assessments").needed_types, ElementsAre("user_id"));
+  EXPECT_EQ(cp_.store().Pending(cp_.clock().Now(), absl::Hours(1)).size(), 1u);
+  // The missing identity then plans the waiting domain.
+  ASSERT_TRUE(cp_.manager().AddIdentities(id, Identities({{"user_id", "u-2"}}), OperatorActor()).ok());
+  EXPECT_EQ(cp_.store().Get(id)->domains.size(), 2u);
+  EXPECT_EQ(DomainOf(*cp_.store().Get(id), "assessments").state, v1::PENDING);
+  EXPECT_EQ(cp_.store().Pending(cp_.clock().Now(), absl::Hours(1)).size(), 2u);
+}
+
+TEST_F(RequestManagerTest, InvalidSubmissionRecordsNothing) {
+  const uint64_t before = cp_.ledger().size();
+  auto s = cp_.manager().SubmitErasure(Identities({{"phone", "+15550100"}}), "", OperatorActor());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.status().message(), HasSubstr("identities[0].type"));
+  EXPECT_EQ(cp_.ledger().size(), before);
+  EXPECT_TRUE(cp_.store().List().empty());
+  EXPECT_EQ(KeyFiles(cp_), 0u);
+}
+
+TEST(RequestManagerFaults, AFailedAppendLeavesLedgerStateAndKeysUnchanged) {
+  testing::FaultInjectionFileSystem fs;
+  ControlPlane cp({}, &fs);
+  cp.ActivateSample();
+  cp.Enroll("growth");
+  const uint64_t before = cp.ledger().size();
+  const uint64_t from = fs.call_count();
+  fs.Fail([from](const testing::FaultInjectionFileSystem::Call& c) { return c.index >= from; });
+  auto s = cp.manager().SubmitErasure(Identities({{"email", "carol@example.com"}}), "", OperatorActor());
+  ASSERT_FALSE(s.ok());
+  EXPECT_GT(fs.faults(), 0u);
+  EXPECT_EQ(cp.ledger().size(), before);
+  EXPECT_TRUE(cp.store().List().empty());
+  EXPECT_TRUE(cp.store().Pending(cp.clock().Now(), absl::Hours(1)).empty());
+  EXPECT_EQ(KeyFiles(cp), 0u);  // the request key made for it is destroyed again
+
+  // A consent withdrawal that would plan an erasure: neither the change nor the erasure shows.
+  auto c = cp.manager().ChangeConsent(SubjectIdentity{"email", SecretBytes("carol@example.com")},
+                                      "marketing", v1::WITHDRAWN, "signup-form-v3", OperatorActor());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(cp.ledger().size(), before);
+  EXPECT_TRUE(cp.projections().consent.CurrentAfter(0).empty());
+  EXPECT_TRUE(cp.store().List().empty());
+  EXPECT_EQ(KeyFiles(cp), 0u);
+}
+
+TEST_F(RequestManagerTest, ReceiptSignedByAnUnenrolledKeyIsRefused) {
+  const std::string id = Submit({{"email", "dan@example.com"}});
+  const CommandRecord c = cp_.CommandFor(id, "growth");
+  const uint64_t before = cp_.ledger().size();
+  const auto stranger = crypto::Ed25519PrivateKey::Generate().value();
+  absl::Status s = cp_.manager().RecordReceipt(ControlPlane::ReceiptWire(c, stranger));
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_THAT(s.message(), HasSubstr(", which is not enrolled"));  // refused before the body is read
+  EXPECT_EQ(cp_.ledger().size(), before);
+  EXPECT_EQ(DomainOf(*cp_.store().Get(id), "growth").state, v1::PENDING);
+  EXPECT_EQ(cp_.manager().receipt_counters().rejected.load(), 1u);
+}
+
+TEST_F(RequestManagerTest, ReceiptSignedByAnotherDomainsKeyIsRefused) {
+  const std::string id = Submit({{"email", "erin@example.com"}});
+  const CommandRecord c = cp_.CommandFor(id, "growth");
+  const uint64_t before = cp_.ledger().size();
+  // assessments' key is enrolled, but not for growth.
+  absl::Status s = cp_.manager().RecordReceipt(ControlPlane::ReceiptWire(c, assessments_.sign));
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_THAT(s.message(), HasSubstr("not enrolled for domain growth"));
+  EXPECT_EQ(cp_.ledger().size(), before);
+  EXPECT_EQ(DomainOf(*cp_.store().Get(id), "growth").state, v1::PENDING);
+}
+
+TEST_F(RequestManagerTest, ReceiptForOtherCommandBytesIsRefused) {
+  const std::string id = Submit({{"email", "frank@example.com"}});
+  const CommandRecord c = cp_.CommandFor(id, "growth");
+  const uint64_t before = cp_.ledger().size();
+  absl::Status s = cp_.manager().RecordReceipt(
+      ControlPlane::ReceiptWire(c, growth_.sign, v1::Receipt::COMPLETED, crypto::Sha256("other bytes")));
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_THAT(s.message(), HasSubstr("different command bytes"));
+  EXPECT_EQ(cp_.ledger().size(), before);
+}
+
+TEST_F(RequestManagerTest, ReceiptFromARevokedKeyIsRefused) {
+  const std::string id = Submit({{"email", "gina@example.com"}});
+  const CommandRecord c = cp_.CommandFor(id, "growth");
+  ASSERT_TRUE(cp_.manager().RevokeAgentKey("growth", growth_.sign.public_key().KeyId(), "laptop lost",
+                                           OperatorActor()).ok());
+  const uint64_t before = cp_.ledger().size();
+  absl::Status s = cp_.manager().RecordReceipt(ControlPlane::ReceiptWire(c, growth_.sign));
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_EQ(cp_.ledger().size(), before);
+}
+
+TEST_F(RequestManagerTest, GoodReceiptsAreRecordedAndTheLastCompletesTheRequestAndShredsItsKey) {
+  const std::string id = Submit({{"email", "hank@example.com"}, {"user_id", "u-3"}});
+  const CommandRecord growth = cp_.CommandFor(id, "growth");
+  const CommandRecord assessments = cp_.CommandFor(id, "assessments");
+  uint64_t before = cp_.ledger().size();
+  ASSERT_TRUE(cp_.manager().RecordReceipt(ControlPlane::ReceiptWire(growth, growth_.sign)).ok());
+  ASSERT_EQ(cp_.ledger().size(), before + 1);
+  EXPECT_EQ(cp_.Entry(before).receipt_recorded().command_id(), growth.command_id);
+  auto r = cp_.store().Get(id);
+  EXPECT_EQ(DomainOf(*r, "growth").state, v1::DONE);
+  EXPECT_EQ(r->state, v1::IN_PROGRESS);  // assessments has not answered
+  EXPECT_TRUE(cp_.vault().HasRequestKey(id));
+
+  // A redelivery is accepted silently and records nothing.
+  before = cp_.ledger().size();
+  ASSERT_TRUE(cp_.manager().RecordReceipt(ControlPlane::ReceiptWire(growth, growth_.sign)).ok());
+  EXPECT_EQ(cp_.ledger().size(), before);
+  EXPECT_EQ(cp_.manager().receipt_counters().duplicates.load(), 1u);
+
+  ASSERT_TRUE(cp_.manager().RecordReceipt(ControlPlane::ReceiptWire(assessments, assessments_.sign)).ok());
+  ASSERT_EQ(cp_.ledger().size(), before + 2);  // the receipt, then RequestCompleted
+  EXPECT_EQ(cp_.Entry(before + 1).request_completed().outcome(), v1::RequestCompleted::COMPLETED);
+  EXPECT_EQ(cp_.store().Get(id)->state, v1::COMPLETED);
+  EXPECT_FALSE(cp_.vault().HasRequestKey(id));
+  EXPECT_TRUE(cp_.store().Pending(cp_.clock().Now(), absl::Hours(1)).empty());
+  EXPECT_EQ(cp_.manager().receipt_counters().recorded.load(), 2u);
+}
+
+TEST_F(RequestManagerTest, ARefusalKeepsTheCommandOpenAndRecordsNothing) {
+  const std::string id = Submit({{"email", "ivy@example.com"}});
+  const CommandRecord c = cp_.CommandFor(id, "growth");
+  const uint64_t before = cp_.ledger().size();
+  ASSERT_TRUE(cp_.manager().RecordReceipt(ControlPlane::ReceiptWire(c, growth_.sign, v1::Receipt::REJECTED)).ok());
+  EXPECT_EQ(cp_.ledger().size(), before);
+  EXPECT_EQ(DomainOf(*cp_.store().Get(id), "growth").state, v1::PENDING);
+  EXPECT_EQ(cp_.manager().receipt_counters().refused.load(), 1u);
+}
+
+TEST_F(RequestManagerTest, ExtensionsAddUpToAtMostThePolicysMaximum) {
+  const std::string id = Submit({{"email", "jack@example.com"}});
+  const int64_t due = cp_.store().Get(id)->due_unix_ms;
+  const uint64_t before = cp_.ledger().size();
+  // deadlines.max_extension is 60d: one day more is refused outright...
+  absl::Status s = cp_.manager().Extend(id, absl::Hours(24 * 61), "complex request", OperatorActor());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(s.message(), HasSubstr("max_extension"));
+  EXPECT_EQ(cp_.ledger().size(), before);
+  // ...and so is a second extension that would take the sum beyond it.
+  ASSERT_TRUE(cp_.manager().Extend(id, absl::Hours(24 * 40), "complex request", OperatorActor()).ok());
+  EXPECT_EQ(cp_.store().Get(id)->due_unix_ms, due + absl::ToInt64Milliseconds(absl::Hours(24 * 40)));
+  s = cp_.manager().Extend(id, absl::Hours(24 * 21), "still complex", OperatorActor());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_EQ(cp_.ledger().size(), before + 1);
+  // Exactly up to the maximum is allowed.
+  ASSERT_TRUE(cp_.manager().Extend(id, absl::Hours(24 * 20), "still complex", OperatorActor()).ok());
+  EXPECT_EQ(cp_.store().Get(id)->due_unix_ms, due + absl::ToInt64Milliseconds(absl::Hours(24 * 60)));
+}
+
+TEST_F(RequestManagerTest, WithdrawingAnEraseOnWithdrawalPurposePlansAnErasureInTheSameBatch) {
+  const SubjectIdentity kim{"email", SecretBytes("kim@example.com")};
+  ASSERT_TRUE(cp_.manager().ChangeConsent(SubjectIdentity{kim.type, kim.value}, "marketing", v1::GRANTED,
+                                          "signup-form-v3", OperatorActor()).ok());
+  EXPECT_TRUE(cp_.store().List().empty());  // a grant plans nothing
+
+  const uint64_t before = cp_.ledger().size();
+  auto rec = cp_.manager().ChangeConsent(SubjectIdentity{kim.type, kim.value}, "marketing", v1::WITHDRAWN,
+                                         "preference-center", OperatorActor());
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  ASSERT_FALSE(rec->erasure_request_id.empty());
+  // ConsentChanged, RequestSubmitted, CommandIssued(growth): one batch.
+  ASSERT_EQ(cp_.ledger().size(), before + 3);
+  const v1::LedgerEntry change = cp_.Entry(before);
+  ASSERT_TRUE(change.has_consent_changed());
+  EXPECT_EQ(change.batch_remaining(), 2u);
+  EXPECT_EQ(change.consent_changed().erasure_request_id(), rec->erasure_request_id);
+  const v1::LedgerEntry submitted = cp_.Entry(before + 1);
+  ASSERT_TRUE(submitted.has_request_submitted());
+  EXPECT_EQ(submitted.batch_remaining(), 1u);
+  EXPECT_EQ(submitted.request_submitted().scope_purpose(), "marketing");
+  EXPECT_EQ(submitted.request_submitted().consent_change_id(), change.consent_changed().change_id());
+  // Scoped to the purpose's domains: growth only, not assessments.
+  EXPECT_THAT(submitted.request_submitted().target_domains(), ElementsAre("growth"));
+  EXPECT_EQ(cp_.Entry(before + 2).command_issued().domain(), "growth");
+  EXPECT_EQ(cp_.Entry(before + 2).batch_remaining(), 0u);
+
+  // Withdrawing again plans nothing more.
+  auto again = cp_.manager().ChangeConsent(SubjectIdentity{kim.type, kim.value}, "marketing", v1::WITHDRAWN,
+                                           "preference-center", OperatorActor());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->erasure_request_id.empty());
+  EXPECT_EQ(cp_.store().List().size(), 1u);
+}
+
+TEST_F(RequestManagerTest, EnrolmentIsRefusedForUnknownDomainsAndTwiceForOneKey) {
+  testing::AgentKeyPair k;
+  const uint64_t before = cp_.ledger().size();
+  auto s = cp_.manager().EnrollAgent("billing", k.Pem(), OperatorActor());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.status().message(), HasSubstr("domain: \"billing\""));
+  s = cp_.manager().EnrollAgent("growth", growth_.Pem(), OperatorActor());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kAlreadyExists);
+  // Only a signing key: commands could not be sealed to it.
+  s = cp_.manager().EnrollAgent("growth", k.sign.public_key().ToPem(), OperatorActor());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.status().message(), HasSubstr("public_key_pem: holds no X25519"));
+  EXPECT_EQ(cp_.ledger().size(), before);
+}
+
+}  // namespace
+}  // namespace lethe::controlplane
