@@ -20,7 +20,7 @@
 #include "absl/status/statusor.h"
 #include "agents/command_handler.h"
 #include "agents/command_verifier.h"
-#include "agents/postgres_purger.h"
+#include "agents/purger.h"
 #include "base/clock.h"
 #include "crypto/seal.h"
 #include "kafka/kafka.h"

@@ -17,7 +17,7 @@
 
 #include "absl/status/status.h"
 #include "agents/command_verifier.h"
-#include "agents/postgres_purger.h"
+#include "agents/purger.h"
 #include "base/clock.h"
 #include "crypto/crypto.h"
 

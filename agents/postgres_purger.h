@@ -24,7 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "agents/command_verifier.h"
-#include "agents/postgres_purger.h"
+#include "agents/purger.h"
 #include "base/clock.h"
 #include "crypto/crypto.h"
 #include "lethe/v1/messages.pb.h"

@@ -14,7 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "agents/postgres_purger.h"
+#include "agents/purger.h"
 #include "base/clock.h"
 #include "crypto/crypto.h"
 #include "crypto/secret.h"

@@ -3,7 +3,7 @@
 // The first byte chooses what the rest is:
 //   even: the wire bytes of a SignedEnvelope holding a DeleteCommand, as an agent reads them
 //         from Kafka: VerifyEnvelope (proto/envelope.h) and the plain reading OpenEnvelope
-//         (below: parse, verify, parse the body) under the fixed
+//         (tests/support/envelopes.h) under the fixed
 //         control-plane key, then the agent's CommandVerifier (agents/command_verifier.h) for domain
 //         "growth" at a fixed time;
 //   odd:  the bytes of a lethe.v1.ReceiptRecorded ledger body: audit::CheckRecordedReceipt
@@ -27,27 +27,14 @@
 #include "lethe/v1/messages.pb.h"
 #include "proto/envelope.h"
 #include "tests/fuzz/fuzz_ledger.h"
+#include "tests/support/envelopes.h"
 
 namespace {
 
 using lethe::fuzz::Violated;
 namespace v1 = lethe::v1;
 
-// The plain reading of an envelope, the fuzzer's reference: parses the wire bytes, verifies
-// the signature and type, and parses the body into `out`.
-template <typename Message>
-absl::Status OpenEnvelope(std::string_view wire, std::string_view expected_type,
-                          const lethe::crypto::Ed25519PublicKey& key, Message* out,
-                          std::string* body_out = nullptr) {
-  v1::SignedEnvelope env;
-  if (!env.ParseFromArray(wire.data(), static_cast<int>(wire.size())))
-    return absl::InvalidArgumentError("message is not a SignedEnvelope");
-  auto body = lethe::proto::VerifyEnvelope(env, expected_type, key);
-  if (!body.ok()) return body.status();
-  if (!out->ParseFromString(*body)) return absl::InvalidArgumentError("signed body does not parse");
-  if (body_out) *body_out = std::move(*body);
-  return absl::OkStatus();
-}
+using lethe::testing::OpenEnvelope;
 
 const lethe::ManualClock& FixedClock() {
   static const lethe::ManualClock& clock =

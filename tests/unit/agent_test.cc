@@ -19,6 +19,7 @@
 #include "tests/fakes/fake_purger.h"
 #include "tests/fakes/signed_commands.h"
 #include "tests/support/assertions.h"
+#include "tests/support/envelopes.h"
 
 namespace lethe::agents {
 namespace {
@@ -72,7 +73,7 @@ class AgentTest : public ::testing::Test {
   // The receipt in `sent`, checked against the agent's public key `by`.
   v1::Receipt Open(const SentReceipt& sent, const crypto::Ed25519PrivateKey& by) {
     v1::Receipt r;
-    EXPECT_OK(proto::OpenEnvelope(sent.wire, proto::kReceiptType, by.public_key(), &r));
+    EXPECT_OK(testing::OpenEnvelope(sent.wire, proto::kReceiptType, by.public_key(), &r));
     EXPECT_EQ(sent.request_id, spec_.request_id);
     return r;
   }

@@ -11,6 +11,7 @@
 #include "proto/envelope.h"
 #include "tests/fakes/control_plane.h"
 #include "tests/fakes/fake_publisher.h"
+#include "tests/support/envelopes.h"
 
 namespace lethe::controlplane {
 namespace {
@@ -173,7 +174,7 @@ TEST_F(OutboxReissueTest, ACommandIsResealedToTheDomainsNewAgentKey) {
   EXPECT_EQ(second.recipient_key_id, rotated.enc.public_key().KeyId());
   ASSERT_THAT(fake_.records(), SizeIs(1));
   v1::DeleteCommand cmd;
-  ASSERT_TRUE(proto::OpenEnvelope(fake_.records()[0].value.value(), proto::kDeleteCommandType,
+  ASSERT_TRUE(testing::OpenEnvelope(fake_.records()[0].value.value(), proto::kDeleteCommandType,
                                   cp_.key().public_key(), &cmd).ok());
   EXPECT_TRUE(rotated.enc.Open(cmd.sealed_identities()).ok());
   EXPECT_FALSE(growth_.enc.Open(cmd.sealed_identities()).ok());
@@ -222,7 +223,7 @@ TEST(ConsentPublisherTest, PublishesEachChangeSignedAndRetriesAFailedDelivery) {
   EXPECT_EQ(records[1].key, rec->TopicKey());
   EXPECT_EQ(records[1].value, ConsentPublisher::Wire(*rec, cp.key()));
   v1::ConsentState state;
-  ASSERT_TRUE(proto::OpenEnvelope(records[1].value.value(), proto::kConsentStateType,
+  ASSERT_TRUE(testing::OpenEnvelope(records[1].value.value(), proto::kConsentStateType,
                                   cp.key().public_key(), &state).ok());
   EXPECT_EQ(state.purpose(), "marketing");
   EXPECT_EQ(state.status(), v1::GRANTED);
@@ -255,9 +256,9 @@ TEST(ConsentPublisherTest, CountsAChangeOnlyOnceDeliveredAndKeepsLedgerOrder) {
   auto records = fake.records();
   ASSERT_THAT(records, SizeIs(2));
   v1::ConsentState first, second;
-  ASSERT_TRUE(proto::OpenEnvelope(records[0].value.value(), proto::kConsentStateType,
+  ASSERT_TRUE(testing::OpenEnvelope(records[0].value.value(), proto::kConsentStateType,
                                   cp.key().public_key(), &first).ok());
-  ASSERT_TRUE(proto::OpenEnvelope(records[1].value.value(), proto::kConsentStateType,
+  ASSERT_TRUE(testing::OpenEnvelope(records[1].value.value(), proto::kConsentStateType,
                                   cp.key().public_key(), &second).ok());
   EXPECT_EQ(first.ledger_entry(), entries[0]);
   EXPECT_EQ(second.ledger_entry(), entries[1]);

@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "proto/envelope.h"
 #include "tests/fakes/control_plane.h"
+#include "tests/support/envelopes.h"
 #include "tests/support/fault_fs.h"
 
 namespace lethe::controlplane {
@@ -91,7 +92,7 @@ TEST_F(RequestManagerTest, SubmitRecordsTheRequestAndOneSealedCommandPerTargetDo
   ASSERT_TRUE(wire.ok()) << wire.status();
   v1::DeleteCommand cmd;
   std::string body;
-  ASSERT_TRUE(proto::OpenEnvelope(*wire, proto::kDeleteCommandType, cp_.key().public_key(), &cmd, &body).ok());
+  ASSERT_TRUE(testing::OpenEnvelope(*wire, proto::kDeleteCommandType, cp_.key().public_key(), &cmd, &body).ok());
   EXPECT_EQ(crypto::Sha256(body), growth.digest);
   EXPECT_EQ(cmd.recipient_key_id(), growth_.enc.public_key().KeyId());
   auto plain = growth_.enc.Open(cmd.sealed_identities());
