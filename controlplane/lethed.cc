@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <prometheus/exposer.h>
 
+#include "audit/offline_verify.h"
 #include "base/file_system.h"
 #include "base/status.h"
 #include "controlplane/authorizer.h"
@@ -48,13 +49,13 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   {
     // A ledger with entries beyond LogCreated holds tokens made with the existing pepper.
     std::error_code ec;
-    const bool new_deployment = !std::filesystem::exists(options.data_dir + "/ledger", ec) ||
-                                std::filesystem::is_empty(options.data_dir + "/ledger", ec);
+    const bool new_deployment = !std::filesystem::exists(audit::LedgerDir(options.data_dir), ec) ||
+                                std::filesystem::is_empty(audit::LedgerDir(options.data_dir), ec);
     LETHE_ASSIGN_OR_RETURN(d->vault_, IdentityVault::Open(options.data_dir + "/vault", new_deployment));
   }
 
   ledger::LedgerOptions lopts;
-  lopts.dir = options.data_dir + "/ledger";
+  lopts.dir = audit::LedgerDir(options.data_dir);
   lopts.origin = options.origin;
   lopts.signing_key = d->key_.get();
   Projections& projections = d->projections_;
