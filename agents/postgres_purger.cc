@@ -218,7 +218,7 @@ std::vector<std::string> SubjectKeys(const policies::KafkaTopic& topic,
     std::string key;
     bool complete = true;
     for (const auto& part : tmpl.parts) {
-      if (!part.placeholder) {
+      if (!part.is_identity) {
         key += part.text;
         continue;
       }

@@ -1,6 +1,7 @@
 // PostgresPurger: the Purger (purger.h) of a PostgreSQL domain. It carries out one verified
-// command in the domain's own PostgreSQL, in one transaction: for each table of the domain's policy section, in order (children before
-// parents), apply its action to the subject's rows with parameterised statements —
+// command in the domain's own PostgreSQL, in one transaction: for each table of the domain's
+// policy section, in order (children before parents), apply its action to the subject's rows
+// with parameterised statements —
 //   delete:    delete them, then re-count them;
 //   anonymize: rewrite the listed columns (NULL, a constant, or a keyed SHA-256 under the
 //              domain's secret in lethe_agent.settings), then check that no row is still keyed
@@ -52,11 +53,11 @@ class PostgresPurger final : public Purger {
   absl::StatusOr<PurgeResult> Purge(const VerifiedCommand& command) override;
 
   // A compacted topic's record key template, parsed: literal text and {identity type}
-  // placeholders, in order.
+  // {identity type} fields, in order.
   struct KeyTemplate {
     struct Part {
-      bool placeholder = false;
-      std::string text;  // the literal text, or the placeholder's identity type
+      bool is_identity = false;
+      std::string text;  // the literal text, or the identity type it stands for
     };
     std::vector<Part> parts;
     bool valid = false;  // false when the template is malformed: it builds no key

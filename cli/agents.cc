@@ -19,13 +19,13 @@ namespace v1 = lethe::v1;
 int AgentEnroll(const Global& g, const std::string& domain, const std::string& pub_path) {
   auto pem = lethe::ReadFile(pub_path);
   if (!pem.ok()) return Fail("agent enroll", pem.status());
-  auto stub = v1::Agents::NewStub(Connect(g));
+  auto api = v1::Agents::NewStub(Connect(g));
   v1::EnrollAgentRequest req;
   req.set_domain(domain);
   req.set_public_key_pem(*pem);
   v1::AgentView resp;
   grpc::ClientContext ctx;
-  grpc::Status s = stub->Enroll(&ctx, req, &resp);
+  grpc::Status s = api->Enroll(&ctx, req, &resp);
   if (!s.ok()) return FailGrpc("agent enroll", s);
   if (g.json()) {
     std::cout << Json(resp);
@@ -38,14 +38,14 @@ int AgentEnroll(const Global& g, const std::string& domain, const std::string& p
 
 int AgentRevoke(const Global& g, const std::string& domain, const std::string& key_id,
                 const std::string& reason) {
-  auto stub = v1::Agents::NewStub(Connect(g));
+  auto api = v1::Agents::NewStub(Connect(g));
   v1::RevokeAgentKeyRequest req;
   req.set_domain(domain);
   req.set_key_id(key_id);
   req.set_reason(reason);
   v1::AgentView resp;
   grpc::ClientContext ctx;
-  grpc::Status s = stub->Revoke(&ctx, req, &resp);
+  grpc::Status s = api->Revoke(&ctx, req, &resp);
   if (!s.ok()) return FailGrpc("agent revoke", s);
   if (g.json()) {
     std::cout << Json(resp);
@@ -58,10 +58,10 @@ int AgentRevoke(const Global& g, const std::string& domain, const std::string& k
 }
 
 int AgentList(const Global& g) {
-  auto stub = v1::Agents::NewStub(Connect(g));
+  auto api = v1::Agents::NewStub(Connect(g));
   v1::ListAgentsResponse resp;
   grpc::ClientContext ctx;
-  grpc::Status s = stub->List(&ctx, v1::ListAgentsRequest(), &resp);
+  grpc::Status s = api->List(&ctx, v1::ListAgentsRequest(), &resp);
   if (!s.ok()) return FailGrpc("agent list", s);
   if (g.json()) {
     std::cout << Json(resp);

@@ -44,10 +44,10 @@ int ConsentChange(const Global& g, v1::ConsentStatus status, const std::string& 
   req.set_purpose(purpose);
   req.set_status(status);
   req.set_source(source);
-  auto stub = v1::Consent::NewStub(Connect(g));
+  auto api = v1::Consent::NewStub(Connect(g));
   v1::ConsentChangeView resp;
   grpc::ClientContext ctx;
-  grpc::Status s = stub->Change(&ctx, req, &resp);
+  grpc::Status s = api->Change(&ctx, req, &resp);
   if (!s.ok()) return FailGrpc(what, s);
   if (g.json()) {
     std::cout << Json(resp);
@@ -74,10 +74,10 @@ int ConsentShow(const Global& g, const std::string& identity, const std::string&
   if (!id.ok()) return Fail("consent show", id.status());
   v1::ShowConsentRequest req;
   *req.mutable_identity() = *id;
-  auto stub = v1::Consent::NewStub(Connect(g));
+  auto api = v1::Consent::NewStub(Connect(g));
   v1::ShowConsentResponse resp;
   grpc::ClientContext ctx;
-  grpc::Status s = stub->Show(&ctx, req, &resp);
+  grpc::Status s = api->Show(&ctx, req, &resp);
   if (!s.ok()) return FailGrpc("consent show", s);
   if (g.json()) {
     std::cout << Json(resp);
@@ -100,13 +100,13 @@ int ConsentList(const Global& g, const std::string& purpose, const std::string& 
   req.set_purpose(purpose);
   if (status == "granted") req.set_status(v1::GRANTED);
   if (status == "withdrawn") req.set_status(v1::WITHDRAWN);
-  auto stub = v1::Consent::NewStub(Connect(g));
+  auto api = v1::Consent::NewStub(Connect(g));
   v1::ListConsentResponse resp;
   req.set_page_size(1000);
   do {  // every page
     v1::ListConsentResponse page;
     grpc::ClientContext ctx;
-    grpc::Status s = stub->List(&ctx, req, &page);
+    grpc::Status s = api->List(&ctx, req, &page);
     if (!s.ok()) return FailGrpc("consent list", s);
     for (auto& r : *page.mutable_records()) *resp.add_records() = std::move(r);
     req.set_page_token(page.next_page_token());

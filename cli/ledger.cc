@@ -27,12 +27,12 @@ namespace lethe::cli {
 namespace v1 = lethe::v1;
 
 absl::StatusOr<v1::CheckpointView> FetchCheckpoint(const Global& g, bool fresh) {
-  auto stub = v1::Ledger::NewStub(Connect(g));
+  auto api = v1::Ledger::NewStub(Connect(g));
   v1::GetCheckpointRequest req;
   req.set_fresh(fresh);
   v1::CheckpointView cp;
   grpc::ClientContext ctx;
-  grpc::Status s = stub->GetCheckpoint(&ctx, req, &cp);
+  grpc::Status s = api->GetCheckpoint(&ctx, req, &cp);
   if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
   return cp;
 }
@@ -50,14 +50,14 @@ absl::StatusOr<std::pair<v1::CheckpointView, lethe::ledger::Checkpoint>> Verifie
 }
 
 int LedgerVerifyOnline(const Global& g, const std::string& pub_path) {
-  auto stub = v1::Ledger::NewStub(Connect(g));
+  auto api = v1::Ledger::NewStub(Connect(g));
   v1::CheckpointView cp;
   {
     // A fresh checkpoint, so that the verification covers every entry there is now.
     grpc::ClientContext ctx;
     v1::GetCheckpointRequest req;
     req.set_fresh(true);
-    grpc::Status s = stub->GetCheckpoint(&ctx, req, &cp);
+    grpc::Status s = api->GetCheckpoint(&ctx, req, &cp);
     if (!s.ok()) return FailGrpc("ledger verify", s);
   }
   auto server_key = lethe::crypto::Ed25519PublicKey::FromPem(cp.public_key_pem());
@@ -78,7 +78,7 @@ int LedgerVerifyOnline(const Global& g, const std::string& pub_path) {
   v1::GetEntriesRequest req;
   req.set_start(0);
   req.set_end(cp.size());
-  auto reader = stub->GetEntries(&ctx, req);
+  auto reader = api->GetEntries(&ctx, req);
   v1::RawEntry e;
   absl::Status st;
   while (st.ok() && reader->Read(&e)) st = auditor.Add(e.seq(), e.entry());
@@ -94,7 +94,7 @@ int LedgerVerifyOnline(const Global& g, const std::string& pub_path) {
 
 // Proves with lethed's consistency proof that `latest` extends `old` (old.size <=
 // latest.size); returns the number of hashes in the proof.
-absl::StatusOr<size_t> ProveExtends(v1::Ledger::Stub& stub, const lethe::ledger::Checkpoint& old,
+absl::StatusOr<size_t> ProveExtends(v1::Ledger::Stub& api, const lethe::ledger::Checkpoint& old,
                                     const lethe::ledger::Checkpoint& latest) {
   std::vector<std::string> path;
   if (old.size > 0 && old.size < latest.size) {
@@ -103,7 +103,7 @@ absl::StatusOr<size_t> ProveExtends(v1::Ledger::Stub& stub, const lethe::ledger:
     req.set_to(latest.size);
     v1::ConsistencyProofView proof;
     grpc::ClientContext ctx;
-    grpc::Status s = stub.GetConsistencyProof(&ctx, req, &proof);
+    grpc::Status s = api.GetConsistencyProof(&ctx, req, &proof);
     if (!s.ok())
       return absl::Status(static_cast<absl::StatusCode>(s.error_code()), "consistency proof: " + s.error_message());
     path.assign(proof.proof().begin(), proof.proof().end());
@@ -122,10 +122,10 @@ absl::Status SaveCheckpoints(const Global& g, const lethe::crypto::Ed25519Public
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::UnavailableError("cannot create " + dir + ": " + ec.message());
-  auto stub = v1::Ledger::NewStub(Connect(g));
+  auto api = v1::Ledger::NewStub(Connect(g));
   // Whether the latest checkpoint extends `old` (old.size <= latest.size).
   auto consistent = [&](const lethe::ledger::Checkpoint& old) -> absl::Status {
-    return ProveExtends(*stub, old, latest).status();
+    return ProveExtends(*api, old, latest).status();
   };
 
   // The largest checkpoint kept already. The log must not have shrunk below it, and must
@@ -199,7 +199,7 @@ absl::Status SaveCheckpoints(const Global& g, const lethe::crypto::Ed25519Public
     req.set_page_token(token);
     v1::ListCheckpointsResponse resp;
     grpc::ClientContext ctx;
-    grpc::Status s = stub->ListCheckpoints(&ctx, req, &resp);
+    grpc::Status s = api->ListCheckpoints(&ctx, req, &resp);
     if (!s.ok())
       return absl::Status(static_cast<absl::StatusCode>(s.error_code()), "ListCheckpoints: " + s.error_message());
     for (const auto& c : resp.checkpoints()) {
@@ -278,13 +278,13 @@ int LedgerProof(const Global& g, uint64_t index, const std::string& pub_path) {
   std::string warning;
   auto cp = VerifiedCheckpoint(g, pub_path, /*fresh=*/true, &warning);
   if (!cp.ok()) return Fail("ledger proof", cp.status());
-  auto stub = v1::Ledger::NewStub(Connect(g));
+  auto api = v1::Ledger::NewStub(Connect(g));
   v1::GetInclusionProofRequest req;
   req.set_index(index);
   req.set_size(cp->second.size);
   v1::InclusionProofView proof;
   grpc::ClientContext ctx;
-  grpc::Status s = stub->GetInclusionProof(&ctx, req, &proof);
+  grpc::Status s = api->GetInclusionProof(&ctx, req, &proof);
   if (!s.ok()) return FailGrpc("ledger proof", s);
   std::vector<std::string> path(proof.proof().begin(), proof.proof().end());
   auto verified =
@@ -307,13 +307,13 @@ int LedgerVerifySince(const Global& g, const std::string& since, const std::stri
   if (!key.ok()) return Fail("ledger verify --since", key.status());
   if (!warning.empty()) std::cerr << "warning: " << warning << "\n";
   const lethe::ledger::Checkpoint cur = now->second;
-  auto stub = v1::Ledger::NewStub(Connect(g));
+  auto api = v1::Ledger::NewStub(Connect(g));
   return PrintKept(
       g, since,
       lethe::audit::CheckKept(
           *kept, cur.origin, *key, cur.size, "consistency proofs to the latest checkpoint",
           [&](const lethe::ledger::Checkpoint& old) -> absl::StatusOr<std::string> {
-            LETHE_ASSIGN_OR_RETURN(size_t hashes, ProveExtends(*stub, old, cur));
+            LETHE_ASSIGN_OR_RETURN(size_t hashes, ProveExtends(*api, old, cur));
             return absl::StrFormat("%d-hash consistency proof verified", hashes);
           }));
 }
@@ -346,12 +346,12 @@ int LedgerExport(const Global& g, const std::string& out, const std::string& pub
   std::string warning;
   auto cp = VerifiedCheckpoint(g, pub_path, /*fresh=*/true, &warning);
   if (!cp.ok()) return Fail("ledger export", cp.status());
-  auto stub = v1::Ledger::NewStub(Connect(g));
+  auto api = v1::Ledger::NewStub(Connect(g));
   grpc::ClientContext ctx;
   v1::GetEntriesRequest req;
   req.set_start(0);
   req.set_end(cp->second.size);
-  auto reader = stub->GetEntries(&ctx, req);
+  auto reader = api->GetEntries(&ctx, req);
   std::vector<std::string> entries;
   v1::RawEntry e;
   while (reader->Read(&e)) entries.push_back(std::move(*e.mutable_entry()));

@@ -55,10 +55,10 @@ int PolicyActivate(const Global& g, const std::string& path) {
   v1::ActivatePolicyRequest req;
   req.set_yaml(*text);
   req.set_source_name(path);
-  auto stub = v1::Policies::NewStub(Connect(g));
+  auto api = v1::Policies::NewStub(Connect(g));
   v1::PolicyView resp;
   grpc::ClientContext ctx;
-  grpc::Status s = stub->Activate(&ctx, req, &resp);
+  grpc::Status s = api->Activate(&ctx, req, &resp);
   if (!s.ok()) return FailGrpc("policy activate", s);
   if (g.json()) {
     std::cout << Json(resp);
@@ -73,10 +73,10 @@ int PolicyActivate(const Global& g, const std::string& path) {
 }
 
 int PolicyShow(const Global& g, bool with_yaml) {
-  auto stub = v1::Policies::NewStub(Connect(g));
+  auto api = v1::Policies::NewStub(Connect(g));
   v1::ShowPolicyResponse resp;
   grpc::ClientContext ctx;
-  grpc::Status s = stub->Show(&ctx, v1::ShowPolicyRequest(), &resp);
+  grpc::Status s = api->Show(&ctx, v1::ShowPolicyRequest(), &resp);
   if (!s.ok()) return FailGrpc("policy show", s);
   if (g.json()) {
     std::cout << Json(resp);

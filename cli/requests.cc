@@ -171,12 +171,12 @@ int Watch(const Global& g, const std::string& id, absl::Duration timeout) {
   // Progress lines appear as they happen, also through a pipe (| tee).
   std::cout.setf(std::ios::unitbuf);
   NoteOnInterrupt(id);
-  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  auto api = v1::SubjectRequests::NewStub(Connect(g));
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   v1::GetRequestRequest req;
   req.set_request_id(id);
-  auto reader = stub->Watch(&ctx, req);
+  auto reader = api->Watch(&ctx, req);
   v1::RequestView view, last;
   bool any = false;
   // On a terminal each domain keeps one line, rewritten in place as it changes; into a pipe
@@ -243,7 +243,7 @@ int RequestErase(const Global& g, const std::vector<std::string>& identities,
   auto reason_text = ReasonText(reason, reason_from);
   if (!reason_text.ok()) return Fail("request erase", reason_text.status());
   req.set_reason(*reason_text);
-  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  auto api = v1::SubjectRequests::NewStub(Connect(g));
   if (!allow_duplicate) {
     // A second request for a person with one open is usually a mistake (a re-run script, a
     // double click): say which, and record nothing unless told to.
@@ -252,7 +252,7 @@ int RequestErase(const Global& g, const std::vector<std::string>& identities,
     v1::FindOpenResponse found;
     grpc::ClientContext fctx;
     fctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-    if (grpc::Status fs = stub->FindOpen(&fctx, find, &found); !fs.ok())
+    if (grpc::Status fs = api->FindOpen(&fctx, find, &found); !fs.ok())
       return FailGrpc("request erase", fs);
     if (found.matches_size() > 0) {
       std::cerr << "lethectl request erase: not submitted: an open request already covers this subject:\n";
@@ -266,7 +266,7 @@ int RequestErase(const Global& g, const std::vector<std::string>& identities,
   v1::SubmitResponse resp;
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-  grpc::Status s = stub->Submit(&ctx, req, &resp);
+  grpc::Status s = api->Submit(&ctx, req, &resp);
   if (!s.ok()) return FailGrpc("request erase", s);
   if (!wait) {
     if (g.json()) {
@@ -288,12 +288,12 @@ int RequestErase(const Global& g, const std::vector<std::string>& identities,
 }
 
 int RequestGet(const Global& g, const std::string& id) {
-  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  auto api = v1::SubjectRequests::NewStub(Connect(g));
   v1::GetRequestRequest req;
   req.set_request_id(id);
   v1::RequestView resp;
   grpc::ClientContext ctx;
-  grpc::Status s = stub->Get(&ctx, req, &resp);
+  grpc::Status s = api->Get(&ctx, req, &resp);
   if (!s.ok()) return FailGrpc("request get", s);
   if (g.json()) {
     std::cout << Json(resp);
@@ -311,10 +311,10 @@ int RequestExtend(const Global& g, const std::string& id, const std::string& by,
   req.set_request_id(id);
   req.set_extension_seconds(absl::ToInt64Seconds(*d));
   req.set_reason(reason);
-  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  auto api = v1::SubjectRequests::NewStub(Connect(g));
   v1::RequestView resp;
   grpc::ClientContext ctx;
-  grpc::Status s = stub->Extend(&ctx, req, &resp);
+  grpc::Status s = api->Extend(&ctx, req, &resp);
   if (!s.ok()) return FailGrpc("request extend", s);
   if (g.json()) {
     std::cout << Json(resp);
@@ -330,10 +330,10 @@ int RequestAddIdentity(const Global& g, const std::string& id,
   req.set_request_id(id);
   if (absl::Status st = ParseIdentities(identities, identities_from, req.mutable_identities()); !st.ok())
     return Fail("request add-identity", st);
-  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  auto api = v1::SubjectRequests::NewStub(Connect(g));
   v1::RequestView resp;
   grpc::ClientContext ctx;
-  grpc::Status s = stub->AddIdentities(&ctx, req, &resp);
+  grpc::Status s = api->AddIdentities(&ctx, req, &resp);
   if (!s.ok()) return FailGrpc("request add-identity", s);
   if (g.json()) {
     std::cout << Json(resp);
@@ -344,7 +344,7 @@ int RequestAddIdentity(const Global& g, const std::string& id,
 }
 
 int RequestList(const Global& g, bool overdue) {
-  auto stub = v1::SubjectRequests::NewStub(Connect(g));
+  auto api = v1::SubjectRequests::NewStub(Connect(g));
   v1::ListRequestsResponse resp;
   v1::ListRequestsRequest req;
   req.set_overdue(overdue);
@@ -352,7 +352,7 @@ int RequestList(const Global& g, bool overdue) {
   do {  // every page
     v1::ListRequestsResponse page;
     grpc::ClientContext ctx;
-    grpc::Status s = stub->List(&ctx, req, &page);
+    grpc::Status s = api->List(&ctx, req, &page);
     if (!s.ok()) return FailGrpc("request list", s);
     for (auto& r : *page.mutable_requests()) *resp.add_requests() = std::move(r);
     req.set_page_token(page.next_page_token());
@@ -415,12 +415,12 @@ void PrintCertificate(const lethe::audit::CertificateReport& r) {
 
 int RequestCertificate(const Global& g, const std::string& id, const std::string& out,
                        const std::string& pub_path) {
-  auto stub = v1::Ledger::NewStub(Connect(g));
+  auto api = v1::Ledger::NewStub(Connect(g));
   v1::GetCertificateRequest req;
   req.set_request_id(id);
   v1::ErasureCertificate cert;
   grpc::ClientContext ctx;
-  grpc::Status s = stub->GetCertificate(&ctx, req, &cert);
+  grpc::Status s = api->GetCertificate(&ctx, req, &cert);
   if (!s.ok()) return FailGrpc("request certificate", s);
   std::string warning;
   auto view = FetchCheckpoint(g, false);
