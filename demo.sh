@@ -102,7 +102,7 @@ step "Start one lethe-agent per domain"
 for d in assessments growth; do
   "$BIN/agents/lethe-agent" --domain "$d" --postgres "host=$PGHOST port=$PGPORT dbname=$d user=postgres" \
     --policy policies/sample.yaml --key "$WORK/keys/$d.key" --control-plane-key "$WORK/keys/lethed.pub" \
-    --kafka-bootstrap "@$DATA/kafka.bootstrap" >"$WORK/agent-$d.log" 2>&1 &
+    --kafka-bootstrap "@$DATA/kafka.bootstrap" --kafka-fetch-wait 10ms >"$WORK/agent-$d.log" 2>&1 &
   PIDS+=($!)
 done
 

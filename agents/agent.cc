@@ -53,7 +53,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
     // Not fatal: the loop retries when a command arrives.
     spdlog::warn("domain {}: {}", o.domain, s.ToString());
   }
-  kafka::Config consumer_cfg = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
+  kafka::Config consumer_cfg = {{"session.timeout.ms", "6000"},
+                                {"heartbeat.interval.ms", "500"},
+                                {"fetch.wait.max.ms", kafka::FetchWaitMs(o.fetch_wait)}};
   for (const auto& [k, v] : o.kafka_extra) consumer_cfg[k] = v;
   LETHE_ASSIGN_OR_RETURN(a->consumer_,
                    kafka::Consumer::Create(o.kafka_bootstrap, "lethe-agent." + o.domain,

@@ -48,6 +48,9 @@ struct AgentOptions {
   std::string control_plane_key_path;   // lethed's public key (PEM)
   std::string kafka_bootstrap;
   kafka::Config kafka_extra;
+  // fetch.wait.max.ms of the command consumer (kafka.h): kEmbeddedFetchWait against lethed's
+  // embedded broker.
+  absl::Duration fetch_wait = kafka::kFetchWait;
   absl::Duration min_backoff = absl::Milliseconds(200);
   absl::Duration max_backoff = absl::Seconds(10);
   const Clock* clock = &Clock::Real();

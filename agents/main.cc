@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "agents/agent.h"
 #include "base/file_system.h"
+#include "base/status.h"
 #include "crypto/crypto.h"
 #include "crypto/process.h"
 #include "spdlog/spdlog.h"
@@ -35,12 +36,25 @@ int main(int argc, char** argv) {
   app.add_option("--kafka-config", kafka_config,
                  "librdkafka properties file (name=value lines: security.protocol, ssl.*, "
                  "sasl.*), passed through to every Kafka client");
+  std::string fetch_wait = "100ms";
+  app.add_option("--kafka-fetch-wait", fetch_wait,
+                 "how long the broker may hold an empty fetch for commands (fetch.wait.max.ms): "
+                 "a real broker answers as soon as a command arrives; lethed's embedded broker "
+                 "holds the whole wait, so against it use 10ms")
+      ->capture_default_str();
   app.add_option("--metrics-listen", metrics_listen, "serve Prometheus metrics on HOST:PORT");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ lethe-agent[" + o.domain + "]: %v",
                       spdlog::pattern_time_type::utc);
+  if (absl::Duration w; absl::ParseDuration(fetch_wait, &w) && w > absl::ZeroDuration()) {
+    o.fetch_wait = w;
+  } else {
+    std::cerr << "lethe-agent: --kafka-fetch-wait: bad duration \"" << lethe::Quote(fetch_wait, 20)
+              << "\" (use e.g. 10ms, 100ms)\n";
+    return 2;
+  }
   if (!o.kafka_bootstrap.empty() && o.kafka_bootstrap[0] == '@') {
     auto text = lethe::ReadFile(o.kafka_bootstrap.substr(1));
     if (!text.ok()) {

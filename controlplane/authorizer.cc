@@ -93,6 +93,22 @@ grpc::Status RoleAuthorizer::Process(const InputMetadata& auth_metadata, grpc::A
   if (path == auth_metadata.end())
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "call names no method");
   const std::string method(path->second.data(), path->second.size());
+  // gRPC hands every call of a connection the connection's own AuthContext, and AddProperty
+  // appends: adding the caller's properties on each call grew it by four per call, so that
+  // each lookup slowed down and the memory of a long-lived connection grew without bound.
+  // The certificate is the connection's, so its properties are added once, at its first
+  // call; later calls read them. AddProperty is not thread safe and calls of one connection
+  // may be processed at once, so the check and the additions hold mu_.
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto roles = context->FindPropertyValues(kPropRole);
+  if (roles.size() > 1)
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "connection names more than one role");
+  if (roles.size() == 1) {
+    if (absl::Status s = Authorize(method, std::string_view(roles.front().data(), roles.front().size()));
+        !s.ok())
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, std::string(s.message()));
+    return grpc::Status::OK;
+  }
   const std::string pem = Property(*context, "x509_pem_cert");
   if (pem.empty())
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "no client certificate");

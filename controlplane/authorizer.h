@@ -13,6 +13,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,6 +49,7 @@ class RoleAuthorizer final : public grpc::AuthMetadataProcessor {
 
  private:
   const std::string trust_domain_;
+  std::mutex mu_;  // serialises reading and adding the connection context's properties
 };
 
 // TLS 1.3-only, client-certificate-verifying credentials from DIR/ca.crt, DIR/server.crt and

@@ -8,10 +8,11 @@
 
 namespace lethe::controlplane {
 
-ConsentPublisher::ConsentPublisher(const ConsentStore& consent, kafka::Publisher& publisher,
+ConsentPublisher::ConsentPublisher(const ConsentStore& consent, const LedgerWriter& writer,
+                                   kafka::Publisher& publisher,
                                    const crypto::Ed25519PrivateKey& key,
                                    ConsentPublisherOptions options)
-    : consent_(consent), publisher_(publisher), key_(key), options_(options) {}
+    : consent_(consent), writer_(writer), publisher_(publisher), key_(key), options_(options) {}
 
 ConsentPublisher::~ConsentPublisher() { Stop(); }
 
@@ -41,20 +42,40 @@ void ConsentPublisher::Run() {
   uint64_t seen = consent_.version();
   while (!stop_) {
     absl::Duration wait = absl::Seconds(1);
-    for (const ConsentRecord& r : consent_.CurrentAfter(published_through_.load())) {
-      if (stop_) break;
-      auto d = publisher_.Publish(kafka::kConsentTopic, r.TopicKey(), Wire(r, key_),
-                                  absl::Seconds(10));
-      if (!d.ok()) {
-        spdlog::warn("consent: entry {} not published to {}: {}; retrying in {}", r.entry,
-                     kafka::kConsentTopic, d.status().ToString(), absl::FormatDuration(backoff));
-        wait = backoff;
-        backoff = std::min(backoff * 2, options_.max_retry);
-        break;
+    std::vector<ConsentRecord> changed = consent_.CurrentAfter(published_through_.load());
+    // Only durable changes go out (ledger_writer.h).
+    if (absl::Status durable = writer_.AwaitDurable(); !changed.empty() && !durable.ok()) {
+      spdlog::warn("consent: not publishing: {}", durable.ToString());
+      changed.clear();
+      wait = backoff;
+      backoff = std::min(backoff * 2, options_.max_retry);
+    }
+    // In pieces of a bounded size, each produced at once and acknowledged together.
+    constexpr size_t kBatch = 512;
+    for (size_t from = 0; from < changed.size() && !stop_; from += kBatch) {
+      const size_t to = std::min(changed.size(), from + kBatch);
+      std::vector<kafka::Publisher::Record> records;
+      for (size_t i = from; i < to; ++i)
+        records.push_back({std::string(kafka::kConsentTopic), changed[i].TopicKey(), Wire(changed[i], key_)});
+      std::vector<absl::StatusOr<kafka::Delivered>> done = publisher_.PublishAll(records, absl::Seconds(10));
+      bool failed = false;
+      for (size_t i = from; i < to; ++i) {
+        const absl::StatusOr<kafka::Delivered>& d = done[i - from];
+        if (!d.ok()) {
+          // Not past this one: the next pass publishes the then current state of its key and
+          // of every key after it (compaction makes a repeat harmless).
+          spdlog::warn("consent: entry {} not published to {}: {}; retrying in {}", changed[i].entry,
+                       kafka::kConsentTopic, d.status().ToString(), absl::FormatDuration(backoff));
+          wait = backoff;
+          backoff = std::min(backoff * 2, options_.max_retry);
+          failed = true;
+          break;
+        }
+        backoff = options_.error_retry;
+        published_through_ = changed[i].entry;
+        published_.fetch_add(1);
       }
-      backoff = options_.error_retry;
-      published_through_ = r.entry;
-      published_.fetch_add(1);
+      if (failed) break;
     }
     if (wait == absl::Seconds(1)) {
       seen = consent_.WaitForChange(seen, wait);

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "controlplane/consent_store.h"
+#include "controlplane/ledger_writer.h"
 #include "crypto/crypto.h"
 #include "kafka/publisher.h"
 
@@ -21,7 +22,7 @@ struct ConsentPublisherOptions {
 
 class ConsentPublisher {
  public:
-  ConsentPublisher(const ConsentStore& consent, kafka::Publisher& publisher,
+  ConsentPublisher(const ConsentStore& consent, const LedgerWriter& writer, kafka::Publisher& publisher,
                    const crypto::Ed25519PrivateKey& key, ConsentPublisherOptions options = {});
   ~ConsentPublisher();
   void Start();
@@ -37,6 +38,7 @@ class ConsentPublisher {
   void Run();
 
   const ConsentStore& consent_;
+  const LedgerWriter& writer_;
   kafka::Publisher& publisher_;
   const crypto::Ed25519PrivateKey& key_;
   const ConsentPublisherOptions options_;

@@ -7,6 +7,12 @@
 
 namespace lethe::controlplane {
 
+namespace {
+std::string SubjectKey(const std::string& type, const std::string& token) {
+  return absl::StrCat(type, absl::string_view("\0", 1), token);
+}
+}  // namespace
+
 std::string ConsentRecord::TopicKey() const {
   return absl::StrCat(identity_type, ":", crypto::Hex(token), ":", purpose);
 }
@@ -29,6 +35,7 @@ absl::Status ConsentStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
   r.entry = seq;
   std::lock_guard<std::mutex> l(mu_);
   latest_[r.TopicKey()] = changes_.size();
+  by_subject_[SubjectKey(r.identity_type, r.token)].push_back(changes_.size());
   changes_.push_back(std::move(r));
   ++version_;
   changed_.notify_all();
@@ -39,8 +46,9 @@ std::vector<ConsentRecord> ConsentStore::History(const std::string& type,
                                                  const std::string& token) const {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<ConsentRecord> out;
-  for (const auto& r : changes_)
-    if (r.identity_type == type && r.token == token) out.push_back(r);
+  auto it = by_subject_.find(SubjectKey(type, token));
+  if (it == by_subject_.end()) return out;
+  for (size_t i : it->second) out.push_back(changes_[i]);
   return out;
 }
 
@@ -48,8 +56,10 @@ std::vector<ConsentRecord> ConsentStore::Current(const std::string& type,
                                                  const std::string& token) const {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<ConsentRecord> out;
-  for (const auto& r : changes_) {
-    if (r.identity_type != type || r.token != token) continue;
+  auto subject = by_subject_.find(SubjectKey(type, token));
+  if (subject == by_subject_.end()) return out;
+  for (size_t i : subject->second) {
+    const ConsentRecord& r = changes_[i];
     auto it = std::find_if(out.begin(), out.end(),
                            [&](const ConsentRecord& o) { return o.purpose == r.purpose; });
     if (it == out.end()) out.push_back(r);
@@ -84,12 +94,15 @@ std::vector<ConsentRecord> ConsentStore::ByPurpose(const std::string& purpose) c
 
 std::vector<ConsentRecord> ConsentStore::CurrentAfter(uint64_t after) const {
   std::lock_guard<std::mutex> l(mu_);
-  std::vector<size_t> idx;
-  for (const auto& [key, i] : latest_)
-    if (changes_[i].entry > after) idx.push_back(i);
-  std::sort(idx.begin(), idx.end());
+  // changes_ is in ledger order: only the changes past `after` are looked at, each kept if it
+  // is still its key's latest.
+  auto first = std::upper_bound(changes_.begin(), changes_.end(), after,
+                                [](uint64_t a, const ConsentRecord& r) { return a < r.entry; });
   std::vector<ConsentRecord> out;
-  for (size_t i : idx) out.push_back(changes_[i]);
+  for (auto it = first; it != changes_.end(); ++it) {
+    const size_t i = static_cast<size_t>(it - changes_.begin());
+    if (latest_.at(it->TopicKey()) == i) out.push_back(*it);
+  }
   return out;
 }
 

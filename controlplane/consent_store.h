@@ -60,6 +60,9 @@ class ConsentStore {
   uint64_t version_ = 0;
   std::vector<ConsentRecord> changes_;      // ledger order
   std::map<std::string, size_t> latest_;    // TopicKey -> index into changes_
+  // "type\0token" -> indices into changes_ of that subject identity, in ledger order: a
+  // subject's history and current state without a pass over every change.
+  std::map<std::string, std::vector<size_t>> by_subject_;
 };
 
 }  // namespace lethe::controlplane

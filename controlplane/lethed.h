@@ -20,6 +20,7 @@
 #include "controlplane/outbox.h"
 #include "controlplane/projections.h"
 #include "controlplane/receipt_intake.h"
+#include "controlplane/ledger_writer.h"
 #include "controlplane/request_manager.h"
 #include "controlplane/request_store.h"
 #include "controlplane/service.h"
@@ -58,6 +59,9 @@ struct LethedOptions {
   OutboxOptions outbox;
   ConsentPublisherOptions consent;
   kafka::Config kafka_extra;  // extra librdkafka settings for every client (--kafka-config)
+  // fetch.wait.max.ms of the receipt consumer (kafka.h); zero: kEmbeddedFetchWait with the
+  // embedded broker, kFetchWait otherwise.
+  absl::Duration kafka_fetch_wait = absl::ZeroDuration();
   const Clock* clock = &Clock::Real();
 };
 
@@ -89,6 +93,7 @@ class Lethed {
   std::unique_ptr<IdentityVault> vault_;
   Projections projections_;
   std::unique_ptr<ledger::Ledger> ledger_;
+  std::unique_ptr<LedgerWriter> writer_;
   std::unique_ptr<RequestManager> manager_;
   std::unique_ptr<kafka::EmbeddedKafka> embedded_;
   std::string bootstrap_;

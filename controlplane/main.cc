@@ -48,6 +48,11 @@ int main(int argc, char** argv) {
   auto* emb = app.add_flag("--embedded-kafka", o.embedded_kafka,
                            "start librdkafka's mock cluster in this process");
   boot->excludes(emb);
+  std::string fetch_wait;
+  app.add_option("--kafka-fetch-wait", fetch_wait,
+                 "how long the broker may hold an empty fetch of the receipt consumer "
+                 "(fetch.wait.max.ms; default 100ms, 10ms with --embedded-kafka, whose broker "
+                 "holds it in full)");
   app.add_option("--origin", o.origin, "checkpoint origin (log name)")->capture_default_str();
   app.add_option("--command-ttl", command_ttl, "validity of a signed command")->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
@@ -62,6 +67,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.requests.command_ttl = *ttl;
+  if (!fetch_wait.empty()) {
+    auto w = ParseFlagDuration(fetch_wait);
+    if (!w.ok()) {
+      std::cerr << "lethed: --kafka-fetch-wait: " << w.status().message() << "\n";
+      return 2;
+    }
+    o.kafka_fetch_wait = *w;
+  }
   if (o.certs_dir.empty() && !o.insecure) {
     std::cerr << "lethed: --certs-dir DIR is required (ca.crt, server.crt, server.key; make them "
                  "with `lethectl certs create-ca|create-server`), or --insecure for plaintext "

@@ -27,7 +27,14 @@ absl::Time OutboxPublisher::PublishDue() {
   const absl::Time now = clock_.Now();
   absl::Time next = absl::InfiniteFuture();
   std::map<std::string, Schedule> live;
-  for (const auto& p : store_.Pending(now, options_.expiry_margin)) {
+  std::vector<PendingCommand> pending = store_.Pending(now, options_.expiry_margin);
+  // Only durable commands go out (ledger_writer.h).
+  if (absl::Status durable = manager_.writer().AwaitDurable(); !pending.empty() && !durable.ok()) {
+    spdlog::error("outbox: not publishing: {}", durable.ToString());
+    passes_.fetch_add(1);
+    return now + options_.error_retry;
+  }
+  for (const auto& p : pending) {
     const CommandRecord& c = p.command;
     if (absl::FromUnixMillis(p.due_unix_ms) < now) {
       // Past the deadline: stop re-publishing. The request is counted as overdue and listed

@@ -1,6 +1,6 @@
 // Projections: everything lethed knows, rebuilt from the ledger at start and kept current by
-// applying each entry once it is durable. Each projection ignores the entry kinds it does not
-// track.
+// applying each entry as the LedgerWriter sequences it, in log order (ledger_writer.h: what
+// is shown waits for durability). Each projection ignores the entry kinds it does not track.
 #pragma once
 
 #include "controlplane/consent_store.h"

@@ -61,10 +61,10 @@ std::string ShortHash(std::string_view raw) { return crypto::Hex(raw).substr(0, 
 
 }  // namespace
 
-RequestManager::RequestManager(ledger::Ledger& ledger, Projections& projections,
+RequestManager::RequestManager(LedgerWriter& writer, Projections& projections,
                                IdentityVault& vault, const crypto::Ed25519PrivateKey& signing_key,
                                const Clock& clock, RequestManagerOptions options)
-    : ledger_(ledger),
+    : writer_(writer),
       projections_(projections),
       store_(projections.requests),
       vault_(vault),
@@ -72,12 +72,24 @@ RequestManager::RequestManager(ledger::Ledger& ledger, Projections& projections,
       clock_(clock),
       options_(options) {}
 
-absl::Status RequestManager::AppendAndApply(std::vector<v1::LedgerEntry> entries,
-                                            const v1::Actor* actor) {
-  if (actor != nullptr && !entries.empty()) *entries.front().mutable_actor() = *actor;
-  LETHE_ASSIGN_OR_RETURN(auto appended, ledger_.Append(std::move(entries), clock_.Now()));
-  for (const auto& a : appended) LETHE_RETURN_IF_ERROR(projections_.Apply(a.seq, a.entry));
-  return absl::OkStatus();
+absl::Status RequestManager::SequenceAndWait(std::unique_lock<std::mutex>& lock,
+                                             std::vector<v1::LedgerEntry> entries,
+                                             const v1::Actor* actor) {
+  LETHE_ASSIGN_OR_RETURN(LedgerWriter::Ticket ticket, writer_.Sequence(lock, std::move(entries), actor));
+  lock.unlock();
+  return writer_.WaitDurable(ticket);
+}
+
+bool RequestManager::Stale(const Prepared& p) const {
+  if (projections_.policies.Active() != p.policy) return true;
+  // Each command is sealed to its domain's current agent key, which an enrolment or a
+  // revocation since may have changed.
+  for (const auto& e : p.entries) {
+    if (!e.has_command_issued()) continue;
+    auto agent = store_.CurrentAgent(e.command_issued().domain());
+    if (!agent || agent->encryption_key_id != e.command_issued().recipient_key_id()) return true;
+  }
+  return false;
 }
 
 absl::StatusOr<RequestRecord> RequestManager::OpenRequest(const std::string& request_id,
@@ -104,8 +116,7 @@ absl::StatusOr<PolicyActivation> RequestManager::ActivatePolicy(std::string_view
   LETHE_RETURN_IF_ERROR(ValidatePolicySize(yaml));
   LETHE_ASSIGN_OR_RETURN(policies::Policy parsed, policies::Policy::Parse(yaml, source_name));
   const std::string hash = parsed.Hash();
-  std::unique_lock<std::shared_mutex> policy_lock(policy_mu_);
-  std::lock_guard<std::mutex> lock(write_mu_);
+  auto lock = writer_.Lock();
   auto active = projections_.policies.ActiveRecord();
   if (active && active->hash == hash)
     return absl::AlreadyExistsError(absl::StrCat("policy: ", Av(source_name), " (", ShortHash(hash),
@@ -119,8 +130,10 @@ absl::StatusOr<PolicyActivation> RequestManager::ActivatePolicy(std::string_view
   pa->set_policy_hash(hash);
   pa->set_policy_yaml(std::string(yaml));
   pa->set_source(std::move(source));
-  LETHE_RETURN_IF_ERROR(AppendAndApply({e}, &actor));
+  LETHE_ASSIGN_OR_RETURN(LedgerWriter::Ticket ticket, writer_.Sequence(lock, {e}, &actor));
   auto now_active = projections_.policies.ActiveRecord();
+  lock.unlock();
+  LETHE_RETURN_IF_ERROR(writer_.WaitDurable(ticket));
   if (!now_active || now_active->hash != hash)
     return absl::InternalError("activated policy not active after append");
   spdlog::info("policy activation {}: {} ({}), from {}", now_active->activation, parsed.name(),
@@ -237,33 +250,40 @@ absl::StatusOr<std::vector<v1::LedgerEntry>> RequestManager::BuildErasure(
 absl::StatusOr<std::string> RequestManager::SubmitErasure(std::vector<SubjectIdentity> identities,
                                                           std::string reason,
                                                           const v1::Actor& actor) {
-  std::shared_lock<std::shared_mutex> policy_lock(policy_mu_);
-  LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
-  LETHE_RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
+  Prepared p;
+  LETHE_ASSIGN_OR_RETURN(p.policy, ActivePolicy());
+  LETHE_RETURN_IF_ERROR(ValidateIdentities(*p.policy, identities));
   LETHE_RETURN_IF_ERROR(ValidateErasureReason(reason));
   ErasureSpec spec;
   spec.identities = Distinct(std::move(identities));
   spec.reason = std::move(reason);
-
-  // No write_mu_ here: a new request depends on no recorded state, so concurrent submissions
-  // proceed in parallel and share the ledger's group commit.
-  const absl::Time now = clock_.Now();
   const std::string request_id = NewId();
   LETHE_ASSIGN_OR_RETURN(SecretBytes key, vault_.CreateRequestKey(request_id));
-  size_t targets = 0;
-  auto built = BuildErasure(*policy, spec, request_id, key, now, &targets);
-  absl::Status st = built.ok() ? AppendAndApply(std::move(*built), &actor) : built.status();
+  absl::Status st = [&]() -> absl::Status {
+    // The request is sealed and its commands signed before the lock is taken: it depends on
+    // no recorded state but the active policy and the domains' agent keys, which are checked
+    // again under the lock. Should either have changed, it is planned again there.
+    LETHE_ASSIGN_OR_RETURN(p.entries, BuildErasure(*p.policy, spec, request_id, key,
+                                                   clock_.Now(), &p.targets));
+    auto lock = writer_.Lock();
+    if (Stale(p)) {
+      LETHE_ASSIGN_OR_RETURN(p.policy, ActivePolicy());
+      LETHE_RETURN_IF_ERROR(ValidateIdentities(*p.policy, spec.identities));
+      LETHE_ASSIGN_OR_RETURN(p.entries, BuildErasure(*p.policy, spec, request_id, key,
+                                                     clock_.Now(), &p.targets));
+    }
+    return SequenceAndWait(lock, std::move(p.entries), &actor);
+  }();
   if (!st.ok()) {
     (void)vault_.DestroyRequestKey(request_id);  // nothing was recorded
     return st;
   }
-  spdlog::info("request {}: erasure recorded, {} target domain(s)", request_id, targets);
+  spdlog::info("request {}: erasure recorded, {} target domain(s)", request_id, p.targets);
   return request_id;
 }
 
 absl::StatusOr<std::vector<std::pair<std::string, std::vector<std::string>>>> RequestManager::FindOpen(
     std::vector<SubjectIdentity> identities) {
-  std::shared_lock<std::shared_mutex> policy_lock(policy_mu_);
   LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   LETHE_RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
   std::vector<std::pair<std::string, std::vector<std::string>>> out;
@@ -309,11 +329,12 @@ absl::StatusOr<std::vector<SubjectIdentity>> RequestManager::RequestIdentities(
 absl::Status RequestManager::AddIdentities(const std::string& request_id,
                                            std::vector<SubjectIdentity> identities,
                                            const v1::Actor& actor) {
-  std::shared_lock<std::shared_mutex> policy_lock(policy_mu_);  // see policy_mu_
+  // Everything here depends on recorded state (the request, the policy, the agent keys), so
+  // all of it runs under the lock; none of it waits for a disk.
+  auto lock = writer_.Lock();
   LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   LETHE_RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
   identities = Distinct(std::move(identities));
-  std::lock_guard<std::mutex> lock(write_mu_);
   LETHE_ASSIGN_OR_RETURN(const RequestRecord r, OpenRequest(request_id, "be given identities"));
   LETHE_ASSIGN_OR_RETURN(SecretBytes key, vault_.RequestKey(request_id));
   LETHE_ASSIGN_OR_RETURN(std::vector<SubjectIdentity> known, RequestIdentities(r, key));
@@ -356,17 +377,16 @@ absl::Status RequestManager::AddIdentities(const std::string& request_id,
     LETHE_ASSIGN_OR_RETURN(v1::LedgerEntry cmd, MakeCommand(request_id, d, key, now));
     entries.push_back(std::move(cmd));
   }
-  LETHE_RETURN_IF_ERROR(AppendAndApply(std::move(entries), &actor));
+  LETHE_RETURN_IF_ERROR(SequenceAndWait(lock, std::move(entries), &actor));
   spdlog::info("request {}: identities added; {} more domain(s) targeted", request_id, reached.size());
   return absl::OkStatus();
 }
 
 absl::Status RequestManager::Extend(const std::string& request_id, absl::Duration by,
                                     std::string reason, const v1::Actor& actor) {
-  std::shared_lock<std::shared_mutex> policy_lock(policy_mu_);  // see policy_mu_
-  LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   LETHE_RETURN_IF_ERROR(ValidateExtension(by, reason));
-  std::lock_guard<std::mutex> lock(write_mu_);
+  auto lock = writer_.Lock();
+  LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   LETHE_ASSIGN_OR_RETURN(const RequestRecord r, OpenRequest(request_id, "be extended"));
   absl::Duration total = by;
   for (const auto& x : r.extensions) total += absl::Seconds(x.extension_seconds);
@@ -385,7 +405,7 @@ absl::Status RequestManager::Extend(const std::string& request_id, absl::Duratio
   LETHE_ASSIGN_OR_RETURN(std::string sealed,
                    crypto::SealAesGcm(key, reason, ExtensionAad(request_id, r.extensions.size())));
   x->set_sealed_reason(std::move(sealed));
-  LETHE_RETURN_IF_ERROR(AppendAndApply({e}, &actor));
+  LETHE_RETURN_IF_ERROR(SequenceAndWait(lock, {e}, &actor));
   spdlog::info("request {}: due date extended by {}", request_id, absl::FormatDuration(by));
   return absl::OkStatus();
 }
@@ -395,63 +415,83 @@ absl::StatusOr<ConsentRecord> RequestManager::ChangeConsent(SubjectIdentity iden
                                                             v1::ConsentStatus status,
                                                             std::string source,
                                                             const v1::Actor& actor) {
-  std::shared_lock<std::shared_mutex> policy_lock(policy_mu_);  // see policy_mu_
-  LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
-  std::vector<SubjectIdentity> one;
-  one.push_back(SubjectIdentity{identity.type, identity.value});
-  LETHE_RETURN_IF_ERROR(ValidateIdentities(*policy, one, "identity"));
-  LETHE_ASSIGN_OR_RETURN(const policies::Purpose* p, ValidatePurpose(*policy, purpose));
   LETHE_RETURN_IF_ERROR(ValidateConsentStatus(status));
   LETHE_RETURN_IF_ERROR(ValidateConsentSource(source));
-  const std::string token = vault_.Tokenize(identity.type, identity.value);
+  // Whether the change plans an erasure depends on the consent recorded before it. The
+  // erasure is prepared (its request key made durable, its commands sealed and signed) on
+  // that state read without the lock; under the lock the decision is taken again, and the
+  // change prepared again should it differ or should the policy or an agent key have changed.
+  // After a few such races the last attempt prepares everything under the lock.
+  constexpr int kOptimisticAttempts = 4;
+  for (int attempt = 1;; ++attempt) {
+    const bool locked_attempt = attempt > kOptimisticAttempts;
+    std::unique_lock<std::mutex> lock;
+    if (locked_attempt) lock = writer_.Lock();
+    Prepared p;
+    LETHE_ASSIGN_OR_RETURN(p.policy, ActivePolicy());
+    std::vector<SubjectIdentity> one;
+    one.push_back(SubjectIdentity{identity.type, identity.value});
+    LETHE_RETURN_IF_ERROR(ValidateIdentities(*p.policy, one, "identity"));
+    LETHE_ASSIGN_OR_RETURN(const policies::Purpose* purpose_def, ValidatePurpose(*p.policy, purpose));
+    const std::string token = vault_.Tokenize(identity.type, identity.value);
+    auto erases = [&](const std::optional<ConsentRecord>& prev) {
+      return status == v1::WITHDRAWN && purpose_def->erase_on_withdrawal &&
+             !(prev && prev->status == v1::WITHDRAWN);
+    };
+    const bool erase = erases(projections_.consent.Latest(identity.type, token, purpose));
 
-  std::lock_guard<std::mutex> lock(write_mu_);
-  auto prev = projections_.consent.Latest(identity.type, token, purpose);
-  const absl::Time now = clock_.Now();
-  v1::LedgerEntry change;
-  auto* c = change.mutable_consent_changed();
-  c->set_change_id(NewId());
-  c->mutable_subject()->set_type(identity.type);
-  c->mutable_subject()->set_token(token);
-  c->set_purpose(purpose);
-  c->set_status(status);
-  c->set_source(source);
-  c->set_policy_hash(policy->Hash());
-  std::vector<v1::LedgerEntry> entries;
-  std::string request_id;
-  const bool erase = status == v1::WITHDRAWN && p->erase_on_withdrawal &&
-                     !(prev && prev->status == v1::WITHDRAWN);
-  if (erase) {
-    request_id = NewId();
-    c->set_erasure_request_id(request_id);
-    ErasureSpec spec;
-    spec.identities = std::move(one);
-    spec.reason = "consent withdrawn for purpose " + purpose + " (source: " + source + ")";
-    spec.scope = p->domains;
-    spec.scope_purpose = purpose;
-    spec.consent_change_id = c->change_id();
-    auto key = vault_.CreateRequestKey(request_id);
-    if (!key.ok()) return key.status();
-    auto built = BuildErasure(*policy, spec, request_id, *key, now, nullptr);
-    if (!built.ok()) {
-      (void)vault_.DestroyRequestKey(request_id);
-      return built.status();
+    v1::LedgerEntry change;
+    auto* c = change.mutable_consent_changed();
+    c->set_change_id(NewId());
+    c->mutable_subject()->set_type(identity.type);
+    c->mutable_subject()->set_token(token);
+    c->set_purpose(purpose);
+    c->set_status(status);
+    c->set_source(source);
+    c->set_policy_hash(p.policy->Hash());
+    std::string request_id;
+    if (erase) {
+      request_id = NewId();
+      c->set_erasure_request_id(request_id);
+      ErasureSpec spec;
+      spec.identities = std::move(one);
+      spec.reason = "consent withdrawn for purpose " + purpose + " (source: " + source + ")";
+      spec.scope = purpose_def->domains;
+      spec.scope_purpose = purpose;
+      spec.consent_change_id = c->change_id();
+      LETHE_ASSIGN_OR_RETURN(SecretBytes key, vault_.CreateRequestKey(request_id));
+      auto built = BuildErasure(*p.policy, spec, request_id, key, clock_.Now(), nullptr);
+      if (!built.ok()) {
+        (void)vault_.DestroyRequestKey(request_id);
+        return built.status();
+      }
+      p.entries.push_back(std::move(change));
+      for (auto& e : *built) p.entries.push_back(std::move(e));
+    } else {
+      p.entries.push_back(std::move(change));
     }
-    entries.push_back(std::move(change));
-    for (auto& e : *built) entries.push_back(std::move(e));
-  } else {
-    entries.push_back(std::move(change));
+
+    if (!locked_attempt) {
+      lock = writer_.Lock();
+      if (erases(projections_.consent.Latest(identity.type, token, purpose)) != erase || Stale(p)) {
+        lock.unlock();
+        if (erase) (void)vault_.DestroyRequestKey(request_id);
+        continue;
+      }
+    }
+    auto ticket = writer_.Sequence(lock, std::move(p.entries), &actor);
+    auto now_latest = projections_.consent.Latest(identity.type, token, purpose);
+    lock.unlock();
+    if (absl::Status st = ticket.ok() ? writer_.WaitDurable(*ticket) : ticket.status(); !st.ok()) {
+      if (erase) (void)vault_.DestroyRequestKey(request_id);  // nothing was recorded
+      return st;
+    }
+    if (!now_latest) return absl::InternalError("consent change not applied after append");
+    spdlog::info("consent: {} {} (entry {}){}", purpose,
+                 status == v1::GRANTED ? "granted" : "withdrawn", now_latest->entry,
+                 erase ? "; erasure " + request_id + " planned" : "");
+    return *now_latest;
   }
-  if (absl::Status st = AppendAndApply(std::move(entries), &actor); !st.ok()) {
-    if (erase) (void)vault_.DestroyRequestKey(request_id);
-    return st;
-  }
-  auto now_latest = projections_.consent.Latest(identity.type, token, purpose);
-  if (!now_latest) return absl::InternalError("consent change not applied after append");
-  spdlog::info("consent: {} {} (entry {}){}", purpose,
-               status == v1::GRANTED ? "granted" : "withdrawn", now_latest->entry,
-               erase ? "; erasure " + request_id + " planned" : "");
-  return *now_latest;
 }
 
 absl::StatusOr<AgentRecord> RequestManager::EnrollAgent(const std::string& domain,
@@ -460,7 +500,7 @@ absl::StatusOr<AgentRecord> RequestManager::EnrollAgent(const std::string& domai
   LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
   LETHE_RETURN_IF_ERROR(ValidateAgentDomain(*policy, domain));
   LETHE_ASSIGN_OR_RETURN(AgentKeys keys, ParseAgentKeys(pem));
-  std::lock_guard<std::mutex> lock(write_mu_);
+  auto lock = writer_.Lock();
   if (auto known = store_.Agent(domain, keys.signing.KeyId()))
     return absl::AlreadyExistsError("public_key_pem: key " + keys.signing.KeyId() + " was already enrolled for domain " +
                                     domain + (known->revoked ? " and has been revoked; generate a new key" : ""));
@@ -471,8 +511,10 @@ absl::StatusOr<AgentRecord> RequestManager::EnrollAgent(const std::string& domai
   a->set_key_id(keys.signing.KeyId());
   a->set_encryption_public_key(keys.encryption.raw());
   a->set_encryption_key_id(keys.encryption.KeyId());
-  LETHE_RETURN_IF_ERROR(AppendAndApply({e}, &actor));
+  LETHE_ASSIGN_OR_RETURN(LedgerWriter::Ticket ticket, writer_.Sequence(lock, {e}, &actor));
   auto rec = store_.Agent(domain, keys.signing.KeyId());
+  lock.unlock();
+  LETHE_RETURN_IF_ERROR(writer_.WaitDurable(ticket));
   if (!rec) return absl::InternalError("enrolled agent not found after append");
   spdlog::info("agent key {} enrolled for domain {} by {}", keys.signing.KeyId(), domain, Describe(actor));
   return *rec;
@@ -483,7 +525,7 @@ absl::StatusOr<AgentRecord> RequestManager::RevokeAgentKey(const std::string& do
                                                            std::string reason,
                                                            const v1::Actor& actor) {
   LETHE_RETURN_IF_ERROR(ValidateRevocation(domain, key_id, reason));
-  std::lock_guard<std::mutex> lock(write_mu_);
+  auto lock = writer_.Lock();
   auto rec = store_.Agent(domain, key_id);
   if (!rec)
     return absl::NotFoundError("key_id: key " + key_id + " is not enrolled for domain " +
@@ -497,9 +539,13 @@ absl::StatusOr<AgentRecord> RequestManager::RevokeAgentKey(const std::string& do
   r->set_domain(domain);
   r->set_key_id(key_id);
   r->set_reason(std::move(reason));
-  LETHE_RETURN_IF_ERROR(AppendAndApply({e}, &actor));
+  LETHE_ASSIGN_OR_RETURN(LedgerWriter::Ticket ticket, writer_.Sequence(lock, {e}, &actor));
+  auto revoked = store_.Agent(domain, key_id);
+  lock.unlock();
+  LETHE_RETURN_IF_ERROR(writer_.WaitDurable(ticket));
+  if (!revoked) return absl::InternalError("revoked agent key not found after append");
   spdlog::warn("agent key {} of domain {} revoked by {}", key_id, domain, Describe(actor));
-  return *store_.Agent(domain, key_id);
+  return *revoked;
 }
 
 absl::Status RequestManager::RecordReceipt(std::string_view wire) {
@@ -535,7 +581,7 @@ absl::Status RequestManager::RecordReceipt(std::string_view wire) {
   rr->set_request_id(receipt.request_id());
   rr->set_domain(receipt.domain());
 
-  std::lock_guard<std::mutex> lock(write_mu_);
+  auto lock = writer_.Lock();
   // The rule the ledger is replayed and audited by (audit/request_lifecycle.h): the key
   // enrolled for the receipt's domain and not revoked, the command it answers, the bytes it
   // was made for, an outcome, and the re-check behind COMPLETED.
@@ -559,41 +605,53 @@ absl::Status RequestManager::RecordReceipt(std::string_view wire) {
   }
   if (std::string why = audit::FreeTextProblem(receipt.error(), audit::kMaxFreeTextBytes); !why.empty())
     return reject(absl::InvalidArgumentError("receipt: error text " + why));
-  LETHE_RETURN_IF_ERROR(AppendAndApply({e}));
+  LETHE_RETURN_IF_ERROR(SequenceAndWait(lock, {e}));
   counters_.recorded.fetch_add(1);
   spdlog::info("request {}: receipt from domain {} ({})", Quote(receipt.request_id()), Quote(receipt.domain()),
                receipt.outcome() == v1::Receipt::COMPLETED ? "completed" : "failed");
   return Complete(receipt.request_id());
 }
 
-absl::Status RequestManager::Complete(const std::string& request_id) {
+std::optional<bool> RequestManager::CompletionDue(const std::string& request_id) const {
   auto req = store_.Get(request_id);
-  if (!req || req->state != v1::IN_PROGRESS) return absl::OkStatus();
+  if (!req || req->state != v1::IN_PROGRESS) return std::nullopt;
   bool all_ok = true;
   for (const auto& d : req->domains) {
-    if (d.state != v1::DONE && d.state != v1::DOMAIN_FAILED) return absl::OkStatus();
+    if (d.state != v1::DONE && d.state != v1::DOMAIN_FAILED) return std::nullopt;
+    // Every receipt durable: a completion must never outlive a receipt it stands on. The
+    // writer of a receipt not yet durable calls Complete itself once it is.
+    if (d.receipt_entry >= writer_.durable_size()) return std::nullopt;
     all_ok = all_ok && d.state == v1::DONE;
   }
+  return all_ok;
+}
+
+absl::Status RequestManager::Complete(const std::string& request_id) {
+  {
+    auto lock = writer_.Lock();
+    if (!CompletionDue(request_id).has_value()) return absl::OkStatus();
+  }
+  // Crypto-shredding: from here on the sealed identities and commands are unreadable. The key
+  // goes before the completion is recorded (and waited for without the lock), so whoever sees
+  // the request ended finds its key gone. Should the completion then not be recorded (a
+  // failed write), its receipts are durable and Recover completes it at the next start.
+  LETHE_RETURN_IF_ERROR(vault_.DestroyRequestKey(request_id));
+  auto lock = writer_.Lock();
+  const std::optional<bool> all_ok = CompletionDue(request_id);
+  if (!all_ok.has_value()) return absl::OkStatus();  // completed by a concurrent receipt
   v1::LedgerEntry e;
   e.mutable_request_completed()->set_request_id(request_id);
-  e.mutable_request_completed()->set_outcome(all_ok ? v1::RequestCompleted::COMPLETED
-                                                    : v1::RequestCompleted::FAILED);
-  LETHE_ASSIGN_OR_RETURN(auto appended, ledger_.Append({e}, clock_.Now()));
-  // Crypto-shredding: from here on the sealed identities and commands are unreadable. It
-  // happens before the completion shows, so that whoever sees the request ended finds its
-  // key gone. Should it fail, the completion still shows (the ledger holds it) and Recover
-  // destroys the key at the next start.
-  const absl::Status shredded = vault_.DestroyRequestKey(request_id);
-  for (const auto& a : appended) LETHE_RETURN_IF_ERROR(projections_.Apply(a.seq, a.entry));
-  LETHE_RETURN_IF_ERROR(shredded);
-  spdlog::info("request {}: {}; request key destroyed", request_id, all_ok ? "completed" : "failed");
+  e.mutable_request_completed()->set_outcome(*all_ok ? v1::RequestCompleted::COMPLETED
+                                                     : v1::RequestCompleted::FAILED);
+  LETHE_RETURN_IF_ERROR(SequenceAndWait(lock, {e}));
+  spdlog::info("request {}: {}; request key destroyed", request_id, *all_ok ? "completed" : "failed");
   return absl::OkStatus();
 }
 
 absl::Status RequestManager::ReissueExpiring(absl::Duration margin) {
+  auto lock = writer_.Lock();
   auto policy = projections_.policies.Active();
   if (!policy) return absl::OkStatus();
-  std::lock_guard<std::mutex> lock(write_mu_);
   const absl::Time now = clock_.Now();
   std::vector<v1::LedgerEntry> entries;
   // The key each domain's commands are sealed to now ("" when none): looked up once a pass.
@@ -632,7 +690,7 @@ absl::Status RequestManager::ReissueExpiring(absl::Duration margin) {
   }
   if (entries.empty()) return absl::OkStatus();
   spdlog::info("re-issuing {} command(s) near expiry", entries.size());
-  return AppendAndApply(std::move(entries));
+  return SequenceAndWait(lock, std::move(entries));
 }
 
 absl::StatusOr<std::string> RequestManager::CommandWire(const CommandRecord& command) const {
@@ -643,7 +701,6 @@ absl::StatusOr<std::string> RequestManager::CommandWire(const CommandRecord& com
 }
 
 absl::Status RequestManager::Recover() {
-  std::lock_guard<std::mutex> lock(write_mu_);
   for (const auto& id : store_.AnsweredButOpen()) LETHE_RETURN_IF_ERROR(Complete(id));
   for (const auto& r : store_.List()) {
     if (r.state != v1::IN_PROGRESS && vault_.HasRequestKey(r.request_id)) {

@@ -1,27 +1,32 @@
 // RequestManager: the control plane's write path. Every state change goes through here:
 // requests, receipts, agent enrolment, policy activation, consent and deadline extensions.
-// It validates, appends the ledger entries in one durable batch, and only then applies them
-// to the projections. A call that fails leaves ledger, key store and state as they were.
+// It validates, records the ledger entries of each change as one batch through the
+// LedgerWriter (ledger_writer.h), and answers once they are durable. A call that fails
+// leaves ledger, key store and state as they were.
 //
-// Thread safe: writes that check recorded state (receipts, completion, enrolment, re-issue)
-// are serialised by one mutex so that a check and the append that depends on it cannot
-// interleave; submissions depend on no recorded state and run concurrently.
+// Thread safe. A change that depends on recorded state (receipts, completion, enrolment,
+// consent, extensions, re-issue) reads it and sequences its entries under the writer's lock,
+// so that a check and the entries that depend on it cannot interleave with another change;
+// no lock is held while a change waits for its fdatasync, so concurrent changes share one.
+// Work that needs no recorded state (sealing, signing, a new request key) is done before the
+// lock is taken.
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <mutex>
-#include <shared_mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "base/clock.h"
 #include "controlplane/identity_vault.h"
+#include "controlplane/ledger_writer.h"
 #include "controlplane/planner.h"
 #include "controlplane/projections.h"
 #include "controlplane/validation.h"  // the input rules and size limits
 #include "crypto/crypto.h"
-#include "ledger/ledger.h"
 #include "policies/policy.h"
 
 namespace lethe::controlplane {
@@ -41,7 +46,7 @@ struct ReceiptCounters {
 
 class RequestManager {
  public:
-  RequestManager(ledger::Ledger& ledger, Projections& projections, IdentityVault& vault,
+  RequestManager(LedgerWriter& writer, Projections& projections, IdentityVault& vault,
                  const crypto::Ed25519PrivateKey& signing_key, const Clock& clock,
                  RequestManagerOptions options = {});
 
@@ -111,6 +116,8 @@ class RequestManager {
   absl::Status Recover();
 
   const ReceiptCounters& receipt_counters() const { return counters_; }
+  // Readers that show state call writer().AwaitDurable() after reading it.
+  const LedgerWriter& writer() const { return writer_; }
 
  private:
   struct ErasureSpec {
@@ -137,23 +144,31 @@ class RequestManager {
   // ending in "only an open request can <action>".
   absl::StatusOr<RequestRecord> OpenRequest(const std::string& request_id,
                                             std::string_view action) const;
-  // Appends `entries` as one durable batch and applies them; `actor`, when given, is recorded
-  // on the first entry (who caused the batch).
-  absl::Status AppendAndApply(std::vector<v1::LedgerEntry> entries, const v1::Actor* actor = nullptr);
+  // Entries built before the lock was taken, and what they were built on.
+  struct Prepared {
+    std::shared_ptr<const policies::Policy> policy;
+    std::vector<v1::LedgerEntry> entries;
+    size_t targets = 0;
+  };
+  // Under the writer's lock: whether `p` was built on a policy or an agent key that is no
+  // longer current.
+  bool Stale(const Prepared& p) const;
+  // Sequences `entries` under `lock`, releases it and waits for them to be durable.
+  absl::Status SequenceAndWait(std::unique_lock<std::mutex>& lock,
+                               std::vector<v1::LedgerEntry> entries,
+                               const v1::Actor* actor = nullptr);
+  // Under the writer's lock: whether the request is open with every domain answered by a
+  // durable receipt, and if so whether all of them completed.
+  std::optional<bool> CompletionDue(const std::string& request_id) const;
   absl::Status Complete(const std::string& request_id);
 
-  ledger::Ledger& ledger_;
+  LedgerWriter& writer_;
   Projections& projections_;
   RequestStore& store_;
   IdentityVault& vault_;
   const crypto::Ed25519PrivateKey& key_;
   const Clock& clock_;
   const RequestManagerOptions options_;
-  std::mutex write_mu_;
-  // Submissions (which take no write_mu_) hold it shared from reading the active policy until
-  // their batch is applied, activations exclusively: a request is always planned with the
-  // policy that is active where it lands in the log (the auditor checks that).
-  std::shared_mutex policy_mu_;
   ReceiptCounters counters_;
 };
 

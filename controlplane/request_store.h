@@ -1,6 +1,6 @@
 // RequestStore: the control plane's state, a projection of the ledger. It is rebuilt at
-// start by replaying every entry and kept current by applying each entry after it is
-// durable, so it never knows anything the ledger does not.
+// start by replaying every entry and kept current by applying each entry as it is sequenced
+// into the log (ledger_writer.h), so it never knows anything the ledger's queue does not.
 //
 // Thread safe. Readers get copies.
 #pragma once
@@ -102,7 +102,7 @@ struct PendingCommand {
 
 class RequestStore {
  public:
-  // Applies one durable entry. kDataLoss when it breaks the rule for a request's story
+  // Applies one entry of the log, in log order. kDataLoss when it breaks the rule for a request's story
   // (audit/request_lifecycle.h), which the auditor applies too: lethed never holds, nor
   // starts from, a ledger an auditor would reject for it.
   absl::Status Apply(uint64_t seq, const v1::LedgerEntry& entry);

@@ -55,6 +55,13 @@ grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
 
+namespace {
+// Answers show state read from the projections, which run ahead of the durable log while
+// changes wait for their fdatasync (ledger_writer.h): a handler answers only once what it
+// read is durable.
+grpc::Status Answer(const LedgerWriter& writer) { return ToGrpc(writer.AwaitDurable()); }
+}  // namespace
+
 grpc::Status SubjectRequestsService::Submit(grpc::ServerContext* ctx, const v1::SubmitRequest* req,
                                             v1::SubmitResponse* resp) {
   const v1::Actor actor = ActorOf(*ctx);
@@ -62,7 +69,7 @@ grpc::Status SubjectRequestsService::Submit(grpc::ServerContext* ctx, const v1::
   if (!id.ok()) return ToGrpc(id.status());
   resp->set_request_id(*id);
   if (auto r = store_.Get(*id)) *resp->mutable_request() = View(*r, actor);
-  return grpc::Status::OK;
+  return Answer(manager_.writer());
 }
 
 grpc::Status SubjectRequestsService::FindOpen(grpc::ServerContext*, const v1::FindOpenRequest* req,
@@ -74,7 +81,7 @@ grpc::Status SubjectRequestsService::FindOpen(grpc::ServerContext*, const v1::Fi
     m->set_request_id(id);
     for (const auto& t : types) m->add_identity_types(t);
   }
-  return grpc::Status::OK;
+  return Answer(manager_.writer());
 }
 
 grpc::Status SubjectRequestsService::Get(grpc::ServerContext* ctx, const v1::GetRequestRequest* req,
@@ -82,7 +89,7 @@ grpc::Status SubjectRequestsService::Get(grpc::ServerContext* ctx, const v1::Get
   auto r = Find(store_, req->request_id());
   if (!r.ok()) return ToGrpc(r.status());
   *resp = View(*r, ActorOf(*ctx));
-  return grpc::Status::OK;
+  return Answer(manager_.writer());
 }
 
 grpc::Status SubjectRequestsService::List(grpc::ServerContext* ctx, const v1::ListRequestsRequest* req,
@@ -100,7 +107,7 @@ grpc::Status SubjectRequestsService::List(grpc::ServerContext* ctx, const v1::Li
     }
     *resp->add_requests() = ToView(r, store_, now, vault);
   }
-  return grpc::Status::OK;
+  return Answer(manager_.writer());
 }
 
 grpc::Status SubjectRequestsService::Watch(grpc::ServerContext* ctx,
@@ -113,6 +120,7 @@ grpc::Status SubjectRequestsService::Watch(grpc::ServerContext* ctx,
   uint64_t seen = store_.version();
   while (!ctx->IsCancelled() && !stopping_) {
     auto r = store_.Get(req->request_id());
+    if (grpc::Status durable = Answer(manager_.writer()); !durable.ok()) return durable;
     v1::RequestView view = View(*r, caller);
     std::string bytes = view.SerializeAsString();
     if (bytes != last) {
@@ -140,7 +148,7 @@ grpc::Status SubjectRequestsService::Extend(grpc::ServerContext* ctx, const v1::
   auto r = Find(store_, req->request_id());
   if (!r.ok()) return ToGrpc(r.status());
   *resp = View(*r, actor);
-  return grpc::Status::OK;
+  return Answer(manager_.writer());
 }
 
 grpc::Status SubjectRequestsService::AddIdentities(grpc::ServerContext* ctx,
@@ -153,7 +161,7 @@ grpc::Status SubjectRequestsService::AddIdentities(grpc::ServerContext* ctx,
   auto r = Find(store_, req->request_id());
   if (!r.ok()) return ToGrpc(r.status());
   *resp = View(*r, actor);
-  return grpc::Status::OK;
+  return Answer(manager_.writer());
 }
 
 v1::PolicyView ToView(const PolicyActivation& a, bool with_yaml) {
@@ -182,7 +190,7 @@ grpc::Status PoliciesService::Activate(grpc::ServerContext* ctx, const v1::Activ
   if (!a.ok()) return ToGrpc(a.status());
   if (on_activated_ && a->policy) on_activated_(*a->policy);
   *resp = ToView(*a, false);
-  return grpc::Status::OK;
+  return Answer(manager_.writer());
 }
 
 grpc::Status PoliciesService::Show(grpc::ServerContext*, const v1::ShowPolicyRequest*,
@@ -191,7 +199,7 @@ grpc::Status PoliciesService::Show(grpc::ServerContext*, const v1::ShowPolicyReq
   if (history.empty()) return ToGrpc(absl::FailedPreconditionError("no policy has been activated"));
   *resp->mutable_active() = ToView(history.back(), true);
   for (const auto& a : history) *resp->add_history() = ToView(a, false);
-  return grpc::Status::OK;
+  return Answer(manager_.writer());
 }
 
 v1::ConsentRecordView ToView(const ConsentRecord& r) {
@@ -216,7 +224,7 @@ grpc::Status ConsentService::Change(grpc::ServerContext* ctx, const v1::ChangeCo
       req->purpose(), req->status(), req->source(), ActorOf(*ctx));
   if (!rec.ok()) return ToGrpc(rec.status());
   *resp->mutable_change() = ToView(*rec);
-  return grpc::Status::OK;
+  return Answer(manager_.writer());
 }
 
 grpc::Status ConsentService::Show(grpc::ServerContext*, const v1::ShowConsentRequest* req,
@@ -229,7 +237,7 @@ grpc::Status ConsentService::Show(grpc::ServerContext*, const v1::ShowConsentReq
   resp->set_subject_token(crypto::Hex(*token));
   for (const auto& r : consent_.Current(type, *token)) *resp->add_current() = ToView(r);
   for (const auto& r : consent_.History(type, *token)) *resp->add_history() = ToView(r);
-  return grpc::Status::OK;
+  return Answer(manager_.writer());
 }
 
 grpc::Status ConsentService::List(grpc::ServerContext*, const v1::ListConsentRequest* req,
@@ -259,7 +267,7 @@ grpc::Status ConsentService::List(grpc::ServerContext*, const v1::ListConsentReq
     }
     *resp->add_records() = ToView(r);
   }
-  return grpc::Status::OK;
+  return Answer(manager_.writer());
 }
 
 v1::ActorView ToView(const v1::Actor& a) {
@@ -294,7 +302,7 @@ grpc::Status AgentsService::Enroll(grpc::ServerContext* ctx, const v1::EnrollAge
   auto rec = manager_.EnrollAgent(req->domain(), req->public_key_pem(), ActorOf(*ctx));
   if (!rec.ok()) return ToGrpc(rec.status());
   *resp = ToView(*rec);
-  return grpc::Status::OK;
+  return Answer(manager_.writer());
 }
 
 grpc::Status AgentsService::Revoke(grpc::ServerContext* ctx, const v1::RevokeAgentKeyRequest* req,
@@ -302,13 +310,13 @@ grpc::Status AgentsService::Revoke(grpc::ServerContext* ctx, const v1::RevokeAge
   auto rec = manager_.RevokeAgentKey(req->domain(), req->key_id(), req->reason(), ActorOf(*ctx));
   if (!rec.ok()) return ToGrpc(rec.status());
   *resp = ToView(*rec);
-  return grpc::Status::OK;
+  return Answer(manager_.writer());
 }
 
 grpc::Status AgentsService::List(grpc::ServerContext*, const v1::ListAgentsRequest*,
                                  v1::ListAgentsResponse* resp) {
   for (const auto& a : store_.Agents()) *resp->add_agents() = ToView(a);
-  return grpc::Status::OK;
+  return Answer(manager_.writer());
 }
 
 absl::StatusOr<std::pair<std::string, uint64_t>> LedgerService::Latest() const {
@@ -433,6 +441,8 @@ grpc::Status LedgerService::GetCertificate(grpc::ServerContext*, const v1::GetCe
   if (r->state == v1::IN_PROGRESS)
     return ToGrpc(absl::FailedPreconditionError(
         "request_id: request " + r->request_id + " is still in progress; its certificate is issued once it ends"));
+  // Its completion may still wait for its fdatasync; the checkpoint below must cover it.
+  if (grpc::Status durable = Answer(writer_); !durable.ok()) return durable;
   // One checkpoint that covers the completion, signed now if need be.
   auto note = ledger_.Checkpoint();
   if (!note.ok()) return ToGrpc(note.status());

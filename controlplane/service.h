@@ -98,9 +98,9 @@ class AgentsService final : public v1::Agents::Service {
 
 class LedgerService final : public v1::Ledger::Service {
  public:
-  LedgerService(ledger::Ledger& ledger, const RequestStore& store, const PolicyRegistry& policies,
-                const crypto::Ed25519PublicKey& key)
-      : ledger_(ledger), store_(store), policies_(policies), key_(key) {}
+  LedgerService(ledger::Ledger& ledger, const LedgerWriter& writer, const RequestStore& store,
+                const PolicyRegistry& policies, const crypto::Ed25519PublicKey& key)
+      : ledger_(ledger), writer_(writer), store_(store), policies_(policies), key_(key) {}
   grpc::Status GetCheckpoint(grpc::ServerContext*, const v1::GetCheckpointRequest*,
                              v1::CheckpointView*) override;
   grpc::Status ListCheckpoints(grpc::ServerContext*, const v1::ListCheckpointsRequest*,
@@ -119,6 +119,7 @@ class LedgerService final : public v1::Ledger::Service {
   absl::StatusOr<std::pair<std::string, uint64_t>> Latest() const;
 
   ledger::Ledger& ledger_;
+  const LedgerWriter& writer_;
   const RequestStore& store_;
   const PolicyRegistry& policies_;
   const crypto::Ed25519PublicKey& key_;

@@ -1,9 +1,11 @@
 #include "kafka/kafka.h"
 
+#include <deque>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
 #include <atomic>
+#include <deque>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -164,32 +166,61 @@ absl::StatusOr<Delivered> Producer::ProduceSync(const std::string& topic,
                                                 const std::optional<std::string>& key,
                                                 const std::optional<std::string>& value,
                                                 absl::Duration timeout) {
-  DeliveryState st;
+  std::vector<absl::StatusOr<Delivered>> one = PublishAll({Record{topic, key, value}}, timeout);
+  return std::move(one.front());
+}
+
+std::vector<absl::StatusOr<Delivered>> Producer::PublishAll(const std::vector<Record>& records,
+                                                            absl::Duration timeout) {
+  std::vector<absl::StatusOr<Delivered>> out;
+  // A deque: the states are not movable, and librdkafka holds their addresses.
+  std::deque<DeliveryState> states(records.size());
+  std::vector<bool> queued(records.size(), false);
   const int64_t timeout_ms = absl::ToInt64Milliseconds(timeout);
-  const void* key_ptr = key ? key->data() : nullptr;
-  const size_t key_len = key ? key->size() : 0;
-  void* value_ptr = value ? const_cast<char*>(value->data()) : nullptr;
-  const size_t value_len = value ? value->size() : 0;
-  rd_kafka_resp_err_t e = rd_kafka_producev(
-      rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(key_ptr, key_len),
-      RD_KAFKA_V_VALUE(value_ptr, value_len),
-      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&st), RD_KAFKA_V_END);
-  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-    return absl::UnavailableError(absl::StrCat("produce to ", topic, ": ", rd_kafka_err2str(e)));
-  // The delivery report always arrives (message.timeout.ms bounds it), so `st` outlives it.
+  for (size_t i = 0; i < records.size(); ++i) {
+    const Record& r = records[i];
+    const void* key_ptr = r.key ? r.key->data() : nullptr;
+    const size_t key_len = r.key ? r.key->size() : 0;
+    void* value_ptr = r.value ? const_cast<char*>(r.value->data()) : nullptr;
+    const size_t value_len = r.value ? r.value->size() : 0;
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        rk_, RD_KAFKA_V_TOPIC(r.topic.c_str()), RD_KAFKA_V_KEY(key_ptr, key_len),
+        RD_KAFKA_V_VALUE(value_ptr, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_OPAQUE(&states[i]), RD_KAFKA_V_END);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      states[i].err = e;
+      states[i].done = true;
+      continue;
+    }
+    queued[i] = true;
+  }
+  // Every delivery report arrives (message.timeout.ms bounds it, and the purge below), so
+  // `states` outlives the callbacks that write them.
   const absl::Time deadline = absl::Now() + timeout;
   bool purged = false;
-  while (!st.done.load(std::memory_order_acquire)) {
+  auto all_done = [&] {
+    for (const DeliveryState& st : states)
+      if (!st.done.load(std::memory_order_acquire)) return false;
+    return true;
+  };
+  while (!all_done()) {
     rd_kafka_poll(rk_, 20);
     if (!purged && absl::Now() > deadline && timeout_ms > 0) {
       rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
       purged = true;
     }
   }
-  if (st.err != RD_KAFKA_RESP_ERR_NO_ERROR)
-    return absl::UnavailableError(
-        absl::StrCat("kafka did not acknowledge the record on ", topic, ": ", rd_kafka_err2str(st.err)));
-  return Delivered{st.partition, st.offset};
+  for (size_t i = 0; i < records.size(); ++i) {
+    const DeliveryState& st = states[i];
+    if (st.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      out.push_back(absl::UnavailableError(absl::StrCat(
+          queued[i] ? "kafka did not acknowledge the record on " : "produce to ", records[i].topic,
+          ": ", rd_kafka_err2str(st.err))));
+    } else {
+      out.push_back(Delivered{st.partition, st.offset});
+    }
+  }
+  return out;
 }
 
 // ---- Consumer ---------------------------------------------------------------------------
@@ -205,8 +236,8 @@ absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(const std::string& bo
                               {"auto.offset.reset", "earliest"},
                               {"enable.partition.eof", "false"},
                               // Control traffic is sparse and latency-bound: do not let the
-                              // broker hold a fetch for the default 500 ms.
-                              {"fetch.wait.max.ms", "100"}},
+                              // broker hold a fetch for the default 500 ms (kFetchWait).
+                              {"fetch.wait.max.ms", FetchWaitMs(kFetchWait)}},
                              extra));
   if (!conf.ok()) return conf.status();
   char err[512];

@@ -20,6 +20,18 @@ struct rd_kafka_mock_cluster_s;
 
 namespace lethe::kafka {
 
+// How long a broker may hold a consumer's fetch while it has nothing to send
+// (fetch.wait.max.ms). A real broker answers as soon as a record arrives, so against one this
+// only paces idle polling. The embedded broker (librdkafka's mock cluster) holds every empty
+// fetch for the whole wait, so against it the wait is the latency of each hop: its clients
+// use the short one, which costs an idle consumer about 1000/wait fetches a second.
+inline constexpr absl::Duration kFetchWait = absl::Milliseconds(100);
+inline constexpr absl::Duration kEmbeddedFetchWait = absl::Milliseconds(10);
+// The wait as the fetch.wait.max.ms property's value.
+inline std::string FetchWaitMs(absl::Duration wait) {
+  return std::to_string(absl::ToInt64Milliseconds(wait));
+}
+
 using Config = std::map<std::string, std::string>;
 
 // Reads librdkafka properties (`--kafka-config FILE`): one `name=value` per line; blank lines
@@ -74,6 +86,10 @@ class Producer : public Publisher {
                                         const std::optional<std::string>& key,
                                         const std::optional<std::string>& value,
                                         absl::Duration timeout = absl::Seconds(30));
+  // Publisher: produces every record at once and waits for all the acknowledgements, so that
+  // they travel in as few produce requests as the broker allows.
+  std::vector<absl::StatusOr<Delivered>> PublishAll(const std::vector<Record>& records,
+                                                    absl::Duration timeout) override;
   // Fetches the topics' metadata now, so that the first record to each is not held back
   // until librdkafka's next periodic topic scan (about a second). Failures are harmless.
   void WarmUp(const std::vector<std::string>& topics, absl::Duration timeout = absl::Seconds(5));

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -28,6 +29,22 @@ class Publisher {
                                             const std::optional<std::string>& key,
                                             const std::optional<std::string>& value,
                                             absl::Duration timeout) = 0;
+
+  struct Record {
+    std::string topic;
+    std::optional<std::string> key;
+    std::optional<std::string> value;  // nullopt: a tombstone
+  };
+  // Produces every record (in order) and waits up to `timeout` for all their
+  // acknowledgements: one result per record, in order, each as Publish would give it. Records
+  // of one partition are acknowledged in order, but after a failure later ones may still be
+  // acknowledged. This default publishes one after another.
+  virtual std::vector<absl::StatusOr<Delivered>> PublishAll(const std::vector<Record>& records,
+                                                            absl::Duration timeout) {
+    std::vector<absl::StatusOr<Delivered>> out;
+    for (const Record& r : records) out.push_back(Publish(r.topic, r.key, r.value, timeout));
+    return out;
+  }
 };
 
 }  // namespace lethe::kafka

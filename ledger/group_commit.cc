@@ -57,8 +57,19 @@ absl::Status Ledger::StartSegment(uint64_t first_seq) {
 
 absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::LedgerEntry> entries,
                                                           absl::Time now) {
+  Ticket ticket;
+  LETHE_ASSIGN_OR_RETURN(std::vector<AppendedEntry> out, Enqueue(std::move(entries), now, &ticket));
+  LETHE_RETURN_IF_ERROR(WaitDurable(ticket));
+  return out;
+}
+
+absl::StatusOr<std::vector<AppendedEntry>> Ledger::Enqueue(std::vector<v1::LedgerEntry> entries,
+                                                           absl::Time now, Ticket* ticket) {
   std::vector<AppendedEntry> out(entries.size());
-  if (entries.empty()) return out;
+  if (entries.empty()) {
+    *ticket = Tail();
+    return out;
+  }
   absl::InlinedVector<std::array<char, 32>, 4> leaves(entries.size());
   uint64_t end = 0;
   uint64_t batch = 0;
@@ -100,17 +111,30 @@ absl::StatusOr<std::vector<AppendedEntry>> Ledger::Append(std::vector<v1::Ledger
     end = write_next_seq_;
   }
   written_cv_.notify_one();
+  *ticket = Ticket{end, batch};
+  return out;
+}
 
-  // Wait for the sync that covers these entries.
-  std::atomic<uint32_t>& word = sync_generation_[batch % kSyncWords];
+absl::Status Ledger::WaitDurable(const Ticket& ticket) const {
+  // Woken by the sync of the ticket's own batch (or, after a failure, by every word).
+  const std::atomic<uint32_t>& word = sync_generation_[ticket.batch % kSyncWords];
   uint32_t gen = word.load();
-  while (durable_end_.load() < end) {
+  while (durable_end_.load() < ticket.end) {
     if (sync_failed_.load())
       return absl::UnavailableError("ledger: a write or fdatasync failed; the ledger is read-only until restarted");
     word.wait(gen);
     gen = word.load();
   }
-  return out;
+  return absl::OkStatus();
+}
+
+Ledger::Ticket Ledger::Tail() const {
+  std::lock_guard<std::mutex> w(write_mu_);
+  // Entries still in queued_ go with the next batch taken; once the queue is empty the last
+  // of them went with the batch taken last.
+  const uint64_t batch =
+      queued_lengths_.empty() && batches_taken_ > 0 ? batches_taken_ - 1 : batches_taken_;
+  return Ticket{write_next_seq_, batch};
 }
 
 void Ledger::SyncLoop() {

@@ -155,6 +155,22 @@ class Ledger {
   absl::StatusOr<std::vector<AppendedEntry>> Append(std::vector<v1::LedgerEntry> entries,
                                                     absl::Time now);
 
+  // Append in two steps, for callers that order their own state by the log but must not
+  // hold their lock through an fdatasync: Enqueue takes the next positions in the log (in
+  // call order), queues the entries for the sync thread and returns them as they will be
+  // stored, with the ticket to wait on; WaitDurable(ticket) returns once they are durable
+  // (kUnavailable if they never will be). Until then they are not acknowledged, and the
+  // caller must not let anyone outside the process see anything that depends on them.
+  struct Ticket {
+    uint64_t end = 0;    // entries below this index
+    uint64_t batch = 0;  // the sync batch that covers them
+  };
+  absl::StatusOr<std::vector<AppendedEntry>> Enqueue(std::vector<v1::LedgerEntry> entries,
+                                                     absl::Time now, Ticket* ticket);
+  absl::Status WaitDurable(const Ticket& ticket) const;
+  // The ticket of everything enqueued so far: WaitDurable(Tail()) is a barrier.
+  Ticket Tail() const;
+
   // Signs a checkpoint for the current size now (unless the latest already covers it) and
   // returns the latest checkpoint note.
   absl::StatusOr<std::string> Checkpoint();

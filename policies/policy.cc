@@ -224,7 +224,11 @@ std::string Policy::CanonicalJson() const {
   return Dump(out);
 }
 
-std::string Policy::Hash() const { return crypto::Sha256(CanonicalJson()); }
+void Policy::Seal() {
+  hash_ = crypto::Sha256(CanonicalJson());
+  domain_hashes_.clear();
+  for (const Domain& d : domains_) domain_hashes_.push_back(crypto::Sha256(DomainCanonicalJson(d.name)));
+}
 
 std::string Policy::DomainCanonicalJson(std::string_view domain) const {
   const Domain* d = FindDomain(domain);
@@ -235,9 +239,9 @@ std::string Policy::DomainCanonicalJson(std::string_view domain) const {
 }
 
 std::string Policy::DomainHash(std::string_view domain) const {
-  const Domain* d = FindDomain(domain);
-  if (d == nullptr) return "";
-  return crypto::Sha256(DomainCanonicalJson(domain));
+  for (size_t i = 0; i < domains_.size() && i < domain_hashes_.size(); ++i)
+    if (domains_[i].name == domain) return domain_hashes_[i];
+  return "";
 }
 
 absl::StatusOr<absl::Duration> ParsePolicyDuration(std::string_view text) {

@@ -111,12 +111,13 @@ class Policy {
   // and its SHA-256 (32 raw bytes). Two files that differ only in comments, key order or
   // formatting have the same hash.
   std::string CanonicalJson() const;
-  std::string Hash() const;
+  // Computed once, when the policy is built (a Policy never changes after).
+  const std::string& Hash() const { return hash_; }
   // The same for one domain's section: what an agent compares with a command's hash. The
   // object is the domain's own (name, postgres, and kafka_topics when it has any) plus the
   // policy "version". For a domain the policy does not define, both return an empty string.
   std::string DomainCanonicalJson(std::string_view domain) const;
-  std::string DomainHash(std::string_view domain) const;
+  std::string DomainHash(std::string_view domain) const;  // also computed once
 
   // The planner's rule, which the auditor re-checks: every domain in scope (all of the
   // policy's when `scope` is empty, else those named in it, in policy order) with the identity
@@ -138,6 +139,10 @@ class Policy {
   std::vector<Purpose> purposes_;
   Deadlines deadlines_;
   std::vector<Domain> domains_;
+  // Set by Seal() once the fields are final: Hash() and every DomainHash(), in domain order.
+  void Seal();
+  std::string hash_;
+  std::vector<std::string> domain_hashes_;
 };
 
 // Parses a duration written <n>h, <n>d, <n>w or <n>y (365 days). n is a positive integer.

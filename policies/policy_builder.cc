@@ -510,6 +510,7 @@ class PolicyBuilder {
                        return std::pair(a.line, a.column) < std::pair(b.line, b.column);
                      });
     if (diagnostics_->size() != before) return std::nullopt;
+    policy_.Seal();
     return std::optional<Policy>(std::move(policy_));
   }
 

@@ -39,6 +39,14 @@ inline v1::Actor OperatorActor() {
   return a;
 }
 
+// Policy activation and agent enrolment are an admin's.
+inline v1::Actor AdminActor() {
+  v1::Actor a;
+  a.set_role(controlplane::kRoleAdmin);
+  a.set_name("unit-test-admin");
+  return a;
+}
+
 inline std::vector<controlplane::SubjectIdentity> Identities(
     std::vector<std::pair<std::string, std::string>> in) {
   std::vector<controlplane::SubjectIdentity> out;
@@ -62,7 +70,8 @@ class ControlPlane {
     });
     EXPECT_TRUE(l.ok()) << l.status();
     ledger_ = std::move(*l);
-    manager_ = std::make_unique<controlplane::RequestManager>(*ledger_, projections_, *vault_, key_,
+    writer_ = std::make_unique<controlplane::LedgerWriter>(*ledger_, projections_, clock_);
+    manager_ = std::make_unique<controlplane::RequestManager>(*writer_, projections_, *vault_, key_,
                                                               clock_, options);
   }
 
@@ -71,14 +80,14 @@ class ControlPlane {
   void ActivateSample() {
     auto yaml = lethe::ReadFile(std::string(LETHE_SOURCE_DIR) + "/policies/sample.yaml");
     ASSERT_TRUE(yaml.ok()) << yaml.status();
-    auto a = manager_->ActivatePolicy(*yaml, "sample.yaml", "unit test", OperatorActor());
+    auto a = manager_->ActivatePolicy(*yaml, "sample.yaml", "unit test", AdminActor());
     ASSERT_TRUE(a.ok()) << a.status();
   }
 
   // Enrolls a fresh agent key for `domain` and returns it.
   AgentKeyPair Enroll(const std::string& domain) {
     AgentKeyPair k;
-    auto rec = manager_->EnrollAgent(domain, k.Pem(), OperatorActor());
+    auto rec = manager_->EnrollAgent(domain, k.Pem(), AdminActor());
     EXPECT_TRUE(rec.ok()) << rec.status();
     return k;
   }
@@ -126,6 +135,7 @@ class ControlPlane {
   controlplane::RequestStore& store() { return projections_.requests; }
   controlplane::IdentityVault& vault() { return *vault_; }
   controlplane::RequestManager& manager() { return *manager_; }
+  controlplane::LedgerWriter& writer() { return *writer_; }
   const crypto::Ed25519PrivateKey& key() const { return key_; }
   const TempDir& dir() const { return dir_; }
 
@@ -136,6 +146,7 @@ class ControlPlane {
   controlplane::Projections projections_;
   std::unique_ptr<controlplane::IdentityVault> vault_;
   std::unique_ptr<ledger::Ledger> ledger_;
+  std::unique_ptr<controlplane::LedgerWriter> writer_;
   std::unique_ptr<controlplane::RequestManager> manager_;
 };
 

@@ -115,7 +115,8 @@ TEST(Crash, AgentKilledAfterPurgeCommitPurgesOnceAndRecordsOneReceipt) {
   auto doomed = Subprocess::Spawn(
       {kAgent, "--domain", "assessments", "--postgres", mesh.pg().Dsn("assessments"), "--policy",
        mesh.policy_path(), "--key", mesh.agent_key("assessments"), "--control-plane-key",
-       mesh.lethed_pub(), "--kafka-bootstrap", "@" + mesh.data_dir() + "/kafka.bootstrap"},
+       mesh.lethed_pub(), "--kafka-bootstrap", "@" + mesh.data_dir() + "/kafka.bootstrap",
+       "--kafka-fetch-wait", "10ms"},
       mesh.work_dir() + "/agent-assessments.log", {"LETHE_FAILPOINT=agent-after-purge-commit"});
   ASSERT_TRUE(doomed.ok()) << doomed.status();
   auto id = mesh.Erase(kAlice);

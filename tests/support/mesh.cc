@@ -10,6 +10,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "base/status.h"
 #include "crypto/crypto.h"
@@ -22,10 +23,10 @@ namespace fs = std::filesystem;
 namespace {
 
 struct DomainFixture {
-  const char* policy;
-  const char* ddl;
-  const char* plant;   // $U = user_id, $E = email
-  const char* count;   // one number: the person's rows over all tables
+  std::string policy;
+  std::string ddl;
+  std::string plant;   // $U = user_id, $E = email
+  std::string count;   // one number: the person's rows over all tables
 };
 
 constexpr char kCrmDdl[] =
@@ -49,7 +50,8 @@ constexpr char kCrmCount[] =
     "(SELECT count(*) FROM crm.invoices WHERE email = '$E')";
 
 const std::map<std::string, DomainFixture>& Fixtures() {
-  static const auto* m = new std::map<std::string, DomainFixture>{
+  static const auto* fixtures = [] {
+  auto* m = new std::map<std::string, DomainFixture>{
       {"assessments",
        {R"(  - name: assessments
     postgres:
@@ -200,10 +202,23 @@ const std::map<std::string, DomainFixture>& Fixtures() {
         "INSERT INTO analytics.visits (user_id, day) VALUES ($U, '2026-11-01');",
         "SELECT count(*) FROM analytics.visits WHERE user_id = $U"}},
   };
-  return *m;
+  // shard01..shard10: one table each, keyed by email, for runs across many domains.
+  for (int i = 1; i <= 10; ++i) {
+      const std::string n = absl::StrFormat("shard%02d", i);
+      (*m)[n] = DomainFixture{
+          absl::StrCat("  - name: ", n, "\n    postgres:\n      tables:\n        - table: ", n,
+                       ".contacts\n          key: email\n          identity: email\n"
+                       "          action: delete\n"),
+          absl::StrCat("CREATE SCHEMA ", n, "; CREATE TABLE ", n, ".contacts (email text NOT NULL, note text);"),
+          absl::StrCat("INSERT INTO ", n, ".contacts VALUES ('$E', 'a'), ('$E', 'b');"),
+          absl::StrCat("SELECT count(*) FROM ", n, ".contacts WHERE email = '$E'")};
+  }
+  return m;
+  }();
+  return *fixtures;
 }
 
-std::string Fill(const char* sql, const Person& p) {
+std::string Fill(const std::string& sql, const Person& p) {
   return absl::StrReplaceAll(sql, {{"$U", p.user_id}, {"$E", p.email}});
 }
 
@@ -346,6 +361,7 @@ agents::AgentOptions Mesh::AgentOptionsFor(const std::string& domain) const {
   o.key_path = agent_key(domain);
   o.control_plane_key_path = lethed_pub();
   o.kafka_bootstrap = kafka_bootstrap();
+  o.fetch_wait = kafka::kEmbeddedFetchWait;  // lethed's embedded broker holds a fetch in full
   o.min_backoff = absl::Milliseconds(50);
   o.max_backoff = absl::Milliseconds(500);
   return o;

@@ -211,7 +211,7 @@ TEST(ConsentPublisherTest, PublishesEachChangeSignedAndRetriesAFailedDelivery) {
   fake.FailNext(1);
   ConsentPublisherOptions o;
   o.error_retry = absl::Milliseconds(1);
-  ConsentPublisher publisher(cp.projections().consent, fake, cp.key(), o);
+  ConsentPublisher publisher(cp.projections().consent, cp.writer(), fake, cp.key(), o);
   publisher.Start();
   fake.WaitForCalls(2);
   publisher.Stop();
@@ -244,7 +244,7 @@ TEST(ConsentPublisherTest, CountsAChangeOnlyOnceDeliveredAndKeepsLedgerOrder) {
   }
   FakePublisher fake;
   fake.Hold();
-  ConsentPublisher publisher(cp.projections().consent, fake, cp.key());
+  ConsentPublisher publisher(cp.projections().consent, cp.writer(), fake, cp.key());
   publisher.Start();
   fake.WaitForHeld(1);
   EXPECT_EQ(publisher.published_through(), 0u);

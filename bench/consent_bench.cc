@@ -1,0 +1,206 @@
+// Consent.Change through lethed's public gRPC API, against the cheapest unary gRPC call this
+// machine can serve, measured in the same run.
+//
+// lethed runs in this process as in production (mutual TLS, the authorizer, the ledger with
+// fdatasync on, its embedded Kafka and consent publisher); the clients are built from
+// proto/ alone: generated stubs, one channel (one connection) per client thread. The
+// baseline is an Echo server (bench/proto/empty.proto) with the same TLS credentials,
+// answering an empty message. Runs alternate baseline and Consent.Change for each client
+// count, so that both see the same machine; each rate is one run's calls over its seconds.
+//
+//   build/bench/consent_bench --threads 1,8 --runs 5 --seconds 3
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "bench/proto/empty.grpc.pb.h"
+#include "base/file_system.h"
+#include "controlplane/authorizer.h"
+#include "lethe/v1/api.grpc.pb.h"
+#include "spdlog/spdlog.h"
+#include "tests/support/mesh.h"
+
+namespace lethe::bench {
+namespace {
+
+class EchoService final : public Echo::Service {
+  grpc::Status Call(grpc::ServerContext*, const Empty*, Empty*) override { return grpc::Status::OK; }
+};
+
+struct Result {
+  double rate = 0;  // successful calls per second
+  uint64_t errors = 0;
+  std::string first_error;
+};
+
+// Runs `threads` clients for `seconds`, each with its own channel, calling `call(channel,
+// thread, n)` until time is up.
+template <typename Call>
+Result Drive(const std::string& addr, const std::shared_ptr<grpc::ChannelCredentials>& creds,
+             int threads, double seconds, Call call) {
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int t = 0; t < threads; ++t) {
+    grpc::ChannelArguments args;
+    args.SetInt("lethe.bench.client", t);  // distinct arguments: a connection of its own
+    channels.push_back(grpc::CreateCustomChannel(addr, creds, args));
+    channels.back()->WaitForConnected(gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                                                   gpr_time_from_seconds(10, GPR_TIMESPAN)));
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> ok{0}, errors{0};
+  std::mutex error_mu;
+  std::string first_error;
+  std::vector<std::thread> pool;
+  static std::atomic<uint64_t> sequence{0};
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      while (!stop.load(std::memory_order_relaxed)) {
+        grpc::Status s = call(*channels[t], t, sequence.fetch_add(1));
+        if (s.ok()) {
+          ok.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          errors.fetch_add(1);
+          std::lock_guard<std::mutex> l(error_mu);
+          if (first_error.empty()) first_error = s.error_message();
+        }
+      }
+    });
+  }
+  const absl::Time start = absl::Now();
+  absl::SleepFor(absl::Seconds(seconds));
+  stop = true;
+  for (auto& th : pool) th.join();
+  const double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
+  return Result{static_cast<double>(ok.load()) / elapsed, errors.load(), first_error};
+}
+
+struct Spread {
+  double min = 0, median = 0, max = 0;
+};
+Spread Of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return Spread{v.front(), v[v.size() / 2], v.back()};
+}
+
+int Run(int argc, char** argv) {
+  std::string threads_arg = "1,8";
+  int runs = 5;
+  double seconds = 3;
+  CLI::App app{"consent_bench: Consent.Change through gRPC against an empty unary call"};
+  app.add_option("--threads", threads_arg, "client counts, comma-separated")->capture_default_str();
+  app.add_option("--runs", runs, "alternations per client count")->capture_default_str();
+  app.add_option("--seconds", seconds, "seconds per measurement")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  std::vector<int> thread_counts;
+  for (absl::string_view t : absl::StrSplit(threads_arg, ',')) thread_counts.push_back(std::stoi(std::string(t)));
+  spdlog::set_level(spdlog::level::warn);
+
+  testing::Mesh::Options mo;
+  mo.start_agents = false;  // consent changes that do not erase involve no domain
+  auto mesh = testing::Mesh::Start(mo);
+  if (!mesh.ok()) {
+    fprintf(stderr, "cannot start lethed: %s\n", mesh.status().ToString().c_str());
+    return 1;
+  }
+  const std::string certs = (*mesh)->certs_dir();
+
+  // The baseline server: lethed's TLS set-up (TLS 1.3, its server certificate, client
+  // certificates required and verified against the same CA), without lethed's authorizer.
+  (void)controlplane::RequireTls13();  // lethed called it already
+  grpc::SslServerCredentialsOptions so(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  so.pem_root_certs = lethe::ReadFile(certs + "/ca.crt").value();
+  so.pem_key_cert_pairs.push_back(
+      {lethe::ReadFile(certs + "/server.key").value(), lethe::ReadFile(certs + "/server.crt").value()});
+  auto server_creds = grpc::SslServerCredentials(so);
+  EchoService echo;
+  int echo_port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", server_creds, &echo_port);
+  builder.RegisterService(&echo);
+  std::unique_ptr<grpc::Server> echo_server = builder.BuildAndStart();
+  const std::string echo_addr = absl::StrCat("127.0.0.1:", echo_port);
+
+  grpc::SslCredentialsOptions co;
+  co.pem_root_certs = lethe::ReadFile(certs + "/ca.crt").value();
+  co.pem_cert_chain = lethe::ReadFile((*mesh)->client_cert("operator")).value();
+  co.pem_private_key = lethe::ReadFile((*mesh)->client_key("operator")).value();
+  auto client_creds = grpc::SslCredentials(co);
+
+  auto empty_call = [](grpc::Channel& ch, int, uint64_t) {
+    thread_local std::unique_ptr<Echo::Stub> stub;
+    thread_local grpc::Channel* bound = nullptr;
+    if (bound != &ch) stub = Echo::NewStub(std::shared_ptr<grpc::Channel>(&ch, [](grpc::Channel*) {})), bound = &ch;
+    grpc::ClientContext ctx;
+    Empty req, resp;
+    return stub->Call(&ctx, req, &resp);
+  };
+  auto consent_call = [](grpc::Channel& ch, int t, uint64_t n) {
+    thread_local std::unique_ptr<v1::Consent::Stub> stub;
+    thread_local grpc::Channel* bound = nullptr;
+    if (bound != &ch) stub = v1::Consent::NewStub(std::shared_ptr<grpc::Channel>(&ch, [](grpc::Channel*) {})), bound = &ch;
+    grpc::ClientContext ctx;
+    v1::ChangeConsentRequest req;
+    req.mutable_identity()->set_type("email");
+    req.mutable_identity()->set_value(absl::StrFormat("subject-%d-%d@example.com", t, n));
+    req.set_purpose("research");  // a purpose that erases nothing on withdrawal
+    req.set_status(n % 2 == 0 ? v1::GRANTED : v1::WITHDRAWN);
+    req.set_source("consent-bench");
+    v1::ConsentChangeView resp;
+    return stub->Change(&ctx, req, &resp);
+  };
+
+  ledger::Ledger& ledger = (*mesh)->lethed().ledger();
+  printf("consent_bench: %d run(s) of %.1f s per client count, alternating Echo.Call and Consent.Change\n",
+         runs, seconds);
+  printf("%-8s %4s %14s %16s %7s %16s\n", "clients", "run", "Echo.Call/s", "Consent.Change/s", "ratio",
+         "entries/fdatasync");
+  struct Row {
+    std::vector<double> empty, consent, ratio, batch;
+  };
+  std::map<int, Row> rows;
+  for (int r = 1; r <= runs; ++r) {
+    for (int t : thread_counts) {
+      Result e = Drive(echo_addr, client_creds, t, seconds, empty_call);
+      const uint64_t syncs0 = ledger.syncs(), entries0 = ledger.entries_written();
+      Result c = Drive((*mesh)->addr(), client_creds, t, seconds, consent_call);
+      const double batch = static_cast<double>(ledger.entries_written() - entries0) /
+                           std::max<uint64_t>(1, ledger.syncs() - syncs0);
+      if (e.errors + c.errors > 0) {
+        fprintf(stderr, "errors: %lu Echo.Call (%s), %lu Consent.Change (%s)\n", e.errors,
+                e.first_error.c_str(), c.errors, c.first_error.c_str());
+        return 1;
+      }
+      const double ratio = c.rate / e.rate;
+      printf("%-8d %4d %14.0f %16.0f %7.2f %16.1f\n", t, r, e.rate, c.rate, ratio, batch);
+      fflush(stdout);
+      rows[t].empty.push_back(e.rate);
+      rows[t].consent.push_back(c.rate);
+      rows[t].ratio.push_back(ratio);
+      rows[t].batch.push_back(batch);
+    }
+  }
+  printf("\n%-8s %-26s %-26s %-20s %s\n", "clients", "Echo.Call/s median (min-max)",
+         "Change/s median (min-max)", "ratio median (min-max)", "entries/fdatasync median");
+  for (int t : thread_counts) {
+    const Row& row = rows[t];
+    Spread e = Of(row.empty), c = Of(row.consent), q = Of(row.ratio), b = Of(row.batch);
+    printf("%-8d %-26s %-26s %-20s %.1f\n", t,
+           absl::StrFormat("%.0f (%.0f-%.0f)", e.median, e.min, e.max).c_str(),
+           absl::StrFormat("%.0f (%.0f-%.0f)", c.median, c.min, c.max).c_str(),
+           absl::StrFormat("%.2f (%.2f-%.2f)", q.median, q.min, q.max).c_str(), b.median);
+  }
+  echo_server->Shutdown();
+  return 0;
+}
+
+}  // namespace
+}  // namespace lethe::bench
+
+int main(int argc, char** argv) { return lethe::bench::Run(argc, argv); }
