@@ -1,6 +1,7 @@
 #include "crypto/crypto.h"
 
 #include <fcntl.h>
+#include <sodium.h>
 #include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -291,16 +292,14 @@ absl::Status Ed25519PublicKey::SaveFile(const std::string& path) const {
 std::string Ed25519PublicKey::KeyId() const { return Hex(Sha256(raw_).substr(0, 8)); }
 
 bool Ed25519PublicKey::Verify(std::string_view message, std::string_view signature) const {
-  if (signature.size() != kEd25519SignatureSize) return false;
-  Pkey key(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
-                                       reinterpret_cast<const unsigned char*>(raw_.data()),
-                                       raw_.size()));
-  if (!key) return false;
-  MdCtx ctx(EVP_MD_CTX_new());
-  if (EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1) return false;
-  return EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
-                          signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
-                          message.size()) == 1;
+  if (signature.size() != kEd25519SignatureSize || raw_.size() != crypto_sign_PUBLICKEYBYTES)
+    return false;
+  static const bool sodium_ready = sodium_init() >= 0;
+  if (!sodium_ready) return false;
+  return crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(signature.data()),
+                                     reinterpret_cast<const unsigned char*>(message.data()),
+                                     message.size(),
+                                     reinterpret_cast<const unsigned char*>(raw_.data())) == 0;
 }
 
 absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::Generate() {
@@ -361,17 +360,22 @@ absl::Status Ed25519PrivateKey::SaveFile(const std::string& path) const {
   return WriteFileAtomic(path, RevealSecret(ToPem()), 0600);
 }
 
+Ed25519PrivateKey::Ed25519PrivateKey(SecretBytes seed, Ed25519PublicKey pub)
+    : seed_(std::move(seed)), public_key_(std::move(pub)) {
+  static const bool sodium_ready = sodium_init() >= 0;
+  (void)sodium_ready;
+  std::string expanded(crypto_sign_SECRETKEYBYTES, '\0');
+  unsigned char derived_pub[crypto_sign_PUBLICKEYBYTES];
+  crypto_sign_seed_keypair(derived_pub, reinterpret_cast<unsigned char*>(expanded.data()),
+                           reinterpret_cast<const unsigned char*>(RevealSecret(seed_).data()));
+  signing_key_ = SecretBytes(std::move(expanded));
+}
+
 std::string Ed25519PrivateKey::Sign(std::string_view message) const {
-  std::string_view seed = RevealSecret(seed_);
-  Pkey key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr,
-                                        reinterpret_cast<const unsigned char*>(seed.data()),
-                                        seed.size()));
-  MdCtx ctx(EVP_MD_CTX_new());
-  EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key.get());
   std::string sig(kEd25519SignatureSize, '\0');
-  size_t len = sig.size();
-  EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
-                 reinterpret_cast<const unsigned char*>(message.data()), message.size());
+  crypto_sign_detached(reinterpret_cast<unsigned char*>(sig.data()), nullptr,
+                       reinterpret_cast<const unsigned char*>(message.data()), message.size(),
+                       reinterpret_cast<const unsigned char*>(RevealSecret(signing_key_).data()));
   return sig;
 }
 
