@@ -74,12 +74,14 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   d->writer_ = std::make_unique<LedgerWriter>(*d->ledger_, d->projections_, *options.clock);
   d->manager_ = std::make_unique<RequestManager>(*d->writer_, d->projections_, *d->vault_,
                                                  *d->key_, *options.clock, options.requests);
+  d->activator_ = std::make_unique<PolicyActivator>(*d->writer_, d->projections_);
+  d->enrolment_ = std::make_unique<AgentEnrolment>(*d->writer_, d->projections_);
   if (!options.policy_path.empty()) {
     v1::Actor self;
     self.set_role(kRoleLethed);
     self.set_name("--policy " + options.policy_path);
-    auto activated = d->manager_->ActivatePolicy(policy_yaml, options.policy_path,
-                                                 "lethed --policy " + options.policy_path, self);
+    auto activated = d->activator_->Activate(policy_yaml, options.policy_path,
+                                             "lethed --policy " + options.policy_path, self);
     if (!activated.ok() && !absl::IsAlreadyExists(activated.status())) return activated.status();
   }
   std::shared_ptr<const policies::Policy> policy = d->projections_.policies.Active();
@@ -135,12 +137,12 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   RequestStore& store = d->projections_.requests;
   d->requests_service_ = std::make_unique<SubjectRequestsService>(
       *d->manager_, store, *d->vault_, *options.clock, d->stopping_);
-  d->agents_service_ = std::make_unique<AgentsService>(*d->manager_, store);
+  d->agents_service_ = std::make_unique<AgentsService>(*d->enrolment_, *d->writer_, store);
   d->ledger_service_ = std::make_unique<LedgerService>(*d->ledger_, *d->writer_, store, d->projections_.policies,
                                                      d->key_->public_key());
   Lethed* self = d.get();
   d->policies_service_ = std::make_unique<PoliciesService>(
-      *d->manager_, d->projections_.policies, [self](const policies::Policy& p) {
+      *d->activator_, *d->writer_, d->projections_.policies, [self](const policies::Policy& p) {
         // A domain new to the mesh gets its command topic before its first command.
         std::vector<std::string> topics;
         for (const auto& domain : p.domains()) {

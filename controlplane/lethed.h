@@ -20,7 +20,9 @@
 #include "controlplane/outbox.h"
 #include "controlplane/projections.h"
 #include "controlplane/receipt_intake.h"
+#include "controlplane/agent_enrolment.h"
 #include "controlplane/ledger_writer.h"
+#include "controlplane/policy_activator.h"
 #include "controlplane/request_manager.h"
 #include "controlplane/request_store.h"
 #include "controlplane/service.h"
@@ -95,6 +97,8 @@ class Lethed {
   std::unique_ptr<ledger::Ledger> ledger_;
   std::unique_ptr<LedgerWriter> writer_;
   std::unique_ptr<RequestManager> manager_;
+  std::unique_ptr<PolicyActivator> activator_;
+  std::unique_ptr<AgentEnrolment> enrolment_;
   std::unique_ptr<kafka::EmbeddedKafka> embedded_;
   std::string bootstrap_;
   std::unique_ptr<kafka::Producer> producer_;

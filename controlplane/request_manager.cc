@@ -57,8 +57,6 @@ absl::StatusOr<std::string> SealIdentities(const IdentityVault& vault, const Sec
   return crypto::SealAesGcm(key, RevealSecret(plain), aad);
 }
 
-std::string ShortHash(std::string_view raw) { return crypto::Hex(raw).substr(0, 16); }
-
 }  // namespace
 
 RequestManager::RequestManager(LedgerWriter& writer, Projections& projections,
@@ -107,38 +105,6 @@ absl::StatusOr<std::shared_ptr<const policies::Policy>> RequestManager::ActivePo
   auto p = projections_.policies.Active();
   if (!p) return absl::FailedPreconditionError("no policy has been activated");
   return p;
-}
-
-absl::StatusOr<PolicyActivation> RequestManager::ActivatePolicy(std::string_view yaml,
-                                                                std::string_view source_name,
-                                                                std::string source,
-                                                                const v1::Actor& actor) {
-  LETHE_RETURN_IF_ERROR(ValidatePolicySize(yaml));
-  LETHE_ASSIGN_OR_RETURN(policies::Policy parsed, policies::Policy::Parse(yaml, source_name));
-  const std::string hash = parsed.Hash();
-  auto lock = writer_.Lock();
-  auto active = projections_.policies.ActiveRecord();
-  if (active && active->hash == hash)
-    return absl::AlreadyExistsError(absl::StrCat("policy: ", Av(source_name), " (", ShortHash(hash),
-                                                 ") is already the active policy (activation ",
-                                                 active->activation, ")"));
-  v1::LedgerEntry e;
-  auto* pa = e.mutable_policy_activated();
-  pa->set_activation(active ? active->activation + 1 : 1);
-  pa->set_format_version(parsed.version());
-  pa->set_name(parsed.name());
-  pa->set_policy_hash(hash);
-  pa->set_policy_yaml(std::string(yaml));
-  pa->set_source(std::move(source));
-  LETHE_ASSIGN_OR_RETURN(LedgerWriter::Ticket ticket, writer_.Sequence(lock, {e}, &actor));
-  auto now_active = projections_.policies.ActiveRecord();
-  lock.unlock();
-  LETHE_RETURN_IF_ERROR(writer_.WaitDurable(ticket));
-  if (!now_active || now_active->hash != hash)
-    return absl::InternalError("activated policy not active after append");
-  spdlog::info("policy activation {}: {} ({}), from {}", now_active->activation, parsed.name(),
-               ShortHash(hash), now_active->source);
-  return *now_active;
 }
 
 absl::StatusOr<std::string> RequestManager::TokenOf(const SubjectIdentity& identity) const {
@@ -492,60 +458,6 @@ absl::StatusOr<ConsentRecord> RequestManager::ChangeConsent(SubjectIdentity iden
                  erase ? "; erasure " + request_id + " planned" : "");
     return *now_latest;
   }
-}
-
-absl::StatusOr<AgentRecord> RequestManager::EnrollAgent(const std::string& domain,
-                                                        const std::string& pem,
-                                                        const v1::Actor& actor) {
-  LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
-  LETHE_RETURN_IF_ERROR(ValidateAgentDomain(*policy, domain));
-  LETHE_ASSIGN_OR_RETURN(AgentKeys keys, ParseAgentKeys(pem));
-  auto lock = writer_.Lock();
-  if (auto known = store_.Agent(domain, keys.signing.KeyId()))
-    return absl::AlreadyExistsError("public_key_pem: key " + keys.signing.KeyId() + " was already enrolled for domain " +
-                                    domain + (known->revoked ? " and has been revoked; generate a new key" : ""));
-  v1::LedgerEntry e;
-  auto* a = e.mutable_agent_enrolled();
-  a->set_domain(domain);
-  a->set_public_key(keys.signing.raw());
-  a->set_key_id(keys.signing.KeyId());
-  a->set_encryption_public_key(keys.encryption.raw());
-  a->set_encryption_key_id(keys.encryption.KeyId());
-  LETHE_ASSIGN_OR_RETURN(LedgerWriter::Ticket ticket, writer_.Sequence(lock, {e}, &actor));
-  auto rec = store_.Agent(domain, keys.signing.KeyId());
-  lock.unlock();
-  LETHE_RETURN_IF_ERROR(writer_.WaitDurable(ticket));
-  if (!rec) return absl::InternalError("enrolled agent not found after append");
-  spdlog::info("agent key {} enrolled for domain {} by {}", keys.signing.KeyId(), domain, Describe(actor));
-  return *rec;
-}
-
-absl::StatusOr<AgentRecord> RequestManager::RevokeAgentKey(const std::string& domain,
-                                                           const std::string& key_id,
-                                                           std::string reason,
-                                                           const v1::Actor& actor) {
-  LETHE_RETURN_IF_ERROR(ValidateRevocation(domain, key_id, reason));
-  auto lock = writer_.Lock();
-  auto rec = store_.Agent(domain, key_id);
-  if (!rec)
-    return absl::NotFoundError("key_id: key " + key_id + " is not enrolled for domain " +
-                               Quote(domain));
-  if (rec->revoked)
-    return absl::FailedPreconditionError(absl::StrCat("key_id: key ", key_id, " of domain ", domain,
-                                                      " was already revoked (ledger entry ",
-                                                      rec->revoked_entry, ")"));
-  v1::LedgerEntry e;
-  auto* r = e.mutable_agent_key_revoked();
-  r->set_domain(domain);
-  r->set_key_id(key_id);
-  r->set_reason(std::move(reason));
-  LETHE_ASSIGN_OR_RETURN(LedgerWriter::Ticket ticket, writer_.Sequence(lock, {e}, &actor));
-  auto revoked = store_.Agent(domain, key_id);
-  lock.unlock();
-  LETHE_RETURN_IF_ERROR(writer_.WaitDurable(ticket));
-  if (!revoked) return absl::InternalError("revoked agent key not found after append");
-  spdlog::warn("agent key {} of domain {} revoked by {}", key_id, domain, Describe(actor));
-  return *revoked;
 }
 
 absl::Status RequestManager::RecordReceipt(std::string_view wire) {

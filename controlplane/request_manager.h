@@ -1,5 +1,6 @@
-// RequestManager: the control plane's write path. Every state change goes through here:
-// requests, receipts, agent enrolment, policy activation, consent and deadline extensions.
+// RequestManager: the control plane's write path for subjects: erasure requests, their
+// receipts, identities added, deadline extensions and consent (policy activation is
+// policy_activator.h's, agent keys agent_enrolment.h's).
 // It validates, records the ledger entries of each change as one batch through the
 // LedgerWriter (ledger_writer.h), and answers once they are durable. A call that fails
 // leaves ledger, key store and state as they were.
@@ -53,13 +54,6 @@ class RequestManager {
   // The active policy; kFailedPrecondition before the first activation.
   absl::StatusOr<std::shared_ptr<const policies::Policy>> ActivePolicy() const;
 
-  // Validates `yaml` (kInvalidArgument listing every problem as source_name:line:col) and
-  // records PolicyActivated with `source` (who activated it). kAlreadyExists when the policy
-  // is already the active one.
-  absl::StatusOr<PolicyActivation> ActivatePolicy(std::string_view yaml,
-                                                  std::string_view source_name,
-                                                  std::string source, const v1::Actor& actor);
-
   // Validates the identities (kInvalidArgument naming the field), plans every domain of the
   // active policy, and records RequestSubmitted plus one CommandIssued per target domain.
   // Domains keyed by none of the identity types are recorded as needing one. Returns the id.
@@ -90,13 +84,6 @@ class RequestManager {
 
   // The token of an identity (for read-only lookups such as consent show).
   absl::StatusOr<std::string> TokenOf(const SubjectIdentity& identity) const;
-
-  // Records AgentEnrolled for `domain` (must be a policy domain) with the PEM public key.
-  absl::StatusOr<AgentRecord> EnrollAgent(const std::string& domain, const std::string& pem,
-                                          const v1::Actor& actor);
-  // Records AgentKeyRevoked: receipts signed by the key are refused from then on.
-  absl::StatusOr<AgentRecord> RevokeAgentKey(const std::string& domain, const std::string& key_id,
-                                             std::string reason, const v1::Actor& actor);
 
   // Verifies a receipt envelope from Kafka against the enrolled agent key and its command,
   // and records it; appends RequestCompleted once every target domain has answered, then

@@ -185,12 +185,12 @@ v1::PolicyView ToView(const PolicyActivation& a, bool with_yaml) {
 grpc::Status PoliciesService::Activate(grpc::ServerContext* ctx, const v1::ActivatePolicyRequest* req,
                                        v1::PolicyView* resp) {
   const std::string source_name = req->source_name().empty() ? "<policy>" : Quote(req->source_name(), 200);
-  auto a = manager_.ActivatePolicy(req->yaml(), source_name,
+  auto a = activator_.Activate(req->yaml(), source_name,
                                    "lethectl policy activate " + source_name, ActorOf(*ctx));
   if (!a.ok()) return ToGrpc(a.status());
   if (on_activated_ && a->policy) on_activated_(*a->policy);
   *resp = ToView(*a, false);
-  return Answer(manager_.writer());
+  return Answer(writer_);
 }
 
 grpc::Status PoliciesService::Show(grpc::ServerContext*, const v1::ShowPolicyRequest*,
@@ -199,7 +199,7 @@ grpc::Status PoliciesService::Show(grpc::ServerContext*, const v1::ShowPolicyReq
   if (history.empty()) return ToGrpc(absl::FailedPreconditionError("no policy has been activated"));
   *resp->mutable_active() = ToView(history.back(), true);
   for (const auto& a : history) *resp->add_history() = ToView(a, false);
-  return Answer(manager_.writer());
+  return Answer(writer_);
 }
 
 v1::ConsentRecordView ToView(const ConsentRecord& r) {
@@ -299,24 +299,24 @@ v1::AgentView ToView(const AgentRecord& a) {
 
 grpc::Status AgentsService::Enroll(grpc::ServerContext* ctx, const v1::EnrollAgentRequest* req,
                                    v1::AgentView* resp) {
-  auto rec = manager_.EnrollAgent(req->domain(), req->public_key_pem(), ActorOf(*ctx));
+  auto rec = enrolment_.Enroll(req->domain(), req->public_key_pem(), ActorOf(*ctx));
   if (!rec.ok()) return ToGrpc(rec.status());
   *resp = ToView(*rec);
-  return Answer(manager_.writer());
+  return Answer(writer_);
 }
 
 grpc::Status AgentsService::Revoke(grpc::ServerContext* ctx, const v1::RevokeAgentKeyRequest* req,
                                    v1::AgentView* resp) {
-  auto rec = manager_.RevokeAgentKey(req->domain(), req->key_id(), req->reason(), ActorOf(*ctx));
+  auto rec = enrolment_.Revoke(req->domain(), req->key_id(), req->reason(), ActorOf(*ctx));
   if (!rec.ok()) return ToGrpc(rec.status());
   *resp = ToView(*rec);
-  return Answer(manager_.writer());
+  return Answer(writer_);
 }
 
 grpc::Status AgentsService::List(grpc::ServerContext*, const v1::ListAgentsRequest*,
                                  v1::ListAgentsResponse* resp) {
   for (const auto& a : store_.Agents()) *resp->add_agents() = ToView(a);
-  return Answer(manager_.writer());
+  return Answer(writer_);
 }
 
 absl::StatusOr<std::pair<std::string, uint64_t>> LedgerService::Latest() const {

@@ -9,6 +9,8 @@
 #include "base/clock.h"
 #include "controlplane/authorizer.h"
 #include "controlplane/identity_vault.h"
+#include "controlplane/agent_enrolment.h"
+#include "controlplane/policy_activator.h"
 #include "controlplane/request_manager.h"
 #include "controlplane/request_store.h"
 #include "ledger/ledger.h"
@@ -48,16 +50,21 @@ class SubjectRequestsService final : public v1::SubjectRequests::Service {
 class PoliciesService final : public v1::Policies::Service {
  public:
   // `on_activated` runs after each activation (lethed prepares topics for new domains).
-  PoliciesService(RequestManager& manager, const PolicyRegistry& registry,
+  PoliciesService(PolicyActivator& activator, const LedgerWriter& writer,
+                  const PolicyRegistry& registry,
                   std::function<void(const policies::Policy&)> on_activated)
-      : manager_(manager), registry_(registry), on_activated_(std::move(on_activated)) {}
+      : activator_(activator),
+        writer_(writer),
+        registry_(registry),
+        on_activated_(std::move(on_activated)) {}
   grpc::Status Activate(grpc::ServerContext*, const v1::ActivatePolicyRequest*,
                         v1::PolicyView*) override;
   grpc::Status Show(grpc::ServerContext*, const v1::ShowPolicyRequest*,
                     v1::ShowPolicyResponse*) override;
 
  private:
-  RequestManager& manager_;
+  PolicyActivator& activator_;
+  const LedgerWriter& writer_;
   const PolicyRegistry& registry_;
   std::function<void(const policies::Policy&)> on_activated_;
 };
@@ -85,14 +92,16 @@ v1::ConsentRecordView ToView(const ConsentRecord& r);
 
 class AgentsService final : public v1::Agents::Service {
  public:
-  AgentsService(RequestManager& manager, RequestStore& store) : manager_(manager), store_(store) {}
+  AgentsService(AgentEnrolment& enrolment, const LedgerWriter& writer, RequestStore& store)
+      : enrolment_(enrolment), writer_(writer), store_(store) {}
   grpc::Status Enroll(grpc::ServerContext*, const v1::EnrollAgentRequest*, v1::AgentView*) override;
   grpc::Status Revoke(grpc::ServerContext*, const v1::RevokeAgentKeyRequest*, v1::AgentView*) override;
   grpc::Status List(grpc::ServerContext*, const v1::ListAgentsRequest*,
                     v1::ListAgentsResponse*) override;
 
  private:
-  RequestManager& manager_;
+  AgentEnrolment& enrolment_;
+  const LedgerWriter& writer_;
   RequestStore& store_;
 };
 

@@ -11,8 +11,10 @@
 #include "absl/time/time.h"
 #include "base/clock.h"
 #include "base/file_system.h"
+#include "controlplane/agent_enrolment.h"
 #include "controlplane/authorizer.h"
 #include "controlplane/identity_vault.h"
+#include "controlplane/policy_activator.h"
 #include "controlplane/projections.h"
 #include "controlplane/request_manager.h"
 #include "crypto/crypto.h"
@@ -71,6 +73,8 @@ class ControlPlane {
     EXPECT_TRUE(l.ok()) << l.status();
     ledger_ = std::move(*l);
     writer_ = std::make_unique<controlplane::LedgerWriter>(*ledger_, projections_, clock_);
+    activator_ = std::make_unique<controlplane::PolicyActivator>(*writer_, projections_);
+    enrolment_ = std::make_unique<controlplane::AgentEnrolment>(*writer_, projections_);
     manager_ = std::make_unique<controlplane::RequestManager>(*writer_, projections_, *vault_, key_,
                                                               clock_, options);
   }
@@ -80,14 +84,14 @@ class ControlPlane {
   void ActivateSample() {
     auto yaml = lethe::ReadFile(std::string(LETHE_SOURCE_DIR) + "/policies/sample.yaml");
     ASSERT_TRUE(yaml.ok()) << yaml.status();
-    auto a = manager_->ActivatePolicy(*yaml, "sample.yaml", "unit test", AdminActor());
+    auto a = activator_->Activate(*yaml, "sample.yaml", "unit test", AdminActor());
     ASSERT_TRUE(a.ok()) << a.status();
   }
 
   // Enrolls a fresh agent key for `domain` and returns it.
   AgentKeyPair Enroll(const std::string& domain) {
     AgentKeyPair k;
-    auto rec = manager_->EnrollAgent(domain, k.Pem(), AdminActor());
+    auto rec = enrolment_->Enroll(domain, k.Pem(), AdminActor());
     EXPECT_TRUE(rec.ok()) << rec.status();
     return k;
   }
@@ -136,6 +140,8 @@ class ControlPlane {
   controlplane::IdentityVault& vault() { return *vault_; }
   controlplane::RequestManager& manager() { return *manager_; }
   controlplane::LedgerWriter& writer() { return *writer_; }
+  controlplane::PolicyActivator& activator() { return *activator_; }
+  controlplane::AgentEnrolment& enrolment() { return *enrolment_; }
   const crypto::Ed25519PrivateKey& key() const { return key_; }
   const TempDir& dir() const { return dir_; }
 
@@ -147,6 +153,8 @@ class ControlPlane {
   std::unique_ptr<controlplane::IdentityVault> vault_;
   std::unique_ptr<ledger::Ledger> ledger_;
   std::unique_ptr<controlplane::LedgerWriter> writer_;
+  std::unique_ptr<controlplane::PolicyActivator> activator_;
+  std::unique_ptr<controlplane::AgentEnrolment> enrolment_;
   std::unique_ptr<controlplane::RequestManager> manager_;
 };
 

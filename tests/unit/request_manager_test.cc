@@ -217,7 +217,7 @@ TEST_F(RequestManagerTest, ReceiptForOtherCommandBytesIsRefused) {
 TEST_F(RequestManagerTest, ReceiptFromARevokedKeyIsRefused) {
   const std::string id = Submit({{"email", "gina@example.com"}});
   const CommandRecord c = cp_.CommandFor(id, "growth");
-  ASSERT_TRUE(cp_.manager().RevokeAgentKey("growth", growth_.sign.public_key().KeyId(), "laptop lost",
+  ASSERT_TRUE(cp_.enrolment().Revoke("growth", growth_.sign.public_key().KeyId(), "laptop lost",
                                            OperatorActor()).ok());
   const uint64_t before = cp_.ledger().size();
   absl::Status s = cp_.manager().RecordReceipt(ControlPlane::ReceiptWire(c, growth_.sign));
@@ -321,13 +321,13 @@ TEST_F(RequestManagerTest, WithdrawingAnEraseOnWithdrawalPurposePlansAnErasureIn
 TEST_F(RequestManagerTest, EnrolmentIsRefusedForUnknownDomainsAndTwiceForOneKey) {
   testing::AgentKeyPair k;
   const uint64_t before = cp_.ledger().size();
-  auto s = cp_.manager().EnrollAgent("billing", k.Pem(), OperatorActor());
+  auto s = cp_.enrolment().Enroll("billing", k.Pem(), OperatorActor());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.status().message(), HasSubstr("domain: \"billing\""));
-  s = cp_.manager().EnrollAgent("growth", growth_.Pem(), OperatorActor());
+  s = cp_.enrolment().Enroll("growth", growth_.Pem(), OperatorActor());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kAlreadyExists);
   // Only a signing key: commands could not be sealed to it.
-  s = cp_.manager().EnrollAgent("growth", k.sign.public_key().ToPem(), OperatorActor());
+  s = cp_.enrolment().Enroll("growth", k.sign.public_key().ToPem(), OperatorActor());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.status().message(), HasSubstr("public_key_pem: holds no X25519"));
   EXPECT_EQ(cp_.ledger().size(), before);
