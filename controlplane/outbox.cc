@@ -48,6 +48,11 @@ absl::Time OutboxPublisher::PublishDue() {
     Schedule sched = schedule_.count(c.command_id) ? schedule_[c.command_id] : Schedule{now};
     if (sched.next <= now && !stop_) {
       auto wire = manager_.CommandWire(c);
+      if (absl::IsNotFound(wire.status())) {
+        // Its key is gone: the request ended after Pending was read. Nothing to publish.
+        auto r = store_.Get(c.request_id);
+        if (!r || r->state != v1::IN_PROGRESS) continue;
+      }
       absl::Status st = wire.status();
       if (wire.ok()) {
         st = publisher_.Publish(kafka::CommandTopic(c.domain), c.request_id, *wire, absl::Seconds(30))

@@ -1,6 +1,7 @@
 #include "controlplane/request_store.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
@@ -168,6 +169,29 @@ std::vector<RequestRecord> RequestStore::List() const {
   std::vector<RequestRecord> out;
   out.reserve(order_.size());
   for (const auto& id : order_) out.push_back(requests_.at(id));
+  return out;
+}
+
+std::vector<RequestRecord> RequestStore::ListPage(uint64_t after, size_t limit,
+                                                  const std::function<bool(const RequestRecord&)>& keep,
+                                                  bool* more) const {
+  std::lock_guard<std::mutex> l(mu_);
+  // order_ is in submission order, so submitted_entry rises along it.
+  auto it = std::upper_bound(order_.begin(), order_.end(), after,
+                             [this](uint64_t a, const std::string& id) {
+                               return a < requests_.at(id).submitted_entry;
+                             });
+  std::vector<RequestRecord> out;
+  *more = false;
+  for (; it != order_.end(); ++it) {
+    const RequestRecord& r = requests_.at(*it);
+    if (keep && !keep(r)) continue;
+    if (out.size() == limit) {
+      *more = true;
+      break;
+    }
+    out.push_back(r);
+  }
   return out;
 }
 

@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -112,6 +113,12 @@ class RequestStore {
 
   std::optional<RequestRecord> Get(const std::string& request_id) const;
   std::vector<RequestRecord> List() const;
+  // One page, in submission order: up to `limit` requests recorded after ledger entry `after`
+  // (0: from the first) that `keep` accepts (none: all); `more` tells whether another
+  // accepted one follows. Copies only the page.
+  std::vector<RequestRecord> ListPage(uint64_t after, size_t limit,
+                                      const std::function<bool(const RequestRecord&)>& keep,
+                                      bool* more) const;
   std::optional<CommandRecord> Command(const std::string& command_id) const;
   std::vector<AgentRecord> Agents() const;
   // The enrolled key of `domain` with id `key_id`, if any, revoked or not.

@@ -98,15 +98,13 @@ grpc::Status SubjectRequestsService::List(grpc::ServerContext* ctx, const v1::Li
   if (!page.ok()) return ToGrpc(page.status());
   const absl::Time now = clock_.Now();
   const IdentityVault* vault = MaySeeFreeText(ActorOf(*ctx)) ? &vault_ : nullptr;
-  for (const auto& r : store_.List()) {
-    if (page->resume && r.submitted_entry <= page->after) continue;
-    if (req->overdue() && !r.Overdue(now)) continue;
-    if (static_cast<size_t>(resp->requests_size()) == page->size) {
-      resp->set_next_page_token(PageToken(resp->requests().rbegin()->submitted_entry()));
-      break;
-    }
-    *resp->add_requests() = ToView(r, store_, now, vault);
-  }
+  bool more = false;
+  const bool overdue = req->overdue();
+  const auto records = store_.ListPage(
+      page->resume ? page->after : 0, page->size,
+      [&](const RequestRecord& r) { return !overdue || r.Overdue(now); }, &more);
+  for (const auto& r : records) *resp->add_requests() = ToView(r, store_, now, vault);
+  if (more && !records.empty()) resp->set_next_page_token(PageToken(records.back().submitted_entry));
   return Answer(manager_.writer());
 }
 

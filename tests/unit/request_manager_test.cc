@@ -335,3 +335,37 @@ TEST_F(RequestManagerTest, EnrolmentIsRefusedForUnknownDomainsAndTwiceForOneKey)
 
 }  // namespace
 }  // namespace lethe::controlplane
+
+namespace lethe::controlplane {
+namespace {
+
+TEST_F(RequestManagerTest, ListPageCopiesOnePageAndSaysWhetherMoreFollow) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(Submit({{"email", absl::StrCat("page", i, "@example.com")}}));
+  auto page_ids = [](const std::vector<RequestRecord>& page) {
+    std::vector<std::string> out;
+    for (const auto& r : page) out.push_back(r.request_id);
+    return out;
+  };
+  bool more = false;
+  auto first = cp_.store().ListPage(0, 2, nullptr, &more);
+  EXPECT_THAT(page_ids(first), ElementsAre(ids[0], ids[1]));
+  EXPECT_TRUE(more);
+  auto second = cp_.store().ListPage(first.back().submitted_entry, 2, nullptr, &more);
+  EXPECT_THAT(page_ids(second), ElementsAre(ids[2], ids[3]));
+  EXPECT_TRUE(more);
+  auto last = cp_.store().ListPage(second.back().submitted_entry, 2, nullptr, &more);
+  EXPECT_THAT(page_ids(last), ElementsAre(ids[4]));
+  EXPECT_FALSE(more);
+  // A filter: only requests whose id is one of the odd ones; `more` counts accepted ones only.
+  auto odd = [&](const RequestRecord& r) { return r.request_id == ids[1] || r.request_id == ids[3]; };
+  auto filtered = cp_.store().ListPage(0, 1, odd, &more);
+  EXPECT_THAT(page_ids(filtered), ElementsAre(ids[1]));
+  EXPECT_TRUE(more);
+  filtered = cp_.store().ListPage(filtered.back().submitted_entry, 1, odd, &more);
+  EXPECT_THAT(page_ids(filtered), ElementsAre(ids[3]));
+  EXPECT_FALSE(more);
+}
+
+}  // namespace
+}  // namespace lethe::controlplane
