@@ -18,9 +18,15 @@ std::string HashPrefix(const std::string& hash) { return crypto::Hex(hash).subst
 
 absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& rr,
                                                  const crypto::Ed25519PublicKey& agent_key,
-                                                 std::string_view command_digest, bool refusal_allowed) {
-  auto body = proto::VerifyEnvelope(rr.receipt(), proto::kReceiptType, agent_key);
-  if (!body.ok()) return absl::PermissionDeniedError("receipt signature: " + body.status().ToString());
+                                                 std::string_view command_digest, bool refusal_allowed,
+                                                 bool verify_signature) {
+  absl::StatusOr<std::string> body = rr.receipt().body();
+  if (verify_signature) {
+    body = proto::VerifyEnvelope(rr.receipt(), proto::kReceiptType, agent_key);
+    if (!body.ok()) return absl::PermissionDeniedError("receipt signature: " + body.status().ToString());
+  } else if (rr.receipt().payload_type() != proto::kReceiptType || rr.receipt().key_id() != agent_key.KeyId()) {
+    return absl::PermissionDeniedError("receipt envelope is not a receipt signed by its agent's key");
+  }
   v1::Receipt receipt;
   if (!receipt.ParseFromString(*body)) return absl::InvalidArgumentError("signed receipt does not parse");
   if (receipt.command_id() != rr.command_id() || receipt.request_id() != rr.request_id() ||
@@ -150,6 +156,11 @@ absl::Status RequestLifecycle::CheckPlan(const v1::RequestSubmitted& r, const po
 
 absl::Status RequestLifecycle::CheckReceipt(const v1::ReceiptRecorded& rr, bool refusal_allowed,
                                             v1::Receipt* verified) const {
+  return CheckReceiptImpl(rr, refusal_allowed, verified, /*verify_signature=*/true);
+}
+
+absl::Status RequestLifecycle::CheckReceiptImpl(const v1::ReceiptRecorded& rr, bool refusal_allowed,
+                                                v1::Receipt* verified, bool verify_signature) const {
   auto cmd = commands_.find(rr.command_id());
   if (cmd == commands_.end()) return Missing(Contradicts("receipt for an unknown command"));
   if (cmd->second.request_id != rr.request_id() || cmd->second.domain != rr.domain())
@@ -165,7 +176,8 @@ absl::Status RequestLifecycle::CheckReceipt(const v1::ReceiptRecorded& rr, bool 
     return absl::PermissionDeniedError("receipt signed by agent key " + Quote(rr.receipt().key_id()) +
                                        ", which was revoked before the receipt was recorded");
   LETHE_ASSIGN_OR_RETURN(v1::Receipt receipt,
-                         CheckRecordedReceipt(rr, agent->key, cmd->second.digest, refusal_allowed));
+                         CheckRecordedReceipt(rr, agent->key, cmd->second.digest, refusal_allowed,
+                                              verify_signature));
   // Authentic and bound to its command: now whether it is news.
   if (receipted_commands_.count(rr.command_id())) return absl::AlreadyExistsError("second receipt for a command");
   auto req = requests_.find(rr.request_id());
@@ -257,7 +269,8 @@ absl::Status RequestLifecycle::Check(const v1::LedgerEntry& e, v1::Receipt* veri
       return absl::OkStatus();
     }
     case E::kReceiptRecorded:
-      return CheckReceipt(e.receipt_recorded(), /*refusal_allowed=*/false, verified_receipt);
+      return CheckReceiptImpl(e.receipt_recorded(), /*refusal_allowed=*/false, verified_receipt,
+                              /*verify_signature=*/e.seq() >= trusted_below_);
     case E::kRequestCompleted: {
       const auto& c = e.request_completed();
       auto it = requests_.find(c.request_id());

@@ -10,6 +10,7 @@
 #include "base/file_system.h"
 #include "base/status.h"
 #include "controlplane/authorizer.h"
+#include "ledger/checkpoint.h"
 #include "spdlog/spdlog.h"
 
 namespace lethe::controlplane {
@@ -66,6 +67,20 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   lopts.origin = options.origin;
   lopts.signing_key = d->key_.get();
   Projections& projections = d->projections_;
+  {
+    // The receipts under lethed's own signed checkpoint were verified when they were recorded,
+    // and Open checks the replayed entries against that checkpoint before anything is
+    // served: replay need not verify their signatures again. (10,000 completed requests over
+    // 3 domains: restart 2.17 s before, 0.60 s after; bench/scale_bench.) A checkpoint that
+    // does not verify is left to Open, which refuses it.
+    const std::string cp_path = lopts.dir + "/" + ledger::Ledger::kCheckpointFile;
+    std::error_code ec;
+    if (std::filesystem::exists(cp_path, ec)) {
+      LETHE_ASSIGN_OR_RETURN(std::string note, lethe::ReadFile(cp_path));
+      auto cp = ledger::VerifyCheckpoint(note, options.origin, d->key_->public_key());
+      if (cp.ok()) projections.requests.TrustReceiptSignaturesBelow(cp->size);
+    }
+  }
   LETHE_ASSIGN_OR_RETURN(d->ledger_, ledger::Ledger::Open(lopts, [&projections](uint64_t seq, std::string_view,
                                                                          const v1::LedgerEntry& e) {
                      return projections.Apply(seq, e);

@@ -107,6 +107,13 @@ class RequestStore {
   // (audit/request_lifecycle.h), which the auditor applies too: lethed never holds, nor
   // starts from, a ledger an auditor would reject for it.
   absl::Status Apply(uint64_t seq, const v1::LedgerEntry& entry);
+  // Replay of lethed's own ledger: receipts below `seq`, the size of a checkpoint lethed
+  // signed and Ledger::Open checks the replay against, are not verified again
+  // (RequestLifecycle::TrustReceiptSignaturesBelow). Call before replaying.
+  void TrustReceiptSignaturesBelow(uint64_t seq) {
+    std::lock_guard<std::mutex> l(mu_);
+    lifecycle_.TrustReceiptSignaturesBelow(seq);
+  }
   // The same rule for a receipt about to be recorded (RequestLifecycle::CheckReceipt).
   absl::Status CheckReceipt(const v1::ReceiptRecorded& rr, bool refusal_allowed,
                             v1::Receipt* verified) const;

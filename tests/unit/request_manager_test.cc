@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "base/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/envelope.h"
@@ -365,6 +366,49 @@ TEST_F(RequestManagerTest, ListPageCopiesOnePageAndSaysWhetherMoreFollow) {
   filtered = cp_.store().ListPage(filtered.back().submitted_entry, 1, odd, &more);
   EXPECT_THAT(page_ids(filtered), ElementsAre(ids[3]));
   EXPECT_FALSE(more);
+}
+
+}  // namespace
+}  // namespace lethe::controlplane
+
+namespace lethe::controlplane {
+namespace {
+
+// lethed's replay skips re-verifying receipt signatures only below the size of its own signed
+// checkpoint (RequestStore::TrustReceiptSignaturesBelow): a receipt whose signature does not
+// verify stops the replay at and above it.
+TEST_F(RequestManagerTest, ReplayTrustsReceiptSignaturesOnlyBelowTheTrustedSize) {
+  const std::string id = Submit({{"email", "tess@example.com"}, {"user_id", "u-77"}});
+  const CommandRecord c = cp_.CommandFor(id, "growth");
+  // A receipt recorded without the intake's checks, its signature broken.
+  v1::SignedEnvelope env;
+  ASSERT_TRUE(env.ParseFromString(ControlPlane::ReceiptWire(c, growth_.sign)));
+  std::string sig = env.signature();
+  sig[0] ^= 1;
+  env.set_signature(sig);
+  v1::LedgerEntry e;
+  auto* rr = e.mutable_receipt_recorded();
+  *rr->mutable_receipt() = env;
+  rr->set_command_id(c.command_id);
+  rr->set_request_id(c.request_id);
+  rr->set_domain(c.domain);
+  auto appended = cp_.ledger().Append({e}, cp_.clock().Now());
+  ASSERT_TRUE(appended.ok()) << appended.status();
+  const uint64_t bad = appended->front().seq;
+
+  auto replay = [&](uint64_t trusted_below) -> absl::Status {
+    Projections p;
+    p.requests.TrustReceiptSignaturesBelow(trusted_below);
+    for (uint64_t seq = 0; seq < cp_.ledger().size(); ++seq)
+      LETHE_RETURN_IF_ERROR(p.Apply(seq, cp_.Entry(seq)));
+    return absl::OkStatus();
+  };
+  absl::Status untrusted = replay(0);
+  EXPECT_EQ(untrusted.code(), absl::StatusCode::kDataLoss) << untrusted;
+  EXPECT_THAT(untrusted.message(), HasSubstr(absl::StrCat("ledger entry ", bad)));
+  EXPECT_THAT(untrusted.message(), HasSubstr("signature"));
+  EXPECT_EQ(replay(bad).code(), absl::StatusCode::kDataLoss) << "the receipt at the trusted size itself";
+  EXPECT_TRUE(replay(bad + 1).ok()) << "below the trusted size the signature is not checked again";
 }
 
 }  // namespace
