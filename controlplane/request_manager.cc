@@ -586,18 +586,26 @@ absl::Status RequestManager::ReissueExpiring(absl::Duration margin) {
     if (absl::FromUnixMillis(p.due_unix_ms) < now) continue;
     auto req = store_.Get(p.command.request_id);
     if (!req) continue;
-    const policies::Domain* d = policy->FindDomain(p.command.domain);
-    if (d == nullptr) continue;  // the domain left the policy: its last command stays
+    if (policy->FindDomain(p.command.domain) == nullptr) continue;  // left the policy: its last command stays
     LETHE_ASSIGN_OR_RETURN(SecretBytes key, vault_.RequestKey(req->request_id));
     LETHE_ASSIGN_OR_RETURN(std::vector<SubjectIdentity> ids, RequestIdentities(*req, key));
-    DomainPlan plan;
-    plan.domain = p.command.domain;
-    const auto types = d->IdentityTypes();
-    for (auto& id : ids)
-      if (std::find(types.begin(), types.end(), id.type) != types.end()) plan.identities.push_back(std::move(id));
-    if (plan.identities.empty()) continue;
-    plan.domain_policy_hash = policy->DomainHash(plan.domain);
-    LETHE_ASSIGN_OR_RETURN(v1::LedgerEntry e, MakeCommand(req->request_id, plan, key, now));
+    // The same rule as at submission: the planner, over the active policy, for this domain.
+    ErasurePlan plan = PlanErasure(*policy, ids, {p.command.domain});
+    if (plan.targets.empty()) {
+      // The active policy now keys the domain by a type the request lacks: a command with part
+      // of the identities would purge part of the person. The last command stays; the reason
+      // is shown on the request (once: a note wakes the outbox).
+      std::string why = "not re-issued: the active policy keys domain " + p.command.domain + " by ";
+      why += plan.needs_identity.empty() ? std::string("nothing the request carries")
+                                         : absl::StrJoin(plan.needs_identity[0].identity_types, ", ") +
+                                               ", which the request lacks";
+      if (store_.LastRejection(p.command.command_id) != why) {
+        spdlog::warn("request {}: command {} {}", req->request_id, p.command.command_id, why);
+        store_.NoteRejection(p.command.command_id, std::move(why));
+      }
+      continue;
+    }
+    LETHE_ASSIGN_OR_RETURN(v1::LedgerEntry e, MakeCommand(req->request_id, plan.targets[0], key, now));
     entries.push_back(std::move(e));
   }
   if (entries.empty()) return absl::OkStatus();

@@ -180,6 +180,34 @@ TEST_F(OutboxReissueTest, ACommandIsResealedToTheDomainsNewAgentKey) {
   EXPECT_FALSE(growth_.enc.Open(cmd.sealed_identities()).ok());
 }
 
+TEST_F(OutboxReissueTest, ACommandIsNotReissuedWithPartOfTheIdentitiesTheDomainIsNowKeyedBy) {
+  const std::string id = Submit();  // email only
+  const CommandRecord first = cp_.CommandFor(id, "growth");
+  outbox_->PublishDue();
+  // A new policy keys growth's invoices by user_id as well: the planner would not target growth
+  // with this request's identities, so neither may the re-issue.
+  auto yaml = lethe::ReadFile(std::string(LETHE_SOURCE_DIR) + "/policies/sample.yaml");
+  ASSERT_TRUE(yaml.ok());
+  const std::string from = "        - table: growth.invoices         # kept for tax law, reported in the receipt\n"
+                           "          key: email\n          identity: email\n";
+  const size_t at = yaml->find(from);
+  ASSERT_NE(at, std::string::npos);
+  std::string changed = *yaml;
+  changed.replace(at, from.size(),
+                  "        - table: growth.invoices\n          key: user_id\n          identity: user_id\n");
+  ASSERT_TRUE(cp_.activator().Activate(changed, "changed.yaml", "unit test", testing::AdminActor()).ok());
+  cp_.clock().Set(absl::FromUnixMillis(first.not_after_unix_ms) - absl::Minutes(30));
+  const uint64_t before = cp_.ledger().size();
+  outbox_->PublishDue();
+  EXPECT_EQ(cp_.ledger().size(), before);  // nothing re-signed
+  EXPECT_EQ(cp_.CommandFor(id, "growth").command_id, first.command_id);
+  EXPECT_THAT(cp_.store().LastRejection(first.command_id), HasSubstr("user_id, which the request lacks"));
+  // The note is made once: it does not wake the outbox into a loop.
+  const uint64_t version = cp_.store().version();
+  ASSERT_TRUE(cp_.manager().ReissueExpiring(absl::Hours(1)).ok());
+  EXPECT_EQ(cp_.store().version(), version);
+}
+
 TEST_F(OutboxReissueTest, AnOverdueRequestsCommandIsNotReissued) {
   const std::string id = Submit();
   const CommandRecord first = cp_.CommandFor(id, "growth");
