@@ -42,6 +42,13 @@ absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& rr,
   return receipt;
 }
 
+absl::StatusOr<crypto::Ed25519PublicKey> RequestLifecycle::DecodeAgentKey(const std::string& raw) const {
+  if (auto it = decoded_keys_.find(raw); it != decoded_keys_.end()) return it->second;
+  LETHE_ASSIGN_OR_RETURN(crypto::Ed25519PublicKey key, crypto::Ed25519PublicKey::FromRaw(raw));
+  decoded_keys_.emplace(raw, key);
+  return key;
+}
+
 std::string RequestLifecycle::ConsentKey(const v1::ConsentChanged& c) {
   return absl::StrCat(c.subject().type(), "/", crypto::Hex(c.subject().token()), "/", c.purpose());
 }
@@ -175,9 +182,14 @@ absl::Status RequestLifecycle::CheckReceiptImpl(const v1::ReceiptRecorded& rr, b
   if (agent->revoked)
     return absl::PermissionDeniedError("receipt signed by agent key " + Quote(rr.receipt().key_id()) +
                                        ", which was revoked before the receipt was recorded");
+  const v1::SignedEnvelope& env = rr.receipt();
+  const bool seen = last_verified_.has_value() && last_verified_->key_raw == agent->key.raw() &&
+                    last_verified_->signature == env.signature() && last_verified_->body == env.body() &&
+                    last_verified_->payload_type == env.payload_type();
+  const bool verify = verify_signature && !seen;
   LETHE_ASSIGN_OR_RETURN(v1::Receipt receipt,
-                         CheckRecordedReceipt(rr, agent->key, cmd->second.digest, refusal_allowed,
-                                              verify_signature));
+                         CheckRecordedReceipt(rr, agent->key, cmd->second.digest, refusal_allowed, verify));
+  if (verify) last_verified_ = VerifiedEnvelope{agent->key.raw(), env.payload_type(), env.body(), env.signature()};
   // Authentic and bound to its command: now whether it is news.
   if (receipted_commands_.count(rr.command_id())) return absl::AlreadyExistsError("second receipt for a command");
   auto req = requests_.find(rr.request_id());
@@ -231,7 +243,7 @@ absl::Status RequestLifecycle::Check(const v1::LedgerEntry& e, v1::Receipt* veri
     case E::BODY_NOT_SET:
       return absl::OkStatus();  // the auditor's business (entry 0)
     case E::kAgentEnrolled: {
-      auto k = crypto::Ed25519PublicKey::FromRaw(e.agent_enrolled().public_key());
+      auto k = DecodeAgentKey(e.agent_enrolled().public_key());
       if (!k.ok()) return Malformed("AgentEnrolled holds no valid Ed25519 key");
       if (k->KeyId() != e.agent_enrolled().key_id()) return Malformed("AgentEnrolled key_id mismatch");
       auto [lo, hi] = agent_keys_.equal_range(e.agent_enrolled().domain());
@@ -347,7 +359,7 @@ void RequestLifecycle::Apply(const v1::LedgerEntry& e) {
     case E::BODY_NOT_SET:
       return;
     case E::kAgentEnrolled: {
-      auto k = crypto::Ed25519PublicKey::FromRaw(e.agent_enrolled().public_key());
+      auto k = DecodeAgentKey(e.agent_enrolled().public_key());
       if (k.ok()) agent_keys_.emplace(e.agent_enrolled().domain(), AgentKey{*std::move(k), false});
       return;
     }

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -141,6 +142,19 @@ class RequestLifecycle {
   std::string active_policy_hash_;
   std::map<std::string, std::shared_ptr<const policies::Policy>> policies_;  // by hash
   uint64_t activations_ = 0;
+  // An enrolled key, decoded (RFC 8032 5.1.3: tens of microseconds) once per distinct key,
+  // not at both Check and Apply nor again for a key enrolled anew. Callers serialise Check
+  // and Apply, as for parsed_.
+  absl::StatusOr<crypto::Ed25519PublicKey> DecodeAgentKey(const std::string& raw) const;
+  mutable std::map<std::string, crypto::Ed25519PublicKey> decoded_keys_;  // raw -> key
+  // The last receipt envelope whose signature CheckReceipt verified, and the key it verified
+  // under. lethed checks a receipt before recording it and again when the recorded entry is
+  // applied; the same bytes under the same key verify the same, so the second check reuses
+  // the first verdict instead of spending another Ed25519 verification under the writer lock.
+  struct VerifiedEnvelope {
+    std::string key_raw, payload_type, body, signature;
+  };
+  mutable std::optional<VerifiedEnvelope> last_verified_;
   mutable std::shared_ptr<const policies::Policy> parsed_;  // of the last activation checked
   mutable std::string parsed_hash_;
 };

@@ -479,9 +479,8 @@ absl::Status RequestManager::RecordReceipt(std::string_view wire) {
   if (!agent)
     return reject(absl::PermissionDeniedError("receipt: signed by key " + Quote(env.key_id(), 16) +
                                               ", which is not enrolled"));
-  auto key = crypto::Ed25519PublicKey::FromRaw(agent->public_key);
-  if (!key.ok()) return reject(absl::InternalError("enrolled agent key does not load"));
-  auto body = proto::VerifyEnvelope(env, proto::kReceiptType, *key);
+  if (!agent->verify_key) return reject(absl::InternalError("enrolled agent key does not load"));
+  auto body = proto::VerifyEnvelope(env, proto::kReceiptType, *agent->verify_key);
   if (!body.ok()) return reject(body.status());
   v1::Receipt receipt;
   if (!receipt.ParseFromString(*body))

@@ -26,6 +26,7 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
       rec.domain = a.domain();
       rec.key_id = a.key_id();
       rec.public_key = a.public_key();
+      if (auto k = crypto::Ed25519PublicKey::FromRaw(a.public_key()); k.ok()) rec.verify_key = *std::move(k);
       rec.encryption_public_key = a.encryption_public_key();
       rec.encryption_key_id = a.encryption_key_id();
       rec.entry = seq;
@@ -227,10 +228,7 @@ std::optional<crypto::Ed25519PublicKey> RequestStore::AgentKey(const std::string
                                                                const std::string& key_id) const {
   std::lock_guard<std::mutex> l(mu_);
   for (const auto& a : agents_) {
-    if (a.domain == domain && a.key_id == key_id && !a.revoked) {
-      auto k = crypto::Ed25519PublicKey::FromRaw(a.public_key);
-      if (k.ok()) return *k;
-    }
+    if (a.domain == domain && a.key_id == key_id && !a.revoked && a.verify_key) return a.verify_key;
   }
   return std::nullopt;
 }

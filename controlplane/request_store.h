@@ -83,6 +83,7 @@ struct AgentRecord {
   std::string domain;
   std::string key_id;
   std::string public_key;  // raw
+  std::optional<crypto::Ed25519PublicKey> verify_key;  // public_key, decoded once at enrolment
   std::string encryption_public_key;  // raw X25519; empty for keys enrolled before sealing
   std::string encryption_key_id;
   uint64_t entry = 0;

@@ -379,6 +379,18 @@ absl::Status Mesh::Plant(const Person& p) {
   return absl::OkStatus();
 }
 
+absl::Status Mesh::PlantMany(const std::vector<Person>& people) {
+  constexpr size_t kChunk = 500;
+  for (const auto& d : options_.domains) {
+    for (size_t i = 0; i < people.size(); i += kChunk) {
+      std::string sql;
+      for (size_t j = i; j < std::min(people.size(), i + kChunk); ++j) sql += Fill(Fixtures().at(d).plant, people[j]);
+      LETHE_RETURN_IF_ERROR(pg_->Exec(d, sql));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int64_t> Mesh::Rows(const std::string& domain, const Person& p) {
   LETHE_ASSIGN_OR_RETURN(std::string n, pg_->Query(domain, Fill(Fixtures().at(domain).count, p)));
   return std::stoll(n);

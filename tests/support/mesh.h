@@ -99,6 +99,8 @@ class Mesh {
   // Inserts the person's rows in every domain (2 + 1 + 2 in assessments, 2 + 1 in growth,
   // 2 + 1 in billing).
   absl::Status Plant(const Person& p);
+  // Plant for many people at once: one round of statements per domain and chunk of 500.
+  absl::Status PlantMany(const std::vector<Person>& people);
   // Rows of the person still present in the domain, over all its tables.
   absl::StatusOr<int64_t> Rows(const std::string& domain, const Person& p);
 

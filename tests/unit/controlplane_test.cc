@@ -339,6 +339,66 @@ TEST(RequestStore, OpenRequestsAreFoundByTokenUntilTheyComplete) {
   EXPECT_THAT(store.OpenWithToken("email", Token("c@example.org")), ElementsAre());
 }
 
+// lethed checks a receipt before recording it and again when the recorded entry is applied;
+// the second check may reuse the first signature verdict only for the very same bytes under
+// the very same key. A different signature, body or signer is verified afresh.
+TEST(RequestStore, AReceiptsSignatureVerdictIsReusedOnlyForTheSameBytesAndKey) {
+  RequestStore store;
+  ASSERT_OK(store.Apply(1, Activation()));
+  auto agent = crypto::Ed25519PrivateKey::Generate();
+  auto other = crypto::Ed25519PrivateKey::Generate();
+  ASSERT_OK(agent);
+  ASSERT_OK(other);
+  uint64_t seq = 2;
+  for (const auto* key : {&*agent, &*other}) {
+    v1::LedgerEntry e;
+    e.mutable_agent_enrolled()->set_domain("assessments");
+    e.mutable_agent_enrolled()->set_public_key(key->public_key().raw());
+    e.mutable_agent_enrolled()->set_key_id(key->public_key().KeyId());
+    ASSERT_OK(store.Apply(seq++, e));
+  }
+  ASSERT_OK(store.Apply(seq++, Submitted("r1", {{"user_id", "u-a"}}, absl::FromUnixSeconds(1'800'000'000))));
+  v1::LedgerEntry issued;
+  auto* c = issued.mutable_command_issued();
+  c->set_command_id("c1");
+  c->set_request_id("r1");
+  c->set_domain("assessments");
+  c->set_command_digest(crypto::Sha256("c1"));
+  c->set_domain_policy_hash(Sample().DomainHash("assessments"));
+  ASSERT_OK(store.Apply(seq++, issued));
+  v1::Receipt receipt;
+  receipt.set_command_id("c1");
+  receipt.set_request_id("r1");
+  receipt.set_domain("assessments");
+  receipt.set_command_digest(c->command_digest());
+  receipt.set_outcome(v1::Receipt::COMPLETED);
+  receipt.set_verified_zero_remaining(true);
+  v1::ReceiptRecorded rr;
+  *rr.mutable_receipt() = proto::SignEnvelope(proto::kReceiptType, receipt.SerializeAsString(), *agent);
+  rr.set_command_id("c1");
+  rr.set_request_id("r1");
+  rr.set_domain("assessments");
+  ASSERT_OK(store.CheckReceipt(rr, false, nullptr));  // verified: the verdict is remembered
+
+  v1::ReceiptRecorded forged = rr;  // same body and signer, another signature
+  std::string sig = forged.receipt().signature();
+  sig[5] = static_cast<char>(sig[5] ^ 0x01);
+  forged.mutable_receipt()->set_signature(sig);
+  EXPECT_EQ(store.CheckReceipt(forged, false, nullptr).code(), absl::StatusCode::kPermissionDenied);
+  forged = rr;  // same signature, another body
+  receipt.set_outcome(v1::Receipt::FAILED);
+  forged.mutable_receipt()->set_body(receipt.SerializeAsString());
+  EXPECT_EQ(store.CheckReceipt(forged, false, nullptr).code(), absl::StatusCode::kPermissionDenied);
+  forged = rr;  // same bytes, claimed by the other enrolled key of the domain
+  forged.mutable_receipt()->set_key_id(other->public_key().KeyId());
+  EXPECT_EQ(store.CheckReceipt(forged, false, nullptr).code(), absl::StatusCode::kPermissionDenied);
+
+  v1::LedgerEntry recorded;
+  *recorded.mutable_receipt_recorded() = rr;
+  ASSERT_OK(store.Apply(seq++, recorded));  // the genuine one still records
+  EXPECT_EQ(store.CheckReceipt(rr, false, nullptr).code(), absl::StatusCode::kAlreadyExists);
+}
+
 TEST(KafkaConfig, PropertiesFilePassesSettingsThroughAndNamesBadLines) {
   const std::string dir = ::testing::TempDir();
   const std::string good = dir + "/kafka-good.properties";

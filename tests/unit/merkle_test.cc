@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <random>
 #include <set>
 #include <sstream>
@@ -56,12 +57,18 @@ class ReferenceTree {
   const std::string& LeafHash(size_t i) const { return leaf_hashes_[i]; }
 
   // MTH(D[n]).
+  // Memoised: the definition is evaluated once per range, which keeps a test that asks for
+  // thousands of roots and proofs fast without changing what is computed.
   std::string Mth(size_t begin, size_t end) const {
     const size_t n = end - begin;
     if (n == 0) return crypto::Sha256("");
     if (n == 1) return leaf_hashes_[begin];
-    const size_t k = SplitPoint(n);
-    return crypto::Sha256('\x01' + Mth(begin, begin + k) + Mth(begin + k, end));
+    auto [it, fresh] = mth_.try_emplace({begin, end});
+    if (fresh) {
+      const size_t k = SplitPoint(n);
+      it->second = crypto::Sha256('\x01' + Mth(begin, begin + k) + Mth(begin + k, end));
+    }
+    return it->second;
   }
   std::string Root(size_t n) const { return Mth(0, n); }
 
@@ -150,6 +157,7 @@ class ReferenceTree {
 
   std::vector<std::string> leaves_;
   std::vector<std::string> leaf_hashes_;
+  mutable std::map<std::pair<size_t, size_t>, std::string> mth_;
 };
 
 std::vector<std::string> RandomLeaves(std::mt19937_64& rng, size_t count) {

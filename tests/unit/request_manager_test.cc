@@ -21,6 +21,7 @@ using ::lethe::testing::Identities;
 using ::lethe::testing::OperatorActor;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::UnorderedElementsAre;
 
 std::vector<std::string> DomainNames(const RequestRecord& r) {
@@ -190,6 +191,21 @@ TEST_F(RequestManagerTest, ReceiptSignedByAnUnenrolledKeyIsRefused) {
   EXPECT_EQ(cp_.ledger().size(), before);
   EXPECT_EQ(DomainOf(*cp_.store().Get(id), "growth").state, v1::PENDING);
   EXPECT_EQ(cp_.manager().receipt_counters().rejected.load(), 1u);
+}
+
+TEST_F(RequestManagerTest, AReceiptIsAuthenticatedBeforeItsBodyIsRead) {
+  // Named by an enrolled key but not signed by it, with a body that is not a Receipt: the
+  // signature is what refuses it, never the parser.
+  v1::SignedEnvelope env;
+  env.set_payload_type(std::string(proto::kReceiptType));
+  env.set_body("\xff\xff\xff not a receipt");
+  env.set_signature(std::string(64, '\x01'));
+  env.set_key_id(growth_.sign.public_key().KeyId());
+  const uint64_t before = cp_.ledger().size();
+  absl::Status s = cp_.manager().RecordReceipt(env.SerializeAsString());
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_THAT(s.message(), Not(HasSubstr("parse")));
+  EXPECT_EQ(cp_.ledger().size(), before);
 }
 
 TEST_F(RequestManagerTest, ReceiptSignedByAnotherDomainsKeyIsRefused) {

@@ -1,0 +1,249 @@
+// Erasure throughput: many erasures at once across 3 domains on PostgreSQL with fsync on,
+// against pgbench running the agents' own transaction on the same server.
+//
+// Real components on one machine: lethed in this process with its embedded Kafka, one
+// lethe-agent per domain (assessments, growth, billing; in process, fetch wait 10 ms), one
+// PostgreSQL server with fsync and synchronous_commit on, ledger appends with fdatasync.
+//
+// A run alternates two measurements:
+//   - Lethe: N people planted in every domain (not timed), then N erasures submitted through
+//     gRPC from C client threads; timed from the first Submit until no request is IN_PROGRESS
+//     (every one must end COMPLETED). Each erasure is one transaction per domain, so the
+//     domain transactions/s are 3 N / elapsed.
+//   - pgbench: people planted the same way, then one pgbench client per domain (one per agent),
+//     all three at once for the same number of seconds, each running that domain's purge
+//     transaction as the agent issues it: the advisory lock on the command id, the look-up
+//     of processed commands, per table the DELETE and the re-check query, the INSERT of a
+//     receipt of the size the agents stored, COMMIT. Their tps are summed.
+// The ratio is Lethe's domain transactions/s over pgbench's; min/median/max over the runs.
+//
+//   build/bench/erasure_load_bench --erasures 300 --clients 8 --runs 3 --pgbench-seconds 10
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+#include "base/status.h"
+#include "policies/policy.h"
+#include "spdlog/spdlog.h"
+#include "tests/support/mesh.h"
+#include "tests/support/subprocess.h"
+
+namespace lethe::bench {
+namespace {
+
+constexpr char kPgbench[] = "/usr/lib/postgresql/15/bin/pgbench";
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+testing::Person PersonNumber(int64_t n) {
+  return testing::Person{std::to_string(n), absl::StrFormat("load-%d@example.com", n)};
+}
+
+// The purge transaction of `domain` as PostgresPurger issues it (agents/postgres_purger.cc,
+// agents/recheck.cc) for a person numbered :n, written for pgbench. Identities go in as
+// untyped literals, as the agent binds them, so PostgreSQL reads each in its column's type.
+std::string PurgeScript(const policies::Domain& domain, int64_t first, int64_t count, size_t receipt_bytes) {
+  auto literal = [](const std::string& type) {
+    return type == "email" ? std::string("'load-:n@example.com'") : std::string("':n'");
+  };
+  auto quoted = [](const std::string& name) { return "\"" + name + "\""; };
+  std::string s = absl::StrFormat("\\set n random(%d, %d)\n", first, first + count - 1);
+  s += "\\set c random(1, 1000000000000)\n";
+  s += "BEGIN;\n";
+  s += "SELECT pg_advisory_xact_lock(hashtext('cmd-:c'));\n";
+  s += "SELECT receipt FROM lethe_agent.processed_commands WHERE command_id = 'cmd-:c';\n";
+  for (const policies::Table& t : domain.tables) {
+    if (t.action != policies::TableAction::kDelete) {
+      fprintf(stderr, "erasure_load_bench: table %s: only delete tables are scripted\n", t.QualifiedName().c_str());
+      std::exit(2);
+    }
+    const std::string table = quoted(t.schema) + "." + quoted(t.name);
+    const std::string key = quoted(t.key_column);
+    const std::string v = literal(t.identity);
+    s += absl::StrFormat("DELETE FROM %s WHERE %s = %s;\n", table, key, v);
+    s += absl::StrFormat(
+        "SELECT count(*) FILTER (WHERE (%s::text = %s::text) IS TRUE), count(*) FROM %s "
+        "WHERE lower(btrim(%s::text)) = lower(btrim(%s::text));\n",
+        key, v, table, key, v);
+  }
+  s += absl::StrFormat(
+      "INSERT INTO lethe_agent.processed_commands (command_id, request_id, outcome, receipt) "
+      "VALUES ('cmd-:c', 'req-:c', 'COMPLETED', decode(repeat('ab', %d), 'hex'));\n",
+      receipt_bytes);
+  s += "COMMIT;\n";
+  return s;
+}
+
+absl::StatusOr<double> PgbenchTps(const testing::CommandResult& r) {
+  const size_t at = r.output.find("tps = ");
+  if (r.exit_code != 0 || at == std::string::npos)
+    return absl::InternalError("pgbench failed: " + testing::Tail(r.output, 10));
+  return std::stod(r.output.substr(at + 6));
+}
+
+int Run(int argc, char** argv) {
+  int erasures = 300;
+  int clients = 8;
+  int runs = 3;
+  int pgbench_seconds = 10;
+  CLI::App app{"erasure_load_bench: erasure throughput against pgbench on the same PostgreSQL"};
+  app.add_option("--erasures", erasures, "erasures submitted at once per run")->capture_default_str();
+  app.add_option("--clients", clients, "gRPC client threads submitting them")->capture_default_str();
+  app.add_option("--runs", runs, "alternations of Lethe and pgbench")->capture_default_str();
+  app.add_option("--pgbench-seconds", pgbench_seconds, "length of each pgbench measurement")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::warn);
+
+  auto started = testing::Mesh::Start();
+  if (!started.ok()) {
+    fprintf(stderr, "cannot start the mesh: %s\n", started.status().ToString().c_str());
+    return 1;
+  }
+  testing::Mesh& mesh = **started;
+  auto fail = [](const std::string& what, const absl::Status& s) {
+    fprintf(stderr, "erasure_load_bench: %s: %s\n", what.c_str(), s.ToString().c_str());
+    return 1;
+  };
+  // The test clusters run with fsync off; this measurement needs it on.
+  for (const char* sql : {"ALTER SYSTEM SET fsync = on", "ALTER SYSTEM SET synchronous_commit = on",
+                          "SELECT pg_reload_conf()"})
+    if (absl::Status s = mesh.pg().Exec("postgres", sql); !s.ok()) return fail(sql, s);
+  for (const char* setting : {"fsync", "synchronous_commit"}) {
+    auto v = mesh.pg().Query("postgres", std::string("SHOW ") + setting);
+    if (!v.ok() || *v != "on") return fail(std::string(setting) + " is not on", v.status());
+  }
+  auto policy = policies::Policy::LoadFile(mesh.policy_path());
+  if (!policy.ok()) return fail("policy", policy.status());
+  controlplane::RequestStore& store = mesh.lethed().store();
+
+  int64_t next_person = 500000000;
+  // Lethe: erasures/s over N submitted at once.
+  auto lethe_run = [&](int n, double* seconds) -> absl::Status {
+    std::vector<testing::Person> people;
+    for (int i = 0; i < n; ++i) people.push_back(PersonNumber(next_person++));
+    LETHE_RETURN_IF_ERROR(mesh.PlantMany(people));
+    std::vector<std::string> ids(n);
+    std::atomic<int> next{0};
+    std::mutex mu;
+    absl::Status failed;
+    const absl::Time start = absl::Now();
+    std::vector<std::thread> threads;
+    for (int c = 0; c < clients; ++c) {
+      threads.emplace_back([&] {
+        for (int i = next++; i < n; i = next++) {
+          auto id = mesh.Erase(people[i]);
+          if (!id.ok()) {
+            std::lock_guard<std::mutex> l(mu);
+            failed = id.status();
+            return;
+          }
+          ids[i] = *id;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    LETHE_RETURN_IF_ERROR(failed);
+    std::set<std::string> open(ids.begin(), ids.end());
+    uint64_t seen = store.version();
+    while (!open.empty()) {
+      for (auto it = open.begin(); it != open.end();) {
+        auto r = store.Get(*it);
+        if (r && r->state != v1::IN_PROGRESS) {
+          if (r->state != v1::COMPLETED) return absl::InternalError("request " + *it + " did not complete");
+          it = open.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (absl::Now() - start > absl::Minutes(10)) return absl::DeadlineExceededError("erasures still open");
+      if (!open.empty()) seen = store.WaitForChange(seen, absl::Milliseconds(100));
+    }
+    *seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    for (const auto& d : mesh.domains()) {
+      LETHE_ASSIGN_OR_RETURN(int64_t left, mesh.Rows(d, people.back()));
+      if (left != 0) return absl::InternalError("rows left in " + d);
+    }
+    return absl::OkStatus();
+  };
+
+  // Warm-up: consumer groups joined, connections open, receipts stored to size the script's.
+  double warm = 0;
+  if (absl::Status s = lethe_run(clients, &warm); !s.ok()) return fail("warm-up", s);
+  size_t receipt_bytes = 0;
+  {
+    auto avg = mesh.pg().Query(mesh.domains()[0], "SELECT avg(length(receipt))::int FROM lethe_agent.processed_commands");
+    if (!avg.ok()) return fail("receipt size", avg.status());
+    receipt_bytes = std::stoul(*avg);
+  }
+
+  // pgbench: one client per domain, all at once; the sum of their tps.
+  auto pgbench_run = [&](double* tps) -> absl::Status {
+    // Enough people that nearly every transaction finds rows to delete.
+    const int64_t count = 400LL * pgbench_seconds;
+    std::vector<testing::Person> people;
+    const int64_t first = next_person;
+    for (int64_t i = 0; i < count; ++i) people.push_back(PersonNumber(next_person++));
+    LETHE_RETURN_IF_ERROR(mesh.PlantMany(people));
+    std::vector<absl::StatusOr<testing::CommandResult>> results(mesh.domains().size(), absl::InternalError("not run"));
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < mesh.domains().size(); ++i) {
+      const std::string& d = mesh.domains()[i];
+      const std::string script = mesh.work_dir() + "/purge-" + d + ".sql";
+      std::ofstream(script) << PurgeScript(*policy->FindDomain(d), first, count, receipt_bytes);
+      threads.emplace_back([&, i, d, script] {
+        results[i] = testing::RunCommand(
+            {kPgbench, "-n", "-M", "simple", "-c", "1", "-T", std::to_string(pgbench_seconds), "-f", script,
+             "-h", mesh.pg().socket_dir(), "-p", std::to_string(mesh.pg().port()), "-U", "postgres", d},
+            absl::Seconds(pgbench_seconds + 60));
+      });
+    }
+    for (auto& t : threads) t.join();
+    *tps = 0;
+    for (auto& r : results) {
+      LETHE_RETURN_IF_ERROR(r.status());
+      LETHE_ASSIGN_OR_RETURN(double one, PgbenchTps(*r));
+      *tps += one;
+    }
+    return absl::OkStatus();
+  };
+
+  const double domains = static_cast<double>(mesh.domains().size());
+  std::vector<double> lethe_tx, pg_tps, ratio;
+  printf("erasure_load_bench: %d erasure(s) at once from %d client(s), %d domains, PostgreSQL fsync on; "
+         "pgbench: 1 client per domain for %d s\n", erasures, clients, static_cast<int>(mesh.domains().size()),
+         pgbench_seconds);
+  for (int r = 0; r < runs; ++r) {
+    double seconds = 0, tps = 0;
+    if (absl::Status s = lethe_run(erasures, &seconds); !s.ok()) return fail("lethe run", s);
+    if (absl::Status s = pgbench_run(&tps); !s.ok()) return fail("pgbench run", s);
+    lethe_tx.push_back(erasures * domains / seconds);
+    pg_tps.push_back(tps);
+    ratio.push_back(lethe_tx.back() / tps);
+    printf("  run %d: Lethe %.1f erasures/s = %.1f domain tx/s (%.2f s)   pgbench %.1f tps   ratio %.2f\n", r + 1,
+           erasures / seconds, lethe_tx.back(), seconds, tps, ratio.back());
+    fflush(stdout);
+  }
+  auto mmm = [](const std::vector<double>& v) {
+    return absl::StrFormat("%.2f / %.2f / %.2f", *std::min_element(v.begin(), v.end()), Median(v),
+                           *std::max_element(v.begin(), v.end()));
+  };
+  printf("  min / median / max: Lethe %s domain tx/s; pgbench %s tps; ratio %s\n", mmm(lethe_tx).c_str(),
+         mmm(pg_tps).c_str(), mmm(ratio).c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace lethe::bench
+
+int main(int argc, char** argv) { return lethe::bench::Run(argc, argv); }
