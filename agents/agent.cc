@@ -6,6 +6,8 @@
 #include <prometheus/registry.h>
 
 #include <algorithm>
+#include <map>
+#include <vector>
 
 #include "agents/postgres_purger.h"
 #include "base/status.h"
@@ -46,7 +48,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
   a->handler_ = std::make_unique<CommandHandler>(
       o.domain, *a->verifier_, *a->purger_, *a->key_, *o.clock,
       [self](const std::string& request_id, const std::string& wire) {
-        return self->producer_->ProduceSync(kafka::kReceiptTopic, request_id, wire).status();
+        // Sent with the rest of the batch, before any of its offsets is committed (Run).
+        self->outgoing_.push_back(kafka::Publisher::Record{kafka::kReceiptTopic, request_id, wire});
+        return absl::OkStatus();
       },
       a->stats_, [self](const std::string& result) { self->Count(result); });
   if (absl::Status s = a->purger_->EnsureSchema(); !s.ok()) {
@@ -126,35 +130,72 @@ void Agent::Backoff(absl::Duration d) {
   stop_cv_.wait_for(l, absl::ToChronoMilliseconds(d), [&] { return stop_.load(); });
 }
 
-absl::Status Agent::Handle(const kafka::Message& m) {
-  const std::string where = m.topic + "/" + std::to_string(m.partition) + "@" + std::to_string(m.offset);
-  LETHE_RETURN_IF_ERROR(handler_->Handle(m.value ? std::string_view(*m.value) : std::string_view(), where));
-  return consumer_->Commit(m);
-}
-
 void Agent::Run() {
   absl::Duration backoff = options_.min_backoff;
   while (!stop_) {
+    // The first command waits for the broker; the rest of the batch is what is already here.
+    std::vector<kafka::Message> batch;
     auto polled = consumer_->Poll(absl::Milliseconds(200));
+    while (polled.ok() && polled->has_value()) {
+      batch.push_back(**std::move(polled));
+      if (batch.size() >= kMaxBatch) break;
+      polled = consumer_->Poll(absl::ZeroDuration());
+    }
     if (!polled.ok()) {
       spdlog::error("domain {}: {}", options_.domain, polled.status().ToString());
-      Backoff(backoff);
-      continue;
+      if (batch.empty()) {
+        Backoff(backoff);
+        continue;
+      }
     }
-    if (!polled->has_value()) continue;
-    const kafka::Message& m = **polled;
-    absl::Status st = Handle(m);
+    if (batch.empty()) continue;
+    // Each command in its own transaction, as before; their receipts go out together.
+    absl::Status st;
+    size_t done = 0;  // batch[0, done) handled
+    for (; done < batch.size(); ++done) {
+      const kafka::Message& m = batch[done];
+      const std::string where = m.topic + "/" + std::to_string(m.partition) + "@" + std::to_string(m.offset);
+      st = handler_->Handle(m.value ? std::string_view(*m.value) : std::string_view(), where);
+      if (!st.ok()) break;
+    }
+    if (!outgoing_.empty()) {
+      for (const auto& r : producer_->PublishAll(outgoing_, absl::Seconds(30))) {
+        if (r.ok()) continue;
+        // Not known delivered: handle the whole batch again. What was purged answers with its
+        // stored receipt (the purger's processed_commands), nothing is purged twice.
+        st = absl::UnavailableError("receipt not delivered: " + std::string(r.status().message()));
+        done = 0;
+        break;
+      }
+      outgoing_.clear();
+    }
+    // Offsets only after the receipts of everything before them are delivered.
+    std::map<int32_t, const kafka::Message*> commit;
+    for (size_t i = 0; i < done; ++i) commit[batch[i].partition] = &batch[i];
+    for (const auto& [partition, m] : commit) {
+      if (absl::Status c = consumer_->Commit(*m); !c.ok() && st.ok()) {
+        st = c;
+        done = batch.size();  // the receipts went out; a redelivery replays them
+      }
+    }
     if (st.ok()) {
       backoff = options_.min_backoff;
       continue;
     }
-    // Nothing was acknowledged: no receipt, no committed offset. Read the command again.
+    // Nothing after batch[done] was acknowledged: no receipt, no committed offset. Read the
+    // commands again from there.
     stats_.retries.fetch_add(1);
     Count("retry");
-    spdlog::warn("domain {}: will retry command at offset {} in {}: {}", options_.domain, m.offset,
-                 absl::FormatDuration(backoff), st.ToString());
-    if (absl::Status r = consumer_->Rewind(m); !r.ok())
-      spdlog::warn("domain {}: {}", options_.domain, r.ToString());
+    if (done < batch.size()) {
+      spdlog::warn("domain {}: will retry command at offset {} in {}: {}", options_.domain, batch[done].offset,
+                   absl::FormatDuration(backoff), st.ToString());
+      std::map<int32_t, const kafka::Message*> rewind;
+      for (size_t i = batch.size(); i-- > done;) rewind[batch[i].partition] = &batch[i];
+      for (const auto& [partition, m] : rewind)
+        if (absl::Status r = consumer_->Rewind(*m); !r.ok()) spdlog::warn("domain {}: {}", options_.domain, r.ToString());
+    } else {
+      spdlog::warn("domain {}: {}", options_.domain, st.ToString());
+    }
     Backoff(backoff);
     backoff = std::min(backoff * 2, options_.max_backoff);
   }

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "agents/command_handler.h"
@@ -72,10 +73,11 @@ class Agent {
 
  private:
   Agent() = default;
+  // The loop: takes the commands already fetched (up to kMaxBatch), handles each in its own
+  // transaction (CommandHandler), sends their receipts together and only then commits their
+  // offsets; an error rewinds to the first command not acknowledged and retries it.
+  static constexpr size_t kMaxBatch = 32;
   void Run();
-  // Handles one message (CommandHandler), then commits its offset; an error means "rewind
-  // and retry".
-  absl::Status Handle(const kafka::Message& m);
   void Count(const std::string& result);
   void Backoff(absl::Duration d);
   // Produces a tombstone and records where it went and the topic's retention settings.
@@ -97,6 +99,7 @@ class Agent {
   std::condition_variable stop_cv_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
+  std::vector<kafka::Publisher::Record> outgoing_;  // receipts of the batch; the loop's only
 };
 
 }  // namespace lethe::agents

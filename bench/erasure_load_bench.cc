@@ -10,14 +10,19 @@
 //     gRPC from C client threads; timed from the first Submit until no request is IN_PROGRESS
 //     (every one must end COMPLETED). Each erasure is one transaction per domain, so the
 //     domain transactions/s are 3 N / elapsed.
-//   - pgbench: people planted the same way, then one pgbench client per domain (one per agent),
-//     all three at once for the same number of seconds, each running that domain's purge
-//     transaction as the agent issues it: the advisory lock on the command id, the look-up
+//   - pgbench: as many people planted the same way, then one pgbench client per domain (one
+//     per agent), all three at once, each running N of that domain's purge transaction as the
+//     agent issues it, for a person drawn at random from those planted: the advisory lock on the command id, the look-up
 //     of processed commands, per table the DELETE and the re-check query, the INSERT of a
-//     receipt of the size the agents stored, COMMIT. Their tps are summed.
+//     receipt of the size the agents stored, COMMIT. Their tps are summed. Both start from
+//     tables holding only the people they plant, so both scan tables of the same size; the
+//     random draws repeat some people (whose DELETEs then find nothing), which if anything
+//     favours pgbench.
 // The ratio is Lethe's domain transactions/s over pgbench's; min/median/max over the runs.
 //
-//   build/bench/erasure_load_bench --erasures 300 --clients 8 --runs 3 --pgbench-seconds 10
+//   build/bench/erasure_load_bench --erasures 300 --clients 8 --runs 5
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -39,6 +44,15 @@ namespace lethe::bench {
 namespace {
 
 constexpr char kPgbench[] = "/usr/lib/postgresql/15/bin/pgbench";
+
+// CPU seconds (user and system) of this process (lethed, its broker, the agents and the
+// gRPC clients) or of its waited-for children.
+double CpuSeconds(int who) {
+  rusage u{};
+  getrusage(who, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -95,13 +109,10 @@ int Run(int argc, char** argv) {
   int erasures = 300;
   int clients = 8;
   int runs = 3;
-  int pgbench_seconds = 10;
   CLI::App app{"erasure_load_bench: erasure throughput against pgbench on the same PostgreSQL"};
   app.add_option("--erasures", erasures, "erasures submitted at once per run")->capture_default_str();
   app.add_option("--clients", clients, "gRPC client threads submitting them")->capture_default_str();
   app.add_option("--runs", runs, "alternations of Lethe and pgbench")->capture_default_str();
-  app.add_option("--pgbench-seconds", pgbench_seconds, "length of each pgbench measurement")
-      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
 
@@ -127,9 +138,18 @@ int Run(int argc, char** argv) {
   if (!policy.ok()) return fail("policy", policy.status());
   controlplane::RequestStore& store = mesh.lethed().store();
 
+  // Each measurement starts from empty domain tables plus the people it plants, so that
+  // neither inherits the other's leftovers (the re-check query scans its table).
+  auto empty_tables = [&]() -> absl::Status {
+    for (const auto& d : mesh.domains())
+      for (const policies::Table& t : policy->FindDomain(d)->tables)
+        LETHE_RETURN_IF_ERROR(mesh.pg().Exec(d, "TRUNCATE \"" + t.schema + "\".\"" + t.name + "\" CASCADE"));
+    return absl::OkStatus();
+  };
   int64_t next_person = 500000000;
   // Lethe: erasures/s over N submitted at once.
-  auto lethe_run = [&](int n, double* seconds) -> absl::Status {
+  auto lethe_run = [&](int n, double* seconds, double* submit_seconds, double* cpu) -> absl::Status {
+    LETHE_RETURN_IF_ERROR(empty_tables());
     std::vector<testing::Person> people;
     for (int i = 0; i < n; ++i) people.push_back(PersonNumber(next_person++));
     LETHE_RETURN_IF_ERROR(mesh.PlantMany(people));
@@ -138,22 +158,35 @@ int Run(int argc, char** argv) {
     std::mutex mu;
     absl::Status failed;
     const absl::Time start = absl::Now();
+    const double cpu0 = CpuSeconds(RUSAGE_SELF);
     std::vector<std::thread> threads;
     for (int c = 0; c < clients; ++c) {
       threads.emplace_back([&] {
+        // One connection per client for the whole run, as a real client keeps it.
+        auto stub = mesh.Requests();
         for (int i = next++; i < n; i = next++) {
-          auto id = mesh.Erase(people[i]);
-          if (!id.ok()) {
+          v1::SubmitRequest req;
+          auto* e = req.add_identities();
+          e->set_type("email");
+          e->set_value(people[i].email);
+          auto* u = req.add_identities();
+          u->set_type("user_id");
+          u->set_value(people[i].user_id);
+          req.set_reason("load");
+          v1::SubmitResponse resp;
+          grpc::ClientContext ctx;
+          if (grpc::Status st = stub->Submit(&ctx, req, &resp); !st.ok()) {
             std::lock_guard<std::mutex> l(mu);
-            failed = id.status();
+            failed = absl::UnavailableError("Submit: " + st.error_message());
             return;
           }
-          ids[i] = *id;
+          ids[i] = resp.request_id();
         }
       });
     }
     for (auto& t : threads) t.join();
     LETHE_RETURN_IF_ERROR(failed);
+    *submit_seconds = absl::ToDoubleSeconds(absl::Now() - start);
     std::set<std::string> open(ids.begin(), ids.end());
     uint64_t seen = store.version();
     while (!open.empty()) {
@@ -170,6 +203,7 @@ int Run(int argc, char** argv) {
       if (!open.empty()) seen = store.WaitForChange(seen, absl::Milliseconds(100));
     }
     *seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    *cpu = CpuSeconds(RUSAGE_SELF) - cpu0;
     for (const auto& d : mesh.domains()) {
       LETHE_ASSIGN_OR_RETURN(int64_t left, mesh.Rows(d, people.back()));
       if (left != 0) return absl::InternalError("rows left in " + d);
@@ -178,8 +212,8 @@ int Run(int argc, char** argv) {
   };
 
   // Warm-up: consumer groups joined, connections open, receipts stored to size the script's.
-  double warm = 0;
-  if (absl::Status s = lethe_run(clients, &warm); !s.ok()) return fail("warm-up", s);
+  double warm = 0, warm_submit = 0, warm_cpu = 0;
+  if (absl::Status s = lethe_run(clients, &warm, &warm_submit, &warm_cpu); !s.ok()) return fail("warm-up", s);
   size_t receipt_bytes = 0;
   {
     auto avg = mesh.pg().Query(mesh.domains()[0], "SELECT avg(length(receipt))::int FROM lethe_agent.processed_commands");
@@ -189,8 +223,8 @@ int Run(int argc, char** argv) {
 
   // pgbench: one client per domain, all at once; the sum of their tps.
   auto pgbench_run = [&](double* tps) -> absl::Status {
-    // Enough people that nearly every transaction finds rows to delete.
-    const int64_t count = 400LL * pgbench_seconds;
+    LETHE_RETURN_IF_ERROR(empty_tables());
+    const int64_t count = erasures;
     std::vector<testing::Person> people;
     const int64_t first = next_person;
     for (int64_t i = 0; i < count; ++i) people.push_back(PersonNumber(next_person++));
@@ -203,9 +237,9 @@ int Run(int argc, char** argv) {
       std::ofstream(script) << PurgeScript(*policy->FindDomain(d), first, count, receipt_bytes);
       threads.emplace_back([&, i, d, script] {
         results[i] = testing::RunCommand(
-            {kPgbench, "-n", "-M", "simple", "-c", "1", "-T", std::to_string(pgbench_seconds), "-f", script,
+            {kPgbench, "-n", "-M", "simple", "-c", "1", "-t", std::to_string(erasures), "-f", script,
              "-h", mesh.pg().socket_dir(), "-p", std::to_string(mesh.pg().port()), "-U", "postgres", d},
-            absl::Seconds(pgbench_seconds + 60));
+            absl::Minutes(10));
       });
     }
     for (auto& t : threads) t.join();
@@ -221,17 +255,19 @@ int Run(int argc, char** argv) {
   const double domains = static_cast<double>(mesh.domains().size());
   std::vector<double> lethe_tx, pg_tps, ratio;
   printf("erasure_load_bench: %d erasure(s) at once from %d client(s), %d domains, PostgreSQL fsync on; "
-         "pgbench: 1 client per domain for %d s\n", erasures, clients, static_cast<int>(mesh.domains().size()),
-         pgbench_seconds);
+         "pgbench: 1 client per domain, %d transactions each\n", erasures, clients,
+         static_cast<int>(mesh.domains().size()), erasures);
   for (int r = 0; r < runs; ++r) {
-    double seconds = 0, tps = 0;
-    if (absl::Status s = lethe_run(erasures, &seconds); !s.ok()) return fail("lethe run", s);
+    double seconds = 0, submit_seconds = 0, cpu = 0, tps = 0;
+    if (absl::Status s = lethe_run(erasures, &seconds, &submit_seconds, &cpu); !s.ok()) return fail("lethe run", s);
     if (absl::Status s = pgbench_run(&tps); !s.ok()) return fail("pgbench run", s);
     lethe_tx.push_back(erasures * domains / seconds);
     pg_tps.push_back(tps);
     ratio.push_back(lethe_tx.back() / tps);
-    printf("  run %d: Lethe %.1f erasures/s = %.1f domain tx/s (%.2f s)   pgbench %.1f tps   ratio %.2f\n", r + 1,
-           erasures / seconds, lethe_tx.back(), seconds, tps, ratio.back());
+    printf("  run %d: Lethe %.1f erasures/s = %.1f domain tx/s (%.2f s; all submitted after %.2f s; "
+           "lethed+agents+clients CPU %.2f ms/erasure, %.0f%% of 2 cores)   pgbench %.1f tps   ratio %.2f\n",
+           r + 1, erasures / seconds, lethe_tx.back(), seconds, submit_seconds, cpu * 1000 / erasures,
+           cpu / seconds / 2 * 100, tps, ratio.back());
     fflush(stdout);
   }
   auto mmm = [](const std::vector<double>& v) {

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <filesystem>
 
+#include "absl/cleanup/cleanup.h"
 #include "base/file_system.h"
 #include "base/status.h"
 #include "crypto/crypto.h"
@@ -60,6 +61,7 @@ absl::StatusOr<SecretBytes> IdentityVault::CreateRequestKey(const std::string& r
 absl::StatusOr<SecretBytes> IdentityVault::RequestKey(const std::string& request_id) const {
   std::lock_guard<std::mutex> l(mu_);
   if (auto it = cache_.find(request_id); it != cache_.end()) return it->second;
+  if (destroying_.count(request_id)) return absl::NotFoundError("request key destroyed or never created");
   auto bytes = lethe::ReadFile(KeyPath(request_id));
   if (!bytes.ok()) return absl::NotFoundError("request key destroyed or never created");
   SecretBytes key(std::move(*bytes));
@@ -70,23 +72,47 @@ absl::StatusOr<SecretBytes> IdentityVault::RequestKey(const std::string& request
 
 bool IdentityVault::HasRequestKey(const std::string& request_id) const {
   std::lock_guard<std::mutex> l(mu_);
-  return cache_.count(request_id) > 0 || fs::exists(KeyPath(request_id));
+  if (cache_.count(request_id) > 0) return true;
+  return destroying_.count(request_id) == 0 && fs::exists(KeyPath(request_id));
 }
 
 absl::Status IdentityVault::DestroyRequestKey(const std::string& request_id) {
-  std::lock_guard<std::mutex> l(mu_);
-  cache_.erase(request_id);
-  const std::string path = KeyPath(request_id);
-  // Overwrite before unlinking: on most filesystems this replaces the blocks in place.
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    std::string zeros(32, '\0');
+  return DestroyRequestKeys({request_id});
+}
+
+absl::Status IdentityVault::DestroyRequestKeys(const std::vector<std::string>& request_ids) {
+  if (request_ids.empty()) return absl::OkStatus();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& id : request_ids) {
+      cache_.erase(id);
+      destroying_.insert(id);
+    }
+  }
+  absl::Cleanup done = [&] {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& id : request_ids) destroying_.erase(id);
+  };
+  // Overwrite before unlinking: on most filesystems this replaces the blocks in place. All
+  // overwrites are written first and then synced, so that the device works on them together.
+  const std::string zeros(32, '\0');
+  std::vector<int> fds;
+  for (const auto& id : request_ids) {
+    const int fd = ::open(KeyPath(id).c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) continue;  // already gone (idempotent)
     (void)!::pwrite(fd, zeros.data(), zeros.size(), 0);
+    fds.push_back(fd);
+  }
+  for (const int fd : fds) {
     ::fdatasync(fd);
     ::close(fd);
   }
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-    return absl::UnavailableError("cannot remove request key " + path);
+  for (const auto& id : request_ids) {
+    const std::string path = KeyPath(id);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      return absl::UnavailableError("cannot remove request key " + path);
+  }
+  // One directory sync makes every unlink durable.
   int dfd = ::open((dir_ + "/keys").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);

@@ -10,8 +10,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "crypto/secret.h"
@@ -34,6 +36,8 @@ class IdentityVault {
   absl::StatusOr<SecretBytes> RequestKey(const std::string& request_id) const;
   // Removes the key file and syncs the directory. Idempotent.
   absl::Status DestroyRequestKey(const std::string& request_id);
+  // The same for many keys, with one directory sync for all of them.
+  absl::Status DestroyRequestKeys(const std::vector<std::string>& request_ids);
   bool HasRequestKey(const std::string& request_id) const;
 
  private:
@@ -45,6 +49,10 @@ class IdentityVault {
   const SecretBytes pepper_;
   mutable std::mutex mu_;
   mutable std::map<std::string, SecretBytes> cache_;
+  // Keys being destroyed: not read back from their file meanwhile. The file work of a
+  // destruction (overwrite, fdatasync, unlink, directory fsync) runs without mu_, so that
+  // readers of other keys (the outbox, every submission) never wait for its disk.
+  std::set<std::string> destroying_;
 };
 
 }  // namespace lethe::controlplane

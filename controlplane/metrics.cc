@@ -27,29 +27,20 @@ void Add(prometheus::MetricFamily& f, double value,
 std::vector<prometheus::MetricFamily> LethedMetrics::Collect() const {
   using prometheus::MetricType;
   const absl::Time now = clock_.Now();
-  const auto requests = projections_.requests.List();
-  double in_progress = 0, completed = 0, failed = 0, overdue = 0, needs = 0;
-  for (const auto& r : requests) {
-    if (r.state == v1::IN_PROGRESS) ++in_progress;
-    if (r.state == v1::COMPLETED) ++completed;
-    if (r.state == v1::FAILED) ++failed;
-    if (r.Overdue(now)) ++overdue;
-    if (r.state == v1::IN_PROGRESS)
-      for (const auto& d : r.domains) needs += d.state == v1::NEEDS_IDENTITY ? 1 : 0;
-  }
+  const RequestStore::Tally tally = projections_.requests.Count(now);
   std::vector<prometheus::MetricFamily> out;
   auto f = Family("lethe_requests", "Data-subject requests by state", MetricType::Gauge);
-  Add(f, in_progress, {{"state", "in_progress"}});
-  Add(f, completed, {{"state", "completed"}});
-  Add(f, failed, {{"state", "failed"}});
+  Add(f, static_cast<double>(tally.in_progress), {{"state", "in_progress"}});
+  Add(f, static_cast<double>(tally.completed), {{"state", "completed"}});
+  Add(f, static_cast<double>(tally.failed), {{"state", "failed"}});
   out.push_back(std::move(f));
   f = Family("lethe_requests_overdue", "Open requests past their due date", MetricType::Gauge);
-  Add(f, overdue);
+  Add(f, static_cast<double>(tally.overdue));
   out.push_back(std::move(f));
   f = Family("lethe_domains_needing_identity",
              "Domains of open requests waiting for an identity type the request lacks",
              MetricType::Gauge);
-  Add(f, needs);
+  Add(f, static_cast<double>(tally.domains_needing_identity));
   out.push_back(std::move(f));
   f = Family("lethe_commands_pending", "Commands awaiting a receipt", MetricType::Gauge);
   Add(f, static_cast<double>(

@@ -34,6 +34,16 @@ absl::Time OutboxPublisher::PublishDue() {
     passes_.fetch_add(1);
     return now + options_.error_retry;
   }
+  // First what is due, then one PublishAll for all of it (one wait for the acknowledgements),
+  // then each command's schedule from its own result.
+  struct Due {
+    const CommandRecord* command;
+    Schedule sched;
+    absl::Status st;  // the wire's, then the delivery's
+  };
+  std::vector<Due> due;
+  std::vector<kafka::Publisher::Record> records;
+  std::vector<size_t> record_of;  // due index -> records index, or npos
   for (const auto& p : pending) {
     const CommandRecord& c = p.command;
     if (absl::FromUnixMillis(p.due_unix_ms) < now) {
@@ -46,32 +56,46 @@ absl::Time OutboxPublisher::PublishDue() {
     }
     overdue_noted_.erase(c.command_id);
     Schedule sched = schedule_.count(c.command_id) ? schedule_[c.command_id] : Schedule{now};
-    if (sched.next <= now && !stop_) {
-      auto wire = manager_.CommandWire(c);
-      if (absl::IsNotFound(wire.status())) {
-        // Its key is gone: the request ended after Pending was read. Nothing to publish.
-        auto r = store_.Get(c.request_id);
-        if (!r || r->state != v1::IN_PROGRESS) continue;
-      }
-      absl::Status st = wire.status();
-      if (wire.ok()) {
-        st = publisher_.Publish(kafka::CommandTopic(c.domain), c.request_id, *wire, absl::Seconds(30))
-                 .status();
-      }
-      if (st.ok()) {
-        store_.NotePublished(c.command_id);
-        sched.failures = 0;
-        sched.next = now + std::min(options_.max_retry,
-                                    options_.first_retry * (1 << std::min(sched.published, 10)));
-        ++sched.published;
-        spdlog::info("outbox: published command {} to domain {}", c.command_id, c.domain);
-      } else {
-        sched.next = now + std::min(options_.max_retry,
-                                    options_.error_retry * (1 << std::min(sched.failures, 10)));
-        ++sched.failures;
-        spdlog::warn("outbox: command {} for domain {} not published: {}", c.command_id,
-                     c.domain, st.ToString());
-      }
+    if (sched.next > now || stop_) {
+      next = std::min(next, sched.next);
+      live[c.command_id] = sched;
+      continue;
+    }
+    auto wire = manager_.CommandWire(c);
+    if (absl::IsNotFound(wire.status())) {
+      // Its key is gone: the request ended after Pending was read. Nothing to publish.
+      auto r = store_.Get(c.request_id);
+      if (!r || r->state != v1::IN_PROGRESS) continue;
+    }
+    due.push_back(Due{&c, sched, wire.status()});
+    if (wire.ok()) {
+      record_of.push_back(records.size());
+      records.push_back(kafka::Publisher::Record{kafka::CommandTopic(c.domain), c.request_id, *std::move(wire)});
+    } else {
+      record_of.push_back(std::string::npos);
+    }
+  }
+  if (!records.empty()) {
+    std::vector<absl::StatusOr<kafka::Delivered>> results = publisher_.PublishAll(records, absl::Seconds(30));
+    for (size_t i = 0; i < due.size(); ++i)
+      if (record_of[i] != std::string::npos) due[i].st = results[record_of[i]].status();
+  }
+  for (Due& d : due) {
+    const CommandRecord& c = *d.command;
+    Schedule& sched = d.sched;
+    if (d.st.ok()) {
+      store_.NotePublished(c.command_id);
+      sched.failures = 0;
+      sched.next = now + std::min(options_.max_retry,
+                                  options_.first_retry * (1 << std::min(sched.published, 10)));
+      ++sched.published;
+      spdlog::info("outbox: published command {} to domain {}", c.command_id, c.domain);
+    } else {
+      sched.next = now + std::min(options_.max_retry,
+                                  options_.error_retry * (1 << std::min(sched.failures, 10)));
+      ++sched.failures;
+      spdlog::warn("outbox: command {} for domain {} not published: {}", c.command_id, c.domain,
+                   d.st.ToString());
     }
     next = std::min(next, sched.next);
     live[c.command_id] = sched;

@@ -1,5 +1,9 @@
 #include "controlplane/receipt_intake.h"
 
+#include <map>
+#include <optional>
+#include <vector>
+
 #include "spdlog/spdlog.h"
 
 namespace lethe::controlplane {
@@ -19,26 +23,65 @@ void ReceiptIntake::Stop() {
 void ReceiptIntake::Run() {
   absl::Duration backoff = absl::Milliseconds(100);
   while (!stop_) {
+    // The first receipt waits for the broker; the rest of the batch is what is already here.
+    std::vector<kafka::Message> batch;
     auto polled = consumer_->Poll(absl::Milliseconds(200));
-    if (!polled.ok()) {
-      spdlog::error("receipt intake: {}", polled.status().ToString());
-      continue;
+    while (polled.ok() && polled->has_value()) {
+      batch.push_back(**std::move(polled));
+      if (batch.size() >= kMaxBatch) break;
+      polled = consumer_->Poll(absl::ZeroDuration());
     }
-    if (!polled->has_value()) continue;
-    const kafka::Message& m = **polled;
-    absl::Status st = m.value ? manager_.RecordReceipt(*m.value)
-                              : absl::InvalidArgumentError("receipt: empty record");
-    if (absl::IsUnavailable(st) || absl::IsInternal(st) || absl::IsDataLoss(st)) {
-      // Our side failed (ledger write): leave the offset, read the record again later.
-      spdlog::error("receipt intake: will retry: {}", st.ToString());
-      (void)consumer_->Rewind(m);
+    if (!polled.ok()) spdlog::error("receipt intake: {}", polled.status().ToString());
+    if (batch.empty()) continue;
+
+    std::optional<LedgerWriter::Ticket> last;
+    std::vector<std::string> answered;
+    absl::Status failed;
+    size_t done = 0;  // batch[0, done) recorded or rejected for good
+    for (; done < batch.size(); ++done) {
+      const kafka::Message& m = batch[done];
+      auto st = m.value ? manager_.SequenceReceipt(*m.value)
+                        : absl::StatusOr<std::optional<RequestManager::SequencedReceipt>>(
+                              absl::InvalidArgumentError("receipt: empty record"));
+      if (!st.ok()) {
+        if (absl::IsUnavailable(st.status()) || absl::IsInternal(st.status()) || absl::IsDataLoss(st.status())) {
+          failed = st.status();  // our side failed (ledger write): this one and the rest again
+          break;
+        }
+        continue;  // rejected for good (counted and logged by the manager)
+      }
+      if (st->has_value()) {
+        last = (*st)->ticket;
+        answered.push_back((*st)->request_id);
+      }
+    }
+    if (last.has_value()) {
+      if (absl::Status d = manager_.WaitDurable(*last); !d.ok()) {
+        failed = d;
+        done = 0;  // nothing of the batch is known durable: read all of it again
+        answered.clear();
+      }
+    }
+    // Commit, per partition, the last offset of the durable prefix.
+    std::map<int32_t, const kafka::Message*> commit;
+    for (size_t i = 0; i < done; ++i) commit[batch[i].partition] = &batch[i];
+    for (const auto& [partition, m] : commit)
+      if (absl::Status c = consumer_->Commit(*m); !c.ok()) spdlog::warn("receipt intake: {}", c.ToString());
+    // The requests the durable receipts answered in full end now, even when a later receipt
+    // of the batch failed (it is read again; these are not).
+    if (!answered.empty())
+      if (absl::Status c = manager_.CompleteAll(answered); !c.ok() && failed.ok()) failed = c;
+    if (!failed.ok()) {
+      spdlog::error("receipt intake: will retry: {}", failed.ToString());
+      // Read again from the first receipt not known durable, in each partition.
+      std::map<int32_t, const kafka::Message*> rewind;
+      for (size_t i = batch.size(); i-- > done;) rewind[batch[i].partition] = &batch[i];
+      for (const auto& [partition, m] : rewind) (void)consumer_->Rewind(*m);
       absl::SleepFor(backoff);  // a bounded pause before retrying a failing ledger
       backoff = std::min(backoff * 2, absl::Seconds(5));
       continue;
     }
     backoff = absl::Milliseconds(100);
-    if (absl::Status c = consumer_->Commit(m); !c.ok())
-      spdlog::warn("receipt intake: {}", c.ToString());
   }
 }
 

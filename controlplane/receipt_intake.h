@@ -1,6 +1,8 @@
-// ReceiptIntake: consumes lethe.receipts in the consumer group "lethed" and hands each
-// receipt to RequestManager::RecordReceipt. The offset is committed only after the receipt
-// is recorded (or rejected for good), so a crash in between re-reads it.
+// ReceiptIntake: consumes lethe.receipts in the consumer group "lethed" and records each
+// receipt through RequestManager. Receipts already fetched are taken together (up to
+// kMaxBatch): each is checked and sequenced, one wait covers their fdatasync, then the
+// requests they answer in full are completed together. An offset is committed only after
+// its receipt is durable (or rejected for good), so a crash in between re-reads it.
 #pragma once
 
 #include <atomic>
@@ -20,6 +22,7 @@ class ReceiptIntake {
   void Stop();
 
  private:
+  static constexpr int kMaxBatch = 128;
   void Run();
   RequestManager& manager_;
   std::unique_ptr<kafka::Consumer> consumer_;

@@ -461,6 +461,14 @@ absl::StatusOr<ConsentRecord> RequestManager::ChangeConsent(SubjectIdentity iden
 }
 
 absl::Status RequestManager::RecordReceipt(std::string_view wire) {
+  LETHE_ASSIGN_OR_RETURN(std::optional<SequencedReceipt> sequenced, SequenceReceipt(wire));
+  if (!sequenced) return absl::OkStatus();
+  LETHE_RETURN_IF_ERROR(writer_.WaitDurable(sequenced->ticket));
+  return Complete(sequenced->request_id);
+}
+
+absl::StatusOr<std::optional<RequestManager::SequencedReceipt>> RequestManager::SequenceReceipt(
+    std::string_view wire) {
   auto reject = [&](absl::Status s) {
     counters_.rejected.fetch_add(1);
     spdlog::warn("receipt rejected: {}", s.ToString());
@@ -500,7 +508,7 @@ absl::Status RequestManager::RecordReceipt(std::string_view wire) {
   if (absl::Status checked = store_.CheckReceipt(*rr, refusal, nullptr); !checked.ok()) {
     if (checked.code() == absl::StatusCode::kAlreadyExists) {
       counters_.duplicates.fetch_add(1);
-      return absl::OkStatus();  // already answered: a redelivery
+      return std::nullopt;  // already answered: a redelivery
     }
     return reject(Annotate(checked, "receipt"));
   }
@@ -512,15 +520,49 @@ absl::Status RequestManager::RecordReceipt(std::string_view wire) {
     spdlog::warn("request {}: domain {} refused command {}: {}", Quote(receipt.request_id()),
                  Quote(receipt.domain()), Quote(receipt.command_id()), why);
     store_.NoteRejection(receipt.command_id(), std::move(why));
-    return absl::OkStatus();
+    return std::nullopt;
   }
   if (std::string why = audit::FreeTextProblem(receipt.error(), audit::kMaxFreeTextBytes); !why.empty())
     return reject(absl::InvalidArgumentError("receipt: error text " + why));
-  LETHE_RETURN_IF_ERROR(SequenceAndWait(lock, {e}));
+  LETHE_ASSIGN_OR_RETURN(LedgerWriter::Ticket ticket, writer_.Sequence(lock, {e}, nullptr));
+  lock.unlock();
   counters_.recorded.fetch_add(1);
   spdlog::info("request {}: receipt from domain {} ({})", Quote(receipt.request_id()), Quote(receipt.domain()),
                receipt.outcome() == v1::Receipt::COMPLETED ? "completed" : "failed");
-  return Complete(receipt.request_id());
+  return SequencedReceipt{ticket, receipt.request_id()};
+}
+
+absl::Status RequestManager::CompleteAll(const std::vector<std::string>& request_ids) {
+  std::vector<std::string> due;
+  {
+    auto lock = writer_.Lock();
+    for (const auto& id : request_ids)
+      if (CompletionDue(id).has_value() && std::find(due.begin(), due.end(), id) == due.end()) due.push_back(id);
+  }
+  if (due.empty()) return absl::OkStatus();
+  // Crypto-shredding: from here on the sealed identities and commands are unreadable. Each
+  // key goes before the completion is recorded (and waited for without the lock), so whoever
+  // sees the request ended finds its key gone. Should a completion then not be recorded (a
+  // failed write), its receipts are durable and Recover completes it at the next start.
+  LETHE_RETURN_IF_ERROR(vault_.DestroyRequestKeys(due));
+  auto lock = writer_.Lock();
+  std::vector<v1::LedgerEntry> entries;
+  std::vector<std::pair<std::string, bool>> done;
+  for (const auto& id : due) {
+    const std::optional<bool> all_ok = CompletionDue(id);
+    if (!all_ok.has_value()) continue;  // completed by a concurrent receipt
+    v1::LedgerEntry e;
+    e.mutable_request_completed()->set_request_id(id);
+    e.mutable_request_completed()->set_outcome(*all_ok ? v1::RequestCompleted::COMPLETED
+                                                       : v1::RequestCompleted::FAILED);
+    entries.push_back(std::move(e));
+    done.emplace_back(id, *all_ok);
+  }
+  if (entries.empty()) return absl::OkStatus();
+  LETHE_RETURN_IF_ERROR(SequenceAndWait(lock, std::move(entries)));
+  for (const auto& [id, ok] : done)
+    spdlog::info("request {}: {}; request key destroyed", id, ok ? "completed" : "failed");
+  return absl::OkStatus();
 }
 
 std::optional<bool> RequestManager::CompletionDue(const std::string& request_id) const {
@@ -537,27 +579,7 @@ std::optional<bool> RequestManager::CompletionDue(const std::string& request_id)
   return all_ok;
 }
 
-absl::Status RequestManager::Complete(const std::string& request_id) {
-  {
-    auto lock = writer_.Lock();
-    if (!CompletionDue(request_id).has_value()) return absl::OkStatus();
-  }
-  // Crypto-shredding: from here on the sealed identities and commands are unreadable. The key
-  // goes before the completion is recorded (and waited for without the lock), so whoever sees
-  // the request ended finds its key gone. Should the completion then not be recorded (a
-  // failed write), its receipts are durable and Recover completes it at the next start.
-  LETHE_RETURN_IF_ERROR(vault_.DestroyRequestKey(request_id));
-  auto lock = writer_.Lock();
-  const std::optional<bool> all_ok = CompletionDue(request_id);
-  if (!all_ok.has_value()) return absl::OkStatus();  // completed by a concurrent receipt
-  v1::LedgerEntry e;
-  e.mutable_request_completed()->set_request_id(request_id);
-  e.mutable_request_completed()->set_outcome(*all_ok ? v1::RequestCompleted::COMPLETED
-                                                     : v1::RequestCompleted::FAILED);
-  LETHE_RETURN_IF_ERROR(SequenceAndWait(lock, {e}));
-  spdlog::info("request {}: {}; request key destroyed", request_id, *all_ok ? "completed" : "failed");
-  return absl::OkStatus();
-}
+absl::Status RequestManager::Complete(const std::string& request_id) { return CompleteAll({request_id}); }
 
 absl::Status RequestManager::ReissueExpiring(absl::Duration margin) {
   auto lock = writer_.Lock();
@@ -620,7 +642,7 @@ absl::StatusOr<std::string> RequestManager::CommandWire(const CommandRecord& com
 }
 
 absl::Status RequestManager::Recover() {
-  for (const auto& id : store_.AnsweredButOpen()) LETHE_RETURN_IF_ERROR(Complete(id));
+  LETHE_RETURN_IF_ERROR(CompleteAll(store_.AnsweredButOpen()));
   for (const auto& r : store_.List()) {
     if (r.state != v1::IN_PROGRESS && vault_.HasRequestKey(r.request_id)) {
       LETHE_RETURN_IF_ERROR(vault_.DestroyRequestKey(r.request_id));

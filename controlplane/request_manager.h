@@ -92,6 +92,20 @@ class RequestManager {
   // reject it; kUnavailable means "retry later".
   absl::Status RecordReceipt(std::string_view wire);
 
+  // RecordReceipt in two steps, for an intake that takes many receipts per fdatasync:
+  // SequenceReceipt checks the receipt and sequences its entry without waiting for it to be
+  // durable; it returns the ticket to wait for and the request, or nullopt when nothing was
+  // recorded (a redelivery, or an agent's refusal). Once the last ticket of a batch is
+  // durable (WaitDurable), CompleteAll ends each request whose domains have all answered: it
+  // destroys their keys and records their completions with one wait.
+  struct SequencedReceipt {
+    LedgerWriter::Ticket ticket;
+    std::string request_id;
+  };
+  absl::StatusOr<std::optional<SequencedReceipt>> SequenceReceipt(std::string_view wire);
+  absl::Status WaitDurable(const LedgerWriter::Ticket& ticket) const { return writer_.WaitDurable(ticket); }
+  absl::Status CompleteAll(const std::vector<std::string>& request_ids);
+
   // Replaces commands that are at or near expiry with freshly signed ones.
   absl::Status ReissueExpiring(absl::Duration margin);
 

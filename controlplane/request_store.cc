@@ -68,6 +68,7 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
       }
       if (!s.consent_change_id().empty()) r.consent_entry = consent_entries_.at(s.consent_change_id());
       order_.push_back(r.request_id);
+      in_progress_.emplace(seq, r.request_id);
       for (const auto& t : r.submitted.subject())
         open_by_token_[t.type() + '\0' + t.token()].push_back(r.request_id);
       requests_[r.request_id] = std::move(r);
@@ -103,6 +104,8 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
           c.outcome() == v1::RequestCompleted::COMPLETED ? v1::COMPLETED : v1::FAILED;
       it->second.completed_unix_ms = e.time_unix_ms();
       it->second.completed_entry = seq;
+      in_progress_.erase(it->second.submitted_entry);
+      ++(it->second.state == v1::COMPLETED ? completed_ : failed_);
       for (const auto& t : it->second.submitted.subject()) {
         auto o = open_by_token_.find(t.type() + '\0' + t.token());
         if (o == open_by_token_.end()) continue;
@@ -173,6 +176,20 @@ std::vector<RequestRecord> RequestStore::List() const {
   return out;
 }
 
+RequestStore::Tally RequestStore::Count(absl::Time now) const {
+  std::lock_guard<std::mutex> l(mu_);
+  Tally t;
+  t.in_progress = in_progress_.size();
+  t.completed = completed_;
+  t.failed = failed_;
+  for (const auto& [entry, id] : in_progress_) {
+    const RequestRecord& r = requests_.at(id);
+    if (r.Overdue(now)) ++t.overdue;
+    for (const auto& d : r.domains) t.domains_needing_identity += d.state == v1::NEEDS_IDENTITY ? 1 : 0;
+  }
+  return t;
+}
+
 std::vector<RequestRecord> RequestStore::ListPage(uint64_t after, size_t limit,
                                                   const std::function<bool(const RequestRecord&)>& keep,
                                                   bool* more) const {
@@ -237,9 +254,8 @@ std::vector<PendingCommand> RequestStore::Pending(absl::Time now,
                                                   absl::Duration expiry_margin) const {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<PendingCommand> out;
-  for (const auto& id : order_) {
+  for (const auto& [entry, id] : in_progress_) {
     const RequestRecord& r = requests_.at(id);
-    if (r.state != v1::IN_PROGRESS) continue;
     for (const auto& d : r.domains) {
       if (d.state != v1::PENDING || d.command_id.empty()) continue;
       const CommandRecord& c = commands_.at(d.command_id);
@@ -277,9 +293,8 @@ std::vector<uint64_t> RequestStore::EvidenceEntries(const std::string& request_i
 std::vector<std::string> RequestStore::AnsweredButOpen() const {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<std::string> out;
-  for (const auto& id : order_) {
+  for (const auto& [entry, id] : in_progress_) {
     const RequestRecord& r = requests_.at(id);
-    if (r.state != v1::IN_PROGRESS) continue;
     bool all = true;
     for (const auto& d : r.domains) all = all && (d.state == v1::DONE || d.state == v1::DOMAIN_FAILED);
     if (all) out.push_back(id);

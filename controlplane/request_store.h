@@ -121,6 +121,11 @@ class RequestStore {
 
   std::optional<RequestRecord> Get(const std::string& request_id) const;
   std::vector<RequestRecord> List() const;
+  // How many requests are in each state, for metrics: costs the open requests only.
+  struct Tally {
+    uint64_t in_progress = 0, completed = 0, failed = 0, overdue = 0, domains_needing_identity = 0;
+  };
+  Tally Count(absl::Time now) const;
   // One page, in submission order: up to `limit` requests recorded after ledger entry `after`
   // (0: from the first) that `keep` accepts (none: all); `more` tells whether another
   // accepted one follows. Copies only the page.
@@ -169,6 +174,10 @@ class RequestStore {
   uint64_t version_ = 0;
   std::map<std::string, RequestRecord> requests_;
   std::vector<std::string> order_;  // request ids in submission order
+  // The requests still IN_PROGRESS, by submission entry: what the outbox walks on every pass,
+  // so that a pass costs the open requests, not every request ever recorded.
+  std::map<uint64_t, std::string> in_progress_;
+  uint64_t completed_ = 0, failed_ = 0;  // ended requests, by outcome
   std::map<std::string, CommandRecord> commands_;
   std::vector<AgentRecord> agents_;
   std::map<std::string, int> attempts_;

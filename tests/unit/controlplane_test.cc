@@ -337,6 +337,27 @@ TEST(RequestStore, OpenRequestsAreFoundByTokenUntilTheyComplete) {
   EXPECT_EQ(store.Get("r4")->state, v1::COMPLETED);
   EXPECT_THAT(store.OpenWithToken("user_id", Token("u-c")), ElementsAre());
   EXPECT_THAT(store.OpenWithToken("email", Token("c@example.org")), ElementsAre());
+  // The metrics' tally, kept from the open requests alone, agrees with the full list.
+  for (const absl::Time at : {t0, t0 + absl::Hours(24 * 365)}) {
+    uint64_t open = 0, waiting = 0, overdue = 0;
+    for (const auto& r : store.List()) {
+      if (r.state != v1::IN_PROGRESS) continue;
+      ++open;
+      overdue += r.Overdue(at) ? 1 : 0;
+      for (const auto& d : r.domains) waiting += d.state == v1::NEEDS_IDENTITY ? 1 : 0;
+    }
+    const RequestStore::Tally tally = store.Count(at);
+    EXPECT_EQ(tally.in_progress, open);
+    EXPECT_EQ(tally.completed, 1u);
+    EXPECT_EQ(tally.failed, 0u);
+    EXPECT_EQ(tally.overdue, overdue);
+    EXPECT_EQ(tally.domains_needing_identity, waiting);
+    EXPECT_GT(waiting, 0u);
+    EXPECT_THAT(store.Pending(at, absl::ZeroDuration()), ::testing::Each(::testing::Field(
+        &PendingCommand::command, ::testing::Field(&CommandRecord::request_id, ::testing::Ne("r4")))));
+  }
+  EXPECT_EQ(store.Count(t0).overdue, 0u);
+  EXPECT_GT(store.Count(t0 + absl::Hours(24 * 365)).overdue, 0u);
 }
 
 // lethed checks a receipt before recording it and again when the recorded entry is applied;
