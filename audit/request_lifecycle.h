@@ -23,6 +23,9 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "crypto/crypto.h"
@@ -132,9 +135,10 @@ class RequestLifecycle {
   // CheckReceipt, with the signature check made only when `verify_signature`.
   absl::Status CheckReceiptImpl(const v1::ReceiptRecorded& rr, bool refusal_allowed,
                                 v1::Receipt* verified, bool verify_signature) const;
-  std::map<std::string, Request> requests_;
-  std::map<std::string, Command> commands_;
-  std::set<std::string> receipted_commands_;
+  // Keyed by random ids and looked up once per entry: hashed, not ordered.
+  absl::node_hash_map<std::string, Request> requests_;
+  absl::flat_hash_map<std::string, Command> commands_;
+  absl::flat_hash_set<std::string> receipted_commands_;
   std::multimap<std::string, AgentKey> agent_keys_;  // domain -> keys
   std::map<std::string, PlannedByConsent> consent_plans_;  // change_id -> planned erasure
   std::map<std::string, v1::ConsentStatus> consent_status_;  // "type/token hex/purpose" -> latest

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 
@@ -74,6 +75,32 @@ bool IdentityVault::HasRequestKey(const std::string& request_id) const {
   std::lock_guard<std::mutex> l(mu_);
   if (cache_.count(request_id) > 0) return true;
   return destroying_.count(request_id) == 0 && fs::exists(KeyPath(request_id));
+}
+
+absl::StatusOr<std::vector<std::string>> IdentityVault::StoredRequestKeys() {
+  std::vector<std::string> ids;
+  bool removed = false;
+  std::error_code ec;
+  for (const auto& f : fs::directory_iterator(dir_ + "/keys", ec)) {
+    const std::string name = f.path().filename().string();
+    if (name.find(".key.tmp-") != std::string::npos) {
+      if (::unlink(f.path().c_str()) != 0 && errno != ENOENT)
+        return absl::UnavailableError("cannot remove " + f.path().string());
+      removed = true;
+    } else if (name.size() > 4 && name.compare(name.size() - 4, 4, ".key") == 0) {
+      ids.push_back(name.substr(0, name.size() - 4));
+    }
+  }
+  if (ec) return absl::UnavailableError("cannot list " + dir_ + "/keys: " + ec.message());
+  if (removed) {
+    int dfd = ::open((dir_ + "/keys").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      ::fsync(dfd);
+      ::close(dfd);
+    }
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
 }
 
 absl::Status IdentityVault::DestroyRequestKey(const std::string& request_id) {

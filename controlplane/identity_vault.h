@@ -39,6 +39,10 @@ class IdentityVault {
   // The same for many keys, with one directory sync for all of them.
   absl::Status DestroyRequestKeys(const std::vector<std::string>& request_ids);
   bool HasRequestKey(const std::string& request_id) const;
+  // The request ids that have a key file, and the temporary files an interrupted
+  // CreateRequestKey left (removed here: they are never a request's key). For the start-up
+  // sweep of keys whose request has ended, which so costs the keys on disk, not the requests.
+  absl::StatusOr<std::vector<std::string>> StoredRequestKeys();
 
  private:
   IdentityVault(std::string dir, SecretBytes pepper)

@@ -63,9 +63,13 @@ absl::Time OutboxPublisher::PublishDue() {
     }
     auto wire = manager_.CommandWire(c);
     if (absl::IsNotFound(wire.status())) {
-      // Its key is gone: the request ended after Pending was read. Nothing to publish.
+      // Its key is gone: the request ended after Pending was read, or every domain has answered
+      // since and its completion is being recorded (the key goes first). Nothing to publish.
       auto r = store_.Get(c.request_id);
       if (!r || r->state != v1::IN_PROGRESS) continue;
+      bool answered = true;
+      for (const auto& d : r->domains) answered = answered && (d.state == v1::DONE || d.state == v1::DOMAIN_FAILED);
+      if (answered) continue;
     }
     due.push_back(Due{&c, sched, wire.status()});
     if (wire.ok()) {

@@ -643,12 +643,18 @@ absl::StatusOr<std::string> RequestManager::CommandWire(const CommandRecord& com
 
 absl::Status RequestManager::Recover() {
   LETHE_RETURN_IF_ERROR(CompleteAll(store_.AnsweredButOpen()));
-  for (const auto& r : store_.List()) {
-    if (r.state != v1::IN_PROGRESS && vault_.HasRequestKey(r.request_id)) {
-      LETHE_RETURN_IF_ERROR(vault_.DestroyRequestKey(r.request_id));
-      spdlog::info("request {}: destroyed a key left behind by a crash", r.request_id);
-    }
+  // Keys on disk whose request is not open: ended (a crash between the key's destruction and
+  // its sync) or never recorded (a crash during a submission). Either way nothing may read
+  // them again.
+  LETHE_ASSIGN_OR_RETURN(std::vector<std::string> stored, vault_.StoredRequestKeys());
+  std::vector<std::string> stale;
+  for (auto& id : stored) {
+    auto r = store_.Get(id);
+    if (!r || r->state != v1::IN_PROGRESS) stale.push_back(std::move(id));
   }
+  if (stale.empty()) return absl::OkStatus();
+  LETHE_RETURN_IF_ERROR(vault_.DestroyRequestKeys(stale));
+  spdlog::info("destroyed {} request key(s) left behind by a crash", stale.size());
   return absl::OkStatus();
 }
 

@@ -76,8 +76,10 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
     }
     case v1::LedgerEntry::kCommandIssued: {
       const auto& c = e.command_issued();
-      for (auto& d : requests_.at(c.request_id()).domains)
+      RequestRecord& r = requests_.at(c.request_id());
+      for (auto& d : r.domains)
         if (d.domain == c.domain()) d.command_id = c.command_id();
+      r.command_entries.push_back(seq);
       commands_[c.command_id()] =
           CommandRecord{c.command_id(), c.request_id(),   c.domain(),           c.command_digest(),
                         c.sealed_envelope(), c.not_after_unix_ms(), seq, c.recipient_key_id()};
@@ -106,6 +108,16 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
       it->second.completed_entry = seq;
       in_progress_.erase(it->second.submitted_entry);
       ++(it->second.state == v1::COMPLETED ? completed_ : failed_);
+      // Its key is destroyed: what was sealed under it can never be opened again, so it is
+      // not kept in memory (the ledger keeps it, as evidence). The rest is what is shown.
+      it->second.submitted.clear_sealed();
+      it->second.sealed_additions.clear();
+      it->second.sealed_additions.shrink_to_fit();
+      for (const auto& d : it->second.domains) {
+        if (d.command_id.empty()) continue;
+        auto c = commands_.find(d.command_id);
+        if (c != commands_.end()) std::string().swap(c->second.sealed_envelope);
+      }
       for (const auto& t : it->second.submitted.subject()) {
         auto o = open_by_token_.find(t.type() + '\0' + t.token());
         if (o == open_by_token_.end()) continue;
@@ -273,8 +285,7 @@ std::vector<uint64_t> RequestStore::EvidenceEntries(const std::string& request_i
   if (it == requests_.end()) return out;
   const RequestRecord& r = it->second;
   out.push_back(r.submitted_entry);
-  for (const auto& [id, c] : commands_)
-    if (c.request_id == request_id) out.push_back(c.entry);
+  out.insert(out.end(), r.command_entries.begin(), r.command_entries.end());
   for (const auto& d : r.domains) {
     if (!d.receipt) continue;
     out.push_back(d.receipt_entry);

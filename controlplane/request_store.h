@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "audit/request_lifecycle.h"
@@ -69,6 +70,7 @@ struct RequestRecord {
   std::vector<ExtensionRecord> extensions;
   std::vector<std::string> sealed_additions;  // IdentitiesAdded.sealed, in order
   std::vector<uint64_t> addition_entries;     // their ledger indices
+  std::vector<uint64_t> command_entries;      // every CommandIssued of the request, re-issues too
   uint64_t consent_entry = 0;              // ConsentChanged that planned it, if any
   v1::RequestState state = v1::IN_PROGRESS;
   int64_t completed_unix_ms = 0;
@@ -172,13 +174,13 @@ class RequestStore {
   mutable std::mutex mu_;
   mutable std::condition_variable changed_;
   uint64_t version_ = 0;
-  std::map<std::string, RequestRecord> requests_;
+  absl::node_hash_map<std::string, RequestRecord> requests_;  // by id; order_ keeps the order
   std::vector<std::string> order_;  // request ids in submission order
   // The requests still IN_PROGRESS, by submission entry: what the outbox walks on every pass,
   // so that a pass costs the open requests, not every request ever recorded.
   std::map<uint64_t, std::string> in_progress_;
   uint64_t completed_ = 0, failed_ = 0;  // ended requests, by outcome
-  std::map<std::string, CommandRecord> commands_;
+  absl::node_hash_map<std::string, CommandRecord> commands_;
   std::vector<AgentRecord> agents_;
   std::map<std::string, int> attempts_;
   std::map<std::string, std::string> rejections_;

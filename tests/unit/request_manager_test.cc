@@ -270,6 +270,34 @@ TEST_F(RequestManagerTest, GoodReceiptsAreRecordedAndTheLastCompletesTheRequestA
   EXPECT_EQ(cp_.manager().receipt_counters().recorded.load(), 2u);
 }
 
+TEST_F(RequestManagerTest, RecoverDestroysEveryKeyWhoseRequestIsNotOpenAndKeepsTheOpenOnes) {
+  const std::string open = Submit({{"email", "olive@example.com"}});
+  const std::string done = Submit({{"email", "otto@example.com"}, {"user_id", "u-otto"}});
+  ASSERT_TRUE(cp_.manager().RecordReceipt(ControlPlane::ReceiptWire(cp_.CommandFor(done, "growth"), growth_.sign)).ok());
+  ASSERT_TRUE(cp_.manager()
+                  .RecordReceipt(ControlPlane::ReceiptWire(cp_.CommandFor(done, "assessments"), assessments_.sign))
+                  .ok());
+  ASSERT_EQ(cp_.store().Get(done)->state, v1::COMPLETED);
+  ASSERT_FALSE(cp_.vault().HasRequestKey(done));
+  // What a crash can leave: the key of an ended request, the key of a submission that was
+  // never recorded, and a key file half-made by CreateRequestKey.
+  const std::string keys = cp_.dir().File("vault") + "/keys/";
+  ASSERT_TRUE(lethe::WriteFileAtomic(keys + done + ".key", std::string(32, 'k'), 0600).ok());
+  ASSERT_TRUE(cp_.vault().CreateRequestKey("never-recorded").ok());
+  ASSERT_TRUE(lethe::WriteFileAtomic(keys + "half.key.tmp-abcdef", std::string(32, 't'), 0600).ok());
+  ASSERT_TRUE(cp_.vault().HasRequestKey(done));
+
+  ASSERT_TRUE(cp_.manager().Recover().ok());
+  EXPECT_TRUE(cp_.vault().HasRequestKey(open));
+  EXPECT_FALSE(cp_.vault().HasRequestKey(done));
+  EXPECT_FALSE(cp_.vault().HasRequestKey("never-recorded"));
+  std::vector<std::string> left;
+  for (const auto& f : std::filesystem::directory_iterator(keys)) left.push_back(f.path().filename().string());
+  EXPECT_THAT(left, ElementsAre(open + ".key"));
+  // The open request still publishes: its key is the one it was sealed under.
+  EXPECT_TRUE(cp_.manager().CommandWire(cp_.CommandFor(open, "growth")).ok());
+}
+
 TEST_F(RequestManagerTest, ARefusalKeepsTheCommandOpenAndRecordsNothing) {
   const std::string id = Submit({{"email", "ivy@example.com"}});
   const CommandRecord c = cp_.CommandFor(id, "growth");
