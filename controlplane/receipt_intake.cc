@@ -62,15 +62,15 @@ void ReceiptIntake::Run() {
         answered.clear();
       }
     }
+    // The requests the durable receipts answered in full end now, even when a later receipt
+    // of the batch failed (it is read again; these are not).
+    if (!answered.empty())
+      if (absl::Status c = manager_.CompleteAll(answered); !c.ok() && failed.ok()) failed = c;
     // Commit, per partition, the last offset of the durable prefix.
     std::map<int32_t, const kafka::Message*> commit;
     for (size_t i = 0; i < done; ++i) commit[batch[i].partition] = &batch[i];
     for (const auto& [partition, m] : commit)
       if (absl::Status c = consumer_->Commit(*m); !c.ok()) spdlog::warn("receipt intake: {}", c.ToString());
-    // The requests the durable receipts answered in full end now, even when a later receipt
-    // of the batch failed (it is read again; these are not).
-    if (!answered.empty())
-      if (absl::Status c = manager_.CompleteAll(answered); !c.ok() && failed.ok()) failed = c;
     if (!failed.ok()) {
       spdlog::error("receipt intake: will retry: {}", failed.ToString());
       // Read again from the first receipt not known durable, in each partition.
