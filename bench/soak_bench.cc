@@ -1,0 +1,201 @@
+// Memory under load: a long run of mixed consent changes and erasures through gRPC, with the
+// agents running, sampling the resident memory of lethed and of each agent; prints each
+// one's slope after warm-up and how many requests are left IN_PROGRESS at the end.
+//
+// lethed runs in this process (mutual TLS, fdatasync on, embedded Kafka); the three agents
+// (assessments, growth, billing) run as lethe-agent child processes, so that each one's
+// resident memory is its own (/proc/PID/status VmRSS). This process's RSS is lethed's plus
+// the load's few client threads. The load, from --clients threads at about --rate calls/s in
+// all: consent changes of a fixed pool of 2,000 people (grants and withdrawals of
+// "research", which plans nothing, and of "marketing", whose withdrawal plans an erasure in
+// growth), and one explicit erasure of a planted person (all three domains) every
+// --erasure-every calls. PostgreSQL runs with fsync off, as in the tests. The slope is a least-squares fit
+// of RSS against time over the samples after --warmup-minutes.
+//
+//   build/bench/soak_bench --minutes 30 --warmup-minutes 5 --rate 100 --erasure-every 20
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_format.h"
+#include "base/status.h"
+#include "spdlog/spdlog.h"
+#include "tests/support/mesh.h"
+#include "tests/support/subprocess.h"
+
+namespace lethe::bench {
+namespace {
+
+constexpr char kAgent[] = LETHE_BINARY_DIR "/agents/lethe-agent";
+
+// VmRSS of a process in KB, or -1.
+int64_t RssKb(const std::string& pid) {
+  std::ifstream in("/proc/" + pid + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  return -1;
+}
+
+// Least-squares slope of y against x.
+double Slope(const std::vector<double>& x, const std::vector<double>& y) {
+  const double n = static_cast<double>(x.size());
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    sx += x[i];
+    sy += y[i];
+    sxx += x[i] * x[i];
+    sxy += x[i] * y[i];
+  }
+  const double d = n * sxx - sx * sx;
+  return d == 0 ? 0 : (n * sxy - sx * sy) / d;
+}
+
+int Run(int argc, char** argv) {
+  double minutes = 30, warmup_minutes = 5, rate = 100;
+  int clients = 4, erasure_every = 20;
+  double sample_seconds = 10;
+  CLI::App app{"soak_bench: resident memory of lethed and the agents under a long mixed load"};
+  app.add_option("--minutes", minutes, "length of the load")->capture_default_str();
+  app.add_option("--warmup-minutes", warmup_minutes, "samples before this are left out of the slope")
+      ->capture_default_str();
+  app.add_option("--rate", rate, "calls per second, all clients together")->capture_default_str();
+  app.add_option("--clients", clients, "gRPC client threads")->capture_default_str();
+  app.add_option("--erasure-every", erasure_every, "one erasure per this many calls")->capture_default_str();
+  app.add_option("--sample-seconds", sample_seconds, "RSS sampling interval")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::warn);
+  auto fail = [](const std::string& what, const absl::Status& s) {
+    fprintf(stderr, "soak_bench: %s: %s\n", what.c_str(), s.ToString().c_str());
+    return 1;
+  };
+
+  testing::Mesh::Options mo;
+  mo.start_agents = false;
+  auto started = testing::Mesh::Start(mo);
+  if (!started.ok()) return fail("cannot start the mesh", started.status());
+  testing::Mesh& mesh = **started;
+  std::map<std::string, std::unique_ptr<testing::Subprocess>> agents;
+  for (const auto& d : mesh.domains()) {
+    auto p = testing::Subprocess::Spawn(
+        {kAgent, "--domain", d, "--postgres", mesh.pg().Dsn(d), "--policy", mesh.policy_path(), "--key",
+         mesh.agent_key(d), "--control-plane-key", mesh.lethed_pub(), "--kafka-bootstrap",
+         "@" + mesh.data_dir() + "/kafka.bootstrap", "--kafka-fetch-wait", "10ms"},
+        mesh.work_dir() + "/agent-" + d + ".log");
+    if (!p.ok()) return fail("agent " + d, p.status());
+    agents[d] = *std::move(p);
+  }
+  // People to erase, planted up front: one erasure per erasure_every calls.
+  const int64_t erasures = static_cast<int64_t>(rate * minutes * 60 / erasure_every) + clients;
+  std::vector<testing::Person> people;
+  for (int64_t i = 0; i < erasures; ++i)
+    people.push_back({std::to_string(700000000 + i), absl::StrFormat("soak-%d@example.com", i)});
+  if (absl::Status s = mesh.PlantMany(people); !s.ok()) return fail("plant", s);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> next_person{0}, calls{0}, failures{0};
+  std::vector<std::thread> threads;
+  const absl::Duration gap = absl::Seconds(clients / rate);
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      auto consent = mesh.Consent();
+      auto requests = mesh.Requests();
+      absl::Time next = absl::Now();
+      for (int64_t n = 0; !stop; ++n) {
+        grpc::ClientContext ctx;
+        grpc::Status st;
+        if (n % erasure_every == erasure_every - 1) {
+          const int64_t i = next_person++;
+          if (i >= static_cast<int64_t>(people.size())) continue;
+          v1::SubmitRequest req;
+          auto* e = req.add_identities();
+          e->set_type("email");
+          e->set_value(people[i].email);
+          auto* u = req.add_identities();
+          u->set_type("user_id");
+          u->set_value(people[i].user_id);
+          req.set_reason("soak");
+          v1::SubmitResponse resp;
+          st = requests->Submit(&ctx, req, &resp);
+        } else {
+          v1::ChangeConsentRequest req;
+          req.mutable_identity()->set_type("email");
+          req.mutable_identity()->set_value(absl::StrFormat("pool-%d@example.com", (n * 7 + c * 131) % 2000));
+          req.set_purpose(n % 10 == 0 ? "marketing" : "research");
+          req.set_status(n % 4 < 2 ? v1::GRANTED : v1::WITHDRAWN);
+          req.set_source("soak-bench");
+          v1::ConsentChangeView resp;
+          st = consent->Change(&ctx, req, &resp);
+        }
+        ++calls;
+        if (!st.ok()) ++failures;
+        next += gap;
+        absl::SleepFor(next - absl::Now());  // paces the load; a negative wait returns at once
+      }
+    });
+  }
+
+  struct Series {
+    std::vector<double> minutes, kb;
+  };
+  std::map<std::string, Series> series;
+  const absl::Time t0 = absl::Now();
+  printf("soak_bench: %.0f min at %.0f calls/s from %d clients (1 erasure per %d calls), lethed in this process, "
+         "3 agents as processes\n  minute  calls  lethed KB", minutes, rate, clients, erasure_every);
+  for (const auto& [d, p] : agents) printf("  %s KB", d.c_str());
+  printf("\n");
+  while (absl::Now() - t0 < absl::Minutes(minutes)) {
+    absl::SleepFor(absl::Seconds(sample_seconds));
+    const double m = absl::ToDoubleMinutes(absl::Now() - t0);
+    std::map<std::string, int64_t> kb = {{"lethed", RssKb("self")}};
+    for (const auto& [d, p] : agents) {
+      if (!p->Running()) return fail("agent " + d, absl::InternalError("exited: " + testing::Tail(p->Log(), 5)));
+      kb[d] = RssKb(std::to_string(p->pid()));
+    }
+    for (const auto& [name, v] : kb) {
+      series[name].minutes.push_back(m);
+      series[name].kb.push_back(static_cast<double>(v));
+    }
+    printf("  %6.1f %6lld %10lld", m, static_cast<long long>(calls.load()), static_cast<long long>(kb["lethed"]));
+    for (const auto& [d, p] : agents) printf(" %10lld", static_cast<long long>(kb[d]));
+    printf("\n");
+    fflush(stdout);
+  }
+  stop = true;
+  for (auto& t : threads) t.join();
+
+  // Nothing may be left open: wait for the last erasures to complete.
+  controlplane::RequestStore& store = mesh.lethed().store();
+  uint64_t seen = store.version();
+  const absl::Time drain = absl::Now();
+  while (store.Count(absl::Now()).in_progress > 0 && absl::Now() - drain < absl::Minutes(2))
+    seen = store.WaitForChange(seen, absl::Milliseconds(200));
+  const controlplane::RequestStore::Tally tally = store.Count(absl::Now());
+
+  printf("  calls %lld (%lld failed); requests completed %llu, failed %llu, left IN_PROGRESS %llu\n",
+         static_cast<long long>(calls.load()), static_cast<long long>(failures.load()),
+         static_cast<unsigned long long>(tally.completed), static_cast<unsigned long long>(tally.failed),
+         static_cast<unsigned long long>(tally.in_progress));
+  printf("  RSS slope after %.0f min of warm-up (least squares), KB per minute:\n", warmup_minutes);
+  for (const auto& [name, s] : series) {
+    std::vector<double> x, y;
+    for (size_t i = 0; i < s.minutes.size(); ++i) {
+      if (s.minutes[i] < warmup_minutes) continue;
+      x.push_back(s.minutes[i]);
+      y.push_back(s.kb[i]);
+    }
+    if (x.size() < 2) continue;
+    printf("    %-12s %+8.1f KB/min  (from %.0f to %.0f KB over %.1f min)\n", name.c_str(), Slope(x, y), y.front(),
+           y.back(), x.back() - x.front());
+  }
+  return tally.in_progress == 0 && failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace lethe::bench
+
+int main(int argc, char** argv) { return lethe::bench::Run(argc, argv); }
