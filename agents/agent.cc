@@ -6,7 +6,6 @@
 #include <prometheus/registry.h>
 
 #include <algorithm>
-#include <map>
 #include <vector>
 
 #include "agents/postgres_purger.h"
@@ -134,15 +133,10 @@ void Agent::Run() {
   absl::Duration backoff = options_.min_backoff;
   while (!stop_) {
     // The first command waits for the broker; the rest of the batch is what is already here.
-    std::vector<kafka::Message> batch;
-    auto polled = consumer_->Poll(absl::Milliseconds(200));
-    while (polled.ok() && polled->has_value()) {
-      batch.push_back(**std::move(polled));
-      if (batch.size() >= kMaxBatch) break;
-      polled = consumer_->Poll(absl::ZeroDuration());
-    }
+    absl::Status polled;
+    const std::vector<kafka::Message> batch = consumer_->PollBatch(absl::Milliseconds(200), kMaxBatch, &polled);
     if (!polled.ok()) {
-      spdlog::error("domain {}: {}", options_.domain, polled.status().ToString());
+      spdlog::error("domain {}: {}", options_.domain, polled.ToString());
       if (batch.empty()) {
         Backoff(backoff);
         continue;
@@ -170,13 +164,9 @@ void Agent::Run() {
       outgoing_.clear();
     }
     // Offsets only after the receipts of everything before them are delivered.
-    std::map<int32_t, const kafka::Message*> commit;
-    for (size_t i = 0; i < done; ++i) commit[batch[i].partition] = &batch[i];
-    for (const auto& [partition, m] : commit) {
-      if (absl::Status c = consumer_->Commit(*m); !c.ok() && st.ok()) {
-        st = c;
-        done = batch.size();  // the receipts went out; a redelivery replays them
-      }
+    if (absl::Status c = consumer_->CommitThrough(batch, done); !c.ok() && st.ok()) {
+      st = c;
+      done = batch.size();  // the receipts went out; a redelivery replays them
     }
     if (st.ok()) {
       backoff = options_.min_backoff;
@@ -189,10 +179,8 @@ void Agent::Run() {
     if (done < batch.size()) {
       spdlog::warn("domain {}: will retry command at offset {} in {}: {}", options_.domain, batch[done].offset,
                    absl::FormatDuration(backoff), st.ToString());
-      std::map<int32_t, const kafka::Message*> rewind;
-      for (size_t i = batch.size(); i-- > done;) rewind[batch[i].partition] = &batch[i];
-      for (const auto& [partition, m] : rewind)
-        if (absl::Status r = consumer_->Rewind(*m); !r.ok()) spdlog::warn("domain {}: {}", options_.domain, r.ToString());
+      if (absl::Status r = consumer_->RewindFrom(batch, done); !r.ok())
+        spdlog::warn("domain {}: {}", options_.domain, r.ToString());
     } else {
       spdlog::warn("domain {}: {}", options_.domain, st.ToString());
     }

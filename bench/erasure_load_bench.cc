@@ -165,14 +165,7 @@ int Run(int argc, char** argv) {
         // One connection per client for the whole run, as a real client keeps it.
         auto stub = mesh.Requests();
         for (int i = next++; i < n; i = next++) {
-          v1::SubmitRequest req;
-          auto* e = req.add_identities();
-          e->set_type("email");
-          e->set_value(people[i].email);
-          auto* u = req.add_identities();
-          u->set_type("user_id");
-          u->set_value(people[i].user_id);
-          req.set_reason("load");
+          const v1::SubmitRequest req = testing::Mesh::ErasureOf(people[i], "load");
           v1::SubmitResponse resp;
           grpc::ClientContext ctx;
           if (grpc::Status st = stub->Submit(&ctx, req, &resp); !st.ok()) {

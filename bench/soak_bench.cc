@@ -111,14 +111,7 @@ int Run(int argc, char** argv) {
         if (n % erasure_every == erasure_every - 1) {
           const int64_t i = next_person++;
           if (i >= static_cast<int64_t>(people.size())) continue;
-          v1::SubmitRequest req;
-          auto* e = req.add_identities();
-          e->set_type("email");
-          e->set_value(people[i].email);
-          auto* u = req.add_identities();
-          u->set_type("user_id");
-          u->set_value(people[i].user_id);
-          req.set_reason("soak");
+          const v1::SubmitRequest req = testing::Mesh::ErasureOf(people[i], "soak");
           v1::SubmitResponse resp;
           st = requests->Submit(&ctx, req, &resp);
         } else {

@@ -1,6 +1,5 @@
 #include "controlplane/receipt_intake.h"
 
-#include <map>
 #include <optional>
 #include <vector>
 
@@ -24,14 +23,9 @@ void ReceiptIntake::Run() {
   absl::Duration backoff = absl::Milliseconds(100);
   while (!stop_) {
     // The first receipt waits for the broker; the rest of the batch is what is already here.
-    std::vector<kafka::Message> batch;
-    auto polled = consumer_->Poll(absl::Milliseconds(200));
-    while (polled.ok() && polled->has_value()) {
-      batch.push_back(**std::move(polled));
-      if (batch.size() >= kMaxBatch) break;
-      polled = consumer_->Poll(absl::ZeroDuration());
-    }
-    if (!polled.ok()) spdlog::error("receipt intake: {}", polled.status().ToString());
+    absl::Status polled;
+    const std::vector<kafka::Message> batch = consumer_->PollBatch(absl::Milliseconds(200), kMaxBatch, &polled);
+    if (!polled.ok()) spdlog::error("receipt intake: {}", polled.ToString());
     if (batch.empty()) continue;
 
     std::optional<LedgerWriter::Ticket> last;
@@ -67,16 +61,11 @@ void ReceiptIntake::Run() {
     if (!answered.empty())
       if (absl::Status c = manager_.CompleteAll(answered); !c.ok() && failed.ok()) failed = c;
     // Commit, per partition, the last offset of the durable prefix.
-    std::map<int32_t, const kafka::Message*> commit;
-    for (size_t i = 0; i < done; ++i) commit[batch[i].partition] = &batch[i];
-    for (const auto& [partition, m] : commit)
-      if (absl::Status c = consumer_->Commit(*m); !c.ok()) spdlog::warn("receipt intake: {}", c.ToString());
+    if (absl::Status c = consumer_->CommitThrough(batch, done); !c.ok()) spdlog::warn("receipt intake: {}", c.ToString());
     if (!failed.ok()) {
       spdlog::error("receipt intake: will retry: {}", failed.ToString());
       // Read again from the first receipt not known durable, in each partition.
-      std::map<int32_t, const kafka::Message*> rewind;
-      for (size_t i = batch.size(); i-- > done;) rewind[batch[i].partition] = &batch[i];
-      for (const auto& [partition, m] : rewind) (void)consumer_->Rewind(*m);
+      (void)consumer_->RewindFrom(batch, done);
       absl::SleepFor(backoff);  // a bounded pause before retrying a failing ledger
       backoff = std::min(backoff * 2, absl::Seconds(5));
       continue;

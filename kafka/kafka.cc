@@ -283,6 +283,34 @@ absl::StatusOr<std::optional<Message>> Consumer::Poll(absl::Duration timeout) {
   return std::optional<Message>(std::move(out));
 }
 
+std::vector<Message> Consumer::PollBatch(absl::Duration wait, size_t max, absl::Status* error) {
+  std::vector<Message> batch;
+  auto polled = Poll(wait);
+  while (polled.ok() && polled->has_value()) {
+    batch.push_back(**std::move(polled));
+    if (batch.size() >= max) break;
+    polled = Poll(absl::ZeroDuration());
+  }
+  *error = polled.status();
+  return batch;
+}
+
+absl::Status Consumer::CommitThrough(const std::vector<Message>& batch, size_t n) {
+  std::map<int32_t, const Message*> last;
+  for (size_t i = 0; i < n && i < batch.size(); ++i) last[batch[i].partition] = &batch[i];
+  absl::Status first;
+  for (const auto& [partition, m] : last) first.Update(Commit(*m));
+  return first;
+}
+
+absl::Status Consumer::RewindFrom(const std::vector<Message>& batch, size_t from) {
+  std::map<int32_t, const Message*> earliest;
+  for (size_t i = batch.size(); i-- > from;) earliest[batch[i].partition] = &batch[i];
+  absl::Status first;
+  for (const auto& [partition, m] : earliest) first.Update(Rewind(*m));
+  return first;
+}
+
 absl::Status Consumer::Commit(const Message& m) {
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(list, m.topic.c_str(), m.partition)->offset = m.offset + 1;

@@ -119,6 +119,16 @@ class Consumer {
   // Rewinds m's partition so that m is delivered again.
   absl::Status Rewind(const Message& m);
 
+  // For loops that take several messages at a time. PollBatch waits up to `wait` for the
+  // first message, then takes what is already fetched, up to `max` in all; a fatal error
+  // ends the batch and is put in *error (what came before it is returned).
+  std::vector<Message> PollBatch(absl::Duration wait, size_t max, absl::Status* error);
+  // Commits, per partition, the last message of batch[0, n); the first error, if any.
+  absl::Status CommitThrough(const std::vector<Message>& batch, size_t n);
+  // Rewinds each partition to its first message in batch[from, end), so that everything
+  // from there is delivered again; the first error, if any.
+  absl::Status RewindFrom(const std::vector<Message>& batch, size_t from);
+
  private:
   Consumer() = default;
   rd_kafka_t* rk_ = nullptr;

@@ -396,7 +396,7 @@ absl::StatusOr<int64_t> Mesh::Rows(const std::string& domain, const Person& p) {
   return std::stoll(n);
 }
 
-absl::StatusOr<std::string> Mesh::Erase(const Person& p) {
+v1::SubmitRequest Mesh::ErasureOf(const Person& p, const std::string& reason) {
   v1::SubmitRequest req;
   auto* e = req.add_identities();
   e->set_type("email");
@@ -404,7 +404,12 @@ absl::StatusOr<std::string> Mesh::Erase(const Person& p) {
   auto* u = req.add_identities();
   u->set_type("user_id");
   u->set_value(p.user_id);
-  req.set_reason("test");
+  req.set_reason(reason);
+  return req;
+}
+
+absl::StatusOr<std::string> Mesh::Erase(const Person& p) {
+  const v1::SubmitRequest req = ErasureOf(p);
   v1::SubmitResponse resp;
   grpc::ClientContext ctx;
   grpc::Status s = Requests()->Submit(&ctx, req, &resp);

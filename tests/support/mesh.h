@@ -104,6 +104,8 @@ class Mesh {
   // Rows of the person still present in the domain, over all its tables.
   absl::StatusOr<int64_t> Rows(const std::string& domain, const Person& p);
 
+  // The Submit request for an erasure of `p`: both identities, `reason`.
+  static v1::SubmitRequest ErasureOf(const Person& p, const std::string& reason = "test");
   // Submits an erasure of `p` (both identities) and returns the request id.
   absl::StatusOr<std::string> Erase(const Person& p);
   // Waits until the request leaves IN_PROGRESS or `timeout` passes; returns its last view.
