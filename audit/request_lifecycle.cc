@@ -84,7 +84,7 @@ absl::Status RequestLifecycle::CheckActivation(const v1::PolicyActivated& pa) co
 }
 
 absl::Status RequestLifecycle::CheckSubmitted(const v1::RequestSubmitted& r) const {
-  if (requests_.count(r.request_id())) return Contradicts("request id submitted twice");
+  if (requests_.count(r.request_id()) || Ended(r.request_id())) return Contradicts("request id submitted twice");
   if (r.target_domains().empty() && r.needs_identity().empty())
     return Malformed("request has no domain in scope");
   for (const auto& t : r.subject())
@@ -169,7 +169,11 @@ absl::Status RequestLifecycle::CheckReceipt(const v1::ReceiptRecorded& rr, bool 
 absl::Status RequestLifecycle::CheckReceiptImpl(const v1::ReceiptRecorded& rr, bool refusal_allowed,
                                                 v1::Receipt* verified, bool verify_signature) const {
   auto cmd = commands_.find(rr.command_id());
-  if (cmd == commands_.end()) return Missing(Contradicts("receipt for an unknown command"));
+  if (cmd == commands_.end()) {
+    if (ended_commands_.contains(IdDigest(rr.command_id())))
+      return absl::AlreadyExistsError("receipt for a command of a request that has ended");
+    return Missing(Contradicts("receipt for an unknown command"));
+  }
   if (cmd->second.request_id != rr.request_id() || cmd->second.domain != rr.domain())
     return absl::PermissionDeniedError("receipt does not match its command's request and domain");
   // The enrolled key of that domain the envelope names.
@@ -266,10 +270,12 @@ absl::Status RequestLifecycle::Check(const v1::LedgerEntry& e, v1::Receipt* veri
     case E::kCommandIssued: {
       const auto& c = e.command_issued();
       auto it = requests_.find(c.request_id());
-      if (it == requests_.end()) return Contradicts("command for an unknown request");
+      if (it == requests_.end())
+        return Contradicts(Ended(c.request_id()) ? "command issued after the request completed"
+                                                 : "command for an unknown request");
       if (!it->second.targets.count(c.domain())) return Contradicts("command for a domain outside the plan");
-      if (it->second.completed) return Contradicts("command issued after the request completed");
-      if (commands_.count(c.command_id())) return Contradicts("command id issued twice");
+      if (commands_.count(c.command_id()) || ended_commands_.contains(IdDigest(c.command_id())))
+        return Contradicts("command id issued twice");
       if (c.command_digest().size() != 32) return Malformed("command digest is not 32 bytes");
       // Whole log: the policy active when the command is issued (a re-issued command is
       // signed anew); one request: the policy it was planned with.
@@ -286,9 +292,9 @@ absl::Status RequestLifecycle::Check(const v1::LedgerEntry& e, v1::Receipt* veri
     case E::kRequestCompleted: {
       const auto& c = e.request_completed();
       auto it = requests_.find(c.request_id());
-      if (it == requests_.end()) return Contradicts("completion of an unknown request");
+      if (it == requests_.end())
+        return Contradicts(Ended(c.request_id()) ? "request completed twice" : "completion of an unknown request");
       const Request& r = it->second;
-      if (r.completed) return Contradicts("request completed twice");
       if (!r.waiting.empty())
         return Contradicts("request completed while domain " + r.waiting.begin()->first +
                            " still needed an identity");
@@ -306,9 +312,10 @@ absl::Status RequestLifecycle::Check(const v1::LedgerEntry& e, v1::Receipt* veri
     case E::kIdentitiesAdded: {
       const auto& a = e.identities_added();
       auto it = requests_.find(a.request_id());
-      if (it == requests_.end()) return Contradicts("identities added to an unknown request");
+      if (it == requests_.end())
+        return Contradicts(Ended(a.request_id()) ? "identities added after the request completed"
+                                                 : "identities added to an unknown request");
       const Request& req = it->second;
-      if (req.completed) return Contradicts("identities added after the request completed");
       std::set<std::string> types = req.identity_types;
       for (const auto& t : a.subject()) {
         if (t.token().size() != 32) return Malformed("identity token is not 32 bytes");
@@ -332,9 +339,10 @@ absl::Status RequestLifecycle::Check(const v1::LedgerEntry& e, v1::Receipt* veri
     case E::kDeadlineExtended: {
       const auto& x = e.deadline_extended();
       auto it = requests_.find(x.request_id());
-      if (it == requests_.end()) return Contradicts("extension of an unknown request");
+      if (it == requests_.end())
+        return Contradicts(Ended(x.request_id()) ? "extension of a request that had completed"
+                                                 : "extension of an unknown request");
       const Request& r = it->second;
-      if (r.completed) return Contradicts("extension of a request that had completed");
       if (x.extension_seconds() <= 0) return Malformed("extension is not positive");
       const int64_t max = absl::ToInt64Seconds(r.policy->deadlines().max_extension);
       if (r.extended_seconds + x.extension_seconds() > max)
@@ -384,7 +392,9 @@ void RequestLifecycle::Apply(const v1::LedgerEntry& e) {
     }
     case E::kCommandIssued: {
       const auto& c = e.command_issued();
-      requests_[c.request_id()].commanded.insert(c.domain());
+      Request& r = requests_[c.request_id()];
+      r.commanded.insert(c.domain());
+      r.command_ids.push_back(c.command_id());
       commands_[c.command_id()] = Command{c.request_id(), c.domain(), c.command_digest()};
       return;
     }
@@ -397,9 +407,19 @@ void RequestLifecycle::Apply(const v1::LedgerEntry& e) {
       requests_[rr.request_id()].answered[rr.domain()] = receipt.outcome() == v1::Receipt::COMPLETED;
       return;
     }
-    case E::kRequestCompleted:
-      requests_[e.request_completed().request_id()].completed = true;
+    case E::kRequestCompleted: {
+      // Nothing may follow for it: its story shrinks to the digests that refuse whatever would.
+      auto it = requests_.find(e.request_completed().request_id());
+      if (it == requests_.end()) return;
+      for (const auto& id : it->second.command_ids) {
+        commands_.erase(id);
+        receipted_commands_.erase(id);
+        ended_commands_.insert(IdDigest(id));
+      }
+      ended_requests_.insert(IdDigest(it->first));
+      requests_.erase(it);
       return;
+    }
     case E::kIdentitiesAdded: {
       const auto& a = e.identities_added();
       Request& req = requests_[a.request_id()];
@@ -434,6 +454,16 @@ void RequestLifecycle::Apply(const v1::LedgerEntry& e) {
       return;
     }
   }
+}
+
+absl::uint128 RequestLifecycle::IdDigest(std::string_view id) {
+  const std::string d = crypto::Sha256(id);
+  uint64_t hi = 0, lo = 0;
+  for (int i = 0; i < 8; ++i) {
+    hi = hi << 8 | static_cast<unsigned char>(d[i]);
+    lo = lo << 8 | static_cast<unsigned char>(d[8 + i]);
+  }
+  return absl::MakeUint128(hi, lo);
 }
 
 absl::Status RequestLifecycle::Step(const v1::LedgerEntry& e, v1::Receipt* verified_receipt) {

@@ -26,6 +26,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/node_hash_map.h"
+#include "absl/numeric/int128.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "crypto/crypto.h"
@@ -74,6 +75,13 @@ class RequestLifecycle {
   absl::Status CheckReceipt(const v1::ReceiptRecorded& rr, bool refusal_allowed,
                             v1::Receipt* verified) const;
   // Moves the state on by `e`, which Check accepted.
+  //
+  // A request that has ended is forgotten but for a 128-bit digest (SHA-256, truncated) of its
+  // id and of each of its command ids: whatever names it afterwards is refused as before, and
+  // the state of a log grows by about a hundred bytes per ended request instead of its whole
+  // story. A receipt for a command of an ended request is then kAlreadyExists without its
+  // binding to the command being checked again (the request has every answer it will ever
+  // take; lethed's intake has verified the envelope against an enrolled key before asking).
   void Apply(const v1::LedgerEntry& e);
 
   // For lethed's replay of its own ledger only: receipts in entries below `seq` are not
@@ -89,6 +97,9 @@ class RequestLifecycle {
   // consent change planned was recorded.
   absl::Status CheckEnd() const;
 
+  // The first 128 bits of SHA-256(id): how an ended request or command is remembered.
+  static absl::uint128 IdDigest(std::string_view id);
+
   // The active policy (kWholeLog), or null before the first activation.
   const std::shared_ptr<const policies::Policy>& active_policy() const { return active_policy_; }
 
@@ -100,7 +111,7 @@ class RequestLifecycle {
     std::set<std::string> identity_types;  // every type the request carries
     std::map<std::string, bool> answered;  // domain -> receipt outcome COMPLETED?
     std::shared_ptr<const policies::Policy> policy;  // planned with
-    bool completed = false;
+    std::vector<std::string> command_ids;  // every command issued for it
     int64_t due_unix_ms = 0;
     int64_t extended_seconds = 0;
   };
@@ -135,8 +146,12 @@ class RequestLifecycle {
   // CheckReceipt, with the signature check made only when `verify_signature`.
   absl::Status CheckReceiptImpl(const v1::ReceiptRecorded& rr, bool refusal_allowed,
                                 v1::Receipt* verified, bool verify_signature) const;
-  // Keyed by random ids and looked up once per entry: hashed, not ordered.
+  // Keyed by random ids and looked up once per entry: hashed, not ordered. Open requests only.
   absl::node_hash_map<std::string, Request> requests_;
+  // Ended requests and their commands, by IdDigest (see Apply).
+  bool Ended(std::string_view request_id) const { return ended_requests_.contains(IdDigest(request_id)); }
+  absl::flat_hash_set<absl::uint128> ended_requests_;
+  absl::flat_hash_set<absl::uint128> ended_commands_;
   absl::flat_hash_map<std::string, Command> commands_;
   absl::flat_hash_set<std::string> receipted_commands_;
   std::multimap<std::string, AgentKey> agent_keys_;  // domain -> keys

@@ -81,7 +81,7 @@ int Run(int argc, char** argv) {
     uint64_t seen = store.version();
     while (true) {
       auto r = store.Get(id);
-      if (r && r->state != v1::IN_PROGRESS) {
+      if (r.ok() && r->state != v1::IN_PROGRESS) {
         if (r->state != v1::COMPLETED) return absl::InternalError("request " + id + " failed");
         break;
       }

@@ -185,7 +185,7 @@ int Run(int argc, char** argv) {
     while (!open.empty()) {
       for (auto it = open.begin(); it != open.end();) {
         auto r = store.Get(*it);
-        if (r && r->state != v1::IN_PROGRESS) {
+        if (r.ok() && r->state != v1::IN_PROGRESS) {
           if (r->state != v1::COMPLETED) return absl::InternalError("request " + *it + " did not complete");
           it = open.erase(it);
         } else {

@@ -8,12 +8,14 @@
 // the public gRPC API with one client: `Get` of random requests, `List` pages of 100 from
 // random positions, the time a restart takes to replay the ledger and serve again, and the
 // resident memory the restarted lethed holds per completed request (this process's RSS after
-// the restart, less its RSS before the first request, over the number of requests).
+// the restart, less its RSS before the first request and the 32 bytes per request the
+// benchmark keeps for the ids, over the number of requests).
 //
 //   build/bench/scale_bench --requests 10000,100000 --threads 8
 #include <malloc.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -56,14 +58,21 @@ std::string Receipt(const controlplane::CommandRecord& c, const crypto::Ed25519P
   return proto::SignEnvelope(proto::kReceiptType, r.SerializeAsString(), key).SerializeAsString();
 }
 
-// Submits and completes `n` requests from `threads` threads.
+using Id = std::array<char, 32>;  // a request id, without a heap allocation of its own
+std::string IdString(const Id& id) { return std::string(id.data(), id.size()); }
+
+// Submits and completes `n` requests from `threads` threads; their ids are appended to `ids`.
 absl::Status Fill(testing::Mesh& mesh, int64_t n, int threads, int64_t offset,
-                  const std::map<std::string, crypto::Ed25519PrivateKey>& keys) {
+                  const std::map<std::string, crypto::Ed25519PrivateKey>& keys, std::vector<Id>& ids) {
+  const size_t first = ids.size();
+  ids.reserve(first + n);  // exactly: main subtracts what the ids take from lethed's RSS
+  ids.resize(first + n);
   std::atomic<int64_t> next{0};
   std::atomic<bool> failed{false};
   std::mutex mu;
   absl::Status first_error;
   std::vector<std::thread> pool;
+  Id* out = ids.data() + first;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&] {
       controlplane::RequestManager& manager = mesh.lethed().manager();
@@ -77,15 +86,17 @@ absl::Status Fill(testing::Mesh& mesh, int64_t n, int threads, int64_t offset,
           ids.push_back({"email", SecretBytes(absl::StrFormat("scale-%d@example.com", offset + i))});
           ids.push_back({"user_id", SecretBytes(std::to_string(900000000 + offset + i))});
           LETHE_ASSIGN_OR_RETURN(std::string id, manager.SubmitErasure(std::move(ids), "", actor));
+          if (id.size() != out[i].size()) return absl::InternalError("request id is not 32 characters");
+          std::copy(id.begin(), id.end(), out[i].begin());
           auto r = store.Get(id);
-          if (!r) return absl::InternalError("submitted request not found");
+          if (!r.ok()) return r.status();
           for (const auto& d : r->domains) {
             auto c = store.Command(d.command_id);
             if (!c) return absl::InternalError("no command for " + d.domain);
             LETHE_RETURN_IF_ERROR(manager.RecordReceipt(Receipt(*c, keys.at(d.domain))));
           }
           r = store.Get(id);
-          if (!r || r->state != v1::COMPLETED) return absl::InternalError("request " + id + " not completed");
+          if (!r.ok() || r->state != v1::COMPLETED) return absl::InternalError("request " + id + " not completed");
           return absl::OkStatus();
         }();
         if (!st.ok()) {
@@ -131,18 +142,18 @@ int Run(int argc, char** argv) {
   malloc_trim(0);
   const int64_t rss0 = ResidentBytes();  // lethed with no request
   std::mt19937_64 rng(42);
+  std::vector<Id> all;  // ids of every request submitted
   for (int64_t size : sizes) {
-    if (absl::Status s = Fill(mesh, size - have, threads, have, keys); !s.ok()) {
+    if (absl::Status s = Fill(mesh, size - have, threads, have, keys, all); !s.ok()) {
       fprintf(stderr, "filling to %ld: %s\n", size, s.ToString().c_str());
       return 1;
     }
     have = size;
-    std::vector<controlplane::RequestRecord> all = mesh.lethed().store().List();
     auto stub = mesh.Requests();
     std::vector<double> get_ms, list_ms;
     for (int i = 0; i < samples; ++i) {
       v1::GetRequestRequest req;
-      req.set_request_id(all[rng() % all.size()].request_id);
+      req.set_request_id(IdString(all[rng() % all.size()]));
       v1::RequestView view;
       grpc::ClientContext ctx;
       const absl::Time t0 = absl::Now();
@@ -156,8 +167,19 @@ int Run(int argc, char** argv) {
     for (int i = 0; i < samples / 5; ++i) {
       v1::ListRequestsRequest req;
       req.set_page_size(100);
-      const auto& from = all[rng() % all.size()];
-      if (i % 2 == 1) req.set_page_token(absl::StrCat("e", from.submitted_entry));
+      // Every other page from a random request on: its token is the ledger entry that
+      // recorded it (RequestView.submitted_entry), read as a client would.
+      if (i % 2 == 1) {
+        v1::GetRequestRequest get;
+        get.set_request_id(IdString(all[rng() % all.size()]));
+        v1::RequestView from;
+        grpc::ClientContext get_ctx;
+        if (grpc::Status s = stub->Get(&get_ctx, get, &from); !s.ok()) {
+          fprintf(stderr, "Get: %s\n", s.error_message().c_str());
+          return 1;
+        }
+        req.set_page_token(absl::StrCat("e", from.submitted_entry()));
+      }
       v1::ListRequestsResponse resp;
       grpc::ClientContext ctx;
       const absl::Time t0 = absl::Now();
@@ -168,8 +190,6 @@ int Run(int argc, char** argv) {
         return 1;
       }
     }
-    all.clear();
-    all.shrink_to_fit();
     // Restart: stop lethed and start it again on the same data dir (replay and serve).
     mesh.StopLethed();
     const absl::Time t0 = absl::Now();
@@ -181,7 +201,7 @@ int Run(int argc, char** argv) {
     // What lethed holds for `size` completed requests: the restarted instance rebuilt them
     // from the ledger; the stopped one's memory is handed back to the system first.
     malloc_trim(0);
-    const int64_t rss = ResidentBytes();
+    const int64_t rss = ResidentBytes() - static_cast<int64_t>(all.capacity() * sizeof(Id));
     printf("%10ld %12.3f %12.3f %14.3f %14.3f %16.0f %12.2f\n", size, Percentile(get_ms, 50),
            Percentile(get_ms, 99), Percentile(list_ms, 50), Percentile(list_ms, 99),
            static_cast<double>(rss - rss0) / static_cast<double>(size), restart_s);

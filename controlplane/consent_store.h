@@ -2,10 +2,16 @@
 // ledger's ConsentChanged entries. A subject is named by (identity type, token) only: the
 // store, like the ledger, never sees a raw identity.
 //
+// Memory: the current state of each (subject identity, purpose) is held whole; a change that
+// has been superseded and is durable (MarkDurable) is held as its ledger index only, and
+// History reads it back through the EntryReader (Ledger::ReadEntry, which checks each entry
+// against its Merkle leaf).
+//
 // Thread safe. Readers get copies.
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -14,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "lethe/v1/ledger.pb.h"
 
@@ -36,9 +43,15 @@ struct ConsentRecord {
 class ConsentStore {
  public:
   absl::Status Apply(uint64_t seq, const v1::LedgerEntry& entry);
+  // Where superseded changes are read back from (see RequestStore::EntryReader).
+  using EntryReader = std::function<absl::StatusOr<std::string>(uint64_t seq)>;
+  void SetEntryReader(EntryReader reader);
+  // Entries below `end` are durable: superseded changes among them are dropped from memory.
+  void MarkDurable(uint64_t end);
 
-  // Every change of the subject identity, oldest first.
-  std::vector<ConsentRecord> History(const std::string& type, const std::string& token) const;
+  // Every change of the subject identity, oldest first; superseded ones are read back from
+  // the ledger (kDataLoss when one no longer matches it).
+  absl::StatusOr<std::vector<ConsentRecord>> History(const std::string& type, const std::string& token) const;
   // The latest change of the subject identity per purpose, in order of first record.
   std::vector<ConsentRecord> Current(const std::string& type, const std::string& token) const;
   std::optional<ConsentRecord> Latest(const std::string& type, const std::string& token,
@@ -48,7 +61,9 @@ class ConsentStore {
   // Current states whose change is at a ledger index above `after`, in ledger order: what a
   // publisher that has published everything up to `after` still owes the consent topic.
   std::vector<ConsentRecord> CurrentAfter(uint64_t after) const;
+  // Changes recorded, and how many of them are held whole.
   size_t size() const;
+  size_t held() const;
 
   // Changes whenever a change is applied; WaitForChange waits for that or `timeout`.
   uint64_t version() const;
@@ -58,11 +73,19 @@ class ConsentStore {
   mutable std::mutex mu_;
   mutable std::condition_variable changed_;
   uint64_t version_ = 0;
-  std::vector<ConsentRecord> changes_;      // ledger order
-  std::map<std::string, size_t> latest_;    // TopicKey -> index into changes_
-  // "type\0token" -> indices into changes_ of that subject identity, in ledger order: a
-  // subject's history and current state without a pass over every change.
-  std::map<std::string, std::vector<size_t>> by_subject_;
+  size_t changes_ = 0;
+  struct CurrentState {
+    ConsentRecord record;  // the current state
+    uint64_t first_entry;  // the first change of this subject identity and purpose
+  };
+  std::map<std::string, CurrentState> latest_;  // by TopicKey
+  std::map<uint64_t, std::string> latest_by_entry_;  // the entry of each current state -> TopicKey
+  // Superseded changes not yet durable, by entry: History cannot read them back yet.
+  std::map<uint64_t, ConsentRecord> superseded_;
+  // "type\0token" -> the ledger indices of every change of that subject identity, in order.
+  std::map<std::string, std::vector<uint64_t>> by_subject_;
+  uint64_t durable_end_ = 0;
+  EntryReader reader_;
 };
 
 }  // namespace lethe::controlplane

@@ -14,6 +14,13 @@ absl::Status Diverged() {
 
 }  // namespace
 
+LedgerWriter::LedgerWriter(ledger::Ledger& ledger, Projections& projections, const Clock& clock)
+    : ledger_(ledger), projections_(projections), clock_(clock) {
+  auto read = [&ledger](uint64_t seq) { return ledger.ReadEntry(seq); };
+  projections_.requests.SetEntryReader(read);
+  projections_.consent.SetEntryReader(read);
+}
+
 absl::StatusOr<LedgerWriter::Ticket> LedgerWriter::Sequence(const std::unique_lock<std::mutex>& lock,
                                                             std::vector<v1::LedgerEntry> entries,
                                                             const v1::Actor* actor) {
@@ -38,6 +45,8 @@ absl::StatusOr<LedgerWriter::Ticket> LedgerWriter::Sequence(const std::unique_lo
 absl::Status LedgerWriter::WaitDurable(const Ticket& ticket) const {
   LETHE_RETURN_IF_ERROR(ledger_.WaitDurable(ticket));
   if (diverged_.load()) return Diverged();
+  // What is now durable can be read back from the ledger.
+  projections_.MarkDurable(ticket.end);
   return absl::OkStatus();
 }
 

@@ -32,8 +32,8 @@ class LedgerWriter {
  public:
   using Ticket = ledger::Ledger::Ticket;
 
-  LedgerWriter(ledger::Ledger& ledger, Projections& projections, const Clock& clock)
-      : ledger_(ledger), projections_(projections), clock_(clock) {}
+  // Ended requests in `projections` are read back from `ledger` from now on.
+  LedgerWriter(ledger::Ledger& ledger, Projections& projections, const Clock& clock);
 
   // The sequencing lock: held from reading the state a write depends on until Sequence.
   std::unique_lock<std::mutex> Lock() { return std::unique_lock<std::mutex>(mu_); }

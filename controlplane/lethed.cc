@@ -83,7 +83,7 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   }
   LETHE_ASSIGN_OR_RETURN(d->ledger_, ledger::Ledger::Open(lopts, [&projections](uint64_t seq, std::string_view,
                                                                          const v1::LedgerEntry& e) {
-                     return projections.Apply(seq, e);
+                     return projections.Replay(seq, e);
                    }));
   spdlog::info("ledger: {} entries, origin {}", d->ledger_->size(), d->ledger_->origin());
   d->writer_ = std::make_unique<LedgerWriter>(*d->ledger_, d->projections_, *options.clock);

@@ -53,7 +53,7 @@ absl::Time OutboxPublisher::PublishDue() {
         // answered since and its completion is being recorded (the key goes first). Nothing
         // to publish.
         auto r = store_.Get(c.request_id);
-        if (!r || r->state != v1::IN_PROGRESS) continue;
+        if (!r.ok() || r->state != v1::IN_PROGRESS) continue;
         bool answered = true;
         for (const auto& d : r->domains) answered = answered && (d.state == v1::DONE || d.state == v1::DOMAIN_FAILED);
         if (answered) continue;

@@ -19,6 +19,18 @@ struct Projections {
     if (absl::Status s = consent.Apply(seq, entry); !s.ok()) return s;
     return requests.Apply(seq, entry);
   }
+  // Entries below `end` are durable: what the ledger now holds for good may leave memory
+  // (ended requests, superseded consent), to be read back from it when asked for.
+  void MarkDurable(uint64_t end) {
+    consent.MarkDurable(end);
+    requests.MarkDurable(end);
+  }
+  // Apply for an entry read back from a log at its opening: it is durable already.
+  absl::Status Replay(uint64_t seq, const v1::LedgerEntry& entry) {
+    if (absl::Status s = Apply(seq, entry); !s.ok()) return s;
+    MarkDurable(seq + 1);
+    return absl::OkStatus();
+  }
 };
 
 }  // namespace lethe::controlplane

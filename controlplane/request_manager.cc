@@ -93,7 +93,7 @@ bool RequestManager::Stale(const Prepared& p) const {
 absl::StatusOr<RequestRecord> RequestManager::OpenRequest(const std::string& request_id,
                                                           std::string_view action) const {
   auto r = store_.Get(request_id);
-  if (!r) return absl::NotFoundError("request_id: no request " + request_id);
+  if (!r.ok()) return r.status();
   if (r->state != v1::IN_PROGRESS)
     return absl::FailedPreconditionError(absl::StrCat("request_id: request ", request_id,
                                                       " has ended; only an open request can ",
@@ -265,7 +265,7 @@ absl::StatusOr<std::vector<std::pair<std::string, std::vector<std::string>>>> Re
   std::vector<std::pair<uint64_t, size_t>> order;
   for (size_t i = 0; i < out.size(); ++i) {
     auto r = store_.Get(out[i].first);
-    order.emplace_back(r ? r->submitted_entry : 0, i);
+    order.emplace_back(r.ok() ? r->submitted_entry : 0, i);
   }
   std::sort(order.begin(), order.end());
   std::vector<std::pair<std::string, std::vector<std::string>>> ordered;
@@ -567,7 +567,7 @@ absl::Status RequestManager::CompleteAll(const std::vector<std::string>& request
 
 std::optional<bool> RequestManager::CompletionDue(const std::string& request_id) const {
   auto req = store_.Get(request_id);
-  if (!req || req->state != v1::IN_PROGRESS) return std::nullopt;
+  if (!req.ok() || req->state != v1::IN_PROGRESS) return std::nullopt;
   bool all_ok = true;
   for (const auto& d : req->domains) {
     if (d.state != v1::DONE && d.state != v1::DOMAIN_FAILED) return std::nullopt;
@@ -606,7 +606,7 @@ absl::Status RequestManager::ReissueExpiring(absl::Duration margin) {
     // Overdue requests are not re-published (outbox.h); re-sign once an extension revives them.
     if (absl::FromUnixMillis(p.due_unix_ms) < now) continue;
     auto req = store_.Get(p.command.request_id);
-    if (!req) continue;
+    if (!req.ok()) continue;
     if (policy->FindDomain(p.command.domain) == nullptr) continue;  // left the policy: its last command stays
     LETHE_ASSIGN_OR_RETURN(SecretBytes key, vault_.RequestKey(req->request_id));
     LETHE_ASSIGN_OR_RETURN(std::vector<SubjectIdentity> ids, RequestIdentities(*req, key));
@@ -650,7 +650,8 @@ absl::Status RequestManager::Recover() {
   std::vector<std::string> stale;
   for (auto& id : stored) {
     auto r = store_.Get(id);
-    if (!r || r->state != v1::IN_PROGRESS) stale.push_back(std::move(id));
+    if (!r.ok() && !absl::IsNotFound(r.status())) return r.status();
+    if (!r.ok() || r->state != v1::IN_PROGRESS) stale.push_back(std::move(id));
   }
   if (stale.empty()) return absl::OkStatus();
   LETHE_RETURN_IF_ERROR(vault_.DestroyRequestKeys(stale));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
@@ -12,6 +13,100 @@ namespace {
 absl::Status Contradiction(uint64_t seq, absl::string_view what) {
   return absl::DataLossError(absl::StrCat("ledger entry ", seq, ": ", what));
 }
+// What an entry of a request changes in its record: the same whether the entry is applied
+// as it is sequenced or read back to rebuild an ended request (RequestStore::Load). The
+// lifecycle rule has accepted the entry.
+void ApplyToRecord(RequestRecord& r, uint64_t seq, const v1::LedgerEntry& e) {
+  switch (e.body_case()) {
+    case v1::LedgerEntry::kRequestSubmitted: {
+      const auto& s = e.request_submitted();
+      r.request_id = s.request_id();
+      r.submitted = s;
+      r.submitted_entry = seq;
+      r.due_unix_ms = s.due_unix_ms();
+      for (const auto& d : s.target_domains()) {
+        DomainRecord dr;
+        dr.domain = d;
+        r.domains.push_back(std::move(dr));
+      }
+      for (const auto& n : s.needs_identity()) {
+        DomainRecord dr;
+        dr.domain = n.domain();
+        dr.state = v1::NEEDS_IDENTITY;
+        dr.needed_types.assign(n.identity_types().begin(), n.identity_types().end());
+        r.domains.push_back(std::move(dr));
+      }
+      break;
+    }
+    case v1::LedgerEntry::kCommandIssued: {
+      const auto& c = e.command_issued();
+      for (auto& d : r.domains)
+        if (d.domain == c.domain()) d.command_id = c.command_id();
+      r.command_entries.push_back(seq);
+      r.command_ids.push_back(c.command_id());
+      break;
+    }
+    case v1::LedgerEntry::kReceiptRecorded: {
+      const auto& rr = e.receipt_recorded();
+      v1::Receipt receipt;
+      (void)receipt.ParseFromString(rr.receipt().body());  // verified by the lifecycle check
+      for (auto& d : r.domains) {
+        if (d.domain != rr.domain()) continue;
+        d.state = receipt.outcome() == v1::Receipt::COMPLETED ? v1::DONE : v1::DOMAIN_FAILED;
+        d.receipt = receipt;
+        d.agent_key_id = rr.receipt().key_id();
+        d.receipt_entry = seq;
+        d.receipt_unix_ms = e.time_unix_ms();
+      }
+      break;
+    }
+    case v1::LedgerEntry::kRequestCompleted:
+      r.state = e.request_completed().outcome() == v1::RequestCompleted::COMPLETED ? v1::COMPLETED : v1::FAILED;
+      r.completed_unix_ms = e.time_unix_ms();
+      r.completed_entry = seq;
+      // Its key is destroyed: what was sealed under it can never be opened again, so it is
+      // not kept in memory (the ledger keeps it, as evidence). The rest is what is shown.
+      r.submitted.clear_sealed();
+      r.sealed_additions.clear();
+      r.sealed_additions.shrink_to_fit();
+      break;
+    case v1::LedgerEntry::kIdentitiesAdded: {
+      const auto& a = e.identities_added();
+      for (const auto& t : a.subject()) *r.submitted.add_subject() = t;
+      for (const auto& d : a.target_domains()) {
+        for (auto& dr : r.domains) {
+          if (dr.domain != d) continue;
+          dr.state = v1::PENDING;
+          dr.needed_types.clear();
+        }
+      }
+      r.sealed_additions.push_back(a.sealed());
+      r.addition_entries.push_back(seq);
+      break;
+    }
+    case v1::LedgerEntry::kDeadlineExtended: {
+      const auto& x = e.deadline_extended();
+      r.extensions.push_back(ExtensionRecord{x.extension_seconds(), x.new_due_unix_ms(), e.time_unix_ms(), seq,
+                                             x.sealed_reason()});
+      r.due_unix_ms = x.new_due_unix_ms();
+      break;
+    }
+    case v1::LedgerEntry::kConsentChanged:
+      r.consent_entry = seq;  // read back: the withdrawal that planned the request
+      break;
+    default:
+      break;
+  }
+}
+
+void PutVarint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
 }  // namespace
 
 absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
@@ -50,24 +145,13 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
     case v1::LedgerEntry::kRequestSubmitted: {
       const auto& s = e.request_submitted();
       RequestRecord r;
-      r.request_id = s.request_id();
-      r.submitted = s;
-      r.submitted_entry = seq;
-      r.due_unix_ms = s.due_unix_ms();
-      for (const auto& d : s.target_domains()) {
-        DomainRecord dr;
-        dr.domain = d;
-        r.domains.push_back(std::move(dr));
+      ApplyToRecord(r, seq, e);
+      if (!s.consent_change_id().empty()) {
+        auto c = consent_entries_.find(s.consent_change_id());
+        r.consent_entry = c->second;
+        consent_entries_.erase(c);
       }
-      for (const auto& n : s.needs_identity()) {
-        DomainRecord dr;
-        dr.domain = n.domain();
-        dr.state = v1::NEEDS_IDENTITY;
-        dr.needed_types.assign(n.identity_types().begin(), n.identity_types().end());
-        r.domains.push_back(std::move(dr));
-      }
-      if (!s.consent_change_id().empty()) r.consent_entry = consent_entries_.at(s.consent_change_id());
-      order_.push_back(r.request_id);
+      whole_.emplace(seq, r.request_id);
       in_progress_.emplace(seq, r.request_id);
       for (const auto& t : r.submitted.subject())
         open_by_token_[t.type() + '\0' + t.token()].push_back(r.request_id);
@@ -76,82 +160,47 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
     }
     case v1::LedgerEntry::kCommandIssued: {
       const auto& c = e.command_issued();
-      RequestRecord& r = requests_.at(c.request_id());
-      for (auto& d : r.domains)
-        if (d.domain == c.domain()) d.command_id = c.command_id();
-      r.command_entries.push_back(seq);
+      ApplyToRecord(requests_.at(c.request_id()), seq, e);
       commands_[c.command_id()] =
           CommandRecord{c.command_id(), c.request_id(),   c.domain(),           c.command_digest(),
                         c.sealed_envelope(), c.not_after_unix_ms(), seq, c.recipient_key_id()};
       break;
     }
-    case v1::LedgerEntry::kReceiptRecorded: {
-      const auto& rr = e.receipt_recorded();
-      v1::Receipt receipt;
-      (void)receipt.ParseFromString(rr.receipt().body());  // verified by the lifecycle check
-      for (auto& d : requests_.at(rr.request_id()).domains) {
-        if (d.domain != rr.domain()) continue;
-        d.state = receipt.outcome() == v1::Receipt::COMPLETED ? v1::DONE : v1::DOMAIN_FAILED;
-        d.receipt = receipt;
-        d.agent_key_id = rr.receipt().key_id();
-        d.receipt_entry = seq;
-        d.receipt_unix_ms = e.time_unix_ms();
-      }
+    case v1::LedgerEntry::kReceiptRecorded:
+      ApplyToRecord(requests_.at(e.receipt_recorded().request_id()), seq, e);
       break;
-    }
     case v1::LedgerEntry::kRequestCompleted: {
       const auto& c = e.request_completed();
-      auto it = requests_.find(c.request_id());
-      it->second.state =
-          c.outcome() == v1::RequestCompleted::COMPLETED ? v1::COMPLETED : v1::FAILED;
-      it->second.completed_unix_ms = e.time_unix_ms();
-      it->second.completed_entry = seq;
-      in_progress_.erase(it->second.submitted_entry);
-      ++(it->second.state == v1::COMPLETED ? completed_ : failed_);
-      // Its key is destroyed: what was sealed under it can never be opened again, so it is
-      // not kept in memory (the ledger keeps it, as evidence). The rest is what is shown.
-      it->second.submitted.clear_sealed();
-      it->second.sealed_additions.clear();
-      it->second.sealed_additions.shrink_to_fit();
-      for (const auto& d : it->second.domains) {
-        if (d.command_id.empty()) continue;
-        auto c = commands_.find(d.command_id);
-        if (c != commands_.end()) std::string().swap(c->second.sealed_envelope);
+      RequestRecord& r = requests_.at(c.request_id());
+      ApplyToRecord(r, seq, e);
+      in_progress_.erase(r.submitted_entry);
+      ++(r.state == v1::COMPLETED ? completed_ : failed_);
+      // Runtime facts about its commands end with it.
+      for (const auto& id : r.command_ids) {
+        commands_.erase(id);
+        attempts_.erase(id);
+        rejections_.erase(id);
       }
-      for (const auto& t : it->second.submitted.subject()) {
+      r.command_ids.clear();
+      r.command_ids.shrink_to_fit();
+      for (const auto& t : r.submitted.subject()) {
         auto o = open_by_token_.find(t.type() + '\0' + t.token());
         if (o == open_by_token_.end()) continue;
         std::erase(o->second, c.request_id());
         if (o->second.empty()) open_by_token_.erase(o);
       }
+      ending_.emplace_back(seq, c.request_id());
       break;
     }
     case v1::LedgerEntry::kIdentitiesAdded: {
       const auto& a = e.identities_added();
-      auto it = requests_.find(a.request_id());
-      for (const auto& t : a.subject()) {
-        *it->second.submitted.add_subject() = t;
-        open_by_token_[t.type() + '\0' + t.token()].push_back(a.request_id());
-      }
-      for (const auto& d : a.target_domains()) {
-        for (auto& dr : it->second.domains) {
-          if (dr.domain != d) continue;
-          dr.state = v1::PENDING;
-          dr.needed_types.clear();
-        }
-      }
-      it->second.sealed_additions.push_back(a.sealed());
-      it->second.addition_entries.push_back(seq);
+      ApplyToRecord(requests_.at(a.request_id()), seq, e);
+      for (const auto& t : a.subject()) open_by_token_[t.type() + '\0' + t.token()].push_back(a.request_id());
       break;
     }
-    case v1::LedgerEntry::kDeadlineExtended: {
-      const auto& x = e.deadline_extended();
-      auto it = requests_.find(x.request_id());
-      it->second.extensions.push_back(ExtensionRecord{x.extension_seconds(), x.new_due_unix_ms(),
-                                                      e.time_unix_ms(), seq, x.sealed_reason()});
-      it->second.due_unix_ms = x.new_due_unix_ms();
+    case v1::LedgerEntry::kDeadlineExtended:
+      ApplyToRecord(requests_.at(e.deadline_extended().request_id()), seq, e);
       break;
-    }
     case v1::LedgerEntry::kConsentChanged:
       // Remembered only for the erasure it planned (its RequestSubmitted follows).
       if (!e.consent_changed().erasure_request_id().empty())
@@ -173,19 +222,91 @@ absl::Status RequestStore::CheckReceipt(const v1::ReceiptRecorded& rr, bool refu
   return lifecycle_.CheckReceipt(rr, refusal_allowed, verified);
 }
 
-std::optional<RequestRecord> RequestStore::Get(const std::string& id) const {
+void RequestStore::SetEntryReader(EntryReader reader) {
   std::lock_guard<std::mutex> l(mu_);
-  auto it = requests_.find(id);
-  if (it == requests_.end()) return std::nullopt;
-  return it->second;
+  reader_ = std::move(reader);
 }
 
-std::vector<RequestRecord> RequestStore::List() const {
+void RequestStore::MarkDurable(uint64_t end) {
   std::lock_guard<std::mutex> l(mu_);
-  std::vector<RequestRecord> out;
-  out.reserve(order_.size());
-  for (const auto& id : order_) out.push_back(requests_.at(id));
-  return out;
+  while (!ending_.empty() && ending_.front().first < end) {
+    Compact(ending_.front().second);
+    ending_.pop_front();
+  }
+}
+
+void RequestStore::Compact(const std::string& id) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return;
+  const RequestRecord& r = it->second;
+  std::vector<uint64_t> entries = {r.submitted_entry, r.completed_entry};
+  if (r.consent_entry != 0) entries.push_back(r.consent_entry);
+  entries.insert(entries.end(), r.command_entries.begin(), r.command_entries.end());
+  entries.insert(entries.end(), r.addition_entries.begin(), r.addition_entries.end());
+  for (const auto& x : r.extensions) entries.push_back(x.entry);
+  for (const auto& d : r.domains)
+    if (d.receipt) entries.push_back(d.receipt_entry);
+  std::sort(entries.begin(), entries.end());
+  std::string packed;
+  uint64_t last = 0;
+  for (uint64_t seq : entries) {
+    PutVarint(packed, seq - last);
+    last = seq;
+  }
+  packed.shrink_to_fit();
+  ended_by_id_[audit::RequestLifecycle::IdDigest(id)] = r.submitted_entry;
+  whole_.erase(r.submitted_entry);
+  ended_.emplace(r.submitted_entry, std::move(packed));
+  requests_.erase(it);
+}
+
+absl::StatusOr<RequestRecord> RequestStore::Load(uint64_t submitted_entry, const std::string& packed,
+                                                 const EntryReader& reader) const {
+  if (!reader) return absl::InternalError("ended request: no ledger to read it back from");
+  RequestRecord r;
+  uint64_t seq = 0;
+  for (size_t i = 0; i < packed.size();) {
+    uint64_t delta = 0;
+    for (int shift = 0; i < packed.size(); shift += 7) {
+      const auto b = static_cast<unsigned char>(packed[i++]);
+      delta |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) break;
+    }
+    seq += delta;
+    LETHE_ASSIGN_OR_RETURN(std::string bytes, reader(seq));
+    v1::LedgerEntry e;
+    if (!e.ParseFromString(bytes))
+      return absl::DataLossError(absl::StrCat("ledger entry ", seq, ": does not parse as it did when recorded"));
+    ApplyToRecord(r, seq, e);
+  }
+  if (r.submitted_entry != submitted_entry || r.completed_entry == 0)
+    return absl::DataLossError(absl::StrCat("ledger entry ", submitted_entry,
+                                            ": not the request lethed recorded there"));
+  r.command_ids.clear();
+  return r;
+}
+
+RequestStore::Held RequestStore::held() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return Held{requests_.size(), ended_.size()};
+}
+
+absl::StatusOr<RequestRecord> RequestStore::Get(const std::string& id) const {
+  std::unique_lock<std::mutex> l(mu_);
+  if (auto it = requests_.find(id); it != requests_.end()) return it->second;
+  auto e = ended_by_id_.find(audit::RequestLifecycle::IdDigest(id));
+  if (e == ended_by_id_.end()) return absl::NotFoundError("request_id: no request " + Quote(id, 40));
+  const uint64_t submitted = e->second;
+  std::string packed = ended_.at(submitted);
+  EntryReader reader = reader_;
+  l.unlock();  // read the ledger without holding the store
+  // (Another id with the same 128-bit digest would take a SHA-256 collision.)
+  return Load(submitted, packed, reader);
+}
+
+absl::StatusOr<std::vector<RequestRecord>> RequestStore::List() const {
+  bool more = false;
+  return ListPage(0, std::numeric_limits<size_t>::max(), std::nullopt, &more);
 }
 
 RequestStore::Tally RequestStore::Count(absl::Time now) const {
@@ -202,25 +323,54 @@ RequestStore::Tally RequestStore::Count(absl::Time now) const {
   return t;
 }
 
-std::vector<RequestRecord> RequestStore::ListPage(uint64_t after, size_t limit,
-                                                  const std::function<bool(const RequestRecord&)>& keep,
-                                                  bool* more) const {
-  std::lock_guard<std::mutex> l(mu_);
-  // order_ is in submission order, so submitted_entry rises along it.
-  auto it = std::upper_bound(order_.begin(), order_.end(), after,
-                             [this](uint64_t a, const std::string& id) {
-                               return a < requests_.at(id).submitted_entry;
-                             });
-  std::vector<RequestRecord> out;
+absl::StatusOr<std::vector<RequestRecord>> RequestStore::ListPage(uint64_t after, size_t limit,
+                                                                  std::optional<absl::Time> overdue_at,
+                                                                  bool* more) const {
+  const bool open_only = overdue_at.has_value();
+  std::unique_lock<std::mutex> l(mu_);
+  // Both indices are by submitted entry: walk them merged, in submission order. Ended requests
+  // are collected as (entry, packed) and read back once the lock is released.
+  struct Item {
+    uint64_t entry;
+    std::optional<RequestRecord> whole;
+    std::string packed;
+  };
+  std::vector<Item> page;
   *more = false;
-  for (; it != order_.end(); ++it) {
-    const RequestRecord& r = requests_.at(*it);
-    if (keep && !keep(r)) continue;
-    if (out.size() == limit) {
-      *more = true;
-      break;
+  auto w = open_only ? in_progress_.upper_bound(after) : whole_.upper_bound(after);
+  const auto w_end = open_only ? in_progress_.end() : whole_.end();
+  auto x = open_only ? ended_.end() : ended_.upper_bound(after);
+  while (w != w_end || x != ended_.end()) {
+    const bool take_whole = x == ended_.end() || (w != w_end && w->first < x->first);
+    if (take_whole) {
+      const RequestRecord& r = requests_.at(w->second);
+      ++w;
+      if (overdue_at && !r.Overdue(*overdue_at)) continue;
+      if (page.size() == limit) {
+        *more = true;
+        break;
+      }
+      page.push_back(Item{r.submitted_entry, r, {}});
+    } else {
+      if (page.size() == limit) {
+        *more = true;
+        break;
+      }
+      page.push_back(Item{x->first, std::nullopt, x->second});
+      ++x;
     }
-    out.push_back(r);
+  }
+  EntryReader reader = reader_;
+  l.unlock();
+  std::vector<RequestRecord> out;
+  out.reserve(page.size());
+  for (auto& item : page) {
+    if (item.whole) {
+      out.push_back(*std::move(item.whole));
+      continue;
+    }
+    LETHE_ASSIGN_OR_RETURN(RequestRecord r, Load(item.entry, item.packed, reader));
+    out.push_back(std::move(r));
   }
   return out;
 }
@@ -278,12 +428,10 @@ std::vector<PendingCommand> RequestStore::Pending(absl::Time now,
   return out;
 }
 
-std::vector<uint64_t> RequestStore::EvidenceEntries(const std::string& request_id) const {
+absl::StatusOr<std::vector<uint64_t>> RequestStore::EvidenceEntries(const std::string& request_id) const {
+  LETHE_ASSIGN_OR_RETURN(RequestRecord r, Get(request_id));
   std::lock_guard<std::mutex> l(mu_);
   std::vector<uint64_t> out;
-  auto it = requests_.find(request_id);
-  if (it == requests_.end()) return out;
-  const RequestRecord& r = it->second;
   out.push_back(r.submitted_entry);
   out.insert(out.end(), r.command_entries.begin(), r.command_entries.end());
   for (const auto& d : r.domains) {

@@ -2,10 +2,16 @@
 // start by replaying every entry and kept current by applying each entry as it is sequenced
 // into the log (ledger_writer.h), so it never knows anything the ledger's queue does not.
 //
+// Memory: a request is held whole while it is open. Once it has ended and its RequestCompleted
+// is durable (MarkDurable), it is compacted to the ledger indices of its entries, a few dozen
+// bytes, and Get rebuilds it from those entries, read back through the EntryReader, each
+// checked against its Merkle leaf. What the ended request shows is the same either way.
+//
 // Thread safe. Readers get copies.
 #pragma once
 
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -14,7 +20,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/node_hash_map.h"
+#include "absl/numeric/int128.h"
+#include "absl/status/statusor.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "audit/request_lifecycle.h"
@@ -71,6 +81,7 @@ struct RequestRecord {
   std::vector<std::string> sealed_additions;  // IdentitiesAdded.sealed, in order
   std::vector<uint64_t> addition_entries;     // their ledger indices
   std::vector<uint64_t> command_entries;      // every CommandIssued of the request, re-issues too
+  std::vector<std::string> command_ids;       // their command ids (while the request is open)
   uint64_t consent_entry = 0;              // ConsentChanged that planned it, if any
   v1::RequestState state = v1::IN_PROGRESS;
   int64_t completed_unix_ms = 0;
@@ -121,19 +132,34 @@ class RequestStore {
   absl::Status CheckReceipt(const v1::ReceiptRecorded& rr, bool refusal_allowed,
                             v1::Receipt* verified) const;
 
-  std::optional<RequestRecord> Get(const std::string& request_id) const;
-  std::vector<RequestRecord> List() const;
+  // Where ended requests are read back from once compacted: the exact bytes of a ledger entry
+  // (lethed: Ledger::ReadEntry). Set before the first Get of an ended request.
+  using EntryReader = std::function<absl::StatusOr<std::string>(uint64_t seq)>;
+  void SetEntryReader(EntryReader reader);
+  // Entries below `end` are durable (and readable): ended requests whose completion is among
+  // them are compacted. Without calls to it nothing is compacted.
+  void MarkDurable(uint64_t end);
+
+  // kNotFound for an id never submitted; for an ended request, whatever reading its entries
+  // back reports (kDataLoss when one no longer matches the log).
+  absl::StatusOr<RequestRecord> Get(const std::string& request_id) const;
+  // Every request, in submission order (reads every ended one back: for tests and tools).
+  absl::StatusOr<std::vector<RequestRecord>> List() const;
   // How many requests are in each state, for metrics: costs the open requests only.
   struct Tally {
     uint64_t in_progress = 0, completed = 0, failed = 0, overdue = 0, domains_needing_identity = 0;
   };
   Tally Count(absl::Time now) const;
+  // How many requests are held whole, and how many compacted to their ledger indices.
+  struct Held {
+    size_t whole = 0, compacted = 0;
+  };
+  Held held() const;
   // One page, in submission order: up to `limit` requests recorded after ledger entry `after`
-  // (0: from the first) that `keep` accepts (none: all); `more` tells whether another
-  // accepted one follows. Copies only the page.
-  std::vector<RequestRecord> ListPage(uint64_t after, size_t limit,
-                                      const std::function<bool(const RequestRecord&)>& keep,
-                                      bool* more) const;
+  // (0: from the first), only those overdue at `overdue_at` when it is given (open requests,
+  // then); `more` tells whether another follows. Copies (or reads back) only the page.
+  absl::StatusOr<std::vector<RequestRecord>> ListPage(uint64_t after, size_t limit,
+                                                      std::optional<absl::Time> overdue_at, bool* more) const;
   std::optional<CommandRecord> Command(const std::string& command_id) const;
   std::vector<AgentRecord> Agents() const;
   // The enrolled key of `domain` with id `key_id`, if any, revoked or not.
@@ -150,14 +176,15 @@ class RequestStore {
   // Ledger indices of everything that proves the request, in log order: the enrolments of
   // the agent keys that signed its receipts, RequestSubmitted, every CommandIssued, every
   // ReceiptRecorded and RequestCompleted.
-  std::vector<uint64_t> EvidenceEntries(const std::string& request_id) const;
+  absl::StatusOr<std::vector<uint64_t>> EvidenceEntries(const std::string& request_id) const;
   // Requests that have every receipt but no RequestCompleted yet (only after a crash).
   std::vector<std::string> AnsweredButOpen() const;
 
   // Open requests whose subject holds the identity token `token` of `type`, oldest first.
   std::vector<std::string> OpenWithToken(const std::string& type, const std::string& token) const;
 
-  // Publish attempts and agents' refusals are runtime facts, not ledger facts.
+  // Publish attempts and agents' refusals are runtime facts, not ledger facts, kept while the
+  // request is open.
   void NotePublished(const std::string& command_id);
   int Attempts(const std::string& command_id) const;
   void NoteRejection(const std::string& command_id, std::string why);
@@ -170,12 +197,24 @@ class RequestStore {
 
  private:
   void Bump();
+  // Moves request `id`, ended and durable, from requests_ to ended_.
+  void Compact(const std::string& id);
+  // Rebuilds an ended request from its packed entry indices (see ended_).
+  absl::StatusOr<RequestRecord> Load(uint64_t submitted_entry, const std::string& packed,
+                                     const EntryReader& reader) const;
 
   mutable std::mutex mu_;
   mutable std::condition_variable changed_;
   uint64_t version_ = 0;
-  absl::node_hash_map<std::string, RequestRecord> requests_;  // by id; order_ keeps the order
-  std::vector<std::string> order_;  // request ids in submission order
+  // Requests held whole (open, or ended but not yet compacted), by id; whole_ keeps their order.
+  absl::node_hash_map<std::string, RequestRecord> requests_;
+  std::map<uint64_t, std::string> whole_;  // submitted entry -> id
+  // Compacted requests: submitted entry -> the ledger indices of every entry of the request,
+  // ascending, as varint deltas; and the request's IdDigest -> submitted entry.
+  absl::btree_map<uint64_t, std::string> ended_;
+  absl::flat_hash_map<absl::uint128, uint64_t> ended_by_id_;
+  std::deque<std::pair<uint64_t, std::string>> ending_;  // (completed entry, id), log order
+  EntryReader reader_;
   // The requests still IN_PROGRESS, by submission entry: what the outbox walks on every pass,
   // so that a pass costs the open requests, not every request ever recorded.
   std::map<uint64_t, std::string> in_progress_;

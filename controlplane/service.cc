@@ -43,9 +43,7 @@ std::string PageToken(uint64_t entry) { return absl::StrCat("e", entry); }
 
 absl::StatusOr<RequestRecord> Find(const RequestStore& store, const std::string& id) {
   if (absl::Status s = ValidateRequestId(id); !s.ok()) return s;
-  auto r = store.Get(id);
-  if (!r) return absl::NotFoundError("request_id: no request " + id);
-  return *r;
+  return store.Get(id);
 }
 
 }  // namespace
@@ -68,7 +66,7 @@ grpc::Status SubjectRequestsService::Submit(grpc::ServerContext* ctx, const v1::
   auto id = manager_.SubmitErasure(Identities(req->identities()), req->reason(), actor);
   if (!id.ok()) return ToGrpc(id.status());
   resp->set_request_id(*id);
-  if (auto r = store_.Get(*id)) *resp->mutable_request() = View(*r, actor);
+  if (auto r = store_.Get(*id); r.ok()) *resp->mutable_request() = View(*r, actor);
   return Answer(manager_.writer());
 }
 
@@ -99,12 +97,11 @@ grpc::Status SubjectRequestsService::List(grpc::ServerContext* ctx, const v1::Li
   const absl::Time now = clock_.Now();
   const IdentityVault* vault = MaySeeFreeText(ActorOf(*ctx)) ? &vault_ : nullptr;
   bool more = false;
-  const bool overdue = req->overdue();
-  const auto records = store_.ListPage(
-      page->resume ? page->after : 0, page->size,
-      [&](const RequestRecord& r) { return !overdue || r.Overdue(now); }, &more);
-  for (const auto& r : records) *resp->add_requests() = ToView(r, store_, now, vault);
-  if (more && !records.empty()) resp->set_next_page_token(PageToken(records.back().submitted_entry));
+  const auto records = store_.ListPage(page->resume ? page->after : 0, page->size,
+                                       req->overdue() ? std::optional<absl::Time>(now) : std::nullopt, &more);
+  if (!records.ok()) return ToGrpc(records.status());
+  for (const auto& r : *records) *resp->add_requests() = ToView(r, store_, now, vault);
+  if (more && !records->empty()) resp->set_next_page_token(PageToken(records->back().submitted_entry));
   return Answer(manager_.writer());
 }
 
@@ -118,6 +115,7 @@ grpc::Status SubjectRequestsService::Watch(grpc::ServerContext* ctx,
   uint64_t seen = store_.version();
   while (!ctx->IsCancelled() && !stopping_) {
     auto r = store_.Get(req->request_id());
+    if (!r.ok()) return ToGrpc(r.status());
     if (grpc::Status durable = Answer(manager_.writer()); !durable.ok()) return durable;
     v1::RequestView view = View(*r, caller);
     std::string bytes = view.SerializeAsString();
@@ -234,7 +232,9 @@ grpc::Status ConsentService::Show(grpc::ServerContext*, const v1::ShowConsentReq
   resp->set_identity_type(type);
   resp->set_subject_token(crypto::Hex(*token));
   for (const auto& r : consent_.Current(type, *token)) *resp->add_current() = ToView(r);
-  for (const auto& r : consent_.History(type, *token)) *resp->add_history() = ToView(r);
+  auto history = consent_.History(type, *token);
+  if (!history.ok()) return ToGrpc(history.status());
+  for (const auto& r : *history) *resp->add_history() = ToView(r);
   return Answer(manager_.writer());
 }
 
@@ -449,7 +449,9 @@ grpc::Status LedgerService::GetCertificate(grpc::ServerContext*, const v1::GetCe
   resp->set_format("lethe.erasure-certificate/v1");
   resp->set_request_id(r->request_id);
   resp->set_checkpoint(*note);
-  std::vector<uint64_t> evidence = store_.EvidenceEntries(r->request_id);
+  auto entries = store_.EvidenceEntries(r->request_id);
+  if (!entries.ok()) return ToGrpc(entries.status());
+  std::vector<uint64_t> evidence = *std::move(entries);
   // The activation of the policy it was planned with, so the plan can be checked offline.
   for (const auto& a : policies_.History())
     if (a.hash == r->submitted.policy_hash()) evidence.push_back(a.entry);

@@ -397,6 +397,7 @@ std::string Ledger::LatestCheckpoint() const {
 absl::StatusOr<std::string> Ledger::ReadEntry(uint64_t seq) const {
   std::string path;
   Location loc{};
+  std::string leaf;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (seq >= locations_.size())
@@ -404,6 +405,7 @@ absl::StatusOr<std::string> Ledger::ReadEntry(uint64_t seq) const {
                                                 locations_.size()));
     loc = locations_[seq];
     path = segments_[loc.segment];
+    leaf = tree_.LeafHashAt(seq);
   }
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Errno("cannot open segment", path);
@@ -411,6 +413,10 @@ absl::StatusOr<std::string> Ledger::ReadEntry(uint64_t seq) const {
   ssize_t n = ::pread(fd, out.data(), out.size(), static_cast<off_t>(loc.offset));
   ::close(fd);
   if (n != static_cast<ssize_t>(out.size())) return Errno("cannot read segment", path);
+  // The bytes the tree holds the hash of, or the file changed under the log.
+  if (LeafHash(out) != leaf)
+    return absl::DataLossError(absl::StrCat("ledger corrupt: entry ", seq, " in ", path,
+                                            " no longer hashes to its leaf in the Merkle tree"));
   return out;
 }
 

@@ -188,7 +188,8 @@ class Ledger {
   // Every checkpoint signed, oldest first (DIR/checkpoint-history.log, checkpoint_history.h):
   // it holds the latest one too. Checked against the entries at open.
   const CheckpointHistory& checkpoint_history() const { return *history_; }
-  // Exact bytes of entry `seq`; kOutOfRange when seq >= size().
+  // Exact bytes of entry `seq`; kOutOfRange when seq >= size(), kDataLoss when the bytes on
+  // disk no longer hash to the entry's leaf.
   absl::StatusOr<std::string> ReadEntry(uint64_t seq) const;
   const std::string& origin() const { return options_.origin; }
   // Commits (fdatasync calls) and entries written since open.

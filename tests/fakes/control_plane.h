@@ -68,7 +68,7 @@ class ControlPlane {
     lo.prezero_bytes = 0;
     lo.file_system = fs;
     auto l = ledger::Ledger::Open(lo, [this](uint64_t seq, std::string_view, const v1::LedgerEntry& e) {
-      return projections_.Apply(seq, e);
+      return projections_.Replay(seq, e);
     });
     EXPECT_TRUE(l.ok()) << l.status();
     ledger_ = std::move(*l);
@@ -115,8 +115,8 @@ class ControlPlane {
   // The latest command issued for `domain` of the request.
   controlplane::CommandRecord CommandFor(const std::string& request_id, const std::string& domain) const {
     auto r = projections_.requests.Get(request_id);
-    EXPECT_TRUE(r.has_value()) << request_id;
-    if (r)
+    EXPECT_TRUE(r.ok()) << request_id << ": " << r.status();
+    if (r.ok())
       for (const auto& d : r->domains)
         if (d.domain == domain && !d.command_id.empty()) {
           auto c = projections_.requests.Command(d.command_id);

@@ -124,7 +124,8 @@ class BatchCutTest : public ::testing::Test {
     // An erasure across every domain: a request with three commands; its completion.
     LETHE_ASSIGN_OR_RETURN(auto done, mesh.EraseAndWait(kBob, kDone));
     if (done.state() != v1::COMPLETED) return absl::InternalError("Bob's erasure did not complete");
-    for (const auto& r : mesh.lethed().store().List()) {
+    const std::vector<controlplane::RequestRecord> listed = mesh.lethed().store().List().value();
+    for (const auto& r : listed) {
       LETHE_ASSIGN_OR_RETURN(auto d, mesh.WaitDone(r.request_id, kDone));
       if (d.state() != v1::COMPLETED) return absl::InternalError("request " + r.request_id + " did not complete");
     }
@@ -237,7 +238,8 @@ TEST_F(BatchCutTest, EveryCutOfEveryBatchKindReopensToAVerifiableLogWithNoStuckR
         // again at start: the log may have grown by that.
         EXPECT_GE((*lethed)->ledger().size(), expect);
         EXPECT_LE((*lethed)->ledger().size(), expect + (b.kind == "completion" ? 1 : 0));
-        for (const auto& r : (*lethed)->store().List()) {
+        const std::vector<controlplane::RequestRecord> listed = (*lethed)->store().List().value();
+        for (const auto& r : listed) {
           bool answered = true;
           for (const auto& d : r.domains) answered &= d.receipt.has_value();
           EXPECT_FALSE(answered && r.state == v1::IN_PROGRESS)

@@ -72,12 +72,12 @@ TEST(Consent, ChangesAreRecordedAsTokensShownAndListed) {
   auto g2 = RunLethectl(mesh, {"consent", "grant", "--identity", "email=" + kAlice.email, "--purpose",
                        "research", "--source", "signup-form-v3"});
   ASSERT_EQ(g2.exit_code, 0) << g2.output;
-  const uint64_t requests_before = mesh.lethed().store().List().size();
+  const uint64_t requests_before = mesh.lethed().store().List().value().size();
   auto w = RunLethectl(mesh, {"consent", "withdraw", "--identity", "email=" + kAlice.email, "--purpose",
                       "research", "--source", "preference-centre"});
   ASSERT_EQ(w.exit_code, 0) << w.output;
   EXPECT_THAT(w.output, Not(HasSubstr("erasure planned")));
-  EXPECT_EQ(mesh.lethed().store().List().size(), requests_before);  // research erases nothing
+  EXPECT_EQ(mesh.lethed().store().List().value().size(), requests_before);  // research erases nothing
   ASSERT_TRUE(Change(mesh, "email", kBob.email, "marketing", v1::GRANTED, "import-2026-11").ok());
 
   // show: current state per purpose and the full history, with times and sources.
@@ -211,14 +211,14 @@ TEST(Consent, WithdrawalOfAnErasingPurposeErasesInThatPurposesDomainsOnly) {
   EXPECT_THAT(v.output, HasSubstr("the domains of purpose marketing"));
 
   // Withdrawing again plans nothing new; granting and withdrawing again does.
-  const size_t requests = mesh.lethed().store().List().size();
+  const size_t requests = mesh.lethed().store().List().value().size();
   ASSERT_TRUE(Change(mesh, "email", kAlice.email, "marketing", v1::WITHDRAWN, "second-click").ok());
-  EXPECT_EQ(mesh.lethed().store().List().size(), requests);
+  EXPECT_EQ(mesh.lethed().store().List().value().size(), requests);
   ASSERT_TRUE(Change(mesh, "email", kAlice.email, "marketing", v1::GRANTED, "re-signup").ok());
   v1::ConsentChangeView again;
   ASSERT_TRUE(Change(mesh, "email", kAlice.email, "marketing", v1::WITHDRAWN, "unsubscribe", &again).ok());
   EXPECT_FALSE(again.change().erasure_request_id().empty());
-  EXPECT_EQ(mesh.lethed().store().List().size(), requests + 1);
+  EXPECT_EQ(mesh.lethed().store().List().value().size(), requests + 1);
   auto audit = RunLethectl(mesh, {"ledger", "verify", "--public-key", mesh.lethed_pub()});
   EXPECT_EQ(audit.exit_code, 0) << audit.output;
 }

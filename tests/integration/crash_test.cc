@@ -129,7 +129,7 @@ TEST(Crash, AgentKilledAfterPurgeCommitPurgesOnceAndRecordsOneReceipt) {
   EXPECT_EQ(*mesh.Rows("assessments", kAlice), 0);
   EXPECT_EQ(*mesh.pg().Query("assessments", "SELECT count(*) FROM lethe_agent.processed_commands"), "1");
   auto mid = mesh.lethed().store().Get(*id);
-  ASSERT_TRUE(mid.has_value());
+  ASSERT_TRUE(mid.ok()) << mid.status();
   EXPECT_EQ(mid->state, v1::IN_PROGRESS);
   EXPECT_EQ(mid->domains[0].domain, "assessments");
   EXPECT_EQ(mid->domains[0].state, v1::PENDING);

@@ -138,7 +138,7 @@ TEST_F(ErasureTest, WaitTimesOutWithNonZeroExitWhenNoAgentAnswers) {
                                          "--timeout", "2s"});
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_THAT(r.output, HasSubstr("timed out"));
-  const auto requests = mesh_->lethed().store().List();
+  const auto requests = mesh_->lethed().store().List().value();
   ASSERT_EQ(requests.size(), 1u);
   const std::string id = requests[0].request_id;
   // Every other domain answers; billing's command stays open while its agent is away.

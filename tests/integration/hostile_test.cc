@@ -219,7 +219,7 @@ TEST_F(HostileTest, ForgedReceiptIsRejectedByLethedAndNotRecorded) {
   ASSERT_TRUE(WaitFor([&] { return counters.rejected.load() == rejected + 1; }, kWait));
   EXPECT_EQ(mesh_->lethed().ledger().size(), size);
   auto view = mesh_->lethed().store().Get(resp.request_id());
-  ASSERT_TRUE(view.has_value());
+  ASSERT_TRUE(view.ok()) << view.status();
   EXPECT_EQ(view->state, v1::IN_PROGRESS);
   EXPECT_EQ(*mesh_->Rows("growth", kBob), 3);
   ASSERT_TRUE(mesh_->StartAgent("growth").ok());

@@ -151,7 +151,7 @@ TEST(AgentDatabaseOutage, NoReceiptAndNoCommittedOffsetUntilPostgresIsBack) {
   ASSERT_TRUE(committed.ok()) << committed.status();
   EXPECT_LT(*committed, 0) << "an offset was committed while the database was down";
   auto pending = mesh.lethed().store().Get(*id);
-  ASSERT_TRUE(pending.has_value());
+  ASSERT_TRUE(pending.ok()) << pending.status();
   EXPECT_EQ(pending->state, v1::IN_PROGRESS);
   EXPECT_EQ(pending->domains[0].state, v1::PENDING);
 

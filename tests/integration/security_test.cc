@@ -321,7 +321,7 @@ TEST(ReceiptIntake, EachForgeryIsRefusedAndASecondEnrolledKeyIsAccepted) {
   EXPECT_EQ(mesh.lethed().ledger().size(), before + 1);
   bool growth_done = false;
   const auto request = mesh.lethed().store().Get(resp.request_id());
-  ASSERT_TRUE(request.has_value());
+  ASSERT_TRUE(request.ok()) << request.status();
   for (const auto& d : request->domains)
     if (d.domain == "growth") growth_done = d.state == v1::DONE && d.agent_key_id == second.public_key().KeyId();
   EXPECT_TRUE(growth_done) << "growth's answer is the second key's receipt";

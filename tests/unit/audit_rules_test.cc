@@ -483,6 +483,9 @@ std::vector<Case> Cases() {
   c.push_back({"M8", "no command was issued", std::nullopt, Changed([](Entries& e) {
                  e.erase(e.begin() + 14, e.end());  // r2 planned, its command (15) missing
                })});
+  c.push_back({"M9", "issued twice", 15, Changed([](Entries& e) {
+                 e.insert(e.begin() + 14, Issued("c1", "d1", "r2"));  // c1 was r1's, which has ended
+               })});
   // Receipts.
   c.push_back({"T1", "receipt for an unknown command", 7, Changed([](Entries& e) {
                  AT(7) = Recorded(ReceiptFor("c9", "d1"));
@@ -543,6 +546,9 @@ std::vector<Case> Cases() {
                  r.set_verified_zero_remaining(false);
                  r.set_error("row of alice@example.com is locked");
                  AT(7) = Recorded(r);
+               })});
+  c.push_back({"T14", "a command of a request that has ended", 12, Changed([](Entries& e) {
+                 e.insert(e.begin() + 11, Recorded(ReceiptFor("c1", "d1")));  // r1 completed at 11
                })});
   // Completions.
   c.push_back({"D1", "completion of an unknown request", 11, Changed([](Entries& e) { AT(11) = Completed("r9"); })});

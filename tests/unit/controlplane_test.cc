@@ -145,12 +145,45 @@ v1::LedgerEntry Consent(const std::string& token, const std::string& purpose,
 
 TEST(ConsentStore, CurrentStatePerPurposeHistoryAndWhatIsStillToPublish) {
   ConsentStore c;
-  ASSERT_OK(c.Apply(10, Consent("alice", "marketing", v1::GRANTED, "form")));
-  ASSERT_OK(c.Apply(11, Consent("alice", "research", v1::GRANTED, "form")));
-  ASSERT_OK(c.Apply(12, Consent("bob", "marketing", v1::GRANTED, "import")));
-  ASSERT_OK(c.Apply(13, Consent("alice", "marketing", v1::WITHDRAWN, "unsubscribe")));
+  // The log as the ledger would read it back, durable below `durable`.
+  std::map<uint64_t, std::string> log;
+  uint64_t durable = 0;
+  c.SetEntryReader([&](uint64_t at) -> absl::StatusOr<std::string> {
+    if (at >= durable || !log.count(at)) return absl::OutOfRangeError(absl::StrCat("entry ", at, " not durable"));
+    return log.at(at);
+  });
+  auto apply = [&](uint64_t seq, const v1::LedgerEntry& e) {
+    log[seq] = e.SerializeAsString();
+    return c.Apply(seq, e);
+  };
+  ASSERT_OK(apply(10, Consent("alice", "marketing", v1::GRANTED, "form")));
+  ASSERT_OK(apply(11, Consent("alice", "research", v1::GRANTED, "form")));
+  ASSERT_OK(apply(12, Consent("bob", "marketing", v1::GRANTED, "import")));
+  ASSERT_OK(apply(13, Consent("alice", "marketing", v1::WITHDRAWN, "unsubscribe")));
   const std::string alice = crypto::Sha256("alice");
-  EXPECT_EQ(c.History("email", alice).size(), 3u);
+  auto sources = [&]() {
+    std::vector<std::string> out;
+    auto h = c.History("email", alice);
+    EXPECT_TRUE(h.ok()) << h.status();
+    if (h.ok())
+      for (const auto& r : *h) out.push_back(absl::StrCat(r.entry, " ", r.source));
+    return out;
+  };
+  // Alice's superseded grant (10) is held until it is durable, then read back.
+  EXPECT_EQ(c.held(), 4u);
+  EXPECT_THAT(sources(), ElementsAre("10 form", "11 form", "13 unsubscribe"));
+  durable = 10;
+  c.MarkDurable(durable);
+  EXPECT_EQ(c.held(), 4u);
+  durable = 14;
+  c.MarkDurable(durable);
+  EXPECT_EQ(c.held(), 3u);
+  EXPECT_EQ(c.size(), 4u);
+  EXPECT_THAT(sources(), ElementsAre("10 form", "11 form", "13 unsubscribe"));
+  // What the ledger hands back must be the change recorded there.
+  log[10] = log[12];
+  EXPECT_EQ(c.History("email", alice).status().code(), absl::StatusCode::kDataLoss);
+  log[10] = Consent("alice", "marketing", v1::GRANTED, "form").SerializeAsString();
   auto current = c.Current("email", alice);
   ASSERT_EQ(current.size(), 2u);
   EXPECT_EQ(current[0].purpose, "marketing");
@@ -221,7 +254,7 @@ TEST(RequestStore, ExtensionsMoveTheDueDateAndOverdueFollowsTheClock) {
   const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
   ASSERT_OK(store.Apply(3, Submitted("r1", {{"email", "alice@example.org"}}, t0)));
   auto r = store.Get("r1");
-  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_GE(r->domains.size(), 2u);
   EXPECT_EQ(r->domains.front().state, v1::PENDING);
   EXPECT_EQ(r->domains.back().state, v1::NEEDS_IDENTITY);
@@ -238,7 +271,7 @@ TEST(RequestStore, ExtensionsMoveTheDueDateAndOverdueFollowsTheClock) {
   EXPECT_TRUE(r->Overdue(t0 + absl::Hours(24 * 40) + absl::Milliseconds(1)));
   // The waiting domain keeps it from being answered; the extension is part of its evidence.
   EXPECT_TRUE(store.AnsweredButOpen().empty());
-  EXPECT_THAT(store.EvidenceEntries("r1"), ElementsAre(3u, 4u));
+  EXPECT_THAT(store.EvidenceEntries("r1").value(), ElementsAre(3u, 4u));
   // An addition for a domain that was not waiting contradicts the log.
   v1::LedgerEntry add;
   add.mutable_identities_added()->set_request_id("r1");
@@ -254,7 +287,7 @@ TEST(RequestStore, ExtensionsMoveTheDueDateAndOverdueFollowsTheClock) {
 
 // The index behind SubjectRequests.FindOpen: a request is found by each token of its subject,
 // those added later too, until it completes.
-TEST(RequestStore, OpenRequestsAreFoundByTokenUntilTheyComplete) {
+TEST(RequestStore, OpenRequestsAreFoundByTokenUntilTheyCompleteAndAreCompactedOnceDurable) {
   RequestStore store;
   ASSERT_OK(store.Apply(1, Activation()));
   const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
@@ -265,7 +298,7 @@ TEST(RequestStore, OpenRequestsAreFoundByTokenUntilTheyComplete) {
   EXPECT_THAT(store.OpenWithToken("user_id", Token("u-a")), ElementsAre("r1", "r2"));
   EXPECT_THAT(store.OpenWithToken("email", Token("u-a")), ElementsAre());  // the type is part of it
   const auto r1 = store.Get("r1");
-  ASSERT_TRUE(r1.has_value());
+  ASSERT_TRUE(r1.ok()) << r1.status();
   v1::LedgerEntry add;
   add.mutable_identities_added()->set_request_id("r1");
   for (const auto& d : r1->domains)
@@ -297,10 +330,15 @@ TEST(RequestStore, OpenRequestsAreFoundByTokenUntilTheyComplete) {
     a->set_key_id(agent->public_key().KeyId());
     ASSERT_OK(store.Apply(seq++, e));
   }
-  ASSERT_OK(store.Apply(seq++, Submitted("r4", {{"user_id", "u-c"}, {"email", "c@example.org"},
-                                                {"device_id", "dev-c"}}, t0)));
+  // r4's entries, as the ledger would hand them back once r4 is compacted.
+  std::map<uint64_t, std::string> log;
+  auto apply = [&](const v1::LedgerEntry& e) {
+    log[seq] = e.SerializeAsString();
+    return store.Apply(seq++, e);
+  };
+  ASSERT_OK(apply(Submitted("r4", {{"user_id", "u-c"}, {"email", "c@example.org"}, {"device_id", "dev-c"}}, t0)));
   const auto r4 = store.Get("r4");
-  ASSERT_TRUE(r4.has_value());
+  ASSERT_TRUE(r4.ok()) << r4.status();
   EXPECT_THAT(store.OpenWithToken("user_id", Token("u-c")), ElementsAre("r4"));
   const policies::Policy policy = Sample();
   for (const auto& d : r4->domains) {
@@ -312,7 +350,7 @@ TEST(RequestStore, OpenRequestsAreFoundByTokenUntilTheyComplete) {
     c->set_domain(d.domain);
     c->set_command_digest(crypto::Sha256(d.domain));
     c->set_domain_policy_hash(policy.DomainHash(d.domain));
-    ASSERT_OK(store.Apply(seq++, issued));
+    ASSERT_OK(apply(issued));
     v1::Receipt receipt;
     receipt.set_command_id(c->command_id());
     receipt.set_request_id("r4");
@@ -326,21 +364,41 @@ TEST(RequestStore, OpenRequestsAreFoundByTokenUntilTheyComplete) {
     rr->set_command_id(c->command_id());
     rr->set_request_id("r4");
     rr->set_domain(d.domain);
-    ASSERT_OK(store.Apply(seq++, recorded));
+    ASSERT_OK(apply(recorded));
     // The same receipt again is no news, and the rule says so.
     EXPECT_EQ(store.CheckReceipt(*rr, false, nullptr).code(), absl::StatusCode::kAlreadyExists);
   }
   v1::LedgerEntry completed;
   completed.mutable_request_completed()->set_request_id("r4");
   completed.mutable_request_completed()->set_outcome(v1::RequestCompleted::COMPLETED);
-  ASSERT_OK(store.Apply(seq++, completed));
+  const uint64_t completed_at = seq;
+  ASSERT_OK(apply(completed));
   EXPECT_EQ(store.Get("r4")->state, v1::COMPLETED);
+  // Compacted to its ledger indices only once its completion is durable (below `end`), and
+  // then read back: the reader serves durable entries only.
+  uint64_t durable = 0;
+  store.SetEntryReader([&](uint64_t at) -> absl::StatusOr<std::string> {
+    if (at >= durable || !log.count(at)) return absl::OutOfRangeError(absl::StrCat("entry ", at, " not durable"));
+    return log.at(at);
+  });
+  const std::string whole = ToView(*store.Get("r4"), store, t0).DebugString();
+  durable = completed_at;
+  store.MarkDurable(durable);
+  EXPECT_EQ(store.held().compacted, 0u);
+  ASSERT_OK(store.Get("r4").status());
+  durable = completed_at + 1;
+  store.MarkDurable(durable);
+  EXPECT_EQ(store.held().compacted, 1u);
+  auto read_back = store.Get("r4");
+  ASSERT_OK(read_back.status());
+  EXPECT_EQ(ToView(*read_back, store, t0).DebugString(), whole);
   EXPECT_THAT(store.OpenWithToken("user_id", Token("u-c")), ElementsAre());
   EXPECT_THAT(store.OpenWithToken("email", Token("c@example.org")), ElementsAre());
   // The metrics' tally, kept from the open requests alone, agrees with the full list.
   for (const absl::Time at : {t0, t0 + absl::Hours(24 * 365)}) {
     uint64_t open = 0, waiting = 0, overdue = 0;
-    for (const auto& r : store.List()) {
+    const std::vector<RequestRecord> listed = store.List().value();
+    for (const auto& r : listed) {
       if (r.state != v1::IN_PROGRESS) continue;
       ++open;
       overdue += r.Overdue(at) ? 1 : 0;

@@ -81,7 +81,7 @@ TEST_F(RequestManagerTest, SubmitRecordsTheRequestAndOneSealedCommandPerTargetDo
   EXPECT_TRUE(cp_.Entry(before + 2).has_command_issued());
 
   auto r = cp_.store().Get(id);
-  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->state, v1::IN_PROGRESS);
   EXPECT_EQ(absl::FromUnixMillis(r->due_unix_ms), cp_.clock().Now() + absl::Hours(24 * 30));
   EXPECT_THAT(DomainNames(*r), ElementsAre("assessments", "growth"));
@@ -110,7 +110,7 @@ TEST_F(RequestManagerTest, SubmitRecordsTheRequestAndOneSealedCommandPerTargetDo
 TEST_F(RequestManagerTest, ADomainKeyedByAMissingTypeWaitsForAnIdentity) {
   const std::string id = Submit({{"email", "bob@example.com"}});
   auto r = cp_.store().Get(id);
-  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(DomainOf(*r, "growth").state, v1::PENDING);
   EXPECT_EQ(DomainOf(*r, "assessments").state, v1::NEEDS_IDENTITY);
   EXPECT_THAT(DomainOf(*r, "assessments").needed_types, ElementsAre("user_id"));
@@ -128,7 +128,7 @@ TEST_F(RequestManagerTest, InvalidSubmissionRecordsNothing) {
   EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.status().message(), HasSubstr("identities[0].type"));
   EXPECT_EQ(cp_.ledger().size(), before);
-  EXPECT_TRUE(cp_.store().List().empty());
+  EXPECT_TRUE(cp_.store().List().value().empty());
   EXPECT_EQ(KeyFiles(cp_), 0u);
 }
 
@@ -174,7 +174,7 @@ TEST(RequestManagerFaults, AFailedAppendLeavesLedgerAndKeysUnchangedAndShowsNoth
 
   // The next start finds neither call.
   std::unique_ptr<Projections> after = Replayed(cp);
-  EXPECT_TRUE(after->requests.List().empty());
+  EXPECT_TRUE(after->requests.List().value().empty());
   EXPECT_TRUE(after->requests.Pending(cp.clock().Now(), absl::Hours(1)).empty());
   EXPECT_TRUE(after->consent.CurrentAfter(0).empty());
   EXPECT_EQ(after->requests.Agents().size(), 1u);
@@ -332,7 +332,7 @@ TEST_F(RequestManagerTest, WithdrawingAnEraseOnWithdrawalPurposePlansAnErasureIn
   const SubjectIdentity kim{"email", SecretBytes("kim@example.com")};
   ASSERT_TRUE(cp_.manager().ChangeConsent(SubjectIdentity{kim.type, kim.value}, "marketing", v1::GRANTED,
                                           "signup-form-v3", OperatorActor()).ok());
-  EXPECT_TRUE(cp_.store().List().empty());  // a grant plans nothing
+  EXPECT_TRUE(cp_.store().List().value().empty());  // a grant plans nothing
 
   const uint64_t before = cp_.ledger().size();
   auto rec = cp_.manager().ChangeConsent(SubjectIdentity{kim.type, kim.value}, "marketing", v1::WITHDRAWN,
@@ -360,7 +360,7 @@ TEST_F(RequestManagerTest, WithdrawingAnEraseOnWithdrawalPurposePlansAnErasureIn
                                            "preference-center", OperatorActor());
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_TRUE(again->erasure_request_id.empty());
-  EXPECT_EQ(cp_.store().List().size(), 1u);
+  EXPECT_EQ(cp_.store().List().value().size(), 1u);
 }
 
 TEST_F(RequestManagerTest, EnrolmentIsRefusedForUnknownDomainsAndTwiceForOneKey) {
@@ -386,29 +386,35 @@ namespace {
 
 TEST_F(RequestManagerTest, ListPageCopiesOnePageAndSaysWhetherMoreFollow) {
   std::vector<std::string> ids;
-  for (int i = 0; i < 5; ++i) ids.push_back(Submit({{"email", absl::StrCat("page", i, "@example.com")}}));
-  auto page_ids = [](const std::vector<RequestRecord>& page) {
+  for (int i = 0; i < 5; ++i) {
+    ids.push_back(Submit({{"email", absl::StrCat("page", i, "@example.com")}}));
+    cp_.clock().Advance(absl::Hours(24));  // due one day after the one before
+  }
+  auto page_ids = [](const absl::StatusOr<std::vector<RequestRecord>>& page) {
     std::vector<std::string> out;
-    for (const auto& r : page) out.push_back(r.request_id);
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (page.ok())
+      for (const auto& r : *page) out.push_back(r.request_id);
     return out;
   };
   bool more = false;
-  auto first = cp_.store().ListPage(0, 2, nullptr, &more);
+  auto first = cp_.store().ListPage(0, 2, std::nullopt, &more);
   EXPECT_THAT(page_ids(first), ElementsAre(ids[0], ids[1]));
   EXPECT_TRUE(more);
-  auto second = cp_.store().ListPage(first.back().submitted_entry, 2, nullptr, &more);
+  auto second = cp_.store().ListPage(first->back().submitted_entry, 2, std::nullopt, &more);
   EXPECT_THAT(page_ids(second), ElementsAre(ids[2], ids[3]));
   EXPECT_TRUE(more);
-  auto last = cp_.store().ListPage(second.back().submitted_entry, 2, nullptr, &more);
+  auto last = cp_.store().ListPage(second->back().submitted_entry, 2, std::nullopt, &more);
   EXPECT_THAT(page_ids(last), ElementsAre(ids[4]));
   EXPECT_FALSE(more);
-  // A filter: only requests whose id is one of the odd ones; `more` counts accepted ones only.
-  auto odd = [&](const RequestRecord& r) { return r.request_id == ids[1] || r.request_id == ids[3]; };
-  auto filtered = cp_.store().ListPage(0, 1, odd, &more);
-  EXPECT_THAT(page_ids(filtered), ElementsAre(ids[1]));
+  // Overdue only: at the first request's due date plus 36 h, the first two are overdue;
+  // `more` counts overdue ones only.
+  const absl::Time at = absl::FromUnixMillis(cp_.store().Get(ids[0])->due_unix_ms) + absl::Hours(36);
+  auto overdue = cp_.store().ListPage(0, 1, at, &more);
+  EXPECT_THAT(page_ids(overdue), ElementsAre(ids[0]));
   EXPECT_TRUE(more);
-  filtered = cp_.store().ListPage(filtered.back().submitted_entry, 1, odd, &more);
-  EXPECT_THAT(page_ids(filtered), ElementsAre(ids[3]));
+  overdue = cp_.store().ListPage(overdue->back().submitted_entry, 1, at, &more);
+  EXPECT_THAT(page_ids(overdue), ElementsAre(ids[1]));
   EXPECT_FALSE(more);
 }
 
@@ -453,6 +459,100 @@ TEST_F(RequestManagerTest, ReplayTrustsReceiptSignaturesOnlyBelowTheTrustedSize)
   EXPECT_THAT(untrusted.message(), HasSubstr("signature"));
   EXPECT_EQ(replay(bad).code(), absl::StatusCode::kDataLoss) << "the receipt at the trusted size itself";
   EXPECT_TRUE(replay(bad + 1).ok()) << "below the trusted size the signature is not checked again";
+}
+
+// An ended request is compacted to the ledger indices of its entries once its completion is
+// durable (RequestStore, "Memory"), and read back from the ledger: it must show exactly what
+// the same request held whole shows, in every shape a request can end in.
+TEST_F(RequestManagerTest, AnEndedRequestReadBackFromTheLedgerShowsWhatItShowedWhole) {
+  auto answer = [&](const std::string& id, const std::string& domain, v1::Receipt::Outcome outcome) {
+    const auto& key = domain == "growth" ? growth_ : assessments_;
+    ASSERT_TRUE(cp_.manager().RecordReceipt(ControlPlane::ReceiptWire(cp_.CommandFor(id, domain), key.sign, outcome)).ok());
+  };
+  // Extended, refused once, then one domain failed: FAILED.
+  const std::string failed = Submit({{"email", "una@example.com"}, {"user_id", "u-31"}});
+  ASSERT_TRUE(cp_.manager().Extend(failed, absl::Hours(24), "complex", OperatorActor()).ok());
+  answer(failed, "growth", v1::Receipt::REJECTED);
+  answer(failed, "growth", v1::Receipt::COMPLETED);
+  answer(failed, "assessments", v1::Receipt::FAILED);
+  // Waited for an identity, which was added: COMPLETED.
+  const std::string added = Submit({{"email", "vic@example.com"}});
+  ASSERT_TRUE(cp_.manager().AddIdentities(added, Identities({{"user_id", "u-32"}}), OperatorActor()).ok());
+  answer(added, "growth", v1::Receipt::COMPLETED);
+  answer(added, "assessments", v1::Receipt::COMPLETED);
+  // Planned by a withdrawal of consent: COMPLETED.
+  auto withdrawn = cp_.manager().ChangeConsent(SubjectIdentity{"email", SecretBytes("wes@example.com")}, "marketing",
+                                               v1::WITHDRAWN, "preference-center", OperatorActor());
+  ASSERT_TRUE(withdrawn.ok()) << withdrawn.status();
+  const std::string planned = withdrawn->erasure_request_id;
+  answer(planned, "growth", v1::Receipt::COMPLETED);
+  // Still open.
+  const std::string open = Submit({{"email", "xia@example.com"}, {"user_id", "u-33"}});
+
+  const RequestStore::Held held = cp_.store().held();
+  EXPECT_EQ(held.whole, 1u);
+  EXPECT_EQ(held.compacted, 3u);
+  // The reference: the same log applied with nothing compacted.
+  std::unique_ptr<Projections> whole = Replayed(cp_);
+  EXPECT_EQ(whole->requests.held().compacted, 0u);
+  const absl::Time now = cp_.clock().Now();
+  for (const std::string& id : {failed, added, planned, open}) {
+    SCOPED_TRACE(id);
+    auto read_back = cp_.store().Get(id);
+    auto reference = whole->requests.Get(id);
+    ASSERT_TRUE(read_back.ok()) << read_back.status();
+    ASSERT_TRUE(reference.ok()) << reference.status();
+    EXPECT_EQ(ToView(*read_back, cp_.store(), now).DebugString(),
+              ToView(*reference, whole->requests, now).DebugString());
+    EXPECT_EQ(read_back->command_entries, reference->command_entries);
+    EXPECT_EQ(read_back->addition_entries, reference->addition_entries);
+    EXPECT_EQ(cp_.store().EvidenceEntries(id).value(), whole->requests.EvidenceEntries(id).value());
+  }
+  EXPECT_EQ(cp_.store().Get(failed)->state, v1::FAILED);
+  EXPECT_NE(cp_.store().Get(planned)->consent_entry, 0u);
+  // Listed in submission order, compacted and whole alike.
+  std::vector<std::string> listed;
+  const std::vector<RequestRecord> all = cp_.store().List().value();
+  for (const auto& r : all) listed.push_back(r.request_id);
+  EXPECT_THAT(listed, ElementsAre(failed, added, planned, open));
+  // Whatever names an ended request is still refused.
+  EXPECT_EQ(cp_.manager().Extend(planned, absl::Hours(1), "late", OperatorActor()).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(cp_.store().Get("0123456789abcdef0123456789abcdef").status().code(), absl::StatusCode::kNotFound);
+}
+
+// A compacted request is read back from the ledger's files: bytes that changed there since
+// are reported as corruption, never shown.
+TEST_F(RequestManagerTest, AnEndedRequestWhoseEntryChangedOnDiskIsReportedNotShown) {
+  const std::string id = Submit({{"email", "yan@example.com"}, {"user_id", "u-34"}});
+  for (const std::string domain : {"growth", "assessments"}) {
+    const auto& key = domain == "growth" ? growth_ : assessments_;
+    ASSERT_TRUE(cp_.manager().RecordReceipt(ControlPlane::ReceiptWire(cp_.CommandFor(id, domain), key.sign)).ok());
+  }
+  ASSERT_EQ(cp_.store().held().compacted, 1u);
+  const RequestRecord before = cp_.store().Get(id).value();
+  // Change one byte of the growth receipt's entry in its segment file, so that it still
+  // parses: only its Merkle leaf can tell.
+  const DomainRecord& growth = DomainOf(before, "growth");
+  const std::string bytes = cp_.ledger().ReadEntry(growth.receipt_entry).value();
+  bool changed = false;
+  for (const auto& f : std::filesystem::directory_iterator(cp_.dir().File("ledger"))) {
+    auto content = lethe::ReadFile(f.path().string());
+    if (!content.ok()) continue;
+    const size_t at = content->find(bytes);
+    if (at == std::string::npos) continue;
+    // The request id inside the receipt entry: a hex digit changed to another stays a valid
+    // protobuf string.
+    const size_t in = content->find(id, at);
+    ASSERT_NE(in, std::string::npos);
+    (*content)[in] = (*content)[in] == 'a' ? 'b' : 'a';
+    ASSERT_TRUE(lethe::WriteFileAtomic(f.path().string(), *content, 0600).ok());
+    changed = true;
+  }
+  ASSERT_TRUE(changed);
+  auto after = cp_.store().Get(id);
+  EXPECT_EQ(after.status().code(), absl::StatusCode::kDataLoss) << after.status();
+  EXPECT_THAT(after.status().message(), HasSubstr(absl::StrCat("entry ", growth.receipt_entry)));
 }
 
 }  // namespace

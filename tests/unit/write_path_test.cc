@@ -164,15 +164,17 @@ TEST(WritePath, ConcurrentChangesLeaveTheStateAReplayBuildsAndAnAuditorAccepts) 
   auto history = [](const ConsentStore& s, const std::string& email, ControlPlane& cp) {
     std::vector<std::pair<uint64_t, int>> out;
     const std::string token = cp.vault().Tokenize("email", SecretBytes(email));
-    for (const auto& r : s.History("email", token)) out.emplace_back(r.entry, r.status);
+    const std::vector<ConsentRecord> history = s.History("email", token).value();
+    for (const auto& r : history) out.emplace_back(r.entry, r.status);
     return out;
   };
   EXPECT_EQ(history(cp.projections().consent, "shared@example.com", cp),
             history(replayed.consent, "shared@example.com", cp));
-  EXPECT_EQ(cp.store().List().size(), replayed.requests.List().size());
-  for (const auto& r : cp.store().List()) {
+  EXPECT_EQ(cp.store().List().value().size(), replayed.requests.List().value().size());
+  const std::vector<RequestRecord> listed = cp.store().List().value();
+  for (const auto& r : listed) {
     auto other = replayed.requests.Get(r.request_id);
-    ASSERT_TRUE(other.has_value()) << r.request_id;
+    ASSERT_TRUE(other.ok()) << other.status() << r.request_id;
     EXPECT_EQ(other->submitted_entry, r.submitted_entry);
     EXPECT_EQ(other->consent_entry, r.consent_entry);
   }
