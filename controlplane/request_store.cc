@@ -146,8 +146,8 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
       const auto& s = e.request_submitted();
       RequestRecord r;
       ApplyToRecord(r, seq, e);
-      if (!s.consent_change_id().empty()) {
-        auto c = consent_entries_.find(s.consent_change_id());
+      // The withdrawal that planned it (the rule has checked it did): needed no longer.
+      if (auto c = consent_entries_.find(s.consent_change_id()); c != consent_entries_.end()) {
         r.consent_entry = c->second;
         consent_entries_.erase(c);
       }
