@@ -10,6 +10,7 @@
 //
 //   build/bench/consent_bench --threads 1,8 --runs 5 --seconds 3
 #include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -35,10 +36,20 @@ class EchoService final : public Echo::Service {
 };
 
 struct Result {
-  double rate = 0;  // successful calls per second
+  double rate = 0;         // successful calls per second
+  double cpu_us_per_call = 0;  // this process's CPU (user + system) per successful call
   uint64_t errors = 0;
   std::string first_error;
 };
+
+// CPU time (user and system) used by this whole process so far: lethed, its embedded broker,
+// the Echo server and the clients.
+double ProcessCpuSeconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return sec(ru.ru_utime) + sec(ru.ru_stime);
+}
 
 // Runs `threads` clients for `seconds`, each with its own channel, calling `call(channel,
 // thread, n)` until time is up.
@@ -74,11 +85,15 @@ Result Drive(const std::string& addr, const std::shared_ptr<grpc::ChannelCredent
     });
   }
   const absl::Time start = absl::Now();
+  const double cpu0 = ProcessCpuSeconds();
   absl::SleepFor(absl::Seconds(seconds));
   stop = true;
   for (auto& th : pool) th.join();
+  const double cpu = ProcessCpuSeconds() - cpu0;
   const double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
-  return Result{static_cast<double>(ok.load()) / elapsed, errors.load(), first_error};
+  const uint64_t n = std::max<uint64_t>(1, ok.load());
+  return Result{static_cast<double>(ok.load()) / elapsed, cpu * 1e6 / static_cast<double>(n),
+                errors.load(), first_error};
 }
 
 struct Spread {
@@ -159,10 +174,10 @@ int Run(int argc, char** argv) {
   ledger::Ledger& ledger = (*mesh)->lethed().ledger();
   printf("consent_bench: %d run(s) of %.1f s per client count, alternating Echo.Call and Consent.Change\n",
          runs, seconds);
-  printf("%-8s %4s %14s %16s %7s %16s\n", "clients", "run", "Echo.Call/s", "Consent.Change/s", "ratio",
-         "entries/fdatasync");
+  printf("%-8s %4s %14s %16s %7s %16s %12s %12s\n", "clients", "run", "Echo.Call/s", "Consent.Change/s",
+         "ratio", "entries/fdatasync", "CPU us/Echo", "CPU us/Change");
   struct Row {
-    std::vector<double> empty, consent, ratio, batch;
+    std::vector<double> empty, consent, ratio, batch, empty_cpu, consent_cpu;
   };
   std::map<int, Row> rows;
   for (int r = 1; r <= runs; ++r) {
@@ -178,23 +193,27 @@ int Run(int argc, char** argv) {
         return 1;
       }
       const double ratio = c.rate / e.rate;
-      printf("%-8d %4d %14.0f %16.0f %7.2f %16.1f\n", t, r, e.rate, c.rate, ratio, batch);
+      printf("%-8d %4d %14.0f %16.0f %7.2f %16.1f %12.0f %12.0f\n", t, r, e.rate, c.rate, ratio, batch,
+             e.cpu_us_per_call, c.cpu_us_per_call);
       fflush(stdout);
       rows[t].empty.push_back(e.rate);
       rows[t].consent.push_back(c.rate);
       rows[t].ratio.push_back(ratio);
       rows[t].batch.push_back(batch);
+      rows[t].empty_cpu.push_back(e.cpu_us_per_call);
+      rows[t].consent_cpu.push_back(c.cpu_us_per_call);
     }
   }
   printf("\n%-8s %-26s %-26s %-20s %s\n", "clients", "Echo.Call/s median (min-max)",
-         "Change/s median (min-max)", "ratio median (min-max)", "entries/fdatasync median");
+         "Change/s median (min-max)", "ratio median (min-max)", "entries/fdatasync, CPU us/call Echo, Change (medians)");
   for (int t : thread_counts) {
     const Row& row = rows[t];
     Spread e = Of(row.empty), c = Of(row.consent), q = Of(row.ratio), b = Of(row.batch);
-    printf("%-8d %-26s %-26s %-20s %.1f\n", t,
+    printf("%-8d %-26s %-26s %-20s %.1f, %.0f, %.0f\n", t,
            absl::StrFormat("%.0f (%.0f-%.0f)", e.median, e.min, e.max).c_str(),
            absl::StrFormat("%.0f (%.0f-%.0f)", c.median, c.min, c.max).c_str(),
-           absl::StrFormat("%.2f (%.2f-%.2f)", q.median, q.min, q.max).c_str(), b.median);
+           absl::StrFormat("%.2f (%.2f-%.2f)", q.median, q.min, q.max).c_str(), b.median,
+           Of(row.empty_cpu).median, Of(row.consent_cpu).median);
   }
   echo_server->Shutdown();
   return 0;

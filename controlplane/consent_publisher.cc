@@ -78,7 +78,9 @@ void ConsentPublisher::Run() {
       if (failed) break;
     }
     if (wait == absl::Seconds(1)) {
+      const uint64_t before = seen;
       seen = consent_.WaitForChange(seen, wait);
+      if (seen != before && !stop_) absl::SleepFor(options_.gather);
     } else {
       // After a failure: wait out the backoff (a new change does not make the broker answer).
       const absl::Time until = absl::Now() + wait;

@@ -18,6 +18,11 @@ namespace lethe::controlplane {
 struct ConsentPublisherOptions {
   absl::Duration error_retry = absl::Milliseconds(500);  // doubles up to max_retry
   absl::Duration max_retry = absl::Seconds(30);
+  // After a change wakes it, the publisher waits this long for more before signing and
+  // producing: at 2,000 changes a second from one client, one Kafka produce request and one
+  // acknowledgement per ~4 states instead of per state (consent_bench: 560 -> 440 us of CPU
+  // per change). A state still reaches the topic within milliseconds of being durable.
+  absl::Duration gather = absl::Milliseconds(2);
 };
 
 class ConsentPublisher {

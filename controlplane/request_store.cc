@@ -202,9 +202,10 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
       ApplyToRecord(requests_.at(e.deadline_extended().request_id()), seq, e);
       break;
     case v1::LedgerEntry::kConsentChanged:
-      // Remembered only for the erasure it planned (its RequestSubmitted follows).
-      if (!e.consent_changed().erasure_request_id().empty())
-        consent_entries_[e.consent_changed().change_id()] = seq;
+      // Remembered only for the erasure it planned (its RequestSubmitted follows, and wakes
+      // the waiters): a change that plans nothing changes no request.
+      if (e.consent_changed().erasure_request_id().empty()) return absl::OkStatus();
+      consent_entries_[e.consent_changed().change_id()] = seq;
       break;
     case v1::LedgerEntry::kPolicyActivated:
     case v1::LedgerEntry::kLogCreated:

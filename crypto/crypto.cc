@@ -4,9 +4,7 @@
 #include <sodium.h>
 #include <openssl/bn.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,22 +56,33 @@ std::string Sha256Parts(std::initializer_list<std::string_view> parts) {
   return out;
 }
 
+namespace {
+bool SodiumReady() {
+  static const bool ready = sodium_init() >= 0;
+  return ready;
+}
+}  // namespace
+
+// libsodium rather than OpenSSL for the two primitives every write calls: OpenSSL 3's one-shot
+// HMAC fetches its digest from the provider each call (4-5 us here, against 1 us).
 std::string HmacSha256(const SecretBytes& key, std::string_view data) {
+  if (!SodiumReady()) std::abort();  // the library cannot start: nothing can be keyed safely
   std::string out(kSha256Size, '\0');
-  unsigned int len = 0;
   std::string_view k = RevealSecret(key);
-  HMAC(EVP_sha256(), k.data(), static_cast<int>(k.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(),
-       reinterpret_cast<unsigned char*>(out.data()), &len);
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(k.data()), k.size());
+  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(data.data()), data.size());
+  crypto_auth_hmacsha256_final(&st, reinterpret_cast<unsigned char*>(out.data()));
+  sodium_memzero(&st, sizeof(st));  // the state holds the key's pads
   return out;
 }
 
 std::string RandomBytes(size_t n) {
+  // The kernel's getrandom() behind a ChaCha20 generator; libsodium aborts rather than return
+  // weak bytes when the OS entropy source is broken.
+  if (!SodiumReady()) std::abort();
   std::string out(n, '\0');
-  if (n > 0 && RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
-    // RAND_bytes only fails when the OS entropy source is broken; continuing would be unsafe.
-    std::abort();
-  }
+  randombytes_buf(out.data(), n);
   return out;
 }
 
