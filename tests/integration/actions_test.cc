@@ -248,7 +248,7 @@ TEST(Actions, KeyedHashIsWrittenInEachColumnsOwnType) {
   const std::string hashed =
       Q(mesh, "analytics", "SELECT string_agg(encode(raw, 'hex'), ' ' ORDER BY id) FROM analytics.sessions WHERE ip IS NULL");
   std::vector<std::string> keyed, plain;
-  for (const std::string old : {"r-" + kAlice.user_id, "q-" + kAlice.user_id}) {
+  for (const std::string& old : {"r-" + kAlice.user_id, "q-" + kAlice.user_id}) {
     const std::string as_text = "\\x" + crypto::Hex(old);
     keyed.push_back(crypto::Hex(crypto::Sha256(secret + as_text)));
     plain.push_back(crypto::Hex(crypto::Sha256(as_text)));

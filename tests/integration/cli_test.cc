@@ -67,9 +67,10 @@ TEST(CliKeys, GenerateNeverReplacesAKeyAndForceKeepsTheOldPair) {
     EXPECT_THAT(forced.output, HasSubstr("kept the old " + b));
     const bool is_key = b.find(".key.bak-") != std::string::npos;
     EXPECT_EQ(ReadBytes(b), is_key ? key : pub);
-    if (is_key)  // still private
+    if (is_key) {  // still private
       EXPECT_EQ(std::filesystem::status(b).permissions() & std::filesystem::perms::others_read,
                 std::filesystem::perms::none);
+    }
   }
 
   auto nodir = Lethectl({"keys", "generate", "--out", dir.File("no/such/dir/k")});
@@ -180,7 +181,7 @@ TEST_F(CliMesh, IdentitiesAndReasonsComeFromAFileOrStandardInputNeverArgv) {
   EXPECT_THAT(two.output, HasSubstr("give exactly one"));
 
   // "-" and "" are never identity values; a line without '=' names its line.
-  for (const std::string& bad : {"email=-", "email="}) {
+  for (const char* bad : {"email=-", "email="}) {
     auto r = RunLethectl(*mesh_, {"request", "erase", "--identity", bad});
     EXPECT_EQ(r.exit_code, 2) << r.output;
   }

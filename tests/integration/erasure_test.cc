@@ -149,8 +149,11 @@ TEST_F(ErasureTest, WaitTimesOutWithNonZeroExitWhenNoAgentAnswers) {
     return true;
   }, kDone));
   const auto waiting = mesh_->lethed().store().Get(id);
-  for (const auto& d : waiting->domains)
-    if (d.domain == "billing") EXPECT_EQ(d.state, v1::PENDING);
+  for (const auto& d : waiting->domains) {
+    if (d.domain == "billing") {
+      EXPECT_EQ(d.state, v1::PENDING);
+    }
+  }
   ASSERT_TRUE(mesh_->StartAgent("billing").ok());
   auto done = mesh_->WaitDone(id, kDone);
   ASSERT_TRUE(done.ok()) << done.status();

@@ -308,7 +308,9 @@ TEST_P(BatchCut, EveryCutInsideTheLastBatchReopensToTheBatchBefore) {
       if (HasFatalFailure()) return;
     }
   }
-  if (zeroed) EXPECT_TRUE(ends_just_past_a_boundary) << "no case tried the hardest tear";
+  if (zeroed) {
+    EXPECT_TRUE(ends_just_past_a_boundary) << "no case tried the hardest tear";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(PowerLoss, BatchCut, ::testing::Bool(),

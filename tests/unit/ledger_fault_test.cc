@@ -279,9 +279,12 @@ TEST(FailedSync, ABatchQueuedBehindAFailedOneIsNeverWrittenNorAcknowledged) {
     std::vector<Call> calls = fs.calls();
     bool after_failure = false;
     for (const Call& c : calls) {
-      if (c.index >= from && c.kind == Kind::kSync && IsSegment(c)) after_failure = true;
-      else if (after_failure) EXPECT_FALSE(c.kind == Kind::kWrite && IsSegment(c) && !c.zeros)
-          << "call " << c.index << " wrote " << c.bytes << " bytes after the failed sync";
+      if (c.index >= from && c.kind == Kind::kSync && IsSegment(c)) {
+        after_failure = true;
+      } else if (after_failure) {
+        EXPECT_FALSE(c.kind == Kind::kWrite && IsSegment(c) && !c.zeros)
+            << "call " << c.index << " wrote " << c.bytes << " bytes after the failed sync";
+      }
     }
     // A new append is refused before it is even queued.
     const uint64_t pending = ledger.pending();
