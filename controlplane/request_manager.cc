@@ -582,6 +582,9 @@ std::optional<bool> RequestManager::CompletionDue(const std::string& request_id)
 absl::Status RequestManager::Complete(const std::string& request_id) { return CompleteAll({request_id}); }
 
 absl::Status RequestManager::ReissueExpiring(absl::Duration margin) {
+  // Nearly every pass of the outbox finds nothing to re-issue: say so without the writer's
+  // lock (which every Submit and receipt waits for) and without copying every pending command.
+  if (!store_.AnyToReissue(clock_.Now(), margin)) return absl::OkStatus();
   auto lock = writer_.Lock();
   auto policy = projections_.policies.Active();
   if (!policy) return absl::OkStatus();

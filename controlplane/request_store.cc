@@ -429,6 +429,27 @@ std::vector<PendingCommand> RequestStore::Pending(absl::Time now,
   return out;
 }
 
+bool RequestStore::AnyToReissue(absl::Time now, absl::Duration expiry_margin) const {
+  std::lock_guard<std::mutex> l(mu_);
+  // The same choice of current agent as CurrentAgent: the last enrolled, unrevoked key with an
+  // encryption key.
+  absl::flat_hash_map<std::string, std::string> current_key;
+  for (const auto& a : agents_)
+    if (!a.revoked && !a.encryption_public_key.empty()) current_key[a.domain] = a.encryption_key_id;
+  for (const auto& [entry, id] : in_progress_) {
+    const RequestRecord& r = requests_.at(id);
+    if (absl::FromUnixMillis(r.due_unix_ms) < now) continue;  // overdue: not re-issued
+    for (const auto& d : r.domains) {
+      if (d.state != v1::PENDING || d.command_id.empty()) continue;
+      const CommandRecord& c = commands_.at(d.command_id);
+      if (absl::FromUnixMillis(c.not_after_unix_ms) - expiry_margin <= now) return true;
+      auto k = current_key.find(c.domain);
+      if (k != current_key.end() && k->second != c.recipient_key_id) return true;
+    }
+  }
+  return false;
+}
+
 absl::StatusOr<std::vector<uint64_t>> RequestStore::EvidenceEntries(const std::string& request_id) const {
   LETHE_ASSIGN_OR_RETURN(RequestRecord r, Get(request_id));
   std::lock_guard<std::mutex> l(mu_);

@@ -173,6 +173,10 @@ class RequestStore {
   // Latest command of every domain still waiting for a receipt. `expiry_margin`: how long
   // before not_after a command counts as expiring.
   std::vector<PendingCommand> Pending(absl::Time now, absl::Duration expiry_margin) const;
+  // Whether RequestManager::ReissueExpiring has anything to do: a pending command of a request
+  // not yet overdue that is expiring (as in Pending) or sealed to a key other than its
+  // domain's current agent key. Copies nothing; the outbox asks it on every pass.
+  bool AnyToReissue(absl::Time now, absl::Duration expiry_margin) const;
   // Ledger indices of everything that proves the request, in log order: the enrolments of
   // the agent keys that signed its receipts, RequestSubmitted, every CommandIssued, every
   // ReceiptRecorded and RequestCompleted.

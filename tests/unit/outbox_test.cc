@@ -225,6 +225,21 @@ TEST_F(OutboxReissueTest, AnOverdueRequestsCommandIsNotReissued) {
   EXPECT_EQ(cp_.ledger().size(), before);  // nothing re-signed
   EXPECT_EQ(cp_.CommandFor(id, "growth").command_id, last);
   EXPECT_THAT(fake_.records(), SizeIs(0));
+  // A pass that does re-issue (another request's command is near expiry) still leaves the
+  // overdue request's command as it is.
+  const std::string other = Submit();
+  const std::string other_first = cp_.CommandFor(other, "growth").command_id;
+  cp_.clock().Advance(absl::Hours(23) + absl::Seconds(1));
+  const uint64_t from = cp_.ledger().size();
+  outbox_->PublishDue();
+  ASSERT_GT(cp_.ledger().size(), from);
+  for (uint64_t i = from; i < cp_.ledger().size(); ++i) {
+    const v1::LedgerEntry e = cp_.Entry(i);
+    ASSERT_TRUE(e.has_command_issued()) << i;
+    EXPECT_EQ(e.command_issued().request_id(), other) << "the overdue request's command was re-issued";
+  }
+  EXPECT_NE(cp_.CommandFor(other, "growth").command_id, other_first);
+  EXPECT_EQ(cp_.CommandFor(id, "growth").command_id, last);
 }
 
 // ConsentPublisher on the same seam: its thread publishes each change to lethe.consent,
