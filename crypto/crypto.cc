@@ -298,7 +298,8 @@ absl::Status Ed25519PublicKey::SaveFile(const std::string& path) const {
   return WriteFileAtomic(path, ToPem(), 0644);
 }
 
-std::string Ed25519PublicKey::KeyId() const { return Hex(Sha256(raw_).substr(0, 8)); }
+Ed25519PublicKey::Ed25519PublicKey(std::string raw)
+    : raw_(std::move(raw)), key_id_(Hex(Sha256(raw_).substr(0, 8))) {}
 
 bool Ed25519PublicKey::Verify(std::string_view message, std::string_view signature) const {
   if (signature.size() != kEd25519SignatureSize || raw_.size() != crypto_sign_PUBLICKEYBYTES)

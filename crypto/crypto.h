@@ -56,14 +56,16 @@ class Ed25519PublicKey {
   const std::string& raw() const { return raw_; }  // 32 bytes
   std::string ToPem() const;
   absl::Status SaveFile(const std::string& path) const;  // mode 0644
-  // A short, stable identifier: hex of the first 8 bytes of SHA-256(raw key).
-  std::string KeyId() const;
+  // A short, stable identifier: hex of the first 8 bytes of SHA-256(raw key). Computed once:
+  // every envelope signed or verified names its key.
+  const std::string& KeyId() const { return key_id_; }
   bool Verify(std::string_view message, std::string_view signature) const;
 
  private:
   friend class Ed25519PrivateKey;
-  explicit Ed25519PublicKey(std::string raw) : raw_(std::move(raw)) {}
+  explicit Ed25519PublicKey(std::string raw);
   std::string raw_;
+  std::string key_id_;
 };
 
 class Ed25519PrivateKey {
