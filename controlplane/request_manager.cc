@@ -584,30 +584,13 @@ absl::Status RequestManager::Complete(const std::string& request_id) { return Co
 absl::Status RequestManager::ReissueExpiring(absl::Duration margin) {
   // Nearly every pass of the outbox finds nothing to re-issue: say so without the writer's
   // lock (which every Submit and receipt waits for) and without copying every pending command.
-  if (!store_.AnyToReissue(clock_.Now(), margin)) return absl::OkStatus();
+  if (store_.ToReissue(clock_.Now(), margin).empty()) return absl::OkStatus();
   auto lock = writer_.Lock();
   auto policy = projections_.policies.Active();
   if (!policy) return absl::OkStatus();
   const absl::Time now = clock_.Now();
   std::vector<v1::LedgerEntry> entries;
-  // The key each domain's commands are sealed to now ("" when none): looked up once a pass.
-  std::map<std::string, std::string> current_key;
-  auto key_of = [&](const std::string& domain) -> const std::string& {
-    auto it = current_key.find(domain);
-    if (it == current_key.end()) {
-      auto agent = store_.CurrentAgent(domain);
-      it = current_key.emplace(domain, agent ? agent->encryption_key_id : "").first;
-    }
-    return it->second;
-  };
-  for (const auto& p : store_.Pending(now, margin)) {
-    // Re-issue near expiry, and re-seal when the domain's agent key changed (a rotation or a
-    // revocation): the current agent could not open the old command.
-    const std::string& sealed_to = key_of(p.command.domain);
-    const bool resealed = !sealed_to.empty() && sealed_to != p.command.recipient_key_id;
-    if (!p.expiring && !resealed) continue;
-    // Overdue requests are not re-published (outbox.h); re-sign once an extension revives them.
-    if (absl::FromUnixMillis(p.due_unix_ms) < now) continue;
+  for (const auto& p : store_.ToReissue(now, margin)) {
     auto req = store_.Get(p.command.request_id);
     if (!req.ok()) continue;
     if (policy->FindDomain(p.command.domain) == nullptr) continue;  // left the policy: its last command stays

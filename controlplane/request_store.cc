@@ -396,12 +396,18 @@ std::optional<AgentRecord> RequestStore::Agent(const std::string& domain,
   return std::nullopt;
 }
 
+const AgentRecord* RequestStore::CurrentAgentLocked(const std::string& domain) const {
+  const AgentRecord* out = nullptr;
+  for (const auto& a : agents_)
+    if (a.domain == domain && !a.revoked && !a.encryption_public_key.empty()) out = &a;
+  return out;
+}
+
 std::optional<AgentRecord> RequestStore::CurrentAgent(const std::string& domain) const {
   std::lock_guard<std::mutex> l(mu_);
-  std::optional<AgentRecord> out;
-  for (const auto& a : agents_)
-    if (a.domain == domain && !a.revoked && !a.encryption_public_key.empty()) out = a;
-  return out;
+  const AgentRecord* a = CurrentAgentLocked(domain);
+  if (a == nullptr) return std::nullopt;
+  return *a;
 }
 
 std::optional<crypto::Ed25519PublicKey> RequestStore::AgentKey(const std::string& domain,
@@ -416,38 +422,32 @@ std::optional<crypto::Ed25519PublicKey> RequestStore::AgentKey(const std::string
 std::vector<PendingCommand> RequestStore::Pending(absl::Time now,
                                                   absl::Duration expiry_margin) const {
   std::lock_guard<std::mutex> l(mu_);
+  return PendingLocked(now, expiry_margin, /*to_reissue=*/false);
+}
+
+std::vector<PendingCommand> RequestStore::ToReissue(absl::Time now, absl::Duration expiry_margin) const {
+  std::lock_guard<std::mutex> l(mu_);
+  return PendingLocked(now, expiry_margin, /*to_reissue=*/true);
+}
+
+std::vector<PendingCommand> RequestStore::PendingLocked(absl::Time now, absl::Duration expiry_margin,
+                                                        bool to_reissue) const {
   std::vector<PendingCommand> out;
   for (const auto& [entry, id] : in_progress_) {
     const RequestRecord& r = requests_.at(id);
+    if (to_reissue && absl::FromUnixMillis(r.due_unix_ms) < now) continue;
     for (const auto& d : r.domains) {
       if (d.state != v1::PENDING || d.command_id.empty()) continue;
       const CommandRecord& c = commands_.at(d.command_id);
       const bool expiring = absl::FromUnixMillis(c.not_after_unix_ms) - expiry_margin <= now;
+      if (to_reissue && !expiring) {
+        const AgentRecord* current = CurrentAgentLocked(c.domain);
+        if (current == nullptr || current->encryption_key_id == c.recipient_key_id) continue;
+      }
       out.push_back(PendingCommand{c, expiring, r.due_unix_ms});
     }
   }
   return out;
-}
-
-bool RequestStore::AnyToReissue(absl::Time now, absl::Duration expiry_margin) const {
-  std::lock_guard<std::mutex> l(mu_);
-  // The same choice of current agent as CurrentAgent: the last enrolled, unrevoked key with an
-  // encryption key.
-  absl::flat_hash_map<std::string, std::string> current_key;
-  for (const auto& a : agents_)
-    if (!a.revoked && !a.encryption_public_key.empty()) current_key[a.domain] = a.encryption_key_id;
-  for (const auto& [entry, id] : in_progress_) {
-    const RequestRecord& r = requests_.at(id);
-    if (absl::FromUnixMillis(r.due_unix_ms) < now) continue;  // overdue: not re-issued
-    for (const auto& d : r.domains) {
-      if (d.state != v1::PENDING || d.command_id.empty()) continue;
-      const CommandRecord& c = commands_.at(d.command_id);
-      if (absl::FromUnixMillis(c.not_after_unix_ms) - expiry_margin <= now) return true;
-      auto k = current_key.find(c.domain);
-      if (k != current_key.end() && k->second != c.recipient_key_id) return true;
-    }
-  }
-  return false;
 }
 
 absl::StatusOr<std::vector<uint64_t>> RequestStore::EvidenceEntries(const std::string& request_id) const {

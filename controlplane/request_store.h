@@ -173,10 +173,12 @@ class RequestStore {
   // Latest command of every domain still waiting for a receipt. `expiry_margin`: how long
   // before not_after a command counts as expiring.
   std::vector<PendingCommand> Pending(absl::Time now, absl::Duration expiry_margin) const;
-  // Whether RequestManager::ReissueExpiring has anything to do: a pending command of a request
-  // not yet overdue that is expiring (as in Pending) or sealed to a key other than its
-  // domain's current agent key. Copies nothing; the outbox asks it on every pass.
-  bool AnyToReissue(absl::Time now, absl::Duration expiry_margin) const;
+  // The pending commands to issue afresh (RequestManager::ReissueExpiring): those expiring, and
+  // those sealed to a key other than their domain's current agent key (a rotation or a
+  // revocation: the current agent could not open them). Not those of an overdue request
+  // (outbox.h): re-signed once an extension revives it. Usually none, and then nothing is
+  // copied; the outbox asks on every pass.
+  std::vector<PendingCommand> ToReissue(absl::Time now, absl::Duration expiry_margin) const;
   // Ledger indices of everything that proves the request, in log order: the enrolments of
   // the agent keys that signed its receipts, RequestSubmitted, every CommandIssued, every
   // ReceiptRecorded and RequestCompleted.
@@ -201,6 +203,11 @@ class RequestStore {
 
  private:
   void Bump();
+  // CurrentAgent, with mu_ held; null when the domain has none.
+  const AgentRecord* CurrentAgentLocked(const std::string& domain) const;
+  // Pending, with mu_ held; `to_reissue`: only what ToReissue returns.
+  std::vector<PendingCommand> PendingLocked(absl::Time now, absl::Duration expiry_margin,
+                                            bool to_reissue) const;
   // Moves request `id`, ended and durable, from requests_ to ended_.
   void Compact(const std::string& id);
   // Rebuilds an ended request from its packed entry indices (see ended_).

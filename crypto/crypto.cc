@@ -304,8 +304,7 @@ Ed25519PublicKey::Ed25519PublicKey(std::string raw)
 bool Ed25519PublicKey::Verify(std::string_view message, std::string_view signature) const {
   if (signature.size() != kEd25519SignatureSize || raw_.size() != crypto_sign_PUBLICKEYBYTES)
     return false;
-  static const bool sodium_ready = sodium_init() >= 0;
-  if (!sodium_ready) return false;
+  if (!SodiumReady()) return false;
   return crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(signature.data()),
                                      reinterpret_cast<const unsigned char*>(message.data()),
                                      message.size(),
@@ -372,8 +371,7 @@ absl::Status Ed25519PrivateKey::SaveFile(const std::string& path) const {
 
 Ed25519PrivateKey::Ed25519PrivateKey(SecretBytes seed, Ed25519PublicKey pub)
     : seed_(std::move(seed)), public_key_(std::move(pub)) {
-  static const bool sodium_ready = sodium_init() >= 0;
-  (void)sodium_ready;
+  (void)SodiumReady();
   std::string expanded(crypto_sign_SECRETKEYBYTES, '\0');
   unsigned char derived_pub[crypto_sign_PUBLICKEYBYTES];
   crypto_sign_seed_keypair(derived_pub, reinterpret_cast<unsigned char*>(expanded.data()),
