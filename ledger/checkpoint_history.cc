@@ -86,7 +86,7 @@ absl::StatusOr<ScanEnd> ScanRecords(
 
 absl::StatusOr<std::unique_ptr<CheckpointHistory>> CheckpointHistory::Open(
     const std::string& dir, const std::string& origin, const crypto::Ed25519PublicKey& key,
-    uint64_t log_size, const std::function<std::string(uint64_t size)>& root_at,
+    uint64_t log_size, const std::function<absl::StatusOr<std::string>(uint64_t size)>& root_at,
     FileSystem& fs) {
   const std::string path = dir + "/" + kFileName;
   std::error_code ec;
@@ -130,7 +130,8 @@ absl::StatusOr<std::unique_ptr<CheckpointHistory>> CheckpointHistory::Open(
                                                   " entries but only ", log_size,
                                                   " are on disk (the log was cut back below a "
                                                   "checkpoint it signed)"));
-                    if (root_at(cp->size) != cp->root)
+                    LETHE_ASSIGN_OR_RETURN(const std::string root, root_at(cp->size));
+                    if (root != cp->root)
                       return corrupt(count, offset,
                                      absl::StrCat("the entries do not hash to the root of the "
                                                   "signed checkpoint at size ",

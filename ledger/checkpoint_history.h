@@ -65,11 +65,12 @@ class CheckpointHistory {
 
   // Opens DIR/checkpoint-history.log, creating it (empty) if absent, and checks every record
   // as described above against `key` (key name `origin`), a log of `log_size` entries and
-  // its roots (`root_at(size)` for size <= log_size). kDataLoss on any failure, before the
+  // its roots (`root_at(size)` for size <= log_size, whose error is returned as it is).
+  // kDataLoss on any other failure, before the
   // file is changed. Every change to the file goes through `fs`.
   static absl::StatusOr<std::unique_ptr<CheckpointHistory>> Open(
       const std::string& dir, const std::string& origin, const crypto::Ed25519PublicKey& key,
-      uint64_t log_size, const std::function<std::string(uint64_t size)>& root_at,
+      uint64_t log_size, const std::function<absl::StatusOr<std::string>(uint64_t size)>& root_at,
       FileSystem& fs = *FileSystem::Default());
   ~CheckpointHistory();
   CheckpointHistory(const CheckpointHistory&) = delete;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstdlib>
 #include <string>
 #include <utility>
 #include <vector>
@@ -231,10 +232,19 @@ void Ledger::SyncLoop() {
     {
       std::lock_guard<std::mutex> l(mu_);
       uint64_t off = start;
+      uint64_t seq = cur.first_seq;
       for (uint32_t len : cur.lengths) {
-        locations_.push_back(Location{write_segment_, len, off + format::kRecordHeaderSize});
+        // Not yet durable until now, so still in the tree's memory: this cannot fail.
+        const absl::StatusOr<std::string> leaf = tree_.Leaf(seq++);
+        if (!leaf.ok()) {
+          spdlog::critical("ledger: the leaf of entry {} is not in memory: {}", seq - 1,
+                           leaf.status().ToString());
+          std::abort();
+        }
+        index_->Append(*leaf, {write_segment_, len, off + format::kRecordHeaderSize});
         off += format::kRecordHeaderSize + len;
       }
+      tree_.Evict(end);
       std::lock_guard<std::mutex> cl(cp_note_mu_);
       uncovered = end - (has_checkpoint_ ? checkpoint_size_ : 0);
     }

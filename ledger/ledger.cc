@@ -24,6 +24,11 @@ namespace fs = std::filesystem;
 Ledger::Ledger(LedgerOptions options)
     : options_(std::move(options)),
       fs_(options_.file_system != nullptr ? *options_.file_system : *FileSystem::Default()),
+      tree_(
+          [this](uint64_t first, std::string* out) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            // Called by tree_'s readers, under mu_.
+            return index_->ReadLeaves(first, MerkleTree::kTileLeaves, out);
+          }),
       prezeroer_(std::make_unique<Prezeroer>(options_.prezero_bytes, options_.max_segment_bytes)) {}
 
 absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& options,
@@ -41,6 +46,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   std::unique_ptr<Ledger> ledger(new Ledger(options));
   Ledger& l = *ledger;
   std::unique_lock<std::mutex> lock(l.mu_);
+  LETHE_ASSIGN_OR_RETURN(l.index_, EntryIndex::Create(options.dir));
 
   // The stored checkpoint, if any, must be ours and must match the entries below it.
   std::optional<ledger::Checkpoint> stored_cp;
@@ -100,10 +106,11 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     if (stored_cp && stored_cp->size > held.front().seq && stored_cp->size <= rec.index)
       checkpoint_in_batch = true;
     for (Held& e : held) {
-      l.locations_.push_back(Location{e.segment, e.length, e.offset + format::kRecordHeaderSize});
       l.tree_.Append(e.leaf);
+      l.index_->Append(e.leaf, {e.segment, e.length, e.offset + format::kRecordHeaderSize});
       if (replay) LETHE_RETURN_IF_ERROR(replay(e.seq, e.bytes, e.entry));
     }
+    l.tree_.Evict(l.index_->size());
     batch_hash = last_hash;
     held.clear();
     return absl::OkStatus();
@@ -128,7 +135,8 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
           l.tree_.size(), " complete ones are on disk",
           held.empty() ? "" : absl::StrCat(" (and ", held.size(), " of an incomplete batch)"),
           " (acknowledged entries lost)"));
-    if (l.tree_.Root(stored_cp->size) != stored_cp->root)
+    LETHE_ASSIGN_OR_RETURN(const std::string root, l.tree_.RootAt(stored_cp->size));
+    if (root != stored_cp->root)
       return absl::DataLossError(absl::StrCat(
           "ledger corrupt: the entries do not hash to the root of the signed checkpoint at size ",
           stored_cp->size, " (the log was rewritten)"));
@@ -144,7 +152,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   {
     auto history = CheckpointHistory::Open(options.dir, options.origin,
                                            options.signing_key->public_key(), l.tree_.size(),
-                                           [&l](uint64_t size) { return l.tree_.Root(size); },
+                                           [&l](uint64_t size) ABSL_NO_THREAD_SAFETY_ANALYSIS { return l.tree_.RootAt(size); },
                                            l.fs_);
     if (!history.ok()) return history.status();
     l.history_ = std::move(*history);
@@ -197,7 +205,12 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   while (!l.segments_.empty()) {
     LETHE_ASSIGN_OR_RETURN(uint32_t version, SegmentVersion(l.segments_.back()));
     if (version >= format::kVersion) break;
-    if (l.locations_.empty() || l.locations_.back().segment + 1 != l.segments_.size()) {
+    bool holds_entries = false;
+    if (l.index_->size() > 0) {
+      LETHE_ASSIGN_OR_RETURN(const EntryIndex::Location last, l.index_->LocationOf(l.index_->size() - 1));
+      holds_entries = last.segment + 1 == l.segments_.size();
+    }
+    if (!holds_entries) {
       // It holds no entry: start it again in the current version.
       const std::string path = l.segments_.back();
       LETHE_RETURN_IF_ERROR(l.fs_.Remove(path));
@@ -213,8 +226,8 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   // Entry times never go back, even if the clock does: the next entry is no earlier than the
   // last one in the log.
   int64_t last_ms = 0;
-  if (!l.locations_.empty()) {
-    const Location& loc = l.locations_.back();
+  if (l.index_->size() > 0) {
+    LETHE_ASSIGN_OR_RETURN(const EntryIndex::Location loc, l.index_->LocationOf(l.index_->size() - 1));
     const std::string& path = l.segments_[loc.segment];
     std::string bytes(loc.length, '\0');
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -309,8 +322,8 @@ absl::Status Ledger::SignCheckpointNow() {
   cp.origin = options_.origin;
   {
     std::lock_guard<std::mutex> l(mu_);
-    cp.size = locations_.size();  // durable entries only: the tree may run ahead
-    cp.root = tree_.Root(cp.size);
+    cp.size = index_->size();  // durable entries only: the tree may run ahead
+    LETHE_ASSIGN_OR_RETURN(cp.root, tree_.RootAt(cp.size));
   }
   uint64_t prev_size = 0;
   std::string prev_root;
@@ -357,35 +370,40 @@ absl::StatusOr<std::string> Ledger::Checkpoint() {
 
 uint64_t Ledger::size() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return locations_.size();
+  return index_->size();
 }
 
-std::string Ledger::Root() const {
+uint64_t Ledger::tree_nodes_held() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return tree_.Root(locations_.size());
+  return tree_.NodesHeld();
+}
+
+absl::StatusOr<std::string> Ledger::Root() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return tree_.RootAt(index_->size());
 }
 
 absl::StatusOr<std::string> Ledger::RootAt(uint64_t size) const {
   std::lock_guard<std::mutex> lock(mu_);
-  if (size > locations_.size())
-    return absl::OutOfRangeError(absl::StrCat("size ", size, " is beyond the log size ", locations_.size()));
-  return tree_.Root(size);
+  if (size > index_->size())
+    return absl::OutOfRangeError(absl::StrCat("size ", size, " is beyond the log size ", index_->size()));
+  return tree_.RootAt(size);
 }
 
 absl::StatusOr<std::vector<std::string>> Ledger::InclusionProof(uint64_t index, uint64_t size) const {
   std::lock_guard<std::mutex> lock(mu_);
-  if (index < size && size > locations_.size())
+  if (index < size && size > index_->size())
     return absl::OutOfRangeError(absl::StrCat("inclusion proof: tree size ", size,
-                                              " is beyond the log size ", locations_.size()));
+                                              " is beyond the log size ", index_->size()));
   return tree_.InclusionProof(index, size);
 }
 
 absl::StatusOr<std::vector<std::string>> Ledger::ConsistencyProof(uint64_t size1,
                                                                   uint64_t size2) const {
   std::lock_guard<std::mutex> lock(mu_);
-  if (size1 != 0 && size1 <= size2 && size2 > locations_.size())
+  if (size1 != 0 && size1 <= size2 && size2 > index_->size())
     return absl::OutOfRangeError(absl::StrCat("consistency proof: size2 ", size2,
-                                              " is beyond the log size ", locations_.size()));
+                                              " is beyond the log size ", index_->size()));
   return tree_.ConsistencyProof(size1, size2);
 }
 
@@ -396,16 +414,20 @@ std::string Ledger::LatestCheckpoint() const {
 
 absl::StatusOr<std::string> Ledger::ReadEntry(uint64_t seq) const {
   std::string path;
-  Location loc{};
+  EntryIndex::Location loc;
   std::string leaf;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (seq >= locations_.size())
+    if (seq >= index_->size())
       return absl::OutOfRangeError(absl::StrCat("entry ", seq, " is beyond the log size ",
-                                                locations_.size()));
-    loc = locations_[seq];
+                                                index_->size()));
+    LETHE_ASSIGN_OR_RETURN(loc, index_->LocationOf(seq));
+    if (loc.segment >= segments_.size())
+      return absl::DataLossError(absl::StrCat("ledger corrupt: the index places entry ", seq,
+                                              " in segment ", loc.segment, " of ", segments_.size()));
     path = segments_[loc.segment];
-    leaf = tree_.LeafHashAt(seq);
+    // Checked against the tree's nodes in memory if it is read back.
+    LETHE_ASSIGN_OR_RETURN(leaf, tree_.Leaf(seq));
   }
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Errno("cannot open segment", path);

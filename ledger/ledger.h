@@ -30,6 +30,7 @@
 #include "crypto/crypto.h"
 #include "ledger/checkpoint.h"
 #include "ledger/checkpoint_history.h"
+#include "ledger/entry_index.h"
 #include "ledger/merkle.h"
 #include "lethe/v1/ledger.pb.h"
 
@@ -176,7 +177,9 @@ class Ledger {
   absl::StatusOr<std::string> Checkpoint();
 
   uint64_t size() const;
-  std::string Root() const;
+  // Root of the durable entries. Like every reader of the tree and ReadEntry, it may read
+  // back part of the tree (merkle.h, entry_index.h): kDataLoss if that no longer checks.
+  absl::StatusOr<std::string> Root() const;
   // Root of the first `size` entries; kOutOfRange beyond size().
   absl::StatusOr<std::string> RootAt(uint64_t size) const;
   // RFC 9162 proofs over the entries (see MerkleTree for the argument rules).
@@ -196,6 +199,9 @@ class Ledger {
   uint64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }
   uint64_t entries_written() const { return entries_written_.load(std::memory_order_relaxed); }
   const std::optional<TornTail>& torn_tail_cut() const { return torn_tail_cut_; }
+  // Hashes of the Merkle tree held in memory (MerkleTree::NodesHeld): about 2 per
+  // MerkleTree::kTileLeaves durable entries, plus those of entries not yet durable.
+  uint64_t tree_nodes_held() const;
   // Entries taken in by Append but not durable: waiting for their sync, or never to be
   // (after a failed write, until the ledger is reopened).
   uint64_t pending() const;
@@ -214,17 +220,14 @@ class Ledger {
   absl::Status SignCheckpointNow();
   void CheckpointLoop();
 
-  struct Location {
-    uint32_t segment;  // index into segments_
-    uint32_t length;
-    uint64_t offset;   // of the payload
-  };
-
   const LedgerOptions options_;
   FileSystem& fs_;
   mutable std::mutex mu_;
   std::vector<std::string> segments_ ABSL_GUARDED_BY(mu_);  // full paths
-  std::vector<Location> locations_ ABSL_GUARDED_BY(mu_);
+  // The durable entries' leaf hashes and locations, in a scratch file (entry_index.h): its
+  // size() is the number of durable entries. The tree keeps its lower levels for the entries
+  // not yet durable, and for the last incomplete tile, only; it reads the rest back from here.
+  std::unique_ptr<EntryIndex> index_ ABSL_GUARDED_BY(mu_);
   MerkleTree tree_ ABSL_GUARDED_BY(mu_);
 
   // Write side, serialised by write_mu_ (taken before mu_ when both are needed). Append

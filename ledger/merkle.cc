@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstdio>
 #include <cstdlib>
@@ -162,32 +163,113 @@ std::string CompactRange::Root() const {
 // ---------------------------------------------------------------------------------------
 // MerkleTree
 
+MerkleTree::MerkleTree(TileReader reader, size_t cache_tiles)
+    : reader_(std::move(reader)), cache_tiles_(std::max<size_t>(cache_tiles, 1)) {}
+
 void MerkleTree::Append(std::string_view leaf_hash) {
   if (leaf_hash.size() != kHashSize) Die("MerkleTree::Append: leaf hash is not 32 bytes");
   Hash h;
   std::memcpy(h.data(), leaf_hash.data(), kHashSize);
   if (levels_.empty()) levels_.emplace_back();
-  levels_[0].push_back(h);
+  levels_[0].nodes.push_back(h);
   ++size_;
-  // A level that now holds an even number of nodes completed a perfect subtree one level up.
-  for (size_t k = 0; levels_[k].size() % 2 == 0; ++k) {
-    const Hash* pair = levels_[k].data() + levels_[k].size() - 2;
+  // A level that now ends after an even number of nodes completed a perfect subtree one
+  // level up. (Evicted nodes leave `first` even, so the last two are still in memory.)
+  for (size_t k = 0; levels_[k].end() % 2 == 0; ++k) {
+    const Hash* pair = levels_[k].nodes.data() + levels_[k].nodes.size() - 2;
     Hash parent;
     HashChildren(pair[0].data(), pair[1].data(), parent.data());
     if (levels_.size() == k + 1) levels_.emplace_back();
-    levels_[k + 1].push_back(parent);
+    levels_[k + 1].nodes.push_back(parent);
   }
+}
+
+void MerkleTree::Evict(uint64_t end) {
+  if (!reader_) Die("MerkleTree::Evict: the tree has no TileReader");
+  if (end > size_) Die("MerkleTree::Evict: end beyond the tree");
+  const uint64_t tiles = end >> kTileHeight;
+  for (unsigned k = 0; k < kTileHeight && k < levels_.size(); ++k) {
+    Level& l = levels_[k];
+    const uint64_t first = tiles << (kTileHeight - k);
+    if (first <= l.first) continue;
+    l.nodes.erase(l.nodes.begin(), l.nodes.begin() + static_cast<ptrdiff_t>(first - l.first));
+    l.first = first;
+  }
+}
+
+uint64_t MerkleTree::NodesHeld() const {
+  uint64_t n = 0;
+  for (const Level& l : levels_) n += l.nodes.size();
+  return n;
+}
+
+absl::StatusOr<const MerkleTree::Tile*> MerkleTree::ReadTile(uint64_t tile) const {
+  if (auto it = cached_.find(tile); it != cached_.end()) return &cache_[it->second];
+  std::string leaves;
+  LETHE_RETURN_IF_ERROR(reader_(tile << kTileHeight, &leaves));
+  if (leaves.size() != kTileLeaves * kHashSize)
+    return absl::InternalError(absl::StrCat("Merkle tree: the tile reader gave ", leaves.size(),
+                                            " bytes for tile ", tile, ", want ",
+                                            kTileLeaves * kHashSize));
+  Tile t;
+  t.index = tile;
+  std::memcpy(t.nodes.data(), leaves.data(), leaves.size());
+  // Hash level k (at offset `in`, n nodes) into level k+1, up to the tile's root.
+  size_t in = 0;
+  Hash root;
+  for (uint64_t n = kTileLeaves; n > 1; in += n, n /= 2) {
+    for (uint64_t i = 0; i < n / 2; ++i) {
+      unsigned char* out = n == 2 ? root.data() : t.nodes[in + n + i].data();
+      HashChildren(t.nodes[in + 2 * i].data(), t.nodes[in + 2 * i + 1].data(), out);
+    }
+  }
+  // Level kTileHeight is never evicted: the tile must hash to the node kept for it.
+  if (root != levels_[kTileHeight].nodes[tile])
+    return absl::DataLossError(absl::StrCat(
+        "Merkle tree: the leaf hashes read back for leaves ", tile << kTileHeight, " to ",
+        ((tile + 1) << kTileHeight) - 1, " do not hash to the tree's node for them"));
+  size_t slot;
+  if (cache_.size() < cache_tiles_) {
+    slot = cache_.size();
+    cache_.push_back(t);
+  } else {
+    slot = next_slot_;
+    next_slot_ = (next_slot_ + 1) % cache_tiles_;
+    cached_.erase(cache_[slot].index);
+    cache_[slot] = t;
+  }
+  cached_[tile] = slot;
+  return &cache_[slot];
+}
+
+absl::StatusOr<MerkleTree::Hash> MerkleTree::Stored(unsigned level, uint64_t index) const {
+  const Level& l = levels_[level];
+  if (index >= l.first) return l.nodes[index - l.first];
+  // Evicted, so level < kTileHeight: read its tile back.
+  LETHE_ASSIGN_OR_RETURN(const Tile* t, ReadTile(index >> (kTileHeight - level)));
+  const uint64_t width = kTileLeaves >> level;
+  return t->nodes[2 * kTileLeaves - 2 * width + (index & (width - 1))];
+}
+
+absl::StatusOr<std::string> MerkleTree::Leaf(uint64_t index) const {
+  if (index >= size_)
+    return absl::OutOfRangeError(
+        absl::StrCat("Merkle tree: leaf ", index, " is beyond the ", size_, " leaves held"));
+  LETHE_ASSIGN_OR_RETURN(const Hash h, Stored(0, index));
+  return std::string(View(h.data()));
 }
 
 std::string MerkleTree::LeafHashAt(uint64_t index) const {
   if (index >= size_) Die("MerkleTree::LeafHashAt: index out of range");
-  return std::string(View(levels_[0][index].data()));
+  if (reader_) Die("MerkleTree::LeafHashAt on an evicting tree: use Leaf");
+  return *Leaf(index);
 }
 
-MerkleTree::Hash MerkleTree::NodeAt(unsigned level, uint64_t index, uint64_t size) const {
+absl::StatusOr<MerkleTree::Hash> MerkleTree::NodeAt(unsigned level, uint64_t index,
+                                                    uint64_t size) const {
   const uint64_t begin = index << level;
   const uint64_t remaining = size - begin;  // > 0 by the precondition
-  if (remaining >= (uint64_t{1} << level)) return levels_[level][index];  // perfect: stored
+  if (remaining >= (uint64_t{1} << level)) return Stored(level, index);  // perfect: stored
   // The node on the right border of the tree of `size` leaves: [begin, size) is made of the
   // perfect subtrees given by the set bits of `remaining` (which are the bits of `size` below
   // `level`, since begin is a multiple of 2^level), largest first. Hash them right to left.
@@ -195,7 +277,7 @@ MerkleTree::Hash MerkleTree::NodeAt(unsigned level, uint64_t index, uint64_t siz
   bool have = false;
   for (unsigned b = 0; b < level; ++b) {
     if (((remaining >> b) & 1) == 0) continue;
-    const Hash& peak = levels_[b][(size >> b) - 1];
+    LETHE_ASSIGN_OR_RETURN(const Hash peak, Stored(b, (size >> b) - 1));
     if (have) {
       HashChildren(peak.data(), h.data(), h.data());
     } else {
@@ -206,25 +288,37 @@ MerkleTree::Hash MerkleTree::NodeAt(unsigned level, uint64_t index, uint64_t siz
   return h;
 }
 
-std::string MerkleTree::Root(uint64_t size) const {
-  if (size > size_) Die("MerkleTree::Root: size beyond the tree");
+absl::StatusOr<std::string> MerkleTree::RootAt(uint64_t size) const {
+  if (size > size_)
+    return absl::OutOfRangeError(
+        absl::StrCat("Merkle tree: size ", size, " is beyond the ", size_, " leaves held"));
   if (size == 0) return EmptyRoot();
   // The whole tree is the node at the level of the highest bit, rounded up.
   const unsigned level = static_cast<unsigned>(std::bit_width(size - 1));
-  if (level == 0) return LeafHashAt(0);
+  if (level == 0) return Leaf(0);
   // NodeAt needs level < 64 to shift; a tree of 2^63 leaves cannot be stored anyway.
-  return std::string(View(NodeAt(level, 0, size).data()));
+  LETHE_ASSIGN_OR_RETURN(const Hash h, NodeAt(level, 0, size));
+  return std::string(View(h.data()));
 }
 
-void MerkleTree::AppendPath(unsigned level, uint64_t index, uint64_t size,
-                            std::vector<std::string>& proof) const {
+std::string MerkleTree::Root(uint64_t size) const {
+  if (size > size_) Die("MerkleTree::Root: size beyond the tree");
+  if (reader_) Die("MerkleTree::Root on an evicting tree: use RootAt");
+  return *RootAt(size);
+}
+
+absl::Status MerkleTree::AppendPath(unsigned level, uint64_t index, uint64_t size,
+                                    std::vector<std::string>& proof) const {
   // Climb until level `l` has a single node (the root). At each level the sibling exists
   // unless the node is the last one on its level with no right neighbour.
   for (unsigned l = level; l < 64 && ((size - 1) >> l) != 0; ++l, index >>= 1) {
     const uint64_t last = (size - 1) >> l;
     const uint64_t sibling = index ^ 1;
-    if (sibling <= last) proof.emplace_back(View(NodeAt(l, sibling, size).data()));
+    if (sibling > last) continue;
+    LETHE_ASSIGN_OR_RETURN(const Hash h, NodeAt(l, sibling, size));
+    proof.emplace_back(View(h.data()));
   }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<std::string>> MerkleTree::InclusionProof(uint64_t index,
@@ -240,7 +334,7 @@ absl::StatusOr<std::vector<std::string>> MerkleTree::InclusionProof(uint64_t ind
   std::vector<std::string> proof;
   const ProofShape shape = InclusionShape(index, size);
   proof.reserve(shape.inner + shape.border);
-  AppendPath(0, index, size, proof);
+  LETHE_RETURN_IF_ERROR(AppendPath(0, index, size, proof));
   return proof;
 }
 
@@ -266,8 +360,11 @@ absl::StatusOr<std::vector<std::string>> MerkleTree::ConsistencyProof(uint64_t s
   const unsigned level = static_cast<unsigned>(std::countr_zero(size1));
   const uint64_t index = (size1 - 1) >> level;
   proof.reserve(1 + std::bit_width(size2 - 1));
-  if (index != 0) proof.emplace_back(View(levels_[level][index].data()));
-  AppendPath(level, index, size2, proof);
+  if (index != 0) {
+    LETHE_ASSIGN_OR_RETURN(const Hash h, Stored(level, index));
+    proof.emplace_back(View(h.data()));
+  }
+  LETHE_RETURN_IF_ERROR(AppendPath(level, index, size2, proof));
   return proof;
 }
 

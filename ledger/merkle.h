@@ -7,10 +7,12 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
@@ -41,20 +43,49 @@ class CompactRange {
 // An append-only Merkle tree that keeps the hash of every perfect, aligned subtree
 // (level 0 = leaf hashes; level k, index i = MTH of leaves [i*2^k, (i+1)*2^k)), so that
 // roots at any earlier size and proofs cost O(log n) hashing. Memory: about 64 bytes per leaf.
-// Not thread safe (the owner locks).
+//
+// A tree built with a TileReader can evict: Evict(end) drops the hashes below level
+// kTileHeight of every whole tile (kTileLeaves aligned leaves) below `end`, leaving about one
+// byte per leaf in memory. When a proof, a root or a leaf needs them again, the tile's leaf
+// hashes are read back through the reader, hashed up, and checked against the level
+// kTileHeight node the tree kept for that tile (kDataLoss if they differ), so that what the
+// reader gives back is never trusted; up to `cache_tiles` tiles read back are kept.
+//
+// Not thread safe (the owner locks); on an evicting tree the const readers fill the cache,
+// so they must be serialised too.
 //
 // Preconditions marked "requires" are programming errors when violated: the process aborts
 // with a message rather than returning a wrong hash. Proof requests, whose sizes usually come
 // from outside, return a Status instead.
 class MerkleTree {
  public:
+  static constexpr unsigned kTileHeight = 6;
+  static constexpr uint64_t kTileLeaves = uint64_t{1} << kTileHeight;
+  // Writes the kTileLeaves leaf hashes from leaf `first` (a multiple of kTileLeaves), 32
+  // bytes each, to `out`.
+  using TileReader = std::function<absl::Status(uint64_t first, std::string* out)>;
+
+  MerkleTree() = default;
+  explicit MerkleTree(TileReader reader, size_t cache_tiles = 256);
+
   // Requires leaf_hash.size() == 32 (a LeafHash). Amortised one NodeHash per call.
   void Append(std::string_view leaf_hash);
+  // Evicts every whole tile below leaf `end` (see above). Requires a TileReader and
+  // end <= size(); the reader must be able to give back every leaf below `end` from now on.
+  void Evict(uint64_t end);
   uint64_t size() const { return size_; }
-  // Requires index < size().
+  // Hashes held in memory, not counting the cache of tiles read back.
+  uint64_t NodesHeld() const;
+  // Leaf hash `index`; kOutOfRange unless index < size(). On an evicting tree it may have to
+  // read a tile back: the reader's error, or kDataLoss if the tile does not check.
+  absl::StatusOr<std::string> Leaf(uint64_t index) const;
+  // Root of the tree made of the first `size` leaves (EmptyRoot() for 0); kOutOfRange if
+  // size > this->size(), and the errors of Leaf. At most log2(size) NodeHash calls, plus a
+  // tile's when one is read back.
+  absl::StatusOr<std::string> RootAt(uint64_t size) const;
+  // The same for trees that never evict, which cannot fail: requires index < size() (resp.
+  // size <= this->size()) and no TileReader.
   std::string LeafHashAt(uint64_t index) const;
-  // Root of the tree made of the first `size` leaves. Requires size <= this->size();
-  // EmptyRoot() for 0. At most log2(size) NodeHash calls.
   std::string Root(uint64_t size) const;
   std::string Root() const { return Root(size()); }
   // RFC 9162 §2.1.3.1 inclusion proof of leaf `index` in the tree of size `size`.
@@ -68,18 +99,39 @@ class MerkleTree {
 
  private:
   using Hash = std::array<unsigned char, 32>;
+  // The nodes of one level still in memory: node i is nodes[i - first]. Below kTileHeight,
+  // `first` moves up as tiles are evicted (a multiple of the tile's width at that level).
+  struct Level {
+    uint64_t first = 0;
+    std::vector<Hash> nodes;
+    uint64_t end() const { return first + nodes.size(); }
+  };
+  // A tile read back: its levels 0 .. kTileHeight-1, level k at offset 2*kTileLeaves -
+  // (2*kTileLeaves >> k), kTileLeaves >> k nodes.
+  struct Tile {
+    uint64_t index = 0;
+    std::array<Hash, 2 * kTileLeaves - 2> nodes;
+  };
 
+  // The stored perfect node (level, index); requires it to exist.
+  absl::StatusOr<Hash> Stored(unsigned level, uint64_t index) const;
+  absl::StatusOr<const Tile*> ReadTile(uint64_t tile) const;
   // MTH of leaves [index*2^level, min((index+1)*2^level, size)): the node of the tree of
   // `size` leaves at that position. Requires index*2^level < size <= size_.
-  Hash NodeAt(unsigned level, uint64_t index, uint64_t size) const;
+  absl::StatusOr<Hash> NodeAt(unsigned level, uint64_t index, uint64_t size) const;
   // Appends to `proof` the siblings on the path from node (level, index) up to the root of
   // the tree of `size` leaves, lowest first.
-  void AppendPath(unsigned level, uint64_t index, uint64_t size,
-                  std::vector<std::string>& proof) const;
+  absl::Status AppendPath(unsigned level, uint64_t index, uint64_t size,
+                          std::vector<std::string>& proof) const;
 
   uint64_t size_ = 0;
   // levels_[k] holds the perfect subtrees of height k, left to right: size_ >> k of them.
-  std::vector<std::vector<Hash>> levels_;
+  std::vector<Level> levels_;
+  TileReader reader_;
+  size_t cache_tiles_ = 0;
+  mutable std::vector<Tile> cache_;                          // up to cache_tiles_
+  mutable absl::flat_hash_map<uint64_t, size_t> cached_;     // tile -> slot in cache_
+  mutable size_t next_slot_ = 0;                             // replaced next when full
 };
 
 // RFC 9162 §2.1.3.2: checks that `proof` shows the leaf with hash `leaf_hash` at `index` in

@@ -134,7 +134,7 @@ WrittenLog WriteLog(const crypto::Ed25519PrivateKey& key, const std::vector<v1::
     out.checkpoints.push_back((*ledger)->LatestCheckpoint());
   }
   for (uint64_t s = 0; s < (*ledger)->size(); ++s) out.bytes.push_back((*ledger)->ReadEntry(s).value());
-  out.root = (*ledger)->Root();
+  out.root = *(*ledger)->Root();
   return out;
 }
 

@@ -77,12 +77,12 @@ TEST_F(LedgerTest, NewLedgerStartsWithLogCreatedNamingOriginAndKey) {
   ASSERT_TRUE(e.has_log_created());
   EXPECT_EQ(e.log_created().origin(), kOrigin);
   EXPECT_EQ(e.log_created().control_plane_public_key(), key_.public_key().raw());
-  EXPECT_EQ(ledger->Root(), LeafHash(bytes));
+  EXPECT_EQ(*ledger->Root(), LeafHash(bytes));
 
   ASSERT_OK_AND_ASSIGN(Checkpoint cp,
                        VerifyCheckpoint(ledger->LatestCheckpoint(), kOrigin, key_.public_key()));
   EXPECT_EQ(cp.size, 1u);
-  EXPECT_EQ(cp.root, ledger->Root());
+  EXPECT_EQ(cp.root, *ledger->Root());
   EXPECT_EQ(ReadBytes(CheckpointPath()), ledger->LatestCheckpoint());
   EXPECT_EQ(SegmentFiles(dir_.path()),
             std::vector<std::string>{dir_.File(format::SegmentFileName(0))});
@@ -129,7 +129,7 @@ TEST_F(LedgerTest, AppendChainsPrevHashAndReadEntryReturnsExactBytes) {
   EXPECT_EQ(all[0].entry.time_unix_ms(), std::max(floor, absl::ToUnixMillis(kNow)));
   EXPECT_EQ(all[5].entry.time_unix_ms(), std::max(floor, absl::ToUnixMillis(kNow + absl::Seconds(2))));
   EXPECT_EQ(ledger->size(), 7u);
-  EXPECT_EQ(ledger->Root(), tree.Root());
+  EXPECT_EQ(*ledger->Root(), tree.Root());
 
   EXPECT_EQ(ledger->ReadEntry(7).status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_EQ(ledger->ReadEntry(1000).status().code(), absl::StatusCode::kOutOfRange);
@@ -234,7 +234,7 @@ TEST_F(LedgerTest, ReopenReplaysEveryEntryInOrderWithIdenticalBytes) {
     for (int i = 1; i <= 9; ++i) ASSERT_OK(ledger->Append({TestEntry(i)}, kNow).status());
     ASSERT_OK(ledger->Append({TestEntry(10), TestEntry(11)}, kNow).status());
     for (uint64_t s = 0; s < ledger->size(); ++s) bytes.push_back(ledger->ReadEntry(s).value());
-    root = ledger->Root();
+    root = *ledger->Root();
     checkpoint = ledger->LatestCheckpoint();
   }
   ASSERT_EQ(bytes.size(), 12u);
@@ -255,7 +255,7 @@ TEST_F(LedgerTest, ReopenReplaysEveryEntryInOrderWithIdenticalBytes) {
   EXPECT_EQ(seqs, want);
   EXPECT_EQ(replayed, bytes);
   EXPECT_EQ(ledger->size(), bytes.size());
-  EXPECT_EQ(ledger->Root(), root);
+  EXPECT_EQ(*ledger->Root(), root);
   EXPECT_EQ(ledger->LatestCheckpoint(), checkpoint);
   EXPECT_FALSE(ledger->torn_tail_cut().has_value());
   EXPECT_EQ(Snapshot(dir_.path()), files_before) << "opening a clean ledger changed its files";
@@ -343,12 +343,12 @@ TEST_P(TornTailTest, TruncatedTrailingRecordIsCut) {
   ASSERT_OK_AND_ASSIGN(auto appended, ledger->Append({TestEntry(50)}, kNow));
   EXPECT_EQ(appended[0].seq, 5u);
   EXPECT_EQ(appended[0].entry.prev_hash(), LeafHash(bytes[4]));
-  const std::string root = ledger->Root();
+  const std::string root = *ledger->Root();
   ledger.reset();
   ASSERT_OK_AND_ASSIGN(auto reopened, Open());
   EXPECT_FALSE(reopened->torn_tail_cut().has_value());
   EXPECT_EQ(reopened->size(), 6u);
-  EXPECT_EQ(reopened->Root(), root);
+  EXPECT_EQ(*reopened->Root(), root);
   EXPECT_EQ(reopened->ReadEntry(5).value(), appended[0].bytes);
 }
 
@@ -668,6 +668,72 @@ TEST_F(LedgerTest, SegmentsRollOverAndSeqsContinue) {
   EXPECT_EQ(ledger->ReadEntry(first_seqs[1]).value(), bytes[first_seqs[1]]);
 }
 
+// The durable entries' leaf hashes and locations leave memory (entry_index.h, and
+// MerkleTree::Evict): entries, roots and proofs of old entries, across segments and tiles,
+// are read back the same, before and after a reopen (which also checks every checkpoint
+// signed against the roots read back), and an old entry changed on disk is still caught.
+TEST_F(LedgerTest, OldEntriesLeaveMemoryAndAreReadBackCheckedAndProvedAsBefore) {
+  max_segment_bytes_ = 4096;
+  constexpr uint64_t kEntries = 400;
+  std::vector<std::string> bytes;
+  MerkleTree tree;
+  auto check = [&](const Ledger& ledger) {
+    ASSERT_EQ(ledger.size(), kEntries);
+    for (uint64_t s = 0; s < kEntries; ++s) {
+      ASSERT_OK_AND_ASSIGN(const std::string b, ledger.ReadEntry(s));
+      ASSERT_EQ(b, bytes[s]) << "entry " << s;
+    }
+    for (uint64_t n : {1u, 63u, 64u, 65u, 200u, 399u, 400u}) {
+      ASSERT_OK_AND_ASSIGN(const std::string root, ledger.RootAt(n));
+      EXPECT_EQ(root, tree.Root(n)) << "size " << n;
+      for (uint64_t i : {uint64_t{0}, n / 3, n - 1}) {
+        ASSERT_OK_AND_ASSIGN(auto proof, ledger.InclusionProof(i, n));
+        EXPECT_EQ(proof, *tree.InclusionProof(i, n)) << i << " in " << n;
+      }
+      ASSERT_OK_AND_ASSIGN(auto proof, ledger.ConsistencyProof(n, kEntries));
+      EXPECT_EQ(proof, *tree.ConsistencyProof(n, kEntries)) << n;
+    }
+    // About two hashes per 64 entries, and those of the last incomplete tile.
+    EXPECT_LE(ledger.tree_nodes_held(), 2 * (kEntries / 64) + 2 * (kEntries % 64));
+  };
+  {
+    ASSERT_OK_AND_ASSIGN(auto ledger, Open());
+    bytes.push_back(ledger->ReadEntry(0).value());
+    for (int i = 1; bytes.size() < kEntries; ++i) {
+      std::vector<v1::LedgerEntry> batch;
+      for (int k = 0; k < 1 + i % 7 && bytes.size() + batch.size() < kEntries; ++k)
+        batch.push_back(TestEntry(static_cast<int>(bytes.size() + batch.size())));
+      ASSERT_OK_AND_ASSIGN(auto appended, ledger->Append(std::move(batch), kNow));
+      for (const AppendedEntry& a : appended) bytes.push_back(a.bytes);
+    }
+    for (const std::string& b : bytes) tree.Append(LeafHash(b));
+    ASSERT_GE(SegmentFiles(dir_.path()).size(), 5u);
+    check(*ledger);
+  }
+  ASSERT_OK_AND_ASSIGN(auto ledger, Open());
+  check(*ledger);
+  if (HasFatalFailure()) return;
+
+  // Entry 10, long out of memory: one byte of its payload changed in its segment.
+  bool changed = false;
+  for (const std::string& seg : SegmentFiles(dir_.path())) {
+    std::string data = ReadBytes(seg);
+    for (const RecordPos& r : RecordsIn(data)) {
+      if (data.substr(r.payload(), r.length) != bytes[10]) continue;
+      data[r.end() - 1] ^= 0x01;
+      WriteBytes(seg, data);
+      changed = true;
+    }
+  }
+  ASSERT_TRUE(changed);
+  const absl::Status s = ledger->ReadEntry(10).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_THAT(s.message(), HasSubstr("entry 10"));
+  EXPECT_THAT(s.message(), HasSubstr("no longer hashes to its leaf"));
+  ASSERT_OK_AND_ASSIGN(const std::string other, ledger->ReadEntry(11));
+  EXPECT_EQ(other, bytes[11]);
+}
+
 TEST_F(LedgerTest, IncompleteRecordInSealedSegmentIsDataLoss) {
   max_segment_bytes_ = 512;
   MakeLog(20);
@@ -757,13 +823,13 @@ TEST_F(LedgerTest, ConcurrentAppendsAreGroupCommittedInOneConsistentChain) {
       EXPECT_EQ(*(*ledger)->ReadEntry(a.seq), a.bytes);  // acknowledged bytes are what is stored
     }
   }
-  const std::string root = (*ledger)->Root();
+  const std::string root = *(*ledger)->Root();
   ledger->reset();
   // Reopening re-checks every chain link and the closing checkpoint.
   auto reopened = Open();
   ASSERT_TRUE(reopened.ok()) << reopened.status();
   EXPECT_EQ((*reopened)->size(), total);
-  EXPECT_EQ((*reopened)->Root(), root);
+  EXPECT_EQ(*(*reopened)->Root(), root);
 }
 
 TEST_F(LedgerTest, OversizedEntryIsRejectedAndChangesNothing) {
@@ -774,7 +840,7 @@ TEST_F(LedgerTest, OversizedEntryIsRejectedAndChangesNothing) {
   ASSERT_OK_AND_ASSIGN(auto ledger, Ledger::Open(o, nullptr));
   ASSERT_OK(ledger->Append({TestEntry(1), TestEntry(2)}, kNow).status());
   const uint64_t size = ledger->size();
-  const std::string root = ledger->Root();
+  const std::string root = *ledger->Root();
   const std::string checkpoint = ledger->LatestCheckpoint();
   const auto files = Snapshot(dir_.path());
 
@@ -786,7 +852,7 @@ TEST_F(LedgerTest, OversizedEntryIsRejectedAndChangesNothing) {
     auto r = ledger->Append(std::move(batch), kNow);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
     EXPECT_EQ(ledger->size(), size);
-    EXPECT_EQ(ledger->Root(), root);
+    EXPECT_EQ(*ledger->Root(), root);
     EXPECT_EQ(ledger->LatestCheckpoint(), checkpoint);
     EXPECT_EQ(Snapshot(dir_.path()), files);
   }

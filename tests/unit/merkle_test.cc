@@ -9,6 +9,7 @@
 //  - leaf and node hashing, and CompactRange's roots of the RFC 6962 test tree, against
 //    known answers.
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -28,6 +29,7 @@
 #include "gtest/gtest.h"
 #include "ledger/merkle.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/assertions.h"
 #include "tests/support/rfc6962.h"
 
 namespace lethe::ledger {
@@ -444,6 +446,91 @@ TEST(MerkleTree, MatchesReferenceForEverySizeTo1000) {
     }
     if (HasFatalFailure()) return;
   }
+}
+
+// An evicting tree (a TileReader, Evict) answers every root, leaf and proof as the tree that
+// keeps everything, whatever was evicted and whatever its tile cache holds, and really reads
+// tiles back; it keeps about 2 / kTileLeaves nodes per leaf.
+TEST(MerkleTree, AnEvictingTreeAnswersAsTheTreeThatKeepsEverything) {
+  constexpr uint64_t kMax = 700;  // ten tiles and a part
+  std::mt19937_64 rng(61);
+  const ReferenceTree ref(RandomLeaves(rng, kMax));
+  std::vector<std::string> leaves;
+  uint64_t reads = 0;
+  MerkleTree::TileReader reader = [&](uint64_t first, std::string* out) {
+    ++reads;
+    EXPECT_EQ(first % MerkleTree::kTileLeaves, 0u);
+    out->clear();
+    for (uint64_t i = first; i < first + MerkleTree::kTileLeaves; ++i) *out += leaves.at(i);
+    return absl::OkStatus();
+  };
+  MerkleTree evicting(reader, /*cache_tiles=*/2);
+  MerkleTree full;
+  for (uint64_t n = 1; n <= kMax; ++n) {
+    SCOPED_TRACE(::testing::Message() << "size " << n);
+    leaves.push_back(ref.LeafHash(n - 1));
+    evicting.Append(ref.LeafHash(n - 1));
+    full.Append(ref.LeafHash(n - 1));
+    // Evict everything some of the time, lag behind the others (as the ledger does while
+    // entries are not yet durable).
+    evicting.Evict(n % 3 == 0 ? n : n - std::min<uint64_t>(n, rng() % 100));
+    if (n % 7 != 0 && n != kMax) continue;
+    ASSERT_OK_AND_ASSIGN(const std::string root, evicting.RootAt(n));
+    ASSERT_EQ(crypto::Hex(root), crypto::Hex(full.Root(n)));
+    for (int k = 0; k < 4; ++k) {
+      const uint64_t i = rng() % n;
+      ASSERT_OK_AND_ASSIGN(const std::string leaf, evicting.Leaf(i));
+      EXPECT_EQ(leaf, ref.LeafHash(i));
+      const uint64_t m = 1 + rng() % n;
+      ASSERT_OK_AND_ASSIGN(const std::string root_m, evicting.RootAt(m));
+      ASSERT_EQ(crypto::Hex(root_m), crypto::Hex(full.Root(m))) << "prefix " << m;
+      ASSERT_OK_AND_ASSIGN(auto inclusion, evicting.InclusionProof(i, n));
+      EXPECT_EQ(Hex(inclusion), Hex(*full.InclusionProof(i, n)));
+      ASSERT_OK_AND_ASSIGN(auto consistency, evicting.ConsistencyProof(m, n));
+      EXPECT_EQ(Hex(consistency), Hex(*full.ConsistencyProof(m, n)));
+    }
+  }
+  EXPECT_GT(reads, 100u);
+  evicting.Evict(kMax);
+  const uint64_t tiles = kMax / MerkleTree::kTileLeaves;
+  EXPECT_LE(evicting.NodesHeld(), 2 * tiles + 2 * (kMax - tiles * MerkleTree::kTileLeaves));
+  EXPECT_EQ(full.NodesHeld(), 2 * kMax - std::popcount(kMax));
+  EXPECT_EQ(evicting.RootAt(kMax + 1).status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(evicting.Leaf(kMax).status().code(), absl::StatusCode::kOutOfRange);
+}
+
+// What a reader gives back is checked against the node the tree kept for the tile: a changed
+// leaf hash is kDataLoss for every answer that needs it, and a reader's error is returned.
+TEST(MerkleTree, ATileReadBackThatDoesNotHashToItsNodeIsDataLoss) {
+  std::mt19937_64 rng(62);
+  const ReferenceTree ref(RandomLeaves(rng, 200));
+  std::vector<std::string> leaves;
+  absl::Status fail;
+  MerkleTree tree([&](uint64_t first, std::string* out) {
+    if (!fail.ok()) return fail;
+    out->clear();
+    for (uint64_t i = first; i < first + MerkleTree::kTileLeaves; ++i) *out += leaves[i];
+    return absl::OkStatus();
+  }, /*cache_tiles=*/1);
+  for (uint64_t i = 0; i < 200; ++i) {
+    leaves.push_back(ref.LeafHash(i));
+    tree.Append(ref.LeafHash(i));
+  }
+  tree.Evict(200);
+  leaves[70] = FlipBit(leaves[70], 3);  // in the second tile
+  for (const absl::Status& s :
+       {tree.Leaf(70).status(), tree.Leaf(64).status(), tree.RootAt(100).status(),
+        tree.InclusionProof(65, 200).status(), tree.ConsistencyProof(66, 200).status()}) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+    EXPECT_THAT(s.message(), HasSubstr("leaves 64 to 127 do not hash to the tree's node"));
+  }
+  // Other tiles still answer, and so does the root, which needs no leaf read back.
+  ASSERT_OK_AND_ASSIGN(const std::string leaf, tree.Leaf(3));
+  EXPECT_EQ(leaf, ref.LeafHash(3));
+  ASSERT_OK_AND_ASSIGN(const std::string root, tree.RootAt(200));
+  EXPECT_EQ(root, ref.Root(200));
+  fail = absl::UnavailableError("disk gone");
+  EXPECT_EQ(tree.Leaf(130).status(), fail);
 }
 
 TEST(MerkleTree, EmptyTree) {

@@ -215,7 +215,7 @@ TEST_F(PrezeroTest, AnOpenLedgerKeepsZerosAheadAndItsFilesReopenAfterACrash) {
   const std::string data = ReadBytes(segment);
   EXPECT_EQ(data.find_first_not_of('\0', records_end), std::string::npos);
   const uint64_t size = (*ledger)->size();
-  const std::string root = (*ledger)->Root();
+  const std::string root = *(*ledger)->Root();
 
   // What the disk holds if the process dies now: a copy of the files while the ledger is open.
   TempDir crashed;
@@ -229,7 +229,7 @@ TEST_F(PrezeroTest, AnOpenLedgerKeepsZerosAheadAndItsFilesReopenAfterACrash) {
     EXPECT_TRUE(reopened->torn_tail_cut()->zeros);
     EXPECT_EQ(reopened->torn_tail_cut()->offset, records_end);
     EXPECT_EQ(reopened->size(), size);
-    EXPECT_EQ(reopened->Root(), root);
+    EXPECT_EQ(*reopened->Root(), root);
   }
 
   // A clean close leaves no zeros behind.

@@ -481,7 +481,7 @@ class RealLedgerTilesTest : public ::testing::Test {
       ASSERT_OK_AND_ASSIGN(std::string b, ledger->ReadEntry(s));
       entries_.push_back(std::move(b));
     }
-    ledger_root_ = ledger->Root();
+    ledger_root_ = *ledger->Root();
     ASSERT_OK(audit::ExportTiles(dir_, kEntries, CheckpointFor(entries_, kEntries, key_),
                           [&](uint64_t i) { return ledger->ReadEntry(i); }));
   }
