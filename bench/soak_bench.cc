@@ -2,18 +2,22 @@
 // agents running, sampling the resident memory of lethed and of each agent; prints each
 // one's slope after warm-up and how many requests are left IN_PROGRESS at the end.
 //
-// lethed runs in this process (mutual TLS, fdatasync on, embedded Kafka); the three agents
-// (assessments, growth, billing) run as lethe-agent child processes, so that each one's
-// resident memory is its own (/proc/PID/status VmRSS). This process's RSS is lethed's plus
-// the load's few client threads. The load, from --clients threads at about --rate calls/s in
+// lethed (mutual TLS, fdatasync on) and the three agents (assessments, growth, billing) run
+// as child processes, as in production, so that each one's resident memory is its own
+// (/proc/PID/status VmRSS). The Kafka broker (librdkafka's mock cluster) runs in this
+// process, which lethed and the agents reach with --kafka-bootstrap: the broker keeps every
+// record it is sent (up to its per-partition cap), which in lethed's own process (its
+// --embedded-kafka mode) would be counted as lethed's. The load, from --clients threads at about --rate calls/s in
 // all: consent changes of a fixed pool of 2,000 people (grants and withdrawals of
 // "research", which plans nothing, and of "marketing", whose withdrawal plans an erasure in
 // growth), and one explicit erasure of a planted person (all three domains) every
 // --erasure-every calls. PostgreSQL runs with fsync off, as in the tests. The slope is a least-squares fit
-// of RSS against time over the samples after --warmup-minutes.
+// of RSS against time over the samples after --warmup-minutes. At the end it lists every
+// request through the public API until none is IN_PROGRESS (at most 2 minutes).
 //
 //   build/bench/soak_bench --minutes 30 --warmup-minutes 5 --rate 100 --erasure-every 20
 #include <algorithm>
+#include <filesystem>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -22,7 +26,9 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "base/status.h"
+#include "kafka/kafka.h"
 #include "spdlog/spdlog.h"
 #include "tests/support/mesh.h"
 #include "tests/support/subprocess.h"
@@ -31,6 +37,38 @@ namespace lethe::bench {
 namespace {
 
 constexpr char kAgent[] = LETHE_BINARY_DIR "/agents/lethe-agent";
+constexpr char kLethed[] = LETHE_BINARY_DIR "/controlplane/lethed";
+
+std::string ReadTrimmed(const std::string& path) {
+  std::ifstream in(path);
+  std::string s;
+  std::getline(in, s);
+  return s;
+}
+
+struct Tally {
+  int64_t in_progress = 0, completed = 0, failed = 0;
+};
+
+// Every request lethed holds, counted by state through SubjectRequests.List.
+absl::StatusOr<Tally> CountRequests(v1::SubjectRequests::Stub& requests) {
+  Tally t;
+  v1::ListRequestsRequest req;
+  req.set_page_size(500);
+  do {
+    grpc::ClientContext ctx;
+    v1::ListRequestsResponse resp;
+    if (grpc::Status st = requests.List(&ctx, req, &resp); !st.ok())
+      return absl::UnavailableError("List: " + st.error_message());
+    for (const v1::RequestView& r : resp.requests()) {
+      if (r.state() == v1::IN_PROGRESS) ++t.in_progress;
+      if (r.state() == v1::COMPLETED) ++t.completed;
+      if (r.state() == v1::FAILED) ++t.failed;
+    }
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  return t;
+}
 
 // VmRSS of a process in KB, or -1.
 int64_t RssKb(const std::string& pid) {
@@ -67,6 +105,10 @@ int Run(int argc, char** argv) {
   app.add_option("--clients", clients, "gRPC client threads")->capture_default_str();
   app.add_option("--erasure-every", erasure_every, "one erasure per this many calls")->capture_default_str();
   app.add_option("--sample-seconds", sample_seconds, "RSS sampling interval")->capture_default_str();
+  std::string wrapper;
+  app.add_option("--lethed-wrapper", wrapper,
+                 "run lethed under this command, words split at spaces, e.g. --lethed-wrapper 'heaptrack -o FILE' "
+                 "(the RSS sampled is then the wrapper's process)");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
   auto fail = [](const std::string& what, const absl::Status& s) {
@@ -75,16 +117,41 @@ int Run(int argc, char** argv) {
   };
 
   testing::Mesh::Options mo;
+  mo.start_lethed = false;
   mo.start_agents = false;
   auto started = testing::Mesh::Start(mo);
   if (!started.ok()) return fail("cannot start the mesh", started.status());
   testing::Mesh& mesh = **started;
+  auto broker = kafka::EmbeddedKafka::Start(1);
+  if (!broker.ok()) return fail("cannot start the Kafka broker", broker.status());
+  std::vector<std::string> topics = {kafka::kReceiptTopic, kafka::kConsentTopic};
+  for (const auto& d : mesh.domains()) topics.push_back(kafka::CommandTopic(d));
+  for (const auto& t : topics)
+    if (absl::Status s = (*broker)->CreateTopic(t, 1); !s.ok()) return fail("topic " + t, s);
+  const std::string bootstrap = (*broker)->bootstrap();
+
+  std::filesystem::create_directories(mesh.data_dir());
+  std::vector<std::string> lethed_argv = absl::StrSplit(wrapper, ' ', absl::SkipEmpty());
+  for (const std::string& a : std::vector<std::string>{kLethed, "--listen", "127.0.0.1:0", "--data-dir", mesh.data_dir(), "--policy", mesh.policy_path(),
+       "--signing-key", mesh.lethed_key(), "--certs-dir", mesh.certs_dir(), "--kafka-bootstrap", bootstrap,
+       "--kafka-fetch-wait", "10ms"})
+    lethed_argv.push_back(a);
+  auto lethed = testing::Subprocess::Spawn(lethed_argv, mesh.work_dir() + "/lethed.log");
+  if (!lethed.ok()) return fail("lethed", lethed.status());
+  const std::string addr_file = mesh.data_dir() + "/lethed.addr";
+  if (!testing::WaitFor([&] { return !ReadTrimmed(addr_file).empty() || !(*lethed)->Running(); },
+                        absl::Seconds(60)) ||
+      !(*lethed)->Running())
+    return fail("lethed", absl::UnavailableError("did not start: " + testing::Tail((*lethed)->Log(), 10)));
+  mesh.UseExternalLethed(ReadTrimmed(addr_file));
+
   std::map<std::string, std::unique_ptr<testing::Subprocess>> agents;
   for (const auto& d : mesh.domains()) {
+    if (absl::Status s = mesh.EnrollAgent(d); !s.ok()) return fail("enrol " + d, s);
     auto p = testing::Subprocess::Spawn(
         {kAgent, "--domain", d, "--postgres", mesh.pg().Dsn(d), "--policy", mesh.policy_path(), "--key",
-         mesh.agent_key(d), "--control-plane-key", mesh.lethed_pub(), "--kafka-bootstrap",
-         "@" + mesh.data_dir() + "/kafka.bootstrap", "--kafka-fetch-wait", "10ms"},
+         mesh.agent_key(d), "--control-plane-key", mesh.lethed_pub(), "--kafka-bootstrap", bootstrap,
+         "--kafka-fetch-wait", "10ms"},
         mesh.work_dir() + "/agent-" + d + ".log");
     if (!p.ok()) return fail("agent " + d, p.status());
     agents[d] = *std::move(p);
@@ -137,14 +204,16 @@ int Run(int argc, char** argv) {
   };
   std::map<std::string, Series> series;
   const absl::Time t0 = absl::Now();
-  printf("soak_bench: %.0f min at %.0f calls/s from %d clients (1 erasure per %d calls), lethed in this process, "
-         "3 agents as processes\n  minute  calls  lethed KB", minutes, rate, clients, erasure_every);
+  printf("soak_bench: %.0f min at %.0f calls/s from %d clients (1 erasure per %d calls); lethed and 3 agents as "
+         "processes, the broker in this one\n  minute  calls  lethed KB", minutes, rate, clients, erasure_every);
   for (const auto& [d, p] : agents) printf("  %s KB", d.c_str());
   printf("\n");
   while (absl::Now() - t0 < absl::Minutes(minutes)) {
     absl::SleepFor(absl::Seconds(sample_seconds));
     const double m = absl::ToDoubleMinutes(absl::Now() - t0);
-    std::map<std::string, int64_t> kb = {{"lethed", RssKb("self")}};
+    if (!(*lethed)->Running())
+      return fail("lethed", absl::InternalError("exited: " + testing::Tail((*lethed)->Log(), 5)));
+    std::map<std::string, int64_t> kb = {{"lethed", RssKb(std::to_string((*lethed)->pid()))}};
     for (const auto& [d, p] : agents) {
       if (!p->Running()) return fail("agent " + d, absl::InternalError("exited: " + testing::Tail(p->Log(), 5)));
       kb[d] = RssKb(std::to_string(p->pid()));
@@ -162,17 +231,19 @@ int Run(int argc, char** argv) {
   for (auto& t : threads) t.join();
 
   // Nothing may be left open: wait for the last erasures to complete.
-  controlplane::RequestStore& store = mesh.lethed().store();
-  uint64_t seen = store.version();
+  auto stub = mesh.Requests();
+  absl::StatusOr<Tally> tally = CountRequests(*stub);
   const absl::Time drain = absl::Now();
-  while (store.Count(absl::Now()).in_progress > 0 && absl::Now() - drain < absl::Minutes(2))
-    seen = store.WaitForChange(seen, absl::Milliseconds(200));
-  const controlplane::RequestStore::Tally tally = store.Count(absl::Now());
+  while (tally.ok() && tally->in_progress > 0 && absl::Now() - drain < absl::Minutes(2)) {
+    absl::SleepFor(absl::Milliseconds(500));
+    tally = CountRequests(*stub);
+  }
+  if (!tally.ok()) return fail("count requests", tally.status());
 
-  printf("  calls %lld (%lld failed); requests completed %llu, failed %llu, left IN_PROGRESS %llu\n",
+  printf("  calls %lld (%lld failed); requests completed %lld, failed %lld, left IN_PROGRESS %lld\n",
          static_cast<long long>(calls.load()), static_cast<long long>(failures.load()),
-         static_cast<unsigned long long>(tally.completed), static_cast<unsigned long long>(tally.failed),
-         static_cast<unsigned long long>(tally.in_progress));
+         static_cast<long long>(tally->completed), static_cast<long long>(tally->failed),
+         static_cast<long long>(tally->in_progress));
   printf("  RSS slope after %.0f min of warm-up (least squares), KB per minute:\n", warmup_minutes);
   for (const auto& [name, s] : series) {
     std::vector<double> x, y;
@@ -185,7 +256,7 @@ int Run(int argc, char** argv) {
     printf("    %-12s %+8.1f KB/min  (from %.0f to %.0f KB over %.1f min)\n", name.c_str(), Slope(x, y), y.front(),
            y.back(), x.back() - x.front());
   }
-  return tally.in_progress == 0 && failures == 0 ? 0 : 1;
+  return tally->in_progress == 0 && failures == 0 ? 0 : 1;
 }
 
 }  // namespace

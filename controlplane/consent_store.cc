@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "base/varint.h"
 #include "crypto/crypto.h"
 
 namespace lethe::controlplane {
@@ -45,7 +46,9 @@ absl::Status ConsentStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
   if (!r.ok()) return r.status();
   std::lock_guard<std::mutex> l(mu_);
   const std::string key = r->TopicKey();
-  by_subject_[SubjectKey(r->identity_type, r->token)].push_back(seq);
+  SubjectChanges& changes = by_subject_[SubjectKey(r->identity_type, r->token)];
+  AppendAscending(changes.packed, changes.last, seq);
+  changes.last = seq;
   auto it = latest_.find(key);
   if (it != latest_.end()) {
     ConsentRecord& current = it->second.record;
@@ -81,7 +84,8 @@ absl::StatusOr<std::vector<ConsentRecord>> ConsentStore::History(const std::stri
   if (it == by_subject_.end()) return std::vector<ConsentRecord>();
   // Each change: its key's current state, superseded but not yet durable, or to be read back.
   std::vector<std::optional<ConsentRecord>> held;
-  for (uint64_t seq : it->second) {
+  const std::vector<uint64_t> entries = UnpackAscending(it->second.packed);
+  for (uint64_t seq : entries) {
     if (auto k = latest_by_entry_.find(seq); k != latest_by_entry_.end()) {
       held.emplace_back(latest_.at(k->second).record);
     } else if (auto s = superseded_.find(seq); s != superseded_.end()) {
@@ -90,7 +94,7 @@ absl::StatusOr<std::vector<ConsentRecord>> ConsentStore::History(const std::stri
       held.emplace_back(std::nullopt);
     }
   }
-  const std::vector<uint64_t> entries = it->second;
+
   EntryReader reader = reader_;
   l.unlock();  // read the ledger without holding the store
   std::vector<ConsentRecord> out;

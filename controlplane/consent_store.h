@@ -82,8 +82,13 @@ class ConsentStore {
   std::map<uint64_t, std::string> latest_by_entry_;  // the entry of each current state -> TopicKey
   // Superseded changes not yet durable, by entry: History cannot read them back yet.
   std::map<uint64_t, ConsentRecord> superseded_;
-  // "type\0token" -> the ledger indices of every change of that subject identity, in order.
-  std::map<std::string, std::vector<uint64_t>> by_subject_;
+  // "type\0token" -> the ledger indices of every change of that subject identity, in order,
+  // packed (base/varint.h): a few bytes a change.
+  struct SubjectChanges {
+    std::string packed;
+    uint64_t last = 0;
+  };
+  std::map<std::string, SubjectChanges> by_subject_;
   uint64_t durable_end_ = 0;
   EntryReader reader_;
 };

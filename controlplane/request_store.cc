@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
+#include "base/varint.h"
 #include "controlplane/identity_vault.h"
 
 namespace lethe::controlplane {
@@ -97,14 +98,6 @@ void ApplyToRecord(RequestRecord& r, uint64_t seq, const v1::LedgerEntry& e) {
     default:
       break;
   }
-}
-
-void PutVarint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
 }
 
 }  // namespace
@@ -251,7 +244,7 @@ void RequestStore::Compact(const std::string& id) {
   std::string packed;
   uint64_t last = 0;
   for (uint64_t seq : entries) {
-    PutVarint(packed, seq - last);
+    AppendAscending(packed, last, seq);
     last = seq;
   }
   packed.shrink_to_fit();
@@ -265,15 +258,7 @@ absl::StatusOr<RequestRecord> RequestStore::Load(uint64_t submitted_entry, const
                                                  const EntryReader& reader) const {
   if (!reader) return absl::InternalError("ended request: no ledger to read it back from");
   RequestRecord r;
-  uint64_t seq = 0;
-  for (size_t i = 0; i < packed.size();) {
-    uint64_t delta = 0;
-    for (int shift = 0; i < packed.size(); shift += 7) {
-      const auto b = static_cast<unsigned char>(packed[i++]);
-      delta |= static_cast<uint64_t>(b & 0x7f) << shift;
-      if (!(b & 0x80)) break;
-    }
-    seq += delta;
+  for (const uint64_t seq : UnpackAscending(packed)) {
     LETHE_ASSIGN_OR_RETURN(std::string bytes, reader(seq));
     v1::LedgerEntry e;
     if (!e.ParseFromString(bytes))

@@ -282,6 +282,8 @@ Ledger::~Ledger() {
     if (absl::Status s = file_->Truncate(write_offset_); !s.ok())
       spdlog::warn("ledger: cannot remove pre-zeroed space: {}", s.ToString());
   }
+  for (int fd : read_fds_)
+    if (fd >= 0) ::close(fd);
   {
     std::lock_guard<std::mutex> l(stop_mu_);
     stop_ = true;
@@ -416,6 +418,7 @@ absl::StatusOr<std::string> Ledger::ReadEntry(uint64_t seq) const {
   std::string path;
   EntryIndex::Location loc;
   std::string leaf;
+  int fd = -1;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (seq >= index_->size())
@@ -426,14 +429,20 @@ absl::StatusOr<std::string> Ledger::ReadEntry(uint64_t seq) const {
       return absl::DataLossError(absl::StrCat("ledger corrupt: the index places entry ", seq,
                                               " in segment ", loc.segment, " of ", segments_.size()));
     path = segments_[loc.segment];
+    // One descriptor per segment, opened on first read and kept until the ledger closes
+    // (segments are never removed while it is open), so that reading a request back costs
+    // no open and close per entry.
+    if (read_fds_.size() <= loc.segment) read_fds_.resize(loc.segment + 1, -1);
+    if (read_fds_[loc.segment] < 0) {
+      read_fds_[loc.segment] = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (read_fds_[loc.segment] < 0) return Errno("cannot open segment", path);
+    }
+    fd = read_fds_[loc.segment];
     // Checked against the tree's nodes in memory if it is read back.
     LETHE_ASSIGN_OR_RETURN(leaf, tree_.Leaf(seq));
   }
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Errno("cannot open segment", path);
   std::string out(loc.length, '\0');
-  ssize_t n = ::pread(fd, out.data(), out.size(), static_cast<off_t>(loc.offset));
-  ::close(fd);
+  const ssize_t n = ::pread(fd, out.data(), out.size(), static_cast<off_t>(loc.offset));
   if (n != static_cast<ssize_t>(out.size())) return Errno("cannot read segment", path);
   // The bytes the tree holds the hash of, or the file changed under the log.
   if (LeafHash(out) != leaf)

@@ -192,7 +192,8 @@ class Ledger {
   // it holds the latest one too. Checked against the entries at open.
   const CheckpointHistory& checkpoint_history() const { return *history_; }
   // Exact bytes of entry `seq`; kOutOfRange when seq >= size(), kDataLoss when the bytes on
-  // disk no longer hash to the entry's leaf.
+  // disk no longer hash to the entry's leaf. Each segment is read through a descriptor kept
+  // open until the ledger closes: a file renamed over a segment meanwhile is not read.
   absl::StatusOr<std::string> ReadEntry(uint64_t seq) const;
   const std::string& origin() const { return options_.origin; }
   // Commits (fdatasync calls) and entries written since open.
@@ -229,6 +230,8 @@ class Ledger {
   // not yet durable, and for the last incomplete tile, only; it reads the rest back from here.
   std::unique_ptr<EntryIndex> index_ ABSL_GUARDED_BY(mu_);
   MerkleTree tree_ ABSL_GUARDED_BY(mu_);
+  // ReadEntry's read-only descriptor of each segment (-1 until first read), closed at close.
+  mutable std::vector<int> read_fds_ ABSL_GUARDED_BY(mu_);
 
   // Write side, serialised by write_mu_ (taken before mu_ when both are needed). Append
   // frames its records straight into queued_ and their leaves into tree_, which thus runs

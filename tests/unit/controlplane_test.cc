@@ -2,6 +2,7 @@
 // scope and identity mapping, the policy registry's corruption checks, the consent store's
 // views and the request store's deadlines.
 #include "base/file_system.h"
+#include "base/varint.h"
 #include "controlplane/consent_store.h"
 #include "controlplane/planner.h"
 #include "controlplane/policy_registry.h"
@@ -141,6 +142,26 @@ v1::LedgerEntry Consent(const std::string& token, const std::string& purpose,
   c->set_status(status);
   c->set_source(source);
   return e;
+}
+
+// The packed indices the stores keep (base/varint.h) give back what was put in, for deltas of
+// every varint length, including equal neighbours and the largest index.
+TEST(PackedIndices, AscendingIndicesOfEveryWidthComeBackInOrder) {
+  std::vector<uint64_t> want = {0, 0, 1, 127, 128, 16383, 16384, 1u << 21, uint64_t{1} << 35,
+                                (uint64_t{1} << 56) + 3, ~uint64_t{0} - 1, ~uint64_t{0}};
+  std::string packed;
+  uint64_t last = 0;
+  for (uint64_t v : want) {
+    AppendAscending(packed, last, v);
+    last = v;
+  }
+  EXPECT_EQ(UnpackAscending(packed), want);
+  EXPECT_TRUE(UnpackAscending("").empty());
+  // One byte for a small delta.
+  std::string small;
+  AppendAscending(small, 1000, 1100);
+  EXPECT_EQ(small.size(), 1u);
+  EXPECT_EQ(UnpackAscending(small), std::vector<uint64_t>{100});
 }
 
 TEST(ConsentStore, CurrentStatePerPurposeHistoryAndWhatIsStillToPublish) {
