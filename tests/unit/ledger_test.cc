@@ -31,6 +31,7 @@
 #include "gtest/gtest.h"
 #include "ledger/checkpoint.h"
 #include "ledger/checkpoint_history.h"
+#include "ledger/entry_index.h"
 #include "ledger/ledger.h"
 #include "ledger/merkle.h"
 #include "ledger/record_format.h"
@@ -732,6 +733,54 @@ TEST_F(LedgerTest, OldEntriesLeaveMemoryAndAreReadBackCheckedAndProvedAsBefore) 
   EXPECT_THAT(s.message(), HasSubstr("no longer hashes to its leaf"));
   ASSERT_OK_AND_ASSIGN(const std::string other, ledger->ReadEntry(11));
   EXPECT_EQ(other, bytes[11]);
+}
+
+// The entry index's scratch file (entry_index.h) is invisible in the directory, and a write
+// to it that fails (a file-size limit here, as a full disk would) loses nothing: the records
+// stay in memory and reach the file once a write succeeds again.
+TEST(EntryIndex, RecordsSurviveAFailedWriteAndTheFileIsNeverSeen) {
+  lethe::testing::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto index, EntryIndex::Create(dir.path()));
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+  auto leaf = [](uint64_t i) { return std::string(32, static_cast<char>('a' + i % 26)) ; };
+  auto loc = [](uint64_t i) {
+    return EntryIndex::Location{static_cast<uint32_t>(i / 100), static_cast<uint32_t>(i % 977),
+                                i * 1000003};
+  };
+  auto check = [&](uint64_t n) {
+    ASSERT_EQ(index->size(), n);
+    for (uint64_t i = 0; i < n; i += 7) {
+      ASSERT_OK_AND_ASSIGN(const EntryIndex::Location l, index->LocationOf(i));
+      EXPECT_EQ(l.segment, loc(i).segment);
+      EXPECT_EQ(l.length, loc(i).length);
+      EXPECT_EQ(l.offset, loc(i).offset) << i;
+    }
+    std::string leaves;
+    ASSERT_OK(index->ReadLeaves(n - 70, 70, &leaves));
+    for (uint64_t i = 0; i < 70; ++i) ASSERT_EQ(leaves.substr(i * 32, 32), leaf(n - 70 + i));
+  };
+  const uint64_t per_flush = EntryIndex::kFlushBytes / EntryIndex::kRecordSize;
+  uint64_t n = 0;
+  for (; n < 2 * per_flush + 5; ++n) index->Append(leaf(n), loc(n));
+  check(n);
+
+  struct sigaction ignore = {}, old_action = {};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGXFSZ, &ignore, &old_action), 0);
+  rlimit old_limit = {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  const rlimit limit = {static_cast<rlim_t>(2 * EntryIndex::kFlushBytes + 100), old_limit.rlim_max};
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+  for (; n < 5 * per_flush; ++n) index->Append(leaf(n), loc(n));
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  ASSERT_EQ(::sigaction(SIGXFSZ, &old_action, nullptr), 0);
+  check(n);
+  for (; n < 6 * per_flush + 3; ++n) index->Append(leaf(n), loc(n));
+  check(n);
+  EXPECT_EQ(index->LocationOf(n).status().code(), absl::StatusCode::kOutOfRange);
+  std::string out;
+  EXPECT_EQ(index->ReadLeaves(n - 1, 2, &out).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
 
 TEST_F(LedgerTest, IncompleteRecordInSealedSegmentIsDataLoss) {
