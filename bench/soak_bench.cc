@@ -231,12 +231,12 @@ int Run(int argc, char** argv) {
   for (auto& t : threads) t.join();
 
   // Nothing may be left open: wait for the last erasures to complete.
-  auto stub = mesh.Requests();
-  absl::StatusOr<Tally> tally = CountRequests(*stub);
+  auto lister = mesh.Requests();
+  absl::StatusOr<Tally> tally = CountRequests(*lister);
   const absl::Time drain = absl::Now();
   while (tally.ok() && tally->in_progress > 0 && absl::Now() - drain < absl::Minutes(2)) {
     absl::SleepFor(absl::Milliseconds(500));
-    tally = CountRequests(*stub);
+    tally = CountRequests(*lister);
   }
   if (!tally.ok()) return fail("count requests", tally.status());
 

@@ -94,7 +94,6 @@ absl::StatusOr<std::vector<ConsentRecord>> ConsentStore::History(const std::stri
       held.emplace_back(std::nullopt);
     }
   }
-
   EntryReader reader = reader_;
   l.unlock();  // read the ledger without holding the store
   std::vector<ConsentRecord> out;

@@ -79,9 +79,7 @@ void EntryIndex::Flush() {
   flush_failed_ = false;
 }
 
-absl::Status EntryIndex::Read(uint64_t first, uint64_t count, std::string* out) const {
-  out->resize(count * kRecordSize);
-  char* dst = out->data();
+absl::Status EntryIndex::Read(uint64_t first, uint64_t count, char* dst) const {
   // From the file, the records below flushed_...
   if (first < flushed_) {
     const uint64_t from_file = std::min(count, flushed_ - first);
@@ -111,12 +109,12 @@ absl::StatusOr<EntryIndex::Location> EntryIndex::LocationOf(uint64_t seq) const 
   if (seq >= size_)
     return absl::OutOfRangeError(
         absl::StrCat("entry ", seq, " is beyond the ", size_, " entries indexed"));
-  std::string rec;
-  LETHE_RETURN_IF_ERROR(Read(seq, 1, &rec));
+  char rec[kRecordSize];
+  LETHE_RETURN_IF_ERROR(Read(seq, 1, rec));
   Location loc;
-  std::memcpy(&loc.segment, rec.data() + kLeaf, 4);
-  std::memcpy(&loc.length, rec.data() + kLeaf + 4, 4);
-  std::memcpy(&loc.offset, rec.data() + kLeaf + 8, 8);
+  std::memcpy(&loc.segment, rec + kLeaf, 4);
+  std::memcpy(&loc.length, rec + kLeaf + 4, 4);
+  std::memcpy(&loc.offset, rec + kLeaf + 8, 8);
   return loc;
 }
 
@@ -124,8 +122,8 @@ absl::Status EntryIndex::ReadLeaves(uint64_t first, uint64_t count, std::string*
   if (first + count > size_ || first + count < first)
     return absl::OutOfRangeError(absl::StrCat("entries ", first, " to ", first + count - 1,
                                               " are beyond the ", size_, " entries indexed"));
-  std::string recs;
-  LETHE_RETURN_IF_ERROR(Read(first, count, &recs));
+  std::string recs(count * kRecordSize, '\0');
+  LETHE_RETURN_IF_ERROR(Read(first, count, recs.data()));
   out->resize(count * kLeaf);
   for (uint64_t i = 0; i < count; ++i)
     std::memcpy(out->data() + i * kLeaf, recs.data() + i * kRecordSize, kLeaf);

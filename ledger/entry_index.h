@@ -53,8 +53,9 @@ class EntryIndex {
 
  private:
   EntryIndex(int fd, std::string dir) : fd_(fd), dir_(std::move(dir)) {}
-  // Records [first, first + count) into `out`, from the file and the buffer.
-  absl::Status Read(uint64_t first, uint64_t count, std::string* out) const;
+  // Records [first, first + count) into dst[0, count * kRecordSize), from the file and the
+  // buffer.
+  absl::Status Read(uint64_t first, uint64_t count, char* dst) const;
   void Flush();
 
   const int fd_;

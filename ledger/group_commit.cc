@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cstdlib>
 #include <string>
 #include <utility>
 #include <vector>
@@ -99,6 +98,7 @@ absl::StatusOr<std::vector<AppendedEntry>> Ledger::Enqueue(std::vector<v1::Ledge
     for (size_t i = 0; i < out.size(); ++i) {
       format::AppendRecord(&queued_, out[i].bytes);
       queued_lengths_.push_back(static_cast<uint32_t>(out[i].bytes.size()));
+      queued_leaves_.append(leaves[i].data(), leaves[i].size());
       out[i].entry = std::move(entries[i]);
     }
     {
@@ -144,6 +144,7 @@ void Ledger::SyncLoop() {
   struct Batch {
     std::string bytes;
     std::vector<uint32_t> lengths;
+    std::string leaves;  // 32 bytes per entry, for the entry index once durable
     uint64_t first_seq = 0;
     std::atomic<uint32_t>* word = nullptr;
   };
@@ -152,8 +153,10 @@ void Ledger::SyncLoop() {
     b.first_seq = write_next_seq_ - queued_lengths_.size();
     b.bytes.clear();
     b.lengths.clear();
+    b.leaves.clear();
     b.bytes.swap(queued_);
     b.lengths.swap(queued_lengths_);
+    b.leaves.swap(queued_leaves_);
     b.word = &sync_generation_[batches_taken_ % kSyncWords];
     ++batches_taken_;
   };
@@ -232,16 +235,10 @@ void Ledger::SyncLoop() {
     {
       std::lock_guard<std::mutex> l(mu_);
       uint64_t off = start;
-      uint64_t seq = cur.first_seq;
-      for (uint32_t len : cur.lengths) {
-        // Not yet durable until now, so still in the tree's memory: this cannot fail.
-        const absl::StatusOr<std::string> leaf = tree_.Leaf(seq++);
-        if (!leaf.ok()) {
-          spdlog::critical("ledger: the leaf of entry {} is not in memory: {}", seq - 1,
-                           leaf.status().ToString());
-          std::abort();
-        }
-        index_->Append(*leaf, {write_segment_, len, off + format::kRecordHeaderSize});
+      for (size_t i = 0; i < cur.lengths.size(); ++i) {
+        const uint32_t len = cur.lengths[i];
+        index_->Append(std::string_view(cur.leaves).substr(i * 32, 32),
+                       {write_segment_, len, off + format::kRecordHeaderSize});
         off += format::kRecordHeaderSize + len;
       }
       tree_.Evict(end);

@@ -243,6 +243,7 @@ class Ledger {
   std::array<char, 32> write_prev_hash_ ABSL_GUARDED_BY(write_mu_) = {};
   std::string queued_ ABSL_GUARDED_BY(write_mu_);              // framed records, in order
   std::vector<uint32_t> queued_lengths_ ABSL_GUARDED_BY(write_mu_);  // their payload lengths
+  std::string queued_leaves_ ABSL_GUARDED_BY(write_mu_);  // their leaf hashes, 32 bytes each
   // The file being appended to: touched by the sync thread only (and Open, StartSegment).
   std::unique_ptr<File> file_;
   uint32_t write_segment_ = 0;                 // its index in segments_
