@@ -17,6 +17,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kafka/kafka.h"
+#include "ledger/ledger.h"
+#include "lethe/v1/ledger.pb.h"
 #include "proto/envelope.h"
 #include "proto/wire_check.h"
 #include "tests/support/assertions.h"
@@ -315,10 +317,25 @@ TEST(ReceiptIntake, EachForgeryIsRefusedAndASecondEnrolledKeyIsAccepted) {
   ASSERT_EQ(e.exit_code, 0) << e.output;
   auto second = crypto::Ed25519PrivateKey::LoadFile(prefix + ".key").value();
   const uint64_t recorded = counters.recorded.load();
-  const uint64_t before = mesh.lethed().ledger().size();
+  ledger::Ledger& ledger = mesh.lethed().ledger();
+  ASSERT_OK(ledger.WaitDurable(ledger.Tail()));
+  const uint64_t before = ledger.size();
   send(valid(), second);
   ASSERT_TRUE(WaitFor([&] { return counters.recorded.load() > recorded; }, kWait));
-  EXPECT_EQ(mesh.lethed().ledger().size(), before + 1);
+  // A receipt is counted once sequenced, before its sync; and the outbox may re-issue commands
+  // meanwhile. What the receipt added is exactly one recorded receipt, signed by the new key.
+  ASSERT_OK(ledger.WaitDurable(ledger.Tail()));
+  int receipts = 0;
+  for (uint64_t i = before; i < ledger.size(); ++i) {
+    auto bytes = ledger.ReadEntry(i);
+    ASSERT_OK(bytes);
+    v1::LedgerEntry e;
+    ASSERT_TRUE(e.ParseFromString(*bytes));
+    if (!e.has_receipt_recorded()) continue;
+    ++receipts;
+    EXPECT_EQ(e.receipt_recorded().receipt().key_id(), second.public_key().KeyId());
+  }
+  EXPECT_EQ(receipts, 1);
   bool growth_done = false;
   const auto request = mesh.lethed().store().Get(resp.request_id());
   ASSERT_TRUE(request.ok()) << request.status();
