@@ -143,15 +143,13 @@ void Agent::Run() {
       }
     }
     if (batch.empty()) continue;
-    // Each command in its own transaction, as before; their receipts go out together.
-    absl::Status st;
+    // The verified commands of the batch share a transaction; their receipts go out together.
+    std::vector<CommandHandler::Incoming> incoming;
+    for (const kafka::Message& m : batch)
+      incoming.push_back({m.value ? std::string_view(*m.value) : std::string_view(),
+                          m.topic + "/" + std::to_string(m.partition) + "@" + std::to_string(m.offset)});
     size_t done = 0;  // batch[0, done) handled
-    for (; done < batch.size(); ++done) {
-      const kafka::Message& m = batch[done];
-      const std::string where = m.topic + "/" + std::to_string(m.partition) + "@" + std::to_string(m.offset);
-      st = handler_->Handle(m.value ? std::string_view(*m.value) : std::string_view(), where);
-      if (!st.ok()) break;
-    }
+    absl::Status st = handler_->HandleAll(incoming, &done);
     if (!outgoing_.empty()) {
       for (const auto& r : producer_->PublishAll(outgoing_, absl::Seconds(30))) {
         if (r.ok()) continue;

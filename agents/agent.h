@@ -73,9 +73,10 @@ class Agent {
 
  private:
   Agent() = default;
-  // The loop: takes the commands already fetched (up to kMaxBatch), handles each in its own
-  // transaction (CommandHandler), sends their receipts together and only then commits their
-  // offsets; an error rewinds to the first command not acknowledged and retries it.
+  // The loop: takes the commands already fetched (up to kMaxBatch), handles them
+  // (CommandHandler::HandleAll: verified ones in a row share one transaction), sends their
+  // receipts together and only then commits their offsets; an error rewinds to the first
+  // command not acknowledged and retries it.
   static constexpr size_t kMaxBatch = 32;
   void Run();
   void Count(const std::string& result);

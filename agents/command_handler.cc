@@ -27,39 +27,71 @@ uint64_t CommandHandler::rejected(Rejection r) const {
 }
 
 absl::Status CommandHandler::Handle(std::string_view wire, const std::string& where) {
-  VerifyResult v = verifier_.Verify(wire);
-  if (!v.command.ok()) {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      ++rejections_[v.rejection];
+  size_t settled = 0;
+  return HandleAll({Incoming{wire, where}}, &settled);
+}
+
+absl::Status CommandHandler::HandleAll(const std::vector<Incoming>& commands, size_t* settled) {
+  *settled = 0;
+  // Verified commands in a row go to the purger together; a rejected one ends the run.
+  std::vector<VerifiedCommand> run;
+  auto purge_run = [&]() -> absl::Status {
+    if (run.empty()) return absl::OkStatus();
+    std::vector<const VerifiedCommand*> ptrs;
+    for (const auto& vc : run) ptrs.push_back(&vc);
+    std::vector<absl::StatusOr<PurgeResult>> results = purger_.PurgeAll(ptrs);
+    absl::Status st;
+    for (size_t i = 0; i < results.size() && st.ok(); ++i) {
+      st = results[i].ok() ? Answer(run[i].command, *std::move(results[i])) : results[i].status();
+      if (st.ok()) ++*settled;
     }
-    stats_.rejected.fetch_add(1);
-    Count(std::string("rejected_") + RejectionName(v.rejection));
-    // The status text names ids and domains only, never identities.
-    spdlog::warn("domain {}: rejected command at {} ({}): {}", domain_, where,
-                 RejectionName(v.rejection), v.command.status().ToString());
-    if (v.authentic) {
-      // An authentic command this agent will not run as it stands: tell lethed why, signed,
-      // so that the request shows it. Nothing is stored: once the agent runs the right
-      // policy, the re-published command is processed normally.
-      v1::Receipt refusal;
-      refusal.set_command_id(v.authentic->command.command_id());
-      refusal.set_request_id(v.authentic->command.request_id());
-      refusal.set_domain(domain_);
-      refusal.set_command_digest(v.authentic->digest);
-      refusal.set_outcome(v1::Receipt::REJECTED);
-      refusal.set_error(std::string(v.command.status().message()));
-      refusal.set_completed_at_unix_ms(absl::ToUnixMillis(clock_.Now()));
-      const std::string request_id = refusal.request_id();
-      v.authentic.reset();  // holds identities
-      const std::string signed_wire =
-          proto::SignEnvelope(proto::kReceiptType, refusal.SerializeAsString(), key_).SerializeAsString();
-      LETHE_RETURN_IF_ERROR(receipts_(request_id, signed_wire));
+    if (st.ok() && results.size() < run.size()) st = absl::InternalError("the purger left commands unanswered");
+    run.clear();  // holds identities
+    return st;
+  };
+  for (const Incoming& in : commands) {
+    VerifyResult v = verifier_.Verify(in.wire);
+    if (v.command.ok()) {
+      run.push_back(*std::move(v.command));
+      continue;
     }
-    return absl::OkStatus();  // nothing to retry: commit past it
+    LETHE_RETURN_IF_ERROR(purge_run());
+    LETHE_RETURN_IF_ERROR(Reject(v, in.where));
+    ++*settled;
   }
-  LETHE_ASSIGN_OR_RETURN(PurgeResult r, purger_.Purge(*v.command));
-  const v1::DeleteCommand& cmd = v.command->command;
+  return purge_run();
+}
+
+absl::Status CommandHandler::Reject(VerifyResult& v, const std::string& where) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ++rejections_[v.rejection];
+  }
+  stats_.rejected.fetch_add(1);
+  Count(std::string("rejected_") + RejectionName(v.rejection));
+  // The status text names ids and domains only, never identities.
+  spdlog::warn("domain {}: rejected command at {} ({}): {}", domain_, where, RejectionName(v.rejection),
+               v.command.status().ToString());
+  if (!v.authentic) return absl::OkStatus();  // nothing to retry: commit past it
+  // An authentic command this agent will not run as it stands: tell lethed why, signed,
+  // so that the request shows it. Nothing is stored: once the agent runs the right
+  // policy, the re-published command is processed normally.
+  v1::Receipt refusal;
+  refusal.set_command_id(v.authentic->command.command_id());
+  refusal.set_request_id(v.authentic->command.request_id());
+  refusal.set_domain(domain_);
+  refusal.set_command_digest(v.authentic->digest);
+  refusal.set_outcome(v1::Receipt::REJECTED);
+  refusal.set_error(std::string(v.command.status().message()));
+  refusal.set_completed_at_unix_ms(absl::ToUnixMillis(clock_.Now()));
+  const std::string request_id = refusal.request_id();
+  v.authentic.reset();  // holds identities
+  const std::string signed_wire =
+      proto::SignEnvelope(proto::kReceiptType, refusal.SerializeAsString(), key_).SerializeAsString();
+  return receipts_(request_id, signed_wire);
+}
+
+absl::Status CommandHandler::Answer(const v1::DeleteCommand& cmd, PurgeResult r) {
   if (r.replayed) {
     stats_.replayed.fetch_add(1);
     Count("replayed");

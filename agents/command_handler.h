@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "agents/command_verifier.h"
@@ -51,9 +52,25 @@ class CommandHandler {
   // none): commit its offset. An error: nothing was acknowledged; rewind and retry it.
   absl::Status Handle(std::string_view wire, const std::string& where);
 
+  struct Incoming {
+    std::string_view wire;
+    std::string where;
+  };
+  // Handles `commands` in order, as Handle would one by one, except that verified commands
+  // in a row go to the purger together (Purger::PurgeAll: one transaction for PostgreSQL).
+  // Sets *settled to how many leading commands are settled (their receipts handed to the
+  // sink, or none needed); on an error, the command at *settled and those after it are not:
+  // rewind to it and retry.
+  absl::Status HandleAll(const std::vector<Incoming>& commands, size_t* settled);
+
   uint64_t rejected(Rejection r) const;
 
  private:
+  // A command the verifier refused: counted, logged, and answered with a signed REJECTED
+  // receipt when it is authentic.
+  absl::Status Reject(VerifyResult& v, const std::string& where);
+  // Counts and logs a purger's result and hands its receipt to the sink.
+  absl::Status Answer(const v1::DeleteCommand& cmd, PurgeResult r);
   void Count(const std::string& result) const {
     if (count_) count_(result);
   }

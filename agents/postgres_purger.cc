@@ -289,17 +289,112 @@ PurgeResult PostgresPurger::Sign(v1::Receipt receipt) {
   return r;
 }
 
+PurgeResult PostgresPurger::StoredReceipt(std::string wire) {
+  PurgeResult r;
+  r.receipt_wire = std::move(wire);
+  v1::SignedEnvelope env;
+  env.ParseFromString(r.receipt_wire);
+  r.receipt.ParseFromString(env.body());
+  r.replayed = true;
+  return r;
+}
+
+absl::StatusOr<std::string> PostgresPurger::Carry(pqxx::work& tx, const VerifiedCommand& vc, v1::Receipt& receipt,
+                                                  std::string& current_table) {
+  bool all_zero = true;
+  std::string missing_identity;
+  for (const policies::Table& t : domain_.tables) {
+    current_table = t.QualifiedName();
+    auto* tr = receipt.add_tables();
+    tr->set_table(current_table);
+    tr->set_action(policies::Table::ActionName(t.action));
+    if (t.action == policies::TableAction::kRetain) {
+      tr->set_basis(t.basis);
+      tr->set_retention_period_seconds(absl::ToInt64Seconds(t.period));
+    }
+    for (const auto& rw : t.set) tr->add_columns(rw.column);
+    bool any = false;
+    for (const auto& id : vc.identities.identities()) {
+      if (id.type != t.identity) continue;
+      any = true;
+      ApplyToTable(tx, t, id.value, hash_key_hex_, tr);
+    }
+    // Then what is left, by a query of its own: no row may still be keyed by an identity,
+    // and no rewritten column may still hold one.
+    if (t.action != policies::TableAction::kRetain) {
+      for (const auto& id : vc.identities.identities()) {
+        if (id.type != t.identity) continue;
+        const Recount left = RecountSubject(tx, t, id.value);
+        tr->set_rows_remaining(tr->rows_remaining() + left.remaining);
+        tr->set_rows_near_match(tr->rows_near_match() + left.near_matches);
+      }
+    }
+    if (!any && missing_identity.empty()) missing_identity = t.identity;
+    if (tr->rows_remaining() != 0) all_zero = false;
+  }
+  // Tombstones, before the commit: a crash after this point re-runs them on redelivery.
+  if (missing_identity.empty() && all_zero) {
+    for (size_t ti = 0; ti < domain_.kafka_topics.size(); ++ti) {
+      const policies::KafkaTopic& topic = domain_.kafka_topics[ti];
+      current_table = "topic " + topic.topic;
+      std::vector<std::string> keys = SubjectKeys(topic, key_templates_[ti], vc.identities);
+      if (keys.empty()) {
+        missing_identity = topic.identities.empty() ? "?" : topic.identities.front();
+        break;
+      }
+      if (!tombstones_) return absl::FailedPreconditionError("no Kafka producer for the domain's topics");
+      for (const auto& k : keys) {
+        auto t = tombstones_(topic.topic, k);
+        if (!t.ok())
+          return absl::UnavailableError("tombstone to " + topic.topic + ": " + std::string(t.status().message()));
+        *receipt.add_tombstones() = *t;
+      }
+    }
+  }
+  if (!missing_identity.empty())
+    return "the command carries no " + missing_identity +
+           " identity, which this domain's tables or topics are keyed by";
+  if (!all_zero) return std::string("rows of the subject remained after deleting them; rolled back");
+  receipt.set_outcome(v1::Receipt::COMPLETED);
+  receipt.set_verified_zero_remaining(true);
+  receipt.set_completed_at_unix_ms(absl::ToUnixMillis(clock_.Now()));
+  return std::string();
+}
+
+namespace {
+
+v1::Receipt ReceiptFor(const VerifiedCommand& vc) {
+  v1::Receipt receipt;
+  receipt.set_command_id(vc.command.command_id());
+  receipt.set_request_id(vc.command.request_id());
+  receipt.set_domain(vc.command.domain());
+  receipt.set_command_digest(vc.digest);
+  return receipt;
+}
+
+// A PostgreSQL text[] literal of `values`, each quoted, with '"' and '\' escaped.
+std::string TextArray(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    for (char ch : values[i]) {
+      if (ch == '"' || ch == '\\') out += '\\';
+      out += ch;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+}  // namespace
+
 absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
   const v1::DeleteCommand& cmd = vc.command;
   if (!schema_ready_) LETHE_RETURN_IF_ERROR(EnsureSchema());
   LETHE_ASSIGN_OR_RETURN(pqxx::connection * c, Connection());
 
-  v1::Receipt receipt;
-  receipt.set_command_id(cmd.command_id());
-  receipt.set_request_id(cmd.request_id());
-  receipt.set_domain(cmd.domain());
-  receipt.set_command_digest(vc.digest);
-
+  v1::Receipt receipt = ReceiptFor(vc);
   std::string current_table;
   try {
     pqxx::work tx(*c);
@@ -309,89 +404,13 @@ absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
         "SELECT receipt FROM lethe_agent.processed_commands WHERE command_id = $1",
         cmd.command_id());
     if (!seen.empty()) {
-      PurgeResult r;
-      pqxx::binarystring stored(seen[0][0]);
-      r.receipt_wire = stored.str();
-      v1::SignedEnvelope env;
-      env.ParseFromString(r.receipt_wire);
-      r.receipt.ParseFromString(env.body());
-      r.replayed = true;
+      PurgeResult r = StoredReceipt(pqxx::binarystring(seen[0][0]).str());
       tx.commit();
       return r;
     }
-
-    bool all_zero = true;
-    std::string missing_identity;
-    for (const policies::Table& t : domain_.tables) {
-      current_table = t.QualifiedName();
-      auto* tr = receipt.add_tables();
-      tr->set_table(current_table);
-      tr->set_action(policies::Table::ActionName(t.action));
-      if (t.action == policies::TableAction::kRetain) {
-        tr->set_basis(t.basis);
-        tr->set_retention_period_seconds(absl::ToInt64Seconds(t.period));
-      }
-      for (const auto& rw : t.set) tr->add_columns(rw.column);
-      bool any = false;
-      for (const auto& id : vc.identities.identities()) {
-        if (id.type != t.identity) continue;
-        any = true;
-        ApplyToTable(tx, t, id.value, hash_key_hex_, tr);
-      }
-      // Then what is left, by a query of its own: no row may still be keyed by an identity,
-      // and no rewritten column may still hold one.
-      if (t.action != policies::TableAction::kRetain) {
-        for (const auto& id : vc.identities.identities()) {
-          if (id.type != t.identity) continue;
-          const Recount left = RecountSubject(tx, t, id.value);
-          tr->set_rows_remaining(tr->rows_remaining() + left.remaining);
-          tr->set_rows_near_match(tr->rows_near_match() + left.near_matches);
-        }
-      }
-      if (!any && missing_identity.empty()) missing_identity = t.identity;
-      if (tr->rows_remaining() != 0) all_zero = false;
-    }
-    // Tombstones, before the commit: a crash after this point re-runs them on redelivery.
-    if (missing_identity.empty() && all_zero) {
-      for (size_t ti = 0; ti < domain_.kafka_topics.size(); ++ti) {
-        const policies::KafkaTopic& topic = domain_.kafka_topics[ti];
-        current_table = "topic " + topic.topic;
-        std::vector<std::string> keys = SubjectKeys(topic, key_templates_[ti], vc.identities);
-        if (keys.empty()) {
-          missing_identity = topic.identities.empty() ? "?" : topic.identities.front();
-          break;
-        }
-        if (!tombstones_) {
-          tx.abort();
-          return absl::FailedPreconditionError("no Kafka producer for the domain's topics");
-        }
-        for (const auto& k : keys) {
-          auto t = tombstones_(topic.topic, k);
-          if (!t.ok()) {
-            tx.abort();
-            return absl::UnavailableError("tombstone to " + topic.topic + ": " +
-                                          std::string(t.status().message()));
-          }
-          *receipt.add_tombstones() = *t;
-        }
-      }
-    }
-    if (!missing_identity.empty()) {
-      tx.abort();
-      receipt.clear_tables();
-      receipt.set_outcome(v1::Receipt::FAILED);
-      receipt.clear_tombstones();
-      receipt.set_error("the command carries no " + missing_identity +
-                        " identity, which this domain's tables or topics are keyed by");
-    } else if (!all_zero) {
-      tx.abort();
-      receipt.clear_tables();
-      receipt.set_outcome(v1::Receipt::FAILED);
-      receipt.set_error("rows of the subject remained after deleting them; rolled back");
-    } else {
-      receipt.set_outcome(v1::Receipt::COMPLETED);
-      receipt.set_verified_zero_remaining(true);
-      receipt.set_completed_at_unix_ms(absl::ToUnixMillis(clock_.Now()));
+    // On an error status the transaction is rolled back as `tx` goes: nothing changed.
+    LETHE_ASSIGN_OR_RETURN(std::string failure, Carry(tx, vc, receipt, current_table));
+    if (failure.empty()) {
       PurgeResult r = Sign(std::move(receipt));
       tx.exec_params(
           "INSERT INTO lethe_agent.processed_commands (command_id, request_id, outcome, receipt) "
@@ -401,12 +420,16 @@ absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
       MaybeCrash("agent-after-purge-commit");
       return r;
     }
+    tx.abort();
+    receipt = ReceiptFor(vc);
+    receipt.set_outcome(v1::Receipt::FAILED);
+    receipt.set_error(failure);
   } catch (const std::exception& e) {
     if (Transient(e) || !c->is_open()) {
       conn_.reset();
       return absl::UnavailableError(absl::StrCat("PostgreSQL: ", e.what()));
     }
-    receipt.clear_tables();
+    receipt = ReceiptFor(vc);
     receipt.set_outcome(v1::Receipt::FAILED);
     receipt.set_error(Describe(e, current_table));
   }
@@ -427,6 +450,79 @@ absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
     return absl::UnavailableError(absl::StrCat("PostgreSQL: ", e.what()));
   }
   return r;
+}
+
+std::vector<absl::StatusOr<PurgeResult>> PostgresPurger::PurgeAll(
+    const std::vector<const VerifiedCommand*>& commands) {
+  if (commands.size() <= 1) return Purger::PurgeAll(commands);  // one by one
+  if (!schema_ready_) {
+    if (absl::Status s = EnsureSchema(); !s.ok()) return {s};
+  }
+  absl::StatusOr<pqxx::connection*> c = Connection();
+  if (!c.ok()) return {c.status()};
+
+  std::vector<std::string> ids;
+  for (const VerifiedCommand* vc : commands) ids.push_back(vc->command.command_id());
+  const std::string id_array = TextArray(ids);
+  std::vector<absl::StatusOr<PurgeResult>> out;
+  try {
+    pqxx::work tx(**c);
+    // As Purge does for one command: every command's lock, taken in one order (another
+    // replica's batch takes them in the same order), then what was processed before.
+    tx.exec_params(
+        "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext(id) AS h "
+        "FROM unnest($1::text[]) AS id) AS ids ORDER BY h",
+        id_array);
+    std::map<std::string, std::string> seen;  // command id -> stored receipt
+    for (const auto& row : tx.exec_params(
+             "SELECT command_id, receipt FROM lethe_agent.processed_commands WHERE command_id = ANY($1::text[])",
+             id_array))
+      seen[row[0].as<std::string>()] = pqxx::binarystring(row[1]).str();
+
+    std::vector<std::string> insert;  // (command id, request id, receipt hex) per new receipt
+    for (const VerifiedCommand* vc : commands) {
+      const std::string& id = vc->command.command_id();
+      if (auto it = seen.find(id); it != seen.end()) {  // before, or earlier in this batch
+        out.push_back(StoredReceipt(it->second));
+        continue;
+      }
+      v1::Receipt receipt = ReceiptFor(*vc);
+      std::string current_table;
+      absl::StatusOr<std::string> failure = Carry(tx, *vc, receipt, current_table);
+      if (!failure.ok()) return {failure.status()};  // rolled back as `tx` goes
+      if (!failure->empty()) {
+        // A command that fails is answered alone, with nothing of it kept: give up the batch
+        // (rolled back as `tx` goes) and carry each command out in its own transaction.
+        tx.abort();
+        return Purger::PurgeAll(commands);
+      }
+      PurgeResult r = Sign(std::move(receipt));
+      insert.push_back(id);
+      insert.push_back(vc->command.request_id());
+      insert.push_back(crypto::Hex(r.receipt_wire));
+      seen[id] = r.receipt_wire;
+      out.push_back(std::move(r));
+    }
+    if (!insert.empty()) {
+      std::string sql =
+          "INSERT INTO lethe_agent.processed_commands (command_id, request_id, outcome, receipt) VALUES ";
+      for (size_t i = 0; i < insert.size(); i += 3)
+        absl::StrAppend(&sql, i == 0 ? "" : ", ", "($", i + 1, ", $", i + 2, ", 'COMPLETED', decode($", i + 3,
+                        ", 'hex'))");
+      tx.exec_params(sql, pqxx::prepare::make_dynamic_params(insert));
+    }
+    tx.commit();
+  } catch (const std::exception& e) {
+    if (Transient(e) || !(*c)->is_open()) {
+      conn_.reset();
+      return {absl::UnavailableError(absl::StrCat("PostgreSQL: ", e.what()))};
+    }
+    // A statement failed for one command's sake (a missing table, say): that command is
+    // answered FAILED alone. The batch was rolled back; carry each command out on its own.
+    return Purger::PurgeAll(commands);
+  }
+  MaybeCrash("agent-after-purge-commit");
+  return out;
 }
 
 }  // namespace lethe::agents

@@ -20,6 +20,7 @@
 
 #include <memory>
 #include <pqxx/connection>
+#include <pqxx/transaction>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,12 @@ class PostgresPurger final : public Purger {
   // receipt (stored like a COMPLETED one), after rolling the purge back.
   absl::StatusOr<PurgeResult> Purge(const VerifiedCommand& command) override;
 
+  // Several commands in one transaction (one commit, one lock and look-up statement for all),
+  // each carried out and re-checked as Purge does it. If one of them would be FAILED, or a
+  // statement fails for one command's sake, the batch is rolled back and every command is
+  // carried out alone by Purge; a transient failure rolls it back and is returned alone.
+  std::vector<absl::StatusOr<PurgeResult>> PurgeAll(const std::vector<const VerifiedCommand*>& commands) override;
+
   // A compacted topic's record key template, parsed: literal text and {identity type}
   // {identity type} fields, in order.
   struct KeyTemplate {
@@ -66,6 +73,14 @@ class PostgresPurger final : public Purger {
  private:
   absl::StatusOr<pqxx::connection*> Connection();
   PurgeResult Sign(v1::Receipt receipt);
+  // The result of a command processed before, from its stored receipt envelope.
+  static PurgeResult StoredReceipt(std::string wire);
+  // One command's work inside `tx`: every table's action and re-check, then the tombstones.
+  // Returns "" with `receipt` COMPLETED (unsigned), or why the command fails (the caller rolls
+  // back); an error status (a tombstone not acknowledged: kUnavailable) leaves it to the
+  // caller to roll back and retry. pqxx exceptions propagate; `current_table` names where.
+  absl::StatusOr<std::string> Carry(pqxx::work& tx, const VerifiedCommand& vc, v1::Receipt& receipt,
+                                    std::string& current_table);
 
   const std::string dsn_;
   const policies::Domain domain_;

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -45,6 +46,19 @@ class Purger {
   // - kUnavailable (or another error): the store or the broker failed; nothing changed and
   //   nothing was recorded, retry later.
   virtual absl::StatusOr<PurgeResult> Purge(const VerifiedCommand& command) = 0;
+
+  // Carries out `commands` in order, each with the outcome Purge would give it; an
+  // implementation may share one transaction among them. Returns one result per command
+  // handled: the vector stops after the first error (the commands after it were not
+  // attempted, and nothing of the failed one changed). This default purges them one by one.
+  virtual std::vector<absl::StatusOr<PurgeResult>> PurgeAll(const std::vector<const VerifiedCommand*>& commands) {
+    std::vector<absl::StatusOr<PurgeResult>> out;
+    for (const VerifiedCommand* c : commands) {
+      out.push_back(Purge(*c));
+      if (!out.back().ok()) break;
+    }
+    return out;
+  }
 };
 
 }  // namespace lethe::agents

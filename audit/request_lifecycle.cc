@@ -166,6 +166,16 @@ absl::Status RequestLifecycle::CheckReceipt(const v1::ReceiptRecorded& rr, bool 
   return CheckReceiptImpl(rr, refusal_allowed, verified, /*verify_signature=*/true);
 }
 
+absl::StatusOr<VerifiedReceiptEnvelope> RequestLifecycle::VerifyReceiptEnvelope(
+    const v1::SignedEnvelope& env, const crypto::Ed25519PublicKey& key) {
+  LETHE_ASSIGN_OR_RETURN(std::string body, proto::VerifyEnvelope(env, proto::kReceiptType, key));
+  return VerifiedReceiptEnvelope(key.raw(), env.payload_type(), std::move(body), env.signature());
+}
+
+void RequestLifecycle::RememberVerified(const VerifiedReceiptEnvelope& v) const {
+  last_verified_ = VerifiedEnvelope{v.key_raw_, v.payload_type_, v.body_, v.signature_};
+}
+
 absl::Status RequestLifecycle::CheckReceiptImpl(const v1::ReceiptRecorded& rr, bool refusal_allowed,
                                                 v1::Receipt* verified, bool verify_signature) const {
   auto cmd = commands_.find(rr.command_id());

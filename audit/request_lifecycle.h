@@ -58,6 +58,22 @@ enum class LifecycleScope {
   kOneRequest,
 };
 
+// A receipt envelope whose signature verified under an agent key. Only
+// RequestLifecycle::VerifyReceiptEnvelope makes one, so holding one is proof of that check.
+class VerifiedReceiptEnvelope {
+ public:
+  const std::string& body() const { return body_; }
+
+ private:
+  friend class RequestLifecycle;
+  VerifiedReceiptEnvelope(std::string key_raw, std::string payload_type, std::string body, std::string signature)
+      : key_raw_(std::move(key_raw)),
+        payload_type_(std::move(payload_type)),
+        body_(std::move(body)),
+        signature_(std::move(signature)) {}
+  std::string key_raw_, payload_type_, body_, signature_;
+};
+
 class RequestLifecycle {
  public:
   explicit RequestLifecycle(LifecycleScope scope = LifecycleScope::kWholeLog) : scope_(scope) {}
@@ -74,6 +90,13 @@ class RequestLifecycle {
   // with an agent's refusal (REJECTED) accepted when `refusal_allowed` (it is never recorded).
   absl::Status CheckReceipt(const v1::ReceiptRecorded& rr, bool refusal_allowed,
                             v1::Receipt* verified) const;
+  // Verifies a receipt envelope's signature under `key` (any thread, no state read).
+  static absl::StatusOr<VerifiedReceiptEnvelope> VerifyReceiptEnvelope(const v1::SignedEnvelope& env,
+                                                                      const crypto::Ed25519PublicKey& key);
+  // Lets the next CheckReceipt of the same bytes under the same key reuse that verdict, as it
+  // reuses its own: lethed's intake verifies before it takes the writer lock, and the check
+  // under the lock then costs no second Ed25519 verification.
+  void RememberVerified(const VerifiedReceiptEnvelope& v) const;
   // Moves the state on by `e`, which Check accepted.
   //
   // A request that has ended is forgotten but for a 128-bit digest (SHA-256, truncated) of its

@@ -21,7 +21,10 @@
 // The ratio is Lethe's domain transactions/s over pgbench's; min/median/max over the runs.
 //
 //   build/bench/erasure_load_bench --erasures 300 --clients 8 --runs 5
+#include <signal.h>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <atomic>
@@ -105,7 +108,40 @@ absl::StatusOr<double> PgbenchTps(const testing::CommandResult& r) {
   return std::stod(r.output.substr(at + 6));
 }
 
+// `perf record -a -g` over the whole machine while `perf_out` is set (PostgreSQL's backends
+// are other processes): started by Start, stopped with SIGINT by Stop.
+class MachineProfile {
+ public:
+  MachineProfile() = default;
+  ~MachineProfile() { Stop(); }
+  void Arm(std::string out) { out_ = std::move(out); }
+  void Start() {
+    if (out_.empty() || pid_ > 0) return;
+    std::vector<std::string> argv = {"perf", "record", "-a", "-g", "-q", "-o", out_};
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    if (posix_spawnp(&pid_, "perf", nullptr, nullptr, args.data(), environ) != 0) {
+      fprintf(stderr, "erasure_load_bench: cannot start perf\n");
+      pid_ = -1;
+    }
+  }
+  void Stop() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGINT);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    out_.clear();  // the first measured run only
+  }
+
+ private:
+  std::string out_;
+  pid_t pid_ = -1;
+};
+
 int Run(int argc, char** argv) {
+  std::string perf_out;
   int erasures = 300;
   int clients = 8;
   int runs = 3;
@@ -113,6 +149,8 @@ int Run(int argc, char** argv) {
   app.add_option("--erasures", erasures, "erasures submitted at once per run")->capture_default_str();
   app.add_option("--clients", clients, "gRPC client threads submitting them")->capture_default_str();
   app.add_option("--runs", runs, "alternations of Lethe and pgbench")->capture_default_str();
+  app.add_option("--perf-out", perf_out,
+                 "write a whole-machine perf profile (perf record -a -g) of the first run's Lethe half here");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
 
@@ -148,6 +186,7 @@ int Run(int argc, char** argv) {
   };
   int64_t next_person = 500000000;
   // Lethe: erasures/s over N submitted at once.
+  MachineProfile profile;  // armed after the warm-up
   auto lethe_run = [&](int n, double* seconds, double* submit_seconds, double* cpu) -> absl::Status {
     LETHE_RETURN_IF_ERROR(empty_tables());
     std::vector<testing::Person> people;
@@ -157,6 +196,7 @@ int Run(int argc, char** argv) {
     std::atomic<int> next{0};
     std::mutex mu;
     absl::Status failed;
+    profile.Start();
     const absl::Time start = absl::Now();
     const double cpu0 = CpuSeconds(RUSAGE_SELF);
     std::vector<std::thread> threads;
@@ -197,6 +237,7 @@ int Run(int argc, char** argv) {
     }
     *seconds = absl::ToDoubleSeconds(absl::Now() - start);
     *cpu = CpuSeconds(RUSAGE_SELF) - cpu0;
+    profile.Stop();
     for (const auto& d : mesh.domains()) {
       LETHE_ASSIGN_OR_RETURN(int64_t left, mesh.Rows(d, people.back()));
       if (left != 0) return absl::InternalError("rows left in " + d);
@@ -207,6 +248,7 @@ int Run(int argc, char** argv) {
   // Warm-up: consumer groups joined, connections open, receipts stored to size the script's.
   double warm = 0, warm_submit = 0, warm_cpu = 0;
   if (absl::Status s = lethe_run(clients, &warm, &warm_submit, &warm_cpu); !s.ok()) return fail("warm-up", s);
+  profile.Arm(perf_out);
   size_t receipt_bytes = 0;
   {
     auto avg = mesh.pg().Query(mesh.domains()[0], "SELECT avg(length(receipt))::int FROM lethe_agent.processed_commands");

@@ -488,11 +488,12 @@ absl::StatusOr<std::optional<RequestManager::SequencedReceipt>> RequestManager::
     return reject(absl::PermissionDeniedError("receipt: signed by key " + Quote(env.key_id(), 16) +
                                               ", which is not enrolled"));
   if (!agent->verify_key) return reject(absl::InternalError("enrolled agent key does not load"));
-  auto body = proto::VerifyEnvelope(env, proto::kReceiptType, *agent->verify_key);
-  if (!body.ok()) return reject(body.status());
+  auto verified = audit::RequestLifecycle::VerifyReceiptEnvelope(env, *agent->verify_key);
+  if (!verified.ok()) return reject(verified.status());
   v1::Receipt receipt;
-  if (!receipt.ParseFromString(*body))
+  if (!receipt.ParseFromString(verified->body()))
     return reject(absl::InvalidArgumentError("receipt: signed body does not parse"));
+  store_.RememberVerifiedReceipt(*verified);  // the check under the lock reuses this verdict
   v1::LedgerEntry e;
   auto* rr = e.mutable_receipt_recorded();
   *rr->mutable_receipt() = env;

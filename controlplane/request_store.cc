@@ -210,6 +210,11 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
   return absl::OkStatus();
 }
 
+void RequestStore::RememberVerifiedReceipt(const audit::VerifiedReceiptEnvelope& v) const {
+  std::lock_guard<std::mutex> l(mu_);
+  lifecycle_.RememberVerified(v);
+}
+
 absl::Status RequestStore::CheckReceipt(const v1::ReceiptRecorded& rr, bool refusal_allowed,
                                         v1::Receipt* verified) const {
   std::lock_guard<std::mutex> l(mu_);

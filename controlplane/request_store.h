@@ -128,6 +128,9 @@ class RequestStore {
     std::lock_guard<std::mutex> l(mu_);
     lifecycle_.TrustReceiptSignaturesBelow(seq);
   }
+  // Lets the next CheckReceipt of these bytes under this key reuse their verdict
+  // (RequestLifecycle::RememberVerified).
+  void RememberVerifiedReceipt(const audit::VerifiedReceiptEnvelope& v) const;
   // The same rule for a receipt about to be recorded (RequestLifecycle::CheckReceipt).
   absl::Status CheckReceipt(const v1::ReceiptRecorded& rr, bool refusal_allowed,
                             v1::Receipt* verified) const;

@@ -46,6 +46,7 @@ class FakePurger final : public agents::Purger {
 
   // Later receipts are signed by `key` (a rotated agent key); stored ones stay as they are.
   void set_key(const crypto::Ed25519PrivateKey& key) { key_ = &key; }
+  void ScriptCompleted() { script_.push_back({Answer::kCompleted, {}, {}}); }
   void ScriptFailed(std::string error) { script_.push_back({Answer::kFailed, std::move(error), {}}); }
   void ScriptError(absl::Status error) { script_.push_back({Answer::kError, {}, std::move(error)}); }
   void set_schema_status(absl::Status s) { schema_status_ = std::move(s); }
@@ -105,7 +106,15 @@ class FakePurger final : public agents::Purger {
     return r;
   }
 
+  // Records how many commands each PurgeAll was given, then purges them one by one.
+  std::vector<absl::StatusOr<agents::PurgeResult>> PurgeAll(
+      const std::vector<const agents::VerifiedCommand*>& commands) override {
+    batches_.push_back(commands.size());
+    return Purger::PurgeAll(commands);
+  }
+
   const std::vector<Call>& calls() const { return calls_; }
+  const std::vector<size_t>& batches() const { return batches_; }
   int purges() const { return purges_; }  // COMPLETED purges carried out (not replays)
   int schema_calls() const { return schema_calls_; }
 
@@ -116,6 +125,7 @@ class FakePurger final : public agents::Purger {
   std::deque<Answer> script_;
   std::map<std::string, std::string> stored_;  // command id -> signed receipt
   std::vector<Call> calls_;
+  std::vector<size_t> batches_;  // commands per PurgeAll call
   int purges_ = 0;
   int64_t rows_per_table_ = 1;
   absl::Status schema_status_;

@@ -3,7 +3,11 @@
 #include <string>
 #include <vector>
 
+#include "agents/postgres_purger.h"
+#include "base/clock.h"
 #include "crypto/crypto.h"
+#include "policies/policy.h"
+#include "proto/envelope.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/mesh.h"
@@ -277,6 +281,135 @@ TEST(Actions, KeyedHashIntoATypeThatCannotHoldOneFailsNamingTheColumnAndChangesN
               HasSubstr("column day of analytics.visits has type date, which cannot hold a keyed hash"));
   EXPECT_EQ(*mesh.Rows("analytics_dates", kAlice), 1);
   EXPECT_EQ(Q(mesh, "analytics_dates", "SELECT day FROM analytics.visits"), "2026-11-01");
+}
+
+// An agent's batch: several verified commands in one PostgreSQL transaction
+// (PostgresPurger::PurgeAll), each answered as if it ran alone.
+class PurgeBatch : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Mesh::Options o;
+    o.domains = {"crm"};
+    auto m = Mesh::Start(o);
+    ASSERT_TRUE(m.ok()) << m.status();
+    mesh_ = std::move(*m);
+    mesh_->StopAgent("crm");  // this test is crm's only purger
+    auto policy = policies::Policy::LoadFile(mesh_->policy_path());
+    ASSERT_TRUE(policy.ok()) << policy.status();
+    domain_ = *policy->FindDomain("crm");
+    for (const Person& p : {kAlice, kBob, kCarol}) ASSERT_TRUE(mesh_->Plant(p).ok());
+  }
+
+  agents::PostgresPurger Purger() {
+    return agents::PostgresPurger(mesh_->pg().Dsn("crm"), domain_, key_, clock_,
+                                  [this](const std::string& topic, const std::string&) -> absl::StatusOr<v1::TombstoneResult> {
+                                    if (tombstones_left_-- == 0) return absl::UnavailableError("broker down");
+                                    v1::TombstoneResult t;
+                                    t.set_topic(topic);
+                                    t.set_offset(next_offset_++);
+                                    return t;
+                                  });
+  }
+
+  // A verified command for `p` (the purger reads only these fields); `with_user_id` false
+  // leaves out the identity crm.events is keyed by.
+  agents::VerifiedCommand Command(const std::string& id, const Person& p, bool with_user_id = true) {
+    agents::VerifiedCommand vc;
+    vc.command.set_command_id(id);
+    vc.command.set_request_id("req-" + id);
+    vc.command.set_domain("crm");
+    vc.digest = crypto::Sha256(id);
+    vc.identities.Add("email", SecretBytes(p.email));
+    if (with_user_id) vc.identities.Add("user_id", SecretBytes(p.user_id));
+    return vc;
+  }
+
+  std::string Processed(const std::string& sql_where) {
+    auto r = mesh_->pg().Query("crm", "SELECT count(*) FROM lethe_agent.processed_commands WHERE " + sql_where);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : "";
+  }
+
+  static inline const Person kCarol{"44120093", "carol@example.com"};
+  std::unique_ptr<Mesh> mesh_;
+  policies::Domain domain_;
+  crypto::Ed25519PrivateKey key_ = crypto::Ed25519PrivateKey::Generate().value();
+  ManualClock clock_{absl::FromUnixSeconds(1798000000)};
+  int tombstones_left_ = 1000;
+  int64_t next_offset_ = 0;
+};
+
+// Two people erased, a redelivery of the first command inside the same batch, and a command
+// that cannot be carried out (no user_id for crm.events): the first two COMPLETED with
+// nothing of their subjects left, the redelivery answered with the very receipt stored, the
+// last FAILED with nothing of its subject changed, each receipt signed and stored once.
+TEST_F(PurgeBatch, EachCommandIsAnsweredAsIfItRanAloneAndAFailingOneChangesNothing) {
+  agents::PostgresPurger purger = Purger();
+  const agents::VerifiedCommand a = Command("cmd-a", kAlice), b = Command("cmd-b", kBob),
+                                c = Command("cmd-c", kCarol, /*with_user_id=*/false);
+  const int64_t carol_before = *mesh_->Rows("crm", kCarol);
+  auto results = purger.PurgeAll({&a, &b, &a, &c});
+  ASSERT_EQ(results.size(), 4u);
+  for (const auto& r : results) ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(results[0]->receipt.outcome(), v1::Receipt::COMPLETED);
+  EXPECT_TRUE(results[0]->receipt.verified_zero_remaining());
+  EXPECT_FALSE(results[0]->replayed);
+  EXPECT_EQ(results[1]->receipt.outcome(), v1::Receipt::COMPLETED);
+  EXPECT_EQ(results[1]->receipt.command_id(), "cmd-b");
+  EXPECT_TRUE(results[2]->replayed);
+  EXPECT_EQ(results[2]->receipt_wire, results[0]->receipt_wire);
+  EXPECT_EQ(results[3]->receipt.outcome(), v1::Receipt::FAILED);
+  EXPECT_THAT(results[3]->receipt.error(), HasSubstr("no user_id"));
+  for (int i : {0, 1, 3}) {
+    v1::SignedEnvelope env;
+    ASSERT_TRUE(env.ParseFromString(results[i]->receipt_wire));
+    auto body = proto::VerifyEnvelope(env, proto::kReceiptType, key_.public_key());
+    ASSERT_TRUE(body.ok()) << body.status();
+    v1::Receipt signed_receipt;
+    ASSERT_TRUE(signed_receipt.ParseFromString(*body));
+    EXPECT_EQ(signed_receipt.command_id(), results[i]->receipt.command_id());
+    EXPECT_EQ(signed_receipt.request_id(), "req-" + results[i]->receipt.command_id());
+  }
+  // Only the retained invoices are left of Alice and Bob; Carol is untouched.
+  EXPECT_EQ(*mesh_->Rows("crm", kAlice), 2);
+  EXPECT_EQ(*mesh_->Rows("crm", kBob), 2);
+  EXPECT_EQ(*mesh_->Rows("crm", kCarol), carol_before);
+  EXPECT_EQ(Processed("outcome = 'COMPLETED' AND command_id IN ('cmd-a', 'cmd-b')"), "2");
+  EXPECT_EQ(Processed("outcome = 'FAILED' AND command_id = 'cmd-c'"), "1");
+  EXPECT_EQ(Processed("true"), "3");
+  // Redelivered in a later batch, every command answers with its stored receipt.
+  auto again = purger.PurgeAll({&c, &b});
+  ASSERT_EQ(again.size(), 2u);
+  ASSERT_TRUE(again[0].ok() && again[1].ok());
+  EXPECT_TRUE(again[0]->replayed && again[1]->replayed);
+  EXPECT_EQ(again[0]->receipt_wire, results[3]->receipt_wire);
+  EXPECT_EQ(again[1]->receipt_wire, results[1]->receipt_wire);
+}
+
+// A failure that is not a command's own (here the broker refuses the second command's
+// tombstone) rolls the whole batch back: the first command's purge is not kept, nothing is
+// recorded as processed, and the error comes back for a retry, which then completes both.
+TEST_F(PurgeBatch, ATransientFailureKeepsNothingOfTheBatch) {
+  agents::PostgresPurger purger = Purger();
+  const agents::VerifiedCommand a = Command("cmd-a", kAlice), b = Command("cmd-b", kBob);
+  const int64_t alice_before = *mesh_->Rows("crm", kAlice);
+  tombstones_left_ = 1;  // crm has one topic: Alice's tombstone goes out, Bob's does not
+  auto results = purger.PurgeAll({&a, &b});
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(*mesh_->Rows("crm", kAlice), alice_before);
+  EXPECT_EQ(Processed("true"), "0");
+
+  tombstones_left_ = 1000;
+  auto retried = purger.PurgeAll({&a, &b});
+  ASSERT_EQ(retried.size(), 2u);
+  for (const auto& r : retried) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->receipt.outcome(), v1::Receipt::COMPLETED);
+    EXPECT_EQ(r->receipt.tombstones_size(), 1);
+  }
+  EXPECT_EQ(*mesh_->Rows("crm", kAlice), 2);
+  EXPECT_EQ(Processed("outcome = 'COMPLETED'"), "2");
 }
 
 }  // namespace

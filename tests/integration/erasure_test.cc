@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "base/file_system.h"
+#include "controlplane/identity_vault.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ledger/ledger.h"
@@ -115,8 +117,11 @@ TEST_F(ErasureTest, DataDirHoldsNoIdentifierOfTheErasedPerson) {
   ASSERT_EQ(EraseAlice().state(), v1::COMPLETED);
   EXPECT_THAT(FilesContaining(mesh_->data_dir(), kAlice.email), ::testing::IsEmpty());
   EXPECT_THAT(FilesContaining(mesh_->data_dir(), kAlice.user_id), ::testing::IsEmpty());
-  // The request key was destroyed: nothing is left under the key store.
-  EXPECT_TRUE(fs::is_empty(mesh_->data_dir() + "/vault/keys"));
+  // The request key was destroyed: every slot of the key store is zeros again.
+  auto slots = lethe::ReadFile(mesh_->data_dir() + "/vault/" + controlplane::IdentityVault::kKeysFile);
+  ASSERT_TRUE(slots.ok()) << slots.status();
+  EXPECT_FALSE(slots->empty());
+  EXPECT_EQ(slots->find_first_not_of('\0'), std::string::npos);
 }
 
 TEST_F(ErasureTest, WaitFlagFollowsProgressAndExitsZeroOnCompletion) {

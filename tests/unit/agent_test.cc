@@ -238,5 +238,47 @@ TEST_F(AgentTest, ExpiredCommandIsCountedAndSkippedWithoutAReceipt) {
   EXPECT_EQ(handler_->rejected(Rejection::kExpired), 1u);
 }
 
+// A batch as the agent's loop hands it over: verified commands in a row go to the purger
+// together, a refused one ends the run, and a purge error stops the batch there. Everything
+// before the error is settled and answered once; the error's command and those after it are
+// not, and are handled whole when the batch is read again from there.
+TEST_F(AgentTest, ABatchGoesToThePurgerInRunsAndStopsAtTheFirstCommandItCannotSettle) {
+  auto wire_of = [&](const std::string& id) {
+    spec_.command_id = id;
+    return Wire();
+  };
+  const std::string first = wire_of("cmd-1"), second = wire_of("cmd-2"), third = wire_of("cmd-3"),
+                    fourth = wire_of("cmd-4");
+  const std::string forged =
+      fakes::SignedWire(fakes::MakeCommand(spec_, encryption_key_->public_key()), *other_cp_key_);
+  purger_->ScriptCompleted();
+  purger_->ScriptCompleted();
+  purger_->ScriptError(absl::UnavailableError("PostgreSQL unreachable"));
+  const std::vector<std::string> batch = {first, second, forged, third, fourth};
+  auto incoming = [&](size_t from) {
+    std::vector<CommandHandler::Incoming> in;
+    for (size_t i = from; i < batch.size(); ++i) in.push_back({batch[i], "lethe.commands.shop/0@" + std::to_string(i)});
+    return in;
+  };
+  size_t settled = 99;
+  const absl::Status st = handler_->HandleAll(incoming(0), &settled);
+  EXPECT_TRUE(absl::IsUnavailable(st)) << st;
+  EXPECT_EQ(settled, 3u) << "two purged, the forgery skipped; the third not settled";
+  EXPECT_EQ(purger_->batches(), (std::vector<size_t>{2, 2}));
+  ASSERT_EQ(sent_.size(), 2u);
+  EXPECT_EQ(Open(sent_[0], *agent_key_).command_id(), "cmd-1");
+  EXPECT_EQ(Open(sent_[1], *agent_key_).command_id(), "cmd-2");
+  EXPECT_EQ(handler_->rejected(Rejection::kBadSignature), 1u);
+
+  // Read again from the command not settled: the two left are purged and answered.
+  ASSERT_OK(handler_->HandleAll(incoming(settled), &settled));
+  EXPECT_EQ(settled, 2u);
+  ASSERT_EQ(sent_.size(), 4u);
+  EXPECT_EQ(Open(sent_[2], *agent_key_).command_id(), "cmd-3");
+  EXPECT_EQ(Open(sent_[3], *agent_key_).command_id(), "cmd-4");
+  EXPECT_EQ(purger_->purges(), 4);
+  EXPECT_EQ(stats_.receipts_sent.load(), 4u);
+}
+
 }  // namespace
 }  // namespace lethe::agents

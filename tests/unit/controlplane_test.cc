@@ -4,6 +4,7 @@
 #include "base/file_system.h"
 #include "base/varint.h"
 #include "controlplane/consent_store.h"
+#include "controlplane/identity_vault.h"
 #include "controlplane/planner.h"
 #include "controlplane/policy_registry.h"
 #include "controlplane/request_store.h"
@@ -13,6 +14,7 @@
 #include "kafka/kafka.h"
 #include "proto/envelope.h"
 #include "tests/support/assertions.h"
+#include "tests/support/files.h"
 
 namespace lethe::controlplane {
 namespace {
@@ -478,6 +480,20 @@ TEST(RequestStore, AReceiptsSignatureVerdictIsReusedOnlyForTheSameBytesAndKey) {
   rr.set_command_id("c1");
   rr.set_request_id("r1");
   rr.set_domain("assessments");
+  // The intake verifies before it takes the writer lock: a forgery does not verify; the
+  // genuine envelope does, and CheckReceipt may reuse that verdict for the same bytes and key.
+  v1::SignedEnvelope bad = rr.receipt();
+  std::string bad_sig = bad.signature();
+  bad_sig[3] = static_cast<char>(bad_sig[3] ^ 0x01);
+  bad.set_signature(bad_sig);
+  EXPECT_EQ(audit::RequestLifecycle::VerifyReceiptEnvelope(bad, agent->public_key()).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(audit::RequestLifecycle::VerifyReceiptEnvelope(rr.receipt(), other->public_key()).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  auto verified = audit::RequestLifecycle::VerifyReceiptEnvelope(rr.receipt(), agent->public_key());
+  ASSERT_OK(verified);
+  EXPECT_EQ(verified->body(), rr.receipt().body());
+  store.RememberVerifiedReceipt(*verified);
   ASSERT_OK(store.CheckReceipt(rr, false, nullptr));  // verified: the verdict is remembered
 
   v1::ReceiptRecorded forged = rr;  // same body and signer, another signature
@@ -529,6 +545,93 @@ TEST(KafkaConfig, PropertiesFilePassesSettingsThroughAndNamesBadLines) {
   ASSERT_FALSE(producer.ok());
   EXPECT_THAT(std::string(producer.status().message()), ::testing::HasSubstr("no.such.setting"));
   EXPECT_THAT(std::string(producer.status().message()), ::testing::Not(::testing::HasSubstr("hunter2")));
+}
+
+// The request keys' slot file (identity_vault.h): what is written, kept, destroyed and
+// refused, read back through a second open as lethed's next start would.
+class VaultTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<IdentityVault> Open() {
+    auto v = IdentityVault::Open(dir_.path(), /*may_create_pepper=*/true);
+    EXPECT_TRUE(v.ok()) << v.status();
+    return v.ok() ? std::move(*v) : nullptr;
+  }
+  std::string SlotFile() const { return dir_.path() + "/" + IdentityVault::kKeysFile; }
+  std::string Bytes() const { return lethe::ReadFile(SlotFile()).value_or(""); }
+  testing::TempDir dir_;
+};
+
+TEST_F(VaultTest, KeysOutliveAReopenAndADestroyedKeyIsZerosOnDisk) {
+  std::string alice_key, bob_key;
+  {
+    auto v = Open();
+    alice_key = std::string(RevealSecret(v->CreateRequestKey("req-alice").value()));
+    bob_key = std::string(RevealSecret(v->CreateRequestKey("req-bob").value()));
+    ASSERT_NE(Bytes().find(alice_key), std::string::npos);
+    ASSERT_OK(v->DestroyRequestKey("req-alice"));
+    EXPECT_EQ(v->RequestKey("req-alice").status().code(), absl::StatusCode::kNotFound);
+    EXPECT_OK(v->DestroyRequestKey("req-alice"));  // idempotent
+  }
+  EXPECT_EQ(Bytes().find(alice_key), std::string::npos) << "the destroyed key is still in the file";
+  auto v = Open();
+  EXPECT_FALSE(v->HasRequestKey("req-alice"));
+  ASSERT_TRUE(v->HasRequestKey("req-bob"));
+  EXPECT_EQ(RevealSecret(v->RequestKey("req-bob").value()), bob_key);
+  EXPECT_THAT(v->StoredRequestKeys().value(), ::testing::ElementsAre("req-bob"));
+  EXPECT_EQ(v->CreateRequestKey(std::string(65, 'r')).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Nothing is created or removed per request: a destroyed key's slot is used again, and the
+// file stays the size the most keys held at once needed.
+TEST_F(VaultTest, SlotsAreUsedAgainAndTheFileDoesNotGrowWithRequestsThatEnded) {
+  auto v = Open();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 1500; ++i) ids.push_back("req-" + std::to_string(i));
+  for (const auto& id : ids) ASSERT_OK(v->CreateRequestKey(id).status());
+  const size_t size = Bytes().size();
+  EXPECT_EQ(size % IdentityVault::kSlotSize, 0u);
+  EXPECT_GE(size, 1500 * IdentityVault::kSlotSize);
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_OK(v->DestroyRequestKeys(ids));
+    for (auto& id : ids) id += "x";
+    for (const auto& id : ids) ASSERT_OK(v->CreateRequestKey(id).status());
+  }
+  EXPECT_EQ(Bytes().size(), size);
+  EXPECT_EQ(Open()->StoredRequestKeys().value().size(), 1500u);
+}
+
+// A slot that no longer checks is reported, naming the file and the slot, never skipped: the
+// request whose key it held could not be opened again.
+TEST_F(VaultTest, ASlotThatDoesNotCheckStopsTheOpenNamingIt) {
+  {
+    auto v = Open();
+    ASSERT_OK(v->CreateRequestKey("req-alice").status());
+    ASSERT_OK(v->CreateRequestKey("req-bob").status());
+  }
+  std::string bytes = Bytes();
+  bytes[IdentityVault::kSlotSize + 80] ^= 0x01;  // a bit of the second slot's key
+  ASSERT_OK(lethe::WriteFileAtomic(SlotFile(), bytes, 0600));
+  auto v = IdentityVault::Open(dir_.path(), true);
+  ASSERT_EQ(v.status().code(), absl::StatusCode::kDataLoss) << v.status();
+  EXPECT_THAT(std::string(v.status().message()), ::testing::HasSubstr("key slot 1 does not check"));
+  EXPECT_THAT(std::string(v.status().message()), ::testing::HasSubstr(IdentityVault::kKeysFile));
+}
+
+// Keys of earlier versions, one file each under DIR/keys/, move into slots at open; their
+// files, and a temporary file an interrupted write left, are gone afterwards.
+TEST_F(VaultTest, KeyFilesOfEarlierVersionsMoveIntoSlots) {
+  Open();  // the pepper
+  const std::string keys = dir_.path() + "/keys";
+  std::filesystem::create_directories(keys);
+  const std::string old_key(32, 'k');
+  ASSERT_OK(lethe::WriteFileAtomic(keys + "/req-old.key", old_key, 0600));
+  ASSERT_OK(lethe::WriteFileAtomic(keys + "/req-half.key.tmp-abcdef", std::string(32, 't'), 0600));
+  auto v = Open();
+  ASSERT_TRUE(v->HasRequestKey("req-old"));
+  EXPECT_EQ(RevealSecret(v->RequestKey("req-old").value()), old_key);
+  EXPECT_THAT(v->StoredRequestKeys().value(), ::testing::ElementsAre("req-old"));
+  EXPECT_FALSE(std::filesystem::exists(keys)) << "the old key files are removed";
+  EXPECT_EQ(RevealSecret(Open()->RequestKey("req-old").value()), old_key);
 }
 
 }  // namespace

@@ -6,7 +6,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "base/file_system.h"
 #include "base/status.h"
+#include "controlplane/identity_vault.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/envelope.h"
@@ -39,11 +41,16 @@ const DomainRecord& DomainOf(const RequestRecord& r, const std::string& domain) 
   return none;
 }
 
+// Request keys on disk: the vault's slots that are not all zeros (identity_vault.h).
 size_t KeyFiles(const ControlPlane& cp) {
-  const std::string dir = cp.dir().File("vault/keys");
-  if (!std::filesystem::exists(dir)) return 0;
+  auto bytes = lethe::ReadFile(cp.dir().File("vault") + "/" + controlplane::IdentityVault::kKeysFile);
+  EXPECT_TRUE(bytes.ok()) << bytes.status();
+  if (!bytes.ok()) return 0;
+  EXPECT_EQ(bytes->size() % controlplane::IdentityVault::kSlotSize, 0u);
   size_t n = 0;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) n += e.is_regular_file();
+  for (size_t at = 0; at < bytes->size(); at += controlplane::IdentityVault::kSlotSize)
+    n += std::string_view(*bytes).substr(at, controlplane::IdentityVault::kSlotSize).find_first_not_of('\0') !=
+         std::string_view::npos;
   return n;
 }
 
@@ -280,21 +287,19 @@ TEST_F(RequestManagerTest, RecoverDestroysEveryKeyWhoseRequestIsNotOpenAndKeepsT
                   .ok());
   ASSERT_EQ(cp_.store().Get(done)->state, v1::COMPLETED);
   ASSERT_FALSE(cp_.vault().HasRequestKey(done));
-  // What a crash can leave: the key of an ended request, the key of a submission that was
-  // never recorded, and a key file half-made by CreateRequestKey.
-  const std::string keys = cp_.dir().File("vault") + "/keys/";
-  ASSERT_TRUE(lethe::WriteFileAtomic(keys + done + ".key", std::string(32, 'k'), 0600).ok());
+  // What a crash can leave: the key of an ended request (destroyed after the ledger said so)
+  // and the key of a submission that was never recorded.
+  ASSERT_TRUE(cp_.vault().CreateRequestKey(done).ok());
   ASSERT_TRUE(cp_.vault().CreateRequestKey("never-recorded").ok());
-  ASSERT_TRUE(lethe::WriteFileAtomic(keys + "half.key.tmp-abcdef", std::string(32, 't'), 0600).ok());
   ASSERT_TRUE(cp_.vault().HasRequestKey(done));
+  ASSERT_EQ(KeyFiles(cp_), 3u);
 
   ASSERT_TRUE(cp_.manager().Recover().ok());
   EXPECT_TRUE(cp_.vault().HasRequestKey(open));
   EXPECT_FALSE(cp_.vault().HasRequestKey(done));
   EXPECT_FALSE(cp_.vault().HasRequestKey("never-recorded"));
-  std::vector<std::string> left;
-  for (const auto& f : std::filesystem::directory_iterator(keys)) left.push_back(f.path().filename().string());
-  EXPECT_THAT(left, ElementsAre(open + ".key"));
+  EXPECT_THAT(cp_.vault().StoredRequestKeys().value(), ElementsAre(open));
+  EXPECT_EQ(KeyFiles(cp_), 1u) << "the destroyed keys' slots are zeros on disk";
   // The open request still publishes: its key is the one it was sealed under.
   EXPECT_TRUE(cp_.manager().CommandWire(cp_.CommandFor(open, "growth")).ok());
 }
