@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/proto/empty.grpc.pb.h"
 #include "base/file_system.h"
+#include "bench/machine_profile.h"
 #include "controlplane/authorizer.h"
 #include "lethe/v1/api.grpc.pb.h"
 #include "spdlog/spdlog.h"
@@ -112,6 +113,10 @@ int Run(int argc, char** argv) {
   app.add_option("--threads", threads_arg, "client counts, comma-separated")->capture_default_str();
   app.add_option("--runs", runs, "alternations per client count")->capture_default_str();
   app.add_option("--seconds", seconds, "seconds per measurement")->capture_default_str();
+  std::string perf_out;
+  app.add_option("--perf-out", perf_out,
+                 "write a whole-machine perf profile (perf record -a -g) of the first Consent.Change "
+                 "measurement at the last client count here");
   CLI11_PARSE(app, argc, argv);
   std::vector<int> thread_counts;
   for (absl::string_view t : absl::StrSplit(threads_arg, ',')) thread_counts.push_back(std::stoi(std::string(t)));
@@ -180,11 +185,15 @@ int Run(int argc, char** argv) {
     std::vector<double> empty, consent, ratio, batch, empty_cpu, consent_cpu;
   };
   std::map<int, Row> rows;
+  MachineProfile profile;
   for (int r = 1; r <= runs; ++r) {
     for (int t : thread_counts) {
       Result e = Drive(echo_addr, client_creds, t, seconds, empty_call);
       const uint64_t syncs0 = ledger.syncs(), entries0 = ledger.entries_written();
+      if (r == 1 && t == thread_counts.back()) profile.Arm(perf_out);
+      profile.Start();
       Result c = Drive((*mesh)->addr(), client_creds, t, seconds, consent_call);
+      profile.Stop();
       const double batch = static_cast<double>(ledger.entries_written() - entries0) /
                            std::max<uint64_t>(1, ledger.syncs() - syncs0);
       if (e.errors + c.errors > 0) {

@@ -21,10 +21,7 @@
 // The ratio is Lethe's domain transactions/s over pgbench's; min/median/max over the runs.
 //
 //   build/bench/erasure_load_bench --erasures 300 --clients 8 --runs 5
-#include <signal.h>
-#include <spawn.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <atomic>
@@ -38,6 +35,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "base/status.h"
+#include "bench/machine_profile.h"
 #include "policies/policy.h"
 #include "spdlog/spdlog.h"
 #include "tests/support/mesh.h"
@@ -107,38 +105,6 @@ absl::StatusOr<double> PgbenchTps(const testing::CommandResult& r) {
     return absl::InternalError("pgbench failed: " + testing::Tail(r.output, 10));
   return std::stod(r.output.substr(at + 6));
 }
-
-// `perf record -a -g` over the whole machine while `perf_out` is set (PostgreSQL's backends
-// are other processes): started by Start, stopped with SIGINT by Stop.
-class MachineProfile {
- public:
-  MachineProfile() = default;
-  ~MachineProfile() { Stop(); }
-  void Arm(std::string out) { out_ = std::move(out); }
-  void Start() {
-    if (out_.empty() || pid_ > 0) return;
-    std::vector<std::string> argv = {"perf", "record", "-a", "-g", "-q", "-o", out_};
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    if (posix_spawnp(&pid_, "perf", nullptr, nullptr, args.data(), environ) != 0) {
-      fprintf(stderr, "erasure_load_bench: cannot start perf\n");
-      pid_ = -1;
-    }
-  }
-  void Stop() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGINT);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    out_.clear();  // the first measured run only
-  }
-
- private:
-  std::string out_;
-  pid_t pid_ = -1;
-};
 
 int Run(int argc, char** argv) {
   std::string perf_out;
