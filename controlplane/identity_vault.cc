@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "base/file_system.h"
 #include "base/status.h"
@@ -115,6 +116,7 @@ absl::Status IdentityVault::OpenSlots() {
                                             "-byte key slots"));
   slots_ = size / kSlotSize;
   std::string chunk(kSlotSize * 512, '\0');
+  absl::Cleanup wipe_chunk = [&chunk] { SecretBytes wiped(std::move(chunk)); };  // held keys
   for (uint64_t first = 0; first < slots_;) {
     const uint64_t n = std::min<uint64_t>(512, slots_ - first);
     const ssize_t got = ::pread(fd_, chunk.data(), n * kSlotSize, static_cast<off_t>(first * kSlotSize));
@@ -138,7 +140,6 @@ absl::Status IdentityVault::OpenSlots() {
     first += n;
   }
   std::reverse(free_.begin(), free_.end());  // the lowest slots are used first
-  SecretBytes wipe(std::move(chunk));
   return absl::OkStatus();
 }
 
