@@ -389,86 +389,20 @@ std::string TextArray(const std::vector<std::string>& values) {
 
 }  // namespace
 
-absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
-  const v1::DeleteCommand& cmd = vc.command;
+absl::StatusOr<PostgresPurger::Together> PostgresPurger::CarryTogether(
+    const std::vector<const VerifiedCommand*>& commands) {
   if (!schema_ready_) LETHE_RETURN_IF_ERROR(EnsureSchema());
   LETHE_ASSIGN_OR_RETURN(pqxx::connection * c, Connection());
-
-  v1::Receipt receipt = ReceiptFor(vc);
-  std::string current_table;
-  try {
-    pqxx::work tx(*c);
-    // Serialise concurrent deliveries of the same command (two agent replicas, say).
-    tx.exec_params("SELECT pg_advisory_xact_lock(hashtext($1))", cmd.command_id());
-    pqxx::result seen = tx.exec_params(
-        "SELECT receipt FROM lethe_agent.processed_commands WHERE command_id = $1",
-        cmd.command_id());
-    if (!seen.empty()) {
-      PurgeResult r = StoredReceipt(pqxx::binarystring(seen[0][0]).str());
-      tx.commit();
-      return r;
-    }
-    // On an error status the transaction is rolled back as `tx` goes: nothing changed.
-    LETHE_ASSIGN_OR_RETURN(std::string failure, Carry(tx, vc, receipt, current_table));
-    if (failure.empty()) {
-      PurgeResult r = Sign(std::move(receipt));
-      tx.exec_params(
-          "INSERT INTO lethe_agent.processed_commands (command_id, request_id, outcome, receipt) "
-          "VALUES ($1, $2, 'COMPLETED', $3)",
-          cmd.command_id(), cmd.request_id(), pqxx::binarystring(r.receipt_wire));
-      tx.commit();
-      MaybeCrash("agent-after-purge-commit");
-      return r;
-    }
-    tx.abort();
-    receipt = ReceiptFor(vc);
-    receipt.set_outcome(v1::Receipt::FAILED);
-    receipt.set_error(failure);
-  } catch (const std::exception& e) {
-    if (Transient(e) || !c->is_open()) {
-      conn_.reset();
-      return absl::UnavailableError(absl::StrCat("PostgreSQL: ", e.what()));
-    }
-    receipt = ReceiptFor(vc);
-    receipt.set_outcome(v1::Receipt::FAILED);
-    receipt.set_error(Describe(e, current_table));
-  }
-
-  // FAILED: nothing was deleted. Store the receipt so that a redelivery answers the same.
-  receipt.set_verified_zero_remaining(false);
-  receipt.set_completed_at_unix_ms(absl::ToUnixMillis(clock_.Now()));
-  PurgeResult r = Sign(std::move(receipt));
-  try {
-    pqxx::work tx(*c);
-    tx.exec_params(
-        "INSERT INTO lethe_agent.processed_commands (command_id, request_id, outcome, receipt) "
-        "VALUES ($1, $2, 'FAILED', $3) ON CONFLICT (command_id) DO NOTHING",
-        cmd.command_id(), cmd.request_id(), pqxx::binarystring(r.receipt_wire));
-    tx.commit();
-  } catch (const std::exception& e) {
-    conn_.reset();
-    return absl::UnavailableError(absl::StrCat("PostgreSQL: ", e.what()));
-  }
-  return r;
-}
-
-std::vector<absl::StatusOr<PurgeResult>> PostgresPurger::PurgeAll(
-    const std::vector<const VerifiedCommand*>& commands) {
-  if (commands.size() <= 1) return Purger::PurgeAll(commands);  // one by one
-  if (!schema_ready_) {
-    if (absl::Status s = EnsureSchema(); !s.ok()) return {s};
-  }
-  absl::StatusOr<pqxx::connection*> c = Connection();
-  if (!c.ok()) return {c.status()};
-
   std::vector<std::string> ids;
   for (const VerifiedCommand* vc : commands) ids.push_back(vc->command.command_id());
   const std::string id_array = TextArray(ids);
-  std::vector<absl::StatusOr<PurgeResult>> out;
+  Together out;
+  std::string current_table;
   try {
-    pqxx::work tx(**c);
-    // As Purge does for one command: every command's lock, taken in one order (another
-    // replica's batch takes them in the same order), then what was processed before.
+    pqxx::work tx(*c);
+    // Serialise concurrent deliveries of the same commands (two agent replicas, say): every
+    // command's lock, taken in one order, so that another replica's batch cannot deadlock
+    // with this one; then what was processed before.
     tx.exec_params(
         "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext(id) AS h "
         "FROM unnest($1::text[]) AS id) AS ids ORDER BY h",
@@ -483,25 +417,23 @@ std::vector<absl::StatusOr<PurgeResult>> PostgresPurger::PurgeAll(
     for (const VerifiedCommand* vc : commands) {
       const std::string& id = vc->command.command_id();
       if (auto it = seen.find(id); it != seen.end()) {  // before, or earlier in this batch
-        out.push_back(StoredReceipt(it->second));
+        out.results.push_back(StoredReceipt(it->second));
         continue;
       }
       v1::Receipt receipt = ReceiptFor(*vc);
-      std::string current_table;
-      absl::StatusOr<std::string> failure = Carry(tx, *vc, receipt, current_table);
-      if (!failure.ok()) return {failure.status()};  // rolled back as `tx` goes
-      if (!failure->empty()) {
-        // A command that fails is answered alone, with nothing of it kept: give up the batch
-        // (rolled back as `tx` goes) and carry each command out in its own transaction.
+      // On an error status the transaction is rolled back as `tx` goes: nothing changed.
+      LETHE_ASSIGN_OR_RETURN(std::string failure, Carry(tx, *vc, receipt, current_table));
+      if (!failure.empty()) {
         tx.abort();
-        return Purger::PurgeAll(commands);
+        out.failure = std::move(failure);
+        return out;
       }
       PurgeResult r = Sign(std::move(receipt));
       insert.push_back(id);
       insert.push_back(vc->command.request_id());
       insert.push_back(crypto::Hex(r.receipt_wire));
       seen[id] = r.receipt_wire;
-      out.push_back(std::move(r));
+      out.results.push_back(std::move(r));
     }
     if (!insert.empty()) {
       std::string sql =
@@ -513,15 +445,54 @@ std::vector<absl::StatusOr<PurgeResult>> PostgresPurger::PurgeAll(
     }
     tx.commit();
   } catch (const std::exception& e) {
-    if (Transient(e) || !(*c)->is_open()) {
+    if (Transient(e) || !c->is_open()) {
       conn_.reset();
-      return {absl::UnavailableError(absl::StrCat("PostgreSQL: ", e.what()))};
+      return absl::UnavailableError(absl::StrCat("PostgreSQL: ", e.what()));
     }
-    // A statement failed for one command's sake (a missing table, say): that command is
-    // answered FAILED alone. The batch was rolled back; carry each command out on its own.
-    return Purger::PurgeAll(commands);
+    out.results.clear();
+    out.failure = Describe(e, current_table);
+    return out;
   }
   MaybeCrash("agent-after-purge-commit");
+  return out;
+}
+
+absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
+  LETHE_ASSIGN_OR_RETURN(Together together, CarryTogether({&vc}));
+  if (together.failure.empty()) return std::move(together.results.front());
+
+  // FAILED: nothing was deleted. Store the receipt so that a redelivery answers the same.
+  v1::Receipt receipt = ReceiptFor(vc);
+  receipt.set_outcome(v1::Receipt::FAILED);
+  receipt.set_error(together.failure);
+  receipt.set_verified_zero_remaining(false);
+  receipt.set_completed_at_unix_ms(absl::ToUnixMillis(clock_.Now()));
+  PurgeResult r = Sign(std::move(receipt));
+  LETHE_ASSIGN_OR_RETURN(pqxx::connection * c, Connection());
+  try {
+    pqxx::work tx(*c);
+    tx.exec_params(
+        "INSERT INTO lethe_agent.processed_commands (command_id, request_id, outcome, receipt) "
+        "VALUES ($1, $2, 'FAILED', $3) ON CONFLICT (command_id) DO NOTHING",
+        vc.command.command_id(), vc.command.request_id(), pqxx::binarystring(r.receipt_wire));
+    tx.commit();
+  } catch (const std::exception& e) {
+    conn_.reset();
+    return absl::UnavailableError(absl::StrCat("PostgreSQL: ", e.what()));
+  }
+  return r;
+}
+
+std::vector<absl::StatusOr<PurgeResult>> PostgresPurger::PurgeAll(
+    const std::vector<const VerifiedCommand*>& commands) {
+  if (commands.size() <= 1) return Purger::PurgeAll(commands);  // one by one
+  absl::StatusOr<Together> together = CarryTogether(commands);
+  if (!together.ok()) return {together.status()};  // nothing kept: retry the batch
+  // A command that fails is answered alone, with nothing of it kept: the batch was rolled
+  // back; carry each command out in its own transaction.
+  if (!together->failure.empty()) return Purger::PurgeAll(commands);
+  std::vector<absl::StatusOr<PurgeResult>> out;
+  for (PurgeResult& r : together->results) out.push_back(std::move(r));
   return out;
 }
 

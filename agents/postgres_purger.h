@@ -75,6 +75,15 @@ class PostgresPurger final : public Purger {
   PurgeResult Sign(v1::Receipt receipt);
   // The result of a command processed before, from its stored receipt envelope.
   static PurgeResult StoredReceipt(std::string wire);
+  // `commands` carried out in one transaction (Purge's and PurgeAll's common path): their
+  // results in order, each COMPLETED or the stored receipt of a command processed before; or,
+  // with nothing kept, `failure`: why a command cannot be carried out as it stands (it is to
+  // be answered FAILED). An error status (kUnavailable): nothing kept, retry later.
+  struct Together {
+    std::vector<PurgeResult> results;
+    std::string failure;
+  };
+  absl::StatusOr<Together> CarryTogether(const std::vector<const VerifiedCommand*>& commands);
   // One command's work inside `tx`: every table's action and re-check, then the tombstones.
   // Returns "" with `receipt` COMPLETED (unsigned), or why the command fails (the caller rolls
   // back); an error status (a tombstone not acknowledged: kUnavailable) leaves it to the
