@@ -83,8 +83,16 @@ absl::Status RequestLifecycle::CheckActivation(const v1::PolicyActivated& pa) co
   return ParseActivated(pa).status();
 }
 
+absl::Status RequestLifecycle::NoOpenRequest(std::string_view request_id, std::string_view if_ended,
+                                             std::string_view otherwise) const {
+  LETHE_ASSIGN_OR_RETURN(const bool ended, ended_ids().RequestEnded(IdDigest(request_id)));
+  return Contradicts(ended ? if_ended : otherwise);
+}
+
 absl::Status RequestLifecycle::CheckSubmitted(const v1::RequestSubmitted& r) const {
-  if (requests_.count(r.request_id()) || Ended(r.request_id())) return Contradicts("request id submitted twice");
+  if (requests_.count(r.request_id())) return Contradicts("request id submitted twice");
+  LETHE_ASSIGN_OR_RETURN(const bool ended, ended_ids().RequestEnded(IdDigest(r.request_id())));
+  if (ended) return Contradicts("request id submitted twice");
   if (r.target_domains().empty() && r.needs_identity().empty())
     return Malformed("request has no domain in scope");
   for (const auto& t : r.subject())
@@ -180,8 +188,8 @@ absl::Status RequestLifecycle::CheckReceiptImpl(const v1::ReceiptRecorded& rr, b
                                                 v1::Receipt* verified, bool verify_signature) const {
   auto cmd = commands_.find(rr.command_id());
   if (cmd == commands_.end()) {
-    if (ended_commands_.contains(IdDigest(rr.command_id())))
-      return absl::AlreadyExistsError("receipt for a command of a request that has ended");
+    LETHE_ASSIGN_OR_RETURN(const bool spent, ended_ids().CommandEnded(IdDigest(rr.command_id())));
+    if (spent) return absl::AlreadyExistsError("receipt for a command of a request that has ended");
     return Missing(Contradicts("receipt for an unknown command"));
   }
   if (cmd->second.request_id != rr.request_id() || cmd->second.domain != rr.domain())
@@ -281,11 +289,12 @@ absl::Status RequestLifecycle::Check(const v1::LedgerEntry& e, v1::Receipt* veri
       const auto& c = e.command_issued();
       auto it = requests_.find(c.request_id());
       if (it == requests_.end())
-        return Contradicts(Ended(c.request_id()) ? "command issued after the request completed"
-                                                 : "command for an unknown request");
+        return NoOpenRequest(c.request_id(), "command issued after the request completed",
+                             "command for an unknown request");
       if (!it->second.targets.count(c.domain())) return Contradicts("command for a domain outside the plan");
-      if (commands_.count(c.command_id()) || ended_commands_.contains(IdDigest(c.command_id())))
-        return Contradicts("command id issued twice");
+      if (commands_.count(c.command_id())) return Contradicts("command id issued twice");
+      LETHE_ASSIGN_OR_RETURN(const bool spent, ended_ids().CommandEnded(IdDigest(c.command_id())));
+      if (spent) return Contradicts("command id issued twice");
       if (c.command_digest().size() != 32) return Malformed("command digest is not 32 bytes");
       // Whole log: the policy active when the command is issued (a re-issued command is
       // signed anew); one request: the policy it was planned with.
@@ -303,7 +312,7 @@ absl::Status RequestLifecycle::Check(const v1::LedgerEntry& e, v1::Receipt* veri
       const auto& c = e.request_completed();
       auto it = requests_.find(c.request_id());
       if (it == requests_.end())
-        return Contradicts(Ended(c.request_id()) ? "request completed twice" : "completion of an unknown request");
+        return NoOpenRequest(c.request_id(), "request completed twice", "completion of an unknown request");
       const Request& r = it->second;
       if (!r.waiting.empty())
         return Contradicts("request completed while domain " + r.waiting.begin()->first +
@@ -323,8 +332,8 @@ absl::Status RequestLifecycle::Check(const v1::LedgerEntry& e, v1::Receipt* veri
       const auto& a = e.identities_added();
       auto it = requests_.find(a.request_id());
       if (it == requests_.end())
-        return Contradicts(Ended(a.request_id()) ? "identities added after the request completed"
-                                                 : "identities added to an unknown request");
+        return NoOpenRequest(a.request_id(), "identities added after the request completed",
+                             "identities added to an unknown request");
       const Request& req = it->second;
       std::set<std::string> types = req.identity_types;
       for (const auto& t : a.subject()) {
@@ -350,8 +359,8 @@ absl::Status RequestLifecycle::Check(const v1::LedgerEntry& e, v1::Receipt* veri
       const auto& x = e.deadline_extended();
       auto it = requests_.find(x.request_id());
       if (it == requests_.end())
-        return Contradicts(Ended(x.request_id()) ? "extension of a request that had completed"
-                                                 : "extension of an unknown request");
+        return NoOpenRequest(x.request_id(), "extension of a request that had completed",
+                             "extension of an unknown request");
       const Request& r = it->second;
       if (x.extension_seconds() <= 0) return Malformed("extension is not positive");
       const int64_t max = absl::ToInt64Seconds(r.policy->deadlines().max_extension);
@@ -424,9 +433,9 @@ void RequestLifecycle::Apply(const v1::LedgerEntry& e) {
       for (const auto& id : it->second.command_ids) {
         commands_.erase(id);
         receipted_commands_.erase(id);
-        ended_commands_.insert(IdDigest(id));
+        ended_ids().EndCommand(IdDigest(id));
       }
-      ended_requests_.insert(IdDigest(it->first));
+      ended_ids().EndRequest(IdDigest(it->first));
       requests_.erase(it);
       return;
     }

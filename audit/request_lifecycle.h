@@ -74,6 +74,31 @@ class VerifiedReceiptEnvelope {
   std::string key_raw_, payload_type_, body_, signature_;
 };
 
+// What a lifecycle remembers of the requests that have ended: the IdDigest of each one's id and
+// of each of its command ids, so that whatever names them afterwards is refused. Lookups may
+// fail (lethed keeps them in a scratch file: controlplane/digest_table.h); a failed lookup is
+// returned by Check as it is, never taken for an answer.
+class EndedIds {
+ public:
+  virtual ~EndedIds() = default;
+  virtual absl::StatusOr<bool> RequestEnded(absl::uint128 digest) const = 0;
+  virtual absl::StatusOr<bool> CommandEnded(absl::uint128 digest) const = 0;
+  virtual void EndRequest(absl::uint128 digest) = 0;
+  virtual void EndCommand(absl::uint128 digest) = 0;
+};
+
+// The default: two hash sets, about 16 bytes and a little more per id.
+class InMemoryEndedIds final : public EndedIds {
+ public:
+  absl::StatusOr<bool> RequestEnded(absl::uint128 d) const override { return requests_.contains(d); }
+  absl::StatusOr<bool> CommandEnded(absl::uint128 d) const override { return commands_.contains(d); }
+  void EndRequest(absl::uint128 d) override { requests_.insert(d); }
+  void EndCommand(absl::uint128 d) override { commands_.insert(d); }
+
+ private:
+  absl::flat_hash_set<absl::uint128> requests_, commands_;
+};
+
 class RequestLifecycle {
  public:
   explicit RequestLifecycle(LifecycleScope scope = LifecycleScope::kWholeLog) : scope_(scope) {}
@@ -100,9 +125,9 @@ class RequestLifecycle {
   // Moves the state on by `e`, which Check accepted.
   //
   // A request that has ended is forgotten but for a 128-bit digest (SHA-256, truncated) of its
-  // id and of each of its command ids: whatever names it afterwards is refused as before, and
-  // the state of a log grows by about a hundred bytes per ended request instead of its whole
-  // story. A receipt for a command of an ended request is then kAlreadyExists without its
+  // id and of each of its command ids (EndedIds): whatever names it afterwards is refused as
+  // before, and what is remembered grows by about a hundred bytes per ended request instead of
+  // its whole story, in memory or wherever UseEndedIds puts it. A receipt for a command of an ended request is then kAlreadyExists without its
   // binding to the command being checked again (the request has every answer it will ever
   // take; lethed's intake has verified the envelope against an enrolled key before asking).
   void Apply(const v1::LedgerEntry& e);
@@ -113,6 +138,9 @@ class RequestLifecycle {
   // against it (Ledger::Open does): those bytes are the ones lethed recorded, and lethed
   // verified each receipt before recording it. Auditors never call this.
   void TrustReceiptSignaturesBelow(uint64_t seq) { trusted_below_ = seq; }
+  // Keeps what is remembered of ended requests in `ids` (which must outlive this) instead of
+  // in memory. Call before the first entry.
+  void UseEndedIds(EndedIds* ids) { external_ended_ = ids; }
   // Check, then Apply.
   absl::Status Step(const v1::LedgerEntry& e, v1::Receipt* verified_receipt = nullptr);
 
@@ -171,10 +199,14 @@ class RequestLifecycle {
                                 v1::Receipt* verified, bool verify_signature) const;
   // Keyed by random ids and looked up once per entry: hashed, not ordered. Open requests only.
   absl::node_hash_map<std::string, Request> requests_;
-  // Ended requests and their commands, by IdDigest (see Apply).
-  bool Ended(std::string_view request_id) const { return ended_requests_.contains(IdDigest(request_id)); }
-  absl::flat_hash_set<absl::uint128> ended_requests_;
-  absl::flat_hash_set<absl::uint128> ended_commands_;
+  // Ended requests and their commands, by IdDigest (see Apply): in memory, unless UseEndedIds.
+  EndedIds& ended_ids() const { return external_ended_ != nullptr ? *external_ended_ : own_ended_; }
+  // The contradiction for an entry naming `request_id`, which is not open: `if_ended` if it
+  // has ended, else `otherwise`.
+  absl::Status NoOpenRequest(std::string_view request_id, std::string_view if_ended,
+                             std::string_view otherwise) const;
+  mutable InMemoryEndedIds own_ended_;
+  EndedIds* external_ended_ = nullptr;
   absl::flat_hash_map<std::string, Command> commands_;
   absl::flat_hash_set<std::string> receipted_commands_;
   std::multimap<std::string, AgentKey> agent_keys_;  // domain -> keys

@@ -1,10 +1,12 @@
 #include "controlplane/consent_store.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "base/varint.h"
+#include "base/status.h"
 #include "crypto/crypto.h"
 
 namespace lethe::controlplane {
@@ -40,15 +42,31 @@ std::string ConsentRecord::TopicKey() const {
   return absl::StrCat(identity_type, ":", crypto::Hex(token), ":", purpose);
 }
 
+ConsentStore::ConsentStore() {
+  const char* tmp = std::getenv("TMPDIR");
+  scratch_dir_ = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+}
+
+void ConsentStore::SetScratchDir(std::string dir) {
+  std::lock_guard<std::mutex> l(mu_);
+  scratch_dir_ = std::move(dir);
+}
+
 absl::Status ConsentStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
   if (e.body_case() != v1::LedgerEntry::kConsentChanged) return absl::OkStatus();
   absl::StatusOr<ConsentRecord> r = RecordOf(seq, e);
   if (!r.ok()) return r.status();
   std::lock_guard<std::mutex> l(mu_);
+  if (!changes_file_) {
+    LETHE_ASSIGN_OR_RETURN(changes_file_,
+                           ScratchFile::Create(scratch_dir_, "lethed's consent histories in " + scratch_dir_));
+  }
   const std::string key = r->TopicKey();
-  SubjectChanges& changes = by_subject_[SubjectKey(r->identity_type, r->token)];
-  AppendAscending(changes.packed, changes.last, seq);
-  changes.last = seq;
+  uint64_t& latest = by_subject_[SubjectKey(r->identity_type, r->token)];
+  char node[kNodeBytes];
+  std::memcpy(node, &seq, 8);
+  std::memcpy(node + 8, &latest, 8);
+  latest = changes_file_->Append(std::string_view(node, kNodeBytes)) / kNodeBytes + 1;
   auto it = latest_.find(key);
   if (it != latest_.end()) {
     ConsentRecord& current = it->second.record;
@@ -82,9 +100,22 @@ absl::StatusOr<std::vector<ConsentRecord>> ConsentStore::History(const std::stri
   std::unique_lock<std::mutex> l(mu_);
   auto it = by_subject_.find(SubjectKey(type, token));
   if (it == by_subject_.end()) return std::vector<ConsentRecord>();
+  // The subject identity's changes, newest first from its latest node, then in log order.
+  std::vector<uint64_t> entries;
+  for (uint64_t node = it->second; node != 0;) {
+    char bytes[kNodeBytes];
+    LETHE_RETURN_IF_ERROR(changes_file_->ReadAt((node - 1) * kNodeBytes, kNodeBytes, bytes));
+    uint64_t seq, before;
+    std::memcpy(&seq, bytes, 8);
+    std::memcpy(&before, bytes + 8, 8);
+    if (before >= node || (!entries.empty() && seq >= entries.back()))
+      return absl::DataLossError(absl::StrCat(changes_file_->what(), ": node ", node - 1, " is not one lethed wrote"));
+    entries.push_back(seq);
+    node = before;
+  }
+  std::reverse(entries.begin(), entries.end());
   // Each change: its key's current state, superseded but not yet durable, or to be read back.
   std::vector<std::optional<ConsentRecord>> held;
-  const std::vector<uint64_t> entries = UnpackAscending(it->second.packed);
   for (uint64_t seq : entries) {
     if (auto k = latest_by_entry_.find(seq); k != latest_by_entry_.end()) {
       held.emplace_back(latest_.at(k->second).record);

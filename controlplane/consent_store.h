@@ -3,9 +3,10 @@
 // store, like the ledger, never sees a raw identity.
 //
 // Memory: the current state of each (subject identity, purpose) is held whole; a change that
-// has been superseded and is durable (MarkDurable) is held as its ledger index only, and
-// History reads it back through the EntryReader (Ledger::ReadEntry, which checks each entry
-// against its Merkle leaf).
+// has been superseded and is durable (MarkDurable) is held as its ledger index only, in a
+// scratch file (base/scratch_file.h) rebuilt at every start, and History reads it back through
+// the EntryReader (Ledger::ReadEntry, which checks each entry against its Merkle leaf). So
+// memory follows the subject identities and purposes, not the number of changes.
 //
 // Thread safe. Readers get copies.
 #pragma once
@@ -22,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "base/scratch_file.h"
 #include "lethe/v1/ledger.pb.h"
 
 namespace lethe::controlplane {
@@ -42,6 +44,10 @@ struct ConsentRecord {
 
 class ConsentStore {
  public:
+  ConsentStore();
+  // Where the scratch file goes (lethed: its data directory; by default $TMPDIR or /tmp). Call
+  // before the first Apply; it is created then, and a failure is that Apply's.
+  void SetScratchDir(std::string dir);
   absl::Status Apply(uint64_t seq, const v1::LedgerEntry& entry);
   // Where superseded changes are read back from (see RequestStore::EntryReader).
   using EntryReader = std::function<absl::StatusOr<std::string>(uint64_t seq)>;
@@ -82,13 +88,13 @@ class ConsentStore {
   std::map<uint64_t, std::string> latest_by_entry_;  // the entry of each current state -> TopicKey
   // Superseded changes not yet durable, by entry: History cannot read them back yet.
   std::map<uint64_t, ConsentRecord> superseded_;
-  // "type\0token" -> the ledger indices of every change of that subject identity, in order,
-  // packed (base/varint.h): a few bytes a change.
-  struct SubjectChanges {
-    std::string packed;
-    uint64_t last = 0;
-  };
-  std::map<std::string, SubjectChanges> by_subject_;
+  // Every change of every subject identity, a node of kNodeBytes each in `changes_file_`: its
+  // ledger index and the node number + 1 of the same subject identity's change before it (0
+  // for its first); by_subject_: "type\0token" -> the node number + 1 of its latest change.
+  static constexpr size_t kNodeBytes = 16;
+  std::string scratch_dir_;
+  std::unique_ptr<ScratchFile> changes_file_;
+  std::map<std::string, uint64_t> by_subject_;
   uint64_t durable_end_ = 0;
   EntryReader reader_;
 };

@@ -77,6 +77,9 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   lopts.origin = options.origin;
   lopts.signing_key = d->key_.get();
   Projections& projections = d->projections_;
+  // What is remembered of ended requests and superseded consent goes to scratch files beside
+  // the ledger's own entry index, on the data's file system.
+  projections.SetScratchDir(lopts.dir);
   {
     // The receipts under lethed's own signed checkpoint were verified when they were recorded,
     // and Open checks the replayed entries against that checkpoint before anything is

@@ -14,6 +14,11 @@ struct Projections {
   ConsentStore consent;
   RequestStore requests;
 
+  // Where the projections keep what they remember of the past on disk (see each one).
+  void SetScratchDir(const std::string& dir) {
+    consent.SetScratchDir(dir);
+    requests.SetScratchDir(dir);
+  }
   absl::Status Apply(uint64_t seq, const v1::LedgerEntry& entry) {
     if (absl::Status s = policies.Apply(seq, entry); !s.ok()) return s;
     if (absl::Status s = consent.Apply(seq, entry); !s.ok()) return s;

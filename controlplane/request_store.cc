@@ -1,6 +1,8 @@
 #include "controlplane/request_store.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <limits>
 
@@ -102,9 +104,73 @@ void ApplyToRecord(RequestRecord& r, uint64_t seq, const v1::LedgerEntry& e) {
 
 }  // namespace
 
+class RequestStore::ScratchEndedIds final : public audit::EndedIds {
+ public:
+  ScratchEndedIds(DigestTable& requests, DigestTable& commands) : requests_(requests), commands_(commands) {}
+  absl::StatusOr<bool> RequestEnded(absl::uint128 d) const override { return Has(requests_, d); }
+  absl::StatusOr<bool> CommandEnded(absl::uint128 d) const override { return Has(commands_, d); }
+  // A request ends here before it is compacted (RequestStore::Compact gives its place then).
+  void EndRequest(absl::uint128 d) override { requests_.Put(d, kEndedWhole); }
+  void EndCommand(absl::uint128 d) override { commands_.Put(d, 0); }
+
+ private:
+  static absl::StatusOr<bool> Has(const DigestTable& t, absl::uint128 d) {
+    LETHE_ASSIGN_OR_RETURN(const std::optional<uint64_t> v, t.Get(d));
+    return v.has_value();
+  }
+  DigestTable& requests_;
+  DigestTable& commands_;
+};
+
+RequestStore::RequestStore() {
+  const char* tmp = std::getenv("TMPDIR");
+  scratch_dir_ = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+}
+
+RequestStore::~RequestStore() = default;
+
+void RequestStore::SetScratchDir(std::string dir) {
+  std::lock_guard<std::mutex> l(mu_);
+  scratch_dir_ = std::move(dir);
+}
+
+absl::Status RequestStore::OpenScratch() {
+  if (ended_ids_) return absl::OkStatus();
+  LETHE_ASSIGN_OR_RETURN(submissions_, ScratchFile::Create(scratch_dir_, "lethed's request list in " + scratch_dir_));
+  LETHE_ASSIGN_OR_RETURN(stories_, ScratchFile::Create(scratch_dir_, "lethed's ended requests in " + scratch_dir_));
+  LETHE_ASSIGN_OR_RETURN(ended_requests_,
+                         DigestTable::Create(scratch_dir_, "lethed's ended request ids in " + scratch_dir_));
+  LETHE_ASSIGN_OR_RETURN(ended_commands_,
+                         DigestTable::Create(scratch_dir_, "lethed's ended command ids in " + scratch_dir_));
+  ended_ids_ = std::make_unique<ScratchEndedIds>(*ended_requests_, *ended_commands_);
+  lifecycle_.UseEndedIds(ended_ids_.get());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RequestStore::Submission> RequestStore::ReadSubmission(uint64_t ordinal) const {
+  char rec[kSubmissionBytes];
+  LETHE_RETURN_IF_ERROR(submissions_->ReadAt(ordinal * kSubmissionBytes, kSubmissionBytes, rec));
+  Submission s;
+  std::memcpy(&s.entry, rec, 8);
+  std::memcpy(&s.story, rec + 8, 8);
+  std::memcpy(&s.length, rec + 16, 4);
+  return s;
+}
+
+absl::StatusOr<std::string> RequestStore::ReadStory(const Submission& s) const {
+  std::string packed(s.length, '\0');
+  LETHE_RETURN_IF_ERROR(stories_->ReadAt(s.story - 1, s.length, packed.data()));
+  return packed;
+}
+
 absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
   std::lock_guard<std::mutex> l(mu_);
-  if (absl::Status s = lifecycle_.Check(e); !s.ok()) return Contradiction(seq, s.message());
+  LETHE_RETURN_IF_ERROR(OpenScratch());
+  if (absl::Status s = lifecycle_.Check(e); !s.ok()) {
+    // A scratch file that cannot be read says nothing of the entry: its error, as it is.
+    if (s.code() == absl::StatusCode::kUnavailable) return s;
+    return Contradiction(seq, s.message());
+  }
   lifecycle_.Apply(e);
   // The lifecycle rule holds from here on: what follows only records.
   switch (e.body_case()) {
@@ -139,6 +205,9 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
       const auto& s = e.request_submitted();
       RequestRecord r;
       ApplyToRecord(r, seq, e);
+      char rec[kSubmissionBytes] = {};
+      std::memcpy(rec, &seq, 8);
+      r.ordinal = submissions_->Append(std::string_view(rec, kSubmissionBytes)) / kSubmissionBytes;
       // The withdrawal that planned it (the rule has checked it did): needed no longer.
       if (auto c = consent_entries_.find(s.consent_change_id()); c != consent_entries_.end()) {
         r.consent_entry = c->second;
@@ -228,15 +297,14 @@ void RequestStore::SetEntryReader(EntryReader reader) {
 
 void RequestStore::MarkDurable(uint64_t end) {
   std::lock_guard<std::mutex> l(mu_);
-  while (!ending_.empty() && ending_.front().first < end) {
-    Compact(ending_.front().second);
-    ending_.pop_front();
-  }
+  // What cannot be compacted now (a scratch file that cannot be written) stays whole, and is
+  // tried again at the next call.
+  while (!ending_.empty() && ending_.front().first < end && Compact(ending_.front().second)) ending_.pop_front();
 }
 
-void RequestStore::Compact(const std::string& id) {
+bool RequestStore::Compact(const std::string& id) {
   auto it = requests_.find(id);
-  if (it == requests_.end()) return;
+  if (it == requests_.end()) return true;
   const RequestRecord& r = it->second;
   std::vector<uint64_t> entries = {r.submitted_entry, r.completed_entry};
   if (r.consent_entry != 0) entries.push_back(r.consent_entry);
@@ -252,11 +320,18 @@ void RequestStore::Compact(const std::string& id) {
     AppendAscending(packed, last, seq);
     last = seq;
   }
-  packed.shrink_to_fit();
-  ended_by_id_[audit::RequestLifecycle::IdDigest(id)] = r.submitted_entry;
+  Submission sub{r.submitted_entry, stories_->Append(packed) + 1, static_cast<uint32_t>(packed.size())};
+  char rec[kSubmissionBytes] = {};
+  std::memcpy(rec, &sub.entry, 8);
+  std::memcpy(rec + 8, &sub.story, 8);
+  std::memcpy(rec + 16, &sub.length, 4);
+  if (!submissions_->WriteAt(r.ordinal * kSubmissionBytes, std::string_view(rec, kSubmissionBytes)).ok())
+    return false;  // the story appended is never pointed at
+  ended_requests_->Put(audit::RequestLifecycle::IdDigest(id), r.ordinal + 1);
   whole_.erase(r.submitted_entry);
-  ended_.emplace(r.submitted_entry, std::move(packed));
   requests_.erase(it);
+  ++compacted_;
+  return true;
 }
 
 absl::StatusOr<RequestRecord> RequestStore::Load(uint64_t submitted_entry, const std::string& packed,
@@ -279,20 +354,27 @@ absl::StatusOr<RequestRecord> RequestStore::Load(uint64_t submitted_entry, const
 
 RequestStore::Held RequestStore::held() const {
   std::lock_guard<std::mutex> l(mu_);
-  return Held{requests_.size(), ended_.size()};
+  return Held{requests_.size(), compacted_};
 }
 
 absl::StatusOr<RequestRecord> RequestStore::Get(const std::string& id) const {
   std::unique_lock<std::mutex> l(mu_);
   if (auto it = requests_.find(id); it != requests_.end()) return it->second;
-  auto e = ended_by_id_.find(audit::RequestLifecycle::IdDigest(id));
-  if (e == ended_by_id_.end()) return absl::NotFoundError("request_id: no request " + Quote(id, 40));
-  const uint64_t submitted = e->second;
-  std::string packed = ended_.at(submitted);
+  if (!ended_requests_) return absl::NotFoundError("request_id: no request " + Quote(id, 40));
+  LETHE_ASSIGN_OR_RETURN(const std::optional<uint64_t> place,
+                         ended_requests_->Get(audit::RequestLifecycle::IdDigest(id)));
+  if (!place) return absl::NotFoundError("request_id: no request " + Quote(id, 40));
+  // Ended requests are held whole until compacted, and found above until then.
+  if (*place == kEndedWhole)
+    return absl::InternalError("request_id: ended request " + Quote(id, 40) + " is neither held nor compacted");
+  LETHE_ASSIGN_OR_RETURN(const Submission sub, ReadSubmission(*place - 1));
+  LETHE_ASSIGN_OR_RETURN(const std::string packed, ReadStory(sub));
   EntryReader reader = reader_;
   l.unlock();  // read the ledger without holding the store
   // (Another id with the same 128-bit digest would take a SHA-256 collision.)
-  return Load(submitted, packed, reader);
+  LETHE_ASSIGN_OR_RETURN(RequestRecord r, Load(sub.entry, packed, reader));
+  r.ordinal = *place - 1;
+  return r;
 }
 
 absl::StatusOr<std::vector<RequestRecord>> RequestStore::List() const {
@@ -317,38 +399,51 @@ RequestStore::Tally RequestStore::Count(absl::Time now) const {
 absl::StatusOr<std::vector<RequestRecord>> RequestStore::ListPage(uint64_t after, size_t limit,
                                                                   std::optional<absl::Time> overdue_at,
                                                                   bool* more) const {
-  const bool open_only = overdue_at.has_value();
   std::unique_lock<std::mutex> l(mu_);
-  // Both indices are by submitted entry: walk them merged, in submission order. Ended requests
-  // are collected as (entry, packed) and read back once the lock is released.
+  // Ended requests are collected as (entry, packed story) and read back once the lock is
+  // released.
   struct Item {
-    uint64_t entry;
+    uint64_t entry, ordinal;
     std::optional<RequestRecord> whole;
     std::string packed;
   };
   std::vector<Item> page;
   *more = false;
-  auto w = open_only ? in_progress_.upper_bound(after) : whole_.upper_bound(after);
-  const auto w_end = open_only ? in_progress_.end() : whole_.end();
-  auto x = open_only ? ended_.end() : ended_.upper_bound(after);
-  while (w != w_end || x != ended_.end()) {
-    const bool take_whole = x == ended_.end() || (w != w_end && w->first < x->first);
-    if (take_whole) {
+  if (overdue_at) {  // open requests only: all held whole
+    for (auto w = in_progress_.upper_bound(after); w != in_progress_.end(); ++w) {
       const RequestRecord& r = requests_.at(w->second);
-      ++w;
-      if (overdue_at && !r.Overdue(*overdue_at)) continue;
+      if (!r.Overdue(*overdue_at)) continue;
       if (page.size() == limit) {
         *more = true;
         break;
       }
-      page.push_back(Item{r.submitted_entry, r, {}});
-    } else {
+      page.push_back(Item{r.submitted_entry, r.ordinal, r, {}});
+    }
+  } else {
+    // Every request, from the submission list: the first recorded after `after`, by binary
+    // search (submitted entries ascend with the ordinal), then in order.
+    uint64_t lo = 0, hi = submission_count();
+    while (lo < hi) {
+      const uint64_t mid = lo + (hi - lo) / 2;
+      LETHE_ASSIGN_OR_RETURN(const Submission s, ReadSubmission(mid));
+      if (s.entry <= after) lo = mid + 1;
+      else hi = mid;
+    }
+    for (uint64_t o = lo; o < submission_count(); ++o) {
       if (page.size() == limit) {
         *more = true;
         break;
       }
-      page.push_back(Item{x->first, std::nullopt, x->second});
-      ++x;
+      LETHE_ASSIGN_OR_RETURN(const Submission s, ReadSubmission(o));
+      if (s.story == 0) {
+        auto w = whole_.find(s.entry);
+        if (w == whole_.end())
+          return absl::InternalError(absl::StrCat("request list: the request of entry ", s.entry, " is not held"));
+        page.push_back(Item{s.entry, o, requests_.at(w->second), {}});
+      } else {
+        LETHE_ASSIGN_OR_RETURN(std::string packed, ReadStory(s));
+        page.push_back(Item{s.entry, o, std::nullopt, std::move(packed)});
+      }
     }
   }
   EntryReader reader = reader_;
@@ -361,6 +456,7 @@ absl::StatusOr<std::vector<RequestRecord>> RequestStore::ListPage(uint64_t after
       continue;
     }
     LETHE_ASSIGN_OR_RETURN(RequestRecord r, Load(item.entry, item.packed, reader));
+    r.ordinal = item.ordinal;
     out.push_back(std::move(r));
   }
   return out;

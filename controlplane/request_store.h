@@ -4,8 +4,11 @@
 //
 // Memory: a request is held whole while it is open. Once it has ended and its RequestCompleted
 // is durable (MarkDurable), it is compacted to the ledger indices of its entries, a few dozen
-// bytes, and Get rebuilds it from those entries, read back through the EntryReader, each
-// checked against its Merkle leaf. What the ended request shows is the same either way.
+// bytes kept on disk, and Get rebuilds it from those entries, read back through the
+// EntryReader, each checked against its Merkle leaf. What the ended request shows is the same
+// either way. Everything remembered of ended requests (where their stories are, which request
+// and command ids are spent) lives in scratch files (base/scratch_file.h) rebuilt at every
+// start, so that memory follows the open requests, not every request ever recorded.
 //
 // Thread safe. Readers get copies.
 #pragma once
@@ -20,14 +23,14 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/btree_map.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/numeric/int128.h"
 #include "absl/status/statusor.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "audit/request_lifecycle.h"
+#include "base/scratch_file.h"
+#include "controlplane/digest_table.h"
 #include "crypto/crypto.h"
 #include "lethe/v1/api.pb.h"
 #include "lethe/v1/ledger.pb.h"
@@ -76,6 +79,7 @@ struct RequestRecord {
   std::string request_id;
   v1::RequestSubmitted submitted;  // as recorded (tokens and sealed data only)
   uint64_t submitted_entry = 0;
+  uint64_t ordinal = 0;  // its place among every request recorded, from 0
   int64_t due_unix_ms = 0;                 // submitted due date plus every extension
   std::vector<ExtensionRecord> extensions;
   std::vector<std::string> sealed_additions;  // IdentitiesAdded.sealed, in order
@@ -117,6 +121,12 @@ struct PendingCommand {
 
 class RequestStore {
  public:
+  RequestStore();
+  ~RequestStore();
+  // Where the scratch files go (lethed: its data directory; by default $TMPDIR or /tmp). Call
+  // before the first Apply; they are created then, and a failure is that Apply's.
+  void SetScratchDir(std::string dir);
+
   // Applies one entry of the log, in log order. kDataLoss when it breaks the rule for a request's story
   // (audit/request_lifecycle.h), which the auditor applies too: lethed never holds, nor
   // starts from, a ledger an auditor would reject for it.
@@ -211,11 +221,28 @@ class RequestStore {
   // Pending, with mu_ held; `to_reissue`: only what ToReissue returns.
   std::vector<PendingCommand> PendingLocked(absl::Time now, absl::Duration expiry_margin,
                                             bool to_reissue) const;
-  // Moves request `id`, ended and durable, from requests_ to ended_.
-  void Compact(const std::string& id);
-  // Rebuilds an ended request from its packed entry indices (see ended_).
+  // Creates the scratch files if they are not yet.
+  absl::Status OpenScratch();
+  // Moves request `id`, ended and durable, out of requests_ into the scratch files; false
+  // (and the request stays whole) if they cannot be written.
+  bool Compact(const std::string& id);
+  // Rebuilds an ended request from its packed entry indices (see stories_).
   absl::StatusOr<RequestRecord> Load(uint64_t submitted_entry, const std::string& packed,
                                      const EntryReader& reader) const;
+  // Submission record `ordinal`: the request's submitted entry and, once compacted, where its
+  // packed story is (offset + 1 in stories_, and length; 0 while it is held whole).
+  struct Submission {
+    uint64_t entry = 0, story = 0;
+    uint32_t length = 0;
+  };
+  static constexpr size_t kSubmissionBytes = 24;
+  absl::StatusOr<Submission> ReadSubmission(uint64_t ordinal) const;
+  absl::StatusOr<std::string> ReadStory(const Submission& s) const;
+  uint64_t submission_count() const { return submissions_ ? submissions_->size() / kSubmissionBytes : 0; }
+  // The lifecycle's EndedIds, in ended_requests_ (value kEndedWhole until compacted) and
+  // ended_commands_.
+  class ScratchEndedIds;
+  static constexpr uint64_t kEndedWhole = 0;
 
   mutable std::mutex mu_;
   mutable std::condition_variable changed_;
@@ -223,10 +250,17 @@ class RequestStore {
   // Requests held whole (open, or ended but not yet compacted), by id; whole_ keeps their order.
   absl::node_hash_map<std::string, RequestRecord> requests_;
   std::map<uint64_t, std::string> whole_;  // submitted entry -> id
-  // Compacted requests: submitted entry -> the ledger indices of every entry of the request,
-  // ascending, as varint deltas; and the request's IdDigest -> submitted entry.
-  absl::btree_map<uint64_t, std::string> ended_;
-  absl::flat_hash_map<absl::uint128, uint64_t> ended_by_id_;
+  std::string scratch_dir_;
+  // Every request in submission order, kSubmissionBytes each (Submission).
+  std::unique_ptr<ScratchFile> submissions_;
+  // The packed stories of compacted requests: the ledger indices of every entry of a request,
+  // ascending, as varint deltas.
+  std::unique_ptr<ScratchFile> stories_;
+  // IdDigest of every ended request -> its ordinal + 1 once compacted (kEndedWhole before);
+  // IdDigest of every command of an ended request.
+  std::unique_ptr<DigestTable> ended_requests_, ended_commands_;
+  std::unique_ptr<ScratchEndedIds> ended_ids_;
+  uint64_t compacted_ = 0;
   std::deque<std::pair<uint64_t, std::string>> ending_;  // (completed entry, id), log order
   EntryReader reader_;
   // The requests still IN_PROGRESS, by submission entry: what the outbox walks on every pass,

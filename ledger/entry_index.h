@@ -1,10 +1,9 @@
 // What the ledger knows of each durable entry, its leaf hash and where its payload lies, kept
 // in a scratch file instead of in memory, so that lethed's memory does not grow with the log.
 //
-// The file is created unlinked (O_TMPFILE, or created and removed at once where the file
-// system lacks it) in the ledger's directory: nothing else can open it, it disappears with
-// the process, and it is rebuilt from the segments at every open. It is therefore never
-// trusted: the Merkle tree checks every leaf hash read back against the nodes it keeps in
+// The file is a ScratchFile (base/scratch_file.h) in the ledger's directory: nothing else can
+// open it, it disappears with the process, and it is rebuilt from the segments at every open.
+// It is therefore never trusted: the Merkle tree checks every leaf hash read back against the nodes it keeps in
 // memory (MerkleTree::Evict), and a wrong location reads bytes that do not hash to the leaf
 // (Ledger::ReadEntry). Records are 48 bytes: leaf hash, segment, length, offset.
 //
@@ -22,6 +21,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "base/scratch_file.h"
 
 namespace lethe::ledger {
 
@@ -33,17 +33,16 @@ class EntryIndex {
     uint64_t offset = 0;   // of the payload in the segment file
   };
   static constexpr size_t kRecordSize = 48;
-  static constexpr size_t kFlushBytes = 1365 * kRecordSize;  // about 64 KiB
+  static constexpr size_t kFlushBytes = ScratchFile::kFlushBytes;
 
   // A new, empty index whose file lives (unlinked) in `dir`.
   static absl::StatusOr<std::unique_ptr<EntryIndex>> Create(const std::string& dir);
-  ~EntryIndex();
   EntryIndex(const EntryIndex&) = delete;
   EntryIndex& operator=(const EntryIndex&) = delete;
 
   // Adds entry size(): its 32-byte leaf hash and location. Never fails: see above.
   void Append(std::string_view leaf_hash, const Location& location);
-  uint64_t size() const { return size_; }
+  uint64_t size() const { return file_->size() / kRecordSize; }
 
   // Location of entry `seq`; kOutOfRange unless seq < size(), kUnavailable if the file
   // cannot be read.
@@ -52,18 +51,9 @@ class EntryIndex {
   absl::Status ReadLeaves(uint64_t first, uint64_t count, std::string* out) const;
 
  private:
-  EntryIndex(int fd, std::string dir) : fd_(fd), dir_(std::move(dir)) {}
-  // Records [first, first + count) into dst[0, count * kRecordSize), from the file and the
-  // buffer.
-  absl::Status Read(uint64_t first, uint64_t count, char* dst) const;
-  void Flush();
+  explicit EntryIndex(std::unique_ptr<ScratchFile> file) : file_(std::move(file)) {}
 
-  const int fd_;
-  const std::string dir_;  // for messages
-  uint64_t size_ = 0;
-  uint64_t flushed_ = 0;  // records in the file; the rest are in buffer_
-  std::string buffer_;
-  bool flush_failed_ = false;  // logged once until a flush succeeds again
+  std::unique_ptr<ScratchFile> file_;
 };
 
 }  // namespace lethe::ledger

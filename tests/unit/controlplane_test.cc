@@ -1,9 +1,15 @@
 // The control plane's projections and planner, fed with ledger entries directly: the planner's
 // scope and identity mapping, the policy registry's corruption checks, the consent store's
 // views and the request store's deadlines.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include "base/file_system.h"
 #include "base/varint.h"
 #include "controlplane/consent_store.h"
+#include "controlplane/digest_table.h"
 #include "controlplane/identity_vault.h"
 #include "controlplane/planner.h"
 #include "controlplane/policy_registry.h"
@@ -166,8 +172,24 @@ TEST(PackedIndices, AscendingIndicesOfEveryWidthComeBackInOrder) {
   EXPECT_EQ(UnpackAscending(small), std::vector<uint64_t>{100});
 }
 
+// The descriptor of the one unlinked scratch file this process holds in `dir`.
+int ScratchDescriptor(const std::string& dir) {
+  int found = -1;
+  for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const std::string target = std::filesystem::read_symlink(fd.path(), ec).string();
+    if (!ec && target.rfind(dir + "/", 0) == 0 && target.find("(deleted)") != std::string::npos) {
+      EXPECT_EQ(found, -1) << "a second scratch file in " << dir;
+      found = std::stoi(fd.path().filename().string());
+    }
+  }
+  return found;
+}
+
 TEST(ConsentStore, CurrentStatePerPurposeHistoryAndWhatIsStillToPublish) {
   ConsentStore c;
+  testing::TempDir dir;
+  c.SetScratchDir(dir.path());
   // The log as the ledger would read it back, durable below `durable`.
   std::map<uint64_t, std::string> log;
   uint64_t durable = 0;
@@ -227,6 +249,22 @@ TEST(ConsentStore, CurrentStatePerPurposeHistoryAndWhatIsStillToPublish) {
   // Malformed changes are corruption.
   v1::LedgerEntry bad = Consent("carol", "marketing", v1::CONSENT_STATUS_UNSPECIFIED, "x");
   EXPECT_EQ(c.Apply(14, bad).code(), absl::StatusCode::kDataLoss);
+  // The scratch file of histories must hold what the store wrote: once it is written out
+  // (enough changes of others fill its buffer), alice's latest change (node 3) made to point at
+  // itself is reported, not followed.
+  durable = 14 + ScratchFile::kFlushBytes / 16;
+  for (uint64_t seq = 14; seq < durable; ++seq)
+    ASSERT_OK(apply(seq, Consent(absl::StrCat("filler-", seq), "research", v1::GRANTED, "form")));
+  const int fd = ScratchDescriptor(dir.path());
+  ASSERT_GE(fd, 0);
+  const uint64_t self = 4;
+  ASSERT_EQ(::pwrite(fd, &self, 8, 3 * 16 + 8), 8);
+  const absl::Status looped = c.History("email", alice).status();
+  EXPECT_EQ(looped.code(), absl::StatusCode::kDataLoss) << looped;
+  EXPECT_THAT(std::string(looped.message()), HasSubstr("consent histories"));
+  const uint64_t before = 2;  // node 1 (entry 11), + 1
+  ASSERT_EQ(::pwrite(fd, &before, 8, 3 * 16 + 8), 8);
+  EXPECT_THAT(sources(), ElementsAre("10 form", "11 form", "13 unsubscribe"));
 }
 
 // The store replays only a story the lifecycle rule accepts (audit/request_lifecycle.h): these
@@ -632,6 +670,196 @@ TEST_F(VaultTest, KeyFilesOfEarlierVersionsMoveIntoSlots) {
   EXPECT_THAT(v->StoredRequestKeys().value(), ::testing::ElementsAre("req-old"));
   EXPECT_FALSE(std::filesystem::exists(keys)) << "the old key files are removed";
   EXPECT_EQ(RevealSecret(Open()->RequestKey("req-old").value()), old_key);
+}
+
+// DigestTable (digest_table.h): every key put comes back with its last value, through the
+// rebuilds that grow the file and the writes in place between them; a key never put is absent;
+// memory holds at most kMaxPending keys; and the file is never seen in the directory.
+TEST(DigestTable, EveryKeyComesBackWithItsLastValueThroughEveryRebuild) {
+  testing::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto table, DigestTable::Create(dir.path(), "a test table"));
+  auto key = [](uint64_t i) { return audit::RequestLifecycle::IdDigest(absl::StrCat("id-", i)); };
+  constexpr uint64_t kKeys = 60'000;
+  std::vector<uint64_t> want(kKeys);
+  int growths = 0;
+  for (uint64_t i = 0, pages = table->pages(); i < kKeys; ++i) {
+    table->Put(key(i), want[i] = i * 3 + 1);
+    if (i % 97 == 0) table->Put(key(i / 2), want[i / 2] = 1'000'000 + i);  // a new value for an old key
+    ASSERT_LE(table->held(), DigestTable::kMaxPending);
+    if (table->pages() != pages) ++growths, pages = table->pages();
+  }
+  EXPECT_GE(growths, 4);
+  ASSERT_OK(table->Flush());
+  EXPECT_EQ(table->held(), 0u);
+  EXPECT_EQ(table->stored(), kKeys);
+  EXPECT_LE(kKeys, table->pages() * DigestTable::kSlotsPerPage / 2) << "at most half full";
+  for (uint64_t i = 0; i < kKeys; ++i) {
+    ASSERT_OK_AND_ASSIGN(const std::optional<uint64_t> v, table->Get(key(i)));
+    ASSERT_EQ(v, std::optional<uint64_t>(want[i])) << i;
+  }
+  for (uint64_t i = kKeys; i < kKeys + 1000; ++i) {
+    ASSERT_OK_AND_ASSIGN(const std::optional<uint64_t> v, table->Get(key(i)));
+    ASSERT_FALSE(v.has_value()) << i;
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+}
+
+// A write that fails (a file-size limit here, as a full disk would) loses nothing: the keys
+// stay held, reads see them, and they reach the file once a write succeeds again. A page that
+// is not one the table wrote is reported, never read as an answer.
+TEST(DigestTable, KeysSurviveAFailedWriteAndAForeignPageIsDataLoss) {
+  testing::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto table, DigestTable::Create(dir.path(), "a test table"));
+  auto key = [](uint64_t i) { return audit::RequestLifecycle::IdDigest(absl::StrCat("k", i)); };
+  uint64_t n = 0;
+  for (; n < 3 * DigestTable::kMaxPending; ++n) table->Put(key(n), n);
+  ASSERT_OK(table->Flush());
+  const uint64_t pages = table->pages();
+
+  struct sigaction ignore = {}, old_action = {};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGXFSZ, &ignore, &old_action), 0);
+  rlimit old_limit = {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  const rlimit limit = {static_cast<rlim_t>(pages * DigestTable::kPageBytes), old_limit.rlim_max};
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+  // Enough keys that the table must grow into a new file, which the limit stops.
+  for (; n < 12 * DigestTable::kMaxPending; ++n) table->Put(key(n), n);
+  const absl::Status failed = table->Flush();
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  ASSERT_EQ(::sigaction(SIGXFSZ, &old_action, nullptr), 0);
+  EXPECT_EQ(failed.code(), absl::StatusCode::kUnavailable) << failed;
+  EXPECT_THAT(std::string(failed.message()), HasSubstr("a test table"));
+  EXPECT_EQ(table->pages(), pages);
+  EXPECT_GT(table->held(), DigestTable::kMaxPending);
+  for (uint64_t i = 0; i < n; i += 13) ASSERT_EQ(table->Get(key(i)).value(), std::optional<uint64_t>(i)) << i;
+  table->Put(key(n), n);  // the write is tried again, and now succeeds
+  ++n;
+  ASSERT_OK(table->Flush());
+  EXPECT_GT(table->pages(), pages);
+  EXPECT_EQ(table->stored(), n);
+  for (uint64_t i = 0; i < n; ++i) ASSERT_EQ(table->Get(key(i)).value(), std::optional<uint64_t>(i)) << i;
+
+  const int fd = ScratchDescriptor(dir.path());
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, "XXXX", 4, 0), 4);  // page 0's header
+  uint64_t in_page_0 = 0;
+  absl::Status s;
+  for (uint64_t i = 0; i < n && s.ok(); ++i, ++in_page_0) s = table->Get(key(i)).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s << " after " << in_page_0 << " reads";
+  EXPECT_THAT(std::string(s.message()), HasSubstr("a test table: page 0 is not one lethed wrote"));
+}
+
+// Ended requests leave memory for the store's scratch files: what a list or a get shows of
+// them is what it showed while they were held whole, in submission order across pages that mix
+// open and ended requests; and their ids and their commands' ids stay spent.
+TEST(RequestStore, EndedRequestsLiveInScratchFilesAndStaySpent) {
+  testing::TempDir dir;
+  RequestStore store;
+  store.SetScratchDir(dir.path());
+  std::map<uint64_t, std::string> log;
+  uint64_t seq = 1;
+  auto apply = [&](const v1::LedgerEntry& e) {
+    log[seq] = e.SerializeAsString();
+    return store.Apply(seq++, e);
+  };
+  store.SetEntryReader([&](uint64_t at) -> absl::StatusOr<std::string> {
+    if (!log.count(at)) return absl::NotFoundError(absl::StrCat("entry ", at));
+    return log.at(at);
+  });
+  ASSERT_OK(apply(Activation()));
+  auto agent = crypto::Ed25519PrivateKey::Generate();
+  ASSERT_OK(agent);
+  const policies::Policy policy = Sample();
+  for (const auto& d : policy.domains()) {
+    v1::LedgerEntry e;
+    e.mutable_agent_enrolled()->set_domain(d.name);
+    e.mutable_agent_enrolled()->set_public_key(agent->public_key().raw());
+    e.mutable_agent_enrolled()->set_key_id(agent->public_key().KeyId());
+    ASSERT_OK(apply(e));
+  }
+  const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
+  // Every fifth request stays open; the others get a command and a receipt from each target.
+  constexpr int kRequests = 60;
+  std::vector<v1::CommandIssued> spent;
+  for (int i = 0; i < kRequests; ++i) {
+    const std::string id = absl::StrCat("req-", i);
+    ASSERT_OK(apply(Submitted(id, {{"user_id", id}, {"email", id + "@example.org"}, {"device_id", id}}, t0)));
+    if (i % 5 == 0) continue;
+    ASSERT_OK_AND_ASSIGN(const RequestRecord open, store.Get(id));
+    for (const auto& d : open.domains) {
+      v1::LedgerEntry issued;
+      auto* c = issued.mutable_command_issued();
+      c->set_command_id(absl::StrCat(id, "/", d.domain));
+      c->set_request_id(id);
+      c->set_domain(d.domain);
+      c->set_command_digest(crypto::Sha256(c->command_id()));
+      c->set_domain_policy_hash(policy.DomainHash(d.domain));
+      ASSERT_OK(apply(issued));
+      spent.push_back(*c);
+      v1::Receipt receipt;
+      receipt.set_command_id(c->command_id());
+      receipt.set_request_id(id);
+      receipt.set_domain(d.domain);
+      receipt.set_command_digest(c->command_digest());
+      receipt.set_outcome(i % 7 == 0 ? v1::Receipt::FAILED : v1::Receipt::COMPLETED);
+      receipt.set_verified_zero_remaining(receipt.outcome() == v1::Receipt::COMPLETED);
+      v1::LedgerEntry recorded;
+      auto* rr = recorded.mutable_receipt_recorded();
+      *rr->mutable_receipt() = proto::SignEnvelope(proto::kReceiptType, receipt.SerializeAsString(), *agent);
+      rr->set_command_id(c->command_id());
+      rr->set_request_id(id);
+      rr->set_domain(d.domain);
+      ASSERT_OK(apply(recorded));
+    }
+    v1::LedgerEntry completed;
+    completed.mutable_request_completed()->set_request_id(id);
+    completed.mutable_request_completed()->set_outcome(i % 7 == 0 ? v1::RequestCompleted::FAILED
+                                                                  : v1::RequestCompleted::COMPLETED);
+    ASSERT_OK(apply(completed));
+  }
+  auto views = [&](size_t page_size) {
+    std::vector<std::string> out;
+    uint64_t after = 0;
+    for (bool more = true; more;) {
+      auto page = store.ListPage(after, page_size, std::nullopt, &more);
+      EXPECT_OK(page.status());
+      if (!page.ok() || page->empty()) break;
+      for (const auto& r : *page) out.push_back(ToView(r, store, t0).DebugString());
+      after = page->back().submitted_entry;
+    }
+    return out;
+  };
+  const std::vector<std::string> whole = views(1000);
+  ASSERT_EQ(whole.size(), static_cast<size_t>(kRequests));
+  store.MarkDurable(seq);
+  EXPECT_EQ(store.held().whole, static_cast<size_t>(kRequests / 5));
+  EXPECT_EQ(store.held().compacted, static_cast<size_t>(kRequests - kRequests / 5));
+  EXPECT_EQ(views(7), whole);
+  EXPECT_EQ(views(1), whole);
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_OK_AND_ASSIGN(const RequestRecord r, store.Get(absl::StrCat("req-", i)));
+    EXPECT_EQ(ToView(r, store, t0).DebugString(), whole[i]) << i;
+  }
+  EXPECT_EQ(store.Get("req-x").status().code(), absl::StatusCode::kNotFound);
+
+  // Spent: an ended request's id submitted again, its command ids issued again, and a receipt
+  // for one of its commands.
+  const auto again = apply(Submitted("req-1", {{"user_id", "req-1"}}, t0));
+  EXPECT_EQ(again.code(), absl::StatusCode::kDataLoss) << again;
+  EXPECT_THAT(std::string(again.message()), HasSubstr("request id submitted twice"));
+  v1::LedgerEntry reissued;
+  *reissued.mutable_command_issued() = spent.front();
+  reissued.mutable_command_issued()->set_request_id("req-0");  // open, and the domain is its target
+  const auto twice = apply(reissued);
+  EXPECT_EQ(twice.code(), absl::StatusCode::kDataLoss) << twice;
+  EXPECT_THAT(std::string(twice.message()), HasSubstr("command id issued twice"));
+  v1::ReceiptRecorded late;
+  late.set_command_id(spent.back().command_id());
+  late.set_request_id(spent.back().request_id());
+  late.set_domain(spent.back().domain());
+  EXPECT_EQ(store.CheckReceipt(late, false, nullptr).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "scratch files are never seen";
 }
 
 }  // namespace

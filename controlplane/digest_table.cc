@@ -1,0 +1,224 @@
+#include "controlplane/digest_table.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string_view>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "base/status.h"
+#include "spdlog/spdlog.h"
+
+namespace lethe::controlplane {
+namespace {
+
+constexpr char kPageMagic[4] = {'L', 'D', 'T', '1'};
+constexpr unsigned kMaxDepth = 40;
+constexpr size_t kWriteBytes = ScratchFile::kFlushBytes / 2;  // a rebuild's writes: under an append's flush  // 2^40 pages: 4 PiB, far past any disk
+
+// One page in memory: its header and slots, in the file's byte layout.
+struct PageImage {
+  std::array<char, DigestTable::kPageBytes> bytes{};
+
+  PageImage() { std::memcpy(bytes.data(), kPageMagic, 4); }
+  uint32_t count() const {
+    uint32_t n;
+    std::memcpy(&n, bytes.data() + 4, 4);
+    return n;
+  }
+  void set_count(uint32_t n) { std::memcpy(bytes.data() + 4, &n, 4); }
+  char* slot(size_t i) { return bytes.data() + DigestTable::kHeaderBytes + i * DigestTable::kSlotBytes; }
+  const char* slot(size_t i) const {
+    return bytes.data() + DigestTable::kHeaderBytes + i * DigestTable::kSlotBytes;
+  }
+  absl::uint128 key(size_t i) const {
+    uint64_t hi, lo;
+    std::memcpy(&hi, slot(i), 8);
+    std::memcpy(&lo, slot(i) + 8, 8);
+    return absl::MakeUint128(hi, lo);
+  }
+  uint64_t value(size_t i) const {
+    uint64_t v;
+    std::memcpy(&v, slot(i) + 16, 8);
+    return v;
+  }
+  void set(size_t i, absl::uint128 key, uint64_t value) {
+    const uint64_t hi = absl::Uint128High64(key), lo = absl::Uint128Low64(key);
+    std::memcpy(slot(i), &hi, 8);
+    std::memcpy(slot(i) + 8, &lo, 8);
+    std::memcpy(slot(i) + 16, &value, 8);
+  }
+  std::optional<size_t> Find(absl::uint128 k) const {
+    for (size_t i = 0; i < count(); ++i)
+      if (key(i) == k) return i;
+    return std::nullopt;
+  }
+  // Adds or replaces; false when the key is new and the page is full.
+  bool Put(absl::uint128 k, uint64_t v, uint64_t* added) {
+    if (auto i = Find(k)) {
+      set(*i, k, v);
+      return true;
+    }
+    if (count() == DigestTable::kSlotsPerPage) return false;
+    set(count(), k, v);
+    set_count(count() + 1);
+    ++*added;
+    return true;
+  }
+};
+
+// Checks a page read back from `what` at index `page`.
+absl::Status CheckPage(const PageImage& p, const std::string& what, uint64_t page) {
+  if (std::memcmp(p.bytes.data(), kPageMagic, 4) != 0 || p.count() > DigestTable::kSlotsPerPage)
+    return absl::DataLossError(absl::StrCat(what, ": page ", page, " is not one lethed wrote"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+DigestTable::DigestTable(std::unique_ptr<ScratchFile> file, std::string dir, std::string what)
+    : file_(std::move(file)), dir_(std::move(dir)), what_(std::move(what)) {
+  crypto_shorthash_keygen(hash_key_.data());
+}
+
+absl::StatusOr<std::unique_ptr<DigestTable>> DigestTable::Create(const std::string& dir, std::string what) {
+  if (sodium_init() < 0) return absl::InternalError("libsodium could not be initialised");
+  LETHE_ASSIGN_OR_RETURN(std::unique_ptr<ScratchFile> file, ScratchFile::Create(dir, what));
+  const PageImage empty;
+  file->Append(std::string_view(empty.bytes.data(), kPageBytes));
+  LETHE_RETURN_IF_ERROR(file->Flush());
+  return std::unique_ptr<DigestTable>(new DigestTable(std::move(file), dir, std::move(what)));
+}
+
+uint64_t DigestTable::Hash(absl::uint128 key) const {
+  unsigned char in[16], out[crypto_shorthash_BYTES];
+  const uint64_t hi = absl::Uint128High64(key), lo = absl::Uint128Low64(key);
+  std::memcpy(in, &hi, 8);
+  std::memcpy(in + 8, &lo, 8);
+  crypto_shorthash(out, in, sizeof in, hash_key_.data());
+  uint64_t h;
+  std::memcpy(&h, out, 8);
+  return h;
+}
+
+namespace {
+uint64_t PageAt(uint64_t hash, unsigned depth) { return depth == 0 ? 0 : hash >> (64 - depth); }
+}  // namespace
+
+void DigestTable::Put(absl::uint128 key, uint64_t value) {
+  pending_[key] = value;
+  if (pending_.size() < flush_at_) return;
+  if (absl::Status s = Flush(); !s.ok()) {
+    if (flush_at_ == kMaxPending)
+      spdlog::error("{}; {} keys stay in memory and the write is tried again", std::string(s.message()),
+                    pending_.size());
+    // Not at every put: each try may read the whole file.
+    flush_at_ = pending_.size() + kMaxPending;
+    return;
+  }
+  flush_at_ = kMaxPending;
+}
+
+absl::StatusOr<std::optional<uint64_t>> DigestTable::Get(absl::uint128 key) const {
+  if (auto p = pending_.find(key); p != pending_.end()) return p->second;
+  const uint64_t page = PageAt(Hash(key), depth_);
+  PageImage img;
+  LETHE_RETURN_IF_ERROR(file_->ReadAt(page * kPageBytes, kPageBytes, img.bytes.data()));
+  LETHE_RETURN_IF_ERROR(CheckPage(img, what_, page));
+  if (auto i = img.Find(key)) return img.value(*i);
+  return std::nullopt;
+}
+
+absl::Status DigestTable::Flush() {
+  if (pending_.empty()) return absl::OkStatus();
+  // At most half full after this flush, counting every held key as new.
+  const uint64_t keys = stored_ + pending_.size();
+  unsigned depth = depth_;
+  while ((uint64_t{1} << depth) * kSlotsPerPage / 2 < keys) ++depth;
+  if (depth == depth_) {
+    absl::Status s = WriteInPlace();
+    if (s.ok() || s.code() != absl::StatusCode::kResourceExhausted) return s;
+    ++depth;  // a page is full: give every page more room
+  }
+  return Rebuild(depth);
+}
+
+absl::Status DigestTable::WriteInPlace() {
+  struct Item {
+    uint64_t page;
+    absl::uint128 key;
+    uint64_t value;
+  };
+  std::vector<Item> items;
+  items.reserve(pending_.size());
+  for (const auto& [k, v] : pending_) items.push_back(Item{PageAt(Hash(k), depth_), k, v});
+  std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.page < b.page; });
+  for (size_t i = 0; i < items.size();) {
+    const uint64_t page = items[i].page;
+    PageImage img;
+    LETHE_RETURN_IF_ERROR(file_->ReadAt(page * kPageBytes, kPageBytes, img.bytes.data()));
+    LETHE_RETURN_IF_ERROR(CheckPage(img, what_, page));
+    uint64_t added = 0;
+    size_t j = i;
+    for (; j < items.size() && items[j].page == page; ++j)
+      if (!img.Put(items[j].key, items[j].value, &added))
+        return absl::ResourceExhaustedError(absl::StrCat(what_, ": page ", page, " is full"));
+    LETHE_RETURN_IF_ERROR(file_->WriteAt(page * kPageBytes, std::string_view(img.bytes.data(), kPageBytes)));
+    stored_ += added;
+    for (; i < j; ++i) pending_.erase(items[i].key);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DigestTable::Rebuild(unsigned depth) {
+  struct Item {
+    uint64_t hash;
+    absl::uint128 key;
+    uint64_t value;
+  };
+  std::vector<Item> held;
+  held.reserve(pending_.size());
+  for (const auto& [k, v] : pending_) held.push_back(Item{Hash(k), k, v});
+  std::sort(held.begin(), held.end(), [](const Item& a, const Item& b) { return a.hash < b.hash; });
+  const uint64_t old_pages = pages();
+  for (; depth <= kMaxDepth; ++depth) {
+    LETHE_ASSIGN_OR_RETURN(std::unique_ptr<ScratchFile> next, ScratchFile::Create(dir_, what_));
+    const unsigned split = depth - depth_;  // old page p becomes pages [p << split, (p + 1) << split)
+    std::vector<PageImage> out(size_t{1} << split);
+    uint64_t stored = 0;
+    size_t h = 0;  // next held key, in hash order
+    bool full = false;
+    for (uint64_t p = 0; p < old_pages && !full; ++p) {
+      PageImage img;
+      LETHE_RETURN_IF_ERROR(file_->ReadAt(p * kPageBytes, kPageBytes, img.bytes.data()));
+      LETHE_RETURN_IF_ERROR(CheckPage(img, what_, p));
+      for (auto& o : out) o = PageImage();
+      const uint64_t first = p << split;
+      for (size_t i = 0; i < img.count() && !full; ++i) {
+        const absl::uint128 k = img.key(i);
+        full = !out[PageAt(Hash(k), depth) - first].Put(k, img.value(i), &stored);
+      }
+      // Held keys replace the value of a key they share, or join as new ones.
+      for (; h < held.size() && PageAt(held[h].hash, depth_) == p && !full; ++h)
+        full = !out[PageAt(held[h].hash, depth) - first].Put(held[h].key, held[h].value, &stored);
+      // Written as they come, so that a file that cannot be written is given up at once
+      // instead of filling memory.
+      for (const auto& o : out) {
+        next->Append(std::string_view(o.bytes.data(), kPageBytes));
+        if (next->size() % kWriteBytes == 0) LETHE_RETURN_IF_ERROR(next->Flush());
+      }
+    }
+    if (full) continue;  // a page overflowed: one more bit of hash
+    LETHE_RETURN_IF_ERROR(next->Flush());
+    file_ = std::move(next);
+    depth_ = depth;
+    stored_ = stored;
+    pending_.clear();
+    return absl::OkStatus();
+  }
+  return absl::ResourceExhaustedError(absl::StrCat(what_, ": cannot spread its keys over 2^", kMaxDepth, " pages"));
+}
+
+}  // namespace lethe::controlplane
