@@ -45,6 +45,12 @@ absl::StatusOr<std::unique_ptr<ScratchFile>> ScratchFile::Create(const std::stri
   return std::unique_ptr<ScratchFile>(new ScratchFile(*fd, std::move(what)));
 }
 
+ScratchFile::ScratchFile(int fd, std::string what) : fd_(fd), what_(std::move(what)) {
+  // The buffer's whole room, written once now, so that memory does not grow afterwards.
+  buffer_.resize(kFlushBytes + kFlushBytes / 4);
+  buffer_.clear();
+}
+
 ScratchFile::~ScratchFile() { ::close(fd_); }
 
 uint64_t ScratchFile::Append(std::string_view bytes) {

@@ -50,7 +50,7 @@ class ScratchFile {
   const std::string& what() const { return what_; }
 
  private:
-  ScratchFile(int fd, std::string what) : fd_(fd), what_(std::move(what)) {}
+  ScratchFile(int fd, std::string what);
   absl::Status PwriteAll(uint64_t offset, std::string_view bytes);
 
   const int fd_;

@@ -81,6 +81,8 @@ absl::Status CheckPage(const PageImage& p, const std::string& what, uint64_t pag
 DigestTable::DigestTable(std::unique_ptr<ScratchFile> file, std::string dir, std::string what)
     : file_(std::move(file)), dir_(std::move(dir)), what_(std::move(what)) {
   crypto_shorthash_keygen(hash_key_.data());
+  // Room for every key it will hold at once, from the start: memory does not grow afterwards.
+  pending_.reserve(kMaxPending);
 }
 
 absl::StatusOr<std::unique_ptr<DigestTable>> DigestTable::Create(const std::string& dir, std::string what) {
@@ -215,7 +217,7 @@ absl::Status DigestTable::Rebuild(unsigned depth) {
     file_ = std::move(next);
     depth_ = depth;
     stored_ = stored;
-    pending_.clear();
+    absl::erase_if(pending_, [](const auto&) { return true; });  // keeps the room clear() would free
     return absl::OkStatus();
   }
   return absl::ResourceExhaustedError(absl::StrCat(what_, ": cannot spread its keys over 2^", kMaxDepth, " pages"));

@@ -28,7 +28,14 @@ Ledger::Ledger(LedgerOptions options)
           [this](uint64_t first, std::string* out) ABSL_NO_THREAD_SAFETY_ANALYSIS {
             // Called by tree_'s readers, under mu_.
             return index_->ReadLeaves(first, MerkleTree::kTileLeaves, out);
-          }),
+          },
+          /*cache_tiles=*/256,
+          MerkleTree::UpperStore{
+              [this](std::string_view nodes) ABSL_NO_THREAD_SAFETY_ANALYSIS { upper_nodes_->Append(nodes); },
+              [this](uint64_t first, std::string* out) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                out->resize(MerkleTree::kTileLeaves * 32);
+                return upper_nodes_->ReadAt(first * 32, out->size(), out->data());
+              }}),
       prezeroer_(std::make_unique<Prezeroer>(options_.prezero_bytes, options_.max_segment_bytes)) {}
 
 absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& options,
@@ -47,6 +54,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   Ledger& l = *ledger;
   std::unique_lock<std::mutex> lock(l.mu_);
   LETHE_ASSIGN_OR_RETURN(l.index_, EntryIndex::Create(options.dir));
+  LETHE_ASSIGN_OR_RETURN(l.upper_nodes_, ScratchFile::Create(options.dir, "the ledger's Merkle nodes in " + options.dir));
 
   // The stored checkpoint, if any, must be ours and must match the entries below it.
   std::optional<ledger::Checkpoint> stored_cp;

@@ -230,6 +230,8 @@ class Ledger {
   // not yet durable, and for the last incomplete tile, only; it reads the rest back from here.
   std::unique_ptr<EntryIndex> index_ ABSL_GUARDED_BY(mu_);
   MerkleTree tree_ ABSL_GUARDED_BY(mu_);
+  // The Merkle tree's level-6 nodes of the groups of 4,096 entries it evicted (MerkleTree::UpperStore).
+  std::unique_ptr<ScratchFile> upper_nodes_ ABSL_GUARDED_BY(mu_);
   // ReadEntry's read-only descriptor of each segment (-1 until first read), closed at close.
   mutable std::vector<int> read_fds_ ABSL_GUARDED_BY(mu_);
 

@@ -164,7 +164,13 @@ std::string CompactRange::Root() const {
 // MerkleTree
 
 MerkleTree::MerkleTree(TileReader reader, size_t cache_tiles)
-    : reader_(std::move(reader)), cache_tiles_(std::max<size_t>(cache_tiles, 1)) {}
+    : MerkleTree(std::move(reader), cache_tiles, UpperStore{}) {}
+
+MerkleTree::MerkleTree(TileReader reader, size_t cache_tiles, UpperStore upper)
+    : reader_(std::move(reader)), upper_(std::move(upper)) {
+  cache_.limit = std::max<size_t>(cache_tiles, 1);
+  upper_cache_.limit = std::max<size_t>(upper_.cache_tiles, 1);
+}
 
 void MerkleTree::Append(std::string_view leaf_hash) {
   if (leaf_hash.size() != kHashSize) Die("MerkleTree::Append: leaf hash is not 32 bytes");
@@ -187,14 +193,23 @@ void MerkleTree::Append(std::string_view leaf_hash) {
 void MerkleTree::Evict(uint64_t end) {
   if (!reader_) Die("MerkleTree::Evict: the tree has no TileReader");
   if (end > size_) Die("MerkleTree::Evict: end beyond the tree");
-  const uint64_t tiles = end >> kTileHeight;
-  for (unsigned k = 0; k < kTileHeight && k < levels_.size(); ++k) {
+  auto drop_below = [this](unsigned k, uint64_t first) {
     Level& l = levels_[k];
-    const uint64_t first = tiles << (kTileHeight - k);
-    if (first <= l.first) continue;
+    if (first <= l.first) return;
     l.nodes.erase(l.nodes.begin(), l.nodes.begin() + static_cast<ptrdiff_t>(first - l.first));
     l.first = first;
-  }
+  };
+  const uint64_t tiles = end >> kTileHeight;
+  for (unsigned k = 0; k < kTileHeight && k < levels_.size(); ++k) drop_below(k, tiles << (kTileHeight - k));
+  if (!upper_.append || levels_.size() <= kUpperLevel) return;
+  // One tier up: the level-kTileHeight nodes of whole upper tiles go to the store first.
+  const uint64_t groups = end >> kUpperLevel;
+  Level& bottom = levels_[kTileHeight];
+  const uint64_t first = groups << kTileHeight;
+  if (first > bottom.first)
+    upper_.append(std::string_view(reinterpret_cast<const char*>(bottom.nodes.data()),
+                                   (first - bottom.first) * kHashSize));
+  for (unsigned k = kTileHeight; k < kUpperLevel; ++k) drop_below(k, groups << (kUpperLevel - k));
 }
 
 uint64_t MerkleTree::NodesHeld() const {
@@ -203,8 +218,42 @@ uint64_t MerkleTree::NodesHeld() const {
   return n;
 }
 
+const MerkleTree::Tile* MerkleTree::TileCache::Find(uint64_t tile) const {
+  auto it = where.find(tile);
+  return it == where.end() ? nullptr : &tiles[it->second];
+}
+
+const MerkleTree::Tile* MerkleTree::TileCache::Insert(const Tile& t) {
+  size_t slot;
+  if (tiles.size() < limit) {
+    slot = tiles.size();
+    tiles.push_back(t);
+  } else {
+    slot = next;
+    next = (next + 1) % limit;
+    where.erase(tiles[slot].index);
+    tiles[slot] = t;
+  }
+  where[t.index] = slot;
+  return &tiles[slot];
+}
+
+MerkleTree::Hash MerkleTree::HashUp(std::string_view bottom, Tile* t) {
+  std::memcpy(t->nodes.data(), bottom.data(), bottom.size());
+  // Hash level k (at offset `in`, n nodes) into level k+1, up to the tile's root.
+  size_t in = 0;
+  Hash root;
+  for (uint64_t n = kTileLeaves; n > 1; in += n, n /= 2) {
+    for (uint64_t i = 0; i < n / 2; ++i) {
+      unsigned char* out = n == 2 ? root.data() : t->nodes[in + n + i].data();
+      HashChildren(t->nodes[in + 2 * i].data(), t->nodes[in + 2 * i + 1].data(), out);
+    }
+  }
+  return root;
+}
+
 absl::StatusOr<const MerkleTree::Tile*> MerkleTree::ReadTile(uint64_t tile) const {
-  if (auto it = cached_.find(tile); it != cached_.end()) return &cache_[it->second];
+  if (const Tile* t = cache_.Find(tile)) return t;
   std::string leaves;
   LETHE_RETURN_IF_ERROR(reader_(tile << kTileHeight, &leaves));
   if (leaves.size() != kTileLeaves * kHashSize)
@@ -213,41 +262,43 @@ absl::StatusOr<const MerkleTree::Tile*> MerkleTree::ReadTile(uint64_t tile) cons
                                             kTileLeaves * kHashSize));
   Tile t;
   t.index = tile;
-  std::memcpy(t.nodes.data(), leaves.data(), leaves.size());
-  // Hash level k (at offset `in`, n nodes) into level k+1, up to the tile's root.
-  size_t in = 0;
-  Hash root;
-  for (uint64_t n = kTileLeaves; n > 1; in += n, n /= 2) {
-    for (uint64_t i = 0; i < n / 2; ++i) {
-      unsigned char* out = n == 2 ? root.data() : t.nodes[in + n + i].data();
-      HashChildren(t.nodes[in + 2 * i].data(), t.nodes[in + 2 * i + 1].data(), out);
-    }
-  }
-  // Level kTileHeight is never evicted: the tile must hash to the node kept for it.
-  if (root != levels_[kTileHeight].nodes[tile])
+  const Hash root = HashUp(leaves, &t);
+  // The tile must hash to the node kept for it (or read back, checked, one tier up).
+  LETHE_ASSIGN_OR_RETURN(const Hash want, Stored(kTileHeight, tile));
+  if (root != want)
     return absl::DataLossError(absl::StrCat(
         "Merkle tree: the leaf hashes read back for leaves ", tile << kTileHeight, " to ",
         ((tile + 1) << kTileHeight) - 1, " do not hash to the tree's node for them"));
-  size_t slot;
-  if (cache_.size() < cache_tiles_) {
-    slot = cache_.size();
-    cache_.push_back(t);
-  } else {
-    slot = next_slot_;
-    next_slot_ = (next_slot_ + 1) % cache_tiles_;
-    cached_.erase(cache_[slot].index);
-    cache_[slot] = t;
-  }
-  cached_[tile] = slot;
-  return &cache_[slot];
+  return cache_.Insert(t);
+}
+
+absl::StatusOr<const MerkleTree::Tile*> MerkleTree::ReadUpperTile(uint64_t tile) const {
+  if (const Tile* t = upper_cache_.Find(tile)) return t;
+  std::string nodes;
+  LETHE_RETURN_IF_ERROR(upper_.read(tile << kTileHeight, &nodes));
+  if (nodes.size() != kTileLeaves * kHashSize)
+    return absl::InternalError(absl::StrCat("Merkle tree: the upper store gave ", nodes.size(),
+                                            " bytes for upper tile ", tile, ", want ",
+                                            kTileLeaves * kHashSize));
+  Tile t;
+  t.index = tile;
+  // Level kUpperLevel is never evicted: the tile must hash to the node kept for it.
+  if (HashUp(nodes, &t) != levels_[kUpperLevel].nodes[tile])
+    return absl::DataLossError(absl::StrCat(
+        "Merkle tree: the level-", kTileHeight, " nodes read back for leaves ", tile << kUpperLevel, " to ",
+        ((tile + 1) << kUpperLevel) - 1, " do not hash to the tree's node for them"));
+  return upper_cache_.Insert(t);
 }
 
 absl::StatusOr<MerkleTree::Hash> MerkleTree::Stored(unsigned level, uint64_t index) const {
   const Level& l = levels_[level];
   if (index >= l.first) return l.nodes[index - l.first];
-  // Evicted, so level < kTileHeight: read its tile back.
-  LETHE_ASSIGN_OR_RETURN(const Tile* t, ReadTile(index >> (kTileHeight - level)));
-  const uint64_t width = kTileLeaves >> level;
+  // Evicted: read its tile back, or its upper tile for levels kTileHeight to kUpperLevel - 1.
+  const bool upper = level >= kTileHeight;
+  const unsigned in_tile = upper ? level - kTileHeight : level;
+  const uint64_t tile = index >> (kTileHeight - in_tile);
+  LETHE_ASSIGN_OR_RETURN(const Tile* t, upper ? ReadUpperTile(tile) : ReadTile(tile));
+  const uint64_t width = kTileLeaves >> in_tile;
   return t->nodes[2 * kTileLeaves - 2 * width + (index & (width - 1))];
 }
 

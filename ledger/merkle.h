@@ -51,6 +51,11 @@ class CompactRange {
 // kTileHeight node the tree kept for that tile (kDataLoss if they differ), so that what the
 // reader gives back is never trusted; up to `cache_tiles` tiles read back are kept.
 //
+// Given an UpperStore too, it evicts the same way one tier up: the nodes of levels
+// kTileHeight to kUpperLevel - 1 of every whole upper tile (kTileLeaves level-kTileHeight
+// nodes, 4,096 leaves) below `end` go to the store and leave memory, and are checked against
+// the level-kUpperLevel node when read back. Memory then grows by 64 bytes per 4,096 leaves.
+//
 // Not thread safe (the owner locks); on an evicting tree the const readers fill the cache,
 // so they must be serialised too.
 //
@@ -64,9 +69,19 @@ class MerkleTree {
   // Writes the kTileLeaves leaf hashes from leaf `first` (a multiple of kTileLeaves), 32
   // bytes each, to `out`.
   using TileReader = std::function<absl::Status(uint64_t first, std::string* out)>;
+  static constexpr unsigned kUpperLevel = 2 * kTileHeight;
+  // Where the level-kTileHeight nodes of evicted upper tiles go: `append` gets them in order,
+  // 32 bytes each, and never fails (see EntryIndex, ScratchFile); `read` writes the
+  // kTileLeaves of them from node `first` (a multiple of kTileLeaves) to `out`.
+  struct UpperStore {
+    std::function<void(std::string_view nodes)> append;
+    TileReader read;
+    size_t cache_tiles = 8;  // upper tiles read back kept
+  };
 
   MerkleTree() = default;
   explicit MerkleTree(TileReader reader, size_t cache_tiles = 256);
+  MerkleTree(TileReader reader, size_t cache_tiles, UpperStore upper);
 
   // Requires leaf_hash.size() == 32 (a LeafHash). Amortised one NodeHash per call.
   void Append(std::string_view leaf_hash);
@@ -107,15 +122,29 @@ class MerkleTree {
     uint64_t end() const { return first + nodes.size(); }
   };
   // A tile read back: its levels 0 .. kTileHeight-1, level k at offset 2*kTileLeaves -
-  // (2*kTileLeaves >> k), kTileLeaves >> k nodes.
+  // (2*kTileLeaves >> k), kTileLeaves >> k nodes. (An upper tile: its levels kTileHeight
+  // .. kUpperLevel-1, the same way.)
   struct Tile {
     uint64_t index = 0;
     std::array<Hash, 2 * kTileLeaves - 2> nodes;
+  };
+  // Tiles read back, up to a limit, the oldest replaced first.
+  struct TileCache {
+    size_t limit = 1;
+    std::vector<Tile> tiles;
+    absl::flat_hash_map<uint64_t, size_t> where;  // tile -> slot in tiles
+    size_t next = 0;                              // replaced next when full
+    const Tile* Find(uint64_t tile) const;
+    const Tile* Insert(const Tile& t);
   };
 
   // The stored perfect node (level, index); requires it to exist.
   absl::StatusOr<Hash> Stored(unsigned level, uint64_t index) const;
   absl::StatusOr<const Tile*> ReadTile(uint64_t tile) const;
+  absl::StatusOr<const Tile*> ReadUpperTile(uint64_t tile) const;
+  // Fills t->nodes from its kTileLeaves bottom nodes, `bottom` (32 bytes each), and returns
+  // the tile's root.
+  static Hash HashUp(std::string_view bottom, Tile* t);
   // MTH of leaves [index*2^level, min((index+1)*2^level, size)): the node of the tree of
   // `size` leaves at that position. Requires index*2^level < size <= size_.
   absl::StatusOr<Hash> NodeAt(unsigned level, uint64_t index, uint64_t size) const;
@@ -128,10 +157,8 @@ class MerkleTree {
   // levels_[k] holds the perfect subtrees of height k, left to right: size_ >> k of them.
   std::vector<Level> levels_;
   TileReader reader_;
-  size_t cache_tiles_ = 0;
-  mutable std::vector<Tile> cache_;                          // up to cache_tiles_
-  mutable absl::flat_hash_map<uint64_t, size_t> cached_;     // tile -> slot in cache_
-  mutable size_t next_slot_ = 0;                             // replaced next when full
+  UpperStore upper_;
+  mutable TileCache cache_, upper_cache_;
 };
 
 // RFC 9162 §2.1.3.2: checks that `proof` shows the leaf with hash `leaf_hash` at `index` in

@@ -172,18 +172,31 @@ TEST(PackedIndices, AscendingIndicesOfEveryWidthComeBackInOrder) {
   EXPECT_EQ(UnpackAscending(small), std::vector<uint64_t>{100});
 }
 
-// The descriptor of the one unlinked scratch file this process holds in `dir`.
-int ScratchDescriptor(const std::string& dir) {
-  int found = -1;
+// The descriptors of the unlinked scratch files this process holds in `dir`.
+std::vector<int> ScratchDescriptors(const std::string& dir) {
+  std::vector<int> found;
   for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
     std::error_code ec;
     const std::string target = std::filesystem::read_symlink(fd.path(), ec).string();
-    if (!ec && target.rfind(dir + "/", 0) == 0 && target.find("(deleted)") != std::string::npos) {
-      EXPECT_EQ(found, -1) << "a second scratch file in " << dir;
-      found = std::stoi(fd.path().filename().string());
-    }
+    if (!ec && target.rfind(dir + "/", 0) == 0 && target.find("(deleted)") != std::string::npos)
+      found.push_back(std::stoi(fd.path().filename().string()));
   }
   return found;
+}
+int ScratchDescriptor(const std::string& dir) {
+  const std::vector<int> fds = ScratchDescriptors(dir);
+  EXPECT_EQ(fds.size(), 1u) << "scratch files in " << dir;
+  return fds.size() == 1 ? fds[0] : -1;
+}
+// Gives every scratch file in `dir` the access mode `flags` (O_RDONLY: writes fail, O_WRONLY:
+// reads fail, O_RDWR: both work again), in place, as a disk that stops working would.
+void ReopenScratchFiles(const std::string& dir, int flags) {
+  for (const int fd : ScratchDescriptors(dir)) {
+    const int again = ::open(absl::StrCat("/proc/self/fd/", fd).c_str(), flags | O_CLOEXEC);
+    ASSERT_GE(again, 0);
+    ASSERT_EQ(::dup2(again, fd), fd);
+    ::close(again);
+  }
 }
 
 TEST(ConsentStore, CurrentStatePerPurposeHistoryAndWhatIsStillToPublish) {
@@ -250,15 +263,15 @@ TEST(ConsentStore, CurrentStatePerPurposeHistoryAndWhatIsStillToPublish) {
   v1::LedgerEntry bad = Consent("carol", "marketing", v1::CONSENT_STATUS_UNSPECIFIED, "x");
   EXPECT_EQ(c.Apply(14, bad).code(), absl::StatusCode::kDataLoss);
   // The scratch file of histories must hold what the store wrote: once it is written out
-  // (enough changes of others fill its buffer), alice's latest change (node 3) made to point at
-  // itself is reported, not followed.
+  // (enough changes of others fill its buffer), alice's latest change (node 3) made to point
+  // forward, at someone else's, is reported, not followed.
   durable = 14 + ScratchFile::kFlushBytes / 16;
   for (uint64_t seq = 14; seq < durable; ++seq)
     ASSERT_OK(apply(seq, Consent(absl::StrCat("filler-", seq), "research", v1::GRANTED, "form")));
   const int fd = ScratchDescriptor(dir.path());
   ASSERT_GE(fd, 0);
-  const uint64_t self = 4;
-  ASSERT_EQ(::pwrite(fd, &self, 8, 3 * 16 + 8), 8);
+  const uint64_t ahead = 6;  // node 5, a later change of someone else
+  ASSERT_EQ(::pwrite(fd, &ahead, 8, 3 * 16 + 8), 8);
   const absl::Status looped = c.History("email", alice).status();
   EXPECT_EQ(looped.code(), absl::StatusCode::kDataLoss) << looped;
   EXPECT_THAT(std::string(looped.message()), HasSubstr("consent histories"));
@@ -752,7 +765,8 @@ TEST(DigestTable, KeysSurviveAFailedWriteAndAForeignPageIsDataLoss) {
 
 // Ended requests leave memory for the store's scratch files: what a list or a get shows of
 // them is what it showed while they were held whole, in submission order across pages that mix
-// open and ended requests; and their ids and their commands' ids stay spent.
+// open and ended requests; their ids and their commands' ids stay spent; and a scratch file
+// that cannot be written or read loses nothing and answers nothing false.
 TEST(RequestStore, EndedRequestsLiveInScratchFilesAndStaySpent) {
   testing::TempDir dir;
   RequestStore store;
@@ -825,18 +839,42 @@ TEST(RequestStore, EndedRequestsLiveInScratchFilesAndStaySpent) {
       auto page = store.ListPage(after, page_size, std::nullopt, &more);
       EXPECT_OK(page.status());
       if (!page.ok() || page->empty()) break;
-      for (const auto& r : *page) out.push_back(ToView(r, store, t0).DebugString());
+      for (const auto& r : *page)
+        if (out.size() < kRequests) out.push_back(ToView(r, store, t0).DebugString());
       after = page->back().submitted_entry;
+      more = more && out.size() < kRequests;
     }
     return out;
   };
   const std::vector<std::string> whole = views(1000);
   ASSERT_EQ(whole.size(), static_cast<size_t>(kRequests));
+  // Enough requests after them that their places in the list are written out to the file.
+  const uint64_t ended_before = seq;
+  for (size_t i = 0; i < ScratchFile::kFlushBytes / 24 + 1; ++i)
+    ASSERT_OK(apply(Submitted(absl::StrCat("later-", i), {{"user_id", "later"}}, t0)));
+  // A file that cannot be written keeps the ended requests whole, and shown as before, until
+  // it can.
+  ReopenScratchFiles(dir.path(), O_RDONLY);
+  store.MarkDurable(ended_before);
+  EXPECT_EQ(store.held().compacted, 0u);
+  EXPECT_EQ(views(1000), whole);
+  ReopenScratchFiles(dir.path(), O_RDWR);
   store.MarkDurable(seq);
-  EXPECT_EQ(store.held().whole, static_cast<size_t>(kRequests / 5));
+  const size_t later = ScratchFile::kFlushBytes / 24 + 1;
+  EXPECT_EQ(store.held().whole, kRequests / 5 + later);
   EXPECT_EQ(store.held().compacted, static_cast<size_t>(kRequests - kRequests / 5));
   EXPECT_EQ(views(7), whole);
   EXPECT_EQ(views(1), whole);
+  // A file that cannot be read is an error of its own kind, never an answer: not "no such
+  // request", nor a contradiction in the ledger.
+  ReopenScratchFiles(dir.path(), O_WRONLY);
+  const absl::Status unread = store.Get("req-1").status();
+  EXPECT_EQ(unread.code(), absl::StatusCode::kUnavailable) << unread;
+  EXPECT_THAT(std::string(unread.message()), HasSubstr("lethed's request list"));
+  const absl::Status unchecked = apply(Submitted("req-new", {{"user_id", "new"}}, t0));
+  EXPECT_EQ(unchecked.code(), absl::StatusCode::kUnavailable) << unchecked;
+  EXPECT_THAT(std::string(unchecked.message()), HasSubstr("lethed's ended request ids"));
+  ReopenScratchFiles(dir.path(), O_RDWR);
   for (int i = 0; i < kRequests; ++i) {
     ASSERT_OK_AND_ASSIGN(const RequestRecord r, store.Get(absl::StrCat("req-", i)));
     EXPECT_EQ(ToView(r, store, t0).DebugString(), whole[i]) << i;

@@ -533,6 +533,77 @@ TEST(MerkleTree, ATileReadBackThatDoesNotHashToItsNodeIsDataLoss) {
   EXPECT_EQ(tree.Leaf(130).status(), fail);
 }
 
+// With an UpperStore the tree evicts one tier up as well: every answer is still the full
+// tree's, the upper tiles really are read back, memory keeps about 2 nodes per 4,096 leaves,
+// and a level-6 node changed in the store is kDataLoss for whatever needs it.
+TEST(MerkleTree, AnEvictingTreeWithAnUpperStoreAnswersAsTheFullTreeAndChecksWhatItReadsBack) {
+  constexpr uint64_t kMax = 3 * (uint64_t{1} << MerkleTree::kUpperLevel) + 700;
+  std::mt19937_64 rng(63);
+  const ReferenceTree ref(RandomLeaves(rng, kMax));
+  std::vector<std::string> leaves;
+  std::string upper;  // the store: level-6 nodes, 32 bytes each
+  uint64_t upper_reads = 0;
+  MerkleTree evicting(
+      [&](uint64_t first, std::string* out) {
+        out->clear();
+        for (uint64_t i = first; i < first + MerkleTree::kTileLeaves; ++i) *out += leaves.at(i);
+        return absl::OkStatus();
+      },
+      /*cache_tiles=*/2,
+      MerkleTree::UpperStore{[&](std::string_view nodes) { upper += nodes; },
+                             [&](uint64_t first, std::string* out) {
+                               ++upper_reads;
+                               EXPECT_EQ(first % MerkleTree::kTileLeaves, 0u);
+                               *out = upper.substr(first * 32, MerkleTree::kTileLeaves * 32);
+                               return absl::OkStatus();
+                             },
+                             /*cache_tiles=*/1});
+  MerkleTree full;
+  for (uint64_t n = 1; n <= kMax; ++n) {
+    leaves.push_back(ref.LeafHash(n - 1));
+    evicting.Append(ref.LeafHash(n - 1));
+    full.Append(ref.LeafHash(n - 1));
+    evicting.Evict(n % 5 == 0 ? n : n - std::min<uint64_t>(n, rng() % 300));
+    if (n % 997 != 0 && n != kMax) continue;
+    SCOPED_TRACE(::testing::Message() << "size " << n);
+    ASSERT_OK_AND_ASSIGN(const std::string root, evicting.RootAt(n));
+    ASSERT_EQ(crypto::Hex(root), crypto::Hex(full.Root(n)));
+    for (int k = 0; k < 8; ++k) {
+      const uint64_t i = rng() % n;
+      ASSERT_OK_AND_ASSIGN(const std::string leaf, evicting.Leaf(i));
+      EXPECT_EQ(leaf, ref.LeafHash(i));
+      const uint64_t m = 1 + rng() % n;
+      ASSERT_OK_AND_ASSIGN(const std::string root_m, evicting.RootAt(m));
+      ASSERT_EQ(crypto::Hex(root_m), crypto::Hex(full.Root(m))) << "prefix " << m;
+      ASSERT_OK_AND_ASSIGN(auto inclusion, evicting.InclusionProof(i, n));
+      EXPECT_EQ(Hex(inclusion), Hex(*full.InclusionProof(i, n)));
+      ASSERT_OK_AND_ASSIGN(auto consistency, evicting.ConsistencyProof(m, n));
+      EXPECT_EQ(Hex(consistency), Hex(*full.ConsistencyProof(m, n)));
+    }
+  }
+  EXPECT_GT(upper_reads, 10u);
+  evicting.Evict(kMax);
+  EXPECT_EQ(upper.size(), (kMax >> MerkleTree::kUpperLevel << MerkleTree::kTileHeight) * 32);
+  // What is held: the levels from kUpperLevel up, and below them only the last partial group.
+  EXPECT_LE(evicting.NodesHeld(), 2 * (kMax >> MerkleTree::kUpperLevel) + 2 * MerkleTree::kTileLeaves +
+                                      2 * ((kMax % (uint64_t{1} << MerkleTree::kUpperLevel)) >> MerkleTree::kTileHeight) +
+                                      2 * (kMax % MerkleTree::kTileLeaves));
+  // A level-6 node of the second group, changed in the store (and out of the caches: other
+  // groups and tiles read since).
+  ASSERT_OK(evicting.Leaf(5).status());
+  ASSERT_OK(evicting.Leaf(2 * 4096 + 5).status());
+  const uint64_t node = MerkleTree::kTileLeaves + 5;
+  upper[node * 32] ^= 0x10;
+  const uint64_t leaf = node << MerkleTree::kTileHeight;  // a leaf under it
+  for (const absl::Status& s : {evicting.Leaf(leaf + 3).status(), evicting.InclusionProof(leaf, kMax).status(),
+                                evicting.RootAt(leaf + 100).status()}) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+    EXPECT_THAT(s.message(), HasSubstr("level-6 nodes read back for leaves 4096 to 8191 do not hash"));
+  }
+  ASSERT_OK_AND_ASSIGN(const std::string root, evicting.RootAt(kMax));  // needs no group read back
+  EXPECT_EQ(root, ref.Root(kMax));
+}
+
 TEST(MerkleTree, EmptyTree) {
   EXPECT_EQ(crypto::Hex(EmptyRoot()),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");  // SHA-256("")
