@@ -147,24 +147,25 @@ absl::Status DigestTable::Flush() {
   return Rebuild(depth);
 }
 
+std::vector<DigestTable::Held> DigestTable::HeldByHash() const {
+  std::vector<Held> held;
+  held.reserve(pending_.size());
+  for (const auto& [k, v] : pending_) held.push_back(Held{Hash(k), k, v});
+  std::sort(held.begin(), held.end(), [](const Held& a, const Held& b) { return a.hash < b.hash; });
+  return held;
+}
+
 absl::Status DigestTable::WriteInPlace() {
-  struct Item {
-    uint64_t page;
-    absl::uint128 key;
-    uint64_t value;
-  };
-  std::vector<Item> items;
-  items.reserve(pending_.size());
-  for (const auto& [k, v] : pending_) items.push_back(Item{PageAt(Hash(k), depth_), k, v});
-  std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.page < b.page; });
+  // In hash order, hence page by page.
+  const std::vector<Held> items = HeldByHash();
   for (size_t i = 0; i < items.size();) {
-    const uint64_t page = items[i].page;
+    const uint64_t page = PageAt(items[i].hash, depth_);
     PageImage img;
     LETHE_RETURN_IF_ERROR(file_->ReadAt(page * kPageBytes, kPageBytes, img.bytes.data()));
     LETHE_RETURN_IF_ERROR(CheckPage(img, what_, page));
     uint64_t added = 0;
     size_t j = i;
-    for (; j < items.size() && items[j].page == page; ++j)
+    for (; j < items.size() && PageAt(items[j].hash, depth_) == page; ++j)
       if (!img.Put(items[j].key, items[j].value, &added))
         return absl::ResourceExhaustedError(absl::StrCat(what_, ": page ", page, " is full"));
     LETHE_RETURN_IF_ERROR(file_->WriteAt(page * kPageBytes, std::string_view(img.bytes.data(), kPageBytes)));
@@ -175,15 +176,7 @@ absl::Status DigestTable::WriteInPlace() {
 }
 
 absl::Status DigestTable::Rebuild(unsigned depth) {
-  struct Item {
-    uint64_t hash;
-    absl::uint128 key;
-    uint64_t value;
-  };
-  std::vector<Item> held;
-  held.reserve(pending_.size());
-  for (const auto& [k, v] : pending_) held.push_back(Item{Hash(k), k, v});
-  std::sort(held.begin(), held.end(), [](const Item& a, const Item& b) { return a.hash < b.hash; });
+  const std::vector<Held> held = HeldByHash();
   const uint64_t old_pages = pages();
   for (; depth <= kMaxDepth; ++depth) {
     LETHE_ASSIGN_OR_RETURN(std::unique_ptr<ScratchFile> next, ScratchFile::Create(dir_, what_));

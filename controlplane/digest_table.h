@@ -23,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/numeric/int128.h"
@@ -61,6 +62,13 @@ class DigestTable {
   DigestTable(std::unique_ptr<ScratchFile> file, std::string dir, std::string what);
   // The keyed hash whose top bits pick a key's page.
   uint64_t Hash(absl::uint128 key) const;
+  // The held keys with their hashes, in hash order.
+  struct Held {
+    uint64_t hash;
+    absl::uint128 key;
+    uint64_t value;
+  };
+  std::vector<Held> HeldByHash() const;
   // Writes pending_ into pages of the current file.
   absl::Status WriteInPlace();
   // Moves the table and pending_ into a new file of 2^depth pages (or more if a page

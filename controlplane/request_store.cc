@@ -147,14 +147,18 @@ absl::Status RequestStore::OpenScratch() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<RequestStore::Submission> RequestStore::ReadSubmission(uint64_t ordinal) const {
-  char rec[kSubmissionBytes];
-  LETHE_RETURN_IF_ERROR(submissions_->ReadAt(ordinal * kSubmissionBytes, kSubmissionBytes, rec));
+RequestStore::Submission RequestStore::ParseSubmission(const char* rec) {
   Submission s;
   std::memcpy(&s.entry, rec, 8);
   std::memcpy(&s.story, rec + 8, 8);
   std::memcpy(&s.length, rec + 16, 4);
   return s;
+}
+
+absl::StatusOr<RequestStore::Submission> RequestStore::ReadSubmission(uint64_t ordinal) const {
+  char rec[kSubmissionBytes];
+  LETHE_RETURN_IF_ERROR(submissions_->ReadAt(ordinal * kSubmissionBytes, kSubmissionBytes, rec));
+  return ParseSubmission(rec);
 }
 
 absl::StatusOr<std::string> RequestStore::ReadStory(const Submission& s) const {
@@ -429,12 +433,13 @@ absl::StatusOr<std::vector<RequestRecord>> RequestStore::ListPage(uint64_t after
       if (s.entry <= after) lo = mid + 1;
       else hi = mid;
     }
-    for (uint64_t o = lo; o < submission_count(); ++o) {
-      if (page.size() == limit) {
-        *more = true;
-        break;
-      }
-      LETHE_ASSIGN_OR_RETURN(const Submission s, ReadSubmission(o));
+    // The page's records in one read.
+    const uint64_t end = lo + std::min<uint64_t>(limit, submission_count() - lo);
+    std::string recs((end - lo) * kSubmissionBytes, '\0');
+    if (end > lo) LETHE_RETURN_IF_ERROR(submissions_->ReadAt(lo * kSubmissionBytes, recs.size(), recs.data()));
+    *more = end < submission_count();
+    for (uint64_t o = lo; o < end; ++o) {
+      const Submission s = ParseSubmission(recs.data() + (o - lo) * kSubmissionBytes);
       if (s.story == 0) {
         auto w = whole_.find(s.entry);
         if (w == whole_.end())

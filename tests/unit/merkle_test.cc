@@ -448,6 +448,26 @@ TEST(MerkleTree, MatchesReferenceForEverySizeTo1000) {
   }
 }
 
+// At size n: the root, and `probes` random leaves, prefix roots, inclusion and consistency
+// proofs of `evicting`, each as `full` (which keeps everything) gives it.
+void ExpectAnswersAsTheFullTree(const MerkleTree& evicting, const MerkleTree& full, const ReferenceTree& ref,
+                                uint64_t n, std::mt19937_64& rng, int probes) {
+  ASSERT_OK_AND_ASSIGN(const std::string root, evicting.RootAt(n));
+  ASSERT_EQ(crypto::Hex(root), crypto::Hex(full.Root(n)));
+  for (int k = 0; k < probes; ++k) {
+    const uint64_t i = rng() % n;
+    ASSERT_OK_AND_ASSIGN(const std::string leaf, evicting.Leaf(i));
+    EXPECT_EQ(leaf, ref.LeafHash(i));
+    const uint64_t m = 1 + rng() % n;
+    ASSERT_OK_AND_ASSIGN(const std::string root_m, evicting.RootAt(m));
+    ASSERT_EQ(crypto::Hex(root_m), crypto::Hex(full.Root(m))) << "prefix " << m;
+    ASSERT_OK_AND_ASSIGN(auto inclusion, evicting.InclusionProof(i, n));
+    EXPECT_EQ(Hex(inclusion), Hex(*full.InclusionProof(i, n)));
+    ASSERT_OK_AND_ASSIGN(auto consistency, evicting.ConsistencyProof(m, n));
+    EXPECT_EQ(Hex(consistency), Hex(*full.ConsistencyProof(m, n)));
+  }
+}
+
 // An evicting tree (a TileReader, Evict) answers every root, leaf and proof as the tree that
 // keeps everything, whatever was evicted and whatever its tile cache holds, and really reads
 // tiles back; it keeps about 2 / kTileLeaves nodes per leaf.
@@ -475,20 +495,8 @@ TEST(MerkleTree, AnEvictingTreeAnswersAsTheTreeThatKeepsEverything) {
     // entries are not yet durable).
     evicting.Evict(n % 3 == 0 ? n : n - std::min<uint64_t>(n, rng() % 100));
     if (n % 7 != 0 && n != kMax) continue;
-    ASSERT_OK_AND_ASSIGN(const std::string root, evicting.RootAt(n));
-    ASSERT_EQ(crypto::Hex(root), crypto::Hex(full.Root(n)));
-    for (int k = 0; k < 4; ++k) {
-      const uint64_t i = rng() % n;
-      ASSERT_OK_AND_ASSIGN(const std::string leaf, evicting.Leaf(i));
-      EXPECT_EQ(leaf, ref.LeafHash(i));
-      const uint64_t m = 1 + rng() % n;
-      ASSERT_OK_AND_ASSIGN(const std::string root_m, evicting.RootAt(m));
-      ASSERT_EQ(crypto::Hex(root_m), crypto::Hex(full.Root(m))) << "prefix " << m;
-      ASSERT_OK_AND_ASSIGN(auto inclusion, evicting.InclusionProof(i, n));
-      EXPECT_EQ(Hex(inclusion), Hex(*full.InclusionProof(i, n)));
-      ASSERT_OK_AND_ASSIGN(auto consistency, evicting.ConsistencyProof(m, n));
-      EXPECT_EQ(Hex(consistency), Hex(*full.ConsistencyProof(m, n)));
-    }
+    ExpectAnswersAsTheFullTree(evicting, full, ref, n, rng, 4);
+    if (HasFatalFailure()) return;
   }
   EXPECT_GT(reads, 100u);
   evicting.Evict(kMax);
@@ -566,20 +574,8 @@ TEST(MerkleTree, AnEvictingTreeWithAnUpperStoreAnswersAsTheFullTreeAndChecksWhat
     evicting.Evict(n % 5 == 0 ? n : n - std::min<uint64_t>(n, rng() % 300));
     if (n % 997 != 0 && n != kMax) continue;
     SCOPED_TRACE(::testing::Message() << "size " << n);
-    ASSERT_OK_AND_ASSIGN(const std::string root, evicting.RootAt(n));
-    ASSERT_EQ(crypto::Hex(root), crypto::Hex(full.Root(n)));
-    for (int k = 0; k < 8; ++k) {
-      const uint64_t i = rng() % n;
-      ASSERT_OK_AND_ASSIGN(const std::string leaf, evicting.Leaf(i));
-      EXPECT_EQ(leaf, ref.LeafHash(i));
-      const uint64_t m = 1 + rng() % n;
-      ASSERT_OK_AND_ASSIGN(const std::string root_m, evicting.RootAt(m));
-      ASSERT_EQ(crypto::Hex(root_m), crypto::Hex(full.Root(m))) << "prefix " << m;
-      ASSERT_OK_AND_ASSIGN(auto inclusion, evicting.InclusionProof(i, n));
-      EXPECT_EQ(Hex(inclusion), Hex(*full.InclusionProof(i, n)));
-      ASSERT_OK_AND_ASSIGN(auto consistency, evicting.ConsistencyProof(m, n));
-      EXPECT_EQ(Hex(consistency), Hex(*full.ConsistencyProof(m, n)));
-    }
+    ExpectAnswersAsTheFullTree(evicting, full, ref, n, rng, 8);
+    if (HasFatalFailure()) return;
   }
   EXPECT_GT(upper_reads, 10u);
   evicting.Evict(kMax);
