@@ -170,6 +170,11 @@ MerkleTree::MerkleTree(TileReader reader, size_t cache_tiles, UpperStore upper)
     : reader_(std::move(reader)), upper_(std::move(upper)) {
   cache_.limit = std::max<size_t>(cache_tiles, 1);
   upper_cache_.limit = std::max<size_t>(upper_.cache_tiles, 1);
+  if (reader_) {
+    // Room for the whole cache at once: filling it then moves no tile.
+    cache_.tiles.reserve(cache_.limit);
+    upper_cache_.tiles.reserve(upper_cache_.limit);
+  }
 }
 
 void MerkleTree::Append(std::string_view leaf_hash) {
