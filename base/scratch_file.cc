@@ -39,16 +39,25 @@ absl::StatusOr<int> OpenUnlinked(const std::string& dir, const std::string& what
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ScratchFile>> ScratchFile::Create(const std::string& dir, std::string what) {
+absl::StatusOr<std::unique_ptr<ScratchFile>> ScratchFile::Create(const std::string& dir, std::string what,
+                                                                 Mode mode) {
   absl::StatusOr<int> fd = OpenUnlinked(dir, what);
   if (!fd.ok()) return fd.status();
-  return std::unique_ptr<ScratchFile>(new ScratchFile(*fd, std::move(what)));
+  return std::unique_ptr<ScratchFile>(new ScratchFile(*fd, std::move(what), mode));
 }
 
-ScratchFile::ScratchFile(int fd, std::string what) : fd_(fd), what_(std::move(what)) {
+ScratchFile::ScratchFile(int fd, std::string what, Mode mode) : fd_(fd), what_(std::move(what)) {
+  if (mode == Mode::kDirect) return;
   // The buffer's whole room, written once now, so that memory does not grow afterwards.
   buffer_.resize(kFlushBytes + kFlushBytes / 4);
   buffer_.clear();
+}
+
+absl::Status ScratchFile::WriteNow(std::string_view bytes) {
+  LETHE_RETURN_IF_ERROR(Flush());
+  LETHE_RETURN_IF_ERROR(PwriteAll(flushed_, bytes));
+  flushed_ += bytes.size();
+  return absl::OkStatus();
 }
 
 ScratchFile::~ScratchFile() { ::close(fd_); }

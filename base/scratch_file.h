@@ -28,16 +28,23 @@ class ScratchFile {
  public:
   static constexpr size_t kFlushBytes = 64 * 1024;
 
+  // How a file is written: kAppends buffers appends (its buffer's room taken at creation, so
+  // that memory does not grow afterwards); kDirect writes each append at once (WriteNow) and
+  // holds no buffer, for files written in large pieces or in place.
+  enum class Mode { kAppends, kDirect };
   // A new, empty file in `dir`; `what` names it in messages ("the ledger's entry index").
-  static absl::StatusOr<std::unique_ptr<ScratchFile>> Create(const std::string& dir, std::string what);
+  static absl::StatusOr<std::unique_ptr<ScratchFile>> Create(const std::string& dir, std::string what,
+                                                             Mode mode = Mode::kAppends);
   ~ScratchFile();
   ScratchFile(const ScratchFile&) = delete;
   ScratchFile& operator=(const ScratchFile&) = delete;
 
   // Bytes appended, buffered ones included.
   uint64_t size() const { return flushed_ + buffer_.size(); }
-  // Appends `bytes` at size() and returns where they start.
+  // Appends `bytes` at size() and returns where they start (kAppends).
   uint64_t Append(std::string_view bytes);
+  // Writes `bytes` at size() now, past anything buffered (kDirect).
+  absl::Status WriteNow(std::string_view bytes);
   // Writes all of `bytes` at `offset`; offset + bytes.size() <= size().
   absl::Status WriteAt(uint64_t offset, std::string_view bytes);
   // Reads [offset, offset + n) into dst; kOutOfRange past size(), kUnavailable if the file
@@ -50,7 +57,7 @@ class ScratchFile {
   const std::string& what() const { return what_; }
 
  private:
-  ScratchFile(int fd, std::string what);
+  ScratchFile(int fd, std::string what, Mode mode);
   absl::Status PwriteAll(uint64_t offset, std::string_view bytes);
 
   const int fd_;

@@ -83,14 +83,15 @@ DigestTable::DigestTable(std::unique_ptr<ScratchFile> file, std::string dir, std
   crypto_shorthash_keygen(hash_key_.data());
   // Room for every key it will hold at once, from the start: memory does not grow afterwards.
   pending_.reserve(kMaxPending);
+  held_.reserve(kMaxPending);
 }
 
 absl::StatusOr<std::unique_ptr<DigestTable>> DigestTable::Create(const std::string& dir, std::string what) {
   if (sodium_init() < 0) return absl::InternalError("libsodium could not be initialised");
-  LETHE_ASSIGN_OR_RETURN(std::unique_ptr<ScratchFile> file, ScratchFile::Create(dir, what));
+  LETHE_ASSIGN_OR_RETURN(std::unique_ptr<ScratchFile> file,
+                         ScratchFile::Create(dir, what, ScratchFile::Mode::kDirect));
   const PageImage empty;
-  file->Append(std::string_view(empty.bytes.data(), kPageBytes));
-  LETHE_RETURN_IF_ERROR(file->Flush());
+  LETHE_RETURN_IF_ERROR(file->WriteNow(std::string_view(empty.bytes.data(), kPageBytes)));
   return std::unique_ptr<DigestTable>(new DigestTable(std::move(file), dir, std::move(what)));
 }
 
@@ -147,17 +148,16 @@ absl::Status DigestTable::Flush() {
   return Rebuild(depth);
 }
 
-std::vector<DigestTable::Held> DigestTable::HeldByHash() const {
-  std::vector<Held> held;
-  held.reserve(pending_.size());
-  for (const auto& [k, v] : pending_) held.push_back(Held{Hash(k), k, v});
-  std::sort(held.begin(), held.end(), [](const Held& a, const Held& b) { return a.hash < b.hash; });
-  return held;
+const std::vector<DigestTable::Held>& DigestTable::HeldByHash() {
+  held_.clear();  // keeps its room
+  for (const auto& [k, v] : pending_) held_.push_back(Held{Hash(k), k, v});
+  std::sort(held_.begin(), held_.end(), [](const Held& a, const Held& b) { return a.hash < b.hash; });
+  return held_;
 }
 
 absl::Status DigestTable::WriteInPlace() {
   // In hash order, hence page by page.
-  const std::vector<Held> items = HeldByHash();
+  const std::vector<Held>& items = HeldByHash();
   for (size_t i = 0; i < items.size();) {
     const uint64_t page = PageAt(items[i].hash, depth_);
     PageImage img;
@@ -176,10 +176,11 @@ absl::Status DigestTable::WriteInPlace() {
 }
 
 absl::Status DigestTable::Rebuild(unsigned depth) {
-  const std::vector<Held> held = HeldByHash();
+  const std::vector<Held>& held = HeldByHash();
   const uint64_t old_pages = pages();
   for (; depth <= kMaxDepth; ++depth) {
-    LETHE_ASSIGN_OR_RETURN(std::unique_ptr<ScratchFile> next, ScratchFile::Create(dir_, what_));
+    LETHE_ASSIGN_OR_RETURN(std::unique_ptr<ScratchFile> next,
+                           ScratchFile::Create(dir_, what_, ScratchFile::Mode::kDirect));
     const unsigned split = depth - depth_;  // old page p becomes pages [p << split, (p + 1) << split)
     std::vector<PageImage> out(size_t{1} << split);
     uint64_t stored = 0;
@@ -198,15 +199,10 @@ absl::Status DigestTable::Rebuild(unsigned depth) {
       // Held keys replace the value of a key they share, or join as new ones.
       for (; h < held.size() && PageAt(held[h].hash, depth_) == p && !full; ++h)
         full = !out[PageAt(held[h].hash, depth) - first].Put(held[h].key, held[h].value, &stored);
-      // Written as they come, so that a file that cannot be written is given up at once
-      // instead of filling memory.
-      for (const auto& o : out) {
-        next->Append(std::string_view(o.bytes.data(), kPageBytes));
-        if (next->size() % kWriteBytes == 0) LETHE_RETURN_IF_ERROR(next->Flush());
-      }
+      // Written as they come, so that a file that cannot be written is given up at once.
+      for (const auto& o : out) LETHE_RETURN_IF_ERROR(next->WriteNow(std::string_view(o.bytes.data(), kPageBytes)));
     }
     if (full) continue;  // a page overflowed: one more bit of hash
-    LETHE_RETURN_IF_ERROR(next->Flush());
     file_ = std::move(next);
     depth_ = depth;
     stored_ = stored;

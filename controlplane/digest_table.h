@@ -68,7 +68,7 @@ class DigestTable {
     absl::uint128 key;
     uint64_t value;
   };
-  std::vector<Held> HeldByHash() const;
+  const std::vector<Held>& HeldByHash();  // in held_
   // Writes pending_ into pages of the current file.
   absl::Status WriteInPlace();
   // Moves the table and pending_ into a new file of 2^depth pages (or more if a page
@@ -82,6 +82,7 @@ class DigestTable {
   uint64_t stored_ = 0;  // keys in the file
   size_t flush_at_ = kMaxPending;  // held keys that make Put flush; more after a failed flush
   absl::flat_hash_map<absl::uint128, uint64_t> pending_;
+  std::vector<Held> held_;  // HeldByHash's, reused
 };
 
 }  // namespace lethe::controlplane

@@ -147,6 +147,14 @@ absl::Status RequestStore::OpenScratch() {
   return absl::OkStatus();
 }
 
+std::string RequestStore::EncodeSubmission(const Submission& s) {
+  std::string rec(kSubmissionBytes, '\0');
+  std::memcpy(rec.data(), &s.entry, 8);
+  std::memcpy(rec.data() + 8, &s.story, 8);
+  std::memcpy(rec.data() + 16, &s.length, 4);
+  return rec;
+}
+
 RequestStore::Submission RequestStore::ParseSubmission(const char* rec) {
   Submission s;
   std::memcpy(&s.entry, rec, 8);
@@ -209,9 +217,7 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
       const auto& s = e.request_submitted();
       RequestRecord r;
       ApplyToRecord(r, seq, e);
-      char rec[kSubmissionBytes] = {};
-      std::memcpy(rec, &seq, 8);
-      r.ordinal = submissions_->Append(std::string_view(rec, kSubmissionBytes)) / kSubmissionBytes;
+      r.ordinal = submissions_->Append(EncodeSubmission(Submission{seq})) / kSubmissionBytes;
       // The withdrawal that planned it (the rule has checked it did): needed no longer.
       if (auto c = consent_entries_.find(s.consent_change_id()); c != consent_entries_.end()) {
         r.consent_entry = c->second;
@@ -324,12 +330,8 @@ bool RequestStore::Compact(const std::string& id) {
     AppendAscending(packed, last, seq);
     last = seq;
   }
-  Submission sub{r.submitted_entry, stories_->Append(packed) + 1, static_cast<uint32_t>(packed.size())};
-  char rec[kSubmissionBytes] = {};
-  std::memcpy(rec, &sub.entry, 8);
-  std::memcpy(rec + 8, &sub.story, 8);
-  std::memcpy(rec + 16, &sub.length, 4);
-  if (!submissions_->WriteAt(r.ordinal * kSubmissionBytes, std::string_view(rec, kSubmissionBytes)).ok())
+  const Submission sub{r.submitted_entry, stories_->Append(packed) + 1, static_cast<uint32_t>(packed.size())};
+  if (!submissions_->WriteAt(r.ordinal * kSubmissionBytes, EncodeSubmission(sub)).ok())
     return false;  // the story appended is never pointed at
   ended_requests_->Put(audit::RequestLifecycle::IdDigest(id), r.ordinal + 1);
   whole_.erase(r.submitted_entry);

@@ -236,6 +236,7 @@ class RequestStore {
     uint32_t length = 0;
   };
   static constexpr size_t kSubmissionBytes = 24;
+  static std::string EncodeSubmission(const Submission& s);
   static Submission ParseSubmission(const char* rec);
   absl::StatusOr<Submission> ReadSubmission(uint64_t ordinal) const;
   absl::StatusOr<std::string> ReadStory(const Submission& s) const;
