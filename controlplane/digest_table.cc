@@ -83,7 +83,8 @@ DigestTable::DigestTable(std::unique_ptr<ScratchFile> file, std::string dir, std
   crypto_shorthash_keygen(hash_key_.data());
   // Room for every key it will hold at once, from the start: memory does not grow afterwards.
   pending_.reserve(kMaxPending);
-  held_.reserve(kMaxPending);
+  held_.resize(kMaxPending);  // written, so resident now rather than at the first flush
+  held_.clear();
 }
 
 absl::StatusOr<std::unique_ptr<DigestTable>> DigestTable::Create(const std::string& dir, std::string what) {

@@ -171,9 +171,12 @@ MerkleTree::MerkleTree(TileReader reader, size_t cache_tiles, UpperStore upper)
   cache_.limit = std::max<size_t>(cache_tiles, 1);
   upper_cache_.limit = std::max<size_t>(upper_.cache_tiles, 1);
   if (reader_) {
-    // Room for the whole cache at once: filling it then moves no tile.
-    cache_.tiles.reserve(cache_.limit);
-    upper_cache_.tiles.reserve(upper_cache_.limit);
+    // The whole cache at once, written so that it is resident now: filling it then moves no
+    // tile and memory does not grow as it fills.
+    cache_.tiles.resize(cache_.limit);
+    cache_.tiles.clear();
+    upper_cache_.tiles.resize(upper_cache_.limit);
+    upper_cache_.tiles.clear();
   }
 }
 
