@@ -39,6 +39,11 @@ absl::StatusOr<int> OpenUnlinked(const std::string& dir, const std::string& what
 
 }  // namespace
 
+std::string ScratchFile::DefaultDir() {
+  const char* tmp = std::getenv("TMPDIR");
+  return tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+}
+
 absl::StatusOr<std::unique_ptr<ScratchFile>> ScratchFile::Create(const std::string& dir, std::string what,
                                                                  Mode mode) {
   absl::StatusOr<int> fd = OpenUnlinked(dir, what);

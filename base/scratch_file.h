@@ -32,6 +32,8 @@ class ScratchFile {
   // that memory does not grow afterwards); kDirect writes each append at once (WriteNow) and
   // holds no buffer, for files written in large pieces or in place.
   enum class Mode { kAppends, kDirect };
+  // Where scratch files go when their owner is given no directory: $TMPDIR, else /tmp.
+  static std::string DefaultDir();
   // A new, empty file in `dir`; `what` names it in messages ("the ledger's entry index").
   static absl::StatusOr<std::unique_ptr<ScratchFile>> Create(const std::string& dir, std::string what,
                                                              Mode mode = Mode::kAppends);

@@ -42,10 +42,7 @@ std::string ConsentRecord::TopicKey() const {
   return absl::StrCat(identity_type, ":", crypto::Hex(token), ":", purpose);
 }
 
-ConsentStore::ConsentStore() {
-  const char* tmp = std::getenv("TMPDIR");
-  scratch_dir_ = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
-}
+ConsentStore::ConsentStore() : scratch_dir_(ScratchFile::DefaultDir()) {}
 
 void ConsentStore::SetScratchDir(std::string dir) {
   std::lock_guard<std::mutex> l(mu_);

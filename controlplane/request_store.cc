@@ -122,10 +122,7 @@ class RequestStore::ScratchEndedIds final : public audit::EndedIds {
   DigestTable& commands_;
 };
 
-RequestStore::RequestStore() {
-  const char* tmp = std::getenv("TMPDIR");
-  scratch_dir_ = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
-}
+RequestStore::RequestStore() : scratch_dir_(ScratchFile::DefaultDir()) {}
 
 RequestStore::~RequestStore() = default;
 
