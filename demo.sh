@@ -111,7 +111,9 @@ step "An auditor keeps today's signed checkpoint, to check later that history wa
 echo "verifier key (for standard transparency-log tools): $("${AUDITOR[@]}" ledger verifier-key)"
 
 step "Erase Alice from every domain that holds her (identities on standard input, never on argv)"
-printf 'email=alice@example.com\nuser_id=u-1001\n' |
+# Spelled as she wrote to support: the policy normalizes email (trim, lowercase), so this is
+# the alice@example.com the domains hold.
+printf 'email= Alice@Example.com\nuser_id=u-1001\n' |
   "${OPERATOR[@]}" request erase --identities-from - \
     --reason "Art. 17 request via support ticket 4711" --wait --timeout 2m
 ID=$("${OPERATOR[@]}" -o json request list | grep -o '"request_id": "[0-9a-f]*"' | tail -n 1 | cut -d'"' -f4)

@@ -74,15 +74,20 @@ void ApplyToTable(pqxx::work& tx, const policies::Table& t, const SecretBytes& i
   // The one place this function reads the raw identity: it is bound as parameter $1.
   const std::string value(RevealSecret(identity));
   // Parameters go untyped, so PostgreSQL reads each as its column's own type.
-  auto count_where = [&](const std::string& column_expr) {
-    pqxx::result r = tx.exec_params(
-        absl::StrCat("SELECT count(*) FROM ", qualified, " WHERE ", column_expr, " = $1"), value);
+  // The subject's rows, by the table's comparison. Exact leaves $1 untyped, so PostgreSQL
+  // reads it as the column's own type; case_insensitive compares the texts lower-cased.
+  const std::string where = t.match == policies::Match::kCaseInsensitive
+                                ? absl::StrCat("lower(", key, "::text) = lower($1::text)")
+                                : absl::StrCat(key, " = $1");
+  auto count_where = [&]() {
+    pqxx::result r =
+        tx.exec_params(absl::StrCat("SELECT count(*) FROM ", qualified, " WHERE ", where), value);
     return r[0][0].as<int64_t>();
   };
   switch (t.action) {
     case policies::TableAction::kDelete: {
       pqxx::result del =
-          tx.exec_params(absl::StrCat("DELETE FROM ", qualified, " WHERE ", key, " = $1"), value);
+          tx.exec_params(absl::StrCat("DELETE FROM ", qualified, " WHERE ", where), value);
       tr->set_rows_affected(tr->rows_affected() + del.affected_rows());
       return;
     }
@@ -115,13 +120,13 @@ void ApplyToTable(pqxx::work& tx, const policies::Table& t, const SecretBytes& i
         }
       }
       pqxx::result upd = tx.exec_params(
-          absl::StrCat("UPDATE ", qualified, " SET ", absl::StrJoin(sets, ", "), " WHERE ", key, " = $1"),
+          absl::StrCat("UPDATE ", qualified, " SET ", absl::StrJoin(sets, ", "), " WHERE ", where),
           pqxx::prepare::make_dynamic_params(params));
       tr->set_rows_affected(tr->rows_affected() + upd.affected_rows());
       return;
     }
     case policies::TableAction::kRetain:
-      tr->set_rows_withheld(tr->rows_withheld() + count_where(key));
+      tr->set_rows_withheld(tr->rows_withheld() + count_where());
       return;
   }
 }

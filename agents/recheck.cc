@@ -14,7 +14,9 @@ Recount RecountSubject(pqxx::work& tx, const policies::Table& table, const Secre
   std::vector<std::string> exact, folded;
   for (const std::string& c : columns) {
     const std::string text = tx.quote_name(c) + "::text";
-    exact.push_back(absl::StrCat("(", text, " = $1::text) IS TRUE"));
+    exact.push_back(table.match == policies::Match::kCaseInsensitive
+                        ? absl::StrCat("(lower(", text, ") = lower($1::text)) IS TRUE")
+                        : absl::StrCat("(", text, " = $1::text) IS TRUE"));
     folded.push_back(absl::StrCat("lower(btrim(", text, ")) = lower(btrim($1::text))"));
   }
   const std::string sql = absl::StrCat(

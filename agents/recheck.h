@@ -5,11 +5,13 @@
 //
 // It compares text, not the column's type: each checked column (the key column, and for
 // anonymize every rewritten column) cast to text against the identity value.
-// - remaining: rows where a checked column equals the value exactly. A COMPLETED receipt
+// - remaining: rows where a checked column equals the value by the table's comparison
+//   (exactly, or lower-cased on both sides for match: case_insensitive). A COMPLETED receipt
 //   needs 0 in every table; otherwise the purge is rolled back and answered FAILED.
 // - near matches: rows where a checked column equals the value only after both are trimmed
-//   and lower-cased ("Alice@Example.com " for "alice@example.com"): most likely the same
-//   person under another spelling, which the purge left in place. They do not fail the
+//   and lower-cased ("Alice@Example.com " for "alice@example.com"), which that comparison
+//   did not match: most likely the same person under another spelling, which the purge left
+//   in place. They do not fail the
 //   purge; the receipt reports them so that an operator sees a likely miss instead of a
 //   plain "0 remaining".
 //

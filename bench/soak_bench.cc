@@ -12,7 +12,8 @@
 // "research", which plans nothing, and of "marketing", whose withdrawal plans an erasure in
 // growth), and one explicit erasure of a planted person (all three domains) every
 // --erasure-every calls. PostgreSQL runs with fsync off, as in the tests. The slope is a least-squares fit
-// of RSS against time over the samples after --warmup-minutes. At the end it lists every
+// of RSS against time over the samples after --warmup-minutes, for the whole RSS and for
+// its anonymous part (the process's own memory) and file-backed part (code pages) apart. At the end it lists every
 // request through the public API until none is IN_PROGRESS (at most 2 minutes).
 //
 //   build/bench/soak_bench --minutes 30 --warmup-minutes 5 --rate 100 --erasure-every 20
@@ -70,13 +71,23 @@ absl::StatusOr<Tally> CountRequests(v1::SubjectRequests::Stub& requests) {
   return t;
 }
 
-// VmRSS of a process in KB, or -1.
-int64_t RssKb(const std::string& pid) {
+// Resident memory of a process in KB (-1 when unreadable): all of it (VmRSS), and its two
+// parts that matter here. RssAnon is the process's own memory (heap, stacks), what a leak
+// grows; RssFile is pages of its binary and shared libraries, read in as code first runs and
+// bounded by their size.
+struct Rss {
+  int64_t total = -1, anon = -1, file = -1;
+};
+Rss RssOf(const std::string& pid) {
   std::ifstream in("/proc/" + pid + "/status");
   std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
-  return -1;
+  Rss r;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) r.total = std::stoll(line.substr(6));
+    if (line.rfind("RssAnon:", 0) == 0) r.anon = std::stoll(line.substr(8));
+    if (line.rfind("RssFile:", 0) == 0) r.file = std::stoll(line.substr(8));
+  }
+  return r;
 }
 
 // Least-squares slope of y against x.
@@ -200,7 +211,7 @@ int Run(int argc, char** argv) {
   }
 
   struct Series {
-    std::vector<double> minutes, kb;
+    std::vector<double> minutes, kb, anon_kb, file_kb;
   };
   std::map<std::string, Series> series;
   const absl::Time t0 = absl::Now();
@@ -213,17 +224,20 @@ int Run(int argc, char** argv) {
     const double m = absl::ToDoubleMinutes(absl::Now() - t0);
     if (!(*lethed)->Running())
       return fail("lethed", absl::InternalError("exited: " + testing::Tail((*lethed)->Log(), 5)));
-    std::map<std::string, int64_t> kb = {{"lethed", RssKb(std::to_string((*lethed)->pid()))}};
+    std::map<std::string, Rss> kb = {{"lethed", RssOf(std::to_string((*lethed)->pid()))}};
     for (const auto& [d, p] : agents) {
       if (!p->Running()) return fail("agent " + d, absl::InternalError("exited: " + testing::Tail(p->Log(), 5)));
-      kb[d] = RssKb(std::to_string(p->pid()));
+      kb[d] = RssOf(std::to_string(p->pid()));
     }
     for (const auto& [name, v] : kb) {
       series[name].minutes.push_back(m);
-      series[name].kb.push_back(static_cast<double>(v));
+      series[name].kb.push_back(static_cast<double>(v.total));
+      series[name].anon_kb.push_back(static_cast<double>(v.anon));
+      series[name].file_kb.push_back(static_cast<double>(v.file));
     }
-    printf("  %6.1f %6lld %10lld", m, static_cast<long long>(calls.load()), static_cast<long long>(kb["lethed"]));
-    for (const auto& [d, p] : agents) printf(" %10lld", static_cast<long long>(kb[d]));
+    printf("  %6.1f %6lld %10lld", m, static_cast<long long>(calls.load()),
+           static_cast<long long>(kb["lethed"].total));
+    for (const auto& [d, p] : agents) printf(" %10lld", static_cast<long long>(kb[d].total));
     printf("\n");
     fflush(stdout);
   }
@@ -244,17 +258,23 @@ int Run(int argc, char** argv) {
          static_cast<long long>(calls.load()), static_cast<long long>(failures.load()),
          static_cast<long long>(tally->completed), static_cast<long long>(tally->failed),
          static_cast<long long>(tally->in_progress));
-  printf("  RSS slope after %.0f min of warm-up (least squares), KB per minute:\n", warmup_minutes);
+  printf("  RSS slope after %.0f min of warm-up (least squares), KB per minute: all resident memory, and its\n"
+         "  parts, the process's own (RssAnon: heap, stacks) and mapped files (RssFile: code as it first runs)\n",
+         warmup_minutes);
   for (const auto& [name, s] : series) {
-    std::vector<double> x, y;
+    std::vector<double> x, y, anon, file;
     for (size_t i = 0; i < s.minutes.size(); ++i) {
       if (s.minutes[i] < warmup_minutes) continue;
       x.push_back(s.minutes[i]);
       y.push_back(s.kb[i]);
+      anon.push_back(s.anon_kb[i]);
+      file.push_back(s.file_kb[i]);
     }
     if (x.size() < 2) continue;
-    printf("    %-12s %+8.1f KB/min  (from %.0f to %.0f KB over %.1f min)\n", name.c_str(), Slope(x, y), y.front(),
-           y.back(), x.back() - x.front());
+    printf("    %-12s %+8.1f KB/min  (from %.0f to %.0f KB over %.1f min); own %+.1f KB/min (%.0f to %.0f), "
+           "files %+.1f KB/min (%.0f to %.0f)\n",
+           name.c_str(), Slope(x, y), y.front(), y.back(), x.back() - x.front(), Slope(x, anon), anon.front(),
+           anon.back(), Slope(x, file), file.front(), file.back());
   }
   return tally->in_progress == 0 && failures == 0 ? 0 : 1;
 }

@@ -109,8 +109,9 @@ absl::StatusOr<std::shared_ptr<const policies::Policy>> RequestManager::ActivePo
 
 absl::StatusOr<std::string> RequestManager::TokenOf(const SubjectIdentity& identity) const {
   LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
-  LETHE_RETURN_IF_ERROR(ValidateIdentities(*policy, {SubjectIdentity{identity.type, identity.value}}, "identity"));
-  return vault_.Tokenize(identity.type, identity.value);
+  LETHE_ASSIGN_OR_RETURN(
+      auto one, NormalizeIdentities(*policy, {SubjectIdentity{identity.type, identity.value}}, "identity"));
+  return vault_.Tokenize(one[0].type, one[0].value);
 }
 
 absl::StatusOr<v1::LedgerEntry> RequestManager::MakeCommand(const std::string& request_id,
@@ -218,10 +219,10 @@ absl::StatusOr<std::string> RequestManager::SubmitErasure(std::vector<SubjectIde
                                                           const v1::Actor& actor) {
   Prepared p;
   LETHE_ASSIGN_OR_RETURN(p.policy, ActivePolicy());
-  LETHE_RETURN_IF_ERROR(ValidateIdentities(*p.policy, identities));
+  LETHE_ASSIGN_OR_RETURN(auto normalized, NormalizeIdentities(*p.policy, identities));
   LETHE_RETURN_IF_ERROR(ValidateErasureReason(reason));
   ErasureSpec spec;
-  spec.identities = Distinct(std::move(identities));
+  spec.identities = Distinct(std::move(normalized));
   spec.reason = std::move(reason);
   const std::string request_id = NewId();
   LETHE_ASSIGN_OR_RETURN(SecretBytes key, vault_.CreateRequestKey(request_id));
@@ -234,7 +235,9 @@ absl::StatusOr<std::string> RequestManager::SubmitErasure(std::vector<SubjectIde
     auto lock = writer_.Lock();
     if (Stale(p)) {
       LETHE_ASSIGN_OR_RETURN(p.policy, ActivePolicy());
-      LETHE_RETURN_IF_ERROR(ValidateIdentities(*p.policy, spec.identities));
+      // As received, normalized by the policy now active.
+      LETHE_ASSIGN_OR_RETURN(auto renormalized, NormalizeIdentities(*p.policy, identities));
+      spec.identities = Distinct(std::move(renormalized));
       LETHE_ASSIGN_OR_RETURN(p.entries, BuildErasure(*p.policy, spec, request_id, key,
                                                      clock_.Now(), &p.targets));
     }
@@ -251,9 +254,9 @@ absl::StatusOr<std::string> RequestManager::SubmitErasure(std::vector<SubjectIde
 absl::StatusOr<std::vector<std::pair<std::string, std::vector<std::string>>>> RequestManager::FindOpen(
     std::vector<SubjectIdentity> identities) {
   LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
-  LETHE_RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
+  LETHE_ASSIGN_OR_RETURN(auto normalized, NormalizeIdentities(*policy, identities));
   std::vector<std::pair<std::string, std::vector<std::string>>> out;
-  for (const auto& id : Distinct(std::move(identities))) {
+  for (const auto& id : Distinct(std::move(normalized))) {
     for (const std::string& rid : store_.OpenWithToken(id.type, vault_.Tokenize(id.type, id.value))) {
       auto it = std::find_if(out.begin(), out.end(), [&](const auto& m) { return m.first == rid; });
       if (it == out.end()) it = out.insert(out.end(), {rid, {}});
@@ -299,8 +302,8 @@ absl::Status RequestManager::AddIdentities(const std::string& request_id,
   // all of it runs under the lock; none of it waits for a disk.
   auto lock = writer_.Lock();
   LETHE_ASSIGN_OR_RETURN(auto policy, ActivePolicy());
-  LETHE_RETURN_IF_ERROR(ValidateIdentities(*policy, identities));
-  identities = Distinct(std::move(identities));
+  LETHE_ASSIGN_OR_RETURN(auto normalized, NormalizeIdentities(*policy, identities));
+  identities = Distinct(std::move(normalized));
   LETHE_ASSIGN_OR_RETURN(const RequestRecord r, OpenRequest(request_id, "be given identities"));
   LETHE_ASSIGN_OR_RETURN(SecretBytes key, vault_.RequestKey(request_id));
   LETHE_ASSIGN_OR_RETURN(std::vector<SubjectIdentity> known, RequestIdentities(r, key));
@@ -395,11 +398,11 @@ absl::StatusOr<ConsentRecord> RequestManager::ChangeConsent(SubjectIdentity iden
     if (locked_attempt) lock = writer_.Lock();
     Prepared p;
     LETHE_ASSIGN_OR_RETURN(p.policy, ActivePolicy());
-    std::vector<SubjectIdentity> one;
-    one.push_back(SubjectIdentity{identity.type, identity.value});
-    LETHE_RETURN_IF_ERROR(ValidateIdentities(*p.policy, one, "identity"));
+    LETHE_ASSIGN_OR_RETURN(
+        std::vector<SubjectIdentity> one,
+        NormalizeIdentities(*p.policy, {SubjectIdentity{identity.type, identity.value}}, "identity"));
     LETHE_ASSIGN_OR_RETURN(const policies::Purpose* purpose_def, ValidatePurpose(*p.policy, purpose));
-    const std::string token = vault_.Tokenize(identity.type, identity.value);
+    const std::string token = vault_.Tokenize(one[0].type, one[0].value);
     auto erases = [&](const std::optional<ConsentRecord>& prev) {
       return status == v1::WITHDRAWN && purpose_def->erase_on_withdrawal &&
              !(prev && prev->status == v1::WITHDRAWN);

@@ -39,6 +39,25 @@ absl::Status ValidateIdentities(const policies::Policy& policy,
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<SubjectIdentity>> NormalizeIdentities(
+    const policies::Policy& policy, const std::vector<SubjectIdentity>& ids,
+    std::string_view field_name) {
+  LETHE_RETURN_IF_ERROR(ValidateIdentities(policy, ids, field_name));
+  const std::string list(field_name);
+  std::vector<SubjectIdentity> out;
+  out.reserve(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    SecretBytes value(policy.Normalize(ids[i].type, RevealSecret(ids[i].value)));
+    if (value.empty())
+      return absl::InvalidArgumentError(
+          absl::StrCat(ids.size() == 1 && list == "identity" ? list : absl::StrCat(list, "[", i, "]"),
+                       ".value: empty once normalized (the policy trims identity type ",
+                       ids[i].type, ")"));
+    out.push_back(SubjectIdentity{ids[i].type, std::move(value)});
+  }
+  return out;
+}
+
 absl::Status CheckText(std::string_view field, std::string_view text, size_t max_bytes,
                        std::string_view hint) {
   const std::string f(field);

@@ -43,6 +43,14 @@ absl::Status ValidateIdentities(const policies::Policy& policy,
                                 const std::vector<SubjectIdentity>& ids,
                                 std::string_view field_name = "identities");
 
+// ValidateIdentities, then each value with its type's normalizers applied
+// (policies::Policy::Normalize): the form lethed tokenizes, seals and plans with, so that
+// "Alice@Example.com" and "alice@example.com" are one subject under a type normalized with
+// lowercase. A value that normalizes to nothing (only white space, under trim) is refused.
+absl::StatusOr<std::vector<SubjectIdentity>> NormalizeIdentities(
+    const policies::Policy& policy, const std::vector<SubjectIdentity>& ids,
+    std::string_view field_name = "identities");
+
 // Operator-supplied free text: 1..max_bytes, single-line, no control characters. `hint`
 // says what the field is for in the "required" error.
 absl::Status CheckText(std::string_view field, std::string_view text, size_t max_bytes,

@@ -29,6 +29,8 @@ Json DomainJson(const Domain& domain) {
     table["key"] = t.key_column;
     table["identity"] = t.identity;
     table["action"] = Table::ActionName(t.action);
+    // Only where it is not exact, so that tables written before `match` keep their hash.
+    if (t.match != Match::kExact) table["match"] = MatchName(t.match);
     switch (t.action) {
       case TableAction::kDelete:
         break;
@@ -99,6 +101,26 @@ const char* ColumnRewrite::KindName(Kind kind) {
       return "constant";
   }
   return "null";
+}
+
+const char* NormalizerName(Normalizer n) {
+  switch (n) {
+    case Normalizer::kTrim:
+      return "trim";
+    case Normalizer::kLowercase:
+      return "lowercase";
+  }
+  return "trim";
+}
+
+const char* MatchName(Match m) {
+  switch (m) {
+    case Match::kExact:
+      return "exact";
+    case Match::kCaseInsensitive:
+      return "case_insensitive";
+  }
+  return "exact";
 }
 
 const char* Table::ActionName(TableAction a) {
@@ -191,6 +213,37 @@ bool Policy::HasIdentity(std::string_view type) const {
   return std::find(identities_.begin(), identities_.end(), type) != identities_.end();
 }
 
+const std::vector<Normalizer>& Policy::Normalizers(std::string_view type) const {
+  static const std::vector<Normalizer> kNone;
+  for (size_t i = 0; i < identities_.size() && i < normalizers_.size(); ++i)
+    if (identities_[i] == type) return normalizers_[i];
+  return kNone;
+}
+
+std::string Policy::Normalize(std::string_view type, std::string_view value) const {
+  std::string out(value);
+  for (Normalizer n : Normalizers(type)) {
+    switch (n) {
+      case Normalizer::kTrim: {
+        constexpr std::string_view kSpace = " \t\n\v\f\r";
+        const size_t first = out.find_first_not_of(kSpace);
+        if (first == std::string::npos) {
+          out.clear();
+          break;
+        }
+        out.erase(out.find_last_not_of(kSpace) + 1);
+        out.erase(0, first);
+        break;
+      }
+      case Normalizer::kLowercase:
+        for (char& c : out)
+          if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+        break;
+    }
+  }
+  return out;
+}
+
 const Domain* Policy::FindDomain(std::string_view name) const {
   for (const Domain& d : domains_) {
     if (d.name == name) return &d;
@@ -217,7 +270,23 @@ std::string Policy::CanonicalJson() const {
   Json out = Json::object();
   out["version"] = version_;
   out["name"] = name_;
-  out["identities"] = identities_;
+  // A type with normalizers is an object; a plain one stays a string, so a policy written
+  // before normalization existed keeps its hash.
+  Json identities = Json::array();
+  for (size_t i = 0; i < identities_.size(); ++i) {
+    const std::vector<Normalizer>& steps = Normalizers(identities_[i]);
+    if (steps.empty()) {
+      identities.push_back(identities_[i]);
+      continue;
+    }
+    Json type = Json::object();
+    type["name"] = identities_[i];
+    Json normalize = Json::array();
+    for (Normalizer n : steps) normalize.push_back(NormalizerName(n));
+    type["normalize"] = std::move(normalize);
+    identities.push_back(std::move(type));
+  }
+  out["identities"] = std::move(identities);
   out["purposes"] = std::move(purposes);
   out["deadlines"] = std::move(deadlines);
   out["domains"] = std::move(domains);

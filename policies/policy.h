@@ -27,6 +27,23 @@ struct Diagnostic {
 
 enum class TableAction { kDelete, kAnonymize, kRetain };
 
+// A step that brings an identity value to the form Lethe records, applied by lethed to every
+// value it receives before it tokenizes, seals or plans with it.
+enum class Normalizer {
+  kTrim,       // drops leading and trailing ASCII white space (space, \t, \n, \v, \f, \r)
+  kLowercase,  // maps the ASCII letters A-Z to a-z; every other byte is kept
+};
+// "trim" | "lowercase"
+const char* NormalizerName(Normalizer n);
+
+// How an agent compares a table's key column with an identity value.
+enum class Match {
+  kExact,            // column = value, as PostgreSQL compares the column's type
+  kCaseInsensitive,  // lower(column::text) = lower(value)
+};
+// "exact" | "case_insensitive"
+const char* MatchName(Match m);
+
 // One column an anonymize action rewrites.
 struct ColumnRewrite {
   enum class Kind { kNull, kHash, kConstant };
@@ -43,6 +60,9 @@ struct Table {
   std::string key_column;    // column that holds the subject key
   std::string identity;      // identity type held in key_column
   TableAction action = TableAction::kDelete;
+  // The table's `match`, or when it has none its identity type's default: case_insensitive
+  // for a type normalized with lowercase, else exact.
+  Match match = Match::kExact;
   // anonymize only: the columns to rewrite, in file order. Never empty for anonymize, and
   // always rewrites key_column to null or hash.
   std::vector<ColumnRewrite> set;
@@ -102,6 +122,11 @@ class Policy {
   const std::string& name() const { return name_; }
   const std::vector<std::string>& identities() const { return identities_; }
   bool HasIdentity(std::string_view type) const;
+  // The normalizers of an identity type, in the order they apply (empty for a type written
+  // as a plain name, or not in the policy).
+  const std::vector<Normalizer>& Normalizers(std::string_view type) const;
+  // `value` with the type's normalizers applied; unchanged for a type without any.
+  std::string Normalize(std::string_view type, std::string_view value) const;
   const std::vector<Purpose>& purposes() const { return purposes_; }
   const Deadlines& deadlines() const { return deadlines_; }
   const std::vector<Domain>& domains() const { return domains_; }
@@ -136,6 +161,7 @@ class Policy {
   int version_ = 1;
   std::string name_;
   std::vector<std::string> identities_;
+  std::vector<std::vector<Normalizer>> normalizers_;  // parallel to identities_
   std::vector<Purpose> purposes_;
   Deadlines deadlines_;
   std::vector<Domain> domains_;

@@ -447,8 +447,9 @@ const std::vector<std::string> kPurposeKeys = {"name", "description", "domains",
 const std::vector<std::string> kDeadlineKeys = {"erasure", "max_extension"};
 const std::vector<std::string> kDomainKeys = {"name", "postgres", "kafka"};
 const std::vector<std::string> kPostgresKeys = {"tables"};
+const std::vector<std::string> kIdentityKeys = {"name", "normalize"};
 const std::vector<std::string> kTableKeys = {"table", "key",    "identity", "action",
-                                             "basis", "period", "set"};
+                                             "basis", "period", "set",      "match"};
 const std::vector<std::string> kKafkaKeys = {"topics"};
 const std::vector<std::string> kTopicKeys = {"topic", "key"};
 
@@ -626,19 +627,74 @@ class PolicyBuilder {
       return;
     }
     if (e->value.size() == 0) ValueError(*e, "identities must list at least one identity type");
-    for (const YAML::Node& item : e->value) {
-      if (!item.IsScalar()) {
-        Error(item, "identities must hold identity type names, got " + Describe(item));
+    size_t index = 0;
+    for (const YAML::Node& item : e->value) ReadIdentity(item, index++);
+  }
+
+  // One item of identities: a type name, or {name: TYPE, normalize: [STEP, ...]}.
+  void ReadIdentity(const YAML::Node& item, size_t index) {
+    std::string label = "identity type #" + std::to_string(index + 1);
+    const YAML::Node* name_node = &item;
+    std::vector<Normalizer> steps;
+    if (item.IsMap()) {
+      const MapView map(item);
+      CheckKeys(map, kIdentityKeys, "in " + label);
+      const Entry* name = map.Find("name");
+      if (name == nullptr) {
+        Error(item, label + " is missing \"name\" (the identity type, e.g. email)");
+        return;
+      }
+      const std::string* text = ScalarOrError(*name, "name of " + label + " must be an identity type name");
+      if (text == nullptr) return;
+      label = "identity type " + Quote(*text);
+      name_node = &name->value;
+      // A bad step is reported; the type is still declared, so that the tables using it do
+      // not each report it missing as well.
+      if (const Entry* n = map.Find("normalize"); n != nullptr) ReadNormalizers(*n, label, &steps);
+    } else if (!item.IsScalar()) {
+      Error(item, "identities must hold identity type names or {name, normalize} maps, got " +
+                      Describe(item));
+      return;
+    }
+    const std::string& type = name_node->Scalar();
+    if (!IsLowerName(type, /*allow_dash=*/false)) {
+      Error(*name_node, "bad identity type " + Quote(type) +
+                            ": expected lowercase letters, digits and _ ([a-z0-9_]+)");
+    } else if (policy_.HasIdentity(type)) {
+      Error(*name_node, "duplicate identity type " + Quote(type));
+    } else {
+      policy_.identities_.push_back(type);
+      policy_.normalizers_.push_back(std::move(steps));
+    }
+  }
+
+  // normalize: a list of distinct steps, applied in the order written.
+  void ReadNormalizers(const Entry& e, const std::string& label, std::vector<Normalizer>* steps) {
+    static const std::vector<std::string> kNames = {"trim", "lowercase"};
+    if (!e.value.IsSequence()) {
+      ValueError(e, "normalize of " + label + " must be a list of steps (trim, lowercase), got " +
+                        Describe(e.value));
+      return;
+    }
+    for (const YAML::Node& step : e.value) {
+      if (!step.IsScalar()) {
+        Error(step, "normalize of " + label + " must hold step names (trim, lowercase), got " +
+                        Describe(step));
         continue;
       }
-      const std::string& type = item.Scalar();
-      if (!IsLowerName(type, /*allow_dash=*/false)) {
-        Error(item, "bad identity type " + Quote(type) +
-                        ": expected lowercase letters, digits and _ ([a-z0-9_]+)");
-      } else if (policy_.HasIdentity(type)) {
-        Error(item, "duplicate identity type " + Quote(type));
+      const std::string& name = step.Scalar();
+      std::optional<Normalizer> n;
+      if (name == "trim") n = Normalizer::kTrim;
+      if (name == "lowercase") n = Normalizer::kLowercase;
+      if (!n) {
+        const std::string close = ClosestMatch(name, kNames);
+        Error(step, "unknown normalizer " + Quote(name) + " for " + label +
+                        ": expected trim or lowercase" +
+                        (close.empty() ? "" : " (did you mean " + Quote(close) + "?)"));
+      } else if (std::find(steps->begin(), steps->end(), *n) != steps->end()) {
+        Error(step, "normalizer " + Quote(name) + " twice for " + label);
       } else {
-        policy_.identities_.push_back(type);
+        steps->push_back(*n);
       }
     }
   }
@@ -796,6 +852,29 @@ class PolicyBuilder {
                        ", which is not listed in identities (" +
                        (close.empty() ? "listed: " + known : "did you mean " + Quote(close) + "?") +
                        ")");
+      }
+    }
+
+    // match: written, or the identity type's default.
+    {
+      const auto& steps = policy_.Normalizers(table.identity);
+      table.match = std::find(steps.begin(), steps.end(), Normalizer::kLowercase) != steps.end()
+                        ? Match::kCaseInsensitive
+                        : Match::kExact;
+    }
+    if (const Entry* e = map.Find("match"); e != nullptr) {
+      if (const std::string* m =
+              ScalarOrError(*e, "match of " + label + " must be exact or case_insensitive")) {
+        if (*m == "exact") {
+          table.match = Match::kExact;
+        } else if (*m == "case_insensitive") {
+          table.match = Match::kCaseInsensitive;
+        } else {
+          std::string close = ClosestMatch(*m, {"exact", "case_insensitive"});
+          ValueError(*e, "unknown match " + Quote(*m) + " for " + label +
+                             ": expected exact or case_insensitive" +
+                             (close.empty() ? "" : " (did you mean " + Quote(close) + "?)"));
+        }
       }
     }
 

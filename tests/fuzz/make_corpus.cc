@@ -404,6 +404,7 @@ void Tiles(const fs::path& out, const Log& small, const Log& large) {
 void Policies(const fs::path& out) {
   Put(out, "sample.yaml", ReadOrDie(LETHE_SOURCE_DIR "/policies/sample.yaml"));
   Put(out, "full.yaml", ReadOrDie(LETHE_SOURCE_DIR "/policies/examples/full.yaml"));
+  Put(out, "normalized.yaml", ReadOrDie(LETHE_SOURCE_DIR "/tests/testdata/policy_hash/normalized.yaml"));
 }
 
 }  // namespace

@@ -216,6 +216,97 @@ TEST(Actions, NearMatchesAreLeftInPlaceAndReported) {
   EXPECT_EQ(verify.exit_code, 0) << verify.output;
 }
 
+// With email normalized [trim, lowercase] by the policy, a request for " ALICE@Example.com "
+// is recorded, tokenized and sent as "alice@example.com", and the crm tables (whose match
+// defaults to case_insensitive) lose the rows stored in any case; a row that differs by
+// surrounding spaces is still only a near match.
+TEST(Actions, NormalizedIdentitiesMatchMixedCaseRows) {
+  Mesh::Options o;
+  o.domains = {"crm", "growth"};
+  o.identities = "[{name: email, normalize: [trim, lowercase]}, user_id]";
+  auto m = Mesh::Start(o);
+  ASSERT_TRUE(m.ok()) << m.status();
+  Mesh& mesh = **m;
+  ASSERT_TRUE(mesh.Plant(kAlice).ok());
+  ASSERT_TRUE(mesh.Plant(kBob).ok());
+  ASSERT_TRUE(mesh.pg().Exec("crm",
+      "INSERT INTO crm.people VALUES ('Alice@Example.COM', 'cased'), (' alice@example.com', 'spaced');"
+      "INSERT INTO crm.notes (person_email, note) VALUES ('Alice@Example.COM', 'cased');"
+      "INSERT INTO crm.invoices (email, cents) VALUES ('ALICE@EXAMPLE.COM', 7);").ok());
+
+  // Consent given under one spelling is the same person's under another.
+  {
+    v1::ChangeConsentRequest req;
+    req.mutable_identity()->set_type("email");
+    req.mutable_identity()->set_value("Alice@Example.COM");
+    req.set_purpose("marketing");
+    req.set_status(v1::GRANTED);
+    req.set_source("signup-form");
+    v1::ConsentChangeView resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(mesh.Consent()->Change(&ctx, req, &resp).ok());
+    v1::ShowConsentRequest show;
+    show.mutable_identity()->set_type("email");
+    show.mutable_identity()->set_value(" alice@example.com\t");
+    v1::ShowConsentResponse shown;
+    grpc::ClientContext ctx2;
+    ASSERT_TRUE(mesh.Consent()->Show(&ctx2, show, &shown).ok());
+    EXPECT_EQ(shown.subject_token(), resp.change().subject_token());
+    ASSERT_EQ(shown.current_size(), 1);
+    EXPECT_EQ(shown.current(0).status(), v1::GRANTED);
+  }
+
+  v1::SubmitRequest req = Mesh::ErasureOf(kAlice);
+  req.mutable_identities(0)->set_value(" ALICE@Example.com ");
+  v1::SubmitResponse resp;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = mesh.Requests()->Submit(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  auto done = mesh.WaitDone(resp.request_id(), kWait);
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_EQ(done->state(), v1::COMPLETED) << done->DebugString();
+  const auto* people = FindTable(*done, "crm.people");
+  const auto* notes = FindTable(*done, "crm.notes");
+  const auto* invoices = FindTable(*done, "crm.invoices");
+  const auto* contacts = FindTable(*done, "growth.contacts");
+  ASSERT_TRUE(people && notes && invoices && contacts);
+  EXPECT_EQ(notes->rows_affected(), 3);
+  EXPECT_EQ(people->rows_affected(), 2);
+  EXPECT_EQ(people->rows_remaining(), 0);
+  EXPECT_EQ(people->rows_near_match(), 1);  // ' alice@example.com'
+  EXPECT_EQ(invoices->rows_withheld(), 3);
+  EXPECT_EQ(contacts->rows_affected(), 1);
+  EXPECT_EQ(Q(mesh, "crm", "SELECT string_agg(name, ',' ORDER BY name) FROM crm.people"), "someone,spaced");
+  EXPECT_EQ(*mesh.Rows("crm", kBob), 1 + 2 + 3 + 2);
+  // The tombstone's key is built from the normalized value.
+  ASSERT_EQ(done->domains_size(), 2);
+  for (const auto& d : done->domains())
+    for (const auto& t : d.tombstones())
+      if (t.topic() == "mesh.crm.people") {
+        auto records = ReadTopic(mesh.kafka_bootstrap(), "mesh.crm.people");
+        ASSERT_TRUE(records.ok()) << records.status();
+        bool found = false;
+        for (const auto& r : *records)
+          if (r.partition == t.partition() && r.offset == t.offset())
+            found = r.key == "person:alice@example.com";
+        EXPECT_TRUE(found);
+      }
+
+  // The ledger verifies with the normalized request in it.
+  auto verify = RunLethectl(mesh, {"ledger", "verify", "--public-key", mesh.lethed_pub()});
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+
+  // A value that is only white space is nothing once trimmed: refused, naming the field.
+  v1::SubmitRequest blank = Mesh::ErasureOf(kBob);
+  blank.mutable_identities(0)->set_value(" \t ");
+  grpc::ClientContext ctx;
+  grpc::Status s = mesh.Requests()->Submit(&ctx, blank, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("identities[0].value: empty once normalized"));
+}
+
 TEST(Actions, KeyedHashIsWrittenInEachColumnsOwnType) {
   Mesh::Options o;
   o.domains = {"analytics"};

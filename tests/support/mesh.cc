@@ -224,9 +224,9 @@ std::string Fill(const std::string& sql, const Person& p) {
 
 }  // namespace
 
-std::string MeshPolicy(const std::vector<std::string>& domains) {
+std::string MeshPolicy(const std::vector<std::string>& domains, const std::string& identities) {
   std::string out =
-      "version: 1\nname: test-mesh\nidentities: [email, user_id]\n"
+      "version: 1\nname: test-mesh\nidentities: " + identities + "\n"
       "deadlines:\n  erasure: 30d\n  max_extension: 60d\n";
   auto has = [&](const std::string& d) {
     return std::find(domains.begin(), domains.end(), d) != domains.end();
@@ -247,7 +247,7 @@ absl::StatusOr<std::unique_ptr<Mesh>> Mesh::Start(Options options) {
   m->options_ = options;
   m->work_ = (fs::temp_directory_path() / ("lethe-mesh-" + crypto::Hex(crypto::RandomBytes(6)))).string();
   fs::create_directories(m->work_ + "/keys");
-  LETHE_RETURN_IF_ERROR(lethe::WriteFileAtomic(m->policy_path(), MeshPolicy(options.domains), 0644));
+  LETHE_RETURN_IF_ERROR(lethe::WriteFileAtomic(m->policy_path(), MeshPolicy(options.domains, options.identities), 0644));
   LETHE_ASSIGN_OR_RETURN(auto key, crypto::Ed25519PrivateKey::Generate());
   LETHE_RETURN_IF_ERROR(key.SaveFile(m->lethed_key()));
   LETHE_RETURN_IF_ERROR(key.public_key().SaveFile(m->lethed_pub()));

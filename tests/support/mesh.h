@@ -42,6 +42,8 @@ class Mesh {
  public:
   struct Options {
     std::vector<std::string> domains = {"assessments", "growth", "billing"};
+    // The policy's identities: (flow YAML).
+    std::string identities = "[email, user_id]";
     bool start_lethed = true;
     bool start_agents = true;
     // Adjusts lethed's options (clock, outbox timings) before it starts.
@@ -154,6 +156,7 @@ CommandResult CertifyAndVerify(const Mesh& mesh, const std::string& request_id);
 
 // Policy text for the given domains. Purposes: "marketing" (growth, erase_on_withdrawal) when
 // growth is among them, "research" (assessments, no erasure) when assessments is.
-std::string MeshPolicy(const std::vector<std::string>& domains);
+std::string MeshPolicy(const std::vector<std::string>& domains,
+                       const std::string& identities = "[email, user_id]");
 
 }  // namespace lethe::testing

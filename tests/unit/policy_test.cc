@@ -379,7 +379,7 @@ TEST(UnknownKey, InTable) {
   EXPECT_THAT(Policy::Validate(Edit(26, "          action: delete\n          where: active")),
               ElementsAre(Diag(27, 11,
                                "unknown key \"where\" in table growth.contacts (expected one of: "
-                               "table, key, identity, action, basis, period, set)")));
+                               "table, key, identity, action, basis, period, set, match)")));
 }
 
 TEST(UnknownKey, DuplicateKeyIsAnErrorNotFirstWins) {
@@ -453,6 +453,109 @@ TEST(Identity, AtLeastOneIdentityTypeIsRequired) {
               ElementsAre(Diag(1, 1,
                                "missing required key \"identities\": the identity types a "
                                "request may carry, e.g. [email, user_id]")));
+}
+
+// ---------------------------------------------------------------------------------------
+// Normalization and match
+
+TEST(Normalize, AMapNamesTheStepsAndThePlainFormMeansNone) {
+  const Policy p = MustParse(Edit(3,
+                                  "identities:\n"
+                                  "  - {name: email, normalize: [trim, lowercase]}\n"
+                                  "  - name: user_id"));
+  EXPECT_EQ(p.identities(), (std::vector<std::string>{"email", "user_id"}));
+  EXPECT_THAT(p.Normalizers("email"), ElementsAre(Normalizer::kTrim, Normalizer::kLowercase));
+  EXPECT_THAT(p.Normalizers("user_id"), IsEmpty());
+  EXPECT_THAT(p.Normalizers("phone"), IsEmpty());
+  EXPECT_EQ(p.Normalize("email", " \t Alice@Example.COM\r\n"), "alice@example.com");
+  EXPECT_EQ(p.Normalize("user_id", " Alice "), " Alice ");  // no normalizers: exactly as received
+  EXPECT_EQ(p.Normalize("email", " \v\f "), "");
+  // Only ASCII letters change case, and only ASCII white space is trimmed.
+  EXPECT_EQ(p.Normalize("email", "\xC3\x89MILE@X.FR\xC2\xA0"), "\xC3\x89mile@x.fr\xC2\xA0");
+}
+
+TEST(Normalize, StepsApplyInTheOrderWrittenOnlyToTheirOwnType) {
+  const Policy p = MustParse(Edit(3,
+                                  "identities:\n"
+                                  "  - {name: email, normalize: [lowercase]}\n"
+                                  "  - {name: user_id, normalize: [trim]}"));
+  EXPECT_EQ(p.Normalize("email", " Bob@X "), " bob@x ");
+  EXPECT_EQ(p.Normalize("user_id", " Bob@X "), "Bob@X");
+}
+
+TEST(Normalize, UnknownRepeatedAndMalformedStepsAreLineNumberedErrors) {
+  EXPECT_THAT(Policy::Validate(Edit(3,
+                                    "identities:\n"
+                                    "  - {name: email, normalize: [trim, lowercsae]}\n"
+                                    "  - user_id")),
+              ElementsAre(Diag(4, 37,
+                               "unknown normalizer \"lowercsae\" for identity type \"email\": "
+                               "expected trim or lowercase (did you mean \"lowercase\"?)")));
+  EXPECT_THAT(Policy::Validate(Edit(3,
+                                    "identities:\n"
+                                    "  - user_id\n"
+                                    "  - name: email\n"
+                                    "    normalize: [trim, trim]")),
+              ElementsAre(Diag(6, 23, "normalizer \"trim\" twice for identity type \"email\"")));
+  EXPECT_THAT(Policy::Validate(Edit(3,
+                                    "identities:\n"
+                                    "  - user_id\n"
+                                    "  - {name: email, normalize: lowercase}")),
+              ElementsAre(Diag(5, 30,
+                               "normalize of identity type \"email\" must be a list of steps "
+                               "(trim, lowercase), got \"lowercase\"")));
+  EXPECT_THAT(Policy::Validate(Edit(3,
+                                    "identities:\n"
+                                    "  - user_id\n"
+                                    "  - {normalize: [trim]}\n"
+                                    "  - {name: email, normalise: [trim]}")),
+              ElementsAre(Diag(5, 5, "identity type #2 is missing \"name\" (the identity type, e.g. email)"),
+                          Diag(6, 19,
+                               "unknown key \"normalise\" in identity type #3 (did you mean "
+                               "\"normalize\"?)")));
+}
+
+TEST(Match, DefaultsFromTheIdentityTypeAndAWrittenMatchWins) {
+  const std::string types =
+      "identities:\n"
+      "  - {name: email, normalize: [trim, lowercase]}\n"
+      "  - {name: user_id, normalize: [trim]}";
+  const Policy defaults = MustParse(Edit(3, types));
+  EXPECT_EQ(defaults.FindDomain("growth")->tables[0].match, Match::kCaseInsensitive);
+  EXPECT_EQ(defaults.FindDomain("assessments")->tables[0].match, Match::kExact);
+  const Policy written = MustParse(Edit({{3, types},
+                                         {19, "          action: delete\n          match: case_insensitive"},
+                                         {26, "          action: delete\n          match: exact"}}));
+  EXPECT_EQ(written.FindDomain("growth")->tables[0].match, Match::kExact);
+  EXPECT_EQ(written.FindDomain("assessments")->tables[0].match, Match::kCaseInsensitive);
+  // Without normalizers (the base policy) every table is exact.
+  EXPECT_EQ(MustParse(kBase).FindDomain("growth")->tables[0].match, Match::kExact);
+}
+
+TEST(Match, UnknownComparisonIsRejected) {
+  EXPECT_THAT(Policy::Validate(Edit(26, "          action: delete\n          match: case-insensitive")),
+              ElementsAre(Diag(27, 18,
+                               "unknown match \"case-insensitive\" for table growth.contacts: "
+                               "expected exact or case_insensitive (did you mean "
+                               "\"case_insensitive\"?)")));
+}
+
+TEST(Match, TheCanonicalFormHoldsOnlyWhatIsNotExact) {
+  // A type written as a map without normalizers, and a table written `match: exact`, hash as
+  // their plain forms: the meaning is the same.
+  const Policy plain = MustParse(kBase);
+  const Policy spelled = MustParse(Edit({{3, "identities:\n  - {name: email, normalize: []}\n  - name: user_id"},
+                                         {26, "          action: delete\n          match: exact"}}));
+  EXPECT_EQ(spelled.Hash(), plain.Hash());
+  EXPECT_EQ(spelled.DomainHash("growth"), plain.DomainHash("growth"));
+  // Lower-casing email changes the policy hash, and growth's section (its table now compares
+  // case-insensitively), not assessments'.
+  const Policy lowered =
+      MustParse(Edit(3, "identities:\n  - {name: email, normalize: [lowercase]}\n  - user_id"));
+  EXPECT_NE(lowered.Hash(), plain.Hash());
+  EXPECT_NE(lowered.DomainHash("growth"), plain.DomainHash("growth"));
+  EXPECT_EQ(lowered.DomainHash("assessments"), plain.DomainHash("assessments"));
+  EXPECT_THAT(lowered.DomainCanonicalJson("growth"), HasSubstr("\"match\":\"case_insensitive\""));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1581,7 +1684,7 @@ TEST(Hash, PublishedVectorsAreReproducedByteForByte) {
   std::sort(names.begin(), names.end());
   // The vectors FORMAT.md and the README promise; more may be added.
   EXPECT_THAT(names, testing::IsSupersetOf(
-                         {"minimal", "sample", "full-example", "features", "yaml-forms"}));
+                         {"minimal", "sample", "full-example", "features", "yaml-forms", "normalized"}));
 
   std::set<std::string> used = {"README", ".gitattributes"};
   // NAME.canonical.json is `canonical` exactly, and NAME.sha256 the hex of `hash` and a newline.

@@ -3,6 +3,7 @@
 // (identity values, personal data, not at all).
 #include "controlplane/validation.h"
 
+#include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/fakes/control_plane.h"
@@ -81,6 +82,33 @@ TEST(ValidateIdentities, RefusesEmptyAndOverlongValuesWithoutQuotingThem) {
 TEST(ValidateIdentities, ASingleIdentityIsNamedWithoutAnIndex) {
   ExpectRefused(ValidateIdentities(Policy(), Identities({{"email", ""}}), "identity"), "identity.value");
   ExpectRefused(ValidateIdentities(Policy(), Identities({{"x", "v"}}), "identity"), "identity.type");
+}
+
+TEST(NormalizeIdentities, AppliesEachTypesNormalizersAndRefusesWhatBecomesEmpty) {
+  const policies::Policy p =
+      policies::Policy::Parse(absl::StrReplaceAll(kPolicy, {{"identities: [email, user_id]",
+                                                             "identities: [{name: email, normalize: "
+                                                             "[trim, lowercase]}, user_id]"}}),
+                              "unit")
+          .value();
+  auto out = NormalizeIdentities(p, Identities({{"email", " Alice@Example.COM\n"}, {"user_id", " U1 "}}));
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ(out->size(), 2u);
+  EXPECT_EQ(RevealSecret((*out)[0].value), "alice@example.com");
+  EXPECT_EQ(RevealSecret((*out)[1].value), " U1 ");  // user_id has no normalizers
+  // Validated as received first: the type, and the length before trimming.
+  ExpectRefused(NormalizeIdentities(p, Identities({{"phone", "x"}})).status(), "identities[0].type");
+  ExpectRefused(
+      NormalizeIdentities(p, Identities({{"email", std::string(kMaxIdentityValueBytes + 1, ' ')}})).status(),
+      "identities[0].value");
+  absl::Status blank = NormalizeIdentities(p, Identities({{"user_id", "u"}, {"email", " \t "}})).status();
+  ExpectRefused(blank, "identities[1].value");
+  EXPECT_THAT(std::string(blank.message()), HasSubstr("empty once normalized"));
+  ExpectRefused(NormalizeIdentities(p, Identities({{"email", "\r\n"}}), "identity").status(), "identity.value");
+  // Without normalizers the values pass unchanged.
+  auto plain = NormalizeIdentities(Policy(), Identities({{"email", " A@B "}}));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(RevealSecret((*plain)[0].value), " A@B ");
 }
 
 TEST(CheckText, AcceptsSingleLineTextUpToTheLimit) {

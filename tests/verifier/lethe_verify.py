@@ -511,12 +511,27 @@ def read_policy(raw):
     if _P.string(root["version"], "version") != "1":
         raise PolicyError("version: must be 1")
     name = _P.text(root["name"], "name") if "name" in root else ""
-    identities = []
+    identities, canon_identities, normalizers = [], [], {}
     for i, n in enumerate(_P.seq(root["identities"], "identities", 1)):
-        t = _P.match(n, f"identities[{i}]", r"[a-z0-9_]+", "identity type name")
+        w = f"identities[{i}]"
+        steps = []
+        if n[0] == "map":
+            m = _P.mapping(n, w, {"name", "normalize"}, {"name"})
+            t = _P.match(m["name"], f"{w}.name", r"[a-z0-9_]+", "identity type name")
+            for j, sn in enumerate(_P.seq(m["normalize"], f"{w}.normalize", 0)
+                                   if "normalize" in m else []):
+                step = _P.string(sn, f"{w}.normalize[{j}]")
+                if step not in ("trim", "lowercase") or step in steps:
+                    raise PolicyError(f"{w}.normalize[{j}]: not trim or lowercase, or twice")
+                steps.append(step)
+        else:
+            t = _P.match(n, w, r"[a-z0-9_]+", "identity type name")
         if t in identities:
-            raise PolicyError(f"identities[{i}]: {t} twice")
+            raise PolicyError(f"{w}: {t} twice")
         identities.append(t)
+        normalizers[t] = steps
+        # A type without normalizers stays a plain string (§9.5).
+        canon_identities.append({"name": t, "normalize": steps} if steps else t)
 
     deadlines = {"erasure": 30 * 86400, "max_extension": 60 * 86400}
     if "deadlines" in root:
@@ -537,7 +552,7 @@ def read_policy(raw):
         if "postgres" in d:
             pg = _P.mapping(d["postgres"], f"{w}.postgres", {"tables"}, {"tables"})
             for j, tn in enumerate(_P.seq(pg["tables"], f"{w}.postgres.tables", 1)):
-                t = read_table(tn, f"{w}.postgres.tables[{j}]", identities)
+                t = read_table(tn, f"{w}.postgres.tables[{j}]", normalizers)
                 if any(x["table"] == t["table"] for x in tables):
                     raise PolicyError(f"{w}: table {t['table']} twice")
                 tables.append(t)
@@ -593,7 +608,7 @@ def read_policy(raw):
         canon_purposes.append({"description": desc, "domains": pdomains,
                                "erase_on_withdrawal": erase, "name": pname})
 
-    policy_obj = {"deadlines": deadlines, "domains": canon_domains, "identities": identities,
+    policy_obj = {"deadlines": deadlines, "domains": canon_domains, "identities": canon_identities,
                   "name": name, "purposes": canon_purposes, "version": 1}
     canonical = canonical_json(policy_obj)
     return {
@@ -608,7 +623,8 @@ def read_policy(raw):
 
 
 def read_table(n, w, identities):
-    t = _P.mapping(n, w, {"table", "key", "identity", "action", "set", "basis", "period"},
+    """`identities`: each identity type of the policy -> its normalizers."""
+    t = _P.mapping(n, w, {"table", "key", "identity", "action", "set", "basis", "period", "match"},
                    {"table", "key", "identity", "action"})
     tname = _P.string(t["table"], f"{w}.table")
     schema, _, rel = tname.partition(".") if "." in tname else ("public", "", tname)
@@ -625,6 +641,14 @@ def read_table(n, w, identities):
         if (k in t) != (action == only):
             raise PolicyError(f"{w}.{k}: required with action {only} and invalid otherwise")
     obj = {"action": action, "identity": identity, "key": key, "table": f"{schema}.{rel}"}
+    # The comparison: as written, else case_insensitive for a type lower-cased by lethed.
+    match = "case_insensitive" if "lowercase" in identities[identity] else "exact"
+    if "match" in t:
+        match = _P.string(t["match"], f"{w}.match")
+        if match not in ("exact", "case_insensitive"):
+            raise PolicyError(f"{w}.match: not exact or case_insensitive")
+    if match != "exact":
+        obj["match"] = match
     if action == "retain":
         basis = _P.text(t["basis"], f"{w}.basis")
         if not basis.strip(" \t\r\n") or len(basis) > 500:
