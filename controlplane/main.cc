@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "CLI/CLI.hpp"
+#include "base/memory_trimmer.h"
 #include "controlplane/lethed.h"
 #include "crypto/process.h"
 #include "spdlog/spdlog.h"
@@ -53,6 +54,11 @@ int main(int argc, char** argv) {
                  "how long the broker may hold an empty fetch of the receipt consumer "
                  "(fetch.wait.max.ms; default 100ms, 10ms with --embedded-kafka, whose broker "
                  "holds it in full)");
+  std::string trim_interval = "1m";
+  app.add_option("--memory-trim-interval", trim_interval,
+                 "hand malloc's free pages back to the kernel this often (base/memory_trimmer.h), "
+                 "or off")
+      ->capture_default_str();
   app.add_option("--origin", o.origin, "checkpoint origin (log name)")->capture_default_str();
   app.add_option("--command-ttl", command_ttl, "validity of a signed command")->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
@@ -74,6 +80,15 @@ int main(int argc, char** argv) {
       return 2;
     }
     o.kafka_fetch_wait = *w;
+  }
+  absl::Duration trim_every = absl::ZeroDuration();
+  if (trim_interval != "off") {
+    auto t = ParseFlagDuration(trim_interval);
+    if (!t.ok()) {
+      std::cerr << "lethed: --memory-trim-interval: " << t.status().message() << " or off\n";
+      return 2;
+    }
+    trim_every = *t;
   }
   if (o.certs_dir.empty() && !o.insecure) {
     std::cerr << "lethed: --certs-dir DIR is required (ca.crt, server.crt, server.key; make them "
@@ -104,6 +119,7 @@ int main(int argc, char** argv) {
     spdlog::critical("cannot start: {}", lethed.status().ToString());
     return 1;
   }
+  const lethe::MemoryTrimmer trimmer(trim_every);
   int sig = 0;
   sigwait(&stop, &sig);
   spdlog::info("signal {}: shutting down", sig);

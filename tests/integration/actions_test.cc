@@ -298,6 +298,24 @@ TEST(Actions, NormalizedIdentitiesMatchMixedCaseRows) {
   auto verify = RunLethectl(mesh, {"ledger", "verify", "--public-key", mesh.lethed_pub()});
   EXPECT_EQ(verify.exit_code, 0) << verify.output;
 
+  // The zero-remaining re-check compares as the table does: a trigger that puts the person
+  // back in capitals is caught (not merely reported as a near match) and the purge rolled back.
+  const Person carol{"44120093", "carol@example.com"};
+  ASSERT_TRUE(mesh.Plant(carol).ok());
+  ASSERT_TRUE(mesh.pg().Exec("crm",
+      "CREATE FUNCTION crm.shout() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      "  INSERT INTO crm.people VALUES (upper(OLD.email), 'ghost'); RETURN NULL; END $$;"
+      "CREATE TRIGGER shout AFTER DELETE ON crm.people FOR EACH ROW "
+      "  WHEN (OLD.name <> 'ghost') EXECUTE FUNCTION crm.shout();").ok());
+  const int64_t carol_before = *mesh.Rows("crm", carol);
+  auto ghost = mesh.EraseAndWait(carol, kWait);
+  ASSERT_TRUE(ghost.ok()) << ghost.status();
+  EXPECT_EQ(ghost->state(), v1::FAILED);
+  for (const auto& d : ghost->domains())
+    if (d.domain() == "crm") EXPECT_THAT(d.error(), HasSubstr("remained"));
+  EXPECT_EQ(*mesh.Rows("crm", carol), carol_before);
+  EXPECT_EQ(Q(mesh, "crm", "SELECT count(*) FROM crm.people WHERE name = 'ghost'"), "0");
+
   // A value that is only white space is nothing once trimmed: refused, naming the field.
   v1::SubmitRequest blank = Mesh::ErasureOf(kBob);
   blank.mutable_identities(0)->set_value(" \t ");
