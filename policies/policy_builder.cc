@@ -638,15 +638,15 @@ class PolicyBuilder {
     std::vector<Normalizer> steps;
     if (item.IsMap()) {
       const MapView map(item);
-      CheckKeys(map, kIdentityKeys, "in " + label);
       const Entry* name = map.Find("name");
+      // Named by its name in what follows, when it has one that reads as text.
+      if (name != nullptr && name->value.IsScalar()) label = "identity type " + Quote(name->value.Scalar());
+      CheckKeys(map, kIdentityKeys, "in " + label);
       if (name == nullptr) {
         Error(item, label + " is missing \"name\" (the identity type, e.g. email)");
         return;
       }
-      const std::string* text = ScalarOrError(*name, "name of " + label + " must be an identity type name");
-      if (text == nullptr) return;
-      label = "identity type " + Quote(*text);
+      if (ScalarOrError(*name, "name of " + label + " must be an identity type name") == nullptr) return;
       name_node = &name->value;
       // A bad step is reported; the type is still declared, so that the tables using it do
       // not each report it missing as well.

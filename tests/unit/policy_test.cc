@@ -511,7 +511,7 @@ TEST(Normalize, UnknownRepeatedAndMalformedStepsAreLineNumberedErrors) {
                                     "  - {name: email, normalise: [trim]}")),
               ElementsAre(Diag(5, 5, "identity type #2 is missing \"name\" (the identity type, e.g. email)"),
                           Diag(6, 19,
-                               "unknown key \"normalise\" in identity type #3 (did you mean "
+                               "unknown key \"normalise\" in identity type \"email\" (did you mean "
                                "\"normalize\"?)")));
 }
 
