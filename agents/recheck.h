@@ -11,9 +11,8 @@
 // - near matches: rows where a checked column equals the value only after both are trimmed
 //   and lower-cased ("Alice@Example.com " for "alice@example.com"), which that comparison
 //   did not match: most likely the same person under another spelling, which the purge left
-//   in place. They do not fail the
-//   purge; the receipt reports them so that an operator sees a likely miss instead of a
-//   plain "0 remaining".
+//   in place. They do not fail the purge; the receipt reports them so that an operator sees
+//   a likely miss instead of a plain "0 remaining".
 //
 // The query filters on lower(btrim(column::text)) = lower(btrim($1)), so an expression index
 // on that (CREATE INDEX ON t (lower(btrim(col::text)))) serves it; without one it reads the

@@ -13,8 +13,9 @@
 // growth), and one explicit erasure of a planted person (all three domains) every
 // --erasure-every calls. PostgreSQL runs with fsync off, as in the tests. The slope is a least-squares fit
 // of RSS against time over the samples after --warmup-minutes, for the whole RSS and for
-// its anonymous part (the process's own memory) and file-backed part (code pages) apart. At the end it lists every
-// request through the public API until none is IN_PROGRESS (at most 2 minutes).
+// its anonymous part (the process's own memory) and file-backed part (code pages) apart.
+// At the end it lists every request through the public API until none is IN_PROGRESS (at
+// most 2 minutes).
 //
 //   build/bench/soak_bench --minutes 30 --warmup-minutes 5 --rate 100 --erasure-every 20
 #include <algorithm>
