@@ -6,6 +6,10 @@
 #include "spdlog/spdlog.h"
 
 namespace lethe::agents {
+namespace {
+// An access command's answer: its COMPLETED receipt names a part.
+bool CarriesPart(const PurgeResult& r) { return !r.receipt.part_sha256().empty(); }
+}  // namespace
 
 CommandHandler::CommandHandler(std::string domain, const CommandVerifier& verifier, Purger& purger,
                                const crypto::Ed25519PrivateKey& key, const Clock& clock,
@@ -105,6 +109,15 @@ absl::Status CommandHandler::Answer(const v1::DeleteCommand& cmd, PurgeResult r)
                    domain_, cmd.command_id(), key_.public_key().KeyId());
       r.receipt_wire = proto::SignEnvelope(proto::kReceiptType, stored.body(), key_).SerializeAsString();
     }
+  } else if (CarriesPart(r) && r.receipt.outcome() == v1::Receipt::COMPLETED) {
+    int64_t rows = 0;
+    for (const auto& t : r.receipt.tables()) rows += t.rows_exported();
+    stats_.gathered.fetch_add(1);
+    Count("gathered");
+    spdlog::info("domain {}: command {} (request {}) gathered {} row(s) from {} table(s): a part of {} bytes in {} "
+                 "chunk(s)",
+                 domain_, cmd.command_id(), cmd.request_id(), rows, r.receipt.tables_size(), r.receipt.part_size(),
+                 r.part_chunks.size());
   } else if (r.receipt.outcome() == v1::Receipt::COMPLETED) {
     int64_t rows = 0;
     for (const auto& t : r.receipt.tables()) rows += t.rows_affected();
@@ -117,6 +130,9 @@ absl::Status CommandHandler::Answer(const v1::DeleteCommand& cmd, PurgeResult r)
     Count("failed");
     spdlog::error("domain {}: command {} failed: {}", domain_, cmd.command_id(), r.receipt.error());
   }
+  // The part first, chunk by chunk, each acknowledged: lethed takes the receipt only once it
+  // holds the whole part.
+  for (const std::string& chunk : r.part_chunks) LETHE_RETURN_IF_ERROR(receipts_(cmd.request_id(), chunk));
   LETHE_RETURN_IF_ERROR(receipts_(cmd.request_id(), r.receipt_wire));
   stats_.receipts_sent.fetch_add(1);
   return absl::OkStatus();

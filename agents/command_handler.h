@@ -26,6 +26,7 @@ namespace lethe::agents {
 
 struct AgentStats {
   std::atomic<uint64_t> purged{0};
+  std::atomic<uint64_t> gathered{0};   // access commands answered COMPLETED
   std::atomic<uint64_t> replayed{0};
   std::atomic<uint64_t> failed{0};     // FAILED receipts
   std::atomic<uint64_t> rejected{0};   // commands refused by the verifier

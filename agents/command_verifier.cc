@@ -53,15 +53,31 @@ VerifyResult CommandVerifier::Verify(std::string_view wire) const {
   v1::SignedEnvelope env;
   if (!env.ParseFromArray(wire.data(), static_cast<int>(wire.size())))
     return fail(Rejection::kMalformed, absl::InvalidArgumentError("not a SignedEnvelope"));
-  auto body = proto::VerifyEnvelope(env, proto::kDeleteCommandType, key_);
+  // Two kinds of command, told apart by the signed payload type alone: an access command can
+  // never be read as a delete.
+  const bool access = env.payload_type() == proto::kAccessCommandType;
+  auto body = proto::VerifyEnvelope(env, access ? proto::kAccessCommandType : proto::kDeleteCommandType, key_);
   if (!body.ok()) {
     const Rejection r = absl::IsInvalidArgument(body.status()) ? Rejection::kMalformed
                                                                 : Rejection::kBadSignature;
     return fail(r, body.status());
   }
   VerifiedCommand vc;
-  if (!vc.command.ParseFromString(*body))
+  vc.access = access;
+  if (access) {
+    // Fields 1 to 10 of an AccessCommand are a DeleteCommand's (messages.proto).
+    v1::AccessCommand ac;
+    if (!ac.ParseFromString(*body))
+      return fail(Rejection::kMalformed, absl::InvalidArgumentError("signed body is not an AccessCommand"));
+    if (ac.part_recipient_key().size() != crypto::kX25519KeySize)
+      return fail(Rejection::kMalformed, absl::InvalidArgumentError("access command carries no part key"));
+    vc.part_recipient_key = ac.part_recipient_key();
+    ac.clear_part_recipient_key();
+    if (!vc.command.ParseFromString(ac.SerializeAsString()))
+      return fail(Rejection::kMalformed, absl::InvalidArgumentError("signed body is not an AccessCommand"));
+  } else if (!vc.command.ParseFromString(*body)) {
     return fail(Rejection::kMalformed, absl::InvalidArgumentError("signed body is not a DeleteCommand"));
+  }
   vc.digest = crypto::Sha256(*body);
   const auto& c = vc.command;
   if (c.domain() != domain_)

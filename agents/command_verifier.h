@@ -42,7 +42,13 @@ class OpenedIdentities {
 };
 
 struct VerifiedCommand {
-  v1::DeleteCommand command;    // as signed; its identities are still sealed
+  // As signed; its identities are still sealed. For an access command, its fields 1 to 10
+  // (messages.proto: the same as a DeleteCommand's).
+  v1::DeleteCommand command;
+  // An AccessCommand (payload type lethe.v1.AccessCommand): gather, never purge. Its part is
+  // sealed to part_recipient_key (raw X25519, 32 bytes).
+  bool access = false;
+  std::string part_recipient_key;
   std::string digest;           // SHA-256 of the signed body bytes
   OpenedIdentities identities;  // opened from command.sealed_identities: keep it short-lived
 };

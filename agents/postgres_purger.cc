@@ -11,9 +11,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "agents/postgres_gatherer.h"
 #include "agents/recheck.h"
 #include "base/status.h"
 #include "proto/envelope.h"
+#include "crypto/seal.h"
 #include "spdlog/spdlog.h"
 
 namespace lethe::agents {
@@ -463,6 +465,7 @@ absl::StatusOr<PostgresPurger::Together> PostgresPurger::CarryTogether(
 }
 
 absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
+  if (vc.access) return Gather(vc);
   LETHE_ASSIGN_OR_RETURN(Together together, CarryTogether({&vc}));
   if (together.failure.empty()) return std::move(together.results.front());
 
@@ -490,7 +493,9 @@ absl::StatusOr<PurgeResult> PostgresPurger::Purge(const VerifiedCommand& vc) {
 
 std::vector<absl::StatusOr<PurgeResult>> PostgresPurger::PurgeAll(
     const std::vector<const VerifiedCommand*>& commands) {
-  if (commands.size() <= 1) return Purger::PurgeAll(commands);  // one by one
+  bool any_access = false;
+  for (const VerifiedCommand* c : commands) any_access = any_access || c->access;
+  if (commands.size() <= 1 || any_access) return Purger::PurgeAll(commands);  // one by one
   absl::StatusOr<Together> together = CarryTogether(commands);
   if (!together.ok()) return {together.status()};  // nothing kept: retry the batch
   // A command that fails is answered alone, with nothing of it kept: the batch was rolled
@@ -499,6 +504,95 @@ std::vector<absl::StatusOr<PurgeResult>> PostgresPurger::PurgeAll(
   std::vector<absl::StatusOr<PurgeResult>> out;
   for (PurgeResult& r : together->results) out.push_back(std::move(r));
   return out;
+}
+
+absl::StatusOr<PurgeResult> PostgresPurger::Gather(const VerifiedCommand& vc) {
+  if (!schema_ready_) LETHE_RETURN_IF_ERROR(EnsureSchema());
+  LETHE_ASSIGN_OR_RETURN(pqxx::connection * c, Connection());
+  v1::Receipt receipt = ReceiptFor(vc);
+  auto failed = [&](std::string why) {
+    receipt.clear_tables();
+    receipt.set_outcome(v1::Receipt::FAILED);
+    receipt.set_error(std::move(why));
+    receipt.set_completed_at_unix_ms(absl::ToUnixMillis(clock_.Now()));
+    return Sign(std::move(receipt));
+  };
+  // Every table and topic of the section needs one of the command's identity types, as for a
+  // purge: an access answer must not silently leave a table out.
+  for (const policies::Table& t : domain_.tables) {
+    bool any = false;
+    for (const auto& id : vc.identities.identities()) any = any || id.type == t.identity;
+    if (!any)
+      return failed("the command carries no " + t.identity + " identity, which this domain's tables are keyed by");
+  }
+  std::vector<TopicKeys> topics;
+  for (size_t ti = 0; ti < domain_.kafka_topics.size(); ++ti) {
+    const policies::KafkaTopic& topic = domain_.kafka_topics[ti];
+    TopicKeys tk;
+    tk.topic = topic.topic;
+    for (std::string& k : SubjectKeys(topic, key_templates_[ti], vc.identities)) tk.keys.emplace_back(std::move(k));
+    if (tk.keys.empty())
+      return failed("the command carries no " + (topic.identities.empty() ? std::string("?") : topic.identities.front()) +
+                    " identity, which this domain's topics are keyed by");
+    topics.push_back(std::move(tk));
+  }
+  PartHeader header;
+  header.request_id = vc.command.request_id();
+  header.command_id = vc.command.command_id();
+  header.domain = vc.command.domain();
+  header.gathered_at = clock_.Now();
+  header.salt = crypto::RandomBytes(16);
+  GatheredPart part;
+  std::string current_table = "the domain's tables";
+  try {
+    // One snapshot of every table, and no way to change one.
+    pqxx::transaction<pqxx::isolation_level::repeatable_read, pqxx::readwrite_policy::read_only> tx(*c);
+    part = GatherSubject(tx, domain_, vc.identities, topics, header);
+    tx.commit();
+  } catch (const std::exception& e) {
+    if (Transient(e) || !c->is_open()) {
+      conn_.reset();
+      return absl::UnavailableError(absl::StrCat("PostgreSQL: ", e.what()));
+    }
+    return failed(Describe(e, current_table));
+  }
+  for (size_t i = 0; i < domain_.tables.size(); ++i) {
+    const policies::Table& t = domain_.tables[i];
+    auto* tr = receipt.add_tables();
+    tr->set_table(t.QualifiedName());
+    tr->set_action(policies::Table::ActionName(t.action));
+    if (t.action == policies::TableAction::kRetain) {
+      tr->set_basis(t.basis);
+      tr->set_retention_period_seconds(absl::ToInt64Seconds(t.period));
+    }
+    for (const auto& rw : t.set) tr->add_columns(rw.column);
+    if (i < part.tables.size()) tr->set_rows_exported(part.tables[i].rows);
+  }
+  // Sealed to the request's part key, which only lethed can derive; then cut into signed chunks.
+  const crypto::X25519PublicKey recipient = crypto::X25519PublicKey::FromRaw(vc.part_recipient_key).value();
+  const std::string sealed = crypto::SealTo(recipient, RevealSecret(part.json));
+  receipt.set_part_sha256(crypto::Sha256(RevealSecret(part.json)));
+  receipt.set_part_size(RevealSecret(part.json).size());
+  part = GatheredPart();  // the clear part is not needed any more
+  receipt.set_part_sealed_sha256(crypto::Sha256(sealed));
+  const size_t count = (sealed.size() + part_chunk_bytes_ - 1) / part_chunk_bytes_;
+  receipt.set_part_chunks(static_cast<uint32_t>(count));
+  receipt.set_outcome(v1::Receipt::COMPLETED);
+  receipt.set_completed_at_unix_ms(absl::ToUnixMillis(clock_.Now()));
+  PurgeResult r = Sign(std::move(receipt));
+  for (size_t i = 0; i < count; ++i) {
+    v1::AccessPartChunk chunk;
+    chunk.set_command_id(vc.command.command_id());
+    chunk.set_request_id(vc.command.request_id());
+    chunk.set_domain(vc.command.domain());
+    chunk.set_sealed_sha256(r.receipt.part_sealed_sha256());
+    chunk.set_index(static_cast<uint32_t>(i));
+    chunk.set_count(static_cast<uint32_t>(count));
+    chunk.set_data(sealed.substr(i * part_chunk_bytes_, part_chunk_bytes_));
+    r.part_chunks.push_back(
+        proto::SignEnvelope(proto::kAccessPartChunkType, chunk.SerializeAsString(), key_).SerializeAsString());
+  }
+  return r;
 }
 
 }  // namespace lethe::agents

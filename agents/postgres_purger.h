@@ -59,6 +59,10 @@ class PostgresPurger final : public Purger {
   // carried out alone by Purge; a transient failure rolls it back and is returned alone.
   std::vector<absl::StatusOr<PurgeResult>> PurgeAll(const std::vector<const VerifiedCommand*>& commands) override;
 
+  // The largest piece of a sealed part per AccessPartChunk (default 512 KiB: with its envelope,
+  // well under a broker's default message.max.bytes of 1,000,000).
+  void set_part_chunk_bytes(size_t n) { part_chunk_bytes_ = n == 0 ? 1 : n; }
+
   // A compacted topic's record key template, parsed: literal text and {identity type}
   // {identity type} fields, in order.
   struct KeyTemplate {
@@ -90,6 +94,10 @@ class PostgresPurger final : public Purger {
   // caller to roll back and retry. pqxx exceptions propagate; `current_table` names where.
   absl::StatusOr<std::string> Carry(pqxx::work& tx, const VerifiedCommand& vc, v1::Receipt& receipt,
                                     std::string& current_table);
+  // An access command: the subject's rows and keys gathered in one read-only, repeatable-read
+  // transaction (postgres_gatherer.h), sealed to the command's part key, chunked, and a
+  // COMPLETED receipt naming the part; or a FAILED receipt saying why not. Nothing is written.
+  absl::StatusOr<PurgeResult> Gather(const VerifiedCommand& vc);
 
   const std::string dsn_;
   const policies::Domain domain_;
@@ -100,6 +108,7 @@ class PostgresPurger final : public Purger {
   std::unique_ptr<pqxx::connection> conn_;
   bool schema_ready_ = false;  // EnsureSchema succeeded once
   std::string hash_key_hex_;   // the domain's anonymization secret, hex (from lethe_agent.settings)
+  size_t part_chunk_bytes_ = 512 * 1024;
 };
 
 }  // namespace lethe::agents

@@ -20,6 +20,9 @@ struct PurgeResult {
   std::string receipt_wire;  // serialized SignedEnvelope of `receipt`, signed by the agent
   v1::Receipt receipt;       // COMPLETED (with the re-check's counts per table) or FAILED
   bool replayed = false;     // the command had been processed before: the stored receipt
+  // An access command's part, sealed and cut into signed AccessPartChunk envelopes: published,
+  // in order, before the receipt.
+  std::vector<std::string> part_chunks;
 };
 
 // Produces one tombstone (key, null value) to a compacted topic and returns where the broker
@@ -37,7 +40,10 @@ class Purger {
   // when the store cannot be reached; Purge calls it itself until it has succeeded once.
   virtual absl::Status EnsureSchema() = 0;
 
-  // Carries out `command` once. Returns:
+  // Carries out `command` once. An access command (command.access) is read, never purged:
+  // the subject's rows in one read-only transaction, sealed into a part (part_chunks) that
+  // a COMPLETED receipt names by digest; nothing is recorded, so a redelivery gathers again.
+  // Returns:
   // - a COMPLETED receipt: every table's action applied, the re-check found 0 remaining rows,
   //   the tombstones were acknowledged, and the command is recorded as processed;
   // - a FAILED receipt: the command cannot be carried out as it stands (nothing changed);

@@ -227,6 +227,11 @@ absl::Status Auditor::CheckBody(const v1::LedgerEntry& e) {
       LETHE_RETURN_IF_ERROR(CheckActor(e, {"operator"}, "consent change"));
       LETHE_RETURN_IF_ERROR(CheckFreeText("ConsentChanged.source", e.consent_changed().source()));
       break;
+    case E::kPackageReleased:
+      // An export is an operator's act; an expiry is lethed's own (no actor).
+      if (e.package_released().reason() == v1::PackageReleased::EXPORTED)
+        LETHE_RETURN_IF_ERROR(CheckActor(e, {"operator"}, "access package export"));
+      break;
   }
   v1::Receipt receipt;
   if (absl::Status s = lifecycle_.Check(e, &receipt); !s.ok()) return Fail(std::string(s.message()));
@@ -263,6 +268,11 @@ void Auditor::Count(const v1::LedgerEntry& e) {
       break;
     case E::kRequestSubmitted:
       ++report_.requests;
+      if (e.request_submitted().kind() == v1::RequestSubmitted::ACCESS) ++report_.access_requests;
+      break;
+    case E::kPackageReleased:
+      (e.package_released().reason() == v1::PackageReleased::EXPORTED ? report_.packages_exported
+                                                                      : report_.packages_expired)++;
       break;
     case E::kCommandIssued:
       ++report_.commands;

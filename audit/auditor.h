@@ -40,6 +40,10 @@ struct AuditReport {
   uint64_t policy_activations = 0;
   uint64_t consent_changes = 0;
   uint64_t extensions = 0;
+  // Access requests among `requests`, and the packages released (exported or expired).
+  uint64_t access_requests = 0;
+  uint64_t packages_exported = 0;
+  uint64_t packages_expired = 0;
   uint64_t checkpoint_size = 0;
   // Entries past the checkpoint (not covered by its signature), and their payload bytes.
   uint64_t uncovered_entries = 0;

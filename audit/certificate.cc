@@ -60,6 +60,7 @@ absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate
       case v1::LedgerEntry::kRequestCompleted: request_id = e.request_completed().request_id(); break;
       case v1::LedgerEntry::kIdentitiesAdded: request_id = e.identities_added().request_id(); break;
       case v1::LedgerEntry::kDeadlineExtended: request_id = e.deadline_extended().request_id(); break;
+      case v1::LedgerEntry::kPackageReleased: request_id = e.package_released().request_id(); break;
       case v1::LedgerEntry::kConsentChanged:
         if (e.consent_changed().erasure_request_id() != cert.request_id())
           return absl::InvalidArgumentError(where + " is a consent change that did not plan this request");
@@ -83,6 +84,10 @@ absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate
         report.received_unix_ms = submitted->received_unix_ms();
         report.due_unix_ms = submitted->due_unix_ms();
         report.scope_purpose = submitted->consent_change_id().empty() ? "" : submitted->scope_purpose();
+        report.access = submitted->kind() == v1::RequestSubmitted::ACCESS;
+        break;
+      case v1::LedgerEntry::kPackageReleased:
+        report.released = e.package_released().reason();
         break;
       case v1::LedgerEntry::kIdentitiesAdded:
         for (const auto& t : e.identities_added().subject()) report.identity_types.push_back(t.type());

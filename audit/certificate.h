@@ -37,6 +37,10 @@ struct CertificateReport {
   // part of the certificate).
   std::string scope_purpose;
   int64_t completed_unix_ms = 0;
+  // An access request (its receipts carry the digests of the parts of its package), and, once
+  // its package was released, how.
+  bool access = false;
+  v1::PackageReleased::Reason released = v1::PackageReleased::REASON_UNSPECIFIED;
   v1::RequestCompleted::Outcome outcome = v1::RequestCompleted::OUTCOME_UNSPECIFIED;
   std::vector<CertifiedDomain> domains;  // in target order
   size_t entries = 0;

@@ -19,7 +19,7 @@ std::string HashPrefix(const std::string& hash) { return crypto::Hex(hash).subst
 absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& rr,
                                                  const crypto::Ed25519PublicKey& agent_key,
                                                  std::string_view command_digest, bool refusal_allowed,
-                                                 bool verify_signature) {
+                                                 bool verify_signature, bool access) {
   absl::StatusOr<std::string> body = rr.receipt().body();
   if (verify_signature) {
     body = proto::VerifyEnvelope(rr.receipt(), proto::kReceiptType, agent_key);
@@ -37,8 +37,23 @@ absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& rr,
   const bool refusal = refusal_allowed && receipt.outcome() == v1::Receipt::REJECTED;
   if (receipt.outcome() != v1::Receipt::COMPLETED && receipt.outcome() != v1::Receipt::FAILED && !refusal)
     return absl::InvalidArgumentError("receipt has no outcome");
+  if (access) {
+    // An access command reads: whatever its outcome, its receipt may report no purge.
+    if (receipt.tombstones_size() > 0) return absl::InvalidArgumentError("access receipt reports tombstones");
+    for (const auto& t : receipt.tables())
+      if (t.rows_affected() != 0 || t.rows_remaining() != 0)
+        return absl::InvalidArgumentError("access receipt reports rows changed or remaining in " +
+                                          Quote(t.table(), 64));
+    if (receipt.outcome() == v1::Receipt::COMPLETED &&
+        (receipt.part_sha256().size() != 32 || receipt.part_sealed_sha256().size() != 32 ||
+         receipt.part_chunks() == 0))
+      return absl::InvalidArgumentError("COMPLETED access receipt without its part's digests");
+    return receipt;
+  }
   if (receipt.outcome() == v1::Receipt::COMPLETED && !receipt.verified_zero_remaining())
     return absl::InvalidArgumentError("COMPLETED receipt without the zero-remaining check");
+  if (!receipt.part_sha256().empty() || !receipt.part_sealed_sha256().empty())
+    return absl::InvalidArgumentError("erasure receipt carries a part");
   return receipt;
 }
 
@@ -93,6 +108,10 @@ absl::Status RequestLifecycle::CheckSubmitted(const v1::RequestSubmitted& r) con
   if (requests_.count(r.request_id())) return Contradicts("request id submitted twice");
   LETHE_ASSIGN_OR_RETURN(const bool ended, ended_ids().RequestEnded(IdDigest(r.request_id())));
   if (ended) return Contradicts("request id submitted twice");
+  if (r.kind() != v1::RequestSubmitted::ERASURE && r.kind() != v1::RequestSubmitted::ACCESS)
+    return Malformed("request has no known kind");
+  if (r.kind() == v1::RequestSubmitted::ACCESS && !r.consent_change_id().empty())
+    return Malformed("an access request names a consent change");
   if (r.target_domains().empty() && r.needs_identity().empty())
     return Malformed("request has no domain in scope");
   for (const auto& t : r.subject())
@@ -210,7 +229,8 @@ absl::Status RequestLifecycle::CheckReceiptImpl(const v1::ReceiptRecorded& rr, b
                     last_verified_->payload_type == env.payload_type();
   const bool verify = verify_signature && !seen;
   LETHE_ASSIGN_OR_RETURN(v1::Receipt receipt,
-                         CheckRecordedReceipt(rr, agent->key, cmd->second.digest, refusal_allowed, verify));
+                         CheckRecordedReceipt(rr, agent->key, cmd->second.digest, refusal_allowed, verify,
+                                              cmd->second.access));
   if (verify) last_verified_ = VerifiedEnvelope{agent->key.raw(), env.payload_type(), env.body(), env.signature()};
   // Authentic and bound to its command: now whether it is news.
   if (receipted_commands_.count(rr.command_id())) return absl::AlreadyExistsError("second receipt for a command");
@@ -375,6 +395,20 @@ absl::Status RequestLifecycle::Check(const v1::LedgerEntry& e, v1::Receipt* veri
       return CheckActivation(e.policy_activated());
     case E::kConsentChanged:
       return CheckConsent(e.consent_changed());
+    case E::kPackageReleased: {
+      const auto& p = e.package_released();
+      if (p.reason() != v1::PackageReleased::EXPORTED && p.reason() != v1::PackageReleased::EXPIRED)
+        return Malformed("package release has no reason");
+      if (p.reason() == v1::PackageReleased::EXPORTED && p.package_sha256().size() != 32)
+        return Malformed("exported package's digest is not 32 bytes");
+      if (!unreleased_packages_.contains(p.request_id())) {
+        if (scope_ == LifecycleScope::kOneRequest && !requests_.count(p.request_id()))
+          return Missing(Contradicts("package release of a request the entries do not complete"));
+        return Contradicts("package release of " + Quote(p.request_id(), 32) +
+                           ", which is no completed access request with a package held");
+      }
+      return absl::OkStatus();
+    }
   }
   return Malformed("unknown entry kind");
 }
@@ -405,6 +439,7 @@ void RequestLifecycle::Apply(const v1::LedgerEntry& e) {
       for (const auto& t : r.subject()) req.identity_types.insert(t.type());
       req.policy = PolicyFor(r.policy_hash());
       req.due_unix_ms = r.due_unix_ms();
+      req.access = r.kind() == v1::RequestSubmitted::ACCESS;
       if (!r.consent_change_id().empty()) consent_plans_.erase(r.consent_change_id());
       requests_[r.request_id()] = std::move(req);
       return;
@@ -414,7 +449,7 @@ void RequestLifecycle::Apply(const v1::LedgerEntry& e) {
       Request& r = requests_[c.request_id()];
       r.commanded.insert(c.domain());
       r.command_ids.push_back(c.command_id());
-      commands_[c.command_id()] = Command{c.request_id(), c.domain(), c.command_digest()};
+      commands_[c.command_id()] = Command{c.request_id(), c.domain(), c.command_digest(), r.access};
       return;
     }
     case E::kReceiptRecorded: {
@@ -436,9 +471,14 @@ void RequestLifecycle::Apply(const v1::LedgerEntry& e) {
         ended_ids().EndCommand(IdDigest(id));
       }
       ended_ids().EndRequest(IdDigest(it->first));
+      // An access request's parts stay held (under its key) until the package is released.
+      if (it->second.access) unreleased_packages_.insert(it->first);
       requests_.erase(it);
       return;
     }
+    case E::kPackageReleased:
+      unreleased_packages_.erase(e.package_released().request_id());
+      return;
     case E::kIdentitiesAdded: {
       const auto& a = e.identities_added();
       Request& req = requests_[a.request_id()];

@@ -41,11 +41,14 @@ namespace lethe::audit {
 // bytes whose digest lethed recorded, and that a COMPLETED receipt carries the re-check.
 // Returns the verified receipt; an error message says what is wrong. `refusal_allowed`
 // accepts an agent's refusal (outcome REJECTED), which lethed notes but never records.
+// `access`: the command was an AccessCommand, whose COMPLETED receipt carries its part's
+// digests instead of the re-check, and which never carries a purge (rows affected or
+// remaining, tombstones).
 absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& recorded,
                                                  const crypto::Ed25519PublicKey& agent_key,
                                                  std::string_view command_digest,
                                                  bool refusal_allowed = false,
-                                                 bool verify_signature = true);
+                                                 bool verify_signature = true, bool access = false);
 
 enum class LifecycleScope {
   // Every entry of a log, in order (lethed's replay, the auditor): a request is planned
@@ -165,11 +168,13 @@ class RequestLifecycle {
     std::vector<std::string> command_ids;  // every command issued for it
     int64_t due_unix_ms = 0;
     int64_t extended_seconds = 0;
+    bool access = false;  // an access request (RequestSubmitted kind ACCESS)
   };
   struct Command {
     std::string request_id;
     std::string domain;
     std::string digest;
+    bool access = false;
   };
   struct AgentKey {
     crypto::Ed25519PublicKey key;
@@ -208,6 +213,8 @@ class RequestLifecycle {
   mutable InMemoryEndedIds own_ended_;
   EndedIds* external_ended_ = nullptr;
   absl::flat_hash_map<std::string, Command> commands_;
+  // Completed access requests whose package has not been released (PackageReleased) yet.
+  absl::flat_hash_set<std::string> unreleased_packages_;
   absl::flat_hash_set<std::string> receipted_commands_;
   std::multimap<std::string, AgentKey> agent_keys_;  // domain -> keys
   std::map<std::string, PlannedByConsent> consent_plans_;  // change_id -> planned erasure

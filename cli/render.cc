@@ -58,6 +58,9 @@ int PrintAudit(const Global& g, const absl::StatusOr<lethe::audit::AuditReport>&
                                 {"policy_activations", r.policy_activations},
                                 {"consent_changes", r.consent_changes},
                                 {"extensions", r.extensions},
+                                {"access_requests", r.access_requests},
+                                {"packages_exported", r.packages_exported},
+                                {"packages_expired", r.packages_expired},
                                 {"uncovered_entries", r.uncovered_entries},
                                 {"uncovered_bytes", r.uncovered_bytes},
                                 {"incomplete_batch_entries", r.incomplete_batch_entries},
@@ -90,12 +93,15 @@ int PrintAudit(const Global& g, const absl::StatusOr<lethe::audit::AuditReport>&
             << "  agents      " << r.agents << " enrolled key(s)\n"
             << "  requests    " << r.requests << " (" << r.requests_completed << " completed, "
             << r.requests_failed << " failed, "
-            << (r.requests - r.requests_completed - r.requests_failed) << " in progress)\n"
+            << (r.requests - r.requests_completed - r.requests_failed) << " in progress; "
+            << r.access_requests << " of them access)\n"
             << "  commands    " << r.commands << "\n"
             << "  receipts    " << r.receipts << ", every signature verified against enrolled agent keys\n"
             << "  policies    " << r.policy_activations << " activation(s), each hashing to its recorded hash\n"
             << "  consent     " << r.consent_changes << " change(s), tokens only\n"
             << "  extensions  " << r.extensions << ", each within the policy's max_extension\n"
+            << "  access      " << r.packages_exported << " package(s) exported, " << r.packages_expired
+            << " expired; no access receipt carries a purge, each completed one its part's digests\n"
             << "  plans       every request's domains are exactly the scope its policy gives\n";
   if (r.unknown_field_entries > 0)
     std::cout << "  unknown fields  " << r.unknown_field_entries

@@ -20,6 +20,8 @@
 #include "absl/strings/str_join.h"
 #include "audit/certificate.h"
 #include "audit/offline_verify.h"
+#include "base/status.h"
+#include "cli/access.h"
 #include "cli/exit_codes.h"
 #include "cli/input.h"
 #include "cli/ledger.h"
@@ -61,7 +63,13 @@ std::string Period(int64_t seconds) {
 
 // One table's part of a receipt, e.g. "billing.invoices withheld 2 under \"Tax records\" for 7y".
 template <typename TableLike>
-std::string TableSummary(const TableLike& t) {
+std::string TableSummary(const TableLike& t, bool access = false) {
+  if (access) {
+    std::string out = absl::StrFormat("%s %d row(s) exported", t.table(), t.rows_exported());
+    if (t.action() == "retain")
+      absl::StrAppendFormat(&out, " (retained under \"%s\" for %s)", t.basis(), Period(t.retention_period_seconds()));
+    return out;
+  }
   if (t.action() == "retain")
     return absl::StrFormat("%s withheld %d under \"%s\" for %s", t.table(), t.rows_withheld(),
                            t.basis(), Period(t.retention_period_seconds()));
@@ -90,6 +98,12 @@ std::string DomainLine(const v1::DomainProgress& d) {
     absl::StrAppendFormat(&line, " keyed by %s, which the request does not carry "
                                  "(lethectl request add-identity)",
                           absl::StrJoin(d.needed_identity_types(), " and "));
+  } else if (d.state() == v1::DONE && !d.part_sha256().empty()) {
+    std::vector<std::string> tables;
+    for (const auto& t : d.tables()) tables.push_back(TableSummary(t, /*access=*/true));
+    absl::StrAppendFormat(&line, " %s; part of %d bytes (sha256 %s); receipt entry %d signed by agent key %s",
+                          absl::StrJoin(tables, ", "), d.part_size(), d.part_sha256().substr(0, 16),
+                          d.receipt_entry(), d.agent_key_id());
   } else if (d.state() == v1::DONE) {
     std::vector<std::string> tables;
     for (const auto& t : d.tables()) tables.push_back(TableSummary(t));
@@ -118,6 +132,16 @@ void PrintRequest(const v1::RequestView& r) {
     std::cout << "  extended by " << Period(x.extension_seconds()) << " on " << Time(x.recorded_unix_ms())
               << " (entry " << x.entry() << "): "
               << (x.reason_shredded() ? "(reason shredded with the request)" : x.reason()) << "\n";
+  if (r.kind() == "access" && r.state() != v1::IN_PROGRESS) {
+    if (r.package_released_entry() != 0)
+      std::cout << "  package " << r.package_release() << " at " << Time(r.package_released_unix_ms())
+                << " (ledger entry " << r.package_released_entry() << "); its key and parts are destroyed\n";
+    else
+      std::cout << "  package held until exported (lethectl request export " << r.request_id() << " --out FILE)"
+                << (r.package_expires_unix_ms() != 0 ? " or destroyed unexported at " + Time(r.package_expires_unix_ms())
+                                                       : std::string())
+                << "\n";
+  }
   std::cout << "  ledger entries: submitted " << r.submitted_entry();
   if (r.completed_entry() != 0) std::cout << ", completed " << r.completed_entry();
   std::cout << "   policy " << r.policy_hash().substr(0, 16) << "\n";
@@ -231,20 +255,23 @@ int Watch(const Global& g, const std::string& id, absl::Duration timeout) {
   return FailGrpc("request watch", s);
 }
 
-int RequestErase(const Global& g, const std::vector<std::string>& identities,
-                 const std::string& identities_from, const std::string& reason,
-                 const std::string& reason_from, bool wait, const std::string& timeout_text,
-                 bool allow_duplicate) {
+// `request erase` and `request access`: the same submission, of either kind.
+int RequestSubmit(const Global& g, v1::RequestKind kind, const std::vector<std::string>& identities,
+                  const std::string& identities_from, const std::string& reason,
+                  const std::string& reason_from, bool wait, const std::string& timeout_text,
+                  bool allow_duplicate) {
+  const std::string what = kind == v1::ACCESS ? "request access" : "request erase";
   auto timeout = ParseTimeout(timeout_text);
-  if (!timeout.ok()) return Fail("request erase", timeout.status());
+  if (!timeout.ok()) return Fail(what, timeout.status());
   v1::SubmitRequest req;
+  req.set_kind(kind);
   if (absl::Status st = ParseIdentities(identities, identities_from, req.mutable_identities()); !st.ok())
-    return Fail("request erase", st);
+    return Fail(what, st);
   auto reason_text = ReasonText(reason, reason_from);
-  if (!reason_text.ok()) return Fail("request erase", reason_text.status());
+  if (!reason_text.ok()) return Fail(what, reason_text.status());
   req.set_reason(*reason_text);
   auto api = v1::SubjectRequests::NewStub(Connect(g));
-  if (!allow_duplicate) {
+  if (!allow_duplicate && kind != v1::ACCESS) {
     // A second request for a person with one open is usually a mistake (a re-run script, a
     // double click): say which, and record nothing unless told to.
     v1::FindOpenRequest find;
@@ -253,7 +280,7 @@ int RequestErase(const Global& g, const std::vector<std::string>& identities,
     grpc::ClientContext fctx;
     fctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
     if (grpc::Status fs = api->FindOpen(&fctx, find, &found); !fs.ok())
-      return FailGrpc("request erase", fs);
+      return FailGrpc(what, fs);
     if (found.matches_size() > 0) {
       std::cerr << "lethectl request erase: not submitted: an open request already covers this subject:\n";
       for (const auto& m : found.matches())
@@ -267,7 +294,7 @@ int RequestErase(const Global& g, const std::vector<std::string>& identities,
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
   grpc::Status s = api->Submit(&ctx, req, &resp);
-  if (!s.ok()) return FailGrpc("request erase", s);
+  if (!s.ok()) return FailGrpc(what, s);
   if (!wait) {
     if (g.json()) {
       std::cout << Json(resp.request());
@@ -343,11 +370,18 @@ int RequestAddIdentity(const Global& g, const std::string& id,
   return 0;
 }
 
-int RequestList(const Global& g, bool overdue) {
+int RequestList(const Global& g, bool overdue, const std::string& kind) {
   auto api = v1::SubjectRequests::NewStub(Connect(g));
   v1::ListRequestsResponse resp;
   v1::ListRequestsRequest req;
   req.set_overdue(overdue);
+  if (kind == "access") {
+    req.set_kind(v1::ACCESS);
+  } else if (kind == "erasure") {
+    req.set_kind(v1::ERASURE);
+  } else if (!kind.empty()) {
+    return Fail("request list", absl::InvalidArgumentError("--kind: erasure or access, got " + Quote(kind, 16)));
+  }
   req.set_page_size(1000);
   do {  // every page
     v1::ListRequestsResponse page;
@@ -383,7 +417,8 @@ std::string OutcomeName(v1::RequestCompleted::Outcome o) {
 }
 
 void PrintCertificate(const lethe::audit::CertificateReport& r) {
-  std::cout << "Erasure certificate for request " << r.request_id << ": " << OutcomeName(r.outcome) << "\n"
+  std::cout << (r.access ? "Access" : "Erasure") << " certificate for request " << r.request_id << ": "
+            << OutcomeName(r.outcome) << "\n"
             << "  log        " << r.origin << ", checkpoint of " << r.checkpoint_size
             << " entries (signature verified)\n"
             << "  identities " << absl::StrJoin(r.identity_types, ", ") << " (as keyed hashes only)\n"
@@ -396,10 +431,14 @@ void PrintCertificate(const lethe::audit::CertificateReport& r) {
   for (const auto& d : r.domains) {
     std::cout << "  " << absl::StrFormat("%-16s", d.domain) << " receipt entry " << d.receipt_entry
               << ", signed by agent key " << d.agent_key_id << ": "
-              << (d.receipt.outcome() == v1::Receipt::COMPLETED ? "purged" : "FAILED: " + d.receipt.error())
+              << (d.receipt.outcome() != v1::Receipt::COMPLETED ? "FAILED: " + d.receipt.error()
+                  : r.access ? absl::StrFormat("part gathered, %d bytes, sha256 %s", d.receipt.part_size(),
+                                               lethe::crypto::Hex(d.receipt.part_sha256()))
+                             : std::string("purged"))
               << "\n";
     for (const auto& t : d.receipt.tables())
-      std::cout << "      " << TableSummary(t) << (t.action() == "retain" ? "" : ", 0 remaining") << "\n";
+      std::cout << "      " << TableSummary(t, r.access)
+                << (t.action() == "retain" || r.access ? "" : ", 0 remaining") << "\n";
     for (const auto& t : d.receipt.tombstones()) {
       std::cout << "      tombstone " << t.topic() << " partition " << t.partition() << " offset " << t.offset();
       if (t.config_read())
@@ -482,8 +521,10 @@ void AddRequestCommands(CLI::App& app, Context& ctx) {
     std::string identities_from, reason_from;
     std::string reason, timeout = "5m", id;
     bool wait = false, allow_duplicate = false, overdue = false;
+    std::string kind;
     std::string by;
     std::string cert_verify, cert_out, cert_key;
+    std::string format = "json";
   };
   auto f = std::make_shared<Flags>();
   auto* request = app.add_subcommand("request", "data-subject requests")->require_subcommand(1);
@@ -500,9 +541,24 @@ void AddRequestCommands(CLI::App& app, Context& ctx) {
   erase->add_option("--timeout", f->timeout, "with --wait: give up after this long (e.g. 90s, 5m)")
       ->capture_default_str();
   erase->callback([&ctx, f] {
-    ctx.rc = RequestErase(ctx.g, f->identities, f->identities_from, f->reason, f->reason_from, f->wait,
-                          f->timeout, f->allow_duplicate);
+    ctx.rc = RequestSubmit(ctx.g, v1::ERASURE, f->identities, f->identities_from, f->reason, f->reason_from,
+                           f->wait, f->timeout, f->allow_duplicate);
   });
+  auto* access = request->add_subcommand(
+      "access", "gather what every domain holds of a person into a package (GDPR Art. 15, 20)");
+  access->add_option("--identity", f->identities, "TYPE=VALUE, repeatable (seen by ps and shell history: prefer --identities-from)");
+  access->add_option("--identities-from", f->identities_from, "FILE, or - for standard input: one TYPE=VALUE a line");
+  access->add_option("--reason", f->reason, "why (kept encrypted, shredded with the package)");
+  access->add_option("--reason-from", f->reason_from, "FILE, or - for standard input: the reason");
+  access->add_flag("--wait", f->wait, "follow progress until every domain has answered");
+  access->add_option("--timeout", f->timeout, "with --wait: give up after this long (e.g. 90s, 5m)")
+      ->capture_default_str();
+  access->callback([&ctx, f] {
+    ctx.rc = RequestSubmit(ctx.g, v1::ACCESS, f->identities, f->identities_from, f->reason, f->reason_from,
+                           f->wait, f->timeout, /*allow_duplicate=*/true);
+  });
+  ctx.examples[access] =
+      "printf 'email=bob@example.com\\n' | lethectl request access --identities-from - --wait";
   ctx.examples[erase] =
       "printf 'email=alice@example.com\\nuser_id=73310042\\n' | lethectl request erase --identities-from - --wait";
   auto* get = request->add_subcommand("get", "show one request, per domain");
@@ -511,7 +567,8 @@ void AddRequestCommands(CLI::App& app, Context& ctx) {
   ctx.examples[get] = "lethectl request get 3f2a9c0d1e2b4a5c6d7e8f9012345678 -o json";
   auto* list = request->add_subcommand("list", "list requests with their due dates");
   list->add_flag("--overdue", f->overdue, "only open requests past their due date");
-  list->callback([&ctx, f] { ctx.rc = RequestList(ctx.g, f->overdue); });
+  list->add_option("--kind", f->kind, "only requests of this kind: erasure or access");
+  list->callback([&ctx, f] { ctx.rc = RequestList(ctx.g, f->overdue, f->kind); });
   ctx.examples[list] = "lethectl request list --overdue";
   auto* extend = request->add_subcommand(
       "extend", "move an open request's due date (GDPR Art. 12(3); capped by deadlines.max_extension)");
@@ -555,6 +612,28 @@ void AddRequestCommands(CLI::App& app, Context& ctx) {
   });
   ctx.examples[cert] =
       "lethectl request certificate 3f2a9c0d1e2b4a5c6d7e8f9012345678 --out cert.json --public-key lethed.pub";
+  auto* exp = request->add_subcommand(
+      "export", "write a completed access request's package (then lethed destroys its copy), or verify one");
+  exp->add_option("id", f->id, "request id");
+  exp->add_option("--out", f->cert_out, "write the package here (a new file, mode 0600: it is personal data)");
+  exp->add_option("--format", f->format, "json (one document) or csv-zip (one CSV per table, and the document)")
+      ->capture_default_str();
+  exp->add_option("--verify", f->cert_verify, "check a package file (either format) offline");
+  exp->add_option("--public-key", f->cert_key, "lethed's public key (PEM)");
+  exp->callback([&ctx, f] {
+    if (!f->cert_verify.empty() && (!f->id.empty() || !f->cert_out.empty())) {
+      ctx.rc = Fail("request export", absl::InvalidArgumentError("--verify FILE checks a package offline: it takes no "
+                                                                 "request id and no --out"));
+    } else if (!f->cert_verify.empty()) {
+      ctx.rc = RequestExportVerify(ctx.g, f->cert_verify, f->cert_key);
+    } else if (f->id.empty()) {
+      ctx.rc = Fail("request export", absl::InvalidArgumentError("give a request id and --out FILE, or --verify FILE"));
+    } else {
+      ctx.rc = RequestExport(ctx.g, f->id, f->cert_out, f->format, f->cert_key);
+    }
+  });
+  ctx.examples[exp] =
+      "lethectl request export 3f2a9c0d1e2b4a5c6d7e8f9012345678 --out bob.json --public-key lethed.pub";
   auto* watch = request->add_subcommand("watch", "follow a request until it completes");
   watch->add_option("id", f->id, "request id")->required();
   watch->add_option("--timeout", f->timeout, "give up after this long")->capture_default_str();

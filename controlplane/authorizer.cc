@@ -41,6 +41,8 @@ const std::vector<Rule>& Rules() {
         {"/lethe.v1.SubjectRequests/Extend", operator_only},
         {"/lethe.v1.SubjectRequests/AddIdentities", operator_only},
         {"/lethe.v1.SubjectRequests/FindOpen", operator_only},
+        {"/lethe.v1.SubjectRequests/Export", operator_only},
+        {"/lethe.v1.SubjectRequests/ConfirmExport", operator_only},
         {"/lethe.v1.SubjectRequests/Get", readers},
         {"/lethe.v1.SubjectRequests/List", readers},
         {"/lethe.v1.SubjectRequests/Watch", readers},

@@ -101,8 +101,11 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   spdlog::info("ledger: {} entries, origin {}", d->ledger_->size(), d->ledger_->origin());
   malloc_trim(0);  // what the replay used and freed goes back to the system
   d->writer_ = std::make_unique<LedgerWriter>(*d->ledger_, d->projections_, *options.clock);
+  LETHE_ASSIGN_OR_RETURN(d->parts_, AccessParts::Open(options.data_dir));
+  RequestManagerOptions requests = options.requests;
+  requests.parts = d->parts_.get();
   d->manager_ = std::make_unique<RequestManager>(*d->writer_, d->projections_, *d->vault_,
-                                                 *d->key_, *options.clock, options.requests);
+                                                 *d->key_, *options.clock, requests);
   d->activator_ = std::make_unique<PolicyActivator>(*d->writer_, d->projections_);
   d->enrolment_ = std::make_unique<AgentEnrolment>(*d->writer_, d->projections_);
   if (!options.policy_path.empty()) {
@@ -165,7 +168,8 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
 
   RequestStore& store = d->projections_.requests;
   d->requests_service_ = std::make_unique<SubjectRequestsService>(
-      *d->manager_, store, *d->vault_, *options.clock, d->stopping_);
+      *d->manager_, store, *d->vault_, *options.clock, d->stopping_, *d->ledger_, d->projections_.policies,
+      d->key_->public_key());
   d->agents_service_ = std::make_unique<AgentsService>(*d->enrolment_, *d->writer_, store);
   d->ledger_service_ = std::make_unique<LedgerService>(*d->ledger_, *d->writer_, store, d->projections_.policies,
                                                      d->key_->public_key());

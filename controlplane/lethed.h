@@ -96,6 +96,7 @@ class Lethed {
   Projections projections_;
   std::unique_ptr<ledger::Ledger> ledger_;
   std::unique_ptr<LedgerWriter> writer_;
+  std::unique_ptr<AccessParts> parts_;  // before manager_, which uses it
   std::unique_ptr<RequestManager> manager_;
   std::unique_ptr<PolicyActivator> activator_;
   std::unique_ptr<AgentEnrolment> enrolment_;

@@ -24,6 +24,8 @@ void OutboxPublisher::Stop() {
 absl::Time OutboxPublisher::PublishDue() {
   if (absl::Status s = manager_.ReissueExpiring(options_.expiry_margin); !s.ok())
     spdlog::error("outbox: cannot re-issue expiring commands: {}", s.ToString());
+  if (absl::Status s = manager_.ReleaseExpired(); !s.ok())
+    spdlog::error("outbox: cannot release expired access packages: {}", s.ToString());
   const absl::Time now = clock_.Now();
   absl::Time next = absl::InfiniteFuture();
   std::map<std::string, Schedule> live;

@@ -19,6 +19,12 @@ namespace {
 
 std::string NewId() { return crypto::Hex(crypto::RandomBytes(16)); }
 
+// The X25519 key an access request's agents seal their parts to, derived from the request
+// key: destroying the request key destroys it too.
+absl::StatusOr<crypto::X25519PrivateKey> PartKey(const SecretBytes& request_key) {
+  return crypto::X25519PrivateKey::FromSeed(SecretBytes(crypto::HmacSha256(request_key, "lethe.v1 access part key")));
+}
+
 bool Contains(const std::vector<SubjectIdentity>& ids, const SubjectIdentity& id) {
   for (const auto& i : ids)
     if (i.type == id.type && RevealSecret(i.value) == RevealSecret(id.value)) return true;
@@ -117,7 +123,7 @@ absl::StatusOr<std::string> RequestManager::TokenOf(const SubjectIdentity& ident
 absl::StatusOr<v1::LedgerEntry> RequestManager::MakeCommand(const std::string& request_id,
                                                             const DomainPlan& plan,
                                                             const SecretBytes& key,
-                                                            absl::Time now) {
+                                                            absl::Time now, bool access) {
   // The identities travel sealed to the domain's agent: no topic carries them in clear.
   auto agent = store_.CurrentAgent(plan.domain);
   if (!agent)
@@ -153,9 +159,21 @@ absl::StatusOr<v1::LedgerEntry> RequestManager::MakeCommand(const std::string& r
   std::string raw_body;
   cmd.SerializeToString(&raw_body);
   cmd.Clear();
+  if (access) {
+    // The same fields under the same numbers (messages.proto), plus the key to seal the part
+    // to, under a payload type that no agent can take for a delete.
+    v1::AccessCommand ac;
+    ac.ParseFromString(raw_body);
+    LETHE_ASSIGN_OR_RETURN(crypto::X25519PrivateKey part_key, PartKey(key));
+    ac.set_part_recipient_key(part_key.public_key().raw());
+    std::string().swap(raw_body);
+    ac.SerializeToString(&raw_body);
+    ac.Clear();
+  }
   SecretBytes body(std::move(raw_body));
   const std::string digest = crypto::Sha256(RevealSecret(body));
-  v1::SignedEnvelope env = proto::SignEnvelope(proto::kDeleteCommandType, std::string(RevealSecret(body)), key_);
+  v1::SignedEnvelope env = proto::SignEnvelope(access ? proto::kAccessCommandType : proto::kDeleteCommandType,
+                                               std::string(RevealSecret(body)), key_);
   std::string raw_wire;
   env.SerializeToString(&raw_wire);
   env.Clear();
@@ -184,7 +202,7 @@ absl::StatusOr<std::vector<v1::LedgerEntry>> RequestManager::BuildErasure(
   v1::LedgerEntry submitted;
   auto* s = submitted.mutable_request_submitted();
   s->set_request_id(request_id);
-  s->set_kind(v1::RequestSubmitted::ERASURE);
+  s->set_kind(spec.access ? v1::RequestSubmitted::ACCESS : v1::RequestSubmitted::ERASURE);
   LETHE_ASSIGN_OR_RETURN(std::string ct, SealIdentities(vault_, key, spec.identities, spec.reason,
                                                   request_id, s->mutable_subject()));
   s->set_sealed(std::move(ct));
@@ -196,12 +214,13 @@ absl::StatusOr<std::vector<v1::LedgerEntry>> RequestManager::BuildErasure(
     for (const auto& t : n.identity_types) need->add_identity_types(t);
   }
   s->set_received_unix_ms(absl::ToUnixMillis(now));
-  s->set_due_unix_ms(absl::ToUnixMillis(now + policy.deadlines().erasure));
+  s->set_due_unix_ms(
+      absl::ToUnixMillis(now + (spec.access ? policy.deadlines().access : policy.deadlines().erasure)));
   s->set_consent_change_id(spec.consent_change_id);
   s->set_scope_purpose(spec.scope_purpose);
   entries.push_back(std::move(submitted));
   for (const auto& t : plan.targets) {
-    LETHE_ASSIGN_OR_RETURN(v1::LedgerEntry cmd, MakeCommand(request_id, t, key, now));
+    LETHE_ASSIGN_OR_RETURN(v1::LedgerEntry cmd, MakeCommand(request_id, t, key, now, spec.access));
     entries.push_back(std::move(cmd));
   }
   if (targets != nullptr) *targets = plan.targets.size();
@@ -214,14 +233,19 @@ absl::StatusOr<std::vector<v1::LedgerEntry>> RequestManager::BuildErasure(
   return entries;
 }
 
-absl::StatusOr<std::string> RequestManager::SubmitErasure(std::vector<SubjectIdentity> identities,
-                                                          std::string reason,
-                                                          const v1::Actor& actor) {
+absl::StatusOr<std::string> RequestManager::Submit(v1::RequestSubmitted::Kind kind,
+                                                   std::vector<SubjectIdentity> identities, std::string reason,
+                                                   const v1::Actor& actor) {
+  if (kind != v1::RequestSubmitted::ERASURE && kind != v1::RequestSubmitted::ACCESS)
+    return absl::InvalidArgumentError("kind: a request is an erasure or an access request");
+  if (kind == v1::RequestSubmitted::ACCESS && options_.parts == nullptr)
+    return absl::FailedPreconditionError("kind: this lethed has no place to keep access packages");
   Prepared p;
   LETHE_ASSIGN_OR_RETURN(p.policy, ActivePolicy());
   LETHE_ASSIGN_OR_RETURN(auto normalized, NormalizeIdentities(*p.policy, identities));
   LETHE_RETURN_IF_ERROR(ValidateErasureReason(reason));
   ErasureSpec spec;
+  spec.access = kind == v1::RequestSubmitted::ACCESS;
   spec.identities = Distinct(std::move(normalized));
   spec.reason = std::move(reason);
   const std::string request_id = NewId();
@@ -247,7 +271,8 @@ absl::StatusOr<std::string> RequestManager::SubmitErasure(std::vector<SubjectIde
     (void)vault_.DestroyRequestKey(request_id);  // nothing was recorded
     return st;
   }
-  spdlog::info("request {}: erasure recorded, {} target domain(s)", request_id, p.targets);
+  spdlog::info("request {}: {} recorded, {} target domain(s)", request_id, spec.access ? "access" : "erasure",
+               p.targets);
   return request_id;
 }
 
@@ -343,7 +368,7 @@ absl::Status RequestManager::AddIdentities(const std::string& request_id,
   for (const auto& d : reached) a->add_target_domains(d.domain);
   entries.push_back(std::move(added));
   for (const auto& d : reached) {
-    LETHE_ASSIGN_OR_RETURN(v1::LedgerEntry cmd, MakeCommand(request_id, d, key, now));
+    LETHE_ASSIGN_OR_RETURN(v1::LedgerEntry cmd, MakeCommand(request_id, d, key, now, r.access()));
     entries.push_back(std::move(cmd));
   }
   LETHE_RETURN_IF_ERROR(SequenceAndWait(lock, std::move(entries), &actor));
@@ -480,6 +505,11 @@ absl::StatusOr<std::optional<RequestManager::SequencedReceipt>> RequestManager::
   v1::SignedEnvelope env;
   if (!env.ParseFromArray(wire.data(), static_cast<int>(wire.size())))
     return reject(absl::InvalidArgumentError("receipt: not a SignedEnvelope"));
+  if (env.payload_type() == proto::kAccessPartChunkType) {
+    // A piece of an access part: held until its receipt comes. Nothing is recorded.
+    if (absl::Status held = AcceptChunk(env); !held.ok()) return reject(held);
+    return std::nullopt;
+  }
   if (env.payload_type() != proto::kReceiptType)
     return reject(absl::InvalidArgumentError("receipt: payload_type is not lethe.v1.Receipt"));
   // The signature first: find the enrolled key by the envelope's key id, verify the bytes, and
@@ -504,6 +534,24 @@ absl::StatusOr<std::optional<RequestManager::SequencedReceipt>> RequestManager::
   rr->set_request_id(receipt.request_id());
   rr->set_domain(receipt.domain());
 
+  const std::optional<CommandRecord> command = store_.Command(receipt.command_id());
+  const bool access = command.has_value() && command->access;
+  if (access && receipt.outcome() == v1::Receipt::COMPLETED) {
+    // The part comes first: opened, checked against this receipt and stored before the receipt
+    // is recorded. Not for a receipt that is no news (the stored part is the recorded one's).
+    absl::Status before = store_.CheckReceipt(*rr, false, nullptr);
+    if (before.code() == absl::StatusCode::kAlreadyExists) {
+      counters_.duplicates.fetch_add(1);
+      if (options_.parts != nullptr) options_.parts->Forget(receipt.command_id());
+      return std::nullopt;
+    }
+    if (!before.ok()) return reject(Annotate(before, "receipt"));
+    if (absl::Status kept = KeepPart(receipt); !kept.ok()) {
+      if (absl::IsInternal(kept) || absl::IsUnavailable(kept)) return kept;  // ours: retry
+      return reject(kept);
+    }
+  }
+
   auto lock = writer_.Lock();
   // The rule the ledger is replayed and audited by (audit/request_lifecycle.h): the key
   // enrolled for the receipt's domain and not revoked, the command it answers, the bytes it
@@ -524,12 +572,14 @@ absl::StatusOr<std::optional<RequestManager::SequencedReceipt>> RequestManager::
     spdlog::warn("request {}: domain {} refused command {}: {}", Quote(receipt.request_id()),
                  Quote(receipt.domain()), Quote(receipt.command_id()), why);
     store_.NoteRejection(receipt.command_id(), std::move(why));
+    if (access && options_.parts != nullptr) options_.parts->Forget(receipt.command_id());
     return std::nullopt;
   }
   if (std::string why = audit::FreeTextProblem(receipt.error(), audit::kMaxFreeTextBytes); !why.empty())
     return reject(absl::InvalidArgumentError("receipt: error text " + why));
   LETHE_ASSIGN_OR_RETURN(LedgerWriter::Ticket ticket, writer_.Sequence(lock, {e}, nullptr));
   lock.unlock();
+  if (access && options_.parts != nullptr) options_.parts->Forget(receipt.command_id());
   counters_.recorded.fetch_add(1);
   spdlog::info("request {}: receipt from domain {} ({})", Quote(receipt.request_id()), Quote(receipt.domain()),
                receipt.outcome() == v1::Receipt::COMPLETED ? "completed" : "failed");
@@ -548,7 +598,11 @@ absl::Status RequestManager::CompleteAll(const std::vector<std::string>& request
   // key goes before the completion is recorded (and waited for without the lock), so whoever
   // sees the request ended finds its key gone. Should a completion then not be recorded (a
   // failed write), its receipts are durable and Recover completes it at the next start.
-  LETHE_RETURN_IF_ERROR(vault_.DestroyRequestKeys(due));
+  // An access request keeps its key (and so its parts) until its package is released.
+  std::vector<std::string> shred;
+  for (const auto& id : due)
+    if (auto r = store_.Get(id); !r.ok() || !r->access()) shred.push_back(id);
+  LETHE_RETURN_IF_ERROR(vault_.DestroyRequestKeys(shred));
   auto lock = writer_.Lock();
   std::vector<v1::LedgerEntry> entries;
   std::vector<std::pair<std::string, bool>> done;
@@ -565,7 +619,10 @@ absl::Status RequestManager::CompleteAll(const std::vector<std::string>& request
   if (entries.empty()) return absl::OkStatus();
   LETHE_RETURN_IF_ERROR(SequenceAndWait(lock, std::move(entries)));
   for (const auto& [id, ok] : done)
-    spdlog::info("request {}: {}; request key destroyed", id, ok ? "completed" : "failed");
+    spdlog::info("request {}: {}; {}", id, ok ? "completed" : "failed",
+                 std::find(shred.begin(), shred.end(), id) != shred.end()
+                     ? "request key destroyed"
+                     : "its access package is held until exported or expired");
   return absl::OkStatus();
 }
 
@@ -616,7 +673,8 @@ absl::Status RequestManager::ReissueExpiring(absl::Duration margin) {
       }
       continue;
     }
-    LETHE_ASSIGN_OR_RETURN(v1::LedgerEntry e, MakeCommand(req->request_id, plan.targets[0], key, now));
+    LETHE_ASSIGN_OR_RETURN(v1::LedgerEntry e,
+                           MakeCommand(req->request_id, plan.targets[0], key, now, req->access()));
     entries.push_back(std::move(e));
   }
   if (entries.empty()) return absl::OkStatus();
@@ -641,11 +699,135 @@ absl::Status RequestManager::Recover() {
   for (auto& id : stored) {
     auto r = store_.Get(id);
     if (!r.ok() && !absl::IsNotFound(r.status())) return r.status();
-    if (!r.ok() || r->state != v1::IN_PROGRESS) stale.push_back(std::move(id));
+    const bool package_held = r.ok() && r->access() && r->state != v1::IN_PROGRESS && r->released_entry == 0;
+    if (!r.ok() || (r->state != v1::IN_PROGRESS && !package_held)) stale.push_back(std::move(id));
   }
-  if (stale.empty()) return absl::OkStatus();
-  LETHE_RETURN_IF_ERROR(vault_.DestroyRequestKeys(stale));
-  spdlog::info("destroyed {} request key(s) left behind by a crash", stale.size());
+  if (!stale.empty()) {
+    LETHE_RETURN_IF_ERROR(vault_.DestroyRequestKeys(stale));
+    spdlog::info("destroyed {} request key(s) left behind by a crash", stale.size());
+  }
+  // Parts whose key is gone (a crash between a release and their removal) open no more: remove them.
+  if (options_.parts != nullptr) {
+    LETHE_ASSIGN_OR_RETURN(std::vector<std::string> with_parts, options_.parts->StoredRequests());
+    for (const auto& id : with_parts)
+      if (!vault_.HasRequestKey(id)) LETHE_RETURN_IF_ERROR(options_.parts->Remove(id));
+  }
+  return ReleaseExpired();
+}
+
+absl::Status RequestManager::AcceptChunk(const v1::SignedEnvelope& env) {
+  if (options_.parts == nullptr) return absl::FailedPreconditionError("part chunk: this lethed holds no parts");
+  // As for a receipt: the enrolled key the envelope names verifies the bytes before they are read.
+  std::optional<AgentRecord> agent;
+  for (const auto& a : store_.Agents())
+    if (a.key_id == env.key_id()) agent = a;
+  if (!agent || !agent->verify_key)
+    return absl::PermissionDeniedError("part chunk: signed by key " + Quote(env.key_id(), 16) + ", which is not enrolled");
+  if (agent->revoked)
+    return absl::PermissionDeniedError("part chunk: signed by revoked agent key " + Quote(env.key_id(), 16));
+  auto body = proto::VerifyEnvelope(env, proto::kAccessPartChunkType, *agent->verify_key);
+  if (!body.ok()) return absl::PermissionDeniedError("part chunk: " + std::string(body.status().message()));
+  v1::AccessPartChunk chunk;
+  if (!chunk.ParseFromString(*body)) return absl::InvalidArgumentError("part chunk: signed body does not parse");
+  const std::optional<CommandRecord> command = store_.Command(chunk.command_id());
+  if (!command) return absl::FailedPreconditionError("part chunk: for no open command");
+  if (!command->access) return absl::PermissionDeniedError("part chunk: for a command that is no access command");
+  if (command->request_id != chunk.request_id() || command->domain != chunk.domain() ||
+      agent->domain != chunk.domain())
+    return absl::PermissionDeniedError("part chunk: names another request or domain than its command and key");
+  return options_.parts->AddChunk(chunk);
+}
+
+absl::Status RequestManager::KeepPart(const v1::Receipt& receipt) {
+  if (options_.parts == nullptr) return absl::FailedPreconditionError("receipt: this lethed holds no parts");
+  auto sealed = options_.parts->TakeSealed(receipt.command_id(), receipt.part_sealed_sha256(), receipt.part_chunks());
+  if (!sealed.ok())
+    return absl::FailedPreconditionError("receipt: its part has not arrived whole: " +
+                                         std::string(sealed.status().message()));
+  auto key = vault_.RequestKey(receipt.request_id());
+  if (!key.ok()) return absl::FailedPreconditionError("receipt: the request's key is gone");
+  LETHE_ASSIGN_OR_RETURN(crypto::X25519PrivateKey part_key, PartKey(*key));
+  auto part = part_key.Open(*sealed);
+  if (!part.ok()) return absl::PermissionDeniedError("receipt: its part is not sealed to the request's part key");
+  if (crypto::Sha256(RevealSecret(*part)) != receipt.part_sha256() || RevealSecret(*part).size() != receipt.part_size())
+    return absl::PermissionDeniedError("receipt: its part does not match the digest and size it signed");
+  // Durable before the receipt is recorded: a recorded receipt always has its part.
+  return options_.parts->Store(receipt.request_id(), receipt.domain(), *key, *part);
+}
+
+absl::StatusOr<std::vector<OpenedPart>> RequestManager::OpenParts(const std::string& request_id) const {
+  if (options_.parts == nullptr) return absl::FailedPreconditionError("this lethed holds no access packages");
+  LETHE_ASSIGN_OR_RETURN(const RequestRecord r, store_.Get(request_id));
+  if (!r.access())
+    return absl::FailedPreconditionError("request_id: request " + request_id + " is an erasure, not an access request");
+  if (r.released_entry != 0)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "request_id: the package of request ", request_id, " was ",
+        r.released_reason == v1::PackageReleased::EXPORTED ? "exported" : "left unexported past its retention",
+        " at ", absl::FormatTime(absl::RFC3339_sec, absl::FromUnixMillis(r.released_unix_ms), absl::UTCTimeZone()),
+        " (ledger entry ", r.released_entry, ") and its key destroyed; submit a new access request"));
+  if (r.state == v1::IN_PROGRESS) {
+    size_t answered = 0;
+    for (const auto& d : r.domains) answered += d.state == v1::DONE || d.state == v1::DOMAIN_FAILED;
+    return absl::FailedPreconditionError(absl::StrCat("request_id: request ", request_id, " is in progress: ", answered,
+                                                      " of ", r.domains.size(), " domain(s) have answered"));
+  }
+  auto key = vault_.RequestKey(request_id);
+  if (!key.ok()) return absl::FailedPreconditionError("request_id: the key of request " + request_id + " is gone");
+  std::vector<OpenedPart> out;
+  for (const auto& d : r.domains) {
+    if (!d.receipt) continue;
+    OpenedPart p;
+    p.domain = d.domain;
+    p.receipt = *d.receipt;
+    p.receipt_entry = d.receipt_entry;
+    p.agent_key_id = d.agent_key_id;
+    if (d.state == v1::DONE) {
+      LETHE_ASSIGN_OR_RETURN(p.part, options_.parts->Load(request_id, d.domain, *key));
+      if (crypto::Sha256(RevealSecret(p.part)) != d.receipt->part_sha256())
+        return absl::DataLossError("the stored part of domain " + d.domain + " of request " + request_id +
+                                   " is not the one its receipt names");
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+absl::Status RequestManager::ReleasePackage(const std::string& request_id, v1::PackageReleased::Reason reason,
+                                            const std::string& package_sha256, const v1::Actor* actor) {
+  {
+    auto lock = writer_.Lock();
+    LETHE_ASSIGN_OR_RETURN(const RequestRecord r, store_.Get(request_id));
+    if (!r.access() || r.state == v1::IN_PROGRESS || r.released_entry != 0)
+      return absl::FailedPreconditionError("request_id: request " + request_id +
+                                           " holds no package to release (not a completed access request, or "
+                                           "released already)");
+    v1::LedgerEntry e;
+    auto* p = e.mutable_package_released();
+    p->set_request_id(request_id);
+    p->set_reason(reason);
+    if (reason == v1::PackageReleased::EXPORTED) p->set_package_sha256(package_sha256);
+    LETHE_RETURN_IF_ERROR(SequenceAndWait(lock, {e}, actor));
+  }
+  // Recorded: now the key, then the files (Recover finishes either after a crash).
+  LETHE_RETURN_IF_ERROR(vault_.DestroyRequestKey(request_id));
+  if (options_.parts != nullptr) LETHE_RETURN_IF_ERROR(options_.parts->Remove(request_id));
+  spdlog::info("request {}: access package {}; request key destroyed", request_id,
+               reason == v1::PackageReleased::EXPORTED ? "exported" : "expired");
+  return absl::OkStatus();
+}
+
+absl::Status RequestManager::ReleaseExpired() {
+  const std::map<std::string, int64_t> held = store_.UnreleasedPackages();
+  if (held.empty()) return absl::OkStatus();
+  auto policy = projections_.policies.Active();
+  if (!policy) return absl::OkStatus();
+  const absl::Time now = clock_.Now();
+  for (const auto& [id, due] : held) {
+    if (absl::FromUnixMillis(due) + policy->deadlines().access_retention > now) continue;
+    absl::Status st = ReleasePackage(id, v1::PackageReleased::EXPIRED, "", nullptr);
+    if (!st.ok() && !absl::IsFailedPrecondition(st)) return st;  // released meanwhile: fine
+  }
   return absl::OkStatus();
 }
 

@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "base/clock.h"
+#include "controlplane/access_parts.h"
 #include "controlplane/identity_vault.h"
 #include "controlplane/ledger_writer.h"
 #include "controlplane/planner.h"
@@ -36,6 +37,18 @@ struct RequestManagerOptions {
   // How long a signed command stays valid. Shorter bounds the use of a captured command;
   // a command still unanswered near its expiry is replaced by a fresh one.
   absl::Duration command_ttl = absl::Hours(24);
+  // Where the parts of access requests are held (access_parts.h); must outlive the manager.
+  // Without it, access requests are refused.
+  AccessParts* parts = nullptr;
+};
+
+// A part of an access package, opened: what one domain gathered, and the receipt it came with.
+struct OpenedPart {
+  std::string domain;
+  SecretBytes part;  // the part's canonical JSON (personal data)
+  v1::Receipt receipt;
+  uint64_t receipt_entry = 0;
+  std::string agent_key_id;
 };
 
 struct ReceiptCounters {
@@ -58,7 +71,27 @@ class RequestManager {
   // active policy, and records RequestSubmitted plus one CommandIssued per target domain.
   // Domains keyed by none of the identity types are recorded as needing one. Returns the id.
   absl::StatusOr<std::string> SubmitErasure(std::vector<SubjectIdentity> identities,
-                                            std::string reason, const v1::Actor& actor);
+                                            std::string reason, const v1::Actor& actor) {
+    return Submit(v1::RequestSubmitted::ERASURE, std::move(identities), std::move(reason), actor);
+  }
+  // The same for either kind: an access request is planned like an erasure, due after the
+  // policy's deadlines.access, and its commands are AccessCommands.
+  absl::StatusOr<std::string> Submit(v1::RequestSubmitted::Kind kind, std::vector<SubjectIdentity> identities,
+                                     std::string reason, const v1::Actor& actor);
+
+  // The parts of a completed access request, opened, in target order (a domain that answered
+  // FAILED has none: it is listed with its receipt and an empty part). kFailedPrecondition
+  // when the request is not a completed access request, or its package was released (the
+  // message says when and how).
+  absl::StatusOr<std::vector<OpenedPart>> OpenParts(const std::string& request_id) const;
+  // Records PackageReleased (EXPORTED with the digest of the package handed out, by `actor`;
+  // or EXPIRED, by lethed), then destroys the request key and removes the parts. Only once
+  // per request: a second release is kFailedPrecondition.
+  absl::Status ReleasePackage(const std::string& request_id, v1::PackageReleased::Reason reason,
+                              const std::string& package_sha256, const v1::Actor* actor);
+  // Releases, EXPIRED, every held package whose due date plus the active policy's
+  // deadlines.access_retention has passed.
+  absl::Status ReleaseExpired();
 
   // The open requests whose subject holds any of `identities` (validated as for
   // SubmitErasure, compared as tokens), oldest first, each with the types it shares.
@@ -122,6 +155,7 @@ class RequestManager {
 
  private:
   struct ErasureSpec {
+    bool access = false;                      // an access request: AccessCommands, no purge
     std::vector<SubjectIdentity> identities;  // validated, distinct
     std::string reason;
     std::vector<std::string> scope;  // empty: every domain
@@ -137,7 +171,12 @@ class RequestManager {
                                                             absl::Time now, size_t* targets);
   absl::StatusOr<v1::LedgerEntry> MakeCommand(const std::string& request_id,
                                               const DomainPlan& plan, const SecretBytes& key,
-                                              absl::Time now);
+                                              absl::Time now, bool access);
+  // An access chunk from lethe.receipts: verified against the domain's enrolled key and held.
+  absl::Status AcceptChunk(const v1::SignedEnvelope& env);
+  // A COMPLETED access receipt's part: taken whole from the chunks held, opened with the
+  // request's part key, checked against the receipt's digests, stored under the request key.
+  absl::Status KeepPart(const v1::Receipt& receipt);
   // Every identity of the request, decrypted: the submitted ones, then each addition.
   absl::StatusOr<std::vector<SubjectIdentity>> RequestIdentities(const RequestRecord& r,
                                                                  const SecretBytes& key) const;

@@ -97,6 +97,11 @@ void ApplyToRecord(RequestRecord& r, uint64_t seq, const v1::LedgerEntry& e) {
     case v1::LedgerEntry::kConsentChanged:
       r.consent_entry = seq;  // read back: the withdrawal that planned the request
       break;
+    case v1::LedgerEntry::kPackageReleased:
+      r.released_entry = seq;
+      r.released_unix_ms = e.time_unix_ms();
+      r.released_reason = e.package_released().reason();
+      break;
     default:
       break;
   }
@@ -229,10 +234,12 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
     }
     case v1::LedgerEntry::kCommandIssued: {
       const auto& c = e.command_issued();
-      ApplyToRecord(requests_.at(c.request_id()), seq, e);
+      RequestRecord& r = requests_.at(c.request_id());
+      ApplyToRecord(r, seq, e);
       commands_[c.command_id()] =
-          CommandRecord{c.command_id(), c.request_id(),   c.domain(),           c.command_digest(),
-                        c.sealed_envelope(), c.not_after_unix_ms(), seq, c.recipient_key_id()};
+          CommandRecord{c.command_id(),      c.request_id(),         c.domain(), c.command_digest(),
+                        c.sealed_envelope(), c.not_after_unix_ms(), seq,        c.recipient_key_id(),
+                        r.access()};
       break;
     }
     case v1::LedgerEntry::kReceiptRecorded:
@@ -258,7 +265,18 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
         std::erase(o->second, c.request_id());
         if (o->second.empty()) open_by_token_.erase(o);
       }
-      ending_.emplace_back(seq, c.request_id());
+      // An access request's story goes on until its package is released.
+      if (r.access())
+        unreleased_[c.request_id()] = r.due_unix_ms;
+      else
+        ending_.emplace_back(seq, c.request_id());
+      break;
+    }
+    case v1::LedgerEntry::kPackageReleased: {
+      const std::string& id = e.package_released().request_id();
+      ApplyToRecord(requests_.at(id), seq, e);
+      unreleased_.erase(id);
+      ending_.emplace_back(seq, id);
       break;
     }
     case v1::LedgerEntry::kIdentitiesAdded: {
@@ -314,6 +332,7 @@ bool RequestStore::Compact(const std::string& id) {
   if (it == requests_.end()) return true;
   const RequestRecord& r = it->second;
   std::vector<uint64_t> entries = {r.submitted_entry, r.completed_entry};
+  if (r.released_entry != 0) entries.push_back(r.released_entry);
   if (r.consent_entry != 0) entries.push_back(r.consent_entry);
   entries.insert(entries.end(), r.command_entries.begin(), r.command_entries.end());
   entries.insert(entries.end(), r.addition_entries.begin(), r.addition_entries.end());
@@ -556,6 +575,7 @@ absl::StatusOr<std::vector<uint64_t>> RequestStore::EvidenceEntries(const std::s
   for (uint64_t a : r.addition_entries) out.push_back(a);
   if (r.consent_entry != 0) out.push_back(r.consent_entry);
   if (r.state != v1::IN_PROGRESS) out.push_back(r.completed_entry);
+  if (r.released_entry != 0) out.push_back(r.released_entry);
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
@@ -571,6 +591,11 @@ std::vector<std::string> RequestStore::AnsweredButOpen() const {
     if (all) out.push_back(id);
   }
   return out;
+}
+
+std::map<std::string, int64_t> RequestStore::UnreleasedPackages() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return unreleased_;
 }
 
 void RequestStore::NotePublished(const std::string& command_id) {
@@ -622,7 +647,12 @@ v1::RequestView ToView(const RequestRecord& r, const RequestStore& store, absl::
                        const IdentityVault* vault) {
   v1::RequestView v;
   v.set_request_id(r.request_id);
-  v.set_kind("erasure");
+  v.set_kind(r.access() ? "access" : "erasure");
+  if (r.released_entry != 0) {
+    v.set_package_released_entry(r.released_entry);
+    v.set_package_released_unix_ms(r.released_unix_ms);
+    v.set_package_release(r.released_reason == v1::PackageReleased::EXPORTED ? "exported" : "expired");
+  }
   v.set_state(r.state);
   v.set_received_unix_ms(r.submitted.received_unix_ms());
   v.set_due_unix_ms(r.due_unix_ms);
@@ -678,6 +708,7 @@ v1::RequestView ToView(const RequestRecord& r, const RequestStore& store, absl::
         tp->set_rows_affected(t.rows_affected());
         tp->set_rows_remaining(t.rows_remaining());
         tp->set_rows_near_match(t.rows_near_match());
+        tp->set_rows_exported(t.rows_exported());
         tp->set_rows_withheld(t.rows_withheld());
         tp->set_basis(t.basis());
         tp->set_retention_period_seconds(t.retention_period_seconds());
@@ -689,6 +720,10 @@ v1::RequestView ToView(const RequestRecord& r, const RequestStore& store, absl::
       dp->set_agent_key_id(d.agent_key_id);
       dp->set_receipt_entry(d.receipt_entry);
       dp->set_receipt_unix_ms(d.receipt_unix_ms);
+      if (!d.receipt->part_sha256().empty()) {
+        dp->set_part_sha256(crypto::Hex(d.receipt->part_sha256()));
+        dp->set_part_size(d.receipt->part_size());
+      }
     }
   }
   return v;

@@ -46,6 +46,7 @@ struct CommandRecord {
   int64_t not_after_unix_ms = 0;
   uint64_t entry = 0;
   std::string recipient_key_id;  // the agent encryption key its identities are sealed to
+  bool access = false;           // an AccessCommand (its request is an access request)
 };
 
 struct DomainRecord {
@@ -90,6 +91,11 @@ struct RequestRecord {
   v1::RequestState state = v1::IN_PROGRESS;
   int64_t completed_unix_ms = 0;
   uint64_t completed_entry = 0;       // RequestCompleted, once final
+  // Access requests: PackageReleased, once the package was exported or expired (0 before).
+  uint64_t released_entry = 0;
+  int64_t released_unix_ms = 0;
+  v1::PackageReleased::Reason released_reason = v1::PackageReleased::REASON_UNSPECIFIED;
+  bool access() const { return submitted.kind() == v1::RequestSubmitted::ACCESS; }
   std::vector<DomainRecord> domains;  // targets in policy order, then those needing an identity
   bool Overdue(absl::Time now) const {
     return state == v1::IN_PROGRESS && absl::FromUnixMillis(due_unix_ms) < now;
@@ -198,6 +204,8 @@ class RequestStore {
   absl::StatusOr<std::vector<uint64_t>> EvidenceEntries(const std::string& request_id) const;
   // Requests that have every receipt but no RequestCompleted yet (only after a crash).
   std::vector<std::string> AnsweredButOpen() const;
+  // Completed access requests whose package is held (not released yet): id -> due date, ms.
+  std::map<std::string, int64_t> UnreleasedPackages() const;
 
   // Open requests whose subject holds the identity token `token` of `type`, oldest first.
   std::vector<std::string> OpenWithToken(const std::string& type, const std::string& token) const;
@@ -269,6 +277,9 @@ class RequestStore {
   // so that a pass costs the open requests, not every request ever recorded.
   std::map<uint64_t, std::string> in_progress_;
   uint64_t completed_ = 0, failed_ = 0;  // ended requests, by outcome
+  // Completed access requests whose package is held: id -> due date (ms). They stay whole
+  // (not compacted) until PackageReleased, which ends their story.
+  std::map<std::string, int64_t> unreleased_;
   absl::node_hash_map<std::string, CommandRecord> commands_;
   std::vector<AgentRecord> agents_;
   std::map<std::string, int> attempts_;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
 #include "controlplane/validation.h"
+#include "audit/access_package.h"
 #include "ledger/checkpoint.h"
 
 namespace lethe::controlplane {
@@ -63,7 +64,18 @@ grpc::Status Answer(const LedgerWriter& writer) { return ToGrpc(writer.AwaitDura
 grpc::Status SubjectRequestsService::Submit(grpc::ServerContext* ctx, const v1::SubmitRequest* req,
                                             v1::SubmitResponse* resp) {
   const v1::Actor actor = ActorOf(*ctx);
-  auto id = manager_.SubmitErasure(Identities(req->identities()), req->reason(), actor);
+  v1::RequestSubmitted::Kind kind = v1::RequestSubmitted::ERASURE;
+  switch (req->kind()) {
+    case v1::REQUEST_KIND_UNSPECIFIED:
+    case v1::ERASURE:
+      break;
+    case v1::ACCESS:
+      kind = v1::RequestSubmitted::ACCESS;
+      break;
+    default:
+      return ToGrpc(absl::InvalidArgumentError(absl::StrCat("kind: unknown request kind ", req->kind())));
+  }
+  auto id = manager_.Submit(kind, Identities(req->identities()), req->reason(), actor);
   if (!id.ok()) return ToGrpc(id.status());
   resp->set_request_id(*id);
   if (auto r = store_.Get(*id); r.ok()) *resp->mutable_request() = View(*r, actor);
@@ -92,6 +104,8 @@ grpc::Status SubjectRequestsService::Get(grpc::ServerContext* ctx, const v1::Get
 
 grpc::Status SubjectRequestsService::List(grpc::ServerContext* ctx, const v1::ListRequestsRequest* req,
                                           v1::ListRequestsResponse* resp) {
+  if (req->kind() != v1::REQUEST_KIND_UNSPECIFIED && req->kind() != v1::ERASURE && req->kind() != v1::ACCESS)
+    return ToGrpc(absl::InvalidArgumentError(absl::StrCat("kind: unknown request kind ", req->kind())));
   auto page = ParsePage(req->page_size(), req->page_token());
   if (!page.ok()) return ToGrpc(page.status());
   const absl::Time now = clock_.Now();
@@ -100,7 +114,10 @@ grpc::Status SubjectRequestsService::List(grpc::ServerContext* ctx, const v1::Li
   const auto records = store_.ListPage(page->resume ? page->after : 0, page->size,
                                        req->overdue() ? std::optional<absl::Time>(now) : std::nullopt, &more);
   if (!records.ok()) return ToGrpc(records.status());
-  for (const auto& r : *records) *resp->add_requests() = ToView(r, store_, now, vault);
+  // The kind filters a page after it is read (AIP-158 lets a page hold fewer than page_size).
+  for (const auto& r : *records)
+    if (req->kind() == v1::REQUEST_KIND_UNSPECIFIED || (req->kind() == v1::ACCESS) == r.access())
+      *resp->add_requests() = ToView(r, store_, now, vault);
   if (more && !records->empty()) resp->set_next_page_token(PageToken(records->back().submitted_entry));
   return Answer(manager_.writer());
 }
@@ -127,6 +144,66 @@ grpc::Status SubjectRequestsService::Watch(grpc::ServerContext* ctx,
     seen = store_.WaitForChange(seen, absl::Milliseconds(500));
   }
   return grpc::Status(grpc::StatusCode::CANCELLED, "watch ended");
+}
+
+grpc::Status SubjectRequestsService::Export(grpc::ServerContext* ctx, const v1::ExportRequest* req,
+                                            v1::ExportResponse* resp) {
+  auto r = Find(store_, req->request_id());
+  if (!r.ok()) return ToGrpc(r.status());
+  auto parts = manager_.OpenParts(r->request_id);  // refuses what holds no package
+  if (!parts.ok()) return ToGrpc(parts.status());
+  auto cert = Certify(ledger_, manager_.writer(), store_, policies_, *r);
+  if (!cert.ok()) return ToGrpc(cert.status());
+  audit::PackageInput in;
+  in.request_id = r->request_id;
+  in.received_unix_ms = r->submitted.received_unix_ms();
+  in.completed_unix_ms = r->completed_unix_ms;
+  in.exported_unix_ms = absl::ToUnixMillis(clock_.Now());
+  for (const auto& t : r->submitted.subject()) in.identity_types.push_back(t.type());
+  for (auto& p : *parts)
+    in.parts.push_back(audit::PackagePart{p.domain, std::move(p.part), std::move(p.receipt), p.receipt_entry,
+                                          p.agent_key_id});
+  in.certificate = *std::move(cert);
+  auto package = audit::BuildAccessPackage(in);
+  if (!package.ok()) return ToGrpc(package.status());
+  const std::string digest = crypto::Sha256(RevealSecret(*package));
+  {
+    std::lock_guard<std::mutex> l(exported_mu_);
+    std::vector<std::string>& handed = exported_[r->request_id];
+    if (handed.size() >= 8) handed.erase(handed.begin());
+    handed.push_back(digest);
+  }
+  resp->set_package(std::string(RevealSecret(*package)));
+  resp->set_package_sha256(digest);
+  resp->set_public_key_pem(key_.ToPem());
+  return grpc::Status::OK;
+}
+
+grpc::Status SubjectRequestsService::ConfirmExport(grpc::ServerContext* ctx, const v1::ConfirmExportRequest* req,
+                                                   v1::ConfirmExportResponse* resp) {
+  if (absl::Status s = ValidateRequestId(req->request_id()); !s.ok()) return ToGrpc(s);
+  {
+    std::lock_guard<std::mutex> l(exported_mu_);
+    auto it = exported_.find(req->request_id());
+    if (it == exported_.end() ||
+        std::find(it->second.begin(), it->second.end(), req->package_sha256()) == it->second.end())
+      return ToGrpc(absl::FailedPreconditionError(
+          "package_sha256: not the digest of a package this lethed handed out for request " + req->request_id() +
+          " since it started; export it again"));
+  }
+  const v1::Actor actor = ActorOf(*ctx);
+  if (absl::Status released = manager_.ReleasePackage(req->request_id(), v1::PackageReleased::EXPORTED,
+                                                      req->package_sha256(), &actor);
+      !released.ok())
+    return ToGrpc(released);
+  {
+    std::lock_guard<std::mutex> l(exported_mu_);
+    exported_.erase(req->request_id());
+  }
+  auto after = store_.Get(req->request_id());
+  if (!after.ok()) return ToGrpc(after.status());
+  resp->set_released_entry(after->released_entry);
+  return grpc::Status::OK;
 }
 
 v1::RequestView SubjectRequestsService::View(const RequestRecord& r, const v1::Actor& caller) const {
@@ -434,41 +511,45 @@ grpc::Status LedgerService::GetConsistencyProof(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+absl::StatusOr<v1::ErasureCertificate> Certify(ledger::Ledger& ledger, const LedgerWriter& writer,
+                                               const RequestStore& store, const PolicyRegistry& policies,
+                                               const RequestRecord& r) {
+  if (r.state == v1::IN_PROGRESS)
+    return absl::FailedPreconditionError(
+        "request_id: request " + r.request_id + " is still in progress; its certificate is issued once it ends");
+  // Its completion may still wait for its fdatasync; the checkpoint below must cover it.
+  LETHE_RETURN_IF_ERROR(writer.AwaitDurable());
+  // One checkpoint that covers the completion, signed now if need be.
+  LETHE_ASSIGN_OR_RETURN(std::string note, ledger.Checkpoint());
+  LETHE_ASSIGN_OR_RETURN(ledger::Checkpoint cp, ledger::ParseCheckpointUnverified(note));
+  v1::ErasureCertificate cert;
+  cert.set_format("lethe.erasure-certificate/v1");
+  cert.set_request_id(r.request_id);
+  cert.set_checkpoint(note);
+  LETHE_ASSIGN_OR_RETURN(std::vector<uint64_t> evidence, store.EvidenceEntries(r.request_id));
+  // The activation of the policy it was planned with, so the plan can be checked offline.
+  for (const auto& a : policies.History())
+    if (a.hash == r.submitted.policy_hash()) evidence.push_back(a.entry);
+  std::sort(evidence.begin(), evidence.end());
+  evidence.erase(std::unique(evidence.begin(), evidence.end()), evidence.end());
+  for (uint64_t index : evidence) {
+    LETHE_ASSIGN_OR_RETURN(std::string bytes, ledger.ReadEntry(index));
+    LETHE_ASSIGN_OR_RETURN(std::vector<std::string> proof, ledger.InclusionProof(index, cp.size));
+    auto* e = cert.add_entries();
+    e->set_index(index);
+    e->set_entry(std::move(bytes));
+    for (auto& h : proof) e->add_proof(std::move(h));
+  }
+  return cert;
+}
+
 grpc::Status LedgerService::GetCertificate(grpc::ServerContext*, const v1::GetCertificateRequest* req,
                                            v1::ErasureCertificate* resp) {
   auto r = Find(store_, req->request_id());
   if (!r.ok()) return ToGrpc(r.status());
-  if (r->state == v1::IN_PROGRESS)
-    return ToGrpc(absl::FailedPreconditionError(
-        "request_id: request " + r->request_id + " is still in progress; its certificate is issued once it ends"));
-  // Its completion may still wait for its fdatasync; the checkpoint below must cover it.
-  if (grpc::Status durable = Answer(writer_); !durable.ok()) return durable;
-  // One checkpoint that covers the completion, signed now if need be.
-  auto note = ledger_.Checkpoint();
-  if (!note.ok()) return ToGrpc(note.status());
-  auto cp = ledger::ParseCheckpointUnverified(*note);
-  if (!cp.ok()) return ToGrpc(cp.status());
-  resp->set_format("lethe.erasure-certificate/v1");
-  resp->set_request_id(r->request_id);
-  resp->set_checkpoint(*note);
-  auto entries = store_.EvidenceEntries(r->request_id);
-  if (!entries.ok()) return ToGrpc(entries.status());
-  std::vector<uint64_t> evidence = *std::move(entries);
-  // The activation of the policy it was planned with, so the plan can be checked offline.
-  for (const auto& a : policies_.History())
-    if (a.hash == r->submitted.policy_hash()) evidence.push_back(a.entry);
-  std::sort(evidence.begin(), evidence.end());
-  evidence.erase(std::unique(evidence.begin(), evidence.end()), evidence.end());
-  for (uint64_t index : evidence) {
-    auto bytes = ledger_.ReadEntry(index);
-    if (!bytes.ok()) return ToGrpc(bytes.status());
-    auto proof = ledger_.InclusionProof(index, cp->size);
-    if (!proof.ok()) return ToGrpc(proof.status());
-    auto* e = resp->add_entries();
-    e->set_index(index);
-    e->set_entry(std::move(*bytes));
-    for (auto& h : *proof) e->add_proof(std::move(h));
-  }
+  auto cert = Certify(ledger_, writer_, store_, policies_, *r);
+  if (!cert.ok()) return ToGrpc(cert.status());
+  *resp = *std::move(cert);
   return grpc::Status::OK;
 }
 

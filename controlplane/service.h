@@ -5,6 +5,9 @@
 #include <atomic>
 
 #include <functional>
+#include <map>
+#include <mutex>
+#include <vector>
 
 #include "base/clock.h"
 #include "controlplane/authorizer.h"
@@ -23,8 +26,16 @@ grpc::Status ToGrpc(const absl::Status& s);
 class SubjectRequestsService final : public v1::SubjectRequests::Service {
  public:
   SubjectRequestsService(RequestManager& manager, RequestStore& store, const IdentityVault& vault,
-                         const Clock& clock, std::atomic<bool>& stopping)
-      : manager_(manager), store_(store), vault_(vault), clock_(clock), stopping_(stopping) {}
+                         const Clock& clock, std::atomic<bool>& stopping, ledger::Ledger& ledger,
+                         const PolicyRegistry& policies, const crypto::Ed25519PublicKey& key)
+      : manager_(manager),
+        store_(store),
+        vault_(vault),
+        clock_(clock),
+        stopping_(stopping),
+        ledger_(ledger),
+        policies_(policies),
+        key_(key) {}
   grpc::Status Submit(grpc::ServerContext*, const v1::SubmitRequest*, v1::SubmitResponse*) override;
   grpc::Status Get(grpc::ServerContext*, const v1::GetRequestRequest*, v1::RequestView*) override;
   grpc::Status List(grpc::ServerContext*, const v1::ListRequestsRequest*,
@@ -35,6 +46,9 @@ class SubjectRequestsService final : public v1::SubjectRequests::Service {
   grpc::Status AddIdentities(grpc::ServerContext*, const v1::AddIdentitiesRequest*,
                              v1::RequestView*) override;
   grpc::Status FindOpen(grpc::ServerContext*, const v1::FindOpenRequest*, v1::FindOpenResponse*) override;
+  grpc::Status Export(grpc::ServerContext*, const v1::ExportRequest*, v1::ExportResponse*) override;
+  grpc::Status ConfirmExport(grpc::ServerContext*, const v1::ConfirmExportRequest*,
+                             v1::ConfirmExportResponse*) override;
 
  private:
   // The request as `caller` may see it: free text only for operators.
@@ -45,6 +59,13 @@ class SubjectRequestsService final : public v1::SubjectRequests::Service {
   const IdentityVault& vault_;
   const Clock& clock_;
   std::atomic<bool>& stopping_;
+  ledger::Ledger& ledger_;
+  const PolicyRegistry& policies_;
+  const crypto::Ed25519PublicKey& key_;  // lethed's, which packages verify against
+  // The digests of the packages handed out per request, since lethed started (a few each):
+  // what ConfirmExport may name.
+  std::mutex exported_mu_;
+  std::map<std::string, std::vector<std::string>> exported_;
 };
 
 class PoliciesService final : public v1::Policies::Service {
@@ -104,6 +125,13 @@ class AgentsService final : public v1::Agents::Service {
   const LedgerWriter& writer_;
   RequestStore& store_;
 };
+
+// The certificate of an ended request: its evidence entries, each with an inclusion proof
+// against one checkpoint that covers them (signed now if need be). kFailedPrecondition while
+// the request is in progress.
+absl::StatusOr<v1::ErasureCertificate> Certify(ledger::Ledger& ledger, const LedgerWriter& writer,
+                                               const RequestStore& store, const PolicyRegistry& policies,
+                                               const RequestRecord& r);
 
 class LedgerService final : public v1::Ledger::Service {
  public:

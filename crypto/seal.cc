@@ -90,6 +90,18 @@ absl::StatusOr<X25519PrivateKey> X25519PrivateKey::Generate() {
   return X25519PrivateKey(std::move(secret), X25519PublicKey(std::move(pk)));
 }
 
+absl::StatusOr<X25519PrivateKey> X25519PrivateKey::FromSeed(const SecretBytes& seed) {
+  InitSodium();
+  if (RevealSecret(seed).size() != crypto_box_SEEDBYTES)
+    return absl::InvalidArgumentError("an X25519 seed is 32 bytes");
+  std::string pk(crypto_box_PUBLICKEYBYTES, '\0');
+  std::string sk(crypto_box_SECRETKEYBYTES, '\0');
+  crypto_box_seed_keypair(reinterpret_cast<unsigned char*>(pk.data()), reinterpret_cast<unsigned char*>(sk.data()),
+                          reinterpret_cast<const unsigned char*>(RevealSecret(seed).data()));
+  SecretBytes secret(std::move(sk));
+  return X25519PrivateKey(std::move(secret), X25519PublicKey(std::move(pk)));
+}
+
 absl::StatusOr<X25519PrivateKey> X25519PrivateKey::FromPem(std::string_view pem) {
   PkeyPtr k = FindX25519(pem, true);
   if (!k) return absl::NotFoundError("no X25519 private key (PEM) found");

@@ -39,6 +39,9 @@ class X25519PublicKey {
 class X25519PrivateKey {
  public:
   static absl::StatusOr<X25519PrivateKey> Generate();
+  // The key pair libsodium derives from a 32-byte seed (crypto_box_seed_keypair): the same
+  // seed, the same keys. kInvalidArgument for a seed of another size.
+  static absl::StatusOr<X25519PrivateKey> FromSeed(const SecretBytes& seed);
   // The X25519 key among the PEM private key blocks of `pem`; kNotFound if there is none.
   static absl::StatusOr<X25519PrivateKey> FromPem(std::string_view pem);
   static absl::StatusOr<X25519PrivateKey> LoadFile(const std::string& path);

@@ -264,6 +264,10 @@ std::string Policy::CanonicalJson() const {
   Json deadlines = Json::object();
   deadlines["erasure"] = absl::ToInt64Seconds(deadlines_.erasure);
   deadlines["max_extension"] = absl::ToInt64Seconds(deadlines_.max_extension);
+  // Only when written: a policy from before access requests keeps its hash.
+  if (deadlines_.access_written) deadlines["access"] = absl::ToInt64Seconds(deadlines_.access);
+  if (deadlines_.access_retention_written)
+    deadlines["access_retention"] = absl::ToInt64Seconds(deadlines_.access_retention);
   Json domains = Json::array();
   for (const Domain& d : domains_) domains.push_back(DomainJson(d));
 

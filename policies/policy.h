@@ -106,6 +106,14 @@ struct Purpose {
 struct Deadlines {
   absl::Duration erasure = absl::Hours(24 * 30);
   absl::Duration max_extension = absl::Hours(24 * 60);
+  // Access requests (GDPR Art. 12(3): one month, like erasure): the due date, and how long
+  // after it lethed keeps an unexported package before destroying its key.
+  absl::Duration access = absl::Hours(24 * 30);
+  absl::Duration access_retention = absl::Hours(24 * 30);
+  // Whether the file wrote them: the canonical JSON holds only keys the file wrote, so that a
+  // policy written before access requests existed hashes as it always did.
+  bool access_written = false;
+  bool access_retention_written = false;
 };
 
 class Policy {

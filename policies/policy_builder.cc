@@ -444,7 +444,7 @@ const std::vector<std::string> kTopLevelKeys = {"version",  "name",      "identi
                                                 "purposes", "deadlines", "domains"};
 const std::vector<std::string> kPurposeKeys = {"name", "description", "domains",
                                                "erase_on_withdrawal"};
-const std::vector<std::string> kDeadlineKeys = {"erasure", "max_extension"};
+const std::vector<std::string> kDeadlineKeys = {"erasure", "max_extension", "access", "access_retention"};
 const std::vector<std::string> kDomainKeys = {"name", "postgres", "kafka"};
 const std::vector<std::string> kPostgresKeys = {"tables"};
 const std::vector<std::string> kIdentityKeys = {"name", "normalize"};
@@ -1236,30 +1236,35 @@ class PolicyBuilder {
     if (e == nullptr) return;
     if (!e->value.IsMap()) {
       ValueError(
-          *e, "deadlines must be a map with erasure and max_extension, got " + Describe(e->value));
+          *e, "deadlines must be a map of erasure, max_extension, access and access_retention, got " + Describe(e->value));
       return;
     }
     const MapView map(e->value);
     CheckKeys(map, kDeadlineKeys, "in deadlines");
     ReadDeadline(map, "erasure", &policy_.deadlines_.erasure);
     ReadDeadline(map, "max_extension", &policy_.deadlines_.max_extension);
+    policy_.deadlines_.access_written = ReadDeadline(map, "access", &policy_.deadlines_.access);
+    policy_.deadlines_.access_retention_written =
+        ReadDeadline(map, "access_retention", &policy_.deadlines_.access_retention);
   }
 
-  void ReadDeadline(const MapView& map, const std::string& key, absl::Duration* out) {
+  // Whether the key was written (valid or not: an invalid one is reported).
+  bool ReadDeadline(const MapView& map, const std::string& key, absl::Duration* out) {
     const Entry* e = map.Find(key);
-    if (e == nullptr) return;  // the default stays
+    if (e == nullptr) return false;  // the default stays
     const std::string field = "deadlines." + key;
     if (!e->value.IsScalar()) {
       ValueError(
           *e, "bad duration for " + field + ": " + kDurationForms + ", got " + Describe(e->value));
-      return;
+      return true;
     }
     absl::StatusOr<absl::Duration> d = internal::ParseDurationFor(e->value.Scalar(), field);
     if (!d.ok()) {
       ValueError(*e, std::string(d.status().message()));
-      return;
+      return true;
     }
     *out = *d;
+    return true;
   }
 
   std::vector<Diagnostic>* diagnostics_;

@@ -12,6 +12,8 @@ namespace lethe::proto {
 
 inline constexpr char kDeleteCommandType[] = "lethe.v1.DeleteCommand";
 inline constexpr char kReceiptType[] = "lethe.v1.Receipt";
+inline constexpr char kAccessCommandType[] = "lethe.v1.AccessCommand";
+inline constexpr char kAccessPartChunkType[] = "lethe.v1.AccessPartChunk";
 inline constexpr char kConsentStateType[] = "lethe.v1.ConsentState";
 
 // Signs `body` (already serialized) as a message of `payload_type`.

@@ -1102,6 +1102,31 @@ TEST(VerifierAgreement, TheVerifierWrittenFromFormatMdReachesLethectlsVerdictOnE
   }
   ASSERT_OK_AND_ASSIGN(v1::RequestView carol_done, mesh->WaitDone(carol, kWait));
   ASSERT_EQ(carol_done.state(), v1::COMPLETED);
+  // An access request for Bob: parts gathered in every domain, the package exported, and its
+  // release recorded.
+  {
+    v1::SubmitRequest req = Mesh::ErasureOf(kBob, "subject access request");
+    req.set_kind(v1::ACCESS);
+    v1::SubmitResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status s = mesh->Requests()->Submit(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_OK_AND_ASSIGN(v1::RequestView access, mesh->WaitDone(resp.request_id(), kWait));
+    ASSERT_EQ(access.state(), v1::COMPLETED);
+    v1::ExportRequest ex;
+    ex.set_request_id(resp.request_id());
+    v1::ExportResponse package;
+    grpc::ClientContext ectx;
+    s = mesh->Requests()->Export(&ectx, ex, &package);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    v1::ConfirmExportRequest confirm;
+    confirm.set_request_id(resp.request_id());
+    confirm.set_package_sha256(package.package_sha256());
+    v1::ConfirmExportResponse released;
+    grpc::ClientContext cctx;
+    s = mesh->Requests()->ConfirmExport(&cctx, confirm, &released);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
   // A second policy (a 10-day deadline; the domains' sections, and so the agents' policies,
   // are unchanged), and an erasure planned with it.
   std::string v2 = MeshPolicy(mesh->domains());

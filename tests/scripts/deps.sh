@@ -9,7 +9,7 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libabsl-dev
   librdkafka-dev kcat libpqxx-dev postgresql-15 libssl-dev openssl
   libgtest-dev libgmock-dev prometheus-cpp-dev
-  libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsodium-dev
+  libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsodium-dev zlib1g-dev
   ca-certificates git
   python3-protobuf python3-cryptography python3-yaml
 )

@@ -211,6 +211,32 @@ E PlannedBy(const std::string& change, const std::string& id) {
 
 const int64_t kDue = 1000 + 30LL * 86400 * 1000;
 
+// An access command's receipt: no purge, the digests of its part.
+v1::Receipt AccessReceiptFor(const std::string& command, const std::string& domain, const std::string& request) {
+  v1::Receipt r = ReceiptFor(command, domain, request);
+  r.set_verified_zero_remaining(false);
+  r.set_part_sha256(crypto::Sha256("part of " + command));
+  r.set_part_sealed_sha256(crypto::Sha256("sealed part of " + command));
+  r.set_part_size(120);
+  r.set_part_chunks(1);
+  auto* t = r.add_tables();
+  t->set_table("s.t");
+  t->set_action("delete");
+  t->set_rows_exported(2);
+  return r;
+}
+E Released(const std::string& request, v1::PackageReleased::Reason reason = v1::PackageReleased::EXPORTED) {
+  E e;
+  auto* p = e.mutable_package_released();
+  p->set_request_id(request);
+  p->set_reason(reason);
+  if (reason == v1::PackageReleased::EXPORTED) {
+    p->set_package_sha256(crypto::Sha256("package of " + request));
+    return As(e, "operator", "olga");
+  }
+  return e;
+}
+
 // The valid log every case starts from (entries 1..; entry 0 is LogCreated): a policy, two
 // agents, an erasure that waits for d2's identity until one is added, with an extension, a
 // consent grant and a withdrawal that plans an erasure of its own, and a revoked key.
@@ -234,6 +260,31 @@ Entries ValidLog() {
           Recorded(r3),                   // 16
           Completed("r2"),                // 17
           Revoked("d2", OtherKey())};     // 18
+}
+
+// ValidLog with an access request before the revocation: alice by both identities (r3),
+// answered by both domains with their parts, completed, and its package exported (19..25).
+Entries AccessLog() {
+  Entries e = ValidLog();
+  E revoked = e.back();
+  e.pop_back();
+  E submitted = Submitted("r3");
+  auto* r = submitted.mutable_request_submitted();
+  r->set_kind(v1::RequestSubmitted::ACCESS);
+  r->clear_needs_identity();
+  r->add_target_domains("d2");
+  auto* u = r->add_subject();
+  u->set_type("user_id");
+  u->set_token(Token("alice's user id"));
+  e.push_back(submitted);                                               // 18
+  e.push_back(Issued("c4", "d1", "r3"));                                // 19
+  e.push_back(Issued("c5", "d2", "r3"));                                // 20
+  e.push_back(Recorded(AccessReceiptFor("c4", "d1", "r3")));            // 21
+  e.push_back(Recorded(AccessReceiptFor("c5", "d2", "r3"), OtherKey()));  // 22
+  e.push_back(Completed("r3"));                                         // 23
+  e.push_back(Released("r3"));                                          // 24
+  e.push_back(revoked);                                                 // 25
+  return e;
 }
 
 struct Written {
@@ -332,7 +383,7 @@ TEST_P(RuleTest, BreakingTheRuleFailsTheAuditAtItsEntry) {
 bool IsStoryRule(const std::string& id) {
   static const std::set<std::string> kOthers = {"K6", "Q4", "M6", "M8", "T12", "T13", "I6", "X6", "N4"};
   if (id == "valid" || kOthers.count(id)) return false;
-  return std::string("KQMTDIXAN").find(id[0]) != std::string::npos;
+  return std::string("KQMTDIXANR").find(id[0]) != std::string::npos;
 }
 
 // lethed's replay (RequestStore::Apply) and the auditor reach the same verdict on every case:
@@ -371,12 +422,21 @@ std::function<Entries()> Changed(std::function<void(Entries&)> f) {
     return e;
   };
 }
+// The same, of AccessLog().
+std::function<Entries()> AccessChanged(std::function<void(Entries&)> f) {
+  return [f] {
+    Entries e = AccessLog();
+    f(e);
+    return e;
+  };
+}
 // Entry i of the case's log is entries[i - 1] of ValidLog().
 #define AT(i) e[(i) - 1]
 
 std::vector<Case> Cases() {
   std::vector<Case> c;
   c.push_back({"valid", "", std::nullopt});
+  c.push_back({"valid_access", "", std::nullopt, AccessLog});
   // Structure (§1, §2, §5).
   c.push_back({"S1", "does not parse", 5, ValidLog, nullptr, [](auto& b) { b[5] = std::string("\xff\xff\xff", 3); }});
   c.push_back({"S2", "says it is entry", 5, ValidLog, [](auto& e) { e[5].set_seq(50); }});
@@ -463,6 +523,12 @@ std::vector<Case> Cases() {
                  AT(4).mutable_request_submitted()->add_target_domains("d2");
                })});
   c.push_back({"Q8", "before any policy was activated", 4, Changed([](Entries& e) { AT(1) = Enrolled("d3", AgentKey()); })});
+  c.push_back({"Q9", "no known kind", 18, AccessChanged([](Entries& e) {
+                 AT(18).mutable_request_submitted()->clear_kind();
+               })});
+  c.push_back({"Q9_consent", "an access request names a consent change", 14, Changed([](Entries& e) {
+                 AT(14).mutable_request_submitted()->set_kind(v1::RequestSubmitted::ACCESS);
+               })});
   // Commands.
   c.push_back({"M1", "command for an unknown request", 5, Changed([](Entries& e) { AT(5) = Issued("c1", "d1", "r9"); })});
   c.push_back({"M2", "outside the plan", 5, Changed([](Entries& e) { AT(5) = Issued("c1", "d2"); })});
@@ -550,12 +616,51 @@ std::vector<Case> Cases() {
   c.push_back({"T14", "a command of a request that has ended", 12, Changed([](Entries& e) {
                  e.insert(e.begin() + 11, Recorded(ReceiptFor("c1", "d1")));  // r1 completed at 11
                })});
+  c.push_back({"T15", "reports rows changed or remaining", 21, AccessChanged([](Entries& e) {
+                 v1::Receipt r = AccessReceiptFor("c4", "d1", "r3");
+                 r.mutable_tables(0)->set_rows_affected(2);  // a purge, for an access request
+                 AT(21) = Recorded(r);
+               })});
+  c.push_back({"T15_tombstone", "reports tombstones", 21, AccessChanged([](Entries& e) {
+                 v1::Receipt r = AccessReceiptFor("c4", "d1", "r3");
+                 r.add_tombstones()->set_topic("mesh.d1.people");
+                 AT(21) = Recorded(r);
+               })});
+  c.push_back({"T15_no_part", "without its part's digests", 21, AccessChanged([](Entries& e) {
+                 v1::Receipt r = AccessReceiptFor("c4", "d1", "r3");
+                 r.clear_part_sha256();
+                 AT(21) = Recorded(r);
+               })});
+  c.push_back({"T15_erasure", "erasure receipt carries a part", 7, Changed([](Entries& e) {
+                 v1::Receipt r = ReceiptFor("c1", "d1");
+                 r.set_part_sha256(crypto::Sha256("a part"));
+                 AT(7) = Recorded(r);
+               })});
   // Completions.
   c.push_back({"D1", "completion of an unknown request", 11, Changed([](Entries& e) { AT(11) = Completed("r9"); })});
   c.push_back({"D2", "completed twice", 12, Changed([](Entries& e) { AT(12) = Completed(); })});
   c.push_back({"D3", "still needed an identity", 8, Changed([](Entries& e) { AT(8) = Completed(); })});
   c.push_back({"D4", "without a receipt from domain d2", 10, Changed([](Entries& e) { AT(10) = Completed(); })});
   c.push_back({"D5", "contradicts the receipts", 11, Changed([](Entries& e) { AT(11) = Completed("r1", false); })});
+  // Access package releases.
+  c.push_back({"R1", "no completed access request with a package held", 26, AccessChanged([](Entries& e) {
+                 e.push_back(Released("r1"));  // an erasure
+               })});
+  c.push_back({"R1_twice", "no completed access request with a package held", 26, AccessChanged([](Entries& e) {
+                 e.push_back(Released("r3", v1::PackageReleased::EXPIRED));
+               })});
+  c.push_back({"R1_open", "no completed access request with a package held", 23, AccessChanged([](Entries& e) {
+                 std::swap(AT(23), AT(24));  // released before it completed
+               })});
+  c.push_back({"R2", "has no reason", 24, AccessChanged([](Entries& e) {
+                 AT(24).mutable_package_released()->clear_reason();
+               })});
+  c.push_back({"R2_digest", "digest is not 32 bytes", 24, AccessChanged([](Entries& e) {
+                 AT(24).mutable_package_released()->clear_package_sha256();
+               })});
+  c.push_back({"W4_export", "only operator may", 24, AccessChanged([](Entries& e) {
+                 AT(24) = As(AT(24), "auditor", "audrey");
+               })});
   // Identities added.
   c.push_back({"I1", "identities added to an unknown request", 8, Changed([](Entries& e) { AT(8) = Added("r9"); })});
   c.push_back({"I2", "added after the request completed", 12, Changed([](Entries& e) { AT(12) = Added(); })});

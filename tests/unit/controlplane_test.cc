@@ -299,6 +299,7 @@ v1::LedgerEntry Submitted(const std::string& id, std::vector<std::pair<std::stri
   const policies::Policy policy = Sample();
   v1::LedgerEntry e;
   auto* s = e.mutable_request_submitted();
+  s->set_kind(v1::RequestSubmitted::ERASURE);
   s->set_request_id(id);
   s->set_policy_hash(policy.Hash());
   std::vector<std::string> types;

@@ -1224,6 +1224,27 @@ TEST(Duration, DeadlinesAreReadInto) {
   EXPECT_EQ(p.deadlines().max_extension, absl::Hours(365 * 24));
 }
 
+// Access deadlines: defaults when absent, and absent from the canonical JSON unless written, so
+// that a policy from before access requests keeps its hash.
+TEST(Duration, AccessDeadlinesDefaultAndAppearInTheHashOnlyWhenWritten) {
+  const Policy before = MustParse(kBase);
+  EXPECT_EQ(before.deadlines().access, absl::Hours(30 * 24));
+  EXPECT_EQ(before.deadlines().access_retention, absl::Hours(30 * 24));
+  EXPECT_THAT(before.CanonicalJson(), Not(HasSubstr("access")));
+  const Policy written = MustParse(Edit({{11, "  max_extension: 60d\n  access: 2w\n  access_retention: 7d"}}));
+  EXPECT_EQ(written.deadlines().access, absl::Hours(14 * 24));
+  EXPECT_EQ(written.deadlines().access_retention, absl::Hours(7 * 24));
+  EXPECT_THAT(written.CanonicalJson(),
+              HasSubstr(R"("deadlines":{"access":1209600,"access_retention":604800,"erasure":2592000,)"));
+  EXPECT_NE(written.Hash(), before.Hash());
+  // Written with their default values, they are still part of what was activated.
+  const Policy defaults = MustParse(Edit({{11, "  max_extension: 60d\n  access: 30d"}}));
+  EXPECT_NE(defaults.Hash(), before.Hash());
+  auto bad = Policy::Parse(Edit({{11, "  max_extension: 60d\n  access: soon"}}), "p.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("deadlines.access"));
+}
+
 // ---------------------------------------------------------------------------------------
 // Reporting
 

@@ -535,7 +535,8 @@ def read_policy(raw):
 
     deadlines = {"erasure": 30 * 86400, "max_extension": 60 * 86400}
     if "deadlines" in root:
-        d = _P.mapping(root["deadlines"], "deadlines", {"erasure", "max_extension"}, ())
+        d = _P.mapping(root["deadlines"], "deadlines",
+                       {"erasure", "max_extension", "access", "access_retention"}, ())
         for k in d:
             deadlines[k] = _P.duration(d[k], f"deadlines.{k}")
 
@@ -966,6 +967,8 @@ class Semantics:
 
     def check_actor(self, i, kind, e, body, w):
         roles = WHO.get(kind)
+        if kind == "package_released" and body.reason == pb.PackageReleased.EXPORTED:
+            roles = ("operator",)  # W4: an export is an operator's; an expiry is lethed's own
         if roles is None:
             return
         if kind == "request_submitted" and body.request_id in self.planned_by:
@@ -1025,6 +1028,10 @@ class Semantics:
             raise Failed(f"{w}: Q1: request {rid} submitted twice")
         targets = set(b.target_domains)
         needs = {n.domain: list(n.identity_types) for n in b.needs_identity}
+        if b.kind not in (pb.RequestSubmitted.ERASURE, pb.RequestSubmitted.ACCESS):
+            raise Failed(f"{w}: Q9: request {rid} has no known kind")
+        if b.kind == pb.RequestSubmitted.ACCESS and b.consent_change_id:
+            raise Failed(f"{w}: Q9: access request {rid} names a consent change")
         if not targets and not needs:
             raise Failed(f"{w}: Q2: request {rid} has no domain in scope")
         if any(len(t.token) != 32 for t in b.subject):
@@ -1067,6 +1074,7 @@ class Semantics:
             "index": i, "policy": policy, "have": have, "targets": targets,
             "waiting": set(needs), "commanded": set(), "receipts": {}, "completed": False,
             "due": b.due_unix_ms, "extended": 0,
+            "access": b.kind == pb.RequestSubmitted.ACCESS, "released": False,
         }
         self.counts["requests"] += 1
 
@@ -1121,8 +1129,19 @@ class Semantics:
             raise Failed(f"{w}: T8: the signed receipt names another command, request or domain")
         if rc.command_digest != c[0].command_digest:
             raise Failed(f"{w}: T9: the receipt is for different command bytes")
-        if rc.outcome == mpb.Receipt.COMPLETED and not rc.verified_zero_remaining:
-            raise Failed(f"{w}: T10: COMPLETED without the zero-remaining check")
+        if r["access"]:
+            # T15: an access command reads; its receipt reports no purge, and a COMPLETED one
+            # names its part.
+            if rc.tombstones or any(t.rows_affected or t.rows_remaining for t in rc.tables):
+                raise Failed(f"{w}: T15: an access receipt reports a purge")
+            if rc.outcome == mpb.Receipt.COMPLETED and (
+                    len(rc.part_sha256) != 32 or len(rc.part_sealed_sha256) != 32 or not rc.part_chunks):
+                raise Failed(f"{w}: T15: a COMPLETED access receipt without its part's digests")
+        else:
+            if rc.outcome == mpb.Receipt.COMPLETED and not rc.verified_zero_remaining:
+                raise Failed(f"{w}: T10: COMPLETED without the zero-remaining check")
+            if rc.part_sha256 or rc.part_sealed_sha256:
+                raise Failed(f"{w}: T15: an erasure receipt carries a part")
         if rc.outcome not in (mpb.Receipt.COMPLETED, mpb.Receipt.FAILED):
             raise Failed(f"{w}: T11: the receipt has no outcome (COMPLETED or FAILED)")
         self.free_text(rc.error, "Receipt.error", w, "T13")
@@ -1147,6 +1166,18 @@ class Semantics:
             raise Failed(f"{w}: D5: outcome {b.outcome} contradicts the receipts")
         r["completed"] = True
         self.counts["completed"] += 1
+
+    # ---- R: access package releases
+    def package_released(self, i, b, w):
+        r = self.requests.get(b.request_id)
+        if r is None or not r["access"] or not r["completed"] or r["released"]:
+            raise Failed(f"{w}: R1: package release of {b.request_id}, which is no completed "
+                         f"access request with a package held")
+        if b.reason not in (pb.PackageReleased.EXPORTED, pb.PackageReleased.EXPIRED):
+            raise Failed(f"{w}: R2: package release has no reason")
+        if b.reason == pb.PackageReleased.EXPORTED and len(b.package_sha256) != 32:
+            raise Failed(f"{w}: R2: an exported package's digest is not 32 bytes")
+        r["released"] = True
 
     # ---- I: added identities
     def identities_added(self, i, b, w):
