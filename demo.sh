@@ -3,7 +3,8 @@
 #
 # Installs the Debian packages it needs, builds, then: starts a throwaway PostgreSQL holding
 # two domains (assessments keyed by user_id, growth keyed by email), lethed with its embedded
-# Kafka, and one lethe-agent per domain; plants rows for four people; erases Alice with
+# Kafka, and one lethe-agent per domain; plants rows for four people; answers Bob's access
+# request (his package exported once and verified offline); erases Alice with
 # `lethectl request erase --wait` (delete, anonymize, retain, tombstone); records Carol's
 # consent and her withdrawal, which erases her from the marketing domain only; erases Dan
 # knowing only his email (one domain waits for an identity), extends his deadline and adds
@@ -110,6 +111,26 @@ step "An auditor keeps today's signed checkpoint, to check later that history wa
 "${AUDITOR[@]}" ledger checkpoint --fresh --public-key "$WORK/keys/lethed.pub" --out "$WORK/kept.checkpoint"
 echo "verifier key (for standard transparency-log tools): $("${AUDITOR[@]}" ledger verifier-key)"
 
+step "Bob asks what the mesh holds about him (GDPR Art. 15): every domain gathers it, read-only"
+printf 'email=bob@example.com\nuser_id=u-2002\n' |
+  "${OPERATOR[@]}" request access --identities-from - \
+    --reason "Art. 15 request via support ticket 4712" --wait --timeout 2m
+BOB=$("${OPERATOR[@]}" -o json request list --kind access | grep -o '"request_id": "[0-9a-f]*"' | tail -n 1 | cut -d'"' -f4)
+"${OPERATOR[@]}" request get "$BOB"
+
+step "His package: verified, written once (mode 0600), then lethed destroys its copy and the request key"
+"${OPERATOR[@]}" request export "$BOB" --out "$WORK/bob-package.json" --public-key "$WORK/keys/lethed.pub"
+echo "-- what he receives: every table's rows (one JSON document; --format csv-zip gives a CSV per table):"
+python3 -c 'import json, sys
+p = json.load(open(sys.argv[1]))
+for d in p["domains"]:
+    for t in d["part"]["tables"]:
+        print("  %s: %s" % (t["table"], json.dumps(t["rows"])[:150]))' "$WORK/bob-package.json"
+echo "-- anyone with lethed's public key checks it offline, against the receipts in the signed ledger:"
+$LETHECTL request export --verify "$WORK/bob-package.json" --public-key "$WORK/keys/lethed.pub"
+echo "-- a second export is refused: the package left once"
+{ "${OPERATOR[@]}" request export "$BOB" --out "$WORK/bob-again.json" || true; } 2>&1 | sed 's/^/  /'
+
 step "Erase Alice from every domain that holds her (identities on standard input, never on argv)"
 # Spelled as she wrote to support: the policy normalizes email (trim, lowercase), so this is
 # the alice@example.com the domains hold.
@@ -196,11 +217,12 @@ fi
 
 step "Privacy: the data dir holds no trace of the erased people's identifiers"
 if grep -rqs -e 'alice@example.com' -e 'u-1001' -e 'carol@example.com' -e 'dan@example.com' -e 'u-4004' \
-  "$DATA" "$WORK/export" "$WORK/certificate.json"; then
+  "$DATA" "$WORK/export" "$WORK/certificate.json" || grep -rqs -e 'bob@example.com' -e 'u-2002' "$DATA"; then
   echo "FOUND an erased person's identifiers under $DATA or in the export" >&2
   exit 1
 fi
 echo "grep -r for the erased people's e-mails and user ids in the data dir, the export and the certificate: nothing found"
+echo "(nor Bob's in the data dir: his exported package was kept under its request key, destroyed on export)"
 echo "(the ledger holds HMAC tokens and AES-GCM ciphertext; the request key was destroyed on completion)"
 if command -v kcat >/dev/null 2>&1; then
   # Commands carry the identities sealed to each agent's key; receipts and consent states none.
