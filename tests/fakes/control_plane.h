@@ -61,6 +61,9 @@ class ControlPlane {
   // `fs`: the ledger's file system (nullptr: the real one).
   explicit ControlPlane(controlplane::RequestManagerOptions options = {}, FileSystem* fs = nullptr) {
     vault_ = controlplane::IdentityVault::Open(dir_.File("vault"), true).value();
+    // Access requests' parts under DIR/parts, unless the test brings its own place.
+    parts_ = controlplane::AccessParts::Open(dir_.path()).value();
+    if (options.parts == nullptr) options.parts = parts_.get();
     ledger::LedgerOptions lo;
     lo.dir = dir_.File("ledger");
     lo.signing_key = &key_;
@@ -138,6 +141,7 @@ class ControlPlane {
   controlplane::Projections& projections() { return projections_; }
   controlplane::RequestStore& store() { return projections_.requests; }
   controlplane::IdentityVault& vault() { return *vault_; }
+  controlplane::AccessParts& parts() { return *parts_; }
   controlplane::RequestManager& manager() { return *manager_; }
   controlplane::LedgerWriter& writer() { return *writer_; }
   controlplane::PolicyActivator& activator() { return *activator_; }
@@ -151,6 +155,7 @@ class ControlPlane {
   crypto::Ed25519PrivateKey key_ = crypto::Ed25519PrivateKey::Generate().value();
   controlplane::Projections projections_;
   std::unique_ptr<controlplane::IdentityVault> vault_;
+  std::unique_ptr<controlplane::AccessParts> parts_;
   std::unique_ptr<ledger::Ledger> ledger_;
   std::unique_ptr<controlplane::LedgerWriter> writer_;
   std::unique_ptr<controlplane::PolicyActivator> activator_;

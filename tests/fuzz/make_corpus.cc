@@ -22,6 +22,8 @@
 #include "absl/time/time.h"
 #include "audit/auditor.h"
 #include "audit/tiles.h"
+#include "cli/zip_writer.h"
+#include "lethe/v1/certificate.pb.h"
 #include "base/file_system.h"
 #include "crypto/crypto.h"
 #include "ledger/checkpoint.h"
@@ -401,6 +403,42 @@ void Tiles(const fs::path& out, const Log& small, const Log& large) {
   Put(out, "entries-overlay", overlay);
 }
 
+void Packages(const fs::path& out) {
+  lethe::cli::ZipWriter zip(absl::FromUnixSeconds(1'795'608'000));
+  if (!zip.Add("package.json", "{}").ok() || !zip.Add("csv/growth/growth.contacts.csv", "email\r\nx@y\r\n").ok())
+    throw Failure{"cannot write the seed archive"};
+  Put(out, "zip", std::string(1, '\x00') + zip.Finish());
+  // A package whose certificate is a real one's shape (a checkpoint signed by the fixed key,
+  // no entries): it parses all the way to the certificate check.
+  v1::ErasureCertificate cert;
+  cert.set_format("lethe.erasure-certificate/v1");
+  cert.set_request_id("00112233445566778899aabbccddeeff");
+  cert.set_checkpoint(lethe::ledger::SignCheckpoint(
+      lethe::ledger::Checkpoint{kOrigin, 1, std::string(32, '\x01')}, LoadKey(kControlPlaneKeyPem)));
+  const std::string package =
+      "{\"format\":\"lethe.access-package/1\",\"request_id\":\"00112233445566778899aabbccddeeff\","
+      "\"domains\":[{\"domain\":\"growth\",\"outcome\":\"COMPLETED\",\"part\":{\"format\":"
+      "\"lethe.access-part/1\",\"tables\":[{\"table\":\"growth.contacts\",\"rows\":[{\"email\":\"x@y\"}]}]}}],"
+      "\"manifest\":{\"parts\":[],\"certificate\":\"" + lethe::crypto::Base64(cert.SerializeAsString()) + "\"}}";
+  Put(out, "package", std::string(1, '\x01') + package);
+  // Two chunks of one part, then a chunk of another command.
+  const std::string sealed = "sealed part bytes, in two pieces";
+  std::string chunks;
+  for (uint32_t i = 0; i < 3; ++i) {
+    v1::AccessPartChunk c;
+    c.set_command_id(i < 2 ? "c1" : "c2");
+    c.set_request_id("r1");
+    c.set_domain(kDomain);
+    c.set_sealed_sha256(lethe::crypto::Sha256(i < 2 ? sealed : std::string("other")));
+    c.set_index(i < 2 ? i : 0);
+    c.set_count(i < 2 ? 2 : 1);
+    c.set_data(i == 0 ? sealed.substr(0, 10) : i == 1 ? sealed.substr(10) : "other");
+    PutU32(&chunks, c.ByteSizeLong());
+    chunks += c.SerializeAsString();
+  }
+  Put(out, "chunks", std::string(1, '\x02') + chunks);
+}
+
 void Policies(const fs::path& out) {
   Put(out, "sample.yaml", ReadOrDie(LETHE_SOURCE_DIR "/policies/sample.yaml"));
   Put(out, "full.yaml", ReadOrDie(LETHE_SOURCE_DIR "/policies/examples/full.yaml"));
@@ -418,6 +456,7 @@ int main(int argc, char** argv) {
   }
   try {
     const fs::path out = argv[1];
+    Packages(out / "package");  // first: it needs no ledger
     const std::string policy_yaml = ReadOrDie(LETHE_SOURCE_DIR "/policies/sample.yaml");
     const Log small = WriteLedger(policy_yaml, 0);
     const Log large = WriteLedger(policy_yaml, 260);  // over one full tile of 256 entries
