@@ -10,6 +10,8 @@
 #include "audit/access_package.h"
 #include "base/clock.h"
 #include "base/file_system.h"
+#include "cli/zip_reader.h"
+#include "cli/zip_writer.h"
 #include "crypto/crypto.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -262,8 +264,23 @@ TEST(Access, ATamperedPackageFailsVerification) {
   // A part dropped, a domain added.
   EXPECT_FALSE(tamper([](JsonValue& d) { d["domains"][0].erase("part"); }).ok());
   EXPECT_FALSE(tamper([](JsonValue& d) { d["domains"].push_back({{"domain", "extra"}, {"outcome", "COMPLETED"}}); }).ok());
-  // The certificate swapped for garbage, or its checkpoint's signature broken.
+  // The certificate swapped for garbage.
   EXPECT_FALSE(tamper([](JsonValue& d) { d["manifest"]["certificate"] = "AAAA"; }).ok());
+  // ... or for a valid certificate of an erasure (which has no parts to vouch for).
+  ASSERT_TRUE(mesh.Plant(kAlice).ok());
+  auto erased = mesh.EraseAndWait(kAlice, kWait);
+  ASSERT_TRUE(erased.ok()) << erased.status();
+  v1::GetCertificateRequest creq;
+  creq.set_request_id(erased->request_id());
+  v1::ErasureCertificate erasure_cert;
+  grpc::ClientContext cctx;
+  ASSERT_TRUE(mesh.LedgerStub()->GetCertificate(&cctx, creq, &erasure_cert).ok());
+  absl::Status swapped = tamper([&](JsonValue& d) {
+    d["manifest"]["certificate"] = crypto::Base64(erasure_cert.SerializeAsString());
+    d["request_id"] = erased->request_id();
+  });
+  EXPECT_TRUE(absl::IsInvalidArgument(swapped)) << swapped;
+  EXPECT_THAT(std::string(swapped.message()), HasSubstr("an erasure's"));
   // The real document still verifies: the failures above are the tampering's.
   EXPECT_TRUE(audit::VerifyAccessPackage(ex.resp.package(), key).ok());
 }
@@ -352,6 +369,23 @@ TEST(Access, TheCliRequestsExportsAsCsvZipAndVerifiesOffline) {
   ASSERT_TRUE(WriteFileAtomic(bad, edited, 0600).ok());
   auto rejected = Lethectl({"request", "export", "--verify", bad, "--public-key", mesh.lethed_pub()});
   EXPECT_NE(rejected.exit_code, 0) << rejected.output;
+  EXPECT_THAT(rejected.output, HasSubstr("CRC-32"));
+  // The same edit in a well-formed archive: the CSV is not the one package.json gives.
+  auto entries = cli::ReadZip(*bytes);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  cli::ZipWriter rewritten(absl::Now());
+  for (auto& e : *entries) {
+    if (e.name == "csv/crm/crm.notes.csv") {
+      const size_t n = e.data.find(",called");
+      ASSERT_NE(n, std::string::npos);
+      e.data[n + 1] = 'C';
+    }
+    ASSERT_TRUE(rewritten.Add(e.name, e.data).ok());
+  }
+  ASSERT_TRUE(WriteFileAtomic(bad, rewritten.Finish(), 0600).ok());
+  rejected = Lethectl({"request", "export", "--verify", bad, "--public-key", mesh.lethed_pub()});
+  EXPECT_EQ(rejected.exit_code, 1) << rejected.output;
+  EXPECT_THAT(rejected.output, HasSubstr("not the ones its package.json gives"));
 
   // Exported once: the second export fails and says why, and writes nothing.
   const std::string again = mesh.work_dir() + "/again.json";

@@ -74,6 +74,38 @@ TEST_F(CommandVerifierTest, AcceptsACommandAndOpensItsIdentitiesIntoSecrets) {
   EXPECT_EQ(RevealSecret(r.command->identities.identities()[1].value), "u-1001");
 }
 
+// An access command: the same fields under its own payload type, with the key to seal the part
+// to. The verifier tells the two kinds apart by the signed payload type alone.
+TEST_F(CommandVerifierTest, AnAccessCommandIsVerifiedAsOneAndNeverAsADelete) {
+  spec_.identities = {{"email", "alice@example.com"}};
+  v1::AccessCommand ac;
+  ASSERT_TRUE(ac.ParseFromString(Command().SerializeAsString()));
+  ASSERT_OK_AND_ASSIGN(auto part_key, crypto::X25519PrivateKey::Generate());
+  ac.set_part_recipient_key(part_key.public_key().raw());
+  const std::string body = ac.SerializeAsString();
+  const VerifyResult r = verifier_->Verify(SignedWire(body, *cp_key_, proto::kAccessCommandType));
+  ASSERT_OK(r.command.status());
+  EXPECT_TRUE(r.command->access);
+  EXPECT_EQ(r.command->part_recipient_key, part_key.public_key().raw());
+  EXPECT_EQ(r.command->command.command_id(), spec_.command_id);
+  EXPECT_EQ(r.command->digest, crypto::Sha256(body));
+  EXPECT_EQ(RevealSecret(r.command->identities.identities()[0].value), "alice@example.com");
+  // A delete stays a delete.
+  const VerifyResult d = verifier_->Verify(Wire());
+  ASSERT_OK(d.command.status());
+  EXPECT_FALSE(d.command->access);
+  // Without a part key (or with a malformed one) an access command is malformed.
+  ac.clear_part_recipient_key();
+  ExpectRejected(SignedWire(ac.SerializeAsString(), *cp_key_, proto::kAccessCommandType), Rejection::kMalformed);
+  ac.set_part_recipient_key("short");
+  ExpectRejected(SignedWire(ac.SerializeAsString(), *cp_key_, proto::kAccessCommandType), Rejection::kMalformed);
+  // Signed as one type, presented as the other: the signature covers the type.
+  v1::SignedEnvelope env;
+  ASSERT_TRUE(env.ParseFromString(SignedWire(body, *cp_key_, proto::kAccessCommandType)));
+  env.set_payload_type(proto::kDeleteCommandType);
+  ExpectRejected(env.SerializeAsString(), Rejection::kBadSignature);
+}
+
 TEST_F(CommandVerifierTest, BadEnvelopeBytesAreMalformed) {
   const VerifyResult r = ExpectRejected(kTruncated, Rejection::kMalformed);
   EXPECT_FALSE(r.authentic.has_value());
