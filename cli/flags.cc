@@ -123,7 +123,9 @@ std::shared_ptr<grpc::Channel> Connect(const Global& g) {
     std::exit(2);
   }
   grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
+  // An access package arrives in one message (SubjectRequests.Export): allow the largest one
+  // the verifier reads (audit::kMaxPackageBytes).
+  args.SetMaxReceiveMessageSize(1 << 30);
   return grpc::CreateCustomChannel(g.addr, *creds, args);
 }
 

@@ -116,8 +116,11 @@ grpc::Status SubjectRequestsService::List(grpc::ServerContext* ctx, const v1::Li
   if (!records.ok()) return ToGrpc(records.status());
   // The kind filters a page after it is read (AIP-158 lets a page hold fewer than page_size).
   for (const auto& r : *records)
-    if (req->kind() == v1::REQUEST_KIND_UNSPECIFIED || (req->kind() == v1::ACCESS) == r.access())
-      *resp->add_requests() = ToView(r, store_, now, vault);
+    if (req->kind() == v1::REQUEST_KIND_UNSPECIFIED || (req->kind() == v1::ACCESS) == r.access()) {
+      v1::RequestView* v = resp->add_requests();
+      *v = ToView(r, store_, now, vault);
+      NoteExpiry(r, *v);
+    }
   if (more && !records->empty()) resp->set_next_page_token(PageToken(records->back().submitted_entry));
   return Answer(manager_.writer());
 }
@@ -207,7 +210,16 @@ grpc::Status SubjectRequestsService::ConfirmExport(grpc::ServerContext* ctx, con
 }
 
 v1::RequestView SubjectRequestsService::View(const RequestRecord& r, const v1::Actor& caller) const {
-  return ToView(r, store_, clock_.Now(), MaySeeFreeText(caller) ? &vault_ : nullptr);
+  v1::RequestView v = ToView(r, store_, clock_.Now(), MaySeeFreeText(caller) ? &vault_ : nullptr);
+  NoteExpiry(r, v);
+  return v;
+}
+
+void SubjectRequestsService::NoteExpiry(const RequestRecord& r, v1::RequestView& v) const {
+  // A held package is destroyed at its due date plus the active policy's retention.
+  if (!r.access() || r.state == v1::IN_PROGRESS || r.released_entry != 0) return;
+  if (auto policy = manager_.ActivePolicy(); policy.ok())
+    v.set_package_expires_unix_ms(r.due_unix_ms + absl::ToInt64Milliseconds((*policy)->deadlines().access_retention));
 }
 
 grpc::Status SubjectRequestsService::Extend(grpc::ServerContext* ctx, const v1::ExtendRequest* req,

@@ -53,6 +53,8 @@ class SubjectRequestsService final : public v1::SubjectRequests::Service {
  private:
   // The request as `caller` may see it: free text only for operators.
   v1::RequestView View(const RequestRecord& r, const v1::Actor& caller) const;
+  // Sets package_expires_unix_ms of an access request whose package is held.
+  void NoteExpiry(const RequestRecord& r, v1::RequestView& v) const;
 
   RequestManager& manager_;
   RequestStore& store_;

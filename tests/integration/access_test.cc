@@ -262,8 +262,12 @@ TEST(Access, ATamperedPackageFailsVerification) {
   absl::Status row = tamper([](JsonValue& d) { d["domains"][0]["part"]["tables"][0]["rows"].erase(0); });
   EXPECT_TRUE(absl::IsDataLoss(row)) << row;
   // A part dropped, a domain added.
-  EXPECT_FALSE(tamper([](JsonValue& d) { d["domains"][0].erase("part"); }).ok());
-  EXPECT_FALSE(tamper([](JsonValue& d) { d["domains"].push_back({{"domain", "extra"}, {"outcome", "COMPLETED"}}); }).ok());
+  absl::Status dropped = tamper([](JsonValue& d) { d["domains"][0].erase("part"); });
+  EXPECT_TRUE(absl::IsDataLoss(dropped)) << dropped;
+  EXPECT_THAT(std::string(dropped.message()), HasSubstr("lacks the part of domain crm"));
+  absl::Status extra =
+      tamper([](JsonValue& d) { d["domains"].push_back({{"domain", "extra"}, {"outcome", "COMPLETED"}}); });
+  EXPECT_THAT(std::string(extra.message()), HasSubstr("which the certificate does not target"));
   // The certificate swapped for garbage.
   EXPECT_FALSE(tamper([](JsonValue& d) { d["manifest"]["certificate"] = "AAAA"; }).ok());
   // ... or for a valid certificate of an erasure (which has no parts to vouch for).
@@ -342,6 +346,7 @@ TEST(Access, TheCliRequestsExportsAsCsvZipAndVerifiesOffline) {
   ASSERT_EQ(get.exit_code, 0) << get.output;
   EXPECT_THAT(get.output, HasSubstr("crm.notes 2 row(s) exported"));
   EXPECT_THAT(get.output, HasSubstr("package held until exported"));
+  EXPECT_THAT(get.output, HasSubstr("or destroyed unexported at "));
 
   const std::string zip = mesh.work_dir() + "/bob.zip";
   auto exported = RunLethectl(mesh, {"request", "export", id, "--out", zip, "--format", "csv-zip", "--public-key",

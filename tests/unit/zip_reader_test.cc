@@ -98,6 +98,17 @@ TEST(ReadZip, RefusesWhatZipWriterNeverWrites) {
     ASSERT_FALSE(r.ok());
     EXPECT_THAT(std::string(r.status().message()), HasSubstr("disagrees"));
   }
+  // An entry whose sizes (agreeing in both headers) run into the central directory.
+  {
+    std::string b = Archive({{"a", "alpha"}});
+    b[18] = b[22] = static_cast<char>(b[18] + 10);  // local: compressed and uncompressed size
+    const size_t cd = b.find(std::string("PK\x01\x02", 4));
+    ASSERT_NE(cd, std::string::npos);
+    b[cd + 20] = b[cd + 24] = static_cast<char>(b[cd + 20] + 10);
+    auto r = ReadZip(b);
+    ASSERT_FALSE(r.ok());
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("runs past the archive"));
+  }
   EXPECT_FALSE(ReadZip("not a zip at all, not even close to one").ok());
 }
 
