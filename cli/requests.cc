@@ -530,29 +530,30 @@ void AddRequestCommands(CLI::App& app, Context& ctx) {
   auto* request = app.add_subcommand("request", "data-subject requests")->require_subcommand(1);
   ctx.examples[request] =
       "printf 'email=alice@example.com\\n' | lethectl request erase --identities-from - --wait";
+  // What `request erase` and `request access` both take.
+  auto add_submit_flags = [f](CLI::App* cmd, const char* reason_help, const char* wait_help) {
+    cmd->add_option("--identity", f->identities,
+                    "TYPE=VALUE, repeatable (seen by ps and shell history: prefer --identities-from)");
+    cmd->add_option("--identities-from", f->identities_from, "FILE, or - for standard input: one TYPE=VALUE a line");
+    cmd->add_option("--reason", f->reason, reason_help);
+    cmd->add_option("--reason-from", f->reason_from, "FILE, or - for standard input: the reason");
+    cmd->add_flag("--wait", f->wait, wait_help);
+    cmd->add_option("--timeout", f->timeout, "with --wait: give up after this long (e.g. 90s, 5m)")
+        ->capture_default_str();
+  };
   auto* erase = request->add_subcommand("erase", "erase a person from every domain that holds them");
-  erase->add_option("--identity", f->identities, "TYPE=VALUE, repeatable (seen by ps and shell history: prefer --identities-from)");
-  erase->add_option("--identities-from", f->identities_from, "FILE, or - for standard input: one TYPE=VALUE a line");
-  erase->add_option("--reason", f->reason, "why (kept encrypted, shredded on completion)");
-  erase->add_option("--reason-from", f->reason_from, "FILE, or - for standard input: the reason");
+  add_submit_flags(erase, "why (kept encrypted, shredded on completion)",
+                   "follow progress until the request completes (exit 4 at once if it needs an operator)");
   erase->add_flag("--allow-duplicate", f->allow_duplicate,
                   "submit even when an open request already covers one of these identities");
-  erase->add_flag("--wait", f->wait, "follow progress until the request completes (exit 4 at once if it needs an operator)");
-  erase->add_option("--timeout", f->timeout, "with --wait: give up after this long (e.g. 90s, 5m)")
-      ->capture_default_str();
   erase->callback([&ctx, f] {
     ctx.rc = RequestSubmit(ctx.g, v1::ERASURE, f->identities, f->identities_from, f->reason, f->reason_from,
                            f->wait, f->timeout, f->allow_duplicate);
   });
   auto* access = request->add_subcommand(
       "access", "gather what every domain holds of a person into a package (GDPR Art. 15, 20)");
-  access->add_option("--identity", f->identities, "TYPE=VALUE, repeatable (seen by ps and shell history: prefer --identities-from)");
-  access->add_option("--identities-from", f->identities_from, "FILE, or - for standard input: one TYPE=VALUE a line");
-  access->add_option("--reason", f->reason, "why (kept encrypted, shredded with the package)");
-  access->add_option("--reason-from", f->reason_from, "FILE, or - for standard input: the reason");
-  access->add_flag("--wait", f->wait, "follow progress until every domain has answered");
-  access->add_option("--timeout", f->timeout, "with --wait: give up after this long (e.g. 90s, 5m)")
-      ->capture_default_str();
+  add_submit_flags(access, "why (kept encrypted, shredded with the package)",
+                   "follow progress until every domain has answered (exit 4 at once if it needs an operator)");
   access->callback([&ctx, f] {
     ctx.rc = RequestSubmit(ctx.g, v1::ACCESS, f->identities, f->identities_from, f->reason, f->reason_from,
                            f->wait, f->timeout, /*allow_duplicate=*/true);

@@ -49,23 +49,7 @@ const Person kCarol{"91150023", "carol@example.com"};
 
 // The python3 that has the verifier's modules: $LETHE_PYTHON3, /usr/bin/python3, or a
 // python3 on PATH. "" when there is none, with *why saying what each one lacked.
-std::string FindPython(std::string* why) {
-  std::vector<std::string> candidates;
-  if (const char* env = std::getenv("LETHE_PYTHON3"); env != nullptr && *env != '\0')
-    candidates.push_back(env);
-  candidates.push_back("/usr/bin/python3");
-  if (const char* path = std::getenv("PATH"); path != nullptr)
-    for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty()))
-      candidates.push_back(absl::StrCat(dir, "/python3"));
-  for (const std::string& py : candidates) {
-    if (access(py.c_str(), X_OK) != 0) continue;
-    auto r = RunCommand({py, "-c", "import google.protobuf, cryptography, yaml"}, absl::Seconds(60));
-    if (r.ok() && r->exit_code == 0) return py;
-    absl::StrAppend(why, "\n  ", py, ": ", r.ok() ? Tail(r->output, 2) : r.status().ToString());
-  }
-  if (why->empty()) *why = "\n  no python3 found";
-  return "";
-}
+std::string FindPython(std::string* why) { return FindPython3("google.protobuf, cryptography, yaml", why); }
 
 // The first `lines` lines of `text`: where both verifiers print their verdict.
 std::string Head(const std::string& text, int lines) {

@@ -21,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
@@ -287,6 +288,23 @@ bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout, con
     }
     sleep(std::min(left, absl::Milliseconds(10)));
   }
+}
+
+std::string FindPython3(const std::string& modules, std::string* why) {
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("LETHE_PYTHON3"); env != nullptr && *env != '\0') candidates.push_back(env);
+  candidates.push_back("/usr/bin/python3");
+  if (const char* path = std::getenv("PATH"); path != nullptr)
+    for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty()))
+      candidates.push_back(absl::StrCat(dir, "/python3"));
+  for (const std::string& py : candidates) {
+    if (::access(py.c_str(), X_OK) != 0) continue;
+    auto r = RunCommand({py, "-c", "import " + modules}, absl::Seconds(60));
+    if (r.ok() && r->exit_code == 0) return py;
+    absl::StrAppend(why, "\n  ", py, ": ", r.ok() ? Tail(r->output, 2) : r.status().ToString());
+  }
+  if (why->empty()) *why = "\n  no python3 found";
+  return "";
 }
 
 }  // namespace lethe::testing

@@ -103,4 +103,8 @@ std::string ReadFileOrEmpty(const std::string& path);
 // The last `max_lines` lines of `text` (for error messages).
 std::string Tail(const std::string& text, int max_lines = 30);
 
+// The first python3 that runs `import <modules>`: $LETHE_PYTHON3, then /usr/bin/python3, then
+// a python3 on PATH. "" when none does, with *why saying what each one lacked.
+std::string FindPython3(const std::string& modules, std::string* why);
+
 }  // namespace lethe::testing

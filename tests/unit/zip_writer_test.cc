@@ -169,20 +169,10 @@ absl::StatusOr<std::vector<Parsed>> ParseZip(std::string_view z) {
 
 // $LETHE_PYTHON3, /usr/bin/python3, or a python3 on PATH; "" (and a failure) if none runs.
 std::string FindPython() {
-  std::vector<std::string> candidates;
-  if (const char* env = std::getenv("LETHE_PYTHON3"); env != nullptr && *env != '\0')
-    candidates.push_back(env);
-  candidates.push_back("/usr/bin/python3");
-  if (const char* path = std::getenv("PATH"); path != nullptr)
-    for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty()))
-      candidates.push_back(absl::StrCat(dir, "/python3"));
-  for (const std::string& py : candidates) {
-    if (access(py.c_str(), X_OK) != 0) continue;
-    auto r = RunCommand({py, "-c", "import csv, hashlib, zipfile"}, absl::Seconds(60));
-    if (r.ok() && r->exit_code == 0) return py;
-  }
-  ADD_FAILURE() << "no python3 with zipfile found (tried $LETHE_PYTHON3, /usr/bin/python3, PATH)";
-  return "";
+  std::string why;
+  const std::string py = ::lethe::testing::FindPython3("csv, hashlib, zipfile", &why);
+  if (py.empty()) ADD_FAILURE() << "no python3 with zipfile found:" << why;
+  return py;
 }
 
 // Runs `script` with the given arguments; its output, or "" and a failure if it fails.
