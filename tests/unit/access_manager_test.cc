@@ -356,6 +356,23 @@ TEST_F(AccessManagerTest, AnAccessReceiptThatReportsAPurgeIsRefused) {
   EXPECT_EQ(StateOf("growth"), v1::PENDING);
 }
 
+// Extensions as for an erasure: within max_extension, each with a reason; the package's expiry
+// follows the extended due date.
+TEST_F(AccessManagerTest, AnAccessRequestIsExtendedAsAnErasureIsAndItsPackageExpiresLater) {
+  ASSERT_TRUE(cp_.manager().Extend(id_, absl::Hours(24 * 14), "identity check", OperatorActor()).ok());
+  EXPECT_FALSE(cp_.manager().Extend(id_, absl::Hours(24 * 50), "too long", OperatorActor()).ok());
+  ASSERT_TRUE(Send(AnswerFor("growth", growth_.sign, PartOf("growth"))).ok());
+  ASSERT_TRUE(Send(AnswerFor("assessments", assessments_.sign, PartOf("assessments"))).ok());
+  ASSERT_EQ(cp_.store().Get(id_)->state, v1::COMPLETED);
+  // 30 days, plus 14 of extension, plus 30 of retention.
+  cp_.clock().Advance(absl::Hours(24 * 74) - absl::Minutes(1));
+  ASSERT_TRUE(cp_.manager().ReleaseExpired().ok());
+  EXPECT_TRUE(cp_.vault().HasRequestKey(id_));
+  cp_.clock().Advance(absl::Minutes(2));
+  ASSERT_TRUE(cp_.manager().ReleaseExpired().ok());
+  EXPECT_FALSE(cp_.vault().HasRequestKey(id_));
+}
+
 TEST_F(AccessManagerTest, AnUnexportedPackageExpiresAtItsDueDatePlusRetention) {
   ASSERT_TRUE(Send(AnswerFor("growth", growth_.sign, PartOf("growth"))).ok());
   ASSERT_TRUE(Send(AnswerFor("assessments", assessments_.sign, PartOf("assessments"))).ok());
