@@ -60,6 +60,12 @@ const std::vector<Rule>& Rules() {
         {"/lethe.v1.Ledger/GetInclusionProof", auditors},
         {"/lethe.v1.Ledger/GetConsistencyProof", auditors},
         {"/lethe.v1.Ledger/GetCertificate", auditors},
+        // gRPC's standard services on the authenticated port: any role may ask whether lethed
+        // serves and which services it has (a probe without a certificate uses the plaintext
+        // --health-listen port, which serves health alone).
+        {"/grpc.health.v1.Health/Check", readers},
+        {"/grpc.health.v1.Health/Watch", readers},
+        {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", readers},
     };
   }();
   return *rules;

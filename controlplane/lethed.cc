@@ -12,6 +12,8 @@
 #include "base/file_system.h"
 #include "base/status.h"
 #include "controlplane/authorizer.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
 #include "ledger/checkpoint.h"
 #include "spdlog/spdlog.h"
 
@@ -202,6 +204,10 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
     d->exposer_->RegisterCollectable(d->metrics_);
     spdlog::info("Prometheus metrics on http://{}/metrics", options.metrics_listen);
   }
+  // grpc.health.v1.Health (per service: "" and each lethe.v1 service) and server reflection
+  // on every server built from here on; statuses start NOT_SERVING.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, creds, &d->port_);
   // Bounded input: the largest request is a policy (kMaxPolicyBytes of YAML).
@@ -221,6 +227,33 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   d->server_ = builder.BuildAndStart();
   if (!d->server_ || d->port_ == 0)
     return absl::UnavailableError("cannot listen on " + options.listen);
+  if (!options.health_listen.empty()) {
+    // Plaintext, and nothing but health: a probe learns whether lethed serves, no more.
+    grpc::ServerBuilder health;
+    health.AddListeningPort(options.health_listen, grpc::InsecureServerCredentials(), &d->health_port_);
+    d->health_server_ = health.BuildAndStart();
+    if (!d->health_server_ || d->health_port_ == 0)
+      return absl::UnavailableError("--health-listen " + options.health_listen + ": cannot listen");
+    spdlog::info("gRPC health (plaintext, grpc.health.v1 only) on port {}", d->health_port_);
+  }
+  // SERVING once the ledger is open (it is: replayed above) and a Kafka broker answers;
+  // re-checked every health_interval.
+  auto kafka_ok = [self](absl::Duration timeout) {
+    absl::Status st = self->producer_->CheckReachable(timeout);
+    if (!st.ok()) spdlog::warn("health: NOT_SERVING: {}", std::string(st.message()));
+    return st.ok();
+  };
+  d->SetServing(kafka_ok(absl::Seconds(2)));
+  d->health_thread_ = std::thread([self, kafka_ok, interval = options.health_interval] {
+    std::unique_lock<std::mutex> l(self->health_mu_);
+    while (!self->health_cv_.wait_for(l, absl::ToChronoMilliseconds(interval),
+                                        [self] { return self->stopping_.load(); })) {
+      l.unlock();
+      const bool ok = kafka_ok(absl::Seconds(2));
+      if (!self->stopping_) self->SetServing(ok);
+      l.lock();
+    }
+  });
 
   // Scripts that start lethed with port 0 read the bound address from here.
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
@@ -236,8 +269,25 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   return d;
 }
 
+void Lethed::SetServing(bool serving) {
+  static constexpr const char* kServices[] = {"", "lethe.v1.SubjectRequests", "lethe.v1.Policies", "lethe.v1.Consent",
+                                              "lethe.v1.Agents", "lethe.v1.Ledger"};
+  for (grpc::Server* s : {server_.get(), health_server_.get()}) {
+    if (s == nullptr || s->GetHealthCheckService() == nullptr) continue;
+    for (const char* name : kServices) s->GetHealthCheckService()->SetServingStatus(name, serving);
+  }
+}
+
 void Lethed::Shutdown() {
   if (stopping_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> l(health_mu_);
+    health_cv_.notify_all();
+  }
+  if (health_thread_.joinable()) health_thread_.join();
+  // A probe sees NOT_SERVING from here on (gRPC's Shutdown says so on the servers it stops).
+  SetServing(false);
+  if (health_server_) health_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (outbox_) outbox_->Stop();
   if (intake_) intake_->Stop();

@@ -9,6 +9,9 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <memory>
 #include <string>
 
@@ -53,6 +56,12 @@ struct LethedOptions {
   // ledger holds an activated policy (lethectl policy activate).
   std::string policy_path;
   std::string metrics_listen;  // HOST:PORT for Prometheus; empty: no metrics endpoint
+  // HOST:PORT of a plaintext gRPC port serving grpc.health.v1.Health alone, for probes that
+  // cannot present a client certificate (a kubelet's grpc: probe); port 0 picks a free one
+  // (health_port()). Empty: health is served on the main port only.
+  std::string health_listen;
+  // How often lethed checks that Kafka answers, for its health status.
+  absl::Duration health_interval = absl::Seconds(5);
   std::string signing_key_path;
   std::string kafka_bootstrap;  // used unless embedded_kafka
   bool embedded_kafka = false;
@@ -75,6 +84,7 @@ class Lethed {
   void Wait();
 
   int port() const { return port_; }
+  int health_port() const { return health_port_; }
   const std::string& kafka_bootstrap() const { return bootstrap_; }
   RequestStore& store() { return projections_.requests; }
   Projections& projections() { return projections_; }
@@ -116,6 +126,13 @@ class Lethed {
   std::unique_ptr<ConsentService> consent_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  std::unique_ptr<grpc::Server> health_server_;  // --health-listen
+  int health_port_ = 0;
+  // Sets every health status (the server's, "", and each service's) on both servers.
+  void SetServing(bool serving);
+  std::thread health_thread_;  // re-checks Kafka every health_interval
+  std::mutex health_mu_;
+  std::condition_variable health_cv_;
 };
 
 }  // namespace lethe::controlplane

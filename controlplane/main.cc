@@ -43,6 +43,8 @@ int main(int argc, char** argv) {
                  "policy YAML file, activated at start unless it is the active policy already "
                  "(optional once the ledger holds an activated policy)");
   app.add_option("--metrics-listen", o.metrics_listen, "serve Prometheus metrics on HOST:PORT");
+  app.add_option("--health-listen", o.health_listen,
+                 "serve grpc.health.v1 alone, plaintext, on HOST:PORT (for probes without a client certificate)");
   app.add_option("--signing-key", o.signing_key_path,
                  "Ed25519 private key (PEM) that signs commands and checkpoints")->required();
   auto* boot = app.add_option("--kafka-bootstrap", o.kafka_bootstrap, "Kafka bootstrap servers");

@@ -154,6 +154,19 @@ void Producer::WarmUp(const std::vector<std::string>& topics, absl::Duration tim
   }
 }
 
+absl::Status Producer::CheckReachable(absl::Duration timeout) {
+  const rd_kafka_metadata_t* md = nullptr;
+  // all_topics = 0 and no topic: the brokers and the topics this client knows, nothing more.
+  const rd_kafka_resp_err_t e =
+      rd_kafka_metadata(rk_, 0, nullptr, &md, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return absl::UnavailableError(std::string("Kafka: no broker answered: ") + rd_kafka_err2str(e));
+  const int brokers = md->broker_cnt;
+  rd_kafka_metadata_destroy(md);
+  if (brokers == 0) return absl::UnavailableError("Kafka: the cluster reports no broker");
+  return absl::OkStatus();
+}
+
 Producer::~Producer() {
   for (rd_kafka_topic_t* t : topics_) rd_kafka_topic_destroy(t);
   if (rk_) {

@@ -93,6 +93,9 @@ class Producer : public Publisher {
   // Fetches the topics' metadata now, so that the first record to each is not held back
   // until librdkafka's next periodic topic scan (about a second). Failures are harmless.
   void WarmUp(const std::vector<std::string>& topics, absl::Duration timeout = absl::Seconds(5));
+  // Whether a broker answers a metadata request within `timeout` (kUnavailable otherwise):
+  // what lethed's health service reports as Kafka being reachable.
+  absl::Status CheckReachable(absl::Duration timeout);
 
  private:
   Producer() = default;
