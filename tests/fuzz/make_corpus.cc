@@ -270,7 +270,9 @@ std::vector<v1::LedgerEntry> Bodies(const std::string& policy_yaml, int padding)
     cc->mutable_subject()->set_type("email");
     cc->mutable_subject()->set_token(crypto::Sha256(absl::StrCat("token ", i)));
     cc->set_purpose("marketing");
-    cc->set_status(i % 2 == 0 ? v1::GRANTED : v1::WITHDRAWN);
+    // Grants only: a withdrawal of marketing (erase_on_withdrawal) must plan an erasure in
+    // the same batch (ledger/FORMAT.md N8), which these padding entries do not model.
+    cc->set_status(v1::GRANTED);
     cc->set_source("signup-form-v3");
     cc->set_policy_hash(policy->Hash());
     SetActor(&e, "operator");

@@ -82,6 +82,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // 1. The raw reader, and both chain checks on what it reads.
   std::vector<std::string> entries;
+  // Where each record was read from, as `lethectl ledger verify` hands it to the Auditor.
+  std::vector<std::pair<std::string, uint32_t>> segments;
   ledger::MerkleTree tree;
   std::string prev_full(32, '\0');
   std::string prev_fast(32, '\0');
@@ -92,6 +94,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto scan = ledger::ScanSegments(tmp.path(), [&](const ledger::ScannedRecord& rec) {
     if (rec.index != entries.size()) Violated("records are not numbered in order");
     entries.emplace_back(rec.payload);
+    segments.emplace_back(rec.segment, rec.segment_version);
     std::string leaf;
     lethe::v1::LedgerEntry entry;
     uint32_t batch_remaining = 0;
@@ -145,9 +148,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   audit::Auditor auditor(key.public_key(), note);
   bool audited = true;
-  for (size_t i = 0; i < entries.size() && audited; ++i) audited = auditor.Add(i, entries[i]).ok();
+  for (size_t i = 0; i < entries.size() && audited; ++i)
+    audited = auditor.Add(i, entries[i], segments[i].first, segments[i].second).ok();
   if (audited) {
-    auto report = auditor.Finish();
+    auto report = auditor.Finish(scan->last_segment);
     if (report.ok()) {
       if (report->entries + report->incomplete_batch_entries != entries.size())
         Violated("the Auditor miscounts the entries");
