@@ -569,7 +569,8 @@ absl::StatusOr<PurgeResult> PostgresPurger::Gather(const VerifiedCommand& vc) {
     if (i < part.tables.size()) tr->set_rows_exported(part.tables[i].rows);
   }
   // Sealed to the request's part key, which only lethed can derive; then cut into signed chunks.
-  const crypto::X25519PublicKey recipient = crypto::X25519PublicKey::FromRaw(vc.part_recipient_key).value();
+  LETHE_ASSIGN_OR_RETURN(const crypto::X25519PublicKey recipient,
+                         crypto::X25519PublicKey::FromRaw(vc.part_recipient_key));
   const std::string sealed = crypto::SealTo(recipient, RevealSecret(part.json));
   receipt.set_part_sha256(crypto::Sha256(RevealSecret(part.json)));
   receipt.set_part_size(RevealSecret(part.json).size());

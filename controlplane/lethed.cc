@@ -270,8 +270,12 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
 }
 
 void Lethed::SetServing(bool serving) {
-  static constexpr const char* kServices[] = {"", "lethe.v1.SubjectRequests", "lethe.v1.Policies", "lethe.v1.Consent",
-                                              "lethe.v1.Agents", "lethe.v1.Ledger"};
+  static constexpr const char* kServices[] = {"",
+                                              v1::SubjectRequests::service_full_name(),
+                                              v1::Policies::service_full_name(),
+                                              v1::Consent::service_full_name(),
+                                              v1::Agents::service_full_name(),
+                                              v1::Ledger::service_full_name()};
   for (grpc::Server* s : {server_.get(), health_server_.get()}) {
     if (s == nullptr || s->GetHealthCheckService() == nullptr) continue;
     for (const char* name : kServices) s->GetHealthCheckService()->SetServingStatus(name, serving);

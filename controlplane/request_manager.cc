@@ -601,7 +601,7 @@ absl::Status RequestManager::CompleteAll(const std::vector<std::string>& request
   // An access request keeps its key (and so its parts) until its package is released.
   std::vector<std::string> shred;
   for (const auto& id : due)
-    if (auto r = store_.Get(id); !r.ok() || !r->access()) shred.push_back(id);
+    if (!store_.IsAccess(id)) shred.push_back(id);
   LETHE_RETURN_IF_ERROR(vault_.DestroyRequestKeys(shred));
   auto lock = writer_.Lock();
   std::vector<v1::LedgerEntry> entries;

@@ -593,6 +593,12 @@ std::vector<std::string> RequestStore::AnsweredButOpen() const {
   return out;
 }
 
+bool RequestStore::IsAccess(const std::string& id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = requests_.find(id);
+  return it != requests_.end() && it->second.access();
+}
+
 std::map<std::string, int64_t> RequestStore::UnreleasedPackages() const {
   std::lock_guard<std::mutex> l(mu_);
   return unreleased_;

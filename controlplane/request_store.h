@@ -206,6 +206,9 @@ class RequestStore {
   std::vector<std::string> AnsweredButOpen() const;
   // Completed access requests whose package is held (not released yet): id -> due date, ms.
   std::map<std::string, int64_t> UnreleasedPackages() const;
+  // Whether `id` is an access request held whole (open, or ended and not yet compacted), read
+  // without copying its record: what completing a request asks, once per request.
+  bool IsAccess(const std::string& id) const;
 
   // Open requests whose subject holds the identity token `token` of `type`, oldest first.
   std::vector<std::string> OpenWithToken(const std::string& type, const std::string& token) const;

@@ -10,6 +10,7 @@
 #include "audit/access_package.h"
 #include "base/clock.h"
 #include "base/file_system.h"
+#include "base/status.h"
 #include "cli/zip_reader.h"
 #include "cli/zip_writer.h"
 #include "crypto/crypto.h"
@@ -41,6 +42,27 @@ absl::StatusOr<std::string> SubmitAccess(Mesh& mesh, const Person& p) {
   grpc::Status s = mesh.Requests()->Submit(&ctx, req, &resp);
   if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
   return resp.request_id();
+}
+
+// Submits an access request for `p` and waits until it has COMPLETED; returns its id.
+absl::StatusOr<std::string> AccessAndWait(Mesh& mesh, const Person& p) {
+  LETHE_ASSIGN_OR_RETURN(std::string id, SubmitAccess(mesh, p));
+  LETHE_ASSIGN_OR_RETURN(v1::RequestView done, mesh.WaitDone(id, kWait));
+  if (done.state() != v1::COMPLETED)
+    return absl::InternalError("access request " + id + " ended " + v1::RequestState_Name(done.state()));
+  return id;
+}
+
+// The records of lethe.receipts, and how many of them are chunks of a part.
+struct ReceiptsTopic {
+  std::vector<kafka::Message> records;
+  int chunks = 0;
+};
+absl::StatusOr<ReceiptsTopic> ReadReceipts(Mesh& mesh) {
+  ReceiptsTopic out;
+  LETHE_ASSIGN_OR_RETURN(out.records, ReadTopic(mesh.kafka_bootstrap(), "lethe.receipts"));
+  for (const auto& r : out.records) out.chunks += r.value.value_or("").find("lethe.v1.AccessPartChunk") != std::string::npos;
+  return out;
 }
 
 struct Exported {
@@ -117,16 +139,14 @@ TEST(Access, GathersExactlyTheSubjectsRowsChangesNothingAndIsExportedOnce) {
   EXPECT_EQ(Q(mesh, "crm", "SELECT count(*) FROM lethe_agent.processed_commands"), "0");
 
   // No topic carries the part, or any value of the subject, in clear.
-  auto receipts = ReadTopic(mesh.kafka_bootstrap(), "lethe.receipts");
+  auto receipts = ReadReceipts(mesh);
   ASSERT_TRUE(receipts.ok()) << receipts.status();
-  int chunks = 0;
-  for (const auto& r : *receipts) {
+  for (const auto& r : receipts->records) {
     const std::string v = r.value.value_or("");
-    chunks += v.find("lethe.v1.AccessPartChunk") != std::string::npos;
     for (const std::string& needle : {kBob.email, kBob.user_id, std::string("called"), std::string("10.1.2.3")})
       EXPECT_EQ(v.find(needle), std::string::npos) << "a record of lethe.receipts holds " << needle;
   }
-  EXPECT_GE(chunks, 2) << "one chunk per domain at least";
+  EXPECT_GE(receipts->chunks, 2) << "one chunk per domain at least";
 
   // The package: verified offline with lethed's key.
   Exported ex = Export(mesh, *id);
@@ -227,11 +247,9 @@ TEST(Access, APartOverTheBrokersMessageSizeArrivesWholeInChunks) {
   size_t longest = 0;
   for (const auto& row : (*notes)["rows"]) longest = std::max(longest, row["note"].get<std::string>().size());
   EXPECT_EQ(longest, 32u * 32768u);
-  auto receipts = ReadTopic(mesh.kafka_bootstrap(), "lethe.receipts");
+  auto receipts = ReadReceipts(mesh);
   ASSERT_TRUE(receipts.ok()) << receipts.status();
-  int chunks = 0;
-  for (const auto& r : *receipts) chunks += r.value.value_or("").find("lethe.v1.AccessPartChunk") != std::string::npos;
-  EXPECT_GE(chunks, 6) << "3 MB in chunks of 512 KiB";
+  EXPECT_GE(receipts->chunks, 6) << "3 MB in chunks of 512 KiB";
 }
 
 TEST(Access, ATamperedPackageFailsVerification) {
@@ -241,10 +259,8 @@ TEST(Access, ATamperedPackageFailsVerification) {
   ASSERT_TRUE(m.ok()) << m.status();
   Mesh& mesh = **m;
   ASSERT_TRUE(mesh.Plant(kBob).ok());
-  auto id = SubmitAccess(mesh, kBob);
+  auto id = AccessAndWait(mesh, kBob);
   ASSERT_TRUE(id.ok()) << id.status();
-  auto done = mesh.WaitDone(*id, kWait);
-  ASSERT_TRUE(done.ok()) << done.status();
   Exported ex = Export(mesh, *id);
   ASSERT_TRUE(ex.status.ok()) << ex.status.error_message();
   const auto key = LethedKey(mesh);
@@ -298,11 +314,8 @@ TEST(Access, AnUnexportedPackageIsDestroyedAtItsDueDatePlusRetention) {
   ASSERT_TRUE(m.ok()) << m.status();
   Mesh& mesh = **m;
   ASSERT_TRUE(mesh.Plant(kBob).ok());
-  auto id = SubmitAccess(mesh, kBob);
+  auto id = AccessAndWait(mesh, kBob);
   ASSERT_TRUE(id.ok()) << id.status();
-  auto done = mesh.WaitDone(*id, kWait);
-  ASSERT_TRUE(done.ok()) << done.status();
-  ASSERT_EQ(done->state(), v1::COMPLETED);
   const std::string parts_dir = mesh.data_dir() + "/parts/" + *id;
   ASSERT_TRUE(std::filesystem::exists(parts_dir));
   // The sample deadlines: due in 30 days, kept 30 more. A day short, nothing happens.
