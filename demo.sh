@@ -90,6 +90,9 @@ export LETHE_ADDR
 LETHE_ADDR=$(cat "$DATA/lethed.addr")
 echo "lethed on $LETHE_ADDR; Kafka bootstrap $(cat "$DATA/kafka.bootstrap")"
 
+step "Health (grpc.health.v1, what a kubelet probes) and the services server reflection lists"
+"${AUDITOR[@]}" health
+
 step "Enroll the agents' receipt keys in the ledger"
 "${ADMIN[@]}" agent enroll --domain assessments --public-key "$WORK/keys/assessments.pub"
 "${ADMIN[@]}" agent enroll --domain growth --public-key "$WORK/keys/growth.pub"

@@ -1,8 +1,12 @@
 // Agent (agent.h): building an agent from its options, and its consume loop.
 #include "agents/agent.h"
 
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <algorithm>
@@ -68,6 +72,46 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
                                .Name("lethe_agent_commands_total")
                                .Help("Commands handled by this agent, by result")
                                .Register(*o.metrics);
+    a->rejections_family_ = &prometheus::BuildCounter()
+                                 .Name("lethe_agent_command_rejections_total")
+                                 .Help("Commands this agent refused to run, by reason")
+                                 .Register(*o.metrics);
+    // Every reason from zero, so that rate() and alerts see the first rejection.
+    for (Rejection r : {Rejection::kMalformed, Rejection::kBadSignature, Rejection::kWrongDomain,
+                        Rejection::kExpired, Rejection::kPolicyDrift, Rejection::kNotForThisKey})
+      a->rejections_family_->Add({{"domain", o.domain}, {"reason", RejectionName(r)}});
+    a->transaction_seconds_ =
+        &prometheus::BuildHistogram()
+             .Name("lethe_agent_purge_transaction_seconds")
+             .Help("Duration of each purge transaction (a batch of verified commands, re-check included)")
+             .Register(*o.metrics)
+             .Add({{"domain", o.domain}},
+                  prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                          1, 2.5, 5, 10, 30});
+    a->consumer_lag_ = &prometheus::BuildGauge()
+                            .Name("lethe_agent_kafka_consumer_lag")
+                            .Help("Commands past the committed offset of this agent's consumer (-1: not known yet)")
+                            .Register(*o.metrics)
+                            .Add({{"domain", o.domain}, {"topic", kafka::CommandTopic(o.domain)}});
+    a->consumer_lag_->Set(-1);
+    a->consumer_joined_ = &prometheus::BuildGauge()
+                               .Name("lethe_agent_kafka_consumer_joined")
+                               .Help("1 once this agent's consumer is a member of its settled group")
+                               .Register(*o.metrics)
+                               .Add({{"domain", o.domain}, {"topic", kafka::CommandTopic(o.domain)}});
+    prometheus::Histogram* h = a->transaction_seconds_;
+    a->handler_->set_transaction_observer([h](absl::Duration d) { h->Observe(absl::ToDoubleSeconds(d)); });
+  }
+  if (!o.health_listen.empty()) {
+    // Plaintext, and nothing but health: a probe learns whether the agent is in its group.
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(o.health_listen, grpc::InsecureServerCredentials(), &a->health_port_);
+    a->health_server_ = builder.BuildAndStart();
+    if (!a->health_server_ || a->health_port_ == 0)
+      return absl::UnavailableError("--health-listen " + o.health_listen + ": cannot listen");
+    a->health_server_->GetHealthCheckService()->SetServingStatus(false);
+    spdlog::info("domain {}: gRPC health (plaintext, grpc.health.v1 only) on port {}", o.domain, a->health_port_);
   }
   a->options_ = std::move(o);
   spdlog::info("domain {}: agent key {}, trusting control plane key {}", a->options_.domain,
@@ -86,6 +130,10 @@ void Agent::Stop() {
   }
   stop_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (health_server_) {
+    health_server_->Shutdown();
+    health_server_.reset();
+  }
 }
 
 absl::StatusOr<v1::TombstoneResult> Agent::Tombstone(const std::string& topic,
@@ -122,6 +170,22 @@ absl::StatusOr<v1::TombstoneResult> Agent::Tombstone(const std::string& topic,
 
 void Agent::Count(const std::string& result) {
   if (commands_family_) commands_family_->Add({{"domain", options_.domain}, {"result", result}}).Increment();
+  static constexpr std::string_view kRejected = "rejected_";
+  if (rejections_family_ && result.rfind(kRejected, 0) == 0)
+    rejections_family_->Add({{"domain", options_.domain}, {"reason", result.substr(kRejected.size())}}).Increment();
+}
+
+void Agent::UpdateConsumerStatus() {
+  const kafka::ConsumerStats& s = consumer_->stats();
+  if (consumer_lag_) consumer_lag_->Set(static_cast<double>(s.lag()));
+  const bool joined = s.joined();
+  if (consumer_joined_) consumer_joined_->Set(joined ? 1 : 0);
+  // Once in the group the agent serves: a later rebalance is routine, not a failed start.
+  if (joined && !serving_) {
+    serving_ = true;
+    if (health_server_) health_server_->GetHealthCheckService()->SetServingStatus(true);
+    spdlog::info("domain {}: joined consumer group lethe-agent.{}", options_.domain, options_.domain);
+  }
 }
 
 void Agent::Backoff(absl::Duration d) {
@@ -135,6 +199,7 @@ void Agent::Run() {
     // The first command waits for the broker; the rest of the batch is what is already here.
     absl::Status polled;
     const std::vector<kafka::Message> batch = consumer_->PollBatch(absl::Milliseconds(200), kMaxBatch, &polled);
+    UpdateConsumerStatus();
     if (!polled.ok()) {
       spdlog::error("domain {}: {}", options_.domain, polled.ToString());
       if (batch.empty()) {

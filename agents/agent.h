@@ -32,7 +32,12 @@ class Registry;
 template <typename T>
 class Family;
 class Counter;
+class Gauge;
+class Histogram;
 }  // namespace prometheus
+namespace grpc {
+class Server;
+}  // namespace grpc
 
 namespace lethe::agents {
 
@@ -55,7 +60,14 @@ struct AgentOptions {
   absl::Duration min_backoff = absl::Milliseconds(200);
   absl::Duration max_backoff = absl::Seconds(10);
   const Clock* clock = &Clock::Real();
-  std::shared_ptr<prometheus::Registry> metrics;  // optional
+  // Optional. lethe_agent_commands_total{result}, lethe_agent_command_rejections_total{reason},
+  // lethe_agent_purge_transaction_seconds, lethe_agent_kafka_consumer_lag and
+  // lethe_agent_kafka_consumer_joined, each labelled with the domain.
+  std::shared_ptr<prometheus::Registry> metrics;
+  // HOST:PORT of a plaintext gRPC port serving grpc.health.v1 alone (port 0 picks one:
+  // health_port()): NOT_SERVING until the command consumer has joined its group, then SERVING.
+  // Empty: none.
+  std::string health_listen;
   // Empty: a PostgresPurger on postgres_dsn (what lethe-agent runs).
   PurgerFactory purger_factory;
 };
@@ -70,6 +82,9 @@ class Agent {
   void Stop();
   const AgentStats& stats() const { return stats_; }
   uint64_t rejected(Rejection r) const { return handler_->rejected(r); }
+  // Whether the command consumer is in its (settled) consumer group.
+  bool joined() const { return consumer_->stats().joined(); }
+  int health_port() const { return health_port_; }
 
  private:
   Agent() = default;
@@ -97,6 +112,15 @@ class Agent {
   mutable std::mutex mu_;
   std::map<std::string, std::optional<kafka::TopicRetention>> retention_;  // by topic, looked up once
   prometheus::Family<prometheus::Counter>* commands_family_ = nullptr;
+  prometheus::Family<prometheus::Counter>* rejections_family_ = nullptr;
+  prometheus::Histogram* transaction_seconds_ = nullptr;
+  prometheus::Gauge* consumer_lag_ = nullptr;
+  prometheus::Gauge* consumer_joined_ = nullptr;
+  // Metrics and health from the consumer's statistics, once per loop turn.
+  void UpdateConsumerStatus();
+  std::unique_ptr<grpc::Server> health_server_;
+  int health_port_ = 0;
+  bool serving_ = false;  // the loop's thread only
   std::condition_variable stop_cv_;
   std::atomic<bool> stop_{false};
   std::thread thread_;

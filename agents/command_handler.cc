@@ -1,6 +1,8 @@
 // CommandHandler (command_handler.h): one command, from its wire bytes to its published receipt.
 #include "agents/command_handler.h"
 
+#include <chrono>
+
 #include "base/status.h"
 #include "proto/envelope.h"
 #include "spdlog/spdlog.h"
@@ -43,7 +45,10 @@ absl::Status CommandHandler::HandleAll(const std::vector<Incoming>& commands, si
     if (run.empty()) return absl::OkStatus();
     std::vector<const VerifiedCommand*> ptrs;
     for (const auto& vc : run) ptrs.push_back(&vc);
+    const auto started = std::chrono::steady_clock::now();
     std::vector<absl::StatusOr<PurgeResult>> results = purger_.PurgeAll(ptrs);
+    if (observe_transaction_)
+      observe_transaction_(absl::FromChrono(std::chrono::steady_clock::now() - started));
     absl::Status st;
     for (size_t i = 0; i < results.size() && st.ok(); ++i) {
       st = results[i].ok() ? Answer(run[i].command, *std::move(results[i])) : results[i].status();

@@ -65,6 +65,11 @@ class CommandHandler {
   absl::Status HandleAll(const std::vector<Incoming>& commands, size_t* settled);
 
   uint64_t rejected(Rejection r) const;
+  // Called with the duration of each Purger::PurgeAll (one transaction for PostgreSQL). Set
+  // before the first command.
+  void set_transaction_observer(std::function<void(absl::Duration)> observe) {
+    observe_transaction_ = std::move(observe);
+  }
 
  private:
   // A command the verifier refused: counted, logged, and answered with a signed REJECTED
@@ -84,6 +89,7 @@ class CommandHandler {
   const ReceiptSink receipts_;
   AgentStats& stats_;
   const std::function<void(const std::string&)> count_;
+  std::function<void(absl::Duration)> observe_transaction_;
   mutable std::mutex mu_;
   std::map<Rejection, uint64_t> rejections_;
 };

@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "agents/agent.h"
 #include "base/file_system.h"
+#include "base/log_format.h"
 #include "base/status.h"
 #include "crypto/crypto.h"
 #include "crypto/process.h"
@@ -44,10 +45,23 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--metrics-listen", metrics_listen, "serve Prometheus metrics on HOST:PORT");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format,
+                 "text, or json: one object per line with time, level, msg, domain and, when the "
+                 "line names them, request_id and entry")
+      ->capture_default_str();
+  std::string health_listen;
+  app.add_option("--health-listen", health_listen,
+                 "serve grpc.health.v1 on HOST:PORT (plaintext, health only): SERVING once the agent "
+                 "has joined its consumer group (a kubelet grpc: startup probe)");
   CLI11_PARSE(app, argc, argv);
+  auto format = lethe::ParseLogFormat(log_format);
+  if (!format.ok()) {
+    std::cerr << "lethe-agent: " << format.status().message() << "\n";
+    return 2;
+  }
   spdlog::set_level(spdlog::level::from_str(log_level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ lethe-agent[" + o.domain + "]: %v",
-                      spdlog::pattern_time_type::utc);
+  lethe::ConfigureLogging(*format, "lethe-agent", o.domain);
   if (absl::Duration w; absl::ParseDuration(fetch_wait, &w) && w > absl::ZeroDuration()) {
     o.fetch_wait = w;
   } else {
@@ -84,6 +98,7 @@ int main(int argc, char** argv) {
     exposer = std::make_unique<prometheus::Exposer>(metrics_listen);
     exposer->RegisterCollectable(o.metrics);
   }
+  o.health_listen = health_listen;
   auto agent = lethe::agents::Agent::Create(o);
   if (!agent.ok()) {
     spdlog::critical("cannot start: {}", agent.status().ToString());

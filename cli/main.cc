@@ -12,6 +12,7 @@
 #include "cli/consent.h"
 #include "cli/exit_codes.h"
 #include "cli/flags.h"
+#include "cli/health.h"
 #include "cli/help.h"
 #include "cli/json.h"
 #include "cli/keys.h"
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
   cli::AddLedgerCommands(app, ctx);
   cli::AddPolicyCommands(app, ctx);
   cli::AddConsentCommands(app, ctx);
+  cli::AddHealthCommands(app, ctx);
   cli::AddHelpCommands(app, ctx);
   cli::AddHelpFooters(app, ctx.examples);
 

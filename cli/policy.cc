@@ -59,9 +59,33 @@ int PolicyActivate(const Global& g, const std::string& path) {
   v1::PolicyView resp;
   grpc::ClientContext ctx;
   grpc::Status s = api->Activate(&ctx, req, &resp);
-  if (!s.ok()) return FailGrpc("policy activate", s);
+  bool unchanged = false;
+  if (s.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
+    // The file is the active policy already: nothing to do, as `kubectl apply` says of an
+    // object that matches. A pipeline may activate on every deploy. The active policy is
+    // fetched and its hash compared with the file's, so "unchanged" is never said of a
+    // different policy.
+    auto parsed = lethe::policies::Policy::Parse(*text, path);
+    if (!parsed.ok()) return Fail("policy activate", parsed.status());
+    v1::ShowPolicyResponse shown;
+    grpc::ClientContext show_ctx;
+    grpc::Status ss = api->Show(&show_ctx, v1::ShowPolicyRequest(), &shown);
+    if (!ss.ok()) return FailGrpc("policy activate", ss);
+    if (shown.active().policy_hash() != crypto::Hex(parsed->Hash())) return FailGrpc("policy activate", s);
+    resp = shown.active();
+    resp.clear_yaml();
+    unchanged = true;
+  } else if (!s.ok()) {
+    return FailGrpc("policy activate", s);
+  }
   if (g.json()) {
-    std::cout << Json(resp);
+    nlohmann::json out = nlohmann::json::parse(Json(resp));
+    out["unchanged"] = unchanged;
+    std::cout << out.dump(2) << "\n";
+  } else if (unchanged) {
+    std::cout << "policy \"" << resp.name() << "\" unchanged: " << path
+              << " is the active policy (activation " << resp.activation() << ", sha256 "
+              << resp.policy_hash() << ", ledger entry " << resp.entry() << ")\n";
   } else {
     std::cout << "policy \"" << resp.name() << "\" activated: activation " << resp.activation()
               << ", sha256 " << resp.policy_hash() << ", ledger entry " << resp.entry() << "\n"

@@ -1,5 +1,7 @@
 #include "controlplane/lethed.h"
 
+#include <algorithm>
+
 #include <grpcpp/grpcpp.h>
 
 #include <malloc.h>
@@ -21,6 +23,16 @@ namespace lethe::controlplane {
 
 // Threads of the gRPC server that may poll for calls while others run handlers.
 constexpr int kGrpcPollers = 32;
+
+namespace {
+// How long command and receipt records are kept on a real cluster: the longest a request can
+// stay open under the policy, its longest deadline plus the largest extension. A command older
+// than that can do no good.
+absl::Duration TopicRetention(const policies::Policy& p) {
+  const auto& d = p.deadlines();
+  return std::max(d.erasure, d.access) + d.max_extension;
+}
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   // Debian's Abseil checks every absl::Mutex acquisition (gRPC takes many per call) for
@@ -106,6 +118,10 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   LETHE_ASSIGN_OR_RETURN(d->parts_, AccessParts::Open(options.data_dir));
   RequestManagerOptions requests = options.requests;
   requests.parts = d->parts_.get();
+  d->metrics_ = std::make_shared<LethedMetrics>();
+  requests.receipt_latency = [m = d->metrics_.get()](bool access, absl::Duration latency) {
+    m->ObserveReceiptLatency(access, latency);
+  };
   d->manager_ = std::make_unique<RequestManager>(*d->writer_, d->projections_, *d->vault_,
                                                  *d->key_, *options.clock, requests);
   d->activator_ = std::make_unique<PolicyActivator>(*d->writer_, d->projections_);
@@ -144,6 +160,15 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
                  d->bootstrap_, options.data_dir);
   } else {
     d->bootstrap_ = options.kafka_bootstrap;
+    // Every topic lethed needs, created when missing. A topic set up for another job (a
+    // lethe.consent that is not compacted) stops lethed here, named; a cluster that does not
+    // answer yet leaves lethed NOT_SERVING, trying again on each health check.
+    if (options.topic_admin_factory) {
+      d->topic_admin_ = options.topic_admin_factory(d->bootstrap_);
+    } else {
+      LETHE_ASSIGN_OR_RETURN(d->topic_admin_, kafka::TopicAdmin::Create(d->bootstrap_, options.kafka_extra));
+    }
+    if (absl::Status st = d->SetUpTopics(); !st.ok() && !absl::IsUnavailable(st)) return st;
   }
 
   LETHE_ASSIGN_OR_RETURN(d->producer_, kafka::Producer::Create(d->bootstrap_, options.kafka_extra));
@@ -187,14 +212,24 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
               spdlog::warn("cannot create topic {}: {}", topics.back(), s.ToString());
           }
         }
+        if (self->topic_admin_) {
+          // Until they are, lethed reports NOT_SERVING (and tries again on each health check).
+          if (absl::Status st = self->SetUpTopics(); !st.ok())
+            spdlog::error("policy activated, but its topics are not ready: {}", std::string(st.message()));
+        }
         self->producer_->WarmUp(topics);
       });
   d->consent_service_ = std::make_unique<ConsentService>(*d->manager_, d->projections_.consent);
   ConsentPublisher* publisher = d->consent_publisher_.get();
-  ledger::Ledger* ledger = d->ledger_.get();
-  d->metrics_ = std::make_shared<LethedMetrics>(
-      d->projections_, d->manager_->receipt_counters(), [ledger] { return ledger->size(); },
-      [publisher] { return publisher->published(); }, *options.clock, options.insecure);
+  LethedMetricSources sources;
+  sources.projections = &d->projections_;
+  sources.receipts = &d->manager_->receipt_counters();
+  sources.ledger = d->ledger_.get();
+  sources.consent_published = [publisher] { return publisher->published(); };
+  sources.receipt_consumer = &d->intake_->consumer_stats();
+  sources.clock = options.clock;
+  sources.insecure = options.insecure;
+  d->metrics_->SetSources(std::move(sources));
   if (!options.metrics_listen.empty()) {
     try {
       d->exposer_ = std::make_unique<prometheus::Exposer>(options.metrics_listen);
@@ -240,6 +275,7 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   // re-checked every health_interval.
   auto kafka_ok = [self](absl::Duration timeout) {
     absl::Status st = self->producer_->CheckReachable(timeout);
+    if (st.ok() && self->topic_admin_ && !self->topics_ready_) st = self->SetUpTopics();
     if (!st.ok()) spdlog::warn("health: NOT_SERVING: {}", std::string(st.message()));
     return st.ok();
   };
@@ -269,6 +305,22 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   return d;
 }
 
+absl::Status Lethed::SetUpTopics() {
+  std::lock_guard<std::mutex> l(topics_mu_);
+  std::vector<std::string> domains;
+  for (const auto& h : projections_.policies.History())
+    for (const auto& domain : h.policy->domains()) domains.push_back(domain.name);
+  std::sort(domains.begin(), domains.end());
+  domains.erase(std::unique(domains.begin(), domains.end()), domains.end());
+  std::shared_ptr<const policies::Policy> policy = projections_.policies.Active();
+  auto created = kafka::EnsureTopics(*topic_admin_, kafka::LetheTopics(domains, TopicRetention(*policy)),
+                                     options_.kafka_topics, options_.kafka_admin_timeout);
+  topics_ready_ = created.ok();
+  if (!created.ok())
+    return absl::Status(created.status().code(), absl::StrCat("kafka topics: ", created.status().message()));
+  return absl::OkStatus();
+}
+
 void Lethed::SetServing(bool serving) {
   static constexpr const char* kServices[] = {"",
                                               v1::SubjectRequests::service_full_name(),
@@ -279,6 +331,9 @@ void Lethed::SetServing(bool serving) {
   for (grpc::Server* s : {server_.get(), health_server_.get()}) {
     if (s == nullptr || s->GetHealthCheckService() == nullptr) continue;
     for (const char* name : kServices) s->GetHealthCheckService()->SetServingStatus(name, serving);
+    // "liveness": SERVING while the process serves at all, whatever Kafka does, for a probe
+    // that restarts lethed (restarting cannot bring a broker back). NOT_SERVING only at shutdown.
+    s->GetHealthCheckService()->SetServingStatus(kLivenessService, !stopping_.load());
   }
 }
 

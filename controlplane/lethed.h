@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -30,6 +31,7 @@
 #include "controlplane/request_store.h"
 #include "controlplane/service.h"
 #include "kafka/kafka.h"
+#include "kafka/topics.h"
 #include "ledger/ledger.h"
 #include "policies/policy.h"
 
@@ -65,6 +67,13 @@ struct LethedOptions {
   std::string signing_key_path;
   std::string kafka_bootstrap;  // used unless embedded_kafka
   bool embedded_kafka = false;
+  // Layout of the lethe.* topics lethed creates on a real cluster (--kafka-partitions,
+  // --kafka-replication-factor); kafka/topics.h says which topics and with which settings.
+  kafka::TopicLayout kafka_topics;
+  // How long each Admin API request (Metadata, DescribeConfigs, CreateTopics) may take.
+  absl::Duration kafka_admin_timeout = absl::Seconds(15);
+  // Tests: the Admin API client to use instead of librdkafka's (kafka::TopicAdmin).
+  std::function<std::unique_ptr<kafka::TopicAdminApi>(const std::string& bootstrap)> topic_admin_factory;
   std::string origin = ledger::kDefaultOrigin;
   RequestManagerOptions requests;
   OutboxOptions outbox;
@@ -75,6 +84,10 @@ struct LethedOptions {
   absl::Duration kafka_fetch_wait = absl::ZeroDuration();
   const Clock* clock = &Clock::Real();
 };
+
+// The grpc.health.v1 service name whose status ignores Kafka (a liveness probe's); "" and
+// each lethe.v1 service are NOT_SERVING while no broker answers or the topics are not ready.
+inline constexpr char kLivenessService[] = "liveness";
 
 class Lethed {
  public:
@@ -111,6 +124,7 @@ class Lethed {
   std::unique_ptr<PolicyActivator> activator_;
   std::unique_ptr<AgentEnrolment> enrolment_;
   std::unique_ptr<kafka::EmbeddedKafka> embedded_;
+  std::unique_ptr<kafka::TopicAdminApi> topic_admin_;  // a real cluster's Admin API (not embedded)
   std::string bootstrap_;
   std::unique_ptr<kafka::Producer> producer_;
   std::unique_ptr<OutboxPublisher> outbox_;
@@ -130,6 +144,11 @@ class Lethed {
   int health_port_ = 0;
   // Sets every health status (the server's, "", and each service's) on both servers.
   void SetServing(bool serving);
+  // Creates the missing lethe.* topics of every domain of every activated policy on a real
+  // cluster and checks the existing ones (kafka/topics.h); sets topics_ready_.
+  absl::Status SetUpTopics();
+  std::mutex topics_mu_;
+  std::atomic<bool> topics_ready_{false};
   std::thread health_thread_;  // re-checks Kafka every health_interval
   std::mutex health_mu_;
   std::condition_variable health_cv_;

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "CLI/CLI.hpp"
+#include "base/log_format.h"
 #include "base/memory_trimmer.h"
 #include "controlplane/lethed.h"
 #include "crypto/process.h"
@@ -51,6 +52,13 @@ int main(int argc, char** argv) {
   auto* emb = app.add_flag("--embedded-kafka", o.embedded_kafka,
                            "start librdkafka's mock cluster in this process");
   boot->excludes(emb);
+  app.add_option("--kafka-partitions", o.kafka_topics.partitions,
+                 "partitions of each lethe.* topic lethed creates on a real cluster")
+      ->capture_default_str();
+  app.add_option("--kafka-replication-factor", o.kafka_topics.replication_factor,
+                 "replication factor of each lethe.* topic lethed creates (-1: the broker's "
+                 "default.replication.factor; use 3 in production)")
+      ->capture_default_str();
   std::string fetch_wait;
   app.add_option("--kafka-fetch-wait", fetch_wait,
                  "how long the broker may hold an empty fetch of the receipt consumer "
@@ -64,7 +72,17 @@ int main(int argc, char** argv) {
   app.add_option("--origin", o.origin, "checkpoint origin (log name)")->capture_default_str();
   app.add_option("--command-ttl", command_ttl, "validity of a signed command")->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format,
+                 "text, or json: one object per line with time, level, msg and, when the line "
+                 "names them, request_id, domain and entry")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  auto format = lethe::ParseLogFormat(log_format);
+  if (!format.ok()) {
+    std::cerr << "lethed: " << format.status().message() << "\n";
+    return 2;
+  }
   if (!o.embedded_kafka && o.kafka_bootstrap.empty()) {
     std::cerr << "lethed: one of --kafka-bootstrap or --embedded-kafka is required\n";
     return 2;
@@ -98,6 +116,10 @@ int main(int argc, char** argv) {
                  "without authentication\n";
     return 2;
   }
+  if (auto layout = lethe::kafka::ValidateLayout(o.kafka_topics); !layout.ok()) {
+    std::cerr << "lethed: " << layout.message() << "\n";
+    return 2;
+  }
   if (!kafka_config.empty()) {
     auto cfg = lethe::kafka::LoadConfigFile(kafka_config);
     if (!cfg.ok()) {
@@ -107,7 +129,7 @@ int main(int argc, char** argv) {
     o.kafka_extra = *cfg;
   }
   spdlog::set_level(spdlog::level::from_str(log_level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ lethed: %v", spdlog::pattern_time_type::utc);
+  lethe::ConfigureLogging(*format, "lethed");
 
   // Block the stop signals in every thread; main waits for them below.
   sigset_t stop;

@@ -20,6 +20,8 @@ class ReceiptIntake {
   ~ReceiptIntake();
   void Start();
   void Stop();
+  // The receipt consumer's lag and group membership (librdkafka statistics).
+  const kafka::ConsumerStats& consumer_stats() const { return consumer_->stats(); }
 
  private:
   static constexpr int kMaxBatch = 128;

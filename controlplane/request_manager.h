@@ -14,6 +14,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -40,6 +41,9 @@ struct RequestManagerOptions {
   // Where the parts of access requests are held (access_parts.h); must outlive the manager.
   // Without it, access requests are refused.
   AccessParts* parts = nullptr;
+  // Called for each receipt recorded: whether its request is an access request, and how long
+  // after the request's submission (lethed's clock) the receipt was recorded. For metrics.
+  std::function<void(bool access, absl::Duration latency)> receipt_latency;
 };
 
 // A part of an access package, opened: what one domain gathered, and the receipt it came with.

@@ -379,6 +379,13 @@ RequestStore::Held RequestStore::held() const {
   return Held{requests_.size(), compacted_};
 }
 
+std::optional<int64_t> RequestStore::ReceivedUnixMs(const std::string& id) const {
+  std::unique_lock<std::mutex> l(mu_);
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return std::nullopt;
+  return it->second.submitted.received_unix_ms();
+}
+
 absl::StatusOr<RequestRecord> RequestStore::Get(const std::string& id) const {
   std::unique_lock<std::mutex> l(mu_);
   if (auto it = requests_.find(id); it != requests_.end()) return it->second;

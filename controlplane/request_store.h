@@ -162,6 +162,9 @@ class RequestStore {
   // kNotFound for an id never submitted; for an ended request, whatever reading its entries
   // back reports (kDataLoss when one no longer matches the log).
   absl::StatusOr<RequestRecord> Get(const std::string& request_id) const;
+  // When an open request was received (RequestSubmitted.received_unix_ms); nullopt for an
+  // unknown or ended one. Cheap: no copy of the record.
+  std::optional<int64_t> ReceivedUnixMs(const std::string& request_id) const;
   // Every request, in submission order (reads every ended one back: for tests and tools).
   absl::StatusOr<std::vector<RequestRecord>> List() const;
   // How many requests are in each state, for metrics: costs the open requests only.

@@ -1,5 +1,8 @@
 #include "kafka/kafka.h"
 
+#include "kafka/conf.h"
+#include "nlohmann/json.hpp"
+
 #include <deque>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -27,6 +30,24 @@ void LogCallback(const rd_kafka_t* rk, int level, const char* fac, const char* b
   }
 }
 
+struct DeliveryState {
+  std::atomic<bool> done{false};
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  int32_t partition = 0;
+  int64_t offset = 0;
+};
+
+void DeliveryCallback(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+  auto* st = static_cast<DeliveryState*>(m->_private);
+  if (st == nullptr) return;
+  st->err = m->err;
+  st->partition = m->partition;
+  st->offset = m->offset;
+  st->done.store(true, std::memory_order_release);
+}
+
+}  // namespace
+
 absl::StatusOr<rd_kafka_conf_t*> MakeConf(const Config& settings) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char err[512];
@@ -48,23 +69,6 @@ Config Merge(Config base, const Config& extra) {
   return base;
 }
 
-struct DeliveryState {
-  std::atomic<bool> done{false};
-  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-  int32_t partition = 0;
-  int64_t offset = 0;
-};
-
-void DeliveryCallback(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
-  auto* st = static_cast<DeliveryState*>(m->_private);
-  if (st == nullptr) return;
-  st->err = m->err;
-  st->partition = m->partition;
-  st->offset = m->offset;
-  st->done.store(true, std::memory_order_release);
-}
-
-}  // namespace
 
 absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
   constexpr size_t kMaxBytes = 1 << 20;
@@ -238,6 +242,37 @@ std::vector<absl::StatusOr<Delivered>> Producer::PublishAll(const std::vector<Re
 
 // ---- Consumer ---------------------------------------------------------------------------
 
+void ConsumerStats::Update(std::string_view json) {
+  // librdkafka's statistics (STATISTICS.md): topics.<t>.partitions.<p>.consumer_lag per
+  // assigned partition (-1 while unknown; partition "-1" is the unassigned placeholder), and
+  // cgrp.join_state, "steady" once the group has settled with this member in it.
+  const nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return;
+  int64_t sum = 0;
+  bool known = false;
+  if (auto topics = j.find("topics"); topics != j.end() && topics->is_object()) {
+    for (const auto& [name, topic] : topics->items()) {
+      auto parts = topic.find("partitions");
+      if (parts == topic.end() || !parts->is_object()) continue;
+      for (const auto& [id, p] : parts->items()) {
+        if (id == "-1") continue;
+        auto lag = p.find("consumer_lag");
+        if (lag == p.end() || !lag->is_number_integer() || lag->get<int64_t>() < 0) continue;
+        sum += lag->get<int64_t>();
+        known = true;
+      }
+    }
+  }
+  lag_.store(known ? sum : -1);
+  if (auto cgrp = j.find("cgrp"); cgrp != j.end() && cgrp->is_object()) {
+    auto state = cgrp->find("state");
+    auto join = cgrp->find("join_state");
+    joined_.store(state != cgrp->end() && state->is_string() && *state == "up" && join != cgrp->end() &&
+                  join->is_string() && *join == "steady");
+  }
+}
+
+
 absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(const std::string& bootstrap,
                                                            const std::string& group,
                                                            const std::vector<std::string>& topics,
@@ -250,11 +285,19 @@ absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(const std::string& bo
                               {"enable.partition.eof", "false"},
                               // Control traffic is sparse and latency-bound: do not let the
                               // broker hold a fetch for the default 500 ms (kFetchWait).
-                              {"fetch.wait.max.ms", FetchWaitMs(kFetchWait)}},
+                              {"fetch.wait.max.ms", FetchWaitMs(kFetchWait)},
+                              // lag() and joined() come from librdkafka's statistics.
+                              {"statistics.interval.ms", "2000"}},
                              extra));
   if (!conf.ok()) return conf.status();
   char err[512];
   std::unique_ptr<Consumer> c(new Consumer());
+  c->stats_ = std::make_unique<ConsumerStats>();
+  rd_kafka_conf_set_opaque(*conf, c->stats_.get());
+  rd_kafka_conf_set_stats_cb(*conf, [](rd_kafka_t*, char* json, size_t len, void* opaque) -> int {
+    static_cast<ConsumerStats*>(opaque)->Update(std::string_view(json, len));
+    return 0;  // librdkafka frees json
+  });
   c->rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, *conf, err, sizeof(err));
   if (c->rk_ == nullptr) return absl::InvalidArgumentError(absl::StrCat("kafka consumer: ", err));
   rd_kafka_poll_set_consumer(c->rk_);

@@ -5,11 +5,13 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -103,8 +105,25 @@ class Producer : public Publisher {
   std::vector<rd_kafka_topic_t*> topics_;
 };
 
+// What a consumer's statistics say, updated every statistics.interval.ms (2 s by default)
+// while it polls; read from any thread.
+class ConsumerStats {
+ public:
+  // Parses one librdkafka statistics document; anything unexpected leaves a value as it was.
+  void Update(std::string_view json);
+  // Messages on the assigned partitions past the committed offsets; -1 while unknown.
+  int64_t lag() const { return lag_.load(); }
+  // Whether the consumer is a member of its group with the group settled (its assignment,
+  // possibly empty, received).
+  bool joined() const { return joined_.load(); }
+
+ private:
+  std::atomic<int64_t> lag_{-1};
+  std::atomic<bool> joined_{false};
+};
+
 // Thread safety: not thread-safe; Poll, Commit and Rewind are called from one thread (the
-// loop that owns the consumer), never concurrently.
+// loop that owns the consumer), never concurrently. stats() may be read from any thread.
 class Consumer {
  public:
   // A member of consumer group `group`, subscribed to `topics`, with automatic offset
@@ -132,9 +151,12 @@ class Consumer {
   // from there is delivered again; the first error, if any.
   absl::Status RewindFrom(const std::vector<Message>& batch, size_t from);
 
+  const ConsumerStats& stats() const { return *stats_; }
+
  private:
   Consumer() = default;
   rd_kafka_t* rk_ = nullptr;
+  std::unique_ptr<ConsumerStats> stats_;
 };
 
 // The settings of `topic` that bound how long erased records may linger. nullopt when the

@@ -241,6 +241,7 @@ void Ledger::SyncLoop() {
                        {write_segment_, len, off + format::kRecordHeaderSize});
         off += format::kRecordHeaderSize + len;
       }
+      bytes_.fetch_add(off - start, std::memory_order_relaxed);
       tree_.Evict(end);
       std::lock_guard<std::mutex> cl(cp_note_mu_);
       uncovered = end - (has_checkpoint_ ? checkpoint_size_ : 0);

@@ -71,6 +71,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     l.checkpoint_size_ = cp->size;
     l.checkpoint_root_ = cp->root;
     l.has_checkpoint_ = true;
+    l.checkpoint_signed_at_ = absl::Now();  // not stored; Open signs one covering the log below
   }
 
   // Entries join the log a whole batch at a time: those of a batch still open are held back
@@ -116,6 +117,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
     for (Held& e : held) {
       l.tree_.Append(e.leaf);
       l.index_->Append(e.leaf, {e.segment, e.length, e.offset + format::kRecordHeaderSize});
+      l.bytes_.fetch_add(format::kRecordHeaderSize + e.length, std::memory_order_relaxed);
       if (replay) LETHE_RETURN_IF_ERROR(replay(e.seq, e.bytes, e.entry));
     }
     l.tree_.Evict(l.index_->size());
@@ -369,6 +371,7 @@ absl::Status Ledger::SignCheckpointNow() {
   checkpoint_ = std::move(note);
   checkpoint_size_ = cp.size;
   checkpoint_root_ = cp.root;
+  checkpoint_signed_at_ = absl::Now();
   has_checkpoint_ = true;
   return absl::OkStatus();
 }
@@ -457,6 +460,19 @@ absl::StatusOr<std::string> Ledger::ReadEntry(uint64_t seq) const {
     return absl::DataLossError(absl::StrCat("ledger corrupt: entry ", seq, " in ", path,
                                             " no longer hashes to its leaf in the Merkle tree"));
   return out;
+}
+
+CheckpointLag Ledger::checkpoint_lag(absl::Time now) const {
+  const uint64_t durable = durable_end_.load();
+  std::lock_guard<std::mutex> l(cp_note_mu_);
+  CheckpointLag lag;
+  if (!has_checkpoint_) {
+    lag.uncovered = durable;
+    return lag;
+  }
+  lag.uncovered = durable > checkpoint_size_ ? durable - checkpoint_size_ : 0;
+  if (lag.uncovered > 0) lag.age = std::max(absl::ZeroDuration(), now - checkpoint_signed_at_);
+  return lag;
 }
 
 }  // namespace lethe::ledger

@@ -48,6 +48,13 @@ struct ScannedRecord {
 };
 
 // What follows the last whole record of the last segment.
+// Ledger::checkpoint_lag: durable entries the latest checkpoint does not cover, and, while
+// there are any, how long ago that checkpoint was signed (zero when it covers the whole log).
+struct CheckpointLag {
+  uint64_t uncovered = 0;
+  absl::Duration age = absl::ZeroDuration();
+};
+
 struct TornTail {
   std::string segment;
   uint64_t offset = 0;  // where the records end (an incomplete or torn record starts here)
@@ -199,6 +206,12 @@ class Ledger {
   // Commits (fdatasync calls) and entries written since open.
   uint64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }
   uint64_t entries_written() const { return entries_written_.load(std::memory_order_relaxed); }
+  // Bytes of the durable entries' records (framing and payload) across every segment: what
+  // the log holds, without the pre-zeroed space ahead of the writer.
+  uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
+  // How far the latest signed checkpoint lags the durable log (checkpoint_every and
+  // checkpoint_interval bound it while the ledger is healthy).
+  CheckpointLag checkpoint_lag(absl::Time now) const;
   const std::optional<TornTail>& torn_tail_cut() const { return torn_tail_cut_; }
   // Hashes of the Merkle tree held in memory (MerkleTree::NodesHeld): about 2 per
   // MerkleTree::kTileLeaves durable entries, plus those of entries not yet durable.
@@ -256,6 +269,7 @@ class Ledger {
   std::thread syncer_;
   // Published by the sync thread: entries below durable_end_ are durable and visible.
   std::atomic<uint64_t> durable_end_{0};
+  std::atomic<uint64_t> bytes_{0};  // bytes()
   // Batches the sync thread has taken from queued_; an append joins batch number
   // batches_taken_ (the next one taken).
   uint64_t batches_taken_ ABSL_GUARDED_BY(write_mu_) = 0;
@@ -278,6 +292,7 @@ class Ledger {
   uint64_t checkpoint_size_ ABSL_GUARDED_BY(cp_note_mu_) = 0;
   std::string checkpoint_root_ ABSL_GUARDED_BY(cp_note_mu_);
   bool has_checkpoint_ ABSL_GUARDED_BY(cp_note_mu_) = false;
+  absl::Time checkpoint_signed_at_ ABSL_GUARDED_BY(cp_note_mu_);
   // Set by Open before anything is signed; SignCheckpointNow appends to it before it writes
   // the checkpoint file.
   std::unique_ptr<CheckpointHistory> history_;

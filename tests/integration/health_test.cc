@@ -12,7 +12,9 @@
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
+#include "tests/fakes/fake_topic_admin.h"
 #include "tests/support/assertions.h"
+#include "tests/support/health_client.h"
 #include "tests/support/mesh.h"
 #include "tests/support/subprocess.h"
 
@@ -21,63 +23,6 @@ namespace {
 
 using ::testing::IsSupersetOf;
 
-// A length-delimited field `number` holding `bytes`.
-std::string Field(int number, const std::string& bytes) {
-  std::string out;
-  {
-    google::protobuf::io::StringOutputStream s(&out);
-    google::protobuf::io::CodedOutputStream c(&s);
-    c.WriteTag(static_cast<uint32_t>(number << 3 | 2));
-    c.WriteVarint32(static_cast<uint32_t>(bytes.size()));
-    c.WriteString(bytes);
-  }
-  return out;
-}
-
-grpc::ByteBuffer Buffer(const std::string& bytes) {
-  grpc::Slice slice(bytes);
-  return grpc::ByteBuffer(&slice, 1);
-}
-
-std::string Bytes(const grpc::ByteBuffer& b) {
-  std::vector<grpc::Slice> slices;
-  EXPECT_TRUE(b.Dump(&slices).ok());
-  std::string out;
-  for (const auto& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  return out;
-}
-
-// grpc.health.v1.Health/Check(HealthCheckRequest{service}): the status (1 SERVING, 2
-// NOT_SERVING), or -1 with the call's error in *error.
-int Check(const std::shared_ptr<grpc::Channel>& channel, const std::string& service, grpc::Status* error) {
-  grpc::GenericStub stub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  grpc::ByteBuffer response;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  grpc::Status status;
-  const grpc::ByteBuffer request = Buffer(Field(1, service));
-  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
-                 [&](grpc::Status s) {
-                   std::lock_guard<std::mutex> l(mu);
-                   status = s;
-                   done = true;
-                   cv.notify_all();
-                 });
-  std::unique_lock<std::mutex> l(mu);
-  cv.wait(l, [&] { return done; });
-  if (!status.ok()) {
-    *error = status;
-    return -1;
-  }
-  google::protobuf::UnknownFieldSet fields;
-  EXPECT_TRUE(fields.ParseFromString(Bytes(response)));
-  for (int i = 0; i < fields.field_count(); ++i)
-    if (fields.field(i).number() == 1) return static_cast<int>(fields.field(i).varint());
-  return 0;  // the default: UNKNOWN
-}
 
 TEST(Health, ThePlaintextPortAnswersProbesAndServesNothingElse) {
   Mesh::Options o;
@@ -117,12 +62,15 @@ TEST(Health, NotServingWhileNoKafkaBrokerAnswers) {
   lo.kafka_bootstrap = "127.0.0.1:1";  // nothing listens there
   lo.health_listen = "127.0.0.1:0";
   lo.health_interval = absl::Milliseconds(100);
+  lo.kafka_admin_timeout = absl::Seconds(1);
   ASSERT_OK_AND_ASSIGN(auto lethed, controlplane::Lethed::Start(lo));
   auto plain = grpc::CreateChannel(absl::StrCat("127.0.0.1:", lethed->health_port()),
                                    grpc::InsecureChannelCredentials());
   grpc::Status error;
   EXPECT_EQ(Check(plain, "", &error), 2) << error.error_message();
   EXPECT_EQ(Check(plain, "lethe.v1.SubjectRequests", &error), 2) << error.error_message();
+  // A liveness probe does not restart lethed for an outage of Kafka.
+  EXPECT_EQ(Check(plain, "liveness", &error), 1) << error.error_message();
 }
 
 TEST(Reflection, ListsEveryServiceToAnAuthenticatedClient) {
@@ -171,6 +119,106 @@ TEST(Reflection, ListsEveryServiceToAnAuthenticatedClient) {
   cq.Shutdown();
   while (cq.Next(&tag, &ok)) {
   }
+}
+
+// lethed on a real cluster creates the lethe.* topics through the Admin API (kafka/topics.h).
+// The embedded broker answers Metadata but neither DescribeConfigs nor CreateTopics, so these
+// tests point lethed at a broker of their own for everything else and give it a recording
+// Admin client (tests/fakes/fake_topic_admin.h); the last test shows the real client against
+// the broker that lacks the API.
+struct ExternalBroker {
+  std::unique_ptr<kafka::EmbeddedKafka> broker;
+  std::shared_ptr<kafka::testing::RecordingTopicAdmin> admin =
+      std::make_shared<kafka::testing::RecordingTopicAdmin>();
+  void Apply(controlplane::LethedOptions& lo) const {
+    lo.embedded_kafka = false;
+    lo.kafka_bootstrap = broker->bootstrap();
+    lo.health_listen = "127.0.0.1:0";
+    lo.health_interval = absl::Milliseconds(100);
+    auto a = admin;
+    lo.topic_admin_factory = [a](const std::string&) {
+      return std::make_unique<kafka::testing::SharedTopicAdmin>(a);
+    };
+  }
+};
+
+std::vector<std::string> Names(const std::vector<kafka::TopicSpec>& specs) {
+  std::vector<std::string> out;
+  for (const auto& s : specs) out.push_back(s.name);
+  return out;
+}
+
+TEST(KafkaTopics, LethedCreatesItsTopicsAndThoseOfEachDomainActivatedLater) {
+  auto ext = std::make_shared<ExternalBroker>();
+  ASSERT_OK_AND_ASSIGN(ext->broker, kafka::EmbeddedKafka::Start(1));
+  Mesh::Options o;
+  o.domains = {"growth"};
+  o.start_agents = false;
+  o.lethed_options = [ext](controlplane::LethedOptions& lo) {
+    ext->Apply(lo);
+    lo.kafka_topics = {6, 3};
+  };
+  ASSERT_OK_AND_ASSIGN(auto mesh, Mesh::Start(o));
+  EXPECT_THAT(Names(ext->admin->created),
+              ::testing::ElementsAre("lethe.commands.growth", "lethe.receipts", "lethe.consent"));
+  EXPECT_EQ(ext->admin->layout.partitions, 6);
+  EXPECT_EQ(ext->admin->layout.replication_factor, 3);
+  // The policy's erasure deadline (30d) plus its largest extension (60d).
+  EXPECT_EQ(ext->admin->created[0].retention_ms, absl::ToInt64Milliseconds(absl::Hours(24 * 90)));
+  EXPECT_EQ(ext->admin->created[2].cleanup_policy, "compact");
+  auto plain = grpc::CreateChannel(absl::StrCat("127.0.0.1:", mesh->lethed().health_port()),
+                                   grpc::InsecureChannelCredentials());
+  grpc::Status error;
+  EXPECT_EQ(Check(plain, "", &error), 1) << error.error_message();
+
+  // A policy naming a new domain: its command topic is created when it is activated.
+  const std::string v2 = mesh->work_dir() + "/policy-v2.yaml";
+  ASSERT_OK(lethe::WriteFileAtomic(v2, MeshPolicy({"growth", "assessments"}), 0644));
+  auto act = RunLethectl(*mesh, {"policy", "activate", v2});
+  ASSERT_EQ(act.exit_code, 0) << act.output;
+  EXPECT_THAT(Names(ext->admin->created), ::testing::Contains("lethe.commands.assessments"));
+  EXPECT_EQ(ext->admin->created.size(), 4u);
+}
+
+TEST(KafkaTopics, AConsentTopicThatIsNotCompactedStopsLethedNamingIt) {
+  auto ext = std::make_shared<ExternalBroker>();
+  ASSERT_OK_AND_ASSIGN(ext->broker, kafka::EmbeddedKafka::Start(1));
+  ext->admin->topics["lethe.consent"] = {"delete", 604800000};
+  Mesh::Options o;
+  o.domains = {"growth"};
+  o.start_lethed = false;
+  o.start_agents = false;
+  ASSERT_OK_AND_ASSIGN(auto mesh, Mesh::Start(o));
+  controlplane::LethedOptions lo = mesh->LethedOptionsForTest();
+  ext->Apply(lo);
+  auto lethed = controlplane::Lethed::Start(lo);
+  ASSERT_FALSE(lethed.ok());
+  EXPECT_EQ(lethed.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(lethed.status().message(),
+              ::testing::HasSubstr("kafka topic lethe.consent exists with cleanup.policy=delete; Lethe needs "
+                                   "cleanup.policy=compact"));
+  EXPECT_THAT(ext->admin->created, ::testing::IsEmpty());
+}
+
+TEST(KafkaTopics, NotServingUntilTheTopicsAreReady) {
+  // A cluster whose Admin API does not answer (here: librdkafka's mock cluster, which lacks
+  // CreateTopics): lethed starts, but reports NOT_SERVING while a broker answers.
+  ASSERT_OK_AND_ASSIGN(auto broker, kafka::EmbeddedKafka::Start(1));
+  Mesh::Options o;
+  o.domains = {"growth"};
+  o.start_lethed = false;
+  o.start_agents = false;
+  ASSERT_OK_AND_ASSIGN(auto mesh, Mesh::Start(o));
+  controlplane::LethedOptions lo = mesh->LethedOptionsForTest();
+  lo.embedded_kafka = false;
+  lo.kafka_bootstrap = broker->bootstrap();
+  lo.health_listen = "127.0.0.1:0";
+  lo.kafka_admin_timeout = absl::Seconds(1);
+  ASSERT_OK_AND_ASSIGN(auto lethed, controlplane::Lethed::Start(lo));
+  auto plain = grpc::CreateChannel(absl::StrCat("127.0.0.1:", lethed->health_port()),
+                                   grpc::InsecureChannelCredentials());
+  grpc::Status error;
+  EXPECT_EQ(Check(plain, "", &error), 2) << error.error_message();
 }
 
 }  // namespace

@@ -364,6 +364,7 @@ agents::AgentOptions Mesh::AgentOptionsFor(const std::string& domain) const {
   o.fetch_wait = kafka::kEmbeddedFetchWait;  // lethed's embedded broker holds a fetch in full
   o.min_backoff = absl::Milliseconds(50);
   o.max_backoff = absl::Milliseconds(500);
+  if (options_.agent_options) options_.agent_options(o);
   return o;
 }
 

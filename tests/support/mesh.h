@@ -48,6 +48,8 @@ class Mesh {
     bool start_agents = true;
     // Adjusts lethed's options (clock, outbox timings) before it starts.
     std::function<void(controlplane::LethedOptions&)> lethed_options;
+    // Applied to each agent's options (AgentOptionsFor), after the mesh's own.
+    std::function<void(agents::AgentOptions&)> agent_options;
   };
   static absl::StatusOr<std::unique_ptr<Mesh>> Start(Options options);
   static absl::StatusOr<std::unique_ptr<Mesh>> Start() { return Start(Options()); }

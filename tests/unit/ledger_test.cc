@@ -267,6 +267,44 @@ TEST_F(LedgerTest, ReopenReplaysEveryEntryInOrderWithIdenticalBytes) {
   EXPECT_EQ(more[0].entry.prev_hash(), LeafHash(bytes.back()));
 }
 
+// bytes(): what the records take (header and entry), counted as they become durable and
+// again at open; not the pre-zeroed space ahead of the writer.
+TEST_F(LedgerTest, BytesCountEveryDurableRecordAndAgainAtOpen) {
+  uint64_t bytes = 0;
+  {
+    ASSERT_OK_AND_ASSIGN(auto ledger, Open());
+    for (int i = 1; i <= 4; ++i) ASSERT_OK(ledger->Append({TestEntry(i)}, kNow).status());
+    ASSERT_OK(ledger->Append({TestEntry(5), TestEntry(6)}, kNow).status());
+    uint64_t want = 0;
+    for (uint64_t s = 0; s < ledger->size(); ++s)
+      want += format::kRecordHeaderSize + ledger->ReadEntry(s).value().size();
+    bytes = ledger->bytes();
+    EXPECT_EQ(bytes, want);
+  }
+  ASSERT_OK_AND_ASSIGN(auto ledger, Open());
+  EXPECT_EQ(ledger->bytes(), bytes);
+}
+
+// checkpoint_lag(): entries not yet under a signed checkpoint, and how old that checkpoint is
+// while there are any.
+TEST_F(LedgerTest, CheckpointLagCountsUncoveredEntriesAndTheCheckpointsAge) {
+  LedgerOptions o = Options();
+  o.checkpoint_every = 1000;
+  ASSERT_OK_AND_ASSIGN(auto ledger, Ledger::Open(o, nullptr));
+  const absl::Time later = absl::Now() + absl::Hours(1);
+  CheckpointLag lag = ledger->checkpoint_lag(later);
+  EXPECT_EQ(lag.uncovered, 0u);  // Open signs one over the log
+  EXPECT_EQ(lag.age, absl::ZeroDuration());
+  for (int i = 1; i <= 3; ++i) ASSERT_OK(ledger->Append({TestEntry(i)}, kNow).status());
+  lag = ledger->checkpoint_lag(later);
+  EXPECT_EQ(lag.uncovered, 3u);
+  EXPECT_GE(lag.age, absl::Minutes(59));
+  ASSERT_OK(ledger->Checkpoint().status());
+  lag = ledger->checkpoint_lag(later);
+  EXPECT_EQ(lag.uncovered, 0u);
+  EXPECT_EQ(lag.age, absl::ZeroDuration());
+}
+
 TEST_F(LedgerTest, ReplayErrorFailsOpen) {
   MakeLog(5);
   std::vector<uint64_t> seqs;
