@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/fakes/fake_topic_admin.h"
 #include "tests/support/assertions.h"
 #include "tests/support/health_client.h"
@@ -71,6 +72,34 @@ TEST(Health, NotServingWhileNoKafkaBrokerAnswers) {
   EXPECT_EQ(Check(plain, "lethe.v1.SubjectRequests", &error), 2) << error.error_message();
   // A liveness probe does not restart lethed for an outage of Kafka.
   EXPECT_EQ(Check(plain, "liveness", &error), 1) << error.error_message();
+  // `lethectl health` says so, and exits 1.
+  mesh->UseExternalLethed(absl::StrCat("127.0.0.1:", lethed->port()));
+  auto cli = RunLethectl(*mesh, {"health"});
+  EXPECT_EQ(cli.exit_code, 1) << cli.output;
+  EXPECT_THAT(cli.output, ::testing::HasSubstr(": NOT_SERVING"));
+  EXPECT_THAT(cli.output, ::testing::ContainsRegex("liveness +SERVING"));
+}
+
+// `lethectl health`: the status of every service, and the list server reflection gives.
+TEST(Health, LethectlPrintsEachServiceAndTheReflectionList) {
+  Mesh::Options o;
+  o.domains = {"growth"};
+  o.start_agents = false;
+  ASSERT_OK_AND_ASSIGN(auto mesh, Mesh::Start(o));
+  auto text = RunLethectlAs(*mesh, "auditor", {"health"});
+  ASSERT_EQ(text.exit_code, 0) << text.output;
+  EXPECT_THAT(text.output, ::testing::HasSubstr(": SERVING"));
+  EXPECT_THAT(text.output, ::testing::ContainsRegex("lethe\\.v1\\.Ledger +SERVING"));
+  EXPECT_THAT(text.output, ::testing::HasSubstr("services (server reflection):"));
+  EXPECT_THAT(text.output, ::testing::HasSubstr("  grpc.health.v1.Health\n"));
+  auto json = RunLethectlAs(*mesh, "auditor", {"health", "-o", "json"});
+  ASSERT_EQ(json.exit_code, 0) << json.output;
+  const nlohmann::json j = nlohmann::json::parse(json.output);
+  EXPECT_EQ(j.at("status"), "SERVING");
+  EXPECT_EQ(j.at("services").at("lethe.v1.SubjectRequests"), "SERVING");
+  EXPECT_THAT(j.at("reflection").get<std::vector<std::string>>(),
+              IsSupersetOf({"lethe.v1.SubjectRequests", "lethe.v1.Policies", "lethe.v1.Consent", "lethe.v1.Agents",
+                            "lethe.v1.Ledger", "grpc.health.v1.Health"}));
 }
 
 TEST(Reflection, ListsEveryServiceToAnAuthenticatedClient) {
