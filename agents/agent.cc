@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "agents/postgres_purger.h"
+#include "agents/schema_check.h"
 #include "base/status.h"
 #include "spdlog/spdlog.h"
 
@@ -60,6 +61,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
     // Not fatal: the loop retries when a command arrives.
     spdlog::warn("domain {}: {}", o.domain, s.ToString());
   }
+  // Tables and identity columns the section does not cover: logged and exported, not fatal.
+  if (!o.purger_factory) (void)CheckSchemaDrift(o.postgres_dsn, *a->policy_, *domain, o.metrics.get());
   kafka::Config consumer_cfg = {{"session.timeout.ms", "6000"},
                                 {"heartbeat.interval.ms", "500"},
                                 {"fetch.wait.max.ms", kafka::FetchWaitMs(o.fetch_wait)}};

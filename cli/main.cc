@@ -1,6 +1,6 @@
 // lethectl: the command line of privacy operators and auditors. This file builds the app
 // from the command groups (one file each: certs, keys, agents, requests, ledger, policy,
-// consent) and runs it.
+// consent, domain) and runs it.
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -10,6 +10,7 @@
 #include "cli/agents.h"
 #include "cli/certs.h"
 #include "cli/consent.h"
+#include "cli/domain.h"
 #include "cli/exit_codes.h"
 #include "cli/flags.h"
 #include "cli/health.h"
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
   cli::AddPolicyCommands(app, ctx);
   cli::AddConsentCommands(app, ctx);
   cli::AddHealthCommands(app, ctx);
+  cli::AddDomainCommands(app, ctx);
   cli::AddHelpCommands(app, ctx);
   cli::AddHelpFooters(app, ctx.examples);
 

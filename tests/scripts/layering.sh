@@ -17,10 +17,11 @@ declare -A ALLOWED=(
   [kafka]="base"
   [ledger]="base crypto proto"
   [policies]="base crypto"
+  [schema]="base crypto policies"
   [audit]="base crypto proto ledger policies"
-  [agents]="base crypto proto kafka policies"
+  [agents]="base crypto proto kafka policies schema"
   [controlplane]="base crypto proto kafka ledger policies audit"
-  [cli]="base crypto proto ledger policies audit"
+  [cli]="base crypto proto ledger policies schema audit"
 )
 # Folders that may speak gRPC.
 GRPC_OK=" controlplane cli "
@@ -54,7 +55,7 @@ done
 # The same layering in the link graph: the libraries of the lower folders must not link
 # the upper ones (the CMake target names of each folder).
 declare -A TARGET_OF=([ledger]=lethe_ledger [policies]=lethe_policy [audit]=lethe_audit
-  [kafka]=lethe_kafka [crypto]=lethe_crypto [base]=lethe_base)
+  [kafka]=lethe_kafka [crypto]=lethe_crypto [base]=lethe_base [schema]=lethe_schema)
 for dir in "${!TARGET_OF[@]}"; do
   allowed=" $dir ${ALLOWED[$dir]} "
   for other in "${!ALLOWED[@]}"; do
