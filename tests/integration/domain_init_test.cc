@@ -1,7 +1,7 @@
 // `lethectl domain init` as an operator runs it, on a real PostgreSQL: the proposed section
 // (children first, read back by the policy parser alone and merged into a policy), the
 // agent's keys (0600, never replaced), the kustomize overlay (read as YAML, and rendered by
-// kubectl kustomize when it is installed), the printed commands (run through a stub kubectl),
+// kubectl kustomize with the tree's k8s/base/agent), the printed commands (run through a stub kubectl),
 // drift after the schema changes (--check), a foreign key cycle refused; and lethe-agent
 // reporting the same drift at start, in its log and its gauge. docs/onboarding.md.
 #include <sys/stat.h>
@@ -75,18 +75,6 @@ domains:
           key: user_id
           identity: user_id
           action: delete
-)";
-
-// A stand-in for k8s/base/agent where the tree has none: what the real component does, in
-// the smallest form (a sidecar for Deployments labelled lethe.dev/domain).
-constexpr char kStubComponent[] = R"(apiVersion: kustomize.config.k8s.io/v1alpha1
-kind: Component
-patches:
-  - target: {kind: Deployment, labelSelector: "lethe.dev/domain"}
-    patch: |-
-      - op: add
-        path: /spec/template/spec/initContainers
-        value: [{name: lethe-agent, image: lethe-agent:test, restartPolicy: Always}]
 )";
 
 constexpr char kApp[] = R"(apiVersion: apps/v1
@@ -236,9 +224,11 @@ TEST_F(DomainInit, WritesAReviewableSectionTheAgentsKeysAndTheSidecarOverlayAndP
   EXPECT_THAT(ReadBytes(dir_.File(out + "/.gitignore")), HasSubstr("\nagent.key\n"));
 
   // The printed commands, exactly, with the files' paths.
-  EXPECT_EQ(LineStartingWith(r.output, "kubectl create secret"),
-            "kubectl create secret generic lethe-agent-shop --from-file=agent.key=k8s/domains/shop/agent.key "
+  EXPECT_EQ(LineStartingWith(r.output, "kubectl -n shop create secret generic lethe-agent-key"),
+            "kubectl -n shop create secret generic lethe-agent-key --from-file=agent.key=k8s/domains/shop/agent.key "
             "--from-file=lethed.pub=lethed.pub");
+  EXPECT_THAT(LineStartingWith(r.output, "kubectl -n shop create secret generic lethe-agent-postgres"),
+              ::testing::StartsWith("kubectl -n shop create secret generic lethe-agent-postgres --from-file=dsn=AGENT-DSN-FILE"));
   EXPECT_EQ(LineStartingWith(r.output, "lethectl agent enroll"),
             "lethectl agent enroll --domain shop --public-key k8s/domains/shop/agent.pub");
   const std::string activate = LineStartingWith(r.output, "lethectl policy activate");
@@ -248,7 +238,7 @@ TEST_F(DomainInit, WritesAReviewableSectionTheAgentsKeysAndTheSidecarOverlayAndP
   // activation's file through `policy validate`.
   WriteBytes(dir_.File("bin/kubectl"), kStubKubectl);
   fs::permissions(dir_.File("bin/kubectl"), fs::perms::owner_all);
-  auto secret = RunCommand({"/bin/sh", "-c", LineStartingWith(r.output, "kubectl create secret")}, absl::Seconds(30),
+  auto secret = RunCommand({"/bin/sh", "-c", LineStartingWith(r.output, "kubectl -n shop create secret generic lethe-agent-key")}, absl::Seconds(30),
                            {"PATH=" + dir_.File("bin") + ":/usr/bin:/bin"}, dir_.path());
   ASSERT_OK(secret);
   EXPECT_EQ(secret->exit_code, 0) << secret->output;
@@ -261,6 +251,9 @@ TEST_F(DomainInit, WritesAReviewableSectionTheAgentsKeysAndTheSidecarOverlayAndP
   EXPECT_EQ(k["kind"], "Kustomization");
   EXPECT_EQ(k["resources"], nlohmann::json::array({"../../apps/shop"}));
   EXPECT_EQ(k["components"], nlohmann::json::array({"domain-label", "../../base/agent"}));
+  // The settings the sidecar reads (k8s/base/agent): the default brokers, the dev overlay's.
+  EXPECT_EQ(k["configMapGenerator"][0]["name"], "lethe-agent-settings");
+  EXPECT_EQ(k["configMapGenerator"][0]["literals"][0], "kafka-bootstrap=kafka.lethe.svc.cluster.local:9092");
   const nlohmann::json label = Yaml(out + "/domain-label/kustomization.yaml");
   EXPECT_EQ(label["kind"], "Component");
   EXPECT_EQ(label["patches"][0]["path"], "agent-patch.yaml");
@@ -269,32 +262,30 @@ TEST_F(DomainInit, WritesAReviewableSectionTheAgentsKeysAndTheSidecarOverlayAndP
   EXPECT_EQ(patch["kind"], "Deployment");
   EXPECT_EQ(patch["metadata"]["labels"]["lethe.dev/domain"], "shop");
   const std::string readme = ReadBytes(dir_.File(out + "/README.txt"));
-  EXPECT_THAT(readme, HasSubstr("Secret lethe-agent-shop"));
+  EXPECT_THAT(readme, HasSubstr("Secret lethe-agent-key"));
+  EXPECT_THAT(readme, HasSubstr("Secret lethe-agent-postgres"));
   EXPECT_THAT(readme, HasSubstr("    lethed.pub "));
   EXPECT_THAT(readme, HasSubstr("ConfigMap lethe-policy"));
 
-  // Rendered by kubectl kustomize, with the tree's k8s/base/agent when it has one and with a
-  // stand-in otherwise: the label must be on the Deployment before the agent's component looks.
+  // Rendered by kubectl kustomize with the tree's k8s/base/agent: the label must be on the
+  // Deployment before the agent's component looks, and the objects the sidecar reads named as
+  // the component names them.
   WriteBytes(dir_.File("k8s/apps/shop/kustomization.yaml"), "resources: [deployment.yaml]\n");
   WriteBytes(dir_.File("k8s/apps/shop/deployment.yaml"), kApp);
   const fs::path real = fs::path(LETHE_SOURCE_DIR) / "k8s/base/agent";
-  if (fs::is_directory(real)) {
-    fs::create_directories(dir_.File("k8s/base"));
-    fs::copy(real, dir_.File("k8s/base/agent"), fs::copy_options::recursive);
-  } else {
-    WriteBytes(dir_.File("k8s/base/agent/kustomization.yaml"), kStubComponent);
-  }
+  ASSERT_TRUE(fs::is_directory(real)) << real;
+  fs::create_directories(dir_.File("k8s/base"));
+  fs::copy(real, dir_.File("k8s/base/agent"), fs::copy_options::recursive);
   const std::string kubectl = OnPath("kubectl");
-  if (kubectl.empty()) {
-    std::cerr << "note: no kubectl on PATH: the overlay was checked as YAML only, not rendered\n";
-  } else {
-    auto rendered = RunCommand({kubectl, "kustomize", out}, absl::Seconds(60), {}, dir_.path());
-    ASSERT_OK(rendered);
-    ASSERT_EQ(rendered->exit_code, 0) << rendered->output;
-    EXPECT_THAT(rendered->output, HasSubstr("lethe.dev/domain: shop"));
-    EXPECT_THAT(rendered->output, HasSubstr("initContainers:"));
-    EXPECT_THAT(rendered->output, HasSubstr("restartPolicy: Always"));
-  }
+  ASSERT_FALSE(kubectl.empty()) << "kubectl is not on PATH (k8s_render needs it too)";
+  auto rendered = RunCommand({kubectl, "kustomize", out}, absl::Seconds(60), {}, dir_.path());
+  ASSERT_OK(rendered);
+  ASSERT_EQ(rendered->exit_code, 0) << rendered->output;
+  EXPECT_THAT(rendered->output, HasSubstr("lethe.dev/domain: shop"));
+  EXPECT_THAT(rendered->output, HasSubstr("initContainers:"));
+  EXPECT_THAT(rendered->output, HasSubstr("restartPolicy: Always"));
+  EXPECT_THAT(rendered->output, HasSubstr("secretName: lethe-agent-key"));
+  EXPECT_THAT(rendered->output, ::testing::ContainsRegex("kafka-bootstrap: kafka.lethe.svc.cluster.local:9092"));
 
   // Nothing it wrote holds a value from the rows or the password of the connection string.
   EXPECT_THAT(FilesContaining(dir_.path(), kRowValue), ::testing::IsEmpty());

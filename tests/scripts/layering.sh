@@ -25,6 +25,9 @@ declare -A ALLOWED=(
 )
 # Folders that may speak gRPC.
 GRPC_OK=" controlplane cli "
+# Folders that may serve grpc.health.v1 alone: gRPC's own headers and library, never the API
+# (its generated *.grpc.pb.h or lethe/v1/api.pb.h, nor lethe_api).
+GRPC_HEALTH_OK=" agents "
 PROJECT=" ${!ALLOWED[*]} "
 
 bad=0
@@ -40,6 +43,9 @@ for dir in "${!ALLOWED[@]}"; do
     top="${inc%%/*}"
     # gRPC, and the API (whose generated header pulls gRPC's service types in).
     if [[ "$inc" == grpcpp/* || "$inc" == grpc/* || "$inc" == *.grpc.pb.h || "$inc" == lethe/v1/api.pb.h ]]; then
+      if [[ "$GRPC_HEALTH_OK" == *" $dir "* && ( "$inc" == grpcpp/grpcpp.h || "$inc" == grpcpp/health_check_service_interface.h ) ]]; then
+        continue
+      fi
       if [[ "$GRPC_OK" != *" $dir "* && "$file" != proto/request_traits.h ]]; then
         report "$file:$line: $dir/ may not include $inc (gRPC and the API belong to controlplane/ and cli/)"
       fi
@@ -66,8 +72,11 @@ for dir in "${!TARGET_OF[@]}"; do
       fi
     done
   done
-  if [[ "$GRPC_OK" != *" $dir "* ]] && grep -qE 'gRPC::|lethe_api' "$dir/CMakeLists.txt"; then
-    report "$dir/CMakeLists.txt: links gRPC or lethe_api"
+  if [[ "$GRPC_OK" != *" $dir "* ]] && grep -qE 'lethe_api' "$dir/CMakeLists.txt"; then
+    report "$dir/CMakeLists.txt: links lethe_api"
+  fi
+  if [[ "$GRPC_OK" != *" $dir "* && "$GRPC_HEALTH_OK" != *" $dir "* ]] && grep -qE 'gRPC::' "$dir/CMakeLists.txt"; then
+    report "$dir/CMakeLists.txt: links gRPC"
   fi
 done
 
