@@ -3,7 +3,10 @@
 #
 # Installs the Debian packages it needs, builds, then: starts a throwaway PostgreSQL holding
 # two domains (assessments keyed by user_id, growth keyed by email), lethed with its embedded
-# Kafka, and one lethe-agent per domain; plants rows for four people; answers Bob's access
+# Kafka, and one lethe-agent per domain; prints lethed's health and the services reflection
+# lists; onboards a third domain, support, with `lethectl domain init` (the proposed section,
+# the agent's keys and the policy with it, activated; a schema change reported as drift);
+# plants rows for four people; answers Bob's access
 # request (his package exported once and verified offline); erases Alice with
 # `lethectl request erase --wait` (delete, anonymize, retain, tombstone); records Carol's
 # consent and her withdrawal, which erases her from the marketing domain only; erases Dan
@@ -54,6 +57,10 @@ show_rows() {
   psql -d growth -c "SELECT 'growth.contacts' AS tbl, email AS subject, count(*) FROM growth.contacts GROUP BY 2
                     UNION ALL SELECT 'growth.campaign_events', email, count(*) FROM growth.campaign_events GROUP BY 2
                     UNION ALL SELECT 'growth.invoices', email, count(*) FROM growth.invoices GROUP BY 2 ORDER BY 1, 2"
+  if [ -n "${SUPPORT_ONBOARDED:-}" ]; then
+    psql -d support -c "SELECT 'support.tickets' AS tbl, email AS subject, count(*) FROM support.tickets GROUP BY 2
+                       UNION ALL SELECT 'support.messages', email, count(*) FROM support.messages GROUP BY 2 ORDER BY 1, 2"
+  fi
 }
 echo "Alice is user_id u-1001 / alice@example.com; Bob is u-2002 / bob@example.com;"
 echo "Carol is u-3003 / carol@example.com; Dan is u-4004 / dan@example.com."
@@ -110,6 +117,39 @@ for d in assessments growth; do
   PIDS+=($!)
 done
 
+step "Onboard a third domain with one command: lethectl domain init reads support's schema"
+# The support team's database: tickets, and the messages of each ticket (a foreign key).
+psql -d postgres -c "CREATE DATABASE support"
+psql -d support -c "CREATE SCHEMA support" \
+  -c "CREATE TABLE support.tickets (id serial PRIMARY KEY, email text NOT NULL, subject text NOT NULL)" \
+  -c "CREATE TABLE support.messages (id serial PRIMARY KEY, ticket_id int NOT NULL REFERENCES support.tickets (id),
+        email text NOT NULL, body text NOT NULL)" \
+  -c "INSERT INTO support.tickets (email, subject) VALUES ('alice@example.com', 'Delete my account'),
+        ('bob@example.com', 'What do you hold about me?'), ('dan@example.com', 'Unsubscribe')" \
+  -c "INSERT INTO support.messages (ticket_id, email, body) SELECT id, email, 'Hello, ' || subject FROM support.tickets"
+SUPPORT_DSN="host=$PGHOST port=$PGPORT dbname=support user=postgres"
+# A proposed section (children first), the agent's keys, the sidecar's kustomize overlay, and
+# the sample policy with the section added: no section written by hand.
+$LETHECTL domain init support --postgres "$SUPPORT_DSN" --policy policies/sample.yaml \
+  --control-plane-key "$WORK/keys/lethed.pub" --out "$WORK/onboard/support"
+echo "-- the proposed section ($WORK/onboard/support/policy-section.yaml):"
+grep -v '^#' "$WORK/onboard/support/policy-section.yaml" | sed 's/^/  /'
+echo "-- the printed lethectl steps, run here (the kubectl ones are for a cluster: docs/kubernetes.md):"
+"${ADMIN[@]}" policy activate "$WORK/onboard/support/policy.yaml"
+"${ADMIN[@]}" agent enroll --domain support --public-key "$WORK/onboard/support/agent.pub"
+"$BIN/agents/lethe-agent" --domain support --postgres "$SUPPORT_DSN" --policy "$WORK/onboard/support/policy.yaml" \
+  --key "$WORK/onboard/support/agent.key" --control-plane-key "$WORK/keys/lethed.pub" \
+  --kafka-bootstrap "@$DATA/kafka.bootstrap" --kafka-fetch-wait 10ms >"$WORK/agent-support.log" 2>&1 &
+PIDS+=($!)
+SUPPORT_ONBOARDED=1
+echo "-- activating the same file again changes nothing (a deploy pipeline may run it every time):"
+"${ADMIN[@]}" policy activate "$WORK/onboard/support/policy.yaml"
+echo "-- a migration adds a table with an e-mail column: the same command, with --check, reports drift"
+psql -d support -c "CREATE TABLE support.callbacks (id serial PRIMARY KEY, email text NOT NULL, phone text)"
+{ $LETHECTL domain init support --postgres "$SUPPORT_DSN" --policy "$WORK/onboard/support/policy.yaml" --check ||
+  echo "(exit $?: drift found)"; } 2>&1 | sed 's/^/  /'
+psql -d support -c "DROP TABLE support.callbacks"
+
 step "An auditor keeps today's signed checkpoint, to check later that history was not rewritten"
 "${AUDITOR[@]}" ledger checkpoint --fresh --public-key "$WORK/keys/lethed.pub" --out "$WORK/kept.checkpoint"
 echo "verifier key (for standard transparency-log tools): $("${AUDITOR[@]}" ledger verifier-key)"
@@ -148,7 +188,7 @@ step "The request, per domain"
 step "Rows left: Alice deleted, her analytics anonymized, her invoices retained for tax law; Bob untouched"
 show_rows
 
-step "The active policy, recorded in the ledger when lethed started with --policy"
+step "The active policy and its history: the sample policy from lethed's --policy, then support's onboarding"
 "${AUDITOR[@]}" policy show
 
 step "Consent: Carol opts in to marketing at signup, then unsubscribes"
@@ -177,7 +217,8 @@ echo email=dan@example.com |
   "${OPERATOR[@]}" request erase --identities-from - --reason "Art. 17 request by e-mail" | tee "$WORK/dan.txt"
 DAN=$(head -n 1 "$WORK/dan.txt")
 "${OPERATOR[@]}" request extend "$DAN" --by 14d --reason "identity verification: user id requested from the subject"
-until "${OPERATOR[@]}" -o json request get "$DAN" | grep -q '"state": "DONE"'; do sleep 0.2; done
+# grep reads to the end (no -q): under pipefail an early exit would fail lethectl with SIGPIPE.
+until "${OPERATOR[@]}" -o json request get "$DAN" | grep '"state": "DONE"' >/dev/null; do sleep 0.2; done
 "${OPERATOR[@]}" request get "$DAN"
 echo "-- overdue requests (due dates are checked against lethed's clock):"
 "${OPERATOR[@]}" request list --overdue
@@ -229,7 +270,7 @@ echo "(nor Bob's in the data dir: his exported package was kept under its reques
 echo "(the ledger holds HMAC tokens and AES-GCM ciphertext; the request key was destroyed on completion)"
 if command -v kcat >/dev/null 2>&1; then
   # Commands carry the identities sealed to each agent's key; receipts and consent states none.
-  for t in lethe.commands.assessments lethe.commands.growth lethe.receipts lethe.consent; do
+  for t in lethe.commands.assessments lethe.commands.growth lethe.commands.support lethe.receipts lethe.consent; do
     kcat -C -b "$(cat "$DATA/kafka.bootstrap")" -t "$t" -e -q -f '%k %s\n' 2>/dev/null
   done >"$WORK/topics.bin"
   if grep -aqs -e 'alice@example.com' -e 'u-1001' -e 'carol@example.com' -e 'dan@example.com' -e 'u-4004' \

@@ -212,15 +212,16 @@ std::string Readme(const Flags& f, const Files& files, const std::string& deploy
       "ConfigMap lethe-policy\n", "    policy.yaml  the policy file\n\n",
       "STEPS (an admin's; `lethectl` needs an admin client certificate: --certs-dir or LETHE_CERTS_DIR)\n\n",
       "1. Review policy-section.yaml", files.policy.empty() ? "" : " and policy.yaml", ".\n", "2. ", c.secret,
-      "\n   ", c.postgres_secret, "\n   (AGENT-DSN-FILE: a file holding the agent's libpq connection string)\n", "3. ",
-      c.enroll, "\n");
+      "\n   ", c.postgres_secret, "\n   (AGENT-DSN-FILE: a file holding the agent's libpq connection string)\n");
+  // lethed enrolls keys of the active policy's domains only: the policy goes first.
   if (!files.policy.empty()) {
-    absl::StrAppend(&out, "4. ", c.configmap, "\n", "5. ", c.apply, "\n", "6. ", c.activate, "\n");
+    absl::StrAppend(&out, "3. ", c.configmap, "\n", "4. ", c.activate, "\n");
   } else {
-    absl::StrAppend(&out, "4. Add policy-section.yaml to your policy's domains: (its identities: must list the\n",
-                    "   types the section uses), put the policy into ConfigMap lethe-policy, then\n", "5. ", c.apply,
-                    "\n", "6. lethectl policy activate YOUR-POLICY.yaml\n");
+    absl::StrAppend(&out, "3. Add policy-section.yaml to your policy's domains: (its identities: must list the\n",
+                    "   types the section uses) and put the policy into ConfigMap lethe-policy\n",
+                    "4. lethectl policy activate YOUR-POLICY.yaml\n");
   }
+  absl::StrAppend(&out, "5. ", c.enroll, "\n", "6. ", c.apply, "\n");
   absl::StrAppend(&out, "\nDRIFT\n\n", "When the schema changes, check the domain against the active policy file (writes\n",
                   "nothing; exit code 1 when the database holds uncovered tables or identity columns):\n",
                   "    lethectl domain init ", f.name, " --postgres DSN --policy POLICY.yaml --check\n",
@@ -425,18 +426,18 @@ int Init(const Global& g, const Flags& f) {
               << " (or a kustomize URL)\n";
   std::cout << "next, as an admin (lethectl needs an admin certificate: --certs-dir or LETHE_CERTS_DIR):\n"
             << "  " << c.secret << "\n"
-            << "  " << c.postgres_secret << "   # AGENT-DSN-FILE: the agent's libpq connection string\n"
-            << "  " << c.enroll << "\n";
+            << "  " << c.postgres_secret << "   # AGENT-DSN-FILE: the agent's libpq connection string\n";
+  // lethed enrolls keys of the active policy's domains only: the policy goes first.
   if (policy) {
     std::cout << "  " << c.configmap << "\n"
-              << "  " << c.apply << "\n"
               << "  " << c.activate << "\n";
   } else {
     std::cout << "  # add " << files.section << " to your policy's domains: (identities: must list "
               << absl::StrJoin(proposal->identities, ", ") << "), put it into ConfigMap lethe-policy, then:\n"
-              << "  " << c.apply << "\n"
               << "  lethectl policy activate YOUR-POLICY.yaml\n";
   }
+  std::cout << "  " << c.enroll << "\n"
+            << "  " << c.apply << "\n";
   return kExitOk;
 }
 
