@@ -24,11 +24,12 @@ RUN cmake -S /src -B /build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
  && strip --strip-debug /build/cli/lethectl
 
 # Run: only the shared libraries lethectl links (its ELF NEEDED entries, mapped to their
-# Debian packages with dpkg -S).
+# Debian packages with dpkg -S; libpqxx-6.4, which brings libpq5, for `domain init`);
+# tests/k8s/dockerfile_test.py checks the list against the binary.
 FROM debian:12-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libabsl20220623 libfmt9 libgrpc++1.51 libgrpc29 libprotobuf32 libsodium23 \
+      libabsl20220623 libfmt9 libgrpc++1.51 libgrpc29 libpqxx-6.4 libprotobuf32 libsodium23 \
       libspdlog1.10 libssl3 libyaml-cpp0.7 zlib1g \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 lethe \

@@ -52,16 +52,28 @@ TEST(Health, ThePlaintextPortAnswersProbesAndServesNothingElse) {
   EXPECT_NE(after, 1);
 }
 
-TEST(Health, NotServingWhileNoKafkaBrokerAnswers) {
+// A mesh of one domain (growth) whose lethed the test starts itself.
+absl::StatusOr<std::unique_ptr<Mesh>> MeshWithoutLethed() {
   Mesh::Options o;
   o.domains = {"growth"};
   o.start_lethed = false;
   o.start_agents = false;
-  ASSERT_OK_AND_ASSIGN(auto mesh, Mesh::Start(o));
-  controlplane::LethedOptions lo = mesh->LethedOptionsForTest();
+  return Mesh::Start(o);
+}
+
+// The mesh's lethed options, on the Kafka cluster at `bootstrap` instead of the embedded
+// broker, with a plaintext health port.
+controlplane::LethedOptions OnCluster(const Mesh& mesh, const std::string& bootstrap) {
+  controlplane::LethedOptions lo = mesh.LethedOptionsForTest();
   lo.embedded_kafka = false;
-  lo.kafka_bootstrap = "127.0.0.1:1";  // nothing listens there
+  lo.kafka_bootstrap = bootstrap;
   lo.health_listen = "127.0.0.1:0";
+  return lo;
+}
+
+TEST(Health, NotServingWhileNoKafkaBrokerAnswers) {
+  ASSERT_OK_AND_ASSIGN(auto mesh, MeshWithoutLethed());
+  controlplane::LethedOptions lo = OnCluster(*mesh, "127.0.0.1:1");  // nothing listens there
   lo.health_interval = absl::Milliseconds(100);
   lo.kafka_admin_timeout = absl::Seconds(1);
   ASSERT_OK_AND_ASSIGN(auto lethed, controlplane::Lethed::Start(lo));
@@ -213,11 +225,7 @@ TEST(KafkaTopics, AConsentTopicThatIsNotCompactedStopsLethedNamingIt) {
   auto ext = std::make_shared<ExternalBroker>();
   ASSERT_OK_AND_ASSIGN(ext->broker, kafka::EmbeddedKafka::Start(1));
   ext->admin->topics["lethe.consent"] = {"delete", 604800000};
-  Mesh::Options o;
-  o.domains = {"growth"};
-  o.start_lethed = false;
-  o.start_agents = false;
-  ASSERT_OK_AND_ASSIGN(auto mesh, Mesh::Start(o));
+  ASSERT_OK_AND_ASSIGN(auto mesh, MeshWithoutLethed());
   controlplane::LethedOptions lo = mesh->LethedOptionsForTest();
   ext->Apply(lo);
   auto lethed = controlplane::Lethed::Start(lo);
@@ -233,15 +241,8 @@ TEST(KafkaTopics, NotServingUntilTheTopicsAreReady) {
   // A cluster whose Admin API does not answer (here: librdkafka's mock cluster, which lacks
   // CreateTopics): lethed starts, but reports NOT_SERVING while a broker answers.
   ASSERT_OK_AND_ASSIGN(auto broker, kafka::EmbeddedKafka::Start(1));
-  Mesh::Options o;
-  o.domains = {"growth"};
-  o.start_lethed = false;
-  o.start_agents = false;
-  ASSERT_OK_AND_ASSIGN(auto mesh, Mesh::Start(o));
-  controlplane::LethedOptions lo = mesh->LethedOptionsForTest();
-  lo.embedded_kafka = false;
-  lo.kafka_bootstrap = broker->bootstrap();
-  lo.health_listen = "127.0.0.1:0";
+  ASSERT_OK_AND_ASSIGN(auto mesh, MeshWithoutLethed());
+  controlplane::LethedOptions lo = OnCluster(*mesh, broker->bootstrap());
   lo.kafka_admin_timeout = absl::Seconds(1);
   ASSERT_OK_AND_ASSIGN(auto lethed, controlplane::Lethed::Start(lo));
   auto plain = grpc::CreateChannel(absl::StrCat("127.0.0.1:", lethed->health_port()),
