@@ -12,12 +12,68 @@
 #include <algorithm>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "agents/postgres_purger.h"
+#include "base/file_system.h"
 #include "agents/schema_check.h"
 #include "base/status.h"
 #include "spdlog/spdlog.h"
 
 namespace lethe::agents {
+
+namespace {
+// The address in a bootstrap file (lethed's DATA_DIR/kafka.bootstrap), trimmed.
+absl::StatusOr<std::string> ReadBootstrapFile(const std::string& path) {
+  LETHE_ASSIGN_OR_RETURN(std::string text, lethe::ReadFile(path));
+  std::string out(absl::StripAsciiWhitespace(text));
+  if (out.empty()) return absl::FailedPreconditionError("--kafka-bootstrap @" + path + ": the file is empty");
+  return out;
+}
+}  // namespace
+
+absl::Status Agent::ConnectKafka(const std::string& bootstrap) {
+  LETHE_ASSIGN_OR_RETURN(std::unique_ptr<kafka::Producer> producer,
+                         kafka::Producer::Create(bootstrap, options_.kafka_extra));
+  std::vector<std::string> produce_to = {kafka::kReceiptTopic};
+  for (const auto& t : domain_section_->kafka_topics) produce_to.push_back(t.topic);
+  producer->WarmUp(produce_to);
+  kafka::Config consumer_cfg = {{"session.timeout.ms", "6000"},
+                                {"heartbeat.interval.ms", "500"},
+                                {"fetch.wait.max.ms", kafka::FetchWaitMs(options_.fetch_wait)}};
+  for (const auto& [k, v] : options_.kafka_extra) consumer_cfg[k] = v;
+  LETHE_ASSIGN_OR_RETURN(std::unique_ptr<kafka::Consumer> consumer,
+                         kafka::Consumer::Create(bootstrap, "lethe-agent." + options_.domain,
+                                                 {kafka::CommandTopic(options_.domain)}, consumer_cfg));
+  // The old clients talk to a broker that is gone: drop them without the group's goodbye,
+  // which would wait for it.
+  if (consumer_) kafka::Consumer::Discard(std::move(consumer_));
+  producer_ = std::move(producer);
+  consumer_ = std::move(consumer);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    retention_.clear();  // topic settings are the new cluster's
+  }
+  joined_.store(false);
+  options_.kafka_bootstrap = bootstrap;
+  return absl::OkStatus();
+}
+
+void Agent::FollowBootstrapFile() {
+  if (options_.kafka_bootstrap_file.empty()) return;
+  const absl::Time now = options_.clock->Now();
+  if (now < next_bootstrap_check_) return;
+  next_bootstrap_check_ = now + options_.bootstrap_check_interval;
+  // Missing or empty while lethed restarts: keep the current clients until it is written.
+  absl::StatusOr<std::string> current = ReadBootstrapFile(options_.kafka_bootstrap_file);
+  if (!current.ok() || *current == options_.kafka_bootstrap) return;
+  spdlog::info("domain {}: Kafka bootstrap changed ({} -> {}): reconnecting", options_.domain,
+               options_.kafka_bootstrap, *current);
+  if (absl::Status s = ConnectKafka(*current); !s.ok()) {
+    spdlog::warn("domain {}: cannot reconnect to Kafka at {}: {}", options_.domain, *current, s.ToString());
+    return;
+  }
+  reconnects_.fetch_add(1);
+}
 
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
   std::unique_ptr<Agent> a(new Agent());
@@ -35,10 +91,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
   a->encryption_key_ = std::make_unique<crypto::X25519PrivateKey>(std::move(enc));
   a->verifier_ = std::make_unique<CommandVerifier>(cp_key, o.domain, a->policy_->DomainHash(o.domain),
                                                    *a->encryption_key_, *o.clock);
-  LETHE_ASSIGN_OR_RETURN(a->producer_, kafka::Producer::Create(o.kafka_bootstrap, o.kafka_extra));
-  std::vector<std::string> produce_to = {kafka::kReceiptTopic};
-  for (const auto& t : domain->kafka_topics) produce_to.push_back(t.topic);
-  a->producer_->WarmUp(produce_to);
+  if (!o.kafka_bootstrap_file.empty()) {
+    LETHE_ASSIGN_OR_RETURN(o.kafka_bootstrap, ReadBootstrapFile(o.kafka_bootstrap_file));
+  }
+  a->domain_section_ = domain;
   Agent* self = a.get();
   TombstoneSink tombstones = [self](const std::string& topic, const std::string& key) {
     return self->Tombstone(topic, key);
@@ -63,13 +119,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
   }
   // Tables and identity columns the section does not cover: logged and exported, not fatal.
   if (!o.purger_factory) (void)CheckSchemaDrift(o.postgres_dsn, *a->policy_, *domain, o.metrics.get());
-  kafka::Config consumer_cfg = {{"session.timeout.ms", "6000"},
-                                {"heartbeat.interval.ms", "500"},
-                                {"fetch.wait.max.ms", kafka::FetchWaitMs(o.fetch_wait)}};
-  for (const auto& [k, v] : o.kafka_extra) consumer_cfg[k] = v;
-  LETHE_ASSIGN_OR_RETURN(a->consumer_,
-                   kafka::Consumer::Create(o.kafka_bootstrap, "lethe-agent." + o.domain,
-                                           {kafka::CommandTopic(o.domain)}, consumer_cfg));
+  a->options_.domain = o.domain;
+  a->options_.kafka_extra = o.kafka_extra;
+  a->options_.fetch_wait = o.fetch_wait;
+  LETHE_RETURN_IF_ERROR(a->ConnectKafka(o.kafka_bootstrap));
   if (o.metrics) {
     a->commands_family_ = &prometheus::BuildCounter()
                                .Name("lethe_agent_commands_total")
@@ -182,6 +235,7 @@ void Agent::UpdateConsumerStatus() {
   const kafka::ConsumerStats& s = consumer_->stats();
   if (consumer_lag_) consumer_lag_->Set(static_cast<double>(s.lag()));
   const bool joined = s.joined();
+  joined_.store(joined);
   if (consumer_joined_) consumer_joined_->Set(joined ? 1 : 0);
   // Once in the group the agent serves: a later rebalance is routine, not a failed start.
   if (joined && !serving_) {
@@ -201,6 +255,7 @@ void Agent::Run() {
   while (!stop_) {
     // The first command waits for the broker; the rest of the batch is what is already here.
     absl::Status polled;
+    FollowBootstrapFile();
     const std::vector<kafka::Message> batch = consumer_->PollBatch(absl::Milliseconds(200), kMaxBatch, &polled);
     UpdateConsumerStatus();
     if (!polled.ok()) {

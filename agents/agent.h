@@ -53,6 +53,12 @@ struct AgentOptions {
   std::string key_path;                 // the agent's Ed25519 private key (PEM)
   std::string control_plane_key_path;   // lethed's public key (PEM)
   std::string kafka_bootstrap;
+  // lethe-agent --kafka-bootstrap @FILE: the file holding the address, which wins over
+  // kafka_bootstrap. It is read again every bootstrap_check_interval: when lethed restarts
+  // with its embedded broker, that broker is a new one at a new address, and the agent
+  // reconnects to it by itself (a missing or empty file keeps the current address).
+  std::string kafka_bootstrap_file;
+  absl::Duration bootstrap_check_interval = absl::Seconds(1);
   kafka::Config kafka_extra;
   // fetch.wait.max.ms of the command consumer (kafka.h): kEmbeddedFetchWait against lethed's
   // embedded broker.
@@ -83,7 +89,11 @@ class Agent {
   const AgentStats& stats() const { return stats_; }
   uint64_t rejected(Rejection r) const { return handler_->rejected(r); }
   // Whether the command consumer is in its (settled) consumer group.
-  bool joined() const { return consumer_->stats().joined(); }
+  bool joined() const { return joined_.load(); }
+  // The Kafka bootstrap the agent's clients use now (it follows kafka_bootstrap_file). The
+  // loop's thread only, or after Stop.
+  const std::string& kafka_bootstrap() const { return options_.kafka_bootstrap; }
+  uint64_t reconnects() const { return reconnects_.load(); }
   int health_port() const { return health_port_; }
 
  private:
@@ -118,6 +128,14 @@ class Agent {
   prometheus::Gauge* consumer_joined_ = nullptr;
   // Metrics and health from the consumer's statistics, once per loop turn.
   void UpdateConsumerStatus();
+  // (Re)creates the producer and the consumer on `bootstrap`; the old ones are dropped.
+  absl::Status ConnectKafka(const std::string& bootstrap);
+  // Reads kafka_bootstrap_file when due and reconnects when the address changed.
+  void FollowBootstrapFile();
+  const policies::Domain* domain_section_ = nullptr;  // in *policy_
+  absl::Time next_bootstrap_check_ = absl::InfinitePast();
+  std::atomic<bool> joined_{false};
+  std::atomic<uint64_t> reconnects_{0};
   std::unique_ptr<grpc::Server> health_server_;
   int health_port_ = 0;
   bool serving_ = false;  // the loop's thread only

@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--kafka-bootstrap", o.kafka_bootstrap,
                  "Kafka bootstrap servers, or @FILE to read them from a file (e.g. lethed's "
-                 "DATA_DIR/kafka.bootstrap)")
+                 "DATA_DIR/kafka.bootstrap), read again every second: when it changes, the agent "
+                 "reconnects")
       ->required();
   std::string kafka_config;
   app.add_option("--kafka-config", kafka_config,
@@ -70,7 +71,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (!o.kafka_bootstrap.empty() && o.kafka_bootstrap[0] == '@') {
-    auto text = lethe::ReadFile(o.kafka_bootstrap.substr(1));
+    // Followed: read again every second, and the agent reconnects when it changes.
+    o.kafka_bootstrap_file = o.kafka_bootstrap.substr(1);
+    auto text = lethe::ReadFile(o.kafka_bootstrap_file);
     if (!text.ok()) {
       std::cerr << "lethe-agent: --kafka-bootstrap: " << text.status().message() << "\n";
       return 2;

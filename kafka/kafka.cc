@@ -318,6 +318,12 @@ Consumer::~Consumer() {
   }
 }
 
+void Consumer::Discard(std::unique_ptr<Consumer> c) {
+  if (!c || c->rk_ == nullptr) return;
+  rd_kafka_destroy_flags(c->rk_, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  c->rk_ = nullptr;
+}
+
 absl::StatusOr<std::optional<Message>> Consumer::Poll(absl::Duration timeout) {
   rd_kafka_message_t* m =
       rd_kafka_consumer_poll(rk_, static_cast<int>(absl::ToInt64Milliseconds(timeout)));

@@ -133,6 +133,9 @@ class Consumer {
                                                           const std::vector<std::string>& topics,
                                                           const Config& extra = {});
   ~Consumer();  // leaves the group
+  // Destroys `c` without leaving its group: for a consumer whose broker is gone (a restarted
+  // embedded broker), where leaving would wait for an answer that never comes.
+  static void Discard(std::unique_ptr<Consumer> c);
   // Waits up to `timeout` for a message; nullopt when none came. Transient broker errors are
   // logged and reported as nullopt; fatal ones as an error.
   absl::StatusOr<std::optional<Message>> Poll(absl::Duration timeout);

@@ -100,6 +100,58 @@ TEST(Crash, LethedKilledAfterSubmitCompletesTheRequestAfterRestart) {
   EXPECT_THAT(end.output, HasSubstr("receipts    3"));
 }
 
+// lethed's embedded broker lives and dies with lethed: a restarted lethed is a new, empty
+// broker at a new address, written to DATA_DIR/kafka.bootstrap. Agents following that file
+// (lethe-agent --kafka-bootstrap @FILE) reconnect by themselves and take the re-published and
+// the new commands, without a restart.
+TEST(Crash, AgentsFollowTheEmbeddedBrokerAcrossALethedKill) {
+  auto bootstrap_file = std::make_shared<std::string>();
+  Mesh::Options o;
+  o.start_lethed = false;
+  o.start_agents = false;
+  o.agent_options = [bootstrap_file](agents::AgentOptions& ao) {
+    ao.kafka_bootstrap_file = *bootstrap_file;
+    ao.bootstrap_check_interval = absl::Milliseconds(200);
+  };
+  auto m = Mesh::Start(o);
+  ASSERT_TRUE(m.ok()) << m.status();
+  Mesh& mesh = **m;
+  *bootstrap_file = mesh.data_dir() + "/kafka.bootstrap";
+  ASSERT_TRUE(mesh.Plant(kAlice).ok());
+  ASSERT_TRUE(mesh.Plant(kBob).ok());
+
+  std::string addr;
+  auto lethed = SpawnLethed(mesh, &addr);
+  ASSERT_TRUE(lethed.ok()) << lethed.status();
+  for (const auto& d : mesh.domains()) ASSERT_TRUE(mesh.EnrollAgent(d).ok());
+  for (const auto& d : mesh.domains()) ASSERT_TRUE(mesh.StartAgent(d).ok());
+  const std::string first_broker = ReadTrimmed(*bootstrap_file);
+  auto alice = mesh.EraseAndWait(kAlice, kWait);
+  ASSERT_TRUE(alice.ok()) << alice.status();
+  EXPECT_EQ(alice->state(), v1::COMPLETED);
+
+  (*lethed)->Kill(SIGKILL);
+  ASSERT_TRUE((*lethed)->Wait(absl::Seconds(10)).ok());
+  auto again = SpawnLethed(mesh, &addr);
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_NE(ReadTrimmed(*bootstrap_file), first_broker) << "the restarted broker kept its address";
+
+  // The same agents, never restarted, erase Bob through the new broker.
+  auto bob = mesh.EraseAndWait(kBob, kWait);
+  ASSERT_TRUE(bob.ok()) << bob.status();
+  EXPECT_EQ(bob->state(), v1::COMPLETED) << (*again)->Log();
+  for (const auto& d : mesh.domains()) {
+    EXPECT_EQ(*mesh.Rows(d, kBob), 0) << d;
+    EXPECT_GE(mesh.agent(d).reconnects(), 1u) << d;
+  }
+  for (const auto& d : mesh.domains()) mesh.StopAgent(d);
+  (*again)->Kill(SIGTERM);
+  ASSERT_TRUE((*again)->Wait(absl::Seconds(10)).ok());
+  CommandResult end = VerifyOffline(mesh);
+  EXPECT_EQ(end.exit_code, 0) << end.output;
+  EXPECT_THAT(end.output, HasSubstr("2 completed"));
+}
+
 TEST(Crash, AgentKilledAfterPurgeCommitPurgesOnceAndRecordsOneReceipt) {
   Mesh::Options o;
   o.domains = {"assessments", "growth"};
