@@ -107,6 +107,7 @@ absl::StatusOr<std::unique_ptr<EmbeddedKafka>> EmbeddedKafka::Start(int brokers)
   if (k->rk_ == nullptr) return absl::InternalError(absl::StrCat("rd_kafka_new: ", err));
   k->cluster_ = rd_kafka_mock_cluster_new(k->rk_, brokers);
   if (k->cluster_ == nullptr) return absl::InternalError("cannot start the mock Kafka cluster");
+  k->brokers_ = brokers;
   k->bootstrap_ = rd_kafka_mock_cluster_bootstraps(k->cluster_);
   return k;
 }
@@ -114,6 +115,16 @@ absl::StatusOr<std::unique_ptr<EmbeddedKafka>> EmbeddedKafka::Start(int brokers)
 EmbeddedKafka::~EmbeddedKafka() {
   if (cluster_) rd_kafka_mock_cluster_destroy(cluster_);
   if (rk_) rd_kafka_destroy(rk_);
+}
+
+absl::Status EmbeddedKafka::SetBrokersUp(bool up) {
+  for (int id = 1; id <= brokers_; ++id) {
+    const rd_kafka_resp_err_t e =
+        up ? rd_kafka_mock_broker_set_up(cluster_, id) : rd_kafka_mock_broker_set_down(cluster_, id);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+      return absl::InternalError(absl::StrCat("mock broker ", id, up ? " up: " : " down: ", rd_kafka_err2str(e)));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status EmbeddedKafka::CreateTopic(const std::string& topic, int partitions) {

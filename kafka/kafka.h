@@ -58,11 +58,15 @@ class EmbeddedKafka {
   ~EmbeddedKafka();
   const std::string& bootstrap() const { return bootstrap_; }
   absl::Status CreateTopic(const std::string& topic, int partitions);
+  // Fault injection (tests): takes every broker of the cluster down (its connections closed,
+  // new ones refused) or brings them back up.
+  absl::Status SetBrokersUp(bool up);
 
  private:
   EmbeddedKafka() = default;
   rd_kafka_t* rk_ = nullptr;
   rd_kafka_mock_cluster_s* cluster_ = nullptr;
+  int brokers_ = 0;
   std::string bootstrap_;
 };
 

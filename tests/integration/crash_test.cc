@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ledger/ledger.h"
+#include "tests/support/health_client.h"
 #include "tests/support/mesh.h"
 #include "tests/support/subprocess.h"
 
@@ -150,6 +151,58 @@ TEST(Crash, AgentsFollowTheEmbeddedBrokerAcrossALethedKill) {
   CommandResult end = VerifyOffline(mesh);
   EXPECT_EQ(end.exit_code, 0) << end.output;
   EXPECT_THAT(end.output, HasSubstr("2 completed"));
+}
+
+// The broker fails: every broker of lethed's embedded cluster goes down while erasures are
+// submitted, and comes back. Submissions are taken (the ledger is the outbox), lethed reports
+// NOT_SERVING meanwhile, and once the broker is back every request completes with no operator
+// action, each command purged exactly once (processed_commands), bystanders untouched.
+TEST(Crash, ErasuresSubmittedWhileTheBrokerIsDownCompleteOnceItIsBack) {
+  Mesh::Options o;
+  o.lethed_options = [](controlplane::LethedOptions& lo) {
+    lo.health_listen = "127.0.0.1:0";
+    lo.health_interval = absl::Milliseconds(100);
+  };
+  auto m = Mesh::Start(o);
+  ASSERT_TRUE(m.ok()) << m.status();
+  Mesh& mesh = **m;
+  std::vector<Person> erased;
+  for (int i = 0; i < 8; ++i)
+    erased.push_back(Person{std::to_string(70000 + i), "outage" + std::to_string(i) + "@example.com"});
+  for (const auto& p : erased) ASSERT_TRUE(mesh.Plant(p).ok());
+  ASSERT_TRUE(mesh.Plant(kBob).ok());
+  std::map<std::string, int64_t> bob_before;
+  for (const auto& d : mesh.domains()) bob_before[d] = *mesh.Rows(d, kBob);
+  auto health = grpc::CreateChannel(absl::StrCat("127.0.0.1:", mesh.lethed().health_port()),
+                                    grpc::InsecureChannelCredentials());
+  grpc::Status error;
+  ASSERT_TRUE(WaitFor([&] { return Check(health, "", &error) == 1; }, absl::Seconds(30)));
+
+  ASSERT_TRUE(mesh.lethed().embedded_kafka()->SetBrokersUp(false).ok());
+  ASSERT_TRUE(WaitFor([&] { return Check(health, "", &error) == 2; }, absl::Seconds(30)))
+      << "lethed kept reporting SERVING with its broker down";
+  std::vector<std::string> ids;
+  for (const auto& p : erased) {
+    auto id = mesh.Erase(p);
+    ASSERT_TRUE(id.ok()) << id.status();
+    ids.push_back(*id);
+  }
+  ASSERT_TRUE(mesh.lethed().embedded_kafka()->SetBrokersUp(true).ok());
+
+  for (const auto& id : ids) {
+    auto done = mesh.WaitDone(id, kWait);
+    ASSERT_TRUE(done.ok()) << done.status();
+    EXPECT_EQ(done->state(), v1::COMPLETED) << id;
+  }
+  EXPECT_TRUE(WaitFor([&] { return Check(health, "", &error) == 1; }, absl::Seconds(30)));
+  for (const auto& d : mesh.domains()) {
+    for (const auto& p : erased) EXPECT_EQ(*mesh.Rows(d, p), 0) << d;
+    EXPECT_EQ(*mesh.Rows(d, kBob), bob_before[d]) << d << ": a bystander's rows changed";
+    // Exactly once: one processed command per erasure, whatever was redelivered.
+    auto processed = mesh.pg().Query(d, "SELECT count(*) FROM lethe_agent.processed_commands");
+    ASSERT_TRUE(processed.ok()) << processed.status();
+    EXPECT_EQ(*processed, std::to_string(erased.size())) << d;
+  }
 }
 
 TEST(Crash, AgentKilledAfterPurgeCommitPurgesOnceAndRecordsOneReceipt) {
