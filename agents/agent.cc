@@ -119,9 +119,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
   }
   // Tables and identity columns the section does not cover: logged and exported, not fatal.
   if (!o.purger_factory) (void)CheckSchemaDrift(o.postgres_dsn, *a->policy_, *domain, o.metrics.get());
-  a->options_.domain = o.domain;
-  a->options_.kafka_extra = o.kafka_extra;
-  a->options_.fetch_wait = o.fetch_wait;
+  a->options_ = o;  // ConnectKafka reads the domain and the Kafka settings from here
   LETHE_RETURN_IF_ERROR(a->ConnectKafka(o.kafka_bootstrap));
   if (o.metrics) {
     a->commands_family_ = &prometheus::BuildCounter()
@@ -169,7 +167,6 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
     a->health_server_->GetHealthCheckService()->SetServingStatus(false);
     spdlog::info("domain {}: gRPC health (plaintext, grpc.health.v1 only) on port {}", o.domain, a->health_port_);
   }
-  a->options_ = std::move(o);
   spdlog::info("domain {}: agent key {}, trusting control plane key {}", a->options_.domain,
                a->key_->public_key().KeyId(), cp_key.KeyId());
   return a;

@@ -15,6 +15,7 @@
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "base/status.h"
+#include "base/utf8.h"
 
 namespace lethe::cli {
 namespace {
@@ -45,38 +46,6 @@ bool IsAscii(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
-// Well-formed UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past U+10FFFF.
-bool IsUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto b = static_cast<unsigned char>(s[i]);
-    size_t n = 0;
-    uint32_t cp = 0;
-    uint32_t min = 0;
-    if (b < 0x80) {
-      ++i;
-      continue;
-    } else if ((b & 0xe0) == 0xc0) {
-      n = 1, cp = b & 0x1f, min = 0x80;
-    } else if ((b & 0xf0) == 0xe0) {
-      n = 2, cp = b & 0x0f, min = 0x800;
-    } else if ((b & 0xf8) == 0xf0) {
-      n = 3, cp = b & 0x07, min = 0x10000;
-    } else {
-      return false;
-    }
-    if (s.size() - i <= n) return false;
-    for (size_t k = 1; k <= n; ++k) {
-      const auto c = static_cast<unsigned char>(s[i + k]);
-      if ((c & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (c & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-    i += n + 1;
-  }
-  return true;
-}
-
 absl::Status BadName(std::string_view name, std::string_view problem) {
   return absl::InvalidArgumentError(
       absl::StrCat("zip entry name \"", Quote(name, 32), "\": ", Av(problem)));
@@ -101,7 +70,7 @@ absl::Status CheckName(std::string_view name) {
     if (end == name.size()) break;
     start = end + 1;
   }
-  if (!IsUtf8(name)) return BadName(name, "is not valid UTF-8");
+  if (!IsValidUtf8(name)) return BadName(name, "is not valid UTF-8");
   return absl::OkStatus();
 }
 

@@ -32,6 +32,17 @@ absl::Duration TopicRetention(const policies::Policy& p) {
   const auto& d = p.deadlines();
   return std::max(d.erasure, d.access) + d.max_extension;
 }
+
+// Every domain of every activated policy, once each: a domain dropped from the active policy
+// may still have requests open, and so a command topic in use.
+std::vector<std::string> DomainsEverActivated(const PolicyRegistry& policies) {
+  std::vector<std::string> domains;
+  for (const auto& h : policies.History())
+    for (const auto& domain : h.policy->domains()) domains.push_back(domain.name);
+  std::sort(domains.begin(), domains.end());
+  domains.erase(std::unique(domains.begin(), domains.end()), domains.end());
+  return domains;
+}
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
@@ -145,14 +156,10 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
 
   if (options.embedded_kafka) {
     LETHE_ASSIGN_OR_RETURN(d->embedded_, kafka::EmbeddedKafka::Start(1));
-    // Topics of domains activated later are created when activated (below).
-    for (const auto& h : d->projections_.policies.History())
-      for (const auto& domain : h.policy->domains())
-        LETHE_RETURN_IF_ERROR(d->embedded_->CreateTopic(kafka::CommandTopic(domain.name), 1));
-    LETHE_RETURN_IF_ERROR(d->embedded_->CreateTopic(kafka::kReceiptTopic, 1));
-    // The mock cluster cannot set cleanup.policy=compact; a real cluster's lethe.consent
-    // must be created compacted (README, "Policies, consent and deadlines").
-    LETHE_RETURN_IF_ERROR(d->embedded_->CreateTopic(kafka::kConsentTopic, 1));
+    // The topics a real cluster gets (kafka/topics.h), without their settings: the mock
+    // cluster has none. Topics of domains activated later are created when activated (below).
+    for (const auto& t : kafka::LetheTopics(DomainsEverActivated(d->projections_.policies), absl::ZeroDuration()))
+      LETHE_RETURN_IF_ERROR(d->embedded_->CreateTopic(t.name, 1));
     d->bootstrap_ = d->embedded_->bootstrap();
     LETHE_RETURN_IF_ERROR(lethe::WriteFileAtomic(options.data_dir + "/kafka.bootstrap",
                                             d->bootstrap_ + "\n", 0644));
@@ -307,13 +314,9 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
 
 absl::Status Lethed::SetUpTopics() {
   std::lock_guard<std::mutex> l(topics_mu_);
-  std::vector<std::string> domains;
-  for (const auto& h : projections_.policies.History())
-    for (const auto& domain : h.policy->domains()) domains.push_back(domain.name);
-  std::sort(domains.begin(), domains.end());
-  domains.erase(std::unique(domains.begin(), domains.end()), domains.end());
   std::shared_ptr<const policies::Policy> policy = projections_.policies.Active();
-  auto created = kafka::EnsureTopics(*topic_admin_, kafka::LetheTopics(domains, TopicRetention(*policy)),
+  auto created = kafka::EnsureTopics(*topic_admin_,
+                                     kafka::LetheTopics(DomainsEverActivated(projections_.policies), TopicRetention(*policy)),
                                      options_.kafka_topics, options_.kafka_admin_timeout);
   topics_ready_ = created.ok();
   if (!created.ok())

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "base/utf8.h"
 
 namespace google::protobuf {
 class Descriptor;
@@ -19,7 +20,7 @@ namespace lethe::proto {
 // parse as `type`.
 absl::Status DescribeParseFailure(const google::protobuf::Descriptor* type, std::string_view bytes);
 
-// Whether `s` is well-formed UTF-8 (no overlong forms, no surrogates, at most U+10FFFF).
-bool IsValidUtf8(std::string_view s);
+// Whether `s` is well-formed UTF-8 (base/utf8.h).
+using ::lethe::IsValidUtf8;
 
 }  // namespace lethe::proto

@@ -173,8 +173,7 @@ TEST(Crash, ErasuresSubmittedWhileTheBrokerIsDownCompleteOnceItIsBack) {
   ASSERT_TRUE(mesh.Plant(kBob).ok());
   std::map<std::string, int64_t> bob_before;
   for (const auto& d : mesh.domains()) bob_before[d] = *mesh.Rows(d, kBob);
-  auto health = grpc::CreateChannel(absl::StrCat("127.0.0.1:", mesh.lethed().health_port()),
-                                    grpc::InsecureChannelCredentials());
+  auto health = HealthChannel(mesh.lethed().health_port());
   grpc::Status error;
   ASSERT_TRUE(WaitFor([&] { return Check(health, "", &error) == 1; }, absl::Seconds(30)));
 

@@ -31,8 +31,7 @@ TEST(Health, ThePlaintextPortAnswersProbesAndServesNothingElse) {
   o.lethed_options = [](controlplane::LethedOptions& lo) { lo.health_listen = "127.0.0.1:0"; };
   ASSERT_OK_AND_ASSIGN(auto mesh, Mesh::Start(o));
   ASSERT_GT(mesh->lethed().health_port(), 0);
-  auto plain = grpc::CreateChannel(absl::StrCat("127.0.0.1:", mesh->lethed().health_port()),
-                                   grpc::InsecureChannelCredentials());
+  auto plain = HealthChannel(mesh->lethed().health_port());
   grpc::Status error;
   EXPECT_EQ(Check(plain, "", &error), 1) << error.error_message();
   EXPECT_EQ(Check(plain, "lethe.v1.SubjectRequests", &error), 1) << error.error_message();
@@ -77,8 +76,7 @@ TEST(Health, NotServingWhileNoKafkaBrokerAnswers) {
   lo.health_interval = absl::Milliseconds(100);
   lo.kafka_admin_timeout = absl::Seconds(1);
   ASSERT_OK_AND_ASSIGN(auto lethed, controlplane::Lethed::Start(lo));
-  auto plain = grpc::CreateChannel(absl::StrCat("127.0.0.1:", lethed->health_port()),
-                                   grpc::InsecureChannelCredentials());
+  auto plain = HealthChannel(lethed->health_port());
   grpc::Status error;
   EXPECT_EQ(Check(plain, "", &error), 2) << error.error_message();
   EXPECT_EQ(Check(plain, "lethe.v1.SubjectRequests", &error), 2) << error.error_message();
@@ -207,8 +205,7 @@ TEST(KafkaTopics, LethedCreatesItsTopicsAndThoseOfEachDomainActivatedLater) {
   // The policy's erasure deadline (30d) plus its largest extension (60d).
   EXPECT_EQ(ext->admin->created[0].retention_ms, absl::ToInt64Milliseconds(absl::Hours(24 * 90)));
   EXPECT_EQ(ext->admin->created[2].cleanup_policy, "compact");
-  auto plain = grpc::CreateChannel(absl::StrCat("127.0.0.1:", mesh->lethed().health_port()),
-                                   grpc::InsecureChannelCredentials());
+  auto plain = HealthChannel(mesh->lethed().health_port());
   grpc::Status error;
   EXPECT_EQ(Check(plain, "", &error), 1) << error.error_message();
 
@@ -245,8 +242,7 @@ TEST(KafkaTopics, NotServingUntilTheTopicsAreReady) {
   controlplane::LethedOptions lo = OnCluster(*mesh, broker->bootstrap());
   lo.kafka_admin_timeout = absl::Seconds(1);
   ASSERT_OK_AND_ASSIGN(auto lethed, controlplane::Lethed::Start(lo));
-  auto plain = grpc::CreateChannel(absl::StrCat("127.0.0.1:", lethed->health_port()),
-                                   grpc::InsecureChannelCredentials());
+  auto plain = HealthChannel(lethed->health_port());
   grpc::Status error;
   EXPECT_EQ(Check(plain, "", &error), 2) << error.error_message();
 }

@@ -131,8 +131,7 @@ TEST(AgentHealth, NotServingUntilTheAgentHasJoinedItsConsumerGroup) {
   agents::AgentOptions ao = mesh->AgentOptionsFor("growth");
   ao.health_listen = "127.0.0.1:0";
   ASSERT_OK_AND_ASSIGN(auto agent, agents::Agent::Create(ao));
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", agent->health_port()),
-                                     grpc::InsecureChannelCredentials());
+  auto channel = HealthChannel(agent->health_port());
   grpc::Status error;
   EXPECT_EQ(Check(channel, "", &error), 2) << error.error_message();
   agent->Start();

@@ -92,9 +92,9 @@ def needed_packages(binary):
 
 def closure(packages):
     """The packages and everything they depend on, as installed on this Debian 12 machine."""
-    seen, todo = set(), list(packages)
-    while todo:
-        pkg = todo.pop()
+    seen, pending = set(), list(packages)
+    while pending:
+        pkg = pending.pop()
         if pkg in seen:
             continue
         seen.add(pkg)
@@ -107,7 +107,7 @@ def closure(packages):
             for alt in dep.split("|"):
                 name = alt.strip().split(" ")[0].split(":")[0]
                 if name:
-                    todo.append(name)
+                    pending.append(name)
     return seen
 
 

@@ -45,6 +45,11 @@ inline std::string Bytes(const grpc::ByteBuffer& b) {
   return out;
 }
 
+// A plaintext channel to a health port on loopback (lethed's or an agent's --health-listen).
+inline std::shared_ptr<grpc::Channel> HealthChannel(int port) {
+  return grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+}
+
 // grpc.health.v1.Health/Check(HealthCheckRequest{service}): the status (1 SERVING, 2
 // NOT_SERVING), or -1 with the call's error in *error.
 inline int Check(const std::shared_ptr<grpc::Channel>& channel, const std::string& service, grpc::Status* error) {
