@@ -53,6 +53,8 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   if (options.signing_key_path.empty()) return absl::InvalidArgumentError("--signing-key is required");
   if (!options.embedded_kafka && options.kafka_bootstrap.empty())
     return absl::InvalidArgumentError("one of --kafka-bootstrap or --embedded-kafka is required");
+  if (options.embedded_kafka_faults && !options.embedded_kafka)
+    return absl::InvalidArgumentError("--embedded-kafka-faults needs --embedded-kafka");
   if (options.certs_dir.empty() == !options.insecure)
     return absl::InvalidArgumentError(
         options.insecure ? "--certs-dir and --insecure exclude each other"
@@ -99,6 +101,13 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
 
   ledger::LedgerOptions lopts;
   lopts.dir = audit::LedgerDir(options.data_dir);
+  lopts.on_write_failure = [self = d.get(), on_fatal = options.on_fatal](const absl::Status& st) {
+    spdlog::critical("ledger: {}: lethed refuses every change until it is restarted, and stops "
+                     "(free disk space first if the disk is full)", st.ToString());
+    self->ledger_failed_ = true;
+    self->SetServing(false);
+    if (on_fatal) on_fatal();
+  };
   lopts.origin = options.origin;
   lopts.signing_key = d->key_.get();
   Projections& projections = d->projections_;
@@ -266,6 +275,11 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   builder.RegisterService(d->ledger_service_.get());
   builder.RegisterService(d->policies_service_.get());
   builder.RegisterService(d->consent_service_.get());
+  if (options.embedded_kafka_faults) {
+    d->faults_service_ = std::make_unique<EmbeddedKafkaFaultsService>(*d->embedded_);
+    builder.RegisterService(d->faults_service_.get());
+    spdlog::warn("serving lethe.v1.EmbeddedKafkaFaults: admins may take the embedded broker down");
+  }
   d->server_ = builder.BuildAndStart();
   if (!d->server_ || d->port_ == 0)
     return absl::UnavailableError("cannot listen on " + options.listen);
@@ -333,10 +347,12 @@ void Lethed::SetServing(bool serving) {
                                               v1::Ledger::service_full_name()};
   for (grpc::Server* s : {server_.get(), health_server_.get()}) {
     if (s == nullptr || s->GetHealthCheckService() == nullptr) continue;
-    for (const char* name : kServices) s->GetHealthCheckService()->SetServingStatus(name, serving);
+    for (const char* name : kServices)
+      s->GetHealthCheckService()->SetServingStatus(name, serving && !ledger_failed_.load());
     // "liveness": SERVING while the process serves at all, whatever Kafka does, for a probe
-    // that restarts lethed (restarting cannot bring a broker back). NOT_SERVING only at shutdown.
-    s->GetHealthCheckService()->SetServingStatus(kLivenessService, !stopping_.load());
+    // that restarts lethed (restarting cannot bring a broker back). NOT_SERVING at shutdown,
+    // and once the ledger could not be written (only a restart makes it writable again).
+    s->GetHealthCheckService()->SetServingStatus(kLivenessService, !stopping_.load() && !ledger_failed_.load());
   }
 }
 

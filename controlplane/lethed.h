@@ -67,6 +67,9 @@ struct LethedOptions {
   std::string signing_key_path;
   std::string kafka_bootstrap;  // used unless embedded_kafka
   bool embedded_kafka = false;
+  // Serve lethe.v1.EmbeddedKafkaFaults (admins only) to take the embedded broker down and
+  // push request errors: for chaos runs and failure drills. Needs embedded_kafka.
+  bool embedded_kafka_faults = false;
   // Layout of the lethe.* topics lethed creates on a real cluster (--kafka-partitions,
   // --kafka-replication-factor); kafka/topics.h says which topics and with which settings.
   kafka::TopicLayout kafka_topics;
@@ -83,6 +86,11 @@ struct LethedOptions {
   // embedded broker, kFetchWait otherwise.
   absl::Duration kafka_fetch_wait = absl::ZeroDuration();
   const Clock* clock = &Clock::Real();
+  // Called once when lethed cannot go on and must be restarted: its ledger could not be
+  // written (a full disk, an I/O error), so it refuses every change until a restart re-reads
+  // it. Every health status is NOT_SERVING from then on, liveness included. lethed's main
+  // stops the process (exit status 75), for its supervisor to start it again.
+  std::function<void()> on_fatal;
 };
 
 // The grpc.health.v1 service name whose status ignores Kafka (a liveness probe's); "" and
@@ -97,6 +105,8 @@ class Lethed {
   void Wait();
 
   int port() const { return port_; }
+  // The ledger could not be written: lethed refuses changes until restarted (on_fatal).
+  bool failed() const { return ledger_failed_.load(); }
   int health_port() const { return health_port_; }
   const std::string& kafka_bootstrap() const { return bootstrap_; }
   RequestStore& store() { return projections_.requests; }
@@ -133,11 +143,13 @@ class Lethed {
   std::shared_ptr<LethedMetrics> metrics_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> ledger_failed_{false};
   std::unique_ptr<SubjectRequestsService> requests_service_;
   std::unique_ptr<AgentsService> agents_service_;
   std::unique_ptr<LedgerService> ledger_service_;
   std::unique_ptr<PoliciesService> policies_service_;
   std::unique_ptr<ConsentService> consent_service_;
+  std::unique_ptr<EmbeddedKafkaFaultsService> faults_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> health_server_;  // --health-listen

@@ -1,5 +1,6 @@
 // lethed: the Lethe control plane.
 #include <signal.h>
+#include <unistd.h>
 
 #include <iostream>
 
@@ -51,6 +52,9 @@ int main(int argc, char** argv) {
   auto* boot = app.add_option("--kafka-bootstrap", o.kafka_bootstrap, "Kafka bootstrap servers");
   auto* emb = app.add_flag("--embedded-kafka", o.embedded_kafka,
                            "start librdkafka's mock cluster in this process");
+  app.add_flag("--embedded-kafka-faults", o.embedded_kafka_faults,
+               "serve lethe.v1.EmbeddedKafkaFaults (admins only): take the embedded broker down "
+               "and push request errors, for chaos runs and failure drills; needs --embedded-kafka");
   boot->excludes(emb);
   app.add_option("--kafka-partitions", o.kafka_topics.partitions,
                  "partitions of each lethe.* topic lethed creates on a real cluster")
@@ -131,6 +135,9 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(log_level));
   lethe::ConfigureLogging(*format, "lethed");
 
+  // A write beyond a file size limit (RLIMIT_FSIZE) fails with EFBIG like a full disk, and the
+  // ledger reports it to the caller: it must not kill lethed with SIGXFSZ instead.
+  signal(SIGXFSZ, SIG_IGN);
   // Block the stop signals in every thread; main waits for them below.
   sigset_t stop;
   sigemptyset(&stop);
@@ -138,6 +145,9 @@ int main(int argc, char** argv) {
   sigaddset(&stop, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
+  // A ledger that cannot be written stops lethed: through the signal main waits for, so that
+  // the calls in flight are answered and the servers stop as at any shutdown.
+  o.on_fatal = [] { ::kill(::getpid(), SIGTERM); };
   auto lethed = lethe::controlplane::Lethed::Start(o);
   if (!lethed.ok()) {
     spdlog::critical("cannot start: {}", lethed.status().ToString());
@@ -148,5 +158,10 @@ int main(int argc, char** argv) {
   sigwait(&stop, &sig);
   spdlog::info("signal {}: shutting down", sig);
   (*lethed)->Shutdown();
+  if ((*lethed)->failed()) {
+    // EX_TEMPFAIL: a restart re-reads the ledger and cuts the batch that failed.
+    spdlog::critical("exiting with status 75: the ledger could not be written; restart lethed");
+    return 75;
+  }
   return 0;
 }

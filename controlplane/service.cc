@@ -1,5 +1,7 @@
 #include "controlplane/service.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "absl/strings/numbers.h"
@@ -563,6 +565,25 @@ grpc::Status LedgerService::GetCertificate(grpc::ServerContext*, const v1::GetCe
   if (!cert.ok()) return ToGrpc(cert.status());
   *resp = *std::move(cert);
   return grpc::Status::OK;
+}
+
+grpc::Status EmbeddedKafkaFaultsService::SetBrokerUp(grpc::ServerContext* ctx,
+                                                     const v1::SetBrokerUpRequest* req,
+                                                     v1::SetBrokerUpResponse*) {
+  spdlog::warn("fault injection by {}: embedded Kafka broker {}", Describe(ActorOf(*ctx)),
+               req->up() ? "up" : "down");
+  return ToGrpc(kafka_.SetBrokersUp(req->up()));
+}
+
+grpc::Status EmbeddedKafkaFaultsService::PushRequestErrors(grpc::ServerContext* ctx,
+                                                           const v1::PushRequestErrorsRequest* req,
+                                                           v1::PushRequestErrorsResponse*) {
+  const std::vector<int32_t> codes(req->error_codes().begin(), req->error_codes().end());
+  absl::Status s = kafka_.PushRequestErrors(req->api_key(), codes);
+  if (s.ok())
+    spdlog::warn("fault injection by {}: the next {} request(s) of Kafka API {} fail",
+                 Describe(ActorOf(*ctx)), codes.size(), req->api_key());
+  return ToGrpc(s);
 }
 
 }  // namespace lethe::controlplane

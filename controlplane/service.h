@@ -16,6 +16,7 @@
 #include "controlplane/policy_activator.h"
 #include "controlplane/request_manager.h"
 #include "controlplane/request_store.h"
+#include "kafka/kafka.h"
 #include "ledger/ledger.h"
 #include "lethe/v1/api.grpc.pb.h"
 
@@ -126,6 +127,20 @@ class AgentsService final : public v1::Agents::Service {
   AgentEnrolment& enrolment_;
   const LedgerWriter& writer_;
   RequestStore& store_;
+};
+
+// Fault injection into the embedded broker (lethed --embedded-kafka-faults). Records nothing in
+// the ledger; every fault is logged with the caller.
+class EmbeddedKafkaFaultsService final : public v1::EmbeddedKafkaFaults::Service {
+ public:
+  explicit EmbeddedKafkaFaultsService(kafka::EmbeddedKafka& kafka) : kafka_(kafka) {}
+  grpc::Status SetBrokerUp(grpc::ServerContext*, const v1::SetBrokerUpRequest*,
+                           v1::SetBrokerUpResponse*) override;
+  grpc::Status PushRequestErrors(grpc::ServerContext*, const v1::PushRequestErrorsRequest*,
+                                 v1::PushRequestErrorsResponse*) override;
+
+ private:
+  kafka::EmbeddedKafka& kafka_;
 };
 
 // The certificate of an ended request: its evidence entries, each with an inclusion proof

@@ -127,6 +127,21 @@ absl::Status EmbeddedKafka::SetBrokersUp(bool up) {
   return absl::OkStatus();
 }
 
+absl::Status EmbeddedKafka::PushRequestErrors(int32_t api_key, const std::vector<int32_t>& error_codes) {
+  if (api_key < 0 || api_key > 67)
+    return absl::InvalidArgumentError(absl::StrCat("api_key: ", api_key, " is not a Kafka API key (0..67)"));
+  if (error_codes.empty() || error_codes.size() > 64)
+    return absl::InvalidArgumentError(absl::StrCat("error_codes: ", error_codes.size(), " codes, want 1..64"));
+  std::vector<rd_kafka_resp_err_t> errs;
+  for (int32_t c : error_codes) {
+    if (c < 1 || c > 127)
+      return absl::InvalidArgumentError(absl::StrCat("error_codes: ", c, " is not a Kafka error code (1..127)"));
+    errs.push_back(static_cast<rd_kafka_resp_err_t>(c));
+  }
+  rd_kafka_mock_push_request_errors_array(cluster_, api_key, errs.size(), errs.data());
+  return absl::OkStatus();
+}
+
 absl::Status EmbeddedKafka::CreateTopic(const std::string& topic, int partitions) {
   rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(cluster_, topic.c_str(), partitions, 1);
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)

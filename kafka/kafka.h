@@ -61,6 +61,10 @@ class EmbeddedKafka {
   // Fault injection (tests): takes every broker of the cluster down (its connections closed,
   // new ones refused) or brings them back up.
   absl::Status SetBrokersUp(bool up);
+  // Fault injection (tests): the cluster answers the next requests of Kafka API `api_key`
+  // with these error codes, one request each, in order. kInvalidArgument for an API key
+  // outside 0..67, no codes, more than 64, or a code outside 1..127.
+  absl::Status PushRequestErrors(int32_t api_key, const std::vector<int32_t>& error_codes);
 
  private:
   EmbeddedKafka() = default;

@@ -216,6 +216,11 @@ void Ledger::SyncLoop() {
         g.fetch_add(1);
         g.notify_all();
       }
+      if (options_.on_write_failure) {
+        w.unlock();
+        options_.on_write_failure(st);
+        w.lock();
+      }
       continue;
     }
     write_offset_ = start + bytes;

@@ -135,6 +135,10 @@ struct LedgerOptions {
   // Every change to the ledger's files goes through it (file_system.h); nullptr: the real
   // one. Tests put a fault-injecting one here.
   FileSystem* file_system = nullptr;
+  // Called once, on the ledger's writer thread, when a write or fdatasync fails: from then on
+  // the ledger refuses appends (kUnavailable), since only a new Open re-reads the files and
+  // cuts what of the failed batch reached them. Its owner should restart (lethed exits).
+  std::function<void(const absl::Status&)> on_write_failure;
 };
 
 struct AppendedEntry {

@@ -1,5 +1,6 @@
 // Crashes at the worst moments, with real processes and SIGKILL.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <filesystem>
@@ -202,6 +203,65 @@ TEST(Crash, ErasuresSubmittedWhileTheBrokerIsDownCompleteOnceItIsBack) {
     ASSERT_TRUE(processed.ok()) << processed.status();
     EXPECT_EQ(*processed, std::to_string(erased.size())) << d;
   }
+}
+
+// Found by the chaos run (tests/chaos): after a failed ledger write (a full disk) lethed stayed
+// up refusing every change "until restarted", with its liveness SERVING, so nothing restarted
+// it and every request in progress stayed there. Now it stops with status 75; restarted, it
+// has every acknowledged entry and serves.
+TEST(Crash, LethedStopsWhenItsLedgerCannotBeWrittenAndARestartServesAgain) {
+  Mesh::Options o;
+  o.start_lethed = false;
+  auto m = Mesh::Start(o);
+  ASSERT_TRUE(m.ok()) << m.status();
+  Mesh& mesh = **m;
+  ASSERT_TRUE(mesh.Plant(kAlice).ok());
+  ASSERT_TRUE(mesh.Plant(kBob).ok());
+  std::string addr;
+  auto lethed = SpawnLethed(mesh, &addr);
+  ASSERT_TRUE(lethed.ok()) << lethed.status();
+  for (const auto& d : mesh.domains()) ASSERT_TRUE(mesh.EnrollAgent(d).ok());
+  auto alice = mesh.Erase(kAlice);
+  ASSERT_TRUE(alice.ok()) << alice.status();
+
+  // A full disk, for lethed alone: every write past a file's first byte fails with EFBIG.
+  const struct rlimit full = {1, RLIM_INFINITY};
+  ASSERT_EQ(::prlimit((*lethed)->pid(), RLIMIT_FSIZE, &full, nullptr), 0);
+  // A consent change writes the ledger alone (a Submit first writes the request's key to the
+  // vault, which fails on its own and leaves lethed serving).
+  v1::ChangeConsentRequest change;
+  change.mutable_identity()->set_type("email");
+  change.mutable_identity()->set_value(kBob.email);
+  change.set_purpose("marketing");
+  change.set_status(v1::GRANTED);
+  change.set_source("signup-form");
+  v1::ConsentChangeView view;
+  grpc::ClientContext ctx;
+  const grpc::Status refused = mesh.Consent()->Change(&ctx, change, &view);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE) << refused.error_message();
+  auto status = (*lethed)->Wait(absl::Seconds(30));
+  ASSERT_TRUE(status.ok()) << "lethed kept running on a ledger it cannot write";
+  ASSERT_TRUE(WIFEXITED(*status)) << *status;
+  EXPECT_EQ(WEXITSTATUS(*status), 75);
+  // The acknowledged erasure is in the ledger, the refused change is not, and it verifies.
+  CommandResult mid = VerifyOffline(mesh);
+  EXPECT_EQ(mid.exit_code, 0) << mid.output;
+  EXPECT_THAT(mid.output, HasSubstr("1 in progress"));
+
+  // Restarted with room again: Alice's erasure completes and Bob's is taken.
+  auto again = SpawnLethed(mesh, &addr);
+  ASSERT_TRUE(again.ok()) << again.status();
+  for (const auto& d : mesh.domains()) ASSERT_TRUE(mesh.StartAgent(d).ok());
+  auto alice_done = mesh.WaitDone(*alice, kWait);
+  ASSERT_TRUE(alice_done.ok()) << alice_done.status();
+  EXPECT_EQ(alice_done->state(), v1::COMPLETED);
+  auto bob_done = mesh.EraseAndWait(kBob, kWait);
+  ASSERT_TRUE(bob_done.ok()) << bob_done.status();
+  EXPECT_EQ(bob_done->state(), v1::COMPLETED);
+  for (const auto& d : mesh.domains()) mesh.StopAgent(d);
+  (*again)->Kill(SIGTERM);
+  ASSERT_TRUE((*again)->Wait(absl::Seconds(10)).ok());
+  EXPECT_EQ(VerifyOffline(mesh).exit_code, 0);
 }
 
 TEST(Crash, AgentKilledAfterPurgeCommitPurgesOnceAndRecordsOneReceipt) {

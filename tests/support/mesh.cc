@@ -257,7 +257,7 @@ absl::StatusOr<std::unique_ptr<Mesh>> Mesh::Start(Options options) {
   LETHE_RETURN_IF_ERROR(crypto::CreateServerCert(m->certs_dir(), {"127.0.0.1", "localhost"}));
   for (const char* role : {"admin", "operator", "auditor"})
     LETHE_RETURN_IF_ERROR(crypto::CreateClientCert(m->certs_dir(), role, ClientName(role)));
-  LETHE_ASSIGN_OR_RETURN(m->pg_, PgCluster::Start());
+  LETHE_ASSIGN_OR_RETURN(m->pg_, PgCluster::Start(PgCluster::Options{.fsync = options.pg_fsync}));
   for (const auto& d : options.domains) {
     LETHE_RETURN_IF_ERROR(m->pg_->CreateDatabase(d));
     LETHE_RETURN_IF_ERROR(m->pg_->Exec(d, Fixtures().at(d).ddl));

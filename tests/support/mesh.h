@@ -46,6 +46,8 @@ class Mesh {
     std::string identities = "[email, user_id]";
     bool start_lethed = true;
     bool start_agents = true;
+    // PostgreSQL with fsync on (PgCluster::Options), for runs that crash it.
+    bool pg_fsync = false;
     // Adjusts lethed's options (clock, outbox timings) before it starts.
     std::function<void(controlplane::LethedOptions&)> lethed_options;
     // Applied to each agent's options (AgentOptionsFor), after the mesh's own.

@@ -115,7 +115,9 @@ bool ProcessAlive(pid_t pid) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PgCluster>> PgCluster::Start() {
+absl::StatusOr<std::unique_ptr<PgCluster>> PgCluster::Start() { return Start(Options()); }
+
+absl::StatusOr<std::unique_ptr<PgCluster>> PgCluster::Start(Options options) {
   // For the test that a broken fixture fails the run (tests/scripts/no_silent_skips.sh).
   if (const char* broken = std::getenv("LETHE_TEST_BREAK_POSTGRES"); broken != nullptr && *broken == '1')
     return absl::UnavailableError("PgCluster: PostgreSQL start broken on purpose (LETHE_TEST_BREAK_POSTGRES=1)");
@@ -173,7 +175,7 @@ absl::StatusOr<std::unique_ptr<PgCluster>> PgCluster::Start() {
          << "port = " << c->port_ << "\n"
          << "unix_socket_directories = '" << c->socket_dir_ << "'\n"
          << "listen_addresses = ''\n"
-         << "fsync = off\n";
+         << "fsync = " << (options.fsync ? "on" : "off") << "\n";
     if (!conf.good()) {
       return absl::InternalError(
           absl::StrCat("PgCluster: cannot append to ", c->data_dir_, "/postgresql.conf"));
@@ -281,18 +283,20 @@ absl::Status PgCluster::StartServer() {
   }
 }
 
-absl::Status PgCluster::Stop() {
-  // Fast shutdown is SIGINT to the postmaster; this is what `pg_ctl stop -m fast -w` does,
-  // except that pg_ctl only looks every 100 ms whether the server is gone.
+absl::Status PgCluster::Stop(bool immediate) {
+  // Fast shutdown is SIGINT to the postmaster, immediate shutdown SIGQUIT; this is what
+  // `pg_ctl stop -m fast|immediate -w` does, except that pg_ctl only looks every 100 ms
+  // whether the server is gone.
   pid_t pm = PostmasterPid(data_dir_);
+  const int sig = immediate ? SIGQUIT : SIGINT;
   if (pm > 0 && ProcessAlive(pm)) {
-    if (::kill(pm, SIGINT) != 0 && errno != ESRCH) {
+    if (::kill(pm, sig) != 0 && errno != ESRCH) {
       return absl::InternalError(
-          absl::StrCat("PgCluster: kill(", pm, ", SIGINT): ", strerror(errno)));
+          absl::StrCat("PgCluster: kill(", pm, ", ", strsignal(sig), "): ", strerror(errno)));
     }
     if (!WaitFor([&] { return !ProcessAlive(pm); }, absl::Seconds(60))) {
       return absl::DeadlineExceededError(
-          absl::StrCat("PgCluster: postmaster ", pm, " still running 60 s after SIGINT",
+          absl::StrCat("PgCluster: postmaster ", pm, " still running 60 s after ", strsignal(sig),
                        LogTails()));
     }
   }

@@ -7,8 +7,9 @@
 //     pqxx::connection c((*cluster)->Dsn("ledger"));
 //
 // Each cluster lives in its own mkdtemp("/tmp/lethe-pg-XXXXXX") directory (data directory,
-// unix socket, logs), listens on a unix socket only and runs with fsync=off. Nothing is shared
-// with the system cluster on port 5432 or with other PgClusters, so any number can run at once.
+// unix socket, logs), listens on a unix socket only and runs with fsync=off (Options::fsync
+// turns it on). Nothing is shared with the system cluster on port 5432 or with other
+// PgClusters, so any number can run at once.
 // When running as root, initdb and pg_ctl run as the `postgres` user through runuser.
 #pragma once
 
@@ -28,6 +29,11 @@ class PgCluster {
   // connections. Fails (never skips) if PostgreSQL 15 is not installed or does not start; the
   // error carries the tail of the initdb/pg_ctl and server logs.
   static absl::StatusOr<std::unique_ptr<PgCluster>> Start();
+  struct Options {
+    // fsync = on: a crash (Stop(true)) loses nothing committed, as in production.
+    bool fsync = false;
+  };
+  static absl::StatusOr<std::unique_ptr<PgCluster>> Start(Options options);
 
   // Stops the server (immediate mode) and removes the directory.
   ~PgCluster();
@@ -40,9 +46,10 @@ class PgCluster {
   // libpq / libpqxx conninfo: "host=SOCKDIR port=PORT dbname=DB user=postgres".
   std::string Dsn(const std::string& db) const;
 
-  // pg_ctl stop -m fast, waiting until the server is gone. OK if already stopped. The cluster
-  // can be started again with Restart().
-  absl::Status Stop();
+  // pg_ctl stop -m fast (or -m immediate: a crash, recovered from the WAL at the next start),
+  // waiting until the server is gone. OK if already stopped. The cluster can be started again
+  // with Restart().
+  absl::Status Stop(bool immediate = false);
 
   // Starts the server again (stopping it first if it is running) and waits until it accepts
   // connections. The data is kept.

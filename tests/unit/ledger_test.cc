@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -167,8 +168,14 @@ TEST_F(LedgerTest, StoredBytesAreTheEntrysSerializationAndTimesNeverGoBack) {
 
 TEST_F(LedgerTest, AFailedWriteLeavesTheLedgerAsItWasAndReadOnlyUntilReopened) {
   std::vector<std::string> acked;
+  std::atomic<int> told{0};  // on_write_failure calls: its owner is told once, to restart
+  absl::Status told_status;
   {
-    ASSERT_OK_AND_ASSIGN(auto ledger, Open());
+    ledger::LedgerOptions options = Options();
+    options.on_write_failure = [&](const absl::Status& st) {
+      if (told++ == 0) told_status = st;
+    };
+    ASSERT_OK_AND_ASSIGN(auto ledger, ledger::Ledger::Open(options, nullptr));
     for (int i = 1; i <= 3; ++i) {
       ASSERT_OK_AND_ASSIGN(auto a, ledger->Append({TestEntry(i)}, kNow));
       acked.push_back(a.at(0).bytes);
@@ -217,6 +224,8 @@ TEST_F(LedgerTest, AFailedWriteLeavesTheLedgerAsItWasAndReadOnlyUntilReopened) {
     EXPECT_EQ(ledger->Append({TestEntry(200)}, kNow).status().code(), absl::StatusCode::kUnavailable);
     EXPECT_EQ(ledger->size(), 1 + acked.size());
   }
+  EXPECT_EQ(told.load(), 1);
+  EXPECT_EQ(told_status.code(), absl::StatusCode::kUnavailable) << told_status;
   // Reopened: exactly the acknowledged entries, the chain intact, and writable again.
   ASSERT_OK_AND_ASSIGN(auto reopened, Open());
   ASSERT_EQ(reopened->size(), 1 + acked.size());
