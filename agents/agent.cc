@@ -45,8 +45,12 @@ absl::Status Agent::ConnectKafka(const std::string& bootstrap) {
                          kafka::Consumer::Create(bootstrap, "lethe-agent." + options_.domain,
                                                  {kafka::CommandTopic(options_.domain)}, consumer_cfg));
   // The old clients talk to a broker that is gone: drop them without the group's goodbye,
-  // which would wait for it.
+  // which would wait for it, and without flushing records it will never acknowledge.
   if (consumer_) kafka::Consumer::Discard(std::move(consumer_));
+  if (producer_) producer_->PurgeAll();
+  // A receipt or tombstone waiting for a broker that lethed's restart replaced is given up
+  // once the bootstrap file names another: the command is handled again on the new one.
+  if (!options_.kafka_bootstrap_file.empty()) producer->SetAbandon([this] { return BootstrapMoved(); });
   producer_ = std::move(producer);
   consumer_ = std::move(consumer);
   {
@@ -56,6 +60,18 @@ absl::Status Agent::ConnectKafka(const std::string& bootstrap) {
   joined_.store(false);
   options_.kafka_bootstrap = bootstrap;
   return absl::OkStatus();
+}
+
+bool Agent::BootstrapMoved() {
+  const absl::Time now = options_.clock->Now();
+  if (now < next_moved_check_) return false;
+  next_moved_check_ = now + options_.bootstrap_check_interval;
+  absl::StatusOr<std::string> current = ReadBootstrapFile(options_.kafka_bootstrap_file);
+  const bool moved = current.ok() && *current != options_.kafka_bootstrap;
+  if (moved)
+    spdlog::info("domain {}: Kafka bootstrap changed while waiting for an acknowledgement: giving it up",
+                 options_.domain);
+  return moved;
 }
 
 void Agent::FollowBootstrapFile() {

@@ -132,8 +132,12 @@ class Agent {
   absl::Status ConnectKafka(const std::string& bootstrap);
   // Reads kafka_bootstrap_file when due and reconnects when the address changed.
   void FollowBootstrapFile();
+  // Whether kafka_bootstrap_file (read at most every bootstrap_check_interval) now names
+  // another cluster than the clients use: the producer's reason to stop waiting.
+  bool BootstrapMoved();
   const policies::Domain* domain_section_ = nullptr;  // in *policy_
   absl::Time next_bootstrap_check_ = absl::InfinitePast();
+  absl::Time next_moved_check_ = absl::InfinitePast();
   std::atomic<bool> joined_{false};
   std::atomic<uint64_t> reconnects_{0};
   std::unique_ptr<grpc::Server> health_server_;

@@ -62,6 +62,7 @@ const std::vector<Rule>& Rules() {
         {"/lethe.v1.Ledger/GetCertificate", auditors},
         {"/lethe.v1.EmbeddedKafkaFaults/SetBrokerUp", admin_only},
         {"/lethe.v1.EmbeddedKafkaFaults/PushRequestErrors", admin_only},
+        {"/lethe.v1.EmbeddedKafkaFaults/MovePartitionLeader", admin_only},
         // gRPC's standard services on the authenticated port: any role may ask whether lethed
         // serves and which services it has (a probe without a certificate uses the plaintext
         // --health-listen port, which serves health alone).

@@ -164,7 +164,8 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   LETHE_RETURN_IF_ERROR(d->manager_->Recover());
 
   if (options.embedded_kafka) {
-    LETHE_ASSIGN_OR_RETURN(d->embedded_, kafka::EmbeddedKafka::Start(1));
+    // Three brokers when faults are served, so that partition leaders can move.
+    LETHE_ASSIGN_OR_RETURN(d->embedded_, kafka::EmbeddedKafka::Start(options.embedded_kafka_faults ? 3 : 1));
     // The topics a real cluster gets (kafka/topics.h), without their settings: the mock
     // cluster has none. Topics of domains activated later are created when activated (below).
     for (const auto& t : kafka::LetheTopics(DomainsEverActivated(d->projections_.policies), absl::ZeroDuration()))

@@ -48,6 +48,12 @@ absl::Time OutboxPublisher::PublishDue() {
     }
     overdue_noted_.erase(c.command_id);
     Schedule sched = schedule_.count(c.command_id) ? schedule_[c.command_id] : Schedule{now};
+    // Refused by the domain's agent, which has answered another command since: it may have
+    // been fixed (a drifted policy deployed again), so publish now rather than at the
+    // backoff's next turn. A command merely waiting in the topic is left alone.
+    if (sched.next > now && sched.published > 0 && now - sched.published_at >= options_.first_retry &&
+        store_.Answers(c.domain) > sched.answers_at_publish && !store_.LastRejection(c.command_id).empty())
+      sched.next = now;
     if (sched.next <= now && !stop_) {
       auto wire = manager_.CommandWire(c);
       if (absl::IsNotFound(wire.status())) {
@@ -70,6 +76,8 @@ absl::Time OutboxPublisher::PublishDue() {
       }
       if (st.ok()) {
         store_.NotePublished(c.command_id);
+        sched.published_at = now;
+        sched.answers_at_publish = store_.Answers(c.domain);
         sched.failures = 0;
         sched.next = now + std::min(options_.max_retry,
                                     options_.first_retry * (1 << std::min(sched.published, 10)));

@@ -1,7 +1,10 @@
 // OutboxPublisher: the ledger is the outbox. Every command whose domain has not answered is
 // published to lethe.commands.<domain>, then re-published with exponential backoff until a
 // receipt is recorded or the request's due date passes: after a restart of lethed or of the
-// broker, nothing is lost. Commands near expiry are replaced by freshly signed ones.
+// broker, nothing is lost. A command the domain's agent refused (policy drift, a key it does
+// not hold) is published again as soon as the domain answers another command, at most once
+// per first_retry: the agent may have been fixed, and the backoff may have grown to minutes.
+// Commands near expiry are replaced by freshly signed ones.
 #pragma once
 
 #include <atomic>
@@ -46,6 +49,8 @@ class OutboxPublisher {
     absl::Time next;
     int failures = 0;
     int published = 0;
+    absl::Time published_at = absl::InfinitePast();
+    uint64_t answers_at_publish = 0;  // the domain's RequestStore::Answers then
   };
 
   RequestStore& store_;

@@ -583,6 +583,7 @@ absl::StatusOr<std::optional<RequestManager::SequencedReceipt>> RequestManager::
   lock.unlock();
   if (access && options_.parts != nullptr) options_.parts->Forget(receipt.command_id());
   counters_.recorded.fetch_add(1);
+  store_.NoteAnswered(receipt.domain());
   if (received_ms) options_.receipt_latency(access, clock_.Now() - absl::FromUnixMillis(*received_ms));
   spdlog::info("request {}: receipt from domain {} ({})", Quote(receipt.request_id()), Quote(receipt.domain()),
                receipt.outcome() == v1::Receipt::COMPLETED ? "completed" : "failed");

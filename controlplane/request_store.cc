@@ -625,6 +625,17 @@ void RequestStore::NoteRejection(const std::string& command_id, std::string why)
   changed_.notify_all();
 }
 
+void RequestStore::NoteAnswered(const std::string& domain) {
+  std::lock_guard<std::mutex> l(mu_);
+  ++answers_[domain];
+}
+
+uint64_t RequestStore::Answers(const std::string& domain) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = answers_.find(domain);
+  return it == answers_.end() ? 0 : it->second;
+}
+
 std::string RequestStore::LastRejection(const std::string& command_id) const {
   std::lock_guard<std::mutex> l(mu_);
   auto it = rejections_.find(command_id);

@@ -222,6 +222,11 @@ class RequestStore {
   int Attempts(const std::string& command_id) const;
   void NoteRejection(const std::string& command_id, std::string why);
   std::string LastRejection(const std::string& command_id) const;
+  // Receipts recorded from the domain since lethed started (a runtime count): the outbox
+  // publishes a command the domain's agent refused again as soon as the domain answers
+  // another, since its agent may have been fixed (outbox.h).
+  void NoteAnswered(const std::string& domain);
+  uint64_t Answers(const std::string& domain) const;
 
   // Changes whenever an entry is applied or a command published.
   uint64_t version() const;
@@ -290,6 +295,7 @@ class RequestStore {
   std::vector<AgentRecord> agents_;
   std::map<std::string, int> attempts_;
   std::map<std::string, std::string> rejections_;
+  std::map<std::string, uint64_t> answers_;  // by domain
   // Open requests by the identity tokens of their subject ("type\0token" -> request ids in
   // submission order); a request leaves it when it completes.
   std::map<std::string, std::vector<std::string>> open_by_token_;

@@ -586,4 +586,14 @@ grpc::Status EmbeddedKafkaFaultsService::PushRequestErrors(grpc::ServerContext* 
   return ToGrpc(s);
 }
 
+grpc::Status EmbeddedKafkaFaultsService::MovePartitionLeader(grpc::ServerContext* ctx,
+                                                             const v1::MovePartitionLeaderRequest* req,
+                                                             v1::MovePartitionLeaderResponse*) {
+  absl::Status s = kafka_.SetPartitionLeader(req->topic(), req->partition(), req->broker_id());
+  if (s.ok())
+    spdlog::warn("fault injection by {}: the leader of {}[{}] is now broker {}", Describe(ActorOf(*ctx)),
+                 req->topic(), req->partition(), req->broker_id());
+  return ToGrpc(s);
+}
+
 }  // namespace lethe::controlplane

@@ -138,6 +138,8 @@ class EmbeddedKafkaFaultsService final : public v1::EmbeddedKafkaFaults::Service
                            v1::SetBrokerUpResponse*) override;
   grpc::Status PushRequestErrors(grpc::ServerContext*, const v1::PushRequestErrorsRequest*,
                                  v1::PushRequestErrorsResponse*) override;
+  grpc::Status MovePartitionLeader(grpc::ServerContext*, const v1::MovePartitionLeaderRequest*,
+                                   v1::MovePartitionLeaderResponse*) override;
 
  private:
   kafka::EmbeddedKafka& kafka_;

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/file_system.h"
+#include "base/status.h"
 #include "spdlog/spdlog.h"
 
 namespace lethe::kafka {
@@ -146,6 +147,27 @@ absl::Status EmbeddedKafka::CreateTopic(const std::string& topic, int partitions
   rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(cluster_, topic.c_str(), partitions, 1);
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
     return absl::InternalError(absl::StrCat("create topic ", topic, ": ", rd_kafka_err2str(e)));
+  std::lock_guard<std::mutex> l(topics_mu_);
+  topics_.emplace(topic, partitions);
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddedKafka::SetPartitionLeader(const std::string& topic, int32_t partition, int32_t broker_id) {
+  {
+    // The mock creates a topic it is asked about: only topics made here are moved.
+    std::lock_guard<std::mutex> l(topics_mu_);
+    auto it = topics_.find(topic);
+    if (it == topics_.end())
+      return absl::NotFoundError(absl::StrCat("topic: \"", Quote(topic, 40), "\" is not a topic of this cluster"));
+    if (partition < 0 || partition >= it->second)
+      return absl::NotFoundError(absl::StrCat("partition: ", partition, " is not a partition of ", topic, " (0..",
+                                              it->second - 1, ")"));
+  }
+  if (broker_id < 1 || broker_id > brokers_)
+    return absl::InvalidArgumentError(absl::StrCat("broker_id: ", broker_id, " is not a broker (1..", brokers_, ")"));
+  const rd_kafka_resp_err_t e = rd_kafka_mock_partition_set_leader(cluster_, topic.c_str(), partition, broker_id);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return absl::InternalError(absl::StrCat("move the leader of ", topic, "[", partition, "]: ", rd_kafka_err2str(e)));
   return absl::OkStatus();
 }
 
@@ -205,6 +227,11 @@ Producer::~Producer() {
   }
 }
 
+void Producer::PurgeAll() {
+  rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  rd_kafka_poll(rk_, 0);  // serve the purged records' delivery reports
+}
+
 absl::StatusOr<Delivered> Producer::ProduceSync(const std::string& topic,
                                                 const std::optional<std::string>& key,
                                                 const std::optional<std::string>& value,
@@ -248,7 +275,7 @@ std::vector<absl::StatusOr<Delivered>> Producer::PublishAll(const std::vector<Re
   };
   while (!all_done()) {
     rd_kafka_poll(rk_, 20);
-    if (!purged && absl::Now() > deadline && timeout_ms > 0) {
+    if (!purged && ((absl::Now() > deadline && timeout_ms > 0) || (abandon_ && abandon_()))) {
       rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
       purged = true;
     }

@@ -7,7 +7,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -65,6 +67,10 @@ class EmbeddedKafka {
   // with these error codes, one request each, in order. kInvalidArgument for an API key
   // outside 0..67, no codes, more than 64, or a code outside 1..127.
   absl::Status PushRequestErrors(int32_t api_key, const std::vector<int32_t>& error_codes);
+  // Fault injection (tests): makes broker `broker_id` (1..brokers()) the leader of a partition
+  // of a topic made by CreateTopic. kNotFound for any other topic or partition.
+  absl::Status SetPartitionLeader(const std::string& topic, int32_t partition, int32_t broker_id);
+  int brokers() const { return brokers_; }
 
  private:
   EmbeddedKafka() = default;
@@ -72,6 +78,8 @@ class EmbeddedKafka {
   rd_kafka_mock_cluster_s* cluster_ = nullptr;
   int brokers_ = 0;
   std::string bootstrap_;
+  mutable std::mutex topics_mu_;
+  std::map<std::string, int> topics_;  // made by CreateTopic: partitions
 };
 
 // Thread safety: ProduceSync may be called concurrently from several threads (each call waits
@@ -106,10 +114,20 @@ class Producer : public Publisher {
   // Whether a broker answers a metadata request within `timeout` (kUnavailable otherwise):
   // what lethed's health service reports as Kafka being reachable.
   absl::Status CheckReachable(absl::Duration timeout);
+  // While PublishAll (and ProduceSync) waits for acknowledgements it asks `abandon` at every
+  // poll (20 ms); true purges what is still queued or in flight and ends the wait, those
+  // records failing with kUnavailable. For a client whose cluster may be replaced (an agent
+  // following lethed's embedded broker), so that it does not wait out message.timeout.ms on
+  // a broker that is gone. Set it before the producer is shared.
+  void SetAbandon(std::function<bool()> abandon) { abandon_ = std::move(abandon); }
+  // Drops every record still queued or in flight without waiting, so that destroying the
+  // producer does not wait for a broker that is gone.
+  void PurgeAll();
 
  private:
   Producer() = default;
   rd_kafka_t* rk_ = nullptr;
+  std::function<bool()> abandon_;
   std::vector<rd_kafka_topic_t*> topics_;
 };
 

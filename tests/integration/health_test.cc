@@ -91,6 +91,94 @@ TEST(Health, NotServingWhileNoKafkaBrokerAnswers) {
 }
 
 // `lethectl health`: the status of every service, and the list server reflection gives.
+// lethe.v1.EmbeddedKafkaFaults (what tests/chaos drives): absent unless lethed runs with
+// --embedded-kafka-faults; then for admins alone, and it really takes the broker down.
+TEST(EmbeddedKafkaFaults, ServedOnlyWhenAskedForToAdminsAndItTakesTheBrokerDown) {
+  {
+    Mesh::Options o;
+    o.domains = {"growth"};
+    o.start_agents = false;
+    ASSERT_OK_AND_ASSIGN(auto mesh, Mesh::Start(o));
+    v1::SetBrokerUpRequest down;
+    v1::SetBrokerUpResponse resp;
+    grpc::ClientContext ctx;
+    const grpc::Status s = v1::EmbeddedKafkaFaults::NewStub(mesh->Channel("admin"))->SetBrokerUp(&ctx, down, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED) << s.error_message();
+  }
+  controlplane::LethedOptions refused;
+  refused.embedded_kafka_faults = true;
+  refused.kafka_bootstrap = "127.0.0.1:9";
+  refused.data_dir = "/nonexistent";
+  refused.signing_key_path = "/nonexistent";
+  refused.insecure = true;
+  auto no = controlplane::Lethed::Start(refused);
+  ASSERT_FALSE(no.ok());
+  EXPECT_THAT(no.status().message(), ::testing::HasSubstr("--embedded-kafka-faults needs --embedded-kafka"));
+
+  Mesh::Options o;
+  o.domains = {"growth"};
+  o.lethed_options = [](controlplane::LethedOptions& lo) {
+    lo.embedded_kafka_faults = true;
+    lo.health_listen = "127.0.0.1:0";
+    lo.health_interval = absl::Milliseconds(200);
+  };
+  ASSERT_OK_AND_ASSIGN(auto mesh, Mesh::Start(o));
+  auto call = [&](const std::string& role, bool up) {
+    v1::SetBrokerUpRequest req;
+    req.set_up(up);
+    v1::SetBrokerUpResponse resp;
+    grpc::ClientContext ctx;
+    return v1::EmbeddedKafkaFaults::NewStub(mesh->Channel(role))->SetBrokerUp(&ctx, req, &resp);
+  };
+  EXPECT_EQ(call("operator", false).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(call("auditor", false).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  auto plain = HealthChannel(mesh->lethed().health_port());
+  grpc::Status error;
+  ASSERT_TRUE(WaitFor([&] { return Check(plain, "", &error) == 1; }, absl::Seconds(30)));
+  ASSERT_TRUE(call("admin", false).ok());
+  EXPECT_TRUE(WaitFor([&] { return Check(plain, "", &error) == 2; }, absl::Seconds(30)))
+      << "lethed still SERVING with its broker down";
+  ASSERT_TRUE(call("admin", true).ok());
+  EXPECT_TRUE(WaitFor([&] { return Check(plain, "", &error) == 1; }, absl::Seconds(30)));
+
+  // Request errors: bounded input, named fields.
+  auto push = [&](int api, std::vector<int> codes) {
+    v1::PushRequestErrorsRequest req;
+    req.set_api_key(api);
+    for (int c : codes) req.add_error_codes(c);
+    v1::PushRequestErrorsResponse resp;
+    grpc::ClientContext ctx;
+    return v1::EmbeddedKafkaFaults::NewStub(mesh->Channel("admin"))->PushRequestErrors(&ctx, req, &resp);
+  };
+  EXPECT_TRUE(push(0, {7, 7}).ok());
+  // Leaders move among the cluster's three brokers, for lethed's own topics only.
+  auto move = [&](const std::string& topic, int partition, int broker) {
+    v1::MovePartitionLeaderRequest req;
+    req.set_topic(topic);
+    req.set_partition(partition);
+    req.set_broker_id(broker);
+    v1::MovePartitionLeaderResponse resp;
+    grpc::ClientContext ctx;
+    return v1::EmbeddedKafkaFaults::NewStub(mesh->Channel("admin"))->MovePartitionLeader(&ctx, req, &resp);
+  };
+  EXPECT_TRUE(move("lethe.commands.growth", 0, 3).ok());
+  EXPECT_EQ(move("lethe.commands.nowhere", 0, 2).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(move("lethe.receipts", 1, 2).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(move("lethe.receipts", 0, 4).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // After all of it (the broker down and up, errors, moved leaders) an erasure goes through.
+  ASSERT_TRUE(move("lethe.receipts", 0, 2).ok());
+  ASSERT_TRUE(mesh->Plant(kAlice).ok());
+  auto done = mesh->EraseAndWait(kAlice, absl::Seconds(90));
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), v1::COMPLETED);
+  for (const auto& [api, codes, field] : std::vector<std::tuple<int, std::vector<int>, std::string>>{
+           {99, {7}, "api_key"}, {0, {}, "error_codes"}, {0, {0}, "error_codes"}, {0, std::vector<int>(65, 7), "error_codes"}}) {
+    const grpc::Status s = push(api, codes);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << field;
+    EXPECT_THAT(s.error_message(), ::testing::HasSubstr(field));
+  }
+}
+
 TEST(Health, LethectlPrintsEachServiceAndTheReflectionList) {
   Mesh::Options o;
   o.domains = {"growth"};

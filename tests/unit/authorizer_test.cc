@@ -9,6 +9,7 @@
 #include "base/file_system.h"
 #include "crypto/x509.h"
 #include "gtest/gtest.h"
+#include "lethe/v1/api.pb.h"
 #include "tests/support/files.h"
 
 namespace lethe::controlplane {
@@ -99,6 +100,21 @@ TEST_F(RoleAuthorizerTest, ConcurrentFirstCallsOfAConnectionAddThePropertiesOnce
   for (auto& th : pool) th.join();
   EXPECT_EQ(refused.load(), 0);
   EXPECT_EQ(ctx.adds(), 4);
+}
+
+// Every method of every service in api.proto has a rule: a method added without one would be
+// refused to everybody (RolesFor is empty), the fault-injection service's included.
+TEST(Rules, EveryMethodOfTheApiHasOne) {
+  const google::protobuf::FileDescriptor* api = v1::SubmitRequest::descriptor()->file();
+  ASSERT_GE(api->service_count(), 6);
+  for (int i = 0; i < api->service_count(); ++i) {
+    const auto* service = api->service(i);
+    for (int j = 0; j < service->method_count(); ++j) {
+      const std::string method = "/" + service->full_name() + "/" + service->method(j)->name();
+      EXPECT_FALSE(RolesFor(method).empty()) << method << " has no rule in authorizer.cc";
+    }
+  }
+  EXPECT_EQ(RolesFor("/lethe.v1.EmbeddedKafkaFaults/SetBrokerUp"), std::vector<std::string>{kRoleAdmin});
 }
 
 }  // namespace

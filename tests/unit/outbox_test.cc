@@ -100,6 +100,49 @@ TEST_F(OutboxTest, AFailedDeliveryIsRetriedSoonWithItsOwnBackoffAndThenResumes) 
   EXPECT_THAT(fake_.delivered(), SizeIs(1));
 }
 
+// A command the domain's agent refused (drift) goes out again as soon as the domain answers
+// another one, not at the backoff's next turn (which grows to minutes); a command that was not
+// refused, merely waiting in the topic, keeps its schedule. Found by the chaos run: after a
+// drifted agent was fixed, its refused commands waited up to minutes for their next publish.
+TEST_F(OutboxTest, ARefusedCommandGoesOutAgainOnceItsDomainAnswersAnother) {
+  const std::string refused = Submit();
+  const absl::Time t0 = Now();
+  outbox_->PublishDue();  // published at t0, next at t0 + 15 s
+  cp_.clock().Set(t0 + absl::Seconds(15));
+  EXPECT_EQ(outbox_->PublishDue(), t0 + absl::Seconds(45));  // second publish, next 30 s later
+  ASSERT_THAT(fake_.records(), SizeIs(2));
+  const controlplane::CommandRecord command = cp_.CommandFor(refused, "growth");
+  ASSERT_TRUE(cp_.manager()
+                  .RecordReceipt(ControlPlane::ReceiptWire(command, growth_.sign, v1::Receipt::REJECTED))
+                  .ok());
+  // Another request, waiting in the topic and never refused (next publish at t0 + 40 s).
+  cp_.clock().Set(t0 + absl::Seconds(25));
+  auto waiting = cp_.manager().SubmitErasure(Identities({{"email", "bob@example.com"}}), "", OperatorActor());
+  ASSERT_TRUE(waiting.ok()) << waiting.status();
+  outbox_->PublishDue();
+  ASSERT_THAT(fake_.records(), SizeIs(3));
+  // Nobody answered yet: the refused command keeps its turn.
+  cp_.clock().Set(t0 + absl::Seconds(35));
+  outbox_->PublishDue();
+  EXPECT_THAT(fake_.records(), SizeIs(3));
+  // The domain answers a third request's command: the refused one goes out now, at t0 + 36 s
+  // rather than t0 + 45 s; the waiting one does not.
+  cp_.clock().Set(t0 + absl::Seconds(36));
+  auto third = cp_.manager().SubmitErasure(Identities({{"email", "carol@example.com"}}), "", OperatorActor());
+  ASSERT_TRUE(third.ok()) << third.status();
+  outbox_->PublishDue();
+  ASSERT_THAT(fake_.records(), SizeIs(4));
+  ASSERT_TRUE(cp_.manager()
+                  .RecordReceipt(ControlPlane::ReceiptWire(cp_.CommandFor(*third, "growth"), growth_.sign))
+                  .ok());
+  outbox_->PublishDue();
+  ASSERT_THAT(fake_.records(), SizeIs(5));
+  EXPECT_EQ(fake_.records().back().key, refused);
+  // Once, not at every pass.
+  outbox_->PublishDue();
+  EXPECT_THAT(fake_.records(), SizeIs(5));
+}
+
 TEST_F(OutboxTest, AnAnsweredCommandIsNoLongerPublished) {
   const std::string id = Submit();
   outbox_->PublishDue();
