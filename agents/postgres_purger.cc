@@ -495,7 +495,34 @@ std::vector<absl::StatusOr<PurgeResult>> PostgresPurger::PurgeAll(
     const std::vector<const VerifiedCommand*>& commands) {
   bool any_access = false;
   for (const VerifiedCommand* c : commands) any_access = any_access || c->access;
-  if (commands.size() <= 1 || any_access) return Purger::PurgeAll(commands);  // one by one
+  if (commands.size() <= 1) return Purger::PurgeAll(commands);
+  if (any_access) {
+    // In order: each run of erasures between access commands shares a transaction, and each
+    // access command gathers alone (a read-only snapshot), seeing exactly the erasures before
+    // it. Carrying the whole batch out one by one instead cost a transaction and a commit per
+    // erasure whenever a batch held one access command: the chaos run's agents fell behind.
+    std::vector<absl::StatusOr<PurgeResult>> out;
+    std::vector<const VerifiedCommand*> run;
+    auto flush = [&] {
+      if (run.empty()) return true;
+      std::vector<absl::StatusOr<PurgeResult>> done = PurgeAll(run);
+      const bool all = !done.empty() && done.size() == run.size() && done.back().ok();
+      for (auto& r : done) out.push_back(std::move(r));
+      run.clear();
+      return all;
+    };
+    for (const VerifiedCommand* c : commands) {
+      if (!c->access) {
+        run.push_back(c);
+        continue;
+      }
+      if (!flush()) return out;  // stops after the first error, as PurgeAll promises
+      out.push_back(Purge(*c));
+      if (!out.back().ok()) return out;
+    }
+    flush();
+    return out;
+  }
   absl::StatusOr<Together> together = CarryTogether(commands);
   if (!together.ok()) return {together.status()};  // nothing kept: retry the batch
   // A command that fails is answered alone, with nothing of it kept: the batch was rolled

@@ -10,6 +10,7 @@
 #include "proto/envelope.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "crypto/seal.h"
 #include "tests/support/mesh.h"
 #include "tests/support/subprocess.h"
 
@@ -519,6 +520,43 @@ TEST_F(PurgeBatch, ATransientFailureKeepsNothingOfTheBatch) {
   }
   EXPECT_EQ(*mesh_->Rows("crm", kAlice), 2);
   EXPECT_EQ(Processed("outcome = 'COMPLETED'"), "2");
+}
+
+// An access command inside a batch: it gathers alone, in its place, seeing the erasures
+// before it; the erasures on each side of it still share a transaction each (processed_at is
+// a transaction's start, so the rows of one transaction carry the same). Found by the chaos
+// run: one access command made its whole batch run one transaction per erasure, and the
+// agents fell behind.
+TEST_F(PurgeBatch, AnAccessCommandGathersInItsPlaceAndTheErasuresAroundItShareTransactions) {
+  const Person dave{"66120045", "dave@example.com"};
+  ASSERT_TRUE(mesh_->Plant(dave).ok());
+  agents::PostgresPurger purger = Purger();
+  const agents::VerifiedCommand a = Command("cmd-a", kAlice), b = Command("cmd-b", kBob),
+                                c = Command("cmd-c", kCarol), d = Command("cmd-d", dave);
+  agents::VerifiedCommand access = Command("cmd-x", kAlice);
+  access.access = true;
+  auto part_key = crypto::X25519PrivateKey::Generate();
+  ASSERT_TRUE(part_key.ok());
+  access.part_recipient_key = part_key->public_key().raw();
+  auto results = purger.PurgeAll({&a, &b, &access, &c, &d});
+  ASSERT_EQ(results.size(), 5u);
+  for (const auto& r : results) ASSERT_TRUE(r.ok()) << r.status();
+  for (size_t i : {0u, 1u, 3u, 4u}) EXPECT_EQ(results[i]->receipt.outcome(), v1::Receipt::COMPLETED) << i;
+  // Alice was erased before the gather: nothing of her is left but her retained invoices.
+  const v1::Receipt& gathered = results[2]->receipt;
+  ASSERT_EQ(gathered.tables_size(), 4);
+  for (const auto& t : gathered.tables())
+    EXPECT_EQ(t.rows_exported(), t.table() == "crm.invoices" ? 2 : 0) << t.table();
+  EXPECT_EQ(Processed("command_id = 'cmd-x'"), "0");  // a gather records nothing
+  auto when = [&](const std::string& ids) {
+    auto r = mesh_->pg().Query("crm", "SELECT count(DISTINCT processed_at) FROM lethe_agent.processed_commands "
+                                      "WHERE command_id IN (" + ids + ")");
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : "";
+  };
+  EXPECT_EQ(when("'cmd-a', 'cmd-b'"), "1");
+  EXPECT_EQ(when("'cmd-c', 'cmd-d'"), "1");
+  EXPECT_EQ(when("'cmd-a', 'cmd-b', 'cmd-c', 'cmd-d'"), "2");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "base/file_system.h"
+#include "base/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ledger/ledger.h"
@@ -56,19 +57,31 @@ CommandResult VerifyOffline(Mesh& mesh) {
   return r.ok() ? *r : CommandResult{-1, r.status().ToString()};
 }
 
-TEST(Crash, LethedKilledAfterSubmitCompletesTheRequestAfterRestart) {
+// A mesh with Alice and Bob planted whose lethed runs as a child process, every agent's key
+// enrolled and no agent started.
+struct ChildLethedMesh {
+  std::unique_ptr<Mesh> mesh;
+  std::unique_ptr<Subprocess> lethed;
+  std::string addr;
+};
+absl::StatusOr<ChildLethedMesh> StartWithChildLethed() {
   Mesh::Options o;
   o.start_lethed = false;
-  auto m = Mesh::Start(o);
-  ASSERT_TRUE(m.ok()) << m.status();
-  Mesh& mesh = **m;
-  ASSERT_TRUE(mesh.Plant(kAlice).ok());
-  ASSERT_TRUE(mesh.Plant(kBob).ok());
+  ChildLethedMesh c;
+  LETHE_ASSIGN_OR_RETURN(c.mesh, Mesh::Start(o));
+  LETHE_RETURN_IF_ERROR(c.mesh->Plant(kAlice));
+  LETHE_RETURN_IF_ERROR(c.mesh->Plant(kBob));
+  LETHE_ASSIGN_OR_RETURN(c.lethed, SpawnLethed(*c.mesh, &c.addr));
+  for (const auto& d : c.mesh->domains()) LETHE_RETURN_IF_ERROR(c.mesh->EnrollAgent(d));
+  return c;
+}
 
-  std::string addr;
-  auto lethed = SpawnLethed(mesh, &addr);
-  ASSERT_TRUE(lethed.ok()) << lethed.status();
-  for (const auto& d : mesh.domains()) ASSERT_TRUE(mesh.EnrollAgent(d).ok());
+TEST(Crash, LethedKilledAfterSubmitCompletesTheRequestAfterRestart) {
+  auto started = StartWithChildLethed();
+  ASSERT_TRUE(started.ok()) << started.status();
+  Mesh& mesh = *started->mesh;
+  std::string& addr = started->addr;
+  auto* lethed = &started->lethed;
   auto id = mesh.Erase(kAlice);
   ASSERT_TRUE(id.ok()) << id.status();
 
@@ -210,17 +223,11 @@ TEST(Crash, ErasuresSubmittedWhileTheBrokerIsDownCompleteOnceItIsBack) {
 // it and every request in progress stayed there. Now it stops with status 75; restarted, it
 // has every acknowledged entry and serves.
 TEST(Crash, LethedStopsWhenItsLedgerCannotBeWrittenAndARestartServesAgain) {
-  Mesh::Options o;
-  o.start_lethed = false;
-  auto m = Mesh::Start(o);
-  ASSERT_TRUE(m.ok()) << m.status();
-  Mesh& mesh = **m;
-  ASSERT_TRUE(mesh.Plant(kAlice).ok());
-  ASSERT_TRUE(mesh.Plant(kBob).ok());
-  std::string addr;
-  auto lethed = SpawnLethed(mesh, &addr);
-  ASSERT_TRUE(lethed.ok()) << lethed.status();
-  for (const auto& d : mesh.domains()) ASSERT_TRUE(mesh.EnrollAgent(d).ok());
+  auto started = StartWithChildLethed();
+  ASSERT_TRUE(started.ok()) << started.status();
+  Mesh& mesh = *started->mesh;
+  std::string& addr = started->addr;
+  auto* lethed = &started->lethed;
   auto alice = mesh.Erase(kAlice);
   ASSERT_TRUE(alice.ok()) << alice.status();
 
