@@ -62,26 +62,27 @@ absl::Status Agent::ConnectKafka(const std::string& bootstrap) {
   return absl::OkStatus();
 }
 
-bool Agent::BootstrapMoved() {
+std::optional<std::string> Agent::NewBootstrap(absl::Time& next_check) {
   const absl::Time now = options_.clock->Now();
-  if (now < next_moved_check_) return false;
-  next_moved_check_ = now + options_.bootstrap_check_interval;
+  if (now < next_check) return std::nullopt;
+  next_check = now + options_.bootstrap_check_interval;
+  // Missing or empty while lethed restarts: keep the current clients until it is written.
   absl::StatusOr<std::string> current = ReadBootstrapFile(options_.kafka_bootstrap_file);
-  const bool moved = current.ok() && *current != options_.kafka_bootstrap;
-  if (moved)
-    spdlog::info("domain {}: Kafka bootstrap changed while waiting for an acknowledgement: giving it up",
-                 options_.domain);
-  return moved;
+  if (!current.ok() || *current == options_.kafka_bootstrap) return std::nullopt;
+  return *std::move(current);
+}
+
+bool Agent::BootstrapMoved() {
+  if (!NewBootstrap(next_moved_check_)) return false;
+  spdlog::info("domain {}: Kafka bootstrap changed while waiting for an acknowledgement: giving it up",
+               options_.domain);
+  return true;
 }
 
 void Agent::FollowBootstrapFile() {
   if (options_.kafka_bootstrap_file.empty()) return;
-  const absl::Time now = options_.clock->Now();
-  if (now < next_bootstrap_check_) return;
-  next_bootstrap_check_ = now + options_.bootstrap_check_interval;
-  // Missing or empty while lethed restarts: keep the current clients until it is written.
-  absl::StatusOr<std::string> current = ReadBootstrapFile(options_.kafka_bootstrap_file);
-  if (!current.ok() || *current == options_.kafka_bootstrap) return;
+  std::optional<std::string> current = NewBootstrap(next_bootstrap_check_);
+  if (!current) return;
   spdlog::info("domain {}: Kafka bootstrap changed ({} -> {}): reconnecting", options_.domain,
                options_.kafka_bootstrap, *current);
   if (absl::Status s = ConnectKafka(*current); !s.ok()) {

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -132,8 +133,11 @@ class Agent {
   absl::Status ConnectKafka(const std::string& bootstrap);
   // Reads kafka_bootstrap_file when due and reconnects when the address changed.
   void FollowBootstrapFile();
-  // Whether kafka_bootstrap_file (read at most every bootstrap_check_interval) now names
-  // another cluster than the clients use: the producer's reason to stop waiting.
+  // kafka_bootstrap_file's address when it is due to be read again (next_check, then
+  // bootstrap_check_interval later) and names another cluster than the clients use.
+  std::optional<std::string> NewBootstrap(absl::Time& next_check);
+  // Whether NewBootstrap (on its own schedule) found a new cluster: the producer's reason to
+  // stop waiting.
   bool BootstrapMoved();
   const policies::Domain* domain_section_ = nullptr;  // in *policy_
   absl::Time next_bootstrap_check_ = absl::InfinitePast();

@@ -67,10 +67,9 @@ class EmbeddedKafka {
   // with these error codes, one request each, in order. kInvalidArgument for an API key
   // outside 0..67, no codes, more than 64, or a code outside 1..127.
   absl::Status PushRequestErrors(int32_t api_key, const std::vector<int32_t>& error_codes);
-  // Fault injection (tests): makes broker `broker_id` (1..brokers()) the leader of a partition
-  // of a topic made by CreateTopic. kNotFound for any other topic or partition.
+  // Fault injection (tests): makes broker `broker_id` (1..the brokers Start made) the leader of
+  // a partition of a topic made by CreateTopic. kNotFound for any other topic or partition.
   absl::Status SetPartitionLeader(const std::string& topic, int32_t partition, int32_t broker_id);
-  int brokers() const { return brokers_; }
 
  private:
   EmbeddedKafka() = default;

@@ -202,15 +202,11 @@ class Processes {
     std::lock_guard<std::mutex> l(channels_mu_);
     auto& c = channels_[role];
     if (!c) {
-      grpc::SslCredentialsOptions o;
-      o.pem_root_certs = ReadFileOrEmpty(mesh_.certs_dir() + "/ca.crt");
-      o.pem_cert_chain = ReadFileOrEmpty(mesh_.client_cert(role));
-      o.pem_private_key = ReadFileOrEmpty(mesh_.client_key(role));
       grpc::ChannelArguments args;
       args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
       args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
       args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-      c = grpc::CreateCustomChannel(mesh_.addr(), grpc::SslCredentials(o), args);
+      c = mesh_.Channel(role, args);
     }
     return c;
   }

@@ -316,11 +316,15 @@ std::string Mesh::ClientName(const std::string& role) {
 }
 
 std::shared_ptr<grpc::Channel> Mesh::Channel(const std::string& role) const {
+  return Channel(role, grpc::ChannelArguments());
+}
+
+std::shared_ptr<grpc::Channel> Mesh::Channel(const std::string& role, const grpc::ChannelArguments& args) const {
   grpc::SslCredentialsOptions o;
   o.pem_root_certs = lethe::ReadFile(certs_dir() + "/ca.crt").value();
   o.pem_cert_chain = lethe::ReadFile(client_cert(role)).value();
   o.pem_private_key = lethe::ReadFile(client_key(role)).value();
-  return grpc::CreateChannel(addr(), grpc::SslCredentials(o));
+  return grpc::CreateCustomChannel(addr(), grpc::SslCredentials(o), args);
 }
 
 std::unique_ptr<v1::SubjectRequests::Stub> Mesh::Requests() const {

@@ -77,6 +77,8 @@ class Mesh {
   }
   // A channel to lethed presenting the certificate of `role`.
   std::shared_ptr<grpc::Channel> Channel(const std::string& role) const;
+  // The same with these channel arguments (reconnect backoff, ...).
+  std::shared_ptr<grpc::Channel> Channel(const std::string& role, const grpc::ChannelArguments& args) const;
   const std::vector<std::string>& domains() const { return options_.domains; }
 
   PgCluster& pg() { return *pg_; }
