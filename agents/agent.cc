@@ -1,6 +1,9 @@
 // Agent (agent.h): building an agent from its options, and its consume loop.
 #include "agents/agent.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <prometheus/counter.h>
@@ -92,6 +95,60 @@ void Agent::FollowBootstrapFile() {
   reconnects_.fetch_add(1);
 }
 
+namespace {
+
+// A credentials file, read again when its modification time or size changes.
+s3::CredentialSource FollowCredentialsFile(std::string path, std::string profile) {
+  struct State {
+    std::mutex mu;
+    struct stat seen {};
+    std::optional<s3::Credentials> creds;
+  };
+  auto state = std::make_shared<State>();
+  return [path = std::move(path), profile = std::move(profile), state]() -> absl::StatusOr<s3::Credentials> {
+    std::lock_guard<std::mutex> lock(state->mu);
+    struct stat now {};
+    if (::stat(path.c_str(), &now) != 0) {
+      if (state->creds) return *state->creds;  // a secret being swapped: keep the last one
+      return absl::NotFoundError("S3 credentials file " + path + " cannot be read");
+    }
+    if (!state->creds || now.st_mtim.tv_sec != state->seen.st_mtim.tv_sec ||
+        now.st_mtim.tv_nsec != state->seen.st_mtim.tv_nsec || now.st_size != state->seen.st_size ||
+        now.st_ino != state->seen.st_ino) {
+      absl::StatusOr<s3::Credentials> c = s3::CredentialsFromFile(path, profile);
+      if (!c.ok()) return c.status();
+      state->creds = std::move(*c);
+      state->seen = now;
+    }
+    return *state->creds;
+  };
+}
+
+}  // namespace
+
+absl::StatusOr<s3::CredentialSource> Agent::S3Credentials(const AgentOptions& o) {
+  std::string file = o.s3_credentials_file;
+  if (file.empty()) {
+    if (absl::StatusOr<s3::Credentials> env = s3::CredentialsFromEnvironment(); env.ok()) {
+      return s3::CredentialSource([c = std::move(*env)]() -> absl::StatusOr<s3::Credentials> { return c; });
+    }
+    if (const char* f = std::getenv("AWS_SHARED_CREDENTIALS_FILE"); f != nullptr && *f != '\0') {
+      file = f;
+    } else if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0' &&
+               ::access((std::string(home) + "/.aws/credentials").c_str(), R_OK) == 0) {
+      file = std::string(home) + "/.aws/credentials";
+    } else {
+      return absl::FailedPreconditionError(
+          "domain " + o.domain +
+          " has an s3 section but no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give "
+          "--s3-credentials FILE (an AWS shared credentials file)");
+    }
+  }
+  // Read once now, so that a missing or broken file stops the agent at start, naming it.
+  LETHE_RETURN_IF_ERROR(s3::CredentialsFromFile(file, o.s3_profile).status());
+  return FollowCredentialsFile(file, o.s3_profile);
+}
+
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
   std::unique_ptr<Agent> a(new Agent());
   LETHE_ASSIGN_OR_RETURN(policies::Policy policy, policies::Policy::LoadFile(o.policy_path));
@@ -116,11 +173,19 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
   TombstoneSink tombstones = [self](const std::string& topic, const std::string& key) {
     return self->Tombstone(topic, key);
   };
+  if (!domain->s3.buckets.empty()) {
+    LETHE_ASSIGN_OR_RETURN(s3::CredentialSource credentials, S3Credentials(o));
+    s3::ClientOptions client;
+    client.endpoint = domain->s3.endpoint;
+    client.region = domain->s3.region;
+    a->s3_eraser_ = std::make_unique<S3Eraser>(
+        domain->s3, std::make_unique<s3::Client>(std::move(client), std::move(credentials)), o.s3);
+  }
   if (o.purger_factory) {
     LETHE_ASSIGN_OR_RETURN(a->purger_, o.purger_factory(*domain, *a->key_, *o.clock, std::move(tombstones)));
   } else {
     a->purger_ = std::make_unique<PostgresPurger>(o.postgres_dsn, *domain, *a->key_, *o.clock,
-                                                  std::move(tombstones));
+                                                  std::move(tombstones), a->s3_eraser_.get());
   }
   a->handler_ = std::make_unique<CommandHandler>(
       o.domain, *a->verifier_, *a->purger_, *a->key_, *o.clock,

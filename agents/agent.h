@@ -23,6 +23,7 @@
 #include "agents/command_handler.h"
 #include "agents/command_verifier.h"
 #include "agents/purger.h"
+#include "agents/s3_eraser.h"
 #include "base/clock.h"
 #include "crypto/seal.h"
 #include "kafka/kafka.h"
@@ -77,6 +78,13 @@ struct AgentOptions {
   std::string health_listen;
   // Empty: a PostgresPurger on postgres_dsn (what lethe-agent runs).
   PurgerFactory purger_factory;
+  // A domain with an s3 section signs its S3 requests with: this AWS shared credentials file
+  // (profile s3_profile), read again whenever it changes; when empty, AWS_ACCESS_KEY_ID and
+  // AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), else the file AWS_SHARED_CREDENTIALS_FILE
+  // or ~/.aws/credentials names. None of them: Create fails.
+  std::string s3_credentials_file;
+  std::string s3_profile = "default";
+  S3EraserOptions s3;
 };
 
 // Thread safety: Create, Start and Stop (and the destructor) from one owning thread; stats()
@@ -107,6 +115,9 @@ class Agent {
   void Run();
   void Count(const std::string& result);
   void Backoff(absl::Duration d);
+  // Where the S3 credentials come from (AgentOptions::s3_credentials_file); an error naming
+  // the file or the variables when there are none.
+  static absl::StatusOr<s3::CredentialSource> S3Credentials(const AgentOptions& o);
   // Produces a tombstone and records where it went and the topic's retention settings.
   absl::StatusOr<v1::TombstoneResult> Tombstone(const std::string& topic, const std::string& key);
 
@@ -115,6 +126,7 @@ class Agent {
   std::unique_ptr<crypto::Ed25519PrivateKey> key_;
   std::unique_ptr<crypto::X25519PrivateKey> encryption_key_;  // opens the commands' identities
   std::unique_ptr<CommandVerifier> verifier_;
+  std::unique_ptr<S3Eraser> s3_eraser_;  // the domain's S3 buckets, when it has any
   std::unique_ptr<Purger> purger_;
   std::unique_ptr<CommandHandler> handler_;
   std::unique_ptr<kafka::Consumer> consumer_;

@@ -44,6 +44,15 @@ int main(int argc, char** argv) {
                  "a real broker answers as soon as a command arrives; lethed's embedded broker "
                  "holds the whole wait, so against it use 10ms")
       ->capture_default_str();
+  app.add_option("--s3-credentials", o.s3_credentials_file,
+                 "AWS shared credentials file (INI: aws_access_key_id, aws_secret_access_key, "
+                 "aws_session_token) for the domain's S3 buckets, read again when it changes; "
+                 "default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, else AWS_SHARED_CREDENTIALS_FILE "
+                 "or ~/.aws/credentials");
+  app.add_option("--s3-profile", o.s3_profile, "profile of the credentials file")->capture_default_str();
+  app.add_option("--s3-max-object-bytes", o.s3.max_object_bytes,
+                 "largest JSON-lines object the agent rewrites; a larger one fails the command")
+      ->capture_default_str();
   app.add_option("--metrics-listen", metrics_listen, "serve Prometheus metrics on HOST:PORT");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   std::string log_format = "text";

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "agents/postgres_gatherer.h"
 #include "agents/recheck.h"
+#include "agents/subject_keys.h"
 #include "base/status.h"
 #include "proto/envelope.h"
 #include "crypto/seal.h"
@@ -172,86 +173,15 @@ std::string Describe(const std::exception& e, const std::string& table) {
 
 }  // namespace
 
-namespace {
-
-// Parses a key template such as "user:{user_id}:{email}" as policies::KafkaTopic::BuildKey
-// reads it; a template BuildKey refuses (a stray brace) builds no key.
-PostgresPurger::KeyTemplate ParseKeyTemplate(const std::string& tmpl) {
-  PostgresPurger::KeyTemplate out;
-  size_t i = 0;
-  while (i < tmpl.size()) {
-    const size_t open = tmpl.find_first_of("{}", i);
-    if (open == std::string::npos) {
-      out.parts.push_back({false, tmpl.substr(i)});
-      break;
-    }
-    if (tmpl[open] == '}') return {};
-    if (open > i) out.parts.push_back({false, tmpl.substr(i, open - i)});
-    const size_t close = tmpl.find_first_of("{}", open + 1);
-    if (close == std::string::npos || tmpl[close] != '}') return {};
-    out.parts.push_back({true, tmpl.substr(open + 1, close - open - 1)});
-    i = close + 1;
-  }
-  out.valid = true;
-  return out;
-}
-
-std::vector<PostgresPurger::KeyTemplate> ParseKeyTemplates(const policies::Domain& domain) {
-  std::vector<PostgresPurger::KeyTemplate> out;
-  for (const auto& topic : domain.kafka_topics) out.push_back(ParseKeyTemplate(topic.key_template));
-  return out;
-}
-
-// Every key of the subject for a topic: one per combination of the identity values its
-// template uses. Empty when the command lacks one of those identity types.
-std::vector<std::string> SubjectKeys(const policies::KafkaTopic& topic,
-                                     const PostgresPurger::KeyTemplate& tmpl,
-                                     const OpenedIdentities& ids) {
-  if (!tmpl.valid) return {};
-  std::vector<std::map<std::string, const SecretBytes*>> combos(1);
-  for (const auto& type : topic.identities) {
-    std::vector<std::map<std::string, const SecretBytes*>> next;
-    for (const auto& id : ids.identities()) {
-      if (id.type != type) continue;
-      for (auto c : combos) {
-        c[type] = &id.value;
-        next.push_back(std::move(c));
-      }
-    }
-    combos = std::move(next);
-  }
-  std::vector<std::string> keys;
-  for (const auto& c : combos) {
-    std::string key;
-    bool complete = true;
-    for (const auto& part : tmpl.parts) {
-      if (!part.is_identity) {
-        key += part.text;
-        continue;
-      }
-      const auto it = c.find(part.text);
-      if (it == c.end()) {
-        complete = false;
-        break;
-      }
-      key += RevealSecret(*it->second);  // the raw identity goes into the record key
-    }
-    if (complete) keys.push_back(std::move(key));
-  }
-  return keys;
-}
-
-}  // namespace
-
 PostgresPurger::PostgresPurger(std::string dsn, policies::Domain domain,
                                const crypto::Ed25519PrivateKey& key, const Clock& clock,
-                               TombstoneSink tombstones)
+                               TombstoneSink tombstones, S3Eraser* objects)
     : dsn_(std::move(dsn)),
       domain_(std::move(domain)),
-      key_templates_(ParseKeyTemplates(domain_)),
       key_(key),
       clock_(clock),
-      tombstones_(std::move(tombstones)) {}
+      tombstones_(std::move(tombstones)),
+      objects_(objects) {}
 
 PostgresPurger::~PostgresPurger() = default;
 
@@ -341,10 +271,9 @@ absl::StatusOr<std::string> PostgresPurger::Carry(pqxx::work& tx, const Verified
   }
   // Tombstones, before the commit: a crash after this point re-runs them on redelivery.
   if (missing_identity.empty() && all_zero) {
-    for (size_t ti = 0; ti < domain_.kafka_topics.size(); ++ti) {
-      const policies::KafkaTopic& topic = domain_.kafka_topics[ti];
+    for (const policies::KafkaTopic& topic : domain_.kafka_topics) {
       current_table = "topic " + topic.topic;
-      std::vector<std::string> keys = SubjectKeys(topic, key_templates_[ti], vc.identities);
+      std::vector<std::string> keys = SubjectKeys(topic.key_template, topic.identities, vc.identities);
       if (keys.empty()) {
         missing_identity = topic.identities.empty() ? "?" : topic.identities.front();
         break;
@@ -362,6 +291,15 @@ absl::StatusOr<std::string> PostgresPurger::Carry(pqxx::work& tx, const Verified
     return "the command carries no " + missing_identity +
            " identity, which this domain's tables or topics are keyed by";
   if (!all_zero) return std::string("rows of the subject remained after deleting them; rolled back");
+  // S3 last, still before the commit: a failure to finish rolls the tables back and the
+  // redelivery erases what is left.
+  if (!domain_.s3.buckets.empty()) {
+    current_table = "S3";
+    if (objects_ == nullptr) return absl::FailedPreconditionError("no S3 client for the domain's buckets");
+    LETHE_ASSIGN_OR_RETURN(ObjectErasure erased, objects_->Erase(vc.identities));
+    if (!erased.failure.empty()) return erased.failure;
+    for (auto& b : erased.buckets) *receipt.add_s3() = std::move(b);
+  }
   receipt.set_outcome(v1::Receipt::COMPLETED);
   receipt.set_verified_zero_remaining(true);
   receipt.set_completed_at_unix_ms(absl::ToUnixMillis(clock_.Now()));
@@ -553,11 +491,10 @@ absl::StatusOr<PurgeResult> PostgresPurger::Gather(const VerifiedCommand& vc) {
       return failed("the command carries no " + t.identity + " identity, which this domain's tables are keyed by");
   }
   std::vector<TopicKeys> topics;
-  for (size_t ti = 0; ti < domain_.kafka_topics.size(); ++ti) {
-    const policies::KafkaTopic& topic = domain_.kafka_topics[ti];
+  for (const policies::KafkaTopic& topic : domain_.kafka_topics) {
     TopicKeys tk;
     tk.topic = topic.topic;
-    for (std::string& k : SubjectKeys(topic, key_templates_[ti], vc.identities)) tk.keys.emplace_back(std::move(k));
+    for (std::string& k : SubjectKeys(topic.key_template, topic.identities, vc.identities)) tk.keys.emplace_back(std::move(k));
     if (tk.keys.empty())
       return failed("the command carries no " + (topic.identities.empty() ? std::string("?") : topic.identities.front()) +
                     " identity, which this domain's topics are keyed by");

@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "agents/command_verifier.h"
 #include "agents/purger.h"
+#include "agents/s3_eraser.h"
 #include "base/clock.h"
 #include "crypto/crypto.h"
 #include "lethe/v1/messages.pb.h"
@@ -38,10 +39,10 @@ namespace lethe::agents {
 // at a time (it holds one connection). Distinct instances may run concurrently.
 class PostgresPurger final : public Purger {
  public:
-  // `tombstones` serves the domain's kafka topics; it may be empty when the domain has none.
-  // The topics' key templates are parsed here, once.
+  // `tombstones` serves the domain's kafka topics and `objects` its S3 buckets; either may be
+  // null when the domain has none.
   PostgresPurger(std::string dsn, policies::Domain domain, const crypto::Ed25519PrivateKey& key,
-                 const Clock& clock, TombstoneSink tombstones = nullptr);
+                 const Clock& clock, TombstoneSink tombstones = nullptr, S3Eraser* objects = nullptr);
   ~PostgresPurger() override;
 
   // Creates schema lethe_agent and its table when absent. kUnavailable when the server
@@ -62,17 +63,6 @@ class PostgresPurger final : public Purger {
   // The largest piece of a sealed part per AccessPartChunk (default 512 KiB: with its envelope,
   // well under a broker's default message.max.bytes of 1,000,000).
   void set_part_chunk_bytes(size_t n) { part_chunk_bytes_ = n == 0 ? 1 : n; }
-
-  // A compacted topic's record key template, parsed: literal text and {identity type}
-  // {identity type} fields, in order.
-  struct KeyTemplate {
-    struct Part {
-      bool is_identity = false;
-      std::string text;  // the literal text, or the identity type it stands for
-    };
-    std::vector<Part> parts;
-    bool valid = false;  // false when the template is malformed: it builds no key
-  };
 
  private:
   absl::StatusOr<pqxx::connection*> Connection();
@@ -101,10 +91,10 @@ class PostgresPurger final : public Purger {
 
   const std::string dsn_;
   const policies::Domain domain_;
-  const std::vector<KeyTemplate> key_templates_;  // one per domain_.kafka_topics, same order
   const crypto::Ed25519PrivateKey& key_;
   const Clock& clock_;
   const TombstoneSink tombstones_;
+  S3Eraser* const objects_;
   std::unique_ptr<pqxx::connection> conn_;
   bool schema_ready_ = false;  // EnsureSchema succeeded once
   std::string hash_key_hex_;   // the domain's anonymization secret, hex (from lethe_agent.settings)

@@ -739,6 +739,7 @@ v1::RequestView ToView(const RequestRecord& r, const RequestStore& store, absl::
         *tp->mutable_columns() = t.columns();
       }
       *dp->mutable_tombstones() = d.receipt->tombstones();
+      *dp->mutable_s3() = d.receipt->s3();
       dp->set_verified_zero_remaining(d.receipt->verified_zero_remaining());
       dp->set_error(d.receipt->error());
       dp->set_agent_key_id(d.agent_key_id);

@@ -74,6 +74,30 @@ Json DomainJson(const Domain& domain) {
     }
     out["kafka_topics"] = std::move(topics);
   }
+  if (!domain.s3.buckets.empty()) {
+    Json buckets = Json::array();
+    for (const S3Bucket& b : domain.s3.buckets) {
+      Json bucket = Json::object();
+      bucket["bucket"] = b.bucket;
+      bucket[S3Bucket::KindName(b.kind)] = b.prefix;
+      if (b.kind == S3Bucket::Kind::kJsonl) {
+        bucket["field"] = b.field;
+        bucket["identity"] = b.identity;
+        if (b.match != Match::kExact) bucket["match"] = MatchName(b.match);
+      }
+      bucket["action"] = Table::ActionName(b.action);
+      if (b.action == TableAction::kRetain) {
+        bucket["basis"] = b.basis;
+        bucket["period_seconds"] = absl::ToInt64Seconds(b.period);
+      }
+      buckets.push_back(std::move(bucket));
+    }
+    Json s3 = Json::object();
+    s3["region"] = domain.s3.region;
+    if (!domain.s3.endpoint.empty()) s3["endpoint"] = domain.s3.endpoint;
+    s3["buckets"] = std::move(buckets);
+    out["s3"] = std::move(s3);
+  }
   return out;
 }
 
@@ -157,6 +181,8 @@ std::optional<std::string> KafkaTopic::BuildKey(
   return key;
 }
 
+const char* S3Bucket::KindName(Kind kind) { return kind == Kind::kJsonl ? "jsonl" : "objects"; }
+
 std::vector<std::string> Domain::IdentityTypes() const {
   std::vector<std::string> types;
   auto add = [&types](const std::string& type) {
@@ -165,6 +191,9 @@ std::vector<std::string> Domain::IdentityTypes() const {
   for (const Table& t : tables) add(t.identity);
   for (const KafkaTopic& k : kafka_topics) {
     for (const std::string& type : k.identities) add(type);
+  }
+  for (const S3Bucket& b : s3.buckets) {
+    for (const std::string& type : b.identities) add(type);
   }
   return types;
 }

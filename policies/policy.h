@@ -85,14 +85,49 @@ struct KafkaTopic {
   std::optional<std::string> BuildKey(const std::map<std::string, std::string>& values) const;
 };
 
+// One bucket entry of a domain's S3 section: where in the bucket the subject's data lies.
+struct S3Bucket {
+  enum class Kind {
+    kObjects,  // every object whose key starts with `prefix` built from the subject's identities
+    kJsonl,    // JSON-lines objects under the literal `prefix`: the lines whose `field` holds
+               // the subject's `identity`
+  };
+  std::string bucket;  // an S3 bucket name: 3-63 of [a-z0-9.-], starting and ending alphanumeric
+  Kind kind = Kind::kObjects;
+  // kObjects: a template of literal text and {identity type} placeholders, ending in literal
+  // text ("users/{user_id}/"), so that one person's prefix is never the start of another's.
+  // kJsonl: literal text (no placeholder); may be empty (the whole bucket).
+  std::string prefix;
+  // kObjects: the types the template uses, in first-use order. kJsonl: {identity}.
+  std::vector<std::string> identities;
+  std::string field;     // kJsonl: the top-level JSON field holding the identity
+  std::string identity;  // kJsonl: the identity type held in `field`
+  Match match = Match::kExact;  // kJsonl: how `field` is compared (as a table's `match`)
+  TableAction action = TableAction::kDelete;  // kDelete or kRetain, never kAnonymize
+  std::string basis;      // retain only
+  absl::Duration period;  // retain only
+  // "objects" | "jsonl"
+  static const char* KindName(Kind kind);
+};
+
+// A domain's S3 section: the buckets that hold copies of its data, on one endpoint.
+struct S3Store {
+  // "http[s]://host[:port]" of an S3-compatible server, path-style addressing; empty: AWS
+  // (https://BUCKET.s3.REGION.amazonaws.com).
+  std::string endpoint;
+  std::string region;  // [a-z0-9-]+, what requests are signed for
+  std::vector<S3Bucket> buckets;  // in file order; empty without an s3 section
+};
+
 struct Domain {
   std::string name;  // [a-z0-9_-]+
   // In file order: the order the agent processes them. Empty only when the domain has no
   // postgres section.
   std::vector<Table> tables;
   std::vector<KafkaTopic> kafka_topics;  // in file order; empty without a kafka section
+  S3Store s3;                            // buckets empty without an s3 section
   // Distinct identity types used by this domain's tables, then by its Kafka key templates,
-  // in first-use order.
+  // then by its S3 buckets, in first-use order.
   std::vector<std::string> IdentityTypes() const;
 };
 

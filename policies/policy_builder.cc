@@ -15,6 +15,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_join.h"
 #include "base/utf8.h"
 #include "yaml-cpp/eventhandler.h"
@@ -35,6 +36,8 @@ constexpr size_t kMaxKeyTemplateLength = 1000;
 constexpr char kTopicNameRule[] =
     "[A-Za-z0-9._-]+ (at most 249 characters, and not \".\" or \"..\")";
 constexpr char kActions[] = "delete, anonymize or retain";
+constexpr char kBucketNameRule[] =
+    "3 to 63 of [a-z0-9.-], starting and ending with a letter or digit";
 constexpr char kSetForm[] = "a map of column: null | hash | \"constant\"";
 
 struct Position {
@@ -135,6 +138,56 @@ bool IsTopicName(std::string_view s) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
            c == '_' || c == '-';
   });
+}
+
+// An S3 bucket name as AWS allows it for new buckets: 3 to 63 characters of [a-z0-9.-],
+// starting and ending with a letter or digit, no "..".
+bool IsBucketName(std::string_view s) {
+  if (s.size() < 3 || s.size() > 63 || s.find("..") != std::string_view::npos) return false;
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!alnum(s.front()) || !alnum(s.back())) return false;
+  return std::all_of(s.begin(), s.end(), [&](char c) { return alnum(c) || c == '.' || c == '-'; });
+}
+
+// An S3 endpoint: "http://" or "https://", a host ([A-Za-z0-9.-]+ or a bracketed IPv6
+// address), an optional ":port" (1-65535) and at most a trailing "/". Returns it without the
+// trailing "/", or "" when it is not one.
+std::string CanonicalEndpoint(std::string_view s) {
+  std::string_view rest = s;
+  if (rest.starts_with("http://")) {
+    rest.remove_prefix(7);
+  } else if (rest.starts_with("https://")) {
+    rest.remove_prefix(8);
+  } else {
+    return "";
+  }
+  if (rest.ends_with("/")) rest.remove_suffix(1);
+  size_t host_end = 0;
+  if (!rest.empty() && rest[0] == '[') {
+    host_end = rest.find(']');
+    if (host_end == std::string_view::npos || host_end == 1) return "";
+    for (char c : rest.substr(1, host_end - 1)) {
+      if (!absl::ascii_isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return "";
+    }
+    ++host_end;
+  } else {
+    while (host_end < rest.size() && (absl::ascii_isalnum(static_cast<unsigned char>(rest[host_end])) ||
+                                      rest[host_end] == '.' || rest[host_end] == '-')) {
+      ++host_end;
+    }
+    if (host_end == 0) return "";
+  }
+  std::string_view port = rest.substr(host_end);
+  if (!port.empty()) {
+    if (port[0] != ':' || port.size() < 2 || port.size() > 6) return "";
+    int value = 0;
+    for (char c : port.substr(1)) {
+      if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return "";
+      value = value * 10 + (c - '0');
+    }
+    if (value < 1 || value > 65535) return "";
+  }
+  return std::string(s.substr(0, s.size() - (s.ends_with("/") ? 1 : 0)));
 }
 
 // The number of characters (code points) in valid UTF-8 text.
@@ -410,13 +463,16 @@ const std::vector<std::string> kTopLevelKeys = {"version",  "name",      "identi
 const std::vector<std::string> kPurposeKeys = {"name", "description", "domains",
                                                "erase_on_withdrawal"};
 const std::vector<std::string> kDeadlineKeys = {"erasure", "max_extension", "access", "access_retention"};
-const std::vector<std::string> kDomainKeys = {"name", "postgres", "kafka"};
+const std::vector<std::string> kDomainKeys = {"name", "postgres", "kafka", "s3"};
 const std::vector<std::string> kPostgresKeys = {"tables"};
 const std::vector<std::string> kIdentityKeys = {"name", "normalize"};
 const std::vector<std::string> kTableKeys = {"table", "key",    "identity", "action",
                                              "basis", "period", "set",      "match"};
 const std::vector<std::string> kKafkaKeys = {"topics"};
 const std::vector<std::string> kTopicKeys = {"topic", "key"};
+const std::vector<std::string> kS3Keys = {"endpoint", "region", "buckets"};
+const std::vector<std::string> kBucketKeys = {"bucket",   "objects", "jsonl",  "field", "identity",
+                                              "match",    "action",  "basis",  "period"};
 
 }  // namespace
 
@@ -685,7 +741,7 @@ class PolicyBuilder {
     std::string label = "domain #" + std::to_string(index + 1);
     if (!node.IsMap()) {
       Error(node,
-            label + " must be a map with name and postgres and/or kafka, got " + Describe(node));
+            label + " must be a map with name and postgres, kafka and/or s3, got " + Describe(node));
       return;
     }
     const MapView map(node);
@@ -713,10 +769,11 @@ class PolicyBuilder {
     CheckKeys(map, kDomainKeys, "in " + label);
     const Entry* postgres = map.Find("postgres");
     const Entry* kafka = map.Find("kafka");
-    if (postgres == nullptr && kafka == nullptr) {
+    const Entry* s3 = map.Find("s3");
+    if (postgres == nullptr && kafka == nullptr && s3 == nullptr) {
       Error(node, label +
-                      " has neither a postgres nor a kafka section (expected postgres: with a "
-                      "list of tables, kafka: with a list of topics, or both)");
+                      " has no postgres, kafka or s3 section (expected postgres: with a list of "
+                      "tables, kafka: with a list of topics, s3: with a list of buckets, or several)");
     }
     if (postgres != nullptr) {
       if (!postgres->value.IsMap()) {
@@ -732,6 +789,14 @@ class PolicyBuilder {
                                Describe(kafka->value));
       } else {
         ReadKafka(kafka->value, label, &domain);
+      }
+    }
+    if (s3 != nullptr) {
+      if (!s3->value.IsMap()) {
+        ValueError(*s3, "s3 in " + label + " must be a map with region and buckets, got " +
+                            Describe(s3->value));
+      } else {
+        ReadS3(s3->value, label, &domain);
       }
     }
     policy_.domains_.push_back(std::move(domain));
@@ -876,7 +941,7 @@ class PolicyBuilder {
         }
       }
       if (*action == TableAction::kAnonymize) ReadSet(node, map, label, &table);
-      if (*action == TableAction::kRetain) ReadRetention(node, map, label, &table);
+      if (*action == TableAction::kRetain) ReadRetention(node, map, label, &table.basis, &table.period);
     }
 
     if (named) {
@@ -968,7 +1033,7 @@ class PolicyBuilder {
 
   // The basis: and period: of a retain action.
   void ReadRetention(const YAML::Node& node, const MapView& map, const std::string& label,
-                     Table* table) {
+                     std::string* basis_out, absl::Duration* period_out) {
     if (const Entry* e = map.Find("basis"); e == nullptr) {
       Error(node, label +
                       " has action retain but no \"basis\" (the legal basis for keeping its "
@@ -983,7 +1048,7 @@ class PolicyBuilder {
         ValueError(*e, "basis of " + label + " is too long: " + std::to_string(n) +
                            " characters (at most " + std::to_string(kMaxBasisLength) + ")");
       } else {
-        table->basis = *basis;
+        *basis_out = *basis;
       }
     }
     const std::string field = "period of " + label;
@@ -999,7 +1064,7 @@ class PolicyBuilder {
                !d.ok()) {
       ValueError(*e, std::string(d.status().message()));
     } else {
-      table->period = *d;
+      *period_out = *d;
     }
   }
 
@@ -1092,6 +1157,219 @@ class PolicyBuilder {
       }
     }
     domain->kafka_topics.push_back(std::move(topic));
+  }
+
+  void ReadS3(const YAML::Node& node, const std::string& domain_label, Domain* domain) {
+    const MapView map(node);
+    CheckKeys(map, kS3Keys, "in " + domain_label, "s3");
+    if (const Entry* e = map.Find("region"); e == nullptr) {
+      Error(node, "s3 section of " + domain_label +
+                      " has no region (the region requests are signed for, e.g. eu-west-1)");
+    } else if (const std::string* region = ScalarOrError(
+                   *e, "region in " + domain_label + " must be a region name such as eu-west-1")) {
+      if (region->empty() || region->size() > 50 ||
+          !std::all_of(region->begin(), region->end(), [](char c) {
+            return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+          })) {
+        ValueError(*e, "bad region " + Quote(*region) + " in " + domain_label +
+                           ": expected lowercase letters, digits and - (e.g. eu-west-1)");
+      } else {
+        domain->s3.region = *region;
+      }
+    }
+    if (const Entry* e = map.Find("endpoint"); e != nullptr) {
+      const std::string form = "http[s]://host[:port], e.g. http://127.0.0.1:4568";
+      if (const std::string* endpoint =
+              ScalarOrError(*e, "endpoint in " + domain_label + " must be " + form)) {
+        std::string canonical = CanonicalEndpoint(*endpoint);
+        if (canonical.empty()) {
+          ValueError(*e, "bad endpoint " + Quote(*endpoint) + " in " + domain_label + ": expected " +
+                             form + " (no path, user or query)");
+        } else {
+          domain->s3.endpoint = std::move(canonical);
+        }
+      }
+    }
+    const Entry* e = map.Find("buckets");
+    if (e == nullptr) {
+      Error(node, "s3 section of " + domain_label +
+                      " has no buckets (expected buckets: with a list of buckets)");
+      return;
+    }
+    if (!e->value.IsSequence()) {
+      ValueError(*e, "buckets in " + domain_label + " must be a list of buckets, got " +
+                         Describe(e->value));
+      return;
+    }
+    if (e->value.size() == 0) {
+      ValueError(*e, "buckets in " + domain_label + " must list at least one bucket");
+    }
+    std::map<std::string, int> first_line;
+    size_t index = 0;
+    for (const YAML::Node& item : e->value) ReadBucket(item, index++, domain_label, &first_line, domain);
+  }
+
+  void ReadBucket(const YAML::Node& node, size_t index, const std::string& domain_label,
+                  std::map<std::string, int>* first_line, Domain* domain) {
+    const std::string entry_label = "bucket #" + std::to_string(index + 1) + " of " + domain_label;
+    const std::string shape = "bucket, objects or jsonl, and action";
+    if (!node.IsMap()) {
+      Error(node, entry_label + " must be a map with " + shape + ", got " + Describe(node));
+      return;
+    }
+    const MapView map(node);
+    S3Bucket bucket;
+    std::string label = entry_label;
+    const Entry* name_entry = map.Find("bucket");
+    if (name_entry == nullptr) {
+      Error(node, entry_label + " is missing \"bucket\" (the bucket's name)");
+    } else if (const std::string* name = ScalarOrError(
+                   *name_entry, "bad bucket name in " + domain_label + ": expected " + kBucketNameRule)) {
+      label = "bucket " + Quote(*name) + " of " + domain_label;
+      if (IsBucketName(*name)) {
+        bucket.bucket = *name;
+      } else {
+        ValueError(*name_entry,
+                   "bad bucket name " + Quote(*name) + " in " + domain_label + ": expected " + kBucketNameRule);
+      }
+    }
+    CheckKeys(map, kBucketKeys, "in " + label);
+
+    const Entry* objects = map.Find("objects");
+    const Entry* jsonl = map.Find("jsonl");
+    bool prefix_ok = false;  // the entry's prefix was read: it takes part in the duplicate check
+    const std::string known = ListNames(policy_.identities_);
+    auto unknown_type = [&](const Entry& at, const std::string& type, const std::string& where) {
+      if (policy_.identities_.empty() || policy_.HasIdentity(type)) return;
+      std::string close = ClosestMatch(type, policy_.identities_);
+      ValueError(at, label + " uses identity type " + Quote(type) + where +
+                         ", which is not listed in identities (" +
+                         (close.empty() ? "listed: " + known : "did you mean " + Quote(close) + "?") + ")");
+    };
+    if (objects != nullptr && jsonl != nullptr) {
+      Error(jsonl->key_node, label + " has both objects and jsonl (one entry says one of them: write "
+                                     "two entries for the same bucket)");
+    } else if (objects == nullptr && jsonl == nullptr) {
+      Error(node, label + " has neither objects (a key prefix template, e.g. \"users/{user_id}/\") "
+                          "nor jsonl (the prefix of JSON-lines objects, e.g. \"events/\")");
+    } else if (objects != nullptr) {
+      bucket.kind = S3Bucket::Kind::kObjects;
+      const std::string example = " (a key prefix template over identity types, e.g. \"users/{user_id}/\")";
+      if (const std::string* text = ScalarOrError(*objects, "objects of " + label + " must be a string" + example)) {
+        const KeyTemplate parsed = ParseKeyTemplate(*text);
+        if (!IsValidUtf8(*text)) {
+          ValueError(*objects, "objects of " + label + " must be valid UTF-8 text");
+        } else if (text->size() > kMaxKeyTemplateLength) {
+          ValueError(*objects, "objects of " + label + " is too long: " + std::to_string(text->size()) +
+                                   " bytes (at most " + std::to_string(kMaxKeyTemplateLength) + ")");
+        } else if (!parsed.error.empty()) {
+          ValueError(*objects, "bad key prefix template " + Quote(*text) + " for " + label + ": " +
+                                   parsed.error + example);
+        } else if (text->ends_with("}")) {
+          ValueError(*objects, "key prefix template " + Quote(*text) + " for " + label +
+                                   " ends with a placeholder: end it with literal text such as \"/\", "
+                                   "or the prefix of user 4 would also match the objects of user 42");
+        } else {
+          bucket.prefix = *text;
+          prefix_ok = true;
+          for (const std::string& type : parsed.placeholders) {
+            if (std::find(bucket.identities.begin(), bucket.identities.end(), type) != bucket.identities.end())
+              continue;
+            bucket.identities.push_back(type);
+            unknown_type(*objects, type, " in its key prefix");
+          }
+        }
+      }
+    } else {
+      bucket.kind = S3Bucket::Kind::kJsonl;
+      if (const std::string* text =
+              ScalarOrError(*jsonl, "jsonl of " + label + " must be a key prefix (e.g. \"events/\")")) {
+        if (!IsValidUtf8(*text)) {
+          ValueError(*jsonl, "jsonl of " + label + " must be valid UTF-8 text");
+        } else if (text->size() > kMaxKeyTemplateLength) {
+          ValueError(*jsonl, "jsonl of " + label + " is too long: " + std::to_string(text->size()) +
+                                 " bytes (at most " + std::to_string(kMaxKeyTemplateLength) + ")");
+        } else if (text->find_first_of("{}") != std::string::npos) {
+          ValueError(*jsonl, "jsonl prefix " + Quote(*text) + " of " + label +
+                                 " holds a brace: it is a literal key prefix (the lines are matched by field "
+                                 "and identity)");
+        } else {
+          bucket.prefix = *text;
+          prefix_ok = true;
+        }
+      }
+      if (const Entry* f = map.Find("field"); f == nullptr) {
+        Error(node, label + " has jsonl but no \"field\" (the JSON field of each line that holds the "
+                            "identity, e.g. email)");
+      } else if (const std::string* field = ScalarOrError(*f, "field of " + label + " must be a JSON field name")) {
+        if (field->empty() || field->size() > 255 || !IsValidUtf8(*field)) {
+          ValueError(*f, "bad field " + Quote(*field) + " for " + label +
+                             ": expected a top-level JSON field name (1 to 255 bytes of UTF-8)");
+        } else {
+          bucket.field = *field;
+        }
+      }
+      if (const Entry* i = map.Find("identity"); i == nullptr) {
+        Error(node, label + " has jsonl but no \"identity\" (the identity type its field holds" +
+                        (known.empty() ? "" : ": one of " + known) + ")");
+      } else if (const std::string* type = ScalarOrError(*i, "identity of " + label + " must be an identity type")) {
+        bucket.identity = *type;
+        bucket.identities.push_back(*type);
+        unknown_type(*i, *type, "");
+        const auto& steps = policy_.Normalizers(*type);
+        bucket.match = std::find(steps.begin(), steps.end(), Normalizer::kLowercase) != steps.end()
+                           ? Match::kCaseInsensitive
+                           : Match::kExact;
+      }
+      if (const Entry* m = map.Find("match"); m != nullptr) {
+        if (const std::string* text = ScalarOrError(*m, "match of " + label + " must be exact or case_insensitive")) {
+          if (*text == "exact") {
+            bucket.match = Match::kExact;
+          } else if (*text == "case_insensitive") {
+            bucket.match = Match::kCaseInsensitive;
+          } else {
+            ValueError(*m, "unknown match " + Quote(*text) + " for " + label + ": expected exact or case_insensitive");
+          }
+        }
+      }
+    }
+    if (jsonl == nullptr) {
+      for (const char* key : {"field", "identity", "match"}) {
+        if (const Entry* e = map.Find(key); e != nullptr)
+          Error(e->key_node, "key " + Quote(key) + " is only for jsonl buckets (" + label + ")");
+      }
+    }
+
+    if (const Entry* e = map.Find("action"); e == nullptr) {
+      Error(node, label + " is missing \"action\" (expected delete or retain)");
+    } else if (const std::string* a = ScalarOrError(*e, "action of " + label + " must be delete or retain")) {
+      if (*a == "delete") {
+        bucket.action = TableAction::kDelete;
+        for (const char* key : {"basis", "period"}) {
+          if (const Entry* k = map.Find(key); k != nullptr)
+            Error(k->key_node, "key " + Quote(key) + " is only for action retain (" + label + ")");
+        }
+      } else if (*a == "retain") {
+        bucket.action = TableAction::kRetain;
+        ReadRetention(node, map, label, &bucket.basis, &bucket.period);
+      } else {
+        std::string close = ClosestMatch(*a, {"delete", "retain"});
+        ValueError(*e, "unknown action " + Quote(*a) + " for " + label + ": expected delete or retain" +
+                           (*a == "anonymize" ? " (an object or line cannot be anonymized in place)"
+                                              : close.empty() ? "" : " (did you mean " + Quote(close) + "?)"));
+      }
+    }
+
+    if (!bucket.bucket.empty() && prefix_ok) {
+      const std::string id = bucket.bucket + "\n" + S3Bucket::KindName(bucket.kind) + "\n" + bucket.prefix;
+      const Position p = PositionOf(name_entry->value.Mark());
+      if (const auto [it, inserted] = first_line->emplace(id, p.line); !inserted) {
+        ValueError(*name_entry, "duplicate entry for bucket " + Quote(bucket.bucket) + " with " +
+                                    S3Bucket::KindName(bucket.kind) + " " + Quote(bucket.prefix) + " in " +
+                                    domain_label + " (first listed at line " + std::to_string(it->second) + ")");
+      }
+    }
+    domain->s3.buckets.push_back(std::move(bucket));
   }
 
   void ReadPurposes(const MapView& top) {

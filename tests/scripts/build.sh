@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the dependencies (tests/scripts/deps.sh), configures build/ in the repo root
-# (Ninja, RelWithDebInfo) and builds everything.
+# Installs the dependencies (tests/scripts/deps.sh) and the tests' S3 server
+# (tests/scripts/s3rver.sh), configures build/ in the repo root (Ninja, RelWithDebInfo) and
+# builds everything.
 #   LETHE_JOBS=N        parallel build jobs (default 2)
 #   LETHE_BUILD_DIR=D   build directory (default build/ in the repo root)
 set -euo pipefail
@@ -20,6 +21,7 @@ case "$JOBS" in
 esac
 
 "$ROOT/tests/scripts/deps.sh"
+LETHE_BUILD_DIR="$BUILD" "$ROOT/tests/scripts/s3rver.sh" >/dev/null
 
 # cmake refuses to switch generators in an existing build dir; say so plainly.
 if [ -f "$BUILD/CMakeCache.txt" ] &&

@@ -7,12 +7,18 @@ set -euo pipefail
 PACKAGES=(
   g++ make cmake ninja-build pkgconf
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libabsl-dev
-  librdkafka-dev kcat libpqxx-dev postgresql-15 libssl-dev openssl
+  librdkafka-dev kcat libpqxx-dev postgresql-15 libssl-dev openssl libcurl4-openssl-dev libexpat1-dev
   libgtest-dev libgmock-dev prometheus-cpp-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsodium-dev zlib1g-dev
   ca-certificates git
   python3-protobuf python3-cryptography python3-yaml
 )
+
+# The tests' S3 server (s3rver, tests/scripts/s3rver.sh) runs on Node.js: Debian's, unless
+# the machine already has a node and npm of its own.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
 
 log() { echo "deps.sh: $*" >&2; }
 

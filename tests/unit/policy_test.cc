@@ -914,9 +914,9 @@ TEST(DomainSection, DomainWithNeitherPostgresNorKafkaIsRejected) {
                                      {25, kDeleteLine},
                                      {26, kDeleteLine}})),
               ElementsAre(Diag(20, 5,
-                               "domain \"growth\" has neither a postgres nor a kafka section "
+                               "domain \"growth\" has no postgres, kafka or s3 section "
                                "(expected postgres: with a list of tables, kafka: with a list "
-                               "of topics, or both)")));
+                               "of topics, s3: with a list of buckets, or several)")));
 }
 
 TEST(DomainSection, DomainsThatAreNotAListAreReportedOnce) {
@@ -1758,6 +1758,132 @@ TEST(Hash, FormatMdInlineVectorIsTheMinimalVector) {
   EXPECT_THAT(section,
               HasSubstr("```\n" + bytes("minimal.domain-shop.canonical.json") + "\n```\n"));
   EXPECT_THAT(section, HasSubstr("`" + hex("minimal.domain-shop.sha256") + "`"));
+}
+
+}  // namespace
+}  // namespace lethe::policies
+
+namespace lethe::policies {
+namespace {
+
+// kBase with an s3 section for domain growth: its buckets start at line 30.
+std::string WithS3(const std::string& buckets, const std::string& head = "      region: eu-west-1\n") {
+  return std::string(kBase) + "    s3:\n" + head + "      buckets:\n" + buckets;
+}
+
+constexpr char kTwoBuckets[] =
+    "        - bucket: growth-exports\n"     // 30
+    "          objects: \"users/{user_id}/\"\n"
+    "          action: delete\n"
+    "        - bucket: growth-events\n"      // 33
+    "          jsonl: \"events/\"\n"
+    "          field: email\n"
+    "          identity: email\n"
+    "          action: delete\n"
+    "        - bucket: billing.archive\n"    // 38
+    "          objects: \"invoices/{email}/{user_id}/\"\n"
+    "          action: retain\n"
+    "          basis: Tax records\n"
+    "          period: 7y\n";
+
+TEST(S3Section, ParsesEveryEntryInFileOrder) {
+  const Policy p = MustParse(WithS3(kTwoBuckets, "      endpoint: http://127.0.0.1:4568/\n      region: eu-west-1\n"));
+  const Domain* growth = p.FindDomain("growth");
+  ASSERT_NE(growth, nullptr);
+  EXPECT_EQ(growth->s3.endpoint, "http://127.0.0.1:4568") << "the trailing / is not part of it";
+  EXPECT_EQ(growth->s3.region, "eu-west-1");
+  ASSERT_EQ(growth->s3.buckets.size(), 3u);
+  const S3Bucket& exports = growth->s3.buckets[0];
+  EXPECT_EQ(exports.kind, S3Bucket::Kind::kObjects);
+  EXPECT_EQ(exports.prefix, "users/{user_id}/");
+  EXPECT_THAT(exports.identities, ElementsAre("user_id"));
+  const S3Bucket& events = growth->s3.buckets[1];
+  EXPECT_EQ(events.kind, S3Bucket::Kind::kJsonl);
+  EXPECT_EQ(events.prefix, "events/");
+  EXPECT_EQ(events.field, "email");
+  EXPECT_EQ(events.identity, "email");
+  EXPECT_EQ(events.match, Match::kExact);
+  const S3Bucket& archive = growth->s3.buckets[2];
+  EXPECT_EQ(archive.action, TableAction::kRetain);
+  EXPECT_EQ(archive.period, absl::Hours(24 * 365 * 7));
+  EXPECT_THAT(archive.identities, ElementsAre("email", "user_id"));
+  // The planner's identity types: tables first, then the buckets'.
+  EXPECT_THAT(growth->IdentityTypes(), ElementsAre("email", "user_id"));
+  EXPECT_THAT(p.ErasureScope({"email"}, {"growth"}),
+              ElementsAre(AllOf(Field(&Policy::DomainInScope::domain, "growth"),
+                                Field(&Policy::DomainInScope::missing_types, ElementsAre("user_id")))));
+}
+
+TEST(S3Section, IsInTheDomainHashAndADomainWithoutOneKeepsItsHash) {
+  const Policy without = MustParse(kBase);
+  const Policy with = MustParse(WithS3(kTwoBuckets));
+  EXPECT_EQ(without.DomainHash("assessments"), with.DomainHash("assessments"));
+  EXPECT_NE(without.DomainHash("growth"), with.DomainHash("growth"));
+  EXPECT_THAT(with.DomainCanonicalJson("growth"),
+              HasSubstr("\"s3\":{\"buckets\":[{\"action\":\"delete\",\"bucket\":\"growth-exports\","
+                        "\"objects\":\"users/{user_id}/\"},{\"action\":\"delete\",\"bucket\":\"growth-events\","
+                        "\"field\":\"email\",\"identity\":\"email\",\"jsonl\":\"events/\"},{\"action\":\"retain\","
+                        "\"basis\":\"Tax records\",\"bucket\":\"billing.archive\",\"objects\":"
+                        "\"invoices/{email}/{user_id}/\",\"period_seconds\":220752000}],\"region\":\"eu-west-1\"}"));
+  const Policy elsewhere = MustParse(WithS3(kTwoBuckets, "      endpoint: https://s3.example.net\n      region: eu-west-1\n"));
+  EXPECT_NE(elsewhere.DomainHash("growth"), with.DomainHash("growth")) << "the endpoint is part of the section";
+}
+
+TEST(S3Section, ADomainMayHaveOnlyAnS3Section) {
+  const std::string yaml = Edit({{21, "    s3:\n      region: eu-west-1\n      buckets:\n"
+                                      "        - bucket: growth-exports\n          objects: \"u/{email}/\"\n"
+                                      "          action: delete"},
+                                 {22, kDeleteLine}, {23, kDeleteLine}, {24, kDeleteLine}, {25, kDeleteLine},
+                                 {26, kDeleteLine}});
+  const Policy p = MustParse(yaml);
+  EXPECT_TRUE(p.FindDomain("growth")->tables.empty());
+  EXPECT_EQ(p.FindDomain("growth")->s3.buckets.size(), 1u);
+}
+
+std::vector<std::string> Messages(const std::string& yaml) {
+  std::vector<std::string> out;
+  for (const Diagnostic& d : Policy::Validate(yaml)) out.push_back(d.message);
+  return out;
+}
+
+TEST(S3Section, BadEntriesAreNamedWithWhatIsExpected) {
+  const std::string entry = "        - bucket: growth-exports\n";
+  EXPECT_THAT(Messages(WithS3("        - bucket: Bad_Bucket\n          objects: \"u/{email}/\"\n          action: delete\n")),
+              ElementsAre(HasSubstr("bad bucket name \"Bad_Bucket\"")));
+  EXPECT_THAT(Messages(WithS3(entry + "          objects: \"users/{user_id}\"\n          action: delete\n")),
+              ElementsAre(HasSubstr("ends with a placeholder")));
+  EXPECT_THAT(Messages(WithS3(entry + "          objects: \"users/all/\"\n          action: delete\n")),
+              ElementsAre(HasSubstr("it has no placeholder")));
+  EXPECT_THAT(Messages(WithS3(entry + "          objects: \"u/{phone}/\"\n          action: delete\n")),
+              ElementsAre(HasSubstr("uses identity type \"phone\" in its key prefix")));
+  EXPECT_THAT(Messages(WithS3(entry + "          objects: \"u/{email}/\"\n          jsonl: \"e/\"\n          action: delete\n")),
+              ElementsAre(HasSubstr("has both objects and jsonl")));
+  EXPECT_THAT(Messages(WithS3(entry + "          action: delete\n")), ElementsAre(HasSubstr("has neither objects")));
+  EXPECT_THAT(Messages(WithS3(entry + "          jsonl: \"e/\"\n          action: delete\n")),
+              ElementsAre(HasSubstr("no \"field\""), HasSubstr("no \"identity\"")));
+  EXPECT_THAT(Messages(WithS3(entry + "          jsonl: \"e/{email}/\"\n          field: email\n          identity: email\n"
+                                      "          action: delete\n")),
+              ElementsAre(HasSubstr("holds a brace")));
+  EXPECT_THAT(Messages(WithS3(entry + "          objects: \"u/{email}/\"\n          field: email\n          action: delete\n")),
+              ElementsAre(HasSubstr("key \"field\" is only for jsonl buckets")));
+  EXPECT_THAT(Messages(WithS3(entry + "          objects: \"u/{email}/\"\n          action: anonymize\n")),
+              ElementsAre(HasSubstr("cannot be anonymized in place")));
+  EXPECT_THAT(Messages(WithS3(entry + "          objects: \"u/{email}/\"\n          action: retain\n")),
+              ElementsAre(HasSubstr("no \"basis\""), HasSubstr("no \"period\"")));
+  EXPECT_THAT(Messages(WithS3(entry + "          objects: \"u/{email}/\"\n          action: delete\n          period: 7y\n")),
+              ElementsAre(HasSubstr("key \"period\" is only for action retain")));
+  EXPECT_THAT(Messages(WithS3(entry + "          objects: \"u/{email}/\"\n          action: delete\n" + entry +
+                              "          objects: \"u/{email}/\"\n          action: delete\n")),
+              ElementsAre(HasSubstr("duplicate entry for bucket \"growth-exports\"")));
+  EXPECT_THAT(Messages(WithS3(entry + "          objects: \"u/{email}/\"\n          action: delete\n", "")),
+              ElementsAre(HasSubstr("has no region")));
+  EXPECT_THAT(Messages(WithS3(entry + "          objects: \"u/{email}/\"\n          action: delete\n",
+                              "      endpoint: ftp://host/path\n      region: eu-west-1\n")),
+              ElementsAre(HasSubstr("bad endpoint \"ftp://host/path\"")));
+  EXPECT_THAT(Messages(WithS3(entry + "          objects: \"u/{email}/\"\n          action: delete\n",
+                              "      region: eu-west-1\n      credentials: x\n")),
+              ElementsAre(HasSubstr("credentials")));
+  EXPECT_THAT(Messages(WithS3("")), ElementsAre(HasSubstr("buckets in domain \"growth\" must be a list")));
 }
 
 }  // namespace
