@@ -7,8 +7,10 @@
 # lists; onboards a third domain, support, with `lethectl domain init` (the proposed section,
 # the agent's keys and the policy with it, activated; a schema change reported as drift);
 # plants rows for four people; answers Bob's access
-# request (his package exported once and verified offline); erases Alice with
-# `lethectl request erase --wait` (delete, anonymize, retain, tombstone); records Carol's
+# request (his package exported once and verified offline); gives growth two S3 buckets on a
+# local S3 API server (s3rver) through a policy change; erases Alice with
+# `lethectl request erase --wait` (delete, anonymize, retain, tombstone, her S3 objects and
+# JSON lines); records Carol's
 # consent and her withdrawal, which erases her from the marketing domain only; erases Dan
 # knowing only his email (one domain waits for an identity), extends his deadline and adds
 # the missing identity; shows the receipts, the rows left, the policy and its history, and
@@ -115,6 +117,7 @@ for d in assessments growth; do
     --policy policies/sample.yaml --key "$WORK/keys/$d.key" --control-plane-key "$WORK/keys/lethed.pub" \
     --kafka-bootstrap "@$DATA/kafka.bootstrap" --kafka-fetch-wait 10ms >"$WORK/agent-$d.log" 2>&1 &
   PIDS+=($!)
+  [ "$d" = growth ] && GROWTH_AGENT=$!
 done
 
 step "Onboard a third domain with one command: lethectl domain init reads support's schema"
@@ -174,6 +177,60 @@ $LETHECTL request export --verify "$WORK/bob-package.json" --public-key "$WORK/k
 echo "-- a second export is refused: the package left once"
 { "${OPERATOR[@]}" request export "$BOB" --out "$WORK/bob-again.json" || true; } 2>&1 | sed 's/^/  /'
 
+step "growth also keeps S3 buckets: per-user exports, and events as JSON lines (s3rver, a real S3 API server)"
+# s3rver from npm (tests/scripts/s3rver.sh installed it), on a port the kernel picks.
+NODE_OPTIONS=--openssl-legacy-provider node "$BIN/s3rver/node_modules/s3rver/bin/s3rver.js" -d "$WORK/s3" \
+  -a 127.0.0.1 -p 0 --silent --configure-bucket growth-exports --configure-bucket growth-events >"$WORK/s3rver.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 300); do grep -q 'listening on' "$WORK/s3rver.log" && break; sleep 0.1; done
+S3=$(grep -o 'http://127.0.0.1:[0-9]*\|127\.0\.0\.1:[0-9]*' "$WORK/s3rver.log" | head -n 1)
+S3=http://${S3#http://}
+# Any S3 client works against it; here curl, signing with SigV4 as the agent does.
+s3() { curl -sS --fail-with-body --aws-sigv4 aws:amz:us-east-1:s3 --user S3RVER:S3RVER \
+  -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"; }
+s3 -X PUT --data-binary '{"name":"Alice","plan":"pro"}' "$S3/growth-exports/exports/alice%40example.com/profile.json"
+s3 -X PUT --data-binary 'email,clicks' "$S3/growth-exports/exports/alice%40example.com/2026-11-clicks.csv"
+s3 -X PUT --data-binary '{"name":"Bob"}' "$S3/growth-exports/exports/bob%40example.com/profile.json"
+printf '%s\n' '{"email":"bob@example.com","event":"open"}' '{"email":"Alice@Example.com","event":"click"}' \
+  '{"email":"carol@example.com","event":"open"}' '{"email":"alice@example.com","event":"unsubscribe"}' >"$WORK/events.jsonl"
+s3 -X PUT --data-binary @"$WORK/events.jsonl" "$S3/growth-events/events/2026-12.jsonl"
+show_s3() {
+  echo "-- growth-exports:"; s3 "$S3/growth-exports?list-type=2" | grep -o '<Key>[^<]*</Key>' | sed 's/^/  /'
+  echo "-- growth-events/events/2026-12.jsonl:"; s3 "$S3/growth-events/events/2026-12.jsonl" | sed 's/^/  /'
+}
+show_s3
+# The policy gains growth's s3 section (rolled out like any change: deploy the file to the
+# agent, activate it); its credentials come from the AWS environment, never from the policy.
+python3 - "$WORK/onboard/support/policy.yaml" "$WORK/policy-s3.yaml" "$S3" <<'PY'
+import sys
+text = open(sys.argv[1]).read()
+anchor = 'key: "{email}"'
+at = text.index(anchor, text.index("topic: mesh.growth.contacts"))
+at = text.index("\n", at) + 1
+section = f"""    s3:
+      endpoint: {sys.argv[3]}
+      region: us-east-1
+      buckets:
+        - bucket: growth-exports
+          objects: "exports/{{email}}/"     # every object under the person's prefix
+          action: delete
+        - bucket: growth-events
+          jsonl: "events/"                 # JSON-lines objects: the person's lines go
+          field: email
+          identity: email
+          action: delete
+"""
+open(sys.argv[2], "w").write(text[:at] + section + text[at:])
+PY
+sed -n '/^    s3:/,/action: delete$/p' "$WORK/policy-s3.yaml" | head -n 8 | sed 's/^/  /'
+"${ADMIN[@]}" policy activate "$WORK/policy-s3.yaml"
+kill "$GROWTH_AGENT"
+AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER "$BIN/agents/lethe-agent" --domain growth \
+  --postgres "host=$PGHOST port=$PGPORT dbname=growth user=postgres" --policy "$WORK/policy-s3.yaml" \
+  --key "$WORK/keys/growth.key" --control-plane-key "$WORK/keys/lethed.pub" \
+  --kafka-bootstrap "@$DATA/kafka.bootstrap" --kafka-fetch-wait 10ms >>"$WORK/agent-growth.log" 2>&1 &
+PIDS+=($!)
+
 step "Erase Alice from every domain that holds her (identities on standard input, never on argv)"
 # Spelled as she wrote to support: the policy normalizes email (trim, lowercase), so this is
 # the alice@example.com the domains hold.
@@ -187,6 +244,8 @@ step "The request, per domain"
 
 step "Rows left: Alice deleted, her analytics anonymized, her invoices retained for tax law; Bob untouched"
 show_rows
+echo "-- and in S3: her exports deleted, her two event lines (both spellings) removed, everyone else's kept"
+show_s3
 
 step "The active policy and its history: the sample policy from lethed's --policy, then support's onboarding"
 "${AUDITOR[@]}" policy show

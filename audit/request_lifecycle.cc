@@ -40,6 +40,7 @@ absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& rr,
   if (access) {
     // An access command reads: whatever its outcome, its receipt may report no purge.
     if (receipt.tombstones_size() > 0) return absl::InvalidArgumentError("access receipt reports tombstones");
+    if (receipt.s3_size() > 0) return absl::InvalidArgumentError("access receipt reports S3 buckets");
     for (const auto& t : receipt.tables())
       if (t.rows_affected() != 0 || t.rows_remaining() != 0)
         return absl::InvalidArgumentError("access receipt reports rows changed or remaining in " +
@@ -52,6 +53,12 @@ absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& rr,
   }
   if (receipt.outcome() == v1::Receipt::COMPLETED && !receipt.verified_zero_remaining())
     return absl::InvalidArgumentError("COMPLETED receipt without the zero-remaining check");
+  if (receipt.outcome() == v1::Receipt::COMPLETED) {
+    for (const auto& b : receipt.s3())
+      if (b.objects_remaining() != 0 || b.lines_remaining() != 0)
+        return absl::InvalidArgumentError("COMPLETED receipt with objects or lines remaining in S3 bucket " +
+                                          Quote(b.bucket(), 64));
+  }
   if (!receipt.part_sha256().empty() || !receipt.part_sealed_sha256().empty())
     return absl::InvalidArgumentError("erasure receipt carries a part");
   return receipt;

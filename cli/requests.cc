@@ -87,6 +87,34 @@ std::string TableSummary(const TableLike& t, bool access = false) {
   return out;
 }
 
+// One S3 bucket entry of a receipt, e.g. "s3 growth-events jsonl: 2 line(s) removed from 1
+// object(s), 0 remaining".
+std::string S3Summary(const v1::S3Result& b) {
+  std::string out = absl::StrFormat("s3 %s %s%s: ", b.bucket(), b.kind(), b.versioned() ? " (versioned)" : "");
+  if (b.action() == "retain") {
+    absl::StrAppendFormat(&out, "withheld %d %s under \"%s\" for %s",
+                          b.kind() == "jsonl" ? b.lines_withheld() : b.objects_withheld(),
+                          b.kind() == "jsonl" ? "line(s)" : "object(s)", b.basis(),
+                          Period(b.retention_period_seconds()));
+    return out;
+  }
+  if (b.kind() == "jsonl") {
+    absl::StrAppendFormat(&out, "%d line(s) removed from %d object(s)", b.lines_removed(), b.objects_rewritten());
+  } else {
+    absl::StrAppendFormat(&out, "%d object(s) deleted", b.objects_deleted());
+  }
+  if (b.versions_deleted() > 0) absl::StrAppendFormat(&out, ", %d older version(s) deleted", b.versions_deleted());
+  absl::StrAppendFormat(&out, ", %d remaining", b.kind() == "jsonl" ? b.lines_remaining() : b.objects_remaining());
+  if (b.lines_near_match() > 0)
+    absl::StrAppendFormat(&out, " (WARNING: %d near match(es) left in place: lines whose field equals an identity "
+                                "after trimming and lower-casing; check them by hand)",
+                          b.lines_near_match());
+  if (b.lines_unreadable() > 0)
+    absl::StrAppendFormat(&out, " (WARNING: %d line(s) are not JSON objects and could not be compared)",
+                          b.lines_unreadable());
+  return out;
+}
+
 std::string DomainLine(const v1::DomainProgress& d) {
   std::string line = absl::StrFormat("  %-16s %-8s", d.domain(), DomainStateName(d.state()));
   if (d.state() == v1::PENDING) {
@@ -109,6 +137,7 @@ std::string DomainLine(const v1::DomainProgress& d) {
     for (const auto& t : d.tables()) tables.push_back(TableSummary(t));
     for (const auto& t : d.tombstones())
       tables.push_back(absl::StrFormat("tombstone %s[%d]@%d", t.topic(), t.partition(), t.offset()));
+    for (const auto& b : d.s3()) tables.push_back(S3Summary(b));
     absl::StrAppendFormat(&line, " %s; 0 remaining verified; receipt entry %d signed by agent key %s",
                           absl::StrJoin(tables, ", "), d.receipt_entry(), d.agent_key_id());
   } else {
@@ -448,6 +477,7 @@ void PrintCertificate(const lethe::audit::CertificateReport& r) {
         std::cout << " (topic configuration not readable)";
       std::cout << "\n";
     }
+    for (const auto& b : d.receipt.s3()) std::cout << "      " << S3Summary(b) << "\n";
   }
   std::cout << "  " << r.entries << " ledger entries, each proven included in the checkpointed log\n";
 }

@@ -10,7 +10,7 @@ PACKAGES=(
   librdkafka-dev kcat libpqxx-dev postgresql-15 libssl-dev openssl libcurl4-openssl-dev libexpat1-dev
   libgtest-dev libgmock-dev prometheus-cpp-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsodium-dev zlib1g-dev
-  ca-certificates git
+  ca-certificates git curl
   python3-protobuf python3-cryptography python3-yaml
 )
 

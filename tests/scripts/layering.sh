@@ -15,11 +15,12 @@ declare -A ALLOWED=(
   [crypto]="base"
   [proto]="base crypto"
   [kafka]="base"
+  [s3]="base crypto"
   [ledger]="base crypto proto"
   [policies]="base crypto"
   [schema]="base crypto policies"
   [audit]="base crypto proto ledger policies"
-  [agents]="base crypto proto kafka policies schema"
+  [agents]="base crypto proto kafka s3 policies schema"
   [controlplane]="base crypto proto kafka ledger policies audit"
   [cli]="base crypto proto ledger policies schema audit"
 )

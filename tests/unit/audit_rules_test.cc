@@ -596,6 +596,13 @@ std::vector<Case> Cases() {
                  r.set_verified_zero_remaining(false);
                  AT(7) = Recorded(r);
                })});
+  c.push_back({"T10_s3", "remaining in S3 bucket", 7, Changed([](Entries& e) {
+                 v1::Receipt r = ReceiptFor("c1", "d1");
+                 auto* b = r.add_s3();
+                 b->set_bucket("exports");
+                 b->set_lines_remaining(1);
+                 AT(7) = Recorded(r);
+               })});
   c.push_back({"T11", "no outcome", 7, Changed([](Entries& e) {
                  v1::Receipt r = ReceiptFor("c1", "d1");
                  r.set_outcome(v1::Receipt::REJECTED);
@@ -624,6 +631,11 @@ std::vector<Case> Cases() {
   c.push_back({"T15_tombstone", "reports tombstones", 21, AccessChanged([](Entries& e) {
                  v1::Receipt r = AccessReceiptFor("c4", "d1", "r3");
                  r.add_tombstones()->set_topic("mesh.d1.people");
+                 AT(21) = Recorded(r);
+               })});
+  c.push_back({"T15_s3", "reports S3 buckets", 21, AccessChanged([](Entries& e) {
+                 v1::Receipt r = AccessReceiptFor("c4", "d1", "r3");
+                 r.add_s3()->set_bucket("exports");
                  AT(21) = Recorded(r);
                })});
   c.push_back({"T15_no_part", "without its part's digests", 21, AccessChanged([](Entries& e) {

@@ -543,12 +543,12 @@ def read_policy(raw):
     domains, canon_domains = [], []
     for i, dn in enumerate(_P.seq(root["domains"], "domains", 1)):
         w = f"domains[{i}]"
-        d = _P.mapping(dn, w, {"name", "postgres", "kafka"}, {"name"})
+        d = _P.mapping(dn, w, {"name", "postgres", "kafka", "s3"}, {"name"})
         dname = _P.match(d["name"], f"{w}.name", r"[a-z0-9_-]{1,200}", "domain name")
         if any(x["name"] == dname for x in domains):
             raise PolicyError(f"{w}.name: domain {dname} twice")
-        if "postgres" not in d and "kafka" not in d:
-            raise PolicyError(f"{w}: needs postgres, kafka or both")
+        if "postgres" not in d and "kafka" not in d and "s3" not in d:
+            raise PolicyError(f"{w}: needs postgres, kafka or s3 (or several)")
         tables, types = [], []
         if "postgres" in d:
             pg = _P.mapping(d["postgres"], f"{w}.postgres", {"tables"}, {"tables"})
@@ -575,9 +575,27 @@ def read_policy(raw):
                     if p not in types:
                         types.append(p)
                 topics.append({"key": key, "topic": topic})
+        s3 = None
+        if "s3" in d:
+            sw = f"{w}.s3"
+            sm = _P.mapping(d["s3"], sw, {"endpoint", "region", "buckets"}, {"region", "buckets"})
+            s3 = {"region": _P.match(sm["region"], f"{sw}.region", r"[a-z0-9-]{1,50}", "region")}
+            if "endpoint" in sm:
+                s3["endpoint"] = s3_endpoint(sm["endpoint"], f"{sw}.endpoint")
+            buckets = []
+            for j, bn in enumerate(_P.seq(sm["buckets"], f"{sw}.buckets", 1)):
+                b, btypes = read_bucket(bn, f"{sw}.buckets[{j}]", normalizers)
+                kind = "jsonl" if "jsonl" in b else "objects"
+                if any(x["bucket"] == b["bucket"] and x.get(kind) == b[kind] for x in buckets):
+                    raise PolicyError(f"{w}: bucket {b['bucket']} with {kind} {b[kind]!r} twice")
+                buckets.append(b)
+                types.extend(t for t in btypes if t not in types)
+            s3["buckets"] = buckets
         obj = {"name": dname, "postgres": {"tables": tables}}
         if topics:
             obj["kafka_topics"] = topics
+        if s3:
+            obj["s3"] = s3
         domains.append({"name": dname, "types": types})
         canon_domains.append(obj)
 
@@ -651,11 +669,7 @@ def read_table(n, w, identities):
     if match != "exact":
         obj["match"] = match
     if action == "retain":
-        basis = _P.text(t["basis"], f"{w}.basis")
-        if not basis.strip(" \t\r\n") or len(basis) > 500:
-            raise PolicyError(f"{w}.basis: empty or longer than 500 characters")
-        obj["basis"] = basis
-        obj["period_seconds"] = _P.duration(t["period"], f"{w}.period")
+        read_retention(t, w, obj)
     if action == "anonymize":
         s = t["set"]
         if s[0] != "map" or not s[1]:
@@ -679,6 +693,88 @@ def read_table(n, w, identities):
             raise PolicyError(f"{w}.set: must set the key column {key} to null or hash")
         obj["set"] = sorted(columns, key=lambda c: c["column"].encode())
     return obj
+
+
+def read_retention(m, w, obj):
+    """The basis and period of a retain table or bucket, into obj (§9.3, §9.5)."""
+    basis = _P.text(m["basis"], f"{w}.basis")
+    if not basis.strip(" \t\r\n") or len(basis) > 500:
+        raise PolicyError(f"{w}.basis: empty or longer than 500 characters")
+    obj["basis"] = basis
+    obj["period_seconds"] = _P.duration(m["period"], f"{w}.period")
+
+
+# §9.2 S3 endpoint: a scheme, a host (or a bracketed IPv6 address), a port, at most one "/".
+S3_ENDPOINT = re.compile(r"https?://(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::([0-9]{1,5}))?/?",
+                         re.ASCII)
+
+
+def s3_endpoint(n, what):
+    """§9.2 S3 endpoint; returns it without its trailing "/"."""
+    s = _P.string(n, what)
+    m = S3_ENDPOINT.fullmatch(s)
+    if not m or (m.group(1) is not None and not 1 <= int(m.group(1)) <= 65535):
+        raise PolicyError(f"{what}: not http[s]://host[:port]")
+    return s[:-1] if s.endswith("/") else s
+
+
+def read_bucket(n, w, identities):
+    """An item of an s3 section's `buckets` (§9.3). `identities`: each identity type of the
+    policy -> its normalizers. Returns its object (§9.5) and the identity types it uses, in
+    first-use order (§7)."""
+    b = _P.mapping(n, w, {"bucket", "objects", "jsonl", "field", "identity", "match", "action",
+                          "basis", "period"}, {"bucket", "action"})
+    name = _P.match(b["bucket"], f"{w}.bucket", r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+                    "bucket name")
+    if ".." in name:
+        raise PolicyError(f"{w}.bucket: not a valid bucket name")
+    if ("objects" in b) == ("jsonl" in b):
+        raise PolicyError(f"{w}: needs exactly one of objects and jsonl")
+    obj, types = {"bucket": name}, []
+    if "objects" in b:
+        prefix = _P.string(b["objects"], f"{w}.objects")
+        for p in key_template(prefix, identities, f"{w}.objects"):
+            if p not in types:
+                types.append(p)
+        if prefix.endswith("}"):
+            raise PolicyError(f"{w}.objects: ends with a placeholder")
+        for k in ("field", "identity", "match"):
+            if k in b:
+                raise PolicyError(f"{w}.{k}: only for jsonl buckets")
+        obj["objects"] = prefix
+    else:
+        prefix = _P.text(b["jsonl"], f"{w}.jsonl")
+        if len(prefix.encode()) > 1000 or "{" in prefix or "}" in prefix:
+            raise PolicyError(f"{w}.jsonl: longer than 1000 bytes, or holds a brace")
+        for k in ("field", "identity"):
+            if k not in b:
+                raise PolicyError(f"{w}: missing key {k!r} (required with jsonl)")
+        field = _P.text(b["field"], f"{w}.field")
+        if not 1 <= len(field.encode()) <= 255:
+            raise PolicyError(f"{w}.field: not 1 to 255 bytes")
+        identity = _P.string(b["identity"], f"{w}.identity")
+        if identity not in identities:
+            raise PolicyError(f"{w}.identity: not one of the policy's identities")
+        # As a table's: as written, else case_insensitive for a type lower-cased by lethed.
+        match = "case_insensitive" if "lowercase" in identities[identity] else "exact"
+        if "match" in b:
+            match = _P.string(b["match"], f"{w}.match")
+            if match not in ("exact", "case_insensitive"):
+                raise PolicyError(f"{w}.match: not exact or case_insensitive")
+        obj.update(jsonl=prefix, field=field, identity=identity)
+        if match != "exact":
+            obj["match"] = match
+        types.append(identity)
+    action = _P.string(b["action"], f"{w}.action")
+    if action not in ("delete", "retain"):
+        raise PolicyError(f"{w}.action: not delete or retain")
+    for k in ("basis", "period"):
+        if (k in b) != (action == "retain"):
+            raise PolicyError(f"{w}.{k}: required with action retain and invalid otherwise")
+    obj["action"] = action
+    if action == "retain":
+        read_retention(b, w, obj)
+    return obj, types
 
 
 def canonical_json(value):
@@ -1132,7 +1228,7 @@ class Semantics:
         if r["access"]:
             # T15: an access command reads; its receipt reports no purge, and a COMPLETED one
             # names its part.
-            if rc.tombstones or any(t.rows_affected or t.rows_remaining for t in rc.tables):
+            if rc.tombstones or rc.s3 or any(t.rows_affected or t.rows_remaining for t in rc.tables):
                 raise Failed(f"{w}: T15: an access receipt reports a purge")
             if rc.outcome == mpb.Receipt.COMPLETED and (
                     len(rc.part_sha256) != 32 or len(rc.part_sealed_sha256) != 32 or not rc.part_chunks):
@@ -1140,6 +1236,9 @@ class Semantics:
         else:
             if rc.outcome == mpb.Receipt.COMPLETED and not rc.verified_zero_remaining:
                 raise Failed(f"{w}: T10: COMPLETED without the zero-remaining check")
+            if rc.outcome == mpb.Receipt.COMPLETED and any(
+                    b.objects_remaining or b.lines_remaining for b in rc.s3):
+                raise Failed(f"{w}: T10: COMPLETED with objects or lines remaining in S3")
             if rc.part_sha256 or rc.part_sealed_sha256:
                 raise Failed(f"{w}: T15: an erasure receipt carries a part")
         if rc.outcome not in (mpb.Receipt.COMPLETED, mpb.Receipt.FAILED):
