@@ -360,7 +360,7 @@ TEST(UnknownKey, InDomain) {
   EXPECT_THAT(Policy::Validate(Edit(20, "  - name: growth\n    owner: growth-team")),
               ElementsAre(Diag(21, 5,
                                "unknown key \"owner\" in domain \"growth\" (expected one of: "
-                               "name, postgres, kafka)")));
+                               "name, postgres, kafka, s3)")));
 }
 
 TEST(UnknownKey, InPostgresSectionAlsoReportsTheMissingTables) {
