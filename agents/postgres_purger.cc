@@ -291,6 +291,17 @@ absl::StatusOr<std::string> PostgresPurger::Carry(pqxx::work& tx, const Verified
     return "the command carries no " + missing_identity +
            " identity, which this domain's tables or topics are keyed by";
   if (!all_zero) return std::string("rows of the subject remained after deleting them; rolled back");
+  for (const policies::KafkaTopic& topic : domain_.kafka_topics) {
+    for (const policies::Sink& sk : topic.sinks) {
+      v1::SinkResult* r = receipt.add_sinks();
+      r->set_topic(topic.topic);
+      r->set_name(sk.name);
+      r->set_kind(policies::Sink::KindName(sk.kind));
+      r->set_deletes_on_tombstone(sk.deletes_on_tombstone);
+      if (!sk.covered_by_bucket.empty()) r->set_covered_by("s3 bucket " + sk.covered_by_bucket);
+      if (!sk.covered_by_table.empty()) r->set_covered_by("table " + sk.covered_by_table);
+    }
+  }
   // S3 last, still before the commit: a failure to finish rolls the tables back and the
   // redelivery erases what is left.
   if (!domain_.s3.buckets.empty()) {

@@ -281,8 +281,9 @@ void Auditor::Count(const v1::LedgerEntry& e) {
       ++report_.receipts;
       break;
     case E::kRequestCompleted:
-      (e.request_completed().outcome() == v1::RequestCompleted::COMPLETED ? report_.requests_completed
-                                                                         : report_.requests_failed)++;
+      (e.request_completed().outcome() == v1::RequestCompleted::COMPLETED        ? report_.requests_completed
+       : e.request_completed().outcome() == v1::RequestCompleted::DONE_WITH_GAPS ? report_.requests_with_gaps
+                                                                                 : report_.requests_failed)++;
       break;
     case E::kDeadlineExtended:
       ++report_.extensions;

@@ -35,6 +35,7 @@ struct AuditReport {
   uint64_t requests = 0;
   uint64_t requests_completed = 0;
   uint64_t requests_failed = 0;
+  uint64_t requests_with_gaps = 0;  // DONE_WITH_GAPS: erased, but a sink keeps a copy
   uint64_t commands = 0;
   uint64_t receipts = 0;
   uint64_t policy_activations = 0;

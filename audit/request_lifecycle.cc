@@ -16,6 +16,14 @@ std::string HashPrefix(const std::string& hash) { return crypto::Hex(hash).subst
 
 }  // namespace
 
+std::vector<std::string> ReceiptGaps(const v1::Receipt& receipt) {
+  std::vector<std::string> out;
+  for (const auto& sk : receipt.sinks())
+    if (!sk.deletes_on_tombstone() && sk.covered_by().empty())
+      out.push_back(absl::StrCat("sink ", sk.name(), " (", sk.kind(), ") of topic ", sk.topic()));
+  return out;
+}
+
 absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& rr,
                                                  const crypto::Ed25519PublicKey& agent_key,
                                                  std::string_view command_digest, bool refusal_allowed,
@@ -41,6 +49,7 @@ absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& rr,
     // An access command reads: whatever its outcome, its receipt may report no purge.
     if (receipt.tombstones_size() > 0) return absl::InvalidArgumentError("access receipt reports tombstones");
     if (receipt.s3_size() > 0) return absl::InvalidArgumentError("access receipt reports S3 buckets");
+    if (receipt.sinks_size() > 0) return absl::InvalidArgumentError("access receipt reports sinks");
     for (const auto& t : receipt.tables())
       if (t.rows_affected() != 0 || t.rows_remaining() != 0)
         return absl::InvalidArgumentError("access receipt reports rows changed or remaining in " +
@@ -344,14 +353,17 @@ absl::Status RequestLifecycle::Check(const v1::LedgerEntry& e, v1::Receipt* veri
       if (!r.waiting.empty())
         return Contradicts("request completed while domain " + r.waiting.begin()->first +
                            " still needed an identity");
-      bool all_ok = true;
+      bool all_ok = true, gaps = false;
       for (const auto& d : r.targets) {
         auto a = r.answered.find(d);
         if (a == r.answered.end())
           return Missing(Contradicts("request completed without a receipt from domain " + d));
         all_ok = all_ok && a->second;
+        gaps = gaps || r.gapped.count(d) > 0;
       }
-      const auto want = all_ok ? v1::RequestCompleted::COMPLETED : v1::RequestCompleted::FAILED;
+      const auto want = !all_ok ? v1::RequestCompleted::FAILED
+                        : gaps  ? v1::RequestCompleted::DONE_WITH_GAPS
+                                : v1::RequestCompleted::COMPLETED;
       if (c.outcome() != want) return Contradicts("completion outcome contradicts the receipts");
       return absl::OkStatus();
     }
@@ -465,7 +477,9 @@ void RequestLifecycle::Apply(const v1::LedgerEntry& e) {
       // The signature was checked by Check; only the outcome is read here.
       (void)receipt.ParseFromString(rr.receipt().body());
       receipted_commands_.insert(rr.command_id());
-      requests_[rr.request_id()].answered[rr.domain()] = receipt.outcome() == v1::Receipt::COMPLETED;
+      Request& r = requests_[rr.request_id()];
+      r.answered[rr.domain()] = receipt.outcome() == v1::Receipt::COMPLETED;
+      if (receipt.outcome() == v1::Receipt::COMPLETED && !ReceiptGaps(receipt).empty()) r.gapped.insert(rr.domain());
       return;
     }
     case E::kRequestCompleted: {

@@ -50,6 +50,12 @@ absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& reco
                                                  bool refusal_allowed = false,
                                                  bool verify_signature = true, bool access = false);
 
+// Rule D5's gaps of a receipt: the sinks it names that keep the subject's copy (they do not
+// delete on tombstones and no purger of the domain covers them), as "sink NAME (KIND) of
+// topic TOPIC", in receipt order. A request whose receipts are all COMPLETED and name one is
+// DONE_WITH_GAPS.
+std::vector<std::string> ReceiptGaps(const v1::Receipt& receipt);
+
 enum class LifecycleScope {
   // Every entry of a log, in order (lethed's replay, the auditor): a request is planned
   // with the policy active where it lands, activations are numbered 1, 2, ..., and a
@@ -164,6 +170,7 @@ class RequestLifecycle {
     std::map<std::string, std::vector<std::string>> waiting;  // domain -> identity types it lacks
     std::set<std::string> identity_types;  // every type the request carries
     std::map<std::string, bool> answered;  // domain -> receipt outcome COMPLETED?
+    std::set<std::string> gapped;          // domains whose COMPLETED receipt names a gap (D5)
     std::shared_ptr<const policies::Policy> policy;  // planned with
     std::vector<std::string> command_ids;  // every command issued for it
     int64_t due_unix_ms = 0;

@@ -25,6 +25,7 @@ const char kExitCodesHelp[] =
     "  4  needs an operator: the request cannot progress until someone acts (printed)\n"
     "  5  not found\n"
     "  6  lethed unreachable\n"
-    "  7  permission denied (the role in your certificate may not do this)\n";
+    "  7  permission denied (the role in your certificate may not do this)\n"
+    "  8  the request ended DONE_WITH_GAPS: erased where Lethe reaches, but a sink keeps a copy\n";
 
 }  // namespace lethe::cli

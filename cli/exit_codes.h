@@ -14,6 +14,7 @@ enum ExitCode : int {
   kExitNotFound = 5,       // no such request, key or file
   kExitUnreachable = 6,    // lethed could not be reached
   kExitPermission = 7,     // the caller's certificate may not do this
+  kExitGaps = 8,           // the request ended DONE_WITH_GAPS: a sink keeps the subject's copy
 };
 
 // The exit code for a failed status: InvalidArgument is a usage error, NotFound, Unavailable,

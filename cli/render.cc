@@ -53,6 +53,7 @@ int PrintAudit(const Global& g, const absl::StatusOr<lethe::audit::AuditReport>&
                                 {"requests", r.requests},
                                 {"requests_completed", r.requests_completed},
                                 {"requests_failed", r.requests_failed},
+                                {"requests_with_gaps", r.requests_with_gaps},
                                 {"commands", r.commands},
                                 {"receipts", r.receipts},
                                 {"policy_activations", r.policy_activations},
@@ -92,8 +93,8 @@ int PrintAudit(const Global& g, const absl::StatusOr<lethe::audit::AuditReport>&
             << "  root        " << lethe::crypto::Base64(r.root) << "\n"
             << "  agents      " << r.agents << " enrolled key(s)\n"
             << "  requests    " << r.requests << " (" << r.requests_completed << " completed, "
-            << r.requests_failed << " failed, "
-            << (r.requests - r.requests_completed - r.requests_failed) << " in progress; "
+            << r.requests_with_gaps << " done with gaps, " << r.requests_failed << " failed, "
+            << (r.requests - r.requests_completed - r.requests_with_gaps - r.requests_failed) << " in progress; "
             << r.access_requests << " of them access)\n"
             << "  commands    " << r.commands << "\n"
             << "  receipts    " << r.receipts << ", every signature verified against enrolled agent keys\n"

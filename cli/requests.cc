@@ -40,6 +40,7 @@ const char* StateName(v1::RequestState s) {
     case v1::IN_PROGRESS: return "IN_PROGRESS";
     case v1::COMPLETED: return "COMPLETED";
     case v1::FAILED: return "FAILED";
+    case v1::DONE_WITH_GAPS: return "DONE_WITH_GAPS";
     default: return "UNKNOWN";
   }
 }
@@ -115,6 +116,15 @@ std::string S3Summary(const v1::S3Result& b) {
   return out;
 }
 
+// One sink of a receipt, e.g. "sink contacts-archive (s3) of topic mesh.growth.contacts: GAP,
+// it does not delete on tombstones and nothing covers it".
+std::string SinkSummary(const v1::SinkResult& s) {
+  std::string out = absl::StrFormat("sink %s (%s) of topic %s: ", s.name(), s.kind(), s.topic());
+  if (s.deletes_on_tombstone()) return out + "deletes on the tombstone";
+  if (!s.covered_by().empty()) return out + "erased by the domain's " + s.covered_by();
+  return out + "GAP: it does not delete on tombstones and nothing covers it, so it keeps the subject's copy";
+}
+
 std::string DomainLine(const v1::DomainProgress& d) {
   std::string line = absl::StrFormat("  %-16s %-8s", d.domain(), DomainStateName(d.state()));
   if (d.state() == v1::PENDING) {
@@ -138,6 +148,7 @@ std::string DomainLine(const v1::DomainProgress& d) {
     for (const auto& t : d.tombstones())
       tables.push_back(absl::StrFormat("tombstone %s[%d]@%d", t.topic(), t.partition(), t.offset()));
     for (const auto& b : d.s3()) tables.push_back(S3Summary(b));
+    for (const auto& sk : d.sinks()) tables.push_back(SinkSummary(sk));
     absl::StrAppendFormat(&line, " %s; 0 remaining verified; receipt entry %d signed by agent key %s",
                           absl::StrJoin(tables, ", "), d.receipt_entry(), d.agent_key_id());
   } else {
@@ -270,7 +281,7 @@ int Watch(const Global& g, const std::string& id, absl::Duration timeout) {
       std::cout << "request " << id << " " << StateName(last.state()) << " at "
                 << Time(last.completed_unix_ms()) << "\n";
     }
-    return last.state() == v1::COMPLETED ? 0 : kExitFailed;
+    return last.state() == v1::COMPLETED ? 0 : last.state() == v1::DONE_WITH_GAPS ? kExitGaps : kExitFailed;
   }
   if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     std::cerr << "lethectl: timed out after " << absl::FormatDuration(timeout)
@@ -442,8 +453,11 @@ int RequestList(const Global& g, bool overdue, const std::string& kind) {
 }
 
 std::string OutcomeName(v1::RequestCompleted::Outcome o) {
-  return o == v1::RequestCompleted::COMPLETED ? "COMPLETED" : "FAILED";
+  return o == v1::RequestCompleted::COMPLETED        ? "COMPLETED"
+         : o == v1::RequestCompleted::DONE_WITH_GAPS ? "DONE_WITH_GAPS"
+                                                     : "FAILED";
 }
+
 
 void PrintCertificate(const lethe::audit::CertificateReport& r) {
   std::cout << (r.access ? "Access" : "Erasure") << " certificate for request " << r.request_id << ": "
@@ -478,6 +492,7 @@ void PrintCertificate(const lethe::audit::CertificateReport& r) {
       std::cout << "\n";
     }
     for (const auto& b : d.receipt.s3()) std::cout << "      " << S3Summary(b) << "\n";
+    for (const auto& sk : d.receipt.sinks()) std::cout << "      " << SinkSummary(sk) << "\n";
   }
   std::cout << "  " << r.entries << " ledger entries, each proven included in the checkpointed log\n";
 }

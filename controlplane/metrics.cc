@@ -53,6 +53,7 @@ std::vector<prometheus::MetricFamily> LethedMetrics::Collect() const {
   auto f = Family("lethe_requests", "Data-subject requests by state", MetricType::Gauge);
   Add(f, static_cast<double>(tally.in_progress), {{"state", "in_progress"}});
   Add(f, static_cast<double>(tally.completed), {{"state", "completed"}});
+  Add(f, static_cast<double>(tally.done_with_gaps), {{"state", "done_with_gaps"}});
   Add(f, static_cast<double>(tally.failed), {{"state", "failed"}});
   out.push_back(std::move(f));
   f = Family("lethe_requests_overdue", "Open requests past their due date", MetricType::Gauge);

@@ -1,6 +1,7 @@
 #include "controlplane/request_manager.h"
 
 #include "audit/hygiene.h"
+#include "audit/request_lifecycle.h"
 
 #include <algorithm>
 #include <map>
@@ -609,39 +610,44 @@ absl::Status RequestManager::CompleteAll(const std::vector<std::string>& request
   LETHE_RETURN_IF_ERROR(vault_.DestroyRequestKeys(shred));
   auto lock = writer_.Lock();
   std::vector<v1::LedgerEntry> entries;
-  std::vector<std::pair<std::string, bool>> done;
+  std::vector<std::pair<std::string, v1::RequestCompleted::Outcome>> done;
   for (const auto& id : due) {
-    const std::optional<bool> all_ok = CompletionDue(id);
-    if (!all_ok.has_value()) continue;  // completed by a concurrent receipt
+    const std::optional<v1::RequestCompleted::Outcome> outcome = CompletionDue(id);
+    if (!outcome.has_value()) continue;  // completed by a concurrent receipt
     v1::LedgerEntry e;
     e.mutable_request_completed()->set_request_id(id);
-    e.mutable_request_completed()->set_outcome(*all_ok ? v1::RequestCompleted::COMPLETED
-                                                       : v1::RequestCompleted::FAILED);
+    e.mutable_request_completed()->set_outcome(*outcome);
     entries.push_back(std::move(e));
-    done.emplace_back(id, *all_ok);
+    done.emplace_back(id, *outcome);
   }
   if (entries.empty()) return absl::OkStatus();
   LETHE_RETURN_IF_ERROR(SequenceAndWait(lock, std::move(entries)));
-  for (const auto& [id, ok] : done)
-    spdlog::info("request {}: {}; {}", id, ok ? "completed" : "failed",
+  for (const auto& [id, outcome] : done)
+    spdlog::info("request {}: {}; {}", id,
+                 outcome == v1::RequestCompleted::COMPLETED        ? "completed"
+                 : outcome == v1::RequestCompleted::DONE_WITH_GAPS ? "done with gaps (a sink keeps a copy)"
+                                                                   : "failed",
                  std::find(shred.begin(), shred.end(), id) != shred.end()
                      ? "request key destroyed"
                      : "its access package is held until exported or expired");
   return absl::OkStatus();
 }
 
-std::optional<bool> RequestManager::CompletionDue(const std::string& request_id) const {
+std::optional<v1::RequestCompleted::Outcome> RequestManager::CompletionDue(const std::string& request_id) const {
   auto req = store_.Get(request_id);
   if (!req.ok() || req->state != v1::IN_PROGRESS) return std::nullopt;
-  bool all_ok = true;
+  bool all_ok = true, gaps = false;
   for (const auto& d : req->domains) {
     if (d.state != v1::DONE && d.state != v1::DOMAIN_FAILED) return std::nullopt;
     // Every receipt durable: a completion must never outlive a receipt it stands on. The
     // writer of a receipt not yet durable calls Complete itself once it is.
     if (d.receipt_entry >= writer_.durable_size()) return std::nullopt;
     all_ok = all_ok && d.state == v1::DONE;
+    gaps = gaps || (d.state == v1::DONE && d.receipt && !audit::ReceiptGaps(*d.receipt).empty());
   }
-  return all_ok;
+  return !all_ok ? v1::RequestCompleted::FAILED
+         : gaps  ? v1::RequestCompleted::DONE_WITH_GAPS
+                 : v1::RequestCompleted::COMPLETED;
 }
 
 absl::Status RequestManager::Complete(const std::string& request_id) { return CompleteAll({request_id}); }

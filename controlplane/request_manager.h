@@ -203,7 +203,7 @@ class RequestManager {
                                const v1::Actor* actor = nullptr);
   // Under the writer's lock: whether the request is open with every domain answered by a
   // durable receipt, and if so whether all of them completed.
-  std::optional<bool> CompletionDue(const std::string& request_id) const;
+  std::optional<v1::RequestCompleted::Outcome> CompletionDue(const std::string& request_id) const;
   absl::Status Complete(const std::string& request_id);
 
   LedgerWriter& writer_;

@@ -64,7 +64,9 @@ void ApplyToRecord(RequestRecord& r, uint64_t seq, const v1::LedgerEntry& e) {
       break;
     }
     case v1::LedgerEntry::kRequestCompleted:
-      r.state = e.request_completed().outcome() == v1::RequestCompleted::COMPLETED ? v1::COMPLETED : v1::FAILED;
+      r.state = e.request_completed().outcome() == v1::RequestCompleted::COMPLETED        ? v1::COMPLETED
+                : e.request_completed().outcome() == v1::RequestCompleted::DONE_WITH_GAPS ? v1::DONE_WITH_GAPS
+                                                                                          : v1::FAILED;
       r.completed_unix_ms = e.time_unix_ms();
       r.completed_entry = seq;
       // Its key is destroyed: what was sealed under it can never be opened again, so it is
@@ -250,7 +252,7 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
       RequestRecord& r = requests_.at(c.request_id());
       ApplyToRecord(r, seq, e);
       in_progress_.erase(r.submitted_entry);
-      ++(r.state == v1::COMPLETED ? completed_ : failed_);
+      ++(r.state == v1::COMPLETED ? completed_ : r.state == v1::DONE_WITH_GAPS ? done_with_gaps_ : failed_);
       // Runtime facts about its commands end with it.
       for (const auto& id : r.command_ids) {
         commands_.erase(id);
@@ -416,6 +418,7 @@ RequestStore::Tally RequestStore::Count(absl::Time now) const {
   Tally t;
   t.in_progress = in_progress_.size();
   t.completed = completed_;
+  t.done_with_gaps = done_with_gaps_;
   t.failed = failed_;
   for (const auto& [entry, id] : in_progress_) {
     const RequestRecord& r = requests_.at(id);
@@ -740,6 +743,7 @@ v1::RequestView ToView(const RequestRecord& r, const RequestStore& store, absl::
       }
       *dp->mutable_tombstones() = d.receipt->tombstones();
       *dp->mutable_s3() = d.receipt->s3();
+      *dp->mutable_sinks() = d.receipt->sinks();
       dp->set_verified_zero_remaining(d.receipt->verified_zero_remaining());
       dp->set_error(d.receipt->error());
       dp->set_agent_key_id(d.agent_key_id);

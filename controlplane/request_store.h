@@ -169,7 +169,7 @@ class RequestStore {
   absl::StatusOr<std::vector<RequestRecord>> List() const;
   // How many requests are in each state, for metrics: costs the open requests only.
   struct Tally {
-    uint64_t in_progress = 0, completed = 0, failed = 0, overdue = 0, domains_needing_identity = 0;
+    uint64_t in_progress = 0, completed = 0, done_with_gaps = 0, failed = 0, overdue = 0, domains_needing_identity = 0;
   };
   Tally Count(absl::Time now) const;
   // How many requests are held whole, and how many compacted to their ledger indices.
@@ -287,7 +287,7 @@ class RequestStore {
   // The requests still IN_PROGRESS, by submission entry: what the outbox walks on every pass,
   // so that a pass costs the open requests, not every request ever recorded.
   std::map<uint64_t, std::string> in_progress_;
-  uint64_t completed_ = 0, failed_ = 0;  // ended requests, by outcome
+  uint64_t completed_ = 0, done_with_gaps_ = 0, failed_ = 0;  // ended requests, by outcome
   // Completed access requests whose package is held: id -> due date (ms). They stay whole
   // (not compacted) until PackageReleased, which ends their story.
   std::map<std::string, int64_t> unreleased_;

@@ -10,7 +10,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       g++ make cmake ninja-build pkgconf \
       libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libabsl-dev \
-      librdkafka-dev libpqxx-dev libssl-dev \
+      librdkafka-dev libpqxx-dev libssl-dev libcurl4-openssl-dev libexpat1-dev \
       libgtest-dev libgmock-dev prometheus-cpp-dev \
       libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsodium-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
@@ -23,14 +23,15 @@ RUN cmake -S /src -B /build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 
 # Run: the shared libraries lethe-agent links (its ELF NEEDED entries, mapped to their
 # Debian packages with dpkg -S; libpqxx-6.4 brings libpq5), gRPC for the grpc.health.v1
-# service of --health-listen, and CA certificates for Kafka and PostgreSQL over TLS.
+# service of --health-listen, libcurl and expat for S3, and CA certificates for Kafka,
+# PostgreSQL and S3 over TLS.
 FROM debian:12-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ca-certificates \
       libabsl20220623 libfmt9 libgrpc++1.51 libgrpc29 libpqxx-6.4 \
       libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libprotobuf32 librdkafka1 \
-      libsodium23 libspdlog1.10 libssl3 libyaml-cpp0.7 \
+      libsodium23 libspdlog1.10 libssl3 libyaml-cpp0.7 libcurl4 libexpat1 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 lethe \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \

@@ -11,7 +11,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       g++ make cmake ninja-build pkgconf \
       libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libabsl-dev \
-      librdkafka-dev libpqxx-dev libssl-dev \
+      librdkafka-dev libpqxx-dev libssl-dev libcurl4-openssl-dev libexpat1-dev \
       libgtest-dev libgmock-dev prometheus-cpp-dev \
       libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsodium-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*

@@ -70,6 +70,19 @@ Json DomainJson(const Domain& domain) {
       Json topic = Json::object();
       topic["topic"] = k.topic;
       topic["key"] = k.key_template;
+      if (!k.sinks.empty()) {
+        Json sinks = Json::array();
+        for (const Sink& sk : k.sinks) {
+          Json sink = Json::object();
+          sink["name"] = sk.name;
+          sink["kind"] = Sink::KindName(sk.kind);
+          sink["deletes_on_tombstone"] = sk.deletes_on_tombstone;
+          if (!sk.covered_by_bucket.empty()) sink["covered_by"] = Json{{"s3_bucket", sk.covered_by_bucket}};
+          if (!sk.covered_by_table.empty()) sink["covered_by"] = Json{{"table", sk.covered_by_table}};
+          sinks.push_back(std::move(sink));
+        }
+        topic["sinks"] = std::move(sinks);
+      }
       topics.push_back(std::move(topic));
     }
     out["kafka_topics"] = std::move(topics);
@@ -179,6 +192,20 @@ std::optional<std::string> KafkaTopic::BuildKey(
     i = close + 1;
   }
   return key;
+}
+
+const char* Sink::KindName(Kind kind) {
+  switch (kind) {
+    case Kind::kElasticsearch:
+      return "elasticsearch";
+    case Kind::kJdbc:
+      return "jdbc";
+    case Kind::kS3:
+      return "s3";
+    case Kind::kOther:
+      return "other";
+  }
+  return "other";
 }
 
 const char* S3Bucket::KindName(Kind kind) { return kind == Kind::kJsonl ? "jsonl" : "objects"; }

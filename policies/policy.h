@@ -73,6 +73,25 @@ struct Table {
   static const char* ActionName(TableAction a);
 };
 
+// A system a topic is copied into (a Kafka Connect sink, say), and whether the subject's
+// copy there goes when the tombstone reaches it.
+struct Sink {
+  enum class Kind { kElasticsearch, kJdbc, kS3, kOther };
+  std::string name;  // [A-Za-z0-9._-]+, at most 249 characters; unique within its topic
+  Kind kind = Kind::kOther;
+  // The sink deletes the record on a tombstone (Elasticsearch's behavior.on.null.values=delete,
+  // the JDBC sink's delete.enabled=true with pk.mode=record_key).
+  bool deletes_on_tombstone = false;
+  // For a sink that does not: what erases its copy instead, in the same domain: one of the
+  // domain's S3 buckets (an S3 sink's bucket), or one of its tables ("schema.table", a JDBC
+  // sink's target). Both empty: nothing does, a gap every erasure receipt reports.
+  std::string covered_by_bucket;
+  std::string covered_by_table;
+  bool Gap() const { return !deletes_on_tombstone && covered_by_bucket.empty() && covered_by_table.empty(); }
+  // "elasticsearch" | "jdbc" | "s3" | "other"
+  static const char* KindName(Kind kind);
+};
+
 // A compacted Kafka topic of a domain, which gets a tombstone for the subject's key.
 struct KafkaTopic {
   std::string topic;  // [A-Za-z0-9._-]+, at most 249 characters, not "." or ".."
@@ -80,6 +99,7 @@ struct KafkaTopic {
   // one {identity type} placeholder.
   std::string key_template;
   std::vector<std::string> identities;  // identity types the template uses, first-use order
+  std::vector<Sink> sinks;              // in file order; empty when the topic lists none
   // The record key with each placeholder replaced by the value of its identity type;
   // nullopt when `values` lacks a type the template needs (or the template is malformed).
   std::optional<std::string> BuildKey(const std::map<std::string, std::string>& values) const;

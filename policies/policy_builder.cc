@@ -469,7 +469,9 @@ const std::vector<std::string> kIdentityKeys = {"name", "normalize"};
 const std::vector<std::string> kTableKeys = {"table", "key",    "identity", "action",
                                              "basis", "period", "set",      "match"};
 const std::vector<std::string> kKafkaKeys = {"topics"};
-const std::vector<std::string> kTopicKeys = {"topic", "key"};
+const std::vector<std::string> kTopicKeys = {"topic", "key", "sinks"};
+const std::vector<std::string> kSinkKeys = {"name", "kind", "deletes_on_tombstone", "covered_by"};
+const std::vector<std::string> kCoveredByKeys = {"s3_bucket", "table"};
 const std::vector<std::string> kS3Keys = {"endpoint", "region", "buckets"};
 const std::vector<std::string> kBucketKeys = {"bucket",   "objects", "jsonl",  "field", "identity",
                                               "match",    "action",  "basis",  "period"};
@@ -799,6 +801,7 @@ class PolicyBuilder {
         ReadS3(s3->value, label, &domain);
       }
     }
+    CheckCoverReferences(domain, label);
     policy_.domains_.push_back(std::move(domain));
   }
 
@@ -1156,7 +1159,149 @@ class PolicyBuilder {
         }
       }
     }
+    if (const Entry* e = map.Find("sinks"); e != nullptr) ReadSinks(*e, label + " of " + domain_label, &topic);
     domain->kafka_topics.push_back(std::move(topic));
+  }
+
+  // A sink's covered_by, checked once the domain's tables and buckets are all read.
+  struct CoverReference {
+    Position at;
+    std::string label;   // "sink X of topic T of domain D"
+    std::string bucket;  // or
+    std::string table;
+  };
+  std::vector<CoverReference> cover_references_;
+
+  void ReadSinks(const Entry& e, const std::string& topic_label, KafkaTopic* topic) {
+    if (!e.value.IsSequence()) {
+      ValueError(e, "sinks of " + topic_label + " must be a list of sinks, got " + Describe(e.value));
+      return;
+    }
+    if (e.value.size() == 0) ValueError(e, "sinks of " + topic_label + " must list at least one sink");
+    std::map<std::string, int> first_line;
+    size_t index = 0;
+    for (const YAML::Node& node : e.value) {
+      const std::string entry_label = "sink #" + std::to_string(++index) + " of " + topic_label;
+      if (!node.IsMap()) {
+        Error(node, entry_label + " must be a map with name, kind and deletes_on_tombstone, got " + Describe(node));
+        continue;
+      }
+      const MapView map(node);
+      Sink sink;
+      std::string label = entry_label;
+      if (const Entry* n = map.Find("name"); n == nullptr) {
+        Error(node, entry_label + " is missing \"name\" (e.g. the Kafka Connect connector's name)");
+      } else if (const std::string* name = ScalarOrError(*n, "name of " + entry_label + " must be a string")) {
+        if (IsTopicName(*name)) {
+          sink.name = *name;
+          label = "sink " + *name + " of " + topic_label;
+          const Position p = PositionOf(n->value.Mark());
+          if (const auto [it, inserted] = first_line.emplace(*name, p.line); !inserted)
+            ValueError(*n, "duplicate sink " + *name + " in " + topic_label + " (first listed at line " +
+                               std::to_string(it->second) + ")");
+        } else {
+          ValueError(*n, "bad sink name " + Quote(*name) + " in " + topic_label + ": expected [A-Za-z0-9._-]+ " +
+                             "(at most 249 characters)");
+        }
+      }
+      CheckKeys(map, kSinkKeys, "in " + label);
+      if (const Entry* k = map.Find("kind"); k == nullptr) {
+        Error(node, label + " is missing \"kind\" (elasticsearch, jdbc, s3 or other)");
+      } else if (const std::string* kind = ScalarOrError(*k, "kind of " + label + " must be elasticsearch, jdbc, s3 or other")) {
+        if (*kind == "elasticsearch") {
+          sink.kind = Sink::Kind::kElasticsearch;
+        } else if (*kind == "jdbc") {
+          sink.kind = Sink::Kind::kJdbc;
+        } else if (*kind == "s3") {
+          sink.kind = Sink::Kind::kS3;
+        } else if (*kind == "other") {
+          sink.kind = Sink::Kind::kOther;
+        } else {
+          std::string close = ClosestMatch(*kind, {"elasticsearch", "jdbc", "s3", "other"});
+          ValueError(*k, "unknown kind " + Quote(*kind) + " for " + label + ": expected elasticsearch, jdbc, s3 or other" +
+                             (close.empty() ? "" : " (did you mean " + Quote(close) + "?)"));
+        }
+      }
+      if (const Entry* d = map.Find("deletes_on_tombstone"); d == nullptr) {
+        Error(node, label + " is missing \"deletes_on_tombstone\" (true when the sink deletes the record on a "
+                            "tombstone; false makes every erasure in the domain DONE_WITH_GAPS unless covered_by "
+                            "names what erases it)");
+      } else {
+        const std::string what = "deletes_on_tombstone of " + label + " must be true or false";
+        if (const std::string* v = ScalarOrError(*d, what)) {
+          if (*v == "true" || *v == "True" || *v == "TRUE") {
+            sink.deletes_on_tombstone = true;
+          } else if (*v == "false" || *v == "False" || *v == "FALSE") {
+            sink.deletes_on_tombstone = false;
+          } else {
+            ValueError(*d, what + ", got " + Quote(*v));
+          }
+        }
+      }
+      if (const Entry* c = map.Find("covered_by"); c != nullptr) {
+        const std::string form = "a map with s3_bucket: BUCKET or table: [schema.]table";
+        if (sink.deletes_on_tombstone) {
+          Error(c->key_node, "covered_by of " + label + " is for a sink that does not delete on tombstones");
+        } else if (!c->value.IsMap()) {
+          ValueError(*c, "covered_by of " + label + " must be " + form + ", got " + Describe(c->value));
+        } else {
+          const MapView cover(c->value);
+          CheckKeys(cover, kCoveredByKeys, "in covered_by of " + label);
+          const Entry* bucket = cover.Find("s3_bucket");
+          const Entry* table = cover.Find("table");
+          if ((bucket == nullptr) == (table == nullptr)) {
+            ValueError(*c, "covered_by of " + label + " must name exactly one of s3_bucket and table");
+          } else if (bucket != nullptr) {
+            if (const std::string* b = ScalarOrError(*bucket, "s3_bucket in covered_by of " + label + " must be a bucket name")) {
+              sink.covered_by_bucket = *b;
+              cover_references_.push_back({PositionOf(bucket->value.Mark()), label, *b, ""});
+            }
+          } else if (const std::string* t = ScalarOrError(*table, "table in covered_by of " + label + " must be [schema.]table")) {
+            std::string schema, name;
+            if (SplitTableName(*t, &schema, &name)) {
+              sink.covered_by_table = schema + "." + name;
+              cover_references_.push_back({PositionOf(table->value.Mark()), label, "", sink.covered_by_table});
+            } else {
+              ValueError(*table, "bad table name " + Quote(*t) + " in covered_by of " + label + ": expected [schema.]name");
+            }
+          }
+        }
+      }
+      topic->sinks.push_back(std::move(sink));
+    }
+  }
+
+  // Every covered_by of `domain` names one of its buckets or tables.
+  void CheckCoverReferences(const Domain& domain, const std::string& domain_label) {
+    for (const CoverReference& r : cover_references_) {
+      // The purger named must erase: a bucket entry that deletes, a table that deletes or
+      // anonymizes (a retained copy is still a copy).
+      if (!r.bucket.empty()) {
+        bool found = false, erases = false;
+        for (const S3Bucket& b : domain.s3.buckets) {
+          if (b.bucket != r.bucket) continue;
+          found = true;
+          erases = erases || b.action == TableAction::kDelete;
+        }
+        if (!found)
+          Error(r.at, "covered_by of " + r.label + " names S3 bucket " + Quote(r.bucket) + ", which is not in the s3 "
+                      "section of " + domain_label + " (the purger that erases the sink's copy must be the domain's own)");
+        else if (!erases)
+          Error(r.at, "covered_by of " + r.label + " names S3 bucket " + Quote(r.bucket) +
+                      ", whose entries in " + domain_label + " retain rather than delete");
+      } else {
+        const Table* found = nullptr;
+        for (const Table& t : domain.tables)
+          if (t.QualifiedName() == r.table) found = &t;
+        if (found == nullptr)
+          Error(r.at, "covered_by of " + r.label + " names table " + r.table + ", which is not in the postgres "
+                      "section of " + domain_label);
+        else if (found->action == TableAction::kRetain)
+          Error(r.at, "covered_by of " + r.label + " names table " + r.table + ", whose action in " + domain_label +
+                      " is retain: it keeps the copy");
+      }
+    }
+    cover_references_.clear();
   }
 
   void ReadS3(const YAML::Node& node, const std::string& domain_label, Domain* domain) {

@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include <prometheus/text_serializer.h>
+
 #include "agents/postgres_purger.h"
 #include "base/clock.h"
 #include "crypto/crypto.h"
@@ -104,6 +106,56 @@ TEST(Actions, MixedDomainDeletesAnonymizesAndRetainsInOneCommand) {
   EXPECT_THAT(get.output, HasSubstr("tombstone mesh.crm.people["));
   auto verify = RunLethectl(mesh, {"ledger", "verify", "--public-key", mesh.lethed_pub()});
   EXPECT_EQ(verify.exit_code, 0) << verify.output;
+}
+
+TEST(Sinks, ASinkThatKeepsTheCopyMakesTheRequestDoneWithGaps) {
+  Mesh::Options o;
+  o.domains = {"crm_sinks"};
+  auto m = Mesh::Start(o);
+  ASSERT_TRUE(m.ok()) << m.status();
+  Mesh& mesh = **m;
+  ASSERT_TRUE(mesh.Plant(kAlice).ok());
+
+  // lethectl request erase --wait ends with exit code 8 and says what keeps the copy.
+  auto erase = RunLethectl(mesh, {"request", "erase", "--identity", "email=" + kAlice.email, "--identity",
+                                  "user_id=" + kAlice.user_id, "--wait", "--timeout", "90s"});
+  EXPECT_EQ(erase.exit_code, 8) << erase.output;
+  EXPECT_THAT(erase.output, HasSubstr("DONE_WITH_GAPS"));
+  grpc::ClientContext ctx;
+  v1::ListRequestsResponse list;
+  ASSERT_TRUE(mesh.Requests()->List(&ctx, v1::ListRequestsRequest(), &list).ok());
+  ASSERT_EQ(list.requests_size(), 1);
+  const v1::RequestView& done = list.requests(0);
+  EXPECT_EQ(done.state(), v1::DONE_WITH_GAPS);
+  ASSERT_EQ(done.domains_size(), 1);
+  ASSERT_EQ(done.domains(0).sinks_size(), 3);
+  EXPECT_EQ(done.domains(0).sinks(1).covered_by(), "table crm.people");
+  EXPECT_EQ(*mesh.Rows("crm_sinks", kAlice), 0) << "everything Lethe reaches is erased";
+
+  auto get = RunLethectl(mesh, {"request", "get", done.request_id()});
+  ASSERT_EQ(get.exit_code, 0) << get.output;
+  EXPECT_THAT(get.output, HasSubstr("DONE_WITH_GAPS"));
+  EXPECT_THAT(get.output, HasSubstr("sink people-search (elasticsearch) of topic mesh.crm.people: deletes on the tombstone"));
+  EXPECT_THAT(get.output, HasSubstr("sink people-jdbc (jdbc) of topic mesh.crm.people: erased by the domain's table crm.people"));
+  EXPECT_THAT(get.output, HasSubstr("sink people-archive (s3) of topic mesh.crm.people: GAP"));
+
+  // The ledger says so, the auditor re-derives it from the signed receipt, and the certificate
+  // carries it.
+  auto verify = RunLethectl(mesh, {"ledger", "verify", "--public-key", mesh.lethed_pub()});
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+  EXPECT_THAT(verify.output, HasSubstr("1 done with gaps"));
+  const std::string cert = mesh.work_dir() + "/gaps.cert.json";
+  auto made = RunLethectl(mesh, {"request", "certificate", done.request_id(), "--out", cert, "--public-key",
+                                 mesh.lethed_pub()});
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  auto checked = RunLethectl(mesh, {"request", "certificate", "--verify", cert, "--public-key", mesh.lethed_pub()});
+  EXPECT_EQ(checked.exit_code, 0) << checked.output;
+  EXPECT_THAT(checked.output, HasSubstr("DONE_WITH_GAPS"));
+  EXPECT_THAT(checked.output, HasSubstr("people-archive (s3) of topic mesh.crm.people: GAP"));
+
+  // And the metric an operator alerts on.
+  const std::string text = prometheus::TextSerializer().Serialize(mesh.lethed().metrics().Collect());
+  EXPECT_THAT(text, HasSubstr("lethe_requests{state=\"done_with_gaps\"} 1"));
 }
 
 TEST(Actions, KeyedHashIsStableWithinTheDomain) {

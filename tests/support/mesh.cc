@@ -145,6 +145,32 @@ const std::map<std::string, DomainFixture>& Fixtures() {
           key: "person:{email}"
 )yaml",
         kCrmDdl, kCrmPlant, kCrmCount}},
+      // crm's tables, and a topic copied into three sinks: a search index that deletes on the
+      // tombstone, a JDBC copy the agent purges as crm.people, and an archive nothing erases.
+      {"crm_sinks",
+       {R"yaml(  - name: crm_sinks
+    postgres:
+      tables:
+        - table: crm.notes
+          key: person_email
+          identity: email
+          action: delete
+        - table: crm.people
+          key: email
+          identity: email
+          action: delete
+    kafka:
+      topics:
+        - topic: mesh.crm.people
+          key: "person:{email}"
+          sinks:
+            - {name: people-search, kind: elasticsearch, deletes_on_tombstone: true}
+            - {name: people-jdbc, kind: jdbc, deletes_on_tombstone: false, covered_by: {table: crm.people}}
+            - {name: people-archive, kind: s3, deletes_on_tombstone: false}
+)yaml",
+        kCrmDdl, kCrmPlant,
+        "SELECT (SELECT count(*) FROM crm.people WHERE email = '$E') + "
+        "(SELECT count(*) FROM crm.notes WHERE person_email = '$E')"}},
       // The same tables with the parent listed before the child: the foreign key refuses.
       {"crm_badorder",
        {R"(  - name: crm_badorder

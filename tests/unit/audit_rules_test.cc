@@ -638,6 +638,11 @@ std::vector<Case> Cases() {
                  r.add_s3()->set_bucket("exports");
                  AT(21) = Recorded(r);
                })});
+  c.push_back({"T15_sinks", "reports sinks", 21, AccessChanged([](Entries& e) {
+                 v1::Receipt r = AccessReceiptFor("c4", "d1", "r3");
+                 r.add_sinks()->set_name("people-archive");
+                 AT(21) = Recorded(r);
+               })});
   c.push_back({"T15_no_part", "without its part's digests", 21, AccessChanged([](Entries& e) {
                  v1::Receipt r = AccessReceiptFor("c4", "d1", "r3");
                  r.clear_part_sha256();

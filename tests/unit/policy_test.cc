@@ -1093,7 +1093,7 @@ TEST(Kafka, MissingFieldsAndUnknownKeysAreRejected) {
                                          "          partitions: 3")),
               ElementsAre(Diag(31, 11,
                                "unknown key \"partitions\" in topic mesh.growth.people "
-                               "(expected one of: topic, key)")));
+                               "(expected one of: topic, key, sinks)")));
   EXPECT_THAT(Policy::Validate(WithKafka("        - mesh.growth.people")),
               ElementsAre(Diag(29, 11,
                                "topic #1 of domain \"growth\" must be a map with topic and key, "
@@ -1884,6 +1884,82 @@ TEST(S3Section, BadEntriesAreNamedWithWhatIsExpected) {
                               "      region: eu-west-1\n      credentials: x\n")),
               ElementsAre(HasSubstr("credentials")));
   EXPECT_THAT(Messages(WithS3("")), ElementsAre(HasSubstr("buckets in domain \"growth\" must be a list")));
+}
+
+}  // namespace
+}  // namespace lethe::policies
+
+namespace lethe::policies {
+namespace {
+
+// kBase with a kafka section for growth whose topic lists `sinks` (starting at line 31), and
+// an s3 section naming bucket growth-exports.
+std::string WithSinks(const std::string& sinks) {
+  return std::string(kBase) +
+         "    kafka:\n      topics:\n        - topic: mesh.growth.contacts\n          key: \"{email}\"\n"
+         "          sinks:\n" +
+         sinks +
+         "    s3:\n      region: eu-west-1\n      buckets:\n        - bucket: growth-exports\n"
+         "          objects: \"u/{email}/\"\n          action: delete\n";
+}
+
+TEST(Sinks, ParseWithWhatErasesEachCopy) {
+  const Policy p = MustParse(WithSinks(
+      "            - {name: contacts-es, kind: elasticsearch, deletes_on_tombstone: true}\n"
+      "            - {name: contacts-archive, kind: s3, deletes_on_tombstone: false, covered_by: {s3_bucket: growth-exports}}\n"
+      "            - {name: contacts-jdbc, kind: jdbc, deletes_on_tombstone: false, covered_by: {table: growth.contacts}}\n"
+      "            - {name: contacts-warehouse, kind: other, deletes_on_tombstone: false}\n"));
+  const auto& sinks = p.FindDomain("growth")->kafka_topics[0].sinks;
+  ASSERT_EQ(sinks.size(), 4u);
+  EXPECT_EQ(sinks[0].kind, Sink::Kind::kElasticsearch);
+  EXPECT_FALSE(sinks[0].Gap());
+  EXPECT_EQ(sinks[1].covered_by_bucket, "growth-exports");
+  EXPECT_FALSE(sinks[1].Gap());
+  EXPECT_EQ(sinks[2].covered_by_table, "growth.contacts");
+  EXPECT_FALSE(sinks[2].Gap());
+  EXPECT_TRUE(sinks[3].Gap());
+  EXPECT_THAT(p.DomainCanonicalJson("growth"),
+              HasSubstr("{\"key\":\"{email}\",\"sinks\":[{\"deletes_on_tombstone\":true,\"kind\":\"elasticsearch\","
+                        "\"name\":\"contacts-es\"},{\"covered_by\":{\"s3_bucket\":\"growth-exports\"},"
+                        "\"deletes_on_tombstone\":false,\"kind\":\"s3\",\"name\":\"contacts-archive\"},"
+                        "{\"covered_by\":{\"table\":\"growth.contacts\"},\"deletes_on_tombstone\":false,\"kind\":"
+                        "\"jdbc\",\"name\":\"contacts-jdbc\"},{\"deletes_on_tombstone\":false,\"kind\":\"other\","
+                        "\"name\":\"contacts-warehouse\"}],\"topic\":\"mesh.growth.contacts\"}"));
+  // A topic without sinks keeps the form (and the hash) it had before sinks existed.
+  EXPECT_THAT(MustParse(WithKafka("        - topic: t1\n          key: \"{email}\"")).DomainCanonicalJson("growth"),
+              HasSubstr("{\"key\":\"{email}\",\"topic\":\"t1\"}"));
+}
+
+TEST(Sinks, ACoveredByMustNameOneOfTheDomainsOwnBucketsOrTables) {
+  EXPECT_THAT(Messages(WithSinks("            - {name: a, kind: s3, deletes_on_tombstone: false, covered_by: {s3_bucket: other-bucket}}\n")),
+              ElementsAre(HasSubstr("names S3 bucket \"other-bucket\", which is not in the s3 section of domain \"growth\"")));
+  EXPECT_THAT(Messages(WithSinks("            - {name: a, kind: jdbc, deletes_on_tombstone: false, covered_by: {table: growth.nope}}\n")),
+              ElementsAre(HasSubstr("names table growth.nope, which is not in the postgres section")));
+  EXPECT_THAT(Messages(WithSinks("            - {name: a, kind: jdbc, deletes_on_tombstone: true, covered_by: {table: growth.contacts}}\n")),
+              ElementsAre(HasSubstr("is for a sink that does not delete on tombstones")));
+  EXPECT_THAT(Messages(Retain("x", "7y") + "    kafka:\n      topics:\n        - topic: t\n          key: \"{email}\"\n"
+                       "          sinks:\n            - {name: a, kind: jdbc, deletes_on_tombstone: false, "
+                       "covered_by: {table: growth.contacts}}\n"),
+              ElementsAre(HasSubstr("whose action in domain \"growth\" is retain")));
+  EXPECT_THAT(Messages(WithSinks("")), ElementsAre(HasSubstr("sinks of topic mesh.growth.contacts of domain \"growth\" must be a list")));
+  EXPECT_THAT(Messages(WithSinks("            - {name: a, kind: s3, deletes_on_tombstone: false, covered_by: {s3_bucket: growth-exports, table: growth.contacts}}\n")),
+              ElementsAre(HasSubstr("exactly one of s3_bucket and table")));
+}
+
+TEST(Sinks, BadEntriesAreNamed) {
+  EXPECT_THAT(Messages(WithSinks("            - {name: a, kind: elastic, deletes_on_tombstone: true}\n")),
+              ElementsAre(HasSubstr("unknown kind \"elastic\"")));
+  EXPECT_THAT(Messages(WithSinks("            - {name: a, kind: jdbc, deletes_on_tombstone: yes}\n")),
+              ElementsAre(HasSubstr("must be true or false, got \"yes\"")));
+  EXPECT_THAT(Messages(WithSinks("            - {name: a, kind: jdbc}\n")),
+              ElementsAre(HasSubstr("is missing \"deletes_on_tombstone\"")));
+  EXPECT_THAT(Messages(WithSinks("            - {name: a, kind: jdbc, deletes_on_tombstone: true}\n"
+                                 "            - {name: a, kind: s3, deletes_on_tombstone: true}\n")),
+              ElementsAre(HasSubstr("duplicate sink a")));
+  EXPECT_THAT(Messages(WithSinks("            - {name: \"a b\", kind: jdbc, deletes_on_tombstone: true}\n")),
+              ElementsAre(HasSubstr("bad sink name \"a b\"")));
+  EXPECT_THAT(Messages(WithSinks("            - {name: a, kind: jdbc, deletes_on_tombstone: true, delete: true}\n")),
+              ElementsAre(HasSubstr("unknown key \"delete\"")));
 }
 
 }  // namespace

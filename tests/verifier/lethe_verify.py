@@ -564,17 +564,19 @@ def read_policy(raw):
             kf = _P.mapping(d["kafka"], f"{w}.kafka", {"topics"}, {"topics"})
             for j, tn in enumerate(_P.seq(kf["topics"], f"{w}.kafka.topics", 1)):
                 tw = f"{w}.kafka.topics[{j}]"
-                t = _P.mapping(tn, tw, {"topic", "key"}, {"topic", "key"})
-                topic = _P.match(t["topic"], f"{tw}.topic", r"[A-Za-z0-9._-]{1,249}", "topic name")
-                if topic in (".", ".."):
-                    raise PolicyError(f"{tw}.topic: not a valid topic name")
+                t = _P.mapping(tn, tw, {"topic", "key", "sinks"}, {"topic", "key"})
+                topic = topic_name(t["topic"], f"{tw}.topic")
                 if any(x["topic"] == topic for x in topics):
                     raise PolicyError(f"{w}: topic {topic} twice")
                 key = _P.string(t["key"], f"{tw}.key")
                 for p in key_template(key, identities, f"{tw}.key"):
                     if p not in types:
                         types.append(p)
-                topics.append({"key": key, "topic": topic})
+                tobj = {"key": key, "topic": topic}
+                sinks = read_sinks(t["sinks"], f"{tw}.sinks") if "sinks" in t else []
+                if sinks:  # `sinks: []` is the same as none
+                    tobj["sinks"] = sinks
+                topics.append(tobj)
         s3 = None
         if "s3" in d:
             sw = f"{w}.s3"
@@ -591,6 +593,22 @@ def read_policy(raw):
                 buckets.append(b)
                 types.extend(t for t in btypes if t not in types)
             s3["buckets"] = buckets
+        # A sink's covered_by names one of this domain's own buckets or tables (§9.3).
+        # It must name a purger that erases: a bucket with an entry that deletes, a table that
+        # deletes or anonymizes.
+        own = {("s3_bucket", b["bucket"]) for b in (s3 or {}).get("buckets", [])}
+        own |= {("table", x["table"]) for x in tables}
+        erasing = {("s3_bucket", b["bucket"]) for b in (s3 or {}).get("buckets", []) if b["action"] == "delete"}
+        erasing |= {("table", x["table"]) for x in tables if x["action"] != "retain"}
+        for t in topics:
+            for sk in t.get("sinks", []):
+                for c in sk.get("covered_by", {}).items():
+                    if c not in own:
+                        raise PolicyError(f"{w}: sink {sk['name']} of topic {t['topic']}: "
+                                          f"covered_by names {c[0]} {c[1]!r}, not the domain's")
+                    if c not in erasing:
+                        raise PolicyError(f"{w}: sink {sk['name']} of topic {t['topic']}: "
+                                          f"covered_by names {c[0]} {c[1]!r}, which retains")
         obj = {"name": dname, "postgres": {"tables": tables}}
         if topics:
             obj["kafka_topics"] = topics
@@ -645,10 +663,7 @@ def read_table(n, w, identities):
     """`identities`: each identity type of the policy -> its normalizers."""
     t = _P.mapping(n, w, {"table", "key", "identity", "action", "set", "basis", "period", "match"},
                    {"table", "key", "identity", "action"})
-    tname = _P.string(t["table"], f"{w}.table")
-    schema, _, rel = tname.partition(".") if "." in tname else ("public", "", tname)
-    if not IDENT.fullmatch(schema) or not IDENT.fullmatch(rel):
-        raise PolicyError(f"{w}.table: not a valid table name")
+    qualified = table_name(t["table"], f"{w}.table")
     key = _P.match(t["key"], f"{w}.key", IDENT.pattern, "identifier")
     identity = _P.string(t["identity"], f"{w}.identity")
     if identity not in identities:
@@ -659,7 +674,7 @@ def read_table(n, w, identities):
     for k, only in (("set", "anonymize"), ("basis", "retain"), ("period", "retain")):
         if (k in t) != (action == only):
             raise PolicyError(f"{w}.{k}: required with action {only} and invalid otherwise")
-    obj = {"action": action, "identity": identity, "key": key, "table": f"{schema}.{rel}"}
+    obj = {"action": action, "identity": identity, "key": key, "table": qualified}
     # The comparison: as written, else case_insensitive for a type lower-cased by lethed.
     match = "case_insensitive" if "lowercase" in identities[identity] else "exact"
     if "match" in t:
@@ -693,6 +708,59 @@ def read_table(n, w, identities):
             raise PolicyError(f"{w}.set: must set the key column {key} to null or hash")
         obj["set"] = sorted(columns, key=lambda c: c["column"].encode())
     return obj
+
+
+def table_name(n, what):
+    """§9.2 table name; returns its qualified name, schema.name."""
+    tname = _P.string(n, what)
+    schema, _, rel = tname.partition(".") if "." in tname else ("public", "", tname)
+    if not IDENT.fullmatch(schema) or not IDENT.fullmatch(rel):
+        raise PolicyError(f"{what}: not a valid table name")
+    return f"{schema}.{rel}"
+
+
+def topic_name(n, what):
+    """§9.2 topic name (also a sink's name)."""
+    s = _P.match(n, what, r"[A-Za-z0-9._-]{1,249}", "topic name")
+    if s in (".", ".."):
+        raise PolicyError(f"{what}: not a valid topic name")
+    return s
+
+
+SINK_KINDS = ("elasticsearch", "jdbc", "s3", "other")
+
+
+def read_sinks(n, w):
+    """A topic's `sinks` (§9.3); returns their objects (§9.5), in file order. Whether a
+    covered_by names one of the domain's buckets or tables is checked by the caller."""
+    sinks = []
+    for k, sn in enumerate(_P.seq(n, w, 1)):
+        sw = f"{w}[{k}]"
+        sk = _P.mapping(sn, sw, {"name", "kind", "deletes_on_tombstone", "covered_by"},
+                        {"name", "kind", "deletes_on_tombstone"})
+        name = topic_name(sk["name"], f"{sw}.name")
+        if any(x["name"] == name for x in sinks):
+            raise PolicyError(f"{sw}.name: sink {name} twice in its topic")
+        kind = _P.string(sk["kind"], f"{sw}.kind")
+        if kind not in SINK_KINDS:
+            raise PolicyError(f"{sw}.kind: not elasticsearch, jdbc, s3 or other")
+        deletes = _P.string(sk["deletes_on_tombstone"], f"{sw}.deletes_on_tombstone")
+        if deletes not in TRUE_FALSE:
+            raise PolicyError(f"{sw}.deletes_on_tombstone: not true or false")
+        obj = {"deletes_on_tombstone": TRUE_FALSE[deletes], "kind": kind, "name": name}
+        if "covered_by" in sk:
+            cw = f"{sw}.covered_by"
+            if obj["deletes_on_tombstone"]:
+                raise PolicyError(f"{cw}: only for a sink that does not delete on tombstones")
+            c = _P.mapping(sk["covered_by"], cw, {"s3_bucket", "table"}, ())
+            if len(c) != 1:
+                raise PolicyError(f"{cw}: needs exactly one of s3_bucket and table")
+            if "s3_bucket" in c:
+                obj["covered_by"] = {"s3_bucket": _P.string(c["s3_bucket"], f"{cw}.s3_bucket")}
+            else:
+                obj["covered_by"] = {"table": table_name(c["table"], f"{cw}.table")}
+        sinks.append(obj)
+    return sinks
 
 
 def read_retention(m, w, obj):
@@ -1003,6 +1071,12 @@ def sealed_problem(b):
     return None
 
 
+def receipt_gaps(rc):
+    """D5's gaps of a receipt: the sinks it names that keep the subject's copy (they do not
+    delete on tombstones, and no `covered_by` names what erases it)."""
+    return [sk for sk in rc.sinks if not sk.deletes_on_tombstone and not sk.covered_by]
+
+
 class Semantics:
     """Feeds the entries of whole batches in order; finish() applies the rules marked at end."""
 
@@ -1020,7 +1094,8 @@ class Semantics:
         self.planned_by = {}  # request id -> the ConsentChanged that names it
         self.last_consent = {}  # (identity type, token, purpose) -> last status
         self.counts = {"unauthenticated": 0, "unknown_fields": 0, "receipts": 0,
-                       "requests": 0, "completed": 0, "consent": 0, "policies": 0}
+                       "requests": 0, "completed": 0, "done": 0, "gaps": 0, "failed": 0,
+                       "consent": 0, "policies": 0}
         self.who = []
 
     def check(self, i, e, w):
@@ -1168,8 +1243,8 @@ class Semantics:
             raise Failed(f"{w}: Q6: request {rid} was not planned with the active policy")
         self.requests[rid] = {
             "index": i, "policy": policy, "have": have, "targets": targets,
-            "waiting": set(needs), "commanded": set(), "receipts": {}, "completed": False,
-            "due": b.due_unix_ms, "extended": 0,
+            "waiting": set(needs), "commanded": set(), "receipts": {}, "gapped": set(),
+            "completed": False, "due": b.due_unix_ms, "extended": 0,
             "access": b.kind == pb.RequestSubmitted.ACCESS, "released": False,
         }
         self.counts["requests"] += 1
@@ -1228,7 +1303,7 @@ class Semantics:
         if r["access"]:
             # T15: an access command reads; its receipt reports no purge, and a COMPLETED one
             # names its part.
-            if rc.tombstones or rc.s3 or any(t.rows_affected or t.rows_remaining for t in rc.tables):
+            if rc.tombstones or rc.s3 or rc.sinks or any(t.rows_affected or t.rows_remaining for t in rc.tables):
                 raise Failed(f"{w}: T15: an access receipt reports a purge")
             if rc.outcome == mpb.Receipt.COMPLETED and (
                     len(rc.part_sha256) != 32 or len(rc.part_sealed_sha256) != 32 or not rc.part_chunks):
@@ -1246,6 +1321,8 @@ class Semantics:
         self.free_text(rc.error, "Receipt.error", w, "T13")
         c[1] = True
         r["receipts"][b.domain] = rc.outcome
+        if rc.outcome == mpb.Receipt.COMPLETED and receipt_gaps(rc):
+            r["gapped"].add(b.domain)
         self.counts["receipts"] += 1
 
     # ---- D: completions
@@ -1260,11 +1337,22 @@ class Semantics:
         missing = sorted(d for d in r["targets"] if d not in r["receipts"])
         if missing:
             raise Failed(f"{w}: D4: completed without a receipt from domain {missing}")
-        all_done = all(r["receipts"][d] == mpb.Receipt.COMPLETED for d in r["targets"])
-        if (b.outcome == pb.RequestCompleted.COMPLETED) != all_done:
-            raise Failed(f"{w}: D5: outcome {b.outcome} contradicts the receipts")
+        # D5: FAILED unless every receipt is COMPLETED; then DONE_WITH_GAPS when one of them
+        # names a gap (a sink that keeps the subject's copy); else COMPLETED.
+        O = pb.RequestCompleted
+        if any(r["receipts"][d] != mpb.Receipt.COMPLETED for d in r["targets"]):
+            want = O.FAILED
+        elif r["gapped"] & r["targets"]:
+            want = O.DONE_WITH_GAPS
+        else:
+            want = O.COMPLETED
+        if b.outcome != want:
+            got = O.Outcome.Name(b.outcome) if b.outcome in O.Outcome.values() else b.outcome
+            raise Failed(f"{w}: D5: outcome {got} contradicts the receipts "
+                         f"({O.Outcome.Name(want)})")
         r["completed"] = True
         self.counts["completed"] += 1
+        self.counts[{O.COMPLETED: "done", O.DONE_WITH_GAPS: "gaps", O.FAILED: "failed"}[want]] += 1
 
     # ---- R: access package releases
     def package_released(self, i, b, w):
@@ -1422,7 +1510,8 @@ def verify_dir(data_dir, args, trusted):
 def semantic_summary(sem):
     c = sem.counts
     out = [f"policies    {c['policies']} activated, each hash recomputed",
-           f"requests    {c['requests']} ({c['completed']} completed), plans match their policy",
+           f"requests    {c['requests']} ({c['completed']} completed: {c['done']} COMPLETED, "
+           f"{c['gaps']} DONE_WITH_GAPS, {c['failed']} FAILED), plans match their policy",
            f"receipts    {c['receipts']}, every signature verified against enrolled agent keys",
            f"consent     {c['consent']} changes"]
     if c["unauthenticated"]:
