@@ -8,9 +8,9 @@
 # the agent's keys and the policy with it, activated; a schema change reported as drift);
 # plants rows for four people; answers Bob's access
 # request (his package exported once and verified offline); gives growth two S3 buckets on a
-# local S3 API server (s3rver) through a policy change; erases Alice with
-# `lethectl request erase --wait` (delete, anonymize, retain, tombstone, her S3 objects and
-# JSON lines); records Carol's
+# local S3 API server (s3rver) and lists the sinks of its topic through a policy change;
+# erases Alice with `lethectl request erase --wait` (delete, anonymize, retain, tombstone, her
+# S3 objects and JSON lines; DONE_WITH_GAPS, as a warehouse sink keeps a copy); records Carol's
 # consent and her withdrawal, which erases her from the marketing domain only; erases Dan
 # knowing only his email (one domain waits for an identity), extends his deadline and adds
 # the missing identity; shows the receipts, the rows left, the policy and its history, and
@@ -177,7 +177,7 @@ $LETHECTL request export --verify "$WORK/bob-package.json" --public-key "$WORK/k
 echo "-- a second export is refused: the package left once"
 { "${OPERATOR[@]}" request export "$BOB" --out "$WORK/bob-again.json" || true; } 2>&1 | sed 's/^/  /'
 
-step "growth also keeps S3 buckets: per-user exports, and events as JSON lines (s3rver, a real S3 API server)"
+step "growth also keeps S3 buckets (per-user exports, events as JSON lines) and lists its topic's sinks"
 # s3rver from npm (tests/scripts/s3rver.sh installed it), on a port the kernel picks.
 NODE_OPTIONS=--openssl-legacy-provider node "$BIN/s3rver/node_modules/s3rver/bin/s3rver.js" -d "$WORK/s3" \
   -a 127.0.0.1 -p 0 --silent --configure-bucket growth-exports --configure-bucket growth-events >"$WORK/s3rver.log" 2>&1 &
@@ -207,7 +207,12 @@ text = open(sys.argv[1]).read()
 anchor = 'key: "{email}"'
 at = text.index(anchor, text.index("topic: mesh.growth.contacts"))
 at = text.index("\n", at) + 1
-section = f"""    s3:
+section = f"""          sinks:                           # where Kafka Connect copies the topic
+            - {{name: contacts-search, kind: elasticsearch, deletes_on_tombstone: true}}
+            - {{name: contacts-archive, kind: s3, deletes_on_tombstone: false,
+               covered_by: {{s3_bucket: growth-exports}}}}   # erased by the S3 purge below
+            - {{name: contacts-warehouse, kind: jdbc, deletes_on_tombstone: false}}   # a gap
+    s3:
       endpoint: {sys.argv[3]}
       region: us-east-1
       buckets:
@@ -222,9 +227,11 @@ section = f"""    s3:
 """
 open(sys.argv[2], "w").write(text[:at] + section + text[at:])
 PY
-sed -n '/^    s3:/,/action: delete$/p' "$WORK/policy-s3.yaml" | head -n 8 | sed 's/^/  /'
+sed -n '/^          sinks:/,/action: delete$/p' "$WORK/policy-s3.yaml" | head -n 14 | sed 's/^/  /'
 "${ADMIN[@]}" policy activate "$WORK/policy-s3.yaml"
-kill "$GROWTH_AGENT"
+# The old agent must be gone before a command under the new policy reaches it (it would
+# refuse it as policy drift, and --wait would stop for an operator).
+kill "$GROWTH_AGENT" && wait "$GROWTH_AGENT" 2>/dev/null || true
 AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER "$BIN/agents/lethe-agent" --domain growth \
   --postgres "host=$PGHOST port=$PGPORT dbname=growth user=postgres" --policy "$WORK/policy-s3.yaml" \
   --key "$WORK/keys/growth.key" --control-plane-key "$WORK/keys/lethed.pub" \
@@ -234,12 +241,15 @@ PIDS+=($!)
 step "Erase Alice from every domain that holds her (identities on standard input, never on argv)"
 # Spelled as she wrote to support: the policy normalizes email (trim, lowercase), so this is
 # the alice@example.com the domains hold.
+# The warehouse sink keeps its copy, so the request ends DONE_WITH_GAPS: exit code 8.
+rc=0
 printf 'email= Alice@Example.com\nuser_id=u-1001\n' |
   "${OPERATOR[@]}" request erase --identities-from - \
-    --reason "Art. 17 request via support ticket 4711" --wait --timeout 2m
+    --reason "Art. 17 request via support ticket 4711" --wait --timeout 2m || rc=$?
+[ "$rc" -eq 8 ] || { echo "demo: expected DONE_WITH_GAPS (exit 8), got exit $rc" >&2; exit 1; }
 ID=$("${OPERATOR[@]}" -o json request list | grep -o '"request_id": "[0-9a-f]*"' | tail -n 1 | cut -d'"' -f4)
 
-step "The request, per domain"
+step "The request, per domain: everything Lethe reaches is erased, and the warehouse copy is named as the gap"
 "${OPERATOR[@]}" request get "$ID"
 
 step "Rows left: Alice deleted, her analytics anonymized, her invoices retained for tax law; Bob untouched"
@@ -256,7 +266,7 @@ echo email=carol@example.com > "$WORK/carol.ids"
 "${OPERATOR[@]}" consent withdraw --identities-from "$WORK/carol.ids" --purpose marketing --source unsubscribe-link
 CAROL=$("${OPERATOR[@]}" -o json consent show --identities-from "$WORK/carol.ids" |
   grep -o '"erasure_request_id": "[0-9a-f]*"' | tail -n 1 | cut -d'"' -f4)
-"${OPERATOR[@]}" request watch "$CAROL" --timeout 2m >/dev/null
+"${OPERATOR[@]}" request watch "$CAROL" --timeout 2m >/dev/null || [ $? -eq 8 ]
 echo "-- marketing is erase_on_withdrawal and processed by growth only: the erasure is scoped to growth"
 "${OPERATOR[@]}" request get "$CAROL"
 echo "-- Carol's consent, per purpose and over time (the ledger and this view hold only her token):"
@@ -283,7 +293,7 @@ echo "-- overdue requests (due dates are checked against lethed's clock):"
 "${OPERATOR[@]}" request list --overdue
 echo "-- the subject confirmed his user id; the waiting domain gets its command:"
 echo user_id=u-4004 | "${OPERATOR[@]}" request add-identity "$DAN" --identities-from - >/dev/null
-"${OPERATOR[@]}" request watch "$DAN" --timeout 2m >/dev/null
+"${OPERATOR[@]}" request watch "$DAN" --timeout 2m >/dev/null || [ $? -eq 8 ]
 "${OPERATOR[@]}" request get "$DAN"
 show_rows
 
