@@ -829,6 +829,14 @@ class PolicyBuilder {
     }
   }
 
+  // How values of `type` are compared when a table or bucket does not say: case-insensitively
+  // for a type normalized with lowercase, else exactly.
+  Match DefaultMatch(const std::string& type) const {
+    const auto& steps = policy_.Normalizers(type);
+    return std::find(steps.begin(), steps.end(), Normalizer::kLowercase) != steps.end() ? Match::kCaseInsensitive
+                                                                                         : Match::kExact;
+  }
+
   void ReadTable(const YAML::Node& node, size_t index, const std::string& domain_label,
                  std::map<std::string, int>* first_line, Domain* domain) {
     const std::string entry_label = "table #" + std::to_string(index + 1) + " of " + domain_label;
@@ -889,12 +897,7 @@ class PolicyBuilder {
     }
 
     // match: written, or the identity type's default.
-    {
-      const auto& steps = policy_.Normalizers(table.identity);
-      table.match = std::find(steps.begin(), steps.end(), Normalizer::kLowercase) != steps.end()
-                        ? Match::kCaseInsensitive
-                        : Match::kExact;
-    }
+    table.match = DefaultMatch(table.identity);
     if (const Entry* e = map.Find("match"); e != nullptr) {
       if (const std::string* m =
               ScalarOrError(*e, "match of " + label + " must be exact or case_insensitive")) {
@@ -1461,10 +1464,7 @@ class PolicyBuilder {
         bucket.identity = *type;
         bucket.identities.push_back(*type);
         unknown_type(*i, *type, "");
-        const auto& steps = policy_.Normalizers(*type);
-        bucket.match = std::find(steps.begin(), steps.end(), Normalizer::kLowercase) != steps.end()
-                           ? Match::kCaseInsensitive
-                           : Match::kExact;
+        bucket.match = DefaultMatch(*type);
       }
       if (const Entry* m = map.Find("match"); m != nullptr) {
         if (const std::string* text = ScalarOrError(*m, "match of " + label + " must be exact or case_insensitive")) {

@@ -659,6 +659,24 @@ std::vector<Case> Cases() {
   c.push_back({"D3", "still needed an identity", 8, Changed([](Entries& e) { AT(8) = Completed(); })});
   c.push_back({"D4", "without a receipt from domain d2", 10, Changed([](Entries& e) { AT(10) = Completed(); })});
   c.push_back({"D5", "contradicts the receipts", 11, Changed([](Entries& e) { AT(11) = Completed("r1", false); })});
+  // A receipt names a sink that keeps the copy, yet the completion says COMPLETED.
+  c.push_back({"D5_gaps", "contradicts the receipts", 11, Changed([](Entries& e) {
+                 v1::Receipt r = ReceiptFor("c1", "d1");
+                 auto* sink = r.add_sinks();
+                 sink->set_topic("mesh.d1.people");
+                 sink->set_name("warehouse");
+                 sink->set_kind("jdbc");
+                 AT(7) = Recorded(r);
+               })});
+  // A sink covered by another purger of the domain is no gap: claiming DONE_WITH_GAPS is wrong.
+  c.push_back({"D5_covered", "contradicts the receipts", 11, Changed([](Entries& e) {
+                 v1::Receipt r = ReceiptFor("c1", "d1");
+                 auto* sink = r.add_sinks();
+                 sink->set_name("archive");
+                 sink->set_covered_by("s3 bucket archive");
+                 AT(7) = Recorded(r);
+                 AT(11).mutable_request_completed()->set_outcome(v1::RequestCompleted::DONE_WITH_GAPS);
+               })});
   // Access package releases.
   c.push_back({"R1", "no completed access request with a package held", 26, AccessChanged([](Entries& e) {
                  e.push_back(Released("r1"));  // an erasure
