@@ -1,5 +1,6 @@
 #include "agents/s3_eraser.h"
 
+#include <optional>
 #include <set>
 
 #include "absl/status/status.h"
@@ -21,13 +22,13 @@ class FieldReader : public nlohmann::json::json_sax_t {
   bool object = false;  // the line is a JSON object
   std::string value;
 
-  bool null() override { return Scalar(nullptr); }
-  bool boolean(bool) override { return Scalar(nullptr); }
+  bool null() override { return Scalar(std::nullopt); }
+  bool boolean(bool) override { return Scalar(std::nullopt); }
   bool number_integer(number_integer_t v) override { return Scalar(std::to_string(v)); }
   bool number_unsigned(number_unsigned_t v) override { return Scalar(std::to_string(v)); }
-  bool number_float(number_float_t, const string_t&) override { return Scalar(nullptr); }
+  bool number_float(number_float_t, const string_t&) override { return Scalar(std::nullopt); }
   bool string(string_t& v) override { return Scalar(v); }
-  bool binary(binary_t&) override { return Scalar(nullptr); }
+  bool binary(binary_t&) override { return Scalar(std::nullopt); }
   bool start_object(std::size_t) override {
     if (depth_ == 0) object = true;
     ++depth_;

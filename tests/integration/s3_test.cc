@@ -327,7 +327,8 @@ TEST(S3Eraser, AnUnreachableServerIsRetriedNotFailed) {
 
 TEST(S3Jsonl, ScansLinesByFieldWithTheBucketsComparison) {
   const std::string object =
-      "{\"email\":\"A@x.io\"}\n{\"email\":\" a@x.io \"}\r\n{\"id\":42}\n{\"id\":\"42\"}\n[1]\n\n{\"email\":";
+      "{\"email\":\"A@x.io\"}\n{\"email\":\" a@x.io \"}\r\n{\"id\":42}\n{\"id\":\"42\"}\n[1]\n\n"
+      "{\"email\":null,\"id\":1.5,\"ok\":true}\n{\"email\":";
   auto exact = agents::ScanJsonl(object, "email", {"a@x.io"}, policies::Match::kExact);
   EXPECT_EQ(exact.matched, 0);
   EXPECT_EQ(exact.near_match, 2);
