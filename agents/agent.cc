@@ -179,7 +179,11 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
     client.endpoint = domain->s3.endpoint;
     client.region = domain->s3.region;
     a->s3_eraser_ = std::make_unique<S3Eraser>(
-        domain->s3, std::make_unique<s3::Client>(std::move(client), std::move(credentials)), o.s3);
+        domain->s3, std::make_unique<s3::Client>(std::move(client), std::move(credentials)), [&o] {
+          S3EraserOptions s3 = o.s3;
+          s3.clock = o.clock;
+          return s3;
+        }());
   }
   if (o.purger_factory) {
     LETHE_ASSIGN_OR_RETURN(a->purger_, o.purger_factory(*domain, *a->key_, *o.clock, std::move(tombstones)));
@@ -271,6 +275,18 @@ void Agent::Stop() {
   }
 }
 
+int64_t TombstoneGoneBy(const v1::TombstoneResult& t) {
+  if (!t.config_read() || t.appended_unix_ms() <= 0) return 0;
+  if (t.cleanup_policy().find("compact") == std::string::npos) return 0;
+  // Long.MAX_VALUE, Kafka's default, and anything near it: compaction may never come.
+  if (t.max_compaction_lag_ms() <= 0 || t.delete_retention_ms() < 0) return 0;
+  int64_t by = 0;
+  if (__builtin_add_overflow(t.appended_unix_ms(), t.max_compaction_lag_ms(), &by) ||
+      __builtin_add_overflow(by, t.delete_retention_ms(), &by))
+    return 0;
+  return by;
+}
+
 absl::StatusOr<v1::TombstoneResult> Agent::Tombstone(const std::string& topic,
                                                      const std::string& key) {
   LETHE_ASSIGN_OR_RETURN(kafka::Delivered d, producer_->ProduceSync(topic, key, std::nullopt));
@@ -300,6 +316,11 @@ absl::StatusOr<v1::TombstoneResult> Agent::Tombstone(const std::string& topic,
     t.set_delete_retention_ms(retention->delete_retention_ms);
     t.set_max_compaction_lag_ms(retention->max_compaction_lag_ms);
   }
+  // The acknowledgement's time on the agent's clock: no earlier than the append itself, so
+  // the bound computed from it is never too early. (The record's own timestamp is the
+  // producer's create time, or whatever a broker sets: librdkafka's mock cluster says 1234.)
+  t.set_appended_unix_ms(absl::ToUnixMillis(options_.clock->Now()));
+  t.set_physically_gone_by_unix_ms(TombstoneGoneBy(t));
   return t;
 }
 

@@ -48,6 +48,13 @@ using PurgerFactory = std::function<absl::StatusOr<std::unique_ptr<Purger>>(
     const policies::Domain& domain, const crypto::Ed25519PrivateKey& key, const Clock& clock,
     TombstoneSink tombstones)>;
 
+// When compaction will have removed the subject's records from a tombstoned topic, and the
+// tombstone itself: its append time plus the topic's max.compaction.lag.ms and
+// delete.retention.ms (TombstoneResult.physically_gone_by_unix_ms). 0 when there is no bound:
+// the configuration was not read, the topic is not compacted, or max.compaction.lag.ms is
+// unset (Kafka's default, Long.MAX_VALUE) so that the sum passes the end of time.
+int64_t TombstoneGoneBy(const v1::TombstoneResult& t);
+
 struct AgentOptions {
   std::string domain;
   std::string postgres_dsn;

@@ -194,6 +194,9 @@ absl::StatusOr<ObjectErasure> S3Eraser::Erase(const OpenedIdentities& ids) {
       return out;
     }
     if (!st.ok()) return Retry(st);
+    // Every version is deleted, none left to a lifecycle rule: gone once re-checked.
+    if (b.action == policies::TableAction::kDelete)
+      r.set_physically_gone_by_unix_ms(absl::ToUnixMillis(options_.clock->Now()));
     out.buckets.push_back(std::move(r));
   }
   return out;

@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "agents/command_verifier.h"
+#include "base/clock.h"
 #include "lethe/v1/messages.pb.h"
 #include "policies/policy.h"
 #include "s3/client.h"
@@ -40,6 +41,7 @@ struct ObjectErasure {
 struct S3EraserOptions {
   size_t max_object_bytes = 64 * 1024 * 1024;  // a jsonl object larger than this fails the command
   int conflict_retries = 5;                     // conditional puts refused in a row before retrying later
+  const Clock* clock = &Clock::Real();          // stamps S3Result.physically_gone_by_unix_ms
 };
 
 // Thread safety: not thread-safe (one client); one agent loop calls Erase.

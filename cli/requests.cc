@@ -88,6 +88,15 @@ std::string TableSummary(const TableLike& t, bool access = false) {
   return out;
 }
 
+// When a tombstoned topic's compaction has removed the subject for good, or why no one can say.
+std::string TombstoneBound(const v1::TombstoneResult& t) {
+  if (t.physically_gone_by_unix_ms() > 0) return "physically gone by " + Time(t.physically_gone_by_unix_ms());
+  if (!t.config_read()) return "no bound on physical purge: the topic's configuration could not be read";
+  if (t.cleanup_policy().find("compact") == std::string::npos)
+    return "no bound on physical purge: the topic is not compacted";
+  return "no bound on physical purge: max.compaction.lag.ms is not set";
+}
+
 // One S3 bucket entry of a receipt, e.g. "s3 growth-events jsonl: 2 line(s) removed from 1
 // object(s), 0 remaining".
 std::string S3Summary(const v1::S3Result& b) {
@@ -106,6 +115,7 @@ std::string S3Summary(const v1::S3Result& b) {
   }
   if (b.versions_deleted() > 0) absl::StrAppendFormat(&out, ", %d older version(s) deleted", b.versions_deleted());
   absl::StrAppendFormat(&out, ", %d remaining", b.kind() == "jsonl" ? b.lines_remaining() : b.objects_remaining());
+  if (b.physically_gone_by_unix_ms() > 0) absl::StrAppend(&out, ", physically gone ", Time(b.physically_gone_by_unix_ms()));
   if (b.lines_near_match() > 0)
     absl::StrAppendFormat(&out, " (WARNING: %d near match(es) left in place: lines whose field equals an identity "
                                 "after trimming and lower-casing; check them by hand)",
@@ -146,7 +156,8 @@ std::string DomainLine(const v1::DomainProgress& d) {
     std::vector<std::string> tables;
     for (const auto& t : d.tables()) tables.push_back(TableSummary(t));
     for (const auto& t : d.tombstones())
-      tables.push_back(absl::StrFormat("tombstone %s[%d]@%d", t.topic(), t.partition(), t.offset()));
+      tables.push_back(absl::StrFormat("tombstone %s[%d]@%d (%s)", t.topic(), t.partition(), t.offset(),
+                                       TombstoneBound(t)));
     for (const auto& b : d.s3()) tables.push_back(S3Summary(b));
     for (const auto& sk : d.sinks()) tables.push_back(SinkSummary(sk));
     absl::StrAppendFormat(&line, " %s; 0 remaining verified; receipt entry %d signed by agent key %s",
@@ -489,6 +500,7 @@ void PrintCertificate(const lethe::audit::CertificateReport& r) {
                   << t.delete_retention_ms() << ", max.compaction.lag.ms=" << t.max_compaction_lag_ms() << ")";
       else
         std::cout << " (topic configuration not readable)";
+      std::cout << ", " << TombstoneBound(t);
       std::cout << "\n";
     }
     for (const auto& b : d.receipt.s3()) std::cout << "      " << S3Summary(b) << "\n";

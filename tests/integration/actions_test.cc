@@ -86,6 +86,8 @@ TEST(Actions, MixedDomainDeletesAnonymizesAndRetainsInOneCommand) {
   const auto& tomb = done->domains(0).tombstones(0);
   EXPECT_EQ(tomb.topic(), "mesh.crm.people");
   EXPECT_FALSE(tomb.config_read());  // the mock cluster does not answer DescribeConfigs
+  EXPECT_GT(tomb.appended_unix_ms(), 0);
+  EXPECT_EQ(tomb.physically_gone_by_unix_ms(), 0) << "without the topic's configuration there is no bound";
   auto records = ReadTopic(mesh.kafka_bootstrap(), "mesh.crm.people");
   ASSERT_TRUE(records.ok()) << records.status();
   bool found = false;
@@ -104,6 +106,7 @@ TEST(Actions, MixedDomainDeletesAnonymizesAndRetainsInOneCommand) {
   EXPECT_THAT(get.output, HasSubstr("crm.events anonymized 3 (user_id, ip, country)"));
   EXPECT_THAT(get.output, HasSubstr("crm.invoices withheld 2 under \"Tax records (Art. 17(3)(b))\" for 7y"));
   EXPECT_THAT(get.output, HasSubstr("tombstone mesh.crm.people["));
+  EXPECT_THAT(get.output, HasSubstr("no bound on physical purge: the topic's configuration could not be read"));
   auto verify = RunLethectl(mesh, {"ledger", "verify", "--public-key", mesh.lethed_pub()});
   EXPECT_EQ(verify.exit_code, 0) << verify.output;
 }

@@ -229,6 +229,7 @@ TEST(S3Eraser, ErasesTheSubjectsObjectsAndLinesAndNothingElse) {
   EXPECT_FALSE(exports.versioned());
   EXPECT_EQ(exports.objects_deleted(), 2);
   EXPECT_EQ(exports.objects_remaining(), 0);
+  EXPECT_GT(exports.physically_gone_by_unix_ms(), 0);
   EXPECT_THAT(Keys(*seed->List("exports", "")), UnorderedElementsAre("users/420/profile.json", "users/4/profile.json"));
 
   const v1::S3Result& events = erased->buckets[1];
@@ -250,6 +251,7 @@ TEST(S3Eraser, ErasesTheSubjectsObjectsAndLinesAndNothingElse) {
   const v1::S3Result& archive = erased->buckets[2];
   EXPECT_EQ(archive.action(), "retain");
   EXPECT_EQ(archive.objects_withheld(), 2);
+  EXPECT_EQ(archive.physically_gone_by_unix_ms(), 0) << "retained: not erased";
   EXPECT_EQ(archive.objects_deleted(), 0);
   EXPECT_EQ(archive.basis(), "Tax records (Art. 17(3)(b))");
   EXPECT_EQ(archive.retention_period_seconds(), 7 * 365 * 86400);

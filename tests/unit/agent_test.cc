@@ -4,6 +4,7 @@
 // each kind of command gets, that a failure to purge or to publish leaves the command to be
 // retried, and that a refused command reaches no purger.
 #include "agents/command_handler.h"
+#include "agents/agent.h"
 
 #include <memory>
 #include <optional>
@@ -278,6 +279,26 @@ TEST_F(AgentTest, ABatchGoesToThePurgerInRunsAndStopsAtTheFirstCommandItCannotSe
   EXPECT_EQ(Open(sent_[3], *agent_key_).command_id(), "cmd-4");
   EXPECT_EQ(purger_->purges(), 4);
   EXPECT_EQ(stats_.receipts_sent.load(), 4u);
+}
+
+TEST(TombstoneGoneBy, IsTheAppendTimePlusTheTopicsLagAndRetentionOrNoBound) {
+  v1::TombstoneResult t;
+  t.set_appended_unix_ms(1'000'000);
+  EXPECT_EQ(TombstoneGoneBy(t), 0) << "configuration not read";
+  t.set_config_read(true);
+  t.set_cleanup_policy("compact");
+  t.set_max_compaction_lag_ms(600'000);
+  t.set_delete_retention_ms(86'400'000);
+  EXPECT_EQ(TombstoneGoneBy(t), 1'000'000 + 600'000 + 86'400'000);
+  t.set_cleanup_policy("delete,compact");
+  EXPECT_EQ(TombstoneGoneBy(t), 1'000'000 + 600'000 + 86'400'000);
+  t.set_max_compaction_lag_ms(INT64_MAX);  // Kafka's default: no bound
+  EXPECT_EQ(TombstoneGoneBy(t), 0);
+  t.set_max_compaction_lag_ms(-1);
+  EXPECT_EQ(TombstoneGoneBy(t), 0);
+  t.set_max_compaction_lag_ms(600'000);
+  t.set_cleanup_policy("delete");
+  EXPECT_EQ(TombstoneGoneBy(t), 0) << "not compacted: the records go by retention, not by the tombstone";
 }
 
 }  // namespace
