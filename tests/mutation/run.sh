@@ -193,7 +193,9 @@ fi
 t0=$(now)
 log "configuring and building $BUILD (-j$JOBS); log: $LOGS/build.log"
 if ! {
-  cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
+  # The tests' S3 server, where the tests look for it (as build.sh installs it).
+  LETHE_BUILD_DIR="$BUILD" "$SRC/tests/scripts/s3rver.sh" &&
+    cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
     ninja -C "$BUILD" -j"$JOBS"
 } >"$LOGS/build.log" 2>&1; then
   tail -n 40 "$LOGS/build.log" >&2
