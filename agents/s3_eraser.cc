@@ -163,6 +163,10 @@ absl::StatusOr<ObjectErasure> S3Eraser::Erase(const OpenedIdentities& ids) {
     }
     if (b.kind == policies::S3Bucket::Kind::kJsonl) {
       absl::StatusOr<std::vector<s3::ObjectEntry>> listed = client_->List(b.bucket, b.prefix);
+      if (absl::IsResourceExhausted(listed.status())) {
+        out.failure = std::string(listed.status().message());
+        return out;
+      }
       if (!listed.ok()) return Retry(listed.status());
       for (const auto& o : *listed) {
         if (o.size > 0 && static_cast<size_t>(o.size) > options_.max_object_bytes) {
@@ -189,8 +193,9 @@ absl::StatusOr<ObjectErasure> S3Eraser::Erase(const OpenedIdentities& ids) {
     absl::Status st = b.kind == policies::S3Bucket::Kind::kObjects ? Objects(b, versioned[i], prefixes[i], r)
                                                                    : Jsonl(b, versioned[i], values[i], r);
     if (absl::IsResourceExhausted(st)) {
-      out.failure = absl::StrCat("a JSON-lines object in S3 bucket ", b.bucket, " grew over the agent's limit of ",
-                                 options_.max_object_bytes, " bytes");
+      // An object that grew over the limit since the check, or a listing over the client's
+      // bound: the message names the bucket and the bound, never a key.
+      out.failure = std::string(st.message());
       return out;
     }
     if (!st.ok()) return Retry(st);

@@ -206,6 +206,9 @@ absl::StatusOr<std::vector<ObjectEntry>> Client::List(const std::string& bucket,
     auto page = ParseObjectPage(r->body);
     if (!page.ok()) return page.status();
     for (auto& o : page->objects) out.push_back(std::move(o));
+    if (out.size() > options_.max_listed)
+      return absl::ResourceExhaustedError(absl::StrCat("S3 ListObjectsV2 in bucket ", bucket, ": more than ",
+                                                       options_.max_listed, " objects under one prefix"));
     if (!page->truncated) return out;
     token = std::move(page->next_token);
   }
@@ -225,6 +228,9 @@ absl::StatusOr<std::vector<VersionEntry>> Client::ListVersions(const std::string
     auto page = ParseVersionPage(r->body);
     if (!page.ok()) return page.status();
     for (auto& v : page->versions) out.push_back(std::move(v));
+    if (out.size() > options_.max_listed)
+      return absl::ResourceExhaustedError(absl::StrCat("S3 ListObjectVersions in bucket ", bucket, ": more than ",
+                                                       options_.max_listed, " versions under one prefix"));
     if (!page->truncated) return out;
     key_marker = std::move(page->next_key_marker);
     version_marker = std::move(page->next_version_id_marker);

@@ -42,6 +42,7 @@ struct ClientOptions {
   absl::Duration timeout = absl::Seconds(30);      // per request
   size_t max_listing_bytes = 16 * 1024 * 1024;     // one listing page or error body
   int list_page_size = 0;                          // max-keys per listing page; 0: the server's (1000)
+  size_t max_listed = 1'000'000;                   // entries one List or ListVersions may return
 };
 
 // What Get returns.
@@ -60,7 +61,8 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // Every current object whose key starts with `prefix` (all pages).
+  // Every current object whose key starts with `prefix` (all pages); kResourceExhausted past
+  // max_listed.
   absl::StatusOr<std::vector<ObjectEntry>> List(const std::string& bucket, std::string_view prefix);
   // Every version and delete marker under `prefix` (all pages).
   absl::StatusOr<std::vector<VersionEntry>> ListVersions(const std::string& bucket, std::string_view prefix);

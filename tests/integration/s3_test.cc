@@ -36,11 +36,12 @@ s3::Credentials S3rverCredentials() {
   return c;
 }
 
-std::unique_ptr<s3::Client> ClientFor(const S3rver& server, int page_size = 0) {
+std::unique_ptr<s3::Client> ClientFor(const S3rver& server, int page_size = 0, size_t max_listed = 1'000'000) {
   s3::ClientOptions o;
   o.endpoint = server.endpoint();
   o.region = "us-east-1";
   o.list_page_size = page_size;
+  o.max_listed = max_listed;
   return std::make_unique<s3::Client>(o, [] { return absl::StatusOr<s3::Credentials>(S3rverCredentials()); });
 }
 
@@ -297,6 +298,20 @@ TEST(S3Eraser, AJsonlObjectOverTheLimitFailsTheCommandBeforeAnythingIsDeleted) {
   ASSERT_TRUE(erased.ok()) << erased.status();
   EXPECT_THAT(erased->failure, HasSubstr("over the agent's limit of 100"));
   EXPECT_THAT(erased->failure, Not(HasSubstr("2026-01"))) << "no object key in a receipt";
+  EXPECT_EQ(seed->List("exports", "users/42/")->size(), 2u);
+}
+
+TEST(S3Eraser, AListingOverTheClientsBoundFailsTheCommandBeforeAnythingIsDeleted) {
+  auto server = S3rver::Start({"exports", "events", "archive"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto seed = ClientFor(**server);
+  Seed(*seed);
+  const policies::Policy policy = PolicyFor(**server);
+  // events/ holds two objects: one more than this client may list.
+  agents::S3Eraser eraser(policy.FindDomain("growth")->s3, ClientFor(**server, 1, 1));
+  auto erased = eraser.Erase(Alice());
+  ASSERT_TRUE(erased.ok()) << erased.status();
+  EXPECT_EQ(erased->failure, "S3 ListObjectsV2 in bucket events: more than 1 objects under one prefix");
   EXPECT_EQ(seed->List("exports", "users/42/")->size(), 2u);
 }
 
