@@ -16,6 +16,24 @@ std::string HashPrefix(const std::string& hash) { return crypto::Hex(hash).subst
 
 }  // namespace
 
+std::vector<v1::SinkResult> PolicySinks(const policies::Policy& policy, const std::string& domain) {
+  std::vector<v1::SinkResult> out;
+  const policies::Domain* d = policy.FindDomain(domain);
+  if (d == nullptr) return out;
+  for (const policies::KafkaTopic& topic : d->kafka_topics) {
+    for (const policies::Sink& sk : topic.sinks) {
+      v1::SinkResult& r = out.emplace_back();
+      r.set_topic(topic.topic);
+      r.set_name(sk.name);
+      r.set_kind(policies::Sink::KindName(sk.kind));
+      r.set_deletes_on_tombstone(sk.deletes_on_tombstone);
+      if (!sk.covered_by_bucket.empty()) r.set_covered_by("s3 bucket " + sk.covered_by_bucket);
+      if (!sk.covered_by_table.empty()) r.set_covered_by("table " + sk.covered_by_table);
+    }
+  }
+  return out;
+}
+
 std::vector<std::string> ReceiptGaps(const v1::Receipt& receipt) {
   std::vector<std::string> out;
   for (const auto& sk : receipt.sinks())
@@ -248,6 +266,20 @@ absl::Status RequestLifecycle::CheckReceiptImpl(const v1::ReceiptRecorded& rr, b
                          CheckRecordedReceipt(rr, agent->key, cmd->second.digest, refusal_allowed, verify,
                                               cmd->second.access));
   if (verify) last_verified_ = VerifiedEnvelope{agent->key.raw(), env.payload_type(), env.body(), env.signature()};
+  // T16: an erasure receipt lists exactly the sinks of its domain's section in the policy its
+  // command carried (leaving one out would hide a gap).
+  if (!cmd->second.access && receipt.outcome() == v1::Receipt::COMPLETED && cmd->second.policy) {
+    const std::vector<v1::SinkResult> want = PolicySinks(*cmd->second.policy, rr.domain());
+    bool same = static_cast<size_t>(receipt.sinks_size()) == want.size();
+    for (size_t i = 0; same && i < want.size(); ++i) {
+      const v1::SinkResult& got = receipt.sinks(static_cast<int>(i));
+      same = got.topic() == want[i].topic() && got.name() == want[i].name() && got.kind() == want[i].kind() &&
+             got.deletes_on_tombstone() == want[i].deletes_on_tombstone() && got.covered_by() == want[i].covered_by();
+    }
+    if (!same)
+      return absl::InvalidArgumentError("receipt's sinks differ from those of domain " + rr.domain() +
+                                        " in the policy its command carried");
+  }
   // Authentic and bound to its command: now whether it is news.
   if (receipted_commands_.count(rr.command_id())) return absl::AlreadyExistsError("second receipt for a command");
   auto req = requests_.find(rr.request_id());
@@ -468,7 +500,8 @@ void RequestLifecycle::Apply(const v1::LedgerEntry& e) {
       Request& r = requests_[c.request_id()];
       r.commanded.insert(c.domain());
       r.command_ids.push_back(c.command_id());
-      commands_[c.command_id()] = Command{c.request_id(), c.domain(), c.command_digest(), r.access};
+      commands_[c.command_id()] = Command{c.request_id(), c.domain(), c.command_digest(), r.access,
+                                          scope_ == LifecycleScope::kWholeLog ? active_policy_ : r.policy};
       return;
     }
     case E::kReceiptRecorded: {

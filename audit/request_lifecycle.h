@@ -56,6 +56,11 @@ absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& reco
 // DONE_WITH_GAPS.
 std::vector<std::string> ReceiptGaps(const v1::Receipt& receipt);
 
+// Rule T16: the sinks an erasure receipt of `domain` must list, from that domain's section of
+// `policy`: each topic's, in topic then file order, with covered_by written "s3 bucket NAME"
+// or "table SCHEMA.NAME".
+std::vector<v1::SinkResult> PolicySinks(const policies::Policy& policy, const std::string& domain);
+
 enum class LifecycleScope {
   // Every entry of a log, in order (lethed's replay, the auditor): a request is planned
   // with the policy active where it lands, activations are numbered 1, 2, ..., and a
@@ -182,6 +187,8 @@ class RequestLifecycle {
     std::string domain;
     std::string digest;
     bool access = false;
+    // The policy whose domain section the command carried (T16); null when unknown.
+    std::shared_ptr<const policies::Policy> policy;
   };
   struct AgentKey {
     crypto::Ed25519PublicKey key;

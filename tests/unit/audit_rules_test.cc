@@ -53,8 +53,13 @@ constexpr char kPolicy[] =
     "deadlines:\n  erasure: 30d\n  max_extension: 60d\n"
     "domains:\n  - name: d1\n    postgres:\n      tables:\n        - table: t\n          key: email\n"
     "          identity: email\n          action: delete\n"
+    // d1's topic feeds a sink its table covers; d2's a sink nothing erases (a gap, D5).
+    "    kafka:\n      topics:\n        - topic: mesh.d1.people\n          key: \"{email}\"\n"
+    "          sinks: [{name: archive, kind: s3, deletes_on_tombstone: false, covered_by: {table: t}}]\n"
     "  - name: d2\n    postgres:\n      tables:\n        - table: u\n          key: user_id\n"
-    "          identity: user_id\n          action: delete\n";
+    "          identity: user_id\n          action: delete\n"
+    "    kafka:\n      topics:\n        - topic: mesh.d2.people\n          key: \"{user_id}\"\n"
+    "          sinks: [{name: warehouse, kind: jdbc, deletes_on_tombstone: false}]\n";
 
 const crypto::Ed25519PrivateKey& LethedKey() {
   static const auto* k = new crypto::Ed25519PrivateKey(crypto::Ed25519PrivateKey::Generate().value());
@@ -148,6 +153,8 @@ v1::Receipt ReceiptFor(const std::string& command, const std::string& domain, co
   r.set_outcome(v1::Receipt::COMPLETED);
   r.set_verified_zero_remaining(true);
   r.set_completed_at_unix_ms(2000);
+  // The sinks of the domain's topics, as its agent reports them (T16).
+  for (const v1::SinkResult& s : audit::PolicySinks(Policy(), domain)) *r.add_sinks() = s;
   return r;
 }
 E Recorded(const v1::Receipt& r, const crypto::Ed25519PrivateKey& signer = AgentKey()) {
@@ -169,10 +176,13 @@ E Added(const std::string& request = "r1") {
   a->add_target_domains("d2");
   return As(e, "operator", "olga");
 }
+// r1 is answered by d2, whose warehouse sink keeps the copy: DONE_WITH_GAPS when ok.
 E Completed(const std::string& request = "r1", bool ok = true) {
   E e;
   e.mutable_request_completed()->set_request_id(request);
-  e.mutable_request_completed()->set_outcome(ok ? v1::RequestCompleted::COMPLETED : v1::RequestCompleted::FAILED);
+  e.mutable_request_completed()->set_outcome(!ok               ? v1::RequestCompleted::FAILED
+                                             : request == "r1" ? v1::RequestCompleted::DONE_WITH_GAPS
+                                                               : v1::RequestCompleted::COMPLETED);
   return e;
 }
 E Extended(int64_t days, int64_t from_due, const std::string& request = "r1") {
@@ -214,6 +224,7 @@ const int64_t kDue = 1000 + 30LL * 86400 * 1000;
 // An access command's receipt: no purge, the digests of its part.
 v1::Receipt AccessReceiptFor(const std::string& command, const std::string& domain, const std::string& request) {
   v1::Receipt r = ReceiptFor(command, domain, request);
+  r.clear_sinks();  // an access command reads: its receipt names no sink (T15)
   r.set_verified_zero_remaining(false);
   r.set_part_sha256(crypto::Sha256("part of " + command));
   r.set_part_sealed_sha256(crypto::Sha256("sealed part of " + command));
@@ -603,6 +614,13 @@ std::vector<Case> Cases() {
                  b->set_lines_remaining(1);
                  AT(7) = Recorded(r);
                })});
+  // A receipt that leaves out a sink of its domain's policy section (here d2's warehouse, a
+  // gap) would turn DONE_WITH_GAPS into COMPLETED.
+  c.push_back({"T16", "sinks differ", 10, Changed([](Entries& e) {
+                 v1::Receipt r = ReceiptFor("c2", "d2");
+                 r.clear_sinks();
+                 AT(10) = Recorded(r, OtherKey());
+               })});
   c.push_back({"T11", "no outcome", 7, Changed([](Entries& e) {
                  v1::Receipt r = ReceiptFor("c1", "d1");
                  r.set_outcome(v1::Receipt::REJECTED);
@@ -659,23 +677,13 @@ std::vector<Case> Cases() {
   c.push_back({"D3", "still needed an identity", 8, Changed([](Entries& e) { AT(8) = Completed(); })});
   c.push_back({"D4", "without a receipt from domain d2", 10, Changed([](Entries& e) { AT(10) = Completed(); })});
   c.push_back({"D5", "contradicts the receipts", 11, Changed([](Entries& e) { AT(11) = Completed("r1", false); })});
-  // A receipt names a sink that keeps the copy, yet the completion says COMPLETED.
+  // d2's receipt names a sink that keeps the copy, yet the completion says COMPLETED.
   c.push_back({"D5_gaps", "contradicts the receipts", 11, Changed([](Entries& e) {
-                 v1::Receipt r = ReceiptFor("c1", "d1");
-                 auto* sink = r.add_sinks();
-                 sink->set_topic("mesh.d1.people");
-                 sink->set_name("warehouse");
-                 sink->set_kind("jdbc");
-                 AT(7) = Recorded(r);
+                 AT(11).mutable_request_completed()->set_outcome(v1::RequestCompleted::COMPLETED);
                })});
-  // A sink covered by another purger of the domain is no gap: claiming DONE_WITH_GAPS is wrong.
-  c.push_back({"D5_covered", "contradicts the receipts", 11, Changed([](Entries& e) {
-                 v1::Receipt r = ReceiptFor("c1", "d1");
-                 auto* sink = r.add_sinks();
-                 sink->set_name("archive");
-                 sink->set_covered_by("s3 bucket archive");
-                 AT(7) = Recorded(r);
-                 AT(11).mutable_request_completed()->set_outcome(v1::RequestCompleted::DONE_WITH_GAPS);
+  // d1's sink is covered by its table: r2 (answered by d1 alone) has no gap to claim.
+  c.push_back({"D5_covered", "contradicts the receipts", 17, Changed([](Entries& e) {
+                 AT(17).mutable_request_completed()->set_outcome(v1::RequestCompleted::DONE_WITH_GAPS);
                })});
   // Access package releases.
   c.push_back({"R1", "no completed access request with a package held", 26, AccessChanged([](Entries& e) {

@@ -654,6 +654,13 @@ def read_policy(raw):
         "domain_hashes": {d["name"]: sha256(canonical_json(dict(d, version=1)))
                           for d in canon_domains},
         "domains": domains,  # in file order, each with its identity types in order (§7)
+        # T16: per domain, the sinks its erasure receipts list, as (topic, name, kind,
+        # deletes_on_tombstone, covered_by as the receipt writes it).
+        "sinks": {d["name"]: [(t["topic"], sk["name"], sk["kind"], sk["deletes_on_tombstone"],
+                               "".join(f"{'s3 bucket' if k == 's3_bucket' else k} {v}"
+                                       for k, v in sk.get("covered_by", {}).items()))
+                              for t in d.get("kafka_topics", []) for sk in t.get("sinks", [])]
+                  for d in canon_domains},
         "purposes": purposes,
         "max_extension": deadlines["max_extension"],
     }
@@ -1266,7 +1273,7 @@ class Semantics:
         if b.domain_policy_hash != self.active["domain_hashes"].get(b.domain):
             raise Failed(f"{w}: M7: domain_policy_hash is not the active policy's hash of "
                          f"domain {b.domain}")
-        self.commands[b.command_id] = [b, False]
+        self.commands[b.command_id] = [b, False, self.active["sinks"].get(b.domain, [])]
         r["commanded"].add(b.domain)
 
     # ---- T: receipts
@@ -1314,6 +1321,11 @@ class Semantics:
             if rc.outcome == mpb.Receipt.COMPLETED and any(
                     b.objects_remaining or b.lines_remaining for b in rc.s3):
                 raise Failed(f"{w}: T10: COMPLETED with objects or lines remaining in S3")
+            if rc.outcome == mpb.Receipt.COMPLETED and [
+                    (s.topic, s.name, s.kind, s.deletes_on_tombstone, s.covered_by)
+                    for s in rc.sinks] != c[2]:
+                raise Failed(f"{w}: T16: the receipt's sinks differ from those of domain "
+                             f"{b.domain} in the policy its command carried")
             if rc.part_sha256 or rc.part_sealed_sha256:
                 raise Failed(f"{w}: T15: an erasure receipt carries a part")
         if rc.outcome not in (mpb.Receipt.COMPLETED, mpb.Receipt.FAILED):
