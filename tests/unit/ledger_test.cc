@@ -194,6 +194,7 @@ TEST_F(LedgerTest, AFailedWriteLeavesTheLedgerAsItWasAndReadOnlyUntilReopened) {
     std::mutex mu;
     std::map<uint64_t, std::string> by_seq;
     std::vector<absl::Status> failures;
+    int finished = 0;  // appenders whose 100 entries all went in before the failure
     std::vector<std::thread> threads;
     for (int t = 0; t < 32; ++t) {
       threads.emplace_back([&, t] {
@@ -206,12 +207,18 @@ TEST_F(LedgerTest, AFailedWriteLeavesTheLedgerAsItWasAndReadOnlyUntilReopened) {
           }
           by_seq[a->at(0).seq] = a->at(0).bytes;
         }
+        std::lock_guard<std::mutex> l(mu);
+        ++finished;
       });
     }
     for (auto& th : threads) th.join();
     ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old_limit), 0);
     ASSERT_EQ(::sigaction(SIGXFSZ, &old_action, nullptr), 0);
-    ASSERT_EQ(failures.size(), 32u);
+    // Every appender ends on the failure, unless all of its entries went in first: space the
+    // segment had pre-zeroed before the limit was set takes writes without growing the file,
+    // and under load one appender can finish there (seen once in 878 tests).
+    ASSERT_GE(failures.size(), 1u);
+    ASSERT_EQ(failures.size() + static_cast<size_t>(finished), 32u);
     for (const auto& f : failures) EXPECT_EQ(f.code(), absl::StatusCode::kUnavailable) << f;
     // Acknowledged entries are contiguous (the first concurrent batch may already be the one
     // that fails: then none of them is).
