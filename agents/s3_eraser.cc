@@ -142,6 +142,7 @@ absl::StatusOr<ObjectErasure> S3Eraser::Erase(const OpenedIdentities& ids) {
   // entry's identities are in the command and no jsonl object is too large.
   std::vector<bool> versioned;
   std::vector<std::vector<std::string>> prefixes, values;
+  std::vector<std::vector<s3::ObjectEntry>> listings;  // jsonl: the objects under the prefix, as checked
   for (const policies::S3Bucket& b : store_.buckets) {
     absl::StatusOr<s3::Versioning> v = client_->GetVersioning(b.bucket);
     if (absl::IsNotFound(v.status())) {
@@ -175,6 +176,9 @@ absl::StatusOr<ObjectErasure> S3Eraser::Erase(const OpenedIdentities& ids) {
           return out;
         }
       }
+      listings.push_back(std::move(*listed));
+    } else {
+      listings.emplace_back();
     }
     prefixes.push_back(std::move(pre));
     values.push_back(std::move(vals));
@@ -191,7 +195,7 @@ absl::StatusOr<ObjectErasure> S3Eraser::Erase(const OpenedIdentities& ids) {
       r.set_retention_period_seconds(absl::ToInt64Seconds(b.period));
     }
     absl::Status st = b.kind == policies::S3Bucket::Kind::kObjects ? Objects(b, versioned[i], prefixes[i], r)
-                                                                   : Jsonl(b, versioned[i], values[i], r);
+                                                                   : Jsonl(b, versioned[i], values[i], listings[i], r);
     if (absl::IsResourceExhausted(st)) {
       // An object that grew over the limit since the check, or a listing over the client's
       // bound: the message names the bucket and the bound, never a key.
@@ -253,10 +257,8 @@ absl::Status S3Eraser::Objects(const policies::S3Bucket& b, bool versioned, cons
 }
 
 absl::Status S3Eraser::Jsonl(const policies::S3Bucket& b, bool versioned, const std::vector<std::string>& values,
-                             v1::S3Result& r) {
-  auto listed = client_->List(b.bucket, b.prefix);
-  if (!listed.ok()) return listed.status();
-  for (const auto& o : *listed) {
+                             const std::vector<s3::ObjectEntry>& listed, v1::S3Result& r) {
+  for (const auto& o : listed) {
     for (int attempt = 0;; ++attempt) {
       auto body = client_->Get(b.bucket, o.key, "", options_.max_object_bytes);
       if (absl::IsNotFound(body.status())) break;  // deleted meanwhile
@@ -281,55 +283,44 @@ absl::Status S3Eraser::Jsonl(const policies::S3Bucket& b, bool versioned, const 
     }
   }
   if (b.action == policies::TableAction::kRetain) return absl::OkStatus();
-  // Older versions keep the lines the current ones no longer hold.
-  auto recount = [&](bool erase_versions) -> absl::Status {
-    int64_t remaining = 0, near = 0, unreadable = 0, objects = 0;
-    if (versioned) {
-      auto versions = client_->ListVersions(b.bucket, b.prefix);
-      if (!versions.ok()) return versions.status();
-      for (const auto& v : *versions) {
-        if (v.delete_marker) continue;
-        auto body = client_->Get(b.bucket, v.key, v.version_id, options_.max_object_bytes);
-        if (absl::IsNotFound(body.status())) continue;
-        if (!body.ok()) return body.status();
-        JsonlScan scan = ScanJsonl(body->data, b.field, values, b.match);
-        if (scan.matched > 0 && erase_versions && !v.latest) {
-          if (auto st = client_->Delete(b.bucket, v.key, v.version_id); !st.ok()) return st;
-          r.set_versions_deleted(r.versions_deleted() + 1);
-          continue;
-        }
-        if (v.latest) {
-          near += scan.near_match;
-          unreadable += scan.unreadable;
-        }
-        remaining += scan.matched;
-        if (scan.matched > 0) ++objects;
-      }
-    } else {
-      auto again = client_->List(b.bucket, b.prefix);
-      if (!again.ok()) return again.status();
-      for (const auto& o : *again) {
-        auto body = client_->Get(b.bucket, o.key, "", options_.max_object_bytes);
-        if (absl::IsNotFound(body.status())) continue;
-        if (!body.ok()) return body.status();
-        JsonlScan scan = ScanJsonl(body->data, b.field, values, b.match);
-        near += scan.near_match;
-        unreadable += scan.unreadable;
-        remaining += scan.matched;
-        if (scan.matched > 0) ++objects;
-      }
-    }
-    r.set_lines_remaining(remaining);
-    r.set_objects_remaining(objects);
-    r.set_lines_near_match(near);
-    r.set_lines_unreadable(unreadable);
-    return absl::OkStatus();
-  };
+
+  // The re-check, read anew: every current object (objects written since the listing above
+  // included) and, in a versioned bucket, every older version, which keeps the lines the
+  // current one no longer holds: such a version is deleted here.
+  std::vector<s3::VersionEntry> entries;
   if (versioned) {
-    if (auto st = recount(/*erase_versions=*/true); !st.ok()) return st;
+    auto versions = client_->ListVersions(b.bucket, b.prefix);
+    if (!versions.ok()) return versions.status();
+    entries = std::move(*versions);
+  } else {
+    auto again = client_->List(b.bucket, b.prefix);
+    if (!again.ok()) return again.status();
+    for (auto& o : *again) entries.push_back(s3::VersionEntry{std::move(o.key), "", /*latest=*/true, false});
   }
-  if (auto st = recount(false); !st.ok()) return st;
-  if (r.lines_remaining() != 0)
+  int64_t remaining = 0, near = 0, unreadable = 0, objects = 0;
+  for (const auto& v : entries) {
+    if (v.delete_marker) continue;
+    auto body = client_->Get(b.bucket, v.key, v.version_id, options_.max_object_bytes);
+    if (absl::IsNotFound(body.status())) continue;
+    if (!body.ok()) return body.status();
+    const JsonlScan scan = ScanJsonl(body->data, b.field, values, b.match);
+    if (scan.matched > 0 && !v.latest) {
+      if (auto st = client_->Delete(b.bucket, v.key, v.version_id); !st.ok()) return st;
+      r.set_versions_deleted(r.versions_deleted() + 1);
+      continue;
+    }
+    if (v.latest) {
+      near += scan.near_match;
+      unreadable += scan.unreadable;
+    }
+    remaining += scan.matched;
+    if (scan.matched > 0) ++objects;
+  }
+  r.set_lines_remaining(remaining);
+  r.set_objects_remaining(objects);
+  r.set_lines_near_match(near);
+  r.set_lines_unreadable(unreadable);
+  if (remaining != 0)
     return absl::UnavailableError("lines of the subject are still in a JSON-lines object of S3 bucket " + b.bucket +
                                   " after the rewrite (written again meanwhile?)");
   return absl::OkStatus();

@@ -54,8 +54,9 @@ class S3Eraser {
  private:
   absl::Status Objects(const policies::S3Bucket& b, bool versioned, const std::vector<std::string>& prefixes,
                        v1::S3Result& r);
+  // `listed`: the objects under the entry's prefix, as Erase listed them for its checks.
   absl::Status Jsonl(const policies::S3Bucket& b, bool versioned, const std::vector<std::string>& values,
-                     v1::S3Result& r);
+                     const std::vector<s3::ObjectEntry>& listed, v1::S3Result& r);
 
   const policies::S3Store store_;
   const std::unique_ptr<s3::Client> client_;

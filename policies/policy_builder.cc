@@ -837,6 +837,49 @@ class PolicyBuilder {
                                                                                          : Match::kExact;
   }
 
+  // An identity type a table, topic or bucket uses (`where`: "", " in its key", ...) that the
+  // policy's identities do not list, with the closest listed one when there is one.
+  void ReportUnknownIdentity(const Entry& at, const std::string& label, const std::string& type,
+                             const std::string& where) {
+    if (policy_.identities_.empty() || policy_.HasIdentity(type)) return;
+    const std::string close = ClosestMatch(type, policy_.identities_);
+    ValueError(at, label + " uses identity type " + Quote(type) + where + ", which is not listed in identities (" +
+                       (close.empty() ? "listed: " + ListNames(policy_.identities_)
+                                      : "did you mean " + Quote(close) + "?") +
+                       ")");
+  }
+
+  // A table's or bucket's `match`, when written, into *out.
+  void ReadMatch(const MapView& map, const std::string& label, Match* out) {
+    const Entry* e = map.Find("match");
+    if (e == nullptr) return;
+    const std::string* m = ScalarOrError(*e, "match of " + label + " must be exact or case_insensitive");
+    if (m == nullptr) return;
+    if (*m == "exact") {
+      *out = Match::kExact;
+    } else if (*m == "case_insensitive") {
+      *out = Match::kCaseInsensitive;
+    } else {
+      std::string close = ClosestMatch(*m, {"exact", "case_insensitive"});
+      ValueError(*e, "unknown match " + Quote(*m) + " for " + label + ": expected exact or case_insensitive" +
+                         (close.empty() ? "" : " (did you mean " + Quote(close) + "?)"));
+    }
+  }
+
+  // A true/false value (true, True, TRUE, false, False, FALSE) into *out; `what` says what it
+  // must be, for the error.
+  void ReadBool(const Entry& e, const std::string& what, bool* out) {
+    const std::string* v = ScalarOrError(e, what);
+    if (v == nullptr) return;
+    if (*v == "true" || *v == "True" || *v == "TRUE") {
+      *out = true;
+    } else if (*v == "false" || *v == "False" || *v == "FALSE") {
+      *out = false;
+    } else {
+      ValueError(e, what + ", got " + Quote(*v));
+    }
+  }
+
   void ReadTable(const YAML::Node& node, size_t index, const std::string& domain_label,
                  std::map<std::string, int>* first_line, Domain* domain) {
     const std::string entry_label = "table #" + std::to_string(index + 1) + " of " + domain_label;
@@ -886,33 +929,12 @@ class PolicyBuilder {
     } else if (const std::string* type =
                    ScalarOrError(*e, "identity of " + label + " must be an identity type")) {
       table.identity = *type;
-      if (!policy_.identities_.empty() && !policy_.HasIdentity(*type)) {
-        std::string close = ClosestMatch(*type, policy_.identities_);
-        ValueError(*e,
-                   label + " uses identity type " + Quote(*type) +
-                       ", which is not listed in identities (" +
-                       (close.empty() ? "listed: " + known : "did you mean " + Quote(close) + "?") +
-                       ")");
-      }
+      ReportUnknownIdentity(*e, label, *type, "");
     }
 
     // match: written, or the identity type's default.
     table.match = DefaultMatch(table.identity);
-    if (const Entry* e = map.Find("match"); e != nullptr) {
-      if (const std::string* m =
-              ScalarOrError(*e, "match of " + label + " must be exact or case_insensitive")) {
-        if (*m == "exact") {
-          table.match = Match::kExact;
-        } else if (*m == "case_insensitive") {
-          table.match = Match::kCaseInsensitive;
-        } else {
-          std::string close = ClosestMatch(*m, {"exact", "case_insensitive"});
-          ValueError(*e, "unknown match " + Quote(*m) + " for " + label +
-                             ": expected exact or case_insensitive" +
-                             (close.empty() ? "" : " (did you mean " + Quote(close) + "?)"));
-        }
-      }
-    }
+    ReadMatch(map, label, &table.match);
 
     std::optional<TableAction> action;
     if (const Entry* e = map.Find("action"); e == nullptr) {
@@ -1144,21 +1166,13 @@ class PolicyBuilder {
                            example);
       } else {
         topic.key_template = *text;
-        const std::string known = ListNames(policy_.identities_);
         for (const std::string& type : parsed.placeholders) {
           if (std::find(topic.identities.begin(), topic.identities.end(), type) !=
               topic.identities.end()) {
             continue;  // a repeat: reported, if at all, at its first use
           }
           topic.identities.push_back(type);
-          if (!policy_.identities_.empty() && !policy_.HasIdentity(type)) {
-            std::string close = ClosestMatch(type, policy_.identities_);
-            ValueError(*e, label + " uses identity type " + Quote(type) +
-                               " in its key, which is not listed in identities (" +
-                               (close.empty() ? "listed: " + known
-                                              : "did you mean " + Quote(close) + "?") +
-                               ")");
-          }
+          ReportUnknownIdentity(*e, label, type, " in its key");
         }
       }
     }
@@ -1230,16 +1244,7 @@ class PolicyBuilder {
                             "tombstone; false makes every erasure in the domain DONE_WITH_GAPS unless covered_by "
                             "names what erases it)");
       } else {
-        const std::string what = "deletes_on_tombstone of " + label + " must be true or false";
-        if (const std::string* v = ScalarOrError(*d, what)) {
-          if (*v == "true" || *v == "True" || *v == "TRUE") {
-            sink.deletes_on_tombstone = true;
-          } else if (*v == "false" || *v == "False" || *v == "FALSE") {
-            sink.deletes_on_tombstone = false;
-          } else {
-            ValueError(*d, what + ", got " + Quote(*v));
-          }
-        }
+        ReadBool(*d, "deletes_on_tombstone of " + label + " must be true or false", &sink.deletes_on_tombstone);
       }
       if (const Entry* c = map.Find("covered_by"); c != nullptr) {
         const std::string form = "a map with s3_bucket: BUCKET or table: [schema.]table";
@@ -1387,13 +1392,6 @@ class PolicyBuilder {
     const Entry* jsonl = map.Find("jsonl");
     bool prefix_ok = false;  // the entry's prefix was read: it takes part in the duplicate check
     const std::string known = ListNames(policy_.identities_);
-    auto unknown_type = [&](const Entry& at, const std::string& type, const std::string& where) {
-      if (policy_.identities_.empty() || policy_.HasIdentity(type)) return;
-      std::string close = ClosestMatch(type, policy_.identities_);
-      ValueError(at, label + " uses identity type " + Quote(type) + where +
-                         ", which is not listed in identities (" +
-                         (close.empty() ? "listed: " + known : "did you mean " + Quote(close) + "?") + ")");
-    };
     if (objects != nullptr && jsonl != nullptr) {
       Error(jsonl->key_node, label + " has both objects and jsonl (one entry says one of them: write "
                                      "two entries for the same bucket)");
@@ -1424,7 +1422,7 @@ class PolicyBuilder {
             if (std::find(bucket.identities.begin(), bucket.identities.end(), type) != bucket.identities.end())
               continue;
             bucket.identities.push_back(type);
-            unknown_type(*objects, type, " in its key prefix");
+            ReportUnknownIdentity(*objects, label, type, " in its key prefix");
           }
         }
       }
@@ -1463,20 +1461,10 @@ class PolicyBuilder {
       } else if (const std::string* type = ScalarOrError(*i, "identity of " + label + " must be an identity type")) {
         bucket.identity = *type;
         bucket.identities.push_back(*type);
-        unknown_type(*i, *type, "");
+        ReportUnknownIdentity(*i, label, *type, "");
         bucket.match = DefaultMatch(*type);
       }
-      if (const Entry* m = map.Find("match"); m != nullptr) {
-        if (const std::string* text = ScalarOrError(*m, "match of " + label + " must be exact or case_insensitive")) {
-          if (*text == "exact") {
-            bucket.match = Match::kExact;
-          } else if (*text == "case_insensitive") {
-            bucket.match = Match::kCaseInsensitive;
-          } else {
-            ValueError(*m, "unknown match " + Quote(*text) + " for " + label + ": expected exact or case_insensitive");
-          }
-        }
-      }
+      ReadMatch(map, label, &bucket.match);
     }
     if (jsonl == nullptr) {
       for (const char* key : {"field", "identity", "match"}) {
@@ -1569,16 +1557,7 @@ class PolicyBuilder {
 
     const Entry* erase = map.Find("erase_on_withdrawal");
     if (erase != nullptr) {
-      const std::string what = "erase_on_withdrawal in " + label + " must be true or false";
-      if (const std::string* v = ScalarOrError(*erase, what)) {
-        if (*v == "true" || *v == "True" || *v == "TRUE") {
-          purpose.erase_on_withdrawal = true;
-        } else if (*v == "false" || *v == "False" || *v == "FALSE") {
-          purpose.erase_on_withdrawal = false;
-        } else {
-          ValueError(*erase, what + ", got " + Quote(*v));
-        }
-      }
+      ReadBool(*erase, "erase_on_withdrawal in " + label + " must be true or false", &purpose.erase_on_withdrawal);
     }
 
     if (const Entry* e = map.Find("domains"); e == nullptr) {
