@@ -190,6 +190,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
   } else {
     a->purger_ = std::make_unique<PostgresPurger>(o.postgres_dsn, *domain, *a->key_, *o.clock,
                                                   std::move(tombstones), a->s3_eraser_.get());
+    bool changes_rows = false;
+    for (const policies::Table& t : domain->tables) changes_rows = changes_rows || t.action != policies::TableAction::kRetain;
+    if (changes_rows)
+      a->vacuum_watch_ = std::make_unique<VacuumWatch>(o.postgres_dsn, *domain, *a->key_, *o.clock, o.vacuum);
   }
   a->handler_ = std::make_unique<CommandHandler>(
       o.domain, *a->verifier_, *a->purger_, *a->key_, *o.clock,
@@ -260,7 +264,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
 
 Agent::~Agent() { Stop(); }
 
-void Agent::Start() { thread_ = std::thread([this] { Run(); }); }
+void Agent::Start() {
+  if (vacuum_watch_) vacuum_watch_->Start();
+  thread_ = std::thread([this] { Run(); });
+}
 
 void Agent::Stop() {
   {
@@ -269,6 +276,7 @@ void Agent::Stop() {
   }
   stop_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (vacuum_watch_) vacuum_watch_->Stop();
   if (health_server_) {
     health_server_->Shutdown();
     health_server_.reset();
@@ -350,9 +358,35 @@ void Agent::Backoff(absl::Duration d) {
   stop_cv_.wait_for(l, absl::ToChronoMilliseconds(d), [&] { return stop_.load(); });
 }
 
+void Agent::SendPhysicalReceipts() {
+  if (!vacuum_watch_ || !vacuum_watch_->has_ready()) return;
+  absl::StatusOr<std::vector<VacuumWatch::Ready>> ready = vacuum_watch_->Unsent();
+  if (!ready.ok()) {
+    spdlog::warn("domain {}: PHYSICALLY_PURGED receipts: {}", options_.domain, ready.status().ToString());
+    return;
+  }
+  if (ready->empty()) return;
+  std::vector<kafka::Publisher::Record> records;
+  for (const auto& r : *ready) records.push_back(kafka::Publisher::Record{kafka::kReceiptTopic, r.request_id, r.wire});
+  std::vector<std::string> sent;
+  const auto delivered = producer_->PublishAll(records, absl::Seconds(30));
+  for (size_t i = 0; i < delivered.size() && i < ready->size(); ++i)
+    if (delivered[i].ok()) sent.push_back((*ready)[i].command_id);
+  if (absl::Status m = vacuum_watch_->MarkSent(sent); !m.ok() || sent.size() < ready->size()) {
+    // Sent again next turn: lethed records a PHYSICALLY_PURGED receipt once (rule V2).
+    spdlog::warn("domain {}: {} PHYSICALLY_PURGED receipt(s) not confirmed sent; retrying", options_.domain,
+                 ready->size() - (m.ok() ? sent.size() : 0));
+    vacuum_watch_->Kick();
+    return;
+  }
+  stats_.physical_receipts.fetch_add(sent.size());
+  spdlog::info("domain {}: sent {} PHYSICALLY_PURGED receipt(s)", options_.domain, sent.size());
+}
+
 void Agent::Run() {
   absl::Duration backoff = options_.min_backoff;
   while (!stop_) {
+    SendPhysicalReceipts();
     // The first command waits for the broker; the rest of the batch is what is already here.
     absl::Status polled;
     FollowBootstrapFile();
@@ -391,6 +425,8 @@ void Agent::Run() {
     }
     if (st.ok()) {
       backoff = options_.min_backoff;
+      // A purge may have left dead tuples: let the watch take their baseline now.
+      if (vacuum_watch_) vacuum_watch_->Kick();
       continue;
     }
     // Nothing after batch[done] was acknowledged: no receipt, no committed offset. Read the

@@ -24,6 +24,7 @@
 #include "agents/command_verifier.h"
 #include "agents/purger.h"
 #include "agents/s3_eraser.h"
+#include "agents/vacuum_watch.h"
 #include "base/clock.h"
 #include "crypto/seal.h"
 #include "kafka/kafka.h"
@@ -92,6 +93,9 @@ struct AgentOptions {
   std::string s3_credentials_file;
   std::string s3_profile = "default";
   S3EraserOptions s3;
+  // The physical purge watch (vacuum_watch.h) of a PostgresPurger's domain: how often it
+  // looks, and the least time between two VACUUMs it runs on one table.
+  VacuumWatchOptions vacuum;
 };
 
 // Thread safety: Create, Start and Stop (and the destructor) from one owning thread; stats()
@@ -110,6 +114,8 @@ class Agent {
   // loop's thread only, or after Stop.
   const std::string& kafka_bootstrap() const { return options_.kafka_bootstrap; }
   uint64_t reconnects() const { return reconnects_.load(); }
+  // The physical purge watch, when the domain has tables a purge changes (PostgresPurger only).
+  VacuumWatch* vacuum_watch() { return vacuum_watch_.get(); }
   int health_port() const { return health_port_; }
 
  private:
@@ -135,6 +141,9 @@ class Agent {
   std::unique_ptr<CommandVerifier> verifier_;
   std::unique_ptr<S3Eraser> s3_eraser_;  // the domain's S3 buckets, when it has any
   std::unique_ptr<Purger> purger_;
+  std::unique_ptr<VacuumWatch> vacuum_watch_;
+  // Publishes the PHYSICALLY_PURGED receipts the watch has stored and not sent yet.
+  void SendPhysicalReceipts();
   std::unique_ptr<CommandHandler> handler_;
   std::unique_ptr<kafka::Consumer> consumer_;
   std::unique_ptr<kafka::Producer> producer_;

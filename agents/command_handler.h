@@ -32,6 +32,7 @@ struct AgentStats {
   std::atomic<uint64_t> rejected{0};   // commands refused by the verifier
   std::atomic<uint64_t> retries{0};    // transient failures (database, broker)
   std::atomic<uint64_t> receipts_sent{0};
+  std::atomic<uint64_t> physical_receipts{0};  // PHYSICALLY_PURGED receipts acknowledged by the broker
 };
 
 // Publishes a signed receipt (SignedEnvelope bytes) keyed by its request id to

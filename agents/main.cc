@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <iostream>
+#include <tuple>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/ascii.h"
@@ -53,6 +54,15 @@ int main(int argc, char** argv) {
   app.add_option("--s3-max-object-bytes", o.s3.max_object_bytes,
                  "largest JSON-lines object the agent rewrites; a larger one fails the command")
       ->capture_default_str();
+  std::string vacuum_poll = "10s", vacuum_min_interval = "1m";
+  app.add_option("--vacuum-poll", vacuum_poll,
+                 "how often the physical purge watch looks at purged tables waiting for a vacuum "
+                 "(pg_stat_user_tables) before the PHYSICALLY_PURGED receipt")
+      ->capture_default_str();
+  app.add_option("--vacuum-min-interval", vacuum_min_interval,
+                 "least time between two VACUUMs the agent runs on one table (policy vacuum: "
+                 "after_purge or full_after_purge); one VACUUM covers every purge before it")
+      ->capture_default_str();
   app.add_option("--metrics-listen", metrics_listen, "serve Prometheus metrics on HOST:PORT");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   std::string log_format = "text";
@@ -78,6 +88,17 @@ int main(int argc, char** argv) {
     std::cerr << "lethe-agent: --kafka-fetch-wait: bad duration \"" << lethe::Quote(fetch_wait, 20)
               << "\" (use e.g. 10ms, 100ms)\n";
     return 2;
+  }
+  for (auto [flag, text, out, zero_ok] :
+       {std::tuple<const char*, std::string*, absl::Duration*, bool>{"--vacuum-poll", &vacuum_poll, &o.vacuum.poll, false},
+        {"--vacuum-min-interval", &vacuum_min_interval, &o.vacuum.min_interval, true}}) {
+    absl::Duration d;
+    if (!absl::ParseDuration(*text, &d) || d < absl::ZeroDuration() || (!zero_ok && d == absl::ZeroDuration())) {
+      std::cerr << "lethe-agent: " << flag << ": bad duration \"" << lethe::Quote(*text, 20)
+                << "\" (use e.g. 500ms, 10s, 5m)\n";
+      return 2;
+    }
+    *out = d;
   }
   if (!o.kafka_bootstrap.empty() && o.kafka_bootstrap[0] == '@') {
     // Followed: read again every second, and the agent reconnects when it changes.

@@ -14,6 +14,7 @@
 #include "agents/postgres_gatherer.h"
 #include "agents/recheck.h"
 #include "agents/subject_keys.h"
+#include "agents/vacuum_watch.h"
 #include "base/status.h"
 #include "proto/envelope.h"
 #include "crypto/seal.h"
@@ -33,7 +34,7 @@ constexpr char kSchemaSql[] =
     // The domain's secret for `anonymize ... hash`: stable within the domain, kept with its data.
     "CREATE TABLE IF NOT EXISTS lethe_agent.settings ("
     "  name  text PRIMARY KEY,"
-    "  value bytea NOT NULL)";
+    "  value bytea NOT NULL);";
 
 // Thrown when a policy asks for something the table's columns cannot hold; the message becomes
 // the FAILED receipt's error as it is (it names only the table, column and type).
@@ -202,6 +203,7 @@ absl::Status PostgresPurger::EnsureSchema() {
   try {
     pqxx::work tx(*c);
     tx.exec(kSchemaSql);
+    tx.exec(kVacuumSchemaSql);  // the physical purge watch's (vacuum_watch.h)
     tx.exec_params(
         "INSERT INTO lethe_agent.settings (name, value) VALUES ('anonymization_key', $1) "
         "ON CONFLICT (name) DO NOTHING",
@@ -390,6 +392,29 @@ absl::StatusOr<PostgresPurger::Together> PostgresPurger::CarryTogether(
       insert.push_back(crypto::Hex(r.receipt_wire));
       seen[id] = r.receipt_wire;
       out.results.push_back(std::move(r));
+    }
+    // The tables each purge left dead tuples in, for the physical purge watch
+    // (vacuum_watch.h): recorded with the purge, so that no crash can lose them.
+    std::string purge_xid;
+    for (const PurgeResult& r : out.results) {
+      if (r.replayed) continue;
+      std::vector<std::string> rows;
+      for (const auto& t : r.receipt.tables())
+        if ((t.action() == "delete" || t.action() == "anonymize") && t.rows_affected() > 0) {
+          rows.push_back(t.table());
+          rows.push_back(t.action());
+        }
+      if (rows.empty()) continue;
+      if (purge_xid.empty()) purge_xid = tx.exec("SELECT pg_current_xact_id()::text")[0][0].as<std::string>();
+      tx.exec_params(
+          "INSERT INTO lethe_agent.vacuum_commands (command_id, request_id, command_digest, completed_unix_ms, "
+          "purge_xid) VALUES ($1, $2, $3, $4, $5::bigint)",
+          r.receipt.command_id(), r.receipt.request_id(), pqxx::binarystring(r.receipt.command_digest()),
+          r.receipt.completed_at_unix_ms(), purge_xid);
+      for (size_t i = 0; i < rows.size(); i += 2)
+        tx.exec_params(
+            "INSERT INTO lethe_agent.vacuum_tables (command_id, position, table_name, action) VALUES ($1, $2, $3, $4)",
+            r.receipt.command_id(), static_cast<int>(i / 2), rows[i], rows[i + 1]);
     }
     if (!insert.empty()) {
       std::string sql =

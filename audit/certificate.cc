@@ -99,6 +99,14 @@ absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate
         break;
       case v1::LedgerEntry::kReceiptRecorded: {
         const auto& rr = e.receipt_recorded();
+        if (receipt.outcome() == v1::Receipt::PHYSICALLY_PURGED) {
+          // The rule admitted it only after its domain's COMPLETED receipt (V1).
+          CertifiedDomain& d = answered.at(rr.domain());
+          d.physical = receipt;
+          d.physical_key_id = rr.receipt().key_id();
+          d.physical_entry = pe.index();
+          break;
+        }
         answered[rr.domain()] = CertifiedDomain{rr.domain(), receipt, rr.receipt().key_id(), pe.index()};
         break;
       }

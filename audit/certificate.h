@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,10 @@ struct CertifiedDomain {
   v1::Receipt receipt;       // verified
   std::string agent_key_id;
   uint64_t receipt_entry = 0;
+  // The domain's PHYSICALLY_PURGED receipt, when the certificate holds one (verified).
+  std::optional<v1::Receipt> physical;
+  std::string physical_key_id;
+  uint64_t physical_entry = 0;
 };
 
 struct CertificateReport {

@@ -42,6 +42,45 @@ std::vector<std::string> ReceiptGaps(const v1::Receipt& receipt) {
   return out;
 }
 
+std::vector<const v1::TableResult*> TablesToVacuum(const v1::Receipt& receipt) {
+  std::vector<const v1::TableResult*> out;
+  if (receipt.outcome() != v1::Receipt::COMPLETED || receipt.part_chunks() != 0) return out;
+  for (const auto& t : receipt.tables())
+    if ((t.action() == "delete" || t.action() == "anonymize") && t.rows_affected() > 0) out.push_back(&t);
+  return out;
+}
+
+namespace {
+// V4: the shape of a PHYSICALLY_PURGED receipt, on its own.
+absl::Status CheckPhysicalShape(const v1::Receipt& receipt) {
+  if (receipt.tombstones_size() > 0 || receipt.s3_size() > 0 || receipt.sinks_size() > 0 ||
+      !receipt.part_sha256().empty() || !receipt.part_sealed_sha256().empty() || receipt.part_chunks() != 0 ||
+      !receipt.error().empty() || receipt.verified_zero_remaining())
+    return absl::InvalidArgumentError(
+        "PHYSICALLY_PURGED receipt carries more than its tables' vacuums (tombstones, S3, sinks, a part, an "
+        "error or the re-check)");
+  if (receipt.tables_size() == 0) return absl::InvalidArgumentError("PHYSICALLY_PURGED receipt names no table");
+  int64_t latest = 0;
+  for (const auto& t : receipt.tables()) {
+    if (t.vacuum() != "vacuum" && t.vacuum() != "vacuum full" && t.vacuum() != "observed")
+      return absl::InvalidArgumentError("PHYSICALLY_PURGED receipt: table " + Quote(t.table(), 64) +
+                                        " has no known vacuum (vacuum, vacuum full or observed)");
+    if (t.vacuumed_unix_ms() <= 0)
+      return absl::InvalidArgumentError("PHYSICALLY_PURGED receipt: table " + Quote(t.table(), 64) +
+                                        " has no vacuum time");
+    if (t.rows_affected() != 0 || t.rows_remaining() != 0 || t.rows_withheld() != 0 || t.rows_near_match() != 0 ||
+        t.rows_exported() != 0 || !t.basis().empty() || t.retention_period_seconds() != 0 || t.columns_size() != 0)
+      return absl::InvalidArgumentError("PHYSICALLY_PURGED receipt: table " + Quote(t.table(), 64) +
+                                        " reports rows");
+    latest = std::max(latest, t.vacuumed_unix_ms());
+  }
+  if (receipt.physically_gone_by_unix_ms() != latest)
+    return absl::InvalidArgumentError(
+        "PHYSICALLY_PURGED receipt: physically_gone_by_unix_ms is not its latest vacuum time");
+  return absl::OkStatus();
+}
+}  // namespace
+
 absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& rr,
                                                  const crypto::Ed25519PublicKey& agent_key,
                                                  std::string_view command_digest, bool refusal_allowed,
@@ -61,8 +100,21 @@ absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& rr,
   if (receipt.command_digest() != command_digest)
     return absl::PermissionDeniedError("receipt was made for different command bytes than lethed issued");
   const bool refusal = refusal_allowed && receipt.outcome() == v1::Receipt::REJECTED;
-  if (receipt.outcome() != v1::Receipt::COMPLETED && receipt.outcome() != v1::Receipt::FAILED && !refusal)
+  const bool physical = receipt.outcome() == v1::Receipt::PHYSICALLY_PURGED;
+  if (receipt.outcome() != v1::Receipt::COMPLETED && receipt.outcome() != v1::Receipt::FAILED && !refusal &&
+      !physical)
     return absl::InvalidArgumentError("receipt has no outcome");
+  if (physical && access) return absl::InvalidArgumentError("access receipt reports a physical purge");
+  if (physical) {
+    LETHE_RETURN_IF_ERROR(CheckPhysicalShape(receipt));
+    return receipt;
+  }
+  if (receipt.physically_gone_by_unix_ms() != 0)
+    return absl::InvalidArgumentError("receipt other than PHYSICALLY_PURGED carries physically_gone_by_unix_ms");
+  for (const auto& t : receipt.tables())
+    if (!t.vacuum().empty() || t.vacuumed_unix_ms() != 0)
+      return absl::InvalidArgumentError("receipt other than PHYSICALLY_PURGED reports a vacuum of table " +
+                                        Quote(t.table(), 64));
   if (access) {
     // An access command reads: whatever its outcome, its receipt may report no purge.
     if (receipt.tombstones_size() > 0) return absl::InvalidArgumentError("access receipt reports tombstones");
@@ -239,13 +291,17 @@ void RequestLifecycle::RememberVerified(const VerifiedReceiptEnvelope& v) const 
 
 absl::Status RequestLifecycle::CheckReceiptImpl(const v1::ReceiptRecorded& rr, bool refusal_allowed,
                                                 v1::Receipt* verified, bool verify_signature) const {
-  auto cmd = commands_.find(rr.command_id());
-  if (cmd == commands_.end()) {
+  const Command* command = nullptr;
+  if (auto it = commands_.find(rr.command_id()); it != commands_.end()) {
+    command = &it->second;
+  } else if (auto a = awaiting_vacuum_.find(rr.command_id()); a != awaiting_vacuum_.end()) {
+    command = &a->second.command;  // its request has ended; only its PHYSICALLY_PURGED receipt is news
+  } else {
     LETHE_ASSIGN_OR_RETURN(const bool spent, ended_ids().CommandEnded(IdDigest(rr.command_id())));
     if (spent) return absl::AlreadyExistsError("receipt for a command of a request that has ended");
     return Missing(Contradicts("receipt for an unknown command"));
   }
-  if (cmd->second.request_id != rr.request_id() || cmd->second.domain != rr.domain())
+  if (command->request_id != rr.request_id() || command->domain != rr.domain())
     return absl::PermissionDeniedError("receipt does not match its command's request and domain");
   // The enrolled key of that domain the envelope names.
   const AgentKey* agent = nullptr;
@@ -263,13 +319,20 @@ absl::Status RequestLifecycle::CheckReceiptImpl(const v1::ReceiptRecorded& rr, b
                     last_verified_->payload_type == env.payload_type();
   const bool verify = verify_signature && !seen;
   LETHE_ASSIGN_OR_RETURN(v1::Receipt receipt,
-                         CheckRecordedReceipt(rr, agent->key, cmd->second.digest, refusal_allowed, verify,
-                                              cmd->second.access));
+                         CheckRecordedReceipt(rr, agent->key, command->digest, refusal_allowed, verify,
+                                              command->access));
   if (verify) last_verified_ = VerifiedEnvelope{agent->key.raw(), env.payload_type(), env.body(), env.signature()};
+  if (receipt.outcome() == v1::Receipt::PHYSICALLY_PURGED) {
+    LETHE_RETURN_IF_ERROR(CheckPhysical(rr.command_id(), receipt));
+    if (verified != nullptr) *verified = std::move(receipt);
+    return absl::OkStatus();
+  }
+  if (!commands_.contains(rr.command_id()))
+    return absl::AlreadyExistsError("receipt for a command of a request that has ended");
   // T16: an erasure receipt lists exactly the sinks of its domain's section in the policy its
   // command carried (leaving one out would hide a gap).
-  if (!cmd->second.access && receipt.outcome() == v1::Receipt::COMPLETED && cmd->second.policy) {
-    const std::vector<v1::SinkResult> want = PolicySinks(*cmd->second.policy, rr.domain());
+  if (!command->access && receipt.outcome() == v1::Receipt::COMPLETED && command->policy) {
+    const std::vector<v1::SinkResult> want = PolicySinks(*command->policy, rr.domain());
     bool same = static_cast<size_t>(receipt.sinks_size()) == want.size();
     for (size_t i = 0; same && i < want.size(); ++i) {
       const v1::SinkResult& got = receipt.sinks(static_cast<int>(i));
@@ -287,6 +350,35 @@ absl::Status RequestLifecycle::CheckReceiptImpl(const v1::ReceiptRecorded& rr, b
     return absl::AlreadyExistsError("second receipt from domain " + rr.domain() + " for request " + rr.request_id() +
                                     " (the first receipt recorded for a domain decides its outcome)");
   if (verified != nullptr) *verified = std::move(receipt);
+  return absl::OkStatus();
+}
+
+absl::Status RequestLifecycle::CheckPhysical(const std::string& command_id, const v1::Receipt& receipt) const {
+  auto a = awaiting_vacuum_.find(command_id);
+  if (a == awaiting_vacuum_.end()) {
+    if (vacuumed_commands_.contains(command_id))
+      return absl::AlreadyExistsError("second PHYSICALLY_PURGED receipt for a command");
+    if (!commands_.contains(command_id))  // ended, and nothing awaited a vacuum
+      return absl::AlreadyExistsError("PHYSICALLY_PURGED receipt for a command with no vacuum awaited");
+    if (!receipted_commands_.contains(command_id))
+      return Missing(Contradicts("PHYSICALLY_PURGED receipt before its command's COMPLETED receipt"));
+    return Contradicts("PHYSICALLY_PURGED receipt for a command whose receipt left no dead rows to vacuum");
+  }
+  const AwaitingVacuum& want = a->second;
+  bool same = static_cast<size_t>(receipt.tables_size()) == want.tables.size();
+  for (size_t i = 0; same && i < want.tables.size(); ++i) {
+    const v1::TableResult& t = receipt.tables(static_cast<int>(i));
+    same = t.table() == want.tables[i].first && t.action() == want.tables[i].second;
+  }
+  if (!same)
+    return Contradicts(
+        "PHYSICALLY_PURGED receipt's tables are not the tables its COMPLETED receipt deleted or rewrote rows in");
+  for (const auto& t : receipt.tables())
+    if (t.vacuumed_unix_ms() < want.completed_unix_ms)
+      return Contradicts("PHYSICALLY_PURGED receipt: table " + Quote(t.table(), 64) +
+                         " was vacuumed before the purge committed");
+  if (receipt.completed_at_unix_ms() < receipt.physically_gone_by_unix_ms())
+    return Contradicts("PHYSICALLY_PURGED receipt signed before its last vacuum");
   return absl::OkStatus();
 }
 
@@ -509,7 +601,22 @@ void RequestLifecycle::Apply(const v1::LedgerEntry& e) {
       v1::Receipt receipt;
       // The signature was checked by Check; only the outcome is read here.
       (void)receipt.ParseFromString(rr.receipt().body());
+      if (receipt.outcome() == v1::Receipt::PHYSICALLY_PURGED) {
+        awaiting_vacuum_.erase(rr.command_id());
+        if (commands_.contains(rr.command_id())) vacuumed_commands_.insert(rr.command_id());
+        return;
+      }
       receipted_commands_.insert(rr.command_id());
+      if (auto c = commands_.find(rr.command_id()); c != commands_.end() && !c->second.access) {
+        std::vector<const v1::TableResult*> dead = TablesToVacuum(receipt);
+        if (!dead.empty()) {
+          AwaitingVacuum& w = awaiting_vacuum_[rr.command_id()];
+          w.command = c->second;
+          w.command.policy = nullptr;  // not needed to check the vacuum; not kept alive for it
+          for (const v1::TableResult* t : dead) w.tables.emplace_back(t->table(), t->action());
+          w.completed_unix_ms = receipt.completed_at_unix_ms();
+        }
+      }
       Request& r = requests_[rr.request_id()];
       r.answered[rr.domain()] = receipt.outcome() == v1::Receipt::COMPLETED;
       if (receipt.outcome() == v1::Receipt::COMPLETED && !ReceiptGaps(receipt).empty()) r.gapped.insert(rr.domain());
@@ -522,6 +629,7 @@ void RequestLifecycle::Apply(const v1::LedgerEntry& e) {
       for (const auto& id : it->second.command_ids) {
         commands_.erase(id);
         receipted_commands_.erase(id);
+        vacuumed_commands_.erase(id);
         ended_ids().EndCommand(IdDigest(id));
       }
       ended_ids().EndRequest(IdDigest(it->first));

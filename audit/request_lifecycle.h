@@ -56,6 +56,11 @@ absl::StatusOr<v1::Receipt> CheckRecordedReceipt(const v1::ReceiptRecorded& reco
 // DONE_WITH_GAPS.
 std::vector<std::string> ReceiptGaps(const v1::Receipt& receipt);
 
+// The tables an erasure receipt's purge left dead tuples in (action delete or anonymize, rows
+// affected), in receipt order: what its PHYSICALLY_PURGED receipt must list (rule V3). Empty
+// for any other receipt.
+std::vector<const v1::TableResult*> TablesToVacuum(const v1::Receipt& receipt);
+
 // Rule T16: the sinks an erasure receipt of `domain` must list, from that domain's section of
 // `policy`: each topic's, in topic then file order, with covered_by written "s3 bucket NAME"
 // or "table SCHEMA.NAME".
@@ -194,6 +199,14 @@ class RequestLifecycle {
     crypto::Ed25519PublicKey key;
     bool revoked = false;
   };
+  // A command whose COMPLETED erasure receipt deleted or rewrote rows, and whose
+  // PHYSICALLY_PURGED receipt has not been recorded yet (rules V1 to V4). Kept after the
+  // request ends: the vacuum may come later.
+  struct AwaitingVacuum {
+    Command command;
+    std::vector<std::pair<std::string, std::string>> tables;  // (table, action), receipt order
+    int64_t completed_unix_ms = 0;
+  };
   struct PlannedByConsent {
     std::string request_id;
     std::string purpose;
@@ -230,6 +243,10 @@ class RequestLifecycle {
   // Completed access requests whose package has not been released (PackageReleased) yet.
   absl::flat_hash_set<std::string> unreleased_packages_;
   absl::flat_hash_set<std::string> receipted_commands_;
+  absl::flat_hash_map<std::string, AwaitingVacuum> awaiting_vacuum_;  // by command id
+  absl::flat_hash_set<std::string> vacuumed_commands_;  // physical receipt recorded (open requests)
+  // Rules V1 to V4 for a PHYSICALLY_PURGED receipt of `command_id`, already verified.
+  absl::Status CheckPhysical(const std::string& command_id, const v1::Receipt& receipt) const;
   std::multimap<std::string, AgentKey> agent_keys_;  // domain -> keys
   std::map<std::string, PlannedByConsent> consent_plans_;  // change_id -> planned erasure
   std::map<std::string, v1::ConsentStatus> consent_status_;  // "type/token hex/purpose" -> latest

@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "audit/certificate.h"
 #include "audit/offline_verify.h"
+#include "audit/physical.h"
 #include "base/status.h"
 #include "cli/access.h"
 #include "cli/exit_codes.h"
@@ -135,6 +136,53 @@ std::string SinkSummary(const v1::SinkResult& s) {
   return out + "GAP: it does not delete on tombstones and nothing covers it, so it keeps the subject's copy";
 }
 
+// A vacuumed table of a PHYSICALLY_PURGED receipt, e.g. "public.users: vacuum full at ...".
+std::string VacuumSummary(const v1::TableResult& t) {
+  return absl::StrFormat("%s: %s at %s", t.table(),
+                         t.vacuum() == "observed" ? "vacuum observed (autovacuum or another VACUUM)" : t.vacuum(),
+                         Time(t.vacuumed_unix_ms()));
+}
+
+// The second line of an answered erasure domain: the receipt's two times ("logically erased
+// 12:00:01, physically gone by 12:09:40"), or what the physical bound waits for or lacks.
+std::string PhysicalLine(const v1::DomainProgress& d) {
+  std::string line = "    logically erased " + Time(d.logically_erased_unix_ms()) + ", ";
+  switch (d.physical_state()) {
+    case v1::PHYSICAL_BOUNDED:
+      absl::StrAppend(&line, "physically gone by ", Time(d.physically_gone_by_unix_ms()));
+      break;
+    case v1::PHYSICAL_PENDING:
+      absl::StrAppend(&line, "physical purge pending: ", d.physical_reason());
+      break;
+    case v1::PHYSICAL_UNBOUNDED:
+      absl::StrAppend(&line, "physically gone: NO BOUND (a gap): ", d.physical_reason());
+      break;
+    default:
+      return "";
+  }
+  if (d.physical_receipt_entry() != 0) {
+    std::vector<std::string> vacuums;
+    for (const auto& t : d.vacuumed_tables()) vacuums.push_back(VacuumSummary(t));
+    absl::StrAppendFormat(&line, "\n    PHYSICALLY_PURGED receipt entry %d signed by agent key %s: %s",
+                          d.physical_receipt_entry(), d.physical_agent_key_id(), absl::StrJoin(vacuums, ", "));
+  }
+  return line;
+}
+
+// The request's physical bound, the latest of its domains'.
+std::string RequestPhysicalLine(v1::PhysicalState state, int64_t gone_by) {
+  switch (state) {
+    case v1::PHYSICAL_BOUNDED:
+      return "  physical purge: every erased byte gone by " + Time(gone_by);
+    case v1::PHYSICAL_PENDING:
+      return "  physical purge: pending (a domain's PHYSICALLY_PURGED receipt has not come yet)";
+    case v1::PHYSICAL_UNBOUNDED:
+      return "  physical purge: DONE_WITH_GAPS (a store has no bound; see the domains below)";
+    default:
+      return "";
+  }
+}
+
 std::string DomainLine(const v1::DomainProgress& d) {
   std::string line = absl::StrFormat("  %-16s %-8s", d.domain(), DomainStateName(d.state()));
   if (d.state() == v1::PENDING) {
@@ -196,7 +244,12 @@ void PrintRequest(const v1::RequestView& r) {
   std::cout << "  ledger entries: submitted " << r.submitted_entry();
   if (r.completed_entry() != 0) std::cout << ", completed " << r.completed_entry();
   std::cout << "   policy " << r.policy_hash().substr(0, 16) << "\n";
-  for (const auto& d : r.domains()) std::cout << DomainLine(d) << "\n";
+  if (std::string p = RequestPhysicalLine(r.physical_state(), r.physically_gone_by_unix_ms()); !p.empty())
+    std::cout << p << "\n";
+  for (const auto& d : r.domains()) {
+    std::cout << DomainLine(d) << "\n";
+    if (std::string p = PhysicalLine(d); !p.empty()) std::cout << p << "\n";
+  }
 }
 
 // One duration syntax for every flag: a positive number with a unit, ms, s, m, h, d (24h), w
@@ -482,6 +535,7 @@ void PrintCertificate(const lethe::audit::CertificateReport& r) {
   if (!r.scope_purpose.empty())
     std::cout << "  scope      the domains of purpose " << r.scope_purpose
               << ", planned by the consent withdrawal included below\n";
+  std::vector<std::pair<std::string, lethe::audit::PhysicalBound>> bounds;
   for (const auto& d : r.domains) {
     std::cout << "  " << absl::StrFormat("%-16s", d.domain) << " receipt entry " << d.receipt_entry
               << ", signed by agent key " << d.agent_key_id << ": "
@@ -505,6 +559,32 @@ void PrintCertificate(const lethe::audit::CertificateReport& r) {
     }
     for (const auto& b : d.receipt.s3()) std::cout << "      " << S3Summary(b) << "\n";
     for (const auto& sk : d.receipt.sinks()) std::cout << "      " << SinkSummary(sk) << "\n";
+    if (r.access || d.receipt.outcome() != v1::Receipt::COMPLETED) continue;
+    const lethe::audit::PhysicalBound b =
+        lethe::audit::DomainPhysicalBound(d.receipt, d.physical ? &*d.physical : nullptr, false);
+    bounds.emplace_back(d.domain, b);
+    std::cout << "      logically erased " << Time(b.logically_erased_unix_ms) << ", "
+              << (b.state == lethe::audit::PhysicalBound::State::kBounded ? "physically gone by " +
+                                                                                Time(b.gone_by_unix_ms)
+                  : b.state == lethe::audit::PhysicalBound::State::kPending
+                      ? "physical purge pending: " + b.reason
+                      : "physically gone: NO BOUND (a gap): " + b.reason)
+              << "\n";
+    if (d.physical) {
+      std::vector<std::string> vacuums;
+      for (const auto& t : d.physical->tables()) vacuums.push_back(VacuumSummary(t));
+      std::cout << "      PHYSICALLY_PURGED receipt entry " << d.physical_entry << ", signed by agent key "
+                << d.physical_key_id << ": " << absl::StrJoin(vacuums, ", ") << "\n";
+    }
+  }
+  if (!r.access) {
+    const lethe::audit::PhysicalBound whole = lethe::audit::RequestPhysicalBound(bounds);
+    const v1::PhysicalState state =
+        whole.state == lethe::audit::PhysicalBound::State::kBounded     ? v1::PHYSICAL_BOUNDED
+        : whole.state == lethe::audit::PhysicalBound::State::kPending   ? v1::PHYSICAL_PENDING
+        : whole.state == lethe::audit::PhysicalBound::State::kUnbounded ? v1::PHYSICAL_UNBOUNDED
+                                                                        : v1::PHYSICAL_NOT_APPLICABLE;
+    if (std::string p = RequestPhysicalLine(state, whole.gone_by_unix_ms); !p.empty()) std::cout << p << "\n";
   }
   std::cout << "  " << r.entries << " ledger entries, each proven included in the checkpointed log\n";
 }

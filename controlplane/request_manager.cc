@@ -578,16 +578,21 @@ absl::StatusOr<std::optional<RequestManager::SequencedReceipt>> RequestManager::
   }
   if (std::string why = audit::FreeTextProblem(receipt.error(), audit::kMaxFreeTextBytes); !why.empty())
     return reject(absl::InvalidArgumentError("receipt: error text " + why));
-  const std::optional<int64_t> received_ms =
-      options_.receipt_latency ? store_.ReceivedUnixMs(receipt.request_id()) : std::nullopt;
+  // A PHYSICALLY_PURGED receipt is the domain's second: no answer, no latency to measure.
+  const bool physical = receipt.outcome() == v1::Receipt::PHYSICALLY_PURGED;
+  const std::optional<int64_t> received_ms = options_.receipt_latency && !physical
+                                                 ? store_.ReceivedUnixMs(receipt.request_id())
+                                                 : std::nullopt;
   LETHE_ASSIGN_OR_RETURN(LedgerWriter::Ticket ticket, writer_.Sequence(lock, {e}, nullptr));
   lock.unlock();
   if (access && options_.parts != nullptr) options_.parts->Forget(receipt.command_id());
   counters_.recorded.fetch_add(1);
-  store_.NoteAnswered(receipt.domain());
+  if (!physical) store_.NoteAnswered(receipt.domain());
   if (received_ms) options_.receipt_latency(access, clock_.Now() - absl::FromUnixMillis(*received_ms));
   spdlog::info("request {}: receipt from domain {} ({})", Quote(receipt.request_id()), Quote(receipt.domain()),
-               receipt.outcome() == v1::Receipt::COMPLETED ? "completed" : "failed");
+               physical                                        ? "physically purged"
+               : receipt.outcome() == v1::Receipt::COMPLETED ? "completed"
+                                                               : "failed");
   return SequencedReceipt{ticket, receipt.request_id()};
 }
 

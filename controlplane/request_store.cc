@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "audit/physical.h"
 #include "base/status.h"
 #include "base/varint.h"
 #include "controlplane/identity_vault.h"
@@ -55,6 +56,12 @@ void ApplyToRecord(RequestRecord& r, uint64_t seq, const v1::LedgerEntry& e) {
       (void)receipt.ParseFromString(rr.receipt().body());  // verified by the lifecycle check
       for (auto& d : r.domains) {
         if (d.domain != rr.domain()) continue;
+        if (receipt.outcome() == v1::Receipt::PHYSICALLY_PURGED) {  // not an answer (rule V1)
+          d.physical = receipt;
+          d.physical_key_id = rr.receipt().key_id();
+          d.physical_entry = seq;
+          continue;
+        }
         d.state = receipt.outcome() == v1::Receipt::COMPLETED ? v1::DONE : v1::DOMAIN_FAILED;
         d.receipt = receipt;
         d.agent_key_id = rr.receipt().key_id();
@@ -244,9 +251,17 @@ absl::Status RequestStore::Apply(uint64_t seq, const v1::LedgerEntry& e) {
                         r.access()};
       break;
     }
-    case v1::LedgerEntry::kReceiptRecorded:
-      ApplyToRecord(requests_.at(e.receipt_recorded().request_id()), seq, e);
+    case v1::LedgerEntry::kReceiptRecorded: {
+      const std::string& id = e.receipt_recorded().request_id();
+      if (auto it = requests_.find(id); it != requests_.end()) {
+        ApplyToRecord(it->second, seq, e);
+      } else {
+        // A PHYSICALLY_PURGED receipt of a request already compacted (the lifecycle admits no
+        // other receipt for an ended request): its story grows by the entry.
+        LETHE_RETURN_IF_ERROR(AddToStory(id, seq));
+      }
       break;
+    }
     case v1::LedgerEntry::kRequestCompleted: {
       const auto& c = e.request_completed();
       RequestRecord& r = requests_.at(c.request_id());
@@ -339,8 +354,10 @@ bool RequestStore::Compact(const std::string& id) {
   entries.insert(entries.end(), r.command_entries.begin(), r.command_entries.end());
   entries.insert(entries.end(), r.addition_entries.begin(), r.addition_entries.end());
   for (const auto& x : r.extensions) entries.push_back(x.entry);
-  for (const auto& d : r.domains)
+  for (const auto& d : r.domains) {
     if (d.receipt) entries.push_back(d.receipt_entry);
+    if (d.physical) entries.push_back(d.physical_entry);
+  }
   std::sort(entries.begin(), entries.end());
   std::string packed;
   uint64_t last = 0;
@@ -356,6 +373,21 @@ bool RequestStore::Compact(const std::string& id) {
   requests_.erase(it);
   ++compacted_;
   return true;
+}
+
+absl::Status RequestStore::AddToStory(const std::string& id, uint64_t seq) {
+  LETHE_ASSIGN_OR_RETURN(const std::optional<uint64_t> place,
+                         ended_requests_->Get(audit::RequestLifecycle::IdDigest(id)));
+  if (!place || *place == kEndedWhole)
+    return absl::InternalError(absl::StrCat("ledger entry ", seq, ": a receipt of request ", Quote(id, 40),
+                                            ", which is neither held nor compacted"));
+  LETHE_ASSIGN_OR_RETURN(Submission sub, ReadSubmission(*place - 1));
+  LETHE_ASSIGN_OR_RETURN(std::string packed, ReadStory(sub));
+  const std::vector<uint64_t> entries = UnpackAscending(packed);
+  AppendAscending(packed, entries.empty() ? 0 : entries.back(), seq);
+  sub.story = stories_->Append(packed) + 1;
+  sub.length = static_cast<uint32_t>(packed.size());
+  return submissions_->WriteAt((*place - 1) * kSubmissionBytes, EncodeSubmission(sub));
 }
 
 absl::StatusOr<RequestRecord> RequestStore::Load(uint64_t submitted_entry, const std::string& packed,
@@ -580,6 +612,10 @@ absl::StatusOr<std::vector<uint64_t>> RequestStore::EvidenceEntries(const std::s
     out.push_back(d.receipt_entry);
     for (const auto& a : agents_)
       if (a.domain == d.domain && a.key_id == d.agent_key_id) out.push_back(a.entry);
+    if (!d.physical) continue;
+    out.push_back(d.physical_entry);
+    for (const auto& a : agents_)
+      if (a.domain == d.domain && a.key_id == d.physical_key_id) out.push_back(a.entry);
   }
   for (const auto& x : r.extensions) out.push_back(x.entry);
   for (uint64_t a : r.addition_entries) out.push_back(a);
@@ -670,6 +706,20 @@ uint64_t RequestStore::WaitForChange(uint64_t seen, absl::Duration timeout) cons
   return version_;
 }
 
+static v1::PhysicalState ToPhysicalState(audit::PhysicalBound::State s) {
+  switch (s) {
+    case audit::PhysicalBound::State::kNotApplicable:
+      return v1::PHYSICAL_NOT_APPLICABLE;
+    case audit::PhysicalBound::State::kPending:
+      return v1::PHYSICAL_PENDING;
+    case audit::PhysicalBound::State::kBounded:
+      return v1::PHYSICAL_BOUNDED;
+    case audit::PhysicalBound::State::kUnbounded:
+      return v1::PHYSICAL_UNBOUNDED;
+  }
+  return v1::PHYSICAL_NOT_APPLICABLE;
+}
+
 v1::RequestView ToView(const RequestRecord& r, const RequestStore& store, absl::Time now,
                        const IdentityVault* vault) {
   v1::RequestView v;
@@ -714,6 +764,7 @@ v1::RequestView ToView(const RequestRecord& r, const RequestStore& store, absl::
   for (const auto& t : r.submitted.subject()) v.add_identity_types(t.type());
   v.set_submitted_entry(r.submitted_entry);
   v.set_policy_hash(crypto::Hex(r.submitted.policy_hash()));
+  std::vector<std::pair<std::string, audit::PhysicalBound>> bounds;
   for (const auto& d : r.domains) {
     auto* dp = v.add_domains();
     dp->set_domain(d.domain);
@@ -754,7 +805,25 @@ v1::RequestView ToView(const RequestRecord& r, const RequestStore& store, absl::
         dp->set_part_size(d.receipt->part_size());
       }
     }
+    if (d.physical) {
+      *dp->mutable_vacuumed_tables() = d.physical->tables();
+      dp->set_physical_receipt_entry(d.physical_entry);
+      dp->set_physical_agent_key_id(d.physical_key_id);
+    }
+    const audit::PhysicalBound b =
+        d.receipt ? audit::DomainPhysicalBound(*d.receipt, d.physical ? &*d.physical : nullptr, r.access())
+                  : audit::PhysicalBound();
+    dp->set_physical_state(ToPhysicalState(b.state));
+    dp->set_logically_erased_unix_ms(b.logically_erased_unix_ms);
+    dp->set_physically_gone_by_unix_ms(b.gone_by_unix_ms);
+    dp->set_physical_reason(b.reason);
+    bounds.emplace_back(d.domain, b);
   }
+  // While the request is open, domains that have not answered have no bound yet.
+  const audit::PhysicalBound whole =
+      r.state == v1::IN_PROGRESS ? audit::PhysicalBound() : audit::RequestPhysicalBound(bounds);
+  v.set_physical_state(ToPhysicalState(whole.state));
+  v.set_physically_gone_by_unix_ms(whole.gone_by_unix_ms);
   return v;
 }
 

@@ -58,6 +58,11 @@ struct DomainRecord {
   std::string agent_key_id;
   uint64_t receipt_entry = 0;
   int64_t receipt_unix_ms = 0;
+  // The PHYSICALLY_PURGED receipt of the domain's answered command, once recorded (it may
+  // come after the request ended).
+  std::optional<v1::Receipt> physical;
+  std::string physical_key_id;
+  uint64_t physical_entry = 0;
 };
 
 // Additional data of the sealed blobs of a request's later entries (see ledger.proto).
@@ -259,6 +264,9 @@ class RequestStore {
   static Submission ParseSubmission(const char* rec);
   absl::StatusOr<Submission> ReadSubmission(uint64_t ordinal) const;
   absl::StatusOr<std::string> ReadStory(const Submission& s) const;
+  // Adds entry `seq` (later than all of it) to the packed story of compacted request `id`: a
+  // PHYSICALLY_PURGED receipt recorded after the request was compacted.
+  absl::Status AddToStory(const std::string& id, uint64_t seq);
   uint64_t submission_count() const { return submissions_ ? submissions_->size() / kSubmissionBytes : 0; }
   // The lifecycle's EndedIds, in ended_requests_ (value kEndedWhole until compacted) and
   // ended_commands_.

@@ -31,6 +31,8 @@ Json DomainJson(const Domain& domain) {
     table["action"] = Table::ActionName(t.action);
     // Only where it is not exact, so that tables written before `match` keep their hash.
     if (t.match != Match::kExact) table["match"] = MatchName(t.match);
+    // Only where set, so that tables written before `vacuum` keep their hash.
+    if (t.vacuum != Table::Vacuum::kWatch) table["vacuum"] = Table::VacuumName(t.vacuum);
     switch (t.action) {
       case TableAction::kDelete:
         break;
@@ -170,6 +172,18 @@ const char* Table::ActionName(TableAction a) {
       return "retain";
   }
   return "delete";
+}
+
+const char* Table::VacuumName(Vacuum v) {
+  switch (v) {
+    case Vacuum::kWatch:
+      return "";
+    case Vacuum::kAfterPurge:
+      return "after_purge";
+    case Vacuum::kFullAfterPurge:
+      return "full_after_purge";
+  }
+  return "";
 }
 
 std::optional<std::string> KafkaTopic::BuildKey(

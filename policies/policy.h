@@ -68,7 +68,16 @@ struct Table {
   std::vector<ColumnRewrite> set;
   std::string basis;      // retain only: the legal basis (non-empty, at most 500 characters)
   absl::Duration period;  // retain only: how long the rows are kept (a policy duration)
+  // delete and anonymize: how the dead tuples a purge leaves are removed before the agent's
+  // PHYSICALLY_PURGED receipt. kWatch (no `vacuum` key): the agent waits for a vacuum it sees
+  // complete (autovacuum, or anyone's VACUUM); kAfterPurge (`after_purge`): it runs VACUUM on
+  // the table itself, rate-limited; kFullAfterPurge (`full_after_purge`): VACUUM FULL, which
+  // rewrites the table and its indexes into new files.
+  enum class Vacuum { kWatch, kAfterPurge, kFullAfterPurge };
+  Vacuum vacuum = Vacuum::kWatch;
   std::string QualifiedName() const { return schema + "." + name; }
+  // "after_purge" | "full_after_purge"; "" for kWatch.
+  static const char* VacuumName(Vacuum v);
   // "delete" | "anonymize" | "retain"
   static const char* ActionName(TableAction a);
 };

@@ -466,8 +466,8 @@ const std::vector<std::string> kDeadlineKeys = {"erasure", "max_extension", "acc
 const std::vector<std::string> kDomainKeys = {"name", "postgres", "kafka", "s3"};
 const std::vector<std::string> kPostgresKeys = {"tables"};
 const std::vector<std::string> kIdentityKeys = {"name", "normalize"};
-const std::vector<std::string> kTableKeys = {"table", "key",    "identity", "action",
-                                             "basis", "period", "set",      "match"};
+const std::vector<std::string> kTableKeys = {"table", "key",    "identity", "action", "basis",
+                                             "period", "set",   "match",    "vacuum"};
 const std::vector<std::string> kKafkaKeys = {"topics"};
 const std::vector<std::string> kTopicKeys = {"topic", "key", "sinks"};
 const std::vector<std::string> kSinkKeys = {"name", "kind", "deletes_on_tombstone", "covered_by"};
@@ -970,6 +970,7 @@ class PolicyBuilder {
       }
       if (*action == TableAction::kAnonymize) ReadSet(node, map, label, &table);
       if (*action == TableAction::kRetain) ReadRetention(node, map, label, &table.basis, &table.period);
+      ReadVacuum(map, label, *action, &table.vacuum);
     }
 
     if (named) {
@@ -982,6 +983,29 @@ class PolicyBuilder {
       }
     }
     domain->tables.push_back(std::move(table));
+  }
+
+  // vacuum: after_purge | full_after_purge, for the tables a purge changes (delete, anonymize).
+  void ReadVacuum(const MapView& map, const std::string& label, TableAction action, Table::Vacuum* out) {
+    const Entry* e = map.Find("vacuum");
+    if (e == nullptr) return;
+    if (action == TableAction::kRetain) {
+      Error(e->key_node, "key \"vacuum\" is only for actions delete and anonymize (" + label +
+                             " keeps its rows: a purge leaves nothing to vacuum)");
+      return;
+    }
+    static constexpr char kVacuums[] = "\"after_purge\" or \"full_after_purge\"";
+    const std::string* v = ScalarOrError(*e, "vacuum of " + label + " must be " + kVacuums);
+    if (v == nullptr) return;
+    if (*v == "after_purge") {
+      *out = Table::Vacuum::kAfterPurge;
+    } else if (*v == "full_after_purge") {
+      *out = Table::Vacuum::kFullAfterPurge;
+    } else {
+      std::string close = ClosestMatch(*v, {"after_purge", "full_after_purge"});
+      ValueError(*e, "unknown vacuum " + Quote(*v) + " for " + label + ": expected " + kVacuums +
+                         (close.empty() ? "" : " (did you mean " + Quote(close) + "?)"));
+    }
   }
 
   // The set: of an anonymize action. The key column must be among the columns, rewritten to

@@ -161,6 +161,81 @@ TEST(Sinks, ASinkThatKeepsTheCopyMakesTheRequestDoneWithGaps) {
   EXPECT_THAT(text, HasSubstr("lethe_requests{state=\"done_with_gaps\"} 1"));
 }
 
+// The second receipt: once the agent has vacuumed the tables its purge left Alice's dead rows
+// in, its PHYSICALLY_PURGED receipt is recorded after the request completed; `request get`
+// and the certificate show both times, and both verifiers accept the ledger, before and after
+// lethed replays it.
+TEST(Physical, TheSecondReceiptProvesTheVacuumAndTheCertificateCarriesBoth) {
+  Mesh::Options o;
+  o.domains = {"crm_vacuum"};
+  o.agent_options = [](agents::AgentOptions& a) {
+    a.vacuum.poll = absl::Milliseconds(50);
+    a.vacuum.min_interval = absl::ZeroDuration();
+  };
+  auto m = Mesh::Start(o);
+  ASSERT_TRUE(m.ok()) << m.status();
+  Mesh& mesh = **m;
+  ASSERT_TRUE(mesh.Plant(kAlice).ok());
+  auto done = mesh.EraseAndWait(kAlice, kWait);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), v1::COMPLETED);
+  auto physical = [&]() -> absl::StatusOr<v1::RequestView> {
+    const absl::Time deadline = absl::Now() + kWait;
+    while (absl::Now() < deadline) {
+      grpc::ClientContext ctx;
+      v1::GetRequestRequest req;
+      req.set_request_id(done->request_id());
+      v1::RequestView v;
+      if (grpc::Status s = mesh.Requests()->Get(&ctx, req, &v); !s.ok()) return absl::UnavailableError(s.error_message());
+      if (v.physical_state() != v1::PHYSICAL_PENDING) return v;
+      absl::SleepFor(absl::Milliseconds(50));  // the agent's watch polls PostgreSQL's statistics
+    }
+    return absl::DeadlineExceededError("no PHYSICALLY_PURGED receipt");
+  };
+  auto view = physical();
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->physical_state(), v1::PHYSICAL_BOUNDED);
+  ASSERT_EQ(view->domains_size(), 1);
+  const v1::DomainProgress& d = view->domains(0);
+  EXPECT_EQ(d.physical_state(), v1::PHYSICAL_BOUNDED);
+  EXPECT_GT(d.logically_erased_unix_ms(), 0);
+  EXPECT_GE(d.physically_gone_by_unix_ms(), d.logically_erased_unix_ms());
+  EXPECT_EQ(view->physically_gone_by_unix_ms(), d.physically_gone_by_unix_ms());
+  ASSERT_EQ(d.vacuumed_tables_size(), 2);
+  EXPECT_EQ(d.vacuumed_tables(0).table(), "crm.notes");
+  EXPECT_EQ(d.vacuumed_tables(0).vacuum(), "vacuum");
+  EXPECT_EQ(d.vacuumed_tables(1).table(), "crm.people");
+  EXPECT_EQ(d.vacuumed_tables(1).vacuum(), "vacuum full");
+  EXPECT_GT(d.physical_receipt_entry(), view->completed_entry()) << "recorded after the request completed";
+
+  auto get = RunLethectl(mesh, {"request", "get", done->request_id()});
+  ASSERT_EQ(get.exit_code, 0) << get.output;
+  EXPECT_THAT(get.output, HasSubstr("logically erased "));
+  EXPECT_THAT(get.output, HasSubstr(", physically gone by "));
+  EXPECT_THAT(get.output, HasSubstr("PHYSICALLY_PURGED receipt entry " + std::to_string(d.physical_receipt_entry())));
+  EXPECT_THAT(get.output, HasSubstr("crm.people: vacuum full at "));
+
+  auto verify = RunLethectl(mesh, {"ledger", "verify", "--public-key", mesh.lethed_pub()});
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+  const std::string cert = mesh.work_dir() + "/physical.cert.json";
+  auto made = RunLethectl(mesh, {"request", "certificate", done->request_id(), "--out", cert, "--public-key",
+                                 mesh.lethed_pub()});
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  auto checked = RunLethectl(mesh, {"request", "certificate", "--verify", cert, "--public-key", mesh.lethed_pub()});
+  EXPECT_EQ(checked.exit_code, 0) << checked.output;
+  EXPECT_THAT(checked.output, HasSubstr(", physically gone by "));
+  EXPECT_THAT(checked.output, HasSubstr("PHYSICALLY_PURGED receipt entry"));
+  EXPECT_THAT(checked.output, HasSubstr("physical purge: every erased byte gone by "));
+
+  // lethed replays the receipt that came after the completion, and shows the same.
+  mesh.StopLethed();
+  ASSERT_TRUE(mesh.StartLethed().ok());
+  auto again = physical();
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->physical_state(), v1::PHYSICAL_BOUNDED);
+  EXPECT_EQ(again->domains(0).physical_receipt_entry(), d.physical_receipt_entry());
+}
+
 TEST(Actions, KeyedHashIsStableWithinTheDomain) {
   Mesh::Options o;
   o.domains = {"crm"};
@@ -367,8 +442,11 @@ TEST(Actions, NormalizedIdentitiesMatchMixedCaseRows) {
   auto ghost = mesh.EraseAndWait(carol, kWait);
   ASSERT_TRUE(ghost.ok()) << ghost.status();
   EXPECT_EQ(ghost->state(), v1::FAILED);
-  for (const auto& d : ghost->domains())
-    if (d.domain() == "crm") EXPECT_THAT(d.error(), HasSubstr("remained"));
+  for (const auto& d : ghost->domains()) {
+    if (d.domain() == "crm") {
+      EXPECT_THAT(d.error(), HasSubstr("remained"));
+    }
+  }
   EXPECT_EQ(*mesh.Rows("crm", carol), carol_before);
   EXPECT_EQ(Q(mesh, "crm", "SELECT count(*) FROM crm.people WHERE name = 'ghost'"), "0");
 

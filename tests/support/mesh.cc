@@ -171,6 +171,26 @@ const std::map<std::string, DomainFixture>& Fixtures() {
         kCrmDdl, kCrmPlant,
         "SELECT (SELECT count(*) FROM crm.people WHERE email = '$E') + "
         "(SELECT count(*) FROM crm.notes WHERE person_email = '$E')"}},
+      // crm's people, with the proof of physical purge asked of the agent: VACUUM after the
+      // purge for the notes, VACUUM FULL for the people. No topic: the bound is PostgreSQL's.
+      {"crm_vacuum",
+       {R"yaml(  - name: crm_vacuum
+    postgres:
+      tables:
+        - table: crm.notes
+          key: person_email
+          identity: email
+          action: delete
+          vacuum: after_purge
+        - table: crm.people
+          key: email
+          identity: email
+          action: delete
+          vacuum: full_after_purge
+)yaml",
+        kCrmDdl, kCrmPlant,
+        "SELECT (SELECT count(*) FROM crm.people WHERE email = '$E') + "
+        "(SELECT count(*) FROM crm.notes WHERE person_email = '$E')"}},
       // The same tables with the parent listed before the child: the foreign key refuses.
       {"crm_badorder",
        {R"(  - name: crm_badorder

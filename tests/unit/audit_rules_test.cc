@@ -298,6 +298,54 @@ Entries AccessLog() {
   return e;
 }
 
+// A COMPLETED receipt whose purge deleted a row of public.t (a table to vacuum, §7).
+v1::Receipt PurgingReceiptFor(const std::string& command, const std::string& domain, const std::string& request) {
+  v1::Receipt r = ReceiptFor(command, domain, request);
+  auto* t = r.add_tables();
+  t->set_table("public.t");
+  t->set_action("delete");
+  t->set_rows_affected(1);
+  return r;
+}
+// Its PHYSICALLY_PURGED receipt: public.t vacuumed at 3000, after the purge (2000).
+v1::Receipt PhysicalFor(const std::string& command, const std::string& domain, const std::string& request = "r1") {
+  v1::Receipt r;
+  r.set_command_id(command);
+  r.set_request_id(request);
+  r.set_domain(domain);
+  r.set_command_digest(Digest(command));
+  r.set_outcome(v1::Receipt::PHYSICALLY_PURGED);
+  auto* t = r.add_tables();
+  t->set_table("public.t");
+  t->set_action("delete");
+  t->set_vacuum("vacuum");
+  t->set_vacuumed_unix_ms(3000);
+  r.set_physically_gone_by_unix_ms(3000);
+  r.set_completed_at_unix_ms(3001);
+  return r;
+}
+
+// ValidLog whose d1 purges deleted rows, each followed by its PHYSICALLY_PURGED receipt after
+// its request completed (18, 19), before the revocation (20).
+Entries PhysicalLog() {
+  Entries e = ValidLog();
+  E revoked = e.back();
+  e.pop_back();
+  e[7 - 1] = Recorded(PurgingReceiptFor("c1", "d1", "r1"));
+  e[16 - 1] = Recorded(PurgingReceiptFor("c3", "d1", "r2"));
+  e.push_back(Recorded(PhysicalFor("c1", "d1")));        // 18
+  e.push_back(Recorded(PhysicalFor("c3", "d1", "r2")));  // 19
+  e.push_back(revoked);                                  // 20
+  return e;
+}
+// The same with c1's PHYSICALLY_PURGED receipt while r1 is open (8), the rest one later.
+Entries PhysicalOpenLog() {
+  Entries e = ValidLog();
+  e[7 - 1] = Recorded(PurgingReceiptFor("c1", "d1", "r1"));
+  e.insert(e.begin() + 7, Recorded(PhysicalFor("c1", "d1")));  // 8
+  return e;
+}
+
 struct Written {
   std::vector<std::string> bytes;
   ledger::MerkleTree tree;
@@ -394,7 +442,7 @@ TEST_P(RuleTest, BreakingTheRuleFailsTheAuditAtItsEntry) {
 bool IsStoryRule(const std::string& id) {
   static const std::set<std::string> kOthers = {"K6", "Q4", "M6", "M8", "T12", "T13", "I6", "X6", "N4"};
   if (id == "valid" || kOthers.count(id)) return false;
-  return std::string("KQMTDIXANR").find(id[0]) != std::string::npos;
+  return std::string("KQMTDIXANRV").find(id[0]) != std::string::npos;
 }
 
 // lethed's replay (RequestStore::Apply) and the auditor reach the same verdict on every case:
@@ -441,6 +489,20 @@ std::function<Entries()> AccessChanged(std::function<void(Entries&)> f) {
     return e;
   };
 }
+std::function<Entries()> PhysicalChanged(std::function<void(Entries&)> f) {
+  return [f] {
+    Entries e = PhysicalLog();
+    f(e);
+    return e;
+  };
+}
+std::function<Entries()> PhysicalOpenChanged(std::function<void(Entries&)> f) {
+  return [f] {
+    Entries e = PhysicalOpenLog();
+    f(e);
+    return e;
+  };
+}
 // Entry i of the case's log is entries[i - 1] of ValidLog().
 #define AT(i) e[(i) - 1]
 
@@ -448,6 +510,8 @@ std::vector<Case> Cases() {
   std::vector<Case> c;
   c.push_back({"valid", "", std::nullopt});
   c.push_back({"valid_access", "", std::nullopt, AccessLog});
+  c.push_back({"valid_physical", "", std::nullopt, PhysicalLog});
+  c.push_back({"valid_physical_open", "", std::nullopt, PhysicalOpenLog});
   // Structure (§1, §2, §5).
   c.push_back({"S1", "does not parse", 5, ValidLog, nullptr, [](auto& b) { b[5] = std::string("\xff\xff\xff", 3); }});
   c.push_back({"S2", "says it is entry", 5, ValidLog, [](auto& e) { e[5].set_seq(50); }});
@@ -670,6 +734,63 @@ std::vector<Case> Cases() {
                  v1::Receipt r = ReceiptFor("c1", "d1");
                  r.set_part_sha256(crypto::Sha256("a part"));
                  AT(7) = Recorded(r);
+               })});
+  // PHYSICALLY_PURGED receipts.
+  c.push_back({"V1", "before its command's COMPLETED receipt", 7, PhysicalChanged([](Entries& e) {
+                 e.insert(e.begin() + 6, Recorded(PhysicalFor("c1", "d1")));  // before c1's receipt
+               })});
+  c.push_back({"V1_no_rows", "left no dead rows to vacuum", 11, PhysicalChanged([](Entries& e) {
+                 e.insert(e.begin() + 10, Recorded(PhysicalFor("c2", "d2"), OtherKey()));  // c2 deleted nothing
+               })});
+  c.push_back({"V1_ended", "a command of a request that has ended", 20, PhysicalChanged([](Entries& e) {
+                 e.insert(e.begin() + 19, Recorded(PhysicalFor("c2", "d2"), OtherKey()));  // before the revocation
+               })});
+  c.push_back({"V2", "second PHYSICALLY_PURGED receipt", 9, PhysicalOpenChanged([](Entries& e) {
+                 e.insert(e.begin() + 8, Recorded(PhysicalFor("c1", "d1")));
+               })});
+  c.push_back({"V3", "not the tables its COMPLETED receipt", 18, PhysicalChanged([](Entries& e) {
+                 v1::Receipt r = PhysicalFor("c1", "d1");
+                 r.mutable_tables(0)->set_table("public.u");
+                 AT(18) = Recorded(r);
+               })});
+  c.push_back({"V3_early", "vacuumed before the purge committed", 18, PhysicalChanged([](Entries& e) {
+                 v1::Receipt r = PhysicalFor("c1", "d1");
+                 r.mutable_tables(0)->set_vacuumed_unix_ms(1999);
+                 r.set_physically_gone_by_unix_ms(1999);
+                 AT(18) = Recorded(r);
+               })});
+  c.push_back({"V3_signed", "signed before its last vacuum", 18, PhysicalChanged([](Entries& e) {
+                 v1::Receipt r = PhysicalFor("c1", "d1");
+                 r.set_completed_at_unix_ms(2999);
+                 AT(18) = Recorded(r);
+               })});
+  c.push_back({"V4", "carries more than its tables' vacuums", 18, PhysicalChanged([](Entries& e) {
+                 v1::Receipt r = PhysicalFor("c1", "d1");
+                 r.add_tombstones()->set_topic("mesh.d1.people");
+                 AT(18) = Recorded(r);
+               })});
+  c.push_back({"V4_kind", "no known vacuum", 18, PhysicalChanged([](Entries& e) {
+                 v1::Receipt r = PhysicalFor("c1", "d1");
+                 r.mutable_tables(0)->set_vacuum("truncate");
+                 AT(18) = Recorded(r);
+               })});
+  c.push_back({"V4_rows", "reports rows", 18, PhysicalChanged([](Entries& e) {
+                 v1::Receipt r = PhysicalFor("c1", "d1");
+                 r.mutable_tables(0)->set_rows_affected(1);
+                 AT(18) = Recorded(r);
+               })});
+  c.push_back({"V4_gone_by", "not its latest vacuum time", 18, PhysicalChanged([](Entries& e) {
+                 v1::Receipt r = PhysicalFor("c1", "d1");
+                 r.set_physically_gone_by_unix_ms(2500);
+                 AT(18) = Recorded(r);
+               })});
+  c.push_back({"V4_answer", "reports a vacuum", 7, PhysicalChanged([](Entries& e) {
+                 v1::Receipt r = PurgingReceiptFor("c1", "d1", "r1");
+                 r.mutable_tables(0)->set_vacuumed_unix_ms(2000);
+                 AT(7) = Recorded(r);
+               })});
+  c.push_back({"V4_access", "access receipt reports a physical purge", 22, AccessChanged([](Entries& e) {
+                 e.insert(e.begin() + 21, Recorded(PhysicalFor("c4", "d1", "r3")));
                })});
   // Completions.
   c.push_back({"D1", "completion of an unknown request", 11, Changed([](Entries& e) { AT(11) = Completed("r9"); })});

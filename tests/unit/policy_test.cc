@@ -379,7 +379,7 @@ TEST(UnknownKey, InTable) {
   EXPECT_THAT(Policy::Validate(Edit(26, "          action: delete\n          where: active")),
               ElementsAre(Diag(27, 11,
                                "unknown key \"where\" in table growth.contacts (expected one of: "
-                               "table, key, identity, action, basis, period, set, match)")));
+                               "table, key, identity, action, basis, period, set, match, vacuum)")));
 }
 
 TEST(UnknownKey, DuplicateKeyIsAnErrorNotFirstWins) {
@@ -1960,6 +1960,42 @@ TEST(Sinks, BadEntriesAreNamed) {
               ElementsAre(HasSubstr("bad sink name \"a b\"")));
   EXPECT_THAT(Messages(WithSinks("            - {name: a, kind: jdbc, deletes_on_tombstone: true, delete: true}\n")),
               ElementsAre(HasSubstr("unknown key \"delete\"")));
+}
+
+}  // namespace
+}  // namespace lethe::policies
+
+namespace lethe::policies {
+namespace {
+
+// Line 26 is growth.contacts' "action: delete".
+TEST(Vacuum, EachValueIsReadAndIsInTheDomainHashOnlyWhereWritten) {
+  const Policy plain = MustParse(kBase);
+  const Policy after = MustParse(Edit(26, "          action: delete\n          vacuum: after_purge"));
+  const Policy full = MustParse(Edit(26, "          action: delete\n          vacuum: full_after_purge"));
+  EXPECT_EQ(plain.FindDomain("growth")->tables[0].vacuum, Table::Vacuum::kWatch);
+  EXPECT_EQ(after.FindDomain("growth")->tables[0].vacuum, Table::Vacuum::kAfterPurge);
+  EXPECT_EQ(full.FindDomain("growth")->tables[0].vacuum, Table::Vacuum::kFullAfterPurge);
+  EXPECT_THAT(plain.DomainCanonicalJson("growth"), Not(HasSubstr("vacuum")));
+  EXPECT_THAT(after.DomainCanonicalJson("growth"), HasSubstr("\"vacuum\":\"after_purge\""));
+  EXPECT_NE(plain.DomainHash("growth"), after.DomainHash("growth")) << "the agent's behaviour changed";
+  EXPECT_NE(after.DomainHash("growth"), full.DomainHash("growth"));
+  EXPECT_EQ(plain.DomainHash("assessments"), after.DomainHash("assessments"));
+}
+
+TEST(Vacuum, AnUnknownValueIsRefusedWithTheCloseWord) {
+  EXPECT_THAT(Policy::Validate(Edit(26, "          action: delete\n          vacuum: after-purge")),
+              ElementsAre(Diag(27, 19,
+                               "unknown vacuum \"after-purge\" for table growth.contacts: expected \"after_purge\" "
+                               "or \"full_after_purge\" (did you mean \"after_purge\"?)")));
+}
+
+TEST(Vacuum, ARetainTableHasNothingToVacuum) {
+  EXPECT_THAT(Policy::Validate(Edit(26, "          action: retain\n          basis: Tax law\n          period: 7y\n"
+                                        "          vacuum: after_purge")),
+              ElementsAre(Diag(29, 11,
+                               "key \"vacuum\" is only for actions delete and anonymize (table growth.contacts keeps "
+                               "its rows: a purge leaves nothing to vacuum)")));
 }
 
 }  // namespace

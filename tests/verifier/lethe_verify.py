@@ -668,8 +668,8 @@ def read_policy(raw):
 
 def read_table(n, w, identities):
     """`identities`: each identity type of the policy -> its normalizers."""
-    t = _P.mapping(n, w, {"table", "key", "identity", "action", "set", "basis", "period", "match"},
-                   {"table", "key", "identity", "action"})
+    t = _P.mapping(n, w, {"table", "key", "identity", "action", "set", "basis", "period", "match",
+                          "vacuum"}, {"table", "key", "identity", "action"})
     qualified = table_name(t["table"], f"{w}.table")
     key = _P.match(t["key"], f"{w}.key", IDENT.pattern, "identifier")
     identity = _P.string(t["identity"], f"{w}.identity")
@@ -690,6 +690,11 @@ def read_table(n, w, identities):
             raise PolicyError(f"{w}.match: not exact or case_insensitive")
     if match != "exact":
         obj["match"] = match
+    if "vacuum" in t:
+        vacuum = _P.string(t["vacuum"], f"{w}.vacuum")
+        if action == "retain" or vacuum not in ("after_purge", "full_after_purge"):
+            raise PolicyError(f"{w}.vacuum: after_purge or full_after_purge, and only for delete or anonymize")
+        obj["vacuum"] = vacuum
     if action == "retain":
         read_retention(t, w, obj)
     if action == "anonymize":
@@ -1078,6 +1083,22 @@ def sealed_problem(b):
     return None
 
 
+def peek_outcome(env):
+    """The outcome a receipt envelope's body states, read only to route it to its rules
+    (which verify the signature before they trust anything in it); None when it does not
+    parse."""
+    try:
+        return mpb.Receipt.FromString(env.body).outcome
+    except DecodeError:
+        return None
+
+
+def tables_to_vacuum(rc):
+    """§7 tables to vacuum of a COMPLETED erasure receipt: (table, action), in its order."""
+    return [(t.table, t.action) for t in rc.tables
+            if t.action in ("delete", "anonymize") and t.rows_affected > 0]
+
+
 def receipt_gaps(rc):
     """D5's gaps of a receipt: the sinks it names that keep the subject's copy (they do not
     delete on tombstones, and no `covered_by` names what erases it)."""
@@ -1098,6 +1119,10 @@ class Semantics:
         self.keys = {}  # (domain, key id) -> {"key": raw, "revoked": entry index or None}
         self.requests = {}  # request id -> state
         self.commands = {}  # command id -> [CommandIssued, has a receipt]
+        # V: command id -> (tables to vacuum, completed_at_unix_ms) of its COMPLETED receipt,
+        # until its PHYSICALLY_PURGED receipt; the commands that got one.
+        self.awaiting_vacuum = {}
+        self.vacuumed = set()
         self.planned_by = {}  # request id -> the ConsentChanged that names it
         self.last_consent = {}  # (identity type, token, purpose) -> last status
         self.counts = {"unauthenticated": 0, "unknown_fields": 0, "receipts": 0,
@@ -1283,6 +1308,8 @@ class Semantics:
             raise Failed(f"{w}: T1: receipt for an unknown command {b.command_id}")
         if (c[0].request_id, c[0].domain) != (b.request_id, b.domain):
             raise Failed(f"{w}: T2: receipt does not match its command's request and domain")
+        if peek_outcome(b.receipt) == mpb.Receipt.PHYSICALLY_PURGED:
+            return self.physical_receipt(i, b, w, c)
         if c[1]:
             raise Failed(f"{w}: T3: second receipt for command {b.command_id}")
         r = self.requests[b.request_id]
@@ -1330,12 +1357,68 @@ class Semantics:
                 raise Failed(f"{w}: T15: an erasure receipt carries a part")
         if rc.outcome not in (mpb.Receipt.COMPLETED, mpb.Receipt.FAILED):
             raise Failed(f"{w}: T11: the receipt has no outcome (COMPLETED or FAILED)")
+        if rc.physically_gone_by_unix_ms or any(t.vacuum or t.vacuumed_unix_ms for t in rc.tables):
+            raise Failed(f"{w}: V4: a receipt other than PHYSICALLY_PURGED reports a vacuum")
         self.free_text(rc.error, "Receipt.error", w, "T13")
         c[1] = True
         r["receipts"][b.domain] = rc.outcome
         if rc.outcome == mpb.Receipt.COMPLETED and receipt_gaps(rc):
             r["gapped"].add(b.domain)
+        if rc.outcome == mpb.Receipt.COMPLETED and not r["access"]:
+            dead = tables_to_vacuum(rc)
+            if dead:
+                # V1, V3: what its PHYSICALLY_PURGED receipt must list, and from when.
+                self.awaiting_vacuum[b.command_id] = (dead, rc.completed_at_unix_ms)
         self.counts["receipts"] += 1
+
+    # ---- V: the second receipt, PHYSICALLY_PURGED
+    def physical_receipt(self, i, b, w, c):
+        env = b.receipt
+        k = self.keys.get((b.domain, env.key_id))
+        if k is None:
+            raise Failed(f"{w}: T5: key {env.key_id!r} not enrolled for domain {b.domain}")
+        if k["revoked"] is not None and k["revoked"] < i:
+            raise Failed(f"{w}: T6: key {env.key_id} revoked before the receipt")
+        if (env.payload_type != RECEIPT_TYPE or not ed25519_ok(
+                k["key"], env.signature, RECEIPT_TYPE.encode() + b"\n" + env.body)):
+            raise Failed(f"{w}: T7: the receipt's signature does not verify")
+        rc = mpb.Receipt.FromString(env.body)
+        if has_unknown_fields(rc):
+            self.unknown(w + " (its signed Receipt)", "T12")
+        if (rc.command_id, rc.request_id, rc.domain) != (b.command_id, b.request_id, b.domain):
+            raise Failed(f"{w}: T8: the signed receipt names another command, request or domain")
+        if rc.command_digest != c[0].command_digest:
+            raise Failed(f"{w}: T9: the receipt is for different command bytes")
+        if self.requests[b.request_id]["access"]:
+            raise Failed(f"{w}: V4: an access receipt reports a physical purge")
+        if (rc.tombstones or rc.s3 or rc.sinks or rc.part_sha256 or rc.part_sealed_sha256
+                or rc.part_chunks or rc.error or rc.verified_zero_remaining or not rc.tables):
+            raise Failed(f"{w}: V4: a PHYSICALLY_PURGED receipt carries more than its tables' vacuums")
+        for t in rc.tables:
+            if t.vacuum not in ("vacuum", "vacuum full", "observed") or t.vacuumed_unix_ms <= 0:
+                raise Failed(f"{w}: V4: table {t.table} has no known vacuum or no vacuum time")
+            if (t.rows_affected or t.rows_remaining or t.rows_withheld or t.rows_near_match
+                    or t.rows_exported or t.basis or t.retention_period_seconds or t.columns):
+                raise Failed(f"{w}: V4: table {t.table} reports rows")
+        if rc.physically_gone_by_unix_ms != max(t.vacuumed_unix_ms for t in rc.tables):
+            raise Failed(f"{w}: V4: physically_gone_by_unix_ms is not the latest vacuum time")
+        if b.command_id in self.vacuumed:
+            raise Failed(f"{w}: V2: second PHYSICALLY_PURGED receipt for command {b.command_id}")
+        want = self.awaiting_vacuum.get(b.command_id)
+        if want is None:
+            raise Failed(f"{w}: V1: PHYSICALLY_PURGED receipt before its command's COMPLETED "
+                         f"receipt, or for one that left no dead rows to vacuum")
+        dead, completed_at = want
+        if [(t.table, t.action) for t in rc.tables] != dead:
+            raise Failed(f"{w}: V3: its tables are not the tables its COMPLETED receipt deleted "
+                         f"or rewrote rows in")
+        if any(t.vacuumed_unix_ms < completed_at for t in rc.tables):
+            raise Failed(f"{w}: V3: a table was vacuumed before the purge committed")
+        if rc.completed_at_unix_ms < rc.physically_gone_by_unix_ms:
+            raise Failed(f"{w}: V3: signed before its last vacuum")
+        del self.awaiting_vacuum[b.command_id]
+        self.vacuumed.add(b.command_id)
+        self.counts["receipts"] += 1  # a receipt like any other in the summary
 
     # ---- D: completions
     def request_completed(self, i, b, w):
