@@ -243,6 +243,18 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
                                .Help("1 once this agent's consumer is a member of its settled group")
                                .Register(*o.metrics)
                                .Add({{"domain", o.domain}, {"topic", kafka::CommandTopic(o.domain)}});
+    if (a->vacuum_watch_) {
+      a->vacuum_pending_ = &prometheus::BuildGauge()
+                                .Name("lethe_agent_physical_purge_pending")
+                                .Help("Purged tables waiting for a vacuum before their PHYSICALLY_PURGED receipt")
+                                .Register(*o.metrics)
+                                .Add({{"domain", o.domain}});
+      a->physical_receipts_ = &prometheus::BuildCounter()
+                                   .Name("lethe_agent_physical_receipts_total")
+                                   .Help("PHYSICALLY_PURGED receipts the broker acknowledged")
+                                   .Register(*o.metrics)
+                                   .Add({{"domain", o.domain}});
+    }
     prometheus::Histogram* h = a->transaction_seconds_;
     a->handler_->set_transaction_observer([h](absl::Duration d) { h->Observe(absl::ToDoubleSeconds(d)); });
   }
@@ -359,7 +371,9 @@ void Agent::Backoff(absl::Duration d) {
 }
 
 void Agent::SendPhysicalReceipts() {
-  if (!vacuum_watch_ || !vacuum_watch_->has_ready()) return;
+  if (!vacuum_watch_) return;
+  if (vacuum_pending_) vacuum_pending_->Set(vacuum_watch_->pending());
+  if (!vacuum_watch_->has_ready()) return;
   absl::StatusOr<std::vector<VacuumWatch::Ready>> ready = vacuum_watch_->Unsent();
   if (!ready.ok()) {
     spdlog::warn("domain {}: PHYSICALLY_PURGED receipts: {}", options_.domain, ready.status().ToString());
@@ -380,6 +394,7 @@ void Agent::SendPhysicalReceipts() {
     return;
   }
   stats_.physical_receipts.fetch_add(sent.size());
+  if (physical_receipts_) physical_receipts_->Increment(static_cast<double>(sent.size()));
   spdlog::info("domain {}: sent {} PHYSICALLY_PURGED receipt(s)", options_.domain, sent.size());
 }
 

@@ -155,6 +155,8 @@ class Agent {
   prometheus::Histogram* transaction_seconds_ = nullptr;
   prometheus::Gauge* consumer_lag_ = nullptr;
   prometheus::Gauge* consumer_joined_ = nullptr;
+  prometheus::Gauge* vacuum_pending_ = nullptr;          // table entries awaiting a vacuum
+  prometheus::Counter* physical_receipts_ = nullptr;     // PHYSICALLY_PURGED receipts sent
   // Metrics and health from the consumer's statistics, once per loop turn.
   void UpdateConsumerStatus();
   // (Re)creates the producer and the consumer on `bootstrap`; the old ones are dropped.

@@ -1,6 +1,7 @@
 #include "agents/vacuum_watch.h"
 
 #include <algorithm>
+#include <optional>
 #include <pqxx/pqxx>
 
 #include "absl/strings/str_cat.h"
@@ -40,22 +41,6 @@ const char kVacuumSchemaSql[] =
     "  created_at timestamptz NOT NULL DEFAULT now())";
 
 namespace {
-
-// The 32-bit transaction id of a full one (xid8), as text PostgreSQL reads as xid.
-std::string Xid32(int64_t xid8) { return std::to_string(static_cast<uint64_t>(xid8) % 4294967296ULL); }
-
-// Whether a transaction, a replication slot or a prepared transaction of the server may still
-// see rows that transaction `xid32` deleted: a vacuum started now would keep them.
-bool HorizonHeldBack(pqxx::nontransaction& tx, const std::string& xid32) {
-  pqxx::result r = tx.exec_params(
-      "SELECT (SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND "
-      "          ((backend_xmin IS NOT NULL AND age(backend_xmin) >= age($1::xid)) OR "
-      "           (backend_xid IS NOT NULL AND age(backend_xid) >= age($1::xid)))) "
-      "     + (SELECT count(*) FROM pg_replication_slots WHERE xmin IS NOT NULL AND age(xmin) >= age($1::xid)) "
-      "     + (SELECT count(*) FROM pg_prepared_xacts WHERE age(transaction) >= age($1::xid))",
-      xid32);
-  return r[0][0].as<int64_t>() > 0;
-}
 
 struct TableRef {
   std::string schema, name;
@@ -123,31 +108,19 @@ absl::StatusOr<VacuumWatch::PassResult> VacuumWatch::Pass() {
 }
 
 absl::StatusOr<VacuumWatch::PassResult> VacuumWatch::PassOn(pqxx::connection& c) {
+  // Set-based, table by table: a pass costs a few statements per table with purges pending,
+  // however many purges wait on it.
   PassResult out;
   std::map<std::string, TableRef> tables;  // by qualified name
   for (const policies::Table& t : domain_.tables) tables[t.QualifiedName()] = TableRef{t.schema, t.name, t.vacuum};
   pqxx::nontransaction tx(c);  // every statement its own transaction: fresh statistics each time
 
-  struct Row {
-    std::string command_id;
-    int position = 0;
-    std::string table;
-    int64_t purge_xid = 0;
-    bool baselined = false;
-    int64_t baseline_count = 0;
-    bool baseline_running = false;
-  };
-  std::vector<Row> rows;
-  for (const auto& r : tx.exec(
-           "SELECT t.command_id, t.position, t.table_name, c.purge_xid, t.baseline_count IS NOT NULL, "
-           "coalesce(t.baseline_count, 0), coalesce(t.baseline_running, false) "
-           "FROM lethe_agent.vacuum_tables t JOIN lethe_agent.vacuum_commands c USING (command_id) "
-           "WHERE t.vacuumed_unix_ms IS NULL ORDER BY c.recorded_at, t.command_id, t.position")) {
-    rows.push_back(Row{r[0].as<std::string>(), r[1].as<int>(), r[2].as<std::string>(), r[3].as<int64_t>(),
-                       r[4].as<bool>(), r[5].as<int64_t>(), r[6].as<bool>()});
-  }
+  std::vector<std::string> pending_tables;
+  for (const auto& r : tx.exec("SELECT DISTINCT table_name FROM lethe_agent.vacuum_tables "
+                               "WHERE vacuumed_unix_ms IS NULL ORDER BY table_name"))
+    pending_tables.push_back(r[0].as<std::string>());
 
-  if (!rows.empty()) {
+  if (!pending_tables.empty()) {
     // Other sessions' horizons and vacuums are visible to superusers and pg_read_all_stats only.
     const bool sees_all =
         tx.exec("SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') FROM pg_roles "
@@ -160,126 +133,131 @@ absl::StatusOr<VacuumWatch::PassResult> VacuumWatch::PassOn(pqxx::connection& c)
             "snapshots and vacuums (GRANT pg_read_all_stats TO it); no PHYSICALLY_PURGED receipt is sent",
             domain_.name);
       warned_privilege_ = true;
-      pending_.store(static_cast<int>(rows.size()));
-      out.pending = static_cast<int>(rows.size());
-      return out;
+      pending_tables.clear();  // nothing can be proven; counted as pending below
+    } else {
+      warned_privilege_ = false;
     }
-    warned_privilege_ = false;
   }
 
-  // 1 and 2: the baseline of each table entry whose purge no transaction can see any more.
-  std::map<int64_t, bool> held;  // purge xid -> horizon held back (one query per purge)
-  std::map<std::string, std::pair<int64_t, bool>> current;  // table -> (count, running), this pass
-  auto observe = [&](const std::string& table) -> std::optional<std::pair<int64_t, bool>> {
-    if (auto it = current.find(table); it != current.end()) return it->second;
-    auto ref = tables.find(table);
-    if (ref == tables.end()) return std::nullopt;  // no longer in the policy: stays pending
-    // Running first, then the count: a vacuum that ends in between is counted and also taken
-    // as running, which only asks for one more.
+  // 1. The oldest transaction id any other session, replication slot or prepared transaction
+  // may still see rows of (a snapshot's xmin, a running transaction's id): a purge whose
+  // transaction is older than it is seen by no one, and a vacuum started from now on removes
+  // its rows. NULL: no one holds anything back.
+  std::optional<std::string> oldest;
+  if (!pending_tables.empty()) {
+    pqxx::result o = tx.exec(
+        "SELECT x::text FROM ("
+        "  SELECT backend_xmin AS x FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_xmin IS NOT NULL"
+        "  UNION ALL SELECT backend_xid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_xid IS NOT NULL"
+        "  UNION ALL SELECT xmin FROM pg_replication_slots WHERE xmin IS NOT NULL"
+        "  UNION ALL SELECT transaction FROM pg_prepared_xacts) AS held "
+        "ORDER BY age(x) DESC LIMIT 1");
+    if (!o.empty()) oldest = o[0][0].as<std::string>();
+  }
+
+  // The table's vacuum count and whether a vacuum of it runs now. Running first, then the
+  // count: a vacuum that ends in between is counted and also taken as running, which only
+  // asks for one more.
+  auto observe = [&](const TableRef& ref) -> std::optional<std::pair<int64_t, bool>> {
     pqxx::result run = tx.exec_params(
         "SELECT EXISTS (SELECT 1 FROM pg_stat_progress_vacuum WHERE datname = current_database() AND "
         "(relid IS NULL OR relid = to_regclass(format('%I.%I', $1::text, $2::text))))",
-        ref->second.schema, ref->second.name);
+        ref.schema, ref.name);
     pqxx::result cnt = tx.exec_params(
         "SELECT coalesce(vacuum_count + autovacuum_count, 0) FROM pg_stat_user_tables "
         "WHERE relid = to_regclass(format('%I.%I', $1::text, $2::text))",
-        ref->second.schema, ref->second.name);
-    if (cnt.empty()) return std::nullopt;  // the table is gone or not a user table
-    auto v = std::make_pair(cnt[0][0].as<int64_t>(), run[0][0].as<bool>());
-    current[table] = v;
-    return v;
-  };
-  for (Row& r : rows) {
-    if (r.baselined) continue;
-    auto h = held.find(r.purge_xid);
-    if (h == held.end()) h = held.emplace(r.purge_xid, HorizonHeldBack(tx, Xid32(r.purge_xid))).first;
-    if (h->second) continue;
-    std::optional<std::pair<int64_t, bool>> now = observe(r.table);
-    if (!now) continue;
-    tx.exec_params(
-        "UPDATE lethe_agent.vacuum_tables SET baseline_count = $3, baseline_running = $4 "
-        "WHERE command_id = $1 AND position = $2",
-        r.command_id, r.position, now->first, now->second);
-    r.baselined = true;
-    r.baseline_count = now->first;
-    r.baseline_running = now->second;
-    ++out.baselined;
-  }
-  // Later observations must see vacuums that end from here on.
-  current.clear();
-
-  auto mark = [&](const Row& r, const std::string& vacuum, absl::Time when) {
-    tx.exec_params(
-        "UPDATE lethe_agent.vacuum_tables SET vacuum = $3, vacuumed_unix_ms = $4 "
-        "WHERE command_id = $1 AND position = $2 AND vacuumed_unix_ms IS NULL",
-        r.command_id, r.position, vacuum, absl::ToUnixMillis(when));
-    ++out.vacuumed;
-  };
-  std::vector<bool> done(rows.size(), false);
-
-  // 3: the agent's own VACUUM, for the tables whose policy asks for it, rate-limited.
-  std::map<std::string, std::vector<size_t>> due;  // table -> baselined rows waiting
-  for (size_t i = 0; i < rows.size(); ++i) {
-    auto ref = tables.find(rows[i].table);
-    if (!rows[i].baselined || ref == tables.end() || ref->second.mode == policies::Table::Vacuum::kWatch) continue;
-    due[rows[i].table].push_back(i);
-  }
-  for (const auto& [table, indices] : due) {
-    const TableRef& ref = tables.at(table);
-    const absl::Time start = clock_.Now();
-    if (auto last = last_run_.find(table); last != last_run_.end() && start - last->second < options_.min_interval)
-      continue;
-    // VACUUM skips, with a mere warning, a table its caller does not own: ask first.
-    const pqxx::result owner = tx.exec_params(
-        "SELECT pg_has_role(current_user, c.relowner, 'MEMBER') OR r.rolsuper OR "
-        "pg_has_role(current_user, d.datdba, 'MEMBER') FROM pg_class c, pg_roles r, pg_database d "
-        "WHERE c.oid = to_regclass(format('%I.%I', $1::text, $2::text)) AND r.rolname = current_user AND "
-        "d.datname = current_database()",
         ref.schema, ref.name);
-    const bool allowed = owner.size() == 1 && owner[0][0].as<bool>();
-    if (!allowed) {
-      if (!warned_owner_[table])
-        spdlog::warn("domain {}: may not VACUUM table {} (the agent's role does not own it); {}", domain_.name, table,
-                     ref.mode == policies::Table::Vacuum::kAfterPurge ? "waiting for a vacuum it sees instead"
-                                                                      : "its purges stay pending");
-      warned_owner_[table] = true;
-      continue;
-    }
-    const bool full = ref.mode == policies::Table::Vacuum::kFullAfterPurge;
-    last_run_[table] = start;
-    tx.exec(VacuumSql(c, ref, full));
-    const absl::Time end = clock_.Now();
-    ++out.vacuums_run;
-    for (size_t i : indices) {
-      mark(rows[i], full ? "vacuum full" : "vacuum", end);
-      done[i] = true;
-    }
-    spdlog::info("domain {}: {} of table {} for {} purge(s)", domain_.name, full ? "VACUUM FULL" : "VACUUM", table,
-                 indices.size());
-  }
+    if (cnt.empty()) return std::nullopt;  // the table is gone or not a user table
+    return std::make_pair(cnt[0][0].as<int64_t>(), run[0][0].as<bool>());
+  };
+  // Marks the baselined entries of `table` still waiting (and passing `condition`) vacuumed.
+  // With `count`, only those whose baseline it passes by more than the vacuum running then.
+  auto mark = [&](const std::string& table, const std::string& vacuum, std::optional<int64_t> count) {
+    constexpr char kSql[] =
+        "UPDATE lethe_agent.vacuum_tables SET vacuum = $2, vacuumed_unix_ms = $3 "
+        "WHERE table_name = $1 AND vacuumed_unix_ms IS NULL AND baseline_count IS NOT NULL";
+    const int64_t when = absl::ToUnixMillis(clock_.Now());
+    pqxx::result r =
+        count ? tx.exec_params(absl::StrCat(kSql, " AND baseline_count + CASE WHEN baseline_running THEN 1 ELSE 0 "
+                                                  "END < $4::bigint"),
+                               table, vacuum, when, *count)
+              : tx.exec_params(kSql, table, vacuum, when);
+    out.vacuumed += static_cast<int>(r.affected_rows());
+  };
 
-  // 3': a vacuum seen to complete that began after the baseline (not for full_after_purge).
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const Row& r = rows[i];
-    auto ref = tables.find(r.table);
-    if (done[i] || !r.baselined || ref == tables.end() || ref->second.mode == policies::Table::Vacuum::kFullAfterPurge)
-      continue;
-    std::optional<std::pair<int64_t, bool>> now = observe(r.table);
+  for (const std::string& table : pending_tables) {
+    auto ref_it = tables.find(table);
+    if (ref_it == tables.end()) continue;  // no longer in the policy: stays pending
+    const TableRef& ref = ref_it->second;
+
+    // 2. The baseline of every entry whose purge no one can see any more.
+    std::optional<std::pair<int64_t, bool>> now = observe(ref);
     if (!now) continue;
-    if (now->first < r.baseline_count) {
-      // The statistics were reset (a crash, pg_stat_reset): count anew from here.
-      tx.exec_params(
-          "UPDATE lethe_agent.vacuum_tables SET baseline_count = $3, baseline_running = $4 "
-          "WHERE command_id = $1 AND position = $2",
-          r.command_id, r.position, now->first, now->second);
-      continue;
+    constexpr char kBaseline[] =
+        "UPDATE lethe_agent.vacuum_tables t SET baseline_count = $2, baseline_running = $3 "
+        "FROM lethe_agent.vacuum_commands c "
+        "WHERE t.command_id = c.command_id AND t.table_name = $1 AND t.baseline_count IS NULL AND "
+        "t.vacuumed_unix_ms IS NULL";
+    // The purge's 32-bit transaction id, older than the oldest one held (both ages taken now).
+    pqxx::result based =
+        oldest ? tx.exec_params(absl::StrCat(kBaseline, " AND age(((c.purge_xid % 4294967296)::text)::xid) > "
+                                                        "age($4::text::xid)"),
+                                table, now->first, now->second, *oldest)
+               : tx.exec_params(kBaseline, table, now->first, now->second);
+    out.baselined += static_cast<int>(based.affected_rows());
+
+    // 3. The agent's own VACUUM, when the policy asks for it, rate-limited: it covers every
+    // entry baselined before it starts.
+    if (ref.mode != policies::Table::Vacuum::kWatch) {
+      const bool waiting =
+          tx.exec_params("SELECT EXISTS (SELECT 1 FROM lethe_agent.vacuum_tables WHERE table_name = $1 AND "
+                         "vacuumed_unix_ms IS NULL AND baseline_count IS NOT NULL)",
+                         table)[0][0]
+              .as<bool>();
+      const absl::Time start = clock_.Now();
+      auto last = last_run_.find(table);
+      const bool due = last == last_run_.end() || start - last->second >= options_.min_interval;
+      if (waiting && due) {
+        // VACUUM skips, with a mere warning, a table its caller does not own: ask first.
+        const pqxx::result owner = tx.exec_params(
+            "SELECT pg_has_role(current_user, c.relowner, 'MEMBER') OR r.rolsuper OR "
+            "pg_has_role(current_user, d.datdba, 'MEMBER') FROM pg_class c, pg_roles r, pg_database d "
+            "WHERE c.oid = to_regclass(format('%I.%I', $1::text, $2::text)) AND r.rolname = current_user AND "
+            "d.datname = current_database()",
+            ref.schema, ref.name);
+        if (owner.size() == 1 && owner[0][0].as<bool>()) {
+          const bool full = ref.mode == policies::Table::Vacuum::kFullAfterPurge;
+          last_run_[table] = start;
+          tx.exec(VacuumSql(c, ref, full));
+          ++out.vacuums_run;
+          const int before = out.vacuumed;
+          mark(table, full ? "vacuum full" : "vacuum", std::nullopt);
+          spdlog::info("domain {}: {} of table {} for {} purge(s)", domain_.name, full ? "VACUUM FULL" : "VACUUM",
+                       table, out.vacuumed - before);
+        } else if (!warned_owner_[table]) {
+          spdlog::warn("domain {}: may not VACUUM table {} (the agent's role does not own it); {}", domain_.name,
+                       table,
+                       ref.mode == policies::Table::Vacuum::kAfterPurge ? "waiting for a vacuum it sees instead"
+                                                                        : "its purges stay pending");
+          warned_owner_[table] = true;
+        }
+      }
     }
-    if (now->first > r.baseline_count + (r.baseline_running ? 1 : 0)) {
-      mark(r, "observed", clock_.Now());
-      done[i] = true;
-    }
+
+    // 3'. A vacuum seen to complete after the baseline, beyond the one running then: it began
+    // after the baseline. Not for full_after_purge, which asks for a rewrite.
+    if (ref.mode == policies::Table::Vacuum::kFullAfterPurge) continue;
+    now = observe(ref);
+    if (!now) continue;
+    // The statistics were reset (a crash, pg_stat_reset): count anew from here.
+    tx.exec_params(
+        "UPDATE lethe_agent.vacuum_tables SET baseline_count = $2, baseline_running = $3 "
+        "WHERE table_name = $1 AND vacuumed_unix_ms IS NULL AND baseline_count > $2",
+        table, now->first, now->second);
+    mark(table, "observed", now->first);
   }
-  out.pending = static_cast<int>(std::count(done.begin(), done.end(), false));
+  out.pending = static_cast<int>(
+      tx.exec("SELECT count(*) FROM lethe_agent.vacuum_tables WHERE vacuumed_unix_ms IS NULL")[0][0].as<int64_t>());
   pending_.store(out.pending);
 
   // 4: the receipts of the commands whose every table is vacuumed.

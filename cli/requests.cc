@@ -523,6 +523,24 @@ std::string OutcomeName(v1::RequestCompleted::Outcome o) {
 }
 
 
+// The physical bound of each erasure domain of a verified certificate, and of the request.
+std::vector<std::pair<std::string, lethe::audit::PhysicalBound>> CertifiedBounds(
+    const lethe::audit::CertificateReport& r) {
+  std::vector<std::pair<std::string, lethe::audit::PhysicalBound>> out;
+  for (const auto& d : r.domains)
+    out.emplace_back(d.domain, lethe::audit::DomainPhysicalBound(d.receipt, d.physical ? &*d.physical : nullptr,
+                                                                 r.access));
+  return out;
+}
+
+v1::PhysicalState ToPhysicalState(lethe::audit::PhysicalBound::State s) {
+  using S = lethe::audit::PhysicalBound::State;
+  return s == S::kBounded ? v1::PHYSICAL_BOUNDED
+         : s == S::kPending ? v1::PHYSICAL_PENDING
+         : s == S::kUnbounded ? v1::PHYSICAL_UNBOUNDED
+                              : v1::PHYSICAL_NOT_APPLICABLE;
+}
+
 void PrintCertificate(const lethe::audit::CertificateReport& r) {
   std::cout << (r.access ? "Access" : "Erasure") << " certificate for request " << r.request_id << ": "
             << OutcomeName(r.outcome) << "\n"
@@ -535,8 +553,9 @@ void PrintCertificate(const lethe::audit::CertificateReport& r) {
   if (!r.scope_purpose.empty())
     std::cout << "  scope      the domains of purpose " << r.scope_purpose
               << ", planned by the consent withdrawal included below\n";
-  std::vector<std::pair<std::string, lethe::audit::PhysicalBound>> bounds;
-  for (const auto& d : r.domains) {
+  const std::vector<std::pair<std::string, lethe::audit::PhysicalBound>> bounds = CertifiedBounds(r);
+  for (size_t i = 0; i < r.domains.size(); ++i) {
+    const lethe::audit::CertifiedDomain& d = r.domains[i];
     std::cout << "  " << absl::StrFormat("%-16s", d.domain) << " receipt entry " << d.receipt_entry
               << ", signed by agent key " << d.agent_key_id << ": "
               << (d.receipt.outcome() != v1::Receipt::COMPLETED ? "FAILED: " + d.receipt.error()
@@ -560,9 +579,7 @@ void PrintCertificate(const lethe::audit::CertificateReport& r) {
     for (const auto& b : d.receipt.s3()) std::cout << "      " << S3Summary(b) << "\n";
     for (const auto& sk : d.receipt.sinks()) std::cout << "      " << SinkSummary(sk) << "\n";
     if (r.access || d.receipt.outcome() != v1::Receipt::COMPLETED) continue;
-    const lethe::audit::PhysicalBound b =
-        lethe::audit::DomainPhysicalBound(d.receipt, d.physical ? &*d.physical : nullptr, false);
-    bounds.emplace_back(d.domain, b);
+    const lethe::audit::PhysicalBound& b = bounds[i].second;
     std::cout << "      logically erased " << Time(b.logically_erased_unix_ms) << ", "
               << (b.state == lethe::audit::PhysicalBound::State::kBounded ? "physically gone by " +
                                                                                 Time(b.gone_by_unix_ms)
@@ -577,15 +594,9 @@ void PrintCertificate(const lethe::audit::CertificateReport& r) {
                 << d.physical_key_id << ": " << absl::StrJoin(vacuums, ", ") << "\n";
     }
   }
-  if (!r.access) {
-    const lethe::audit::PhysicalBound whole = lethe::audit::RequestPhysicalBound(bounds);
-    const v1::PhysicalState state =
-        whole.state == lethe::audit::PhysicalBound::State::kBounded     ? v1::PHYSICAL_BOUNDED
-        : whole.state == lethe::audit::PhysicalBound::State::kPending   ? v1::PHYSICAL_PENDING
-        : whole.state == lethe::audit::PhysicalBound::State::kUnbounded ? v1::PHYSICAL_UNBOUNDED
-                                                                        : v1::PHYSICAL_NOT_APPLICABLE;
-    if (std::string p = RequestPhysicalLine(state, whole.gone_by_unix_ms); !p.empty()) std::cout << p << "\n";
-  }
+  const lethe::audit::PhysicalBound whole = lethe::audit::RequestPhysicalBound(bounds);
+  if (std::string p = RequestPhysicalLine(ToPhysicalState(whole.state), whole.gone_by_unix_ms); !p.empty())
+    std::cout << p << "\n";
   std::cout << "  " << r.entries << " ledger entries, each proven included in the checkpointed log\n";
 }
 
@@ -639,9 +650,15 @@ int RequestCertificateVerify(const Global& g, const std::string& file, const std
     return 1;
   }
   if (g.json()) {
-    std::cout << nlohmann::json{{"ok", true}, {"request_id", report->request_id},
+    const lethe::audit::PhysicalBound whole = lethe::audit::RequestPhysicalBound(CertifiedBounds(*report));
+    std::cout << nlohmann::json{{"ok", true},
+                                {"request_id", report->request_id},
                                 {"outcome", OutcomeName(report->outcome)},
-                                {"checkpoint_size", report->checkpoint_size}}.dump(2) << "\n";
+                                {"checkpoint_size", report->checkpoint_size},
+                                {"physical_state", v1::PhysicalState_Name(ToPhysicalState(whole.state))},
+                                {"physically_gone_by_unix_ms", whole.gone_by_unix_ms}}
+                     .dump(2)
+              << "\n";
   } else {
     PrintCertificate(*report);
     std::cout << "certificate: VALID\n";
