@@ -134,6 +134,10 @@ TEST(Sinks, ASinkThatKeepsTheCopyMakesTheRequestDoneWithGaps) {
   ASSERT_EQ(done.domains(0).sinks_size(), 3);
   EXPECT_EQ(done.domains(0).sinks(1).covered_by(), "table crm.people");
   EXPECT_EQ(*mesh.Rows("crm_sinks", kAlice), 0) << "everything Lethe reaches is erased";
+  // The embedded broker answers no DescribeConfigs: the topic has no bound, a physical gap.
+  EXPECT_EQ(done.physical_state(), v1::PHYSICAL_UNBOUNDED);
+  EXPECT_EQ(done.domains(0).physical_state(), v1::PHYSICAL_UNBOUNDED);
+  EXPECT_THAT(done.domains(0).physical_reason(), HasSubstr("topic mesh.crm.people (its settings could not be read"));
 
   auto get = RunLethectl(mesh, {"request", "get", done.request_id()});
   ASSERT_EQ(get.exit_code, 0) << get.output;

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "audit/auditor.h"
 #include "audit/certificate.h"
+#include "audit/physical.h"
 #include "crypto/crypto.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -800,6 +801,80 @@ TEST_F(AuditorTest, OneReceiptPerDomainDecidesItsOutcome) {
   const AuditOutcome out = Audit(key_.public_key(), two.checkpoints.back(), two.bytes);
   ExpectDataLossAt(out, 7);
   EXPECT_THAT(std::string(out.status.message()), HasSubstr("second receipt from domain d1"));
+}
+
+// audit/physical.h: a domain's two times from its receipts, and a request's bound.
+v1::Receipt Answer(int64_t at) {
+  v1::Receipt r;
+  r.set_outcome(v1::Receipt::COMPLETED);
+  r.set_completed_at_unix_ms(at);
+  auto* t = r.add_tables();
+  t->set_table("public.users");
+  t->set_action("delete");
+  t->set_rows_affected(1);
+  return r;
+}
+
+TEST(PhysicalBound, PostgreSQLWaitsForTheSecondReceiptThenTheLatestStoreBounds) {
+  v1::Receipt answer = Answer(1000);
+  PhysicalBound b = DomainPhysicalBound(answer, nullptr, false);
+  EXPECT_EQ(b.state, PhysicalBound::State::kPending);
+  EXPECT_EQ(b.logically_erased_unix_ms, 1000);
+  EXPECT_EQ(b.reason, "waiting for vacuum of public.users");
+  v1::Receipt physical;
+  physical.set_outcome(v1::Receipt::PHYSICALLY_PURGED);
+  physical.set_physically_gone_by_unix_ms(5000);
+  b = DomainPhysicalBound(answer, &physical, false);
+  EXPECT_EQ(b.state, PhysicalBound::State::kBounded);
+  EXPECT_EQ(b.gone_by_unix_ms, 5000);
+  // A bucket and a compacted topic bound later: the latest wins.
+  auto* s3 = answer.add_s3();
+  s3->set_action("delete");
+  s3->set_physically_gone_by_unix_ms(1200);
+  auto* t = answer.add_tombstones();
+  t->set_topic("mesh.people");
+  t->set_physically_gone_by_unix_ms(9000);
+  EXPECT_EQ(DomainPhysicalBound(answer, &physical, false).gone_by_unix_ms, 9000);
+  // A purge that changed no row needs no second receipt.
+  v1::Receipt untouched = Answer(1000);
+  untouched.mutable_tables(0)->set_rows_affected(0);
+  EXPECT_EQ(DomainPhysicalBound(untouched, nullptr, false).state, PhysicalBound::State::kBounded);
+}
+
+TEST(PhysicalBound, ATopicWithoutABoundIsAGapThatOutranksPending) {
+  v1::Receipt answer = Answer(1000);
+  auto* t = answer.add_tombstones();
+  t->set_topic("mesh.people");
+  t->set_config_read(true);
+  t->set_cleanup_policy("compact");
+  t->set_max_compaction_lag_ms(INT64_MAX);
+  const PhysicalBound b = DomainPhysicalBound(answer, nullptr, false);
+  EXPECT_EQ(b.state, PhysicalBound::State::kUnbounded);
+  EXPECT_THAT(b.reason, HasSubstr("topic mesh.people (max.compaction.lag.ms is unset"));
+  EXPECT_THAT(b.reason, HasSubstr("waiting for vacuum of public.users"));
+  v1::Receipt unread = Answer(1000);
+  unread.add_tombstones()->set_topic("mesh.people");
+  EXPECT_THAT(DomainPhysicalBound(unread, nullptr, false).reason, HasSubstr("could not be read"));
+
+  // The request: unbounded when one domain is, else pending when one is, else the latest.
+  v1::Receipt done = Answer(2000);
+  done.clear_tables();
+  const PhysicalBound bounded = DomainPhysicalBound(done, nullptr, false);
+  EXPECT_EQ(RequestPhysicalBound({{"a", bounded}, {"b", b}}).state, PhysicalBound::State::kUnbounded);
+  EXPECT_EQ(RequestPhysicalBound({{"a", bounded}, {"b", DomainPhysicalBound(Answer(1), nullptr, false)}}).state,
+            PhysicalBound::State::kPending);
+  const PhysicalBound whole = RequestPhysicalBound({{"a", bounded}, {"c", DomainPhysicalBound(done, nullptr, false)}});
+  EXPECT_EQ(whole.state, PhysicalBound::State::kBounded);
+  EXPECT_EQ(whole.gone_by_unix_ms, 2000);
+}
+
+TEST(PhysicalBound, FailedAndAccessAnswersHaveNone) {
+  v1::Receipt failed = Answer(1000);
+  failed.set_outcome(v1::Receipt::FAILED);
+  EXPECT_EQ(DomainPhysicalBound(failed, nullptr, false).state, PhysicalBound::State::kNotApplicable);
+  EXPECT_EQ(DomainPhysicalBound(Answer(1000), nullptr, true).state, PhysicalBound::State::kNotApplicable);
+  EXPECT_EQ(RequestPhysicalBound({{"a", DomainPhysicalBound(failed, nullptr, false)}}).state,
+            PhysicalBound::State::kNotApplicable);
 }
 
 }  // namespace

@@ -1315,25 +1315,7 @@ class Semantics:
         r = self.requests[b.request_id]
         if b.domain in r["receipts"]:
             raise Failed(f"{w}: T4: second receipt from domain {b.domain}")
-        env = b.receipt
-        k = self.keys.get((b.domain, env.key_id))
-        if k is None:
-            raise Failed(f"{w}: T5: key {env.key_id!r} not enrolled for domain {b.domain}")
-        if k["revoked"] is not None and k["revoked"] < i:
-            raise Failed(f"{w}: T6: key {env.key_id} revoked before the receipt")
-        if (env.payload_type != RECEIPT_TYPE or not ed25519_ok(
-                k["key"], env.signature, RECEIPT_TYPE.encode() + b"\n" + env.body)):
-            raise Failed(f"{w}: T7: the receipt's signature does not verify")
-        try:
-            rc = mpb.Receipt.FromString(env.body)
-        except DecodeError as err:
-            raise Failed(f"{w}: T8: the signed body is not a lethe.v1.Receipt ({err})")
-        if has_unknown_fields(rc):
-            self.unknown(w + " (its signed Receipt)", "T12")
-        if (rc.command_id, rc.request_id, rc.domain) != (b.command_id, b.request_id, b.domain):
-            raise Failed(f"{w}: T8: the signed receipt names another command, request or domain")
-        if rc.command_digest != c[0].command_digest:
-            raise Failed(f"{w}: T9: the receipt is for different command bytes")
+        rc = self.signed_receipt(i, b, w, c)
         if r["access"]:
             # T15: an access command reads; its receipt reports no purge, and a COMPLETED one
             # names its part.
@@ -1371,8 +1353,8 @@ class Semantics:
                 self.awaiting_vacuum[b.command_id] = (dead, rc.completed_at_unix_ms)
         self.counts["receipts"] += 1
 
-    # ---- V: the second receipt, PHYSICALLY_PURGED
-    def physical_receipt(self, i, b, w, c):
+    def signed_receipt(self, i, b, w, c):
+        """T5 to T9 and T12 of a ReceiptRecorded `b` for command `c`: its Receipt, verified."""
         env = b.receipt
         k = self.keys.get((b.domain, env.key_id))
         if k is None:
@@ -1382,13 +1364,21 @@ class Semantics:
         if (env.payload_type != RECEIPT_TYPE or not ed25519_ok(
                 k["key"], env.signature, RECEIPT_TYPE.encode() + b"\n" + env.body)):
             raise Failed(f"{w}: T7: the receipt's signature does not verify")
-        rc = mpb.Receipt.FromString(env.body)
+        try:
+            rc = mpb.Receipt.FromString(env.body)
+        except DecodeError as err:
+            raise Failed(f"{w}: T8: the signed body is not a lethe.v1.Receipt ({err})")
         if has_unknown_fields(rc):
             self.unknown(w + " (its signed Receipt)", "T12")
         if (rc.command_id, rc.request_id, rc.domain) != (b.command_id, b.request_id, b.domain):
             raise Failed(f"{w}: T8: the signed receipt names another command, request or domain")
         if rc.command_digest != c[0].command_digest:
             raise Failed(f"{w}: T9: the receipt is for different command bytes")
+        return rc
+
+    # ---- V: the second receipt, PHYSICALLY_PURGED
+    def physical_receipt(self, i, b, w, c):
+        rc = self.signed_receipt(i, b, w, c)
         if self.requests[b.request_id]["access"]:
             raise Failed(f"{w}: V4: an access receipt reports a physical purge")
         if (rc.tombstones or rc.s3 or rc.sinks or rc.part_sha256 or rc.part_sealed_sha256
