@@ -170,8 +170,9 @@ absl::StatusOr<VacuumWatch::PassResult> VacuumWatch::PassOn(pqxx::connection& c)
     if (cnt.empty()) return std::nullopt;  // the table is gone or not a user table
     return std::make_pair(cnt[0][0].as<int64_t>(), run[0][0].as<bool>());
   };
-  // Marks the baselined entries of `table` still waiting (and passing `condition`) vacuumed.
-  // With `count`, only those whose baseline it passes by more than the vacuum running then.
+  // Marks the baselined entries of `table` still waiting as vacuumed by `vacuum`; with
+  // `count` (the table's vacuum count now), only those whose baseline it passes by more than
+  // the vacuum that was running at the baseline.
   auto mark = [&](const std::string& table, const std::string& vacuum, std::optional<int64_t> count) {
     constexpr char kSql[] =
         "UPDATE lethe_agent.vacuum_tables SET vacuum = $2, vacuumed_unix_ms = $3 "
