@@ -85,10 +85,14 @@ void VacuumWatch::Kick() {
 }
 
 void VacuumWatch::Run() {
+  // A kick (a batch of purges) brings the next pass forward, but never closer than this to
+  // the last one: under a stream of purges the watch costs a pass a second, not one a batch.
+  const auto min_gap = absl::ToChronoMilliseconds(std::min(options_.poll, options_.min_kick_gap));
   while (true) {
     {
       std::unique_lock<std::mutex> l(mu_);
-      cv_.wait_for(l, absl::ToChronoMilliseconds(options_.poll), [&] { return stop_ || kicked_; });
+      if (cv_.wait_for(l, min_gap, [&] { return stop_; })) return;
+      cv_.wait_for(l, absl::ToChronoMilliseconds(options_.poll) - min_gap, [&] { return stop_ || kicked_; });
       if (stop_) return;
       kicked_ = false;
     }

@@ -45,8 +45,10 @@
 namespace lethe::agents {
 
 struct VacuumWatchOptions {
-  // How often the thread (Start) looks at what is pending; Kick wakes it sooner.
+  // How often the thread (Start) looks at what is pending; Kick wakes it sooner, but no
+  // sooner than min_kick_gap (or poll, if shorter) after the last pass.
   absl::Duration poll = absl::Seconds(10);
+  absl::Duration min_kick_gap = absl::Seconds(1);
   // The least time between two VACUUMs the agent runs on one table (rate limit).
   absl::Duration min_interval = absl::Minutes(1);
 };

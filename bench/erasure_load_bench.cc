@@ -91,6 +91,16 @@ std::string PurgeScript(const policies::Domain& domain, int64_t first, int64_t c
         "WHERE lower(btrim(%s::text)) = lower(btrim(%s::text));\n",
         key, v, table, key, v);
   }
+  // What the purge records for the physical purge watch (agents/vacuum_watch.h): the
+  // transaction id and a row per table it deleted from.
+  s += "SELECT pg_current_xact_id()::text;\n";
+  s += "INSERT INTO lethe_agent.vacuum_commands (command_id, request_id, command_digest, completed_unix_ms, "
+       "purge_xid) VALUES ('cmd-:c', 'req-:c', decode(repeat('ab', 32), 'hex'), 0, 0);\n";
+  for (size_t i = 0; i < domain.tables.size(); ++i)
+    s += absl::StrFormat(
+        "INSERT INTO lethe_agent.vacuum_tables (command_id, position, table_name, action) "
+        "VALUES ('cmd-:c', %d, '%s', 'delete');\n",
+        i, domain.tables[i].QualifiedName());
   s += absl::StrFormat(
       "INSERT INTO lethe_agent.processed_commands (command_id, request_id, outcome, receipt) "
       "VALUES ('cmd-:c', 'req-:c', 'COMPLETED', decode(repeat('ab', %d), 'hex'));\n",
