@@ -295,6 +295,41 @@ TEST_F(PhysicalPurgeTest, WhatIsPendingOrUnsentSurvivesACrashAndIsSentOnce) {
   EXPECT_TRUE(Unsent(*second).empty());
 }
 
+// An agent whose role owns no table and cannot see other sessions: it proves nothing until
+// granted pg_read_all_stats; then it runs no VACUUM it would have to skip (PostgreSQL skips a
+// table its caller does not own, with a mere warning), takes a vacuum it sees for
+// after_purge, and leaves full_after_purge pending.
+TEST_F(PhysicalPurgeTest, ARoleThatOwnsNoTableVacuumsNothingAndProvesOnlyWhatItSees) {
+  ASSERT_TRUE(cluster_->Exec("growth",
+                             "CREATE ROLE agent LOGIN; GRANT USAGE ON SCHEMA growth, lethe_agent TO agent; "
+                             "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA growth, lethe_agent TO agent")
+                  .ok());
+  Purge("alice.physical@example.com", "c7");
+  std::string dsn = Dsn();
+  dsn.replace(dsn.find("user=postgres"), 13, "user=agent");
+  VacuumWatchOptions o;
+  o.min_interval = absl::ZeroDuration();
+  VacuumWatch watch(dsn, *Domain(), *key_, clock_, o);
+  auto pass = watch.Pass();
+  ASSERT_TRUE(pass.ok()) << pass.status();
+  EXPECT_EQ(pass->baselined, 0) << "without pg_read_all_stats no horizon can be proven";
+  EXPECT_EQ(pass->pending, 3);
+  ASSERT_TRUE(cluster_->Exec("growth", "GRANT pg_read_all_stats TO agent").ok());
+  pass = watch.Pass();
+  ASSERT_TRUE(pass.ok()) << pass.status();
+  EXPECT_EQ(pass->baselined, 3);
+  EXPECT_EQ(pass->vacuums_run, 0) << "it owns neither contacts nor profiles";
+  EXPECT_EQ(pass->pending, 3);
+  // The owner vacuums every table: visits and profiles are proven, contacts waits for a FULL.
+  for (const char* table : {"growth.visits", "growth.profiles", "growth.contacts"})
+    ASSERT_TRUE(cluster_->Exec("growth", std::string("VACUUM ") + table).ok());
+  pass = watch.Pass();
+  ASSERT_TRUE(pass.ok()) << pass.status();
+  EXPECT_EQ(pass->vacuumed, 2);
+  EXPECT_EQ(pass->pending, 1);
+  EXPECT_EQ(pass->receipts, 0);
+}
+
 TEST_F(PhysicalPurgeTest, APurgeThatChangedNoRowAwaitsNoVacuum) {
   Purge("nobody@example.com", "c6");
   auto watch = Watch();
