@@ -17,6 +17,7 @@
 #include "agents/vacuum_watch.h"
 #include "base/status.h"
 #include "proto/envelope.h"
+#include "proto/receipt_tables.h"
 #include "crypto/seal.h"
 #include "spdlog/spdlog.h"
 
@@ -398,12 +399,9 @@ absl::StatusOr<PostgresPurger::Together> PostgresPurger::CarryTogether(
     std::string purge_xid;
     for (const PurgeResult& r : out.results) {
       if (r.replayed) continue;
-      std::vector<std::string> rows;
+      std::vector<const v1::TableResult*> rows;
       for (const auto& t : r.receipt.tables())
-        if ((t.action() == "delete" || t.action() == "anonymize") && t.rows_affected() > 0) {
-          rows.push_back(t.table());
-          rows.push_back(t.action());
-        }
+        if (proto::LeftDeadTuples(t)) rows.push_back(&t);
       if (rows.empty()) continue;
       if (purge_xid.empty()) purge_xid = tx.exec("SELECT pg_current_xact_id()::text")[0][0].as<std::string>();
       tx.exec_params(
@@ -411,10 +409,10 @@ absl::StatusOr<PostgresPurger::Together> PostgresPurger::CarryTogether(
           "purge_xid) VALUES ($1, $2, $3, $4, $5::bigint)",
           r.receipt.command_id(), r.receipt.request_id(), pqxx::binarystring(r.receipt.command_digest()),
           r.receipt.completed_at_unix_ms(), purge_xid);
-      for (size_t i = 0; i < rows.size(); i += 2)
+      for (size_t i = 0; i < rows.size(); ++i)
         tx.exec_params(
             "INSERT INTO lethe_agent.vacuum_tables (command_id, position, table_name, action) VALUES ($1, $2, $3, $4)",
-            r.receipt.command_id(), static_cast<int>(i / 2), rows[i], rows[i + 1]);
+            r.receipt.command_id(), static_cast<int>(i), rows[i]->table(), rows[i]->action());
     }
     if (!insert.empty()) {
       std::string sql =

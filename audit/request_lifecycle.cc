@@ -6,6 +6,7 @@
 #include "absl/time/time.h"
 #include "base/status.h"
 #include "proto/envelope.h"
+#include "proto/receipt_tables.h"
 
 namespace lethe::audit {
 namespace {
@@ -46,7 +47,7 @@ std::vector<const v1::TableResult*> TablesToVacuum(const v1::Receipt& receipt) {
   std::vector<const v1::TableResult*> out;
   if (receipt.outcome() != v1::Receipt::COMPLETED || receipt.part_chunks() != 0) return out;
   for (const auto& t : receipt.tables())
-    if ((t.action() == "delete" || t.action() == "anonymize") && t.rows_affected() > 0) out.push_back(&t);
+    if (proto::LeftDeadTuples(t)) out.push_back(&t);
   return out;
 }
 

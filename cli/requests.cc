@@ -143,29 +143,40 @@ std::string VacuumSummary(const v1::TableResult& t) {
                          Time(t.vacuumed_unix_ms()));
 }
 
-// The second line of an answered erasure domain: the receipt's two times ("logically erased
-// 12:00:01, physically gone by 12:09:40"), or what the physical bound waits for or lacks.
-std::string PhysicalLine(const v1::DomainProgress& d) {
-  std::string line = "    logically erased " + Time(d.logically_erased_unix_ms()) + ", ";
-  switch (d.physical_state()) {
+// An answered erasure domain's two times ("logically erased 12:00:01, physically gone by
+// 12:09:40"), or what the physical bound waits for or lacks; "" when none applies.
+std::string TwoTimes(v1::PhysicalState state, int64_t logically_erased, int64_t gone_by, const std::string& reason) {
+  const std::string erased = "logically erased " + Time(logically_erased) + ", ";
+  switch (state) {
     case v1::PHYSICAL_BOUNDED:
-      absl::StrAppend(&line, "physically gone by ", Time(d.physically_gone_by_unix_ms()));
-      break;
+      return erased + "physically gone by " + Time(gone_by);
     case v1::PHYSICAL_PENDING:
-      absl::StrAppend(&line, "physical purge pending: ", d.physical_reason());
-      break;
+      return erased + "physical purge pending: " + reason;
     case v1::PHYSICAL_UNBOUNDED:
-      absl::StrAppend(&line, "physically gone: NO BOUND (a gap): ", d.physical_reason());
-      break;
+      return erased + "physically gone: NO BOUND (a gap): " + reason;
     default:
       return "";
   }
-  if (d.physical_receipt_entry() != 0) {
-    std::vector<std::string> vacuums;
-    for (const auto& t : d.vacuumed_tables()) vacuums.push_back(VacuumSummary(t));
-    absl::StrAppendFormat(&line, "\n    PHYSICALLY_PURGED receipt entry %d signed by agent key %s: %s",
-                          d.physical_receipt_entry(), d.physical_agent_key_id(), absl::StrJoin(vacuums, ", "));
-  }
+}
+
+// A PHYSICALLY_PURGED receipt: where it is, who signed it, and each table's vacuum.
+template <typename Tables>
+std::string VacuumsLine(uint64_t entry, const std::string& key_id, const Tables& tables) {
+  std::vector<std::string> vacuums;
+  for (const auto& t : tables) vacuums.push_back(VacuumSummary(t));
+  return absl::StrFormat("PHYSICALLY_PURGED receipt entry %d signed by agent key %s: %s", entry, key_id,
+                         absl::StrJoin(vacuums, ", "));
+}
+
+// The lines under an answered erasure domain of `request get`.
+std::string PhysicalLine(const v1::DomainProgress& d) {
+  std::string line = TwoTimes(d.physical_state(), d.logically_erased_unix_ms(), d.physically_gone_by_unix_ms(),
+                              d.physical_reason());
+  if (line.empty()) return "";
+  line = "    " + line;
+  if (d.physical_receipt_entry() != 0)
+    absl::StrAppend(&line, "\n    ",
+                    VacuumsLine(d.physical_receipt_entry(), d.physical_agent_key_id(), d.vacuumed_tables()));
   return line;
 }
 
@@ -580,19 +591,10 @@ void PrintCertificate(const lethe::audit::CertificateReport& r) {
     for (const auto& sk : d.receipt.sinks()) std::cout << "      " << SinkSummary(sk) << "\n";
     if (r.access || d.receipt.outcome() != v1::Receipt::COMPLETED) continue;
     const lethe::audit::PhysicalBound& b = bounds[i].second;
-    std::cout << "      logically erased " << Time(b.logically_erased_unix_ms) << ", "
-              << (b.state == lethe::audit::PhysicalBound::State::kBounded ? "physically gone by " +
-                                                                                Time(b.gone_by_unix_ms)
-                  : b.state == lethe::audit::PhysicalBound::State::kPending
-                      ? "physical purge pending: " + b.reason
-                      : "physically gone: NO BOUND (a gap): " + b.reason)
-              << "\n";
-    if (d.physical) {
-      std::vector<std::string> vacuums;
-      for (const auto& t : d.physical->tables()) vacuums.push_back(VacuumSummary(t));
-      std::cout << "      PHYSICALLY_PURGED receipt entry " << d.physical_entry << ", signed by agent key "
-                << d.physical_key_id << ": " << absl::StrJoin(vacuums, ", ") << "\n";
-    }
+    std::cout << "      "
+              << TwoTimes(ToPhysicalState(b.state), b.logically_erased_unix_ms, b.gone_by_unix_ms, b.reason) << "\n";
+    if (d.physical)
+      std::cout << "      " << VacuumsLine(d.physical_entry, d.physical_key_id, d.physical->tables()) << "\n";
   }
   const lethe::audit::PhysicalBound whole = lethe::audit::RequestPhysicalBound(bounds);
   if (std::string p = RequestPhysicalLine(ToPhysicalState(whole.state), whole.gone_by_unix_ms); !p.empty())
