@@ -8,6 +8,11 @@
 // answering an empty message. Runs alternate baseline and Consent.Change for each client
 // count, so that both see the same machine; each rate is one run's calls over its seconds.
 //
+// With one client a change cannot be answered before its entry's fdatasync, so each 1-client
+// run also measures one write+fdatasync of an entry's size on the ledger's filesystem
+// (sync_probe.h) and prints the ratio a handler that cost nothing else would reach: an empty
+// call's time over that time plus one fdatasync.
+//
 //   build/bench/consent_bench --threads 1,8 --runs 5 --seconds 3
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
@@ -24,6 +29,7 @@
 #include "bench/proto/empty.grpc.pb.h"
 #include "base/file_system.h"
 #include "bench/machine_profile.h"
+#include "bench/sync_probe.h"
 #include "controlplane/authorizer.h"
 #include "lethe/v1/api.grpc.pb.h"
 #include "spdlog/spdlog.h"
@@ -179,10 +185,10 @@ int Run(int argc, char** argv) {
   ledger::Ledger& ledger = (*mesh)->lethed().ledger();
   printf("consent_bench: %d run(s) of %.1f s per client count, alternating Echo.Call and Consent.Change\n",
          runs, seconds);
-  printf("%-8s %4s %14s %16s %7s %16s %12s %12s\n", "clients", "run", "Echo.Call/s", "Consent.Change/s",
-         "ratio", "entries/fdatasync", "CPU us/Echo", "CPU us/Change");
+  printf("%-8s %4s %14s %16s %7s %16s %12s %12s %10s\n", "clients", "run", "Echo.Call/s", "Consent.Change/s",
+         "ratio", "entries/fdatasync", "CPU us/Echo", "CPU us/Change", "bound");
   struct Row {
-    std::vector<double> empty, consent, ratio, batch, empty_cpu, consent_cpu;
+    std::vector<double> empty, consent, ratio, batch, empty_cpu, consent_cpu, bound;
   };
   std::map<int, Row> rows;
   MachineProfile profile;
@@ -202,8 +208,20 @@ int Run(int argc, char** argv) {
         return 1;
       }
       const double ratio = c.rate / e.rate;
-      printf("%-8d %4d %14.0f %16.0f %7.2f %16.1f %12.0f %12.0f\n", t, r, e.rate, c.rate, ratio, batch,
-             e.cpu_us_per_call, c.cpu_us_per_call);
+      std::string bound_text = "-";
+      if (t == 1) {
+        // One client: the empty call's time against that time plus one write+fdatasync of an
+        // average entry, over pre-zeroed space as the ledger writes.
+        const size_t entry = ledger.entries_written() == 0
+                                 ? 359
+                                 : static_cast<size_t>(ledger.bytes() / ledger.entries_written());
+        const double syncs = SingleSyncRate((*mesh)->work_dir(), 0.5, entry, true);
+        const double bound = (1 / e.rate) / (1 / e.rate + 1 / syncs);
+        rows[t].bound.push_back(bound);
+        bound_text = absl::StrFormat("%.2f", bound);
+      }
+      printf("%-8d %4d %14.0f %16.0f %7.2f %16.1f %12.0f %12.0f %10s\n", t, r, e.rate, c.rate, ratio, batch,
+             e.cpu_us_per_call, c.cpu_us_per_call, bound_text.c_str());
       fflush(stdout);
       rows[t].empty.push_back(e.rate);
       rows[t].consent.push_back(c.rate);
@@ -214,15 +232,21 @@ int Run(int argc, char** argv) {
     }
   }
   printf("\n%-8s %-26s %-26s %-20s %s\n", "clients", "Echo.Call/s median (min-max)",
-         "Change/s median (min-max)", "ratio median (min-max)", "entries/fdatasync, CPU us/call Echo, Change (medians)");
+         "Change/s median (min-max)", "ratio median (min-max)",
+         "entries/fdatasync, CPU us/call Echo, Change (medians); bound at 1 client median (min-max)");
   for (int t : thread_counts) {
     const Row& row = rows[t];
     Spread e = Of(row.empty), c = Of(row.consent), q = Of(row.ratio), b = Of(row.batch);
-    printf("%-8d %-26s %-26s %-20s %.1f, %.0f, %.0f\n", t,
+    std::string bound = "";
+    if (!row.bound.empty()) {
+      Spread d = Of(row.bound);
+      bound = absl::StrFormat("; %.2f (%.2f-%.2f)", d.median, d.min, d.max);
+    }
+    printf("%-8d %-26s %-26s %-20s %.1f, %.0f, %.0f%s\n", t,
            absl::StrFormat("%.0f (%.0f-%.0f)", e.median, e.min, e.max).c_str(),
            absl::StrFormat("%.0f (%.0f-%.0f)", c.median, c.min, c.max).c_str(),
            absl::StrFormat("%.2f (%.2f-%.2f)", q.median, q.min, q.max).c_str(), b.median,
-           Of(row.empty_cpu).median, Of(row.consent_cpu).median);
+           Of(row.empty_cpu).median, Of(row.consent_cpu).median, bound.c_str());
   }
   echo_server->Shutdown();
   return 0;

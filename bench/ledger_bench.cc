@@ -7,7 +7,6 @@
 //
 // fdatasync stays on throughout; the single-sync rate is measured in the same run, on the
 // same filesystem, so the append figures can be read as a multiple of it.
-#include <fcntl.h>
 #include <openssl/sha.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -26,6 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "audit/auditor.h"
 #include "base/file_system.h"
+#include "bench/sync_probe.h"
 #include "crypto/crypto.h"
 #include "ledger/ledger.h"
 
@@ -33,6 +33,7 @@ namespace lethe::ledger {
 namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
+using bench::SingleSyncRate;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -62,42 +63,6 @@ LedgerOptions Options(const std::string& dir, const crypto::Ed25519PrivateKey& k
   o.origin = "bench.example/ledger";
   o.signing_key = &key;
   return o;
-}
-
-// One write of `record` bytes and one fdatasync per entry, for `seconds`. Appending extends
-// the file each time, as a naive log does; over a pre-zeroed file it writes over zeros, as
-// the ledger does, which is faster on ext4 (no size or block-map update to sync).
-double SingleSyncRate(const std::string& dir, double seconds, size_t record, bool over_zeros) {
-  const std::string path = dir + "/sync-probe";
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) {
-    perror("sync probe");
-    std::exit(1);
-  }
-  if (over_zeros) {
-    // More than enough for `seconds` at 20,000 syncs/s.
-    const std::string zeros(1u << 20, '\0');
-    const size_t need = static_cast<size_t>(seconds * 20000 * record) + zeros.size();
-    for (size_t off = 0; off < need; off += zeros.size())
-      if (::pwrite(fd, zeros.data(), zeros.size(), static_cast<off_t>(off)) < 0) perror("sync probe");
-    if (::fsync(fd) != 0) perror("sync probe");
-  }
-  std::string buf(record, 'x');
-  uint64_t n = 0;
-  const auto start = Clock::now();
-  while (Seconds(Clock::now() - start) < seconds) {
-    if (::pwrite(fd, buf.data(), buf.size(), static_cast<off_t>(n * record)) !=
-            static_cast<ssize_t>(buf.size()) ||
-        ::fdatasync(fd) != 0) {
-      perror("sync probe");
-      break;
-    }
-    ++n;
-  }
-  const double rate = n / Seconds(Clock::now() - start);
-  ::close(fd);
-  fs::remove(path);
-  return rate;
 }
 
 struct AppendRun {
