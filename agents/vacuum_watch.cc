@@ -265,42 +265,52 @@ absl::StatusOr<VacuumWatch::PassResult> VacuumWatch::PassOn(pqxx::connection& c)
       tx.exec("SELECT count(*) FROM lethe_agent.vacuum_tables WHERE vacuumed_unix_ms IS NULL")[0][0].as<int64_t>());
   pending_.store(out.pending);
 
-  // 4: the receipts of the commands whose every table is vacuumed.
-  std::map<std::string, v1::Receipt> complete;
-  for (const auto& r : tx.exec(
-           "SELECT c.command_id, c.request_id, c.command_digest, t.table_name, t.action, t.vacuum, t.vacuumed_unix_ms "
-           "FROM lethe_agent.vacuum_commands c JOIN lethe_agent.vacuum_tables t USING (command_id) "
-           "WHERE NOT EXISTS (SELECT 1 FROM lethe_agent.vacuum_tables u "
-           "                  WHERE u.command_id = c.command_id AND u.vacuumed_unix_ms IS NULL) "
-           "ORDER BY c.command_id, t.position")) {
-    v1::Receipt& receipt = complete[r[0].as<std::string>()];
-    if (receipt.command_id().empty()) {
-      receipt.set_command_id(r[0].as<std::string>());
-      receipt.set_request_id(r[1].as<std::string>());
-      receipt.set_domain(domain_.name);
-      receipt.set_command_digest(pqxx::binarystring(r[2]).str());
-      receipt.set_outcome(v1::Receipt::PHYSICALLY_PURGED);
+  // 4: the receipts of the commands whose every table is vacuumed, a bounded number at a time:
+  // each one stored ends its watch, so the next read finds the next ones.
+  const int per_query = std::max(1, options_.receipts_per_query);
+  for (bool more = true; more;) {
+    std::map<std::string, v1::Receipt> complete;
+    const pqxx::result rows = tx.exec_params(
+        "SELECT c.command_id, c.request_id, c.command_digest, t.table_name, t.action, t.vacuum, t.vacuumed_unix_ms "
+        "FROM lethe_agent.vacuum_tables t JOIN lethe_agent.vacuum_commands c USING (command_id) "
+        "WHERE c.command_id IN (SELECT d.command_id FROM lethe_agent.vacuum_commands d "
+        "                       WHERE NOT EXISTS (SELECT 1 FROM lethe_agent.vacuum_tables u "
+        "                                         WHERE u.command_id = d.command_id AND u.vacuumed_unix_ms IS NULL) "
+        "                       ORDER BY d.command_id LIMIT $1) "
+        "ORDER BY c.command_id, t.position",
+        per_query);
+    ++out.receipt_queries;
+    for (const auto& r : rows) {
+      v1::Receipt& receipt = complete[r[0].as<std::string>()];
+      if (receipt.command_id().empty()) {
+        receipt.set_command_id(r[0].as<std::string>());
+        receipt.set_request_id(r[1].as<std::string>());
+        receipt.set_domain(domain_.name);
+        receipt.set_command_digest(pqxx::binarystring(r[2]).str());
+        receipt.set_outcome(v1::Receipt::PHYSICALLY_PURGED);
+      }
+      v1::TableResult* t = receipt.add_tables();
+      t->set_table(r[3].as<std::string>());
+      t->set_action(r[4].as<std::string>());
+      t->set_vacuum(r[5].as<std::string>());
+      t->set_vacuumed_unix_ms(r[6].as<int64_t>());
+      receipt.set_physically_gone_by_unix_ms(std::max(receipt.physically_gone_by_unix_ms(), t->vacuumed_unix_ms()));
     }
-    v1::TableResult* t = receipt.add_tables();
-    t->set_table(r[3].as<std::string>());
-    t->set_action(r[4].as<std::string>());
-    t->set_vacuum(r[5].as<std::string>());
-    t->set_vacuumed_unix_ms(r[6].as<int64_t>());
-    receipt.set_physically_gone_by_unix_ms(std::max(receipt.physically_gone_by_unix_ms(), t->vacuumed_unix_ms()));
-  }
-  for (auto& [command_id, receipt] : complete) {
-    receipt.set_completed_at_unix_ms(
-        std::max(absl::ToUnixMillis(clock_.Now()), receipt.physically_gone_by_unix_ms()));
-    const std::string wire =
-        proto::SignEnvelope(proto::kReceiptType, receipt.SerializeAsString(), key_).SerializeAsString();
-    // One statement, so one transaction: the receipt stored and its watch ended together.
-    tx.exec_params(
-        "WITH stored AS (INSERT INTO lethe_agent.physical_receipts (command_id, request_id, receipt) "
-        "                VALUES ($1, $2, $3) ON CONFLICT (command_id) DO NOTHING) "
-        "DELETE FROM lethe_agent.vacuum_commands WHERE command_id = $1",
-        command_id, receipt.request_id(), pqxx::binarystring(wire));
-    ++out.receipts;
-    has_ready_.store(true);
+    more = complete.size() >= static_cast<size_t>(per_query);
+    for (auto& [command_id, receipt] : complete) {
+      receipt.set_completed_at_unix_ms(
+          std::max(absl::ToUnixMillis(clock_.Now()), receipt.physically_gone_by_unix_ms()));
+      const std::string wire =
+          proto::SignEnvelope(proto::kReceiptType, receipt.SerializeAsString(), key_).SerializeAsString();
+      // One statement, so one transaction: the receipt stored and its watch ended together.
+      tx.exec_params(
+          "WITH stored AS (INSERT INTO lethe_agent.physical_receipts (command_id, request_id, receipt) "
+          "                VALUES ($1, $2, $3) ON CONFLICT (command_id) DO NOTHING) "
+          "DELETE FROM lethe_agent.vacuum_commands WHERE command_id = $1",
+          command_id, receipt.request_id(), pqxx::binarystring(wire));
+      ++out.receipts;
+      has_ready_.store(true);
+    }
   }
   return out;
 }

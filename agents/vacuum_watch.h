@@ -51,6 +51,9 @@ struct VacuumWatchOptions {
   absl::Duration min_kick_gap = absl::Seconds(1);
   // The least time between two VACUUMs the agent runs on one table (rate limit).
   absl::Duration min_interval = absl::Minutes(1);
+  // Step 4 reads and signs the receipts of at most this many commands at a time, so that
+  // the backlog one vacuum releases (every purge since the last) never sits in memory whole.
+  int receipts_per_query = 256;
 };
 
 // The SQL that creates the watch's tables (part of PostgresPurger's schema).
@@ -70,6 +73,7 @@ class VacuumWatch {
     int vacuums_run = 0; // VACUUMs the agent ran
     int vacuumed = 0;    // table entries found vacuumed
     int receipts = 0;    // PHYSICALLY_PURGED receipts signed and stored
+    int receipt_queries = 0;  // step 4's reads, of at most options.receipts_per_query commands each
     int pending = 0;     // table entries still waiting, after the pass
   };
   // One pass over what is pending (steps 1 to 4 above). kUnavailable when the database fails.

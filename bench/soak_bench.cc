@@ -276,6 +276,14 @@ int Run(int argc, char** argv) {
            "files %+.1f KB/min (%.0f to %.0f)\n",
            name.c_str(), Slope(x, y), y.front(), y.back(), x.back() - x.front(), Slope(x, anon), anon.front(),
            anon.back(), Slope(x, file), file.front(), file.back());
+    // Whether growth slows: the same slope over each half of the samples after warm-up.
+    const size_t half = x.size() / 2;
+    if (half >= 2 && x.size() - half >= 2) {
+      const std::vector<double> x1(x.begin(), x.begin() + half), y1(y.begin(), y.begin() + half);
+      const std::vector<double> x2(x.begin() + half, x.end()), y2(y.begin() + half, y.end());
+      printf("    %-12s %+8.1f KB/min over minutes %.1f-%.1f, %+.1f KB/min over minutes %.1f-%.1f\n", "", Slope(x1, y1),
+             x1.front(), x1.back(), Slope(x2, y2), x2.front(), x2.back());
+    }
   }
   return tally->in_progress == 0 && failures == 0 ? 0 : 1;
 }

@@ -3,12 +3,14 @@
 // after a vacuum that could remove them (after the commit, after every snapshot that could
 // still see them, and after a vacuum running at the baseline), and for `full_after_purge`
 // the bytes are then gone from the table's files. Also: the rate limit of the agent's own
-// VACUUMs, and that what is pending or unsent survives a restart.
+// VACUUMs, that the backlog a vacuum releases is signed a bounded number at a time, and that
+// what is pending or unsent survives a restart.
 #include "agents/vacuum_watch.h"
 
 #include <fstream>
 #include <memory>
 #include <pqxx/pqxx>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -263,6 +265,32 @@ TEST_F(PhysicalPurgeTest, TheAgentsOwnVacuumIsRateLimitedPerTableAndCoversEveryP
   ASSERT_TRUE(pass.ok()) << pass.status();
   EXPECT_EQ(pass->receipts, 2);
   EXPECT_EQ(Unsent(*watch).size(), 2u);
+}
+
+TEST_F(PhysicalPurgeTest, TheBacklogOneVacuumReleasesIsSignedABoundedNumberAtATime) {
+  VacuumWatchOptions o;
+  o.min_interval = absl::ZeroDuration();
+  o.receipts_per_query = 2;
+  VacuumWatch watch(Dsn(), *Domain(), *key_, clock_, o);
+  for (int i = 1; i <= 5; ++i) Purge("someone" + std::to_string(i) + "@example.org", "b" + std::to_string(i));
+  auto pass = watch.Pass();  // baselines; the VACUUM FULL of contacts; visits waits for a vacuum
+  ASSERT_TRUE(pass.ok()) << pass.status();
+  EXPECT_EQ(pass->receipts, 0);
+  ASSERT_TRUE(cluster_->Exec("growth", "VACUUM growth.visits").ok());
+  pass = watch.Pass();
+  ASSERT_TRUE(pass.ok()) << pass.status();
+  EXPECT_EQ(pass->receipts, 5) << "every command the vacuum released, in one pass";
+  EXPECT_EQ(pass->receipt_queries, 3) << "2 + 2 + 1 commands";
+  std::set<std::string> ids;
+  for (const v1::Receipt& r : Unsent(watch)) {
+    EXPECT_EQ(r.outcome(), v1::Receipt::PHYSICALLY_PURGED);
+    EXPECT_EQ(r.tables_size(), 2) << r.command_id() << ": contacts and visits";
+    ids.insert(r.command_id());
+  }
+  EXPECT_EQ(ids, (std::set<std::string>{"b1", "b2", "b3", "b4", "b5"}));
+  pass = watch.Pass();
+  ASSERT_TRUE(pass.ok()) << pass.status();
+  EXPECT_EQ(pass->receipts, 0) << "each receipt is signed once";
 }
 
 TEST_F(PhysicalPurgeTest, WhatIsPendingOrUnsentSurvivesACrashAndIsSentOnce) {
