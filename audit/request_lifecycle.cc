@@ -293,14 +293,21 @@ void RequestLifecycle::RememberVerified(const VerifiedReceiptEnvelope& v) const 
 absl::Status RequestLifecycle::CheckReceiptImpl(const v1::ReceiptRecorded& rr, bool refusal_allowed,
                                                 v1::Receipt* verified, bool verify_signature) const {
   const Command* command = nullptr;
+  std::optional<AwaitingVacuum> parked;
   if (auto it = commands_.find(rr.command_id()); it != commands_.end()) {
     command = &it->second;
   } else if (auto a = awaiting_vacuum_.find(rr.command_id()); a != awaiting_vacuum_.end()) {
     command = &a->second.command;  // its request has ended; only its PHYSICALLY_PURGED receipt is news
   } else {
-    LETHE_ASSIGN_OR_RETURN(const bool spent, ended_ids().CommandEnded(IdDigest(rr.command_id())));
-    if (spent) return absl::AlreadyExistsError("receipt for a command of a request that has ended");
-    return Missing(Contradicts("receipt for an unknown command"));
+    if (vacuum_waits_ != nullptr) {
+      LETHE_ASSIGN_OR_RETURN(parked, ParkedAwaiting(rr.command_id()));
+      if (parked) command = &parked->command;  // as above, kept on disk
+    }
+    if (command == nullptr) {
+      LETHE_ASSIGN_OR_RETURN(const bool spent, ended_ids().CommandEnded(IdDigest(rr.command_id())));
+      if (spent) return absl::AlreadyExistsError("receipt for a command of a request that has ended");
+      return Missing(Contradicts("receipt for an unknown command"));
+    }
   }
   if (command->request_id != rr.request_id() || command->domain != rr.domain())
     return absl::PermissionDeniedError("receipt does not match its command's request and domain");
@@ -324,7 +331,7 @@ absl::Status RequestLifecycle::CheckReceiptImpl(const v1::ReceiptRecorded& rr, b
                                               command->access));
   if (verify) last_verified_ = VerifiedEnvelope{agent->key.raw(), env.payload_type(), env.body(), env.signature()};
   if (receipt.outcome() == v1::Receipt::PHYSICALLY_PURGED) {
-    LETHE_RETURN_IF_ERROR(CheckPhysical(rr.command_id(), receipt));
+    LETHE_RETURN_IF_ERROR(CheckPhysical(rr.command_id(), receipt, parked ? &*parked : nullptr));
     if (verified != nullptr) *verified = std::move(receipt);
     return absl::OkStatus();
   }
@@ -354,9 +361,46 @@ absl::Status RequestLifecycle::CheckReceiptImpl(const v1::ReceiptRecorded& rr, b
   return absl::OkStatus();
 }
 
-absl::Status RequestLifecycle::CheckPhysical(const std::string& command_id, const v1::Receipt& receipt) const {
-  auto a = awaiting_vacuum_.find(command_id);
-  if (a == awaiting_vacuum_.end()) {
+void RequestLifecycle::UseVacuumWaits(VacuumWaits* waits) {
+  vacuum_waits_ = waits;
+  if (waits == nullptr) return;
+  for (auto it = awaiting_vacuum_.begin(); it != awaiting_vacuum_.end();) {
+    if (commands_.contains(it->first)) {
+      ++it;  // its request is open
+      continue;
+    }
+    waits->Await(IdDigest(it->first), it->second.receipt_seq);
+    awaiting_vacuum_.erase(it++);
+  }
+}
+
+absl::StatusOr<std::optional<RequestLifecycle::AwaitingVacuum>> RequestLifecycle::ParkedAwaiting(
+    const std::string& command_id) const {
+  LETHE_ASSIGN_OR_RETURN(const std::optional<uint64_t> seq, vacuum_waits_->Find(IdDigest(command_id)));
+  if (!seq) return std::nullopt;
+  LETHE_ASSIGN_OR_RETURN(const v1::LedgerEntry e, vacuum_waits_->Read(*seq));
+  v1::Receipt receipt;
+  if (e.body_case() != v1::LedgerEntry::kReceiptRecorded || e.receipt_recorded().command_id() != command_id ||
+      !receipt.ParseFromString(e.receipt_recorded().receipt().body()) ||
+      receipt.outcome() != v1::Receipt::COMPLETED)
+    return absl::DataLossError(absl::StrCat("ledger entry ", *seq, ", remembered as the COMPLETED receipt of command ",
+                                            Quote(command_id, 16), " awaiting a vacuum, is not that receipt"));
+  const v1::ReceiptRecorded& rr = e.receipt_recorded();
+  AwaitingVacuum a;
+  // The COMPLETED receipt was bound to its command (digest, request, domain) when recorded.
+  a.command = Command{rr.request_id(), rr.domain(), receipt.command_digest(), false, nullptr};
+  for (const v1::TableResult* t : TablesToVacuum(receipt)) a.tables.emplace_back(t->table(), t->action());
+  a.completed_unix_ms = receipt.completed_at_unix_ms();
+  a.receipt_seq = *seq;
+  return std::optional<AwaitingVacuum>(std::move(a));
+}
+
+absl::Status RequestLifecycle::CheckPhysical(const std::string& command_id, const v1::Receipt& receipt,
+                                             const AwaitingVacuum* parked) const {
+  const AwaitingVacuum* want = parked;
+  if (want == nullptr)
+    if (auto a = awaiting_vacuum_.find(command_id); a != awaiting_vacuum_.end()) want = &a->second;
+  if (want == nullptr) {
     if (vacuumed_commands_.contains(command_id))
       return absl::AlreadyExistsError("second PHYSICALLY_PURGED receipt for a command");
     if (!commands_.contains(command_id))  // ended, and nothing awaited a vacuum
@@ -365,17 +409,16 @@ absl::Status RequestLifecycle::CheckPhysical(const std::string& command_id, cons
       return Missing(Contradicts("PHYSICALLY_PURGED receipt before its command's COMPLETED receipt"));
     return Contradicts("PHYSICALLY_PURGED receipt for a command whose receipt left no dead rows to vacuum");
   }
-  const AwaitingVacuum& want = a->second;
-  bool same = static_cast<size_t>(receipt.tables_size()) == want.tables.size();
-  for (size_t i = 0; same && i < want.tables.size(); ++i) {
+  bool same = static_cast<size_t>(receipt.tables_size()) == want->tables.size();
+  for (size_t i = 0; same && i < want->tables.size(); ++i) {
     const v1::TableResult& t = receipt.tables(static_cast<int>(i));
-    same = t.table() == want.tables[i].first && t.action() == want.tables[i].second;
+    same = t.table() == want->tables[i].first && t.action() == want->tables[i].second;
   }
   if (!same)
     return Contradicts(
         "PHYSICALLY_PURGED receipt's tables are not the tables its COMPLETED receipt deleted or rewrote rows in");
   for (const auto& t : receipt.tables())
-    if (t.vacuumed_unix_ms() < want.completed_unix_ms)
+    if (t.vacuumed_unix_ms() < want->completed_unix_ms)
       return Contradicts("PHYSICALLY_PURGED receipt: table " + Quote(t.table(), 64) +
                          " was vacuumed before the purge committed");
   if (receipt.completed_at_unix_ms() < receipt.physically_gone_by_unix_ms())
@@ -604,7 +647,11 @@ void RequestLifecycle::Apply(const v1::LedgerEntry& e) {
       (void)receipt.ParseFromString(rr.receipt().body());
       if (receipt.outcome() == v1::Receipt::PHYSICALLY_PURGED) {
         awaiting_vacuum_.erase(rr.command_id());
-        if (commands_.contains(rr.command_id())) vacuumed_commands_.insert(rr.command_id());
+        if (commands_.contains(rr.command_id())) {
+          vacuumed_commands_.insert(rr.command_id());
+        } else if (vacuum_waits_ != nullptr) {
+          vacuum_waits_->Done(IdDigest(rr.command_id()));  // its request has ended
+        }
         return;
       }
       receipted_commands_.insert(rr.command_id());
@@ -616,6 +663,7 @@ void RequestLifecycle::Apply(const v1::LedgerEntry& e) {
           w.command.policy = nullptr;  // not needed to check the vacuum; not kept alive for it
           for (const v1::TableResult* t : dead) w.tables.emplace_back(t->table(), t->action());
           w.completed_unix_ms = receipt.completed_at_unix_ms();
+          w.receipt_seq = e.seq();
         }
       }
       Request& r = requests_[rr.request_id()];
@@ -632,6 +680,11 @@ void RequestLifecycle::Apply(const v1::LedgerEntry& e) {
         receipted_commands_.erase(id);
         vacuumed_commands_.erase(id);
         ended_ids().EndCommand(IdDigest(id));
+        if (vacuum_waits_ == nullptr) continue;
+        if (auto a = awaiting_vacuum_.find(id); a != awaiting_vacuum_.end()) {
+          vacuum_waits_->Await(IdDigest(id), a->second.receipt_seq);
+          awaiting_vacuum_.erase(a);
+        }
       }
       ended_ids().EndRequest(IdDigest(it->first));
       // An access request's parts stay held (under its key) until the package is released.

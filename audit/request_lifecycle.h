@@ -118,6 +118,24 @@ class InMemoryEndedIds final : public EndedIds {
   absl::flat_hash_set<absl::uint128> requests_, commands_;
 };
 
+// Where a lifecycle keeps, once a request has ended, its commands whose COMPLETED receipt still
+// awaits a PHYSICALLY_PURGED one (rule V1): as the ledger index of the entry that recorded
+// that receipt, which is read back when the second receipt comes. Without one (UseVacuumWaits)
+// they stay in memory, as an auditor's run keeps them. A domain whose vacuums are never proven
+// (no pg_read_all_stats, no vacuum) keeps its commands waiting for good; lethed keeps them in
+// a scratch file (controlplane/request_store.cc). Lookups and reads may fail; a failure is
+// returned by Check as it is.
+class VacuumWaits {
+ public:
+  virtual ~VacuumWaits() = default;
+  // The ledger index remembered for the command with this IdDigest, if it still awaits.
+  virtual absl::StatusOr<std::optional<uint64_t>> Find(absl::uint128 command) const = 0;
+  virtual void Await(absl::uint128 command, uint64_t seq) = 0;
+  virtual void Done(absl::uint128 command) = 0;
+  // The entry at `seq`, read back from the log.
+  virtual absl::StatusOr<v1::LedgerEntry> Read(uint64_t seq) const = 0;
+};
+
 class RequestLifecycle {
  public:
   explicit RequestLifecycle(LifecycleScope scope = LifecycleScope::kWholeLog) : scope_(scope) {}
@@ -160,6 +178,12 @@ class RequestLifecycle {
   // Keeps what is remembered of ended requests in `ids` (which must outlive this) instead of
   // in memory. Call before the first entry.
   void UseEndedIds(EndedIds* ids) { external_ended_ = ids; }
+  // Keeps the commands of ended requests that await a vacuum in `waits` (which must outlive
+  // this) instead of in memory, from now on: those held so far move there at once. (lethed
+  // replays its ledger before it can read entries back, then calls this.)
+  void UseVacuumWaits(VacuumWaits* waits);
+  // Commands awaiting a PHYSICALLY_PURGED receipt held in memory (for tests and metrics).
+  size_t awaiting_vacuum_in_memory() const { return awaiting_vacuum_.size(); }
   // Check, then Apply.
   absl::Status Step(const v1::LedgerEntry& e, v1::Receipt* verified_receipt = nullptr);
 
@@ -206,7 +230,10 @@ class RequestLifecycle {
     Command command;
     std::vector<std::pair<std::string, std::string>> tables;  // (table, action), receipt order
     int64_t completed_unix_ms = 0;
+    uint64_t receipt_seq = 0;  // the entry that recorded the COMPLETED receipt
   };
+  // A command of an ended request that awaits a vacuum, read back through vacuum_waits_.
+  absl::StatusOr<std::optional<AwaitingVacuum>> ParkedAwaiting(const std::string& command_id) const;
   struct PlannedByConsent {
     std::string request_id;
     std::string purpose;
@@ -243,10 +270,14 @@ class RequestLifecycle {
   // Completed access requests whose package has not been released (PackageReleased) yet.
   absl::flat_hash_set<std::string> unreleased_packages_;
   absl::flat_hash_set<std::string> receipted_commands_;
-  absl::flat_hash_map<std::string, AwaitingVacuum> awaiting_vacuum_;  // by command id
+  // By command id: of open requests, and of ended ones unless vacuum_waits_ keeps those.
+  absl::flat_hash_map<std::string, AwaitingVacuum> awaiting_vacuum_;
+  VacuumWaits* vacuum_waits_ = nullptr;
   absl::flat_hash_set<std::string> vacuumed_commands_;  // physical receipt recorded (open requests)
   // Rules V1 to V4 for a PHYSICALLY_PURGED receipt of `command_id`, already verified.
-  absl::Status CheckPhysical(const std::string& command_id, const v1::Receipt& receipt) const;
+  // `parked`: the command's wait read back from vacuum_waits_, when it is kept there.
+  absl::Status CheckPhysical(const std::string& command_id, const v1::Receipt& receipt,
+                             const AwaitingVacuum* parked) const;
   std::multimap<std::string, AgentKey> agent_keys_;  // domain -> keys
   std::map<std::string, PlannedByConsent> consent_plans_;  // change_id -> planned erasure
   std::map<std::string, v1::ConsentStatus> consent_status_;  // "type/token hex/purpose" -> latest

@@ -136,6 +136,37 @@ class RequestStore::ScratchEndedIds final : public audit::EndedIds {
   DigestTable& commands_;
 };
 
+// The lifecycle's VacuumWaits: IdDigest of a command -> the ledger index of its COMPLETED
+// receipt's entry + 1, or kNoWait once its PHYSICALLY_PURGED receipt came. Entries are read
+// back through the store's EntryReader (each checked against its Merkle leaf).
+class RequestStore::ScratchVacuumWaits final : public audit::VacuumWaits {
+ public:
+  ScratchVacuumWaits(DigestTable& table, const EntryReader& reader) : table_(table), reader_(reader) {}
+  absl::StatusOr<std::optional<uint64_t>> Find(absl::uint128 command) const override {
+    LETHE_ASSIGN_OR_RETURN(const std::optional<uint64_t> v, table_.Get(command));
+    if (!v || *v == kNoWait) return std::nullopt;
+    return *v - 1;
+  }
+  void Await(absl::uint128 command, uint64_t seq) override { table_.Put(command, seq + 1); }
+  void Done(absl::uint128 command) override { table_.Put(command, kNoWait); }
+  absl::StatusOr<v1::LedgerEntry> Read(uint64_t seq) const override {
+    if (!reader_) return absl::FailedPreconditionError("lethed's request store has no ledger to read entries from");
+    absl::StatusOr<std::string> bytes = reader_(seq);
+    // Not durable yet (the request ended moments ago): the receipt is taken again later.
+    if (bytes.status().code() == absl::StatusCode::kOutOfRange)
+      return absl::UnavailableError(absl::StrCat("ledger entry ", seq, " is not durable yet"));
+    if (!bytes.ok()) return bytes.status();
+    v1::LedgerEntry e;
+    if (!e.ParseFromString(*bytes)) return absl::DataLossError(absl::StrCat("ledger entry ", seq, " does not parse"));
+    return e;
+  }
+
+ private:
+  static constexpr uint64_t kNoWait = 0;
+  DigestTable& table_;
+  const EntryReader& reader_;
+};
+
 RequestStore::RequestStore() : scratch_dir_(ScratchFile::DefaultDir()) {}
 
 RequestStore::~RequestStore() = default;
@@ -155,6 +186,11 @@ absl::Status RequestStore::OpenScratch() {
                          DigestTable::Create(scratch_dir_, "lethed's ended command ids in " + scratch_dir_));
   ended_ids_ = std::make_unique<ScratchEndedIds>(*ended_requests_, *ended_commands_);
   lifecycle_.UseEndedIds(ended_ids_.get());
+  LETHE_ASSIGN_OR_RETURN(vacuum_wait_table_,
+                         DigestTable::Create(scratch_dir_, "lethed's commands awaiting a vacuum in " + scratch_dir_));
+  vacuum_waits_ = std::make_unique<ScratchVacuumWaits>(*vacuum_wait_table_, reader_);
+  // Used once entries can be read back (SetEntryReader): lethed replays its ledger first.
+  if (reader_) lifecycle_.UseVacuumWaits(vacuum_waits_.get());
   return absl::OkStatus();
 }
 
@@ -334,7 +370,9 @@ absl::Status RequestStore::CheckReceipt(const v1::ReceiptRecorded& rr, bool refu
 
 void RequestStore::SetEntryReader(EntryReader reader) {
   std::lock_guard<std::mutex> l(mu_);
+  const bool first = !reader_;
   reader_ = std::move(reader);
+  if (first && reader_ && vacuum_waits_) lifecycle_.UseVacuumWaits(vacuum_waits_.get());
 }
 
 void RequestStore::MarkDurable(uint64_t end) {
@@ -410,7 +448,7 @@ absl::StatusOr<RequestRecord> RequestStore::Load(uint64_t submitted_entry, const
 
 RequestStore::Held RequestStore::held() const {
   std::lock_guard<std::mutex> l(mu_);
-  return Held{requests_.size(), compacted_};
+  return Held{requests_.size(), compacted_, lifecycle_.awaiting_vacuum_in_memory()};
 }
 
 std::optional<int64_t> RequestStore::ReceivedUnixMs(const std::string& id) const {

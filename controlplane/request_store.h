@@ -177,9 +177,11 @@ class RequestStore {
     uint64_t in_progress = 0, completed = 0, done_with_gaps = 0, failed = 0, overdue = 0, domains_needing_identity = 0;
   };
   Tally Count(absl::Time now) const;
-  // How many requests are held whole, and how many compacted to their ledger indices.
+  // How many requests are held whole, and how many compacted to their ledger indices; how
+  // many commands await a PHYSICALLY_PURGED receipt in memory (those of open requests; the
+  // ended ones' wait in a scratch file).
   struct Held {
-    size_t whole = 0, compacted = 0;
+    size_t whole = 0, compacted = 0, awaiting_vacuum = 0;
   };
   Held held() const;
   // One page, in submission order: up to `limit` requests recorded after ledger entry `after`
@@ -272,6 +274,8 @@ class RequestStore {
   // ended_commands_.
   class ScratchEndedIds;
   static constexpr uint64_t kEndedWhole = 0;
+  // The lifecycle's VacuumWaits, in vacuum_wait_table_.
+  class ScratchVacuumWaits;
 
   mutable std::mutex mu_;
   mutable std::condition_variable changed_;
@@ -289,6 +293,8 @@ class RequestStore {
   // IdDigest of every command of an ended request.
   std::unique_ptr<DigestTable> ended_requests_, ended_commands_;
   std::unique_ptr<ScratchEndedIds> ended_ids_;
+  std::unique_ptr<DigestTable> vacuum_wait_table_;
+  std::unique_ptr<ScratchVacuumWaits> vacuum_waits_;
   uint64_t compacted_ = 0;
   std::deque<std::pair<uint64_t, std::string>> ending_;  // (completed entry, id), log order
   EntryReader reader_;

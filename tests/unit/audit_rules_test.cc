@@ -445,6 +445,14 @@ bool IsStoryRule(const std::string& id) {
   return std::string("KQMTDIXANRV").find(id[0]) != std::string::npos;
 }
 
+// The ledger as lethed's RequestStore reads entries back: only those written.
+controlplane::RequestStore::EntryReader ReaderOf(const Written& w) {
+  return [&w](uint64_t seq) -> absl::StatusOr<std::string> {
+    if (seq >= w.bytes.size()) return absl::OutOfRangeError(absl::StrCat("entry ", seq, " is beyond the log"));
+    return w.bytes[seq];
+  };
+}
+
 // lethed's replay (RequestStore::Apply) and the auditor reach the same verdict on every case:
 // a story rule broken at entry N stops the replay at N, naming the same rule; and the replay
 // is never stricter than the auditor (it accepts every entry before the auditor's failure).
@@ -453,6 +461,7 @@ TEST_P(RuleTest, LethedsReplayReachesTheSameVerdictAsTheAuditor) {
   Written w = Chain(c.entries(), c.header);
   if (c.bytes) c.bytes(w.bytes);
   controlplane::RequestStore store;
+  store.SetEntryReader(ReaderOf(w));
   // Where the auditor fails (the whole log when it accepts it, or fails only at Finish).
   const uint64_t audited = c.entry.value_or(w.bytes.size());
   absl::Status st;
@@ -904,6 +913,68 @@ std::vector<Case> Cases() {
 #undef AT
 
 // I7 needs two domains waiting for the same identity type, which ValidLog's policy has not.
+// lethed keeps a command that awaits its PHYSICALLY_PURGED receipt in memory while its request
+// is open, and once the request has ended as the ledger index of its COMPLETED receipt, which
+// it reads back when the second receipt comes (rule V1 against a log that keeps growing).
+TEST(RuleV1, LethedKeepsWhatEndedRequestsAwaitOnDiskAndReadsItBack) {
+  Written w = Chain(PhysicalLog());
+  controlplane::RequestStore store;
+  store.SetEntryReader(ReaderOf(w));
+  for (uint64_t at = 0; at <= 7; ++at) {
+    E e;
+    ASSERT_TRUE(e.ParseFromString(w.bytes[at]));
+    ASSERT_TRUE(store.Apply(at, e).ok()) << "entry " << at;
+  }
+  EXPECT_EQ(store.held().awaiting_vacuum, 1u) << "c1's COMPLETED receipt deleted a row; r1 is open";
+  for (uint64_t at = 8; at <= 17; ++at) {
+    E e;
+    ASSERT_TRUE(e.ParseFromString(w.bytes[at]));
+    ASSERT_TRUE(store.Apply(at, e).ok()) << "entry " << at;
+  }
+  EXPECT_EQ(store.held().awaiting_vacuum, 0u) << "r1 and r2 ended: c1 and c3 wait on disk";
+  E physical;
+  ASSERT_TRUE(physical.ParseFromString(w.bytes[18]));
+  // Read back from entry 7: with that entry unreadable, the receipt waits (kUnavailable).
+  store.SetEntryReader([](uint64_t seq) -> absl::StatusOr<std::string> {
+    return absl::OutOfRangeError(absl::StrCat("entry ", seq, " is not durable yet"));
+  });
+  EXPECT_EQ(store.Apply(18, physical).code(), absl::StatusCode::kUnavailable);
+  store.SetEntryReader(ReaderOf(w));
+  ASSERT_TRUE(store.Apply(18, physical).ok());
+  // Done: a second PHYSICALLY_PURGED receipt for c1 is old news.
+  absl::Status again = store.Apply(19, physical);
+  EXPECT_EQ(again.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(again.message()), HasSubstr("a command of a request that has ended"));
+  // c3's wait points at entry 16; should it read back as another receipt (c1's, entry 7), that
+  // is reported as such.
+  E c3;
+  ASSERT_TRUE(c3.ParseFromString(w.bytes[19]));
+  store.SetEntryReader([&w](uint64_t) -> absl::StatusOr<std::string> { return w.bytes[7]; });
+  absl::Status wrong = store.Apply(19, c3);
+  EXPECT_EQ(wrong.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(wrong.message()), HasSubstr("is not that receipt"));
+}
+
+// lethed replays its ledger before it can read entries back: what ended requests await stays in
+// memory until it can, then moves to disk.
+TEST(RuleV1, AReplayWithoutAReaderParksTheWaitsOnceItHasOne) {
+  Written w = Chain(PhysicalLog());
+  controlplane::RequestStore store;
+  for (uint64_t at = 0; at <= 17; ++at) {
+    E e;
+    ASSERT_TRUE(e.ParseFromString(w.bytes[at]));
+    ASSERT_TRUE(store.Apply(at, e).ok()) << "entry " << at;
+  }
+  EXPECT_EQ(store.held().awaiting_vacuum, 2u) << "c1 and c3, held while nothing can be read back";
+  store.SetEntryReader(ReaderOf(w));
+  EXPECT_EQ(store.held().awaiting_vacuum, 0u);
+  for (uint64_t at = 18; at <= 20; ++at) {
+    E e;
+    ASSERT_TRUE(e.ParseFromString(w.bytes[at]));
+    ASSERT_TRUE(store.Apply(at, e).ok()) << "entry " << at;
+  }
+}
+
 TEST(RuleI7, IdentitiesAddedMustTargetEveryDomainTheyComplete) {
   constexpr char kThree[] =
       "version: 1\nname: three\nidentities: [email, user_id]\n"
