@@ -107,7 +107,12 @@ absl::StatusOr<CertificateReport> VerifyCertificate(const v1::ErasureCertificate
           d.physical_entry = pe.index();
           break;
         }
-        answered[rr.domain()] = CertifiedDomain{rr.domain(), receipt, rr.receipt().key_id(), pe.index()};
+        CertifiedDomain answer;
+        answer.domain = rr.domain();
+        answer.receipt = receipt;
+        answer.agent_key_id = rr.receipt().key_id();
+        answer.receipt_entry = pe.index();
+        answered[rr.domain()] = std::move(answer);
         break;
       }
       case v1::LedgerEntry::kRequestCompleted:
