@@ -212,9 +212,7 @@ int Run(int argc, char** argv) {
       if (t == 1) {
         // One client: the empty call's time against that time plus one write+fdatasync of an
         // average entry, over pre-zeroed space as the ledger writes.
-        const size_t entry = ledger.entries_written() == 0
-                                 ? 359
-                                 : static_cast<size_t>(ledger.bytes() / ledger.entries_written());
+        const size_t entry = static_cast<size_t>(ledger.bytes() / std::max<uint64_t>(1, ledger.entries_written()));
         const double syncs = SingleSyncRate((*mesh)->work_dir(), 0.5, entry, true);
         const double bound = (1 / e.rate) / (1 / e.rate + 1 / syncs);
         rows[t].bound.push_back(bound);

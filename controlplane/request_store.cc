@@ -125,7 +125,7 @@ class RequestStore::ScratchEndedIds final : public audit::EndedIds {
   absl::StatusOr<bool> CommandEnded(absl::uint128 d) const override { return Has(commands_, d); }
   // A request ends here before it is compacted (RequestStore::Compact gives its place then).
   void EndRequest(absl::uint128 d) override { requests_.Put(d, kEndedWhole); }
-  void EndCommand(absl::uint128 d) override { commands_.Put(d, 0); }
+  void EndCommand(absl::uint128 d) override { commands_.Put(d, kNoVacuumWait); }
 
  private:
   static absl::StatusOr<bool> Has(const DigestTable& t, absl::uint128 d) {
@@ -136,19 +136,20 @@ class RequestStore::ScratchEndedIds final : public audit::EndedIds {
   DigestTable& commands_;
 };
 
-// The lifecycle's VacuumWaits: IdDigest of a command -> the ledger index of its COMPLETED
-// receipt's entry + 1, or kNoWait once its PHYSICALLY_PURGED receipt came. Entries are read
-// back through the store's EntryReader (each checked against its Merkle leaf).
+// The lifecycle's VacuumWaits, in the table of ended command ids (ScratchEndedIds asks only
+// whether a key is there): a command's value is the ledger index of its COMPLETED receipt's
+// entry + 1 while it awaits its PHYSICALLY_PURGED receipt, kNoVacuumWait otherwise. Entries are
+// read back through the store's EntryReader (each checked against its Merkle leaf).
 class RequestStore::ScratchVacuumWaits final : public audit::VacuumWaits {
  public:
   ScratchVacuumWaits(DigestTable& table, const EntryReader& reader) : table_(table), reader_(reader) {}
   absl::StatusOr<std::optional<uint64_t>> Find(absl::uint128 command) const override {
     LETHE_ASSIGN_OR_RETURN(const std::optional<uint64_t> v, table_.Get(command));
-    if (!v || *v == kNoWait) return std::nullopt;
+    if (!v || *v == kNoVacuumWait) return std::nullopt;
     return *v - 1;
   }
   void Await(absl::uint128 command, uint64_t seq) override { table_.Put(command, seq + 1); }
-  void Done(absl::uint128 command) override { table_.Put(command, kNoWait); }
+  void Done(absl::uint128 command) override { table_.Put(command, kNoVacuumWait); }
   absl::StatusOr<v1::LedgerEntry> Read(uint64_t seq) const override {
     if (!reader_) return absl::FailedPreconditionError("lethed's request store has no ledger to read entries from");
     absl::StatusOr<std::string> bytes = reader_(seq);
@@ -162,7 +163,6 @@ class RequestStore::ScratchVacuumWaits final : public audit::VacuumWaits {
   }
 
  private:
-  static constexpr uint64_t kNoWait = 0;
   DigestTable& table_;
   const EntryReader& reader_;
 };
@@ -186,9 +186,7 @@ absl::Status RequestStore::OpenScratch() {
                          DigestTable::Create(scratch_dir_, "lethed's ended command ids in " + scratch_dir_));
   ended_ids_ = std::make_unique<ScratchEndedIds>(*ended_requests_, *ended_commands_);
   lifecycle_.UseEndedIds(ended_ids_.get());
-  LETHE_ASSIGN_OR_RETURN(vacuum_wait_table_,
-                         DigestTable::Create(scratch_dir_, "lethed's commands awaiting a vacuum in " + scratch_dir_));
-  vacuum_waits_ = std::make_unique<ScratchVacuumWaits>(*vacuum_wait_table_, reader_);
+  vacuum_waits_ = std::make_unique<ScratchVacuumWaits>(*ended_commands_, reader_);
   // Used once entries can be read back (SetEntryReader): lethed replays its ledger first.
   if (reader_) lifecycle_.UseVacuumWaits(vacuum_waits_.get());
   return absl::OkStatus();

@@ -274,7 +274,8 @@ class RequestStore {
   // ended_commands_.
   class ScratchEndedIds;
   static constexpr uint64_t kEndedWhole = 0;
-  // The lifecycle's VacuumWaits, in vacuum_wait_table_.
+  static constexpr uint64_t kNoVacuumWait = 0;  // in ended_commands_
+  // The lifecycle's VacuumWaits, in ended_commands_.
   class ScratchVacuumWaits;
 
   mutable std::mutex mu_;
@@ -290,10 +291,10 @@ class RequestStore {
   // ascending, as varint deltas.
   std::unique_ptr<ScratchFile> stories_;
   // IdDigest of every ended request -> its ordinal + 1 once compacted (kEndedWhole before);
-  // IdDigest of every command of an ended request.
+  // IdDigest of every command of an ended request -> while it awaits its PHYSICALLY_PURGED
+  // receipt, the ledger index of its COMPLETED receipt + 1 (0 otherwise: ScratchVacuumWaits).
   std::unique_ptr<DigestTable> ended_requests_, ended_commands_;
   std::unique_ptr<ScratchEndedIds> ended_ids_;
-  std::unique_ptr<DigestTable> vacuum_wait_table_;
   std::unique_ptr<ScratchVacuumWaits> vacuum_waits_;
   uint64_t compacted_ = 0;
   std::deque<std::pair<uint64_t, std::string>> ending_;  // (completed entry, id), log order
