@@ -29,7 +29,8 @@ absl::StatusOr<LogFormat> ParseLogFormat(const std::string& text);
 // put in every json line (the agent's domain) and in the text prefix.
 void ConfigureLogging(LogFormat format, const std::string& service, const std::string& domain = "");
 
-// The json formatter itself (for tests): one line per message.
+// The formatters themselves (for tests and bench/log_bench): one line per message.
 std::unique_ptr<spdlog::formatter> MakeJsonLogFormatter(const std::string& service, const std::string& domain);
+std::unique_ptr<spdlog::formatter> MakeTextLogFormatter(const std::string& service, const std::string& domain);
 
 }  // namespace lethe

@@ -28,10 +28,12 @@
 #include "absl/strings/str_split.h"
 #include "bench/proto/empty.grpc.pb.h"
 #include "base/file_system.h"
+#include "base/log_format.h"
 #include "bench/machine_profile.h"
 #include "bench/sync_probe.h"
 #include "controlplane/authorizer.h"
 #include "lethe/v1/api.grpc.pb.h"
+#include "spdlog/sinks/basic_file_sink.h"
 #include "spdlog/spdlog.h"
 #include "tests/support/mesh.h"
 
@@ -123,10 +125,27 @@ int Run(int argc, char** argv) {
   app.add_option("--perf-out", perf_out,
                  "write a whole-machine perf profile (perf record -a -g) of the first Consent.Change "
                  "measurement at the last client count here");
+  std::string log_file;
+  app.add_option("--log-file", log_file,
+                 "log as lethed does in production (level info, --log-format) to this file, "
+                 "instead of warnings only to stderr");
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format, "text or json, with --log-file")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   std::vector<int> thread_counts;
   for (absl::string_view t : absl::StrSplit(threads_arg, ',')) thread_counts.push_back(std::stoi(std::string(t)));
-  spdlog::set_level(spdlog::level::warn);
+  if (log_file.empty()) {
+    spdlog::set_level(spdlog::level::warn);
+  } else {
+    auto format = ParseLogFormat(log_format);
+    if (!format.ok()) {
+      fprintf(stderr, "%s\n", format.status().ToString().c_str());
+      return 2;
+    }
+    spdlog::set_default_logger(spdlog::basic_logger_mt("lethed", log_file, /*truncate=*/true));
+    ConfigureLogging(*format, "lethed");
+    spdlog::set_level(spdlog::level::info);
+  }
 
   testing::Mesh::Options mo;
   mo.start_agents = false;  // consent changes that do not erase involve no domain

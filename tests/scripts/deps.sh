@@ -8,7 +8,7 @@ PACKAGES=(
   g++ make cmake ninja-build pkgconf
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libabsl-dev
   librdkafka-dev kcat libpqxx-dev postgresql-15 libssl-dev openssl libcurl4-openssl-dev libexpat1-dev
-  libgtest-dev libgmock-dev prometheus-cpp-dev
+  libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsodium-dev zlib1g-dev
   ca-certificates git curl
   python3-protobuf python3-cryptography python3-yaml
