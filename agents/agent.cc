@@ -20,6 +20,7 @@
 #include "base/file_system.h"
 #include "agents/schema_check.h"
 #include "base/status.h"
+#include "base/thread_name.h"
 #include "spdlog/spdlog.h"
 
 namespace lethe::agents {
@@ -278,7 +279,10 @@ Agent::~Agent() { Stop(); }
 
 void Agent::Start() {
   if (vacuum_watch_) vacuum_watch_->Start();
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("agent-commands");
+    Run();
+  });
 }
 
 void Agent::Stop() {

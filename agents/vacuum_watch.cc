@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
+#include "base/thread_name.h"
 #include "lethe/v1/messages.pb.h"
 #include "proto/envelope.h"
 #include "spdlog/spdlog.h"
@@ -64,7 +65,10 @@ void VacuumWatch::Start() {
   std::lock_guard<std::mutex> l(mu_);
   if (thread_.joinable()) return;
   stop_ = false;
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("vacuum-watch");
+    Run();
+  });
 }
 
 void VacuumWatch::Stop() {

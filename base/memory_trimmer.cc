@@ -2,10 +2,16 @@
 
 #include <malloc.h>
 
+#include "base/thread_name.h"
+
 namespace lethe {
 
 MemoryTrimmer::MemoryTrimmer(absl::Duration interval) {
-  if (interval > absl::ZeroDuration()) thread_ = std::thread([this, interval] { Loop(interval); });
+  if (interval > absl::ZeroDuration())
+    thread_ = std::thread([this, interval] {
+      NameThisThread("memory-trimmer");
+      Loop(interval);
+    });
 }
 
 MemoryTrimmer::~MemoryTrimmer() {

@@ -11,7 +11,11 @@
 // With one client a change cannot be answered before its entry's fdatasync, so each 1-client
 // run also measures one write+fdatasync of an entry's size on the ledger's filesystem
 // (sync_probe.h) and prints the ratio a handler that cost nothing else would reach: an empty
-// call's time over that time plus one fdatasync.
+// call's time over that time plus one fdatasync (`bound`). And every run measures such a
+// handler: Echo.Durable writes and fdatasyncs records of an entry's size on the threads that
+// answer, with group commit but no hand-off to a thread of its own (with one client, one
+// write+fdatasync per call and nothing else); its rate over the empty call's is `durable`,
+// what a durable unary call served by gRPC's synchronous server reaches on this machine.
 //
 //   build/bench/consent_bench --threads 1,8 --runs 5 --seconds 3
 #include <grpcpp/grpcpp.h>
@@ -29,6 +33,7 @@
 #include "bench/proto/empty.grpc.pb.h"
 #include "base/file_system.h"
 #include "base/log_format.h"
+#include "base/thread_name.h"
 #include "bench/machine_profile.h"
 #include "bench/sync_probe.h"
 #include "controlplane/authorizer.h"
@@ -41,7 +46,47 @@ namespace lethe::bench {
 namespace {
 
 class EchoService final : public Echo::Service {
+ public:
+  // Durable calls write records of `record` bytes into a file in `dir` from now on.
+  void WriteRecords(const std::string& dir, size_t record) {
+    std::lock_guard<std::mutex> l(mu_);
+    records_.reset();
+    records_ = std::make_unique<SyncedRecords>(dir + "/durable-echo", record, size_t{32} << 20);
+  }
+
+ private:
   grpc::Status Call(grpc::ServerContext*, const Empty*, Empty*) override { return grpc::Status::OK; }
+
+  // Group commit without a thread of its own: the first handler to find no write in progress
+  // writes every record asked for so far with one write and one fdatasync, on its own thread,
+  // while the others wait; one client's call is a write+fdatasync and nothing else.
+  grpc::Status Durable(grpc::ServerContext*, const Empty*, Empty*) override {
+    std::unique_lock<std::mutex> l(mu_);
+    if (records_ == nullptr) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "no record file");
+    const uint64_t mine = ++asked_;
+    while (durable_ < mine) {
+      if (writing_) {
+        cv_.wait(l);
+        continue;
+      }
+      writing_ = true;
+      const uint64_t upto = asked_;
+      const uint64_t n = upto - durable_;
+      l.unlock();
+      records_->Write(n);
+      l.lock();
+      durable_ = upto;
+      writing_ = false;
+      cv_.notify_all();
+    }
+    return grpc::Status::OK;
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::unique_ptr<SyncedRecords> records_;
+  uint64_t asked_ = 0, durable_ = 0;
+  bool writing_ = false;
 };
 
 struct Result {
@@ -61,10 +106,11 @@ double ProcessCpuSeconds() {
 }
 
 // Runs `threads` clients for `seconds`, each with its own channel, calling `call(channel,
-// thread, n)` until time is up.
+// thread, n)` until time is up. The client threads are named `name` (bench/call_path.py
+// finds them by it in a scheduler trace).
 template <typename Call>
 Result Drive(const std::string& addr, const std::shared_ptr<grpc::ChannelCredentials>& creds,
-             int threads, double seconds, Call call) {
+             int threads, double seconds, const char* name, Call call) {
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int t = 0; t < threads; ++t) {
     grpc::ChannelArguments args;
@@ -81,6 +127,7 @@ Result Drive(const std::string& addr, const std::shared_ptr<grpc::ChannelCredent
   static std::atomic<uint64_t> sequence{0};
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
+      NameThisThread(name);
       while (!stop.load(std::memory_order_relaxed)) {
         grpc::Status s = call(*channels[t], t, sequence.fetch_add(1));
         if (s.ok()) {
@@ -186,6 +233,14 @@ int Run(int argc, char** argv) {
     Empty req, resp;
     return stub->Call(&ctx, req, &resp);
   };
+  auto durable_call = [](grpc::Channel& ch, int, uint64_t) {
+    thread_local std::unique_ptr<Echo::Stub> stub;
+    thread_local grpc::Channel* bound = nullptr;
+    if (bound != &ch) stub = Echo::NewStub(std::shared_ptr<grpc::Channel>(&ch, [](grpc::Channel*) {})), bound = &ch;
+    grpc::ClientContext ctx;
+    Empty req, resp;
+    return stub->Durable(&ctx, req, &resp);
+  };
   auto consent_call = [](grpc::Channel& ch, int t, uint64_t n) {
     thread_local std::unique_ptr<v1::Consent::Stub> stub;
     thread_local grpc::Channel* bound = nullptr;
@@ -204,20 +259,20 @@ int Run(int argc, char** argv) {
   ledger::Ledger& ledger = (*mesh)->lethed().ledger();
   printf("consent_bench: %d run(s) of %.1f s per client count, alternating Echo.Call and Consent.Change\n",
          runs, seconds);
-  printf("%-8s %4s %14s %16s %7s %16s %12s %12s %10s\n", "clients", "run", "Echo.Call/s", "Consent.Change/s",
-         "ratio", "entries/fdatasync", "CPU us/Echo", "CPU us/Change", "bound");
+  printf("%-8s %4s %14s %16s %7s %16s %12s %12s %7s %8s\n", "clients", "run", "Echo.Call/s", "Consent.Change/s",
+         "ratio", "entries/fdatasync", "CPU us/Echo", "CPU us/Change", "bound", "durable");
   struct Row {
-    std::vector<double> empty, consent, ratio, batch, empty_cpu, consent_cpu, bound;
+    std::vector<double> empty, consent, ratio, batch, empty_cpu, consent_cpu, bound, durable;
   };
   std::map<int, Row> rows;
   MachineProfile profile;
   for (int r = 1; r <= runs; ++r) {
     for (int t : thread_counts) {
-      Result e = Drive(echo_addr, client_creds, t, seconds, empty_call);
+      Result e = Drive(echo_addr, client_creds, t, seconds, "echo-client", empty_call);
       const uint64_t syncs0 = ledger.syncs(), entries0 = ledger.entries_written();
       if (r == 1 && t == thread_counts.back()) profile.Arm(perf_out);
       profile.Start();
-      Result c = Drive((*mesh)->addr(), client_creds, t, seconds, consent_call);
+      Result c = Drive((*mesh)->addr(), client_creds, t, seconds, "change-client", consent_call);
       profile.Stop();
       const double batch = static_cast<double>(ledger.entries_written() - entries0) /
                            std::max<uint64_t>(1, ledger.syncs() - syncs0);
@@ -227,18 +282,27 @@ int Run(int argc, char** argv) {
         return 1;
       }
       const double ratio = c.rate / e.rate;
+      // Records of an average entry's size, over pre-zeroed space as the ledger writes.
+      const size_t entry = static_cast<size_t>(ledger.bytes() / std::max<uint64_t>(1, ledger.entries_written()));
       std::string bound_text = "-";
       if (t == 1) {
-        // One client: the empty call's time against that time plus one write+fdatasync of an
-        // average entry, over pre-zeroed space as the ledger writes.
-        const size_t entry = static_cast<size_t>(ledger.bytes() / std::max<uint64_t>(1, ledger.entries_written()));
+        // One client: the empty call's time against that time plus one write+fdatasync.
         const double syncs = SingleSyncRate((*mesh)->work_dir(), 0.5, entry, true);
         const double bound = (1 / e.rate) / (1 / e.rate + 1 / syncs);
         rows[t].bound.push_back(bound);
         bound_text = absl::StrFormat("%.2f", bound);
       }
-      printf("%-8d %4d %14.0f %16.0f %7.2f %16.1f %12.0f %12.0f %10s\n", t, r, e.rate, c.rate, ratio, batch,
-             e.cpu_us_per_call, c.cpu_us_per_call, bound_text.c_str());
+      // The cheapest durable call: the handlers write and fdatasync such records themselves.
+      echo.WriteRecords((*mesh)->work_dir(), entry);
+      Result d = Drive(echo_addr, client_creds, t, seconds, "durable-client", durable_call);
+      if (d.errors > 0) {
+        fprintf(stderr, "errors: %lu Echo.Durable (%s)\n", d.errors, d.first_error.c_str());
+        return 1;
+      }
+      rows[t].durable.push_back(d.rate / e.rate);
+      const std::string durable_text = absl::StrFormat("%.2f", d.rate / e.rate);
+      printf("%-8d %4d %14.0f %16.0f %7.2f %16.1f %12.0f %12.0f %7s %8s\n", t, r, e.rate, c.rate, ratio, batch,
+             e.cpu_us_per_call, c.cpu_us_per_call, bound_text.c_str(), durable_text.c_str());
       fflush(stdout);
       rows[t].empty.push_back(e.rate);
       rows[t].consent.push_back(c.rate);
@@ -250,14 +314,15 @@ int Run(int argc, char** argv) {
   }
   printf("\n%-8s %-26s %-26s %-20s %s\n", "clients", "Echo.Call/s median (min-max)",
          "Change/s median (min-max)", "ratio median (min-max)",
-         "entries/fdatasync, CPU us/call Echo, Change (medians); bound at 1 client median (min-max)");
+         "entries/fdatasync, CPU us/call Echo, Change (medians); durable median (min-max); bound at 1 client");
   for (int t : thread_counts) {
     const Row& row = rows[t];
     Spread e = Of(row.empty), c = Of(row.consent), q = Of(row.ratio), b = Of(row.batch);
-    std::string bound = "";
+    const Spread u = Of(row.durable);
+    std::string bound = absl::StrFormat("; %.2f (%.2f-%.2f)", u.median, u.min, u.max);
     if (!row.bound.empty()) {
       Spread d = Of(row.bound);
-      bound = absl::StrFormat("; %.2f (%.2f-%.2f)", d.median, d.min, d.max);
+      bound += absl::StrFormat("; %.2f (%.2f-%.2f)", d.median, d.min, d.max);
     }
     printf("%-8d %-26s %-26s %-20s %.1f, %.0f, %.0f%s\n", t,
            absl::StrFormat("%.0f (%.0f-%.0f)", e.median, e.min, e.max).c_str(),

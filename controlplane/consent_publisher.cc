@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/thread_name.h"
 #include "kafka/kafka.h"
 #include "proto/envelope.h"
 #include "spdlog/spdlog.h"
@@ -16,7 +17,12 @@ ConsentPublisher::ConsentPublisher(const ConsentStore& consent, const LedgerWrit
 
 ConsentPublisher::~ConsentPublisher() { Stop(); }
 
-void ConsentPublisher::Start() { thread_ = std::thread([this] { Run(); }); }
+void ConsentPublisher::Start() {
+  thread_ = std::thread([this] {
+    NameThisThread("consent-pub");
+    Run();
+  });
+}
 
 void ConsentPublisher::Stop() {
   stop_ = true;

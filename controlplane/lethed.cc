@@ -13,6 +13,7 @@
 #include "audit/offline_verify.h"
 #include "base/file_system.h"
 #include "base/status.h"
+#include "base/thread_name.h"
 #include "controlplane/authorizer.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -303,6 +304,7 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   };
   d->SetServing(kafka_ok(absl::Seconds(2)));
   d->health_thread_ = std::thread([self, kafka_ok, interval = options.health_interval] {
+    NameThisThread("kafka-health");
     std::unique_lock<std::mutex> l(self->health_mu_);
     while (!self->health_cv_.wait_for(l, absl::ToChronoMilliseconds(interval),
                                         [self] { return self->stopping_.load(); })) {

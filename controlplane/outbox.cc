@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/thread_name.h"
 #include "kafka/kafka.h"
 #include "spdlog/spdlog.h"
 
@@ -14,7 +15,12 @@ OutboxPublisher::OutboxPublisher(RequestStore& store, RequestManager& manager,
 
 OutboxPublisher::~OutboxPublisher() { Stop(); }
 
-void OutboxPublisher::Start() { thread_ = std::thread([this] { Run(); }); }
+void OutboxPublisher::Start() {
+  thread_ = std::thread([this] {
+    NameThisThread("outbox-pub");
+    Run();
+  });
+}
 
 void OutboxPublisher::Stop() {
   stop_ = true;

@@ -3,6 +3,7 @@
 #include <optional>
 #include <vector>
 
+#include "base/thread_name.h"
 #include "spdlog/spdlog.h"
 
 namespace lethe::controlplane {
@@ -12,7 +13,12 @@ ReceiptIntake::ReceiptIntake(RequestManager& manager, std::unique_ptr<kafka::Con
 
 ReceiptIntake::~ReceiptIntake() { Stop(); }
 
-void ReceiptIntake::Start() { thread_ = std::thread([this] { Run(); }); }
+void ReceiptIntake::Start() {
+  thread_ = std::thread([this] {
+    NameThisThread("receipt-intake");
+    Run();
+  });
+}
 
 void ReceiptIntake::Stop() {
   stop_ = true;

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
+#include "base/thread_name.h"
 #include "ledger/prezeroer.h"
 #include "ledger/record_format.h"
 #include "ledger/segment_reader.h"
@@ -260,7 +261,10 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   l.durable_end_ = l.tree_.size();
   const bool empty = l.tree_.size() == 0;
   lock.unlock();
-  l.syncer_ = std::thread([&l] { l.SyncLoop(); });
+  l.syncer_ = std::thread([&l] {
+    NameThisThread("ledger-sync");
+    l.SyncLoop();
+  });
   l.prezeroer_->Start();
   if (empty) {
     // Entry 0 names the log and the key that signs its checkpoints and commands.
@@ -273,7 +277,10 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   }
   LETHE_RETURN_IF_ERROR(l.SignCheckpointNow());
   if (options.checkpoint_interval > absl::ZeroDuration())
-    l.checkpointer_ = std::thread([&l] { l.CheckpointLoop(); });
+    l.checkpointer_ = std::thread([&l] {
+      NameThisThread("ledger-ckpt");
+      l.CheckpointLoop();
+    });
   return ledger;
 }
 

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "base/thread_name.h"
 #include "spdlog/spdlog.h"
 
 namespace lethe::ledger {
@@ -25,7 +26,10 @@ Prezeroer::~Prezeroer() {
 }
 
 void Prezeroer::Start() {
-  if (max_run_ > 0) thread_ = std::thread([this] { Loop(); });
+  if (max_run_ > 0) thread_ = std::thread([this] {
+    NameThisThread("ledger-zeroer");
+    Loop();
+  });
 }
 
 void Prezeroer::ZeroFrom(File* file, uint64_t offset) {

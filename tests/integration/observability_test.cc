@@ -5,6 +5,8 @@
 #include <prometheus/text_serializer.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <map>
 #include <random>
 #include <regex>
 #include <set>
@@ -22,6 +24,7 @@
 #include "tests/support/health_client.h"
 #include "tests/support/mesh.h"
 #include "tests/support/subprocess.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 
 namespace lethe::testing {
@@ -155,6 +158,32 @@ std::string JsonLine(const std::string& service, const std::string& domain, cons
   spdlog::memory_buf_t buf;
   f->format(msg, buf);
   return std::string(buf.data(), buf.size());
+}
+
+// The names of this process's threads (/proc/self/task/*/comm), with how many have each.
+std::map<std::string, int> ThreadNames() {
+  std::map<std::string, int> out;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    auto comm = ReadFile(task.path().string() + "/comm");
+    if (comm.ok()) ++out[std::string(absl::StripTrailingAsciiWhitespace(*comm))];
+  }
+  return out;
+}
+
+// Every long-lived thread of lethed and of an agent names itself, so that `top -H`, `ps -L`
+// and a profile tell them apart (bench/call_path.py finds the ledger's sync thread by name).
+TEST(ThreadNames, LethedsAndTheAgentsThreadsAreNamed) {
+  Mesh::Options o;
+  o.domains = {"growth", "assessments"};
+  ASSERT_OK_AND_ASSIGN(auto mesh, Mesh::Start(o));
+  const std::map<std::string, int> names = ThreadNames();
+  std::string all;
+  for (const auto& [n, count] : names) absl::StrAppend(&all, n, " x", count, "; ");
+  SCOPED_TRACE(all);
+  for (const char* n : {"ledger-sync", "ledger-zeroer", "ledger-ckpt", "consent-pub", "outbox-pub",
+                        "receipt-intake", "kafka-health"})
+    EXPECT_EQ(names.count(n) ? names.at(n) : 0, 1) << n;
+  EXPECT_EQ(names.count("agent-commands") ? names.at("agent-commands") : 0, 2);
 }
 
 // --log-format json: one object per line; request id, domain and entry as fields when the line
