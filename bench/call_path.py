@@ -2,12 +2,12 @@
 """Where one client's calls spend their time, from a scheduler trace of consent_bench.
 
 With one client, calls do not overlap, so the wake-ups between threads mark each call's
-steps. consent_bench names its client threads (echo-client, change-client) and lethed names
-its ledger's sync thread (ledger-sync). For each call this takes, from the wake-ups in
-`perf sched timehist -w`:
+steps. consent_bench names its client threads (echo-client, durable-client, change-client)
+and lethed names its ledger's sync thread (ledger-sync). For each call this takes, from the
+wake-ups in `perf sched timehist -w`:
 
   Echo.Call        request sent -> response back (the server), response -> next request (the
-                   client);
+  Echo.Durable     client); the same for the call whose handler writes and fdatasyncs a record;
   Consent.Change   request sent -> ledger-sync woken (the handler, up to its entry queued),
                    ledger-sync woken -> it wakes the handler (the write and fdatasync: split
                    into its CPU, its waits for a CPU and its sleep on the disk), -> response
@@ -69,9 +69,9 @@ def calls(events, client):
     return out
 
 
-def echo_steps(call, end):
+def echo_steps(call, end, client):
     t0 = call[0][0]
-    back = [t for t, kind, who, whom in call if kind == "wake" and name(whom) == "echo-client"]
+    back = [t for t, kind, who, whom in call if kind == "wake" and name(whom) == client]
     if not back:
         return None
     return {"server: request -> response": back[0] - t0, "client: response -> next request": end - back[0],
@@ -132,7 +132,8 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     events = parse(sys.argv[1])
-    report("Echo.Call", [echo_steps(c, end) for c, end in calls(events, "echo-client")])
+    report("Echo.Call", [echo_steps(c, end, "echo-client") for c, end in calls(events, "echo-client")])
+    report("Echo.Durable", [echo_steps(c, end, "durable-client") for c, end in calls(events, "durable-client")])
     report("Consent.Change", [change_steps(c, end) for c, end in calls(events, "change-client")])
 
 
