@@ -176,14 +176,26 @@ TEST(ThreadNames, LethedsAndTheAgentsThreadsAreNamed) {
   Mesh::Options o;
   o.domains = {"growth", "assessments"};
   ASSERT_OK_AND_ASSIGN(auto mesh, Mesh::Start(o));
+  // A thread names itself once it runs, which may be just after Start returned.
+  const std::vector<std::string> expected = {"ledger-sync", "ledger-zeroer", "ledger-ckpt", "consent-pub",
+                                             "outbox-pub", "receipt-intake", "kafka-health"};
+  auto count = [](const std::map<std::string, int>& names, const std::string& n) {
+    return names.count(n) ? names.at(n) : 0;
+  };
+  WaitFor(
+      [&] {
+        const auto names = ThreadNames();
+        for (const auto& n : expected)
+          if (count(names, n) == 0) return false;
+        return count(names, "agent-commands") == 2;
+      },
+      absl::Seconds(10));
   const std::map<std::string, int> names = ThreadNames();
   std::string all;
   for (const auto& [n, count] : names) absl::StrAppend(&all, n, " x", count, "; ");
   SCOPED_TRACE(all);
-  for (const char* n : {"ledger-sync", "ledger-zeroer", "ledger-ckpt", "consent-pub", "outbox-pub",
-                        "receipt-intake", "kafka-health"})
-    EXPECT_EQ(names.count(n) ? names.at(n) : 0, 1) << n;
-  EXPECT_EQ(names.count("agent-commands") ? names.at("agent-commands") : 0, 2);
+  for (const auto& n : expected) EXPECT_EQ(count(names, n), 1) << n;
+  EXPECT_EQ(count(names, "agent-commands"), 2);
 }
 
 // --log-format json: one object per line; request id, domain and entry as fields when the line
