@@ -47,7 +47,8 @@ namespace {
 
 class EchoService final : public Echo::Service {
  public:
-  // Durable calls write records of `record` bytes into a file in `dir` from now on.
+  // Durable calls write records of `record` bytes into a file in `dir` from now on. Between
+  // runs only: no Durable call may be in progress.
   void WriteRecords(const std::string& dir, size_t record) {
     std::lock_guard<std::mutex> l(mu_);
     records_.reset();
@@ -178,6 +179,10 @@ int Run(int argc, char** argv) {
                  "instead of warnings only to stderr");
   std::string log_format = "text";
   app.add_option("--log-format", log_format, "text or json, with --log-file")->capture_default_str();
+  double gather_ms = -1;
+  app.add_option("--consent-gather-ms", gather_ms,
+                 "how long lethed's consent publisher waits for more changes after one wakes it "
+                 "(default: lethed's)");
   CLI11_PARSE(app, argc, argv);
   std::vector<int> thread_counts;
   for (absl::string_view t : absl::StrSplit(threads_arg, ',')) thread_counts.push_back(std::stoi(std::string(t)));
@@ -196,6 +201,10 @@ int Run(int argc, char** argv) {
 
   testing::Mesh::Options mo;
   mo.start_agents = false;  // consent changes that do not erase involve no domain
+  if (gather_ms >= 0)
+    mo.lethed_options = [gather_ms](controlplane::LethedOptions& lo) {
+      lo.consent.gather = absl::Milliseconds(gather_ms);
+    };
   auto mesh = testing::Mesh::Start(mo);
   if (!mesh.ok()) {
     fprintf(stderr, "cannot start lethed: %s\n", mesh.status().ToString().c_str());
