@@ -234,22 +234,19 @@ int Run(int argc, char** argv) {
   co.pem_private_key = lethe::ReadFile((*mesh)->client_key("operator")).value();
   auto client_creds = grpc::SslCredentials(co);
 
-  auto empty_call = [](grpc::Channel& ch, int, uint64_t) {
-    thread_local std::unique_ptr<Echo::Stub> stub;
-    thread_local grpc::Channel* bound = nullptr;
-    if (bound != &ch) stub = Echo::NewStub(std::shared_ptr<grpc::Channel>(&ch, [](grpc::Channel*) {})), bound = &ch;
-    grpc::ClientContext ctx;
-    Empty req, resp;
-    return stub->Call(&ctx, req, &resp);
+  // One of Echo's methods, called with an empty message.
+  auto echo_method = [](grpc::Status (Echo::Stub::*method)(grpc::ClientContext*, const Empty&, Empty*)) {
+    return [method](grpc::Channel& ch, int, uint64_t) {
+      thread_local std::unique_ptr<Echo::Stub> stub;
+      thread_local grpc::Channel* bound = nullptr;
+      if (bound != &ch) stub = Echo::NewStub(std::shared_ptr<grpc::Channel>(&ch, [](grpc::Channel*) {})), bound = &ch;
+      grpc::ClientContext ctx;
+      Empty req, resp;
+      return (stub.get()->*method)(&ctx, req, &resp);
+    };
   };
-  auto durable_call = [](grpc::Channel& ch, int, uint64_t) {
-    thread_local std::unique_ptr<Echo::Stub> stub;
-    thread_local grpc::Channel* bound = nullptr;
-    if (bound != &ch) stub = Echo::NewStub(std::shared_ptr<grpc::Channel>(&ch, [](grpc::Channel*) {})), bound = &ch;
-    grpc::ClientContext ctx;
-    Empty req, resp;
-    return stub->Durable(&ctx, req, &resp);
-  };
+  auto empty_call = echo_method(&Echo::Stub::Call);
+  auto durable_call = echo_method(&Echo::Stub::Durable);
   auto consent_call = [](grpc::Channel& ch, int t, uint64_t n) {
     thread_local std::unique_ptr<v1::Consent::Stub> stub;
     thread_local grpc::Channel* bound = nullptr;
