@@ -13,7 +13,8 @@ wake-ups in `perf sched timehist -w`:
                    into its CPU, its waits for a CPU and its sleep on the disk), -> response
                    back (the handler after durability, and gRPC), -> next request (the client);
 
-and prints the median and mean of each, in microseconds. Run:
+and prints the median and mean of each, in microseconds. Run (as root; `perf sched` needs the
+tracefs mounted: `mount -t tracefs nodev /sys/kernel/tracing` where it is not):
 
   perf sched record -a -o /tmp/sched.data -- \
       build/bench/consent_bench --threads 1 --runs 1 --seconds 3
