@@ -13,7 +13,8 @@ wake-ups in `perf sched timehist -w`:
                    into its CPU, its waits for a CPU and its sleep on the disk), -> response
                    back (the handler after durability, and gRPC), -> next request (the client);
 
-and prints the median and mean of each, in microseconds. Run (as root; `perf sched` needs the
+and prints the median and mean of each, in microseconds, and the median number of wake-ups
+in a call (and of them, those of gRPC's server threads). Run (as root; `perf sched` needs the
 tracefs mounted: `mount -t tracefs nodev /sys/kernel/tracing` where it is not):
 
   perf sched record -a -o /tmp/sched.data -- \
@@ -118,7 +119,13 @@ def change_steps(call, end):
     }
 
 
-def report(title, steps):
+def wakeups(call):
+    """Wake-ups in a call, and how many of them woke one of gRPC's server threads."""
+    woken = [whom for t, kind, who, whom in call if kind == "wake"]
+    return len(woken), sum(1 for whom in woken if name(whom).startswith("grpcpp"))
+
+
+def report(title, steps, wakes):
     steps = [s for s in steps if s is not None]
     if not steps:
         print(f"{title}: no complete call in the trace")
@@ -127,15 +134,20 @@ def report(title, steps):
     for key in steps[0]:
         values = [s[key] for s in steps]
         print(f"  {key:40s} {statistics.median(values) * 1e6:9.1f} {statistics.mean(values) * 1e6:9.1f}")
+    print(f"  {'wake-ups per call':40s} {statistics.median([w[0] for w in wakes]):9.1f}")
+    print(f"  {'  of which of gRPC server threads':40s} {statistics.median([w[1] for w in wakes]):9.1f}")
 
 
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     events = parse(sys.argv[1])
-    report("Echo.Call", [echo_steps(c, end, "echo-client") for c, end in calls(events, "echo-client")])
-    report("Echo.Durable", [echo_steps(c, end, "durable-client") for c, end in calls(events, "durable-client")])
-    report("Consent.Change", [change_steps(c, end) for c, end in calls(events, "change-client")])
+    for title, client in (("Echo.Call", "echo-client"), ("Echo.Durable", "durable-client"),
+                          ("Consent.Change", "change-client")):
+        found = calls(events, client)
+        steps = [change_steps(c, end) if client == "change-client" else echo_steps(c, end, client)
+                 for c, end in found]
+        report(title, steps, [wakeups(c) for c, end in found])
 
 
 if __name__ == "__main__":
