@@ -279,10 +279,7 @@ Agent::~Agent() { Stop(); }
 
 void Agent::Start() {
   if (vacuum_watch_) vacuum_watch_->Start();
-  thread_ = std::thread([this] {
-    NameThisThread("agent-commands");
-    Run();
-  });
+  thread_ = NamedThread("agent-commands", [this] { Run(); });
 }
 
 void Agent::Stop() {

@@ -65,10 +65,7 @@ void VacuumWatch::Start() {
   std::lock_guard<std::mutex> l(mu_);
   if (thread_.joinable()) return;
   stop_ = false;
-  thread_ = std::thread([this] {
-    NameThisThread("vacuum-watch");
-    Run();
-  });
+  thread_ = NamedThread("vacuum-watch", [this] { Run(); });
 }
 
 void VacuumWatch::Stop() {

@@ -8,10 +8,7 @@ namespace lethe {
 
 MemoryTrimmer::MemoryTrimmer(absl::Duration interval) {
   if (interval > absl::ZeroDuration())
-    thread_ = std::thread([this, interval] {
-      NameThisThread("memory-trimmer");
-      Loop(interval);
-    });
+    thread_ = NamedThread("memory-trimmer", [this, interval] { Loop(interval); });
 }
 
 MemoryTrimmer::~MemoryTrimmer() {

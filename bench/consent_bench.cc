@@ -51,7 +51,7 @@ class EchoService final : public Echo::Service {
   // runs only: no Durable call may be in progress.
   void WriteRecords(const std::string& dir, size_t record) {
     std::lock_guard<std::mutex> l(mu_);
-    records_.reset();
+    records_.reset();  // first: its destructor removes the file the next one creates
     records_ = std::make_unique<SyncedRecords>(dir + "/durable-echo", record, size_t{32} << 20);
   }
 
@@ -127,8 +127,7 @@ Result Drive(const std::string& addr, const std::shared_ptr<grpc::ChannelCredent
   std::vector<std::thread> pool;
   static std::atomic<uint64_t> sequence{0};
   for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&, t] {
-      NameThisThread(name);
+    pool.push_back(NamedThread(name, [&, t] {
       while (!stop.load(std::memory_order_relaxed)) {
         grpc::Status s = call(*channels[t], t, sequence.fetch_add(1));
         if (s.ok()) {
@@ -139,7 +138,7 @@ Result Drive(const std::string& addr, const std::shared_ptr<grpc::ChannelCredent
           if (first_error.empty()) first_error = s.error_message();
         }
       }
-    });
+    }));
   }
   const absl::Time start = absl::Now();
   const double cpu0 = ProcessCpuSeconds();

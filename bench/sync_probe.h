@@ -24,7 +24,7 @@ class SyncedRecords {
   // `zeroed`: bytes of zeros written and synced first (0: append); records wrap around to
   // the start of them, over blocks as allocated as the zeros were.
   SyncedRecords(std::string path, size_t record, size_t zeroed)
-      : path_(std::move(path)), record_(record, 'x'), zeroed_(zeroed) {
+      : path_(std::move(path)), record_(record), zeroed_(zeroed) {
     fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd_ < 0) Fail();
     const std::string zeros(1u << 20, '\0');
@@ -41,7 +41,7 @@ class SyncedRecords {
 
   // `n` records written with one write, then fdatasynced. Not thread safe.
   void Write(size_t n = 1) {
-    const size_t bytes = n * record_.size();
+    const size_t bytes = n * record_;
     if (batch_.size() < bytes) batch_ = std::string(bytes, 'x');
     if (zeroed_ > 0 && offset_ + bytes > zeroed_) offset_ = 0;
     if (::pwrite(fd_, batch_.data(), bytes, static_cast<off_t>(offset_)) != static_cast<ssize_t>(bytes) ||
@@ -57,7 +57,7 @@ class SyncedRecords {
   }
 
   const std::string path_;
-  const std::string record_;
+  const size_t record_;  // bytes a record
   const size_t zeroed_;
   std::string batch_;
   int fd_ = -1;

@@ -18,10 +18,7 @@ ConsentPublisher::ConsentPublisher(const ConsentStore& consent, const LedgerWrit
 ConsentPublisher::~ConsentPublisher() { Stop(); }
 
 void ConsentPublisher::Start() {
-  thread_ = std::thread([this] {
-    NameThisThread("consent-pub");
-    Run();
-  });
+  thread_ = NamedThread("consent-pub", [this] { Run(); });
 }
 
 void ConsentPublisher::Stop() {

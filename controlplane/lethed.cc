@@ -303,8 +303,7 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
     return st.ok();
   };
   d->SetServing(kafka_ok(absl::Seconds(2)));
-  d->health_thread_ = std::thread([self, kafka_ok, interval = options.health_interval] {
-    NameThisThread("kafka-health");
+  d->health_thread_ = NamedThread("kafka-health", [self, kafka_ok, interval = options.health_interval] {
     std::unique_lock<std::mutex> l(self->health_mu_);
     while (!self->health_cv_.wait_for(l, absl::ToChronoMilliseconds(interval),
                                         [self] { return self->stopping_.load(); })) {

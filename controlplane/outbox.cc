@@ -16,10 +16,7 @@ OutboxPublisher::OutboxPublisher(RequestStore& store, RequestManager& manager,
 OutboxPublisher::~OutboxPublisher() { Stop(); }
 
 void OutboxPublisher::Start() {
-  thread_ = std::thread([this] {
-    NameThisThread("outbox-pub");
-    Run();
-  });
+  thread_ = NamedThread("outbox-pub", [this] { Run(); });
 }
 
 void OutboxPublisher::Stop() {

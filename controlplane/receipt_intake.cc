@@ -14,10 +14,7 @@ ReceiptIntake::ReceiptIntake(RequestManager& manager, std::unique_ptr<kafka::Con
 ReceiptIntake::~ReceiptIntake() { Stop(); }
 
 void ReceiptIntake::Start() {
-  thread_ = std::thread([this] {
-    NameThisThread("receipt-intake");
-    Run();
-  });
+  thread_ = NamedThread("receipt-intake", [this] { Run(); });
 }
 
 void ReceiptIntake::Stop() {

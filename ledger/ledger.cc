@@ -261,10 +261,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   l.durable_end_ = l.tree_.size();
   const bool empty = l.tree_.size() == 0;
   lock.unlock();
-  l.syncer_ = std::thread([&l] {
-    NameThisThread("ledger-sync");
-    l.SyncLoop();
-  });
+  l.syncer_ = NamedThread("ledger-sync", [&l] { l.SyncLoop(); });
   l.prezeroer_->Start();
   if (empty) {
     // Entry 0 names the log and the key that signs its checkpoints and commands.
@@ -277,10 +274,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   }
   LETHE_RETURN_IF_ERROR(l.SignCheckpointNow());
   if (options.checkpoint_interval > absl::ZeroDuration())
-    l.checkpointer_ = std::thread([&l] {
-      NameThisThread("ledger-ckpt");
-      l.CheckpointLoop();
-    });
+    l.checkpointer_ = NamedThread("ledger-ckpt", [&l] { l.CheckpointLoop(); });
   return ledger;
 }
 

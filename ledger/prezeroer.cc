@@ -26,10 +26,7 @@ Prezeroer::~Prezeroer() {
 }
 
 void Prezeroer::Start() {
-  if (max_run_ > 0) thread_ = std::thread([this] {
-    NameThisThread("ledger-zeroer");
-    Loop();
-  });
+  if (max_run_ > 0) thread_ = NamedThread("ledger-zeroer", [this] { Loop(); });
 }
 
 void Prezeroer::ZeroFrom(File* file, uint64_t offset) {
