@@ -1536,6 +1536,10 @@ TEST(Chaos, EveryInvariantHoldsUnderFaults) {
   EXPECT_GT(chaos.total(), 0);
   if (!violations.empty()) {
     std::fprintf(stderr, "lethed log tail:\n%s\n", Tail(ReadFileOrEmpty(procs.lethed_log()), 40).c_str());
+    // A stuck request names the domains that never answered; their agents' logs say why.
+    for (const auto& d : kDomains)
+      std::fprintf(stderr, "agent %s log tail:\n%s\n", d.c_str(),
+                   Tail(ReadFileOrEmpty(procs.agent_log(d)), 25).c_str());
   }
 }
 
