@@ -142,12 +142,12 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     events = parse(sys.argv[1])
-    for title, client in (("Echo.Call", "echo-client"), ("Echo.Durable", "durable-client"),
-                          ("Consent.Change", "change-client")):
+    for title, client, steps_of in (
+            ("Echo.Call", "echo-client", lambda c, end: echo_steps(c, end, "echo-client")),
+            ("Echo.Durable", "durable-client", lambda c, end: echo_steps(c, end, "durable-client")),
+            ("Consent.Change", "change-client", change_steps)):
         found = calls(events, client)
-        steps = [change_steps(c, end) if client == "change-client" else echo_steps(c, end, client)
-                 for c, end in found]
-        report(title, steps, [wakeups(c) for c, end in found])
+        report(title, [steps_of(c, end) for c, end in found], [wakeups(c) for c, end in found])
 
 
 if __name__ == "__main__":

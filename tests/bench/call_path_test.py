@@ -2,6 +2,7 @@
 """bench/call_path.py on a scheduler trace written here, whose steps are known: two changes
 and two empty calls, each followed by the next request, in `perf sched timehist -w`'s layout."""
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -60,11 +61,12 @@ def main():
         if not line.startswith(" "):
             section = line.split(" (")[0]
             continue
+        # A step's name, then its figures (median first; the mean where there is one).
         parts = line.split()
-        if "wake-ups" in line or "gRPC server threads" in line:  # one figure: the median
-            got[(section, " ".join(parts[:-1]))] = float(parts[-1])
-        else:
-            got[(section, " ".join(parts[:-2]))] = float(parts[-2])
+        first = len(parts)
+        while first > 0 and re.fullmatch(r"[0-9.]+", parts[first - 1]):
+            first -= 1
+        got[(section, " ".join(parts[:first]))] = float(parts[first])
     want = {
         ("Echo.Call", "server: request -> response"): 80,
         ("Echo.Call", "client: response -> next request"): 40,
