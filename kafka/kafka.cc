@@ -3,10 +3,10 @@
 #include "kafka/conf.h"
 #include "nlohmann/json.hpp"
 
-#include <deque>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 
@@ -124,6 +124,18 @@ absl::Status EmbeddedKafka::SetBrokersUp(bool up) {
         up ? rd_kafka_mock_broker_set_up(cluster_, id) : rd_kafka_mock_broker_set_down(cluster_, id);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
       return absl::InternalError(absl::StrCat("mock broker ", id, up ? " up: " : " down: ", rd_kafka_err2str(e)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddedKafka::SetBrokersRtt(absl::Duration rtt) {
+  const int64_t ms = absl::ToInt64Milliseconds(rtt);
+  if (ms < 0 || ms > 600'000)
+    return absl::InvalidArgumentError(absl::StrCat("rtt: ", ms, " ms is outside 0..600000"));
+  for (int id = 1; id <= brokers_; ++id) {
+    if (const rd_kafka_resp_err_t e = rd_kafka_mock_broker_set_rtt(cluster_, id, static_cast<int>(ms));
+        e != RD_KAFKA_RESP_ERR_NO_ERROR)
+      return absl::InternalError(absl::StrCat("mock broker ", id, " rtt: ", rd_kafka_err2str(e)));
   }
   return absl::OkStatus();
 }
@@ -410,12 +422,11 @@ std::vector<Message> Consumer::PollBatch(absl::Duration wait, size_t max, absl::
   return batch;
 }
 
-absl::Status Consumer::CommitThrough(const std::vector<Message>& batch, size_t n) {
+absl::Status Consumer::CommitThrough(const std::vector<Message>& batch, size_t n, absl::Duration timeout) {
   std::map<int32_t, const Message*> last;
   for (size_t i = 0; i < n && i < batch.size(); ++i) last[batch[i].partition] = &batch[i];
-  absl::Status first;
-  for (const auto& [partition, m] : last) first.Update(Commit(*m));
-  return first;
+  if (last.empty()) return absl::OkStatus();
+  return CommitOffsets(last, timeout);
 }
 
 absl::Status Consumer::RewindFrom(const std::vector<Message>& batch, size_t from) {
@@ -426,11 +437,35 @@ absl::Status Consumer::RewindFrom(const std::vector<Message>& batch, size_t from
   return first;
 }
 
-absl::Status Consumer::Commit(const Message& m) {
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(list, m.topic.c_str(), m.partition)->offset = m.offset + 1;
-  rd_kafka_resp_err_t e = rd_kafka_commit(rk_, list, /*async=*/0);
-  rd_kafka_topic_partition_list_destroy(list);
+absl::Status Consumer::Commit(const Message& m, absl::Duration timeout) {
+  return CommitOffsets({{m.partition, &m}}, timeout);
+}
+
+absl::Status Consumer::CommitOffsets(const std::map<int32_t, const Message*>& last, absl::Duration timeout) {
+  std::unique_ptr<rd_kafka_topic_partition_list_t, decltype(&rd_kafka_topic_partition_list_destroy)> list(
+      rd_kafka_topic_partition_list_new(static_cast<int>(last.size())), rd_kafka_topic_partition_list_destroy);
+  for (const auto& [partition, m] : last)
+    rd_kafka_topic_partition_list_add(list.get(), m->topic.c_str(), partition)->offset = m->offset + 1;
+  // Not rd_kafka_commit(async=0): it waits for the coordinator's answer without a bound. The
+  // answer is posted on a queue of our own instead, polled up to `timeout`; destroying the
+  // queue disables it, so an answer that comes later is dropped by librdkafka.
+  std::unique_ptr<rd_kafka_queue_t, decltype(&rd_kafka_queue_destroy)> queue(rd_kafka_queue_new(rk_),
+                                                                             rd_kafka_queue_destroy);
+  rd_kafka_resp_err_t e = rd_kafka_commit_queue(rk_, list.get(), queue.get(), nullptr, nullptr);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return absl::UnavailableError(absl::StrCat("kafka offset commit: ", rd_kafka_err2str(e)));
+  const int ms = static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(timeout)));
+  std::unique_ptr<rd_kafka_event_t, decltype(&rd_kafka_event_destroy)> ev(rd_kafka_queue_poll(queue.get(), ms),
+                                                                          rd_kafka_event_destroy);
+  if (ev == nullptr)
+    return absl::UnavailableError(absl::StrCat("kafka offset commit: the group coordinator did not answer within ",
+                                               absl::FormatDuration(timeout)));
+  e = rd_kafka_event_error(ev.get());
+  if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    // The request as a whole succeeded; a partition may still have been refused.
+    if (const rd_kafka_topic_partition_list_t* done = rd_kafka_event_topic_partition_list(ev.get()))
+      for (int i = 0; i < done->cnt && e == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) e = done->elems[i].err;
+  }
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
     return absl::UnavailableError(absl::StrCat("kafka offset commit: ", rd_kafka_err2str(e)));
   return absl::OkStatus();

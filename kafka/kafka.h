@@ -31,6 +31,11 @@ namespace lethe::kafka {
 // use the short one, which costs an idle consumer about 1000/wait fetches a second.
 inline constexpr absl::Duration kFetchWait = absl::Milliseconds(100);
 inline constexpr absl::Duration kEmbeddedFetchWait = absl::Milliseconds(10);
+// How long an offset commit may wait for the group coordinator. librdkafka's synchronous
+// commit waits without a bound: a coordinator that went away with the request in its queue
+// held an agent's loop for minutes, so it never read the bootstrap file naming the new
+// cluster (found by the chaos run).
+inline constexpr absl::Duration kCommitTimeout = absl::Seconds(10);
 // The wait as the fetch.wait.max.ms property's value.
 inline std::string FetchWaitMs(absl::Duration wait) {
   return std::to_string(absl::ToInt64Milliseconds(wait));
@@ -63,6 +68,9 @@ class EmbeddedKafka {
   // Fault injection (tests): takes every broker of the cluster down (its connections closed,
   // new ones refused) or brings them back up.
   absl::Status SetBrokersUp(bool up);
+  // Fault injection (tests): every broker answers each request `rtt` late (0 for no delay).
+  // kInvalidArgument outside 0..10 minutes.
+  absl::Status SetBrokersRtt(absl::Duration rtt);
   // Fault injection (tests): the cluster answers the next requests of Kafka API `api_key`
   // with these error codes, one request each, in order. kInvalidArgument for an API key
   // outside 0..67, no codes, more than 64, or a code outside 1..127.
@@ -164,8 +172,8 @@ class Consumer {
   // Waits up to `timeout` for a message; nullopt when none came. Transient broker errors are
   // logged and reported as nullopt; fatal ones as an error.
   absl::StatusOr<std::optional<Message>> Poll(absl::Duration timeout);
-  // Commits offset m.offset + 1 for m's partition and waits for the broker.
-  absl::Status Commit(const Message& m);
+  // Commits offset m.offset + 1 for m's partition and waits up to `timeout` for the broker.
+  absl::Status Commit(const Message& m, absl::Duration timeout = kCommitTimeout);
   // Rewinds m's partition so that m is delivered again.
   absl::Status Rewind(const Message& m);
 
@@ -173,8 +181,12 @@ class Consumer {
   // first message, then takes what is already fetched, up to `max` in all; a fatal error
   // ends the batch and is put in *error (what came before it is returned).
   std::vector<Message> PollBatch(absl::Duration wait, size_t max, absl::Status* error);
-  // Commits, per partition, the last message of batch[0, n); the first error, if any.
-  absl::Status CommitThrough(const std::vector<Message>& batch, size_t n);
+  // Commits, per partition, the last message of batch[0, n), in one request, and waits up to
+  // `timeout` for the broker. kUnavailable when it did not answer in time (the commit may still
+  // land later: the offsets are those of handled messages, so either outcome is safe) or
+  // refused any partition.
+  absl::Status CommitThrough(const std::vector<Message>& batch, size_t n,
+                             absl::Duration timeout = kCommitTimeout);
   // Rewinds each partition to its first message in batch[from, end), so that everything
   // from there is delivered again; the first error, if any.
   absl::Status RewindFrom(const std::vector<Message>& batch, size_t from);
@@ -183,6 +195,7 @@ class Consumer {
 
  private:
   Consumer() = default;
+  absl::Status CommitOffsets(const std::map<int32_t, const Message*>& last, absl::Duration timeout);
   rd_kafka_t* rk_ = nullptr;
   std::unique_ptr<ConsumerStats> stats_;
 };
