@@ -460,12 +460,9 @@ absl::Status Consumer::CommitOffsets(const std::map<int32_t, const Message*>& la
   if (ev == nullptr)
     return absl::UnavailableError(absl::StrCat("kafka offset commit: the group coordinator did not answer within ",
                                                absl::FormatDuration(timeout)));
+  // A partition the coordinator refused is the event's error too (librdkafka sets it to
+  // a refused partition's).
   e = rd_kafka_event_error(ev.get());
-  if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    // The request as a whole succeeded; a partition may still have been refused.
-    if (const rd_kafka_topic_partition_list_t* done = rd_kafka_event_topic_partition_list(ev.get()))
-      for (int i = 0; i < done->cnt && e == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) e = done->elems[i].err;
-  }
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
     return absl::UnavailableError(absl::StrCat("kafka offset commit: ", rd_kafka_err2str(e)));
   return absl::OkStatus();

@@ -67,6 +67,27 @@ TEST(Consumer, CommitThroughMovesEachPartitionsOffset) {
   for (const auto& [partition, offset] : first) EXPECT_EQ(offset, next[partition]) << "partition " << partition;
 }
 
+// A partition the coordinator refuses makes the commit fail, naming the broker's error.
+TEST(Consumer, OffsetCommitRefusedForAPartitionFails) {
+  auto broker = EmbeddedKafka::Start(1);
+  ASSERT_OK(broker);
+  ASSERT_OK((*broker)->CreateTopic("lethe.commands.crm", 1));
+  auto producer = Producer::Create((*broker)->bootstrap());
+  ASSERT_OK(producer);
+  ASSERT_OK((*producer)->ProduceSync("lethe.commands.crm", "k", "v", absl::Seconds(30)).status());
+  auto consumer = Consumer::Create((*broker)->bootstrap(), "lethe-agent.crm", {"lethe.commands.crm"}, kQuickGroup);
+  ASSERT_OK(consumer);
+  std::vector<Message> got = PollUntil(**consumer, 1);
+  ASSERT_EQ(got.size(), 1u);
+  // OffsetCommit (API key 8) answered TOPIC_AUTHORIZATION_FAILED (29) for the partition.
+  ASSERT_OK((*broker)->PushRequestErrors(8, {29}));
+  absl::Status refused = (*consumer)->CommitThrough(got, 1, absl::Seconds(30));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("kafka offset commit: Broker: Topic authorization failed"));
+  // The next commit goes through.
+  EXPECT_OK((*consumer)->CommitThrough(got, 1, absl::Seconds(30)));
+}
+
 // An offset commit whose coordinator does not answer ends at its timeout with kUnavailable.
 // librdkafka's synchronous commit waits without a bound; found by the chaos run: an agent's
 // loop sat for minutes in a commit to a broker that went down and then away with lethed, and
