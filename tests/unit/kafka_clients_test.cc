@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,9 @@ TEST(Consumer, CommitThroughMovesEachPartitionsOffset) {
     ASSERT_OK(consumer);
     std::vector<Message> got = PollUntil(**consumer, 12);
     ASSERT_EQ(got.size(), 12u);
+    std::set<int32_t> partitions;
+    for (const Message& m : got) partitions.insert(m.partition);
+    ASSERT_EQ(partitions.size(), 2u) << "the keys must spread over both partitions for this test to say anything";
     // Handled: the first 7 in delivery order. Per partition, the group resumes after the last
     // of them, or at the start of a partition none of them came from.
     next = {{0, 0}, {1, 0}};
