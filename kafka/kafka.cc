@@ -437,10 +437,6 @@ absl::Status Consumer::RewindFrom(const std::vector<Message>& batch, size_t from
   return first;
 }
 
-absl::Status Consumer::Commit(const Message& m, absl::Duration timeout) {
-  return CommitOffsets({{m.partition, &m}}, timeout);
-}
-
 absl::Status Consumer::CommitOffsets(const std::map<int32_t, const Message*>& last, absl::Duration timeout) {
   std::unique_ptr<rd_kafka_topic_partition_list_t, decltype(&rd_kafka_topic_partition_list_destroy)> list(
       rd_kafka_topic_partition_list_new(static_cast<int>(last.size())), rd_kafka_topic_partition_list_destroy);

@@ -160,7 +160,7 @@ class ConsumerStats {
 class Consumer {
  public:
   // A member of consumer group `group`, subscribed to `topics`, with automatic offset
-  // commits off: offsets move only through Commit().
+  // commits off: offsets move only through CommitThrough().
   static absl::StatusOr<std::unique_ptr<Consumer>> Create(const std::string& bootstrap,
                                                           const std::string& group,
                                                           const std::vector<std::string>& topics,
@@ -172,8 +172,6 @@ class Consumer {
   // Waits up to `timeout` for a message; nullopt when none came. Transient broker errors are
   // logged and reported as nullopt; fatal ones as an error.
   absl::StatusOr<std::optional<Message>> Poll(absl::Duration timeout);
-  // Commits offset m.offset + 1 for m's partition and waits up to `timeout` for the broker.
-  absl::Status Commit(const Message& m, absl::Duration timeout = kCommitTimeout);
   // Rewinds m's partition so that m is delivered again.
   absl::Status Rewind(const Message& m);
 

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -71,51 +72,54 @@ TEST(Consumer, CommitThroughMovesEachPartitionsOffset) {
   for (const auto& [partition, offset] : first) EXPECT_EQ(offset, next[partition]) << "partition " << partition;
 }
 
+// One record on a one-partition topic, received by a member of the agent's group: what the
+// commit tests below then commit.
+class OneReceived : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto broker = EmbeddedKafka::Start(1);
+    ASSERT_OK(broker);
+    broker_ = *std::move(broker);
+    ASSERT_OK(broker_->CreateTopic("lethe.commands.crm", 1));
+    auto producer = Producer::Create(broker_->bootstrap());
+    ASSERT_OK(producer);
+    ASSERT_OK((*producer)->ProduceSync("lethe.commands.crm", "k", "v", absl::Seconds(30)).status());
+    auto consumer = Consumer::Create(broker_->bootstrap(), "lethe-agent.crm", {"lethe.commands.crm"}, kQuickGroup);
+    ASSERT_OK(consumer);
+    consumer_ = *std::move(consumer);
+    got_ = PollUntil(*consumer_, 1);
+    ASSERT_EQ(got_.size(), 1u);
+  }
+  std::unique_ptr<EmbeddedKafka> broker_;
+  std::unique_ptr<Consumer> consumer_;
+  std::vector<Message> got_;
+};
+
 // A partition the coordinator refuses makes the commit fail, naming the broker's error.
-TEST(Consumer, OffsetCommitRefusedForAPartitionFails) {
-  auto broker = EmbeddedKafka::Start(1);
-  ASSERT_OK(broker);
-  ASSERT_OK((*broker)->CreateTopic("lethe.commands.crm", 1));
-  auto producer = Producer::Create((*broker)->bootstrap());
-  ASSERT_OK(producer);
-  ASSERT_OK((*producer)->ProduceSync("lethe.commands.crm", "k", "v", absl::Seconds(30)).status());
-  auto consumer = Consumer::Create((*broker)->bootstrap(), "lethe-agent.crm", {"lethe.commands.crm"}, kQuickGroup);
-  ASSERT_OK(consumer);
-  std::vector<Message> got = PollUntil(**consumer, 1);
-  ASSERT_EQ(got.size(), 1u);
+TEST_F(OneReceived, OffsetCommitRefusedForAPartitionFails) {
   // OffsetCommit (API key 8) answered TOPIC_AUTHORIZATION_FAILED (29) for the partition.
-  ASSERT_OK((*broker)->PushRequestErrors(8, {29}));
-  absl::Status refused = (*consumer)->CommitThrough(got, 1, absl::Seconds(30));
+  ASSERT_OK(broker_->PushRequestErrors(8, {29}));
+  absl::Status refused = consumer_->CommitThrough(got_, 1, absl::Seconds(30));
   EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
   EXPECT_THAT(refused.message(), HasSubstr("kafka offset commit: Broker: Topic authorization failed"));
   // The next commit goes through.
-  EXPECT_OK((*consumer)->CommitThrough(got, 1, absl::Seconds(30)));
+  EXPECT_OK(consumer_->CommitThrough(got_, 1, absl::Seconds(30)));
 }
 
 // An offset commit whose coordinator does not answer ends at its timeout with kUnavailable.
 // librdkafka's synchronous commit waits without a bound; found by the chaos run: an agent's
 // loop sat for minutes in a commit to a broker that went down and then away with lethed, and
 // never read the bootstrap file that named lethed's new cluster.
-TEST(Consumer, OffsetCommitEndsAtItsTimeoutWhenTheCoordinatorIsSlow) {
-  auto broker = EmbeddedKafka::Start(1);
-  ASSERT_OK(broker);
-  ASSERT_OK((*broker)->CreateTopic("lethe.commands.crm", 1));
-  auto producer = Producer::Create((*broker)->bootstrap());
-  ASSERT_OK(producer);
-  ASSERT_OK((*producer)->ProduceSync("lethe.commands.crm", "k", "v", absl::Seconds(30)).status());
-  auto consumer = Consumer::Create((*broker)->bootstrap(), "lethe-agent.crm", {"lethe.commands.crm"}, kQuickGroup);
-  ASSERT_OK(consumer);
-  std::vector<Message> got = PollUntil(**consumer, 1);
-  ASSERT_EQ(got.size(), 1u);
+TEST_F(OneReceived, OffsetCommitEndsAtItsTimeoutWhenTheCoordinatorIsSlow) {
   // Answers come 30 s late: a commit bounded at half a second gives up long before.
-  ASSERT_OK((*broker)->SetBrokersRtt(absl::Seconds(30)));
-  absl::Status late = (*consumer)->CommitThrough(got, 1, absl::Milliseconds(500));
+  ASSERT_OK(broker_->SetBrokersRtt(absl::Seconds(30)));
+  absl::Status late = consumer_->CommitThrough(got_, 1, absl::Milliseconds(500));
   EXPECT_EQ(late.code(), absl::StatusCode::kUnavailable) << late;
   EXPECT_THAT(late.message(), HasSubstr("the group coordinator did not answer within 500ms"));
   // Leaving the group would wait for the slow broker, and so would destroying a client with
   // an answer due from it: the broker goes first, as lethed's does when it restarts.
-  broker->reset();
-  Consumer::Discard(std::move(*consumer));
+  broker_.reset();
+  Consumer::Discard(std::move(consumer_));
 }
 
 // A producer waiting for a broker that is gone gives up when its abandon check says so (an
