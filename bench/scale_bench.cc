@@ -12,6 +12,9 @@
 // benchmark keeps for the ids, over the number of requests).
 //
 //   build/bench/scale_bench --requests 10000,100000 --threads 8
+//
+// --perf-out FILE records a whole-machine `perf record -a -g` of one phase of the last size:
+// its `Get` calls, its `List` pages or its restart (--perf-of get|list|restart).
 #include <malloc.h>
 
 #include <algorithm>
@@ -26,6 +29,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "base/status.h"
+#include "bench/machine_profile.h"
 #include "proto/envelope.h"
 #include "spdlog/spdlog.h"
 #include "tests/support/mesh.h"
@@ -119,6 +123,18 @@ int Run(int argc, char** argv) {
   app.add_option("--requests", sizes_arg, "cumulative sizes to measure at, comma-separated")->capture_default_str();
   app.add_option("--threads", threads, "threads submitting and completing requests")->capture_default_str();
   app.add_option("--samples", samples, "Get calls per size (List: a fifth as many pages)")->capture_default_str();
+  int restarts = 1;
+  app.add_option("--restarts", restarts,
+                 "restarts at the last size (the median is printed, every time on stderr)")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
+  std::string perf_out;
+  app.add_option("--perf-out", perf_out,
+                 "write a whole-machine perf profile (perf record -a -g) of one phase of the last size here");
+  std::string perf_of = "restart";
+  app.add_option("--perf-of", perf_of, "the phase --perf-out profiles")
+      ->check(CLI::IsMember({"get", "list", "restart"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   std::vector<int64_t> sizes;
   for (absl::string_view s : absl::StrSplit(sizes_arg, ',')) sizes.push_back(std::stoll(std::string(s)));
@@ -151,6 +167,11 @@ int Run(int argc, char** argv) {
     have = size;
     auto stub = mesh.Requests();
     std::vector<double> get_ms, list_ms;
+    // One profile per phase: perf needs a moment to start, so each phase it records has its own.
+    MachineProfile get_profile, list_profile, restart_profile;
+    if (size == sizes.back())
+      (perf_of == "get" ? get_profile : perf_of == "list" ? list_profile : restart_profile).Arm(perf_out);
+    get_profile.Start();
     for (int i = 0; i < samples; ++i) {
       v1::GetRequestRequest req;
       req.set_request_id(IdString(all[rng() % all.size()]));
@@ -164,6 +185,8 @@ int Run(int argc, char** argv) {
         return 1;
       }
     }
+    get_profile.Stop();
+    list_profile.Start();
     for (int i = 0; i < samples / 5; ++i) {
       v1::ListRequestsRequest req;
       req.set_page_size(100);
@@ -190,14 +213,33 @@ int Run(int argc, char** argv) {
         return 1;
       }
     }
+    list_profile.Stop();
     // Restart: stop lethed and start it again on the same data dir (replay and serve).
     mesh.StopLethed();
+    restart_profile.Start();
     const absl::Time t0 = absl::Now();
     if (absl::Status s = mesh.StartLethed(); !s.ok()) {
       fprintf(stderr, "restart: %s\n", s.ToString().c_str());
       return 1;
     }
-    const double restart_s = absl::ToDoubleSeconds(absl::Now() - t0);
+    double restart_s = absl::ToDoubleSeconds(absl::Now() - t0);
+    restart_profile.Stop();
+    if (size == sizes.back() && restarts > 1) {
+      std::vector<double> times = {restart_s};
+      for (int i = 1; i < restarts; ++i) {
+        mesh.StopLethed();
+        const absl::Time t1 = absl::Now();
+        if (absl::Status s = mesh.StartLethed(); !s.ok()) {
+          fprintf(stderr, "restart: %s\n", s.ToString().c_str());
+          return 1;
+        }
+        times.push_back(absl::ToDoubleSeconds(absl::Now() - t1));
+      }
+      std::string all_times;
+      for (double t : times) absl::StrAppend(&all_times, all_times.empty() ? "" : " ", absl::StrFormat("%.2f", t));
+      fprintf(stderr, "restarts at %ld requests: %s s\n", size, all_times.c_str());
+      restart_s = Percentile(times, 50);
+    }
     // What lethed holds for `size` completed requests: the restarted instance rebuilt them
     // from the ledger; the stopped one's memory is handed back to the system first.
     malloc_trim(0);

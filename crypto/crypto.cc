@@ -10,6 +10,8 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -46,13 +48,42 @@ const std::array<uint32_t, 256>& Crc32cTable() {
 
 std::string Sha256(std::string_view data) { return Sha256Parts({data}); }
 
-std::string Sha256Parts(std::initializer_list<std::string_view> parts) {
-  MdCtx ctx(EVP_MD_CTX_new());
-  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-  for (auto p : parts) EVP_DigestUpdate(ctx.get(), p.data(), p.size());
-  std::string out(kSha256Size, '\0');
+namespace {
+
+const EVP_MD* Sha256Md() {
+  // Fetched once and deliberately never freed: it must outlive every thread's context and
+  // OpenSSL's own atexit cleanup.
+  static const EVP_MD* const md = [] {
+    const EVP_MD* m = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return m != nullptr ? m : EVP_sha256();
+  }();
+  return md;
+}
+
+[[noreturn]] void DigestFailed(const char* what) {
+  std::fprintf(stderr, "lethe::crypto: %s\n", what);
+  std::abort();
+}
+
+EVP_MD_CTX* ThreadMdCtx() {
+  thread_local MdCtx ctx(EVP_MD_CTX_new());
+  if (!ctx) DigestFailed("EVP_MD_CTX_new failed");
+  return ctx.get();
+}
+
+}  // namespace
+
+void Sha256PartsInto(std::initializer_list<std::string_view> parts, unsigned char* out) {
+  EVP_MD_CTX* ctx = ThreadMdCtx();
   unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len);
+  bool ok = EVP_DigestInit_ex2(ctx, Sha256Md(), nullptr) == 1;
+  for (auto p : parts) ok = ok && (p.empty() || EVP_DigestUpdate(ctx, p.data(), p.size()) == 1);
+  if (!ok || EVP_DigestFinal_ex(ctx, out, &len) != 1 || len != kSha256Size) DigestFailed("SHA-256 failed");
+}
+
+std::string Sha256Parts(std::initializer_list<std::string_view> parts) {
+  std::string out(kSha256Size, '\0');
+  Sha256PartsInto(parts, reinterpret_cast<unsigned char*>(out.data()));
   return out;
 }
 

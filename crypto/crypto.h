@@ -25,6 +25,11 @@ inline constexpr size_t kGcmTagSize = 16;
 std::string Sha256(std::string_view data);
 // SHA-256 over the concatenation of `parts`, without copying them together.
 std::string Sha256Parts(std::initializer_list<std::string_view> parts);
+// The same into out[kSha256Size], without allocating. The algorithm is fetched from OpenSSL
+// once and each thread keeps one digest context: an implicit fetch and a fresh context per
+// call cost about three times a short hash itself. A digest that fails means a broken
+// OpenSSL, with no hash to return: the process stops.
+void Sha256PartsInto(std::initializer_list<std::string_view> parts, unsigned char* out);
 // HMAC-SHA-256 (32 raw bytes).
 std::string HmacSha256(const SecretBytes& key, std::string_view data);
 

@@ -15,12 +15,20 @@
 #include "base/status.h"
 #include "base/thread_name.h"
 #include "ledger/prezeroer.h"
+#include "ledger/replay_worker.h"
 #include "ledger/record_format.h"
 #include "ledger/segment_reader.h"
 #include "spdlog/spdlog.h"
 
 namespace lethe::ledger {
 namespace fs = std::filesystem;
+
+namespace {
+// Entries are handed to the replay thread this many (whole batches) at a time, with at most
+// kReplayPending waiting: a few MB of parsed entries, whatever the ledger's size.
+constexpr size_t kReplayChunk = 256;
+constexpr size_t kReplayPending = 8192;
+}  // namespace
 
 Ledger::Ledger(LedgerOptions options)
     : options_(std::move(options)),
@@ -93,6 +101,10 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
   std::string last_hash(32, '\0');    // of the entry before the one being checked
   std::string batch_hash(32, '\0');   // of the last entry of the last complete batch
   std::string current_segment;
+  // The callback runs on a thread of its own (replay_worker.h), fed whole batches in chunks.
+  std::optional<ReplayWorker> worker;
+  if (replay) worker.emplace(replay, kReplayPending);
+  std::vector<ReplayItem> chunk;
   auto scan = ScanSegments(options.dir, [&](const ScannedRecord& rec) -> absl::Status {
     Held h{rec.index, 0, rec.offset, static_cast<uint32_t>(rec.payload.size()), {}, {}, {}};
     uint32_t batch_remaining = 0;
@@ -119,13 +131,25 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& option
       l.tree_.Append(e.leaf);
       l.index_->Append(e.leaf, {e.segment, e.length, e.offset + format::kRecordHeaderSize});
       l.bytes_.fetch_add(format::kRecordHeaderSize + e.length, std::memory_order_relaxed);
-      if (replay) LETHE_RETURN_IF_ERROR(replay(e.seq, e.bytes, e.entry));
+      if (worker) chunk.push_back(ReplayItem{e.seq, std::move(e.bytes), std::move(e.entry)});
     }
     l.tree_.Evict(l.index_->size());
     batch_hash = last_hash;
     held.clear();
+    if (chunk.size() >= kReplayChunk) {
+      LETHE_RETURN_IF_ERROR(worker->Hand(std::move(chunk)));
+      chunk.clear();
+    }
     return absl::OkStatus();
   });
+  if (worker) {
+    // What the scan checked before it stopped is replayed too, and a refused entry comes
+    // before anything the scan found after it: the callback's error is the one reported, as
+    // the first fault in log order.
+    absl::Status replayed = worker->Hand(std::move(chunk));
+    replayed.Update(worker->Finish());
+    if (!replayed.ok()) return replayed;
+  }
   if (!scan.ok()) return scan.status();
 
   // Segments that exist but hold no complete record (a fresh or torn one) are still ours.

@@ -1,7 +1,5 @@
 #include "ledger/merkle.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <bit>
 #include <cstdio>
@@ -25,42 +23,14 @@ using Digest = std::array<unsigned char, kHashSize>;
   std::abort();
 }
 
-// SHA-256 through OpenSSL EVP with the algorithm fetched once and one context per thread.
-// crypto::Sha256Parts allocates a context and performs an implicit fetch on every call, which
-// costs about three times as much as the 65-byte hash itself; the tree hashes millions of nodes.
-const EVP_MD* Sha256Md() {
-  // Fetched once and deliberately never freed: it must outlive every thread's context and
-  // OpenSSL's own atexit cleanup.
-  static const EVP_MD* const md = [] {
-    const EVP_MD* m = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-    return m != nullptr ? m : EVP_sha256();
-  }();
-  return md;
-}
-
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
-
-EVP_MD_CTX* ThreadCtx() {
-  thread_local std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-  if (!ctx) Die("EVP_MD_CTX_new failed");
-  return ctx.get();
-}
-
-// out = SHA-256(prefix || a || b). A failing digest means a broken OpenSSL installation; there
-// is no hash to return, so stop.
+// out = SHA-256(prefix || a || b) (crypto::Sha256PartsInto: no allocation, no fetch per call;
+// the tree hashes millions of nodes).
 void HashInto(unsigned char prefix, const void* a, size_t a_len, const void* b, size_t b_len,
               unsigned char* out) {
-  EVP_MD_CTX* ctx = ThreadCtx();
-  unsigned int len = 0;
-  if (EVP_DigestInit_ex2(ctx, Sha256Md(), nullptr) != 1 ||
-      EVP_DigestUpdate(ctx, &prefix, 1) != 1 ||
-      (a_len != 0 && EVP_DigestUpdate(ctx, a, a_len) != 1) ||
-      (b_len != 0 && EVP_DigestUpdate(ctx, b, b_len) != 1) ||
-      EVP_DigestFinal_ex(ctx, out, &len) != 1 || len != kHashSize) {
-    Die("SHA-256 failed");
-  }
+  crypto::Sha256PartsInto({std::string_view(reinterpret_cast<const char*>(&prefix), 1),
+                           std::string_view(static_cast<const char*>(a), a_len),
+                           std::string_view(static_cast<const char*>(b), b_len)},
+                          out);
 }
 
 // SHA-256(0x01 || left || right) of two 32-byte hashes.

@@ -11,8 +11,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,6 +38,7 @@
 #include "ledger/ledger.h"
 #include "ledger/merkle.h"
 #include "ledger/record_format.h"
+#include "ledger/replay_worker.h"
 #include "lethe/v1/ledger.pb.h"
 #include "tests/support/assertions.h"
 #include "tests/support/files.h"
@@ -55,6 +58,7 @@ using ::lethe::testing::RecordPos;
 using ::lethe::testing::RecordsIn;
 using ::lethe::testing::SegmentFiles;
 using ::lethe::testing::Snapshot;
+using ::lethe::testing::TempDir;
 using ::lethe::testing::TestEntry;
 using ::lethe::testing::WriteBytes;
 using ::testing::HasSubstr;
@@ -333,6 +337,156 @@ TEST_F(LedgerTest, ReplayErrorFailsOpen) {
   EXPECT_EQ(ledger.status().code(), absl::StatusCode::kInternal);
   EXPECT_THAT(std::string(ledger.status().message()), HasSubstr("replay refuses entry 2"));
   EXPECT_EQ(seqs, (std::vector<uint64_t>{0, 1, 2}));
+}
+
+// The replay callback runs on a thread of its own, fed in chunks of whole batches
+// (ledger/replay_worker.h). A log of many chunks, written in batches of 7 so that chunk ends
+// fall at batch ends, not every 256 entries.
+class ReplayChunksTest : public LedgerTest {
+ protected:
+  static constexpr int kEntries = 3000;
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(auto ledger, Open());
+    for (int i = 1; i < kEntries;) {
+      std::vector<v1::LedgerEntry> batch;
+      for (int k = 0; k < 7 && i < kEntries; ++k, ++i) batch.push_back(TestEntry(i));
+      ASSERT_OK(ledger->Append(std::move(batch), kNow).status());
+    }
+    for (uint64_t s = 0; s < ledger->size(); ++s) bytes_.push_back(ledger->ReadEntry(s).value());
+    ASSERT_EQ(bytes_.size(), static_cast<size_t>(kEntries));
+  }
+  std::vector<std::string> bytes_;
+};
+
+TEST_F(ReplayChunksTest, EveryEntryIsReplayedInLogOrderBeforeOpenReturns) {
+  std::vector<uint64_t> seqs;
+  size_t mismatched = 0;
+  Ledger::ReplayFn replay = [&](uint64_t seq, std::string_view b, const v1::LedgerEntry& e) -> absl::Status {
+    seqs.push_back(seq);
+    if (seq >= bytes_.size() || b != bytes_[seq] || e.seq() != seq) ++mismatched;
+    return absl::OkStatus();
+  };
+  ASSERT_OK_AND_ASSIGN(auto ledger, Open(replay));
+  std::vector<uint64_t> want(bytes_.size());
+  std::iota(want.begin(), want.end(), 0u);
+  EXPECT_EQ(seqs, want);
+  EXPECT_EQ(mismatched, 0u);
+}
+
+TEST_F(ReplayChunksTest, NothingAfterARefusedEntryIsReplayed) {
+  std::vector<uint64_t> seqs;
+  Ledger::ReplayFn replay = [&](uint64_t seq, std::string_view, const v1::LedgerEntry&) -> absl::Status {
+    seqs.push_back(seq);
+    return seq == 1000 ? absl::InternalError("replay refuses entry 1000") : absl::OkStatus();
+  };
+  auto ledger = Open(replay);
+  EXPECT_EQ(ledger.status().code(), absl::StatusCode::kInternal) << ledger.status();
+  EXPECT_THAT(std::string(ledger.status().message()), HasSubstr("replay refuses entry 1000"));
+  std::vector<uint64_t> want(1001);
+  std::iota(want.begin(), want.end(), 0u);
+  EXPECT_EQ(seqs, want);
+}
+
+// The scan runs ahead of the replay: when the callback refuses an entry and the scan then
+// finds damage further on, the refusal, the earlier of the two in the log, is what Open
+// reports; with no refusal, the damage is.
+TEST_F(ReplayChunksTest, ARefusalIsReportedBeforeDamageTheScanFoundLater) {
+  const std::string segment = LastSegment();
+  std::string data = ReadBytes(segment);
+  const auto recs = RecordsIn(data);
+  ASSERT_EQ(recs.size(), static_cast<size_t>(kEntries));
+  data[recs[100].payload() + 2] ^= 0x01;  // fails the record's CRC, before the first chunk is handed over
+  WriteBytes(segment, data);
+
+  Ledger::ReplayFn refuse_early = [&](uint64_t seq, std::string_view, const v1::LedgerEntry&) -> absl::Status {
+    return seq == 10 ? absl::InternalError("replay refuses entry 10") : absl::OkStatus();
+  };
+  auto refused = Open(refuse_early);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInternal) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("replay refuses entry 10"));
+
+  uint64_t replayed = 0;
+  Ledger::ReplayFn accept = [&](uint64_t, std::string_view, const v1::LedgerEntry&) -> absl::Status {
+    ++replayed;
+    return absl::OkStatus();
+  };
+  auto damaged = Open(accept);
+  EXPECT_EQ(damaged.status().code(), absl::StatusCode::kDataLoss) << damaged.status();
+  // Entry 100 is in the batch of entries 99 to 105 (batches of 7 from entry 1): the whole
+  // batches before it, entries 0 to 98, are replayed, and nothing of its own batch.
+  EXPECT_EQ(replayed, 99u);
+  EXPECT_TRUE(ReadBytes(segment) == data) << "Open changed the damaged segment";
+}
+
+// A ledger whose Open fails signs nothing when it is destroyed (SignCheckpointNow refuses
+// before the checkpoint history is open): a closing checkpoint would cover entries the replay
+// refused, and change the files Open must leave as they were for inspection.
+TEST_F(LedgerTest, AFailedOpenSignsNoClosingCheckpoint) {
+  LedgerOptions o = Options();
+  o.checkpoint_every = 1000;  // the entries below stay beyond the signed checkpoint
+  TempDir copy;
+  {
+    ASSERT_OK_AND_ASSIGN(auto ledger, Ledger::Open(o, nullptr));
+    for (int i = 1; i <= 5; ++i) ASSERT_OK(ledger->Append({TestEntry(i)}, kNow).status());
+    // What a crash now would leave: the entries durable, the checkpoint at size 1.
+    for (const auto& f : fs::directory_iterator(dir_.path())) fs::copy(f.path(), copy.path() / f.path().filename());
+  }
+  o.dir = copy.path();
+  const auto files_before = Snapshot(copy.path());
+  Ledger::ReplayFn refuse = [](uint64_t seq, std::string_view, const v1::LedgerEntry&) -> absl::Status {
+    return seq == 4 ? absl::InternalError("replay refuses entry 4") : absl::OkStatus();
+  };
+  auto ledger = Ledger::Open(o, refuse);
+  ASSERT_EQ(ledger.status().code(), absl::StatusCode::kInternal) << ledger.status();
+  EXPECT_EQ(Snapshot(copy.path()), files_before) << "a failed Open changed the ledger's files";
+}
+
+std::vector<ReplayItem> Items(uint64_t first, uint64_t n) {
+  std::vector<ReplayItem> out;
+  for (uint64_t s = first; s < first + n; ++s) out.push_back(ReplayItem{s, absl::StrCat("entry ", s), {}});
+  return out;
+}
+
+// The bound on waiting entries never blocks a chunk larger than itself for good: it goes in
+// once nothing else waits.
+TEST(ReplayWorker, AChunkLargerThanTheBoundIsTakenOnceNothingWaits) {
+  std::vector<uint64_t> seqs;
+  Ledger::ReplayFn replay = [&](uint64_t seq, std::string_view, const v1::LedgerEntry&) {
+    seqs.push_back(seq);
+    return absl::OkStatus();
+  };
+  ReplayWorker worker(replay, 4);
+  auto handed = std::async(std::launch::async, [&] {
+    absl::Status st = worker.Hand(Items(0, 10));
+    st.Update(worker.Hand(Items(10, 10)));
+    return st;
+  });
+  if (handed.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    ADD_FAILURE() << "Hand never returned";
+    worker.Finish().IgnoreError();  // which wakes it
+  }
+  ASSERT_OK(handed.get());
+  ASSERT_OK(worker.Finish());
+  std::vector<uint64_t> want(20);
+  std::iota(want.begin(), want.end(), 0u);
+  EXPECT_EQ(seqs, want);
+}
+
+TEST(ReplayWorker, AfterARefusalNothingMoreIsReplayedAndHandReturnsTheError) {
+  std::vector<uint64_t> seqs;
+  Ledger::ReplayFn replay = [&](uint64_t seq, std::string_view, const v1::LedgerEntry&) {
+    seqs.push_back(seq);
+    return seq == 5 ? absl::FailedPreconditionError("refused 5") : absl::OkStatus();
+  };
+  ReplayWorker worker(replay, 1000);
+  ASSERT_OK(worker.Hand(Items(0, 8)));
+  ASSERT_OK(worker.Hand(Items(8, 8)));  // queued behind the chunk that fails
+  const absl::Status done = worker.Finish();
+  EXPECT_EQ(done.code(), absl::StatusCode::kFailedPrecondition) << done;
+  EXPECT_EQ(seqs, (std::vector<uint64_t>{0, 1, 2, 3, 4, 5}));
+  const absl::Status more = worker.Hand(Items(16, 1));
+  EXPECT_EQ(more.code(), absl::StatusCode::kFailedPrecondition) << more;
+  EXPECT_EQ(seqs.size(), 6u);
 }
 
 // Where, inside the last record, the crash cut it.
