@@ -474,18 +474,24 @@ TEST(ReplayWorker, AChunkLargerThanTheBoundIsTakenOnceNothingWaits) {
 
 TEST(ReplayWorker, AfterARefusalNothingMoreIsReplayedAndHandReturnsTheError) {
   std::vector<uint64_t> seqs;
+  std::promise<void> second_handed;
+  std::shared_future<void> handed = second_handed.get_future().share();
   Ledger::ReplayFn replay = [&](uint64_t seq, std::string_view, const v1::LedgerEntry&) {
     seqs.push_back(seq);
-    return seq == 5 ? absl::FailedPreconditionError("refused 5") : absl::OkStatus();
+    if (seq != 5) return absl::OkStatus();
+    handed.wait();  // refuses only once the second chunk is queued behind this one
+    return absl::FailedPreconditionError("refused 5");
   };
   ReplayWorker worker(replay, 1000);
   ASSERT_OK(worker.Hand(Items(0, 8)));
-  ASSERT_OK(worker.Hand(Items(8, 8)));  // queued behind the chunk that fails
+  const absl::Status queued = worker.Hand(Items(8, 8));  // behind the chunk that fails
+  second_handed.set_value();
+  ASSERT_OK(queued);
   const absl::Status done = worker.Finish();
   EXPECT_EQ(done.code(), absl::StatusCode::kFailedPrecondition) << done;
   EXPECT_EQ(seqs, (std::vector<uint64_t>{0, 1, 2, 3, 4, 5}));
   const absl::Status more = worker.Hand(Items(16, 1));
-  EXPECT_EQ(more.code(), absl::StatusCode::kFailedPrecondition) << more;
+  EXPECT_EQ(more, done) << "Hand after the refusal did not return it";
   EXPECT_EQ(seqs.size(), 6u);
 }
 
