@@ -15,8 +15,7 @@ namespace lethe::controlplane {
 namespace {
 
 constexpr char kPageMagic[4] = {'L', 'D', 'T', '1'};
-constexpr unsigned kMaxDepth = 40;
-constexpr size_t kWriteBytes = ScratchFile::kFlushBytes / 2;  // a rebuild's writes: under an append's flush  // 2^40 pages: 4 PiB, far past any disk
+constexpr unsigned kMaxDepth = 40;  // 2^40 pages: 4 PiB, far past any disk
 
 // One page in memory: its header and slots, in the file's byte layout.
 struct PageImage {
@@ -85,6 +84,7 @@ DigestTable::DigestTable(std::unique_ptr<ScratchFile> file, std::string dir, std
   pending_.reserve(kMaxPending);
   held_.resize(kMaxPending);  // written, so resident now rather than at the first flush
   held_.clear();
+  filter_ = FilterFor(kSlotsPerPage / 2 + kMaxPending);
 }
 
 absl::StatusOr<std::unique_ptr<DigestTable>> DigestTable::Create(const std::string& dir, std::string what) {
@@ -96,15 +96,45 @@ absl::StatusOr<std::unique_ptr<DigestTable>> DigestTable::Create(const std::stri
   return std::unique_ptr<DigestTable>(new DigestTable(std::move(file), dir, std::move(what)));
 }
 
-uint64_t DigestTable::Hash(absl::uint128 key) const {
-  unsigned char in[16], out[crypto_shorthash_BYTES];
+DigestTable::Hashes DigestTable::Hash(absl::uint128 key) const {
+  unsigned char in[16], out[crypto_shorthash_siphashx24_BYTES];
   const uint64_t hi = absl::Uint128High64(key), lo = absl::Uint128Low64(key);
   std::memcpy(in, &hi, 8);
   std::memcpy(in + 8, &lo, 8);
-  crypto_shorthash(out, in, sizeof in, hash_key_.data());
-  uint64_t h;
-  std::memcpy(&h, out, 8);
+  crypto_shorthash_siphashx24(out, in, sizeof in, hash_key_.data());
+  Hashes h;
+  std::memcpy(&h.page, out, 8);
+  std::memcpy(&h.filter, out + 8, 8);
   return h;
+}
+
+std::vector<DigestTable::Block> DigestTable::FilterFor(uint64_t keys) {
+  const uint64_t bits = std::max<uint64_t>(keys, 1) * kFilterBitsPerKey;
+  return std::vector<Block>((bits + 8 * sizeof(Block) - 1) / (8 * sizeof(Block)));
+}
+
+namespace {
+// The block of a filter of `blocks` blocks that `hash` falls in (its top 32 bits, scaled), and
+// the bit it sets in word i of that block (its low 32 bits times an odd constant, top 5 bits).
+// The constants are the eight salts of the Parquet specification's split block Bloom filter.
+constexpr std::array<uint32_t, 8> kSalts = {0x47b6137bU, 0x44974d91U, 0x8824ad5bU, 0xa2b7289dU,
+                                            0x705495c7U, 0x2df1424bU, 0x9efc4947U, 0x5c6bfb31U};
+size_t BlockOf(uint64_t hash, size_t blocks) { return static_cast<size_t>(((hash >> 32) * blocks) >> 32); }
+uint32_t BitIn(uint64_t hash, size_t word) {
+  return uint32_t{1} << ((static_cast<uint32_t>(hash) * kSalts[word]) >> 27);
+}
+}  // namespace
+
+void DigestTable::AddTo(std::vector<Block>& filter, uint64_t hash) {
+  Block& b = filter[BlockOf(hash, filter.size())];
+  for (size_t w = 0; w < b.size(); ++w) b[w] |= BitIn(hash, w);
+}
+
+bool DigestTable::MayHold(uint64_t hash) const {
+  const Block& b = filter_[BlockOf(hash, filter_.size())];
+  for (size_t w = 0; w < b.size(); ++w)
+    if ((b[w] & BitIn(hash, w)) == 0) return false;
+  return true;
 }
 
 namespace {
@@ -112,6 +142,7 @@ uint64_t PageAt(uint64_t hash, unsigned depth) { return depth == 0 ? 0 : hash >>
 }  // namespace
 
 void DigestTable::Put(absl::uint128 key, uint64_t value) {
+  AddTo(filter_, Hash(key).filter);
   pending_[key] = value;
   if (pending_.size() < flush_at_) return;
   if (absl::Status s = Flush(); !s.ok()) {
@@ -127,7 +158,10 @@ void DigestTable::Put(absl::uint128 key, uint64_t value) {
 
 absl::StatusOr<std::optional<uint64_t>> DigestTable::Get(absl::uint128 key) const {
   if (auto p = pending_.find(key); p != pending_.end()) return p->second;
-  const uint64_t page = PageAt(Hash(key), depth_);
+  const Hashes h = Hash(key);
+  if (!MayHold(h.filter)) return std::nullopt;
+  const uint64_t page = PageAt(h.page, depth_);
+  ++page_reads_;
   PageImage img;
   LETHE_RETURN_IF_ERROR(file_->ReadAt(page * kPageBytes, kPageBytes, img.bytes.data()));
   LETHE_RETURN_IF_ERROR(CheckPage(img, what_, page));
@@ -152,7 +186,7 @@ absl::Status DigestTable::Flush() {
 const std::vector<DigestTable::Held>& DigestTable::HeldByHash() {
   held_.clear();  // keeps its room
   for (const auto& [k, v] : pending_) held_.push_back(Held{Hash(k), k, v});
-  std::sort(held_.begin(), held_.end(), [](const Held& a, const Held& b) { return a.hash < b.hash; });
+  std::sort(held_.begin(), held_.end(), [](const Held& a, const Held& b) { return a.hash.page < b.hash.page; });
   return held_;
 }
 
@@ -160,13 +194,13 @@ absl::Status DigestTable::WriteInPlace() {
   // In hash order, hence page by page.
   const std::vector<Held>& items = HeldByHash();
   for (size_t i = 0; i < items.size();) {
-    const uint64_t page = PageAt(items[i].hash, depth_);
+    const uint64_t page = PageAt(items[i].hash.page, depth_);
     PageImage img;
     LETHE_RETURN_IF_ERROR(file_->ReadAt(page * kPageBytes, kPageBytes, img.bytes.data()));
     LETHE_RETURN_IF_ERROR(CheckPage(img, what_, page));
     uint64_t added = 0;
     size_t j = i;
-    for (; j < items.size() && PageAt(items[j].hash, depth_) == page; ++j)
+    for (; j < items.size() && PageAt(items[j].hash.page, depth_) == page; ++j)
       if (!img.Put(items[j].key, items[j].value, &added))
         return absl::ResourceExhaustedError(absl::StrCat(what_, ": page ", page, " is full"));
     LETHE_RETURN_IF_ERROR(file_->WriteAt(page * kPageBytes, std::string_view(img.bytes.data(), kPageBytes)));
@@ -184,6 +218,8 @@ absl::Status DigestTable::Rebuild(unsigned depth) {
                            ScratchFile::Create(dir_, what_, ScratchFile::Mode::kDirect));
     const unsigned split = depth - depth_;  // old page p becomes pages [p << split, (p + 1) << split)
     std::vector<PageImage> out(size_t{1} << split);
+    // Every key lands in the new file, so the new filter is built from them as they pass.
+    std::vector<Block> filter = FilterFor((uint64_t{1} << depth) * kSlotsPerPage / 2 + kMaxPending);
     uint64_t stored = 0;
     size_t h = 0;  // next held key, in hash order
     bool full = false;
@@ -195,16 +231,21 @@ absl::Status DigestTable::Rebuild(unsigned depth) {
       const uint64_t first = p << split;
       for (size_t i = 0; i < img.count() && !full; ++i) {
         const absl::uint128 k = img.key(i);
-        full = !out[PageAt(Hash(k), depth) - first].Put(k, img.value(i), &stored);
+        const Hashes kh = Hash(k);
+        AddTo(filter, kh.filter);
+        full = !out[PageAt(kh.page, depth) - first].Put(k, img.value(i), &stored);
       }
       // Held keys replace the value of a key they share, or join as new ones.
-      for (; h < held.size() && PageAt(held[h].hash, depth_) == p && !full; ++h)
-        full = !out[PageAt(held[h].hash, depth) - first].Put(held[h].key, held[h].value, &stored);
+      for (; h < held.size() && PageAt(held[h].hash.page, depth_) == p && !full; ++h) {
+        AddTo(filter, held[h].hash.filter);
+        full = !out[PageAt(held[h].hash.page, depth) - first].Put(held[h].key, held[h].value, &stored);
+      }
       // Written as they come, so that a file that cannot be written is given up at once.
       for (const auto& o : out) LETHE_RETURN_IF_ERROR(next->WriteNow(std::string_view(o.bytes.data(), kPageBytes)));
     }
     if (full) continue;  // a page overflowed: one more bit of hash
     file_ = std::move(next);
+    filter_ = std::move(filter);
     depth_ = depth;
     stored_ = stored;
     absl::erase_if(pending_, [](const auto&) { return true; });  // keeps the room clear() would free

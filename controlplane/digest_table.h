@@ -10,6 +10,12 @@
 // the table would be more than half full, or a page overflows, it is rebuilt into a file of
 // more pages in one sequential pass: a page splits into the pages that extend its hash prefix.
 //
+// A lookup of a key that was never put seldom reads the file: an in-memory filter of every key
+// put (a split block Bloom filter, as Apache Parquet specifies for its column indexes: a key
+// sets one bit in each 32-bit word of one 32-byte block) answers "absent" for all but about 0.5%
+// of them, at kFilterBitsPerKey bits for each key the file has room for. Replaying a ledger asks
+// this of every request and command id it meets, and almost none has ended before.
+//
 // Memory stays bounded: the last keys put (at most kMaxPending) are held in memory and written
 // in one pass over the pages they fall in. If the file cannot be written (a full disk) they
 // stay held and the write is tried again once kMaxPending more are held, so a put is never
@@ -40,6 +46,7 @@ class DigestTable {
   static constexpr size_t kHeaderBytes = 8;  // "LDT1", then the count of slots used
   static constexpr size_t kSlotsPerPage = (kPageBytes - kHeaderBytes) / kSlotBytes;
   static constexpr size_t kMaxPending = 4096;
+  static constexpr size_t kFilterBitsPerKey = 12;
 
   // An empty table whose file lives (unlinked) in `dir`; `what` names it in messages.
   static absl::StatusOr<std::unique_ptr<DigestTable>> Create(const std::string& dir, std::string what);
@@ -54,17 +61,29 @@ class DigestTable {
   uint64_t stored() const { return stored_; }
   // Writes the held keys out now; they stay held if that fails, and the failure is returned.
   absl::Status Flush();
-  // For tests and metrics: pages in the file, keys held in memory.
+  // For tests and metrics: pages in the file, keys held in memory, pages Get has read, bytes
+  // of the filter.
   uint64_t pages() const { return uint64_t{1} << depth_; }
   size_t held() const { return pending_.size(); }
+  uint64_t page_reads() const { return page_reads_; }
+  size_t filter_bytes() const { return filter_.size() * sizeof(Block); }
 
  private:
   DigestTable(std::unique_ptr<ScratchFile> file, std::string dir, std::string what);
-  // The keyed hash whose top bits pick a key's page.
-  uint64_t Hash(absl::uint128 key) const;
-  // The held keys with their hashes, in hash order.
+  // A key's keyed hash (SipHash-2-4 with 128-bit output): the top bits of `page` pick its page,
+  // `filter` its block and bits in the filter.
+  struct Hashes {
+    uint64_t page, filter;
+  };
+  Hashes Hash(absl::uint128 key) const;
+  // The filter's blocks; a table whose file has room for `keys` keys, held ones included.
+  using Block = std::array<uint32_t, 8>;
+  static std::vector<Block> FilterFor(uint64_t keys);
+  static void AddTo(std::vector<Block>& filter, uint64_t hash);
+  bool MayHold(uint64_t hash) const;
+  // The held keys with their hashes, in page-hash order.
   struct Held {
-    uint64_t hash;
+    Hashes hash;
     absl::uint128 key;
     uint64_t value;
   };
@@ -83,6 +102,8 @@ class DigestTable {
   size_t flush_at_ = kMaxPending;  // held keys that make Put flush; more after a failed flush
   absl::flat_hash_map<absl::uint128, uint64_t> pending_;
   std::vector<Held> held_;  // HeldByHash's, reused
+  std::vector<Block> filter_;  // every key put, in the file or held
+  mutable uint64_t page_reads_ = 0;
 };
 
 }  // namespace lethe::controlplane

@@ -28,6 +28,9 @@ void ApplyToRecord(RequestRecord& r, uint64_t seq, const v1::LedgerEntry& e) {
       r.submitted = s;
       r.submitted_entry = seq;
       r.due_unix_ms = s.due_unix_ms();
+      // At once: a DomainRecord is 616 bytes, and growing the vector one by one was 5% of
+      // a restart's replay.
+      r.domains.reserve(r.domains.size() + s.target_domains_size() + s.needs_identity_size());
       for (const auto& d : s.target_domains()) {
         DomainRecord dr;
         dr.domain = d;
