@@ -17,7 +17,8 @@ absl::Status Diverged() {
 LedgerWriter::LedgerWriter(ledger::Ledger& ledger, Projections& projections, const Clock& clock)
     : ledger_(ledger), projections_(projections), clock_(clock) {
   auto read = [&ledger](uint64_t seq) { return ledger.ReadEntry(seq); };
-  projections_.requests.SetEntryReader(read);
+  projections_.requests.SetEntryReader(
+      read, [&ledger](absl::Span<const uint64_t> seqs) { return ledger.ReadEntries(seqs); });
   projections_.consent.SetEntryReader(read);
 }
 

@@ -369,10 +369,21 @@ absl::Status RequestStore::CheckReceipt(const v1::ReceiptRecorded& rr, bool refu
   return lifecycle_.CheckReceipt(rr, refusal_allowed, verified);
 }
 
-void RequestStore::SetEntryReader(EntryReader reader) {
+void RequestStore::SetEntryReader(EntryReader reader, EntriesReader entries) {
   std::lock_guard<std::mutex> l(mu_);
   const bool first = !reader_;
+  if (!entries && reader)
+    entries = [reader](absl::Span<const uint64_t> seqs) -> absl::StatusOr<std::vector<std::string>> {
+      std::vector<std::string> out;
+      out.reserve(seqs.size());
+      for (const uint64_t seq : seqs) {
+        LETHE_ASSIGN_OR_RETURN(std::string bytes, reader(seq));
+        out.push_back(std::move(bytes));
+      }
+      return out;
+    };
   reader_ = std::move(reader);
+  entries_reader_ = std::move(entries);
   if (first && reader_ && vacuum_waits_) lifecycle_.UseVacuumWaits(vacuum_waits_.get());
 }
 
@@ -429,12 +440,31 @@ absl::Status RequestStore::AddToStory(const std::string& id, uint64_t seq) {
   return submissions_->WriteAt((*place - 1) * kSubmissionBytes, EncodeSubmission(sub));
 }
 
-absl::StatusOr<RequestRecord> RequestStore::Load(uint64_t submitted_entry, const std::string& packed,
-                                                 const EntryReader& reader) const {
+absl::StatusOr<RequestStore::EntriesRead> RequestStore::ReadBack(const std::vector<const std::string*>& stories,
+                                                                 const EntriesReader& reader) {
   if (!reader) return absl::InternalError("ended request: no ledger to read it back from");
+  EntriesRead read;
+  for (const std::string* packed : stories) {
+    const std::vector<uint64_t> seqs = UnpackAscending(*packed);
+    read.seqs.insert(read.seqs.end(), seqs.begin(), seqs.end());
+  }
+  std::sort(read.seqs.begin(), read.seqs.end());
+  read.seqs.erase(std::unique(read.seqs.begin(), read.seqs.end()), read.seqs.end());
+  LETHE_ASSIGN_OR_RETURN(read.bytes, reader(read.seqs));
+  if (read.bytes.size() != read.seqs.size())
+    return absl::InternalError(absl::StrCat("ended requests: ", read.seqs.size(), " ledger entries asked for, ",
+                                            read.bytes.size(), " read back"));
+  return read;
+}
+
+absl::StatusOr<RequestRecord> RequestStore::Load(uint64_t submitted_entry, const std::string& packed,
+                                                 const EntriesRead& read) {
   RequestRecord r;
   for (const uint64_t seq : UnpackAscending(packed)) {
-    LETHE_ASSIGN_OR_RETURN(std::string bytes, reader(seq));
+    const auto at = std::lower_bound(read.seqs.begin(), read.seqs.end(), seq);
+    if (at == read.seqs.end() || *at != seq)
+      return absl::InternalError(absl::StrCat("ledger entry ", seq, ": not among the entries read back"));
+    const std::string& bytes = read.bytes[at - read.seqs.begin()];
     v1::LedgerEntry e;
     if (!e.ParseFromString(bytes))
       return absl::DataLossError(absl::StrCat("ledger entry ", seq, ": does not parse as it did when recorded"));
@@ -471,10 +501,11 @@ absl::StatusOr<RequestRecord> RequestStore::Get(const std::string& id) const {
     return absl::InternalError("request_id: ended request " + Quote(id, 40) + " is neither held nor compacted");
   LETHE_ASSIGN_OR_RETURN(const Submission sub, ReadSubmission(*place - 1));
   LETHE_ASSIGN_OR_RETURN(const std::string packed, ReadStory(sub));
-  EntryReader reader = reader_;
+  EntriesReader reader = entries_reader_;
   l.unlock();  // read the ledger without holding the store
   // (Another id with the same 128-bit digest would take a SHA-256 collision.)
-  LETHE_ASSIGN_OR_RETURN(RequestRecord r, Load(sub.entry, packed, reader));
+  LETHE_ASSIGN_OR_RETURN(const EntriesRead read, ReadBack({&packed}, reader));
+  LETHE_ASSIGN_OR_RETURN(RequestRecord r, Load(sub.entry, packed, read));
   r.ordinal = *place - 1;
   return r;
 }
@@ -550,18 +581,31 @@ absl::StatusOr<std::vector<RequestRecord>> RequestStore::ListPage(uint64_t after
       }
     }
   }
-  EntryReader reader = reader_;
+  EntriesReader reader = entries_reader_;
   l.unlock();
   std::vector<RequestRecord> out;
   out.reserve(page.size());
-  for (auto& item : page) {
-    if (item.whole) {
-      out.push_back(*std::move(item.whole));
-      continue;
+  // The ended requests' entries are read kReadBackRequests requests at a time, each time in
+  // one call of the reader: neighbours in the ledger are read together.
+  for (size_t first = 0; first < page.size(); first += kReadBackRequests) {
+    const size_t end = std::min(page.size(), first + kReadBackRequests);
+    std::vector<const std::string*> stories;
+    for (size_t i = first; i < end; ++i)
+      if (!page[i].whole) stories.push_back(&page[i].packed);
+    EntriesRead read;
+    if (!stories.empty()) {
+      LETHE_ASSIGN_OR_RETURN(read, ReadBack(stories, reader));
     }
-    LETHE_ASSIGN_OR_RETURN(RequestRecord r, Load(item.entry, item.packed, reader));
-    r.ordinal = item.ordinal;
-    out.push_back(std::move(r));
+    for (size_t i = first; i < end; ++i) {
+      Item& item = page[i];
+      if (item.whole) {
+        out.push_back(*std::move(item.whole));
+        continue;
+      }
+      LETHE_ASSIGN_OR_RETURN(RequestRecord r, Load(item.entry, item.packed, read));
+      r.ordinal = item.ordinal;
+      out.push_back(std::move(r));
+    }
   }
   return out;
 }

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "audit/request_lifecycle.h"
 #include "base/scratch_file.h"
 #include "controlplane/digest_table.h"
@@ -159,7 +160,11 @@ class RequestStore {
   // Where ended requests are read back from once compacted: the exact bytes of a ledger entry
   // (lethed: Ledger::ReadEntry). Set before the first Get of an ended request.
   using EntryReader = std::function<absl::StatusOr<std::string>(uint64_t seq)>;
-  void SetEntryReader(EntryReader reader);
+  // Several entries at once, strictly ascending (lethed: Ledger::ReadEntries, which reads
+  // neighbours together): how a request and a page of requests are read back. Without one the
+  // EntryReader is asked entry by entry.
+  using EntriesReader = std::function<absl::StatusOr<std::vector<std::string>>(absl::Span<const uint64_t> seqs)>;
+  void SetEntryReader(EntryReader reader, EntriesReader entries = nullptr);
   // Entries below `end` are durable (and readable): ended requests whose completion is among
   // them are compacted. Without calls to it nothing is compacted.
   void MarkDurable(uint64_t end);
@@ -252,9 +257,17 @@ class RequestStore {
   // Moves request `id`, ended and durable, out of requests_ into the scratch files; false
   // (and the request stays whole) if they cannot be written.
   bool Compact(const std::string& id);
-  // Rebuilds an ended request from its packed entry indices (see stories_).
-  absl::StatusOr<RequestRecord> Load(uint64_t submitted_entry, const std::string& packed,
-                                     const EntryReader& reader) const;
+  // The entries of some ended requests, read back in one call of the reader: every index in
+  // their packed stories (see stories_), ascending, and the bytes of each.
+  struct EntriesRead {
+    std::vector<uint64_t> seqs;
+    std::vector<std::string> bytes;
+  };
+  static absl::StatusOr<EntriesRead> ReadBack(const std::vector<const std::string*>& stories,
+                                              const EntriesReader& reader);
+  // Rebuilds an ended request from its packed story and its entries, read back.
+  static absl::StatusOr<RequestRecord> Load(uint64_t submitted_entry, const std::string& packed,
+                                            const EntriesRead& read);
   // Submission record `ordinal`: the request's submitted entry and, once compacted, where its
   // packed story is (offset + 1 in stories_, and length; 0 while it is held whole).
   struct Submission {
@@ -262,6 +275,8 @@ class RequestStore {
     uint32_t length = 0;
   };
   static constexpr size_t kSubmissionBytes = 24;
+  // Ended requests whose entries a list reads back in one call of the entries reader.
+  static constexpr size_t kReadBackRequests = 128;
   static std::string EncodeSubmission(const Submission& s);
   static Submission ParseSubmission(const char* rec);
   absl::StatusOr<Submission> ReadSubmission(uint64_t ordinal) const;
@@ -299,6 +314,7 @@ class RequestStore {
   uint64_t compacted_ = 0;
   std::deque<std::pair<uint64_t, std::string>> ending_;  // (completed entry, id), log order
   EntryReader reader_;
+  EntriesReader entries_reader_;
   // The requests still IN_PROGRESS, by submission entry: what the outbox walks on every pass,
   // so that a pass costs the open requests, not every request ever recorded.
   std::map<uint64_t, std::string> in_progress_;

@@ -28,16 +28,25 @@ void EntryIndex::Append(std::string_view leaf_hash, const Location& location) {
 }
 
 absl::StatusOr<EntryIndex::Location> EntryIndex::LocationOf(uint64_t seq) const {
-  if (seq >= size())
-    return absl::OutOfRangeError(
-        absl::StrCat("entry ", seq, " is beyond the ", size(), " entries indexed"));
-  char rec[kRecordSize];
-  LETHE_RETURN_IF_ERROR(file_->ReadAt(seq * kRecordSize, kRecordSize, rec));
-  Location loc;
-  std::memcpy(&loc.segment, rec + kLeaf, 4);
-  std::memcpy(&loc.length, rec + kLeaf + 4, 4);
-  std::memcpy(&loc.offset, rec + kLeaf + 8, 8);
-  return loc;
+  LETHE_ASSIGN_OR_RETURN(std::vector<Location> one, LocationsOf(seq, 1));
+  return one.front();
+}
+
+absl::StatusOr<std::vector<EntryIndex::Location>> EntryIndex::LocationsOf(uint64_t first, uint64_t count) const {
+  if (first + count > size() || first + count < first)
+    return absl::OutOfRangeError(count == 1 ? absl::StrCat("entry ", first, " is beyond the ", size(), " entries indexed")
+                                            : absl::StrCat("entries ", first, " to ", first + count - 1,
+                                                           " are beyond the ", size(), " entries indexed"));
+  std::string recs(count * kRecordSize, '\0');
+  LETHE_RETURN_IF_ERROR(file_->ReadAt(first * kRecordSize, recs.size(), recs.data()));
+  std::vector<Location> out(count);
+  for (uint64_t i = 0; i < count; ++i) {
+    const char* rec = recs.data() + i * kRecordSize;
+    std::memcpy(&out[i].segment, rec + kLeaf, 4);
+    std::memcpy(&out[i].length, rec + kLeaf + 4, 4);
+    std::memcpy(&out[i].offset, rec + kLeaf + 8, 8);
+  }
+  return out;
 }
 
 absl::Status EntryIndex::ReadLeaves(uint64_t first, uint64_t count, std::string* out) const {

@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "base/scratch_file.h"
@@ -47,6 +48,8 @@ class EntryIndex {
   // Location of entry `seq`; kOutOfRange unless seq < size(), kUnavailable if the file
   // cannot be read.
   absl::StatusOr<Location> LocationOf(uint64_t seq) const;
+  // Locations of entries [first, first + count), in one read.
+  absl::StatusOr<std::vector<Location>> LocationsOf(uint64_t first, uint64_t count) const;
   // The leaf hashes of entries [first, first + count), 32 bytes each, into `out`.
   absl::Status ReadLeaves(uint64_t first, uint64_t count, std::string* out) const;
 

@@ -451,39 +451,82 @@ std::string Ledger::LatestCheckpoint() const {
 }
 
 absl::StatusOr<std::string> Ledger::ReadEntry(uint64_t seq) const {
-  std::string path;
-  EntryIndex::Location loc;
-  std::string leaf;
-  int fd = -1;
+  LETHE_ASSIGN_OR_RETURN(std::vector<std::string> one, ReadEntries(absl::MakeConstSpan(&seq, 1)));
+  return std::move(one.front());
+}
+
+absl::StatusOr<std::vector<std::string>> Ledger::ReadEntries(absl::Span<const uint64_t> seqs) const {
+  struct Want {
+    EntryIndex::Location loc;
+    std::string leaf;
+    int fd = -1;
+    size_t path = 0;  // in paths
+  };
+  std::vector<Want> want(seqs.size());
+  std::vector<std::string> paths;  // of the segments read (ascending with the entries), for messages
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (seq >= index_->size())
-      return absl::OutOfRangeError(absl::StrCat("entry ", seq, " is beyond the log size ",
-                                                index_->size()));
-    LETHE_ASSIGN_OR_RETURN(loc, index_->LocationOf(seq));
-    if (loc.segment >= segments_.size())
-      return absl::DataLossError(absl::StrCat("ledger corrupt: the index places entry ", seq,
-                                              " in segment ", loc.segment, " of ", segments_.size()));
-    path = segments_[loc.segment];
-    // One descriptor per segment, opened on first read and kept until the ledger closes
-    // (segments are never removed while it is open), so that reading a request back costs
-    // no open and close per entry.
-    if (read_fds_.size() <= loc.segment) read_fds_.resize(loc.segment + 1, -1);
-    if (read_fds_[loc.segment] < 0) {
-      read_fds_[loc.segment] = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (read_fds_[loc.segment] < 0) return Errno("cannot open segment", path);
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      if (i > 0 && seqs[i] <= seqs[i - 1])
+        return absl::InvalidArgumentError(absl::StrCat("ledger read: entries must ascend, and entry ", seqs[i],
+                                                       " follows entry ", seqs[i - 1]));
+      if (seqs[i] >= index_->size())
+        return absl::OutOfRangeError(absl::StrCat("entry ", seqs[i], " is beyond the log size ", index_->size()));
     }
-    fd = read_fds_[loc.segment];
-    // Checked against the tree's nodes in memory if it is read back.
-    LETHE_ASSIGN_OR_RETURN(leaf, tree_.Leaf(seq));
+    // The index records of entries close together, in one read.
+    for (size_t i = 0; i < seqs.size();) {
+      size_t j = i + 1;
+      while (j < seqs.size() && seqs[j] - seqs[j - 1] <= kIndexGap) ++j;
+      const uint64_t first = seqs[i];
+      LETHE_ASSIGN_OR_RETURN(const std::vector<EntryIndex::Location> locs,
+                             index_->LocationsOf(first, seqs[j - 1] - first + 1));
+      for (; i < j; ++i) want[i].loc = locs[seqs[i] - first];
+    }
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const EntryIndex::Location& loc = want[i].loc;
+      if (loc.segment >= segments_.size())
+        return absl::DataLossError(absl::StrCat("ledger corrupt: the index places entry ", seqs[i], " in segment ",
+                                                loc.segment, " of ", segments_.size()));
+      if (i == 0 || loc.segment != want[i - 1].loc.segment) paths.push_back(segments_[loc.segment]);
+      want[i].path = paths.size() - 1;
+      // One descriptor per segment, opened on first read and kept until the ledger closes
+      // (segments are never removed while it is open), so that reading a request back costs
+      // no open and close per entry.
+      if (read_fds_.size() <= loc.segment) read_fds_.resize(loc.segment + 1, -1);
+      if (read_fds_[loc.segment] < 0) {
+        read_fds_[loc.segment] = ::open(paths.back().c_str(), O_RDONLY | O_CLOEXEC);
+        if (read_fds_[loc.segment] < 0) return Errno("cannot open segment", paths.back());
+      }
+      want[i].fd = read_fds_[loc.segment];
+      // Checked against the tree's nodes in memory if it is read back.
+      LETHE_ASSIGN_OR_RETURN(want[i].leaf, tree_.Leaf(seqs[i]));
+    }
   }
-  std::string out(loc.length, '\0');
-  const ssize_t n = ::pread(fd, out.data(), out.size(), static_cast<off_t>(loc.offset));
-  if (n != static_cast<ssize_t>(out.size())) return Errno("cannot read segment", path);
-  // The bytes the tree holds the hash of, or the file changed under the log.
-  if (LeafHash(out) != leaf)
-    return absl::DataLossError(absl::StrCat("ledger corrupt: entry ", seq, " in ", path,
-                                            " no longer hashes to its leaf in the Merkle tree"));
+  std::vector<std::string> out(seqs.size());
+  std::string span;
+  for (size_t i = 0; i < seqs.size();) {
+    // Entries whose bytes lie close together in one segment, in one read.
+    const uint64_t start = want[i].loc.offset;
+    uint64_t end = start + want[i].loc.length;
+    size_t j = i + 1;
+    for (; j < seqs.size(); ++j) {
+      const EntryIndex::Location& next = want[j].loc;
+      if (next.segment != want[i].loc.segment || next.offset < end || next.offset - end > kReadGap ||
+          next.offset + next.length - start > kMaxRead)
+        break;
+      end = next.offset + next.length;
+    }
+    span.resize(end - start);
+    const ssize_t n = ::pread(want[i].fd, span.data(), span.size(), static_cast<off_t>(start));
+    if (n != static_cast<ssize_t>(span.size())) return Errno("cannot read segment", paths[want[i].path]);
+    for (; i < j; ++i) {
+      out[i] = span.substr(want[i].loc.offset - start, want[i].loc.length);
+      // The bytes the tree holds the hash of, or the file changed under the log.
+      if (LeafHash(out[i]) != want[i].leaf)
+        return absl::DataLossError(absl::StrCat("ledger corrupt: entry ", seqs[i], " in ", paths[want[i].path],
+                                                " no longer hashes to its leaf in the Merkle tree"));
+    }
+  }
   return out;
 }
 

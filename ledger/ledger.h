@@ -26,6 +26,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "base/file_system.h"
 #include "crypto/crypto.h"
 #include "ledger/checkpoint.h"
@@ -206,6 +207,14 @@ class Ledger {
   // disk no longer hash to the entry's leaf. Each segment is read through a descriptor kept
   // open until the ledger closes: a file renamed over a segment meanwhile is not read.
   absl::StatusOr<std::string> ReadEntry(uint64_t seq) const;
+  // Exact bytes of entries `seqs` (strictly ascending), each checked as ReadEntry checks it.
+  // Neighbours are read together: the index records of entries at most kIndexGap apart in one
+  // read, and entries whose bytes lie at most kReadGap apart in a segment in one pread of up
+  // to kMaxRead bytes. What a page of ended requests reads back.
+  static constexpr uint64_t kIndexGap = 64;
+  static constexpr uint64_t kReadGap = 4096;
+  static constexpr uint64_t kMaxRead = 1 << 20;
+  absl::StatusOr<std::vector<std::string>> ReadEntries(absl::Span<const uint64_t> seqs) const;
   const std::string& origin() const { return options_.origin; }
   // Commits (fdatasync calls) and entries written since open.
   uint64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }

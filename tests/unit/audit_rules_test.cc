@@ -955,6 +955,58 @@ TEST(RuleV1, LethedKeepsWhatEndedRequestsAwaitOnDiskAndReadsItBack) {
   EXPECT_THAT(std::string(wrong.message()), HasSubstr("is not that receipt"));
 }
 
+// Ended requests are read back through the entries reader (Ledger::ReadEntries in lethed): a
+// request in one call, a page of them in one call, each entry asked for once and in ascending
+// order, and shown as the entry-by-entry reader shows them; a reader that answers fewer
+// entries than asked is an error, never a shorter story.
+TEST(RuleV1, EndedRequestsAreReadBackInOneCallOfTheEntriesReader) {
+  Written w = Chain(PhysicalLog());
+  std::vector<std::vector<uint64_t>> calls;
+  bool short_answer = false;
+  auto entries = [&](absl::Span<const uint64_t> seqs) -> absl::StatusOr<std::vector<std::string>> {
+    calls.emplace_back(seqs.begin(), seqs.end());
+    std::vector<std::string> out;
+    for (const uint64_t seq : seqs) out.push_back(w.bytes.at(seq));
+    if (short_answer) out.pop_back();
+    return out;
+  };
+  controlplane::RequestStore batched, plain;
+  batched.SetEntryReader(ReaderOf(w), entries);
+  plain.SetEntryReader(ReaderOf(w));
+  for (uint64_t at = 0; at <= 17; ++at) {
+    E e;
+    ASSERT_TRUE(e.ParseFromString(w.bytes[at]));
+    ASSERT_TRUE(batched.Apply(at, e).ok()) << "entry " << at;
+    ASSERT_TRUE(plain.Apply(at, e).ok()) << "entry " << at;
+  }
+  batched.MarkDurable(18);
+  plain.MarkDurable(18);
+  ASSERT_EQ(batched.held().compacted, 2u);
+  bool more = false;
+  ASSERT_OK_AND_ASSIGN(const std::vector<controlplane::RequestRecord> page,
+                       batched.ListPage(0, 10, std::nullopt, &more));
+  ASSERT_OK_AND_ASSIGN(const std::vector<controlplane::RequestRecord> want, plain.ListPage(0, 10, std::nullopt, &more));
+  ASSERT_EQ(page.size(), 2u);
+  ASSERT_EQ(calls.size(), 1u) << "one call for the page";
+  std::set<uint64_t> asked(calls[0].begin(), calls[0].end());
+  EXPECT_EQ(asked.size(), calls[0].size()) << "each entry once";
+  EXPECT_TRUE(std::is_sorted(calls[0].begin(), calls[0].end()));
+  for (size_t i = 0; i < page.size(); ++i) {
+    EXPECT_EQ(controlplane::ToView(page[i], batched, absl::UnixEpoch()).DebugString(),
+              controlplane::ToView(want[i], plain, absl::UnixEpoch()).DebugString());
+    EXPECT_TRUE(asked.count(page[i].submitted_entry) && asked.count(page[i].completed_entry)) << i;
+  }
+  calls.clear();
+  ASSERT_OK_AND_ASSIGN(const controlplane::RequestRecord one, batched.Get(page[1].request_id));
+  EXPECT_EQ(calls.size(), 1u) << "one call for a request";
+  EXPECT_EQ(controlplane::ToView(one, batched, absl::UnixEpoch()).DebugString(),
+            controlplane::ToView(want[1], plain, absl::UnixEpoch()).DebugString());
+  short_answer = true;
+  const absl::Status s = batched.Get(page[1].request_id).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("asked for"));
+}
+
 // lethed replays its ledger before it can read entries back: what ended requests await stays in
 // memory until it can, then moves to disk.
 TEST(RuleV1, AReplayWithoutAReaderParksTheWaitsOnceItHasOne) {

@@ -883,6 +883,22 @@ TEST_F(LedgerTest, SegmentsRollOverAndSeqsContinue) {
   EXPECT_EQ(ledger->ReadEntry(first_seqs[1]).value(), bytes[first_seqs[1]]);
 }
 
+// Changes the last byte of the record whose payload is `payload` in the segments of `dir`, as
+// a disk or a hand might; false if no record holds it.
+bool FlipLastPayloadByte(const std::string& dir, const std::string& payload) {
+  bool changed = false;
+  for (const std::string& seg : SegmentFiles(dir)) {
+    std::string data = ReadBytes(seg);
+    for (const RecordPos& r : RecordsIn(data)) {
+      if (data.substr(r.payload(), r.length) != payload) continue;
+      data[r.end() - 1] ^= 0x01;
+      WriteBytes(seg, data);
+      changed = true;
+    }
+  }
+  return changed;
+}
+
 // The durable entries' leaf hashes and locations leave memory (entry_index.h, and
 // MerkleTree::Evict): entries, roots and proofs of old entries, across segments and tiles,
 // are read back the same, before and after a reopen (which also checks every checkpoint
@@ -930,23 +946,61 @@ TEST_F(LedgerTest, OldEntriesLeaveMemoryAndAreReadBackCheckedAndProvedAsBefore) 
   if (HasFatalFailure()) return;
 
   // Entry 10, long out of memory: one byte of its payload changed in its segment.
-  bool changed = false;
-  for (const std::string& seg : SegmentFiles(dir_.path())) {
-    std::string data = ReadBytes(seg);
-    for (const RecordPos& r : RecordsIn(data)) {
-      if (data.substr(r.payload(), r.length) != bytes[10]) continue;
-      data[r.end() - 1] ^= 0x01;
-      WriteBytes(seg, data);
-      changed = true;
-    }
-  }
-  ASSERT_TRUE(changed);
+  ASSERT_TRUE(FlipLastPayloadByte(dir_.path(), bytes[10]));
   const absl::Status s = ledger->ReadEntry(10).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
   EXPECT_THAT(s.message(), HasSubstr("entry 10"));
   EXPECT_THAT(s.message(), HasSubstr("no longer hashes to its leaf"));
   ASSERT_OK_AND_ASSIGN(const std::string other, ledger->ReadEntry(11));
   EXPECT_EQ(other, bytes[11]);
+}
+
+// ReadEntries reads neighbours together (index records, and entries close together in a
+// segment, in one read each) and returns each entry's exact bytes, across segments and index
+// runs; each entry is still checked against its leaf, one changed on disk is reported by its
+// index even inside a shared read, and seqs that do not ascend or pass the end are refused.
+TEST_F(LedgerTest, ReadEntriesReadsNeighboursTogetherAndChecksEachAgainstItsLeaf) {
+  max_segment_bytes_ = 4096;
+  constexpr uint64_t kEntries = 600;
+  ASSERT_OK_AND_ASSIGN(auto ledger, Open());
+  std::vector<std::string> bytes = {ledger->ReadEntry(0).value()};
+  while (bytes.size() < kEntries) {
+    std::vector<v1::LedgerEntry> batch;
+    for (int k = 0; k < 5 && bytes.size() + batch.size() < kEntries; ++k)
+      batch.push_back(TestEntry(static_cast<int>(bytes.size() + batch.size())));
+    ASSERT_OK_AND_ASSIGN(auto appended, ledger->Append(std::move(batch), kNow));
+    for (const AppendedEntry& a : appended) bytes.push_back(a.bytes);
+  }
+  ASSERT_GE(SegmentFiles(dir_.path()).size(), 5u);
+  auto expect_read = [&](const std::vector<uint64_t>& seqs) {
+    ASSERT_OK_AND_ASSIGN(const std::vector<std::string> got, ledger->ReadEntries(seqs));
+    ASSERT_EQ(got.size(), seqs.size());
+    for (size_t i = 0; i < seqs.size(); ++i) ASSERT_EQ(got[i], bytes[seqs[i]]) << "entry " << seqs[i];
+  };
+  std::vector<uint64_t> every(kEntries);
+  std::iota(every.begin(), every.end(), 0u);
+  expect_read(every);
+  // Gaps within a run, across runs (more than kIndexGap apart) and across segments.
+  std::vector<uint64_t> scattered = {0, 1, 3, 7, 8, 70, 71};
+  for (uint64_t seq = 200; seq < 273; ++seq) scattered.push_back(seq);  // one run longer than kIndexGap
+  scattered.push_back(kEntries - 1);
+  expect_read(scattered);
+  expect_read({});
+  expect_read({kEntries - 1});
+
+  EXPECT_EQ(ledger->ReadEntries({5, 5}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ledger->ReadEntries({6, 5}).status().code(), absl::StatusCode::kInvalidArgument);
+  const absl::Status beyond = ledger->ReadEntries({5, kEntries}).status();
+  EXPECT_EQ(beyond.code(), absl::StatusCode::kOutOfRange) << beyond;
+  EXPECT_THAT(beyond.message(), HasSubstr(absl::StrCat("entry ", kEntries)));
+
+  // Entry 300: the last byte of its payload changed in its segment.
+  ASSERT_TRUE(FlipLastPayloadByte(dir_.path(), bytes[300]));
+  const absl::Status s = ledger->ReadEntries({298, 299, 300, 301, 302}).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_THAT(s.message(), HasSubstr("entry 300 "));
+  EXPECT_THAT(s.message(), HasSubstr("no longer hashes to its leaf"));
+  expect_read({298, 299, 301, 302});  // read in one piece with entry 300's bytes, which are not returned
 }
 
 // The entry index's scratch file (entry_index.h) is invisible in the directory, and a write
