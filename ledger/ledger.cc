@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -464,26 +465,24 @@ absl::StatusOr<std::vector<std::string>> Ledger::ReadEntries(absl::Span<const ui
   };
   std::vector<Want> want(seqs.size());
   std::vector<std::string> paths;  // of the segments read (ascending with the entries), for messages
-  {
+  for (size_t i = 1; i < seqs.size(); ++i)
+    if (seqs[i] <= seqs[i - 1])
+      return absl::InvalidArgumentError(absl::StrCat("ledger read: entries must ascend, and entry ", seqs[i],
+                                                     " follows entry ", seqs[i - 1]));
+  // Run by run of entries close together: their index records in one read, under the lock
+  // (taken per run, so that a long read does not hold up the writer's durable appends).
+  for (size_t i = 0; i < seqs.size();) {
+    size_t j = i + 1;
+    while (j < seqs.size() && seqs[j] - seqs[j - 1] <= kIndexGap) ++j;
+    const uint64_t first = seqs[i];
     std::lock_guard<std::mutex> lock(mu_);
-    for (size_t i = 0; i < seqs.size(); ++i) {
-      if (i > 0 && seqs[i] <= seqs[i - 1])
-        return absl::InvalidArgumentError(absl::StrCat("ledger read: entries must ascend, and entry ", seqs[i],
-                                                       " follows entry ", seqs[i - 1]));
-      if (seqs[i] >= index_->size())
-        return absl::OutOfRangeError(absl::StrCat("entry ", seqs[i], " is beyond the log size ", index_->size()));
-    }
-    // The index records of entries close together, in one read.
-    for (size_t i = 0; i < seqs.size();) {
-      size_t j = i + 1;
-      while (j < seqs.size() && seqs[j] - seqs[j - 1] <= kIndexGap) ++j;
-      const uint64_t first = seqs[i];
-      LETHE_ASSIGN_OR_RETURN(const std::vector<EntryIndex::Location> locs,
-                             index_->LocationsOf(first, seqs[j - 1] - first + 1));
-      for (; i < j; ++i) want[i].loc = locs[seqs[i] - first];
-    }
-    for (size_t i = 0; i < seqs.size(); ++i) {
-      const EntryIndex::Location& loc = want[i].loc;
+    if (const uint64_t size = index_->size(); seqs[j - 1] >= size)
+      return absl::OutOfRangeError(absl::StrCat(
+          "entry ", *std::lower_bound(seqs.begin() + i, seqs.begin() + j, size), " is beyond the log size ", size));
+    LETHE_ASSIGN_OR_RETURN(const std::vector<EntryIndex::Location> locs,
+                           index_->LocationsOf(first, seqs[j - 1] - first + 1));
+    for (; i < j; ++i) {
+      const EntryIndex::Location& loc = want[i].loc = locs[seqs[i] - first];
       if (loc.segment >= segments_.size())
         return absl::DataLossError(absl::StrCat("ledger corrupt: the index places entry ", seqs[i], " in segment ",
                                                 loc.segment, " of ", segments_.size()));
