@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  g++ make cmake ninja-build pkgconf
+  g++ make cmake ninja-build pkgconf lld
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libabsl-dev
   librdkafka-dev kcat libpqxx-dev postgresql-15 libssl-dev openssl libcurl4-openssl-dev libexpat1-dev
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
