@@ -22,6 +22,14 @@
 #include "yaml-cpp/yaml.h"
 
 namespace lethe::policies {
+
+// Where in the file a value was written. Outside the anonymous namespace because PolicyBuilder
+// (a friend of Policy, so not in it) keeps positions in a field.
+struct Position {
+  int line = 0;  // 1-based; 0 when unknown
+  int column = 0;
+};
+
 namespace {
 
 constexpr size_t kMaxDomainNameLength = 200;  // the topic lethe.commands.<name> must fit
@@ -39,11 +47,6 @@ constexpr char kActions[] = "delete, anonymize or retain";
 constexpr char kBucketNameRule[] =
     "3 to 63 of [a-z0-9.-], starting and ending with a letter or digit";
 constexpr char kSetForm[] = "a map of column: null | hash | \"constant\"";
-
-struct Position {
-  int line = 0;  // 1-based; 0 when unknown
-  int column = 0;
-};
 
 Position PositionOf(const YAML::Mark& mark) {
   if (mark.is_null()) return {};

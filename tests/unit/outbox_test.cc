@@ -28,7 +28,12 @@ constexpr absl::Duration kDue = absl::Hours(24 * 30);  // the sample policy's de
 class OutboxTest : public ::testing::Test {
  protected:
   // A command TTL longer than the due date unless a test is about re-issue.
-  explicit OutboxTest(absl::Duration ttl = absl::Hours(24 * 90)) : cp_(RequestManagerOptions{ttl}) {}
+  explicit OutboxTest(absl::Duration ttl = absl::Hours(24 * 90)) : cp_(WithTtl(ttl)) {}
+  static RequestManagerOptions WithTtl(absl::Duration ttl) {
+    RequestManagerOptions o;
+    o.command_ttl = ttl;
+    return o;
+  }
   void SetUp() override {
     cp_.ActivateSample();
     growth_ = cp_.Enroll("growth");

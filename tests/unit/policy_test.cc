@@ -975,7 +975,7 @@ TEST(Kafka, BuildKeyFillsThePlaceholders) {
   // Values are inserted as they are, never expanded again.
   EXPECT_EQ(single.BuildKey({{"email", "{user_id}"}, {"user_id", "42"}}), "{user_id}");
   // A template Parse would reject builds no key.
-  KafkaTopic bad{"t", "{email", {"email"}};
+  KafkaTopic bad{"t", "{email", {"email"}, {}};
   EXPECT_EQ(bad.BuildKey(values), std::nullopt);
 }
 
