@@ -10,10 +10,10 @@
 FROM debian:12-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      g++ make cmake ninja-build pkgconf \
+      g++ make cmake ninja-build pkgconf lld \
       libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libabsl-dev \
       librdkafka-dev libpqxx-dev libssl-dev libcurl4-openssl-dev libexpat1-dev \
-      libgtest-dev libgmock-dev prometheus-cpp-dev \
+      libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev \
       libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsodium-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

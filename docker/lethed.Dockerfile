@@ -4,15 +4,17 @@
 #   docker build -f docker/lethed.Dockerfile -t ghcr.io/lethe-privacy/lethed:0.1.0 .
 
 # Build: tests/scripts/deps.sh's packages, less those only the tests run (postgresql-15,
-# kcat, openssl, python3-*, git); GoogleTest stays, as the top-level CMakeLists.txt needs it to
-# configure. The same stage in all three Dockerfiles, so a builder installs the packages once.
+# kcat, openssl, python3-*, git); GoogleTest and Google Benchmark stay, as the top-level
+# CMakeLists.txt needs them to configure, and lld, which it links with when it is there
+# (tests/k8s/dockerfile_test.py checks this list against deps.sh's). The same stage in all
+# three Dockerfiles, so a builder installs the packages once.
 FROM debian:12-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      g++ make cmake ninja-build pkgconf \
+      g++ make cmake ninja-build pkgconf lld \
       libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libabsl-dev \
       librdkafka-dev libpqxx-dev libssl-dev libcurl4-openssl-dev libexpat1-dev \
-      libgtest-dev libgmock-dev prometheus-cpp-dev \
+      libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev \
       libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libsodium-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

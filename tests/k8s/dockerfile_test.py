@@ -10,6 +10,9 @@ Nothing here can build images (no Docker engine), so what can be checked offline
 - the build stage builds that binary's target, and the run stage copies it from there;
 - the run stage ends as a numeric, non-root USER (UID and GID above 0), the UID k8s/ runs
   the containers as (10001);
+- the build stage installs every package tests/scripts/deps.sh installs to build, all but
+  those only the tests, the demo or the scripts use (TEST_ONLY): CMake's configure step asks
+  for every dependency of the tree, so one missing there stops the image's build;
 - every shared library the binary as built here needs (its ELF NEEDED entries, objdump -p,
   resolved by ldd and mapped to their Debian packages by dpkg -S) is installed by the run
   stage, directly or as a dependency of what it installs (dpkg-query, this machine being
@@ -28,6 +31,10 @@ BINARIES = {
     "lethe-agent": "agents/lethe-agent",
     "lethectl": "cli/lethectl",
 }
+# Packages of tests/scripts/deps.sh that neither CMake nor the compiler needs: the tests'
+# PostgreSQL, kcat and the verifier's Python, and the tools the scripts call.
+TEST_ONLY = {"postgresql-15", "kcat", "openssl", "git", "curl", "ca-certificates", "python3-protobuf",
+             "python3-cryptography", "python3-yaml", "nodejs", "npm"}
 BASE_IMAGE = "debian:12-slim"
 RUN_AS = 10001
 # Packages of debian:12-slim itself (essential and required, what apt and dpkg need) that
@@ -60,6 +67,15 @@ def installed_packages(instructions):
         for m in re.finditer(r"apt-get install\s+([^&;|]*)", ins):
             pkgs |= {w for w in m.group(1).split() if not w.startswith("-")}
     return pkgs
+
+
+def deps_packages(root):
+    """The packages of tests/scripts/deps.sh's PACKAGES=( ... ) list."""
+    text = open(os.path.join(root, "tests", "scripts", "deps.sh")).read()
+    m = re.search(r"^PACKAGES=\((.*?)^\)", text, re.M | re.S)
+    if not m:
+        return None
+    return {w for line in m.group(1).splitlines() for w in line.split("#")[0].split()}
 
 
 def owner(path):
@@ -126,6 +142,13 @@ def check(root, build, name, rel):
             problems.append(f"docker/{name}.Dockerfile: {from_line!r}: every stage must be FROM {BASE_IMAGE}")
     build_alias = st[0][0].split()[-1] if " AS " in st[0][0].upper() else None
     build_text = " ".join(st[0][1])
+    wanted = deps_packages(root)
+    if wanted is None:
+        problems.append("tests/scripts/deps.sh: no PACKAGES=( ... ) list found")
+    else:
+        for pkg in sorted(wanted - TEST_ONLY - installed_packages(st[0][1])):
+            problems.append(f"docker/{name}.Dockerfile: the build stage does not install {pkg}, which "
+                            "tests/scripts/deps.sh installs to build")
     if not re.search(rf"ninja\b[^&]*\s{re.escape(name)}\b", build_text):
         problems.append(f"docker/{name}.Dockerfile: the build stage does not build target {name}")
     run = st[-1][1]
