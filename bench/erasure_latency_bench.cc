@@ -14,6 +14,9 @@
 //
 //   build/bench/erasure_latency_bench --domains 3 --erasures 200 --idle-seconds 10
 //   build/bench/erasure_latency_bench --domains 10 --erasures 200 --idle-seconds 10
+//
+// --kafka-fetch-wait-ms N sets every consumer's fetch wait (10 by default, as lethed's embedded
+// mode sets it): the trade between the idle CPU (fetches a second) and the latency.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -23,6 +26,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_format.h"
 #include "base/status.h"
+#include "kafka/kafka.h"
 #include "spdlog/spdlog.h"
 #include "tests/support/mesh.h"
 
@@ -59,10 +63,19 @@ int Run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--erasures", erasures, "erasures timed, one after another")->capture_default_str();
   app.add_option("--idle-seconds", idle_seconds, "length of the idle CPU measurement")->capture_default_str();
+  int fetch_wait_ms = static_cast<int>(absl::ToInt64Milliseconds(kafka::kEmbeddedFetchWait));
+  app.add_option("--kafka-fetch-wait-ms", fetch_wait_ms,
+                 "fetch.wait.max.ms of lethed's receipt consumer and the agents' command consumers "
+                 "(the embedded broker holds an empty fetch this long)")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
 
   testing::Mesh::Options mo;
+  const absl::Duration fetch_wait = absl::Milliseconds(fetch_wait_ms);
+  mo.lethed_options = [fetch_wait](controlplane::LethedOptions& o) { o.kafka_fetch_wait = fetch_wait; };
+  mo.agent_options = [fetch_wait](agents::AgentOptions& o) { o.fetch_wait = fetch_wait; };
   if (domains == 10) {
     mo.domains.clear();
     for (int i = 1; i <= 10; ++i) mo.domains.push_back(absl::StrFormat("shard%02d", i));
