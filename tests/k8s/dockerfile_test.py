@@ -127,7 +127,8 @@ def closure(packages):
     return seen
 
 
-def check(root, build, name, rel):
+def check(root, build, name, rel, wanted):
+    """The problems of docker/<name>.Dockerfile; `wanted`: the build packages of deps.sh."""
     problems = []
     path = os.path.join(root, "docker", f"{name}.Dockerfile")
     if not os.path.isfile(path):
@@ -142,13 +143,9 @@ def check(root, build, name, rel):
             problems.append(f"docker/{name}.Dockerfile: {from_line!r}: every stage must be FROM {BASE_IMAGE}")
     build_alias = st[0][0].split()[-1] if " AS " in st[0][0].upper() else None
     build_text = " ".join(st[0][1])
-    wanted = deps_packages(root)
-    if wanted is None:
-        problems.append("tests/scripts/deps.sh: no PACKAGES=( ... ) list found")
-    else:
-        for pkg in sorted(wanted - TEST_ONLY - installed_packages(st[0][1])):
-            problems.append(f"docker/{name}.Dockerfile: the build stage does not install {pkg}, which "
-                            "tests/scripts/deps.sh installs to build")
+    for pkg in sorted(wanted - installed_packages(st[0][1])):
+        problems.append(f"docker/{name}.Dockerfile: the build stage does not install {pkg}, which "
+                        "tests/scripts/deps.sh installs to build")
     if not re.search(rf"ninja\b[^&]*\s{re.escape(name)}\b", build_text):
         problems.append(f"docker/{name}.Dockerfile: the build stage does not build target {name}")
     run = st[-1][1]
@@ -181,9 +178,14 @@ def main():
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
     root, build = (os.path.abspath(a) for a in sys.argv[1:])
+    packages = deps_packages(root)
+    if packages is None:
+        print("dockerfile_test.py: FAIL: tests/scripts/deps.sh: no PACKAGES=( ... ) list found", file=sys.stderr)
+        return 1
+    wanted = packages - TEST_ONLY
     problems = []
     for name, rel in BINARIES.items():
-        p = check(root, build, name, rel)
+        p = check(root, build, name, rel, wanted)
         print(f"  {'FAIL' if p else 'ok  '} docker/{name}.Dockerfile")
         problems += p
     if problems:
