@@ -204,7 +204,9 @@ absl::StatusOr<std::unique_ptr<Lethed>> Lethed::Start(LethedOptions options) {
   for (const auto& [k, v] : options.kafka_extra) consumer_cfg[k] = v;
   LETHE_ASSIGN_OR_RETURN(auto consumer, kafka::Consumer::Create(d->bootstrap_, "lethed",
                                                           {kafka::kReceiptTopic}, consumer_cfg));
-  d->intake_ = std::make_unique<ReceiptIntake>(*d->manager_, std::move(consumer));
+  ReceiptIntakeOptions intake;
+  intake.store = &d->projections_.requests;
+  d->intake_ = std::make_unique<ReceiptIntake>(*d->manager_, std::move(consumer), intake);
   d->outbox_ = std::make_unique<OutboxPublisher>(d->projections_.requests, *d->manager_, *d->producer_,
                                                  *options.clock, options.outbox);
 

@@ -116,6 +116,7 @@ class Lethed {
   // What a Prometheus scrape of --metrics-listen returns.
   const LethedMetrics& metrics() const { return *metrics_; }
   RequestManager& manager() { return *manager_; }
+  ReceiptIntake& intake() { return *intake_; }
   ledger::Ledger& ledger() { return *ledger_; }
   const crypto::Ed25519PrivateKey& signing_key() const { return *key_; }
   kafka::EmbeddedKafka* embedded_kafka() { return embedded_.get(); }

@@ -515,6 +515,11 @@ absl::StatusOr<std::vector<RequestRecord>> RequestStore::List() const {
   return ListPage(0, std::numeric_limits<size_t>::max(), std::nullopt, &more);
 }
 
+size_t RequestStore::InProgress() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return in_progress_.size();
+}
+
 RequestStore::Tally RequestStore::Count(absl::Time now) const {
   std::lock_guard<std::mutex> l(mu_);
   Tally t;

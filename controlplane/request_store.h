@@ -182,6 +182,8 @@ class RequestStore {
     uint64_t in_progress = 0, completed = 0, done_with_gaps = 0, failed = 0, overdue = 0, domains_needing_identity = 0;
   };
   Tally Count(absl::Time now) const;
+  // How many requests are in progress (Count's in_progress, without walking them).
+  size_t InProgress() const;
   // How many requests are held whole, and how many compacted to their ledger indices; how
   // many commands await a PHYSICALLY_PURGED receipt in memory (those of open requests; the
   // ended ones' wait in a scratch file).

@@ -335,6 +335,18 @@ void ConsumerStats::Update(std::string_view json) {
     joined_.store(state != cgrp->end() && state->is_string() && *state == "up" && join != cgrp->end() &&
                   join->is_string() && *join == "steady");
   }
+  // brokers.<b>.req.Fetch: the Fetch requests sent to each broker.
+  if (auto brokers = j.find("brokers"); brokers != j.end() && brokers->is_object()) {
+    int64_t fetches = 0;
+    for (const auto& [name, b] : brokers->items()) {
+      auto req = b.find("req");
+      if (req == b.end() || !req->is_object()) continue;
+      auto f = req->find("Fetch");
+      if (f != req->end() && f->is_number_integer()) fetches += f->get<int64_t>();
+    }
+    fetch_requests_.store(fetches);
+  }
+  updates_.fetch_add(1);
 }
 
 
@@ -405,6 +417,7 @@ absl::StatusOr<std::optional<Message>> Consumer::Poll(absl::Duration timeout) {
   out.topic = rd_kafka_topic_name(m->rkt);
   out.partition = m->partition;
   out.offset = m->offset;
+  next_[{out.topic, out.partition}] = out.offset + 1;
   if (m->key) out.key = std::string(static_cast<const char*>(m->key), m->key_len);
   if (m->payload) out.value = std::string(static_cast<const char*>(m->payload), m->len);
   return std::optional<Message>(std::move(out));
@@ -464,6 +477,105 @@ absl::Status Consumer::CommitOffsets(const std::map<int32_t, const Message*>& la
   return absl::OkStatus();
 }
 
+absl::Status Consumer::Pause() {
+  rd_kafka_topic_partition_list_t* assigned = nullptr;
+  if (rd_kafka_resp_err_t e = rd_kafka_assignment(rk_, &assigned); e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return absl::UnavailableError(absl::StrCat("kafka assignment: ", rd_kafka_err2str(e)));
+  std::unique_ptr<rd_kafka_topic_partition_list_t, decltype(&rd_kafka_topic_partition_list_destroy)> guard(
+      assigned, rd_kafka_topic_partition_list_destroy);
+  std::unique_ptr<rd_kafka_topic_partition_list_t, decltype(&rd_kafka_topic_partition_list_destroy)> stop(
+      rd_kafka_topic_partition_list_new(assigned->cnt), rd_kafka_topic_partition_list_destroy);
+  for (int i = 0; i < assigned->cnt; ++i) {
+    const rd_kafka_topic_partition_t& tp = assigned->elems[i];
+    if (!paused_.contains({tp.topic, tp.partition})) rd_kafka_topic_partition_list_add(stop.get(), tp.topic, tp.partition);
+  }
+  if (stop->cnt == 0) return absl::OkStatus();
+  if (rd_kafka_resp_err_t e = rd_kafka_pause_partitions(rk_, stop.get()); e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return absl::UnavailableError(absl::StrCat("kafka pause: ", rd_kafka_err2str(e)));
+  for (int i = 0; i < stop->cnt; ++i) {
+    // Per partition: one that is no longer assigned is not paused.
+    if (stop->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) paused_.insert({stop->elems[i].topic, stop->elems[i].partition});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Consumer::Resume() {
+  if (paused_.empty()) return absl::OkStatus();
+  std::unique_ptr<rd_kafka_topic_partition_list_t, decltype(&rd_kafka_topic_partition_list_destroy)> list(
+      rd_kafka_topic_partition_list_new(static_cast<int>(paused_.size())), rd_kafka_topic_partition_list_destroy);
+  for (const auto& [topic, partition] : paused_) rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition);
+  if (rd_kafka_resp_err_t e = rd_kafka_resume_partitions(rk_, list.get()); e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return absl::UnavailableError(absl::StrCat("kafka resume: ", rd_kafka_err2str(e)));
+  // A partition librdkafka no longer knows (revoked since) starts unpaused when assigned again.
+  paused_.clear();
+  // librdkafka 2.0 clears the pause in its main thread and does not wake the broker's thread,
+  // which then starts fetching at its next timeout, up to a second later. A seek does wake it,
+  // once done, so after the resume queued before it: each partition is sought to where it
+  // is, the message after the last one polled (or rewound to); one with none since it was
+  // assigned, to its committed offset, where it starts anyway. One with neither starts when
+  // its broker's thread next wakes.
+  using List = std::unique_ptr<rd_kafka_topic_partition_list_t, decltype(&rd_kafka_topic_partition_list_destroy)>;
+  List seek(rd_kafka_topic_partition_list_new(list->cnt), rd_kafka_topic_partition_list_destroy);
+  List committed(rd_kafka_topic_partition_list_new(list->cnt), rd_kafka_topic_partition_list_destroy);
+  for (int i = 0; i < list->cnt; ++i) {
+    const rd_kafka_topic_partition_t& tp = list->elems[i];
+    if (tp.err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    if (auto it = next_.find({tp.topic, tp.partition}); it != next_.end())
+      rd_kafka_topic_partition_list_add(seek.get(), tp.topic, tp.partition)->offset = it->second;
+    else
+      rd_kafka_topic_partition_list_add(committed.get(), tp.topic, tp.partition);
+  }
+  if (committed->cnt > 0 && rd_kafka_committed(rk_, committed.get(), 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (int i = 0; i < committed->cnt; ++i) {
+      const rd_kafka_topic_partition_t& tp = committed->elems[i];
+      if (tp.err == RD_KAFKA_RESP_ERR_NO_ERROR && tp.offset >= 0)
+        rd_kafka_topic_partition_list_add(seek.get(), tp.topic, tp.partition)->offset = tp.offset;
+    }
+  }
+  if (seek->cnt == 0) return absl::OkStatus();
+  if (rd_kafka_error_t* err = rd_kafka_seek_partitions(rk_, seek.get(), 5000)) {
+    std::string msg = rd_kafka_error_string(err);
+    rd_kafka_error_destroy(err);
+    return absl::UnavailableError("kafka seek after resume: " + msg);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Consumer::Backlog(absl::Duration timeout) {
+  using List = std::unique_ptr<rd_kafka_topic_partition_list_t, decltype(&rd_kafka_topic_partition_list_destroy)>;
+  rd_kafka_topic_partition_list_t* assigned = nullptr;
+  if (rd_kafka_resp_err_t e = rd_kafka_assignment(rk_, &assigned); e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return absl::UnavailableError(absl::StrCat("kafka assignment: ", rd_kafka_err2str(e)));
+  List positions(assigned, rd_kafka_topic_partition_list_destroy);
+  if (positions->cnt == 0) return 0;
+  const int ms = static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(timeout), 1, 60'000));
+  // The offset after the last message polled, per partition; RD_KAFKA_OFFSET_INVALID before any.
+  if (rd_kafka_resp_err_t e = rd_kafka_position(rk_, positions.get()); e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return absl::UnavailableError(absl::StrCat("kafka position: ", rd_kafka_err2str(e)));
+  List committed(rd_kafka_topic_partition_list_copy(positions.get()), rd_kafka_topic_partition_list_destroy);
+  bool need_committed = false;
+  for (int i = 0; i < positions->cnt; ++i) need_committed = need_committed || positions->elems[i].offset < 0;
+  if (need_committed) {
+    if (rd_kafka_resp_err_t e = rd_kafka_committed(rk_, committed.get(), ms); e != RD_KAFKA_RESP_ERR_NO_ERROR)
+      return absl::UnavailableError(absl::StrCat("kafka committed offsets: ", rd_kafka_err2str(e)));
+  }
+  int64_t backlog = 0;
+  for (int i = 0; i < positions->cnt; ++i) {
+    const rd_kafka_topic_partition_t& p = positions->elems[i];
+    int64_t low = 0, high = 0;
+    if (rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk_, p.topic, p.partition, &low, &high, ms);
+        e != RD_KAFKA_RESP_ERR_NO_ERROR)
+      return absl::UnavailableError(absl::StrCat("kafka end offsets of ", p.topic, ": ", rd_kafka_err2str(e)));
+    auto tracked = next_.find({p.topic, p.partition});
+    const int64_t next = tracked != next_.end()            ? tracked->second
+                         : p.offset >= 0                   ? p.offset
+                         : committed->elems[i].offset >= 0 ? committed->elems[i].offset
+                                                           : low;
+    backlog += std::max<int64_t>(0, high - next);
+  }
+  return backlog;
+}
+
 absl::Status Consumer::Rewind(const Message& m) {
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(list, m.topic.c_str(), m.partition)->offset = m.offset;
@@ -474,6 +586,7 @@ absl::Status Consumer::Rewind(const Message& m) {
     rd_kafka_error_destroy(err);
     return absl::UnavailableError("kafka seek: " + msg);
   }
+  next_[{m.topic, m.partition}] = m.offset;
   return absl::OkStatus();
 }
 

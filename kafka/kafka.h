@@ -12,6 +12,7 @@
 #include <mutex>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -149,10 +150,16 @@ class ConsumerStats {
   // Whether the consumer is a member of its group with the group settled (its assignment,
   // possibly empty, received).
   bool joined() const { return joined_.load(); }
+  // Fetch requests sent so far, over every broker; -1 until the first statistics.
+  int64_t fetch_requests() const { return fetch_requests_.load(); }
+  // Statistics documents parsed so far.
+  uint64_t updates() const { return updates_.load(); }
 
  private:
   std::atomic<int64_t> lag_{-1};
   std::atomic<bool> joined_{false};
+  std::atomic<int64_t> fetch_requests_{-1};
+  std::atomic<uint64_t> updates_{0};
 };
 
 // Thread safety: not thread-safe; Poll, Commit and Rewind are called from one thread (the
@@ -189,6 +196,22 @@ class Consumer {
   // from there is delivered again; the first error, if any.
   absl::Status RewindFrom(const std::vector<Message>& batch, size_t from);
 
+  // Pause stops fetching the partitions assigned now: the broker is asked nothing for them
+  // until Resume, which fetches them again from the message after the last one polled.
+  // Partitions assigned later (a rebalance) are fetched until the next Pause. Resume touches
+  // only the partitions Pause stopped (librdkafka 2.0 may re-read from an older offset when
+  // resuming one that was not paused). Both are local to this client and cheap.
+  absl::Status Pause();
+  absl::Status Resume();
+  // Whether Pause has partitions stopped that Resume has not restarted.
+  bool paused() const { return !paused_.empty(); }
+  // The messages on the assigned partitions past this consumer's position (the message after
+  // the last one polled or rewound to; before any, the committed offset, else the partition's
+  // first), from
+  // the partitions' end offsets asked of their leaders now: one ListOffsets request each,
+  // paused or not. 0 with nothing assigned.
+  absl::StatusOr<int64_t> Backlog(absl::Duration timeout);
+
   const ConsumerStats& stats() const { return *stats_; }
 
  private:
@@ -196,6 +219,10 @@ class Consumer {
   absl::Status CommitOffsets(const std::map<int32_t, const Message*>& last, absl::Duration timeout);
   rd_kafka_t* rk_ = nullptr;
   std::unique_ptr<ConsumerStats> stats_;
+  std::set<std::pair<std::string, int32_t>> paused_;  // (topic, partition) stopped by Pause
+  // Per (topic, partition): the offset of the message after the last one polled, or of the
+  // one rewound to since. Where Resume seeks to.
+  std::map<std::pair<std::string, int32_t>, int64_t> next_;
 };
 
 // The settings of `topic` that bound how long erased records may linger. nullopt when the

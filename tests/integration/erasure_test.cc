@@ -5,6 +5,8 @@
 
 #include "base/file_system.h"
 #include "controlplane/identity_vault.h"
+#include "controlplane/receipt_intake.h"
+#include "kafka/kafka.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ledger/ledger.h"
@@ -111,6 +113,57 @@ TEST_F(ErasureTest, ErasesOnePersonFromThreeDomainsAndKeepsTheOther) {
   EXPECT_THAT(get.output, HasSubstr("billing.invoices deleted 2"));
   CommandResult json = RunLethectl(*mesh_, {"-o", "json", "request", "list"});
   EXPECT_THAT(json.output, HasSubstr("\"state\": \"COMPLETED\""));
+}
+
+// While no request is in progress, and the receipts are read to the end, lethed's receipt
+// consumer is paused: the embedded broker is asked for the topic's end offsets once a second
+// instead of holding about 100 empty fetches a second. A receipt that comes then is still
+// taken, and the next request starts the consumer again.
+TEST(ReceiptIntakeIdle, PausedBetweenRequestsYetTakesALateReceiptAndTheNextRequest) {
+  Mesh::Options options;
+  options.lethed_options = [](controlplane::LethedOptions& o) { o.kafka_extra["statistics.interval.ms"] = "100"; };
+  auto m = Mesh::Start(options);
+  ASSERT_TRUE(m.ok()) << m.status();
+  Mesh& mesh = **m;
+  ASSERT_TRUE(mesh.Plant(kAlice).ok());
+  ASSERT_TRUE(mesh.Plant(kBob).ok());
+  auto first = mesh.EraseAndWait(kAlice, kDone);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->state(), v1::COMPLETED);
+
+  controlplane::ReceiptIntake& intake = mesh.lethed().intake();
+  ASSERT_TRUE(WaitFor([&] { return intake.idle(); }, absl::Seconds(30))) << "never paused";
+  // Statistics come every 100 ms, delivered by the intake's polls, which while idle are its
+  // looks: the first 10 may still count fetches made before the pause; the 20 after them (2 s
+  // of the consumer's time) must count none.
+  const kafka::ConsumerStats& stats = intake.consumer_stats();
+  const uint64_t u0 = stats.updates();
+  ASSERT_TRUE(WaitFor([&] { return stats.updates() >= u0 + 10; }, absl::Seconds(30)));
+  const int64_t f0 = stats.fetch_requests();
+  ASSERT_TRUE(WaitFor([&] { return stats.updates() >= u0 + 30; }, absl::Seconds(30)));
+  EXPECT_EQ(stats.fetch_requests(), f0) << "unpaused, the 10 ms fetch wait makes about 200 in 2 s";
+  EXPECT_TRUE(intake.idle());
+
+  // A late receipt (here an agent's redelivery of one already recorded) is taken at a look.
+  auto receipts = ReadTopic(mesh.kafka_bootstrap(), kafka::kReceiptTopic);
+  ASSERT_TRUE(receipts.ok()) << receipts.status();
+  ASSERT_FALSE(receipts->empty());
+  // Taken means counted: as a duplicate, or refused since its request has ended.
+  const controlplane::ReceiptCounters& counters = mesh.lethed().manager().receipt_counters();
+  auto taken = [&] { return counters.duplicates.load() + counters.rejected.load(); };
+  const uint64_t before = taken();
+  auto producer = kafka::Producer::Create(mesh.kafka_bootstrap());
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  const kafka::Message& again = receipts->front();
+  ASSERT_TRUE((*producer)->ProduceSync(kafka::kReceiptTopic, again.key, *again.value, absl::Seconds(30)).ok());
+  EXPECT_TRUE(WaitFor([&] { return taken() > before; }, absl::Seconds(30)))
+      << "the redelivered receipt was not taken while idle";
+  EXPECT_TRUE(WaitFor([&] { return intake.idle(); }, absl::Seconds(30))) << "not paused again";
+
+  // The next request is answered as before.
+  auto second = mesh.EraseAndWait(kBob, kDone);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->state(), v1::COMPLETED);
 }
 
 TEST_F(ErasureTest, DataDirHoldsNoIdentifierOfTheErasedPerson) {

@@ -72,6 +72,65 @@ TEST(Consumer, CommitThroughMovesEachPartitionsOffset) {
   for (const auto& [partition, offset] : first) EXPECT_EQ(offset, next[partition]) << "partition " << partition;
 }
 
+// A paused consumer asks the broker for nothing and delivers nothing; resumed, it goes on from
+// where it was, a rewind before the pause included: no record is lost or skipped.
+TEST(Consumer, PausedItFetchesNothingAndResumedItGoesOnWhereItWas) {
+  auto broker = EmbeddedKafka::Start(1);
+  ASSERT_OK(broker);
+  ASSERT_OK((*broker)->CreateTopic("lethe.receipts", 1));
+  auto producer = Producer::Create((*broker)->bootstrap());
+  ASSERT_OK(producer);
+  for (int i = 0; i < 4; ++i)
+    ASSERT_OK((*producer)->ProduceSync("lethe.receipts", "k" + std::to_string(i), "v", absl::Seconds(30)).status());
+  Config config = kQuickGroup;
+  config["statistics.interval.ms"] = "100";
+  config["fetch.wait.max.ms"] = "10";  // unpaused, about 100 fetches a second
+  auto consumer = Consumer::Create((*broker)->bootstrap(), "lethed", {"lethe.receipts"}, config);
+  ASSERT_OK(consumer);
+  Consumer& c = **consumer;
+  std::vector<Message> got = PollUntil(c, 4);
+  ASSERT_EQ(got.size(), 4u);
+  ASSERT_OK(c.Rewind(got[2]));  // k2 and k3 are to come again
+  EXPECT_FALSE(c.paused());
+  ASSERT_OK(c.Pause());
+  EXPECT_TRUE(c.paused());
+  ASSERT_OK(c.Pause());  // again: nothing more to stop
+  ASSERT_OK((*producer)->ProduceSync("lethe.receipts", "k4", "v", absl::Seconds(30)).status());
+
+  // Statistics come through polls, every 100 ms: a fetch in flight at the pause may still be
+  // counted in the first two; then 20 more (2 s) must count none.
+  const ConsumerStats& stats = c.stats();
+  auto poll_through = [&](uint64_t updates) {
+    const uint64_t until = stats.updates() + updates;
+    for (int polls = 0; stats.updates() < until && polls < 600; ++polls) {
+      auto m = c.Poll(absl::Milliseconds(50));
+      ASSERT_OK(m);
+      ASSERT_FALSE(m->has_value()) << "a paused partition delivered " << *(*m)->key;
+    }
+    ASSERT_GE(stats.updates(), until) << "no statistics for 30 s";
+  };
+  ASSERT_NO_FATAL_FAILURE(poll_through(2));
+  const int64_t before = stats.fetch_requests();
+  ASSERT_GT(before, 0);
+  ASSERT_NO_FATAL_FAILURE(poll_through(20));
+  EXPECT_EQ(stats.fetch_requests(), before) << "fetched while paused";
+
+  ASSERT_OK(c.Resume());
+  EXPECT_FALSE(c.paused());
+  ASSERT_OK(c.Resume());  // again: nothing to restart
+  // Fetching starts at once: left alone, librdkafka 2.0's broker thread would notice the
+  // resume only at its next timeout, about a second later (Resume wakes it with a seek).
+  auto first = c.Poll(absl::Milliseconds(400));
+  ASSERT_OK(first);
+  ASSERT_TRUE(first->has_value()) << "nothing 400 ms after the resume";
+  std::vector<Message> rest = {**first};
+  for (Message& m : PollUntil(c, 2)) rest.push_back(std::move(m));
+  ASSERT_EQ(rest.size(), 3u);
+  EXPECT_EQ(rest[0].key, "k2");
+  EXPECT_EQ(rest[1].key, "k3");
+  EXPECT_EQ(rest[2].key, "k4");
+}
+
 // One record on a one-partition topic, received by a member of the agent's group: what the
 // commit tests below then commit.
 class OneReceived : public ::testing::Test {
