@@ -64,7 +64,9 @@ void ReceiptIntake::Run() {
     // fetch again when something is left to read.
     absl::StatusOr<int64_t> backlog = consumer_->Backlog(kBacklogTimeout);
     if (!backlog.ok()) {
-      spdlog::warn("receipt intake: {}", backlog.status().ToString());
+      // Not known: fetching goes on, or the pause lasts to the next look. An unreachable
+      // broker is reported by the Kafka health check, not here at every look.
+      spdlog::debug("receipt intake: {}", backlog.status().ToString());
     } else if (*backlog == 0) {
       if (absl::Status p = consumer_->Pause(); !p.ok()) spdlog::warn("receipt intake: {}", p.ToString());
     } else if (consumer_->paused()) {  // late receipts came: read them
