@@ -20,6 +20,23 @@
 namespace lethe::kafka {
 namespace {
 
+// An owned librdkafka partition list.
+using PartitionList =
+    std::unique_ptr<rd_kafka_topic_partition_list_t, decltype(&rd_kafka_topic_partition_list_destroy)>;
+PartitionList Own(rd_kafka_topic_partition_list_t* list) {
+  return PartitionList(list, rd_kafka_topic_partition_list_destroy);
+}
+PartitionList NewPartitionList(size_t size) {
+  return Own(rd_kafka_topic_partition_list_new(static_cast<int>(size)));
+}
+// The partitions assigned to the consumer now.
+absl::StatusOr<PartitionList> Assignment(rd_kafka_t* rk) {
+  rd_kafka_topic_partition_list_t* assigned = nullptr;
+  if (rd_kafka_resp_err_t e = rd_kafka_assignment(rk, &assigned); e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return absl::UnavailableError(absl::StrCat("kafka assignment: ", rd_kafka_err2str(e)));
+  return Own(assigned);
+}
+
 void LogCallback(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
   // librdkafka syslog levels: 0..3 errors, 4 warning, 5..6 info, 7 debug.
   if (level <= 3) {
@@ -451,8 +468,7 @@ absl::Status Consumer::RewindFrom(const std::vector<Message>& batch, size_t from
 }
 
 absl::Status Consumer::CommitOffsets(const std::map<int32_t, const Message*>& last, absl::Duration timeout) {
-  std::unique_ptr<rd_kafka_topic_partition_list_t, decltype(&rd_kafka_topic_partition_list_destroy)> list(
-      rd_kafka_topic_partition_list_new(static_cast<int>(last.size())), rd_kafka_topic_partition_list_destroy);
+  PartitionList list = NewPartitionList(last.size());
   for (const auto& [partition, m] : last)
     rd_kafka_topic_partition_list_add(list.get(), m->topic.c_str(), partition)->offset = m->offset + 1;
   // Not rd_kafka_commit(async=0): it waits for the coordinator's answer without a bound. The
@@ -478,13 +494,8 @@ absl::Status Consumer::CommitOffsets(const std::map<int32_t, const Message*>& la
 }
 
 absl::Status Consumer::Pause() {
-  rd_kafka_topic_partition_list_t* assigned = nullptr;
-  if (rd_kafka_resp_err_t e = rd_kafka_assignment(rk_, &assigned); e != RD_KAFKA_RESP_ERR_NO_ERROR)
-    return absl::UnavailableError(absl::StrCat("kafka assignment: ", rd_kafka_err2str(e)));
-  std::unique_ptr<rd_kafka_topic_partition_list_t, decltype(&rd_kafka_topic_partition_list_destroy)> guard(
-      assigned, rd_kafka_topic_partition_list_destroy);
-  std::unique_ptr<rd_kafka_topic_partition_list_t, decltype(&rd_kafka_topic_partition_list_destroy)> stop(
-      rd_kafka_topic_partition_list_new(assigned->cnt), rd_kafka_topic_partition_list_destroy);
+  LETHE_ASSIGN_OR_RETURN(PartitionList assigned, Assignment(rk_));
+  PartitionList stop = NewPartitionList(assigned->cnt);
   for (int i = 0; i < assigned->cnt; ++i) {
     const rd_kafka_topic_partition_t& tp = assigned->elems[i];
     if (!paused_.contains({tp.topic, tp.partition})) rd_kafka_topic_partition_list_add(stop.get(), tp.topic, tp.partition);
@@ -499,10 +510,34 @@ absl::Status Consumer::Pause() {
   return absl::OkStatus();
 }
 
+std::map<std::pair<std::string, int32_t>, int64_t> Consumer::NextOffsets(const rd_kafka_topic_partition_list_t& parts,
+                                                                         absl::Duration timeout, absl::Status* lookup) {
+  *lookup = absl::OkStatus();
+  std::map<std::pair<std::string, int32_t>, int64_t> out;
+  PartitionList ask = NewPartitionList(parts.cnt);
+  for (int i = 0; i < parts.cnt; ++i) {
+    const rd_kafka_topic_partition_t& tp = parts.elems[i];
+    if (auto it = next_.find({tp.topic, tp.partition}); it != next_.end())
+      out.emplace(it->first, it->second);
+    else
+      rd_kafka_topic_partition_list_add(ask.get(), tp.topic, tp.partition);
+  }
+  const int ms = static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(timeout), 1, 60'000));
+  if (ask->cnt == 0) return out;
+  if (rd_kafka_resp_err_t e = rd_kafka_committed(rk_, ask.get(), ms); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    *lookup = absl::UnavailableError(absl::StrCat("kafka committed offsets: ", rd_kafka_err2str(e)));
+  } else {
+    for (int i = 0; i < ask->cnt; ++i) {
+      const rd_kafka_topic_partition_t& tp = ask->elems[i];
+      if (tp.err == RD_KAFKA_RESP_ERR_NO_ERROR && tp.offset >= 0) out[{tp.topic, tp.partition}] = tp.offset;
+    }
+  }
+  return out;
+}
+
 absl::Status Consumer::Resume() {
   if (paused_.empty()) return absl::OkStatus();
-  std::unique_ptr<rd_kafka_topic_partition_list_t, decltype(&rd_kafka_topic_partition_list_destroy)> list(
-      rd_kafka_topic_partition_list_new(static_cast<int>(paused_.size())), rd_kafka_topic_partition_list_destroy);
+  PartitionList list = NewPartitionList(paused_.size());
   for (const auto& [topic, partition] : paused_) rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition);
   if (rd_kafka_resp_err_t e = rd_kafka_resume_partitions(rk_, list.get()); e != RD_KAFKA_RESP_ERR_NO_ERROR)
     return absl::UnavailableError(absl::StrCat("kafka resume: ", rd_kafka_err2str(e)));
@@ -511,27 +546,15 @@ absl::Status Consumer::Resume() {
   // librdkafka 2.0 clears the pause in its main thread and does not wake the broker's thread,
   // which then starts fetching at its next timeout, up to a second later. A seek does wake it,
   // once done, so after the resume queued before it: each partition is sought to where it
-  // is, the message after the last one polled (or rewound to); one with none since it was
-  // assigned, to its committed offset, where it starts anyway. One with neither starts when
-  // its broker's thread next wakes.
-  using List = std::unique_ptr<rd_kafka_topic_partition_list_t, decltype(&rd_kafka_topic_partition_list_destroy)>;
-  List seek(rd_kafka_topic_partition_list_new(list->cnt), rd_kafka_topic_partition_list_destroy);
-  List committed(rd_kafka_topic_partition_list_new(list->cnt), rd_kafka_topic_partition_list_destroy);
-  for (int i = 0; i < list->cnt; ++i) {
-    const rd_kafka_topic_partition_t& tp = list->elems[i];
-    if (tp.err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
-    if (auto it = next_.find({tp.topic, tp.partition}); it != next_.end())
-      rd_kafka_topic_partition_list_add(seek.get(), tp.topic, tp.partition)->offset = it->second;
-    else
-      rd_kafka_topic_partition_list_add(committed.get(), tp.topic, tp.partition);
-  }
-  if (committed->cnt > 0 && rd_kafka_committed(rk_, committed.get(), 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    for (int i = 0; i < committed->cnt; ++i) {
-      const rd_kafka_topic_partition_t& tp = committed->elems[i];
-      if (tp.err == RD_KAFKA_RESP_ERR_NO_ERROR && tp.offset >= 0)
-        rd_kafka_topic_partition_list_add(seek.get(), tp.topic, tp.partition)->offset = tp.offset;
-    }
-  }
+  // stands (NextOffsets). One with no such offset starts when its broker's thread next wakes.
+  PartitionList resumed = NewPartitionList(list->cnt);
+  for (int i = 0; i < list->cnt; ++i)
+    if (list->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+      rd_kafka_topic_partition_list_add(resumed.get(), list->elems[i].topic, list->elems[i].partition);
+  PartitionList seek = NewPartitionList(resumed->cnt);
+  absl::Status lookup;  // without the committed offsets, the partitions polled are still sought
+  for (const auto& [tp, offset] : NextOffsets(*resumed, absl::Seconds(5), &lookup))
+    rd_kafka_topic_partition_list_add(seek.get(), tp.first.c_str(), tp.second)->offset = offset;
   if (seek->cnt == 0) return absl::OkStatus();
   if (rd_kafka_error_t* err = rd_kafka_seek_partitions(rk_, seek.get(), 5000)) {
     std::string msg = rd_kafka_error_string(err);
@@ -542,36 +565,21 @@ absl::Status Consumer::Resume() {
 }
 
 absl::StatusOr<int64_t> Consumer::Backlog(absl::Duration timeout) {
-  using List = std::unique_ptr<rd_kafka_topic_partition_list_t, decltype(&rd_kafka_topic_partition_list_destroy)>;
-  rd_kafka_topic_partition_list_t* assigned = nullptr;
-  if (rd_kafka_resp_err_t e = rd_kafka_assignment(rk_, &assigned); e != RD_KAFKA_RESP_ERR_NO_ERROR)
-    return absl::UnavailableError(absl::StrCat("kafka assignment: ", rd_kafka_err2str(e)));
-  List positions(assigned, rd_kafka_topic_partition_list_destroy);
-  if (positions->cnt == 0) return 0;
+  LETHE_ASSIGN_OR_RETURN(PartitionList assigned, Assignment(rk_));
+  if (assigned->cnt == 0) return 0;
+  absl::Status lookup;
+  const std::map<std::pair<std::string, int32_t>, int64_t> next = NextOffsets(*assigned, timeout, &lookup);
+  LETHE_RETURN_IF_ERROR(lookup);
   const int ms = static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(timeout), 1, 60'000));
-  // The offset after the last message polled, per partition; RD_KAFKA_OFFSET_INVALID before any.
-  if (rd_kafka_resp_err_t e = rd_kafka_position(rk_, positions.get()); e != RD_KAFKA_RESP_ERR_NO_ERROR)
-    return absl::UnavailableError(absl::StrCat("kafka position: ", rd_kafka_err2str(e)));
-  List committed(rd_kafka_topic_partition_list_copy(positions.get()), rd_kafka_topic_partition_list_destroy);
-  bool need_committed = false;
-  for (int i = 0; i < positions->cnt; ++i) need_committed = need_committed || positions->elems[i].offset < 0;
-  if (need_committed) {
-    if (rd_kafka_resp_err_t e = rd_kafka_committed(rk_, committed.get(), ms); e != RD_KAFKA_RESP_ERR_NO_ERROR)
-      return absl::UnavailableError(absl::StrCat("kafka committed offsets: ", rd_kafka_err2str(e)));
-  }
   int64_t backlog = 0;
-  for (int i = 0; i < positions->cnt; ++i) {
-    const rd_kafka_topic_partition_t& p = positions->elems[i];
+  for (int i = 0; i < assigned->cnt; ++i) {
+    const rd_kafka_topic_partition_t& p = assigned->elems[i];
     int64_t low = 0, high = 0;
     if (rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk_, p.topic, p.partition, &low, &high, ms);
         e != RD_KAFKA_RESP_ERR_NO_ERROR)
       return absl::UnavailableError(absl::StrCat("kafka end offsets of ", p.topic, ": ", rd_kafka_err2str(e)));
-    auto tracked = next_.find({p.topic, p.partition});
-    const int64_t next = tracked != next_.end()            ? tracked->second
-                         : p.offset >= 0                   ? p.offset
-                         : committed->elems[i].offset >= 0 ? committed->elems[i].offset
-                                                           : low;
-    backlog += std::max<int64_t>(0, high - next);
+    auto it = next.find({p.topic, p.partition});
+    backlog += std::max<int64_t>(0, high - (it != next.end() ? it->second : low));
   }
   return backlog;
 }

@@ -205,9 +205,8 @@ class Consumer {
   absl::Status Resume();
   // Whether Pause has partitions stopped that Resume has not restarted.
   bool paused() const { return !paused_.empty(); }
-  // The messages on the assigned partitions past this consumer's position (the message after
-  // the last one polled or rewound to; before any, the committed offset, else the partition's
-  // first), from
+  // The messages on the assigned partitions past this consumer's position (NextOffsets; the
+  // partition's first without one), from
   // the partitions' end offsets asked of their leaders now: one ListOffsets request each,
   // paused or not. 0 with nothing assigned.
   absl::StatusOr<int64_t> Backlog(absl::Duration timeout);
@@ -217,6 +216,11 @@ class Consumer {
  private:
   Consumer() = default;
   absl::Status CommitOffsets(const std::map<int32_t, const Message*>& last, absl::Duration timeout);
+  // Where each of `parts` goes on: the message after the last one polled or rewound to (next_);
+  // for a partition with none, its committed offset (asked of the coordinator, up to
+  // `timeout`; *lookup is its error, if any). A partition with neither is left out.
+  std::map<std::pair<std::string, int32_t>, int64_t> NextOffsets(const rd_kafka_topic_partition_list_t& parts,
+                                                                 absl::Duration timeout, absl::Status* lookup);
   rd_kafka_t* rk_ = nullptr;
   std::unique_ptr<ConsumerStats> stats_;
   std::set<std::pair<std::string, int32_t>> paused_;  // (topic, partition) stopped by Pause
